@@ -1,0 +1,295 @@
+package dualwrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/schemashift/schemashift/flags"
+)
+
+// ErrShadowTimeout is wrapped by the error of a shadow read that outlived
+// its timeout.
+var ErrShadowTimeout = errors.New("shadow read timed out")
+
+// ErrShadowPanic is wrapped by the error of a shadow read (or comparison)
+// that panicked; see [PanicError].
+var ErrShadowPanic = errors.New("shadow read panicked")
+
+// PanicError carries a recovered panic and its stack.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("%v: %v", ErrShadowPanic, e.Value) }
+
+// Unwrap returns [ErrShadowPanic].
+func (e *PanicError) Unwrap() error { return ErrShadowPanic }
+
+// ReadFunc reads one value from one origin.
+type ReadFunc[In, Out any] func(ctx context.Context, in In) (Out, error)
+
+// Reader reads through the origin the stage table names for each call's
+// stage. At shadow and live it also reads the other origin in the
+// background, compares the two results and reports the comparison; the
+// caller only ever gets the authoritative result, and never waits for the
+// shadow read.
+//
+// A Reader is safe for concurrent use. Close it when done: Close stops new
+// shadow reads, cancels those in flight and waits for them.
+type Reader[In, Out any] struct {
+	source StageSource
+	read   [2]ReadFunc[In, Out] // by Origin
+	cmp    Comparator[Out]
+	cfg    *config
+
+	slots chan struct{} // one per shadow read in flight
+
+	life  context.Context // cancelled by Close
+	close context.CancelFunc
+
+	mu       sync.Mutex
+	idle     sync.Cond // signalled when inflight drops to 0
+	inflight int
+	closed   bool
+}
+
+// NewReader returns a reader of the migration whose stage source yields.
+// old and new read the same value from each shape.
+func NewReader[In, Out any](source StageSource, oldRead, newRead ReadFunc[In, Out], opts ...Option) (*Reader[In, Out], error) {
+	if source == nil || oldRead == nil || newRead == nil {
+		return nil, errors.New("new reader: stage source, old and new read funcs are required")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("new reader: %w", err)
+	}
+	if err := cfg.forbid(cfg.writerOnly, "Reader"); err != nil {
+		return nil, fmt.Errorf("new reader: %w", err)
+	}
+	r := &Reader[In, Out]{
+		source: source,
+		read:   [2]ReadFunc[In, Out]{Old: oldRead, New: newRead},
+		cfg:    cfg,
+		slots:  make(chan struct{}, cfg.shadowConcurrency),
+	}
+	r.idle.L = &r.mu
+	// The reader's own lifetime, ended by Close; no caller's ctx outlives it.
+	r.life, r.close = context.WithCancel(context.Background())
+	red := redactor{names: make(map[string]bool, len(cfg.sensitive))}
+	for _, n := range cfg.sensitive {
+		red.names[n] = true
+	}
+	switch cmp := cfg.comparator.(type) {
+	case nil:
+		r.cmp = deepDiff[Out](red)
+	case Comparator[Out]:
+		r.cmp = func(old, new Out) []Diff { return red.redact(cmp(old, new)) }
+	default:
+		var zero Out
+		return nil, fmt.Errorf("new reader: WithComparator: %T does not compare %T", cmp, zero)
+	}
+	return r, nil
+}
+
+// Read reads in through the authoritative origin of the call's stage and
+// returns its result unchanged, error included.
+func (r *Reader[In, Out]) Read(ctx context.Context, in In) (out Out, err error) {
+	stage := r.source.Stage(ctx)
+	rt := routeOf(stage)
+	if rt.shadow {
+		if handoff := r.startShadow(ctx, stage, rt.authority.other(), in); handoff != nil {
+			done := false
+			defer func() { handoff <- authResult[Out]{out: out, err: err, ok: done} }()
+			out, err = r.call(ctx, stage, rt.authority, in)
+			done = true
+			return out, err
+		}
+	}
+	return r.call(ctx, stage, rt.authority, in)
+}
+
+func (r *Reader[In, Out]) call(ctx context.Context, stage flags.Stage, origin Origin, in In) (Out, error) {
+	start := r.cfg.now()
+	out, err := r.read[origin](ctx, in)
+	r.cfg.observer.ObserveCall(ctx, Call{
+		Migration: r.source.Migration(), Stage: stage, Op: Read, Origin: origin,
+		Role: Authoritative, Duration: r.cfg.now().Sub(start), Err: err,
+	})
+	return out, err
+}
+
+// authResult hands the authoritative result to the shadow goroutine; ok is
+// false when the authoritative read panicked.
+type authResult[Out any] struct {
+	out Out
+	err error
+	ok  bool
+}
+
+// startShadow launches the shadow read of origin, unless it is sampled out,
+// the bound is reached or the reader is closed. It returns the channel on
+// which the caller hands over the authoritative result, or nil.
+func (r *Reader[In, Out]) startShadow(ctx context.Context, stage flags.Stage, origin Origin, in In) chan authResult[Out] {
+	rate := r.cfg.sampleRate
+	if rate < 1 && (rate == 0 || rand.Float64() >= rate) {
+		return nil
+	}
+	drop := func(reason DropReason) chan authResult[Out] {
+		r.cfg.observer.ObserveShadowDrop(ctx, ShadowDrop{Migration: r.source.Migration(), Stage: stage, Reason: reason})
+		return nil
+	}
+	select {
+	case r.slots <- struct{}{}:
+	default:
+		return drop(DropFull)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		<-r.slots
+		return drop(DropClosed)
+	}
+	r.inflight++
+	r.mu.Unlock()
+
+	handoff := make(chan authResult[Out], 1)
+	// The shadow read keeps the call's values (trace, evaluation context)
+	// but not its cancellation: the caller returns before it ends.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.shadowTimeout)
+	go func() {
+		defer r.finished()
+		defer cancel()
+		stop := context.AfterFunc(r.life, cancel)
+		defer stop()
+		r.shadow(sctx, stage, origin, in, handoff)
+	}()
+	return handoff
+}
+
+func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin Origin, in In, handoff <-chan authResult[Out]) {
+	migration := r.source.Migration()
+	report := func(d time.Duration, err error) {
+		r.cfg.observer.ObserveCall(ctx, Call{Migration: migration, Stage: stage, Op: Read, Origin: origin, Role: ShadowRole, Duration: d, Err: err})
+	}
+	start := r.cfg.now()
+	var (
+		out Out
+		err error
+	)
+	panicked := func() (p bool) {
+		defer func() {
+			if v := recover(); v != nil {
+				err, p = &PanicError{Value: v, Stack: debug.Stack()}, true
+			}
+		}()
+		out, err = r.read[origin](ctx, in)
+		return false
+	}()
+	elapsed := r.cfg.now().Sub(start)
+	if !panicked && ctx.Err() != nil {
+		// Late or cancelled: whatever it returned is not compared.
+		cause := ErrShadowTimeout
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cause = context.Canceled
+		}
+		if err != nil {
+			err = fmt.Errorf("%w: %w", cause, err)
+		} else {
+			err = cause
+		}
+		report(elapsed, err)
+		return
+	}
+	report(elapsed, err)
+	if panicked {
+		return
+	}
+
+	var auth authResult[Out]
+	select {
+	case auth = <-handoff:
+	case <-ctx.Done():
+		return
+	}
+	if !auth.ok {
+		return
+	}
+	var diffs []Diff
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				report(0, fmt.Errorf("compare: %w", &PanicError{Value: v, Stack: debug.Stack()}))
+				diffs = nil
+				auth.ok = false
+			}
+		}()
+		old, new, oldErr, newErr := auth.out, out, auth.err, err
+		if origin == Old {
+			old, new, oldErr, newErr = out, auth.out, err, auth.err
+		}
+		diffs = compareResults(r.cmp, old, new, oldErr, newErr)
+	}()
+	if !auth.ok {
+		return
+	}
+	r.cfg.observer.ObserveComparison(ctx, Comparison{Migration: migration, Stage: stage, Match: len(diffs) == 0, Diffs: diffs})
+}
+
+// compareResults compares two reads, errors included: two failures agree
+// when they fail the same way; a failure and a value never agree.
+func compareResults[Out any](cmp Comparator[Out], old, new Out, oldErr, newErr error) []Diff {
+	switch {
+	case oldErr == nil && newErr == nil:
+		return cmp(old, new)
+	case oldErr != nil && newErr != nil:
+		if sameError(oldErr, newErr) {
+			return nil
+		}
+	}
+	return []Diff{{Path: "error", Old: errString(oldErr), New: errString(newErr)}}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
+
+func (r *Reader[In, Out]) finished() {
+	<-r.slots
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inflight--
+	if r.inflight == 0 {
+		r.idle.Broadcast()
+	}
+}
+
+// Wait blocks until the shadow reads in flight have finished, without
+// closing the reader.
+func (r *Reader[In, Out]) Wait() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.inflight > 0 {
+		r.idle.Wait()
+	}
+}
+
+// Close stops starting shadow reads, cancels those in flight and waits for
+// them to return. Reads after Close still return the authoritative result.
+// Close is idempotent.
+func (r *Reader[In, Out]) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.close()
+	r.Wait()
+	return nil
+}
