@@ -115,11 +115,11 @@ func (r *Reader[In, Out]) Read(ctx context.Context, in In) (out Out, err error) 
 }
 
 func (r *Reader[In, Out]) call(ctx context.Context, stage flags.Stage, origin Origin, in In) (Out, error) {
-	start := r.cfg.now()
+	start := r.cfg.clock()
 	out, err := r.read[origin](ctx, in)
 	r.cfg.observer.ObserveCall(ctx, Call{
 		Migration: r.source.Migration(), Stage: stage, Op: Read, Origin: origin,
-		Role: Authoritative, Duration: r.cfg.now().Sub(start), Err: err,
+		Role: Authoritative, Duration: r.cfg.clock() - start, Err: err,
 	})
 	return out, err
 }
@@ -177,7 +177,7 @@ func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin 
 	report := func(d time.Duration, err error) {
 		r.cfg.observer.ObserveCall(ctx, Call{Migration: migration, Stage: stage, Op: Read, Origin: origin, Role: ShadowRole, Duration: d, Err: err})
 	}
-	start := r.cfg.now()
+	start := r.cfg.clock()
 	var (
 		out Out
 		err error
@@ -191,7 +191,7 @@ func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin 
 		out, err = r.read[origin](ctx, in)
 		return false
 	}()
-	elapsed := r.cfg.now().Sub(start)
+	elapsed := r.cfg.clock() - start
 	if !panicked && ctx.Err() != nil {
 		// Late or cancelled: whatever it returned is not compared.
 		cause := ErrShadowTimeout

@@ -134,11 +134,11 @@ func (w *Writer[In]) Write(ctx context.Context, in In) error {
 }
 
 func (w *Writer[In]) call(ctx context.Context, stage flags.Stage, origin Origin, role Role, in In) error {
-	start := w.cfg.now()
+	start := w.cfg.clock()
 	err := w.write[origin](ctx, in)
 	w.cfg.observer.ObserveCall(ctx, Call{
 		Migration: w.source.Migration(), Stage: stage, Op: Write, Origin: origin,
-		Role: role, Duration: w.cfg.now().Sub(start), Err: err,
+		Role: role, Duration: w.cfg.clock() - start, Err: err,
 	})
 	return err
 }
@@ -236,11 +236,11 @@ func (w *TxWriter[In]) both(ctx context.Context, tx *sqlx.Tx, stage flags.Stage,
 }
 
 func (w *TxWriter[In]) call(ctx context.Context, q sqlx.ExtContext, stage flags.Stage, origin Origin, role Role, in In) error {
-	start := w.cfg.now()
+	start := w.cfg.clock()
 	err := w.write[origin](ctx, q, in)
 	w.cfg.observer.ObserveCall(ctx, Call{
 		Migration: w.source.Migration(), Stage: stage, Op: Write, Origin: origin,
-		Role: role, Duration: w.cfg.now().Sub(start), Err: err,
+		Role: role, Duration: w.cfg.clock() - start, Err: err,
 	})
 	return err
 }
