@@ -1,9 +1,14 @@
 package dualwrite_test
 
 import (
+	"database/sql"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// Tests of TxWriter use a real PostgreSQL; Main also checks for leaked
+// goroutines once the tests pass.
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var sqlNoRows = sql.ErrNoRows
