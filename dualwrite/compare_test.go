@@ -44,6 +44,7 @@ func compare[T any](t *testing.T, old, new T, opts ...dualwrite.Option) dualwrit
 	require.NoError(t, err)
 	_, err = r.Read(t.Context(), 0)
 	require.NoError(t, err)
+	r.Wait() // Close would cancel a shadow read still in flight
 	require.NoError(t, r.Close())
 	cmp := rec.Comparisons()
 	require.Len(t, cmp, 1)
@@ -161,6 +162,7 @@ func TestComparatorPanicIsContained(t *testing.T) {
 	got, err := r.Read(t.Context(), 0)
 	require.NoError(t, err)
 	assert.Equal(t, 1, got)
+	r.Wait() // Close would cancel a shadow read still in flight
 	require.NoError(t, r.Close())
 	assert.Empty(t, rec.Comparisons())
 	shadows := rec.CallsBy(dualwrite.ShadowRole)
@@ -195,6 +197,7 @@ func TestBothOriginsFailingTheSameWayMatch(t *testing.T) {
 	require.NoError(t, err)
 	_, err = r.Read(t.Context(), 0)
 	require.EqualError(t, err, "no rows in result set")
+	r.Wait() // Close would cancel a shadow read still in flight
 	require.NoError(t, r.Close())
 	cmp := rec.Comparisons()
 	require.Len(t, cmp, 1)

@@ -43,7 +43,8 @@ func ExampleReader() {
 		return
 	}
 	got, _ := r.Read(ctx, 1)
-	_ = r.Close() // waits for the shadow read
+	r.Wait() // for the shadow read; Close would cancel it
+	_ = r.Close()
 
 	fmt.Println("caller got:", got.Given, got.Family)
 	for _, c := range rec.Comparisons() {

@@ -82,6 +82,11 @@ type Comparison struct {
 	Migration string
 	Stage     flags.Stage
 	Match     bool
+	// Rechecked is set when the first comparison differed and both origins
+	// were read again (see [WithRecheck]); Match and Diffs are then those of
+	// the second reading. A match after a recheck means a write landed
+	// between the first two reads.
+	Rechecked bool
 	Diffs     []Diff
 }
 

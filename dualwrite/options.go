@@ -23,6 +23,7 @@ type config struct {
 	sampleRate        float64
 	comparator        any // Comparator[T] of the reader's T
 	sensitive         []string
+	recheck           bool
 	repairs           RepairQueue
 	now               func() time.Time
 	sinceStart        func() time.Duration // monotonic; cheaper than two time.Now calls
@@ -38,6 +39,7 @@ func newConfig(opts []Option) (*config, error) {
 		shadowTimeout:     DefaultShadowTimeout,
 		shadowConcurrency: DefaultShadowConcurrency,
 		sampleRate:        1,
+		recheck:           true,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -147,6 +149,20 @@ func WithComparator[T any](cmp Comparator[T]) Option {
 		}
 		c.comparator = cmp
 		c.readerOnly = append(c.readerOnly, "WithComparator")
+		return nil
+	}
+}
+
+// WithRecheck sets whether a shadow read that differs from the
+// authoritative one is confirmed by reading both origins again, back to back,
+// before it is reported as a mismatch (default true). Under concurrent
+// writes, two reads made a moment apart can see two versions of a row; the
+// recheck keeps such races from counting as divergences. Read functions must
+// be safe to call more than once.
+func WithRecheck(on bool) Option {
+	return func(c *config) error {
+		c.recheck = on
+		c.readerOnly = append(c.readerOnly, "WithRecheck")
 		return nil
 	}
 }

@@ -213,32 +213,53 @@ func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin 
 
 	var auth authResult[Out]
 	select {
-	case auth = <-handoff:
-	case <-ctx.Done():
-		return
+	case auth = <-handoff: // preferred when Close races with a handed-over result
+	default:
+		select {
+		case auth = <-handoff:
+		case <-ctx.Done():
+			return
+		}
 	}
 	if !auth.ok {
 		return
 	}
-	var diffs []Diff
+	var (
+		diffs     []Diff
+		rechecked bool
+	)
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
 				report(0, fmt.Errorf("compare: %w", &PanicError{Value: v, Stack: debug.Stack()}))
-				diffs = nil
 				auth.ok = false
 			}
 		}()
-		old, new, oldErr, newErr := auth.out, out, auth.err, err
-		if origin == Old {
-			old, new, oldErr, newErr = out, auth.out, err, auth.err
+		diffs = r.compare(origin, auth.out, auth.err, out, err)
+		if len(diffs) == 0 || !r.cfg.recheck {
+			return
 		}
-		diffs = compareResults(r.cmp, old, new, oldErr, newErr)
+		// A write that commits between the two reads looks like a
+		// divergence; a real one survives reading both again, back to back.
+		authOut, authErr := r.read[origin.other()](ctx, in)
+		shadowOut, shadowErr := r.read[origin](ctx, in)
+		if ctx.Err() == nil {
+			diffs, rechecked = r.compare(origin, authOut, authErr, shadowOut, shadowErr), true
+		}
 	}()
 	if !auth.ok {
 		return
 	}
-	r.cfg.observer.ObserveComparison(ctx, Comparison{Migration: migration, Stage: stage, Match: len(diffs) == 0, Diffs: diffs})
+	r.cfg.observer.ObserveComparison(ctx, Comparison{Migration: migration, Stage: stage, Match: len(diffs) == 0, Rechecked: rechecked, Diffs: diffs})
+}
+
+// compare compares the authoritative result with the shadow read of origin,
+// as old against new.
+func (r *Reader[In, Out]) compare(shadowOrigin Origin, authOut Out, authErr error, shadowOut Out, shadowErr error) []Diff {
+	if shadowOrigin == Old {
+		return compareResults(r.cmp, shadowOut, authOut, shadowErr, authErr)
+	}
+	return compareResults(r.cmp, authOut, shadowOut, authErr, shadowErr)
 }
 
 // compareResults compares two reads, errors included: two failures agree
@@ -283,8 +304,9 @@ func (r *Reader[In, Out]) Wait() {
 }
 
 // Close stops starting shadow reads, cancels those in flight and waits for
-// them to return. Reads after Close still return the authoritative result.
-// Close is idempotent.
+// them to return; a cancelled shadow read is reported with an error and not
+// compared. To let them finish instead, call [Reader.Wait] first. Reads
+// after Close still return the authoritative result. Close is idempotent.
 func (r *Reader[In, Out]) Close() error {
 	r.mu.Lock()
 	r.closed = true

@@ -72,7 +72,7 @@ func TestReadFollowsStageTable(t *testing.T) {
 					return name, nil
 				}
 			}
-			r, err := dualwrite.NewReader(flag, read("old"), read("new"), dualwrite.WithObserver(rec))
+			r, err := dualwrite.NewReader(flag, read("old"), read("new"), dualwrite.WithObserver(rec), dualwrite.WithRecheck(false))
 			require.NoError(t, err)
 			defer r.Close()
 
@@ -252,6 +252,7 @@ func TestShadowSampleRate(t *testing.T) {
 			_, err := r.Read(t.Context(), 0)
 			require.NoError(t, err)
 		}
+		r.Wait() // Close would cancel a shadow read still in flight
 		require.NoError(t, r.Close())
 		n := int(shadows.Load())
 		assert.GreaterOrEqual(t, n, tt.min, "rate %v", tt.rate)
@@ -397,4 +398,50 @@ func TestNewReaderRejectsBadOptions(t *testing.T) {
 func nanValue() float64 {
 	zero := 0.0
 	return zero / zero
+}
+
+// A write landing between the two reads of one call is not a divergence:
+// the recheck reads both again and they agree.
+func TestRecheckFiltersConcurrentWriteRaces(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name          string
+		recheck       bool
+		persistent    bool
+		wantMatch     bool
+		wantRechecked bool
+	}{
+		{"race, recheck on", true, false, true, true},
+		{"race, recheck off", false, false, false, false},
+		{"real divergence, recheck on", true, true, false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			flag, _ := flagstest.Flag(t, migration, flags.Shadow)
+			rec := &dualwritetest.Recorder{}
+			var newReads atomic.Int32
+			r, err := dualwrite.NewReader(flag,
+				func(context.Context, int) (string, error) { return "Ada Lovelace", nil },
+				func(context.Context, int) (string, error) {
+					if newReads.Add(1) == 1 || tt.persistent {
+						return "Ada King", nil // a version from before (or beside) the old one
+					}
+					return "Ada Lovelace", nil
+				},
+				dualwrite.WithObserver(rec), dualwrite.WithRecheck(tt.recheck))
+			require.NoError(t, err)
+			got, err := r.Read(t.Context(), 1)
+			require.NoError(t, err)
+			assert.Equal(t, "Ada Lovelace", got)
+			r.Wait() // Close would cancel a shadow read still in flight
+			require.NoError(t, r.Close())
+			cmp := rec.Comparisons()
+			require.Len(t, cmp, 1)
+			assert.Equal(t, tt.wantMatch, cmp[0].Match)
+			assert.Equal(t, tt.wantRechecked, cmp[0].Rechecked)
+			if !tt.wantMatch {
+				assert.Equal(t, []dualwrite.Diff{{Old: `"Ada Lovelace"`, New: `"Ada King"`}}, cmp[0].Diffs)
+			}
+		})
+	}
 }

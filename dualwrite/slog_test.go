@@ -33,6 +33,7 @@ func TestSlogObserver(t *testing.T) {
 	p.Fail(migration, errors.New("flagd unreachable"))
 	_, err = r.Read(t.Context(), 1)
 	require.NoError(t, err)
+	r.Wait() // Close would cancel a shadow read still in flight
 	require.NoError(t, r.Close())
 
 	out := buf.String()

@@ -49,6 +49,7 @@ func TestObserverRecordsMetrics(t *testing.T) {
 	p.SetRaw("m", "nonsense")
 	_, err = r.Read(t.Context(), 0)
 	require.NoError(t, err)
+	r.Wait() // Close would cancel a shadow read still in flight
 	require.NoError(t, r.Close())
 
 	var rm metricdata.ResourceMetrics

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
+)
+
+// User is what the service works with, whatever the table looks like.
+type User struct {
+	ID         int64
+	GivenName  string
+	FamilyName string
+}
+
+// users is the service's repository, wrapped in dualwrite adapters: the
+// old code path and the new one side by side, chosen per call by the stage.
+type users struct {
+	db     *sqlx.DB
+	reads  *dualwrite.Reader[int64, User]
+	writes *dualwrite.TxWriter[User]
+}
+
+func newUsers(db *sqlx.DB, ev *flags.Evaluator, obs dualwrite.Observer) (*users, error) {
+	flag, err := ev.Flag(migration)
+	if err != nil {
+		return nil, err
+	}
+	reads, err := dualwrite.NewReader(flag, readOld(db), readNew(db), dualwrite.WithObserver(obs))
+	if err != nil {
+		return nil, err
+	}
+	writes, err := dualwrite.NewTxWriter(db, flag, writeOld, writeNew, dualwrite.WithObserver(obs))
+	if err != nil {
+		return nil, err
+	}
+	return &users{db: db, reads: reads, writes: writes}, nil
+}
+
+func (u *users) Get(ctx context.Context, id int64) (User, error) { return u.reads.Read(ctx, id) }
+func (u *users) Save(ctx context.Context, user User) error     { return u.writes.Write(ctx, user) }
+
+// Wait waits for shadow reads in flight; Close stops them.
+func (u *users) Wait()        { u.reads.Wait() }
+func (u *users) Close() error { return u.reads.Close() }
+
+func (u *users) count(ctx context.Context) int {
+	var n int
+	_ = u.db.GetContext(ctx, &n, `SELECT count(*) FROM users`)
+	return n
+}
+
+// The old code path: one full_name column.
+func readOld(db *sqlx.DB) dualwrite.ReadFunc[int64, User] {
+	return func(ctx context.Context, id int64) (User, error) {
+		var full string
+		if err := db.GetContext(ctx, &full, `SELECT full_name FROM users WHERE id = $1`, id); err != nil {
+			return User{}, err
+		}
+		given, family, _ := strings.Cut(full, " ")
+		return User{ID: id, GivenName: given, FamilyName: family}, nil
+	}
+}
+
+func writeOld(ctx context.Context, q sqlx.ExtContext, u User) error {
+	full := strings.TrimSpace(u.GivenName + " " + u.FamilyName)
+	_, err := q.ExecContext(ctx, `INSERT INTO users (id, full_name) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET full_name = EXCLUDED.full_name`, u.ID, full)
+	return err
+}
+
+// The new code path: given_name and family_name. Its write is an upsert of
+// the full new representation.
+func readNew(db *sqlx.DB) dualwrite.ReadFunc[int64, User] {
+	return func(ctx context.Context, id int64) (User, error) {
+		var row struct {
+			Given  sql.NullString `db:"given_name"`
+			Family sql.NullString `db:"family_name"`
+		}
+		if err := db.GetContext(ctx, &row, `SELECT given_name, family_name FROM users WHERE id = $1`, id); err != nil {
+			return User{}, err
+		}
+		return User{ID: id, GivenName: row.Given.String, FamilyName: row.Family.String}, nil
+	}
+}
+
+func writeNew(ctx context.Context, q sqlx.ExtContext, u User) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO users (id, given_name, family_name) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name`,
+		u.ID, u.GivenName, u.FamilyName)
+	return err
+}
+
+const (
+	seedRows   = 1000
+	legacyRows = 50 // rows a legacy job still writes through full_name only
+)
+
+var (
+	givenNames  = []string{"Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus"}
+	familyNames = []string{"Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Wirth"}
+)
+
+func randomName() (string, string) {
+	return givenNames[rand.IntN(len(givenNames))], familyNames[rand.IntN(len(familyNames))]
+}
+
+// seed creates the table as the old code knows it, with n users.
+func seed(ctx context.Context, db *sqlx.DB, n int) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, full_name text NOT NULL)`); err != nil {
+		return fmt.Errorf("create users: %w", err)
+	}
+	_, err := db.ExecContext(ctx, `INSERT INTO users (id, full_name)
+		SELECT i, (ARRAY['Ada','Grace','Alan','Edsger','Barbara'])[1 + i % 5] || ' ' ||
+		          (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov'])[1 + i % 5]
+		FROM generate_series(1, $1) AS i ON CONFLICT DO NOTHING`, n)
+	if err != nil {
+		return fmt.Errorf("seed users: %w", err)
+	}
+	return nil
+}
+
+// traffic plays n requests from 8 concurrent clients: two reads for every
+// write, writes both renaming existing users and adding new ones.
+func traffic(ctx context.Context, repo *users, n int) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	work := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range work {
+				if err := request(ctx, repo, i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return first
+}
+
+var nextID = struct {
+	sync.Mutex
+	id int64
+}{id: 100000}
+
+func request(ctx context.Context, repo *users, i int) error {
+	switch i % 3 {
+	case 0:
+		given, family := randomName()
+		id := legacyRows + 1 + rand.Int64N(seedRows-legacyRows) // the first rows belong to the legacy job
+		if i%2 == 0 {
+			nextID.Lock()
+			nextID.id++
+			id = nextID.id
+			nextID.Unlock()
+		}
+		return repo.Save(ctx, User{ID: id, GivenName: given, FamilyName: family})
+	default:
+		_, err := repo.Get(ctx, rand.Int64N(seedRows)+1)
+		return err
+	}
+}
