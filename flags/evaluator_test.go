@@ -142,7 +142,7 @@ func TestEvaluationContextFromCtx(t *testing.T) {
 	provider := memprovider.NewInMemoryProvider(map[string]memprovider.InMemoryFlag{
 		"schemashift." + migration: {
 			Key: "schemashift." + migration, State: memprovider.Enabled, DefaultVariant: "shadow",
-			Variants: map[string]any{"shadow": "shadow", "live": "live"},
+			Variants:         map[string]any{"shadow": "shadow", "live": "live"},
 			ContextEvaluator: &byTenant,
 		},
 	})

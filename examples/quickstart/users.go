@@ -46,7 +46,7 @@ func newUsers(db *sqlx.DB, ev *flags.Evaluator, obs dualwrite.Observer) (*users,
 }
 
 func (u *users) Get(ctx context.Context, id int64) (User, error) { return u.reads.Read(ctx, id) }
-func (u *users) Save(ctx context.Context, user User) error     { return u.writes.Write(ctx, user) }
+func (u *users) Save(ctx context.Context, user User) error       { return u.writes.Write(ctx, user) }
 
 // Wait waits for shadow reads in flight; Close stops them.
 func (u *users) Wait()        { u.reads.Wait() }

@@ -37,7 +37,7 @@ type Provider struct {
 }
 
 var (
-	_ openfeature.FeatureProvider            = (*Provider)(nil)
+	_ openfeature.FeatureProvider          = (*Provider)(nil)
 	_ openfeature.ContextAwareStateHandler = (*Provider)(nil)
 )
 
