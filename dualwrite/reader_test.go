@@ -445,3 +445,39 @@ func TestRecheckFiltersConcurrentWriteRaces(t *testing.T) {
 		})
 	}
 }
+
+// A provider that is not ready yet: calls take the old path (off), the
+// caller is served, and every fallback is counted.
+func TestProviderNotReadyServesOff(t *testing.T) {
+	t.Parallel()
+	rec := &dualwritetest.Recorder{}
+	p := flagstest.NewUnreadyProvider(map[string]flags.Stage{migration: flags.Complete})
+	ev, err := flags.NewEvaluator(flagstest.Client(t, p), flags.WithObserver(rec))
+	require.NoError(t, err)
+	flag, err := ev.Flag(migration)
+	require.NoError(t, err)
+	ran := &origins{}
+	r, err := dualwrite.NewReader(flag,
+		func(context.Context, int) (string, error) { ran.record("old"); return "old", nil },
+		func(context.Context, int) (string, error) { ran.record("new"); return "new", nil },
+		dualwrite.WithObserver(rec))
+	require.NoError(t, err)
+	defer r.Close()
+	w, err := dualwrite.NewWriter(flag,
+		func(context.Context, int) error { ran.record("write old"); return nil },
+		func(context.Context, int) error { ran.record("write new"); return nil })
+	require.NoError(t, err)
+
+	got, err := r.Read(t.Context(), 0)
+	require.NoError(t, err)
+	assert.Equal(t, "old", got)
+	require.NoError(t, w.Write(t.Context(), 0))
+	assert.Equal(t, []string{"old", "write old"}, ran.list())
+	fb := rec.Fallbacks()
+	require.Len(t, fb, 2)
+	for _, f := range fb {
+		assert.Equal(t, flags.ProviderNotReady, f.Reason)
+		assert.Equal(t, flags.Off, f.Stage)
+	}
+	assert.Equal(t, uint64(2), ev.Stats().Fallbacks[flags.ProviderNotReady])
+}
