@@ -1,0 +1,220 @@
+package backfill
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/ident"
+)
+
+// Job describes one backfill: the table walked, chunk by chunk, in primary
+// key order, and what each chunk does. Exactly one of Set, Into and Func
+// says what a chunk does.
+type Job struct {
+	// Name identifies the job in schemashift_backfills: a job is resumed by
+	// name, and a name whose definition changed is refused.
+	Name string
+	// Table is the table walked, "name" or "schema.name".
+	Table string
+	// Key lists the table's primary key columns in index order. Empty: read
+	// from the catalog.
+	Key []string
+
+	// Set (SQL mode, same table) assigns each column an expression of the
+	// row's old columns:
+	//	UPDATE t SET c = expr … WHERE key in chunk AND (c, …) IS DISTINCT FROM (expr, …)
+	Set []Assign
+	// Into (SQL mode, another table) upserts each row of the chunk into a
+	// new table.
+	Into *Into
+	// Func (Go mode) is called with each chunk's rows, read FOR UPDATE in
+	// the transaction it writes in.
+	Func ChunkFunc
+	// Columns are the columns Func reads (the key is always read).
+	Columns []string
+	// Version names the behaviour of Func; change it when Func changes, so
+	// that a job half done by the old Func is not silently resumed.
+	Version string
+}
+
+// Assign sets Column to Expr. Expr is SQL written by the job's author, in
+// code, over the walked table's columns (lower(email), say); it must never
+// come from user input. Column is an identifier and is quoted.
+type Assign struct {
+	Column string
+	Expr   string
+}
+
+// Into moves rows into another table:
+//
+//	INSERT INTO into (c, …) SELECT expr, … FROM t WHERE key in chunk FOR UPDATE
+//	ON CONFLICT (key) DO UPDATE SET … WHERE (…) IS DISTINCT FROM (EXCLUDED…)
+//
+// Locking the source rows makes the copy race-safe against dual writes: a
+// row written while the chunk waits is copied as it is after that write.
+type Into struct {
+	Table string
+	// Key is the target's conflict key (its primary key or a unique key).
+	// For verification, each key column's Expr must be the matching source
+	// key column's name.
+	Key     []string
+	Columns []Assign
+}
+
+// ChunkFunc does a Go-mode chunk's work in tx and returns how many rows it
+// changed. rows holds the chunk's rows (column name to value), locked FOR
+// UPDATE until tx commits.
+type ChunkFunc func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error)
+
+// ErrInvalidJob is wrapped by every job validation error.
+var ErrInvalidJob = errors.New("invalid backfill job")
+
+// validate checks the job and returns its table and key, quoted.
+func (j Job) validate() error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w %q: %s", ErrInvalidJob, j.Name, fmt.Sprintf(format, args...))
+	}
+	if j.Name == "" {
+		return fmt.Errorf("%w: name is empty", ErrInvalidJob)
+	}
+	if len(j.Name) > 200 {
+		return fail("name is over 200 bytes")
+	}
+	if _, err := ident.ParseTable(j.Table); err != nil {
+		return fail("%v", err)
+	}
+	for _, k := range j.Key {
+		if err := ident.Check(k); err != nil {
+			return fail("key: %v", err)
+		}
+	}
+	modes := 0
+	if len(j.Set) > 0 {
+		modes++
+		if err := checkAssigns(j.Set); err != nil {
+			return fail("set: %v", err)
+		}
+	}
+	if j.Into != nil {
+		modes++
+		if _, err := ident.ParseTable(j.Into.Table); err != nil {
+			return fail("into: %v", err)
+		}
+		if len(j.Into.Key) == 0 {
+			return fail("into: conflict key is empty")
+		}
+		if len(j.Into.Columns) == 0 {
+			return fail("into: no columns")
+		}
+		if err := checkAssigns(j.Into.Columns); err != nil {
+			return fail("into: %v", err)
+		}
+		for _, k := range j.Into.Key {
+			if err := ident.Check(k); err != nil {
+				return fail("into key: %v", err)
+			}
+			if _, ok := assignOf(j.Into.Columns, k); !ok {
+				return fail("into: key column %q has no expression", k)
+			}
+		}
+		if len(j.Into.Columns) == len(j.Into.Key) {
+			return fail("into: no column besides the key")
+		}
+	}
+	if j.Func != nil {
+		modes++
+		if j.Version == "" {
+			return fail("a Go-mode job needs a Version, so that a change of Func is not silently resumed")
+		}
+		for _, c := range j.Columns {
+			if err := ident.Check(c); err != nil {
+				return fail("columns: %v", err)
+			}
+		}
+	}
+	if modes != 1 {
+		return fail("exactly one of Set, Into and Func must be given (got %d)", modes)
+	}
+	return nil
+}
+
+func checkAssigns(as []Assign) error {
+	seen := map[string]bool{}
+	for _, a := range as {
+		if err := ident.Check(a.Column); err != nil {
+			return err
+		}
+		if seen[a.Column] {
+			return fmt.Errorf("column %q assigned twice", a.Column)
+		}
+		seen[a.Column] = true
+		if err := checkExpr(a.Expr); err != nil {
+			return fmt.Errorf("column %q: %w", a.Column, err)
+		}
+	}
+	return nil
+}
+
+// checkExpr refuses what cannot belong in one expression: an empty one, a
+// statement separator or a comment outside string literals.
+func checkExpr(e string) error {
+	if strings.TrimSpace(e) == "" {
+		return errors.New("empty expression")
+	}
+	inString := false
+	for i := 0; i < len(e); i++ {
+		c := e[i]
+		if c == '\'' {
+			inString = !inString
+			continue
+		}
+		if inString {
+			continue
+		}
+		switch {
+		case c == ';':
+			return fmt.Errorf("expression %q holds a ';'", e)
+		case c == 0:
+			return fmt.Errorf("expression holds a NUL byte")
+		case c == '-' && i+1 < len(e) && e[i+1] == '-', c == '/' && i+1 < len(e) && e[i+1] == '*':
+			return fmt.Errorf("expression %q holds a comment", e)
+		}
+	}
+	if inString {
+		return fmt.Errorf("expression %q has an unterminated string", e)
+	}
+	return nil
+}
+
+func assignOf(as []Assign, column string) (Assign, bool) {
+	for _, a := range as {
+		if a.Column == column {
+			return a, true
+		}
+	}
+	return Assign{}, false
+}
+
+// hash identifies the job's definition: what a chunk does over which rows.
+// Throttling and worker settings are not part of it.
+func (j Job) hash(key []string) string {
+	def := struct {
+		Table   string
+		Key     []string
+		Set     []Assign
+		Into    *Into
+		Columns []string
+		Version string
+		GoMode  bool
+	}{j.Table, key, j.Set, j.Into, j.Columns, j.Version, j.Func != nil}
+	b, _ := json.Marshal(def)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}

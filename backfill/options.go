@@ -1,0 +1,189 @@
+package backfill
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults.
+const (
+	DefaultChunkSize        = 1000
+	DefaultMinChunk         = 100
+	DefaultMaxChunk         = 50000
+	DefaultTargetChunkTime  = 500 * time.Millisecond
+	DefaultLockTimeout      = 2 * time.Second
+	DefaultStatementTimeout = 30 * time.Second
+	DefaultLease            = 2 * time.Minute
+	DefaultMaxRetries       = 10
+)
+
+type options struct {
+	workerID         string
+	workers          int
+	chunkSize        int
+	minChunk         int
+	maxChunk         int
+	targetChunkTime  time.Duration
+	rowsPerSecond    float64
+	lockTimeout      time.Duration
+	statementTimeout time.Duration
+	lease            time.Duration
+	maxRetries       int
+	backoff          time.Duration
+	pollInterval     time.Duration
+	signals          []Signal
+	progress         func(Progress)
+	progressEvery    time.Duration
+	observer         Observer
+	observed         bool
+	beforeCommit     func(seq int64) // test hook
+}
+
+// Option configures a [Backfill].
+type Option func(*options) error
+
+func newOptions(opts []Option) (options, error) {
+	o := options{
+		workerID: newWorkerID(), workers: 1,
+		chunkSize: DefaultChunkSize, minChunk: DefaultMinChunk, maxChunk: DefaultMaxChunk,
+		targetChunkTime: DefaultTargetChunkTime, lockTimeout: DefaultLockTimeout,
+		statementTimeout: DefaultStatementTimeout, lease: DefaultLease, maxRetries: DefaultMaxRetries,
+		backoff: 50 * time.Millisecond, pollInterval: time.Second, progressEvery: time.Second,
+		observer: NopObserver{},
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			return o, errors.New("option is nil")
+		}
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	if o.minChunk > o.maxChunk {
+		return o, fmt.Errorf("chunk bounds: min %d is above max %d", o.minChunk, o.maxChunk)
+	}
+	o.chunkSize = min(max(o.chunkSize, o.minChunk), o.maxChunk)
+	if o.statementTimeout >= o.lease {
+		return o, fmt.Errorf("statement timeout %v must be shorter than the lease %v, or a slow chunk could outlive its lease", o.statementTimeout, o.lease)
+	}
+	return o, nil
+}
+
+func positive[T int | float64 | time.Duration](name string, v T) error {
+	if v <= 0 {
+		return fmt.Errorf("%s: %v is not positive", name, v)
+	}
+	return nil
+}
+
+// WithWorkerID names this process's worker(s) in leases. A restarted
+// process that keeps its ID takes its own unfinished chunk back at once,
+// instead of waiting for the lease to expire. Default: host/pid/random.
+func WithWorkerID(id string) Option {
+	return func(o *options) error {
+		if id == "" {
+			return errors.New("worker id is empty")
+		}
+		o.workerID = id
+		return nil
+	}
+}
+
+// WithWorkers runs n workers in this process (default 1).
+func WithWorkers(n int) Option {
+	return func(o *options) error { o.workers = n; return positive("workers", n) }
+}
+
+// WithChunkSize sets the first chunk's size and the bounds the adaptive
+// size stays within (defaults 1000, 100, 50000).
+func WithChunkSize(initial, minSize, maxSize int) Option {
+	return func(o *options) error {
+		o.chunkSize, o.minChunk, o.maxChunk = initial, minSize, maxSize
+		return errors.Join(positive("chunk size", initial), positive("min chunk", minSize), positive("max chunk", maxSize))
+	}
+}
+
+// WithTargetChunkTime sets the chunk duration the adaptive size steers
+// towards (default 500ms). Shorter chunks hold row locks for less time.
+func WithTargetChunkTime(d time.Duration) Option {
+	return func(o *options) error { o.targetChunkTime = d; return positive("target chunk time", d) }
+}
+
+// WithRate limits the backfill to rowsPerSecond rows walked per second.
+func WithRate(rowsPerSecond float64) Option {
+	return func(o *options) error { o.rowsPerSecond = rowsPerSecond; return positive("rate", rowsPerSecond) }
+}
+
+// WithLockTimeout bounds how long a chunk waits for a row lock (default 2s)
+// before it gives up and retries: a chunk never queues foreground writers
+// behind it for longer.
+func WithLockTimeout(d time.Duration) Option {
+	return func(o *options) error { o.lockTimeout = d; return positive("lock timeout", d) }
+}
+
+// WithStatementTimeout bounds each chunk statement (default 30s).
+func WithStatementTimeout(d time.Duration) Option {
+	return func(o *options) error { o.statementTimeout = d; return positive("statement timeout", d) }
+}
+
+// WithLease sets how long a chunk stays leased to a worker that stopped
+// answering (default 2m).
+func WithLease(d time.Duration) Option {
+	return func(o *options) error { o.lease = d; return positive("lease", d) }
+}
+
+// WithRetries sets how many times a chunk is retried on a retryable error
+// (lock timeout, deadlock, serialization failure, statement timeout, lost
+// connection) and the base of the jittered exponential backoff.
+func WithRetries(n int, base time.Duration) Option {
+	return func(o *options) error {
+		o.maxRetries, o.backoff = n, base
+		if n < 0 {
+			return fmt.Errorf("retries: %d is negative", n)
+		}
+		return positive("backoff", base)
+	}
+}
+
+// WithPollInterval sets how often a paused worker looks at the table again
+// (default 1s).
+func WithPollInterval(d time.Duration) Option {
+	return func(o *options) error { o.pollInterval = d; return positive("poll interval", d) }
+}
+
+// WithSignals adds throttle signals, consulted before every chunk.
+func WithSignals(s ...Signal) Option {
+	return func(o *options) error {
+		for _, sig := range s {
+			if sig == nil {
+				return errors.New("signal is nil")
+			}
+		}
+		o.signals = append(o.signals, s...)
+		return nil
+	}
+}
+
+// WithProgress calls fn with the job's progress every interval while Run
+// works, and once when it returns. fn runs on its own goroutine.
+func WithProgress(every time.Duration, fn func(Progress)) Option {
+	return func(o *options) error {
+		if fn == nil {
+			return errors.New("progress func is nil")
+		}
+		o.progress, o.progressEvery = fn, every
+		return positive("progress interval", every)
+	}
+}
+
+// WithObserver reports chunks, retries, throttling and progress to obs.
+func WithObserver(obs Observer) Option {
+	return func(o *options) error {
+		if obs == nil {
+			return errors.New("observer is nil")
+		}
+		o.observer, o.observed = obs, true
+		return nil
+	}
+}

@@ -1,0 +1,251 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/ident"
+)
+
+// Key is the value of a row's primary key, one text per key column, as
+// PostgreSQL prints it. Keys round-trip through text, so any key type that
+// casts to and from text works: integers, UUIDs, text, dates.
+type Key []string
+
+// plan is a job resolved against the catalog: every statement it runs.
+type plan struct {
+	table    ident.Table
+	keyCols  []string // unquoted, index order
+	keyTypes []string // format_type of each key column
+	keyList  string   // "k1", "k2"
+	keyText  string   // "k1"::text, "k2"::text
+}
+
+func resolve(ctx context.Context, q sqlx.QueryerContext, j Job) (*plan, error) {
+	t, err := ident.ParseTable(j.Table)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{table: t}
+	var exists bool
+	if err := sqlx.GetContext(ctx, q, &exists, `SELECT to_regclass($1) IS NOT NULL`, t.Quoted()); err != nil {
+		return nil, fmt.Errorf("resolve table %s: %w", t, err)
+	}
+	if !exists {
+		return nil, fmt.Errorf("resolve table %s: %w: relation does not exist", t, ErrInvalidJob)
+	}
+	keys := j.Key
+	if len(keys) == 0 {
+		if err := sqlx.SelectContext(ctx, q, &keys, `
+			SELECT a.attname FROM pg_index i
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+			WHERE i.indrelid = $1::regclass AND i.indisprimary
+			ORDER BY array_position(i.indkey::int2[], a.attnum)`, t.Quoted()); err != nil {
+			return nil, fmt.Errorf("resolve primary key of %s: %w", t, err)
+		}
+		if len(keys) == 0 {
+			return nil, fmt.Errorf("resolve primary key of %s: %w: the table has no primary key; name one in Job.Key", t, ErrInvalidJob)
+		}
+	}
+	for _, k := range keys {
+		var typ string
+		err := sqlx.GetContext(ctx, q, &typ, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attname = $2 AND attnum > 0 AND NOT attisdropped`, t.Quoted(), k)
+		if err != nil {
+			return nil, fmt.Errorf("resolve key column %q of %s: %w: no such column", k, t, ErrInvalidJob)
+		}
+		p.keyCols = append(p.keyCols, k)
+		p.keyTypes = append(p.keyTypes, typ)
+	}
+	quoted, err := ident.QuoteAll(p.keyCols)
+	if err != nil {
+		return nil, err
+	}
+	p.keyList = strings.Join(quoted, ", ")
+	texts := make([]string, len(quoted))
+	for i, k := range quoted {
+		// Aliased, so that ORDER BY names the column and not this text.
+		texts[i] = k + "::text AS schemashift_k" + strconv.Itoa(i+1)
+	}
+	p.keyText = strings.Join(texts, ", ")
+	return p, nil
+}
+
+// args collects bind parameters and numbers them.
+type args struct{ vals []any }
+
+func (a *args) add(v any) string {
+	a.vals = append(a.vals, v)
+	return "$" + strconv.Itoa(len(a.vals))
+}
+
+// keyRow renders k as a row of typed parameters.
+func (p *plan) keyRow(a *args, k Key) string {
+	parts := make([]string, len(k))
+	for i, v := range k {
+		parts[i] = a.add(v) + "::" + p.keyTypes[i]
+	}
+	return "ROW(" + strings.Join(parts, ", ") + ")"
+}
+
+func (p *plan) keyRowOf(alias string) string {
+	if alias == "" {
+		return "ROW(" + p.keyList + ")"
+	}
+	quoted, _ := ident.QuoteAll(p.keyCols)
+	for i := range quoted {
+		quoted[i] = alias + "." + quoted[i]
+	}
+	return "ROW(" + strings.Join(quoted, ", ") + ")"
+}
+
+// span is a range of keys: after Lo (exclusive) up to Hi (inclusive); a nil
+// bound is open.
+type span struct {
+	Lo Key `json:"lo,omitempty"`
+	Hi Key `json:"hi,omitempty"`
+}
+
+// where renders the predicate of a span (or of an explicit key list).
+func (p *plan) where(a *args, s span, keys []Key) string {
+	if keys != nil {
+		rows := make([]string, len(keys))
+		for i, k := range keys {
+			rows[i] = p.keyRow(a, k)
+		}
+		return p.keyRowOf("") + " IN (" + strings.Join(rows, ", ") + ")"
+	}
+	var conds []string
+	if s.Lo != nil {
+		conds = append(conds, p.keyRowOf("")+" > "+p.keyRow(a, s.Lo))
+	}
+	if s.Hi != nil {
+		conds = append(conds, p.keyRowOf("")+" <= "+p.keyRow(a, s.Hi))
+	}
+	if len(conds) == 0 {
+		return "true"
+	}
+	return strings.Join(conds, " AND ")
+}
+
+// boundary finds the key n rows after lo (the last key of a chunk of n
+// rows), or nil when fewer rows remain.
+func (p *plan) boundary(ctx context.Context, q sqlx.QueryerContext, lo Key, n int) (Key, error) {
+	a := &args{}
+	where := p.where(a, span{Lo: lo}, nil)
+	query := "SELECT " + p.keyText + " FROM " + p.table.Quoted() + " WHERE " + where +
+		" ORDER BY " + p.keyList + " OFFSET " + a.add(n-1) + " LIMIT 1"
+	return scanKey(ctx, q, len(p.keyCols), query, a.vals...)
+}
+
+// count counts the rows of a span.
+func (p *plan) count(ctx context.Context, q sqlx.QueryerContext, s span) (int64, error) {
+	a := &args{}
+	var n int64
+	err := sqlx.GetContext(ctx, q, &n, "SELECT count(*) FROM "+p.table.Quoted()+" WHERE "+p.where(a, s, nil), a.vals...)
+	return n, err
+}
+
+func scanKey(ctx context.Context, q sqlx.QueryerContext, n int, query string, vals ...any) (Key, error) {
+	rows, err := q.QueryContext(ctx, query, vals...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	k := make(Key, n)
+	dest := make([]any, n)
+	for i := range k {
+		dest[i] = &k[i]
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return nil, err
+	}
+	return k, rows.Close()
+}
+
+// setStatement renders a Set job's chunk statement.
+func (p *plan) setStatement(j Job, a *args, s span, keys []Key) (string, error) {
+	cols := make([]string, len(j.Set))
+	exprs := make([]string, len(j.Set))
+	sets := make([]string, len(j.Set))
+	for i, as := range j.Set {
+		c, err := ident.Quote(as.Column)
+		if err != nil {
+			return "", err
+		}
+		cols[i], exprs[i] = c, "("+as.Expr+")"
+		sets[i] = c + " = " + exprs[i]
+	}
+	return "UPDATE " + p.table.Quoted() + " SET " + strings.Join(sets, ", ") +
+		" WHERE " + p.where(a, s, keys) +
+		" AND ROW(" + strings.Join(cols, ", ") + ") IS DISTINCT FROM ROW(" + strings.Join(exprs, ", ") + ")", nil
+}
+
+// intoStatement renders an Into job's chunk statement.
+func (p *plan) intoStatement(j Job, a *args, s span, keys []Key) (string, error) {
+	into, err := ident.ParseTable(j.Into.Table)
+	if err != nil {
+		return "", err
+	}
+	const target = "schemashift_target"
+	var cols, exprs, updates, mine, theirs []string
+	isKey := map[string]bool{}
+	for _, k := range j.Into.Key {
+		isKey[k] = true
+	}
+	for _, as := range j.Into.Columns {
+		c, err := ident.Quote(as.Column)
+		if err != nil {
+			return "", err
+		}
+		cols = append(cols, c)
+		exprs = append(exprs, "("+as.Expr+")")
+		if !isKey[as.Column] {
+			updates = append(updates, c+" = EXCLUDED."+c)
+			mine = append(mine, target+"."+c)
+			theirs = append(theirs, "EXCLUDED."+c)
+		}
+	}
+	conflict, err := ident.QuoteAll(j.Into.Key)
+	if err != nil {
+		return "", err
+	}
+	return "INSERT INTO " + into.Quoted() + " AS " + target + " (" + strings.Join(cols, ", ") + ")" +
+		" SELECT " + strings.Join(exprs, ", ") + " FROM " + p.table.Quoted() +
+		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + " FOR UPDATE" +
+		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO UPDATE SET " + strings.Join(updates, ", ") +
+		" WHERE ROW(" + strings.Join(mine, ", ") + ") IS DISTINCT FROM ROW(" + strings.Join(theirs, ", ") + ")", nil
+}
+
+// lockStatement renders a Go-mode chunk's read of its rows, locked.
+func (p *plan) lockStatement(j Job, a *args, s span, keys []Key) (string, error) {
+	cols := []string{p.keyList}
+	for _, c := range j.Columns {
+		if contains(p.keyCols, c) {
+			continue
+		}
+		q, err := ident.Quote(c)
+		if err != nil {
+			return "", err
+		}
+		cols = append(cols, q)
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM " + p.table.Quoted() +
+		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + " FOR UPDATE", nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}

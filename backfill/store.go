@@ -1,0 +1,403 @@
+package backfill
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Status is where a job stands.
+type Status string
+
+// The statuses of a job. Paused and Cancelled are set from outside (see
+// [Pause], [Cancel]); running workers obey them between chunks.
+const (
+	Running   Status = "running"
+	Paused    Status = "paused"
+	Cancelled Status = "cancelled"
+	Done      Status = "done"
+	Failed    Status = "failed"
+)
+
+// Errors a caller can branch on.
+var (
+	// ErrDefinitionChanged: a job of that name exists with another
+	// definition; it is not resumed. Finish or drop the old job, or pick a
+	// new name.
+	ErrDefinitionChanged = errors.New("backfill job definition changed")
+	// ErrCancelled: the job was cancelled through the table.
+	ErrCancelled = errors.New("backfill job cancelled")
+	// ErrUnknownJob: no job of that name exists.
+	ErrUnknownJob = errors.New("unknown backfill job")
+)
+
+// schema is created on demand; the advisory lock keeps concurrent first
+// runs from racing on CREATE TABLE.
+const schema = `
+SELECT pg_advisory_xact_lock(7215837262348120001);
+CREATE TABLE IF NOT EXISTS schemashift_backfills (
+	job             text PRIMARY KEY,
+	definition_hash text NOT NULL,
+	table_name      text NOT NULL,
+	status          text NOT NULL DEFAULT 'running',
+	frontier        jsonb,
+	exhausted       boolean NOT NULL DEFAULT false,
+	next_seq        bigint NOT NULL DEFAULT 1,
+	total_estimate  bigint,
+	chunk_size      integer,
+	throttle        text NOT NULL DEFAULT '',
+	verify_status   text NOT NULL DEFAULT '',
+	verify_divergent bigint,
+	verify_detail   text NOT NULL DEFAULT '',
+	verified_at     timestamptz,
+	error           text NOT NULL DEFAULT '',
+	started_at      timestamptz NOT NULL DEFAULT now(),
+	updated_at      timestamptz NOT NULL DEFAULT now(),
+	finished_at     timestamptz
+);
+CREATE TABLE IF NOT EXISTS schemashift_backfill_chunks (
+	job         text NOT NULL REFERENCES schemashift_backfills (job) ON DELETE CASCADE,
+	seq         bigint NOT NULL,
+	lo          jsonb,
+	hi          jsonb,
+	status      text NOT NULL,
+	worker      text NOT NULL,
+	lease_until timestamptz NOT NULL,
+	attempts    integer NOT NULL DEFAULT 1,
+	scanned     bigint NOT NULL DEFAULT 0,
+	changed     bigint NOT NULL DEFAULT 0,
+	started_at  timestamptz NOT NULL DEFAULT now(),
+	finished_at timestamptz,
+	PRIMARY KEY (job, seq)
+);
+CREATE INDEX IF NOT EXISTS schemashift_backfill_chunks_leased
+	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';`
+
+// EnsureSchema creates the checkpoint tables if they do not exist.
+func EnsureSchema(ctx context.Context, db *sqlx.DB) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ensure backfill schema: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("ensure backfill schema: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ensure backfill schema: %w", err)
+	}
+	return nil
+}
+
+// chunk is a leased span of keys.
+type chunk struct {
+	Seq      int64
+	Span     span
+	Attempts int
+	Scanned  int64 // known when claimed: the chunk's size, or the tail's count
+}
+
+func encodeKey(k Key) any {
+	if k == nil {
+		return nil
+	}
+	b, _ := json.Marshal(k)
+	return string(b)
+}
+
+func decodeKey(raw sql.NullString) (Key, error) {
+	if !raw.Valid {
+		return nil, nil
+	}
+	var k Key
+	if err := json.Unmarshal([]byte(raw.String), &k); err != nil {
+		return nil, fmt.Errorf("decode checkpoint key: %w", err)
+	}
+	return k, nil
+}
+
+// register creates the job's row, or checks that the existing one has the
+// same definition. It returns the job's status.
+func register(ctx context.Context, db *sqlx.DB, j Job, hash string, estimate int64) (Status, error) {
+	if _, err := db.ExecContext(ctx, `INSERT INTO schemashift_backfills (job, definition_hash, table_name, total_estimate)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (job) DO NOTHING`, j.Name, hash, j.Table, estimate); err != nil {
+		return "", fmt.Errorf("register backfill %q: %w", j.Name, err)
+	}
+	var row struct {
+		Hash   string `db:"definition_hash"`
+		Status Status `db:"status"`
+	}
+	if err := db.GetContext(ctx, &row, `SELECT definition_hash, status FROM schemashift_backfills WHERE job = $1`, j.Name); err != nil {
+		return "", fmt.Errorf("register backfill %q: %w", j.Name, err)
+	}
+	if row.Hash != hash {
+		return "", fmt.Errorf("register backfill %q: %w (checkpoint has definition %s, this job is %s)", j.Name, ErrDefinitionChanged, row.Hash, hash)
+	}
+	return row.Status, nil
+}
+
+// errNoChunk means no chunk can be had now: others hold the last leases,
+// or the job is paused.
+var errNoChunk = errors.New("no chunk available")
+
+// claim leases the next chunk for worker: an expired lease first (or one
+// the worker itself held before a restart), else a new chunk of size rows
+// past the frontier. It returns (nil, status) when the job is not running
+// or is finished.
+func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, Status, error) {
+	tx, err := b.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	var job struct {
+		Status    Status         `db:"status"`
+		Frontier  sql.NullString `db:"frontier"`
+		Exhausted bool           `db:"exhausted"`
+		NextSeq   int64          `db:"next_seq"`
+	}
+	if err := tx.GetContext(ctx, &job, `SELECT status, frontier, exhausted, next_seq FROM schemashift_backfills
+		WHERE job = $1 FOR UPDATE`, b.job.Name); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, "", fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
+		}
+		return nil, "", err
+	}
+	if job.Status != Running {
+		return nil, job.Status, tx.Commit()
+	}
+	lease := b.opts.lease.Seconds()
+	var taken struct {
+		Seq      int64          `db:"seq"`
+		Lo       sql.NullString `db:"lo"`
+		Hi       sql.NullString `db:"hi"`
+		Attempts int            `db:"attempts"`
+		Scanned  int64          `db:"scanned"`
+	}
+	err = tx.GetContext(ctx, &taken, `UPDATE schemashift_backfill_chunks c
+		SET worker = $2, lease_until = now() + make_interval(secs => $3), attempts = c.attempts + 1, started_at = now()
+		WHERE (c.job, c.seq) = (SELECT job, seq FROM schemashift_backfill_chunks
+			WHERE job = $1 AND status = 'leased' AND (lease_until < now() OR worker = $2)
+			ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING c.seq, c.lo, c.hi, c.attempts, c.scanned`, b.job.Name, worker, lease)
+	switch {
+	case err == nil:
+		lo, err := decodeKey(taken.Lo)
+		if err != nil {
+			return nil, "", err
+		}
+		hi, err := decodeKey(taken.Hi)
+		if err != nil {
+			return nil, "", err
+		}
+		return &chunk{Seq: taken.Seq, Span: span{Lo: lo, Hi: hi}, Attempts: taken.Attempts, Scanned: taken.Scanned}, Running, tx.Commit()
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, "", err
+	}
+
+	if job.Exhausted {
+		var leased int
+		if err := tx.GetContext(ctx, &leased, `SELECT count(*) FROM schemashift_backfill_chunks WHERE job = $1 AND status = 'leased'`, b.job.Name); err != nil {
+			return nil, "", err
+		}
+		if leased > 0 {
+			return nil, Running, errNoChunk
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET status = 'done', finished_at = now(), updated_at = now()
+			WHERE job = $1`, b.job.Name); err != nil {
+			return nil, "", err
+		}
+		return nil, Done, tx.Commit()
+	}
+
+	lo, err := decodeKey(job.Frontier)
+	if err != nil {
+		return nil, "", err
+	}
+	hi, err := b.plan.boundary(ctx, tx, lo, size)
+	if err != nil {
+		return nil, "", fmt.Errorf("find chunk boundary: %w", err)
+	}
+	scanned := int64(size)
+	exhausted := false
+	if hi == nil {
+		// Fewer than size rows remain: the tail, open-ended, is the last chunk.
+		exhausted = true
+		if scanned, err = b.plan.count(ctx, tx, span{Lo: lo}); err != nil {
+			return nil, "", fmt.Errorf("count tail: %w", err)
+		}
+		if scanned == 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET exhausted = true, updated_at = now() WHERE job = $1`, b.job.Name); err != nil {
+				return nil, "", err
+			}
+			return nil, Running, errors.Join(errNoChunk, tx.Commit())
+		}
+	}
+	c := &chunk{Seq: job.NextSeq, Span: span{Lo: lo, Hi: hi}, Attempts: 1, Scanned: scanned}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_backfill_chunks (job, seq, lo, hi, status, worker, lease_until, scanned)
+		VALUES ($1, $2, $3, $4, 'leased', $5, now() + make_interval(secs => $6), $7)`,
+		b.job.Name, c.Seq, encodeKey(lo), encodeKey(hi), worker, lease, scanned); err != nil {
+		return nil, "", err
+	}
+	frontier := encodeKey(hi)
+	if hi == nil {
+		frontier = encodeKey(lo)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET frontier = $2, exhausted = $3, next_seq = next_seq + 1,
+		chunk_size = $4, updated_at = now() WHERE job = $1`, b.job.Name, frontier, exhausted, size); err != nil {
+		return nil, "", err
+	}
+	return c, Running, tx.Commit()
+}
+
+// errLeaseLost: the chunk's lease passed to another worker before this one
+// committed; its work was rolled back and the other worker's counts.
+var errLeaseLost = errors.New("chunk lease lost")
+
+// finish marks the chunk done in the chunk's own transaction, so that its
+// rows and its checkpoint commit together.
+func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, changed int64) error {
+	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = now()
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return errLeaseLost
+	}
+	return nil
+}
+
+// setStatus changes a job's status from outside (or from a worker).
+func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ...Status) error {
+	var from_ []string
+	for _, s := range from {
+		from_ = append(from_, string(s))
+	}
+	res, err := db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = $2, updated_at = now()
+		WHERE job = $1 AND status = ANY($3)`, name, string(to), from_)
+	if err != nil {
+		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	st, err := State(ctx, db, name)
+	if err != nil {
+		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
+	}
+	return fmt.Errorf("set backfill %q %s: the job is %s", name, to, st.Status)
+}
+
+// Pause asks every worker of the job to stop after its current chunk and
+// wait; [Resume] lets them go on. It works from any process.
+func Pause(ctx context.Context, db *sqlx.DB, name string) error {
+	return setStatus(ctx, db, name, Paused, Running)
+}
+
+// Resume lets a paused, cancelled or failed job run again.
+func Resume(ctx context.Context, db *sqlx.DB, name string) error {
+	return setStatus(ctx, db, name, Running, Paused, Cancelled, Failed)
+}
+
+// Cancel stops every worker of the job after its current chunk; their Run
+// returns [ErrCancelled]. The checkpoint stays: [Resume] continues it.
+func Cancel(ctx context.Context, db *sqlx.DB, name string) error {
+	return setStatus(ctx, db, name, Cancelled, Running, Paused)
+}
+
+// Progress is a job's state, as stored: readable from any process without
+// running the job.
+type Progress struct {
+	Job           string
+	Table         string
+	Status        Status
+	RowsDone      int64 // rows walked in finished chunks
+	RowsChanged   int64 // rows the chunks changed
+	TotalEstimate int64
+	ChunksDone    int64
+	ChunksLeased  int64
+	ChunksRedone  int64 // chunks that ran more than once (resumes, lost leases)
+	ChunkSize     int
+	Throttle      string
+	// Rate is rows per second since the job started; ETA follows from it.
+	Rate       float64
+	ETA        time.Duration
+	LastKey    Key
+	Verify     string // "", "passed" or "failed"
+	Divergent  int64
+	Error      string
+	StartedAt  time.Time
+	UpdatedAt  time.Time
+	FinishedAt *time.Time
+}
+
+// State reads a job's progress.
+func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
+	var row struct {
+		Table     string         `db:"table_name"`
+		Status    Status         `db:"status"`
+		Frontier  sql.NullString `db:"frontier"`
+		Estimate  sql.NullInt64  `db:"total_estimate"`
+		ChunkSize sql.NullInt64  `db:"chunk_size"`
+		Throttle  string         `db:"throttle"`
+		Verify    string         `db:"verify_status"`
+		Divergent sql.NullInt64  `db:"verify_divergent"`
+		Error     string         `db:"error"`
+		Started   time.Time      `db:"started_at"`
+		Updated   time.Time      `db:"updated_at"`
+		Finished  *time.Time     `db:"finished_at"`
+		Done      int64          `db:"done"`
+		Changed   int64          `db:"changed"`
+		NDone     int64          `db:"n_done"`
+		NLeased   int64          `db:"n_leased"`
+		NRedone   int64          `db:"n_redone"`
+		Now       time.Time      `db:"now"`
+	}
+	err := db.GetContext(ctx, &row, `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle,
+			b.verify_status, b.verify_divergent, b.error, b.started_at, b.updated_at, b.finished_at,
+			coalesce(sum(c.scanned) FILTER (WHERE c.status = 'done'), 0) AS done,
+			coalesce(sum(c.changed) FILTER (WHERE c.status = 'done'), 0) AS changed,
+			count(c.seq) FILTER (WHERE c.status = 'done') AS n_done,
+			count(c.seq) FILTER (WHERE c.status = 'leased') AS n_leased,
+			count(c.seq) FILTER (WHERE c.attempts > 1) AS n_redone,
+			now() AS now
+		FROM schemashift_backfills b LEFT JOIN schemashift_backfill_chunks c ON c.job = b.job
+		WHERE b.job = $1 GROUP BY b.job`, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Progress{}, fmt.Errorf("read backfill state: %w %q", ErrUnknownJob, name)
+	}
+	if err != nil {
+		return Progress{}, fmt.Errorf("read backfill state: %w", err)
+	}
+	last, err := decodeKey(row.Frontier)
+	if err != nil {
+		return Progress{}, err
+	}
+	p := Progress{
+		Job: name, Table: row.Table, Status: row.Status, RowsDone: row.Done, RowsChanged: row.Changed,
+		TotalEstimate: row.Estimate.Int64, ChunksDone: row.NDone, ChunksLeased: row.NLeased, ChunksRedone: row.NRedone,
+		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, LastKey: last, Verify: row.Verify,
+		Divergent: row.Divergent.Int64, Error: row.Error, StartedAt: row.Started, UpdatedAt: row.Updated, FinishedAt: row.Finished,
+	}
+	end := row.Now
+	if row.Finished != nil {
+		end = *row.Finished
+	}
+	if secs := end.Sub(row.Started).Seconds(); secs > 0 {
+		p.Rate = float64(p.RowsDone) / secs
+	}
+	if p.Rate > 0 && p.TotalEstimate > p.RowsDone && p.Status != Done {
+		p.ETA = time.Duration(float64(p.TotalEstimate-p.RowsDone) / p.Rate * float64(time.Second))
+	}
+	return p, nil
+}

@@ -1,0 +1,99 @@
+// Package pgerr classifies PostgreSQL errors by SQLSTATE, in one place, so
+// that every retry decision in schemashift agrees.
+package pgerr
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Kind is what an error means for a retry.
+type Kind uint8
+
+// The kinds of error.
+const (
+	// Other: not retryable.
+	Other Kind = iota
+	// LockTimeout: lock_timeout expired (55P03); retry after a pause.
+	LockTimeout
+	// Deadlock: the server aborted us to break a deadlock (40P01).
+	Deadlock
+	// Serialization: a serialization failure (40001).
+	Serialization
+	// StatementTimeout: statement_timeout expired (57014 without a
+	// cancelled context); retry with less work.
+	StatementTimeout
+	// Connection: the connection or the server went away (class 08, admin
+	// shutdown 57P01-57P03, or a network error); retry on a new connection.
+	Connection
+)
+
+func (k Kind) String() string {
+	switch k {
+	case LockTimeout:
+		return "lock_timeout"
+	case Deadlock:
+		return "deadlock"
+	case Serialization:
+		return "serialization_failure"
+	case StatementTimeout:
+		return "statement_timeout"
+	case Connection:
+		return "connection"
+	}
+	return "other"
+}
+
+// Retryable reports whether an error of this kind may succeed if retried.
+func (k Kind) Retryable() bool { return k != Other }
+
+// Classify returns the kind of err.
+func Classify(err error) Kind {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return Other
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch code := pgErr.Code; {
+		case code == "55P03":
+			return LockTimeout
+		case code == "40P01":
+			return Deadlock
+		case code == "40001":
+			return Serialization
+		case code == "57014":
+			return StatementTimeout
+		case strings.HasPrefix(code, "08"), code == "57P01", code == "57P02", code == "57P03":
+			return Connection
+		}
+		return Other
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return Connection
+	}
+	if pgconn.SafeToRetry(err) {
+		return Connection
+	}
+	// database/sql reports a connection lost mid-query this way.
+	if strings.Contains(err.Error(), "driver: bad connection") || strings.Contains(err.Error(), "conn closed") {
+		return Connection
+	}
+	return Other
+}
+
+// Code returns err's SQLSTATE, or "".
+func Code(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
