@@ -60,7 +60,9 @@ type Report struct {
 }
 
 // Passed reports whether nothing diverged (after repair, if one ran).
-func (r Report) Passed() bool { return r.Divergent == 0 || (r.Repaired > 0 && r.Remaining == 0 && r.Divergent == int64(len(r.Diverged))) }
+func (r Report) Passed() bool {
+	return r.Divergent == 0 || (r.Repaired > 0 && r.Remaining == 0 && r.Divergent == int64(len(r.Diverged)))
+}
 
 // Verify compares the old and the new representation of every row, in
 // chunks, inside the database, and records the outcome in the job's state
