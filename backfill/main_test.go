@@ -52,3 +52,12 @@ func mustNew(t *testing.T, db *sqlx.DB, job backfill.Job, opts ...backfill.Optio
 
 var _ = fmt.Sprint
 var _ = context.Background
+
+// open opens a pool on url, closed when t ends.
+func open(t *testing.T, url string) *sqlx.DB {
+	t.Helper()
+	db, err := sqlx.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
