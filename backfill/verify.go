@@ -57,11 +57,19 @@ type Report struct {
 	// Remaining counts the listed rows still divergent after the repair.
 	Remaining int64
 	Duration  time.Duration
+	repaired  bool
 }
 
 // Passed reports whether nothing diverged (after repair, if one ran).
-func (r Report) Passed() bool {
-	return r.Divergent == 0 || (r.Repaired > 0 && r.Remaining == 0 && r.Divergent == int64(len(r.Diverged)))
+func (r Report) Passed() bool { return r.stillDivergent() == 0 }
+
+// stillDivergent counts the rows divergent after the repair, if one ran:
+// the listed rows were rechecked, the unlisted ones not repaired.
+func (r Report) stillDivergent() int64 {
+	if !r.repaired {
+		return r.Divergent
+	}
+	return r.Divergent - int64(len(r.Diverged)) + r.Remaining
 }
 
 // Verify compares the old and the new representation of every row, in
@@ -110,7 +118,7 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		detail = "divergent keys: " + strings.Join(keys, "; ")
 	}
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
-		verify_detail = $4, verified_at = now(), updated_at = now() WHERE job = $1`, b.job.Name, status, rep.Divergent-rep.Repaired+rep.Remaining, detail); err != nil {
+		verify_detail = $4, verified_at = now(), updated_at = now() WHERE job = $1`, b.job.Name, status, rep.stillDivergent(), detail); err != nil {
 		return rep, fmt.Errorf("record verification: %w", err)
 	}
 	return rep, nil
@@ -245,7 +253,7 @@ func (b *Backfill) repair(ctx context.Context, o VerifyOptions, rep *Report) err
 	if err != nil {
 		return fmt.Errorf("recheck repaired rows: %w", err)
 	}
-	rep.Remaining = again.Divergent
+	rep.Remaining, rep.repaired = again.Divergent, true
 	return nil
 }
 
