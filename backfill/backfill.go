@@ -286,6 +286,11 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		b.opts.observer.ObserveChunk(ctx, Chunk{Job: b.job.Name, Seq: c.Seq, Worker: worker, Rows: c.Scanned, Changed: changed,
 			Size: size, Attempt: c.Attempts, Duration: elapsed})
 		b.adapt(c.Scanned, elapsed)
+		if d := b.opts.dutyCycle; d < 1 {
+			if err := sleep(ctx, time.Duration(float64(elapsed)*(1-d)/d)); err != nil {
+				return err
+			}
+		}
 	}
 }
 

@@ -1,8 +1,6 @@
 package backfill_test
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"testing"
 
@@ -14,7 +12,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(workerEnv) != "" {
+	switch os.Getenv(workerEnv) {
+	case "":
+	case "rss":
+		os.Exit(rssMain()) // a subprocess of BenchmarkBackfillMemory
+	default:
 		os.Exit(workerMain()) // a subprocess of TestKilledAndResumed
 	}
 	pgtest.Main(m)
@@ -49,9 +51,6 @@ func mustNew(t *testing.T, db *sqlx.DB, job backfill.Job, opts ...backfill.Optio
 	require.NoError(t, err)
 	return b
 }
-
-var _ = fmt.Sprint
-var _ = context.Background
 
 // open opens a pool on url, closed when t ends.
 func open(t *testing.T, url string) *sqlx.DB {
