@@ -2,10 +2,14 @@ package backfill
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/schemashift/schemashift/internal/ident"
 )
@@ -27,6 +31,8 @@ type VerifyOptions struct {
 	MaxKeys int
 	// Sensitive names columns whose values are replaced by [Redacted].
 	Sensitive []string
+	// Parallel is how many chunks are compared at once (default 2).
+	Parallel int
 	// Repair re-runs the backfill over exactly the divergent rows found, then
 	// checks them again.
 	Repair bool
@@ -85,6 +91,9 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 	}
 	if o.MaxKeys <= 0 {
 		o.MaxKeys = 1000
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 2
 	}
 	rep := Report{Job: b.job.Name}
 	var err error
@@ -163,57 +172,119 @@ func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) 
 		pairs = append(pairs, "("+as.Expr+")::text", c+"::text")
 	}
 	differs := "ROW(" + strings.Join(cols, ", ") + ") IS DISTINCT FROM ROW(" + strings.Join(exprs, ", ") + ")"
-	return b.eachSpan(ctx, o.ChunkRows, func(s span) error {
-		a := &args{}
-		where := b.plan.where(a, s, nil)
-		var counts struct {
-			Rows      int64 `db:"rows"`
-			Divergent int64 `db:"divergent"`
-		}
-		if err := b.db.GetContext(ctx, &counts, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+differs+") AS divergent FROM "+
-			b.plan.table.Quoted()+" WHERE "+where, a.vals...); err != nil {
-			return fmt.Errorf("verify chunk: %w", err)
-		}
-		rep.Chunks++
-		rep.Compared += counts.Rows
-		rep.Divergent += counts.Divergent
-		room := o.MaxKeys - len(rep.Diverged)
-		if counts.Divergent == 0 || room <= 0 {
-			return nil
-		}
-		a = &args{}
-		where = b.plan.where(a, s, nil)
-		rows, err := b.db.QueryContext(ctx, "SELECT "+b.plan.keyText+", "+strings.Join(pairs, ", ")+" FROM "+b.plan.table.Quoted()+
-			" WHERE "+where+" AND "+differs+" ORDER BY "+b.plan.keyList+" LIMIT "+a.add(room), a.vals...)
-		if err != nil {
-			return fmt.Errorf("list divergent rows: %w", err)
-		}
-		defer rows.Close()
-		nk := len(b.plan.keyCols)
-		for rows.Next() {
-			vals := make([]*string, nk+2*len(b.job.Set))
-			dest := make([]any, len(vals))
-			for i := range vals {
-				dest[i] = &vals[i]
+	spans, err := b.spans(ctx, o.ChunkRows)
+	if err != nil {
+		return err
+	}
+	type counts struct {
+		Rows      int64 `db:"rows"`
+		Divergent int64 `db:"divergent"`
+	}
+	results := make([]counts, len(spans))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallel)
+	for i, s := range spans {
+		g.Go(func() error {
+			a := &args{}
+			if err := b.db.GetContext(gctx, &results[i], "SELECT count(*) AS rows, count(*) FILTER (WHERE "+differs+") AS divergent FROM "+
+				b.plan.table.Quoted()+" WHERE "+b.plan.where(a, s, nil), a.vals...); err != nil {
+				return fmt.Errorf("verify chunk: %w", err)
 			}
-			if err := rows.Scan(dest...); err != nil {
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, s := range spans {
+		rep.Chunks++
+		rep.Compared += results[i].Rows
+		rep.Divergent += results[i].Divergent
+		if room := o.MaxKeys - len(rep.Diverged); results[i].Divergent > 0 && room > 0 {
+			if err := b.listSet(ctx, o, s, differs, pairs, room, rep); err != nil {
 				return err
 			}
-			d := Divergence{Key: make(Key, nk)}
-			for i := range nk {
-				d.Key[i] = *vals[i]
-			}
-			for i, as := range b.job.Set {
-				want, got := text(vals[nk+2*i]), text(vals[nk+2*i+1])
-				if want != got {
-					d.Fields = append(d.Fields, Field{Column: as.Column,
-						Want: redact(o.Sensitive, as.Column, want), Got: redact(o.Sensitive, as.Column, got)})
-				}
-			}
-			rep.Diverged = append(rep.Diverged, d)
 		}
-		return rows.Err()
-	})
+	}
+	return nil
+}
+
+func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, s span, differs string, pairs []string, room int, rep *Report) error {
+	a := &args{}
+	where := b.plan.where(a, s, nil)
+	rows, err := b.db.QueryContext(ctx, "SELECT "+b.plan.keyText+", "+strings.Join(pairs, ", ")+" FROM "+b.plan.table.Quoted()+
+		" WHERE "+where+" AND "+differs+" ORDER BY "+b.plan.keyList+" LIMIT "+a.add(room), a.vals...)
+	if err != nil {
+		return fmt.Errorf("list divergent rows: %w", err)
+	}
+	defer rows.Close()
+	nk := len(b.plan.keyCols)
+	for rows.Next() {
+		vals := make([]*string, nk+2*len(b.job.Set))
+		dest := make([]any, len(vals))
+		for i := range vals {
+			dest[i] = &vals[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		d := Divergence{Key: make(Key, nk)}
+		for i := range nk {
+			d.Key[i] = *vals[i]
+		}
+		for i, as := range b.job.Set {
+			want, got := text(vals[nk+2*i]), text(vals[nk+2*i+1])
+			if want != got {
+				d.Fields = append(d.Fields, Field{Column: as.Column,
+					Want: redact(o.Sensitive, as.Column, want), Got: redact(o.Sensitive, as.Column, got)})
+			}
+		}
+		rep.Diverged = append(rep.Diverged, d)
+	}
+	return rows.Err()
+}
+
+// spans partitions the table into spans of about n rows. For a single key
+// column of a type without collation, the bounds come from the planner's
+// histogram (no scan); otherwise each bound is found by walking the key.
+func (b *Backfill) spans(ctx context.Context, n int) ([]span, error) {
+	if len(b.plan.keyCols) == 1 && !strings.Contains(b.plan.keyTypes[0], "char") && b.plan.keyTypes[0] != "text" {
+		var raw sql.NullString
+		var tuples float64
+		err := b.db.QueryRowContext(ctx, `SELECT (SELECT array_to_json(array_agg(v ORDER BY v))::text
+				FROM unnest(s.histogram_bounds::text::`+b.plan.keyTypes[0]+`[]) v), c.reltuples
+			FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+			LEFT JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = c.relname AND s.attname = $2
+			WHERE c.oid = $1::regclass`, b.plan.table.Quoted(), b.plan.keyCols[0]).Scan(&raw, &tuples)
+		if err != nil {
+			return nil, fmt.Errorf("read key histogram: %w", err)
+		}
+		var bounds []json.RawMessage
+		if raw.Valid && json.Unmarshal([]byte(raw.String), &bounds) == nil && len(bounds) > 2 && tuples > 0 {
+			perBucket := tuples / float64(len(bounds)-1)
+			step := max(1, int(float64(n)/perBucket))
+			var out []span
+			var lo Key
+			for i := step; i < len(bounds)-1; i += step {
+				hi := Key{jsonText(bounds[i])}
+				out = append(out, span{Lo: lo, Hi: hi})
+				lo = hi
+			}
+			return append(out, span{Lo: lo}), nil
+		}
+	}
+	var out []span
+	err := b.eachSpan(ctx, n, func(s span) error { out = append(out, s); return nil })
+	return out, err
+}
+
+// jsonText returns a JSON scalar as PostgreSQL's text of it.
+func jsonText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
 }
 
 func text(s *string) string {
