@@ -21,6 +21,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 
+	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/flags/flagstest"
@@ -116,29 +117,47 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		switch stage {
 		case flags.DualWrite:
-			// Rows nobody wrote since the expand still lack the new shape.
-			// The backfill package does this in throttled, checkpointed
-			// chunks; one statement is enough for a thousand rows.
-			n, err := backfill(ctx, db, `given_name IS NULL`)
+			// Every instance now writes both shapes; the rows nobody wrote
+			// since the expand get theirs from the backfill: keyset chunks,
+			// checkpointed, race-safe against the dual writes going on.
+			bf, err := backfill.New(ctx, db, splitName, backfill.WithChunkSize(250, 100, 5000))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%-10s backfill: derived the new shape of %d rows written before dualwrite\n", "", n)
+			p, err := bf.Run(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%-10s backfill: %d rows walked in %d chunks, %d given their new shape\n", "", p.RowsDone, p.ChunksDone, p.RowsChanged)
+			rep, err := bf.Verify(ctx, backfill.VerifyOptions{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%-10s verify: %d rows compared, %d divergent\n", "", rep.Compared, rep.Divergent)
 		case flags.Shadow:
-			n, err := backfill(ctx, db, `full_name IS DISTINCT FROM `+joined)
+			bf, err := backfill.New(ctx, db, splitName)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%-10s repair: re-derived the new shape of %d row(s) the legacy job changed\n", "", n)
+			rep, err := bf.Verify(ctx, backfill.VerifyOptions{Repair: true})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%-10s verify: %d divergent row(s) the legacy job changed; repair re-derived %d, %d left\n", "",
+				rep.Divergent, rep.Repaired, rep.Remaining)
 		case flags.Rampdown:
 			// The last stage that still writes the old shape: both must agree.
-			var diverged int
-			if err := db.GetContext(ctx, &diverged, `SELECT count(*) FROM users WHERE full_name IS DISTINCT FROM `+joined); err != nil {
-				return fmt.Errorf("verify: %w", err)
+			bf, err := backfill.New(ctx, db, splitName)
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(out, "%-10s verify: %d of %d rows disagree between full_name and given_name/family_name\n", "", diverged, repo.count(ctx))
-			if diverged != 0 {
-				return fmt.Errorf("verify: %d rows diverged", diverged)
+			rep, err := bf.Verify(ctx, backfill.VerifyOptions{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%-10s verify: %d of %d rows disagree between full_name and given_name/family_name\n", "", rep.Divergent, rep.Compared)
+			if !rep.Passed() {
+				return fmt.Errorf("verify: %d rows diverged", rep.Divergent)
 			}
 		}
 	}
@@ -147,16 +166,13 @@ func run(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// joined is the old shape computed from the new one.
-const joined = `(given_name || CASE WHEN family_name = '' THEN '' ELSE ' ' || family_name END)`
-
-// backfill derives the new shape from full_name for the rows where holds.
-func backfill(ctx context.Context, db *sqlx.DB, where string) (int64, error) {
-	res, err := db.ExecContext(ctx, `UPDATE users SET given_name = split_part(full_name, ' ', 1),
-		family_name = substr(full_name, length(split_part(full_name, ' ', 1)) + 2)
-		WHERE `+where)
-	if err != nil {
-		return 0, fmt.Errorf("backfill: %w", err)
-	}
-	return res.RowsAffected()
+// splitName derives the new shape from the old, the way the new code's
+// read of full_name splits it: at the first space.
+var splitName = backfill.Job{
+	Name:  "users_split_name",
+	Table: "users",
+	Set: []backfill.Assign{
+		{Column: "given_name", Expr: "split_part(full_name, ' ', 1)"},
+		{Column: "family_name", Expr: "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"},
+	},
 }

@@ -36,7 +36,9 @@ func TestQuickstart(t *testing.T) {
 		"after the repair, old and new agree")
 	assert.Regexp(t, `old 0, new \d+ +new \d+, old \(2nd\) \d+ +- +-$`, line("rampdown"))
 	assert.Regexp(t, `old 0, new \d+ +new \d+ +- +-$`, line("complete"))
-	assert.Contains(t, text, "repair: re-derived the new shape of 50 row(s)")
+	assert.Regexp(t, `backfill: 1\d{3} rows walked in \d+ chunks, \d+ given their new shape`, text)
+	assert.Regexp(t, `verify: 1\d{3} rows compared, 0 divergent`, text)
+	assert.Regexp(t, `verify: [1-9]\d* divergent row\(s\) the legacy job changed; repair re-derived [1-9]\d*, 0 left`, text)
 	assert.Regexp(t, `verify: 0 of \d+ rows disagree`, text)
 	assert.True(t, strings.Contains(text, `mismatch: GivenName: old="`), "mismatches are shown field by field")
 }
