@@ -54,9 +54,12 @@ type Table struct {
 func ParseTable(s string) (Table, error) {
 	schema, name, found := strings.Cut(s, ".")
 	if !found {
-		schema, name = "", s
+		return Table{Name: s}, Table{Name: s}.Check()
 	}
 	t := Table{Schema: schema, Name: name}
+	if schema == "" {
+		return t, fmt.Errorf("schema: %w: empty name", ErrInvalid)
+	}
 	return t, t.Check()
 }
 

@@ -1,0 +1,44 @@
+package pgerr_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/assert"
+
+	"github.com/schemashift/schemashift/internal/pgerr"
+)
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	pg := func(code string) error { return fmt.Errorf("chunk: %w", &pgconn.PgError{Code: code}) }
+	tests := []struct {
+		err  error
+		want pgerr.Kind
+	}{
+		{nil, pgerr.Other},
+		{pg("55P03"), pgerr.LockTimeout},
+		{pg("40P01"), pgerr.Deadlock},
+		{pg("40001"), pgerr.Serialization},
+		{pg("57014"), pgerr.StatementTimeout},
+		{pg("08006"), pgerr.Connection},
+		{pg("57P01"), pgerr.Connection},
+		{pg("23505"), pgerr.Other},
+		{pg("42601"), pgerr.Other},
+		{io.ErrUnexpectedEOF, pgerr.Connection},
+		{context.Canceled, pgerr.Other},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), pgerr.Other},
+		{errors.New("driver: bad connection"), pgerr.Connection},
+		{errors.New("boom"), pgerr.Other},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, pgerr.Classify(tt.err), "%v", tt.err)
+		assert.Equal(t, tt.want != pgerr.Other, pgerr.Classify(tt.err).Retryable())
+	}
+	assert.Equal(t, "55P03", pgerr.Code(pg("55P03")))
+	assert.Empty(t, pgerr.Code(errors.New("x")))
+}
