@@ -1,0 +1,558 @@
+package rollout
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/ident"
+)
+
+// Errors a caller can branch on.
+var (
+	// ErrGateRefused is wrapped by a [RefusedError].
+	ErrGateRefused = errors.New("gate refused")
+	// ErrConflict: the migration moved since the caller read it (another
+	// coordinator won).
+	ErrConflict = errors.New("migration changed since it was read")
+	// ErrIrreversible: the contract is applied; nothing moves back.
+	ErrIrreversible = errors.New("migration is contracted")
+	// ErrConfirmRequired: the contract step needs explicit confirmation.
+	ErrConfirmRequired = errors.New("the contract step is irreversible and needs confirmation")
+	// ErrReasonRequired: a forced transition needs a reason.
+	ErrReasonRequired = errors.New("a forced transition needs a reason")
+)
+
+// RefusedError says which condition of a gate is unmet.
+type RefusedError struct {
+	Migration string
+	From, To  Phase
+	Gate      string
+	Reason    string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%s: %s → %s of %s: %s: %s", ErrGateRefused, e.From, e.To, e.Migration, e.Gate, e.Reason)
+}
+
+// Unwrap returns [ErrGateRefused].
+func (e *RefusedError) Unwrap() error { return ErrGateRefused }
+
+// Request asks for one transition.
+type Request struct {
+	Migration string
+	// Version, when set, is the version the caller read: the transition is
+	// refused with [ErrConflict] if the migration moved since.
+	Version int64
+	// ToOff makes a rollback go straight back to expanded (stage off)
+	// instead of one phase back. At expanded, a rollback undoes the expand.
+	ToOff  bool
+	Actor  string
+	Reason string
+	// Force skips the gate (not the contract's confirmation); it needs a
+	// reason and is recorded as forced.
+	Force bool
+	// Confirm acknowledges that the contract step is irreversible.
+	Confirm bool
+}
+
+// Coordinator moves migrations through their phases. It is safe for
+// concurrent use, from any number of processes: every transition is a
+// compare-and-set on the ledger row. It holds nothing to close.
+type Coordinator struct {
+	db     *sqlx.DB
+	plans  map[string]Plan
+	ageOut time.Duration
+}
+
+// CoordinatorOption configures a [Coordinator].
+type CoordinatorOption func(*Coordinator) error
+
+// WithAgeOut sets after how long without a heartbeat an instance no longer
+// counts as live (default 1m).
+func WithAgeOut(d time.Duration) CoordinatorOption {
+	return func(c *Coordinator) error {
+		if d <= 0 {
+			return fmt.Errorf("age out: %v is not positive", d)
+		}
+		c.ageOut = d
+		return nil
+	}
+}
+
+// NewCoordinator ensures the ledger and registers plans.
+func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...CoordinatorOption) (*Coordinator, error) {
+	c := &Coordinator{db: db, plans: map[string]Plan{}, ageOut: time.Minute}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, fmt.Errorf("new coordinator: %w", err)
+		}
+	}
+	if err := EnsureLedger(ctx, db); err != nil {
+		return nil, err
+	}
+	for _, p := range plans {
+		if err := p.normalize(); err != nil {
+			return nil, err
+		}
+		if err := Register(ctx, db, p); err != nil {
+			return nil, err
+		}
+		c.plans[p.Migration] = p
+	}
+	return c, nil
+}
+
+func (c *Coordinator) plan(migration string) (Plan, error) {
+	p, ok := c.plans[migration]
+	if !ok {
+		return Plan{}, fmt.Errorf("%w %q: not registered with this coordinator", ErrUnknownMigration, migration)
+	}
+	return p, nil
+}
+
+// Advance moves the migration one phase forward through its gate.
+func (c *Coordinator) Advance(ctx context.Context, r Request) (Status, error) {
+	return c.transition(ctx, r, true)
+}
+
+// Rollback moves the migration back: one phase, or straight to expanded
+// (stage off) with r.ToOff. Before the contract any phase can go back,
+// with no gate; from expanded back to planned the expand is undone.
+func (c *Coordinator) Rollback(ctx context.Context, r Request) (Status, error) {
+	return c.transition(ctx, r, false)
+}
+
+func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (Status, error) {
+	plan, err := c.plan(r.Migration)
+	if err != nil {
+		return Status{}, err
+	}
+	if r.Actor == "" {
+		r.Actor = "unknown"
+	}
+	kind := "advance"
+	if !forward {
+		kind = "rollback"
+	}
+	if r.Force {
+		kind = "force-" + kind
+		if strings.TrimSpace(r.Reason) == "" {
+			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrReasonRequired)
+		}
+	}
+	tx, err := c.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	var row statusRow
+	if err := tx.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1 FOR UPDATE`, r.Migration); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Status{}, fmt.Errorf("%s: %w %q", kind, ErrUnknownMigration, r.Migration)
+		}
+		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+	}
+	cur, err := row.status()
+	if err != nil {
+		return Status{}, err
+	}
+	refuse := func(to Phase, cause error) (Status, error) {
+		_ = tx.Rollback()
+		c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
+			FromPhase: cur.Phase.String(), ToPhase: to.String(), FromStage: cur.Stage.String(), ToStage: to.Stage().String(),
+			Reason: cause.Error()})
+		return cur, cause
+	}
+	if r.Version != 0 && r.Version != cur.Version {
+		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: version is %d, the request read %d", kind, r.Migration, ErrConflict, cur.Version, r.Version))
+	}
+	if cur.Phase == Contracted {
+		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrIrreversible))
+	}
+	var to Phase
+	if forward {
+		to = cur.Phase + 1
+	} else {
+		switch {
+		case cur.Phase == Planned:
+			return refuse(cur.Phase, fmt.Errorf("rollback %s: nothing to roll back at planned", r.Migration))
+		case r.ToOff && cur.Phase > Expanded:
+			to = Expanded
+		default:
+			to = cur.Phase - 1
+		}
+	}
+	if forward && to == Contracted && !r.Confirm {
+		return refuse(to, fmt.Errorf("advance %s: %w", r.Migration, ErrConfirmRequired))
+	}
+	if forward && !r.Force {
+		if gate, reason, err := c.gate(ctx, tx, plan, cur, to, row); err != nil {
+			return refuse(to, fmt.Errorf("advance %s: check gate: %w", r.Migration, err))
+		} else if reason != "" {
+			return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: gate, Reason: reason})
+		}
+	}
+	// Side effects run in the transaction that records them.
+	switch {
+	case forward && to == Expanded:
+		err = runDDL(ctx, tx, plan.Expand, false)
+	case forward && to == Contracted:
+		err = runDDL(ctx, tx, plan.Contract, false)
+	case !forward && to == Planned:
+		err = runDDL(ctx, tx, plan.Expand, true)
+	}
+	if err != nil {
+		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
+	}
+	matched, mismatched, err := c.comparisons(ctx, tx, r.Migration)
+	if err != nil {
+		return refuse(to, err)
+	}
+	var next statusRow
+	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
+			phase_since = now(), updated_at = now(), matched_base = $4, mismatched_base = $5
+		WHERE migration = $1 AND version = $6 RETURNING `+statusColumns,
+		r.Migration, to.String(), to.Stage().String(), matched, mismatched, cur.Version); err != nil {
+		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
+	}
+	reason := r.Reason
+	if r.Force {
+		reason = "forced: " + reason
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason)
+		VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8, $9)`, r.Migration, kind, r.Actor, cur.Phase.String(), to.String(),
+		cur.Stage.String(), to.Stage().String(), next.Version, reason); err != nil {
+		return refuse(to, fmt.Errorf("%s %s: record event: %w", kind, r.Migration, err))
+	}
+	if err := tx.Commit(); err != nil {
+		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+	}
+	return next.status()
+}
+
+func (c *Coordinator) record(ctx context.Context, e Event) {
+	_, _ = c.db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage, e.Reason)
+}
+
+// runDDL runs steps (or their reverses, last first) with a short lock
+// timeout, so a long transaction holding the table makes the step fail
+// fast instead of queueing every query behind it.
+func runDDL(ctx context.Context, tx *sqlx.Tx, steps []Step, down bool) error {
+	if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', '5s', true)`); err != nil {
+		return err
+	}
+	for i := range steps {
+		s := steps[i]
+		q := s.SQL
+		if down {
+			s = steps[len(steps)-1-i]
+			q = s.Down
+			if strings.TrimSpace(q) == "" {
+				return fmt.Errorf("undo expand: step %q has no Down statement", s.SQL)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("run DDL %q: %w", q, err)
+		}
+	}
+	return nil
+}
+
+func (c *Coordinator) comparisons(ctx context.Context, q sqlx.QueryerContext, migration string) (matched, mismatched int64, err error) {
+	err = q.QueryRowxContext(ctx, `SELECT coalesce(sum(matched), 0), coalesce(sum(mismatched), 0) FROM schemashift_instances WHERE migration = $1`,
+		migration).Scan(&matched, &mismatched)
+	if err != nil {
+		err = fmt.Errorf("sum comparisons: %w", err)
+	}
+	return matched, mismatched, err
+}
+
+// gate checks the condition of the transition from cur to to. It returns
+// the gate's name and, when unmet, why.
+func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, cur Status, to Phase, row statusRow) (string, string, error) {
+	switch to {
+	case Planned, Expanded:
+		return "expand", "", nil
+	case DualWrite:
+		missing, err := missingColumns(ctx, tx, plan.Columns)
+		if err != nil {
+			return "", "", err
+		}
+		if len(missing) > 0 {
+			return "schema", "the expand's columns are missing: " + strings.Join(missing, ", "), nil
+		}
+		return "schema", "", nil
+	case Backfill:
+		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.DualWrite)
+		return "fleet at dualwrite", reason, err
+	case Verify:
+		for _, j := range plan.Backfills {
+			st, err := backfillState(ctx, tx, j.Name)
+			if err != nil {
+				return "", "", err
+			}
+			if st != "done" {
+				return "backfill done", fmt.Sprintf("backfill %q is %s", j.Name, st), nil
+			}
+		}
+		return "backfill done", "", nil
+	case Shadow:
+		for _, j := range plan.Backfills {
+			var verify string
+			err := tx.GetContext(ctx, &verify, `SELECT verify_status FROM schemashift_backfills WHERE job = $1`, j.Name)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return "", "", err
+			}
+			if verify != "passed" {
+				if verify == "" {
+					verify = "not run"
+				}
+				return "verification passed", fmt.Sprintf("verification of %q: %s", j.Name, verify), nil
+			}
+		}
+		return "verification passed", "", nil
+	case Live, Rampdown:
+		reason, err := c.consistency(ctx, tx, plan, row)
+		return "shadow consistency", reason, err
+	case Complete:
+		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.Rampdown)
+		return "fleet at rampdown", reason, err
+	case Contracted:
+		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.Complete)
+		if reason != "" || err != nil {
+			return "fleet only complete", reason, err
+		}
+		return "fleet only complete", "", nil
+	}
+	return "", fmt.Sprintf("no transition to %s", to), nil
+}
+
+func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) ([]string, error) {
+	var missing []string
+	for _, c := range cols {
+		t, err := ident.ParseTable(c.Table)
+		if err != nil {
+			return nil, err
+		}
+		var exists bool
+		if err := sqlx.GetContext(ctx, q, &exists, `SELECT EXISTS (SELECT 1 FROM pg_attribute
+			WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped)`, t.Quoted(), c.Column); err != nil {
+			return nil, fmt.Errorf("check column %s.%s: %w", c.Table, c.Column, err)
+		}
+		if !exists {
+			missing = append(missing, c.Table+"."+c.Column)
+		}
+	}
+	return missing, nil
+}
+
+func backfillState(ctx context.Context, q sqlx.QueryerContext, job string) (string, error) {
+	var exists bool
+	if err := sqlx.GetContext(ctx, q, &exists, `SELECT to_regclass('schemashift_backfills') IS NOT NULL`); err != nil || !exists {
+		return "not started", err
+	}
+	var st string
+	err := sqlx.GetContext(ctx, q, &st, `SELECT status FROM schemashift_backfills WHERE job = $1`, job)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "not started", nil
+	}
+	return st, err
+}
+
+// consistency checks the shadow comparisons reported since the phase began.
+func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, plan Plan, row statusRow) (string, error) {
+	matched, mismatched, err := c.comparisons(ctx, q, plan.Migration)
+	if err != nil {
+		return "", err
+	}
+	m, mm := matched-row.Matched, mismatched-row.Mismatched
+	total := m + mm
+	if total < plan.MinComparisons {
+		return fmt.Sprintf("%d comparisons since %s began, %d required", total, row.Phase, plan.MinComparisons), nil
+	}
+	if ratio := float64(m) / float64(total); ratio < plan.ShadowConsistency {
+		return fmt.Sprintf("consistency %.4f over %d comparisons, %.4f required", ratio, total, plan.ShadowConsistency), nil
+	}
+	return "", nil
+}
+
+// fleetAtLeast checks that every live instance evaluated only stages ≥ min
+// for the plan's whole window (and, for complete, made no old-path call).
+func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, plan Plan, min flags.Stage) (string, error) {
+	fleet, err := readFleet(ctx, q, plan.Migration, c.ageOut)
+	if err != nil {
+		return "", err
+	}
+	if len(fleet.Instances) == 0 {
+		return "no live instance reports heartbeats for this migration: the fleet cannot be seen", nil
+	}
+	var problems []string
+	for _, in := range fleet.Instances {
+		name := fmt.Sprintf("instance %s (%s %s)", in.ID, in.Service, in.Build)
+		if in.FirstSeen.After(fleet.Now.Add(-plan.Window)) {
+			problems = append(problems, name+" has not been seen for a whole window yet")
+			continue
+		}
+		for s, at := range in.StageSeen {
+			if s < min && at.After(fleet.Now.Add(-plan.Window)) {
+				problems = append(problems, fmt.Sprintf("%s evaluated %s %s ago", name, s, fleet.Now.Sub(at).Round(time.Millisecond)))
+			}
+		}
+		if min == flags.Complete && in.LastOldCall != nil && in.LastOldCall.After(fleet.Now.Add(-plan.Window)) {
+			problems = append(problems, fmt.Sprintf("%s called the old path %s ago", name, fleet.Now.Sub(*in.LastOldCall).Round(time.Millisecond)))
+		}
+	}
+	for _, in := range fleet.Unaware {
+		problems = append(problems, fmt.Sprintf("instance %s (%s %s) is live but does not know this migration", in.ID, in.Service, in.Build))
+	}
+	if len(problems) > 0 {
+		return strings.Join(problems, "; "), nil
+	}
+	return "", nil
+}
+
+// InstanceState is what the ledger knows of one instance for one migration.
+type InstanceState struct {
+	ID          string                    `json:"id"`
+	Service     string                    `json:"service"`
+	Build       string                    `json:"build"`
+	FirstSeen   time.Time                 `json:"first_seen"`
+	LastSeen    time.Time                 `json:"last_seen"`
+	MinStage    string                    `json:"min_stage"`
+	MaxStage    string                    `json:"max_stage"`
+	StageSeen   map[flags.Stage]time.Time `json:"stage_seen"`
+	LastOldCall *time.Time                `json:"last_old_call,omitempty"`
+	OldCalls    int64                     `json:"old_calls"`
+	Matched     int64                     `json:"matched"`
+	Mismatched  int64                     `json:"mismatched"`
+}
+
+// Fleet is the live instances of one migration, as the ledger sees them.
+type Fleet struct {
+	Now       time.Time       `json:"now"`
+	Instances []InstanceState `json:"instances"`
+	// Unaware are live instances of the same services that do not report
+	// this migration: old builds.
+	Unaware []InstanceState `json:"unaware,omitempty"`
+}
+
+func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, ageOut time.Duration) (Fleet, error) {
+	var f Fleet
+	if err := sqlx.GetContext(ctx, q, &f.Now, `SELECT now()`); err != nil {
+		return f, err
+	}
+	type instRow struct {
+		ID          string     `db:"instance_id"`
+		Service     string     `db:"service"`
+		Build       string     `db:"build_version"`
+		FirstSeen   time.Time  `db:"first_seen"`
+		LastSeen    time.Time  `db:"last_seen"`
+		StageSeen   string     `db:"stage_seen"`
+		MinStage    string     `db:"min_stage"`
+		MaxStage    string     `db:"max_stage"`
+		LastOldCall *time.Time `db:"last_old_call"`
+		OldCalls    int64      `db:"old_calls"`
+		Matched     int64      `db:"matched"`
+		Mismatched  int64      `db:"mismatched"`
+	}
+	var rows []instRow
+	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT instance_id, service, build_version, first_seen, last_seen, stage_seen::text AS stage_seen,
+			min_stage, max_stage, last_old_call, old_calls, matched, mismatched
+		FROM schemashift_instances WHERE migration = $1 AND last_seen > now() - make_interval(secs => $2) ORDER BY service, instance_id`,
+		migration, ageOut.Seconds()); err != nil {
+		return f, fmt.Errorf("read fleet: %w", err)
+	}
+	for _, r := range rows {
+		in := InstanceState{ID: r.ID, Service: r.Service, Build: r.Build, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen,
+			MinStage: r.MinStage, MaxStage: r.MaxStage, LastOldCall: r.LastOldCall, OldCalls: r.OldCalls, Matched: r.Matched,
+			Mismatched: r.Mismatched, StageSeen: map[flags.Stage]time.Time{}}
+		var seen map[string]time.Time
+		if err := json.Unmarshal([]byte(r.StageSeen), &seen); err != nil {
+			return f, fmt.Errorf("read fleet: stages of %s: %w", r.ID, err)
+		}
+		for name, at := range seen {
+			s, err := flags.ParseStage(name)
+			if err != nil {
+				return f, fmt.Errorf("read fleet: %w", err)
+			}
+			in.StageSeen[s] = at
+		}
+		f.Instances = append(f.Instances, in)
+	}
+	var unaware []instRow
+	if err := sqlx.SelectContext(ctx, q, &unaware, `SELECT i.instance_id, i.service, i.build_version, i.first_seen, i.last_seen
+		FROM schemashift_instances i
+		WHERE i.migration = '' AND i.last_seen > now() - make_interval(secs => $2)
+		  AND i.service IN (SELECT service FROM schemashift_instances WHERE migration = $1)
+		  AND NOT EXISTS (SELECT 1 FROM schemashift_instances k WHERE k.instance_id = i.instance_id AND k.migration = $1)
+		ORDER BY i.service, i.instance_id`, migration, ageOut.Seconds()); err != nil {
+		return f, fmt.Errorf("read fleet: %w", err)
+	}
+	for _, r := range unaware {
+		f.Unaware = append(f.Unaware, InstanceState{ID: r.ID, Service: r.Service, Build: r.Build, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen})
+	}
+	return f, nil
+}
+
+// Fleet reads the live instances of a migration.
+func (c *Coordinator) Fleet(ctx context.Context, migration string) (Fleet, error) {
+	return readFleet(ctx, c.db, migration, c.ageOut)
+}
+
+// RunBackfills runs the plan's backfill jobs (the migration must be in its
+// backfill phase), with opts for every job.
+func (c *Coordinator) RunBackfills(ctx context.Context, migration string, opts ...backfill.Option) error {
+	plan, err := c.plan(migration)
+	if err != nil {
+		return err
+	}
+	st, err := Get(ctx, c.db, migration)
+	if err != nil {
+		return err
+	}
+	if st.Phase != Backfill {
+		return fmt.Errorf("run backfills of %s: the migration is at %s, not backfill", migration, st.Phase)
+	}
+	for _, j := range plan.Backfills {
+		b, err := backfill.New(ctx, c.db, j, opts...)
+		if err != nil {
+			return err
+		}
+		if _, err := b.Run(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// VerifyBackfills verifies every backfill job of the plan; the results are
+// what the gate to shadow reads.
+func (c *Coordinator) VerifyBackfills(ctx context.Context, migration string, o backfill.VerifyOptions) ([]backfill.Report, error) {
+	plan, err := c.plan(migration)
+	if err != nil {
+		return nil, err
+	}
+	var reports []backfill.Report
+	for _, j := range plan.Backfills {
+		b, err := backfill.New(ctx, c.db, j)
+		if err != nil {
+			return reports, err
+		}
+		rep, err := b.Verify(ctx, o)
+		if err != nil {
+			return reports, err
+		}
+		reports = append(reports, rep)
+	}
+	return reports, nil
+}

@@ -1,0 +1,288 @@
+package rollout
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
+)
+
+// Instance reports what one running service instance does, per migration,
+// to the ledger: the stages it evaluated, its calls to the old path and its
+// shadow comparisons. The gates read these heartbeats.
+//
+// An Instance is safe for concurrent use. Start begins the periodic
+// heartbeat; Close stops it, sends a last one and waits.
+type Instance struct {
+	db       *sqlx.DB
+	id       string
+	service  string
+	build    string
+	interval time.Duration
+
+	mu         sync.RWMutex
+	migrations map[string]*window
+
+	lastErr atomic.Pointer[error]
+	stop    context.CancelFunc
+	done    chan struct{}
+	once    sync.Once
+}
+
+// taken is what one heartbeat took from a window.
+type taken struct {
+	seen                     uint32
+	old, matched, mismatched int64
+}
+
+// window accumulates one heartbeat interval.
+type window struct {
+	seen       atomic.Uint32 // bit per stage
+	oldCalls   atomic.Int64
+	matched    atomic.Int64
+	mismatched atomic.Int64
+}
+
+// InstanceOption configures an [Instance].
+type InstanceOption func(*Instance) error
+
+// WithInstanceID names the instance (default: host/pid/random).
+func WithInstanceID(id string) InstanceOption {
+	return func(i *Instance) error {
+		if id == "" {
+			return errors.New("instance id is empty")
+		}
+		i.id = id
+		return nil
+	}
+}
+
+// WithHeartbeat sets the heartbeat interval (default 10s).
+func WithHeartbeat(d time.Duration) InstanceOption {
+	return func(i *Instance) error {
+		if d <= 0 {
+			return fmt.Errorf("heartbeat: %v is not positive", d)
+		}
+		i.interval = d
+		return nil
+	}
+}
+
+// NewInstance returns the heartbeat of one instance of service, built as
+// build, for the given migrations.
+func NewInstance(db *sqlx.DB, service, build string, migrations []string, opts ...InstanceOption) (*Instance, error) {
+	if db == nil || service == "" || build == "" {
+		return nil, errors.New("new instance: db, service and build are required")
+	}
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	i := &Instance{db: db, service: service, build: build, interval: 10 * time.Second,
+		id: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), migrations: map[string]*window{}}
+	for _, o := range opts {
+		if err := o(i); err != nil {
+			return nil, fmt.Errorf("new instance: %w", err)
+		}
+	}
+	for _, m := range migrations {
+		i.migrations[m] = &window{}
+	}
+	return i, nil
+}
+
+// ID returns the instance's id.
+func (i *Instance) ID() string { return i.id }
+
+// Record notes one evaluation of a migration's stage and whether the call
+// took the old path.
+func (i *Instance) Record(migration string, s flags.Stage, oldPath bool) {
+	w := i.window(migration)
+	if s.Valid() {
+		for {
+			old := w.seen.Load()
+			if old&(1<<s) != 0 || w.seen.CompareAndSwap(old, old|1<<s) {
+				break
+			}
+		}
+	}
+	if oldPath {
+		w.oldCalls.Add(1)
+	}
+}
+
+func (i *Instance) window(migration string) *window {
+	i.mu.RLock()
+	w := i.migrations[migration]
+	i.mu.RUnlock()
+	if w != nil {
+		return w
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if w = i.migrations[migration]; w == nil {
+		w = &window{}
+		i.migrations[migration] = w
+	}
+	return w
+}
+
+// Observer returns a dualwrite observer that feeds this instance's
+// heartbeat: pass it to the adapters (and to flags.WithObserver through
+// dualwrite.Observers with your own).
+func (i *Instance) Observer() dualwrite.Observer { return instanceObserver{i} }
+
+type instanceObserver struct{ i *Instance }
+
+func (o instanceObserver) ObserveCall(_ context.Context, c dualwrite.Call) {
+	o.i.Record(c.Migration, c.Stage, c.Origin == dualwrite.Old)
+}
+
+func (o instanceObserver) ObserveComparison(_ context.Context, c dualwrite.Comparison) {
+	w := o.i.window(c.Migration)
+	if c.Match {
+		w.matched.Add(1)
+	} else {
+		w.mismatched.Add(1)
+	}
+}
+
+func (o instanceObserver) ObserveShadowDrop(context.Context, dualwrite.ShadowDrop) {}
+func (o instanceObserver) ObserveFallback(context.Context, flags.Fallback)         {}
+
+// Beat sends one heartbeat now: the instance itself, and per migration what
+// it did since the last one.
+func (i *Instance) Beat(ctx context.Context) error {
+	tx, err := i.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances (instance_id, migration, service, build_version)
+		VALUES ($1, '', $2, $3) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = now(),
+		service = EXCLUDED.service, build_version = EXCLUDED.build_version`, i.id, i.service, i.build); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	i.mu.RLock()
+	names := make([]string, 0, len(i.migrations))
+	windows := make([]*window, 0, len(i.migrations))
+	for m, w := range i.migrations {
+		names, windows = append(names, m), append(windows, w)
+	}
+	i.mu.RUnlock()
+	took := make([]taken, len(windows))
+	for k, w := range windows {
+		took[k] = taken{w.seen.Swap(0), w.oldCalls.Swap(0), w.matched.Swap(0), w.mismatched.Swap(0)}
+	}
+	for k, m := range names {
+		t := took[k]
+		var stages []string
+		minS, maxS := "", ""
+		for _, s := range flags.Stages() {
+			if t.seen&(1<<s) != 0 {
+				stages = append(stages, s.String())
+				if minS == "" {
+					minS = s.String()
+				}
+				maxS = s.String()
+			}
+		}
+		if stages == nil {
+			stages = []string{}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances AS i (instance_id, migration, service, build_version, stage_seen,
+				min_stage, max_stage, last_old_call, old_calls, matched, mismatched)
+			VALUES ($1, $2, $3, $4, (SELECT coalesce(jsonb_object_agg(s, now()), '{}') FROM unnest($5::text[]) s),
+				$6, $7, CASE WHEN $8::bigint > 0 THEN now() END, $8, $9, $10)
+			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = now(),
+				service = EXCLUDED.service, build_version = EXCLUDED.build_version,
+				stage_seen = i.stage_seen || EXCLUDED.stage_seen,
+				min_stage = CASE WHEN EXCLUDED.min_stage = '' THEN i.min_stage ELSE EXCLUDED.min_stage END,
+				max_stage = CASE WHEN EXCLUDED.max_stage = '' THEN i.max_stage ELSE EXCLUDED.max_stage END,
+				last_old_call = coalesce(EXCLUDED.last_old_call, i.last_old_call),
+				old_calls = i.old_calls + EXCLUDED.old_calls,
+				matched = i.matched + EXCLUDED.matched,
+				mismatched = i.mismatched + EXCLUDED.mismatched`,
+			i.id, m, i.service, i.build, stages, minS, maxS, t.old, t.matched, t.mismatched); err != nil {
+			i.restore(windows, took)
+			return fmt.Errorf("heartbeat %s: %w", m, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		i.restore(windows, took)
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}
+
+// restore puts back what a failed heartbeat took, so the next one sends it.
+func (i *Instance) restore(windows []*window, took []taken) {
+	for k, w := range windows {
+		for {
+			old := w.seen.Load()
+			if w.seen.CompareAndSwap(old, old|took[k].seen) {
+				break
+			}
+		}
+		w.oldCalls.Add(took[k].old)
+		w.matched.Add(took[k].matched)
+		w.mismatched.Add(took[k].mismatched)
+	}
+}
+
+// Start sends a heartbeat every interval until Close.
+func (i *Instance) Start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	i.stop = cancel
+	i.done = make(chan struct{})
+	go func() {
+		defer close(i.done)
+		t := time.NewTicker(i.interval)
+		defer t.Stop()
+		for {
+			if err := i.Beat(ctx); err != nil && ctx.Err() == nil {
+				i.lastErr.Store(&err)
+			} else if err == nil {
+				i.lastErr.Store(nil)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Err returns the last heartbeat's error, or nil.
+func (i *Instance) Err() error {
+	if p := i.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Close stops the heartbeat, sends a last one so nothing recorded is lost,
+// and waits. It is idempotent.
+func (i *Instance) Close() error {
+	var err error
+	i.once.Do(func() {
+		if i.stop != nil {
+			i.stop()
+			<-i.done
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = i.Beat(ctx)
+	})
+	return err
+}

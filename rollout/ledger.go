@@ -1,0 +1,228 @@
+package rollout
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/flags"
+)
+
+// ledgerSchema holds the ledger's own versioned schema: each entry upgrades
+// it by one version, applied in order under an advisory lock.
+var ledgerSchema = []string{
+	// 1: migrations, events, instances.
+	`CREATE TABLE schemashift_migrations (
+		migration       text PRIMARY KEY,
+		definition_hash text NOT NULL,
+		phase           text NOT NULL DEFAULT 'planned',
+		stage           text NOT NULL DEFAULT 'off',
+		version         bigint NOT NULL DEFAULT 1,
+		phase_since     timestamptz NOT NULL DEFAULT now(),
+		matched_base    bigint NOT NULL DEFAULT 0,
+		mismatched_base bigint NOT NULL DEFAULT 0,
+		created_at      timestamptz NOT NULL DEFAULT now(),
+		updated_at      timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE TABLE schemashift_events (
+		id         bigserial PRIMARY KEY,
+		migration  text NOT NULL,
+		kind       text NOT NULL,
+		accepted   boolean NOT NULL,
+		actor      text NOT NULL,
+		from_phase text NOT NULL DEFAULT '',
+		to_phase   text NOT NULL DEFAULT '',
+		from_stage text NOT NULL DEFAULT '',
+		to_stage   text NOT NULL DEFAULT '',
+		version    bigint,
+		reason     text NOT NULL DEFAULT '',
+		at         timestamptz NOT NULL DEFAULT clock_timestamp()
+	);
+	CREATE INDEX schemashift_events_migration ON schemashift_events (migration, id);
+	CREATE TABLE schemashift_instances (
+		instance_id     text NOT NULL,
+		migration       text NOT NULL,
+		service         text NOT NULL,
+		build_version   text NOT NULL,
+		first_seen      timestamptz NOT NULL DEFAULT now(),
+		last_seen       timestamptz NOT NULL DEFAULT now(),
+		stage_seen      jsonb NOT NULL DEFAULT '{}',
+		min_stage       text NOT NULL DEFAULT '',
+		max_stage       text NOT NULL DEFAULT '',
+		last_old_call   timestamptz,
+		old_calls       bigint NOT NULL DEFAULT 0,
+		matched         bigint NOT NULL DEFAULT 0,
+		mismatched      bigint NOT NULL DEFAULT 0,
+		PRIMARY KEY (instance_id, migration)
+	);`,
+}
+
+// EnsureLedger creates the ledger tables, or upgrades them to this build's
+// version. It is safe to call from every instance at once.
+func EnsureLedger(ctx context.Context, db *sqlx.DB) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7215837262348120002);
+		CREATE TABLE IF NOT EXISTS schemashift_ledger_schema (version integer NOT NULL)`); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	var version int
+	if err := tx.GetContext(ctx, &version, `SELECT coalesce(max(version), 0) FROM schemashift_ledger_schema`); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	if version > len(ledgerSchema) {
+		return fmt.Errorf("ensure ledger: the ledger is at version %d, newer than this build knows (%d): upgrade schemashift", version, len(ledgerSchema))
+	}
+	for v := version; v < len(ledgerSchema); v++ {
+		if _, err := tx.ExecContext(ctx, ledgerSchema[v]); err != nil {
+			return fmt.Errorf("ensure ledger: upgrade to version %d: %w", v+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM schemashift_ledger_schema`); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_ledger_schema VALUES ($1)`, len(ledgerSchema)); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	return nil
+}
+
+// ErrPlanConflict: a plan of that name is registered with another
+// definition.
+var ErrPlanConflict = errors.New("rollout plan conflicts with the registered one")
+
+// ErrUnknownMigration: no plan of that name is registered.
+var ErrUnknownMigration = errors.New("unknown migration")
+
+// Register records plan in the ledger (at phase planned) or checks that
+// the registered one has the same definition.
+func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
+	if err := plan.normalize(); err != nil {
+		return err
+	}
+	hash := plan.hash()
+	res, err := db.ExecContext(ctx, `INSERT INTO schemashift_migrations (migration, definition_hash) VALUES ($1, $2)
+		ON CONFLICT (migration) DO NOTHING`, plan.Migration, hash)
+	if err != nil {
+		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		_, err := db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, to_phase, to_stage, version, reason)
+			VALUES ($1, 'register', true, 'schemashift', 'planned', 'off', 1, $2)`, plan.Migration, "plan "+hash)
+		return err
+	}
+	var registered string
+	if err := db.GetContext(ctx, &registered, `SELECT definition_hash FROM schemashift_migrations WHERE migration = $1`, plan.Migration); err != nil {
+		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
+	}
+	if registered != hash {
+		return fmt.Errorf("register plan %q: %w: the ledger has definition %s, this build has %s; a changed plan needs a new migration name",
+			plan.Migration, ErrPlanConflict, registered, hash)
+	}
+	return nil
+}
+
+// Status is a migration's row in the ledger.
+type Status struct {
+	Migration  string      `json:"migration"`
+	Phase      Phase       `json:"phase"`
+	Stage      flags.Stage `json:"stage"`
+	Version    int64       `json:"version"`
+	PhaseSince time.Time   `json:"phase_since"`
+	UpdatedAt  time.Time   `json:"updated_at"`
+}
+
+type statusRow struct {
+	Migration  string    `db:"migration"`
+	Phase      string    `db:"phase"`
+	Stage      string    `db:"stage"`
+	Version    int64     `db:"version"`
+	PhaseSince time.Time `db:"phase_since"`
+	UpdatedAt  time.Time `db:"updated_at"`
+	Matched    int64     `db:"matched_base"`
+	Mismatched int64     `db:"mismatched_base"`
+}
+
+func (r statusRow) status() (Status, error) {
+	p, err := ParsePhase(r.Phase)
+	if err != nil {
+		return Status{}, err
+	}
+	s, err := flags.ParseStage(r.Stage)
+	if err != nil {
+		return Status{}, err
+	}
+	return Status{Migration: r.Migration, Phase: p, Stage: s, Version: r.Version, PhaseSince: r.PhaseSince, UpdatedAt: r.UpdatedAt}, nil
+}
+
+const statusColumns = `migration, phase, stage, version, phase_since, updated_at, matched_base, mismatched_base`
+
+// Get reads one migration's status.
+func Get(ctx context.Context, db sqlx.QueryerContext, migration string) (Status, error) {
+	var r statusRow
+	err := sqlx.GetContext(ctx, db, &r, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, migration)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Status{}, fmt.Errorf("read migration: %w %q", ErrUnknownMigration, migration)
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("read migration %q: %w", migration, err)
+	}
+	return r.status()
+}
+
+// List reads every migration's status.
+func List(ctx context.Context, db *sqlx.DB) ([]Status, error) {
+	var rows []statusRow
+	if err := db.SelectContext(ctx, &rows, `SELECT `+statusColumns+` FROM schemashift_migrations ORDER BY migration`); err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	out := make([]Status, 0, len(rows))
+	for _, r := range rows {
+		s, err := r.status()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Event is one entry of the audit trail.
+type Event struct {
+	ID        int64     `db:"id" json:"id"`
+	Migration string    `db:"migration" json:"migration"`
+	Kind      string    `db:"kind" json:"kind"`
+	Accepted  bool      `db:"accepted" json:"accepted"`
+	Actor     string    `db:"actor" json:"actor"`
+	FromPhase string    `db:"from_phase" json:"from_phase"`
+	ToPhase   string    `db:"to_phase" json:"to_phase"`
+	FromStage string    `db:"from_stage" json:"from_stage"`
+	ToStage   string    `db:"to_stage" json:"to_stage"`
+	Version   *int64    `db:"version" json:"version,omitempty"`
+	Reason    string    `db:"reason" json:"reason"`
+	At        time.Time `db:"at" json:"at"`
+}
+
+// Audit reads a migration's audit trail, oldest first ("" for all).
+func Audit(ctx context.Context, db *sqlx.DB, migration string, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	var ev []Event
+	err := db.SelectContext(ctx, &ev, `SELECT * FROM (SELECT id, migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at
+		FROM schemashift_events WHERE $1 = '' OR migration = $1 ORDER BY id DESC LIMIT $2) e ORDER BY id`, migration, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read audit trail: %w", err)
+	}
+	return ev, nil
+}

@@ -1,0 +1,265 @@
+package rollout_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/rollout"
+)
+
+const window = 300 * time.Millisecond
+
+func usersPlan() rollout.Plan {
+	return rollout.Plan{
+		Migration: "users_split_name",
+		Expand: []rollout.Step{
+			{SQL: `ALTER TABLE users ADD COLUMN given_name text, ADD COLUMN family_name text, ALTER COLUMN full_name DROP NOT NULL`,
+				Down: `ALTER TABLE users DROP COLUMN given_name, DROP COLUMN family_name`},
+		},
+		Columns: []rollout.Column{{Table: "users", Column: "given_name"}, {Table: "users", Column: "family_name"}},
+		Backfills: []backfill.Job{{Name: "users_split_name", Table: "users", Set: []backfill.Assign{
+			{Column: "given_name", Expr: "split_part(full_name, ' ', 1)"},
+			{Column: "family_name", Expr: "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"},
+		}}},
+		Contract:   []rollout.Step{{SQL: `ALTER TABLE users DROP COLUMN full_name`}},
+		Thresholds: rollout.Thresholds{ShadowConsistency: 0.9, MinComparisons: 10, Window: window},
+	}
+}
+
+func usersDB(t *testing.T) *sqlx.DB {
+	t.Helper()
+	db := pgtest.DB(t)
+	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, full_name text NOT NULL)`)
+	db.MustExecContext(t.Context(), `INSERT INTO users SELECT i, 'Ada Lovelace' || i FROM generate_series(1, 500) i`)
+	return db
+}
+
+// lastEvent returns the newest audit event of the migration.
+func lastEvent(t *testing.T, db *sqlx.DB) rollout.Event {
+	t.Helper()
+	ev, err := rollout.Audit(t.Context(), db, "users_split_name", 1)
+	require.NoError(t, err)
+	require.Len(t, ev, 1)
+	return ev[0]
+}
+
+// beat records stages (and old-path calls) for an instance and sends a
+// heartbeat.
+func beat(t *testing.T, in *rollout.Instance, stages ...flags.Stage) {
+	t.Helper()
+	for _, s := range stages {
+		in.Record("users_split_name", s, s < flags.Complete)
+	}
+	require.NoError(t, in.Beat(t.Context()))
+}
+
+// refused asserts that the advance is refused by the named gate, with the
+// reason in the audit trail.
+func refused(t *testing.T, c *rollout.Coordinator, db *sqlx.DB, gate, reason string) {
+	t.Helper()
+	_, err := c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "ci"})
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	var re *rollout.RefusedError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, gate, re.Gate)
+	assert.Contains(t, re.Reason, reason)
+	ev := lastEvent(t, db)
+	assert.False(t, ev.Accepted)
+	assert.Equal(t, "advance", ev.Kind)
+	assert.Contains(t, ev.Reason, reason)
+	assert.Equal(t, "ci", ev.Actor)
+}
+
+func advanced(t *testing.T, c *rollout.Coordinator, db *sqlx.DB, want rollout.Phase) {
+	t.Helper()
+	st, err := c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "ci", Reason: "gate met", Confirm: want == rollout.Contracted})
+	require.NoError(t, err)
+	assert.Equal(t, want, st.Phase)
+	assert.Equal(t, want.Stage(), st.Stage)
+	ev := lastEvent(t, db)
+	assert.True(t, ev.Accepted)
+	assert.Equal(t, want.String(), ev.ToPhase)
+}
+
+// Every gate refuses while its condition is unmet and passes once it is
+// met, and each refusal's reason lands in the audit trail.
+func TestGatesWalkThrough(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()}, rollout.WithAgeOut(10*time.Second))
+	require.NoError(t, err)
+
+	advanced(t, c, db, rollout.Expanded) // runs the expand
+
+	// schema: the expand's columns must exist.
+	db.MustExecContext(ctx, `ALTER TABLE users DROP COLUMN family_name`)
+	refused(t, c, db, "schema", "users.family_name")
+	db.MustExecContext(ctx, `ALTER TABLE users ADD COLUMN family_name text`)
+	advanced(t, c, db, rollout.DualWrite)
+
+	// fleet at dualwrite: seen, for a whole window, nowhere below.
+	refused(t, c, db, "fleet at dualwrite", "no live instance")
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	require.NoError(t, err)
+	beat(t, in, flags.Off, flags.DualWrite)
+	refused(t, c, db, "fleet at dualwrite", "not been seen for a whole window")
+	time.Sleep(window)
+	beat(t, in, flags.DualWrite, flags.Off) // one request still at off (a percentage rollout)
+	refused(t, c, db, "fleet at dualwrite", "api-1 (users-api v2) evaluated off")
+	time.Sleep(window)
+	beat(t, in, flags.DualWrite)
+	advanced(t, c, db, rollout.Backfill)
+
+	// backfill done.
+	refused(t, c, db, "backfill done", `backfill "users_split_name" is not started`)
+	require.NoError(t, c.RunBackfills(ctx, "users_split_name"))
+	advanced(t, c, db, rollout.Verify)
+
+	// verification passed.
+	refused(t, c, db, "verification passed", "not run")
+	db.MustExecContext(ctx, `UPDATE users SET full_name = 'Changed Behind' WHERE id = 7`)
+	reps, err := c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
+	require.NoError(t, err)
+	require.False(t, reps[0].Passed())
+	refused(t, c, db, "verification passed", "failed")
+	_, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{Repair: true})
+	require.NoError(t, err)
+	advanced(t, c, db, rollout.Shadow)
+
+	// shadow consistency: enough comparisons, enough of them matching.
+	refused(t, c, db, "shadow consistency", "0 comparisons since shadow began, 10 required")
+	obs := in.Observer()
+	compare := func(match bool, n int) {
+		for range n {
+			obs.ObserveComparison(ctx, comparison(match))
+		}
+		require.NoError(t, in.Beat(ctx))
+	}
+	compare(true, 8)
+	compare(false, 2)
+	refused(t, c, db, "shadow consistency", "consistency 0.8000 over 10 comparisons, 0.9000 required")
+	compare(true, 20)
+	advanced(t, c, db, rollout.Live)
+	// The count starts again at live.
+	refused(t, c, db, "shadow consistency", "0 comparisons since live began")
+	compare(true, 10)
+	advanced(t, c, db, rollout.Rampdown)
+
+	// fleet at rampdown for a window.
+	beat(t, in, flags.Live)
+	refused(t, c, db, "fleet at rampdown", "evaluated live")
+	time.Sleep(window)
+	beat(t, in, flags.Rampdown)
+	advanced(t, c, db, rollout.Complete)
+
+	// contract: confirmation, then only complete and no old-path call for a window.
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci"})
+	require.ErrorIs(t, err, rollout.ErrConfirmRequired)
+	assert.False(t, lastEvent(t, db).Accepted)
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci", Confirm: true})
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, lastEvent(t, db).Reason, "evaluated rampdown")
+	time.Sleep(window)
+	in.Record("users_split_name", flags.Complete, true) // a call that still took the old path
+	require.NoError(t, in.Beat(ctx))
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci", Confirm: true})
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, lastEvent(t, db).Reason, "called the old path")
+	time.Sleep(window)
+	beat(t, in, flags.Complete)
+	advanced(t, c, db, rollout.Contracted)
+	var hasFullName bool
+	require.NoError(t, db.GetContext(ctx, &hasFullName, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'full_name')`))
+	assert.False(t, hasFullName, "the contract ran")
+
+	_, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci"})
+	require.ErrorIs(t, err, rollout.ErrIrreversible)
+
+	trail, err := rollout.Audit(ctx, db, "users_split_name", 0)
+	require.NoError(t, err)
+	var accepted []string
+	for _, e := range trail {
+		if e.Accepted && e.Kind == "advance" {
+			accepted = append(accepted, e.ToPhase)
+		}
+	}
+	assert.Equal(t, "expanded dualwrite backfill verify shadow live rampdown complete contracted", strings.Join(accepted, " "))
+}
+
+func TestRollbackAndForce(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()})
+	require.NoError(t, err)
+	advanced(t, c, db, rollout.Expanded)
+	advanced(t, c, db, rollout.DualWrite)
+
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Force: true})
+	require.ErrorIs(t, err, rollout.ErrReasonRequired)
+	for _, want := range []rollout.Phase{rollout.Backfill, rollout.Verify, rollout.Shadow, rollout.Live} {
+		st, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Force: true, Reason: "staging drill"})
+		require.NoError(t, err)
+		assert.Equal(t, want, st.Phase)
+	}
+	ev := lastEvent(t, db)
+	assert.Equal(t, "force-advance", ev.Kind)
+	assert.Equal(t, "forced: staging drill", ev.Reason)
+
+	st, err := c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Reason: "mismatches"})
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Shadow, st.Phase)
+	st, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", ToOff: true, Reason: "incident"})
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Expanded, st.Phase)
+	assert.Equal(t, flags.Off, st.Stage)
+	// At off, one more step back undoes the expand.
+	st, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Reason: "abandon"})
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Planned, st.Phase)
+	var cols int
+	require.NoError(t, db.GetContext(ctx, &cols, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name IN ('given_name', 'family_name')`))
+	assert.Zero(t, cols)
+	_, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops"})
+	assert.ErrorContains(t, err, "nothing to roll back")
+
+	// A stale version is a conflict.
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Version: 1})
+	require.ErrorIs(t, err, rollout.ErrConflict)
+	assert.False(t, lastEvent(t, db).Accepted)
+}
+
+func TestPlanConflictAndUnknownMigration(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()})
+	require.NoError(t, err)
+	changed := usersPlan()
+	changed.Contract = []rollout.Step{{SQL: `ALTER TABLE users DROP COLUMN full_name CASCADE`}}
+	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{changed})
+	require.ErrorIs(t, err, rollout.ErrPlanConflict)
+	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()})
+	require.NoError(t, err, "the same plan registers again")
+
+	c, err := rollout.NewCoordinator(ctx, db, nil)
+	require.NoError(t, err)
+	_, err = c.Advance(ctx, rollout.Request{Migration: "nope"})
+	require.ErrorIs(t, err, rollout.ErrUnknownMigration)
+	_, err = rollout.Get(ctx, db, "nope")
+	require.ErrorIs(t, err, rollout.ErrUnknownMigration)
+	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{{}})
+	require.ErrorIs(t, err, rollout.ErrInvalidPlan)
+}
+
+var _ = context.Background

@@ -1,0 +1,142 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/open-feature/go-sdk/openfeature"
+	"github.com/open-feature/go-sdk/openfeature/isolated"
+
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
+)
+
+// ServiceConfig describes one service instance taking part in rollouts.
+type ServiceConfig struct {
+	Service string
+	Build   string
+	// InstanceID names this instance (default: host/pid/random).
+	InstanceID string
+	// Plans are the migrations this build knows.
+	Plans []Plan
+	// Heartbeat is the heartbeat interval (default 10s).
+	Heartbeat time.Duration
+	// Poll is how often the ledger provider reads stages (default 2s).
+	Poll time.Duration
+	// Client, when set, evaluates stages through the team's own flag
+	// service instead of the ledger. The coordinator then sees the fleet
+	// through heartbeats only.
+	Client flags.Client
+	// Observer also receives everything the adapters and the flags report.
+	Observer dualwrite.Observer
+}
+
+// Service is what a service instance holds for its rollouts: the stage
+// evaluator, the heartbeat, and (by default) the ledger's flag provider.
+// It is safe for concurrent use; Close it on shutdown.
+type Service struct {
+	Evaluator *flags.Evaluator
+	Instance  *Instance
+	Provider  *LedgerProvider // nil with ServiceConfig.Client
+	api       *openfeature.EvaluationAPI
+	observer  dualwrite.Observer
+}
+
+// ErrSchemaMismatch: the database's schema does not fit this build.
+var ErrSchemaMismatch = errors.New("schema does not fit this build")
+
+// Start is the startup hook of a service: it ensures the ledger, registers
+// the plans, checks that the schema fits this build (every expand the
+// ledger says is applied has its columns), starts the heartbeat and the
+// stage source. Close the returned Service on shutdown.
+func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error) {
+	if cfg.Service == "" || cfg.Build == "" {
+		return nil, errors.New("start: service and build are required")
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 10 * time.Second
+	}
+	if cfg.Poll == 0 {
+		cfg.Poll = 2 * time.Second
+	}
+	if err := EnsureLedger(ctx, db); err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	var names, problems []string
+	for _, p := range cfg.Plans {
+		if err := Register(ctx, db, p); err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
+		names = append(names, p.Migration)
+		st, err := Get(ctx, db, p.Migration)
+		if err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
+		if st.Phase >= Expanded && st.Phase < Contracted {
+			missing, err := missingColumns(ctx, db, p.Columns)
+			if err != nil {
+				return nil, fmt.Errorf("start: %w", err)
+			}
+			if len(missing) > 0 {
+				problems = append(problems, fmt.Sprintf("%s is at %s but lacks %s", p.Migration, st.Phase, strings.Join(missing, ", ")))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("start: %w: %s", ErrSchemaMismatch, strings.Join(problems, "; "))
+	}
+	opts := []InstanceOption{WithHeartbeat(cfg.Heartbeat)}
+	if cfg.InstanceID != "" {
+		opts = append(opts, WithInstanceID(cfg.InstanceID))
+	}
+	inst, err := NewInstance(db, cfg.Service, cfg.Build, names, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	s := &Service{Instance: inst, observer: inst.Observer()}
+	if cfg.Observer != nil {
+		s.observer = dualwrite.Observers(inst.Observer(), cfg.Observer)
+	}
+	client := cfg.Client
+	if client == nil {
+		if s.Provider, err = NewLedgerProvider(db, cfg.Poll); err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
+		s.api = isolated.NewAPI()
+		if err := s.api.SetProviderAndWait(ctx, s.Provider); err != nil {
+			_ = s.api.Shutdown(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("start: ledger provider: %w", err)
+		}
+		client = s.api.NewClient()
+	}
+	if s.Evaluator, err = flags.NewEvaluator(client, flags.WithObserver(s.observer)); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	if err := inst.Beat(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("start: first heartbeat: %w", err)
+	}
+	inst.Start(ctx)
+	return s, nil
+}
+
+// Flag returns the stage flag of a migration.
+func (s *Service) Flag(migration string) (*flags.Flag, error) { return s.Evaluator.Flag(migration) }
+
+// Observer returns the observer to give the dualwrite adapters: it feeds
+// the heartbeat (and the configured observer).
+func (s *Service) Observer() dualwrite.Observer { return s.observer }
+
+// Close stops the heartbeat (after a last one) and the ledger provider.
+func (s *Service) Close() error {
+	err := s.Instance.Close()
+	if s.api != nil {
+		err = errors.Join(err, s.api.Shutdown(context.Background()))
+	}
+	return err
+}
