@@ -387,7 +387,8 @@ func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, pl
 }
 
 // fleetAtLeast checks that every live instance evaluated only stages ≥ min
-// for the plan's whole window (and, for complete, made no old-path call).
+// for the plan's whole window, and at least one of them in the window (an
+// idle instance proves nothing), and, for complete, made no old-path call.
 func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, plan Plan, min flags.Stage) (string, error) {
 	fleet, err := readFleet(ctx, q, plan.Migration, c.ageOut)
 	if err != nil {
@@ -403,10 +404,19 @@ func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, p
 			problems = append(problems, name+" has not been seen for a whole window yet")
 			continue
 		}
+		recent := false // positive evidence: an idle instance proves nothing
 		for s, at := range in.StageSeen {
-			if s < min && at.After(fleet.Now.Add(-plan.Window)) {
-				problems = append(problems, fmt.Sprintf("%s evaluated %s %s ago", name, s, fleet.Now.Sub(at).Round(time.Millisecond)))
+			if !at.After(fleet.Now.Add(-plan.Window)) {
+				continue
 			}
+			if s < min {
+				problems = append(problems, fmt.Sprintf("%s evaluated %s %s ago", name, s, fleet.Now.Sub(at).Round(time.Millisecond)))
+			} else {
+				recent = true
+			}
+		}
+		if !recent {
+			problems = append(problems, fmt.Sprintf("%s made no call at %s or later in the last %v", name, min, plan.Window))
 		}
 		if min == flags.Complete && in.LastOldCall != nil && in.LastOldCall.After(fleet.Now.Add(-plan.Window)) {
 			problems = append(problems, fmt.Sprintf("%s called the old path %s ago", name, fleet.Now.Sub(*in.LastOldCall).Round(time.Millisecond)))

@@ -101,3 +101,11 @@ func URL(t testing.TB) string {
 	})
 	return dbURL
 }
+
+// AdminURL returns the admin URL of the shared server, for tests that
+// administer it (ALTER DATABASE, pg_terminate_backend). The package's
+// TestMain must call [Main].
+func AdminURL(t testing.TB) string {
+	t.Helper()
+	return sharedServer(t).URL()
+}

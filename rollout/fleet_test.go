@@ -1,0 +1,258 @@
+package rollout_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/open-feature/go-sdk/openfeature"
+	"github.com/open-feature/go-sdk/openfeature/isolated"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/rollout"
+)
+
+func fleetPlan() rollout.Plan {
+	return rollout.Plan{Migration: "users_split_name", Thresholds: rollout.Thresholds{Window: window, MinComparisons: 1}}
+}
+
+// Simulated instances at mixed stages hold back the backfill and the
+// contract exactly as the gates say; an instance that stops heartbeating
+// ages out and no longer holds anything back.
+func TestHeartbeatsHoldBackMixedFleet(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	ctx := t.Context()
+	const ageOut = 2 * time.Second
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithAgeOut(ageOut))
+	require.NoError(t, err)
+	force := func(n int) {
+		for range n {
+			_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
+			require.NoError(t, err)
+		}
+	}
+	force(2) // expanded, dualwrite
+	newInstance := func(id, build string) *rollout.Instance {
+		in, err := rollout.NewInstance(db, "users-api", build, []string{"users_split_name"}, rollout.WithInstanceID(id))
+		require.NoError(t, err)
+		return in
+	}
+	a, b, laggard := newInstance("a", "v2"), newInstance("b", "v2"), newInstance("laggard", "v2")
+	all := []*rollout.Instance{a, b, laggard}
+	beatAll := func(stages map[*rollout.Instance][]flags.Stage) {
+		for _, in := range all {
+			if s, ok := stages[in]; ok {
+				beat(t, in, s...)
+			}
+		}
+	}
+	mixed := map[*rollout.Instance][]flags.Stage{a: {flags.DualWrite}, b: {flags.DualWrite}, laggard: {flags.Off}}
+	beatAll(mixed)
+	time.Sleep(window)
+	beatAll(mixed)
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"})
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, err.Error(), "laggard (users-api v2) evaluated off")
+	assert.NotContains(t, err.Error(), "instance a ")
+
+	fleet, err := c.Fleet(ctx, "users_split_name")
+	require.NoError(t, err)
+	require.Len(t, fleet.Instances, 3)
+	assert.Equal(t, "off", fleet.Instances[2].MinStage)
+
+	// The laggard goes away; once aged out, it no longer counts.
+	time.Sleep(window)
+	beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.DualWrite}, b: {flags.DualWrite}})
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"})
+	require.ErrorIs(t, err, rollout.ErrGateRefused, "the laggard is still live")
+	require.Eventually(t, func() bool {
+		beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.DualWrite}, b: {flags.DualWrite}})
+		_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"})
+		return err == nil
+	}, 3*ageOut, 100*time.Millisecond, "the laggard ages out: %v", err)
+	fleet, err = c.Fleet(ctx, "users_split_name")
+	require.NoError(t, err)
+	assert.Len(t, fleet.Instances, 2)
+
+	// An old build of the same service, live but unaware of the migration,
+	// holds everything back.
+	old, err := rollout.NewInstance(db, "users-api", "v1", nil, rollout.WithInstanceID("old"))
+	require.NoError(t, err)
+	require.NoError(t, old.Beat(ctx))
+	force(5) // verify … complete
+	time.Sleep(window)
+	beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.Complete}, b: {flags.Complete}})
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Confirm: true})
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, err.Error(), "old (users-api v1) is live but does not know this migration")
+
+	// Contract: one instance still at rampdown for part of the window holds it back.
+	time.Sleep(ageOut) // the old build ages out
+	beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.Complete}, b: {flags.Complete, flags.Rampdown}})
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Confirm: true})
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, err.Error(), "b (users-api v2) evaluated rampdown")
+	time.Sleep(window)
+	beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.Complete}, b: {flags.Complete}})
+	st, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Confirm: true})
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Contracted, st.Phase)
+}
+
+// The heartbeat counts what the dualwrite adapters report.
+func TestInstanceObserverFeedsHeartbeat(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	ctx := t.Context()
+	require.NoError(t, rollout.EnsureLedger(ctx, db))
+	in, err := rollout.NewInstance(db, "svc", "v1", []string{"m"}, rollout.WithInstanceID("i1"), rollout.WithHeartbeat(20*time.Millisecond))
+	require.NoError(t, err)
+	obs := in.Observer()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				obs.ObserveCall(ctx, dualwrite.Call{Migration: "m", Stage: flags.Shadow, Origin: dualwrite.Old})
+				obs.ObserveCall(ctx, dualwrite.Call{Migration: "m", Stage: flags.Shadow, Origin: dualwrite.New, Role: dualwrite.ShadowRole})
+				obs.ObserveComparison(ctx, dualwrite.Comparison{Migration: "m", Stage: flags.Shadow, Match: true})
+			}
+		})
+	}
+	in.Start(ctx)
+	wg.Wait()
+	obs.ObserveComparison(ctx, dualwrite.Comparison{Migration: "m", Stage: flags.Shadow, Match: false})
+	require.NoError(t, in.Close())
+	require.NoError(t, in.Close(), "Close is idempotent")
+	var row struct {
+		Old        int64  `db:"old_calls"`
+		Matched    int64  `db:"matched"`
+		Mismatched int64  `db:"mismatched"`
+		Max        string `db:"max_stage"`
+	}
+	require.NoError(t, db.GetContext(ctx, &row, `SELECT old_calls, matched, mismatched, max_stage FROM schemashift_instances WHERE instance_id = 'i1' AND migration = 'm'`))
+	assert.Equal(t, int64(400), row.Old)
+	assert.Equal(t, int64(400), row.Matched)
+	assert.Equal(t, int64(1), row.Mismatched, "the last heartbeat on Close loses nothing")
+}
+
+// The ledger provider: an advance is seen by another instance within the
+// poll interval, with a change event; the database going away leaves the
+// last stages in force and the provider stale, then ready again.
+func TestLedgerProvider(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	db := open(t, url)
+	ctx := t.Context()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()})
+	require.NoError(t, err)
+
+	// Another instance, with its own pool, as another process would have.
+	other := open(t, url)
+	const poll = 50 * time.Millisecond
+	p, err := rollout.NewLedgerProvider(other, poll)
+	require.NoError(t, err)
+	api := isolated.NewAPI()
+	t.Cleanup(func() { _ = api.Shutdown(context.WithoutCancel(ctx)) })
+	changes := make(chan openfeature.EventDetails, 16)
+	stale := make(chan openfeature.EventDetails, 16)
+	onChange := func(d openfeature.EventDetails) { changes <- d }
+	onStale := func(d openfeature.EventDetails) { stale <- d }
+	api.AddHandler(openfeature.ProviderConfigChange, &onChange)
+	api.AddHandler(openfeature.ProviderStale, &onStale)
+	require.NoError(t, api.SetProviderAndWait(ctx, p))
+	ev, err := flags.NewEvaluator(api.NewClient())
+	require.NoError(t, err)
+	flag, err := ev.Flag("users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, flags.Off, flag.Stage(ctx))
+
+	for range 2 {
+		_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "test"})
+		require.NoError(t, err)
+	}
+	start := time.Now()
+	require.Eventually(t, func() bool { return flag.Stage(ctx) == flags.DualWrite }, 2*time.Second, time.Millisecond)
+	assert.Less(t, time.Since(start), 3*poll, "seen within the poll interval")
+	select {
+	case d := <-changes:
+		assert.Contains(t, d.FlagChanges, "users_split_name")
+	case <-time.After(time.Second):
+		t.Fatal("no configuration change event")
+	}
+
+	// The database goes away: no connection may be made to it.
+	admin := open(t, pgtest.AdminURL(t))
+	var name string
+	require.NoError(t, db.GetContext(ctx, &name, `SELECT current_database()`))
+	admin.MustExecContext(ctx, `ALTER DATABASE `+quote(name)+` WITH ALLOW_CONNECTIONS false`)
+	admin.MustExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name)
+	select {
+	case <-stale:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the provider did not go stale")
+	}
+	assert.True(t, p.Stale())
+	for range 50 {
+		s, fb := flag.Evaluate(ctx)
+		require.Nil(t, fb, "no fallback: the last stages stay in force")
+		require.Equal(t, flags.DualWrite, s)
+	}
+	admin.MustExecContext(ctx, `ALTER DATABASE `+quote(name)+` WITH ALLOW_CONNECTIONS true`)
+	require.Eventually(t, func() bool { return !p.Stale() }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, flags.DualWrite, flag.Stage(ctx))
+	_, err = ev.Stage(ctx, "no_such_migration")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), ev.Stats().Fallbacks[flags.FlagNotFound])
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// The startup hook: ledger, plan, schema check, heartbeat, stage source.
+func TestServiceStart(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	cfg := rollout.ServiceConfig{Service: "users-api", Build: "v2", InstanceID: "api-1", Plans: []rollout.Plan{usersPlan()},
+		Heartbeat: 20 * time.Millisecond, Poll: 20 * time.Millisecond}
+	svc, err := rollout.Start(ctx, db, cfg)
+	require.NoError(t, err)
+	flag, err := svc.Flag("users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, flags.Off, flag.Stage(ctx))
+
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()})
+	require.NoError(t, err)
+	for range 2 {
+		_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "test"})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return flag.Stage(ctx) == flags.DualWrite }, 2*time.Second, 5*time.Millisecond)
+
+	// Calls through the adapters reach the heartbeat.
+	r, err := dualwrite.NewWriter(flag, func(context.Context, int) error { return nil }, func(context.Context, int) error { return nil },
+		dualwrite.WithObserver(svc.Observer()))
+	require.NoError(t, err)
+	require.NoError(t, r.Write(ctx, 1))
+	require.Eventually(t, func() bool {
+		fleet, err := c.Fleet(ctx, "users_split_name")
+		return err == nil && len(fleet.Instances) == 1 && fleet.Instances[0].MaxStage == "dualwrite"
+	}, 2*time.Second, 10*time.Millisecond)
+	require.NoError(t, svc.Close())
+	require.NoError(t, svc.Close())
+
+	// A database whose schema lacks what the ledger says was expanded does
+	// not fit this build.
+	db.MustExecContext(ctx, `ALTER TABLE users DROP COLUMN given_name`)
+	_, err = rollout.Start(ctx, db, cfg)
+	require.ErrorIs(t, err, rollout.ErrSchemaMismatch)
+	assert.Contains(t, err.Error(), "users_split_name is at dualwrite but lacks users.given_name")
+
+	_, err = rollout.Start(ctx, db, rollout.ServiceConfig{})
+	assert.Error(t, err)
+}
