@@ -1,0 +1,325 @@
+package rollout
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/internal/pgerr"
+)
+
+//go:embed board.html
+var boardFS embed.FS
+
+var boardPage = template.Must(template.New("board.html").Funcs(template.FuncMap{
+	"pct": func(done, total int64) int64 {
+		if total <= 0 {
+			return 0
+		}
+		return min(100, done*100/total)
+	},
+	"ago": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+	"dur": func(d time.Duration) string { return d.Round(time.Second).String() },
+}).ParseFS(boardFS, "board.html"))
+
+// Action is a change asked of the status board.
+type Action struct {
+	Kind      string // advance, rollback, rollback-to-off, pause, resume
+	Migration string
+	Job       string // for pause and resume
+}
+
+// Authorizer decides whether a request may perform an action, and under
+// which actor name it is recorded. It must be safe for concurrent use.
+type Authorizer interface {
+	Authorize(r *http.Request, a Action) (actor string, err error)
+}
+
+// AuthorizerFunc adapts a function to an [Authorizer].
+type AuthorizerFunc func(r *http.Request, a Action) (string, error)
+
+// Authorize calls f.
+func (f AuthorizerFunc) Authorize(r *http.Request, a Action) (string, error) { return f(r, a) }
+
+// Board is the status board: an http.Handler serving an HTML page (GET /)
+// and its data as JSON (GET /api/status). It is read-only unless given an
+// [Authorizer]; then POST /action advances, rolls back, pauses and resumes,
+// behind a CSRF token. It is safe for concurrent use.
+type Board struct {
+	c     *Coordinator
+	auth  Authorizer
+	audit int
+	mux   *http.ServeMux
+}
+
+// BoardOption configures a [Board].
+type BoardOption func(*Board) error
+
+// WithAuthorizer enables the board's actions for requests a allows.
+func WithAuthorizer(a Authorizer) BoardOption {
+	return func(b *Board) error {
+		if a == nil {
+			return errors.New("authorizer is nil")
+		}
+		b.auth = a
+		return nil
+	}
+}
+
+// NewBoard returns the status board of the coordinator's migrations.
+func NewBoard(c *Coordinator, opts ...BoardOption) (*Board, error) {
+	if c == nil {
+		return nil, errors.New("new board: coordinator is nil")
+	}
+	b := &Board{c: c, audit: 50, mux: http.NewServeMux()}
+	for _, o := range opts {
+		if err := o(b); err != nil {
+			return nil, fmt.Errorf("new board: %w", err)
+		}
+	}
+	b.mux.HandleFunc("GET /{$}", b.page)
+	b.mux.HandleFunc("GET /api/status", b.status)
+	b.mux.HandleFunc("POST /action", b.action)
+	return b, nil
+}
+
+func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.mux.ServeHTTP(w, r) }
+
+// BoardStatus is the board's JSON document.
+type BoardStatus struct {
+	GeneratedAt time.Time         `json:"generated_at"`
+	ReadOnly    bool              `json:"read_only"`
+	Migrations  []MigrationStatus `json:"migrations"`
+	Audit       []Event           `json:"audit"`
+}
+
+// MigrationStatus is one migration on the board.
+type MigrationStatus struct {
+	Status
+	Next        Readiness        `json:"next"`
+	Backfills   []BackfillStatus `json:"backfills"`
+	Consistency Consistency      `json:"consistency"`
+	Fleet       Fleet            `json:"fleet"`
+}
+
+// BackfillStatus is one backfill job on the board.
+type BackfillStatus struct {
+	Job           string  `json:"job"`
+	Status        string  `json:"status"`
+	RowsDone      int64   `json:"rows_done"`
+	TotalEstimate int64   `json:"total_estimate"`
+	Rate          float64 `json:"rate"`
+	ETASeconds    float64 `json:"eta_seconds"`
+	ChunkSize     int     `json:"chunk_size"`
+	Throttle      string  `json:"throttle"`
+	Verify        string  `json:"verify"`
+	Divergent     int64   `json:"divergent"`
+}
+
+// Consistency counts the shadow comparisons since the current phase began.
+type Consistency struct {
+	Matched    int64   `json:"matched"`
+	Mismatched int64   `json:"mismatched"`
+	Ratio      float64 `json:"ratio"`
+}
+
+// Snapshot reads everything the board shows.
+func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
+	out := BoardStatus{GeneratedAt: time.Now().UTC(), ReadOnly: b.auth == nil, Migrations: []MigrationStatus{}}
+	for _, name := range b.c.migrations() {
+		st, err := Get(ctx, b.c.db, name)
+		if err != nil {
+			return out, err
+		}
+		m := MigrationStatus{Status: st, Backfills: []BackfillStatus{}}
+		if m.Next, err = b.c.Check(ctx, name); err != nil {
+			return out, err
+		}
+		if m.Consistency, err = b.c.consistencySince(ctx, name); err != nil {
+			return out, err
+		}
+		if m.Fleet, err = b.c.Fleet(ctx, name); err != nil {
+			return out, err
+		}
+		if m.Fleet.Instances == nil {
+			m.Fleet.Instances = []InstanceState{}
+		}
+		for _, j := range b.c.plans[name].Backfills {
+			bs := BackfillStatus{Job: j.Name, Status: "not started"}
+			if p, err := backfill.State(ctx, b.c.db, j.Name); err == nil {
+				bs = BackfillStatus{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
+					Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Verify: p.Verify, Divergent: p.Divergent}
+			} else if !errors.Is(err, backfill.ErrUnknownJob) && !isUndefinedTable(err) {
+				return out, err
+			}
+			m.Backfills = append(m.Backfills, bs)
+		}
+		out.Migrations = append(out.Migrations, m)
+	}
+	var err error
+	if out.Audit, err = Audit(ctx, b.c.db, "", b.audit); err != nil {
+		return out, err
+	}
+	if out.Audit == nil {
+		out.Audit = []Event{}
+	}
+	return out, nil
+}
+
+func isUndefinedTable(err error) bool {
+	return pgerr.Code(err) == "42P01"
+}
+
+func (b *Board) status(w http.ResponseWriter, r *http.Request) {
+	snap, err := b.Snapshot(r.Context())
+	if err != nil {
+		http.Error(w, "read status: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(snap)
+}
+
+const csrfCookie = "schemashift_csrf"
+
+func (b *Board) page(w http.ResponseWriter, r *http.Request) {
+	snap, err := b.Snapshot(r.Context())
+	if err != nil {
+		http.Error(w, "read status: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	token := ""
+	if !snap.ReadOnly {
+		if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) == 64 {
+			token = c.Value
+		} else {
+			var raw [32]byte
+			_, _ = rand.Read(raw[:])
+			token = hex.EncodeToString(raw[:])
+			http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	msg := r.URL.Query().Get("msg")
+	if err := boardPage.Execute(w, struct {
+		BoardStatus
+		CSRF, Message string
+	}{snap, token, msg}); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+func (b *Board) action(w http.ResponseWriter, r *http.Request) {
+	if b.auth == nil {
+		http.Error(w, "the status board is read-only", http.StatusForbidden)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	c, err := r.Cookie(csrfCookie)
+	if err != nil || len(c.Value) != 64 || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue("csrf"))) != 1 {
+		http.Error(w, "missing or wrong CSRF token: reload the board", http.StatusForbidden)
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
+		if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
+			http.Error(w, "cross-origin request refused", http.StatusForbidden)
+			return
+		}
+	}
+	a := Action{Kind: r.PostFormValue("action"), Migration: r.PostFormValue("migration"), Job: r.PostFormValue("job")}
+	if _, err := b.c.plan(a.Migration); err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	actor, err := b.auth.Authorize(r, a)
+	if err != nil {
+		http.Error(w, "not authorized: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	version, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
+	req := Request{Migration: a.Migration, Version: version, Actor: actor, Reason: r.PostFormValue("reason"),
+		Confirm: r.PostFormValue("confirm") == "yes"}
+	if req.Reason == "" {
+		req.Reason = "from the status board"
+	}
+	switch a.Kind {
+	case "advance":
+		_, err = b.c.Advance(r.Context(), req)
+	case "rollback":
+		_, err = b.c.Rollback(r.Context(), req)
+	case "rollback-to-off":
+		req.ToOff = true
+		_, err = b.c.Rollback(r.Context(), req)
+	case "pause", "resume":
+		if !b.c.hasJob(a.Migration, a.Job) {
+			http.Error(w, fmt.Sprintf("migration %s has no backfill %q", a.Migration, a.Job), http.StatusNotFound)
+			return
+		}
+		if a.Kind == "pause" {
+			err = backfill.Pause(r.Context(), b.c.db, a.Job)
+		} else {
+			err = backfill.Resume(r.Context(), b.c.db, a.Job)
+		}
+	default:
+		http.Error(w, fmt.Sprintf("unknown action %q", a.Kind), http.StatusBadRequest)
+		return
+	}
+	msg := a.Kind + " " + a.Migration + ": done"
+	if err != nil {
+		msg = a.Kind + " " + a.Migration + ": " + err.Error()
+	}
+	http.Redirect(w, r, "./?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+func (c *Coordinator) migrations() []string {
+	names := make([]string, 0, len(c.plans))
+	for n := range c.plans {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (c *Coordinator) hasJob(migration, job string) bool {
+	for _, j := range c.plans[migration].Backfills {
+		if j.Name == job {
+			return true
+		}
+	}
+	return false
+}
+
+// consistencySince counts comparisons since the current phase began.
+func (c *Coordinator) consistencySince(ctx context.Context, migration string) (Consistency, error) {
+	var row statusRow
+	if err := c.db.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, migration); err != nil {
+		return Consistency{}, err
+	}
+	m, mm, err := c.comparisons(ctx, c.db, migration)
+	if err != nil {
+		return Consistency{}, err
+	}
+	out := Consistency{Matched: m - row.Matched, Mismatched: mm - row.Mismatched}
+	if t := out.Matched + out.Mismatched; t > 0 {
+		out.Ratio = float64(out.Matched) / float64(t)
+	}
+	return out, nil
+}

@@ -1,0 +1,284 @@
+package rollout_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/rollout"
+)
+
+func boardServer(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator) {
+	t.Helper()
+	db := usersDB(t)
+	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{usersPlan()})
+	require.NoError(t, err)
+	_, err = c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "setup"})
+	require.NoError(t, err)
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	require.NoError(t, err)
+	beat(t, in, flags.Off)
+	b, err := rollout.NewBoard(c, opts...)
+	require.NoError(t, err)
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	return srv, c
+}
+
+func allowAll() rollout.BoardOption {
+	return rollout.WithAuthorizer(rollout.AuthorizerFunc(func(r *http.Request, a rollout.Action) (string, error) {
+		if r.Header.Get("X-Deny") != "" {
+			return "", errors.New("denied by policy")
+		}
+		return "board-user", nil
+	}))
+}
+
+// The JSON document has the shape clients rely on.
+func TestBoardJSON(t *testing.T) {
+	t.Parallel()
+	srv, _ := boardServer(t)
+	res, err := http.Get(srv.URL + "/api/status")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
+	var doc map[string]any
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&doc))
+
+	schema := map[string]string{"generated_at": "string", "read_only": "bool", "migrations": "array", "audit": "array"}
+	for k, typ := range schema {
+		assert.Equal(t, typ, kind(doc[k]), k)
+	}
+	ms := doc["migrations"].([]any)
+	require.Len(t, ms, 1)
+	m := ms[0].(map[string]any)
+	for k, typ := range map[string]string{"migration": "string", "phase": "string", "stage": "string", "version": "number",
+		"phase_since": "string", "next": "object", "backfills": "array", "consistency": "object", "fleet": "object"} {
+		assert.Equal(t, typ, kind(m[k]), "migrations[0].%s", k)
+	}
+	assert.Equal(t, "expanded", m["phase"])
+	assert.Equal(t, "off", m["stage"])
+	next := m["next"].(map[string]any)
+	for k, typ := range map[string]string{"from": "string", "next": "string", "gate": "string", "met": "bool"} {
+		assert.Equal(t, typ, kind(next[k]), "next.%s", k)
+	}
+	assert.Equal(t, "dualwrite", next["next"])
+	assert.Equal(t, true, next["met"])
+	bf := m["backfills"].([]any)[0].(map[string]any)
+	for k, typ := range map[string]string{"job": "string", "status": "string", "rows_done": "number", "total_estimate": "number",
+		"rate": "number", "eta_seconds": "number", "chunk_size": "number", "throttle": "string", "verify": "string"} {
+		assert.Equal(t, typ, kind(bf[k]), "backfills[0].%s", k)
+	}
+	assert.Equal(t, "not started", bf["status"])
+	fleet := m["fleet"].(map[string]any)
+	inst := fleet["instances"].([]any)[0].(map[string]any)
+	for k, typ := range map[string]string{"id": "string", "service": "string", "build": "string", "last_seen": "string", "min_stage": "string", "old_calls": "number"} {
+		assert.Equal(t, typ, kind(inst[k]), "fleet.instances[0].%s", k)
+	}
+	ev := doc["audit"].([]any)
+	require.GreaterOrEqual(t, len(ev), 2)
+	last := ev[len(ev)-1].(map[string]any)
+	assert.Equal(t, "advance", last["kind"])
+	assert.Equal(t, true, last["accepted"])
+	assert.Equal(t, true, doc["read_only"])
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "bool"
+	case float64:
+		return "number"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// Mutations are refused without an authorizer, without the CSRF token,
+// across origins, and when the authorizer says no.
+func TestBoardRefusesUnauthorizedMutations(t *testing.T) {
+	t.Parallel()
+	ro, c1 := boardServer(t)
+	form := url.Values{"action": {"advance"}, "migration": {"users_split_name"}}
+	res, err := http.PostForm(ro.URL+"/action", form)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusForbidden, res.StatusCode, "read-only board")
+	page, err := http.Get(ro.URL + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	assert.NotContains(t, string(body), "<form", "a read-only board offers no action")
+
+	srv, c2 := boardServer(t, allowAll())
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err = client.Get(srv.URL + "/")
+	require.NoError(t, err)
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	token := between(string(body), `name="csrf" value="`, `"`)
+	require.Len(t, token, 64)
+
+	post := func(form url.Values, hdr map[string]string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/action", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := client.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	assert.Equal(t, http.StatusForbidden, post(form, nil), "no CSRF token")
+	withToken := url.Values{"action": {"advance"}, "migration": {"users_split_name"}, "csrf": {token}}
+	assert.Equal(t, http.StatusForbidden, post(withToken, map[string]string{"Origin": "https://evil.example"}), "cross-origin")
+	assert.Equal(t, http.StatusForbidden, post(withToken, map[string]string{"X-Deny": "1"}), "authorizer says no")
+	unknown := url.Values{"action": {"advance"}, "migration": {"nope"}, "csrf": {token}}
+	assert.Equal(t, http.StatusNotFound, post(unknown, nil))
+	for _, c := range []*rollout.Coordinator{c1, c2} {
+		fleet, err := c.Check(t.Context(), "users_split_name")
+		require.NoError(t, err)
+		assert.Equal(t, rollout.Expanded, fleet.From, "nothing moved")
+	}
+	assert.Equal(t, http.StatusSeeOther, post(withToken, nil), "authorized")
+	st, err := c2.Check(t.Context(), "users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, rollout.DualWrite, st.From)
+}
+
+func between(s, start, end string) string {
+	i := strings.Index(s, start)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(start):]
+	if j := strings.Index(s, end); j >= 0 {
+		return s[:j]
+	}
+	return ""
+}
+
+// webdriver is the little of the W3C WebDriver protocol the test needs.
+type webdriver struct {
+	t       *testing.T
+	base    string
+	session string
+}
+
+func (d *webdriver) call(method, path string, body any) map[string]any {
+	d.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, d.base+path, rd)
+	require.NoError(d.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(d.t, err)
+	defer res.Body.Close()
+	var out map[string]any
+	require.NoError(d.t, json.NewDecoder(res.Body).Decode(&out))
+	require.Less(d.t, res.StatusCode, 300, "webdriver %s %s: %v", method, path, out)
+	return out
+}
+
+func (d *webdriver) find(css string) string {
+	d.t.Helper()
+	v := d.call(http.MethodPost, "/session/"+d.session+"/element", map[string]string{"using": "css selector", "value": css})["value"].(map[string]any)
+	for _, id := range v {
+		return id.(string)
+	}
+	d.t.Fatalf("no element %s", css)
+	return ""
+}
+
+func (d *webdriver) text(css string) string {
+	d.t.Helper()
+	return d.call(http.MethodGet, "/session/"+d.session+"/element/"+d.find(css)+"/text", nil)["value"].(string)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The board in a real headless Chromium: it renders the ledger's state, and
+// an authorized click advances the migration.
+func TestBoardInChromium(t *testing.T) {
+	t.Parallel()
+	chromium, err := exec.LookPath("chromium")
+	require.NoError(t, err, "the board test needs Debian's chromium (apt-get install chromium chromium-driver)")
+	driverBin, err := exec.LookPath("chromedriver")
+	require.NoError(t, err, "the board test needs chromedriver (apt-get install chromium-driver)")
+
+	srv, c := boardServer(t, allowAll())
+	port := freePort(t)
+	driver := exec.Command(driverBin, fmt.Sprintf("--port=%d", port))
+	require.NoError(t, driver.Start())
+	t.Cleanup(func() { _ = driver.Process.Kill(); _ = driver.Wait() })
+	d := &webdriver{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	require.Eventually(t, func() bool {
+		res, err := http.Get(d.base + "/status")
+		if err == nil {
+			res.Body.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+
+	profile := t.TempDir()
+	created := d.call(http.MethodPost, "/session", map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
+		"browserName": "chrome",
+		"goog:chromeOptions": map[string]any{"binary": chromium, "args": []string{"--headless", "--no-sandbox", "--disable-gpu",
+			"--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+			"--disable-dev-shm-usage", "--user-data-dir=" + profile}},
+	}}})
+	d.session = created["value"].(map[string]any)["sessionId"].(string)
+	t.Cleanup(func() { d.call(http.MethodDelete, "/session/"+d.session, nil) })
+
+	d.call(http.MethodPost, "/session/"+d.session+"/url", map[string]string{"url": srv.URL + "/"})
+	assert.Equal(t, "expanded", d.text(`[data-migration="users_split_name"] [data-field="phase"]`))
+	assert.Equal(t, "met", d.text(`[data-migration="users_split_name"] [data-field="gate"]`))
+	assert.Contains(t, d.text(`table.fleet`), "api-1")
+	assert.Contains(t, d.text(`table.audit`), "advance")
+
+	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`#advance-users_split_name`)+"/click", map[string]any{})
+	require.Eventually(t, func() bool {
+		return d.text(`[data-migration="users_split_name"] [data-field="phase"]`) == "dualwrite"
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Contains(t, d.text(`#message`), "advance users_split_name: done")
+	assert.Contains(t, d.text(`[data-migration="users_split_name"] [data-field="reason"]`), "api-1",
+		"the next gate's unmet condition is shown")
+	st, err := c.Check(t.Context(), "users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, rollout.DualWrite, st.From)
+}

@@ -1,0 +1,57 @@
+package rollout
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// Readiness is whether a migration's next transition would pass its gate
+// now.
+type Readiness struct {
+	Migration string `json:"migration"`
+	From      Phase  `json:"from"`
+	Next      Phase  `json:"next"`
+	Gate      string `json:"gate"`
+	Met       bool   `json:"met"`
+	Reason    string `json:"reason,omitempty"`
+	// Final is set when nothing comes after the current phase.
+	Final bool `json:"final,omitempty"`
+}
+
+// Check evaluates the gate of the migration's next transition without
+// making it.
+func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, error) {
+	plan, err := c.plan(migration)
+	if err != nil {
+		return Readiness{}, err
+	}
+	tx, err := c.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	var row statusRow
+	if err := tx.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, migration); err != nil {
+		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
+	}
+	cur, err := row.status()
+	if err != nil {
+		return Readiness{}, err
+	}
+	r := Readiness{Migration: migration, From: cur.Phase, Next: cur.Phase + 1}
+	if cur.Phase == Contracted {
+		r.Next, r.Final, r.Met = cur.Phase, true, false
+		r.Reason = "contracted: nothing comes after"
+		return r, nil
+	}
+	gate, reason, err := c.gate(ctx, tx, plan, cur, r.Next, row)
+	if err != nil {
+		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
+	}
+	r.Gate, r.Met, r.Reason = gate, reason == "", reason
+	if r.Next == Contracted && r.Met {
+		r.Reason = "needs confirmation: the contract is irreversible"
+	}
+	return r, nil
+}
