@@ -192,21 +192,51 @@ type webdriver struct {
 
 func (d *webdriver) call(method, path string, body any) map[string]any {
 	d.t.Helper()
+	out, status, err := d.try(method, path, body)
+	require.NoError(d.t, err)
+	require.Less(d.t, status, 300, "webdriver %s %s: %v", method, path, out)
+	return out
+}
+
+// try makes a WebDriver call without failing the test: for polling while
+// a page loads.
+func (d *webdriver) try(method, path string, body any) (map[string]any, int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, d.base+path, rd)
-	require.NoError(d.t, err)
+	if err != nil {
+		return nil, 0, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
-	require.NoError(d.t, err)
+	if err != nil {
+		return nil, 0, err
+	}
 	defer res.Body.Close()
 	var out map[string]any
-	require.NoError(d.t, json.NewDecoder(res.Body).Decode(&out))
-	require.Less(d.t, res.StatusCode, 300, "webdriver %s %s: %v", method, path, out)
-	return out
+	err = json.NewDecoder(res.Body).Decode(&out)
+	return out, res.StatusCode, err
+}
+
+// poll returns the text of css once it is there, or "".
+func (d *webdriver) poll(css string) string {
+	found, status, err := d.try(http.MethodPost, "/session/"+d.session+"/element", map[string]string{"using": "css selector", "value": css})
+	if err != nil || status >= 300 {
+		return ""
+	}
+	v, _ := found["value"].(map[string]any)
+	for _, id := range v {
+		text, status, err := d.try(http.MethodGet, "/session/"+d.session+"/element/"+id.(string)+"/text", nil)
+		if err != nil || status >= 300 {
+			return ""
+		}
+		s, _ := text["value"].(string)
+		return s
+	}
+	return ""
 }
 
 func (d *webdriver) find(css string) string {
@@ -273,8 +303,8 @@ func TestBoardInChromium(t *testing.T) {
 
 	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`#advance-users_split_name`)+"/click", map[string]any{})
 	require.Eventually(t, func() bool {
-		return d.text(`[data-migration="users_split_name"] [data-field="phase"]`) == "dualwrite"
-	}, 10*time.Second, 50*time.Millisecond)
+		return d.poll(`[data-migration="users_split_name"] [data-field="phase"]`) == "dualwrite"
+	}, 30*time.Second, 50*time.Millisecond)
 	assert.Contains(t, d.text(`#message`), "advance users_split_name: done")
 	assert.Contains(t, d.text(`[data-migration="users_split_name"] [data-field="reason"]`), "api-1",
 		"the next gate's unmet condition is shown")
