@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -48,6 +49,9 @@ type Reader[In, Out any] struct {
 	cmp    Comparator[Out]
 	cfg    *config
 
+	cloneIn, cloneOut bool // copy what the shadow goroutine keeps reading
+	quietErrors       bool // describe errors instead of quoting them: they may hold sensitive values
+
 	slots chan struct{} // one per shadow read in flight
 
 	life  context.Context // cancelled by Close
@@ -81,15 +85,27 @@ func NewReader[In, Out any](source StageSource, oldRead, newRead ReadFunc[In, Ou
 	r.idle.L = &r.mu
 	// The reader's own lifetime, ended by Close; no caller's ctx outlives it.
 	r.life, r.close = context.WithCancel(context.Background())
-	red := redactor{names: make(map[string]bool, len(cfg.sensitive))}
+	red := redactor{names: make(map[string]bool, len(cfg.sensitive)), root: reflect.TypeFor[Out]()}
 	for _, n := range cfg.sensitive {
 		red.names[n] = true
 	}
+	r.quietErrors = red.active()
+	r.cloneIn, r.cloneOut = needsClone(reflect.TypeFor[In]()), needsClone(reflect.TypeFor[Out]())
 	switch cmp := cfg.comparator.(type) {
 	case nil:
 		r.cmp = deepDiff[Out](red)
 	case Comparator[Out]:
-		r.cmp = func(old, new Out) []Diff { return red.redact(cmp(old, new)) }
+		r.cmp = func(old, new Out) []Diff {
+			diffs := cmp(old, new)
+			for i := range diffs {
+				if diffs[i].whole {
+					diffs[i].Old = red.format(reflect.ValueOf(&old).Elem(), false)
+					diffs[i].New = red.format(reflect.ValueOf(&new).Elem(), false)
+					diffs[i].whole = false
+				}
+			}
+			return red.redact(diffs)
+		}
 	default:
 		var zero Out
 		return nil, fmt.Errorf("new reader: WithComparator: %T does not compare %T", cmp, zero)
@@ -105,7 +121,13 @@ func (r *Reader[In, Out]) Read(ctx context.Context, in In) (out Out, err error) 
 	if rt.shadow {
 		if handoff := r.startShadow(ctx, stage, rt.authority.other(), in); handoff != nil {
 			done := false
-			defer func() { handoff <- authResult[Out]{out: out, err: err, ok: done} }()
+			defer func() {
+				kept := out
+				if done && r.cloneOut {
+					kept = deepCopy(out) // the caller may change out once it has it
+				}
+				handoff <- authResult[Out]{out: kept, err: err, ok: done}
+			}()
 			out, err = r.call(ctx, stage, rt.authority, in)
 			done = true
 			return out, err
@@ -144,6 +166,9 @@ func (r *Reader[In, Out]) startShadow(ctx context.Context, stage flags.Stage, or
 		r.cfg.observer.ObserveShadowDrop(ctx, ShadowDrop{Migration: r.source.Migration(), Stage: stage, Reason: reason})
 		return nil
 	}
+	if r.cloneIn {
+		in = deepCopy(in) // the caller may change in once Read returns
+	}
 	select {
 	case r.slots <- struct{}{}:
 	default:
@@ -175,7 +200,9 @@ func (r *Reader[In, Out]) startShadow(ctx context.Context, stage flags.Stage, or
 func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin Origin, in In, handoff <-chan authResult[Out]) {
 	migration := r.source.Migration()
 	report := func(d time.Duration, err error) {
-		r.cfg.observer.ObserveCall(ctx, Call{Migration: migration, Stage: stage, Op: Read, Origin: origin, Role: ShadowRole, Duration: d, Err: err})
+		safely(func() {
+			r.cfg.observer.ObserveCall(ctx, Call{Migration: migration, Stage: stage, Op: Read, Origin: origin, Role: ShadowRole, Duration: d, Err: err})
+		})
 	}
 	start := r.cfg.clock()
 	var (
@@ -211,13 +238,18 @@ func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin 
 		return
 	}
 
+	// The authoritative read always ends (it returns or panics, and Read
+	// hands over either way); the shadow timeout does not apply to it.
 	var auth authResult[Out]
 	select {
 	case auth = <-handoff: // preferred when Close races with a handed-over result
 	default:
 		select {
 		case auth = <-handoff:
-		case <-ctx.Done():
+		case <-r.life.Done():
+			safely(func() {
+				r.cfg.observer.ObserveShadowDrop(ctx, ShadowDrop{Migration: migration, Stage: stage, Reason: DropClosed})
+			})
 			return
 		}
 	}
@@ -250,30 +282,56 @@ func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin 
 	if !auth.ok {
 		return
 	}
-	r.cfg.observer.ObserveComparison(ctx, Comparison{Migration: migration, Stage: stage, Match: len(diffs) == 0, Rechecked: rechecked, Diffs: diffs})
+	safely(func() {
+		r.cfg.observer.ObserveComparison(ctx, Comparison{Migration: migration, Stage: stage, Match: len(diffs) == 0, Rechecked: rechecked, Diffs: diffs})
+	})
+}
+
+// safely runs an observer call on a shadow goroutine: an observer that
+// panics there must not take the process down.
+func safely(fn func()) {
+	defer func() { _ = recover() }()
+	fn()
 }
 
 // compare compares the authoritative result with the shadow read of origin,
 // as old against new.
 func (r *Reader[In, Out]) compare(shadowOrigin Origin, authOut Out, authErr error, shadowOut Out, shadowErr error) []Diff {
 	if shadowOrigin == Old {
-		return compareResults(r.cmp, shadowOut, authOut, shadowErr, authErr)
+		return r.compareResults(shadowOut, authOut, shadowErr, authErr)
 	}
-	return compareResults(r.cmp, authOut, shadowOut, authErr, shadowErr)
+	return r.compareResults(authOut, shadowOut, authErr, shadowErr)
 }
 
 // compareResults compares two reads, errors included: two failures agree
 // when they fail the same way; a failure and a value never agree.
-func compareResults[Out any](cmp Comparator[Out], old, new Out, oldErr, newErr error) []Diff {
+func (r *Reader[In, Out]) compareResults(old, new Out, oldErr, newErr error) []Diff {
 	switch {
 	case oldErr == nil && newErr == nil:
-		return cmp(old, new)
+		return r.cmp(old, new)
 	case oldErr != nil && newErr != nil:
 		if sameError(oldErr, newErr) {
 			return nil
 		}
 	}
-	return []Diff{{Path: "error", Old: errString(oldErr), New: errString(newErr)}}
+	return []Diff{{Path: "error", Old: r.describe(oldErr), New: r.describe(newErr)}}
+}
+
+// describe renders an error for a report. When the value holds sensitive
+// fields, an error's text may quote them (a unique violation names the
+// key's value), so only its type and SQLSTATE are shown.
+func (r *Reader[In, Out]) describe(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	if !r.quietErrors {
+		return truncate(err.Error())
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		return fmt.Sprintf("%T (SQLSTATE %s, text withheld)", coded, coded.SQLState())
+	}
+	return fmt.Sprintf("%T (text withheld)", err)
 }
 
 func errString(err error) string {
@@ -293,8 +351,9 @@ func (r *Reader[In, Out]) finished() {
 	}
 }
 
-// Wait blocks until the shadow reads in flight have finished, without
-// closing the reader.
+// Wait blocks until no shadow read is in flight, without closing the
+// reader. Under steady traffic that may be never: on shutdown, stop the
+// traffic first, or use Close.
 func (r *Reader[In, Out]) Wait() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -2,6 +2,7 @@ package dualwrite
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/schemashift/schemashift/flags"
@@ -16,9 +17,14 @@ type SlogObserver struct {
 
 var _ Observer = (*SlogObserver)(nil)
 
-// NewSlogObserver returns an observer that logs to log.
-func NewSlogObserver(log *slog.Logger) *SlogObserver {
-	return &SlogObserver{log: log}
+// NewSlogObserver returns an observer that logs to log. Errors are logged
+// with their text; a dropped shadow read logs at Debug (count drops with a
+// metrics observer: they come in bursts when the system is loaded).
+func NewSlogObserver(log *slog.Logger) (*SlogObserver, error) {
+	if log == nil {
+		return nil, errors.New("new slog observer: logger is nil")
+	}
+	return &SlogObserver{log: log}, nil
 }
 
 // ObserveCall implements [Observer].
@@ -65,7 +71,10 @@ func (o *SlogObserver) ObserveComparison(ctx context.Context, c Comparison) {
 
 // ObserveShadowDrop implements [Observer].
 func (o *SlogObserver) ObserveShadowDrop(ctx context.Context, d ShadowDrop) {
-	o.log.LogAttrs(ctx, slog.LevelWarn, "schemashift shadow read dropped",
+	if !o.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	o.log.LogAttrs(ctx, slog.LevelDebug, "schemashift shadow read dropped",
 		slog.String("migration", d.Migration), slog.String("stage", d.Stage.String()),
 		slog.String("reason", d.Reason.String()))
 }

@@ -18,7 +18,10 @@ import (
 func TestSlogObserver(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	obs := dualwrite.NewSlogObserver(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	obs, err := dualwrite.NewSlogObserver(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	require.NoError(t, err)
+	_, err = dualwrite.NewSlogObserver(nil)
+	require.Error(t, err)
 	ev, p := flagstest.Evaluator(t, map[string]flags.Stage{migration: flags.Shadow}, flags.WithObserver(obs))
 	flag, err := ev.Flag(migration)
 	require.NoError(t, err)

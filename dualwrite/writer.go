@@ -72,6 +72,9 @@ type RepairQueueFunc func(ctx context.Context, r Repair) error
 // Record calls f.
 func (f RepairQueueFunc) Record(ctx context.Context, r Repair) error { return f(ctx, r) }
 
+// repairTimeout bounds recording one repair.
+const repairTimeout = 10 * time.Second
+
 // WriteFunc writes one value to one origin. A write to the new shape must be
 // an upsert of its full representation.
 type WriteFunc[In any] func(ctx context.Context, in In) error
@@ -124,7 +127,11 @@ func (w *Writer[In]) Write(ctx context.Context, in In) error {
 	if w.cfg.repairs == nil {
 		return failure
 	}
-	failure.RepairErr = w.cfg.repairs.Record(ctx, Repair{
+	// The authoritative write happened: recording its repair must not fail
+	// because the caller went away.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
+	defer cancel()
+	failure.RepairErr = w.cfg.repairs.Record(rctx, Repair{
 		Migration: failure.Migration, Stage: stage, Origin: second, Input: in, Err: err, At: w.cfg.now(),
 	})
 	if failure.RepairErr != nil {
@@ -199,11 +206,8 @@ func (w *TxWriter[In]) Write(ctx context.Context, in In) (err error) {
 	if err != nil {
 		return fmt.Errorf("begin dual write: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+	// Rolled back on every way out but a commit, a panic included.
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
 	if err := w.both(ctx, tx, stage, rt, in); err != nil {
 		return err
 	}

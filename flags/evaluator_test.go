@@ -202,14 +202,18 @@ func TestFlagConcurrentEvaluation(t *testing.T) {
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
+			// Stages only move forward here, so each goroutine must see
+			// them in order: never an older stage after a newer one.
+			seen := flags.Off
 			for i := range 200 {
 				if g == 0 && i%50 == 0 {
 					p.Set(migration, flags.Stages()[i/50+1])
 				}
 				s := f.Stage(t.Context())
-				if !s.Valid() {
-					t.Errorf("invalid stage %v", s)
+				if s < seen || s < flags.DualWrite || s > flags.Rampdown {
+					t.Errorf("stage %v after %v", s, seen)
 				}
+				seen = s
 			}
 		})
 	}

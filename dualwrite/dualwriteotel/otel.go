@@ -10,6 +10,7 @@ package dualwriteotel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -34,6 +35,9 @@ var _ dualwrite.Observer = (*Observer)(nil)
 
 // New creates the instruments on meter.
 func New(meter metric.Meter) (*Observer, error) {
+	if meter == nil {
+		return nil, errors.New("new otel observer: meter is nil")
+	}
 	var (
 		o   Observer
 		err error

@@ -81,7 +81,11 @@ func run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("set flag provider: %w", err)
 	}
 	tally := &tally{}
-	obs := dualwrite.Observers(tally, dualwrite.NewSlogObserver(log))
+	logged, err := dualwrite.NewSlogObserver(log)
+	if err != nil {
+		return err
+	}
+	obs := dualwrite.Observers(tally, logged)
 	ev, err := flags.NewEvaluator(api.NewClient(), flags.WithObserver(obs))
 	if err != nil {
 		return err

@@ -226,6 +226,11 @@ func Evaluator(tb testing.TB, stages map[string]flags.Stage, opts ...flags.Optio
 	if err != nil {
 		tb.Fatalf("flagstest: %v", err)
 	}
+	// The provider keys flags by migration name: a key prefix would make
+	// every evaluation miss and fall back, silently.
+	if f, err := ev.Flag("flagstest"); err == nil && f.Key() != "flagstest" {
+		tb.Fatalf("flagstest: WithFlagKeyPrefix is not supported by Evaluator (the fake provider keys flags by migration name); build the evaluator with flags.NewEvaluator and set flags with Provider.SetRaw by key")
+	}
 	return ev, p
 }
 
