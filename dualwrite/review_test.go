@@ -149,7 +149,9 @@ func TestCallerMayChangeItsResult(t *testing.T) {
 
 type panickingObserver struct{ dualwrite.NopObserver }
 
-func (panickingObserver) ObserveComparison(context.Context, dualwrite.Comparison) { panic("observer bug") }
+func (panickingObserver) ObserveComparison(context.Context, dualwrite.Comparison) {
+	panic("observer bug")
+}
 func (panickingObserver) ObserveCall(_ context.Context, c dualwrite.Call) {
 	if c.Role == dualwrite.ShadowRole {
 		panic("observer bug")
