@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/pgtest"
@@ -255,4 +256,14 @@ func TestServiceStart(t *testing.T) {
 
 	_, err = rollout.Start(ctx, db, rollout.ServiceConfig{})
 	assert.Error(t, err)
+
+	// The build's declared schema is checked too, every problem listed.
+	db.MustExecContext(ctx, `ALTER TABLE users ADD COLUMN given_name text`)
+	withSchema := cfg
+	withSchema.Schema = &contract.Schema{Tables: []contract.Table{{Name: "users",
+		Columns: []contract.Column{{Name: "family_name", Type: "text"}, {Name: "email", Type: "text"}}, Absent: []string{"full_name"}}}}
+	_, err = rollout.Start(ctx, db, withSchema)
+	require.ErrorIs(t, err, rollout.ErrSchemaMismatch)
+	assert.Contains(t, err.Error(), "column users.email is missing")
+	assert.Contains(t, err.Error(), "column users.full_name still exists")
 }

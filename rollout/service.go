@@ -11,6 +11,7 @@ import (
 	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 
+	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 )
@@ -33,6 +34,9 @@ type ServiceConfig struct {
 	Client flags.Client
 	// Observer also receives everything the adapters and the flags report.
 	Observer dualwrite.Observer
+	// Schema, when set, is what this build requires of the database; Start
+	// refuses to run against a database that does not meet it.
+	Schema *contract.Schema
 }
 
 // Service is what a service instance holds for its rollouts: the stage
@@ -51,8 +55,9 @@ var ErrSchemaMismatch = errors.New("schema does not fit this build")
 
 // Start is the startup hook of a service: it ensures the ledger, registers
 // the plans, checks that the schema fits this build (every expand the
-// ledger says is applied has its columns), starts the heartbeat and the
-// stage source. Close the returned Service on shutdown.
+// ledger says is applied has its columns, and the build's declared
+// [contract.Schema] is met), starts the heartbeat and the stage source.
+// Close the returned Service on shutdown.
 func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error) {
 	if cfg.Service == "" || cfg.Build == "" {
 		return nil, errors.New("start: service and build are required")
@@ -84,6 +89,14 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 			if len(missing) > 0 {
 				problems = append(problems, fmt.Sprintf("%s is at %s but lacks %s", p.Migration, st.Phase, strings.Join(missing, ", ")))
 			}
+		}
+	}
+	if cfg.Schema != nil {
+		var mismatch *contract.MismatchError
+		if err := contract.Verify(ctx, db, *cfg.Schema); errors.As(err, &mismatch) {
+			problems = append(problems, mismatch.Problems...)
+		} else if err != nil {
+			return nil, fmt.Errorf("start: %w", err)
 		}
 	}
 	if len(problems) > 0 {
