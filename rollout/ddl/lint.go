@@ -16,42 +16,42 @@ type Rule string
 
 // The rules.
 const (
-	IndexNotConcurrent           Rule = "index-not-concurrent"
-	ConcurrentIndexInTransaction Rule = "concurrent-index-in-transaction"
-	ConstraintNotValid           Rule = "constraint-without-not-valid"
-	SetNotNull                   Rule = "set-not-null"
-	ColumnTypeChange             Rule = "column-type-change"
-	Rename                       Rule = "rename"
-	DropInExpand                 Rule = "drop-in-expand"
-	NotNullWithoutDefault        Rule = "not-null-without-default"
-	VolatileDefault              Rule = "volatile-default"
-	MissingLockTimeout           Rule = "missing-lock-timeout"
-	UniqueWithoutIndex           Rule = "unique-constraint-without-index"
-	JSONType                     Rule = "json-instead-of-jsonb"
-	IdentifierTooLong            Rule = "identifier-too-long"
-	// UnknownRule: a silencing comment names no rule.
-	UnknownRule Rule = "unknown-rule"
-	// Unlinted: a DO block or a statement the linter cannot see into.
-	Unlinted Rule = "unlinted"
+	RuleIndexNotConcurrent           Rule = "index-not-concurrent"
+	RuleConcurrentIndexInTransaction Rule = "concurrent-index-in-transaction"
+	RuleConstraintNotValid           Rule = "constraint-without-not-valid"
+	RuleSetNotNull                   Rule = "set-not-null"
+	RuleColumnTypeChange             Rule = "column-type-change"
+	RuleRename                       Rule = "rename"
+	RuleDropInExpand                 Rule = "drop-in-expand"
+	RuleNotNullWithoutDefault        Rule = "not-null-without-default"
+	RuleVolatileDefault              Rule = "volatile-default"
+	RuleMissingLockTimeout           Rule = "missing-lock-timeout"
+	RuleUniqueWithoutIndex           Rule = "unique-constraint-without-index"
+	RuleJSONType                     Rule = "json-instead-of-jsonb"
+	RuleIdentifierTooLong            Rule = "identifier-too-long"
+	// RuleUnknownRule: a silencing comment names no rule.
+	RuleUnknownRule Rule = "unknown-rule"
+	// RuleUnlinted: a DO block or a statement the linter cannot see into.
+	RuleUnlinted Rule = "unlinted"
 )
 
 // rules holds each rule's safe alternative.
 var rules = map[Rule]string{
-	IndexNotConcurrent:           "CREATE INDEX CONCURRENTLY, outside a transaction: a plain CREATE INDEX blocks every write to the table for the whole build",
-	ConcurrentIndexInTransaction: "run CREATE/DROP INDEX CONCURRENTLY on its own, outside BEGIN … COMMIT (PostgreSQL refuses it inside a transaction block)",
-	ConstraintNotValid:           "ADD CONSTRAINT … NOT VALID, then ALTER TABLE … VALIDATE CONSTRAINT in a separate step: validation then takes only a SHARE UPDATE EXCLUSIVE lock",
-	SetNotNull:                   "ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT c, then SET NOT NULL (PostgreSQL 12+ uses the validated check and skips the scan), then drop the check",
-	ColumnTypeChange:             "add a column of the new type, dual-write, backfill, switch reads, and drop the old column in the contract: a type change rewrites the table under an ACCESS EXCLUSIVE lock",
-	Rename:                       "add the new column (or table), dual-write and backfill, and drop the old one in the contract: a rename breaks every running instance that still uses the old name",
-	DropInExpand:                 "drop in the contract step, once every instance runs complete and no old-path call is seen",
-	NotNullWithoutDefault:        "add the column nullable (or with a constant DEFAULT), backfill it, then set NOT NULL through a validated CHECK",
-	VolatileDefault:              "add the column without a default, SET DEFAULT separately, and backfill existing rows in chunks: a volatile default rewrites the whole table",
-	MissingLockTimeout:           "SET lock_timeout = '2s' first (the rollout executor sets it for you): a DDL waiting for its lock queues every later query behind it",
-	UniqueWithoutIndex:           "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT … UNIQUE USING INDEX: building the index inside ALTER TABLE blocks writes",
-	JSONType:                     "use jsonb: json keeps the text as written, cannot be indexed or compared, and json columns break DISTINCT and UNION",
-	IdentifierTooLong:            "shorten the name to 63 bytes: PostgreSQL silently truncates longer identifiers, so two names can collide",
-	UnknownRule:                  "name one of the rules in the silencing comment",
-	Unlinted:                     "move the DDL out of the DO block so that it can be checked, or review it by hand",
+	RuleIndexNotConcurrent:           "CREATE INDEX CONCURRENTLY, outside a transaction: a plain CREATE INDEX blocks every write to the table for the whole build",
+	RuleConcurrentIndexInTransaction: "run CREATE/DROP INDEX CONCURRENTLY on its own, outside BEGIN … COMMIT (PostgreSQL refuses it inside a transaction block)",
+	RuleConstraintNotValid:           "ADD CONSTRAINT … NOT VALID, then ALTER TABLE … VALIDATE CONSTRAINT in a separate step: validation then takes only a SHARE UPDATE EXCLUSIVE lock",
+	RuleSetNotNull:                   "ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT c, then SET NOT NULL (PostgreSQL 12+ uses the validated check and skips the scan), then drop the check",
+	RuleColumnTypeChange:             "add a column of the new type, dual-write, backfill, switch reads, and drop the old column in the contract: a type change rewrites the table under an ACCESS EXCLUSIVE lock",
+	RuleRename:                       "add the new column (or table), dual-write and backfill, and drop the old one in the contract: a rename breaks every running instance that still uses the old name",
+	RuleDropInExpand:                 "drop in the contract step, once every instance runs complete and no old-path call is seen",
+	RuleNotNullWithoutDefault:        "add the column nullable (or with a constant DEFAULT), backfill it, then set NOT NULL through a validated CHECK",
+	RuleVolatileDefault:              "add the column without a default, SET DEFAULT separately, and backfill existing rows in chunks: a volatile default rewrites the whole table",
+	RuleMissingLockTimeout:           "SET lock_timeout = '2s' first (the rollout executor sets it for you): a DDL waiting for its lock queues every later query behind it",
+	RuleUniqueWithoutIndex:           "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT … UNIQUE USING INDEX: building the index inside ALTER TABLE blocks writes",
+	RuleJSONType:                     "use jsonb: json keeps the text as written, cannot be indexed or compared, and json columns break DISTINCT and UNION",
+	RuleIdentifierTooLong:            "shorten the name to 63 bytes: PostgreSQL silently truncates longer identifiers, so two names can collide",
+	RuleUnknownRule:                  "name one of the rules in the silencing comment",
+	RuleUnlinted:                     "move the DDL out of the DO block so that it can be checked, or review it by hand",
 }
 
 // Rules returns every rule name.
@@ -135,7 +135,7 @@ func (l *linter) longIdentifiers(raw *pg.RawStmt, tokens []*pg.ScanToken) {
 			name = strings.ReplaceAll(strings.Trim(name, `"`), `""`, `"`)
 		}
 		if len(name) > 63 {
-			l.report(IdentifierTooLong, fmt.Sprintf("identifier %s… is %d bytes; PostgreSQL keeps the first 63", name[:20], len(name)))
+			l.report(RuleIdentifierTooLong, fmt.Sprintf("identifier %s… is %d bytes; PostgreSQL keeps the first 63", name[:20], len(name)))
 		}
 	}
 }
@@ -171,7 +171,7 @@ func (l *linter) statement(raw *pg.RawStmt) {
 		for name := range strings.SplitSeq(m[1], ",") {
 			r := Rule(strings.TrimSpace(name))
 			if _, ok := rules[r]; !ok {
-				l.report(UnknownRule, fmt.Sprintf("the comment silences %q, which is not a rule (rules: %s)", r, joinRules()))
+				l.report(RuleUnknownRule, fmt.Sprintf("the comment silences %q, which is not a rule (rules: %s)", r, joinRules()))
 				continue
 			}
 			l.silenced[r] = true
@@ -191,7 +191,7 @@ func (l *linter) statement(raw *pg.RawStmt) {
 			l.lockTimeout = true
 		}
 	case n.GetDoStmt() != nil:
-		l.report(Unlinted, "statements inside a DO block are not linted")
+		l.report(RuleUnlinted, "statements inside a DO block are not linted")
 	case n.GetCreateStmt() != nil:
 		l.createTable(n.GetCreateStmt())
 	case n.GetIndexStmt() != nil:
@@ -206,15 +206,15 @@ func (l *linter) statement(raw *pg.RawStmt) {
 				what = "table " + relName(rs.Relation)
 			}
 			l.needLockTimeout(rs.Relation)
-			l.report(Rename, fmt.Sprintf("renames %s to %s", what, rs.Newname))
+			l.report(RuleRename, fmt.Sprintf("renames %s to %s", what, rs.Newname))
 		}
 	case n.GetDropStmt() != nil:
 		ds := n.GetDropStmt()
 		if ds.RemoveType == pg.ObjectType_OBJECT_TABLE && l.step == ExpandStep {
-			l.report(DropInExpand, "drops a table in an expand step")
+			l.report(RuleDropInExpand, "drops a table in an expand step")
 		}
 		if ds.RemoveType == pg.ObjectType_OBJECT_INDEX && ds.Concurrent && l.inTx {
-			l.report(ConcurrentIndexInTransaction, "DROP INDEX CONCURRENTLY inside a transaction block")
+			l.report(RuleConcurrentIndexInTransaction, "DROP INDEX CONCURRENTLY inside a transaction block")
 		}
 	}
 }
@@ -222,7 +222,7 @@ func (l *linter) statement(raw *pg.RawStmt) {
 func joinRules() string {
 	var names []string
 	for _, r := range Rules() {
-		if r != UnknownRule && r != Unlinted {
+		if r != RuleUnknownRule && r != RuleUnlinted {
 			names = append(names, string(r))
 		}
 	}
@@ -280,7 +280,7 @@ func (l *linter) needLockTimeout(rv *pg.RangeVar) {
 		return
 	}
 	l.reportedLock = true
-	l.report(MissingLockTimeout, fmt.Sprintf("takes a lock on %s with no lock_timeout set before it", relName(rv)))
+	l.report(RuleMissingLockTimeout, fmt.Sprintf("takes a lock on %s with no lock_timeout set before it", relName(rv)))
 }
 
 func typeName(tn *pg.TypeName) string {
@@ -292,7 +292,7 @@ func typeName(tn *pg.TypeName) string {
 
 func (l *linter) column(cd *pg.ColumnDef, newTable bool) {
 	if typeName(cd.TypeName) == "json" {
-		l.report(JSONType, fmt.Sprintf("column %s is json", cd.Colname))
+		l.report(RuleJSONType, fmt.Sprintf("column %s is json", cd.Colname))
 	}
 	if newTable {
 		return
@@ -312,16 +312,16 @@ func (l *linter) column(cd *pg.ColumnDef, newTable bool) {
 		case pg.ConstrType_CONSTR_IDENTITY, pg.ConstrType_CONSTR_GENERATED:
 			hasDefault = true
 			if con.Contype == pg.ConstrType_CONSTR_GENERATED {
-				l.report(VolatileDefault, fmt.Sprintf("column %s is GENERATED … STORED: adding it rewrites the table", cd.Colname))
+				l.report(RuleVolatileDefault, fmt.Sprintf("column %s is GENERATED … STORED: adding it rewrites the table", cd.Colname))
 			}
 		}
 	}
 	if notNull && !hasDefault {
-		l.report(NotNullWithoutDefault, fmt.Sprintf("adds NOT NULL column %s with no default: it fails on a table with rows, or locks it to rewrite", cd.Colname))
+		l.report(RuleNotNullWithoutDefault, fmt.Sprintf("adds NOT NULL column %s with no default: it fails on a table with rows, or locks it to rewrite", cd.Colname))
 	}
 	if def != nil {
 		if fn := volatileCall(def); fn != "" {
-			l.report(VolatileDefault, fmt.Sprintf("column %s defaults to %s(), which is volatile: every existing row is rewritten", cd.Colname, fn))
+			l.report(RuleVolatileDefault, fmt.Sprintf("column %s defaults to %s(), which is volatile: every existing row is rewritten", cd.Colname, fn))
 		}
 	}
 }
@@ -391,7 +391,7 @@ func (l *linter) createTable(cs *pg.CreateStmt) {
 func (l *linter) index(is *pg.IndexStmt) {
 	if is.Concurrent {
 		if l.inTx {
-			l.report(ConcurrentIndexInTransaction, "CREATE INDEX CONCURRENTLY inside a transaction block")
+			l.report(RuleConcurrentIndexInTransaction, "CREATE INDEX CONCURRENTLY inside a transaction block")
 		}
 		return
 	}
@@ -399,7 +399,7 @@ func (l *linter) index(is *pg.IndexStmt) {
 		return
 	}
 	l.needLockTimeout(is.Relation)
-	l.report(IndexNotConcurrent, fmt.Sprintf("builds index %s on %s without CONCURRENTLY", is.Idxname, relName(is.Relation)))
+	l.report(RuleIndexNotConcurrent, fmt.Sprintf("builds index %s on %s without CONCURRENTLY", is.Idxname, relName(is.Relation)))
 }
 
 func (l *linter) alterTable(at *pg.AlterTableStmt) {
@@ -428,18 +428,18 @@ func (l *linter) alterTable(at *pg.AlterTableStmt) {
 			}
 		case pg.AlterTableType_AT_SetNotNull:
 			if !fresh && !l.validated[table] {
-				l.report(SetNotNull, fmt.Sprintf("SET NOT NULL on %s.%s scans the table under an ACCESS EXCLUSIVE lock", table, cmd.Name))
+				l.report(RuleSetNotNull, fmt.Sprintf("SET NOT NULL on %s.%s scans the table under an ACCESS EXCLUSIVE lock", table, cmd.Name))
 			}
 		case pg.AlterTableType_AT_AlterColumnType:
 			if !fresh {
-				l.report(ColumnTypeChange, fmt.Sprintf("changes the type of %s.%s", table, cmd.Name))
+				l.report(RuleColumnTypeChange, fmt.Sprintf("changes the type of %s.%s", table, cmd.Name))
 			}
 			if cd := cmd.Def.GetColumnDef(); cd != nil && typeName(cd.TypeName) == "json" {
-				l.report(JSONType, fmt.Sprintf("column %s becomes json", cmd.Name))
+				l.report(RuleJSONType, fmt.Sprintf("column %s becomes json", cmd.Name))
 			}
 		case pg.AlterTableType_AT_DropColumn:
 			if l.step == ExpandStep {
-				l.report(DropInExpand, fmt.Sprintf("drops column %s.%s in an expand step", table, cmd.Name))
+				l.report(RuleDropInExpand, fmt.Sprintf("drops column %s.%s in an expand step", table, cmd.Name))
 			}
 		case pg.AlterTableType_AT_ValidateConstraint:
 			if l.validated == nil {
@@ -457,11 +457,11 @@ func (l *linter) alterTable(at *pg.AlterTableStmt) {
 			switch con.Contype {
 			case pg.ConstrType_CONSTR_FOREIGN, pg.ConstrType_CONSTR_CHECK:
 				if !con.SkipValidation {
-					l.report(ConstraintNotValid, fmt.Sprintf("adds constraint %s to %s and validates it under the lock", con.Conname, table))
+					l.report(RuleConstraintNotValid, fmt.Sprintf("adds constraint %s to %s and validates it under the lock", con.Conname, table))
 				}
 			case pg.ConstrType_CONSTR_UNIQUE, pg.ConstrType_CONSTR_PRIMARY:
 				if con.Indexname == "" {
-					l.report(UniqueWithoutIndex, fmt.Sprintf("adds a unique constraint to %s by building its index under the lock", table))
+					l.report(RuleUniqueWithoutIndex, fmt.Sprintf("adds a unique constraint to %s by building its index under the lock", table))
 				}
 			}
 		}

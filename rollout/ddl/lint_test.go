@@ -19,71 +19,71 @@ var corpus = []struct {
 	unsafe []string
 	safe   []string
 }{
-	{ddl.IndexNotConcurrent,
+	{ddl.RuleIndexNotConcurrent,
 		[]string{lt + `CREATE INDEX users_email ON users (email)`, lt + `CREATE UNIQUE INDEX "Users Email" ON "Users" (lower(email))`,
 			lt + `CREATE INDEX ON app.users USING gin (tags) WHERE deleted_at IS NULL`},
 		[]string{`CREATE INDEX CONCURRENTLY users_email ON users (email)`,
 			`CREATE TABLE t (a int); CREATE INDEX t_a ON t (a)`, // a table created in the script is empty
 			`CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON users (a)`}},
-	{ddl.ConcurrentIndexInTransaction,
+	{ddl.RuleConcurrentIndexInTransaction,
 		[]string{`BEGIN; CREATE INDEX CONCURRENTLY i ON users (a); COMMIT;`, `START TRANSACTION; DROP INDEX CONCURRENTLY i; COMMIT`,
 			"begin;\n" + lt + "create index concurrently i2 on users (b);\ncommit;"},
 		[]string{`CREATE INDEX CONCURRENTLY i ON users (a)`, `BEGIN; COMMIT; CREATE INDEX CONCURRENTLY i ON users (a)`,
 			`BEGIN; ROLLBACK; DROP INDEX CONCURRENTLY IF EXISTS i`}},
-	{ddl.ConstraintNotValid,
+	{ddl.RuleConstraintNotValid,
 		[]string{lt + `ALTER TABLE orders ADD CONSTRAINT orders_user FOREIGN KEY (user_id) REFERENCES users (id)`,
 			lt + `ALTER TABLE users ADD CONSTRAINT age_positive CHECK (age > 0)`,
 			lt + `ALTER TABLE "Orders" ADD FOREIGN KEY (u) REFERENCES u (id), ADD CONSTRAINT c CHECK (x <> 0) NOT VALID`},
 		[]string{lt + `ALTER TABLE orders ADD CONSTRAINT orders_user FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID`,
 			lt + `ALTER TABLE orders VALIDATE CONSTRAINT orders_user`,
 			`CREATE TABLE t (a int); ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0)`}},
-	{ddl.SetNotNull,
+	{ddl.RuleSetNotNull,
 		[]string{lt + `ALTER TABLE users ALTER COLUMN email SET NOT NULL`,
 			lt + `ALTER TABLE app.users ALTER email SET NOT NULL, ALTER name DROP DEFAULT`,
 			lt + `ALTER TABLE users ADD CONSTRAINT c CHECK (email IS NOT NULL) NOT VALID; ALTER TABLE users ALTER email SET NOT NULL`},
 		[]string{lt + `ALTER TABLE users ADD CONSTRAINT c CHECK (email IS NOT NULL) NOT VALID; ALTER TABLE users VALIDATE CONSTRAINT c; ALTER TABLE users ALTER email SET NOT NULL`,
 			`CREATE TABLE t (a int); ALTER TABLE t ALTER a SET NOT NULL`,
 			lt + `ALTER TABLE users ALTER email DROP NOT NULL`}},
-	{ddl.ColumnTypeChange,
+	{ddl.RuleColumnTypeChange,
 		[]string{lt + `ALTER TABLE users ALTER COLUMN id TYPE bigint`, lt + `ALTER TABLE users ALTER name SET DATA TYPE varchar(200)`,
 			lt + `ALTER TABLE "odd ""name""" ALTER "Amount" TYPE numeric USING "Amount"::numeric`},
 		[]string{lt + `ALTER TABLE users ADD COLUMN id_new bigint`, `CREATE TABLE t (a int); ALTER TABLE t ALTER a TYPE bigint`,
 			lt + `ALTER TABLE users ALTER name SET DEFAULT ''`}},
-	{ddl.Rename,
+	{ddl.RuleRename,
 		[]string{lt + `ALTER TABLE users RENAME COLUMN full_name TO name`, lt + `ALTER TABLE users RENAME TO people`,
 			lt + `ALTER TABLE app.users RENAME "Full Name" TO full_name`},
 		[]string{lt + `ALTER INDEX users_email RENAME TO users_email_idx`, lt + `ALTER TABLE users ADD COLUMN given_name text`,
 			lt + `COMMENT ON COLUMN users.full_name IS 'rename me later'`}},
-	{ddl.DropInExpand,
+	{ddl.RuleDropInExpand,
 		[]string{lt + `ALTER TABLE users DROP COLUMN full_name`, lt + `DROP TABLE legacy_users`,
 			lt + `ALTER TABLE users ADD COLUMN a int, DROP COLUMN IF EXISTS b`},
 		[]string{lt + `ALTER TABLE users ADD COLUMN a int`, lt + `DROP INDEX CONCURRENTLY IF EXISTS users_email`,
 			lt + `ALTER TABLE users DROP CONSTRAINT IF EXISTS c`}},
-	{ddl.NotNullWithoutDefault,
+	{ddl.RuleNotNullWithoutDefault,
 		[]string{lt + `ALTER TABLE users ADD COLUMN tenant int NOT NULL`, lt + `ALTER TABLE users ADD COLUMN code text PRIMARY KEY`,
 			lt + `ALTER TABLE users ADD COLUMN a int, ADD COLUMN b int NOT NULL`},
 		[]string{lt + `ALTER TABLE users ADD COLUMN tenant int NOT NULL DEFAULT 0`, lt + `ALTER TABLE users ADD COLUMN tenant int`,
 			`CREATE TABLE t (a int NOT NULL)`}},
-	{ddl.VolatileDefault,
+	{ddl.RuleVolatileDefault,
 		[]string{lt + `ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid()`,
 			lt + `ALTER TABLE users ADD COLUMN r float8 NOT NULL DEFAULT random() * 10`,
 			lt + `ALTER TABLE users ADD COLUMN at timestamptz DEFAULT pg_catalog.clock_timestamp()`},
 		[]string{lt + `ALTER TABLE users ADD COLUMN at timestamptz DEFAULT now()`, lt + `ALTER TABLE users ADD COLUMN n int DEFAULT 0`,
 			`CREATE TABLE t (id uuid DEFAULT gen_random_uuid())`}},
-	{ddl.MissingLockTimeout,
+	{ddl.RuleMissingLockTimeout,
 		[]string{`ALTER TABLE users ADD COLUMN a int`, `CREATE INDEX i ON users (a)`,
 			`ALTER TABLE users RENAME COLUMN a TO b; SET lock_timeout = '1s'`},
 		[]string{lt + `ALTER TABLE users ADD COLUMN a int`, `SET LOCAL lock_timeout TO 500; ALTER TABLE users ADD COLUMN a int`,
 			`CREATE TABLE t (a int); ALTER TABLE t ADD COLUMN b int`}},
-	{ddl.UniqueWithoutIndex,
+	{ddl.RuleUniqueWithoutIndex,
 		[]string{lt + `ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email)`, lt + `ALTER TABLE users ADD PRIMARY KEY (id)`,
 			lt + `ALTER TABLE users ADD UNIQUE (tenant, email)`},
 		[]string{lt + `ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_idx`,
 			`CREATE TABLE t (a int UNIQUE)`, lt + `ALTER TABLE users ADD PRIMARY KEY USING INDEX users_pk_idx`}},
-	{ddl.JSONType,
+	{ddl.RuleJSONType,
 		[]string{lt + `ALTER TABLE users ADD COLUMN prefs json`, `CREATE TABLE t (a json)`, lt + `ALTER TABLE users ALTER prefs TYPE json`},
 		[]string{lt + `ALTER TABLE users ADD COLUMN prefs jsonb`, `CREATE TABLE t (a jsonb, "json" text)`, `SELECT '{}'::json`}},
-	{ddl.IdentifierTooLong,
+	{ddl.RuleIdentifierTooLong,
 		[]string{`CREATE TABLE ` + strings.Repeat("t", 64) + ` (a int)`, lt + `ALTER TABLE users ADD COLUMN ` + strings.Repeat("c", 70) + ` int`,
 			`CREATE INDEX CONCURRENTLY ` + strings.Repeat("i", 64) + ` ON users (a)`},
 		[]string{`CREATE TABLE ` + strings.Repeat("t", 63) + ` (a int)`, lt + `ALTER TABLE users ADD COLUMN ` + strings.Repeat("c", 63) + ` int`,
@@ -115,7 +115,7 @@ func TestLintCorpus(t *testing.T) {
 		}
 	}
 	// Every rule is covered.
-	covered := map[ddl.Rule]bool{ddl.UnknownRule: true, ddl.Unlinted: true}
+	covered := map[ddl.Rule]bool{ddl.RuleUnknownRule: true, ddl.RuleUnlinted: true}
 	for _, c := range corpus {
 		covered[c.rule] = true
 	}
@@ -131,7 +131,7 @@ func TestFindingNamesRuleStatementPositionAndFix(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, fs, 1)
 	f := fs[0]
-	assert.Equal(t, ddl.IndexNotConcurrent, f.Rule)
+	assert.Equal(t, ddl.RuleIndexNotConcurrent, f.Rule)
 	assert.Equal(t, "CREATE INDEX users_given ON users (given_name)", f.Statement)
 	assert.Equal(t, 5, f.Line)
 	assert.Equal(t, 3, f.Column)
@@ -152,7 +152,7 @@ func TestSilencingComments(t *testing.T) {
 
 	fs, err = ddl.Lint(lt+"-- schemashift:ignore index-not-concurent\nCREATE INDEX i ON users (a)", ddl.ExpandStep)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []ddl.Rule{ddl.UnknownRule, ddl.IndexNotConcurrent}, rulesOf(fs), "a misspelt rule silences nothing and is itself a finding")
+	assert.ElementsMatch(t, []ddl.Rule{ddl.RuleUnknownRule, ddl.RuleIndexNotConcurrent}, rulesOf(fs), "a misspelt rule silences nothing and is itself a finding")
 }
 
 func TestLintTrickyScripts(t *testing.T) {
@@ -164,7 +164,7 @@ DO $$ BEGIN EXECUTE 'CREATE INDEX i ON users (a)'; END $$;
 ALTER TABLE "select" ADD COLUMN "json" jsonb;
 ALTER TABLE users DROP COLUMN full_name;`, ddl.ContractStep)
 	require.NoError(t, err)
-	assert.Equal(t, []ddl.Rule{ddl.Unlinted}, rulesOf(fs))
+	assert.Equal(t, []ddl.Rule{ddl.RuleUnlinted}, rulesOf(fs))
 
 	_, err = ddl.Lint(`ALTER TABLE users ADD COLUMN`, ddl.ExpandStep)
 	assert.ErrorContains(t, err, "parse DDL")

@@ -1,0 +1,465 @@
+// Package ddl renders safe expand and contract operations to PostgreSQL,
+// runs them with short lock timeouts and retries ([Executor]), and lints
+// hand-written DDL for what would block a running fleet ([Lint]).
+//
+// Every operation is idempotent (IF [NOT] EXISTS, or a catalog check) and
+// knows its reverse where one exists. Indexes are built CONCURRENTLY,
+// outside a transaction, and an INVALID index left by a failed build is
+// dropped before the retry; constraints are added NOT VALID and validated
+// in a separate step; SET NOT NULL goes through a validated CHECK (native
+// NOT NULL NOT VALID on PostgreSQL 18+); a unique constraint uses a
+// concurrently built index. Renames and type changes are never done in
+// place: they become a new column, bridged by dual writes and a backfill,
+// and a drop in the contract.
+package ddl
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/schemashift/schemashift/internal/ident"
+)
+
+// Statement is one step of an operation.
+type Statement struct {
+	SQL string
+	// NoTx: the statement cannot run in a transaction block.
+	NoTx bool
+	// Exists, when set, is a query returning true when the statement's
+	// effect is already there; the statement is then skipped.
+	Exists     string
+	ExistsArgs []any
+	// Index names an index the statement builds concurrently: an INVALID
+	// one of that name, left by a failed build, is dropped first.
+	Index string
+}
+
+// Op is one schema operation.
+type Op interface {
+	// Up returns the statements that apply it, for a server of the given
+	// major version.
+	Up(major int) ([]Statement, error)
+	// Down returns the statements that undo it, or ErrIrreversible.
+	Down(major int) ([]Statement, error)
+	String() string
+}
+
+// ErrIrreversible: the operation cannot be undone (a drop).
+var ErrIrreversible = errors.New("operation cannot be undone")
+
+// ErrInvalidOp is wrapped by every operation validation error.
+var ErrInvalidOp = errors.New("invalid DDL operation")
+
+func table(name string) (string, error) {
+	t, err := ident.ParseTable(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: table %q: %v", ErrInvalidOp, name, err)
+	}
+	return t.Quoted(), nil
+}
+
+func col(name string) (string, error) {
+	q, err := ident.Quote(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: column %q: %v", ErrInvalidOp, name, err)
+	}
+	return q, nil
+}
+
+func cols(names []string) (string, error) {
+	if len(names) == 0 {
+		return "", fmt.Errorf("%w: no columns", ErrInvalidOp)
+	}
+	q, err := ident.QuoteAll(names)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalidOp, err)
+	}
+	return strings.Join(q, ", "), nil
+}
+
+// fragment checks SQL written by the plan's author (a type, a default, a
+// check expression): one expression, no statement separator or comment.
+func fragment(what, s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", fmt.Errorf("%w: %s is empty", ErrInvalidOp, what)
+	}
+	in := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\'':
+			in = !in
+		case in:
+		case c == ';', c == 0, c == '-' && i+1 < len(s) && s[i+1] == '-', c == '/' && i+1 < len(s) && s[i+1] == '*':
+			return "", fmt.Errorf("%w: %s %q holds a statement separator or a comment", ErrInvalidOp, what, s)
+		}
+	}
+	if in {
+		return "", fmt.Errorf("%w: %s %q has an unterminated string", ErrInvalidOp, what, s)
+	}
+	return s, nil
+}
+
+const constraintExists = `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)`
+
+// AddColumn adds a nullable column, or one with a constant default. A
+// volatile default (Volatile) is split: the column is added without it,
+// the default set after, and existing rows are left to the backfill.
+type AddColumn struct {
+	Table, Column, Type string
+	Default             string
+	Volatile            bool
+}
+
+func (o AddColumn) String() string {
+	return fmt.Sprintf("add column %s.%s %s", o.Table, o.Column, o.Type)
+}
+
+// Up implements [Op].
+func (o AddColumn) Up(int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	c, err := col(o.Column)
+	if err != nil {
+		return nil, err
+	}
+	typ, err := fragment("type", o.Type)
+	if err != nil {
+		return nil, err
+	}
+	if o.Default == "" {
+		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ)}}, nil
+	}
+	def, err := fragment("default", o.Default)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Volatile {
+		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s DEFAULT %s", t, c, typ, def)}}, nil
+	}
+	return []Statement{
+		{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ)},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", t, c, def)},
+	}, nil
+}
+
+// Down implements [Op].
+func (o AddColumn) Down(int) ([]Statement, error) {
+	return DropColumn{Table: o.Table, Column: o.Column}.Up(0)
+}
+
+// AddTable creates a table; Columns is its column and constraint list.
+type AddTable struct {
+	Table   string
+	Columns string
+}
+
+func (o AddTable) String() string { return "add table " + o.Table }
+
+// Up implements [Op].
+func (o AddTable) Up(int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	def, err := fragment("columns", o.Columns)
+	if err != nil {
+		return nil, err
+	}
+	return []Statement{{SQL: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)", t, def)}}, nil
+}
+
+// Down implements [Op].
+func (o AddTable) Down(int) ([]Statement, error) { return DropTable{Table: o.Table}.Up(0) }
+
+// CreateIndex builds an index concurrently.
+type CreateIndex struct {
+	Name, Table string
+	Columns     []string
+	Unique      bool
+	Where       string
+}
+
+func (o CreateIndex) String() string { return fmt.Sprintf("create index %s on %s", o.Name, o.Table) }
+
+// Up implements [Op].
+func (o CreateIndex) Up(int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	n, err := col(o.Name)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := cols(o.Columns)
+	if err != nil {
+		return nil, err
+	}
+	unique, where := "", ""
+	if o.Unique {
+		unique = "UNIQUE "
+	}
+	if o.Where != "" {
+		w, err := fragment("where", o.Where)
+		if err != nil {
+			return nil, err
+		}
+		where = " WHERE " + w
+	}
+	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX CONCURRENTLY IF NOT EXISTS %s ON %s (%s)%s", unique, n, t, cs, where), NoTx: true, Index: o.Name}}, nil
+}
+
+// Down implements [Op].
+func (o CreateIndex) Down(int) ([]Statement, error) { return DropIndex{Name: o.Name}.Up(0) }
+
+// DropIndex drops an index concurrently.
+type DropIndex struct{ Name string }
+
+func (o DropIndex) String() string { return "drop index " + o.Name }
+
+// Up implements [Op].
+func (o DropIndex) Up(int) ([]Statement, error) {
+	n, err := table(o.Name)
+	if err != nil {
+		return nil, err
+	}
+	return []Statement{{SQL: "DROP INDEX CONCURRENTLY IF EXISTS " + n, NoTx: true}}, nil
+}
+
+// Down implements [Op].
+func (o DropIndex) Down(int) ([]Statement, error) { return nil, ErrIrreversible }
+
+// AddForeignKey adds a foreign key NOT VALID, then validates it.
+type AddForeignKey struct {
+	Name, Table       string
+	Columns           []string
+	RefTable          string
+	RefColumns        []string
+	OnDeleteCascading bool
+}
+
+func (o AddForeignKey) String() string {
+	return fmt.Sprintf("add foreign key %s on %s", o.Name, o.Table)
+}
+
+// Up implements [Op].
+func (o AddForeignKey) Up(int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := table(o.RefTable)
+	if err != nil {
+		return nil, err
+	}
+	n, err := col(o.Name)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := cols(o.Columns)
+	if err != nil {
+		return nil, err
+	}
+	rcs, err := cols(o.RefColumns)
+	if err != nil {
+		return nil, err
+	}
+	onDelete := ""
+	if o.OnDeleteCascading {
+		onDelete = " ON DELETE CASCADE"
+	}
+	return []Statement{
+		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)%s NOT VALID", t, n, cs, rt, rcs, onDelete),
+			Exists: constraintExists, ExistsArgs: []any{t, o.Name}},
+		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n)},
+	}, nil
+}
+
+// Down implements [Op].
+func (o AddForeignKey) Down(int) ([]Statement, error) {
+	return dropConstraint(o.Table, o.Name)
+}
+
+func dropConstraint(tbl, name string) ([]Statement, error) {
+	t, err := table(tbl)
+	if err != nil {
+		return nil, err
+	}
+	n, err := col(name)
+	if err != nil {
+		return nil, err
+	}
+	return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n)}}, nil
+}
+
+// AddCheck adds a check constraint NOT VALID, then validates it.
+type AddCheck struct {
+	Name, Table, Expr string
+}
+
+func (o AddCheck) String() string { return fmt.Sprintf("add check %s on %s", o.Name, o.Table) }
+
+// Up implements [Op].
+func (o AddCheck) Up(int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	n, err := col(o.Name)
+	if err != nil {
+		return nil, err
+	}
+	e, err := fragment("check", o.Expr)
+	if err != nil {
+		return nil, err
+	}
+	return []Statement{
+		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", t, n, e), Exists: constraintExists, ExistsArgs: []any{t, o.Name}},
+		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n)},
+	}, nil
+}
+
+// Down implements [Op].
+func (o AddCheck) Down(int) ([]Statement, error) { return dropConstraint(o.Table, o.Name) }
+
+// SetNotNull makes a column NOT NULL without a long lock: through a
+// validated CHECK (then SET NOT NULL uses it and skips the scan), or on
+// PostgreSQL 18+ a native NOT NULL constraint added NOT VALID.
+type SetNotNull struct {
+	Table, Column string
+}
+
+func (o SetNotNull) String() string { return fmt.Sprintf("set not null %s.%s", o.Table, o.Column) }
+
+func (o SetNotNull) constraint() string {
+	name := o.Column + "_not_null"
+	if len(name) > 63 {
+		name = name[len(name)-63:]
+	}
+	return name
+}
+
+// Up implements [Op].
+func (o SetNotNull) Up(major int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	c, err := col(o.Column)
+	if err != nil {
+		return nil, err
+	}
+	n, _ := col(o.constraint())
+	if major >= 18 {
+		return []Statement{
+			{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s NOT NULL %s NOT VALID", t, n, c), Exists: constraintExists, ExistsArgs: []any{t, o.constraint()}},
+			{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n)},
+		}, nil
+	}
+	return []Statement{
+		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID", t, n, c),
+			Exists: `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)
+				OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $3 AND attnotnull)`,
+			ExistsArgs: []any{t, o.constraint(), o.Column}},
+		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n),
+			Exists:     `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)`,
+			ExistsArgs: []any{t, o.constraint()}},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", t, c)},
+		{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n)},
+	}, nil
+}
+
+// Down implements [Op].
+func (o SetNotNull) Down(major int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	c, err := col(o.Column)
+	if err != nil {
+		return nil, err
+	}
+	n, _ := col(o.constraint())
+	return []Statement{
+		{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n)},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", t, c)},
+	}, nil
+}
+
+// AddUnique adds a unique constraint on a concurrently built index.
+type AddUnique struct {
+	Name, Table string
+	Columns     []string
+}
+
+func (o AddUnique) String() string { return fmt.Sprintf("add unique %s on %s", o.Name, o.Table) }
+
+// Up implements [Op].
+func (o AddUnique) Up(major int) ([]Statement, error) {
+	idx, err := CreateIndex{Name: o.Name, Table: o.Table, Columns: o.Columns, Unique: true}.Up(major)
+	if err != nil {
+		return nil, err
+	}
+	t, _ := table(o.Table)
+	n, _ := col(o.Name)
+	return append(idx, Statement{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", t, n, n),
+		Exists: constraintExists, ExistsArgs: []any{t, o.Name}}), nil
+}
+
+// Down implements [Op].
+func (o AddUnique) Down(int) ([]Statement, error) { return dropConstraint(o.Table, o.Name) }
+
+// DropColumn drops a column: a contract operation.
+type DropColumn struct{ Table, Column string }
+
+func (o DropColumn) String() string { return fmt.Sprintf("drop column %s.%s", o.Table, o.Column) }
+
+// Up implements [Op].
+func (o DropColumn) Up(int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	c, err := col(o.Column)
+	if err != nil {
+		return nil, err
+	}
+	return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s DROP COLUMN IF EXISTS %s", t, c)}}, nil
+}
+
+// Down implements [Op].
+func (o DropColumn) Down(int) ([]Statement, error) { return nil, ErrIrreversible }
+
+// DropTable drops a table: a contract operation.
+type DropTable struct{ Table string }
+
+func (o DropTable) String() string { return "drop table " + o.Table }
+
+// Up implements [Op].
+func (o DropTable) Up(int) ([]Statement, error) {
+	t, err := table(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	return []Statement{{SQL: "DROP TABLE IF EXISTS " + t}}, nil
+}
+
+// Down implements [Op].
+func (o DropTable) Down(int) ([]Statement, error) { return nil, ErrIrreversible }
+
+// RenameColumn renames a column the way a fleet can live with: the expand
+// adds the new column, dual writes and a backfill bridge the two, and the
+// contract drops the old one. It never issues a bare RENAME.
+func RenameColumn(tbl, from, to, typ string) (expand, contract []Op) {
+	return []Op{AddColumn{Table: tbl, Column: to, Type: typ}}, []Op{DropColumn{Table: tbl, Column: from}}
+}
+
+// ChangeType changes a column's type through a new column, like
+// [RenameColumn]: the new column holds the new type.
+func ChangeType(tbl, column, newColumn, newType string) (expand, contract []Op) {
+	return RenameColumn(tbl, column, newColumn, newType)
+}
