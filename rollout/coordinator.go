@@ -14,6 +14,7 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/ident"
+	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // Errors a caller can branch on.
@@ -149,6 +150,14 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrReasonRequired)
 		}
 	}
+	// DDL operations run before the ledger transaction: a concurrent index
+	// build waits for every open snapshot, the ledger's included. A session
+	// advisory lock keeps other coordinators of the migration out meanwhile.
+	unlock, err := c.runOps(ctx, plan, r, forward)
+	defer unlock()
+	if err != nil && !errors.Is(err, errNoOps) {
+		return Status{}, err
+	}
 	tx, err := c.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
@@ -201,7 +210,9 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 			return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: gate, Reason: reason})
 		}
 	}
-	// Side effects run in the transaction that records them.
+	// Side effects run while the ledger row is locked: the raw statements
+	// in the transaction that records them, the ddl operations (which may
+	// have to run outside a transaction) on their own connections first.
 	switch {
 	case forward && to == Expanded:
 		err = runDDL(ctx, tx, plan.Expand, false)
@@ -237,6 +248,78 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
 	return next.status()
+}
+
+var errNoOps = errors.New("no DDL operations for this transition")
+
+// runOps runs the plan's ddl operations for the transition r asks, if it
+// has any: holding a session advisory lock on the migration (returned
+// unlock releases it), it checks what the transition will check (version,
+// confirmation, gate) and applies or reverts the operations. The ledger
+// transaction that follows checks again and records the transition.
+func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward bool) (unlock func(), err error) {
+	unlock = func() {}
+	cur, err := Get(ctx, c.db, r.Migration)
+	if err != nil {
+		return unlock, err
+	}
+	var ops []ddl.Op
+	key, revert := plan.Migration, false
+	switch {
+	case forward && cur.Phase == Planned:
+		ops = plan.ExpandOps
+	case forward && cur.Phase == Complete:
+		ops, key = plan.ContractOps, plan.Migration+":contract"
+	case !forward && cur.Phase == Expanded && !r.ToOff:
+		ops, revert = plan.ExpandOps, true
+	}
+	if len(ops) == 0 {
+		return unlock, errNoOps
+	}
+	conn, err := c.db.Connx(ctx)
+	if err != nil {
+		return unlock, err
+	}
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtextextended('schemashift:' || $1, 0))`, r.Migration); err != nil {
+		conn.Close()
+		return unlock, fmt.Errorf("lock migration %s: %w", r.Migration, err)
+	}
+	unlock = func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended('schemashift:' || $1, 0))`, r.Migration)
+		conn.Close()
+	}
+	// Under the lock, the phase is what the transition will find, unless
+	// it moved before: then the transaction refuses, and nothing runs here.
+	if now, err := Get(ctx, c.db, r.Migration); err != nil || now.Version != cur.Version || (r.Version != 0 && r.Version != cur.Version) {
+		return unlock, errNoOps
+	}
+	if forward && !r.Force {
+		if cur.Phase+1 == Contracted && !r.Confirm {
+			return unlock, errNoOps // the transaction refuses and records why
+		}
+		ready, err := c.Check(ctx, r.Migration)
+		if err != nil {
+			return unlock, err
+		}
+		if !ready.Met {
+			return unlock, errNoOps
+		}
+	}
+	e, err := ddl.NewExecutor(c.db)
+	if err != nil {
+		return unlock, err
+	}
+	if revert {
+		err = e.Revert(ctx, key, ops)
+	} else {
+		err = e.Apply(ctx, key, ops)
+	}
+	if err != nil {
+		c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl", Accepted: false, Actor: r.Actor,
+			FromPhase: cur.Phase.String(), Reason: err.Error()})
+		return unlock, fmt.Errorf("%s: %w", r.Migration, err)
+	}
+	return unlock, nil
 }
 
 func (c *Coordinator) record(ctx context.Context, e Event) {

@@ -12,6 +12,7 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/ident"
+	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // Phase is where a migration stands in its rollout. Phases are ordered;
@@ -115,11 +116,19 @@ type Thresholds struct {
 type Plan struct {
 	// Migration names the migration; it is also the stage flag's key.
 	Migration string
-	Expand    []Step
+	// ExpandOps are safe operations run by the ddl executor before the raw
+	// Expand statements (index builds run concurrently, outside the
+	// ledger's transaction); undone in reverse by a rollback to planned.
+	ExpandOps []ddl.Op
+	// Expand are raw statements, linted at registration and run in the
+	// transition's transaction with a short lock_timeout.
+	Expand []Step
 	// Columns lists what the expand creates.
 	Columns   []Column
 	Backfills []backfill.Job
-	Contract  []Step
+	// ContractOps and Contract are the contract, in that order.
+	ContractOps []ddl.Op
+	Contract    []Step
 	Thresholds
 }
 
@@ -146,6 +155,9 @@ func (p *Plan) normalize() error {
 			return fmt.Errorf("%w %q: empty DDL step", ErrInvalidPlan, p.Migration)
 		}
 	}
+	if err := p.lint(); err != nil {
+		return err
+	}
 	if p.ShadowConsistency == 0 {
 		p.ShadowConsistency = 0.999
 	}
@@ -157,6 +169,39 @@ func (p *Plan) normalize() error {
 	}
 	if !(p.ShadowConsistency > 0 && p.ShadowConsistency <= 1) || p.MinComparisons < 0 || p.Window < 0 {
 		return fmt.Errorf("%w %q: thresholds out of range", ErrInvalidPlan, p.Migration)
+	}
+	return nil
+}
+
+// lint refuses raw DDL the linter finds unsafe (runDDL sets the
+// lock_timeout, so that rule is satisfied); a statement can silence a rule
+// with a comment.
+func (p Plan) lint() error {
+	var findings []string
+	for _, part := range []struct {
+		steps []Step
+		step  ddl.Step
+	}{{p.Expand, ddl.ExpandStep}, {p.Contract, ddl.ContractStep}} {
+		for _, s := range part.steps {
+			for _, q := range []string{s.SQL, s.Down} {
+				if strings.TrimSpace(q) == "" {
+					continue
+				}
+				fs, err := ddl.Lint("SET lock_timeout = '5s';\n"+q, part.step)
+				if err != nil {
+					return fmt.Errorf("%w %q: %v", ErrInvalidPlan, p.Migration, err)
+				}
+				for _, f := range fs {
+					if f.Rule == ddl.RuleDropInExpand && q == s.Down {
+						continue // undoing an expand drops what it added
+					}
+					findings = append(findings, f.String())
+				}
+			}
+		}
+	}
+	if len(findings) > 0 {
+		return fmt.Errorf("%w %q: unsafe DDL:\n%s", ErrInvalidPlan, p.Migration, strings.Join(findings, "\n"))
 	}
 	return nil
 }
@@ -174,14 +219,23 @@ func (p Plan) hash() string {
 	for i, j := range p.Backfills {
 		jobs[i] = job{j.Name, j.Table, j.Key, j.Set, j.Into, j.Version}
 	}
+	ops := func(list []ddl.Op) []string {
+		out := make([]string, len(list))
+		for i, o := range list {
+			out[i] = fmt.Sprintf("%T%+v", o, o)
+		}
+		return out
+	}
 	b, _ := json.Marshal(struct {
 		M        string
+		EOps     []string
+		COps     []string
 		Expand   []Step
 		Columns  []Column
 		Jobs     []job
 		Contract []Step
 		T        Thresholds
-	}{p.Migration, p.Expand, p.Columns, jobs, p.Contract, p.Thresholds})
+	}{p.Migration, ops(p.ExpandOps), ops(p.ContractOps), p.Expand, p.Columns, jobs, p.Contract, p.Thresholds})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 const window = 300 * time.Millisecond
@@ -263,3 +264,41 @@ func TestPlanConflictAndUnknownMigration(t *testing.T) {
 }
 
 var _ = context.Background
+
+func TestPlanWithDDLOpsAndLint(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	plan := rollout.Plan{Migration: "users_email_index",
+		ExpandOps: []ddl.Op{
+			ddl.AddColumn{Table: "users", Column: "email", Type: "text"},
+			ddl.CreateIndex{Name: "users_email", Table: "users", Columns: []string{"email"}},
+		},
+		Columns: []rollout.Column{{Table: "users", Column: "email"}},
+	}
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+	require.NoError(t, err)
+	has := func() (col, idx bool) {
+		require.NoError(t, db.GetContext(ctx, &col, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email')`))
+		require.NoError(t, db.GetContext(ctx, &idx, `SELECT to_regclass('users_email') IS NOT NULL`))
+		return col, idx
+	}
+	for range 2 { // expand, undo, expand again
+		_, err = c.Advance(ctx, rollout.Request{Migration: "users_email_index", Actor: "t"})
+		require.NoError(t, err)
+		col, idx := has()
+		assert.True(t, col && idx, "the expand's operations ran")
+		_, err = c.Rollback(ctx, rollout.Request{Migration: "users_email_index", Actor: "t"})
+		require.NoError(t, err)
+		col, idx = has()
+		assert.False(t, col || idx, "undoing the expand reverted them")
+	}
+
+	unsafe := rollout.Plan{Migration: "unsafe", Expand: []rollout.Step{{SQL: `CREATE INDEX users_full ON users (full_name)`}}}
+	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{unsafe})
+	require.ErrorIs(t, err, rollout.ErrInvalidPlan)
+	assert.Contains(t, err.Error(), "index-not-concurrent")
+	unsafe.Expand[0].SQL = "-- schemashift:ignore index-not-concurrent\nCREATE INDEX users_full ON users (full_name)"
+	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{unsafe})
+	require.NoError(t, err, "a silenced rule is the author's decision")
+}

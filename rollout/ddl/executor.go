@@ -173,6 +173,12 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 			}
 		}
 	}
+	// Done one way: the record of the other way no longer holds (so that
+	// an expand undone can be applied again).
+	opposite := map[string]string{"up": "down", "down": "up"}[direction]
+	if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = $2`, migration, opposite); err != nil {
+		return fmt.Errorf("update DDL steps: %w", err)
+	}
 	return nil
 }
 
