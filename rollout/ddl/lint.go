@@ -101,13 +101,13 @@ var silence = regexp.MustCompile(`schemashift:ignore\s+([A-Za-z0-9_-]+(?:\s*,\s*
 // Lint parses script with PostgreSQL's own parser (libpg_query) and
 // reports unsafe DDL. A script that does not parse is an error.
 func Lint(script string, step Step) ([]Finding, error) {
-	parsed, err := pg.Parse(script)
+	parsed, err := parse(script)
 	if err != nil {
 		return nil, fmt.Errorf("parse DDL: %w", err)
 	}
 	// The parser truncates identifiers to 63 bytes, so long ones are found
 	// among the scanner's tokens, by their length in the source.
-	scanned, err := pg.Scan(script)
+	scanned, err := scan(script)
 	if err != nil {
 		return nil, fmt.Errorf("scan DDL: %w", err)
 	}
