@@ -74,6 +74,8 @@ type Coordinator struct {
 	ageOut time.Duration
 }
 
+const defaultAgeOut = time.Minute
+
 // CoordinatorOption configures a [Coordinator].
 type CoordinatorOption func(*Coordinator) error
 
@@ -91,7 +93,7 @@ func WithAgeOut(d time.Duration) CoordinatorOption {
 
 // NewCoordinator ensures the ledger and registers plans.
 func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...CoordinatorOption) (*Coordinator, error) {
-	c := &Coordinator{db: db, plans: map[string]Plan{}, ageOut: time.Minute}
+	c := &Coordinator{db: db, plans: map[string]Plan{}, ageOut: defaultAgeOut}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, fmt.Errorf("new coordinator: %w", err)
@@ -596,6 +598,12 @@ func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, age
 	}
 	return f, nil
 }
+
+// Migrations returns the names of the coordinator's migrations, sorted.
+func (c *Coordinator) Migrations() []string { return c.migrations() }
+
+// Plan returns the plan of a migration.
+func (c *Coordinator) Plan(migration string) (Plan, error) { return c.plan(migration) }
 
 // Fleet reads the live instances of a migration.
 func (c *Coordinator) Fleet(ctx context.Context, migration string) (Fleet, error) {

@@ -59,6 +59,8 @@ var ledgerSchema = []string{
 		mismatched      bigint NOT NULL DEFAULT 0,
 		PRIMARY KEY (instance_id, migration)
 	);`,
+	// 2: the plan's definition, for processes without its code.
+	`ALTER TABLE schemashift_migrations ADD COLUMN definition jsonb`,
 }
 
 // EnsureLedger creates the ledger tables, or upgrades them to this build's
@@ -111,8 +113,12 @@ func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
 		return err
 	}
 	hash := plan.hash()
-	res, err := db.ExecContext(ctx, `INSERT INTO schemashift_migrations (migration, definition_hash) VALUES ($1, $2)
-		ON CONFLICT (migration) DO NOTHING`, plan.Migration, hash)
+	doc, err := plan.document()
+	if err != nil {
+		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
+	}
+	res, err := db.ExecContext(ctx, `INSERT INTO schemashift_migrations (migration, definition_hash, definition) VALUES ($1, $2, $3)
+		ON CONFLICT (migration) DO NOTHING`, plan.Migration, hash, string(doc))
 	if err != nil {
 		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
 	}
@@ -129,7 +135,8 @@ func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
 		return fmt.Errorf("register plan %q: %w: the ledger has definition %s, this build has %s; a changed plan needs a new migration name",
 			plan.Migration, ErrPlanConflict, registered, hash)
 	}
-	return nil
+	_, err = db.ExecContext(ctx, `UPDATE schemashift_migrations SET definition = $2 WHERE migration = $1 AND definition IS NULL`, plan.Migration, string(doc))
+	return err
 }
 
 // Status is a migration's row in the ledger.

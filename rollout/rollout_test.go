@@ -302,3 +302,31 @@ func TestPlanWithDDLOpsAndLint(t *testing.T) {
 	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{unsafe})
 	require.NoError(t, err, "a silenced rule is the author's decision")
 }
+
+// A process without the plans' code reads them back from the ledger and
+// coordinates them: gates, DDL operations and backfills included.
+func TestOpenReadsPlansFromTheLedger(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	plan := usersPlan()
+	plan.ExpandOps = []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}}
+	_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+	require.NoError(t, err)
+
+	c, err := rollout.Open(ctx, db)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"users_split_name"}, c.Migrations())
+	got, err := c.Plan("users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, plan.ExpandOps, got.ExpandOps)
+	assert.Equal(t, plan.Backfills[0].Set, got.Backfills[0].Set)
+	assert.Equal(t, plan.Thresholds, got.Thresholds)
+
+	advanced(t, c, db, rollout.Expanded)
+	var idx bool
+	require.NoError(t, db.GetContext(ctx, &idx, `SELECT to_regclass('users_full_name') IS NOT NULL`))
+	assert.True(t, idx)
+	advanced(t, c, db, rollout.DualWrite) // the schema gate reads the stored columns
+	refused(t, c, db, "fleet at dualwrite", "no live instance")
+}

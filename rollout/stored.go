@@ -1,0 +1,124 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/rollout/ddl"
+)
+
+// planDoc is a plan as the ledger stores it, so that processes without the
+// plan's code (the CLI, a status board) can coordinate it.
+type planDoc struct {
+	Migration   string          `json:"migration"`
+	ExpandOps   json.RawMessage `json:"expand_ops,omitempty"`
+	Expand      []Step          `json:"expand,omitempty"`
+	Columns     []Column        `json:"columns,omitempty"`
+	Backfills   []jobDoc        `json:"backfills,omitempty"`
+	ContractOps json.RawMessage `json:"contract_ops,omitempty"`
+	Contract    []Step          `json:"contract,omitempty"`
+	Thresholds  Thresholds      `json:"thresholds"`
+}
+
+type jobDoc struct {
+	Name    string            `json:"name"`
+	Table   string            `json:"table"`
+	Key     []string          `json:"key,omitempty"`
+	Set     []backfill.Assign `json:"set,omitempty"`
+	Into    *backfill.Into    `json:"into,omitempty"`
+	Columns []string          `json:"columns,omitempty"`
+	Version string            `json:"version,omitempty"`
+	GoMode  bool              `json:"go_mode,omitempty"`
+}
+
+func (p Plan) document() ([]byte, error) {
+	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds}
+	var err error
+	if len(p.ExpandOps) > 0 {
+		if d.ExpandOps, err = ddl.MarshalOps(p.ExpandOps); err != nil {
+			return nil, err
+		}
+	}
+	if len(p.ContractOps) > 0 {
+		if d.ContractOps, err = ddl.MarshalOps(p.ContractOps); err != nil {
+			return nil, err
+		}
+	}
+	for _, j := range p.Backfills {
+		d.Backfills = append(d.Backfills, jobDoc{Name: j.Name, Table: j.Table, Key: j.Key, Set: j.Set, Into: j.Into,
+			Columns: j.Columns, Version: j.Version, GoMode: j.Func != nil})
+	}
+	return json.Marshal(d)
+}
+
+func planFromDocument(b []byte) (Plan, error) {
+	var d planDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		return Plan{}, fmt.Errorf("decode plan: %w", err)
+	}
+	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds}
+	var err error
+	if len(d.ExpandOps) > 0 {
+		if p.ExpandOps, err = ddl.UnmarshalOps(d.ExpandOps); err != nil {
+			return Plan{}, err
+		}
+	}
+	if len(d.ContractOps) > 0 {
+		if p.ContractOps, err = ddl.UnmarshalOps(d.ContractOps); err != nil {
+			return Plan{}, err
+		}
+	}
+	for _, j := range d.Backfills {
+		job := backfill.Job{Name: j.Name, Table: j.Table, Key: j.Key, Set: j.Set, Into: j.Into, Columns: j.Columns, Version: j.Version}
+		if j.GoMode {
+			job.Func = goModeElsewhere(j.Name)
+		}
+		p.Backfills = append(p.Backfills, job)
+	}
+	return p, nil
+}
+
+// goModeElsewhere stands in for the Func of a Go-mode job read from the
+// ledger: only the service that declared it can run it.
+func goModeElsewhere(name string) backfill.ChunkFunc {
+	return func(context.Context, *sqlx.Tx, []map[string]any) (int64, error) {
+		return 0, fmt.Errorf("backfill %q is a Go-mode job: run it from the service that declares it", name)
+	}
+}
+
+// Open returns a coordinator of every plan registered in the ledger, read
+// back from it: for processes that do not have the plans' code, such as
+// the CLI. It registers nothing.
+func Open(ctx context.Context, db *sqlx.DB, opts ...CoordinatorOption) (*Coordinator, error) {
+	c := &Coordinator{db: db, plans: map[string]Plan{}, ageOut: defaultAgeOut}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, fmt.Errorf("open coordinator: %w", err)
+		}
+	}
+	if err := EnsureLedger(ctx, db); err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		Migration  string  `db:"migration"`
+		Definition *string `db:"definition"`
+	}
+	if err := db.SelectContext(ctx, &rows, `SELECT migration, definition::text AS definition FROM schemashift_migrations ORDER BY migration`); err != nil {
+		return nil, fmt.Errorf("open coordinator: %w", err)
+	}
+	for _, r := range rows {
+		if r.Definition == nil {
+			continue // registered by a build older than stored plans
+		}
+		p, err := planFromDocument([]byte(*r.Definition))
+		if err != nil {
+			return nil, fmt.Errorf("open coordinator: plan %q: %w", r.Migration, err)
+		}
+		c.plans[r.Migration] = p
+	}
+	return c, nil
+}
