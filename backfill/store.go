@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/pgerr"
 )
 
 // Status is where a job stands.
@@ -285,6 +287,9 @@ func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ..
 	}
 	res, err := db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = $2, updated_at = now()
 		WHERE job = $1 AND status = ANY($3)`, name, string(to), from_)
+	if pgerr.Code(err) == "42P01" { // no backfill ever ran here
+		return fmt.Errorf("set backfill %q %s: %w", name, to, ErrUnknownJob)
+	}
 	if err != nil {
 		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
 	}
@@ -373,7 +378,7 @@ func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
 			now() AS now
 		FROM schemashift_backfills b LEFT JOIN schemashift_backfill_chunks c ON c.job = b.job
 		WHERE b.job = $1 GROUP BY b.job`, name)
-	if errors.Is(err, sql.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) || pgerr.Code(err) == "42P01" {
 		return Progress{}, fmt.Errorf("read backfill state: %w %q", ErrUnknownJob, name)
 	}
 	if err != nil {

@@ -1,0 +1,473 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/rollout/ddl"
+)
+
+var errHelp = errors.New("help shown")
+
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	dbURL, actor   string
+	db             *sqlx.DB
+}
+
+type command struct {
+	name, args, help string
+	run              func(c *cli, ctx context.Context, fs *flag.FlagSet, args []string) error
+	flags            func(fs *flag.FlagSet)
+}
+
+// commands is every command, in the order help lists them.
+var commands = []command{
+	{"status", "[MIGRATION]", "Show every migration (or one): phase, stage, next gate, backfills, fleet.", (*cli).status,
+		func(fs *flag.FlagSet) {
+			fs.Bool("json", false, "print JSON")
+			fs.String("stage", "", "only migrations at this stage")
+		}},
+	{"advance", "MIGRATION", "Move a migration one phase forward through its gate.", (*cli).advance, transitionFlags},
+	{"rollback", "MIGRATION", "Move a migration one phase back (or to off with --to-off).", (*cli).rollback, transitionFlags},
+	{"force", "MIGRATION", "Advance (or --rollback) without the gate; needs --reason; recorded as forced.", (*cli).force,
+		func(fs *flag.FlagSet) {
+			transitionFlags(fs)
+			fs.Bool("rollback", false, "force a rollback instead of an advance")
+		}},
+	{"backfill", "run|pause|resume|cancel|status NAME", "Run a migration's backfills (NAME is the migration), or control a job (NAME is the job).",
+		(*cli).backfill, func(fs *flag.FlagSet) {
+			fs.Int("workers", 1, "workers for run")
+			fs.Float64("rate", 0, "rows per second for run (0: unlimited)")
+			fs.Bool("json", false, "print JSON (status)")
+		}},
+	{"verify", "MIGRATION", "Compare old and new shapes of every backfill of a migration.", (*cli).verify,
+		func(fs *flag.FlagSet) {
+			fs.Bool("repair", false, "re-run the backfill over divergent rows")
+			fs.Bool("json", false, "print JSON")
+		}},
+	{"lint", "FILE", "Check a DDL script for statements unsafe under a running fleet.", (*cli).lint,
+		func(fs *flag.FlagSet) { fs.Bool("contract", false, "the script is a contract step (drops allowed)") }},
+	{"audit", "[MIGRATION]", "Show the audit trail.", (*cli).audit,
+		func(fs *flag.FlagSet) {
+			fs.Int("limit", 50, "newest events to show")
+			fs.Bool("json", false, "print JSON")
+		}},
+}
+
+func transitionFlags(fs *flag.FlagSet) {
+	fs.String("reason", "", "why (recorded in the audit trail)")
+	fs.Int64("version", 0, "refuse if the migration's version is not this one")
+	fs.Bool("confirm", false, "confirm the irreversible contract step")
+	fs.Bool("to-off", false, "roll back straight to off (expanded)")
+}
+
+func (c *cli) usage() {
+	w := c.stdout
+	fmt.Fprintln(w, "usage: schemashift [--database-url URL] [--actor NAME] COMMAND [flags] [args]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, cmd := range commands {
+		fmt.Fprintf(w, "  %-9s %-36s %s\n", cmd.name, cmd.args, cmd.help)
+	}
+	fmt.Fprintln(w, "\nThe database is --database-url, else $DATABASE_URL. 'schemashift COMMAND --help' shows a command's flags.")
+	fmt.Fprintln(w, "Exit codes: 0 done, 1 failed, 2 bad input, 3 refused.")
+}
+
+func (c *cli) main(ctx context.Context, args []string) error {
+	global := flag.NewFlagSet("schemashift", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	global.StringVar(&c.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	global.StringVar(&c.actor, "actor", "", "who acts, for the audit trail (default $USER)")
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			c.usage()
+			return errHelp
+		}
+		return usagef("%v", err)
+	}
+	rest := global.Args()
+	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" {
+		c.usage()
+		if len(rest) == 0 {
+			return usagef("no command")
+		}
+		return errHelp
+	}
+	var cmd *command
+	for i := range commands {
+		if commands[i].name == rest[0] {
+			cmd = &commands[i]
+		}
+	}
+	if cmd == nil {
+		return usagef("unknown command %q", rest[0])
+	}
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	fs.SetOutput(c.stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(c.stdout, "usage: schemashift %s [flags] %s\n\n%s\n\nflags:\n", cmd.name, cmd.args, cmd.help)
+		fs.PrintDefaults()
+	}
+	cmd.flags(fs)
+	positional, err := parseInterleaved(fs, rest[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return usagef("%s: %v", cmd.name, err)
+	}
+	if c.actor == "" {
+		c.actor = c.getenv("USER")
+	}
+	if c.actor == "" {
+		c.actor = "cli"
+	}
+	if cmd.name != "lint" {
+		if c.dbURL == "" {
+			c.dbURL = c.getenv("DATABASE_URL")
+		}
+		if c.dbURL == "" {
+			return usagef("no database: pass --database-url or set DATABASE_URL")
+		}
+		db, err := sqlx.Open("pgx", c.dbURL)
+		if err != nil {
+			return usagef("database URL: %v", err)
+		}
+		defer db.Close()
+		if err := db.PingContext(ctx); err != nil {
+			return fmt.Errorf("connect: %w", err)
+		}
+		c.db = db
+	}
+	return cmd.run(c, ctx, fs, positional)
+}
+
+// parseInterleaved parses flags wherever they stand among the arguments
+// ("advance m --reason x" as well as "advance --reason x m").
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func boolFlag(fs *flag.FlagSet, name string) bool {
+	return fs.Lookup(name).Value.(flag.Getter).Get().(bool)
+}
+func strFlag(fs *flag.FlagSet, name string) string {
+	return fs.Lookup(name).Value.(flag.Getter).Get().(string)
+}
+
+func (c *cli) coordinator(ctx context.Context) (*rollout.Coordinator, error) {
+	return rollout.Open(ctx, c.db)
+}
+
+func oneArg(args []string, what string) (string, error) {
+	if len(args) != 1 {
+		return "", usagef("want one %s, got %d arguments", what, len(args))
+	}
+	return args[0], nil
+}
+
+// classify turns library errors into exit codes.
+func classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, rollout.ErrUnknownMigration), errors.Is(err, backfill.ErrUnknownJob), errors.Is(err, flags.ErrUnknownStage),
+		errors.Is(err, rollout.ErrReasonRequired):
+		return usageError{err.Error()}
+	case errors.Is(err, rollout.ErrGateRefused), errors.Is(err, rollout.ErrConflict), errors.Is(err, rollout.ErrConfirmRequired),
+		errors.Is(err, rollout.ErrIrreversible):
+		return refusedError{err}
+	}
+	return err
+}
+
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (c *cli) status(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var only flags.Stage
+	filter := strFlag(fs, "stage")
+	if filter != "" {
+		s, err := flags.ParseStage(filter)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		only = s
+	}
+	co, err := c.coordinator(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := rollout.NewBoard(co)
+	if err != nil {
+		return err
+	}
+	snap, err := b.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	var ms []rollout.MigrationStatus
+	for _, m := range snap.Migrations {
+		if len(args) > 0 && m.Migration != args[0] {
+			continue
+		}
+		if filter != "" && m.Stage != only {
+			continue
+		}
+		ms = append(ms, m)
+	}
+	if len(args) > 0 && len(ms) == 0 && filter == "" {
+		return usageError{fmt.Sprintf("%v %q", rollout.ErrUnknownMigration, args[0])}
+	}
+	if boolFlag(fs, "json") {
+		if ms == nil {
+			ms = []rollout.MigrationStatus{}
+		}
+		return c.printJSON(ms)
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(w, "MIGRATION\tPHASE\tSTAGE\tVERSION\tNEXT\tGATE\tINSTANCES\tBACKFILL")
+	for _, m := range ms {
+		gate := "met"
+		if !m.Next.Met {
+			gate = "not met: " + m.Next.Reason
+		}
+		next := m.Next.Next.String()
+		if m.Next.Final {
+			next, gate = "-", "-"
+		}
+		var bf []string
+		for _, j := range m.Backfills {
+			bf = append(bf, fmt.Sprintf("%s %s %d/%d", j.Job, j.Status, j.RowsDone, j.TotalEstimate))
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Migration, m.Phase, m.Stage, m.Version, next, gate,
+			len(m.Fleet.Instances), strings.Join(bf, "; "))
+	}
+	return w.Flush()
+}
+
+func (c *cli) request(fs *flag.FlagSet, migration string) rollout.Request {
+	return rollout.Request{Migration: migration, Actor: c.actor, Reason: strFlag(fs, "reason"),
+		Version: fs.Lookup("version").Value.(flag.Getter).Get().(int64), Confirm: boolFlag(fs, "confirm"), ToOff: boolFlag(fs, "to-off")}
+}
+
+func (c *cli) transition(ctx context.Context, fs *flag.FlagSet, args []string, forward, force bool) error {
+	m, err := oneArg(args, "migration")
+	if err != nil {
+		return err
+	}
+	co, err := c.coordinator(ctx)
+	if err != nil {
+		return err
+	}
+	r := c.request(fs, m)
+	r.Force = force
+	var st rollout.Status
+	if forward {
+		st, err = co.Advance(ctx, r)
+	} else {
+		st, err = co.Rollback(ctx, r)
+	}
+	if err != nil {
+		return classify(err)
+	}
+	fmt.Fprintf(c.stdout, "%s: %s (stage %s, version %d)\n", st.Migration, st.Phase, st.Stage, st.Version)
+	return nil
+}
+
+func (c *cli) advance(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	return c.transition(ctx, fs, args, true, false)
+}
+
+func (c *cli) rollback(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	return c.transition(ctx, fs, args, false, false)
+}
+
+func (c *cli) force(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	if strings.TrimSpace(strFlag(fs, "reason")) == "" {
+		return usagef("force: --reason is required")
+	}
+	return c.transition(ctx, fs, args, !boolFlag(fs, "rollback"), true)
+}
+
+func (c *cli) backfill(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	if len(args) != 2 {
+		return usagef("backfill: want an action (run, pause, resume, cancel, status) and a name")
+	}
+	action, name := args[0], args[1]
+	switch action {
+	case "pause":
+		return classify(backfill.Pause(ctx, c.db, name))
+	case "resume":
+		return classify(backfill.Resume(ctx, c.db, name))
+	case "cancel":
+		return classify(backfill.Cancel(ctx, c.db, name))
+	case "status":
+		p, err := backfill.State(ctx, c.db, name)
+		if err != nil {
+			return classify(err)
+		}
+		if boolFlag(fs, "json") {
+			return c.printJSON(p)
+		}
+		fmt.Fprintf(c.stdout, "%s: %s, %d/%d rows (%d changed), %.0f rows/s, ETA %v, chunk %d, throttle %q, verify %q\n",
+			p.Job, p.Status, p.RowsDone, p.TotalEstimate, p.RowsChanged, p.Rate, p.ETA.Round(time.Second), p.ChunkSize, p.Throttle, p.Verify)
+		return nil
+	case "run":
+		co, err := c.coordinator(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := co.Plan(name); err != nil {
+			return classify(err)
+		}
+		opts := []backfill.Option{backfill.WithWorkers(fs.Lookup("workers").Value.(flag.Getter).Get().(int)),
+			backfill.WithProgress(200*time.Millisecond, c.progressBar)}
+		if r := fs.Lookup("rate").Value.(flag.Getter).Get().(float64); r > 0 {
+			opts = append(opts, backfill.WithRate(r))
+		}
+		err = co.RunBackfills(ctx, name, opts...)
+		fmt.Fprintln(c.stderr)
+		if err != nil {
+			if errors.Is(err, backfill.ErrCancelled) {
+				return refusedError{err}
+			}
+			return classify(err)
+		}
+		fmt.Fprintf(c.stdout, "%s: backfills done\n", name)
+		return nil
+	}
+	return usagef("backfill: unknown action %q (want run, pause, resume, cancel or status)", action)
+}
+
+// progressBar draws one line on stderr, redrawn in place.
+func (c *cli) progressBar(p backfill.Progress) {
+	const width = 30
+	filled := 0
+	if p.TotalEstimate > 0 {
+		filled = int(min(int64(width), p.RowsDone*width/p.TotalEstimate))
+	}
+	fmt.Fprintf(c.stderr, "\r%s [%s%s] %d/%d rows  %.0f rows/s  ETA %v  %s   ", p.Job, strings.Repeat("#", filled),
+		strings.Repeat(".", width-filled), p.RowsDone, p.TotalEstimate, p.Rate, p.ETA.Round(time.Second), p.Status)
+}
+
+func (c *cli) verify(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	m, err := oneArg(args, "migration")
+	if err != nil {
+		return err
+	}
+	co, err := c.coordinator(ctx)
+	if err != nil {
+		return err
+	}
+	reps, err := co.VerifyBackfills(ctx, m, backfill.VerifyOptions{Repair: boolFlag(fs, "repair")})
+	if err != nil {
+		return classify(err)
+	}
+	if boolFlag(fs, "json") {
+		if err := c.printJSON(reps); err != nil {
+			return err
+		}
+	}
+	failed := false
+	for _, r := range reps {
+		if !boolFlag(fs, "json") {
+			fmt.Fprintf(c.stdout, "%s: %d rows compared, %d divergent, %d repaired, %d left (%v)\n", r.Job, r.Compared, r.Divergent, r.Repaired, r.Remaining, r.Duration.Round(time.Millisecond))
+			for _, d := range r.Diverged[:min(10, len(r.Diverged))] {
+				fmt.Fprintf(c.stdout, "  key %s: %v\n", strings.Join(d.Key, ","), d.Fields)
+			}
+		}
+		failed = failed || !r.Passed()
+	}
+	if failed {
+		return refusedError{errors.New("verification found divergent rows")}
+	}
+	return nil
+}
+
+func (c *cli) lint(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	file, err := oneArg(args, "file")
+	if err != nil {
+		return err
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return usagef("lint: %v", err)
+	}
+	step := ddl.ExpandStep
+	if boolFlag(fs, "contract") {
+		step = ddl.ContractStep
+	}
+	fs2, err := ddl.Lint(string(src), step)
+	if err != nil {
+		return usagef("lint %s: %v", file, err)
+	}
+	for _, f := range fs2 {
+		fmt.Fprintf(c.stdout, "%s:%s\n", file, f)
+	}
+	if len(fs2) > 0 {
+		return refusedError{fmt.Errorf("%d finding(s) in %s", len(fs2), file)}
+	}
+	fmt.Fprintf(c.stdout, "%s: no findings\n", file)
+	return nil
+}
+
+func (c *cli) audit(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	m := ""
+	if len(args) > 0 {
+		m = args[0]
+	}
+	if err := rollout.EnsureLedger(ctx, c.db); err != nil {
+		return err
+	}
+	if m != "" {
+		if _, err := rollout.Get(ctx, c.db, m); err != nil {
+			return classify(err)
+		}
+	}
+	ev, err := rollout.Audit(ctx, c.db, m, fs.Lookup("limit").Value.(flag.Getter).Get().(int))
+	if err != nil {
+		return err
+	}
+	if boolFlag(fs, "json") {
+		if ev == nil {
+			ev = []rollout.Event{}
+		}
+		return c.printJSON(ev)
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(w, "TIME\tMIGRATION\tKIND\tACCEPTED\tFROM\tTO\tACTOR\tREASON")
+	for _, e := range ev {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Migration, e.Kind, e.Accepted, e.FromPhase, e.ToPhase, e.Actor, e.Reason)
+	}
+	return w.Flush()
+}
