@@ -1,7 +1,10 @@
-// Command quickstart drives the worked example of schemashift through all
-// six stages: users.full_name becomes users.given_name + users.family_name
-// while simulated traffic keeps reading and writing through a repository
-// wrapped in dualwrite adapters.
+// Command quickstart runs the whole worked example of schemashift under
+// live traffic: users.full_name becomes users.given_name +
+// users.family_name while three simulated instances of the users service
+// keep reading and writing. The rollout plan's coordinator takes the
+// migration through every phase — expand, dualwrite, backfill (100k rows),
+// verify, shadow, live, rampdown, complete, contract — each through its
+// gate, and the program ends by checking that no row was lost.
 //
 // It needs no setup: it starts a throwaway PostgreSQL from the local server
 // binaries, or uses the server named by DATABASE_URL (in a database of its
@@ -14,21 +17,26 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/open-feature/go-sdk/openfeature/isolated"
 
 	"github.com/schemashift/schemashift/backfill"
-	"github.com/schemashift/schemashift/dualwrite"
-	"github.com/schemashift/schemashift/flags"
-	"github.com/schemashift/schemashift/flags/flagstest"
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
-const migration = "users_split_name"
+const (
+	migration  = "users_split_name"
+	seedRows   = 100_000
+	legacyRows = 100 // rows a legacy job still writes through full_name only
+	instances  = 3
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -39,9 +47,36 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, out io.Writer) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+// plan is the rollout, as the users service declares it.
+func plan() rollout.Plan {
+	return rollout.Plan{
+		Migration: migration,
+		ExpandOps: []ddl.Op{
+			ddl.AddColumn{Table: "users", Column: "given_name", Type: "text"},
+			ddl.AddColumn{Table: "users", Column: "family_name", Type: "text"},
+		},
+		// New code inserts rows without full_name.
+		Expand: []rollout.Step{{SQL: `ALTER TABLE users ALTER COLUMN full_name DROP NOT NULL`,
+			Down: "-- schemashift:ignore set-not-null\nALTER TABLE users ALTER COLUMN full_name SET NOT NULL"}},
+		Columns: []rollout.Column{{Table: "users", Column: "given_name"}, {Table: "users", Column: "family_name"}},
+		Backfills: []backfill.Job{{Name: migration, Table: "users", Set: []backfill.Assign{
+			{Column: "given_name", Expr: "split_part(full_name, ' ', 1)"},
+			{Column: "family_name", Expr: "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"},
+		}}},
+		ContractOps: []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}},
+		Thresholds:  rollout.Thresholds{ShadowConsistency: 0.99, MinComparisons: 300, Window: time.Second},
+	}
+}
 
+// step is one line of the summary.
+type step struct {
+	from, to rollout.Phase
+	gate     string
+	waited   time.Duration
+	note     string
+}
+
+func run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintln(out, "Starting PostgreSQL (DATABASE_URL if set, else a throwaway cluster)…")
 	srv, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "DATABASE_URL"})
 	if err != nil {
@@ -57,126 +92,145 @@ func run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer db.Close()
-	// Shadow reads add queries: keep enough warm connections for them.
-	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(32)
-
+	db.SetMaxOpenConns(40)
+	db.SetMaxIdleConns(40)
 	if err := seed(ctx, db, seedRows); err != nil {
 		return err
 	}
-	// The expand is additive, and relaxes what new code cannot satisfy: a
-	// new-code instance inserts rows without full_name.
-	const expand = `ALTER TABLE users ADD COLUMN IF NOT EXISTS given_name text, ADD COLUMN IF NOT EXISTS family_name text, ALTER COLUMN full_name DROP NOT NULL`
-	fmt.Fprintln(out, "Expand:", expand)
-	if _, err := db.ExecContext(ctx, expand); err != nil {
-		return fmt.Errorf("expand: %w", err)
-	}
+	fmt.Fprintf(out, "users(id, full_name) holds %d rows; %d instances of users-api serve traffic.\n\n", seedRows, instances)
 
-	// The flag service. Here a provider the program sets itself; a fleet
-	// uses the ledger's provider or its own flag service.
-	provider := flagstest.NewProvider(map[string]flags.Stage{migration: flags.Off})
-	api := isolated.NewAPI()
-	defer func() { _ = api.Shutdown(context.WithoutCancel(ctx)) }()
-	if err := api.SetProviderAndWait(ctx, provider); err != nil {
-		return fmt.Errorf("set flag provider: %w", err)
-	}
-	tally := &tally{}
-	logged, err := dualwrite.NewSlogObserver(log)
+	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan()}, rollout.WithAgeOut(3*time.Second))
 	if err != nil {
 		return err
 	}
-	obs := dualwrite.Observers(tally, logged)
-	ev, err := flags.NewEvaluator(api.NewClient(), flags.WithObserver(obs))
+	fl, err := startFleet(ctx, db, instances)
 	if err != nil {
 		return err
 	}
-	repo, err := newUsers(db, ev, obs)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
+	defer fl.stop()
 
-	fmt.Fprintf(out, "\n%-10s %-24s %-24s %-14s %s\n", "stage", "reads (caller got)", "writes (in order)", "shadow reads", "comparisons")
-	for _, stage := range flags.Stages() {
-		provider.Set(migration, stage)
-		tally.reset()
-		if stage == flags.Shadow {
-			// A legacy job that still writes full_name directly, behind the
-			// adapters' back: the shadow comparison is what catches it.
+	var summary []step
+	for {
+		st, err := rollout.Get(ctx, db, migration)
+		if err != nil {
+			return err
+		}
+		if st.Phase == rollout.Contracted {
+			break
+		}
+		note := ""
+		switch st.Phase {
+		case rollout.Backfill:
+			bf := func(p backfill.Progress) {
+				fmt.Fprintf(out, "\r  backfill %s  %d/%d rows  %.0f rows/s  ETA %v   ", bar(p.RowsDone, p.TotalEstimate), p.RowsDone, p.TotalEstimate, p.Rate, p.ETA.Round(time.Second))
+			}
+			if err := coord.RunBackfills(ctx, migration, backfill.WithProgress(100*time.Millisecond, bf),
+				backfill.WithChunkSize(2000, 500, 20000), backfill.WithTargetChunkTime(100*time.Millisecond)); err != nil {
+				return err
+			}
+			p, err := backfill.State(ctx, db, migration)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out)
+			note = fmt.Sprintf("%d rows in %d chunks, %d changed", p.RowsDone, p.ChunksDone, p.RowsChanged)
+		case rollout.Verify:
+			reps, err := coord.VerifyBackfills(ctx, migration, backfill.VerifyOptions{})
+			if err != nil {
+				return err
+			}
+			note = fmt.Sprintf("%d rows compared, %d divergent, %v", reps[0].Compared, reps[0].Divergent, reps[0].Duration.Round(time.Millisecond))
+		case rollout.Shadow:
+			// A legacy job still writes full_name directly, behind the
+			// adapters' back: the shadow comparisons catch it, verification
+			// finds the rows, the repair fixes them.
 			if _, err := db.ExecContext(ctx, `UPDATE users SET full_name = upper(full_name) WHERE id <= $1`, legacyRows); err != nil {
 				return err
 			}
+			mm, diffs := fl.waitMismatch(ctx, 10*time.Second)
+			reps, err := coord.VerifyBackfills(ctx, migration, backfill.VerifyOptions{Repair: true})
+			if err != nil {
+				return err
+			}
+			note = fmt.Sprintf("legacy job caught: %d mismatches (%s); repair fixed %d rows", mm, diffs, reps[0].Repaired)
 		}
-		if err := traffic(ctx, repo, 400); err != nil {
-			return fmt.Errorf("traffic at %s: %w", stage, err)
+		start := time.Now()
+		ready, err := waitGate(ctx, coord, 60*time.Second)
+		if err != nil {
+			return err
 		}
-		repo.Wait()
-		fmt.Fprintln(out, tally.line(stage))
-		for i, d := range tally.mismatches() {
-			if i == 4 {
-				fmt.Fprintf(out, "%-10s …\n", "")
-				break
-			}
-			fmt.Fprintf(out, "%-10s mismatch: %s\n", "", d)
+		next, err := coord.Advance(ctx, rollout.Request{Migration: migration, Actor: "quickstart", Reason: "gate met: " + ready.Gate,
+			Confirm: ready.Next == rollout.Contracted})
+		if err != nil {
+			return err
 		}
-		switch stage {
-		case flags.DualWrite:
-			// Every instance now writes both shapes; the rows nobody wrote
-			// since the expand get theirs from the backfill: keyset chunks,
-			// checkpointed, race-safe against the dual writes going on.
-			bf, err := backfill.New(ctx, db, splitName, backfill.WithChunkSize(250, 100, 5000))
-			if err != nil {
-				return err
-			}
-			p, err := bf.Run(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "%-10s backfill: %d rows walked in %d chunks, %d given their new shape\n", "", p.RowsDone, p.ChunksDone, p.RowsChanged)
-			rep, err := bf.Verify(ctx, backfill.VerifyOptions{})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "%-10s verify: %d rows compared, %d divergent\n", "", rep.Compared, rep.Divergent)
-		case flags.Shadow:
-			bf, err := backfill.New(ctx, db, splitName)
-			if err != nil {
-				return err
-			}
-			rep, err := bf.Verify(ctx, backfill.VerifyOptions{Repair: true})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "%-10s verify: %d divergent row(s) the legacy job changed; repair re-derived %d, %d left\n", "",
-				rep.Divergent, rep.Repaired, rep.Remaining)
-		case flags.Rampdown:
-			// The last stage that still writes the old shape: both must agree.
-			bf, err := backfill.New(ctx, db, splitName)
-			if err != nil {
-				return err
-			}
-			rep, err := bf.Verify(ctx, backfill.VerifyOptions{})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "%-10s verify: %d of %d rows disagree between full_name and given_name/family_name\n", "", rep.Divergent, rep.Compared)
-			if !rep.Passed() {
-				return fmt.Errorf("verify: %d rows diverged", rep.Divergent)
-			}
-		}
+		s := step{from: st.Phase, to: next.Phase, gate: ready.Gate, waited: time.Since(start), note: note}
+		summary = append(summary, s)
+		fmt.Fprintf(out, "%-10s → %-10s gate %-22q met after %v\n", s.from, s.to, s.gate, s.waited.Round(10*time.Millisecond))
 	}
-	fmt.Fprintln(out, "\nEvery instance now reads and writes only the new shape.")
-	fmt.Fprintln(out, "Next: contract (ALTER TABLE users DROP COLUMN full_name) once the whole fleet is at complete.")
+	traffic := fl.stop()
+
+	// No row lost: every seeded row and every row the instances created is
+	// there, in the new shape, and the old column is gone.
+	var rows, incomplete int
+	if err := db.GetContext(ctx, &rows, `SELECT count(*) FROM users`); err != nil {
+		return err
+	}
+	if err := db.GetContext(ctx, &incomplete, `SELECT count(*) FROM users WHERE given_name IS NULL OR family_name IS NULL`); err != nil {
+		return err
+	}
+	var fullName bool
+	if err := db.GetContext(ctx, &fullName, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'full_name')`); err != nil {
+		return err
+	}
+	want := seedRows + int(traffic.inserted)
+	lost := want - rows
+
+	fmt.Fprintln(out, "\nSummary")
+	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(w, "FROM\tTO\tGATE\tWAITED\tNOTE")
+	for _, s := range summary {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", s.from, s.to, s.gate, s.waited.Round(10*time.Millisecond), s.note)
+	}
+	_ = w.Flush()
+	fmt.Fprintf(out, "\ntraffic: %d reads, %d writes (%d new users), %d errors; shadow comparisons: %d matched, %d mismatched\n",
+		traffic.reads, traffic.writes, traffic.inserted, traffic.errors, traffic.matched, traffic.mismatched)
+	fmt.Fprintf(out, "rows: %d expected, %d present, %d lost; %d without the new shape; full_name dropped: %v\n",
+		want, rows, lost, incomplete, !fullName)
+	if lost != 0 || incomplete != 0 || fullName || traffic.errors != 0 {
+		return fmt.Errorf("the rollout lost data or failed requests: %d lost, %d incomplete, %d errors", lost, incomplete, traffic.errors)
+	}
+	fmt.Fprintln(out, "0 rows lost; every gate passed in order.")
 	return nil
 }
 
-// splitName derives the new shape from the old, the way the new code's
-// read of full_name splits it: at the first space.
-var splitName = backfill.Job{
-	Name:  "users_split_name",
-	Table: "users",
-	Set: []backfill.Assign{
-		{Column: "given_name", Expr: "split_part(full_name, ' ', 1)"},
-		{Column: "family_name", Expr: "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"},
-	},
+// waitGate polls the next transition's gate until it is met.
+func waitGate(ctx context.Context, c *rollout.Coordinator, limit time.Duration) (rollout.Readiness, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		r, err := c.Check(ctx, migration)
+		if err != nil {
+			return r, err
+		}
+		if r.Met {
+			return r, nil
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("gate %q to %s still unmet after %v: %s", r.Gate, r.Next, limit, r.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func bar(done, total int64) string {
+	const width = 30
+	n := 0
+	if total > 0 {
+		n = int(min(int64(width), done*width/total))
+	}
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
 }

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/dualwrite"
-	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/rollout"
 )
 
 // User is what the service works with, whatever the table looks like.
@@ -29,16 +28,19 @@ type users struct {
 	writes *dualwrite.TxWriter[User]
 }
 
-func newUsers(db *sqlx.DB, ev *flags.Evaluator, obs dualwrite.Observer) (*users, error) {
-	flag, err := ev.Flag(migration)
+// newUsers wraps the repository for one service instance: its stage source
+// and its observer (which feeds the instance's heartbeat) come from the
+// rollout startup hook.
+func newUsers(db *sqlx.DB, svc *rollout.Service) (*users, error) {
+	flag, err := svc.Flag(migration)
 	if err != nil {
 		return nil, err
 	}
-	reads, err := dualwrite.NewReader(flag, readOld(db), readNew(db), dualwrite.WithObserver(obs))
+	reads, err := dualwrite.NewReader(flag, readOld(db), readNew(db), dualwrite.WithObserver(svc.Observer()))
 	if err != nil {
 		return nil, err
 	}
-	writes, err := dualwrite.NewTxWriter(db, flag, writeOld, writeNew, dualwrite.WithObserver(obs))
+	writes, err := dualwrite.NewTxWriter(db, flag, writeOld, writeNew, dualwrite.WithObserver(svc.Observer()))
 	if err != nil {
 		return nil, err
 	}
@@ -48,15 +50,8 @@ func newUsers(db *sqlx.DB, ev *flags.Evaluator, obs dualwrite.Observer) (*users,
 func (u *users) Get(ctx context.Context, id int64) (User, error) { return u.reads.Read(ctx, id) }
 func (u *users) Save(ctx context.Context, user User) error       { return u.writes.Write(ctx, user) }
 
-// Wait waits for shadow reads in flight; Close stops them.
-func (u *users) Wait()        { u.reads.Wait() }
+// Close stops the shadow reads.
 func (u *users) Close() error { return u.reads.Close() }
-
-func (u *users) count(ctx context.Context) int {
-	var n int
-	_ = u.db.GetContext(ctx, &n, `SELECT count(*) FROM users`)
-	return n
-}
 
 // The old code path: one full_name column.
 func readOld(db *sqlx.DB) dualwrite.ReadFunc[int64, User] {
@@ -99,11 +94,6 @@ func writeNew(ctx context.Context, q sqlx.ExtContext, u User) error {
 	return err
 }
 
-const (
-	seedRows   = 1000
-	legacyRows = 50 // rows a legacy job still writes through full_name only
-)
-
 var (
 	givenNames  = []string{"Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus"}
 	familyNames = []string{"Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Wirth"}
@@ -126,57 +116,4 @@ func seed(ctx context.Context, db *sqlx.DB, n int) error {
 		return fmt.Errorf("seed users: %w", err)
 	}
 	return nil
-}
-
-// traffic plays n requests from 8 concurrent clients: two reads for every
-// write, writes both renaming existing users and adding new ones.
-func traffic(ctx context.Context, repo *users, n int) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	work := make(chan int)
-	for range 8 {
-		wg.Go(func() {
-			for i := range work {
-				if err := request(ctx, repo, i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	return first
-}
-
-var nextID = struct {
-	sync.Mutex
-	id int64
-}{id: 100000}
-
-func request(ctx context.Context, repo *users, i int) error {
-	switch i % 3 {
-	case 0:
-		given, family := randomName()
-		id := legacyRows + 1 + rand.Int64N(seedRows-legacyRows) // the first rows belong to the legacy job
-		if i%2 == 0 {
-			nextID.Lock()
-			nextID.id++
-			id = nextID.id
-			nextID.Unlock()
-		}
-		return repo.Save(ctx, User{ID: id, GivenName: given, FamilyName: family})
-	default:
-		_, err := repo.Get(ctx, rand.Int64N(seedRows)+1)
-		return err
-	}
 }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/rollout"
+)
+
+// fleet is the simulated instances of the users service, each with its own
+// stage source (the ledger's provider), heartbeat and repository.
+type fleet struct {
+	services []*rollout.Service
+	repos    []*users
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	once     sync.Once
+	counts   counts
+	nextID   atomic.Int64
+}
+
+type counts struct {
+	reads, writes, inserted, errors atomic.Int64
+	matched, mismatched             atomic.Int64
+	mu                              sync.Mutex
+	diffs                           []string
+}
+
+// totals is what the traffic did.
+type totals struct {
+	reads, writes, inserted, errors, matched, mismatched int64
+}
+
+// comparisons counts the shadow comparisons of every instance.
+type comparisons struct {
+	dualwrite.NopObserver
+	c *counts
+}
+
+func (o comparisons) ObserveComparison(_ context.Context, c dualwrite.Comparison) {
+	if c.Match {
+		o.c.matched.Add(1)
+		return
+	}
+	o.c.mismatched.Add(1)
+	o.c.mu.Lock()
+	defer o.c.mu.Unlock()
+	if len(o.c.diffs) < 2 {
+		for _, d := range c.Diffs {
+			o.c.diffs = append(o.c.diffs, d.String())
+		}
+	}
+}
+
+func startFleet(ctx context.Context, db *sqlx.DB, n int) (*fleet, error) {
+	f := &fleet{}
+	f.nextID.Store(seedRows)
+	tctx, cancel := context.WithCancel(ctx)
+	f.cancel = cancel
+	for i := range n {
+		svc, err := rollout.Start(ctx, db, rollout.ServiceConfig{
+			Service: "users-api", Build: "v2", InstanceID: fmt.Sprintf("users-api-%d", i+1),
+			Plans: []rollout.Plan{plan()}, Heartbeat: 200 * time.Millisecond, Poll: 100 * time.Millisecond,
+			Observer: comparisons{c: &f.counts},
+		})
+		if err != nil {
+			f.stop()
+			return nil, err
+		}
+		repo, err := newUsers(db, svc)
+		if err != nil {
+			_ = svc.Close()
+			f.stop()
+			return nil, err
+		}
+		f.services, f.repos = append(f.services, svc), append(f.repos, repo)
+		f.wg.Go(func() { f.serve(tctx, repo) })
+	}
+	return f, nil
+}
+
+// serve plays requests until ctx ends: two reads for every write; some
+// reads land on the rows the legacy job touches.
+func (f *fleet) serve(ctx context.Context, repo *users) {
+	for i := 0; ctx.Err() == nil; i++ {
+		var err error
+		switch {
+		case i%3 == 0:
+			given, family := randomName()
+			id := legacyRows + 1 + rand.Int64N(seedRows-legacyRows)
+			if i%2 == 0 {
+				id = f.nextID.Add(1)
+			}
+			err = repo.Save(ctx, User{ID: id, GivenName: given, FamilyName: family})
+			if err == nil {
+				f.counts.writes.Add(1)
+				if id > seedRows {
+					f.counts.inserted.Add(1)
+				}
+			}
+		case i%10 == 1:
+			_, err = repo.Get(ctx, 1+rand.Int64N(legacyRows))
+			f.counts.reads.Add(1)
+		default:
+			_, err = repo.Get(ctx, 1+rand.Int64N(seedRows))
+			f.counts.reads.Add(1)
+		}
+		if err != nil && ctx.Err() == nil {
+			f.counts.errors.Add(1)
+			fmt.Println("request error:", err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitMismatch waits for the first shadow mismatch and returns the count
+// and the first differences.
+func (f *fleet) waitMismatch(ctx context.Context, limit time.Duration) (int64, string) {
+	deadline := time.Now().Add(limit)
+	for f.counts.mismatched.Load() == 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.counts.mu.Lock()
+	defer f.counts.mu.Unlock()
+	return f.counts.mismatched.Load(), strings.Join(f.counts.diffs, "; ")
+}
+
+// stop ends the traffic, closes the instances and returns the totals.
+func (f *fleet) stop() totals {
+	f.once.Do(func() {
+		if f.cancel != nil {
+			f.cancel()
+		}
+		f.wg.Wait()
+		for _, r := range f.repos {
+			_ = r.Close()
+		}
+		for _, s := range f.services {
+			_ = s.Close()
+		}
+	})
+	c := &f.counts
+	return totals{c.reads.Load(), c.writes.Load(), c.inserted.Load(), c.errors.Load(), c.matched.Load(), c.mismatched.Load()}
+}
