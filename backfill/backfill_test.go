@@ -221,3 +221,38 @@ func TestWorkersShareAJobExactlyOnce(t *testing.T) {
 		})
 	}
 }
+
+// A Go-mode move into another table is verified through its Check, and
+// repaired by running its Func over the divergent rows.
+func TestGoModeMoveVerifiedThroughCheck(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	db.MustExecContext(t.Context(), `CREATE TABLE orders (id bigint PRIMARY KEY, amount_cents int NOT NULL)`)
+	db.MustExecContext(t.Context(), `CREATE TABLE order_totals (order_id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, currency text NOT NULL)`)
+	db.MustExecContext(t.Context(), `INSERT INTO orders SELECT i, i * 3 FROM generate_series(1, 2000) i`)
+	job := backfill.Job{Name: "orders_go", Table: "orders", Columns: []string{"amount_cents"}, Version: "v1",
+		Func: func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error) {
+			for _, r := range rows {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO order_totals VALUES ($1, $2::numeric / 100, 'EUR')
+					ON CONFLICT (order_id) DO UPDATE SET amount = EXCLUDED.amount, currency = EXCLUDED.currency`, r["id"], r["amount_cents"]); err != nil {
+					return 0, err
+				}
+			}
+			return int64(len(rows)), nil
+		},
+		Check: &backfill.Into{Table: "order_totals", Key: []string{"order_id"}, Columns: []backfill.Assign{
+			{Column: "order_id", Expr: "id"}, {Column: "amount", Expr: "amount_cents / 100.0"}, {Column: "currency", Expr: "'EUR'"}}},
+	}
+	b := mustNew(t, db, job, backfill.WithChunkSize(300, 100, 300))
+	_, err := b.Run(t.Context())
+	require.NoError(t, err)
+	rep, err := b.Verify(t.Context(), backfill.VerifyOptions{})
+	require.NoError(t, err)
+	assert.True(t, rep.Passed())
+	db.MustExecContext(t.Context(), `UPDATE order_totals SET amount = 0 WHERE order_id IN (5, 1500)`)
+	rep, err = b.Verify(t.Context(), backfill.VerifyOptions{Repair: true})
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), rep.Divergent)
+	assert.Equal(t, int64(2), rep.Repaired)
+	assert.True(t, rep.Passed())
+}

@@ -42,6 +42,10 @@ type Job struct {
 	// Version names the behaviour of Func; change it when Func changes, so
 	// that a job half done by the old Func is not silently resumed.
 	Version string
+	// Check, for a Go-mode job that moves rows into another table, says in
+	// SQL what Func computes, so that [Backfill.Verify] can compare the two
+	// tables inside the database. It is used by verification only.
+	Check *Into
 }
 
 // Assign sets Column to Expr. Expr is SQL written by the job's author, in
@@ -138,6 +142,14 @@ func (j Job) validate() error {
 				return fail("columns: %v", err)
 			}
 		}
+		if j.Check != nil {
+			if _, err := ident.ParseTable(j.Check.Table); err != nil {
+				return fail("check: %v", err)
+			}
+			if err := checkAssigns(j.Check.Columns); err != nil {
+				return fail("check: %v", err)
+			}
+		}
 	}
 	if modes != 1 {
 		return fail("exactly one of Set, Into and Func must be given (got %d)", modes)
@@ -213,7 +225,8 @@ func (j Job) hash(key []string) string {
 		Columns []string
 		Version string
 		GoMode  bool
-	}{j.Table, key, j.Set, j.Into, j.Columns, j.Version, j.Func != nil}
+		Check   *Into
+	}{j.Table, key, j.Set, j.Into, j.Columns, j.Version, j.Func != nil, j.Check}
 	b, _ := json.Marshal(def)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])

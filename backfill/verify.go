@@ -100,10 +100,10 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 	switch {
 	case len(b.job.Set) > 0:
 		err = b.verifySet(ctx, o, &rep)
-	case b.job.Into != nil:
+	case b.job.Into != nil || b.job.Check != nil:
 		err = b.verifyInto(ctx, o, &rep)
 	default:
-		err = fmt.Errorf("verify %q: %w: a Go-mode job", b.job.Name, ErrNotVerifiable)
+		err = fmt.Errorf("verify %q: %w: a Go-mode job without Check", b.job.Name, ErrNotVerifiable)
 	}
 	if err != nil {
 		return rep, err

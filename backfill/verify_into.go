@@ -27,6 +27,9 @@ type intoSides struct {
 
 func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
 	into := b.job.Into
+	if into == nil {
+		into = b.job.Check // a Go-mode job's SQL description
+	}
 	// The target key copies the source key, column for column.
 	var targetKey []string
 	for _, k := range b.plan.keyCols {

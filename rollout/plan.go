@@ -214,10 +214,11 @@ func (p Plan) hash() string {
 		Set         []backfill.Assign
 		Into        *backfill.Into
 		Version     string
+		Check       *backfill.Into
 	}
 	jobs := make([]job, len(p.Backfills))
 	for i, j := range p.Backfills {
-		jobs[i] = job{j.Name, j.Table, j.Key, j.Set, j.Into, j.Version}
+		jobs[i] = job{j.Name, j.Table, j.Key, j.Set, j.Into, j.Version, j.Check}
 	}
 	ops := func(list []ddl.Op) []string {
 		out := make([]string, len(list))

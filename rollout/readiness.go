@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 )
 
 // Readiness is whether a migration's next transition would pass its gate
@@ -54,4 +55,33 @@ func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, e
 		r.Reason = "needs confirmation: the contract is irreversible"
 	}
 	return r, nil
+}
+
+// AdvanceWhenMet waits until the gate of the migration's next transition
+// is met — checking every poll, for at most limit — and then advances
+// (r.Migration, actor, reason and confirmation as in [Coordinator.Advance]).
+// It returns the readiness it acted on.
+func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit time.Duration) (Status, Readiness, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		ready, err := c.Check(ctx, r.Migration)
+		if err != nil {
+			return Status{}, ready, err
+		}
+		if ready.Met {
+			st, err := c.Advance(ctx, r)
+			return st, ready, err
+		}
+		if ready.Final || time.Now().After(deadline) {
+			return Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate,
+				Reason: fmt.Sprintf("still unmet after %v: %s", limit, ready.Reason)}
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Status{}, ready, ctx.Err()
+		case <-t.C:
+		}
+	}
 }

@@ -33,6 +33,7 @@ type jobDoc struct {
 	Columns []string          `json:"columns,omitempty"`
 	Version string            `json:"version,omitempty"`
 	GoMode  bool              `json:"go_mode,omitempty"`
+	Check   *backfill.Into    `json:"check,omitempty"`
 }
 
 func (p Plan) document() ([]byte, error) {
@@ -50,7 +51,7 @@ func (p Plan) document() ([]byte, error) {
 	}
 	for _, j := range p.Backfills {
 		d.Backfills = append(d.Backfills, jobDoc{Name: j.Name, Table: j.Table, Key: j.Key, Set: j.Set, Into: j.Into,
-			Columns: j.Columns, Version: j.Version, GoMode: j.Func != nil})
+			Columns: j.Columns, Version: j.Version, GoMode: j.Func != nil, Check: j.Check})
 	}
 	return json.Marshal(d)
 }
@@ -73,7 +74,7 @@ func planFromDocument(b []byte) (Plan, error) {
 		}
 	}
 	for _, j := range d.Backfills {
-		job := backfill.Job{Name: j.Name, Table: j.Table, Key: j.Key, Set: j.Set, Into: j.Into, Columns: j.Columns, Version: j.Version}
+		job := backfill.Job{Name: j.Name, Table: j.Table, Key: j.Key, Set: j.Set, Into: j.Into, Columns: j.Columns, Version: j.Version, Check: j.Check}
 		if j.GoMode {
 			job.Func = goModeElsewhere(j.Name)
 		}

@@ -155,12 +155,8 @@ func run(ctx context.Context, out io.Writer) error {
 			note = fmt.Sprintf("legacy job caught: %d mismatches (%s); repair fixed %d rows", mm, diffs, reps[0].Repaired)
 		}
 		start := time.Now()
-		ready, err := waitGate(ctx, coord, 60*time.Second)
-		if err != nil {
-			return err
-		}
-		next, err := coord.Advance(ctx, rollout.Request{Migration: migration, Actor: "quickstart", Reason: "gate met: " + ready.Gate,
-			Confirm: ready.Next == rollout.Contracted})
+		next, ready, err := coord.AdvanceWhenMet(ctx, rollout.Request{Migration: migration, Actor: "quickstart",
+			Reason: "gate met", Confirm: st.Phase == rollout.Complete}, 100*time.Millisecond, time.Minute)
 		if err != nil {
 			return err
 		}
@@ -202,28 +198,6 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "0 rows lost; every gate passed in order.")
 	return nil
-}
-
-// waitGate polls the next transition's gate until it is met.
-func waitGate(ctx context.Context, c *rollout.Coordinator, limit time.Duration) (rollout.Readiness, error) {
-	deadline := time.Now().Add(limit)
-	for {
-		r, err := c.Check(ctx, migration)
-		if err != nil {
-			return r, err
-		}
-		if r.Met {
-			return r, nil
-		}
-		if time.Now().After(deadline) {
-			return r, fmt.Errorf("gate %q to %s still unmet after %v: %s", r.Gate, r.Next, limit, r.Reason)
-		}
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 func bar(done, total int64) string {
