@@ -1,0 +1,241 @@
+// Command service is a users service as a team would write it: the
+// rollout startup hook at boot, an HTTP API whose repository goes through
+// the dual adapters, and the status board mounted at /schemashift/.
+//
+//	go run ./examples/service            # then open http://127.0.0.1:8080/schemashift/
+//	curl -X PUT -d '{"given_name":"Ada","family_name":"Lovelace"}' 127.0.0.1:8080/users/1
+//	curl 127.0.0.1:8080/users/1
+//
+// The board is read-only unless SCHEMASHIFT_BOARD_TOKEN is set; then
+// actions need the header "Authorization: Bearer <token>".
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/contract"
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/rollout/ddl"
+)
+
+const migration = "users_split_name"
+
+// User is the API's resource.
+type User struct {
+	ID         int64  `json:"id"`
+	GivenName  string `json:"given_name"`
+	FamilyName string `json:"family_name"`
+}
+
+var plan = rollout.Plan{
+	Migration: migration,
+	ExpandOps: []ddl.Op{
+		ddl.AddColumn{Table: "users", Column: "given_name", Type: "text"},
+		ddl.AddColumn{Table: "users", Column: "family_name", Type: "text"},
+	},
+	Columns:     []rollout.Column{{Table: "users", Column: "given_name"}, {Table: "users", Column: "family_name"}},
+	ContractOps: []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}},
+}
+
+// requirements is what this build needs whatever the stage: the table and
+// its key (the new columns are checked by the plan once expanded).
+var requirements = contract.Schema{Tables: []contract.Table{{Name: "users",
+	Columns: []contract.Column{{Name: "id", Type: "bigint", Nullable: contract.NotNull}}}}}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := serve(ctx, *addr); err != nil {
+		fmt.Fprintln(os.Stderr, "service:", err)
+		os.Exit(1)
+	}
+}
+
+func serve(ctx context.Context, addr string) error {
+	srv, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "DATABASE_URL"})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	url, err := srv.CreateDatabase(ctx, "service")
+	if err != nil {
+		return err
+	}
+	db, err := sqlx.Open("pgx", url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, full_name text)`); err != nil {
+		return err
+	}
+	app, err := newApp(ctx, db, os.Getenv("SCHEMASHIFT_BOARD_TOKEN"))
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	hs := &http.Server{Addr: addr, Handler: app, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	slog.Info("serving", "addr", addr, "board", "http://"+addr+"/schemashift/")
+	if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// app is the service: its routes, its repository, its rollout hook.
+type app struct {
+	http.Handler
+	svc    *rollout.Service
+	reads  *dualwrite.Reader[int64, User]
+	writes *dualwrite.TxWriter[User]
+}
+
+func newApp(ctx context.Context, db *sqlx.DB, boardToken string) (*app, error) {
+	svc, err := rollout.Start(ctx, db, rollout.ServiceConfig{Service: "users-api", Build: "v2",
+		Plans: []rollout.Plan{plan}, Schema: &requirements, Heartbeat: time.Second, Poll: 500 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	flag, err := svc.Flag(migration)
+	if err != nil {
+		return nil, errors.Join(err, svc.Close())
+	}
+	a := &app{svc: svc}
+	if a.reads, err = dualwrite.NewReader(flag, readOld(db), readNew(db), dualwrite.WithObserver(svc.Observer())); err != nil {
+		return nil, errors.Join(err, svc.Close())
+	}
+	if a.writes, err = dualwrite.NewTxWriter(db, flag, writeOld, writeNew, dualwrite.WithObserver(svc.Observer())); err != nil {
+		return nil, errors.Join(err, svc.Close())
+	}
+	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+	if err != nil {
+		return nil, errors.Join(err, svc.Close())
+	}
+	var opts []rollout.BoardOption
+	if boardToken != "" {
+		opts = append(opts, rollout.WithAuthorizer(bearer(boardToken)))
+	}
+	board, err := rollout.NewBoard(coord, opts...)
+	if err != nil {
+		return nil, errors.Join(err, svc.Close())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /users/{id}", a.getUser)
+	mux.HandleFunc("PUT /users/{id}", a.putUser)
+	mux.Handle("/schemashift/", http.StripPrefix("/schemashift", board))
+	a.Handler = mux
+	return a, nil
+}
+
+// Close stops the shadow reads and the rollout hook.
+func (a *app) Close() error { return errors.Join(a.reads.Close(), a.svc.Close()) }
+
+// bearer authorizes board actions carrying the token; the actor recorded
+// is the caller's X-Operator header, or "board".
+func bearer(token string) rollout.Authorizer {
+	return rollout.AuthorizerFunc(func(r *http.Request, _ rollout.Action) (string, error) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			return "", errors.New("a valid bearer token is required")
+		}
+		if op := r.Header.Get("X-Operator"); op != "" {
+			return op, nil
+		}
+		return "board", nil
+	})
+}
+
+func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		http.Error(w, "bad id", http.StatusBadRequest)
+		return
+	}
+	u, err := a.reads.Read(r.Context(), id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		http.Error(w, "no such user", http.StatusNotFound)
+	case err != nil:
+		http.Error(w, "read user: "+err.Error(), http.StatusInternalServerError)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(u)
+	}
+}
+
+func (a *app) putUser(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		http.Error(w, "bad id", http.StatusBadRequest)
+		return
+	}
+	var u User
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&u); err != nil || u.GivenName == "" {
+		http.Error(w, "want JSON with given_name and family_name", http.StatusBadRequest)
+		return
+	}
+	u.ID = id
+	if err := a.writes.Write(r.Context(), u); err != nil {
+		http.Error(w, "write user: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func readOld(db *sqlx.DB) dualwrite.ReadFunc[int64, User] {
+	return func(ctx context.Context, id int64) (User, error) {
+		var full sql.NullString
+		if err := db.GetContext(ctx, &full, `SELECT full_name FROM users WHERE id = $1`, id); err != nil {
+			return User{}, err
+		}
+		given, family, _ := strings.Cut(full.String, " ")
+		return User{ID: id, GivenName: given, FamilyName: family}, nil
+	}
+}
+
+func readNew(db *sqlx.DB) dualwrite.ReadFunc[int64, User] {
+	return func(ctx context.Context, id int64) (User, error) {
+		var g, f sql.NullString
+		if err := db.QueryRowxContext(ctx, `SELECT given_name, family_name FROM users WHERE id = $1`, id).Scan(&g, &f); err != nil {
+			return User{}, err
+		}
+		return User{ID: id, GivenName: g.String, FamilyName: f.String}, nil
+	}
+}
+
+func writeOld(ctx context.Context, q sqlx.ExtContext, u User) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO users (id, full_name) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET full_name = EXCLUDED.full_name`, u.ID, strings.TrimSpace(u.GivenName+" "+u.FamilyName))
+	return err
+}
+
+func writeNew(ctx context.Context, q sqlx.ExtContext, u User) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO users (id, given_name, family_name) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name`, u.ID, u.GivenName, u.FamilyName)
+	return err
+}
