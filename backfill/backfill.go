@@ -152,8 +152,8 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	if st, err := State(ctx, b.db, b.job.Name); err == nil && st.Status == Done {
 		return st, nil
 	}
-	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = 'running', error = '', updated_at = now()
-		WHERE job = $1 AND status = 'failed'`, b.job.Name); err != nil {
+	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = CASE WHEN status = 'failed' THEN 'running' ELSE status END,
+		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = now() WHERE job = $1`, b.job.Name); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -372,6 +372,8 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 		}
 		wait := backoff(b.opts.backoff, attempt)
 		b.opts.observer.ObserveRetry(ctx, Retry{Job: b.job.Name, Op: what, Kind: kind.String(), Attempt: attempt, Wait: wait, Err: err})
+		// Counted for the retrospective; best effort, as the database may be what failed.
+		_, _ = b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET retries = retries + 1 WHERE job = $1`, b.job.Name)
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -405,6 +407,7 @@ func (b *Backfill) waitSignals(ctx context.Context) error {
 		b.setThrottle(reason)
 		b.shrink()
 		b.opts.observer.ObserveThrottle(ctx, Throttle{Job: b.job.Name, Wait: wait, Reason: reason})
+		_, _ = b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET throttled_ms = throttled_ms + $2 WHERE job = $1`, b.job.Name, wait.Milliseconds())
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}

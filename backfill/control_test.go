@@ -149,5 +149,6 @@ func TestDatabaseConnectionsLostMidBackfill(t *testing.T) {
 	assert.Equal(t, backfill.Done, st.Status)
 	assert.Equal(t, int64(5000), st.RowsDone)
 	assert.Equal(t, 0, divergent(t, db))
+	assert.Positive(t, st.Retries, "retries are recorded")
 	t.Logf("retries %v", obs.kinds())
 }

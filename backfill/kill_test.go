@@ -110,6 +110,8 @@ func TestKilledAndResumed(t *testing.T) {
 	assert.Equal(t, backfill.Done, st.Status)
 	assert.Equal(t, int64(20000), st.RowsDone, "every chunk counted once")
 	assert.LessOrEqual(t, st.ChunksRedone, int64(kills), "at most one chunk redone per resume")
+	assert.Greater(t, st.Runs, int64(1), "the resumes are counted")
+	assert.LessOrEqual(t, st.Runs, int64(kills+1))
 	var maxAttempts int
 	require.NoError(t, db.GetContext(t.Context(), &maxAttempts, `SELECT max(attempts) FROM schemashift_backfill_chunks`))
 	assert.LessOrEqual(t, maxAttempts, 2)

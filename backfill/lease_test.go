@@ -137,6 +137,9 @@ func TestSignalsHoldTheBackfillBack(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, backfill.Done, final.Status)
 	assert.Equal(t, int32(3), obs.n.Load(), "two waits and one for the failing signal")
+	st, err := b.State(t.Context())
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, st.Throttled, 60*time.Millisecond, "throttle time is recorded")
 	assert.Equal(t, 0, divergent(t, db))
 
 	slow := backfill.LatencyProbe(time.Millisecond, func(context.Context) error { time.Sleep(5 * time.Millisecond); return nil })

@@ -78,7 +78,10 @@ CREATE TABLE IF NOT EXISTS schemashift_backfill_chunks (
 	PRIMARY KEY (job, seq)
 );
 CREATE INDEX IF NOT EXISTS schemashift_backfill_chunks_leased
-	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';`
+	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';
+ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS runs bigint NOT NULL DEFAULT 0;
+ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS retries bigint NOT NULL DEFAULT 0;
+ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS throttled_ms bigint NOT NULL DEFAULT 0;`
 
 // EnsureSchema creates the checkpoint tables if they do not exist.
 func EnsureSchema(ctx context.Context, db *sqlx.DB) error {
@@ -331,7 +334,10 @@ type Progress struct {
 	TotalEstimate int64
 	ChunksDone    int64
 	ChunksLeased  int64
-	ChunksRedone  int64 // chunks that ran more than once (resumes, lost leases)
+	ChunksRedone  int64         // chunks that ran more than once (resumes, lost leases)
+	Runs          int64         // times Run started on the job (a resume is a run after the first)
+	Retries       int64         // retried chunk or claim failures (lock timeouts, deadlocks, lost connections…)
+	Throttled     time.Duration // time workers waited on throttle signals
 	ChunkSize     int
 	Throttle      string
 	// Rate is rows per second since the job started; ETA follows from it.
@@ -357,6 +363,9 @@ func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
 		Throttle  string         `db:"throttle"`
 		Verify    string         `db:"verify_status"`
 		Divergent sql.NullInt64  `db:"verify_divergent"`
+		Runs      int64          `db:"runs"`
+		Retries   int64          `db:"retries"`
+		Throttled int64          `db:"throttled_ms"`
 		Error     string         `db:"error"`
 		Started   time.Time      `db:"started_at"`
 		Updated   time.Time      `db:"updated_at"`
@@ -369,7 +378,7 @@ func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
 		Now       time.Time      `db:"now"`
 	}
 	err := db.GetContext(ctx, &row, `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle,
-			b.verify_status, b.verify_divergent, b.error, b.started_at, b.updated_at, b.finished_at,
+			b.verify_status, b.verify_divergent, b.error, b.started_at, b.updated_at, b.finished_at, b.runs, b.retries, b.throttled_ms,
 			coalesce(sum(c.scanned) FILTER (WHERE c.status = 'done'), 0) AS done,
 			coalesce(sum(c.changed) FILTER (WHERE c.status = 'done'), 0) AS changed,
 			count(c.seq) FILTER (WHERE c.status = 'done') AS n_done,
@@ -393,6 +402,7 @@ func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
 		TotalEstimate: row.Estimate.Int64, ChunksDone: row.NDone, ChunksLeased: row.NLeased, ChunksRedone: row.NRedone,
 		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, LastKey: last, Verify: row.Verify,
 		Divergent: row.Divergent.Int64, Error: row.Error, StartedAt: row.Started, UpdatedAt: row.Updated, FinishedAt: row.Finished,
+		Runs: row.Runs, Retries: row.Retries, Throttled: time.Duration(row.Throttled) * time.Millisecond,
 	}
 	end := row.Now
 	if row.Finished != nil {

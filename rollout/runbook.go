@@ -1,0 +1,113 @@
+package rollout
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/schemashift/schemashift/rollout/ddl"
+)
+
+// gateAdvice says what to do when a gate refuses.
+var gateAdvice = map[Phase]string{
+	Expanded:   "The expand failed: read the error in the audit trail. A lock timeout means a long transaction holds the table; find it in pg_stat_activity and retry.",
+	DualWrite:  "The expand's columns are missing: the expand did not run or was undone by hand. Roll back to planned and advance again.",
+	Backfill:   "An instance still evaluates an older stage, has not been seen for a whole window, made no call, or runs an old build unaware of the migration: check the fleet in `status`, finish the deploy, or wait one window.",
+	Verify:     "The backfill is not done: check `backfill status`; resume it if paused or cancelled; a failed job shows its error.",
+	Shadow:     "Verification has not passed: run `verify`; if rows diverge, find the writer that bypasses the adapters, stop it, then `verify --repair`.",
+	Live:       "Too few shadow comparisons, or too many mismatches: send traffic, read the mismatches in the logs or metrics (sensitive fields are redacted), fix the new code path, and let the count start again by rolling back to shadow.",
+	Rampdown:   "Same as the gate to live, counted since live began.",
+	Complete:   "An instance still evaluates live or earlier: check the fleet and wait one window.",
+	Contracted: "An instance still evaluates rampdown or earlier, or called the old path, within the window; or confirmation is missing. Nothing may still read or write the old shape when it is dropped.",
+}
+
+var gateCheck = map[Phase]string{
+	Expanded:   "none",
+	DualWrite:  "the expand's columns exist",
+	Backfill:   "every live instance evaluated only dualwrite or later for the whole window",
+	Verify:     "every backfill job is done",
+	Shadow:     "every backfill job's verification passed",
+	Live:       "shadow consistency ≥ %.4g over ≥ %d comparisons since shadow began",
+	Rampdown:   "shadow consistency ≥ %.4g over ≥ %d comparisons since live began",
+	Complete:   "every live instance evaluated only rampdown or later for the whole window",
+	Contracted: "every live instance evaluated only complete and made no old-path call for the whole window; confirmation",
+}
+
+// Runbook renders the plan as a Markdown runbook for operators: every step
+// in order, its gate and how to check it, the exact commands to advance,
+// roll back and pause, and what to do when a gate refuses. It is generated
+// from the plan, so it cannot drift from it.
+func Runbook(p Plan) (string, error) {
+	if err := p.normalize(); err != nil {
+		return "", err
+	}
+	m := p.Migration
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Runbook: %s\n\n", m)
+	fmt.Fprintf(&b, "Generated from the plan (definition %s). Fleet window: %v; shadow consistency ≥ %.4g over ≥ %d comparisons.\n\n",
+		p.hash(), p.Window, p.ShadowConsistency, p.MinComparisons)
+	fmt.Fprintf(&b, "Check where it stands at any time: `schemashift status %s`. Every transition, refused or not, is in `schemashift audit %s`.\n\n", m, m)
+	for to := Expanded; to <= Contracted; to++ {
+		from := to - 1
+		fmt.Fprintf(&b, "## %d. %s → %s (stage %s)\n\n", int(to), from, to, to.Stage())
+		switch to {
+		case Expanded:
+			writeDDL(&b, p.ExpandOps, p.Expand, false)
+		case Backfill:
+			for _, j := range p.Backfills {
+				fmt.Fprintf(&b, "Then run the backfill `%s` over `%s`: `schemashift backfill run %s` (any number of processes may share it).\n", j.Name, j.Table, m)
+				fmt.Fprintf(&b, "Pause, resume, cancel: `schemashift backfill pause %s`, `… resume %s`, `… cancel %s`; progress: `schemashift backfill status %s`.\n\n", j.Name, j.Name, j.Name, j.Name)
+			}
+		case Verify:
+			fmt.Fprintf(&b, "Then verify: `schemashift verify %s` (repair divergent rows with `--repair`).\n\n", m)
+		case Contracted:
+			writeDDL(&b, p.ContractOps, p.Contract, true)
+		}
+		check := gateCheck[to]
+		if to == Live || to == Rampdown {
+			check = fmt.Sprintf(check, p.ShadowConsistency, p.MinComparisons)
+		}
+		fmt.Fprintf(&b, "- **Gate:** %s. Check: `schemashift status %s` shows it as met.\n", check, m)
+		confirm := ""
+		if to == Contracted {
+			confirm = " --confirm"
+		}
+		fmt.Fprintf(&b, "- **Advance:** `schemashift advance %s%s`\n", m, confirm)
+		if to == Contracted {
+			fmt.Fprintf(&b, "- **Irreversible.** Once contracted nothing rolls back.\n")
+		} else {
+			fmt.Fprintf(&b, "- **Roll back:** `schemashift rollback %s` (one step), `schemashift rollback %s --to-off` (stage off)", m, m)
+			if to == Expanded {
+				fmt.Fprintf(&b, "; from expanded, `rollback` undoes the expand")
+			}
+			fmt.Fprintln(&b)
+		}
+		fmt.Fprintf(&b, "- **If refused:** %s\n\n", gateAdvice[to])
+	}
+	return b.String(), nil
+}
+
+func writeDDL(b *strings.Builder, ops []ddl.Op, steps []Step, contract bool) {
+	what := "Runs the expand"
+	if contract {
+		what = "Runs the contract"
+	}
+	if len(ops) == 0 && len(steps) == 0 {
+		fmt.Fprintf(b, "%s: no DDL.\n\n", what)
+		return
+	}
+	fmt.Fprintf(b, "%s, each statement with a short lock_timeout, retried on lock timeouts:\n\n```sql\n", what)
+	for _, o := range ops {
+		st, err := o.Up(17)
+		if err != nil {
+			fmt.Fprintf(b, "-- %s: %v\n", o, err)
+			continue
+		}
+		for _, s := range st {
+			fmt.Fprintf(b, "%s;\n", s.SQL)
+		}
+	}
+	for _, s := range steps {
+		fmt.Fprintf(b, "%s;\n", strings.TrimSpace(s.SQL))
+	}
+	fmt.Fprintf(b, "```\n\n")
+}
