@@ -92,6 +92,8 @@ func NewBoard(c *Coordinator, opts ...BoardOption) (*Board, error) {
 	b.mux.HandleFunc("GET /{$}", b.page)
 	b.mux.HandleFunc("GET /api/status", b.status)
 	b.mux.HandleFunc("POST /action", b.action)
+	b.mux.HandleFunc("GET /runbook/{migration}", b.runbook)
+	b.mux.HandleFunc("GET /retrospective/{migration}", b.retrospective)
 	return b, nil
 }
 
@@ -191,6 +193,41 @@ func (b *Board) status(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(snap)
+}
+
+func (b *Board) runbook(w http.ResponseWriter, r *http.Request) {
+	p, err := b.c.plan(r.PathValue("migration"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	md, err := Runbook(p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+	_, _ = w.Write([]byte(md))
+}
+
+// retrospective serves Markdown, or JSON with ?format=json.
+func (b *Board) retrospective(w http.ResponseWriter, r *http.Request) {
+	retro, err := b.c.Retrospective(r.Context(), r.PathValue("migration"))
+	if errors.Is(err, ErrUnknownMigration) {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if r.URL.Query().Get("format") == "json" {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(retro)
+		return
+	}
+	w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+	_, _ = w.Write([]byte(retro.Markdown()))
 }
 
 const csrfCookie = "schemashift_csrf"

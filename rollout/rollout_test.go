@@ -195,6 +195,53 @@ func TestGatesWalkThrough(t *testing.T) {
 		}
 	}
 	assert.Equal(t, "expanded dualwrite backfill verify shadow live rampdown complete contracted", strings.Join(accepted, " "))
+
+	// The retrospective tells the same story.
+	retro, err := c.Retrospective(ctx, "users_split_name")
+	require.NoError(t, err)
+	assert.True(t, retro.Finished)
+	var phases []string
+	for _, p := range retro.Phases {
+		phases = append(phases, p.Phase.String())
+	}
+	assert.Equal(t, "planned expanded dualwrite backfill verify shadow live rampdown complete contracted", strings.Join(phases, " "))
+	assert.GreaterOrEqual(t, retro.Refused, 14, "every refusal of the walk")
+	require.Len(t, retro.Backfills, 1)
+	assert.Equal(t, int64(500), retro.Backfills[0].RowsDone)
+	assert.Equal(t, "passed", retro.Backfills[0].Verify)
+	assert.Equal(t, int64(40), retro.Consistency.Matched+retro.Consistency.Mismatched)
+	md := retro.Markdown()
+	for _, want := range []string{"# Retrospective: users_split_name", "## Time per phase", "| contracted (now) |",
+		"`users_split_name` (done): 500 rows walked", "## Shadow comparisons", "consistency 0.9500", "advance (refused)"} {
+		assert.Contains(t, md, want)
+	}
+}
+
+func TestRunbook(t *testing.T) {
+	t.Parallel()
+	p := usersPlan()
+	p.ExpandOps = []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}}
+	md, err := rollout.Runbook(p)
+	require.NoError(t, err)
+	for _, want := range []string{
+		"# Runbook: users_split_name",
+		"## 1. planned → expanded (stage off)",
+		`CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_full_name" ON "users" ("full_name");`,
+		"ALTER TABLE users ADD COLUMN given_name text",
+		"## 3. dualwrite → backfill (stage dualwrite)",
+		"every live instance evaluated only dualwrite or later for the whole window",
+		"`schemashift backfill run users_split_name`",
+		"`schemashift backfill pause users_split_name`",
+		"shadow consistency ≥ 0.9 over ≥ 10 comparisons since shadow began",
+		"`schemashift advance users_split_name --confirm`",
+		"ALTER TABLE users DROP COLUMN full_name;",
+		"**Irreversible.**",
+		"`schemashift rollback users_split_name --to-off`",
+		"**If refused:** An instance still evaluates an older stage",
+	} {
+		assert.Contains(t, md, want)
+	}
+	assert.Equal(t, 9, strings.Count(md, "\n## "), "one section per transition")
 }
 
 func TestRollbackAndForce(t *testing.T) {

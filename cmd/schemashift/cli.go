@@ -63,6 +63,10 @@ var commands = []command{
 		}},
 	{"lint", "FILE", "Check a DDL script for statements unsafe under a running fleet.", (*cli).lint,
 		func(fs *flag.FlagSet) { fs.Bool("contract", false, "the script is a contract step (drops allowed)") }},
+	{"runbook", "MIGRATION", "Print the migration's runbook (Markdown), generated from its plan.", (*cli).runbook,
+		func(fs *flag.FlagSet) {}},
+	{"retro", "MIGRATION", "Print the migration's retrospective: timeline, time per phase, backfills, shadow results.", (*cli).retro,
+		func(fs *flag.FlagSet) { fs.Bool("json", false, "print JSON") }},
 	{"audit", "[MIGRATION]", "Show the audit trail.", (*cli).audit,
 		func(fs *flag.FlagSet) {
 			fs.Int("limit", 50, "newest events to show")
@@ -439,6 +443,47 @@ func (c *cli) lint(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "%s: no findings\n", file)
 	return nil
+}
+
+func (c *cli) runbook(ctx context.Context, _ *flag.FlagSet, args []string) error {
+	m, err := oneArg(args, "migration")
+	if err != nil {
+		return err
+	}
+	co, err := c.coordinator(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := co.Plan(m)
+	if err != nil {
+		return classify(err)
+	}
+	md, err := rollout.Runbook(p)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(c.stdout, md)
+	return err
+}
+
+func (c *cli) retro(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	m, err := oneArg(args, "migration")
+	if err != nil {
+		return err
+	}
+	co, err := c.coordinator(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := co.Retrospective(ctx, m)
+	if err != nil {
+		return classify(err)
+	}
+	if boolFlag(fs, "json") {
+		return c.printJSON(r)
+	}
+	_, err = io.WriteString(c.stdout, r.Markdown())
+	return err
 }
 
 func (c *cli) audit(ctx context.Context, fs *flag.FlagSet, args []string) error {

@@ -133,6 +133,22 @@ func TestCLIEndToEnd(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "expanded (stage off")
 
+	r = cliRun(t, url, "runbook", "users_split_name")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "# Runbook: users_split_name")
+	assert.Contains(t, r.stdout, "schemashift advance users_split_name --confirm")
+
+	r = cliRun(t, url, "retro", "users_split_name")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "# Retrospective: users_split_name")
+	assert.Contains(t, r.stdout, "`users_split_name` (done): 3000 rows walked")
+	r = cliRun(t, url, "retro", "users_split_name", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var retro rollout.Retrospective
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &retro))
+	assert.Equal(t, 2, retro.Refused, "the refused gate and the stale version")
+	assert.Equal(t, 1, retro.Forced)
+
 	r = cliRun(t, url, "audit", "users_split_name")
 	require.Equal(t, 0, r.code, r.stderr)
 	for _, want := range []string{"force-advance", "operator", "forced: no fleet in staging", "rollback", "drill"} {
@@ -168,7 +184,7 @@ func TestCLIBadInput(t *testing.T) {
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "no database")
 
-	for _, cmd := range []string{"status", "advance", "rollback", "force", "backfill", "verify", "lint", "audit"} {
+	for _, cmd := range []string{"status", "advance", "rollback", "force", "backfill", "verify", "lint", "runbook", "retro", "audit"} {
 		r := cliRun(t, url, cmd, "--help")
 		assert.Equal(t, 0, r.code, cmd)
 		assert.Contains(t, r.stdout, "usage: schemashift "+cmd, cmd)

@@ -1,0 +1,160 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/schemashift/schemashift/backfill"
+)
+
+// Retrospective is the story of one migration: every transition with who
+// and why, the time spent in each phase, the backfills' statistics, the
+// verification and shadow results. It is most useful once the migration is
+// contracted or rolled back, but can be read at any time.
+type Retrospective struct {
+	Migration   string              `json:"migration"`
+	Phase       Phase               `json:"phase"`
+	Finished    bool                `json:"finished"` // contracted, or rolled back to off or planned
+	Timeline    []Event             `json:"timeline"`
+	Phases      []PhaseTime         `json:"phases"`
+	Refused     int                 `json:"refused"`
+	Forced      int                 `json:"forced"`
+	Backfills   []backfill.Progress `json:"backfills"`
+	Consistency Consistency         `json:"consistency"` // every shadow comparison reported
+}
+
+// PhaseTime is one stay in a phase.
+type PhaseTime struct {
+	Phase    Phase         `json:"phase"`
+	Entered  time.Time     `json:"entered"`
+	Duration time.Duration `json:"duration"`
+	Current  bool          `json:"current,omitempty"`
+}
+
+// Retrospective reads a migration's retrospective.
+func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retrospective, error) {
+	plan, err := c.plan(migration)
+	if err != nil {
+		return Retrospective{}, err
+	}
+	st, err := Get(ctx, c.db, migration)
+	if err != nil {
+		return Retrospective{}, err
+	}
+	r := Retrospective{Migration: migration, Phase: st.Phase, Backfills: []backfill.Progress{}}
+	if r.Timeline, err = Audit(ctx, c.db, migration, 100000); err != nil {
+		return r, err
+	}
+	var now time.Time
+	if err := c.db.GetContext(ctx, &now, `SELECT now()`); err != nil {
+		return r, err
+	}
+	moved := false
+	for _, e := range r.Timeline {
+		switch {
+		case !e.Accepted:
+			r.Refused++
+			continue
+		case strings.HasPrefix(e.Kind, "force-"):
+			r.Forced++
+		}
+		if e.Kind == "register" {
+			r.Phases = append(r.Phases, PhaseTime{Phase: Planned, Entered: e.At})
+			continue
+		}
+		p, err := ParsePhase(e.ToPhase)
+		if err != nil {
+			continue
+		}
+		moved = true
+		if n := len(r.Phases); n > 0 {
+			r.Phases[n-1].Duration = e.At.Sub(r.Phases[n-1].Entered)
+		}
+		r.Phases = append(r.Phases, PhaseTime{Phase: p, Entered: e.At})
+	}
+	if n := len(r.Phases); n > 0 {
+		last := &r.Phases[n-1]
+		last.Current = true
+		if st.Phase != Contracted {
+			last.Duration = now.Sub(last.Entered)
+		}
+	}
+	r.Finished = st.Phase == Contracted || (moved && st.Phase <= Expanded)
+	for _, j := range plan.Backfills {
+		p, err := backfill.State(ctx, c.db, j.Name)
+		if errors.Is(err, backfill.ErrUnknownJob) {
+			continue
+		}
+		if err != nil {
+			return r, err
+		}
+		r.Backfills = append(r.Backfills, p)
+	}
+	m, mm, err := c.comparisons(ctx, c.db, migration)
+	if err != nil {
+		return r, err
+	}
+	r.Consistency = Consistency{Matched: m, Mismatched: mm}
+	if m+mm > 0 {
+		r.Consistency.Ratio = float64(m) / float64(m+mm)
+	}
+	return r, nil
+}
+
+// Markdown renders the retrospective for a postmortem or a changelog.
+func (r Retrospective) Markdown() string {
+	var b strings.Builder
+	state := "in progress"
+	if r.Finished {
+		state = "finished"
+	}
+	fmt.Fprintf(&b, "# Retrospective: %s\n\nNow at **%s** (%s). %d transitions refused, %d forced.\n\n", r.Migration, r.Phase, state, r.Refused, r.Forced)
+	fmt.Fprintf(&b, "## Time per phase\n\n| phase | entered | time |\n|---|---|---|\n")
+	for _, p := range r.Phases {
+		cur := ""
+		if p.Current {
+			cur = " (now)"
+		}
+		fmt.Fprintf(&b, "| %s%s | %s | %v |\n", p.Phase, cur, p.Entered.UTC().Format(time.RFC3339), p.Duration.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, "\n## Backfills\n\n")
+	if len(r.Backfills) == 0 {
+		fmt.Fprintf(&b, "None ran.\n")
+	}
+	for _, p := range r.Backfills {
+		took := "still running"
+		if p.FinishedAt != nil {
+			took = p.FinishedAt.Sub(p.StartedAt).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(&b, "- `%s` (%s): %d rows walked, %d changed, %d chunks (%d redone), %.0f rows/s, %s; %d runs (%d resumes), %d retries, %v throttled; verification: %s",
+			p.Job, p.Status, p.RowsDone, p.RowsChanged, p.ChunksDone, p.ChunksRedone, p.Rate, took, p.Runs, max(0, p.Runs-1), p.Retries, p.Throttled, orNone(p.Verify))
+		if p.Divergent > 0 {
+			fmt.Fprintf(&b, " (%d divergent)", p.Divergent)
+		}
+		fmt.Fprintln(&b)
+	}
+	fmt.Fprintf(&b, "\n## Shadow comparisons\n\n%d matched, %d mismatched", r.Consistency.Matched, r.Consistency.Mismatched)
+	if r.Consistency.Matched+r.Consistency.Mismatched > 0 {
+		fmt.Fprintf(&b, " (consistency %.4f)", r.Consistency.Ratio)
+	}
+	fmt.Fprintf(&b, ".\n\n## Timeline\n\n| time | what | from → to | actor | reason |\n|---|---|---|---|---|\n")
+	for _, e := range r.Timeline {
+		what := e.Kind
+		if !e.Accepted {
+			what += " (refused)"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s → %s | %s | %s |\n", e.At.UTC().Format("2006-01-02 15:04:05"), what, e.FromPhase, e.ToPhase, e.Actor,
+			strings.ReplaceAll(e.Reason, "|", "\\|"))
+	}
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "not run"
+	}
+	return s
+}
