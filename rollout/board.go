@@ -293,7 +293,7 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 	}
 	version, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
 	req := Request{Migration: a.Migration, Version: version, Actor: actor, Reason: r.PostFormValue("reason"),
-		Confirm: r.PostFormValue("confirm") == "yes"}
+		Confirm: r.PostFormValue("confirm") == "yes", Acknowledge: r.PostFormValue("acknowledge") == "yes"}
 	if req.Reason == "" {
 		req.Reason = "from the status board"
 	}

@@ -63,6 +63,9 @@ type Request struct {
 	Force bool
 	// Confirm acknowledges that the contract step is irreversible.
 	Confirm bool
+	// Acknowledge clears a tripped guardrail so that the migration may
+	// advance again: the operator has looked at why it tripped.
+	Acknowledge bool
 }
 
 // Coordinator moves migrations through their phases. It is safe for
@@ -72,6 +75,7 @@ type Coordinator struct {
 	db     *sqlx.DB
 	plans  map[string]Plan
 	ageOut time.Duration
+	trips  TripObserver
 }
 
 const defaultAgeOut = time.Minute
@@ -205,6 +209,10 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	if forward && to == Contracted && !r.Confirm {
 		return refuse(to, fmt.Errorf("advance %s: %w", r.Migration, ErrConfirmRequired))
 	}
+	if forward && row.Tripped != "" && !r.Acknowledge {
+		return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: "guardrail",
+			Reason: "a guardrail tripped (" + row.Tripped + "); advance with acknowledgement once the cause is dealt with"})
+	}
 	if forward && !r.Force {
 		if gate, reason, err := c.gate(ctx, tx, plan, cur, to, row); err != nil {
 			return refuse(to, fmt.Errorf("advance %s: check gate: %w", r.Migration, err))
@@ -226,15 +234,21 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	if err != nil {
 		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 	}
-	matched, mismatched, err := c.comparisons(ctx, tx, r.Migration)
+	t, err := c.totals(ctx, tx, r.Migration)
 	if err != nil {
 		return refuse(to, err)
 	}
+	tripped := row.Tripped
+	if forward && r.Acknowledge {
+		tripped = ""
+	}
 	var next statusRow
 	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
-			phase_since = now(), updated_at = now(), matched_base = $4, mismatched_base = $5
-		WHERE migration = $1 AND version = $6 RETURNING `+statusColumns,
-		r.Migration, to.String(), to.Stage().String(), matched, mismatched, cur.Version); err != nil {
+			phase_since = now(), updated_at = now(), matched_base = $4, mismatched_base = $5,
+			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10
+		WHERE migration = $1 AND version = $11 RETURNING `+statusColumns,
+		r.Migration, to.String(), to.Stage().String(), t.Matched, t.Mismatched, t.OldTotal, t.OldErrors, t.NewTotal, t.NewErrors,
+		tripped, cur.Version); err != nil {
 		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 	}
 	reason := r.Reason
@@ -351,6 +365,28 @@ func runDDL(ctx context.Context, tx *sqlx.Tx, steps []Step, down bool) error {
 		}
 	}
 	return nil
+}
+
+// totals sums what every instance reported for a migration.
+type totals struct {
+	Matched    int64 `db:"matched"`
+	Mismatched int64 `db:"mismatched"`
+	OldTotal   int64 `db:"old_total"`
+	OldErrors  int64 `db:"old_errors"`
+	NewTotal   int64 `db:"new_total"`
+	NewErrors  int64 `db:"new_errors"`
+}
+
+func (c *Coordinator) totals(ctx context.Context, q sqlx.QueryerContext, migration string) (totals, error) {
+	var t totals
+	err := sqlx.GetContext(ctx, q, &t, `SELECT coalesce(sum(matched), 0) AS matched, coalesce(sum(mismatched), 0) AS mismatched,
+		coalesce(sum(old_total), 0) AS old_total, coalesce(sum(old_errors), 0) AS old_errors,
+		coalesce(sum(new_total), 0) AS new_total, coalesce(sum(new_errors), 0) AS new_errors
+		FROM schemashift_instances WHERE migration = $1`, migration)
+	if err != nil {
+		err = fmt.Errorf("sum heartbeats: %w", err)
+	}
+	return t, err
 }
 
 func (c *Coordinator) comparisons(ctx context.Context, q sqlx.QueryerContext, migration string) (matched, mismatched int64, err error) {

@@ -43,6 +43,7 @@ type Instance struct {
 type taken struct {
 	seen                     uint32
 	old, matched, mismatched int64
+	calls, errs              [2]int64
 }
 
 // window accumulates one heartbeat interval.
@@ -51,6 +52,8 @@ type window struct {
 	oldCalls   atomic.Int64
 	matched    atomic.Int64
 	mismatched atomic.Int64
+	calls      [2]atomic.Int64 // by dualwrite.Origin
+	errs       [2]atomic.Int64
 }
 
 // InstanceOption configures an [Instance].
@@ -145,6 +148,13 @@ type instanceObserver struct{ i *Instance }
 
 func (o instanceObserver) ObserveCall(_ context.Context, c dualwrite.Call) {
 	o.i.Record(c.Migration, c.Stage, c.Origin == dualwrite.Old)
+	if c.Origin <= dualwrite.New {
+		w := o.i.window(c.Migration)
+		w.calls[c.Origin].Add(1)
+		if c.Err != nil {
+			w.errs[c.Origin].Add(1)
+		}
+	}
 }
 
 func (o instanceObserver) ObserveComparison(_ context.Context, c dualwrite.Comparison) {
@@ -181,7 +191,8 @@ func (i *Instance) Beat(ctx context.Context) error {
 	i.mu.RUnlock()
 	took := make([]taken, len(windows))
 	for k, w := range windows {
-		took[k] = taken{w.seen.Swap(0), w.oldCalls.Swap(0), w.matched.Swap(0), w.mismatched.Swap(0)}
+		took[k] = taken{seen: w.seen.Swap(0), old: w.oldCalls.Swap(0), matched: w.matched.Swap(0), mismatched: w.mismatched.Swap(0),
+			calls: [2]int64{w.calls[0].Swap(0), w.calls[1].Swap(0)}, errs: [2]int64{w.errs[0].Swap(0), w.errs[1].Swap(0)}}
 	}
 	for k, m := range names {
 		t := took[k]
@@ -200,9 +211,9 @@ func (i *Instance) Beat(ctx context.Context) error {
 			stages = []string{}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances AS i (instance_id, migration, service, build_version, stage_seen,
-				min_stage, max_stage, last_old_call, old_calls, matched, mismatched)
+				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors)
 			VALUES ($1, $2, $3, $4, (SELECT coalesce(jsonb_object_agg(s, now()), '{}') FROM unnest($5::text[]) s),
-				$6, $7, CASE WHEN $8::bigint > 0 THEN now() END, $8, $9, $10)
+				$6, $7, CASE WHEN $8::bigint > 0 THEN now() END, $8, $9, $10, $11, $12, $13, $14)
 			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = now(),
 				service = EXCLUDED.service, build_version = EXCLUDED.build_version,
 				stage_seen = i.stage_seen || EXCLUDED.stage_seen,
@@ -211,8 +222,11 @@ func (i *Instance) Beat(ctx context.Context) error {
 				last_old_call = coalesce(EXCLUDED.last_old_call, i.last_old_call),
 				old_calls = i.old_calls + EXCLUDED.old_calls,
 				matched = i.matched + EXCLUDED.matched,
-				mismatched = i.mismatched + EXCLUDED.mismatched`,
-			i.id, m, i.service, i.build, stages, minS, maxS, t.old, t.matched, t.mismatched); err != nil {
+				mismatched = i.mismatched + EXCLUDED.mismatched,
+				old_total = i.old_total + EXCLUDED.old_total, old_errors = i.old_errors + EXCLUDED.old_errors,
+				new_total = i.new_total + EXCLUDED.new_total, new_errors = i.new_errors + EXCLUDED.new_errors`,
+			i.id, m, i.service, i.build, stages, minS, maxS, t.old, t.matched, t.mismatched,
+			t.calls[0], t.errs[0], t.calls[1], t.errs[1]); err != nil {
 			i.restore(windows, took)
 			return fmt.Errorf("heartbeat %s: %w", m, err)
 		}
@@ -236,6 +250,10 @@ func (i *Instance) restore(windows []*window, took []taken) {
 		w.oldCalls.Add(took[k].old)
 		w.matched.Add(took[k].matched)
 		w.mismatched.Add(took[k].mismatched)
+		for o := range 2 {
+			w.calls[o].Add(took[k].calls[o])
+			w.errs[o].Add(took[k].errs[o])
+		}
 	}
 }
 

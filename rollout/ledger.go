@@ -61,6 +61,13 @@ var ledgerSchema = []string{
 	);`,
 	// 2: the plan's definition, for processes without its code.
 	`ALTER TABLE schemashift_migrations ADD COLUMN definition jsonb`,
+	// 3: guardrails: calls and errors per path, baselines, trips.
+	`ALTER TABLE schemashift_instances ADD COLUMN old_total bigint NOT NULL DEFAULT 0,
+		ADD COLUMN old_errors bigint NOT NULL DEFAULT 0, ADD COLUMN new_total bigint NOT NULL DEFAULT 0,
+		ADD COLUMN new_errors bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_migrations ADD COLUMN base_old_total bigint NOT NULL DEFAULT 0,
+		ADD COLUMN base_old_errors bigint NOT NULL DEFAULT 0, ADD COLUMN base_new_total bigint NOT NULL DEFAULT 0,
+		ADD COLUMN base_new_errors bigint NOT NULL DEFAULT 0, ADD COLUMN tripped text NOT NULL DEFAULT ''`,
 }
 
 // EnsureLedger creates the ledger tables, or upgrades them to this build's
@@ -147,6 +154,9 @@ type Status struct {
 	Version    int64       `json:"version"`
 	PhaseSince time.Time   `json:"phase_since"`
 	UpdatedAt  time.Time   `json:"updated_at"`
+	// Tripped holds why a guardrail stepped the migration back; advancing
+	// again needs Request.Acknowledge.
+	Tripped string `json:"tripped,omitempty"`
 }
 
 type statusRow struct {
@@ -158,6 +168,11 @@ type statusRow struct {
 	UpdatedAt  time.Time `db:"updated_at"`
 	Matched    int64     `db:"matched_base"`
 	Mismatched int64     `db:"mismatched_base"`
+	OldTotal   int64     `db:"base_old_total"`
+	OldErrors  int64     `db:"base_old_errors"`
+	NewTotal   int64     `db:"base_new_total"`
+	NewErrors  int64     `db:"base_new_errors"`
+	Tripped    string    `db:"tripped"`
 }
 
 func (r statusRow) status() (Status, error) {
@@ -169,10 +184,11 @@ func (r statusRow) status() (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return Status{Migration: r.Migration, Phase: p, Stage: s, Version: r.Version, PhaseSince: r.PhaseSince, UpdatedAt: r.UpdatedAt}, nil
+	return Status{Migration: r.Migration, Phase: p, Stage: s, Version: r.Version, PhaseSince: r.PhaseSince, UpdatedAt: r.UpdatedAt, Tripped: r.Tripped}, nil
 }
 
-const statusColumns = `migration, phase, stage, version, phase_since, updated_at, matched_base, mismatched_base`
+const statusColumns = `migration, phase, stage, version, phase_since, updated_at, matched_base, mismatched_base,
+	base_old_total, base_old_errors, base_new_total, base_new_errors, tripped`
 
 // Get reads one migration's status.
 func Get(ctx context.Context, db sqlx.QueryerContext, migration string) (Status, error) {

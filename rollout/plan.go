@@ -130,6 +130,8 @@ type Plan struct {
 	ContractOps []ddl.Op
 	Contract    []Step
 	Thresholds
+	// Guardrails halt the rollout on their own (see Coordinator.Guard).
+	Guardrails []Guardrail
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -236,7 +238,8 @@ func (p Plan) hash() string {
 		Jobs     []job
 		Contract []Step
 		T        Thresholds
-	}{p.Migration, ops(p.ExpandOps), ops(p.ContractOps), p.Expand, p.Columns, jobs, p.Contract, p.Thresholds})
+		G        []Guardrail
+	}{p.Migration, ops(p.ExpandOps), ops(p.ContractOps), p.Expand, p.Columns, jobs, p.Contract, p.Thresholds, p.Guardrails})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
 }

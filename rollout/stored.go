@@ -22,6 +22,7 @@ type planDoc struct {
 	ContractOps json.RawMessage `json:"contract_ops,omitempty"`
 	Contract    []Step          `json:"contract,omitempty"`
 	Thresholds  Thresholds      `json:"thresholds"`
+	Guardrails  []Guardrail     `json:"guardrails,omitempty"`
 }
 
 type jobDoc struct {
@@ -37,7 +38,7 @@ type jobDoc struct {
 }
 
 func (p Plan) document() ([]byte, error) {
-	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds}
+	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails}
 	var err error
 	if len(p.ExpandOps) > 0 {
 		if d.ExpandOps, err = ddl.MarshalOps(p.ExpandOps); err != nil {
@@ -61,7 +62,7 @@ func planFromDocument(b []byte) (Plan, error) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return Plan{}, fmt.Errorf("decode plan: %w", err)
 	}
-	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds}
+	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails}
 	var err error
 	if len(d.ExpandOps) > 0 {
 		if p.ExpandOps, err = ddl.UnmarshalOps(d.ExpandOps); err != nil {

@@ -1,0 +1,192 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/schemashift/schemashift/backfill"
+)
+
+// Guardrail is a halt condition of a plan, measured while a phase is in
+// force (since the phase began). When one trips, the coordinator steps the
+// migration back one phase (or, for a failing verification, pauses the
+// backfill), records why, and refuses to advance it again until an
+// operator acknowledges the trip.
+type Guardrail struct {
+	// Phases it watches (default: shadow and live, where reads are compared).
+	Phases []Phase
+	// MinConsistency trips when the share of matching shadow comparisons
+	// falls below it.
+	MinConsistency float64
+	// MaxErrorRate trips when the share of failed calls of either path
+	// (old or new) rises above it.
+	MaxErrorRate float64
+	// HaltOnFailedVerification pauses the backfill and trips when a
+	// verification of the plan's backfills failed.
+	HaltOnFailedVerification bool
+	// MinSamples is how many comparisons (or calls, for error rates) must
+	// be seen before a ratio is judged (default 100).
+	MinSamples int64
+}
+
+func (g Guardrail) watches(p Phase) bool {
+	phases := g.Phases
+	if len(phases) == 0 {
+		phases = []Phase{Shadow, Live}
+	}
+	for _, w := range phases {
+		if w == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Trip is a guardrail that tripped.
+type Trip struct {
+	Migration string    `json:"migration"`
+	Phase     Phase     `json:"phase"` // the phase in force when it tripped
+	Reason    string    `json:"reason"`
+	Action    string    `json:"action"` // what the coordinator did
+	At        time.Time `json:"at"`
+}
+
+// TripObserver is told about every trip. It must be safe for concurrent
+// use.
+type TripObserver interface {
+	ObserveTrip(ctx context.Context, t Trip)
+}
+
+// WithTripObserver reports trips to o.
+func WithTripObserver(o TripObserver) CoordinatorOption {
+	return func(c *Coordinator) error {
+		if o == nil {
+			return errors.New("trip observer is nil")
+		}
+		c.trips = o
+		return nil
+	}
+}
+
+// Guard evaluates the guardrails of every migration once and acts on those
+// that trip. It returns the trips.
+func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
+	var trips []Trip
+	for _, name := range c.migrations() {
+		plan := c.plans[name]
+		if len(plan.Guardrails) == 0 {
+			continue
+		}
+		var row statusRow
+		if err := c.db.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, name); err != nil {
+			return trips, fmt.Errorf("guard %s: %w", name, err)
+		}
+		st, err := row.status()
+		if err != nil {
+			return trips, err
+		}
+		reason, pause, err := c.tripped(ctx, plan, st.Phase, row)
+		if err != nil {
+			return trips, err
+		}
+		if reason == "" {
+			continue
+		}
+		t := Trip{Migration: name, Phase: st.Phase, Reason: reason, At: time.Now()}
+		if pause {
+			t.Action = "paused the backfill"
+			for _, j := range plan.Backfills {
+				if err := backfill.Pause(ctx, c.db, j.Name); err != nil && !strings.Contains(err.Error(), "the job is") && !errors.Is(err, backfill.ErrUnknownJob) {
+					return trips, err
+				}
+			}
+			if _, err := c.db.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1 AND tripped = ''`, name, reason); err != nil {
+				return trips, err
+			}
+			c.record(ctx, Event{Migration: name, Kind: "guardrail", Accepted: true, Actor: "guardrail", FromPhase: st.Phase.String(),
+				ToPhase: st.Phase.String(), Reason: "guardrail tripped: " + reason + "; backfill paused"})
+		} else {
+			_, err := c.Rollback(ctx, Request{Migration: name, Version: st.Version, Actor: "guardrail", Reason: "guardrail tripped: " + reason})
+			if errors.Is(err, ErrConflict) {
+				continue // someone moved it meanwhile; judged again next time
+			}
+			if err != nil {
+				return trips, err
+			}
+			if _, err := c.db.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1`, name, reason); err != nil {
+				return trips, err
+			}
+			t.Action = "stepped back to " + (st.Phase - 1).String()
+		}
+		if c.trips != nil {
+			c.trips.ObserveTrip(ctx, t)
+		}
+		trips = append(trips, t)
+	}
+	return trips, nil
+}
+
+// tripped checks the plan's guardrails for the phase in force.
+func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row statusRow) (reason string, pause bool, err error) {
+	if row.Tripped != "" {
+		return "", false, nil // already acted on; waits for an operator
+	}
+	t, err := c.totals(ctx, c.db, plan.Migration)
+	if err != nil {
+		return "", false, err
+	}
+	for _, g := range plan.Guardrails {
+		min := g.MinSamples
+		if min == 0 {
+			min = 100
+		}
+		if g.HaltOnFailedVerification && (phase == Backfill || phase == Verify) {
+			for _, j := range plan.Backfills {
+				if p, err := backfill.State(ctx, c.db, j.Name); err == nil && p.Verify == "failed" && p.Status != backfill.Paused {
+					return fmt.Sprintf("verification of %q failed (%d divergent rows)", j.Name, p.Divergent), true, nil
+				}
+			}
+		}
+		if !g.watches(phase) {
+			continue
+		}
+		if g.MinConsistency > 0 {
+			m, mm := t.Matched-row.Matched, t.Mismatched-row.Mismatched
+			if n := m + mm; n >= min && float64(m)/float64(n) < g.MinConsistency {
+				return fmt.Sprintf("shadow consistency %.4f over %d comparisons, below %.4f", float64(m)/float64(n), n, g.MinConsistency), false, nil
+			}
+		}
+		if g.MaxErrorRate > 0 {
+			for _, path := range []struct {
+				name        string
+				calls, errs int64
+			}{{"old", t.OldTotal - row.OldTotal, t.OldErrors - row.OldErrors}, {"new", t.NewTotal - row.NewTotal, t.NewErrors - row.NewErrors}} {
+				if path.calls >= min && float64(path.errs)/float64(path.calls) > g.MaxErrorRate {
+					return fmt.Sprintf("error rate of the %s path %.4f over %d calls, above %.4f", path.name,
+						float64(path.errs)/float64(path.calls), path.calls, g.MaxErrorRate), false, nil
+				}
+			}
+		}
+	}
+	return "", false, nil
+}
+
+// Watch runs Guard every interval until ctx ends, and returns ctx's error.
+// Errors of a round are reported through onError (nil to ignore them).
+func (c *Coordinator) Watch(ctx context.Context, interval time.Duration, onError func(error)) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := c.Guard(ctx); err != nil && onError != nil && ctx.Err() == nil {
+			onError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package rollout_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/rollout"
+)
+
+type tripLog struct {
+	mu    sync.Mutex
+	trips []rollout.Trip
+}
+
+func (l *tripLog) ObserveTrip(_ context.Context, t rollout.Trip) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trips = append(l.trips, t)
+}
+
+func (l *tripLog) all() []rollout.Trip {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]rollout.Trip(nil), l.trips...)
+}
+
+// Mismatches injected during shadow trip the consistency guardrail: the
+// coordinator steps the migration back within the window, records why, and
+// refuses to advance it again until acknowledged. Errors of the new path
+// at live trip the error-rate guardrail the same way.
+func TestGuardrailsStepBack(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	plan := usersPlan()
+	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.95, MaxErrorRate: 0.1, MinSamples: 20}}
+	log := &tripLog{}
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan}, rollout.WithTripObserver(log))
+	require.NoError(t, err)
+	force := func(n int) {
+		for range n {
+			_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup", Acknowledge: true})
+			require.NoError(t, err)
+		}
+	}
+	force(5) // … shadow
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	require.NoError(t, err)
+	obs := in.Observer()
+
+	// Healthy traffic does not trip.
+	for range 30 {
+		obs.ObserveComparison(ctx, dualwrite.Comparison{Migration: "users_split_name", Stage: flags.Shadow, Match: true})
+	}
+	require.NoError(t, in.Beat(ctx))
+	trips, err := c.Guard(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, trips)
+
+	wctx, stop := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	go func() { watched <- c.Watch(wctx, 20*time.Millisecond, func(err error) { t.Error(err) }) }()
+
+	// Mismatches start: 30 matched, 10 mismatched = 0.75.
+	start := time.Now()
+	for range 10 {
+		obs.ObserveComparison(ctx, dualwrite.Comparison{Migration: "users_split_name", Stage: flags.Shadow, Match: false})
+	}
+	require.NoError(t, in.Beat(ctx))
+	require.Eventually(t, func() bool {
+		st, err := rollout.Get(ctx, db, "users_split_name")
+		return err == nil && st.Phase == rollout.Verify
+	}, 2*time.Second, 10*time.Millisecond, "stepped back within the window")
+	t.Logf("stepped back %v after the mismatches were reported", time.Since(start).Round(time.Millisecond))
+	st, err := rollout.Get(ctx, db, "users_split_name")
+	require.NoError(t, err)
+	assert.Contains(t, st.Tripped, "shadow consistency 0.7500 over 40 comparisons, below 0.9500")
+	ev := lastEvent(t, db)
+	assert.Equal(t, "guardrail", ev.Actor)
+	assert.Equal(t, "rollback", ev.Kind)
+	assert.Contains(t, ev.Reason, "guardrail tripped: shadow consistency")
+	require.Len(t, log.all(), 1)
+	assert.Equal(t, "stepped back to verify", log.all()[0].Action)
+
+	// Never silently re-advanced.
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Force: true, Reason: "try"})
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, err.Error(), "guardrail")
+	time.Sleep(100 * time.Millisecond)
+	st, err = rollout.Get(ctx, db, "users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Verify, st.Phase, "the watch does not move it either")
+
+	// Acknowledged, it advances; the new phase judges only what happens in it.
+	force(2) // shadow (acknowledging), live
+	st, err = rollout.Get(ctx, db, "users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Live, st.Phase)
+	assert.Empty(t, st.Tripped)
+	for i := range 30 {
+		var failure error
+		if i%3 == 0 {
+			failure = context.DeadlineExceeded
+		}
+		obs.ObserveCall(ctx, dualwrite.Call{Migration: "users_split_name", Stage: flags.Live, Origin: dualwrite.New, Err: failure})
+	}
+	require.NoError(t, in.Beat(ctx))
+	require.Eventually(t, func() bool {
+		st, err := rollout.Get(ctx, db, "users_split_name")
+		return err == nil && st.Phase == rollout.Shadow
+	}, 2*time.Second, 10*time.Millisecond)
+	st, err = rollout.Get(ctx, db, "users_split_name")
+	require.NoError(t, err)
+	assert.Contains(t, st.Tripped, "error rate of the new path 0.3333 over 30 calls")
+	stop()
+	assert.ErrorIs(t, <-watched, context.Canceled)
+}
