@@ -66,6 +66,8 @@ type Request struct {
 	// Acknowledge clears a tripped guardrail so that the migration may
 	// advance again: the operator has looked at why it tripped.
 	Acknowledge bool
+
+	trip string // set by a guardrail: recorded with the rollback, atomically
 }
 
 // Coordinator moves migrations through their phases. It is safe for
@@ -239,7 +241,10 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 		return refuse(to, err)
 	}
 	tripped := row.Tripped
-	if forward && r.Acknowledge {
+	switch {
+	case r.trip != "":
+		tripped = r.trip
+	case forward && r.Acknowledge:
 		tripped = ""
 	}
 	var next statusRow

@@ -97,9 +97,15 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 		}
 		t := Trip{Migration: name, Phase: st.Phase, Reason: reason, At: time.Now()}
 		if pause {
-			t.Action = "paused the backfill"
+			t.Action = "held the migration at " + st.Phase.String()
 			for _, j := range plan.Backfills {
-				if err := backfill.Pause(ctx, c.db, j.Name); err != nil && !strings.Contains(err.Error(), "the job is") && !errors.Is(err, backfill.ErrUnknownJob) {
+				err := backfill.Pause(ctx, c.db, j.Name)
+				switch {
+				case err == nil:
+					t.Action = "paused the backfill"
+				case errors.Is(err, backfill.ErrUnknownJob), strings.Contains(err.Error(), "the job is"):
+					// not running: nothing to pause
+				default:
 					return trips, err
 				}
 			}
@@ -107,16 +113,13 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 				return trips, err
 			}
 			c.record(ctx, Event{Migration: name, Kind: "guardrail", Accepted: true, Actor: "guardrail", FromPhase: st.Phase.String(),
-				ToPhase: st.Phase.String(), Reason: "guardrail tripped: " + reason + "; backfill paused"})
+				ToPhase: st.Phase.String(), Reason: "guardrail tripped: " + reason + "; " + t.Action})
 		} else {
-			_, err := c.Rollback(ctx, Request{Migration: name, Version: st.Version, Actor: "guardrail", Reason: "guardrail tripped: " + reason})
+			_, err := c.Rollback(ctx, Request{Migration: name, Version: st.Version, Actor: "guardrail", Reason: "guardrail tripped: " + reason, trip: reason})
 			if errors.Is(err, ErrConflict) {
 				continue // someone moved it meanwhile; judged again next time
 			}
 			if err != nil {
-				return trips, err
-			}
-			if _, err := c.db.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1`, name, reason); err != nil {
 				return trips, err
 			}
 			t.Action = "stepped back to " + (st.Phase - 1).String()

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/rollout"
@@ -121,4 +122,40 @@ func TestGuardrailsStepBack(t *testing.T) {
 	assert.Contains(t, st.Tripped, "error rate of the new path 0.3333 over 30 calls")
 	stop()
 	assert.ErrorIs(t, <-watched, context.Canceled)
+}
+
+// A failed verification pauses the backfill and holds the migration.
+func TestGuardrailPausesBackfillOnFailedVerification(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	plan := usersPlan()
+	plan.Guardrails = []rollout.Guardrail{{HaltOnFailedVerification: true}}
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+	require.NoError(t, err)
+	for range 3 { // … backfill
+		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.RunBackfills(ctx, "users_split_name"))
+	db.MustExecContext(ctx, `UPDATE users SET full_name = 'Changed Behind' WHERE id = 9`)
+	_, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
+	require.NoError(t, err)
+
+	trips, err := c.Guard(ctx)
+	require.NoError(t, err)
+	require.Len(t, trips, 1)
+	assert.Equal(t, "held the migration at backfill", trips[0].Action, "the job is done: nothing to pause")
+	assert.Contains(t, trips[0].Reason, `verification of "users_split_name" failed (1 divergent rows)`)
+	st, err := rollout.Get(ctx, db, "users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Backfill, st.Phase)
+	assert.NotEmpty(t, st.Tripped)
+	assert.Contains(t, lastEvent(t, db).Reason, "held the migration")
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops"})
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, err.Error(), "guardrail")
+	trips, err = c.Guard(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, trips, "acted on once")
 }
