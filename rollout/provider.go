@@ -10,6 +10,8 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/open-feature/go-sdk/openfeature"
+
+	"github.com/schemashift/schemashift/internal/stringflag"
 )
 
 // LedgerProvider is an OpenFeature provider that serves each migration's
@@ -24,6 +26,7 @@ import (
 // concurrent use; OpenFeature starts and stops its polling (Init and
 // Shutdown), or call Close.
 type LedgerProvider struct {
+	stringflag.OnlyStrings
 	db   *sqlx.DB
 	poll time.Duration
 
@@ -59,9 +62,6 @@ func NewLedgerProvider(db *sqlx.DB, poll time.Duration) (*LedgerProvider, error)
 func (p *LedgerProvider) Metadata() openfeature.Metadata {
 	return openfeature.Metadata{Name: "schemashift-ledger"}
 }
-
-// Hooks implements openfeature.FeatureProvider.
-func (p *LedgerProvider) Hooks() []openfeature.Hook { return nil }
 
 // EventChannel implements openfeature.EventHandler.
 func (p *LedgerProvider) EventChannel() <-chan openfeature.Event { return p.events }
@@ -206,31 +206,4 @@ func (p *LedgerProvider) StringEvaluation(_ context.Context, flag string, defaul
 		reason = openfeature.CachedReason
 	}
 	return openfeature.StringResolutionDetail{Value: s, ProviderResolutionDetail: openfeature.ProviderResolutionDetail{Reason: reason, Variant: s}}
-}
-
-func mismatch() openfeature.ProviderResolutionDetail {
-	return openfeature.ProviderResolutionDetail{
-		ResolutionError: openfeature.NewTypeMismatchResolutionError("schemashift stage flags are strings"),
-		Reason:          openfeature.ErrorReason,
-	}
-}
-
-// BooleanEvaluation implements openfeature.FeatureProvider (type mismatch).
-func (p *LedgerProvider) BooleanEvaluation(_ context.Context, _ string, d bool, _ openfeature.FlattenedContext) openfeature.BoolResolutionDetail {
-	return openfeature.BoolResolutionDetail{Value: d, ProviderResolutionDetail: mismatch()}
-}
-
-// FloatEvaluation implements openfeature.FeatureProvider (type mismatch).
-func (p *LedgerProvider) FloatEvaluation(_ context.Context, _ string, d float64, _ openfeature.FlattenedContext) openfeature.FloatResolutionDetail {
-	return openfeature.FloatResolutionDetail{Value: d, ProviderResolutionDetail: mismatch()}
-}
-
-// IntEvaluation implements openfeature.FeatureProvider (type mismatch).
-func (p *LedgerProvider) IntEvaluation(_ context.Context, _ string, d int64, _ openfeature.FlattenedContext) openfeature.IntResolutionDetail {
-	return openfeature.IntResolutionDetail{Value: d, ProviderResolutionDetail: mismatch()}
-}
-
-// ObjectEvaluation implements openfeature.FeatureProvider (type mismatch).
-func (p *LedgerProvider) ObjectEvaluation(_ context.Context, _ string, d any, _ openfeature.FlattenedContext) openfeature.InterfaceResolutionDetail {
-	return openfeature.InterfaceResolutionDetail{Value: d, ProviderResolutionDetail: mismatch()}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/stringflag"
 )
 
 // ErrProviderDown is the error a provider returns for a flag set with
@@ -27,6 +28,7 @@ var ErrProviderDown = errors.New("flagstest: provider down")
 // Flag keys are migration names (the evaluator made by [Evaluator] uses no
 // key prefix). It is safe for concurrent use.
 type Provider struct {
+	stringflag.OnlyStrings
 	mu       sync.RWMutex
 	values   map[string]string
 	failures map[string]error
@@ -113,9 +115,6 @@ func (p *Provider) Metadata() openfeature.Metadata {
 	return openfeature.Metadata{Name: "schemashift-flagstest"}
 }
 
-// Hooks implements openfeature.FeatureProvider.
-func (p *Provider) Hooks() []openfeature.Hook { return nil }
-
 // InitWithContext implements openfeature.ContextAwareStateHandler: it
 // returns once the provider is ready or ctx ends.
 func (p *Provider) InitWithContext(ctx context.Context, _ openfeature.EvaluationContext) error {
@@ -164,34 +163,6 @@ func (p *Provider) StringEvaluation(_ context.Context, flag string, defaultValue
 		Reason:  openfeature.StaticReason,
 		Variant: value,
 	}}
-}
-
-func typeMismatch() openfeature.ProviderResolutionDetail {
-	return openfeature.ProviderResolutionDetail{
-		ResolutionError: openfeature.NewTypeMismatchResolutionError("schemashift stage flags are strings"),
-		Reason:          openfeature.ErrorReason,
-	}
-}
-
-// BooleanEvaluation implements openfeature.FeatureProvider; stage flags are
-// strings, so it reports a type mismatch.
-func (p *Provider) BooleanEvaluation(_ context.Context, _ string, d bool, _ openfeature.FlattenedContext) openfeature.BoolResolutionDetail {
-	return openfeature.BoolResolutionDetail{Value: d, ProviderResolutionDetail: typeMismatch()}
-}
-
-// FloatEvaluation implements openfeature.FeatureProvider (type mismatch).
-func (p *Provider) FloatEvaluation(_ context.Context, _ string, d float64, _ openfeature.FlattenedContext) openfeature.FloatResolutionDetail {
-	return openfeature.FloatResolutionDetail{Value: d, ProviderResolutionDetail: typeMismatch()}
-}
-
-// IntEvaluation implements openfeature.FeatureProvider (type mismatch).
-func (p *Provider) IntEvaluation(_ context.Context, _ string, d int64, _ openfeature.FlattenedContext) openfeature.IntResolutionDetail {
-	return openfeature.IntResolutionDetail{Value: d, ProviderResolutionDetail: typeMismatch()}
-}
-
-// ObjectEvaluation implements openfeature.FeatureProvider (type mismatch).
-func (p *Provider) ObjectEvaluation(_ context.Context, _ string, d any, _ openfeature.FlattenedContext) openfeature.InterfaceResolutionDetail {
-	return openfeature.InterfaceResolutionDetail{Value: d, ProviderResolutionDetail: typeMismatch()}
 }
 
 // Client returns an OpenFeature client over p, from an API instance of its
