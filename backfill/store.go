@@ -83,8 +83,28 @@ ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS runs bigint NOT NULL 
 ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS retries bigint NOT NULL DEFAULT 0;
 ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS throttled_ms bigint NOT NULL DEFAULT 0;`
 
-// EnsureSchema creates the checkpoint tables if they do not exist.
+// EnsureSchema creates the checkpoint tables if they do not exist, or
+// upgrades them. When they are current it runs no DDL at all, so that it
+// takes no lock running workers could deadlock with.
 func EnsureSchema(ctx context.Context, db *sqlx.DB) error {
+	var current bool
+	if err := db.GetContext(ctx, &current, `SELECT EXISTS (SELECT 1 FROM pg_attribute
+		WHERE attrelid = to_regclass('schemashift_backfills') AND attname = 'throttled_ms' AND NOT attisdropped)`); err != nil {
+		return fmt.Errorf("ensure backfill schema: %w", err)
+	}
+	if current {
+		return nil
+	}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = ensureSchema(ctx, db); pgerr.Classify(err) != pgerr.Deadlock {
+			return err
+		}
+	}
+	return err
+}
+
+func ensureSchema(ctx context.Context, db *sqlx.DB) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
