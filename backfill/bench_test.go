@@ -47,11 +47,14 @@ func makeUsers(b *testing.B, db *sqlx.DB, table string, n int) {
 	}
 }
 
+// dutyCycle is the throttled run's duty cycle (BENCH_DUTY overrides): on
+// these 2-core machines the backfill must rest 90% of the time for the
+// foreground p99 to stay within 1.5× (0.2 gave 1.52–1.64×).
 func dutyCycle() float64 {
 	if d, err := strconv.ParseFloat(os.Getenv("BENCH_DUTY"), 64); err == nil {
 		return d
 	}
-	return 0.3
+	return 0.1
 }
 
 func jobOn(table string) backfill.Job {
