@@ -311,4 +311,12 @@ func TestBoardInChromium(t *testing.T) {
 	st, err := c.Check(t.Context(), "users_split_name")
 	require.NoError(t, err)
 	assert.Equal(t, rollout.DualWrite, st.From)
+
+	// The runbook and the retrospective are one click away.
+	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`a[href="runbook/users_split_name"]`)+"/click", map[string]any{})
+	require.Eventually(t, func() bool { return strings.Contains(d.poll("body"), "# Runbook: users_split_name") }, 30*time.Second, 50*time.Millisecond)
+	assert.Contains(t, d.text("body"), "schemashift advance users_split_name --confirm")
+	d.call(http.MethodPost, "/session/"+d.session+"/url", map[string]string{"url": srv.URL + "/retrospective/users_split_name"})
+	require.Eventually(t, func() bool { return strings.Contains(d.poll("body"), "# Retrospective: users_split_name") }, 30*time.Second, 50*time.Millisecond)
+	assert.Contains(t, d.text("body"), "| dualwrite (now) |")
 }
