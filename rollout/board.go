@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schemashift/schemashift/backfill"
@@ -93,6 +94,8 @@ func NewBoard(c *Coordinator, opts ...BoardOption) (*Board, error) {
 	b.mux.HandleFunc("GET /api/status", b.status)
 	b.mux.HandleFunc("POST /action", b.action)
 	b.mux.HandleFunc("GET /runbook/{migration}", b.runbook)
+	b.mux.HandleFunc("GET /api/dependencies", b.dependencies)
+	b.mux.HandleFunc("GET /dependencies.svg", b.dependencies)
 	b.mux.HandleFunc("GET /retrospective/{migration}", b.retrospective)
 	return b, nil
 }
@@ -195,6 +198,23 @@ func (b *Board) status(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(snap)
 }
 
+// dependencies serves the dependency map as JSON, or drawn (.svg).
+func (b *Board) dependencies(w http.ResponseWriter, r *http.Request) {
+	m, err := b.c.DependencyMap(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if strings.HasSuffix(r.URL.Path, ".svg") {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		_, _ = w.Write([]byte(m.SVG()))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(m)
+}
+
 func (b *Board) runbook(w http.ResponseWriter, r *http.Request) {
 	p, err := b.c.plan(r.PathValue("migration"))
 	if err != nil {
@@ -251,7 +271,7 @@ func (b *Board) page(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'")
 	msg := r.URL.Query().Get("msg")
 	if err := boardPage.Execute(w, struct {
 		BoardStatus

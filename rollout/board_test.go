@@ -301,6 +301,14 @@ func TestBoardInChromium(t *testing.T) {
 	assert.Contains(t, d.text(`table.fleet`), "api-1")
 	assert.Contains(t, d.text(`table.audit`), "advance")
 
+	// The dependency map is drawn (the SVG loads under the page's CSP).
+	require.Eventually(t, func() bool {
+		out, status, err := d.try(http.MethodPost, "/session/"+d.session+"/execute/sync",
+			map[string]any{"script": "var i = document.getElementById('dependencies'); return i.complete ? i.naturalWidth : 0", "args": []any{}})
+		w, _ := out["value"].(float64)
+		return err == nil && status < 300 && w > 0
+	}, 10*time.Second, 50*time.Millisecond, "the dependency map image renders")
+
 	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`#advance-users_split_name`)+"/click", map[string]any{})
 	require.Eventually(t, func() bool {
 		return d.poll(`[data-migration="users_split_name"] [data-field="phase"]`) == "dualwrite"

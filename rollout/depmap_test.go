@@ -1,0 +1,87 @@
+package rollout_test
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/rollout/ddl"
+)
+
+// The map follows the plans and the live instances: services and builds
+// appear as they heartbeat and go as they age out.
+func TestDependencyMap(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	users := usersPlan()
+	orders := rollout.Plan{Migration: "orders_move_amount",
+		ExpandOps:   []ddl.Op{ddl.AddTable{Table: "order_totals", Columns: "order_id bigint PRIMARY KEY"}},
+		ContractOps: []ddl.Op{ddl.DropColumn{Table: "orders", Column: "amount_cents"}}}
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{users, orders}, rollout.WithAgeOut(time.Second))
+	require.NoError(t, err)
+	api, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	require.NoError(t, err)
+	beat(t, api, flags.Off)
+	worker, err := rollout.NewInstance(db, "billing", "v9", []string{"orders_move_amount", "users_split_name"}, rollout.WithInstanceID("billing-1"))
+	require.NoError(t, err)
+	require.NoError(t, worker.Beat(ctx))
+
+	m, err := c.DependencyMap(ctx)
+	require.NoError(t, err)
+	require.Len(t, m.Services, 2)
+	assert.Equal(t, rollout.ServiceNode{Service: "billing", Builds: []string{"v9"}, Instances: 1,
+		Migrations: []string{"orders_move_amount", "users_split_name"}}, m.Services[0])
+	assert.Equal(t, rollout.ServiceNode{Service: "users-api", Builds: []string{"v2"}, Instances: 1, Migrations: []string{"users_split_name"}}, m.Services[1])
+	require.Len(t, m.Migrations, 2)
+	assert.Equal(t, []string{"order_totals", "orders"}, m.Migrations[0].Tables)
+	assert.Equal(t, []string{"users"}, m.Migrations[1].Tables)
+	require.Len(t, m.Tables, 3)
+	assert.Equal(t, rollout.TableNode{Table: "users", Columns: []string{"family_name", "given_name"}}, m.Tables[2])
+	assert.Equal(t, rollout.TableNode{Table: "orders", Columns: []string{"amount_cents"}}, m.Tables[1])
+
+	// The SVG is well-formed and draws every node and edge.
+	svg := m.SVG()
+	var doc struct {
+		XMLName xml.Name
+	}
+	require.NoError(t, xml.Unmarshal([]byte(svg), &doc))
+	assert.Equal(t, "svg", doc.XMLName.Local)
+	for _, node := range []string{"service:billing", "service:users-api", "migration:users_split_name", "table:order_totals"} {
+		assert.Contains(t, svg, `data-node="`+node+`"`)
+	}
+	assert.Equal(t, 3+3, strings.Count(svg, `class="edge"`), "3 service→migration and 3 migration→table edges")
+	assert.NotContains(t, svg, "<script")
+
+	// The billing worker goes away: it ages out of the map.
+	time.Sleep(1200 * time.Millisecond)
+	beat(t, api, flags.Off)
+	m, err = c.DependencyMap(ctx)
+	require.NoError(t, err)
+	require.Len(t, m.Services, 1)
+	assert.Equal(t, "users-api", m.Services[0].Service)
+
+	// Served by the board, as JSON and as a picture.
+	srv, _ := boardServer(t)
+	res, err := http.Get(srv.URL + "/api/dependencies")
+	require.NoError(t, err)
+	var served rollout.DependencyMap
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&served))
+	res.Body.Close()
+	assert.Len(t, served.Migrations, 1)
+	res, err = http.Get(srv.URL + "/dependencies.svg")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, "image/svg+xml", res.Header.Get("Content-Type"))
+	assert.Contains(t, string(body), `data-node="migration:users_split_name"`)
+}
