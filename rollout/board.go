@@ -117,6 +117,8 @@ type MigrationStatus struct {
 	Backfills   []BackfillStatus `json:"backfills"`
 	Consistency Consistency      `json:"consistency"`
 	Fleet       Fleet            `json:"fleet"`
+	// QueryPlans is the latest recorded plan of each hot query.
+	QueryPlans []QueryPlan `json:"query_plans"`
 }
 
 // BackfillStatus is one backfill job on the board.
@@ -160,6 +162,20 @@ func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
 		}
 		if m.Fleet.Instances == nil {
 			m.Fleet.Instances = []InstanceState{}
+		}
+		plans, err := b.c.QueryPlans(ctx, name)
+		if err != nil {
+			return out, err
+		}
+		latest := map[string]int{}
+		m.QueryPlans = []QueryPlan{}
+		for _, p := range plans {
+			if i, ok := latest[p.Query]; ok {
+				m.QueryPlans[i] = p
+				continue
+			}
+			latest[p.Query] = len(m.QueryPlans)
+			m.QueryPlans = append(m.QueryPlans, p)
 		}
 		for _, j := range b.c.plans[name].Backfills {
 			bs := BackfillStatus{Job: j.Name, Status: "not started"}

@@ -158,6 +158,13 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrReasonRequired)
 		}
 	}
+	if forward && len(plan.HotQueries) > 0 {
+		if st, err := Get(ctx, c.db, r.Migration); err == nil && st.Phase == Planned {
+			if err := c.watchPlans(ctx, plan, "before expand", r.Actor); err != nil {
+				return Status{}, err
+			}
+		}
+	}
 	// DDL operations run before the ledger transaction: a concurrent index
 	// build waits for every open snapshot, the ledger's included. A session
 	// advisory lock keeps other coordinators of the migration out meanwhile.
@@ -267,6 +274,12 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	}
 	if err := tx.Commit(); err != nil {
 		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+	}
+	if to == Expanded && forward || to == Contracted || to == Planned {
+		// After a DDL step: has a hot query's plan changed?
+		if err := c.watchPlans(context.WithoutCancel(ctx), plan, "after "+kind+" to "+to.String(), r.Actor); err != nil {
+			return next.status()
+		}
 	}
 	return next.status()
 }

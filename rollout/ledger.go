@@ -68,6 +68,17 @@ var ledgerSchema = []string{
 	ALTER TABLE schemashift_migrations ADD COLUMN base_old_total bigint NOT NULL DEFAULT 0,
 		ADD COLUMN base_old_errors bigint NOT NULL DEFAULT 0, ADD COLUMN base_new_total bigint NOT NULL DEFAULT 0,
 		ADD COLUMN base_new_errors bigint NOT NULL DEFAULT 0, ADD COLUMN tripped text NOT NULL DEFAULT ''`,
+	// 4: the query-plan watch.
+	`CREATE TABLE schemashift_query_plans (
+		id        bigserial PRIMARY KEY,
+		migration text NOT NULL,
+		query     text NOT NULL,
+		moment    text NOT NULL,
+		shape     jsonb NOT NULL,
+		changes   jsonb NOT NULL DEFAULT '[]',
+		at        timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE INDEX schemashift_query_plans_migration ON schemashift_query_plans (migration, query, id)`,
 }
 
 // EnsureLedger creates the ledger tables, or upgrades them to this build's

@@ -132,6 +132,9 @@ type Plan struct {
 	Thresholds
 	// Guardrails halt the rollout on their own (see Coordinator.Guard).
 	Guardrails []Guardrail
+	// HotQueries are watched for plan changes across the DDL steps. They
+	// are not part of the definition hash: a team may add one any time.
+	HotQueries []HotQuery
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.

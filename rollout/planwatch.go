@@ -1,0 +1,161 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// HotQuery is a query of the service's hot path that touches the migrating
+// tables. Its plan is recorded (EXPLAIN, without ANALYZE) before the expand
+// and after each DDL step, and a changed plan shape — a sequential scan
+// where there was an index scan, a new sort — is flagged in the audit
+// trail and on the board.
+type HotQuery struct {
+	Name string
+	SQL  string
+	Args []any
+}
+
+// QueryPlan is one recorded plan of a hot query.
+type QueryPlan struct {
+	Migration string    `json:"migration"`
+	Query     string    `json:"query"`
+	When      string    `json:"when"` // the phase the DDL led to, or "before expand"
+	Shape     []string  `json:"shape"`
+	Changes   []string  `json:"changes,omitempty"` // against the previous plan
+	At        time.Time `json:"at"`
+}
+
+// planShape explains q and returns its plan's nodes, outermost first, as
+// "Index Scan on users using users_pkey".
+func planShape(ctx context.Context, db *sqlx.DB, q HotQuery) ([]string, error) {
+	var raw string
+	if err := db.GetContext(ctx, &raw, "EXPLAIN (FORMAT JSON) "+q.SQL, q.Args...); err != nil {
+		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
+	}
+	var doc []struct {
+		Plan json.RawMessage `json:"Plan"`
+	}
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil || len(doc) == 0 {
+		return nil, fmt.Errorf("explain %s: unreadable plan: %v", q.Name, err)
+	}
+	var shape []string
+	var walk func(json.RawMessage) error
+	walk = func(m json.RawMessage) error {
+		var n struct {
+			Type     string            `json:"Node Type"`
+			Relation string            `json:"Relation Name"`
+			Index    string            `json:"Index Name"`
+			Plans    []json.RawMessage `json:"Plans"`
+		}
+		if err := json.Unmarshal(m, &n); err != nil {
+			return err
+		}
+		s := n.Type
+		if n.Relation != "" {
+			s += " on " + n.Relation
+		}
+		if n.Index != "" {
+			s += " using " + n.Index
+		}
+		shape = append(shape, s)
+		for _, c := range n.Plans {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(doc[0].Plan); err != nil {
+		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
+	}
+	return shape, nil
+}
+
+// shapeChanges lists the nodes that appeared (+) and went (−).
+func shapeChanges(before, after []string) []string {
+	count := map[string]int{}
+	for _, n := range before {
+		count[n]--
+	}
+	for _, n := range after {
+		count[n]++
+	}
+	var out []string
+	for n, c := range count {
+		for ; c > 0; c-- {
+			out = append(out, "+ "+n)
+		}
+		for ; c < 0; c++ {
+			out = append(out, "- "+n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// watchPlans records the plans of the plan's hot queries and flags those
+// whose shape changed since the last record.
+func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor string) error {
+	for _, q := range plan.HotQueries {
+		shape, err := planShape(ctx, c.db, q)
+		if err != nil {
+			c.record(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: false, Actor: actor, Reason: err.Error()})
+			continue
+		}
+		var prev *string
+		if err := c.db.GetContext(ctx, &prev, `SELECT (SELECT shape::text FROM schemashift_query_plans WHERE migration = $1 AND query = $2
+			ORDER BY id DESC LIMIT 1)`, plan.Migration, q.Name); err != nil {
+			return fmt.Errorf("read query plans: %w", err)
+		}
+		var changes []string
+		if prev != nil {
+			var before []string
+			if err := json.Unmarshal([]byte(*prev), &before); err != nil {
+				return err
+			}
+			changes = shapeChanges(before, shape)
+		}
+		sj, _ := json.Marshal(shape)
+		cj, _ := json.Marshal(changes)
+		if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_query_plans (migration, query, moment, shape, changes)
+			VALUES ($1, $2, $3, $4, $5)`, plan.Migration, q.Name, when, string(sj), string(cj)); err != nil {
+			return fmt.Errorf("record query plan: %w", err)
+		}
+		if len(changes) > 0 {
+			c.record(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: true, Actor: actor,
+				Reason: fmt.Sprintf("plan of %s changed %s: %s", q.Name, when, strings.Join(changes, "; "))})
+		}
+	}
+	return nil
+}
+
+// QueryPlans reads the recorded plans of a migration's hot queries,
+// oldest first.
+func (c *Coordinator) QueryPlans(ctx context.Context, migration string) ([]QueryPlan, error) {
+	var rows []struct {
+		Query   string    `db:"query"`
+		When    string    `db:"moment"`
+		Shape   string    `db:"shape"`
+		Changes string    `db:"changes"`
+		At      time.Time `db:"at"`
+	}
+	if err := c.db.SelectContext(ctx, &rows, `SELECT query, moment, shape::text AS shape, changes::text AS changes, at
+		FROM schemashift_query_plans WHERE migration = $1 ORDER BY id`, migration); err != nil {
+		return nil, fmt.Errorf("read query plans: %w", err)
+	}
+	out := make([]QueryPlan, 0, len(rows))
+	for _, r := range rows {
+		p := QueryPlan{Migration: migration, Query: r.Query, When: r.When, At: r.At}
+		_ = json.Unmarshal([]byte(r.Shape), &p.Shape)
+		_ = json.Unmarshal([]byte(r.Changes), &p.Changes)
+		out = append(out, p)
+	}
+	return out, nil
+}
