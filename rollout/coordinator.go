@@ -247,6 +247,10 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	if err != nil {
 		return refuse(to, err)
 	}
+	lat, err := latencies(ctx, tx, r.Migration)
+	if err != nil {
+		return refuse(to, err)
+	}
 	tripped := row.Tripped
 	switch {
 	case r.trip != "":
@@ -257,10 +261,11 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	var next statusRow
 	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
 			phase_since = now(), updated_at = now(), matched_base = $4, mismatched_base = $5,
-			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10
+			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10,
+			base_latency = $12::jsonb
 		WHERE migration = $1 AND version = $11 RETURNING `+statusColumns,
 		r.Migration, to.String(), to.Stage().String(), t.Matched, t.Mismatched, t.OldTotal, t.OldErrors, t.NewTotal, t.NewErrors,
-		tripped, cur.Version); err != nil {
+		tripped, cur.Version, string(mustJSON(lat))); err != nil {
 		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 	}
 	reason := r.Reason

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,6 +25,9 @@ type Guardrail struct {
 	// MaxErrorRate trips when the share of failed calls of either path
 	// (old or new) rises above it.
 	MaxErrorRate float64
+	// MaxLatencyRatio trips when the new path's p99 latency exceeds this
+	// multiple of the old path's (both measured since the phase began).
+	MaxLatencyRatio float64
 	// HaltOnFailedVerification pauses the backfill and trips when a
 	// verification of the plan's backfills failed.
 	HaltOnFailedVerification bool
@@ -160,6 +164,22 @@ func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row s
 			m, mm := t.Matched-row.Matched, t.Mismatched-row.Mismatched
 			if n := m + mm; n >= min && float64(m)/float64(n) < g.MinConsistency {
 				return fmt.Sprintf("shadow consistency %.4f over %d comparisons, below %.4f", float64(m)/float64(n), n, g.MinConsistency), false, nil
+			}
+		}
+		if g.MaxLatencyRatio > 0 {
+			lat, err := latencies(ctx, c.db, plan.Migration)
+			if err != nil {
+				return "", false, err
+			}
+			var base paths
+			_ = json.Unmarshal([]byte(row.Latency), &base)
+			oldH, newH := lat.Old.minus(base.Old), lat.New.minus(base.New)
+			if oldH.total() >= min && newH.total() >= min {
+				o, n := oldH.quantile(0.99), newH.quantile(0.99)
+				if float64(n) > g.MaxLatencyRatio*float64(o) {
+					return fmt.Sprintf("p99 latency of the new path %v over %d calls, above %.2g× the old path's %v", n, newH.total(),
+						g.MaxLatencyRatio, o), false, nil
+				}
 			}
 		}
 		if g.MaxErrorRate > 0 {

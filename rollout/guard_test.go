@@ -120,6 +120,10 @@ func TestGuardrailsStepBack(t *testing.T) {
 	st, err = rollout.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
 	assert.Contains(t, st.Tripped, "error rate of the new path 0.3333 over 30 calls")
+	retro, err := c.Retrospective(ctx, "users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, 2, retro.Trips)
+	assert.Contains(t, retro.Markdown(), "2 guardrail trips")
 	stop()
 	assert.ErrorIs(t, <-watched, context.Canceled)
 }
@@ -158,4 +162,43 @@ func TestGuardrailPausesBackfillOnFailedVerification(t *testing.T) {
 	trips, err = c.Guard(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, trips, "acted on once")
+}
+
+// The new path slower than a multiple of the old one at p99 trips the
+// latency guardrail.
+func TestLatencyGuardrail(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t)
+	ctx := t.Context()
+	plan := usersPlan()
+	plan.Guardrails = []rollout.Guardrail{{MaxLatencyRatio: 2, MinSamples: 50}}
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+	require.NoError(t, err)
+	for range 6 { // … live
+		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
+		require.NoError(t, err)
+	}
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	require.NoError(t, err)
+	obs := in.Observer()
+	call := func(origin dualwrite.Origin, d time.Duration, n int) {
+		for range n {
+			obs.ObserveCall(ctx, dualwrite.Call{Migration: "users_split_name", Stage: flags.Live, Origin: origin, Duration: d})
+		}
+	}
+	// Comparable latencies: nothing trips.
+	call(dualwrite.Old, time.Millisecond, 100)
+	call(dualwrite.New, 1200*time.Microsecond, 100)
+	require.NoError(t, in.Beat(ctx))
+	trips, err := c.Guard(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, trips)
+	// The new path turns 10× slower.
+	call(dualwrite.New, 10*time.Millisecond, 300)
+	require.NoError(t, in.Beat(ctx))
+	trips, err = c.Guard(ctx)
+	require.NoError(t, err)
+	require.Len(t, trips, 1)
+	assert.Contains(t, trips[0].Reason, "p99 latency of the new path 12.8ms over 400 calls, above 2× the old path's 1.6ms")
+	assert.Equal(t, "stepped back to shadow", trips[0].Action)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -44,6 +45,7 @@ type taken struct {
 	seen                     uint32
 	old, matched, mismatched int64
 	calls, errs              [2]int64
+	latency                  paths
 }
 
 // window accumulates one heartbeat interval.
@@ -54,6 +56,7 @@ type window struct {
 	mismatched atomic.Int64
 	calls      [2]atomic.Int64 // by dualwrite.Origin
 	errs       [2]atomic.Int64
+	latency    [2][latencyBuckets]atomic.Int64
 }
 
 // InstanceOption configures an [Instance].
@@ -154,6 +157,7 @@ func (o instanceObserver) ObserveCall(_ context.Context, c dualwrite.Call) {
 		if c.Err != nil {
 			w.errs[c.Origin].Add(1)
 		}
+		w.latency[c.Origin][bucketOf(c.Duration)].Add(1)
 	}
 }
 
@@ -193,6 +197,10 @@ func (i *Instance) Beat(ctx context.Context) error {
 	for k, w := range windows {
 		took[k] = taken{seen: w.seen.Swap(0), old: w.oldCalls.Swap(0), matched: w.matched.Swap(0), mismatched: w.mismatched.Swap(0),
 			calls: [2]int64{w.calls[0].Swap(0), w.calls[1].Swap(0)}, errs: [2]int64{w.errs[0].Swap(0), w.errs[1].Swap(0)}}
+		for b := range latencyBuckets {
+			took[k].latency.Old[b] = w.latency[0][b].Swap(0)
+			took[k].latency.New[b] = w.latency[1][b].Swap(0)
+		}
 	}
 	for k, m := range names {
 		t := took[k]
@@ -211,9 +219,9 @@ func (i *Instance) Beat(ctx context.Context) error {
 			stages = []string{}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances AS i (instance_id, migration, service, build_version, stage_seen,
-				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors)
+				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors, latency)
 			VALUES ($1, $2, $3, $4, (SELECT coalesce(jsonb_object_agg(s, now()), '{}') FROM unnest($5::text[]) s),
-				$6, $7, CASE WHEN $8::bigint > 0 THEN now() END, $8, $9, $10, $11, $12, $13, $14)
+				$6, $7, CASE WHEN $8::bigint > 0 THEN now() END, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
 			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = now(),
 				service = EXCLUDED.service, build_version = EXCLUDED.build_version,
 				stage_seen = i.stage_seen || EXCLUDED.stage_seen,
@@ -224,9 +232,14 @@ func (i *Instance) Beat(ctx context.Context) error {
 				matched = i.matched + EXCLUDED.matched,
 				mismatched = i.mismatched + EXCLUDED.mismatched,
 				old_total = i.old_total + EXCLUDED.old_total, old_errors = i.old_errors + EXCLUDED.old_errors,
-				new_total = i.new_total + EXCLUDED.new_total, new_errors = i.new_errors + EXCLUDED.new_errors`,
+				new_total = i.new_total + EXCLUDED.new_total, new_errors = i.new_errors + EXCLUDED.new_errors,
+				latency = jsonb_build_object(
+					'old', (SELECT jsonb_agg(coalesce((i.latency->'old'->>n)::bigint, 0) + coalesce((EXCLUDED.latency->'old'->>n)::bigint, 0) ORDER BY n)
+						FROM generate_series(0, $16::int - 1) n),
+					'new', (SELECT jsonb_agg(coalesce((i.latency->'new'->>n)::bigint, 0) + coalesce((EXCLUDED.latency->'new'->>n)::bigint, 0) ORDER BY n)
+						FROM generate_series(0, $16::int - 1) n))`,
 			i.id, m, i.service, i.build, stages, minS, maxS, t.old, t.matched, t.mismatched,
-			t.calls[0], t.errs[0], t.calls[1], t.errs[1]); err != nil {
+			t.calls[0], t.errs[0], t.calls[1], t.errs[1], string(mustJSON(t.latency)), latencyBuckets); err != nil {
 			i.restore(windows, took)
 			return fmt.Errorf("heartbeat %s: %w", m, err)
 		}
@@ -254,7 +267,16 @@ func (i *Instance) restore(windows []*window, took []taken) {
 			w.calls[o].Add(took[k].calls[o])
 			w.errs[o].Add(took[k].errs[o])
 		}
+		for b := range latencyBuckets {
+			w.latency[0][b].Add(took[k].latency.Old[b])
+			w.latency[1][b].Add(took[k].latency.New[b])
+		}
 	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // Start sends a heartbeat every interval until Close.

@@ -79,6 +79,9 @@ var ledgerSchema = []string{
 		at        timestamptz NOT NULL DEFAULT now()
 	);
 	CREATE INDEX schemashift_query_plans_migration ON schemashift_query_plans (migration, query, id)`,
+	// 5: latency histograms per path, for the latency guardrail.
+	`ALTER TABLE schemashift_instances ADD COLUMN latency jsonb NOT NULL DEFAULT '{"old": [], "new": []}';
+	ALTER TABLE schemashift_migrations ADD COLUMN base_latency jsonb NOT NULL DEFAULT '{"old": [], "new": []}'`,
 }
 
 // EnsureLedger creates the ledger tables, or upgrades them to this build's
@@ -184,6 +187,7 @@ type statusRow struct {
 	NewTotal   int64     `db:"base_new_total"`
 	NewErrors  int64     `db:"base_new_errors"`
 	Tripped    string    `db:"tripped"`
+	Latency    string    `db:"base_latency"`
 }
 
 func (r statusRow) status() (Status, error) {
@@ -199,7 +203,7 @@ func (r statusRow) status() (Status, error) {
 }
 
 const statusColumns = `migration, phase, stage, version, phase_since, updated_at, matched_base, mismatched_base,
-	base_old_total, base_old_errors, base_new_total, base_new_errors, tripped`
+	base_old_total, base_old_errors, base_new_total, base_new_errors, tripped, base_latency::text AS base_latency`
 
 // Get reads one migration's status.
 func Get(ctx context.Context, db sqlx.QueryerContext, migration string) (Status, error) {

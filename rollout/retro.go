@@ -22,6 +22,7 @@ type Retrospective struct {
 	Phases      []PhaseTime         `json:"phases"`
 	Refused     int                 `json:"refused"`
 	Forced      int                 `json:"forced"`
+	Trips       int                 `json:"guardrail_trips"`
 	Backfills   []backfill.Progress `json:"backfills"`
 	Consistency Consistency         `json:"consistency"` // every shadow comparison reported
 }
@@ -54,10 +55,15 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 	}
 	moved := false
 	for _, e := range r.Timeline {
+		if e.Actor == "guardrail" && e.Accepted {
+			r.Trips++
+		}
 		switch {
 		case !e.Accepted:
 			r.Refused++
 			continue
+		case e.Kind == "guardrail" || e.Kind == "query-plan":
+			continue // no phase change
 		case strings.HasPrefix(e.Kind, "force-"):
 			r.Forced++
 		}
@@ -111,7 +117,8 @@ func (r Retrospective) Markdown() string {
 	if r.Finished {
 		state = "finished"
 	}
-	fmt.Fprintf(&b, "# Retrospective: %s\n\nNow at **%s** (%s). %d transitions refused, %d forced.\n\n", r.Migration, r.Phase, state, r.Refused, r.Forced)
+	fmt.Fprintf(&b, "# Retrospective: %s\n\nNow at **%s** (%s). %d transitions refused, %d forced, %d guardrail trips.\n\n",
+		r.Migration, r.Phase, state, r.Refused, r.Forced, r.Trips)
 	fmt.Fprintf(&b, "## Time per phase\n\n| phase | entered | time |\n|---|---|---|\n")
 	for _, p := range r.Phases {
 		cur := ""
