@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,9 +25,16 @@ import (
 )
 
 func boardServer(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator) {
+	srv, c, _ := boardServerDB(t, opts...)
+	return srv, c
+}
+
+func boardServerDB(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator, *sqlx.DB) {
 	t.Helper()
 	db := usersDB(t)
-	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{usersPlan()})
+	plan := usersPlan()
+	plan.HotQueries = []rollout.HotQuery{{Name: "user by id", SQL: `SELECT full_name FROM users WHERE id = $1`, Args: []any{7}}}
+	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{plan})
 	require.NoError(t, err)
 	_, err = c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "setup"})
 	require.NoError(t, err)
@@ -37,7 +45,7 @@ func boardServer(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *
 	require.NoError(t, err)
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
-	return srv, c
+	return srv, c, db
 }
 
 func allowAll() rollout.BoardOption {
@@ -271,7 +279,7 @@ func TestBoardInChromium(t *testing.T) {
 	driverBin, err := exec.LookPath("chromedriver")
 	require.NoError(t, err, "the board test needs chromedriver (apt-get install chromium-driver)")
 
-	srv, c := boardServer(t, allowAll())
+	srv, c, db := boardServerDB(t, allowAll())
 	port := freePort(t)
 	driver := exec.Command(driverBin, fmt.Sprintf("--port=%d", port))
 	require.NoError(t, driver.Start())
@@ -300,6 +308,7 @@ func TestBoardInChromium(t *testing.T) {
 	assert.Equal(t, "met", d.text(`[data-migration="users_split_name"] [data-field="gate"]`))
 	assert.Contains(t, d.text(`table.fleet`), "api-1")
 	assert.Contains(t, d.text(`table.audit`), "advance")
+	assert.Contains(t, d.text(`table.plans`), "Index Scan on users using users_pkey", "the hot query's plan")
 
 	// The dependency map is drawn (the SVG loads under the page's CSP).
 	require.Eventually(t, func() bool {
@@ -327,4 +336,12 @@ func TestBoardInChromium(t *testing.T) {
 	d.call(http.MethodPost, "/session/"+d.session+"/url", map[string]string{"url": srv.URL + "/retrospective/users_split_name"})
 	require.Eventually(t, func() bool { return strings.Contains(d.poll("body"), "# Retrospective: users_split_name") }, 30*time.Second, 50*time.Millisecond)
 	assert.Contains(t, d.text("body"), "| dualwrite (now) |")
+
+	// A tripped guardrail shows, and the advance form asks for the acknowledgement.
+	db.MustExecContext(t.Context(), `UPDATE schemashift_migrations SET tripped = 'shadow consistency 0.8 below 0.95'`)
+	d.call(http.MethodPost, "/session/"+d.session+"/url", map[string]string{"url": srv.URL + "/"})
+	require.Eventually(t, func() bool {
+		return strings.Contains(d.poll(`[data-field="tripped"]`), "Guardrail tripped: shadow consistency 0.8 below 0.95")
+	}, 30*time.Second, 50*time.Millisecond)
+	assert.Contains(t, d.text(`.actions`), "acknowledge the trip")
 }
