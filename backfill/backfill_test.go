@@ -203,7 +203,8 @@ func TestWorkersShareAJobExactlyOnce(t *testing.T) {
 			var wg sync.WaitGroup
 			errs := make([]error, 2)
 			for i := range 2 {
-				b := mustNew(t, db, emailJob("shared"), backfill.WithWorkers(workers/2), backfill.WithChunkSize(250, 250, 250))
+				// Rate-limited so that no worker can take every chunk before the others start.
+				b := mustNew(t, db, emailJob("shared"), backfill.WithWorkers(workers/2), backfill.WithChunkSize(250, 250, 250), backfill.WithRate(5000))
 				wg.Go(func() { _, errs[i] = b.Run(t.Context()) })
 			}
 			wg.Wait()
