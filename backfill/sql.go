@@ -92,17 +92,6 @@ func (p *plan) keyRow(a *args, k Key) string {
 	return "ROW(" + strings.Join(parts, ", ") + ")"
 }
 
-func (p *plan) keyRowOf(alias string) string {
-	if alias == "" {
-		return "ROW(" + p.keyList + ")"
-	}
-	quoted, _ := ident.QuoteAll(p.keyCols)
-	for i := range quoted {
-		quoted[i] = alias + "." + quoted[i]
-	}
-	return "ROW(" + strings.Join(quoted, ", ") + ")"
-}
-
 // span is a range of keys: after Lo (exclusive) up to Hi (inclusive); a nil
 // bound is open.
 type span struct {
@@ -117,14 +106,14 @@ func (p *plan) where(a *args, s span, keys []Key) string {
 		for i, k := range keys {
 			rows[i] = p.keyRow(a, k)
 		}
-		return p.keyRowOf("") + " IN (" + strings.Join(rows, ", ") + ")"
+		return "ROW(" + p.keyList + ")" + " IN (" + strings.Join(rows, ", ") + ")"
 	}
 	var conds []string
 	if s.Lo != nil {
-		conds = append(conds, p.keyRowOf("")+" > "+p.keyRow(a, s.Lo))
+		conds = append(conds, "ROW("+p.keyList+")"+" > "+p.keyRow(a, s.Lo))
 	}
 	if s.Hi != nil {
-		conds = append(conds, p.keyRowOf("")+" <= "+p.keyRow(a, s.Hi))
+		conds = append(conds, "ROW("+p.keyList+")"+" <= "+p.keyRow(a, s.Hi))
 	}
 	if len(conds) == 0 {
 		return "true"

@@ -132,7 +132,7 @@ func verifyTable(ctx context.Context, db sqlx.QueryerContext, t Table) ([]string
 		}
 		if want.Nullable != nil && *want.Nullable == got.NotNull {
 			have, need := "NOT NULL", "nullable"
-			if got.NotNull == false {
+			if !got.NotNull {
 				have, need = "nullable", "NOT NULL"
 			}
 			problems = append(problems, fmt.Sprintf("column %s.%s is %s, want %s", t.Name, want.Name, have, need))

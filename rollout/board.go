@@ -386,13 +386,9 @@ func (c *Coordinator) consistencySince(ctx context.Context, migration string) (C
 	if err := c.db.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, migration); err != nil {
 		return Consistency{}, err
 	}
-	m, mm, err := c.comparisons(ctx, c.db, migration)
+	t, err := c.totals(ctx, c.db, migration)
 	if err != nil {
 		return Consistency{}, err
 	}
-	out := Consistency{Matched: m - row.Matched, Mismatched: mm - row.Mismatched}
-	if t := out.Matched + out.Mismatched; t > 0 {
-		out.Ratio = float64(out.Matched) / float64(t)
-	}
-	return out, nil
+	return t.since(row), nil
 }

@@ -223,7 +223,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 			Reason: "a guardrail tripped (" + row.Tripped + "); advance with acknowledgement once the cause is dealt with"})
 	}
 	if forward && !r.Force {
-		if gate, reason, err := c.gate(ctx, tx, plan, cur, to, row); err != nil {
+		if gate, reason, err := c.gate(ctx, tx, plan, to, row); err != nil {
 			return refuse(to, fmt.Errorf("advance %s: check gate: %w", r.Migration, err))
 		} else if reason != "" {
 			return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: gate, Reason: reason})
@@ -400,6 +400,15 @@ type totals struct {
 	NewErrors  int64 `db:"new_errors"`
 }
 
+// since counts the comparisons made since the phase of row began.
+func (t totals) since(row statusRow) Consistency {
+	out := Consistency{Matched: t.Matched - row.Matched, Mismatched: t.Mismatched - row.Mismatched}
+	if n := out.Matched + out.Mismatched; n > 0 {
+		out.Ratio = float64(out.Matched) / float64(n)
+	}
+	return out
+}
+
 func (c *Coordinator) totals(ctx context.Context, q sqlx.QueryerContext, migration string) (totals, error) {
 	var t totals
 	err := sqlx.GetContext(ctx, q, &t, `SELECT coalesce(sum(matched), 0) AS matched, coalesce(sum(mismatched), 0) AS mismatched,
@@ -412,18 +421,9 @@ func (c *Coordinator) totals(ctx context.Context, q sqlx.QueryerContext, migrati
 	return t, err
 }
 
-func (c *Coordinator) comparisons(ctx context.Context, q sqlx.QueryerContext, migration string) (matched, mismatched int64, err error) {
-	err = q.QueryRowxContext(ctx, `SELECT coalesce(sum(matched), 0), coalesce(sum(mismatched), 0) FROM schemashift_instances WHERE migration = $1`,
-		migration).Scan(&matched, &mismatched)
-	if err != nil {
-		err = fmt.Errorf("sum comparisons: %w", err)
-	}
-	return matched, mismatched, err
-}
-
 // gate checks the condition of the transition from cur to to. It returns
 // the gate's name and, when unmet, why.
-func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, cur Status, to Phase, row statusRow) (string, string, error) {
+func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase, row statusRow) (string, string, error) {
 	switch to {
 	case Planned, Expanded:
 		return "expand", "", nil
@@ -515,17 +515,17 @@ func backfillState(ctx context.Context, q sqlx.QueryerContext, job string) (stri
 
 // consistency checks the shadow comparisons reported since the phase began.
 func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, plan Plan, row statusRow) (string, error) {
-	matched, mismatched, err := c.comparisons(ctx, q, plan.Migration)
+	t, err := c.totals(ctx, q, plan.Migration)
 	if err != nil {
 		return "", err
 	}
-	m, mm := matched-row.Matched, mismatched-row.Mismatched
-	total := m + mm
+	since := t.since(row)
+	total := since.Matched + since.Mismatched
 	if total < plan.MinComparisons {
 		return fmt.Sprintf("%d comparisons since %s began, %d required", total, row.Phase, plan.MinComparisons), nil
 	}
-	if ratio := float64(m) / float64(total); ratio < plan.ShadowConsistency {
-		return fmt.Sprintf("consistency %.4f over %d comparisons, %.4f required", ratio, total, plan.ShadowConsistency), nil
+	if since.Ratio < plan.ShadowConsistency {
+		return fmt.Sprintf("consistency %.4f over %d comparisons, %.4f required", since.Ratio, total, plan.ShadowConsistency), nil
 	}
 	return "", nil
 }

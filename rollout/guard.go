@@ -161,9 +161,9 @@ func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row s
 			continue
 		}
 		if g.MinConsistency > 0 {
-			m, mm := t.Matched-row.Matched, t.Mismatched-row.Mismatched
-			if n := m + mm; n >= min && float64(m)/float64(n) < g.MinConsistency {
-				return fmt.Sprintf("shadow consistency %.4f over %d comparisons, below %.4f", float64(m)/float64(n), n, g.MinConsistency), false, nil
+			since := t.since(row)
+			if n := since.Matched + since.Mismatched; n >= min && since.Ratio < g.MinConsistency {
+				return fmt.Sprintf("shadow consistency %.4f over %d comparisons, below %.4f", since.Ratio, n, g.MinConsistency), false, nil
 			}
 		}
 		if g.MaxLatencyRatio > 0 {

@@ -46,7 +46,7 @@ func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, e
 		r.Reason = "contracted: nothing comes after"
 		return r, nil
 	}
-	gate, reason, err := c.gate(ctx, tx, plan, cur, r.Next, row)
+	gate, reason, err := c.gate(ctx, tx, plan, r.Next, row)
 	if err != nil {
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}

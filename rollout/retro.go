@@ -99,14 +99,11 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 		}
 		r.Backfills = append(r.Backfills, p)
 	}
-	m, mm, err := c.comparisons(ctx, c.db, migration)
+	t, err := c.totals(ctx, c.db, migration)
 	if err != nil {
 		return r, err
 	}
-	r.Consistency = Consistency{Matched: m, Mismatched: mm}
-	if m+mm > 0 {
-		r.Consistency.Ratio = float64(m) / float64(m+mm)
-	}
+	r.Consistency = t.since(statusRow{})
 	return r, nil
 }
 

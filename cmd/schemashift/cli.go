@@ -189,6 +189,17 @@ func (c *cli) coordinator(ctx context.Context) (*rollout.Coordinator, error) {
 	return rollout.Open(ctx, c.db)
 }
 
+// migration reads the one migration argument of a command and opens the
+// coordinator of the ledger's plans.
+func (c *cli) migration(ctx context.Context, args []string) (*rollout.Coordinator, string, error) {
+	m, err := oneArg(args, "migration")
+	if err != nil {
+		return nil, "", err
+	}
+	co, err := c.coordinator(ctx)
+	return co, m, err
+}
+
 func oneArg(args []string, what string) (string, error) {
 	if len(args) != 1 {
 		return "", usagef("want one %s, got %d arguments", what, len(args))
@@ -285,11 +296,7 @@ func (c *cli) request(fs *flag.FlagSet, migration string) rollout.Request {
 }
 
 func (c *cli) transition(ctx context.Context, fs *flag.FlagSet, args []string, forward, force bool) error {
-	m, err := oneArg(args, "migration")
-	if err != nil {
-		return err
-	}
-	co, err := c.coordinator(ctx)
+	co, m, err := c.migration(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -385,11 +392,7 @@ func (c *cli) progressBar(p backfill.Progress) {
 }
 
 func (c *cli) verify(ctx context.Context, fs *flag.FlagSet, args []string) error {
-	m, err := oneArg(args, "migration")
-	if err != nil {
-		return err
-	}
-	co, err := c.coordinator(ctx)
+	co, m, err := c.migration(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -446,11 +449,7 @@ func (c *cli) lint(ctx context.Context, fs *flag.FlagSet, args []string) error {
 }
 
 func (c *cli) runbook(ctx context.Context, _ *flag.FlagSet, args []string) error {
-	m, err := oneArg(args, "migration")
-	if err != nil {
-		return err
-	}
-	co, err := c.coordinator(ctx)
+	co, m, err := c.migration(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -467,11 +466,7 @@ func (c *cli) runbook(ctx context.Context, _ *flag.FlagSet, args []string) error
 }
 
 func (c *cli) retro(ctx context.Context, fs *flag.FlagSet, args []string) error {
-	m, err := oneArg(args, "migration")
-	if err != nil {
-		return err
-	}
-	co, err := c.coordinator(ctx)
+	co, m, err := c.migration(ctx, args)
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func key(set attribute.Set) string {
 		if i > 0 {
 			s += ","
 		}
-		s += string(kv.Key) + "=" + kv.Value.Emit()
+		s += string(kv.Key) + "=" + kv.Value.String()
 	}
 	return s
 }

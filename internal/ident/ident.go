@@ -84,10 +84,6 @@ func (t Table) Quoted() string {
 	return pgx.Identifier{t.Schema, t.Name}.Sanitize()
 }
 
-// Regclass returns the text to cast to regclass ($1::regclass) to find the
-// table in the catalog.
-func (t Table) Regclass() string { return t.Quoted() }
-
 func (t Table) String() string {
 	if t.Schema == "" {
 		return t.Name

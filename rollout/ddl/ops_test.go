@@ -140,11 +140,6 @@ var allOps = []ddl.Op{
 	ddl.AddUnique{Name: "users_tenant_email", Table: "users", Columns: []string{"tenant", "email"}},
 }
 
-type column struct {
-	Name    string `db:"column_name"`
-	NotNull string `db:"is_nullable"`
-}
-
 func schemaOf(t *testing.T, db *sqlx.DB) string {
 	t.Helper()
 	var s string
