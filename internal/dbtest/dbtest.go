@@ -1,0 +1,34 @@
+// Package dbtest runs a test against every database schemashift supports:
+// a fresh PostgreSQL database from [pgtest] and a fresh SQLite file.
+package dbtest
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/sqlite"
+)
+
+// Each runs f as a subtest per database, named "postgres" and "sqlite",
+// each with a fresh, empty database of its own. The package's TestMain
+// must call [pgtest.Main].
+func Each(t *testing.T, f func(t *testing.T, db *sqlx.DB)) {
+	t.Helper()
+	t.Run("postgres", func(t *testing.T) { f(t, pgtest.DB(t)) })
+	t.Run("sqlite", func(t *testing.T) { f(t, SQLite(t)) })
+}
+
+// SQLite opens a fresh SQLite database in t's temporary directory, closed
+// when t ends.
+func SQLite(t testing.TB) *sqlx.DB {
+	t.Helper()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	if err != nil {
+		t.Fatalf("dbtest: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}

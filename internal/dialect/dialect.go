@@ -1,0 +1,415 @@
+// Package dialect holds everything that differs between the databases
+// schemashift runs on, PostgreSQL and SQLite, so that no other package
+// spells a database's name: the SQL fragments that have no common form
+// (the current time, row locks, typed parameters, JSON), the catalog
+// queries (tables, keys, columns, indexes), advisory locks, session
+// timeouts, and the errors a retry looks at.
+//
+// Everything else schemashift writes is the SQL both accept: $n
+// parameters, row values, IS DISTINCT FROM, ON CONFLICT, RETURNING,
+// aggregate FILTER, LIMIT … OFFSET, CAST(x AS text).
+//
+// SQLite serializes writers: a write transaction holds the database's
+// write lock from BEGIN (the driver's _txlock=immediate) to COMMIT, so the
+// row locks and advisory locks PostgreSQL needs are no-ops there. The
+// sqlite package opens connections that way.
+package dialect
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/ident"
+)
+
+// Dialect is one database's spelling. The two values, [Postgres] and
+// [SQLite], are immutable and safe for concurrent use.
+type Dialect struct {
+	name   string
+	sqlite bool
+}
+
+// The dialects.
+var (
+	Postgres = &Dialect{name: "postgres"}
+	SQLite   = &Dialect{name: "sqlite", sqlite: true}
+)
+
+// Of returns the dialect of a pool or transaction from its driver's name
+// (sqlx's DriverName): "sqlite" or "sqlite3" is SQLite, anything else
+// PostgreSQL, through pgx or a compatible driver.
+func Of(db any) *Dialect {
+	if n, ok := db.(interface{ DriverName() string }); ok {
+		switch n.DriverName() {
+		case "sqlite", "sqlite3":
+			return SQLite
+		}
+	}
+	return Postgres
+}
+
+func (d *Dialect) String() string { return d.name }
+
+// IsSQLite reports whether d is SQLite: for the few callers that must say
+// something different there (a note that a safety step is skipped).
+func (d *Dialect) IsSQLite() bool { return d.sqlite }
+
+// timeFormat is how SQLite stores schemashift's timestamps: UTC, fixed
+// width, so text order is time order; the driver parses it back into a
+// time.Time for columns declared timestamp.
+const (
+	timeFormat   = "2006-01-02 15:04:05.000+00:00"
+	sqliteFormat = "'%Y-%m-%d %H:%M:%f+00:00'"
+)
+
+// Now is the SQL expression of the current time.
+func (d *Dialect) Now() string {
+	if d.sqlite {
+		return "strftime(" + sqliteFormat + ", 'now')"
+	}
+	return "now()"
+}
+
+// NowPlus is the SQL expression of the current time plus secs seconds (a
+// float parameter or literal; negative goes back).
+func (d *Dialect) NowPlus(secs string) string {
+	if d.sqlite {
+		return "strftime(" + sqliteFormat + ", 'now', (" + secs + ") || ' seconds')"
+	}
+	return "(now() + make_interval(secs => " + secs + "))"
+}
+
+// Typed is a parameter typed as a column of type typ (as the catalog names
+// it), for comparisons with a key column. SQLite compares by the column's
+// affinity and needs no cast.
+func (d *Dialect) Typed(param, typ string) string {
+	if d.sqlite {
+		return param
+	}
+	return param + "::" + typ
+}
+
+// JSON is a parameter holding a JSON document, for a json column.
+func (d *Dialect) JSON(param string) string {
+	if d.sqlite {
+		return "json(" + param + ")"
+	}
+	return param + "::jsonb"
+}
+
+// Row is a row value of exprs.
+func (d *Dialect) Row(exprs ...string) string {
+	if d.sqlite {
+		return "(" + strings.Join(exprs, ", ") + ")"
+	}
+	return "ROW(" + strings.Join(exprs, ", ") + ")"
+}
+
+// ForUpdate locks the rows a SELECT reads until the transaction ends.
+func (d *Dialect) ForUpdate() string {
+	if d.sqlite {
+		return ""
+	}
+	return " FOR UPDATE"
+}
+
+// ForUpdateSkipLocked locks the rows a SELECT reads, passing over rows
+// another transaction holds.
+func (d *Dialect) ForUpdateSkipLocked() string {
+	if d.sqlite {
+		return ""
+	}
+	return " FOR UPDATE SKIP LOCKED"
+}
+
+// Greatest is the largest of exprs.
+func (d *Dialect) Greatest(exprs ...string) string {
+	if d.sqlite {
+		return "max(" + strings.Join(exprs, ", ") + ")"
+	}
+	return "greatest(" + strings.Join(exprs, ", ") + ")"
+}
+
+var schemaSpellings = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`(?i)\bbigserial PRIMARY KEY\b`), "integer PRIMARY KEY AUTOINCREMENT"},
+	{regexp.MustCompile(`(?i)\btimestamptz\b`), "timestamp"},
+	{regexp.MustCompile(`(?i)\bjsonb\b`), "text"},
+	{regexp.MustCompile(`(?i)\bDEFAULT (now|clock_timestamp)\(\)`), "DEFAULT (strftime(" + sqliteFormat + ", 'now'))"},
+}
+
+// Schema renders DDL for schemashift's own tables, written in PostgreSQL's
+// spelling, for d: on SQLite, bigserial keys, timestamptz, jsonb and
+// now() defaults become their SQLite forms.
+func (d *Dialect) Schema(ddl string) string {
+	if !d.sqlite {
+		return ddl
+	}
+	for _, s := range schemaSpellings {
+		ddl = s.re.ReplaceAllString(ddl, s.with)
+	}
+	return ddl
+}
+
+// CurrentTime reads the database's clock.
+func (d *Dialect) CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.Time, error) {
+	if !d.sqlite {
+		var t time.Time
+		err := sqlx.GetContext(ctx, q, &t, `SELECT now()`)
+		return t, err
+	}
+	var s string
+	if err := sqlx.GetContext(ctx, q, &s, `SELECT `+d.Now()); err != nil {
+		return time.Time{}, err
+	}
+	return ParseTime(s)
+}
+
+// ParseTime reads a timestamp SQLite returned as text (from an expression,
+// which carries no declared type for the driver to go by).
+func ParseTime(s string) (time.Time, error) {
+	for _, f := range []string{timeFormat, "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
+		if t, err := time.Parse(f, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("parse time %q: not a timestamp", s)
+}
+
+// Time scans a timestamp from either database, including SQLite
+// expressions that come back as text. The zero value is NULL.
+type Time struct{ time.Time }
+
+// Scan implements sql.Scanner.
+func (t *Time) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		t.Time = time.Time{}
+	case time.Time:
+		t.Time = v
+	case string:
+		p, err := ParseTime(v)
+		t.Time = p
+		return err
+	case []byte:
+		p, err := ParseTime(string(v))
+		t.Time = p
+		return err
+	default:
+		return fmt.Errorf("scan time: unsupported %T", v)
+	}
+	return nil
+}
+
+// Execer runs a statement: *sqlx.DB, *sqlx.Tx, *sqlx.Conn and their
+// database/sql counterparts.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+var (
+	_ Execer = (*sqlx.DB)(nil)
+	_ Execer = (*sqlx.Tx)(nil)
+	_ Execer = (*sqlx.Conn)(nil)
+)
+
+// LockTx takes a transaction-scoped advisory lock on key, released at
+// COMMIT or ROLLBACK. On SQLite the write transaction already excludes
+// every other writer.
+func (d *Dialect) LockTx(ctx context.Context, tx Execer, key int64) error {
+	if d.sqlite {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, key)
+	return err
+}
+
+// SetTimeouts bounds how long the statements of a transaction (local) or
+// of a session wait for a lock and run. Zero leaves a timeout unset.
+// SQLite has neither: a writer waits for the write lock up to the
+// connection's busy_timeout, and statements are not timed.
+func (d *Dialect) SetTimeouts(ctx context.Context, ex Execer, lock, statement time.Duration, local bool) error {
+	if d.sqlite {
+		return nil
+	}
+	_, err := ex.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, $3), set_config('statement_timeout', $2, $3)`,
+		millis(lock), millis(statement), local)
+	return err
+}
+
+func millis(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%dms", max(d.Milliseconds(), 1))
+}
+
+// UndefinedTable reports whether err says a table does not exist.
+func UndefinedTable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) && coded.SQLState() == "42P01" {
+		return true
+	}
+	return strings.Contains(err.Error(), "no such table")
+}
+
+// Busy reports whether err is SQLite's "database is locked" or "busy": the
+// write lock was not had within busy_timeout; the work may be retried.
+func Busy(err error) bool {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		switch coded.Code() & 0xff {
+		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+			return true
+		}
+	}
+	return false
+}
+
+// TableExists reports whether t exists.
+func (d *Dialect) TableExists(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (bool, error) {
+	var exists bool
+	var err error
+	if d.sqlite {
+		err = sqlx.GetContext(ctx, q, &exists, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(t)+`.sqlite_schema
+			WHERE type = 'table' AND name = $1)`, t.Name)
+	} else {
+		err = sqlx.GetContext(ctx, q, &exists, `SELECT to_regclass($1) IS NOT NULL`, t.Quoted())
+	}
+	return exists, err
+}
+
+func sqliteSchema(t ident.Table) string {
+	if t.Schema == "" {
+		return `"main"`
+	}
+	q, _ := ident.Quote(t.Schema) // checked by ParseTable
+	return q
+}
+
+func schemaName(t ident.Table) string {
+	if t.Schema == "" {
+		return "main"
+	}
+	return t.Schema
+}
+
+// Column is a column as the catalog describes it.
+type Column struct {
+	Name    string `db:"name"`
+	Type    string `db:"type"` // PostgreSQL's format_type; SQLite's declared type
+	NotNull bool   `db:"not_null"`
+	Key     int    `db:"key"` // position in the primary key from 1; 0 when not in it
+}
+
+// Columns lists t's columns in order; none when t does not exist.
+func (d *Dialect) Columns(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]Column, error) {
+	var cols []Column
+	var err error
+	if d.sqlite {
+		err = sqlx.SelectContext(ctx, q, &cols, `SELECT name, type, "notnull" <> 0 AS not_null, pk AS key
+			FROM pragma_table_info($1, $2) ORDER BY cid`, t.Name, schemaName(t))
+	} else {
+		err = sqlx.SelectContext(ctx, q, &cols, `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+				a.attnotnull AS not_null, coalesce(array_position(i.indkey::int2[], a.attnum), 0) AS key
+			FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, t.Quoted())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", t, err)
+	}
+	return cols, nil
+}
+
+// Index is an index as the catalog describes it.
+type Index struct {
+	Name    string
+	Columns []string
+	Unique  bool
+	// Valid is false for an index a failed concurrent build left behind
+	// (PostgreSQL only).
+	Valid bool
+}
+
+// Indexes lists t's indexes.
+func (d *Dialect) Indexes(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]Index, error) {
+	var rows []struct {
+		Name    string `db:"name"`
+		Columns string `db:"columns"`
+		Unique  bool   `db:"is_unique"`
+		Valid   bool   `db:"is_valid"`
+	}
+	var err error
+	if d.sqlite {
+		err = sqlx.SelectContext(ctx, q, &rows, `SELECT l.name, l."unique" <> 0 AS is_unique, true AS is_valid,
+				coalesce((SELECT group_concat(name, ',') FROM (SELECT i.name FROM pragma_index_info(l.name, $2) i ORDER BY i.seqno)), '') AS columns
+			FROM pragma_index_list($1, $2) l`, t.Name, schemaName(t))
+	} else {
+		err = sqlx.SelectContext(ctx, q, &rows, `SELECT c.relname AS name, i.indisunique AS is_unique, i.indisvalid AS is_valid,
+				coalesce((SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+					JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum), '') AS columns
+			FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1)`, t.Quoted())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read indexes of %s: %w", t, err)
+	}
+	out := make([]Index, len(rows))
+	for i, r := range rows {
+		out[i] = Index{Name: r.Name, Unique: r.Unique, Valid: r.Valid}
+		if r.Columns != "" {
+			out[i].Columns = strings.Split(r.Columns, ",")
+		}
+	}
+	return out, nil
+}
+
+// PrimaryKey lists t's primary key columns in key order; none when t has
+// no primary key (or does not exist).
+func (d *Dialect) PrimaryKey(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]string, error) {
+	cols, err := d.Columns(ctx, q, t)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for pos := 1; ; pos++ {
+		found := false
+		for _, c := range cols {
+			if c.Key == pos {
+				keys, found = append(keys, c.Name), true
+			}
+		}
+		if !found {
+			return keys, nil
+		}
+	}
+}
+
+// EstimateRows is the planner's estimate of t's row count (PostgreSQL's
+// reltuples, -1 when never analyzed); SQLite keeps none and counts.
+func (d *Dialect) EstimateRows(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (int64, error) {
+	var n float64
+	var err error
+	if d.sqlite {
+		err = sqlx.GetContext(ctx, q, &n, `SELECT count(*) FROM `+sqliteSchema(t)+`.`+pgQuote(t.Name))
+	} else {
+		err = sqlx.GetContext(ctx, q, &n, `SELECT reltuples FROM pg_class WHERE oid = $1::regclass`, t.Quoted())
+	}
+	return int64(n), err
+}
+
+func pgQuote(name string) string {
+	q, _ := ident.Quote(name) // checked by ParseTable
+	return q
+}
