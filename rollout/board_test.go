@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -31,8 +32,8 @@ func boardServer(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *
 
 func boardServerDB(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator, *sqlx.DB) {
 	t.Helper()
-	db := usersDB(t)
-	plan := usersPlan()
+	db := usersDB(t, pgtest.DB(t))
+	plan := usersPlan(db)
 	plan.HotQueries = []rollout.HotQuery{{Name: "user by id", SQL: `SELECT full_name FROM users WHERE id = $1`, Args: []any{7}}}
 	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{plan})
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -74,10 +76,11 @@ type Request struct {
 // concurrent use, from any number of processes: every transition is a
 // compare-and-set on the ledger row. It holds nothing to close.
 type Coordinator struct {
-	db     *sqlx.DB
-	plans  map[string]Plan
-	ageOut time.Duration
-	trips  TripObserver
+	db      *sqlx.DB
+	dialect *dialect.Dialect
+	plans   map[string]Plan
+	ageOut  time.Duration
+	trips   TripObserver
 }
 
 const defaultAgeOut = time.Minute
@@ -99,7 +102,7 @@ func WithAgeOut(d time.Duration) CoordinatorOption {
 
 // NewCoordinator ensures the ledger and registers plans.
 func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...CoordinatorOption) (*Coordinator, error) {
-	c := &Coordinator{db: db, plans: map[string]Plan{}, ageOut: defaultAgeOut}
+	c := &Coordinator{db: db, dialect: dialect.Of(db), plans: map[string]Plan{}, ageOut: defaultAgeOut}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, fmt.Errorf("new coordinator: %w", err)
@@ -179,7 +182,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
 	var row statusRow
-	if err := tx.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1 FOR UPDATE`, r.Migration); err != nil {
+	if err := tx.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`+c.dialect.ForUpdate(), r.Migration); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Status{}, fmt.Errorf("%s: %w %q", kind, ErrUnknownMigration, r.Migration)
 		}
@@ -234,11 +237,11 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	// have to run outside a transaction) on their own connections first.
 	switch {
 	case forward && to == Expanded:
-		err = runDDL(ctx, tx, plan.Expand, false)
+		err = c.runDDL(ctx, tx, plan.Expand, false)
 	case forward && to == Contracted:
-		err = runDDL(ctx, tx, plan.Contract, false)
+		err = c.runDDL(ctx, tx, plan.Contract, false)
 	case !forward && to == Planned:
-		err = runDDL(ctx, tx, plan.Expand, true)
+		err = c.runDDL(ctx, tx, plan.Expand, true)
 	}
 	if err != nil {
 		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
@@ -260,9 +263,9 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	}
 	var next statusRow
 	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
-			phase_since = now(), updated_at = now(), matched_base = $4, mismatched_base = $5,
+			phase_since = `+c.dialect.Now()+`, updated_at = `+c.dialect.Now()+`, matched_base = $4, mismatched_base = $5,
 			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10,
-			base_latency = $12::jsonb
+			base_latency = `+c.dialect.JSON("$12")+`
 		WHERE migration = $1 AND version = $11 RETURNING `+statusColumns,
 		r.Migration, to.String(), to.Stage().String(), t.Matched, t.Mismatched, t.OldTotal, t.OldErrors, t.NewTotal, t.NewErrors,
 		tripped, cur.Version, string(mustJSON(lat))); err != nil {
@@ -319,13 +322,8 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 	if err != nil {
 		return unlock, err
 	}
-	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtextextended('schemashift:' || $1, 0))`, r.Migration); err != nil {
-		conn.Close()
+	if unlock, err = c.dialect.LockSession(ctx, conn, "schemashift:"+r.Migration); err != nil {
 		return unlock, fmt.Errorf("lock migration %s: %w", r.Migration, err)
-	}
-	unlock = func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended('schemashift:' || $1, 0))`, r.Migration)
-		conn.Close()
 	}
 	// Under the lock, the phase is what the transition will find, unless
 	// it moved before: then the transaction refuses, and nothing runs here.
@@ -369,8 +367,8 @@ func (c *Coordinator) record(ctx context.Context, e Event) {
 // runDDL runs steps (or their reverses, last first) with a short lock
 // timeout, so a long transaction holding the table makes the step fail
 // fast instead of queueing every query behind it.
-func runDDL(ctx context.Context, tx *sqlx.Tx, steps []Step, down bool) error {
-	if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', '5s', true)`); err != nil {
+func (c *Coordinator) runDDL(ctx context.Context, tx *sqlx.Tx, steps []Step, down bool) error {
+	if err := c.dialect.SetTimeouts(ctx, tx, 5*time.Second, 0, true); err != nil {
 		return err
 	}
 	for i := range steps {
@@ -488,12 +486,11 @@ func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) (
 		if err != nil {
 			return nil, err
 		}
-		var exists bool
-		if err := sqlx.GetContext(ctx, q, &exists, `SELECT EXISTS (SELECT 1 FROM pg_attribute
-			WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped)`, t.Quoted(), c.Column); err != nil {
+		have, err := dialect.Of(q).Columns(ctx, q, t)
+		if err != nil {
 			return nil, fmt.Errorf("check column %s.%s: %w", c.Table, c.Column, err)
 		}
-		if !exists {
+		if !slices.ContainsFunc(have, func(h dialect.Column) bool { return h.Name == c.Column }) {
 			missing = append(missing, c.Table+"."+c.Column)
 		}
 	}
@@ -501,12 +498,12 @@ func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) (
 }
 
 func backfillState(ctx context.Context, q sqlx.QueryerContext, job string) (string, error) {
-	var exists bool
-	if err := sqlx.GetContext(ctx, q, &exists, `SELECT to_regclass('schemashift_backfills') IS NOT NULL`); err != nil || !exists {
+	exists, err := dialect.Of(q).TableExists(ctx, q, ident.Table{Name: "schemashift_backfills"})
+	if err != nil || !exists {
 		return "not started", err
 	}
 	var st string
-	err := sqlx.GetContext(ctx, q, &st, `SELECT status FROM schemashift_backfills WHERE job = $1`, job)
+	err = sqlx.GetContext(ctx, q, &st, `SELECT status FROM schemashift_backfills WHERE job = $1`, job)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "not started", nil
 	}
@@ -602,7 +599,9 @@ type Fleet struct {
 
 func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, ageOut time.Duration) (Fleet, error) {
 	var f Fleet
-	if err := sqlx.GetContext(ctx, q, &f.Now, `SELECT now()`); err != nil {
+	d := dialect.Of(q)
+	var err error
+	if f.Now, err = d.CurrentTime(ctx, q); err != nil {
 		return f, err
 	}
 	type instRow struct {
@@ -620,10 +619,10 @@ func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, age
 		Mismatched  int64      `db:"mismatched"`
 	}
 	var rows []instRow
-	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT instance_id, service, build_version, first_seen, last_seen, stage_seen::text AS stage_seen,
+	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT instance_id, service, build_version, first_seen, last_seen, CAST(stage_seen AS text) AS stage_seen,
 			min_stage, max_stage, last_old_call, old_calls, matched, mismatched
-		FROM schemashift_instances WHERE migration = $1 AND last_seen > now() - make_interval(secs => $2) ORDER BY service, instance_id`,
-		migration, ageOut.Seconds()); err != nil {
+		FROM schemashift_instances WHERE migration = $1 AND last_seen > `+d.NowPlus("$2")+` ORDER BY service, instance_id`,
+		migration, -ageOut.Seconds()); err != nil {
 		return f, fmt.Errorf("read fleet: %w", err)
 	}
 	for _, r := range rows {
@@ -646,10 +645,10 @@ func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, age
 	var unaware []instRow
 	if err := sqlx.SelectContext(ctx, q, &unaware, `SELECT i.instance_id, i.service, i.build_version, i.first_seen, i.last_seen
 		FROM schemashift_instances i
-		WHERE i.migration = '' AND i.last_seen > now() - make_interval(secs => $2)
+		WHERE i.migration = '' AND i.last_seen > `+d.NowPlus("$2")+`
 		  AND i.service IN (SELECT service FROM schemashift_instances WHERE migration = $1)
 		  AND NOT EXISTS (SELECT 1 FROM schemashift_instances k WHERE k.instance_id = i.instance_id AND k.migration = $1)
-		ORDER BY i.service, i.instance_id`, migration, ageOut.Seconds()); err != nil {
+		ORDER BY i.service, i.instance_id`, migration, -ageOut.Seconds()); err != nil {
 		return f, fmt.Errorf("read fleet: %w", err)
 	}
 	for _, r := range unaware {

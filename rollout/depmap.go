@@ -137,7 +137,7 @@ func (c *Coordinator) DependencyMap(ctx context.Context) (DependencyMap, error) 
 		N       int    `db:"n"`
 	}
 	if err := c.db.SelectContext(ctx, &counts, `SELECT service, count(DISTINCT instance_id) AS n FROM schemashift_instances
-		WHERE migration <> '' AND last_seen > now() - make_interval(secs => $1) GROUP BY service`, c.ageOut.Seconds()); err != nil {
+		WHERE migration <> '' AND last_seen > `+c.dialect.NowPlus("$1")+` GROUP BY service`, -c.ageOut.Seconds()); err != nil {
 		return m, fmt.Errorf("read services: %w", err)
 	}
 	for _, cnt := range counts {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -21,9 +22,9 @@ import (
 // appear as they heartbeat and go as they age out.
 func TestDependencyMap(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	db := usersDB(t, pgtest.DB(t))
 	ctx := t.Context()
-	users := usersPlan()
+	users := usersPlan(db)
 	orders := rollout.Plan{Migration: "orders_move_amount",
 		ExpandOps:   []ddl.Op{ddl.AddTable{Table: "order_totals", Columns: "order_id bigint PRIMARY KEY"}},
 		ContractOps: []ddl.Op{ddl.DropColumn{Table: "orders", Column: "amount_cents"}}}

@@ -217,9 +217,9 @@ func quote(s string) string { return `"` + s + `"` }
 // The startup hook: ledger, plan, schema check, heartbeat, stage source.
 func TestServiceStart(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	db := usersDB(t, pgtest.DB(t))
 	ctx := t.Context()
-	cfg := rollout.ServiceConfig{Service: "users-api", Build: "v2", InstanceID: "api-1", Plans: []rollout.Plan{usersPlan()},
+	cfg := rollout.ServiceConfig{Service: "users-api", Build: "v2", InstanceID: "api-1", Plans: []rollout.Plan{usersPlan(db)},
 		Heartbeat: 20 * time.Millisecond, Poll: 20 * time.Millisecond}
 	svc, err := rollout.Start(ctx, db, cfg)
 	require.NoError(t, err)
@@ -227,7 +227,7 @@ func TestServiceStart(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, flags.Off, flag.Stage(ctx))
 
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()})
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)})
 	require.NoError(t, err)
 	for range 2 {
 		_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "test"})

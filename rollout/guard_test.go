@@ -12,6 +12,7 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -38,9 +39,9 @@ func (l *tripLog) all() []rollout.Trip {
 // at live trip the error-rate guardrail the same way.
 func TestGuardrailsStepBack(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	db := usersDB(t, pgtest.DB(t))
 	ctx := t.Context()
-	plan := usersPlan()
+	plan := usersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.95, MaxErrorRate: 0.1, MinSamples: 20}}
 	log := &tripLog{}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan}, rollout.WithTripObserver(log))
@@ -131,9 +132,9 @@ func TestGuardrailsStepBack(t *testing.T) {
 // A failed verification pauses the backfill and holds the migration.
 func TestGuardrailPausesBackfillOnFailedVerification(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	db := usersDB(t, pgtest.DB(t))
 	ctx := t.Context()
-	plan := usersPlan()
+	plan := usersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{HaltOnFailedVerification: true}}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
@@ -168,9 +169,9 @@ func TestGuardrailPausesBackfillOnFailedVerification(t *testing.T) {
 // latency guardrail.
 func TestLatencyGuardrail(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	db := usersDB(t, pgtest.DB(t))
 	ctx := t.Context()
-	plan := usersPlan()
+	plan := usersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{MaxLatencyRatio: 2, MinSamples: 50}}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)

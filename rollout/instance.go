@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // Instance reports what one running service instance does, per migration,
@@ -182,7 +184,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances (instance_id, migration, service, build_version)
-		VALUES ($1, '', $2, $3) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = now(),
+		VALUES ($1, '', $2, $3) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = `+dialect.Of(i.db).Now()+`,
 		service = EXCLUDED.service, build_version = EXCLUDED.build_version`, i.id, i.service, i.build); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
@@ -202,29 +204,45 @@ func (i *Instance) Beat(ctx context.Context) error {
 			took[k].latency.New[b] = w.latency[1][b].Swap(0)
 		}
 	}
+	d := dialect.Of(i.db)
+	var now time.Time
+	if len(names) > 0 {
+		if now, err = d.CurrentTime(ctx, tx); err != nil {
+			i.restore(windows, took)
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+	}
 	for k, m := range names {
 		t := took[k]
-		var stages []string
+		seen := map[string]time.Time{}
 		minS, maxS := "", ""
 		for _, s := range flags.Stages() {
 			if t.seen&(1<<s) != 0 {
-				stages = append(stages, s.String())
+				seen[s.String()] = now
 				if minS == "" {
 					minS = s.String()
 				}
 				maxS = s.String()
 			}
 		}
-		if stages == nil {
-			stages = []string{}
+		// The histograms add up bucket by bucket, here rather than in SQL
+		// (which has no common spelling for it), under the row's lock.
+		lat, err := i.storedLatency(ctx, tx, d, m)
+		if err != nil {
+			i.restore(windows, took)
+			return fmt.Errorf("heartbeat %s: %w", m, err)
+		}
+		for b := range latencyBuckets {
+			lat.Old[b] += t.latency.Old[b]
+			lat.New[b] += t.latency.New[b]
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances AS i (instance_id, migration, service, build_version, stage_seen,
 				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors, latency)
-			VALUES ($1, $2, $3, $4, (SELECT coalesce(jsonb_object_agg(s, now()), '{}') FROM unnest($5::text[]) s),
-				$6, $7, CASE WHEN $8::bigint > 0 THEN now() END, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
-			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = now(),
+			VALUES ($1, $2, $3, $4, `+d.JSON("$5")+`,
+				$6, $7, CASE WHEN `+d.Typed("$8", "bigint")+` > 0 THEN `+d.Now()+` END, $8, $9, $10, $11, $12, $13, $14, `+d.JSON("$15")+`)
+			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = `+d.Now()+`,
 				service = EXCLUDED.service, build_version = EXCLUDED.build_version,
-				stage_seen = i.stage_seen || EXCLUDED.stage_seen,
+				stage_seen = `+d.JSONMerge("i.stage_seen", "EXCLUDED.stage_seen")+`,
 				min_stage = CASE WHEN EXCLUDED.min_stage = '' THEN i.min_stage ELSE EXCLUDED.min_stage END,
 				max_stage = CASE WHEN EXCLUDED.max_stage = '' THEN i.max_stage ELSE EXCLUDED.max_stage END,
 				last_old_call = coalesce(EXCLUDED.last_old_call, i.last_old_call),
@@ -233,13 +251,9 @@ func (i *Instance) Beat(ctx context.Context) error {
 				mismatched = i.mismatched + EXCLUDED.mismatched,
 				old_total = i.old_total + EXCLUDED.old_total, old_errors = i.old_errors + EXCLUDED.old_errors,
 				new_total = i.new_total + EXCLUDED.new_total, new_errors = i.new_errors + EXCLUDED.new_errors,
-				latency = jsonb_build_object(
-					'old', (SELECT jsonb_agg(coalesce((i.latency->'old'->>n)::bigint, 0) + coalesce((EXCLUDED.latency->'old'->>n)::bigint, 0) ORDER BY n)
-						FROM generate_series(0, $16::int - 1) n),
-					'new', (SELECT jsonb_agg(coalesce((i.latency->'new'->>n)::bigint, 0) + coalesce((EXCLUDED.latency->'new'->>n)::bigint, 0) ORDER BY n)
-						FROM generate_series(0, $16::int - 1) n))`,
-			i.id, m, i.service, i.build, stages, minS, maxS, t.old, t.matched, t.mismatched,
-			t.calls[0], t.errs[0], t.calls[1], t.errs[1], string(mustJSON(t.latency)), latencyBuckets); err != nil {
+				latency = EXCLUDED.latency`,
+			i.id, m, i.service, i.build, string(mustJSON(seen)), minS, maxS, t.old, t.matched, t.mismatched,
+			t.calls[0], t.errs[0], t.calls[1], t.errs[1], string(mustJSON(lat))); err != nil {
 			i.restore(windows, took)
 			return fmt.Errorf("heartbeat %s: %w", m, err)
 		}
@@ -249,6 +263,25 @@ func (i *Instance) Beat(ctx context.Context) error {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	return nil
+}
+
+// storedLatency reads the histograms the ledger holds for the instance
+// and migration, locking the row (zero when there is none yet).
+func (i *Instance) storedLatency(ctx context.Context, tx *sqlx.Tx, d *dialect.Dialect, migration string) (paths, error) {
+	var p paths
+	var raw string
+	err := tx.GetContext(ctx, &raw, `SELECT CAST(latency AS text) FROM schemashift_instances
+		WHERE instance_id = $1 AND migration = $2`+d.ForUpdate(), i.id, migration)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, nil
+	}
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		return p, fmt.Errorf("read latency: %w", err)
+	}
+	return p, nil
 }
 
 // restore puts back what a failed heartbeat took, so the next one sends it.

@@ -73,7 +73,7 @@ type paths struct {
 func latencies(ctx context.Context, q sqlx.QueryerContext, migration string) (paths, error) {
 	var rows []string
 	var sum paths
-	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT latency::text FROM schemashift_instances WHERE migration = $1`, migration); err != nil {
+	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT CAST(latency AS text) FROM schemashift_instances WHERE migration = $1`, migration); err != nil {
 		return sum, fmt.Errorf("read latencies: %w", err)
 	}
 	for _, r := range rows {

@@ -10,10 +10,12 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // ledgerSchema holds the ledger's own versioned schema: each entry upgrades
-// it by one version, applied in order under an advisory lock.
+// it by one version, applied in order under an advisory lock. It is written
+// in PostgreSQL's spelling; dialect.Schema renders it for SQLite.
 var ledgerSchema = []string{
 	// 1: migrations, events, instances.
 	`CREATE TABLE schemashift_migrations (
@@ -62,12 +64,16 @@ var ledgerSchema = []string{
 	// 2: the plan's definition, for processes without its code.
 	`ALTER TABLE schemashift_migrations ADD COLUMN definition jsonb`,
 	// 3: guardrails: calls and errors per path, baselines, trips.
-	`ALTER TABLE schemashift_instances ADD COLUMN old_total bigint NOT NULL DEFAULT 0,
-		ADD COLUMN old_errors bigint NOT NULL DEFAULT 0, ADD COLUMN new_total bigint NOT NULL DEFAULT 0,
-		ADD COLUMN new_errors bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_migrations ADD COLUMN base_old_total bigint NOT NULL DEFAULT 0,
-		ADD COLUMN base_old_errors bigint NOT NULL DEFAULT 0, ADD COLUMN base_new_total bigint NOT NULL DEFAULT 0,
-		ADD COLUMN base_new_errors bigint NOT NULL DEFAULT 0, ADD COLUMN tripped text NOT NULL DEFAULT ''`,
+	// One column per ALTER: SQLite adds no more.
+	`ALTER TABLE schemashift_instances ADD COLUMN old_total bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_instances ADD COLUMN old_errors bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_instances ADD COLUMN new_total bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_instances ADD COLUMN new_errors bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_migrations ADD COLUMN base_old_total bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_migrations ADD COLUMN base_old_errors bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_migrations ADD COLUMN base_new_total bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_migrations ADD COLUMN base_new_errors bigint NOT NULL DEFAULT 0;
+	ALTER TABLE schemashift_migrations ADD COLUMN tripped text NOT NULL DEFAULT ''`,
 	// 4: the query-plan watch.
 	`CREATE TABLE schemashift_query_plans (
 		id        bigserial PRIMARY KEY,
@@ -92,8 +98,11 @@ func EnsureLedger(ctx context.Context, db *sqlx.DB) error {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7215837262348120002);
-		CREATE TABLE IF NOT EXISTS schemashift_ledger_schema (version integer NOT NULL)`); err != nil {
+	d := dialect.Of(db)
+	if err := d.LockTx(ctx, tx, 7215837262348120002); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schemashift_ledger_schema (version integer NOT NULL)`); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	var version int
@@ -104,7 +113,7 @@ func EnsureLedger(ctx context.Context, db *sqlx.DB) error {
 		return fmt.Errorf("ensure ledger: the ledger is at version %d, newer than this build knows (%d): upgrade schemashift", version, len(ledgerSchema))
 	}
 	for v := version; v < len(ledgerSchema); v++ {
-		if _, err := tx.ExecContext(ctx, ledgerSchema[v]); err != nil {
+		if _, err := tx.ExecContext(ctx, d.Schema(ledgerSchema[v])); err != nil {
 			return fmt.Errorf("ensure ledger: upgrade to version %d: %w", v+1, err)
 		}
 	}
@@ -203,7 +212,7 @@ func (r statusRow) status() (Status, error) {
 }
 
 const statusColumns = `migration, phase, stage, version, phase_since, updated_at, matched_base, mismatched_base,
-	base_old_total, base_old_errors, base_new_total, base_new_errors, tripped, base_latency::text AS base_latency`
+	base_old_total, base_old_errors, base_new_total, base_new_errors, tripped, CAST(base_latency AS text) AS base_latency`
 
 // Get reads one migration's status.
 func Get(ctx context.Context, db sqlx.QueryerContext, migration string) (Status, error) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // HotQuery is a query of the service's hot path that touches the migrating
@@ -35,6 +37,9 @@ type QueryPlan struct {
 // planShape explains q and returns its plan's nodes, outermost first, as
 // "Index Scan on users using users_pkey".
 func planShape(ctx context.Context, db *sqlx.DB, q HotQuery) ([]string, error) {
+	if dialect.Of(db).IsSQLite() {
+		return sqlitePlanShape(ctx, db, q)
+	}
 	var raw string
 	if err := db.GetContext(ctx, &raw, "EXPLAIN (FORMAT JSON) "+q.SQL, q.Args...); err != nil {
 		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
@@ -78,6 +83,25 @@ func planShape(ctx context.Context, db *sqlx.DB, q HotQuery) ([]string, error) {
 	return shape, nil
 }
 
+// sqlitePlanShape reads SQLite's EXPLAIN QUERY PLAN, whose steps say the
+// same in words: "SCAN users", "SEARCH users USING INDEX users_email (email=?)".
+func sqlitePlanShape(ctx context.Context, db *sqlx.DB, q HotQuery) ([]string, error) {
+	var steps []struct {
+		ID     int64  `db:"id"`
+		Parent int64  `db:"parent"`
+		Unused int64  `db:"notused"`
+		Detail string `db:"detail"`
+	}
+	if err := db.SelectContext(ctx, &steps, "EXPLAIN QUERY PLAN "+q.SQL, q.Args...); err != nil {
+		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
+	}
+	shape := make([]string, len(steps))
+	for i, s := range steps {
+		shape[i] = s.Detail
+	}
+	return shape, nil
+}
+
 // shapeChanges lists the nodes that appeared (+) and went (−).
 func shapeChanges(before, after []string) []string {
 	count := map[string]int{}
@@ -110,7 +134,7 @@ func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor str
 			continue
 		}
 		var prev *string
-		if err := c.db.GetContext(ctx, &prev, `SELECT (SELECT shape::text FROM schemashift_query_plans WHERE migration = $1 AND query = $2
+		if err := c.db.GetContext(ctx, &prev, `SELECT (SELECT CAST(shape AS text) FROM schemashift_query_plans WHERE migration = $1 AND query = $2
 			ORDER BY id DESC LIMIT 1)`, plan.Migration, q.Name); err != nil {
 			return fmt.Errorf("read query plans: %w", err)
 		}
@@ -146,7 +170,7 @@ func (c *Coordinator) QueryPlans(ctx context.Context, migration string) ([]Query
 		Changes string    `db:"changes"`
 		At      time.Time `db:"at"`
 	}
-	if err := c.db.SelectContext(ctx, &rows, `SELECT query, moment, shape::text AS shape, changes::text AS changes, at
+	if err := c.db.SelectContext(ctx, &rows, `SELECT query, moment, CAST(shape AS text) AS shape, CAST(changes AS text) AS changes, at
 		FROM schemashift_query_plans WHERE migration = $1 ORDER BY id`, migration); err != nil {
 		return nil, fmt.Errorf("read query plans: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -15,7 +16,7 @@ import (
 // DDL step; a changed shape lands in the audit trail and on the board.
 func TestQueryPlanWatch(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	db := usersDB(t, pgtest.DB(t))
 	ctx := t.Context()
 	db.MustExecContext(ctx, `INSERT INTO users SELECT i, 'Grace Hopper' || i FROM generate_series(501, 20000) i`)
 	db.MustExecContext(ctx, `ANALYZE users`)

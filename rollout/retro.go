@@ -49,8 +49,8 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 	if r.Timeline, err = Audit(ctx, c.db, migration, 100000); err != nil {
 		return r, err
 	}
-	var now time.Time
-	if err := c.db.GetContext(ctx, &now, `SELECT now()`); err != nil {
+	now, err := c.dialect.CurrentTime(ctx, c.db)
+	if err != nil {
 		return r, err
 	}
 	moved := false

@@ -12,36 +12,72 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/flags"
-	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 const window = 300 * time.Millisecond
 
-func usersPlan() rollout.Plan {
+// usersPlan splits users.full_name, in SQL both databases accept except
+// for the string functions of the backfill.
+func usersPlan(db *sqlx.DB) rollout.Plan {
+	given, family := "split_part(full_name, ' ', 1)", "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"
+	if db != nil && dialect.Of(db).IsSQLite() {
+		given, family = "substr(full_name, 1, instr(full_name, ' ') - 1)", "substr(full_name, instr(full_name, ' ') + 1)"
+	}
 	return rollout.Plan{
 		Migration: "users_split_name",
 		Expand: []rollout.Step{
-			{SQL: `ALTER TABLE users ADD COLUMN given_name text, ADD COLUMN family_name text, ALTER COLUMN full_name DROP NOT NULL`,
-				Down: `ALTER TABLE users DROP COLUMN given_name, DROP COLUMN family_name`},
+			{SQL: `ALTER TABLE users ADD COLUMN given_name text; ALTER TABLE users ADD COLUMN family_name text`,
+				Down: `ALTER TABLE users DROP COLUMN given_name; ALTER TABLE users DROP COLUMN family_name`},
 		},
 		Columns: []rollout.Column{{Table: "users", Column: "given_name"}, {Table: "users", Column: "family_name"}},
 		Backfills: []backfill.Job{{Name: "users_split_name", Table: "users", Set: []backfill.Assign{
-			{Column: "given_name", Expr: "split_part(full_name, ' ', 1)"},
-			{Column: "family_name", Expr: "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"},
+			{Column: "given_name", Expr: given},
+			{Column: "family_name", Expr: family},
 		}}},
 		Contract:   []rollout.Step{{SQL: `ALTER TABLE users DROP COLUMN full_name`}},
 		Thresholds: rollout.Thresholds{ShadowConsistency: 0.9, MinComparisons: 10, Window: window},
 	}
 }
 
-func usersDB(t *testing.T) *sqlx.DB {
+// usersDB creates users(id, full_name) with 500 rows in db. full_name is
+// nullable from the start: SQLite cannot drop a NOT NULL in place.
+func usersDB(t *testing.T, db *sqlx.DB) *sqlx.DB {
 	t.Helper()
-	db := pgtest.DB(t)
-	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, full_name text NOT NULL)`)
-	db.MustExecContext(t.Context(), `INSERT INTO users SELECT i, 'Ada Lovelace' || i FROM generate_series(1, 500) i`)
+	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, full_name text)`)
+	db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 500)
+		INSERT INTO users SELECT i, 'Ada Lovelace' || i FROM s`)
 	return db
+}
+
+// hasColumn reports whether table has column, on either database.
+func hasColumn(t *testing.T, db *sqlx.DB, table, column string) bool {
+	t.Helper()
+	cols, err := dialect.Of(db).Columns(t.Context(), db, ident.Table{Name: table})
+	require.NoError(t, err)
+	for _, c := range cols {
+		if c.Name == column {
+			return true
+		}
+	}
+	return false
+}
+
+// hasIndex reports whether table has an index named name, on either database.
+func hasIndex(t *testing.T, db *sqlx.DB, table, name string) bool {
+	t.Helper()
+	idx, err := dialect.Of(db).Indexes(t.Context(), db, ident.Table{Name: table})
+	require.NoError(t, err)
+	for _, i := range idx {
+		if i.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // lastEvent returns the newest audit event of the migration.
@@ -95,9 +131,14 @@ func advanced(t *testing.T, c *rollout.Coordinator, db *sqlx.DB, want rollout.Ph
 // met, and each refusal's reason lands in the audit trail.
 func TestGatesWalkThrough(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testGatesWalkThrough)
+}
+
+func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()}, rollout.WithAgeOut(10*time.Second))
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)}, rollout.WithAgeOut(10*time.Second))
 	require.NoError(t, err)
 
 	advanced(t, c, db, rollout.Expanded) // runs the expand
@@ -179,9 +220,7 @@ func TestGatesWalkThrough(t *testing.T) {
 	time.Sleep(window)
 	beat(t, in, flags.Complete)
 	advanced(t, c, db, rollout.Contracted)
-	var hasFullName bool
-	require.NoError(t, db.GetContext(ctx, &hasFullName, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'full_name')`))
-	assert.False(t, hasFullName, "the contract ran")
+	assert.False(t, hasColumn(t, db, "users", "full_name"), "the contract ran")
 
 	_, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci"})
 	require.ErrorIs(t, err, rollout.ErrIrreversible)
@@ -219,7 +258,7 @@ func TestGatesWalkThrough(t *testing.T) {
 
 func TestRunbook(t *testing.T) {
 	t.Parallel()
-	p := usersPlan()
+	p := usersPlan(nil)
 	p.ExpandOps = []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}}
 	md, err := rollout.Runbook(p)
 	require.NoError(t, err)
@@ -246,9 +285,14 @@ func TestRunbook(t *testing.T) {
 
 func TestRollbackAndForce(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testRollbackAndForce)
+}
+
+func testRollbackAndForce(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()})
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)})
 	require.NoError(t, err)
 	advanced(t, c, db, rollout.Expanded)
 	advanced(t, c, db, rollout.DualWrite)
@@ -275,9 +319,7 @@ func TestRollbackAndForce(t *testing.T) {
 	st, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Reason: "abandon"})
 	require.NoError(t, err)
 	assert.Equal(t, rollout.Planned, st.Phase)
-	var cols int
-	require.NoError(t, db.GetContext(ctx, &cols, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name IN ('given_name', 'family_name')`))
-	assert.Zero(t, cols)
+	assert.False(t, hasColumn(t, db, "users", "given_name") || hasColumn(t, db, "users", "family_name"), "the expand was undone")
 	_, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops"})
 	assert.ErrorContains(t, err, "nothing to roll back")
 
@@ -289,15 +331,20 @@ func TestRollbackAndForce(t *testing.T) {
 
 func TestPlanConflictAndUnknownMigration(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testPlanConflictAndUnknownMigration)
+}
+
+func testPlanConflictAndUnknownMigration(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
-	_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()})
+	_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)})
 	require.NoError(t, err)
-	changed := usersPlan()
+	changed := usersPlan(db)
 	changed.Contract = []rollout.Step{{SQL: `ALTER TABLE users DROP COLUMN full_name CASCADE`}}
 	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{changed})
 	require.ErrorIs(t, err, rollout.ErrPlanConflict)
-	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan()})
+	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)})
 	require.NoError(t, err, "the same plan registers again")
 
 	c, err := rollout.NewCoordinator(ctx, db, nil)
@@ -314,7 +361,12 @@ var _ = context.Background
 
 func TestPlanWithDDLOpsAndLint(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testPlanWithDDLOpsAndLint)
+}
+
+func testPlanWithDDLOpsAndLint(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
 	plan := rollout.Plan{Migration: "users_email_index",
 		ExpandOps: []ddl.Op{
@@ -326,9 +378,7 @@ func TestPlanWithDDLOpsAndLint(t *testing.T) {
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
 	has := func() (col, idx bool) {
-		require.NoError(t, db.GetContext(ctx, &col, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email')`))
-		require.NoError(t, db.GetContext(ctx, &idx, `SELECT to_regclass('users_email') IS NOT NULL`))
-		return col, idx
+		return hasColumn(t, db, "users", "email"), hasIndex(t, db, "users", "users_email")
 	}
 	for range 2 { // expand, undo, expand again
 		_, err = c.Advance(ctx, rollout.Request{Migration: "users_email_index", Actor: "t"})
@@ -354,9 +404,14 @@ func TestPlanWithDDLOpsAndLint(t *testing.T) {
 // coordinates them: gates, DDL operations and backfills included.
 func TestOpenReadsPlansFromTheLedger(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testOpenReadsPlansFromTheLedger)
+}
+
+func testOpenReadsPlansFromTheLedger(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
-	plan := usersPlan()
+	plan := usersPlan(db)
 	plan.ExpandOps = []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}}
 	_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
@@ -371,9 +426,7 @@ func TestOpenReadsPlansFromTheLedger(t *testing.T) {
 	assert.Equal(t, plan.Thresholds, got.Thresholds)
 
 	advanced(t, c, db, rollout.Expanded)
-	var idx bool
-	require.NoError(t, db.GetContext(ctx, &idx, `SELECT to_regclass('users_full_name') IS NOT NULL`))
-	assert.True(t, idx)
+	assert.True(t, hasIndex(t, db, "users", "users_full_name"))
 	advanced(t, c, db, rollout.DualWrite) // the schema gate reads the stored columns
 	refused(t, c, db, "fleet at dualwrite", "no live instance")
 }

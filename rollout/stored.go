@@ -8,6 +8,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
@@ -97,7 +98,7 @@ func goModeElsewhere(name string) backfill.ChunkFunc {
 // back from it: for processes that do not have the plans' code, such as
 // the CLI. It registers nothing.
 func Open(ctx context.Context, db *sqlx.DB, opts ...CoordinatorOption) (*Coordinator, error) {
-	c := &Coordinator{db: db, plans: map[string]Plan{}, ageOut: defaultAgeOut}
+	c := &Coordinator{db: db, dialect: dialect.Of(db), plans: map[string]Plan{}, ageOut: defaultAgeOut}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, fmt.Errorf("open coordinator: %w", err)
@@ -110,7 +111,7 @@ func Open(ctx context.Context, db *sqlx.DB, opts ...CoordinatorOption) (*Coordin
 		Migration  string  `db:"migration"`
 		Definition *string `db:"definition"`
 	}
-	if err := db.SelectContext(ctx, &rows, `SELECT migration, definition::text AS definition FROM schemashift_migrations ORDER BY migration`); err != nil {
+	if err := db.SelectContext(ctx, &rows, `SELECT migration, CAST(definition AS text) AS definition FROM schemashift_migrations ORDER BY migration`); err != nil {
 		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
 	for _, r := range rows {

@@ -104,6 +104,14 @@ func (d *Dialect) JSON(param string) string {
 	return param + "::jsonb"
 }
 
+// JSONMerge is JSON object a with b's keys set over it.
+func (d *Dialect) JSONMerge(a, b string) string {
+	if d.sqlite {
+		return "json_patch(" + a + ", " + b + ")"
+	}
+	return a + " || " + b
+}
+
 // Row is a row value of exprs.
 func (d *Dialect) Row(exprs ...string) string {
 	if d.sqlite {
@@ -141,7 +149,7 @@ var schemaSpellings = []struct {
 	re   *regexp.Regexp
 	with string
 }{
-	{regexp.MustCompile(`(?i)\bbigserial PRIMARY KEY\b`), "integer PRIMARY KEY AUTOINCREMENT"},
+	{regexp.MustCompile(`(?i)\bbigserial\s+PRIMARY\s+KEY\b`), "integer PRIMARY KEY AUTOINCREMENT"},
 	{regexp.MustCompile(`(?i)\btimestamptz\b`), "timestamp"},
 	{regexp.MustCompile(`(?i)\bjsonb\b`), "text"},
 	{regexp.MustCompile(`(?i)\bDEFAULT (now|clock_timestamp)\(\)`), "DEFAULT (strftime(" + sqliteFormat + ", 'now'))"},
@@ -241,9 +249,40 @@ func (d *Dialect) SetTimeouts(ctx context.Context, ex Execer, lock, statement ti
 	if d.sqlite {
 		return nil
 	}
-	_, err := ex.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, $3), set_config('statement_timeout', $2, $3)`,
-		millis(lock), millis(statement), local)
+	var sets []string
+	var args []any
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"lock_timeout", lock}, {"statement_timeout", statement}} {
+		if t.d > 0 {
+			args = append(args, millis(t.d))
+			sets = append(sets, fmt.Sprintf("set_config('%s', $%d, %t)", t.name, len(args), local))
+		}
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	_, err := ex.ExecContext(ctx, `SELECT `+strings.Join(sets, ", "), args...)
 	return err
+}
+
+// LockSession takes a session advisory lock named name on conn, held until
+// the returned unlock runs (it also closes conn). SQLite has no session
+// locks: there the callers' steps must be idempotent, as schemashift's DDL
+// operations are, and the ledger's compare-and-set picks one winner.
+func (d *Dialect) LockSession(ctx context.Context, conn *sqlx.Conn, name string) (unlock func(), err error) {
+	if d.sqlite {
+		return func() { conn.Close() }, nil
+	}
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, name); err != nil {
+		conn.Close()
+		return func() {}, err
+	}
+	return func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, name)
+		conn.Close()
+	}, nil
 }
 
 func millis(d time.Duration) string {
