@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/flags"
-	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -22,7 +24,12 @@ import (
 // appear as they heartbeat and go as they age out.
 func TestDependencyMap(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t, pgtest.DB(t))
+	dbtest.Each(t, testDependencyMap)
+}
+
+func testDependencyMap(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
 	users := usersPlan(db)
 	orders := rollout.Plan{Migration: "orders_move_amount",

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 	"github.com/stretchr/testify/assert"
@@ -14,6 +16,7 @@ import (
 	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 )
@@ -27,7 +30,11 @@ func fleetPlan() rollout.Plan {
 // ages out and no longer holds anything back.
 func TestHeartbeatsHoldBackMixedFleet(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	dbtest.Each(t, testHeartbeatsHoldBackMixedFleet)
+}
+
+func testHeartbeatsHoldBackMixedFleet(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
 	ctx := t.Context()
 	const ageOut = 2 * time.Second
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithAgeOut(ageOut))
@@ -109,7 +116,11 @@ func TestHeartbeatsHoldBackMixedFleet(t *testing.T) {
 // The heartbeat counts what the dualwrite adapters report.
 func TestInstanceObserverFeedsHeartbeat(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	dbtest.Each(t, testInstanceObserverFeedsHeartbeat)
+}
+
+func testInstanceObserverFeedsHeartbeat(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
 	ctx := t.Context()
 	require.NoError(t, rollout.EnsureLedger(ctx, db))
 	in, err := rollout.NewInstance(db, "svc", "v1", []string{"m"}, rollout.WithInstanceID("i1"), rollout.WithHeartbeat(20*time.Millisecond))
@@ -217,7 +228,12 @@ func quote(s string) string { return `"` + s + `"` }
 // The startup hook: ledger, plan, schema check, heartbeat, stage source.
 func TestServiceStart(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t, pgtest.DB(t))
+	dbtest.Each(t, testServiceStart)
+}
+
+func testServiceStart(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
 	cfg := rollout.ServiceConfig{Service: "users-api", Build: "v2", InstanceID: "api-1", Plans: []rollout.Plan{usersPlan(db)},
 		Heartbeat: 20 * time.Millisecond, Poll: 20 * time.Millisecond}

@@ -6,12 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 )
@@ -39,7 +42,12 @@ func (l *tripLog) all() []rollout.Trip {
 // at live trip the error-rate guardrail the same way.
 func TestGuardrailsStepBack(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t, pgtest.DB(t))
+	dbtest.Each(t, testGuardrailsStepBack)
+}
+
+func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
 	plan := usersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.95, MaxErrorRate: 0.1, MinSamples: 20}}

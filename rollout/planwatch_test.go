@@ -4,10 +4,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -16,9 +19,20 @@ import (
 // DDL step; a changed shape lands in the audit trail and on the board.
 func TestQueryPlanWatch(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t, pgtest.DB(t))
+	dbtest.Each(t, testQueryPlanWatch)
+}
+
+func testQueryPlanWatch(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
-	db.MustExecContext(ctx, `INSERT INTO users SELECT i, 'Grace Hopper' || i FROM generate_series(501, 20000) i`)
+	db.MustExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 501 UNION ALL SELECT i + 1 FROM s WHERE i < 20000)
+		INSERT INTO users SELECT i, 'Grace Hopper' || i FROM s`)
+	// Each database words its plans its own way.
+	seqScan, byIndex := "Seq Scan on users", "using users_full_name"
+	if dialect.Of(db).IsSQLite() {
+		seqScan, byIndex = "SCAN users", "USING INDEX users_full_name"
+	}
 	db.MustExecContext(ctx, `ANALYZE users`)
 	plan := rollout.Plan{Migration: "users_by_name",
 		ExpandOps:   []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}},
@@ -34,10 +48,10 @@ func TestQueryPlanWatch(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, plans, 2)
 	assert.Equal(t, "before expand", plans[0].When)
-	assert.Equal(t, []string{"Seq Scan on users"}, plans[0].Shape)
+	assert.Equal(t, []string{seqScan}, plans[0].Shape)
 	assert.Equal(t, "after advance to expanded", plans[1].When)
-	assert.Contains(t, strings.Join(plans[1].Shape, " "), "using users_full_name", "the new index is used")
-	assert.Contains(t, plans[1].Changes, "- Seq Scan on users")
+	assert.Contains(t, strings.Join(plans[1].Shape, " "), byIndex, "the new index is used")
+	assert.Contains(t, plans[1].Changes, "- "+seqScan)
 
 	ev, err := rollout.Audit(ctx, db, "users_by_name", 1)
 	require.NoError(t, err)
@@ -50,10 +64,10 @@ func TestQueryPlanWatch(t *testing.T) {
 	plans, err = c.QueryPlans(ctx, "users_by_name")
 	require.NoError(t, err)
 	require.Len(t, plans, 3)
-	assert.Contains(t, plans[2].Changes, "+ Seq Scan on users")
+	assert.Contains(t, plans[2].Changes, "+ "+seqScan)
 	ev, err = rollout.Audit(ctx, db, "users_by_name", 1)
 	require.NoError(t, err)
-	assert.Contains(t, ev[0].Reason, "+ Seq Scan on users")
+	assert.Contains(t, ev[0].Reason, "+ "+seqScan)
 
 	// On the board.
 	b, err := rollout.NewBoard(c)
@@ -61,5 +75,5 @@ func TestQueryPlanWatch(t *testing.T) {
 	snap, err := b.Snapshot(ctx)
 	require.NoError(t, err)
 	require.Len(t, snap.Migrations[0].QueryPlans, 1, "the latest plan of each query")
-	assert.Equal(t, []string{"Seq Scan on users"}, snap.Migrations[0].QueryPlans[0].Shape)
+	assert.Equal(t, []string{seqScan}, snap.Migrations[0].QueryPlans[0].Shape)
 }
