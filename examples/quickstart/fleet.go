@@ -60,7 +60,7 @@ func (o comparisons) ObserveComparison(_ context.Context, c dualwrite.Comparison
 	}
 }
 
-func startFleet(ctx context.Context, db *sqlx.DB, n int) (*fleet, error) {
+func startFleet(ctx context.Context, db *sqlx.DB, n int, p rollout.Plan) (*fleet, error) {
 	f := &fleet{}
 	f.nextID.Store(seedRows)
 	tctx, cancel := context.WithCancel(ctx)
@@ -68,7 +68,7 @@ func startFleet(ctx context.Context, db *sqlx.DB, n int) (*fleet, error) {
 	for i := range n {
 		svc, err := rollout.Start(ctx, db, rollout.ServiceConfig{
 			Service: "users-api", Build: "v2", InstanceID: fmt.Sprintf("users-api-%d", i+1),
-			Plans: []rollout.Plan{plan()}, Heartbeat: 200 * time.Millisecond, Poll: 100 * time.Millisecond,
+			Plans: []rollout.Plan{p}, Heartbeat: 200 * time.Millisecond, Poll: 100 * time.Millisecond,
 			Observer: comparisons{c: &f.counts},
 		})
 		if err != nil {

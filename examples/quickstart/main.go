@@ -6,18 +6,23 @@
 // verify, shadow, live, rampdown, complete, contract — each through its
 // gate, and the program ends by checking that no row was lost.
 //
-// It needs no setup: it starts a throwaway PostgreSQL from the local server
-// binaries, or uses the server named by DATABASE_URL (in a database of its
-// own, dropped at the end).
+// It needs no setup: it uses the PostgreSQL server named by DATABASE_URL
+// (in a database of its own, dropped at the end), else a throwaway cluster
+// started from the local server binaries, else — when there are none — an
+// embedded SQLite database in a temporary directory. -db picks one.
 //
 //	go run ./examples/quickstart
+//	go run ./examples/quickstart -db sqlite
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"strings"
 	"text/tabwriter"
@@ -26,9 +31,11 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 const (
@@ -39,17 +46,21 @@ const (
 )
 
 func main() {
+	which := flag.String("db", "auto", "database: auto (DATABASE_URL, else a throwaway PostgreSQL, else SQLite), postgres or sqlite")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
+	if err := run(ctx, os.Stdout, *which); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-// plan is the rollout, as the users service declares it.
-func plan() rollout.Plan {
-	return rollout.Plan{
+// plan is the rollout, as the users service declares it. The two databases
+// differ in two places: SQLite cannot drop a NOT NULL in place (its users
+// table starts with a nullable full_name), and its string functions.
+func plan(onSQLite bool) rollout.Plan {
+	p := rollout.Plan{
 		Migration: migration,
 		ExpandOps: []ddl.Op{
 			ddl.AddColumn{Table: "users", Column: "given_name", Type: "text"},
@@ -66,6 +77,58 @@ func plan() rollout.Plan {
 		ContractOps: []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}},
 		Thresholds:  rollout.Thresholds{ShadowConsistency: 0.99, MinComparisons: 300, Window: time.Second},
 	}
+	if onSQLite {
+		p.Expand = nil
+		p.Backfills[0].Set = []backfill.Assign{
+			{Column: "given_name", Expr: "substr(full_name, 1, instr(full_name, ' ') - 1)"},
+			{Column: "family_name", Expr: "substr(full_name, instr(full_name, ' ') + 1)"},
+		}
+	}
+	return p
+}
+
+// open returns the database the quickstart runs on, as which asks, and a
+// function that releases it.
+func open(ctx context.Context, out io.Writer, which string) (db *sqlx.DB, onSQLite bool, release func(), err error) {
+	switch which {
+	case "auto", "postgres":
+		fmt.Fprintln(out, "Starting PostgreSQL (DATABASE_URL if set, else a throwaway cluster)…")
+		srv, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "DATABASE_URL"})
+		if errors.Is(err, pgtest.ErrNoPostgres) && which == "auto" {
+			fmt.Fprintln(out, "No PostgreSQL here; falling back to embedded SQLite.")
+			return open(ctx, out, "sqlite")
+		}
+		if err != nil {
+			return nil, false, nil, err
+		}
+		url, err := srv.CreateDatabase(ctx, "quickstart")
+		if err != nil {
+			srv.Close()
+			return nil, false, nil, err
+		}
+		db, err := sqlx.Open("pgx", url)
+		if err != nil {
+			srv.Close()
+			return nil, false, nil, fmt.Errorf("open database: %w", err)
+		}
+		db.SetMaxOpenConns(40)
+		db.SetMaxIdleConns(40)
+		return db, false, func() { db.Close(); srv.Close() }, nil
+	case "sqlite":
+		dir, err := os.MkdirTemp("", "schemashift-quickstart-")
+		if err != nil {
+			return nil, false, nil, err
+		}
+		path := filepath.Join(dir, "quickstart.db")
+		fmt.Fprintf(out, "Using embedded SQLite at %s.\n", path)
+		db, err := sqlite.Open(ctx, path)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, false, nil, err
+		}
+		return db, true, func() { db.Close(); os.RemoveAll(dir) }, nil
+	}
+	return nil, false, nil, fmt.Errorf("-db %q: want auto, postgres or sqlite", which)
 }
 
 // step is one line of the summary.
@@ -76,34 +139,22 @@ type step struct {
 	note     string
 }
 
-func run(ctx context.Context, out io.Writer) error {
-	fmt.Fprintln(out, "Starting PostgreSQL (DATABASE_URL if set, else a throwaway cluster)…")
-	srv, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "DATABASE_URL"})
+func run(ctx context.Context, out io.Writer, which string) error {
+	db, onSQLite, release, err := open(ctx, out, which)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	url, err := srv.CreateDatabase(ctx, "quickstart")
-	if err != nil {
-		return err
-	}
-	db, err := sqlx.Open("pgx", url)
-	if err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(40)
-	db.SetMaxIdleConns(40)
-	if err := seed(ctx, db, seedRows); err != nil {
+	defer release()
+	if err := seed(ctx, db, seedRows, onSQLite); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "users(id, full_name) holds %d rows; %d instances of users-api serve traffic.\n\n", seedRows, instances)
 
-	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan()}, rollout.WithAgeOut(3*time.Second))
+	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan(onSQLite)}, rollout.WithAgeOut(3*time.Second))
 	if err != nil {
 		return err
 	}
-	fl, err := startFleet(ctx, db, instances)
+	fl, err := startFleet(ctx, db, instances, plan(onSQLite))
 	if err != nil {
 		return err
 	}
@@ -175,9 +226,16 @@ func run(ctx context.Context, out io.Writer) error {
 	if err := db.GetContext(ctx, &incomplete, `SELECT count(*) FROM users WHERE given_name IS NULL OR family_name IS NULL`); err != nil {
 		return err
 	}
-	var fullName bool
-	if err := db.GetContext(ctx, &fullName, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'full_name')`); err != nil {
-		return err
+	// The build after the contract needs the new columns and no full_name.
+	fullName := false
+	after := contract.Schema{Tables: []contract.Table{{Name: "users", Absent: []string{"full_name"},
+		Columns: []contract.Column{{Name: "given_name", Type: "text"}, {Name: "family_name", Type: "text"}}}}}
+	if err := after.Verify(ctx, db); err != nil {
+		if !errors.Is(err, contract.ErrMismatch) {
+			return err
+		}
+		fmt.Fprintln(out, err)
+		fullName = true
 	}
 	want := seedRows + int(traffic.inserted)
 	lost := want - rows

@@ -14,13 +14,20 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// The quickstart runs the whole rollout to the end against a real
-// PostgreSQL and asserts its own summary: every gate passed in order, no
-// row lost, no request failed.
+// The quickstart runs the whole rollout to the end, against a real
+// PostgreSQL and against embedded SQLite, and asserts its own summary:
+// every gate passed in order, no row lost, no request failed.
 func TestQuickstart(t *testing.T) {
-	t.Setenv("DATABASE_URL", pgtest.URL(t))
+	t.Run("postgres", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", pgtest.URL(t))
+		testQuickstart(t, "postgres")
+	})
+	t.Run("sqlite", func(t *testing.T) { testQuickstart(t, "sqlite") })
+}
+
+func testQuickstart(t *testing.T, which string) {
 	var out bytes.Buffer
-	require.NoError(t, run(t.Context(), &out), out.String())
+	require.NoError(t, run(t.Context(), &out, which), out.String())
 	text := out.String()
 	t.Log(text)
 

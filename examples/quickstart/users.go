@@ -103,15 +103,21 @@ func randomName() (string, string) {
 	return givenNames[rand.IntN(len(givenNames))], familyNames[rand.IntN(len(familyNames))]
 }
 
-// seed creates the table as the old code knows it, with n users.
-func seed(ctx context.Context, db *sqlx.DB, n int) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, full_name text NOT NULL)`); err != nil {
+// seed creates the table as the old code knows it, with n users. On SQLite,
+// which cannot drop a NOT NULL later, full_name starts nullable.
+func seed(ctx context.Context, db *sqlx.DB, n int, onSQLite bool) error {
+	create := `CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, full_name text NOT NULL)`
+	if onSQLite {
+		create = `CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, full_name text)`
+	}
+	if _, err := db.ExecContext(ctx, create); err != nil {
 		return fmt.Errorf("create users: %w", err)
 	}
-	_, err := db.ExecContext(ctx, `INSERT INTO users (id, full_name)
-		SELECT i, (ARRAY['Ada','Grace','Alan','Edsger','Barbara'])[1 + i % 5] || ' ' ||
-		          (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov'])[1 + i % 5]
-		FROM generate_series(1, $1) AS i ON CONFLICT DO NOTHING`, n)
+	_, err := db.ExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1)
+		INSERT INTO users (id, full_name)
+		SELECT i, CASE i % 5 WHEN 0 THEN 'Ada Lovelace' WHEN 1 THEN 'Grace Hopper' WHEN 2 THEN 'Alan Turing'
+			WHEN 3 THEN 'Edsger Dijkstra' ELSE 'Barbara Liskov' END
+		FROM s WHERE true ON CONFLICT DO NOTHING`, n)
 	if err != nil {
 		return fmt.Errorf("seed users: %w", err)
 	}
