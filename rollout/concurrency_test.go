@@ -3,17 +3,21 @@ package rollout_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 // 1000 transition attempts from eight goroutines and a second process:
@@ -21,15 +25,31 @@ import (
 // attempt, won or refused, is in the audit trail.
 func TestConcurrentAdvances(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
-	db := open(t, url)
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		url := pgtest.URL(t)
+		testConcurrentAdvances(t, open(t, url), "pgx", url)
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "race.db")
+		db, err := sqlite.Open(t.Context(), path)
+		require.NoError(t, err)
+		t.Cleanup(func() { db.Close() })
+		testConcurrentAdvances(t, db, sqlite.DriverName, path)
+	})
+}
+
+// testConcurrentAdvances races on db; the second process opens source
+// with driver.
+func testConcurrentAdvances(t *testing.T, db *sqlx.DB, driver, source string) {
 	ctx := t.Context()
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{racePlan()})
 	require.NoError(t, err)
 
 	const goroutines, each, remote = 8, 75, 400 // 8×75 + 400 = 1000
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), racerEnv+"=1", racerURL+"="+url, racerTries+"="+strconv.Itoa(remote))
+	cmd.Env = append(os.Environ(), racerEnv+"=1", racerURL+"="+source, racerDriver+"="+driver, racerTries+"="+strconv.Itoa(remote))
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())

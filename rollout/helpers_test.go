@@ -12,6 +12,7 @@ import (
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 func comparison(match bool) dualwrite.Comparison {
@@ -19,9 +20,10 @@ func comparison(match bool) dualwrite.Comparison {
 }
 
 const (
-	racerEnv   = "SCHEMASHIFT_ROLLOUT_RACER"
-	racerURL   = "SCHEMASHIFT_ROLLOUT_RACER_URL"
-	racerTries = "SCHEMASHIFT_ROLLOUT_RACER_TRIES"
+	racerEnv    = "SCHEMASHIFT_ROLLOUT_RACER"
+	racerURL    = "SCHEMASHIFT_ROLLOUT_RACER_URL"
+	racerTries  = "SCHEMASHIFT_ROLLOUT_RACER_TRIES"
+	racerDriver = "SCHEMASHIFT_ROLLOUT_RACER_DRIVER"
 )
 
 // racePlan has no DDL, so that transitions are as fast as the ledger.
@@ -55,7 +57,13 @@ func attempt(ctx context.Context, c *rollout.Coordinator, db *sqlx.DB, actor str
 // racerMain is the second process of TestConcurrentAdvances.
 func racerMain() int {
 	ctx := context.Background()
-	db, err := sqlx.Open("pgx", os.Getenv(racerURL))
+	var db *sqlx.DB
+	var err error
+	if os.Getenv(racerDriver) == sqlite.DriverName {
+		db, err = sqlite.Open(ctx, os.Getenv(racerURL))
+	} else {
+		db, err = sqlx.Open("pgx", os.Getenv(racerURL))
+	}
 	if err != nil {
 		fmt.Println(err)
 		return 1
