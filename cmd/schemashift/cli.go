@@ -19,6 +19,7 @@ import (
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 var errHelp = errors.New("help shown")
@@ -95,7 +96,7 @@ func (c *cli) usage() {
 func (c *cli) main(ctx context.Context, args []string) error {
 	global := flag.NewFlagSet("schemashift", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
-	global.StringVar(&c.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	global.StringVar(&c.dbURL, "database-url", "", "PostgreSQL URL, or sqlite:PATH for a SQLite file (default $DATABASE_URL)")
 	global.StringVar(&c.actor, "actor", "", "who acts, for the audit trail (default $USER)")
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -148,17 +149,39 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		if c.dbURL == "" {
 			return usagef("no database: pass --database-url or set DATABASE_URL")
 		}
-		db, err := sqlx.Open("pgx", c.dbURL)
+		db, err := openDatabase(ctx, c.dbURL)
 		if err != nil {
-			return usagef("database URL: %v", err)
+			return err
 		}
 		defer db.Close()
-		if err := db.PingContext(ctx); err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
 		c.db = db
 	}
 	return cmd.run(c, ctx, fs, positional)
+}
+
+// openDatabase opens a PostgreSQL URL, or the SQLite database file named
+// by "sqlite:PATH" (which must exist: a typo should not create an empty
+// database that knows no migration).
+func openDatabase(ctx context.Context, dbURL string) (*sqlx.DB, error) {
+	if path, ok := strings.CutPrefix(dbURL, "sqlite:"); ok {
+		if _, err := os.Stat(path); err != nil {
+			return nil, usagef("database %s: no such SQLite database file", dbURL)
+		}
+		db, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		return db, nil
+	}
+	db, err := sqlx.Open("pgx", dbURL)
+	if err != nil {
+		return nil, usagef("database URL: %v", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return db, nil
 }
 
 // parseInterleaved parses flags wherever they stand among the arguments

@@ -17,6 +17,7 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 func TestMain(m *testing.M) {
@@ -56,24 +57,50 @@ func setup(t *testing.T) (string, *sqlx.DB) {
 	db, err := sqlx.Open("pgx", url)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
+	register(t, db, "split_part(full_name, ' ', 1)", "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)")
+	return url, db
+}
+
+// setupSQLite is setup in a SQLite file, named as the CLI takes it.
+func setupSQLite(t *testing.T) (string, *sqlx.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "app.db")
+	db, err := sqlite.Open(t.Context(), path)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	register(t, db, "substr(full_name, 1, instr(full_name, ' ') - 1)", "substr(full_name, instr(full_name, ' ') + 1)")
+	return "sqlite:" + path, db
+}
+
+func register(t *testing.T, db *sqlx.DB, given, family string) {
+	t.Helper()
 	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, full_name text NOT NULL)`)
-	db.MustExecContext(t.Context(), `INSERT INTO users SELECT i, 'Ada Lovelace' || i FROM generate_series(1, 3000) i`)
-	_, err = rollout.NewCoordinator(t.Context(), db, []rollout.Plan{{
+	db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3000)
+		INSERT INTO users SELECT i, 'Ada Lovelace' || i FROM s`)
+	_, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{{
 		Migration: "users_split_name",
-		Expand: []rollout.Step{{SQL: `ALTER TABLE users ADD COLUMN given_name text, ADD COLUMN family_name text`,
-			Down: `ALTER TABLE users DROP COLUMN given_name, DROP COLUMN family_name`}},
+		Expand: []rollout.Step{{SQL: `ALTER TABLE users ADD COLUMN given_name text; ALTER TABLE users ADD COLUMN family_name text`,
+			Down: `ALTER TABLE users DROP COLUMN given_name; ALTER TABLE users DROP COLUMN family_name`}},
 		Columns: []rollout.Column{{Table: "users", Column: "given_name"}, {Table: "users", Column: "family_name"}},
 		Backfills: []backfill.Job{{Name: "users_split_name", Table: "users", Set: []backfill.Assign{
-			{Column: "given_name", Expr: "split_part(full_name, ' ', 1)"},
-			{Column: "family_name", Expr: "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"}}}},
+			{Column: "given_name", Expr: given},
+			{Column: "family_name", Expr: family}}}},
 	}})
 	require.NoError(t, err)
-	return url, db
 }
 
 func TestCLIEndToEnd(t *testing.T) {
 	t.Parallel()
-	url, db := setup(t)
+	for name, setup := range map[string]func(*testing.T) (string, *sqlx.DB){"postgres": setup, "sqlite": setupSQLite} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			url, db := setup(t)
+			testCLIEndToEnd(t, url, db)
+		})
+	}
+}
+
+func testCLIEndToEnd(t *testing.T, url string, db *sqlx.DB) {
 
 	r := cliRun(t, url, "status")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -158,6 +185,10 @@ func TestCLIEndToEnd(t *testing.T) {
 
 func TestCLIBadInput(t *testing.T) {
 	t.Parallel()
+	r := cliRun(t, "sqlite:"+filepath.Join(t.TempDir(), "typo.db"), "status")
+	assert.Equal(t, 2, r.code, "a missing SQLite file is a usage error, not a new empty database")
+	assert.Contains(t, r.stderr, "no such SQLite database file")
+
 	url, _ := setup(t)
 	for _, c := range []struct {
 		args []string
