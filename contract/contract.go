@@ -5,7 +5,8 @@
 // indexes a build relies on, and the columns that must be gone after a
 // contract. [Verify] reads the catalog and returns one [MismatchError]
 // listing every unmet requirement, so a service refuses to start against a
-// database it does not fit (the rollout startup hook calls it). Package
+// database it does not fit (the rollout startup hook calls it). It reads
+// PostgreSQL's catalog or SQLite's, where types compare by affinity. Package
 // contracttest proves, in unit tests, that a mixed fleet agrees: it runs a
 // scenario under every stage and every pair of adjacent stages.
 package contract
@@ -14,10 +15,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -40,6 +43,7 @@ type Column struct {
 	Name string
 	// Type as PostgreSQL writes it, or a common alias (int, bigint, text,
 	// varchar(n), timestamptz, numeric(p,s), jsonb, uuid, …); empty: any.
+	// On SQLite only its type affinity is compared (see [Verify]).
 	Type string
 	// Nullable, when set, requires the column to allow NULL (true) or not
 	// (false).
@@ -76,12 +80,22 @@ func (e *MismatchError) Error() string {
 // Unwrap returns [ErrMismatch].
 func (e *MismatchError) Unwrap() error { return ErrMismatch }
 
-// Verify checks s against the live catalog and returns a *MismatchError
-// naming every unmet requirement, or nil.
+// Verify checks s against the live catalog of db, a PostgreSQL or SQLite
+// pool or transaction (told apart by its DriverName; anything without one
+// is read as PostgreSQL), and returns a *MismatchError naming every unmet
+// requirement, or nil.
+//
+// On SQLite a column's type is compared by type affinity, the only type a
+// SQLite column has: the wanted type, read as PostgreSQL would (so serial
+// is integer), and the declared type must have the same affinity. A
+// contract's bigint is met by a column declared INTEGER; text is not. A
+// table's primary key counts as a unique index on its columns, since an
+// INTEGER PRIMARY KEY is the table's own key and has no index of its own.
 func Verify(ctx context.Context, db sqlx.QueryerContext, s Schema) error {
+	d := dialect.Of(db)
 	var problems []string
 	for _, t := range s.Tables {
-		p, err := verifyTable(ctx, db, t)
+		p, err := verifyTable(ctx, d, db, t)
 		if err != nil {
 			return err
 		}
@@ -93,30 +107,29 @@ func Verify(ctx context.Context, db sqlx.QueryerContext, s Schema) error {
 	return nil
 }
 
-type catalogColumn struct {
-	Name    string `db:"attname"`
-	Type    string `db:"type"`
-	NotNull bool   `db:"attnotnull"`
-}
+// Verify is [Verify] of s.
+func (s Schema) Verify(ctx context.Context, db sqlx.QueryerContext) error { return Verify(ctx, db, s) }
 
-func verifyTable(ctx context.Context, db sqlx.QueryerContext, t Table) ([]string, error) {
+func verifyTable(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, t Table) ([]string, error) {
 	tbl, err := ident.ParseTable(t.Name)
 	if err != nil {
 		return nil, fmt.Errorf("verify schema: table %q: %w", t.Name, err)
 	}
-	var exists bool
-	if err := sqlx.GetContext(ctx, db, &exists, `SELECT to_regclass($1) IS NOT NULL`, tbl.Quoted()); err != nil {
+	exists, err := d.TableExists(ctx, db, tbl)
+	if err != nil {
 		return nil, fmt.Errorf("verify schema: %w", err)
 	}
 	if !exists {
 		return []string{fmt.Sprintf("table %s is missing", t.Name)}, nil
 	}
-	var cols []catalogColumn
-	if err := sqlx.SelectContext(ctx, db, &cols, `SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull
-		FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, tbl.Quoted()); err != nil {
-		return nil, fmt.Errorf("verify schema: columns of %s: %w", t.Name, err)
+	cols, err := d.Columns(ctx, db, tbl)
+	if err != nil {
+		return nil, fmt.Errorf("verify schema: %w", err)
 	}
-	byName := map[string]catalogColumn{}
+	if d.IsSQLite() {
+		rowidNotNull(cols)
+	}
+	byName := map[string]dialect.Column{}
 	for _, c := range cols {
 		byName[c.Name] = c
 	}
@@ -127,8 +140,10 @@ func verifyTable(ctx context.Context, db sqlx.QueryerContext, t Table) ([]string
 			problems = append(problems, fmt.Sprintf("column %s.%s is missing", t.Name, want.Name))
 			continue
 		}
-		if want.Type != "" && normalizeType(want.Type) != normalizeType(got.Type) {
-			problems = append(problems, fmt.Sprintf("column %s.%s is %s, want %s", t.Name, want.Name, got.Type, want.Type))
+		if want.Type != "" {
+			if p := typeProblem(d, want.Type, got.Type); p != "" {
+				problems = append(problems, fmt.Sprintf("column %s.%s is %s", t.Name, want.Name, p))
+			}
 		}
 		if want.Nullable != nil && *want.Nullable == got.NotNull {
 			have, need := "NOT NULL", "nullable"
@@ -144,7 +159,7 @@ func verifyTable(ctx context.Context, db sqlx.QueryerContext, t Table) ([]string
 		}
 	}
 	if len(t.Indexes) > 0 {
-		p, err := verifyIndexes(ctx, db, t, tbl)
+		p, err := verifyIndexes(ctx, d, db, t, tbl, cols)
 		if err != nil {
 			return nil, err
 		}
@@ -153,18 +168,50 @@ func verifyTable(ctx context.Context, db sqlx.QueryerContext, t Table) ([]string
 	return problems, nil
 }
 
-func verifyIndexes(ctx context.Context, db sqlx.QueryerContext, t Table, tbl ident.Table) ([]string, error) {
-	var idx []struct {
-		Name    string `db:"name"`
-		Columns string `db:"columns"`
-		Unique  bool   `db:"indisunique"`
-		Valid   bool   `db:"indisvalid"`
+// typeProblem says how a column declared got differs from the type want,
+// or "" when it meets it.
+func typeProblem(d *dialect.Dialect, want, got string) string {
+	if !d.IsSQLite() {
+		if normalizeType(want) != normalizeType(got) {
+			return fmt.Sprintf("%s, want %s", got, want)
+		}
+		return ""
 	}
-	if err := sqlx.SelectContext(ctx, db, &idx, `SELECT c.relname AS name, i.indisunique, i.indisvalid,
-			coalesce((SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
-				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum), '') AS columns
-		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1)`, tbl.Quoted()); err != nil {
-		return nil, fmt.Errorf("verify schema: indexes of %s: %w", t.Name, err)
+	wa, ga := affinity(normalizeType(want)), affinity(got)
+	if wa == ga {
+		return ""
+	}
+	declared := got
+	if strings.TrimSpace(got) == "" {
+		declared = "declared without a type"
+	}
+	return fmt.Sprintf("%s, want %s (SQLite type affinity %s, want %s)", declared, want, ga, wa)
+}
+
+// affinity is the type affinity SQLite gives a column declared typ, by the
+// rules of https://www.sqlite.org/datatype3.html §3.1, in their order.
+func affinity(typ string) string {
+	t := strings.ToUpper(typ)
+	switch {
+	case strings.Contains(t, "INT"):
+		return "INTEGER"
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
+		return "TEXT"
+	case strings.Contains(t, "BLOB"), strings.TrimSpace(t) == "":
+		return "BLOB"
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+		return "REAL"
+	}
+	return "NUMERIC"
+}
+
+func verifyIndexes(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, t Table, tbl ident.Table, cols []dialect.Column) ([]string, error) {
+	idx, err := d.Indexes(ctx, db, tbl)
+	if err != nil {
+		return nil, fmt.Errorf("verify schema: %w", err)
+	}
+	if d.IsSQLite() {
+		idx = append(idx, primaryKey(cols)...)
 	}
 	var problems []string
 	for _, want := range t.Indexes {
@@ -173,7 +220,7 @@ func verifyIndexes(ctx context.Context, db sqlx.QueryerContext, t Table, tbl ide
 			if want.Name != "" && got.Name != want.Name {
 				continue
 			}
-			if len(want.Columns) > 0 && got.Columns != strings.Join(want.Columns, ",") {
+			if len(want.Columns) > 0 && strings.Join(got.Columns, ",") != strings.Join(want.Columns, ",") {
 				continue
 			}
 			if want.Unique && !got.Unique {
@@ -197,6 +244,40 @@ func verifyIndexes(ctx context.Context, db sqlx.QueryerContext, t Table, tbl ide
 		}
 	}
 	return problems, nil
+}
+
+// rowidNotNull marks an INTEGER PRIMARY KEY NOT NULL: SQLite's catalog
+// says it is nullable, but it is the table's rowid and never holds NULL
+// (other primary key columns of a rowid table do accept NULL in SQLite,
+// and stay reported nullable).
+func rowidNotNull(cols []dialect.Column) {
+	i, keys := -1, 0
+	for j, c := range cols {
+		if c.Key > 0 {
+			i, keys = j, keys+1
+		}
+	}
+	if keys == 1 && strings.EqualFold(cols[i].Type, "integer") {
+		cols[i].NotNull = true
+	}
+}
+
+// primaryKey is the table's primary key as an unnamed unique index, for
+// SQLite, whose INTEGER PRIMARY KEY is the table's rowid and is listed
+// among no indexes; it meets requirements by columns, never by name.
+func primaryKey(cols []dialect.Column) []dialect.Index {
+	var key []string
+	for pos := 1; ; pos++ {
+		i := slices.IndexFunc(cols, func(c dialect.Column) bool { return c.Key == pos })
+		if i < 0 {
+			break
+		}
+		key = append(key, cols[i].Name)
+	}
+	if len(key) == 0 {
+		return nil
+	}
+	return []dialect.Index{{Columns: key, Unique: true, Valid: true}}
 }
 
 // normalizeType maps common spellings to PostgreSQL's format_type names.

@@ -1,16 +1,3 @@
-// Package ddl renders safe expand and contract operations to PostgreSQL,
-// runs them with short lock timeouts and retries ([Executor]), and lints
-// hand-written DDL for what would block a running fleet ([Lint]).
-//
-// Every operation is idempotent (IF [NOT] EXISTS, or a catalog check) and
-// knows its reverse where one exists. Indexes are built CONCURRENTLY,
-// outside a transaction, and an INVALID index left by a failed build is
-// dropped before the retry; constraints are added NOT VALID and validated
-// in a separate step; SET NOT NULL goes through a validated CHECK (native
-// NOT NULL NOT VALID on PostgreSQL 18+); a unique constraint uses a
-// concurrently built index. Renames and type changes are never done in
-// place: they become a new column, bridged by dual writes and a backfill,
-// and a drop in the contract.
 package ddl
 
 import (
@@ -33,9 +20,18 @@ type Statement struct {
 	// Index names an index the statement builds concurrently: an INVALID
 	// one of that name, left by a failed build, is dropped first.
 	Index string
+	// Note, when set, says what the database cannot do the safe way for
+	// this statement (on SQLite: "CREATE INDEX without CONCURRENTLY");
+	// the executor records it with the step and reports it.
+	Note string
+	// column, when set, skips the statement when the catalog already
+	// shows the column present (or absent) as the statement leaves it:
+	// the guard of a dialect whose DDL has no IF [NOT] EXISTS.
+	column *columnGuard
 }
 
-// Op is one schema operation.
+// Op is one schema operation. An Op of the caller's own also runs on
+// SQLite when it implements [SQLiteOp].
 type Op interface {
 	// Up returns the statements that apply it, for a server of the given
 	// major version.
@@ -52,11 +48,19 @@ var ErrIrreversible = errors.New("operation cannot be undone")
 var ErrInvalidOp = errors.New("invalid DDL operation")
 
 func table(name string) (string, error) {
-	t, err := ident.ParseTable(name)
+	t, err := tableOf(name)
 	if err != nil {
-		return "", fmt.Errorf("%w: table %q: %v", ErrInvalidOp, name, err)
+		return "", err
 	}
 	return t.Quoted(), nil
+}
+
+func tableOf(name string) (ident.Table, error) {
+	t, err := ident.ParseTable(name)
+	if err != nil {
+		return ident.Table{}, fmt.Errorf("%w: table %q: %v", ErrInvalidOp, name, err)
+	}
+	return t, nil
 }
 
 func col(name string) (string, error) {

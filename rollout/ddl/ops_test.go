@@ -2,7 +2,10 @@ package ddl_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -118,15 +124,19 @@ func executor(t *testing.T, db *sqlx.DB, opts ...ddl.ExecutorOption) *ddl.Execut
 	return e
 }
 
-func fixture(t *testing.T) *sqlx.DB {
+// fixture fills db with the users and orders the operations change, in
+// SQL both databases accept.
+func fixture(t *testing.T, db *sqlx.DB) *sqlx.DB {
 	t.Helper()
-	db := pgtest.DB(t)
 	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, email text, tenant int NOT NULL DEFAULT 1, age int)`)
-	db.MustExecContext(t.Context(), `INSERT INTO users SELECT i, 'u' || i || '@x', 1, 20 FROM generate_series(1, 2000) i`)
+	db.MustExecContext(t.Context(), `INSERT INTO users (id, email, tenant, age)
+		WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 2000) SELECT i, 'u' || i || '@x', 1, 20 FROM s`)
 	db.MustExecContext(t.Context(), `CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint)`)
-	db.MustExecContext(t.Context(), `INSERT INTO orders SELECT i, i FROM generate_series(1, 100) i`)
+	db.MustExecContext(t.Context(), `INSERT INTO orders (id, user_id) SELECT id, id FROM users WHERE id <= 100`)
 	return db
 }
+
+func pgFixture(t *testing.T) *sqlx.DB { return fixture(t, pgtest.DB(t)) }
 
 var allOps = []ddl.Op{
 	ddl.AddColumn{Table: "users", Column: "given_name", Type: "text"},
@@ -140,80 +150,148 @@ var allOps = []ddl.Op{
 	ddl.AddUnique{Name: "users_tenant_email", Table: "users", Columns: []string{"tenant", "email"}},
 }
 
-func schemaOf(t *testing.T, db *sqlx.DB) string {
-	t.Helper()
-	var s string
-	require.NoError(t, db.GetContext(t.Context(), &s, `SELECT
-		(SELECT string_agg(column_name || ':' || is_nullable, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'users') || ' | ' ||
-		(SELECT coalesce(string_agg(conname || ':' || convalidated, ',' ORDER BY conname), '') FROM pg_constraint WHERE conrelid IN ('users'::regclass, 'orders'::regclass)) || ' | ' ||
-		(SELECT coalesce(string_agg(indexrelid::regclass::text || ':' || indisvalid, ',' ORDER BY indexrelid::regclass::text), '') FROM pg_index WHERE indrelid = 'users'::regclass) || ' | ' ||
-		(to_regclass('order_totals') IS NOT NULL)::text`))
-	return s
+// opsFor is allOps without the constraints SQLite cannot add to an
+// existing table.
+func opsFor(db *sqlx.DB) []ddl.Op {
+	if !dialect.Of(db).IsSQLite() {
+		return allOps
+	}
+	var ops []ddl.Op
+	for _, o := range allOps {
+		switch o.(type) {
+		case ddl.AddForeignKey, ddl.AddCheck, ddl.SetNotNull:
+		default:
+			ops = append(ops, o)
+		}
+	}
+	return ops
 }
 
-// Every operation against a real PostgreSQL: applied, applied again
-// (nothing changes), and reversed.
+// schemaOf describes users (columns and nullability, indexes and
+// validity), the constraints of users and orders (PostgreSQL; SQLite adds
+// none), and whether order_totals exists, from either catalog.
+func schemaOf(t *testing.T, db *sqlx.DB) string {
+	t.Helper()
+	ctx, d, users := t.Context(), dialect.Of(db), ident.Table{Name: "users"}
+	cols, err := d.Columns(ctx, db, users)
+	require.NoError(t, err)
+	var cs []string
+	for _, c := range cols {
+		cs = append(cs, c.Name+":"+map[bool]string{false: "YES", true: "NO"}[c.NotNull])
+	}
+	idx, err := d.Indexes(ctx, db, users)
+	require.NoError(t, err)
+	var is []string
+	for _, i := range idx {
+		is = append(is, fmt.Sprintf("%s:%t", i.Name, i.Valid))
+	}
+	var cons string
+	if !d.IsSQLite() {
+		require.NoError(t, db.GetContext(ctx, &cons, `SELECT coalesce(string_agg(conname || ':' || convalidated, ',' ORDER BY conname), '')
+			FROM pg_constraint WHERE conrelid IN ('users'::regclass, 'orders'::regclass)`))
+	}
+	exists, err := d.TableExists(ctx, db, ident.Table{Name: "order_totals"})
+	require.NoError(t, err)
+	slices.Sort(cs)
+	slices.Sort(is)
+	return fmt.Sprintf("%s | %s | %s | %t", strings.Join(cs, ","), cons, strings.Join(is, ","), exists)
+}
+
+// Every operation the database can do, against a real PostgreSQL and a
+// SQLite file: applied, applied again (nothing changes), and reversed.
 func TestApplyReapplyRevert(t *testing.T) {
 	t.Parallel()
-	db := fixture(t)
-	before := schemaOf(t, db)
-	e := executor(t, db)
-	require.NoError(t, e.Apply(t.Context(), "m", allOps))
-	applied := schemaOf(t, db)
-	for _, want := range []string{"given_name:YES", "email:NO", "score:YES", "token:YES", "age_positive:true", "orders_user:true",
-		"users_tenant_email:true", "users_email:true", "| true"} {
-		assert.Contains(t, applied, want)
-	}
-	assert.NotContains(t, applied, "email_not_null", "the helper check is gone once NOT NULL is set")
-	var nullTokens int
-	require.NoError(t, db.GetContext(t.Context(), &nullTokens, `SELECT count(*) FROM users WHERE token IS NULL`))
-	assert.Equal(t, 2000, nullTokens, "a volatile default is not applied to existing rows: they are the backfill's")
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		fixture(t, db)
+		ops, sqlite := opsFor(db), dialect.Of(db).IsSQLite()
+		before := schemaOf(t, db)
+		e := executor(t, db)
+		require.NoError(t, e.Apply(t.Context(), "m", ops))
+		applied := schemaOf(t, db)
+		want := []string{"given_name:YES", "email:NO", "score:YES", "token:YES", "age_positive:true", "orders_user:true",
+			"users_tenant_email:true", "users_email:true", "| true"}
+		if sqlite {
+			want = []string{"given_name:YES", "email:YES", "score:YES", "token:YES", "users_tenant_email:true", "users_email:true", "| true"}
+		}
+		for _, w := range want {
+			assert.Contains(t, applied, w)
+		}
+		assert.NotContains(t, applied, "email_not_null", "the helper check is gone once NOT NULL is set")
+		var nullTokens int
+		require.NoError(t, db.GetContext(t.Context(), &nullTokens, `SELECT count(*) FROM users WHERE token IS NULL`))
+		assert.Equal(t, 2000, nullTokens, "a volatile default is not applied to existing rows: they are the backfill's")
 
-	require.NoError(t, e.Apply(t.Context(), "m", allOps), "recorded steps are skipped")
-	fresh := executor(t, db)
-	require.NoError(t, fresh.Apply(t.Context(), "other-record", allOps), "and without the record, every statement is idempotent")
-	assert.Equal(t, applied, schemaOf(t, db))
+		// A new row gets the constant default everywhere; the volatile one
+		// only where the database can set it on an existing table.
+		db.MustExecContext(t.Context(), `INSERT INTO users (id, email) VALUES (5000, 'new@x')`)
+		var row struct {
+			Score int            `db:"score"`
+			Token sql.NullString `db:"token"`
+		}
+		require.NoError(t, db.GetContext(t.Context(), &row, `SELECT score, CAST(token AS text) AS token FROM users WHERE id = 5000`))
+		assert.Equal(t, 0, row.Score)
+		assert.Equal(t, !sqlite, row.Token.Valid, "token default set on PostgreSQL, not on SQLite")
+		db.MustExecContext(t.Context(), `DELETE FROM users WHERE id = 5000`)
 
-	require.NoError(t, e.Revert(t.Context(), "m", allOps))
-	assert.Equal(t, before, schemaOf(t, db))
-	require.NoError(t, e.Revert(t.Context(), "m", allOps))
+		require.NoError(t, e.Apply(t.Context(), "m", ops), "recorded steps are skipped")
+		fresh := executor(t, db)
+		require.NoError(t, fresh.Apply(t.Context(), "other-record", ops), "and without the record, every statement is idempotent")
+		assert.Equal(t, applied, schemaOf(t, db))
 
-	err := e.Revert(t.Context(), "m2", []ddl.Op{ddl.DropColumn{Table: "users", Column: "age"}})
-	assert.ErrorIs(t, err, ddl.ErrIrreversible)
+		require.NoError(t, e.Revert(t.Context(), "m", ops))
+		assert.Equal(t, before, schemaOf(t, db))
+		require.NoError(t, e.Revert(t.Context(), "m", ops))
+		require.NoError(t, fresh.Revert(t.Context(), "other-record", ops), "reverting what is already undone changes nothing")
+		assert.Equal(t, before, schemaOf(t, db))
+
+		err := e.Revert(t.Context(), "m2", []ddl.Op{ddl.DropColumn{Table: "users", Column: "age"}})
+		assert.ErrorIs(t, err, ddl.ErrIrreversible)
+	})
 }
 
 // An executor stopped between steps (a crash, a deploy) resumes where it
 // stopped when run again.
 func TestExecutorResumesAfterCrashBetweenSteps(t *testing.T) {
 	t.Parallel()
-	db := fixture(t)
-	crash := errors.New("killed")
-	for range 6 { // each run dies after two steps: 12 of the 16 steps
-		e := executor(t, db)
-		n := 0
-		ddl.OnStep(e, func(op, step int) error {
-			if n++; n == 2 {
-				return crash
-			}
-			return nil
-		})
-		err := e.Apply(t.Context(), "resume", allOps)
-		require.ErrorIs(t, err, crash)
-	}
-	require.NoError(t, executor(t, db).Apply(t.Context(), "resume", allOps))
-	var steps, distinct int
-	require.NoError(t, db.GetContext(t.Context(), &steps, `SELECT count(*) FROM schemashift_ddl_steps WHERE migration = 'resume'`))
-	require.NoError(t, db.GetContext(t.Context(), &distinct, `SELECT count(DISTINCT (op, step)) FROM schemashift_ddl_steps WHERE migration = 'resume'`))
-	assert.Equal(t, 16, steps, "every step recorded once")
-	assert.Equal(t, steps, distinct)
-	assert.Contains(t, schemaOf(t, db), "users_tenant_email:true")
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		fixture(t, db)
+		ops := opsFor(db)
+		plan, err := executor(t, db).Plan(t.Context(), ops)
+		require.NoError(t, err)
+		crash := errors.New("killed")
+		runs := (len(plan) - 1) / 2
+		for range runs { // each run dies after two steps
+			e := executor(t, db)
+			n := 0
+			ddl.OnStep(e, func(op, step int) error {
+				if n++; n == 2 {
+					return crash
+				}
+				return nil
+			})
+			err := e.Apply(t.Context(), "resume", ops)
+			require.ErrorIs(t, err, crash)
+		}
+		var steps int
+		require.NoError(t, db.GetContext(t.Context(), &steps, `SELECT count(*) FROM schemashift_ddl_steps WHERE migration = 'resume'`))
+		require.Equal(t, 2*runs, steps, "each run recorded its two steps")
+		require.NoError(t, executor(t, db).Apply(t.Context(), "resume", ops))
+		var distinct int
+		require.NoError(t, db.GetContext(t.Context(), &steps, `SELECT count(*) FROM schemashift_ddl_steps WHERE migration = 'resume'`))
+		require.NoError(t, db.GetContext(t.Context(), &distinct, `SELECT count(*) FROM (SELECT DISTINCT op, step FROM schemashift_ddl_steps WHERE migration = 'resume') s`))
+		assert.Equal(t, len(plan), steps, "every step recorded once")
+		assert.Equal(t, steps, distinct)
+		assert.Contains(t, schemaOf(t, db), "users_tenant_email:true")
+	})
 }
 
 // A failed concurrent build leaves an INVALID index; the retry drops it
 // and builds a valid one (IF NOT EXISTS alone would keep the invalid one).
 func TestInvalidIndexIsRebuilt(t *testing.T) {
 	t.Parallel()
-	db := fixture(t)
+	db := pgFixture(t)
 	db.MustExecContext(t.Context(), `UPDATE users SET email = 'dup@x' WHERE id IN (1, 2)`)
 	op := []ddl.Op{ddl.CreateIndex{Name: "users_email_unique", Table: "users", Columns: []string{"email"}, Unique: true}}
 	err := executor(t, db).Apply(t.Context(), "idx", op)
@@ -233,7 +311,7 @@ func TestInvalidIndexIsRebuilt(t *testing.T) {
 // expand succeeds once the lock is released.
 func TestExpandWaitsOnLongTransactionWithoutBlockingForeground(t *testing.T) {
 	t.Parallel()
-	db := fixture(t)
+	db := pgFixture(t)
 	db.SetMaxOpenConns(20)
 	holder := db.MustBeginTx(t.Context(), nil)
 	var n int

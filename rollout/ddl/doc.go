@@ -1,0 +1,50 @@
+// Package ddl renders safe expand and contract operations to PostgreSQL,
+// runs them with short lock timeouts and retries ([Executor]), and lints
+// hand-written DDL for what would block a running fleet ([Lint]).
+//
+// Every operation is idempotent (IF [NOT] EXISTS, or a catalog check) and
+// knows its reverse where one exists. Indexes are built CONCURRENTLY,
+// outside a transaction, and an INVALID index left by a failed build is
+// dropped before the retry; constraints are added NOT VALID and validated
+// in a separate step; SET NOT NULL goes through a validated CHECK (native
+// NOT NULL NOT VALID on PostgreSQL 18+); a unique constraint uses a
+// concurrently built index. Renames and type changes are never done in
+// place: they become a new column, bridged by dual writes and a backfill,
+// and a drop in the contract.
+//
+// # SQLite
+//
+// On a SQLite database (the embedded default for examples and fast tests)
+// the executor renders the same operations to plain DDL, each statement in
+// its own write transaction. SQLite has no CONCURRENTLY, no NOT VALID and
+// no lock_timeout: every DDL statement holds the database's write lock,
+// and a writer waits for it up to the connection's busy_timeout.
+//
+//   - [AddTable], [DropTable] and [DropIndex] run as written, with
+//     IF [NOT] EXISTS.
+//   - [AddColumn] and [DropColumn] run ALTER TABLE … ADD / DROP COLUMN,
+//     skipped when the catalog already shows the column present or gone
+//     (SQLite's ALTER TABLE has no IF [NOT] EXISTS). A volatile default
+//     is not set: SQLite adds a column only with a constant default and
+//     cannot set one later, so the column is added without it.
+//   - [CreateIndex] builds CREATE [UNIQUE] INDEX IF NOT EXISTS inside the
+//     transaction: writers wait for the build, and a failed build leaves
+//     nothing behind. [AddUnique] becomes a unique index.
+//   - [AddForeignKey], [AddCheck] and [SetNotNull] fail with
+//     [ErrUnsupported] before anything runs: SQLite cannot add a
+//     constraint to an existing table, it must be declared when the table
+//     is created. They are refused rather than skipped, because a skipped
+//     constraint would let the rollout believe the database enforces what
+//     it does not.
+//
+// What a statement gives up on SQLite is its [Statement.Note], for
+// example "sqlite: CREATE INDEX without CONCURRENTLY: writers wait for
+// the build". The executor records the note with the step in
+// schemashift_ddl_steps, hands it to the [WithNotes] callback as the step
+// is applied (for the rollout's audit trail), and returns the recorded
+// notes from [Executor.Notes]. An [Op] of the caller's own runs on SQLite
+// only if it implements [SQLiteOp]; otherwise it fails with
+// [ErrUnsupported].
+//
+// [Lint] checks PostgreSQL DDL, whatever database the executor runs on.
+package ddl
