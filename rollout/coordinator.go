@@ -342,7 +342,12 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 			return unlock, errNoOps
 		}
 	}
-	e, err := ddl.NewExecutor(c.db)
+	// What the database could not do safely (SQLite builds an index
+	// without CONCURRENTLY) goes into the audit trail as it happens.
+	e, err := ddl.NewExecutor(c.db, ddl.WithNotes(func(ctx context.Context, n ddl.Note) {
+		c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl-note", Accepted: true, Actor: r.Actor,
+			FromPhase: cur.Phase.String(), Reason: n.String()})
+	}))
 	if err != nil {
 		return unlock, err
 	}

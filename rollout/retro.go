@@ -62,7 +62,7 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 		case !e.Accepted:
 			r.Refused++
 			continue
-		case e.Kind == "guardrail" || e.Kind == "query-plan":
+		case e.Kind == "guardrail" || e.Kind == "query-plan" || e.Kind == "ddl-note":
 			continue // no phase change
 		case strings.HasPrefix(e.Kind, "force-"):
 			r.Forced++

@@ -391,6 +391,24 @@ func testPlanWithDDLOpsAndLint(t *testing.T, db *sqlx.DB) {
 		assert.False(t, col || idx, "undoing the expand reverted them")
 	}
 
+	// What SQLite could not do safely is in the audit trail; PostgreSQL
+	// had nothing to note.
+	trail, err := rollout.Audit(ctx, db, "users_email_index", 0)
+	require.NoError(t, err)
+	var notes []string
+	for _, e := range trail {
+		if e.Kind == "ddl-note" {
+			notes = append(notes, e.Reason)
+		}
+	}
+	if dialect.Of(db).IsSQLite() {
+		require.Len(t, notes, 4, "the index build of each expand, the column drop of each undo")
+		assert.Contains(t, notes[0], "up users_email_index: sqlite: CREATE INDEX without CONCURRENTLY")
+		assert.Contains(t, notes[1], "down users_email_index: sqlite: DROP COLUMN rewrites the table")
+	} else {
+		assert.Empty(t, notes)
+	}
+
 	unsafe := rollout.Plan{Migration: "unsafe", Expand: []rollout.Step{{SQL: `CREATE INDEX users_full ON users (full_name)`}}}
 	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{unsafe})
 	require.ErrorIs(t, err, rollout.ErrInvalidPlan)
