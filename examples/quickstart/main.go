@@ -247,6 +247,16 @@ func run(ctx context.Context, out io.Writer, which string) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", s.from, s.to, s.gate, s.waited.Round(10*time.Millisecond), s.note)
 	}
 	_ = w.Flush()
+	// What the database could not do safely is in the audit trail.
+	trail, err := rollout.Audit(ctx, db, migration, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range trail {
+		if e.Kind == "ddl-note" {
+			fmt.Fprintln(out, "note:", e.Reason)
+		}
+	}
 	fmt.Fprintf(out, "\ntraffic: %d reads, %d writes (%d new users), %d errors; shadow comparisons: %d matched, %d mismatched\n",
 		traffic.reads, traffic.writes, traffic.inserted, traffic.errors, traffic.matched, traffic.mismatched)
 	fmt.Fprintf(out, "rows: %d expected, %d present, %d lost; %d without the new shape; full_name dropped: %v\n",
