@@ -211,7 +211,7 @@ func TestCLIBadInput(t *testing.T) {
 		assert.Equal(t, c.code, r.code, "%v: %s", c.args, r.stderr)
 		assert.Contains(t, r.stderr, c.msg, "%v", c.args)
 	}
-	r := cliRun(t, "", "status")
+	r = cliRun(t, "", "status")
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "no database")
 
