@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/pgerr"
 )
 
@@ -26,6 +27,7 @@ import (
 // waits for them, so there is nothing to close.
 type Backfill struct {
 	db   *sqlx.DB
+	d    *dialect.Dialect
 	job  Job
 	opts options
 	plan *plan
@@ -50,13 +52,21 @@ func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, 
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
-	p, err := resolve(ctx, db, job)
+	d := dialect.Of(db)
+	for _, s := range o.signals {
+		if s, ok := s.(dialectSignal); ok {
+			if err := s.supports(d); err != nil {
+				return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
+			}
+		}
+	}
+	p, err := resolve(ctx, d, db, job)
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
-	b := &Backfill{db: db, job: job, opts: o, plan: p, hash: job.hash(p.keyCols), chunkSize: o.chunkSize}
+	b := &Backfill{db: db, d: d, job: job, opts: o, plan: p, hash: job.hash(p.keyCols), chunkSize: o.chunkSize}
 	// Statements are rendered once here so that a bad expression fails now.
-	if err := b.dryRender(); err != nil {
+	if err := b.dryRender(ctx); err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
 	if err := EnsureSchema(ctx, db); err != nil {
@@ -72,7 +82,7 @@ func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, 
 	return b, nil
 }
 
-func (b *Backfill) dryRender() error {
+func (b *Backfill) dryRender(ctx context.Context) error {
 	_, err := b.statement(&args{}, span{}, nil)
 	if err != nil {
 		return err
@@ -84,12 +94,12 @@ func (b *Backfill) dryRender() error {
 	if b.job.Func != nil {
 		return nil
 	}
-	tx, err := b.db.Beginx()
+	tx, err := b.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only check
-	if _, err := tx.Exec("EXPLAIN "+stmt, a.vals...); err != nil {
+	if _, err := tx.ExecContext(ctx, "EXPLAIN "+stmt, a.vals...); err != nil {
 		return fmt.Errorf("check chunk statement: %w", err)
 	}
 	return nil
@@ -113,12 +123,12 @@ func (b *Backfill) zeroKey() Key {
 }
 
 func (b *Backfill) estimate(ctx context.Context) (int64, error) {
-	var est float64
-	if err := b.db.GetContext(ctx, &est, `SELECT reltuples FROM pg_class WHERE oid = $1::regclass`, b.plan.table.Quoted()); err != nil {
+	est, err := b.d.EstimateRows(ctx, b.db, b.plan.table)
+	if err != nil {
 		return 0, err
 	}
 	if est > 0 {
-		return int64(est), nil
+		return est, nil
 	}
 	return b.plan.count(ctx, b.db, span{})
 }
@@ -140,7 +150,9 @@ func (b *Backfill) statement(a *args, s span, keys []Key) (string, error) {
 func (b *Backfill) Name() string { return b.job.Name }
 
 // State reads the job's progress without running it.
-func (b *Backfill) State(ctx context.Context) (Progress, error) { return State(ctx, b.db, b.job.Name) }
+func (b *Backfill) State(ctx context.Context) (Progress, error) {
+	return state(ctx, b.d, b.db, b.job.Name)
+}
 
 // Run works on the job until it is done, paused past ctx, cancelled, or
 // failed. It runs the configured number of workers and returns the final
@@ -149,11 +161,11 @@ func (b *Backfill) State(ctx context.Context) (Progress, error) { return State(c
 // loses at most the chunks in flight, which the next Run (or another
 // worker, once their lease expires) does again.
 func (b *Backfill) Run(ctx context.Context) (Progress, error) {
-	if st, err := State(ctx, b.db, b.job.Name); err == nil && st.Status == Done {
+	if st, err := state(ctx, b.d, b.db, b.job.Name); err == nil && st.Status == Done {
 		return st, nil
 	}
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = CASE WHEN status = 'failed' THEN 'running' ELSE status END,
-		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = now() WHERE job = $1`, b.job.Name); err != nil {
+		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = `+b.d.Now()+` WHERE job = $1`, b.job.Name); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -168,12 +180,12 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	}
 	err := g.Wait()
 	stopProgress()
-	final, stateErr := State(context.WithoutCancel(ctx), b.db, b.job.Name)
+	final, stateErr := state(context.WithoutCancel(ctx), b.d, b.db, b.job.Name)
 	if err == nil {
 		err = stateErr
 	}
 	if err != nil && !errors.Is(err, ErrCancelled) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET status = 'failed', error = $2, updated_at = now()
+		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET status = 'failed', error = $2, updated_at = `+b.d.Now()+`
 			WHERE job = $1 AND status = 'running'`, b.job.Name, err.Error())
 		final.Status, final.Error = Failed, err.Error()
 	}
@@ -207,7 +219,7 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				p, err := State(ctx, b.db, b.job.Name)
+				p, err := state(ctx, b.d, b.db, b.job.Name)
 				if err != nil {
 					continue
 				}
@@ -264,6 +276,9 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		if c == nil {
 			continue
 		}
+		if b.opts.afterClaim != nil {
+			b.opts.afterClaim(c.Seq)
+		}
 		if limiter != nil {
 			if err := limiter.WaitN(ctx, int(min(c.Scanned, int64(limiter.Burst())))); err != nil {
 				return err
@@ -296,15 +311,17 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 
 // process runs one chunk in one transaction with the chunk's timeouts; its
 // rows and its checkpoint commit together. keys, when given, replaces the
-// chunk's span (repair of single rows, no checkpoint).
+// chunk's span (repair of single rows, no checkpoint). On SQLite the
+// transaction holds the database's write lock from BEGIN, so the chunk
+// reads its rows after every earlier write committed and before any later
+// one: that is its row lock.
 func (b *Backfill) process(ctx context.Context, worker string, c *chunk, keys []Key) (int64, error) {
 	tx, err := b.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`,
-		strconv.FormatInt(b.opts.lockTimeout.Milliseconds(), 10), strconv.FormatInt(b.opts.statementTimeout.Milliseconds(), 10)); err != nil {
+	if err := b.d.SetTimeouts(ctx, tx, b.opts.lockTimeout, b.opts.statementTimeout, true); err != nil {
 		return 0, err
 	}
 	var s span

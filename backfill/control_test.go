@@ -2,6 +2,8 @@ package backfill_test
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 func waitRows(t *testing.T, db *sqlx.DB, job string, atLeast int64) backfill.Progress {
@@ -25,49 +28,73 @@ func waitRows(t *testing.T, db *sqlx.DB, job string, atLeast int64) backfill.Pro
 	return st
 }
 
+// eachPools runs f per database, like dbtest.Each, with pool opening
+// pools on one fresh database, as separate processes would.
+func eachPools(t *testing.T, f func(t *testing.T, pool func() *sqlx.DB)) {
+	t.Helper()
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.URL(t)
+		f(t, func() *sqlx.DB { return open(t, url) })
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "test.db")
+		f(t, func() *sqlx.DB {
+			db, err := sqlite.Open(t.Context(), path)
+			require.NoError(t, err)
+			t.Cleanup(func() { db.Close() })
+			return db
+		})
+	})
+}
+
 func TestPauseResumeCancelFromAnotherConnection(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
-	db := open(t, url)
-	usersTable(t, db, 6000)
-	b := mustNew(t, db, emailJob("ctl"), backfill.WithChunkSize(100, 100, 100), backfill.WithRate(5000))
-	done := runInBackground(t, b)
-	ops := open(t, url) // as a CLI or a status board in another process would
+	eachPools(t, func(t *testing.T, pool func() *sqlx.DB) {
+		t.Parallel()
+		db := pool()
+		assert.ErrorIs(t, backfill.Pause(t.Context(), db, "ctl"), backfill.ErrUnknownJob, "no backfill ever ran here")
+		_, err := backfill.State(t.Context(), db, "ctl")
+		assert.ErrorIs(t, err, backfill.ErrUnknownJob)
+		usersTable(t, db, 6000)
+		b := mustNew(t, db, emailJob("ctl"), backfill.WithChunkSize(100, 100, 100), backfill.WithRate(5000))
+		done := runInBackground(t, b)
+		ops := pool() // as a CLI or a status board in another process would
 
-	waitRows(t, ops, "ctl", 200)
-	require.NoError(t, backfill.Pause(t.Context(), ops, "ctl"))
-	time.Sleep(100 * time.Millisecond) // a chunk in flight may finish
-	paused, err := backfill.State(t.Context(), ops, "ctl")
-	require.NoError(t, err)
-	assert.Equal(t, backfill.Paused, paused.Status)
-	time.Sleep(300 * time.Millisecond)
-	still, err := backfill.State(t.Context(), ops, "ctl")
-	require.NoError(t, err)
-	assert.Equal(t, paused.RowsDone, still.RowsDone, "no chunk runs while paused")
-	assert.Less(t, still.RowsDone, int64(6000))
+		waitRows(t, ops, "ctl", 200)
+		require.NoError(t, backfill.Pause(t.Context(), ops, "ctl"))
+		time.Sleep(100 * time.Millisecond) // a chunk in flight may finish
+		paused, err := backfill.State(t.Context(), ops, "ctl")
+		require.NoError(t, err)
+		assert.Equal(t, backfill.Paused, paused.Status)
+		time.Sleep(300 * time.Millisecond)
+		still, err := backfill.State(t.Context(), ops, "ctl")
+		require.NoError(t, err)
+		assert.Equal(t, paused.RowsDone, still.RowsDone, "no chunk runs while paused")
+		assert.Less(t, still.RowsDone, int64(6000))
 
-	require.NoError(t, backfill.Resume(t.Context(), ops, "ctl"))
-	waitRows(t, ops, "ctl", still.RowsDone+200)
-	require.NoError(t, backfill.Cancel(t.Context(), ops, "ctl"))
-	err = <-done
-	require.ErrorIs(t, err, backfill.ErrCancelled)
-	cancelled, err := backfill.State(t.Context(), ops, "ctl")
-	require.NoError(t, err)
-	assert.Equal(t, backfill.Cancelled, cancelled.Status)
-	assert.Less(t, cancelled.RowsDone, int64(6000))
+		require.NoError(t, backfill.Resume(t.Context(), ops, "ctl"))
+		waitRows(t, ops, "ctl", still.RowsDone+200)
+		require.NoError(t, backfill.Cancel(t.Context(), ops, "ctl"))
+		err = <-done
+		require.ErrorIs(t, err, backfill.ErrCancelled)
+		cancelled, err := backfill.State(t.Context(), ops, "ctl")
+		require.NoError(t, err)
+		assert.Equal(t, backfill.Cancelled, cancelled.Status)
+		assert.Less(t, cancelled.RowsDone, int64(6000))
 
-	// Pausing a cancelled job is refused with the reason.
-	assert.ErrorContains(t, backfill.Pause(t.Context(), ops, "ctl"), "the job is cancelled")
-	assert.ErrorIs(t, backfill.Pause(t.Context(), ops, "nope"), backfill.ErrUnknownJob)
+		// Pausing a cancelled job is refused with the reason.
+		assert.ErrorContains(t, backfill.Pause(t.Context(), ops, "ctl"), "the job is cancelled")
+		assert.ErrorIs(t, backfill.Pause(t.Context(), ops, "nope"), backfill.ErrUnknownJob)
 
-	// Resumed, it finishes from its checkpoint.
-	require.NoError(t, backfill.Resume(t.Context(), ops, "ctl"))
-	final, err := mustNew(t, db, emailJob("ctl"), backfill.WithChunkSize(1000, 100, 5000)).Run(t.Context())
-	require.NoError(t, err)
-	assert.Equal(t, backfill.Done, final.Status)
-	assert.Equal(t, int64(6000), final.RowsDone)
-	assert.Equal(t, int64(6000), final.RowsChanged)
-	assert.Equal(t, 0, divergent(t, db))
+		// Resumed, it finishes from its checkpoint.
+		require.NoError(t, backfill.Resume(t.Context(), ops, "ctl"))
+		final, err := mustNew(t, db, emailJob("ctl"), backfill.WithChunkSize(1000, 100, 5000)).Run(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, backfill.Done, final.Status)
+		assert.Equal(t, int64(6000), final.RowsDone)
+		assert.Equal(t, int64(6000), final.RowsChanged)
+		assert.Equal(t, 0, divergent(t, db))
+	})
 }
 
 type retries struct {
@@ -150,5 +177,49 @@ func TestDatabaseConnectionsLostMidBackfill(t *testing.T) {
 	assert.Equal(t, int64(5000), st.RowsDone)
 	assert.Equal(t, 0, divergent(t, db))
 	assert.Positive(t, st.Retries, "retries are recorded")
+	t.Logf("retries %v", obs.kinds())
+}
+
+// SQLite has no lock_timeout: a chunk that cannot have the write lock
+// within busy_timeout fails with SQLITE_BUSY, and is retried like a lock
+// timeout. (On PostgreSQL, TestLockedRowMakesChunkRetryNotBlock.)
+func TestBusyDatabaseMakesChunkRetry(t *testing.T) {
+	t.Parallel()
+	// The backfill's pool waits 50ms for the write lock, in place of
+	// sqlite.Open's 10s; the foreground's waits the 10s.
+	path := filepath.Join(t.TempDir(), "test.db")
+	dsn := sqlite.DSN(path)
+	const busy10s = "busy_timeout%2810000%29"
+	require.Contains(t, dsn, busy10s)
+	db, err := sqlx.Open(sqlite.DriverName, strings.Replace(dsn, busy10s, "busy_timeout%2850%29", 1))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	var timeout int
+	require.NoError(t, db.GetContext(t.Context(), &timeout, `PRAGMA busy_timeout`))
+	require.Equal(t, 50, timeout)
+	usersTable(t, db, 3000)
+	obs := &retries{}
+	b := mustNew(t, db, emailJob("busy"), backfill.WithChunkSize(100, 100, 100), backfill.WithRate(3000), backfill.WithObserver(obs))
+	done := runInBackground(t, b)
+	waitRows(t, db, "busy", 200)
+
+	foreground, err := sqlite.Open(t.Context(), path)
+	require.NoError(t, err)
+	t.Cleanup(func() { foreground.Close() })
+	holder := foreground.MustBeginTx(t.Context(), nil) // holds the write lock, as a long foreground transaction would
+	holder.MustExecContext(t.Context(), `UPDATE users SET email = email WHERE id = 3`)
+	st, err := b.State(t.Context())
+	require.NoError(t, err)
+	require.Less(t, st.RowsDone, int64(3000), "the backfill still has chunks to do")
+	time.Sleep(400 * time.Millisecond)
+	require.NoError(t, holder.Commit())
+	require.NoError(t, <-done)
+
+	assert.Positive(t, obs.kinds()["lock_timeout"], "the chunk gave up on the write lock and retried")
+	st, err = b.State(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, backfill.Done, st.Status)
+	assert.Equal(t, int64(3000), st.RowsDone)
+	assert.Equal(t, 0, divergent(t, db))
 	t.Logf("retries %v", obs.kinds())
 }

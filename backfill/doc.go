@@ -42,4 +42,18 @@
 // bisect a differing chunk down to its rows. Divergent rows are listed with
 // sensitive columns redacted, and can be repaired by re-running the chunk
 // statement over exactly those keys.
+//
+// # SQLite
+//
+// Every mode, checkpoint, lease, control and verification works on SQLite
+// (a pool from the sqlite package). SQLite serializes writers: a chunk's
+// transaction holds the database's write lock from BEGIN to COMMIT, which
+// is what keeps it race-safe against dual writes there, and which makes a
+// foreground writer wait for the chunk; a wait longer than the
+// connection's busy_timeout is retried like a lock timeout. What SQLite
+// lacks is PostgreSQL only: lock and statement timeouts are ignored
+// ([WithLockTimeout], [WithStatementTimeout]), [ReplicationLag] is refused,
+// verification splits the table by walking its key (no planner
+// histogram), and a move to another table is verified by joining the two
+// tables rather than by checksums (SQLite has no hash function).
 package backfill

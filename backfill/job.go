@@ -74,7 +74,8 @@ type Into struct {
 
 // ChunkFunc does a Go-mode chunk's work in tx and returns how many rows it
 // changed. rows holds the chunk's rows (column name to value), locked FOR
-// UPDATE until tx commits.
+// UPDATE until tx commits. (On SQLite, tx holds the database's write lock from
+// BEGIN, so no other writer can change them either.)
 type ChunkFunc func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error)
 
 // ErrInvalidJob is wrapped by every job validation error.

@@ -1,6 +1,7 @@
 package backfill_test
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
@@ -22,13 +24,31 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m)
 }
 
+// fill runs insert, an INSERT … SELECT … FROM s, where s(i) counts from 1
+// to n, in SQL both databases run.
+func fill(t *testing.T, db *sqlx.DB, n int, insert string) {
+	t.Helper()
+	db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1) `+insert, n)
+}
+
 // usersTable creates users(id, email, email_lower) with n rows and gaps in
 // the ids (only every third id exists).
 func usersTable(t *testing.T, db *sqlx.DB, n int) {
 	t.Helper()
 	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
-	db.MustExecContext(t.Context(), `INSERT INTO users (id, email) SELECT i * 3, 'User' || i || '@Example.COM' FROM generate_series(1, $1) i`, n)
+	fill(t, db, n, `INSERT INTO users (id, email) SELECT i * 3, 'User' || i || '@Example.COM' FROM s`)
 }
+
+// ordersTables creates orders(id, amount_cents) with n rows, id = i * step
+// and amount_cents = i * per, and an empty order_totals to move them to.
+func ordersTables(t *testing.T, db *sqlx.DB, n, step, per int) {
+	t.Helper()
+	db.MustExecContext(t.Context(), `CREATE TABLE orders (id bigint PRIMARY KEY, amount_cents int NOT NULL)`)
+	db.MustExecContext(t.Context(), `CREATE TABLE order_totals (order_id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, currency text NOT NULL)`)
+	fill(t, db, n, fmt.Sprintf(`INSERT INTO orders (id, amount_cents) SELECT i * %d, i * %d FROM s`, step, per))
+}
+
+func isSQLite(db *sqlx.DB) bool { return dialect.Of(db).IsSQLite() }
 
 func emailJob(name string) backfill.Job {
 	return backfill.Job{Name: name, Table: "users", Set: []backfill.Assign{{Column: "email_lower", Expr: "lower(email)"}}}

@@ -39,6 +39,7 @@ type options struct {
 	observer         Observer
 	observed         bool
 	beforeCommit     func(seq int64) // test hook
+	afterClaim       func(seq int64) // test hook: between a chunk's claim and its transaction
 }
 
 // Option configures a [Backfill].
@@ -106,7 +107,8 @@ func WithChunkSize(initial, minSize, maxSize int) Option {
 }
 
 // WithTargetChunkTime sets the chunk duration the adaptive size steers
-// towards (default 500ms). Shorter chunks hold row locks for less time.
+// towards (default 500ms). Shorter chunks hold row locks for less time (on
+// SQLite, the database's write lock: writers wait for the whole chunk).
 func WithTargetChunkTime(d time.Duration) Option {
 	return func(o *options) error { o.targetChunkTime = d; return positive("target chunk time", d) }
 }
@@ -133,11 +135,21 @@ func WithDutyCycle(d float64) Option {
 // WithLockTimeout bounds how long a chunk waits for a row lock (default 2s)
 // before it gives up and retries: a chunk never queues foreground writers
 // behind it for longer.
+//
+// PostgreSQL only; on SQLite the setting has no effect. SQLite has no row
+// locks: a chunk waits for the database's write lock up to the
+// connection's busy_timeout (sqlite.Open sets 10s), and then retries like
+// a chunk that hit lock_timeout. Keep foreground waits short there with
+// [WithTargetChunkTime] and [WithDutyCycle].
 func WithLockTimeout(d time.Duration) Option {
 	return func(o *options) error { o.lockTimeout = d; return positive("lock timeout", d) }
 }
 
 // WithStatementTimeout bounds each chunk statement (default 30s).
+//
+// PostgreSQL only; on SQLite, which cannot time a statement out, the
+// setting has no effect: a chunk runs to its end, and its lease is checked
+// when it commits.
 func WithStatementTimeout(d time.Duration) Option {
 	return func(o *options) error { o.statementTimeout = d; return positive("statement timeout", d) }
 }
@@ -150,7 +162,8 @@ func WithLease(d time.Duration) Option {
 
 // WithRetries sets how many times a chunk is retried on a retryable error
 // (lock timeout, deadlock, serialization failure, statement timeout, lost
-// connection) and the base of the jittered exponential backoff.
+// connection; on SQLite, a write lock not had within busy_timeout) and the
+// base of the jittered exponential backoff.
 func WithRetries(n int, base time.Duration) Option {
 	return func(o *options) error {
 		o.maxRetries, o.backoff = n, base
@@ -167,7 +180,9 @@ func WithPollInterval(d time.Duration) Option {
 	return func(o *options) error { o.pollInterval = d; return positive("poll interval", d) }
 }
 
-// WithSignals adds throttle signals, consulted before every chunk.
+// WithSignals adds throttle signals, consulted before every chunk. A
+// signal that reads what the database does not have ([ReplicationLag] on
+// SQLite) makes [New] fail.
 func WithSignals(s ...Signal) Option {
 	return func(o *options) error {
 		for _, sig := range s {

@@ -3,48 +3,51 @@ package backfill
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
-// Key is the value of a row's primary key, one text per key column, as
-// PostgreSQL prints it. Keys round-trip through text, so any key type that
+// Key is the value of a row's primary key, one text per key column, as the
+// database prints it. Keys round-trip through text, so any key type that
 // casts to and from text works: integers, UUIDs, text, dates.
 type Key []string
 
 // plan is a job resolved against the catalog: every statement it runs.
 type plan struct {
+	d        *dialect.Dialect
 	table    ident.Table
 	keyCols  []string // unquoted, index order
-	keyTypes []string // format_type of each key column
+	keyTypes []string // each key column's type, as the catalog names it
 	keyList  string   // "k1", "k2"
-	keyText  string   // "k1"::text, "k2"::text
+	keyText  string   // "k1" as text, "k2" as text
 }
 
-func resolve(ctx context.Context, q sqlx.QueryerContext, j Job) (*plan, error) {
+func resolve(ctx context.Context, d *dialect.Dialect, q sqlx.QueryerContext, j Job) (*plan, error) {
 	t, err := ident.ParseTable(j.Table)
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{table: t}
-	var exists bool
-	if err := sqlx.GetContext(ctx, q, &exists, `SELECT to_regclass($1) IS NOT NULL`, t.Quoted()); err != nil {
+	p := &plan{d: d, table: t}
+	exists, err := d.TableExists(ctx, q, t)
+	if err != nil {
 		return nil, fmt.Errorf("resolve table %s: %w", t, err)
 	}
 	if !exists {
 		return nil, fmt.Errorf("resolve table %s: %w: relation does not exist", t, ErrInvalidJob)
 	}
+	cols, err := d.Columns(ctx, q, t)
+	if err != nil {
+		return nil, fmt.Errorf("resolve table %s: %w", t, err)
+	}
 	keys := j.Key
 	if len(keys) == 0 {
-		if err := sqlx.SelectContext(ctx, q, &keys, `
-			SELECT a.attname FROM pg_index i
-			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-			WHERE i.indrelid = $1::regclass AND i.indisprimary
-			ORDER BY array_position(i.indkey::int2[], a.attnum)`, t.Quoted()); err != nil {
+		if keys, err = d.KeyColumns(ctx, q, t); err != nil {
 			return nil, fmt.Errorf("resolve primary key of %s: %w", t, err)
 		}
 		if len(keys) == 0 {
@@ -52,14 +55,12 @@ func resolve(ctx context.Context, q sqlx.QueryerContext, j Job) (*plan, error) {
 		}
 	}
 	for _, k := range keys {
-		var typ string
-		err := sqlx.GetContext(ctx, q, &typ, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-			WHERE attrelid = $1::regclass AND attname = $2 AND attnum > 0 AND NOT attisdropped`, t.Quoted(), k)
-		if err != nil {
+		i := slices.IndexFunc(cols, func(c dialect.Column) bool { return c.Name == k })
+		if i < 0 {
 			return nil, fmt.Errorf("resolve key column %q of %s: %w: no such column", k, t, ErrInvalidJob)
 		}
 		p.keyCols = append(p.keyCols, k)
-		p.keyTypes = append(p.keyTypes, typ)
+		p.keyTypes = append(p.keyTypes, cols[i].Type)
 	}
 	quoted, err := ident.QuoteAll(p.keyCols)
 	if err != nil {
@@ -69,7 +70,7 @@ func resolve(ctx context.Context, q sqlx.QueryerContext, j Job) (*plan, error) {
 	texts := make([]string, len(quoted))
 	for i, k := range quoted {
 		// Aliased, so that ORDER BY names the column and not this text.
-		texts[i] = k + "::text AS schemashift_k" + strconv.Itoa(i+1)
+		texts[i] = d.Text(k) + " AS schemashift_k" + strconv.Itoa(i+1)
 	}
 	p.keyText = strings.Join(texts, ", ")
 	return p, nil
@@ -87,9 +88,9 @@ func (a *args) add(v any) string {
 func (p *plan) keyRow(a *args, k Key) string {
 	parts := make([]string, len(k))
 	for i, v := range k {
-		parts[i] = a.add(v) + "::" + p.keyTypes[i]
+		parts[i] = p.d.Typed(a.add(v), p.keyTypes[i])
 	}
-	return "ROW(" + strings.Join(parts, ", ") + ")"
+	return p.d.Row(parts...)
 }
 
 // span is a range of keys: after Lo (exclusive) up to Hi (inclusive); a nil
@@ -106,14 +107,14 @@ func (p *plan) where(a *args, s span, keys []Key) string {
 		for i, k := range keys {
 			rows[i] = p.keyRow(a, k)
 		}
-		return "ROW(" + p.keyList + ")" + " IN (" + strings.Join(rows, ", ") + ")"
+		return p.d.Row(p.keyList) + " IN (" + strings.Join(rows, ", ") + ")"
 	}
 	var conds []string
 	if s.Lo != nil {
-		conds = append(conds, "ROW("+p.keyList+")"+" > "+p.keyRow(a, s.Lo))
+		conds = append(conds, p.d.Row(p.keyList)+" > "+p.keyRow(a, s.Lo))
 	}
 	if s.Hi != nil {
-		conds = append(conds, "ROW("+p.keyList+")"+" <= "+p.keyRow(a, s.Hi))
+		conds = append(conds, p.d.Row(p.keyList)+" <= "+p.keyRow(a, s.Hi))
 	}
 	if len(conds) == 0 {
 		return "true"
@@ -127,7 +128,7 @@ func (p *plan) boundary(ctx context.Context, q sqlx.QueryerContext, lo Key, n in
 	a := &args{}
 	where := p.where(a, span{Lo: lo}, nil)
 	query := "SELECT " + p.keyText + " FROM " + p.table.Quoted() + " WHERE " + where +
-		" ORDER BY " + p.keyList + " OFFSET " + a.add(n-1) + " LIMIT 1"
+		" ORDER BY " + p.keyList + " LIMIT 1 OFFSET " + a.add(n-1)
 	return scanKey(ctx, q, len(p.keyCols), query, a.vals...)
 }
 
@@ -174,7 +175,7 @@ func (p *plan) setStatement(j Job, a *args, s span, keys []Key) (string, error) 
 	}
 	return "UPDATE " + p.table.Quoted() + " SET " + strings.Join(sets, ", ") +
 		" WHERE " + p.where(a, s, keys) +
-		" AND ROW(" + strings.Join(cols, ", ") + ") IS DISTINCT FROM ROW(" + strings.Join(exprs, ", ") + ")", nil
+		" AND " + p.d.Row(cols...) + " IS DISTINCT FROM " + p.d.Row(exprs...), nil
 }
 
 // intoStatement renders an Into job's chunk statement.
@@ -208,9 +209,9 @@ func (p *plan) intoStatement(j Job, a *args, s span, keys []Key) (string, error)
 	}
 	return "INSERT INTO " + into.Quoted() + " AS " + target + " (" + strings.Join(cols, ", ") + ")" +
 		" SELECT " + strings.Join(exprs, ", ") + " FROM " + p.table.Quoted() +
-		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + " FOR UPDATE" +
+		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + p.d.ForUpdate() +
 		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO UPDATE SET " + strings.Join(updates, ", ") +
-		" WHERE ROW(" + strings.Join(mine, ", ") + ") IS DISTINCT FROM ROW(" + strings.Join(theirs, ", ") + ")", nil
+		" WHERE " + p.d.Row(mine...) + " IS DISTINCT FROM " + p.d.Row(theirs...), nil
 }
 
 // lockStatement renders a Go-mode chunk's read of its rows, locked.
@@ -227,7 +228,7 @@ func (p *plan) lockStatement(j Job, a *args, s span, keys []Key) (string, error)
 		cols = append(cols, q)
 	}
 	return "SELECT " + strings.Join(cols, ", ") + " FROM " + p.table.Quoted() +
-		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + " FOR UPDATE", nil
+		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + p.d.ForUpdate(), nil
 }
 
 func contains(xs []string, x string) bool {

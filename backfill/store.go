@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/internal/pgerr"
 )
 
@@ -38,11 +42,9 @@ var (
 	ErrUnknownJob = errors.New("unknown backfill job")
 )
 
-// schema is created on demand; the advisory lock keeps concurrent first
-// runs from racing on CREATE TABLE.
-const schema = `
-SELECT pg_advisory_xact_lock(7215837262348120001);
-CREATE TABLE IF NOT EXISTS schemashift_backfills (
+// backfillsColumns are the columns of schemashift_backfills as first
+// released; addedColumns came later, in this order.
+const backfillsColumns = `
 	job             text PRIMARY KEY,
 	definition_hash text NOT NULL,
 	table_name      text NOT NULL,
@@ -60,8 +62,15 @@ CREATE TABLE IF NOT EXISTS schemashift_backfills (
 	error           text NOT NULL DEFAULT '',
 	started_at      timestamptz NOT NULL DEFAULT now(),
 	updated_at      timestamptz NOT NULL DEFAULT now(),
-	finished_at     timestamptz
-);
+	finished_at     timestamptz`
+
+var addedColumns = []string{
+	"runs bigint NOT NULL DEFAULT 0",
+	"retries bigint NOT NULL DEFAULT 0",
+	"throttled_ms bigint NOT NULL DEFAULT 0",
+}
+
+const chunksTable = `
 CREATE TABLE IF NOT EXISTS schemashift_backfill_chunks (
 	job         text NOT NULL REFERENCES schemashift_backfills (job) ON DELETE CASCADE,
 	seq         bigint NOT NULL,
@@ -78,39 +87,60 @@ CREATE TABLE IF NOT EXISTS schemashift_backfill_chunks (
 	PRIMARY KEY (job, seq)
 );
 CREATE INDEX IF NOT EXISTS schemashift_backfill_chunks_leased
-	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';
-ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS runs bigint NOT NULL DEFAULT 0;
-ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS retries bigint NOT NULL DEFAULT 0;
-ALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS throttled_ms bigint NOT NULL DEFAULT 0;`
+	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';`
+
+// schemaLock is the advisory lock that keeps concurrent first runs from
+// racing on CREATE TABLE.
+const schemaLock = 7215837262348120001
+
+// schema is the DDL that creates the checkpoint tables, or upgrades them
+// on PostgreSQL. SQLite support is newer than every added column, so no
+// SQLite database has an older shape: it is created whole (SQLite has no
+// ADD COLUMN IF NOT EXISTS).
+func schema(d *dialect.Dialect) string {
+	if d.IsSQLite() {
+		return d.Schema("CREATE TABLE IF NOT EXISTS schemashift_backfills (" + backfillsColumns + ",\n\t" +
+			strings.Join(addedColumns, ",\n\t") + "\n);" + chunksTable)
+	}
+	ddl := "CREATE TABLE IF NOT EXISTS schemashift_backfills (" + backfillsColumns + "\n);" + chunksTable
+	for _, c := range addedColumns {
+		ddl += "\nALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS " + c + ";"
+	}
+	return ddl
+}
 
 // EnsureSchema creates the checkpoint tables if they do not exist, or
 // upgrades them. When they are current it runs no DDL at all, so that it
 // takes no lock running workers could deadlock with.
 func EnsureSchema(ctx context.Context, db *sqlx.DB) error {
-	var current bool
-	if err := db.GetContext(ctx, &current, `SELECT EXISTS (SELECT 1 FROM pg_attribute
-		WHERE attrelid = to_regclass('schemashift_backfills') AND attname = 'throttled_ms' AND NOT attisdropped)`); err != nil {
+	d := dialect.Of(db)
+	cols, err := d.Columns(ctx, db, ident.Table{Name: "schemashift_backfills"})
+	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
-	if current {
+	// The last column added tells that the tables are current.
+	last := strings.Fields(addedColumns[len(addedColumns)-1])[0]
+	if slices.ContainsFunc(cols, func(c dialect.Column) bool { return c.Name == last }) {
 		return nil
 	}
-	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		if err = ensureSchema(ctx, db); pgerr.Classify(err) != pgerr.Deadlock {
+		if err = ensureSchema(ctx, d, db); pgerr.Classify(err) != pgerr.Deadlock {
 			return err
 		}
 	}
 	return err
 }
 
-func ensureSchema(ctx context.Context, db *sqlx.DB) error {
+func ensureSchema(ctx context.Context, d *dialect.Dialect, db *sqlx.DB) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, schema); err != nil {
+	if err := d.LockTx(ctx, tx, schemaLock); err != nil {
+		return fmt.Errorf("ensure backfill schema: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, schema(d)); err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -187,7 +217,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		NextSeq   int64          `db:"next_seq"`
 	}
 	if err := tx.GetContext(ctx, &job, `SELECT status, frontier, exhausted, next_seq FROM schemashift_backfills
-		WHERE job = $1 FOR UPDATE`, b.job.Name); err != nil {
+		WHERE job = $1`+b.d.ForUpdate(), b.job.Name); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, "", fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
 		}
@@ -204,12 +234,13 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		Attempts int            `db:"attempts"`
 		Scanned  int64          `db:"scanned"`
 	}
-	err = tx.GetContext(ctx, &taken, `UPDATE schemashift_backfill_chunks c
-		SET worker = $2, lease_until = now() + make_interval(secs => $3), attempts = c.attempts + 1, started_at = now()
+	now := b.d.Now()
+	err = tx.GetContext(ctx, &taken, `UPDATE schemashift_backfill_chunks AS c
+		SET worker = $2, lease_until = `+b.d.NowPlus("$3")+`, attempts = c.attempts + 1, started_at = `+now+`
 		WHERE (c.job, c.seq) = (SELECT job, seq FROM schemashift_backfill_chunks
-			WHERE job = $1 AND status = 'leased' AND (lease_until < now() OR worker = $2)
-			ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING c.seq, c.lo, c.hi, c.attempts, c.scanned`, b.job.Name, worker, lease)
+			WHERE job = $1 AND status = 'leased' AND (lease_until < `+now+` OR worker = $2)
+			ORDER BY seq LIMIT 1`+b.d.ForUpdateSkipLocked()+`)
+		RETURNING seq, lo, hi, attempts, scanned`, b.job.Name, worker, lease)
 	switch {
 	case err == nil:
 		lo, err := decodeKey(taken.Lo)
@@ -233,7 +264,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		if leased > 0 {
 			return nil, Running, errNoChunk
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET status = 'done', finished_at = now(), updated_at = now()
+		if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET status = 'done', finished_at = `+now+`, updated_at = `+now+`
 			WHERE job = $1`, b.job.Name); err != nil {
 			return nil, "", err
 		}
@@ -257,7 +288,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 			return nil, "", fmt.Errorf("count tail: %w", err)
 		}
 		if scanned == 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET exhausted = true, updated_at = now() WHERE job = $1`, b.job.Name); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET exhausted = true, updated_at = `+now+` WHERE job = $1`, b.job.Name); err != nil {
 				return nil, "", err
 			}
 			return nil, Running, errors.Join(errNoChunk, tx.Commit())
@@ -265,7 +296,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 	}
 	c := &chunk{Seq: job.NextSeq, Span: span{Lo: lo, Hi: hi}, Attempts: 1, Scanned: scanned}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_backfill_chunks (job, seq, lo, hi, status, worker, lease_until, scanned)
-		VALUES ($1, $2, $3, $4, 'leased', $5, now() + make_interval(secs => $6), $7)`,
+		VALUES ($1, $2, $3, $4, 'leased', $5, `+b.d.NowPlus("$6")+`, $7)`,
 		b.job.Name, c.Seq, encodeKey(lo), encodeKey(hi), worker, lease, scanned); err != nil {
 		return nil, "", err
 	}
@@ -274,7 +305,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		frontier = encodeKey(lo)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET frontier = $2, exhausted = $3, next_seq = next_seq + 1,
-		chunk_size = $4, updated_at = now() WHERE job = $1`, b.job.Name, frontier, exhausted, size); err != nil {
+		chunk_size = $4, updated_at = `+now+` WHERE job = $1`, b.job.Name, frontier, exhausted, size); err != nil {
 		return nil, "", err
 	}
 	return c, Running, tx.Commit()
@@ -287,7 +318,7 @@ var errLeaseLost = errors.New("chunk lease lost")
 // finish marks the chunk done in the chunk's own transaction, so that its
 // rows and its checkpoint commit together.
 func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, changed int64) error {
-	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = now()
+	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = `+b.d.Now()+`
 		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed)
 	if err != nil {
 		return err
@@ -304,13 +335,17 @@ func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *ch
 
 // setStatus changes a job's status from outside (or from a worker).
 func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ...Status) error {
-	var from_ []string
-	for _, s := range from {
-		from_ = append(from_, string(s))
+	d := dialect.Of(db)
+	a := &args{}
+	a.add(name)
+	a.add(string(to))
+	in := make([]string, len(from))
+	for i, s := range from {
+		in[i] = a.add(string(s))
 	}
-	res, err := db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = $2, updated_at = now()
-		WHERE job = $1 AND status = ANY($3)`, name, string(to), from_)
-	if pgerr.Code(err) == "42P01" { // no backfill ever ran here
+	res, err := db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = $2, updated_at = `+d.Now()+`
+		WHERE job = $1 AND status IN (`+strings.Join(in, ", ")+`)`, a.vals...)
+	if dialect.UndefinedTable(err) { // no backfill ever ran here
 		return fmt.Errorf("set backfill %q %s: %w", name, to, ErrUnknownJob)
 	}
 	if err != nil {
@@ -319,7 +354,7 @@ func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ..
 	if n, _ := res.RowsAffected(); n == 1 {
 		return nil
 	}
-	st, err := State(ctx, db, name)
+	st, err := state(ctx, d, db, name)
 	if err != nil {
 		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
 	}
@@ -374,6 +409,11 @@ type Progress struct {
 
 // State reads a job's progress.
 func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
+	return state(ctx, dialect.Of(db), db, name)
+}
+
+func state(ctx context.Context, d *dialect.Dialect, db *sqlx.DB, name string) (Progress, error) {
+	// Times scan through dialect.Time: SQLite returns now() as text.
 	var row struct {
 		Table     string         `db:"table_name"`
 		Status    Status         `db:"status"`
@@ -387,15 +427,15 @@ func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
 		Retries   int64          `db:"retries"`
 		Throttled int64          `db:"throttled_ms"`
 		Error     string         `db:"error"`
-		Started   time.Time      `db:"started_at"`
-		Updated   time.Time      `db:"updated_at"`
-		Finished  *time.Time     `db:"finished_at"`
+		Started   dialect.Time   `db:"started_at"`
+		Updated   dialect.Time   `db:"updated_at"`
+		Finished  dialect.Time   `db:"finished_at"`
 		Done      int64          `db:"done"`
 		Changed   int64          `db:"changed"`
 		NDone     int64          `db:"n_done"`
 		NLeased   int64          `db:"n_leased"`
 		NRedone   int64          `db:"n_redone"`
-		Now       time.Time      `db:"now"`
+		Now       dialect.Time   `db:"now"`
 	}
 	err := db.GetContext(ctx, &row, `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle,
 			b.verify_status, b.verify_divergent, b.error, b.started_at, b.updated_at, b.finished_at, b.runs, b.retries, b.throttled_ms,
@@ -404,10 +444,10 @@ func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
 			count(c.seq) FILTER (WHERE c.status = 'done') AS n_done,
 			count(c.seq) FILTER (WHERE c.status = 'leased') AS n_leased,
 			count(c.seq) FILTER (WHERE c.attempts > 1) AS n_redone,
-			now() AS now
+			`+d.Now()+` AS now
 		FROM schemashift_backfills b LEFT JOIN schemashift_backfill_chunks c ON c.job = b.job
 		WHERE b.job = $1 GROUP BY b.job`, name)
-	if errors.Is(err, sql.ErrNoRows) || pgerr.Code(err) == "42P01" {
+	if errors.Is(err, sql.ErrNoRows) || dialect.UndefinedTable(err) {
 		return Progress{}, fmt.Errorf("read backfill state: %w %q", ErrUnknownJob, name)
 	}
 	if err != nil {
@@ -421,14 +461,15 @@ func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
 		Job: name, Table: row.Table, Status: row.Status, RowsDone: row.Done, RowsChanged: row.Changed,
 		TotalEstimate: row.Estimate.Int64, ChunksDone: row.NDone, ChunksLeased: row.NLeased, ChunksRedone: row.NRedone,
 		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, LastKey: last, Verify: row.Verify,
-		Divergent: row.Divergent.Int64, Error: row.Error, StartedAt: row.Started, UpdatedAt: row.Updated, FinishedAt: row.Finished,
+		Divergent: row.Divergent.Int64, Error: row.Error, StartedAt: row.Started.Time, UpdatedAt: row.Updated.Time,
 		Runs: row.Runs, Retries: row.Retries, Throttled: time.Duration(row.Throttled) * time.Millisecond,
 	}
-	end := row.Now
-	if row.Finished != nil {
-		end = *row.Finished
+	end := row.Now.Time
+	if !row.Finished.IsZero() {
+		finished := row.Finished.Time
+		p.FinishedAt, end = &finished, finished
 	}
-	if secs := end.Sub(row.Started).Seconds(); secs > 0 {
+	if secs := end.Sub(row.Started.Time).Seconds(); secs > 0 {
 		p.Rate = float64(p.RowsDone) / secs
 	}
 	if p.Rate > 0 && p.TotalEstimate > p.RowsDone && p.Status != Done {

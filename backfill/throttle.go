@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // Signal tells a backfill to slow down. Workers consult every signal before
@@ -22,21 +24,48 @@ type SignalFunc func(ctx context.Context) (Throttle, error)
 // Throttle calls f.
 func (f SignalFunc) Throttle(ctx context.Context) (Throttle, error) { return f(ctx) }
 
+// dialectSignal is a [Signal] that reads what only some databases have.
+// [New] refuses it on the others, rather than let its every reading fail
+// and throttle the backfill for good.
+type dialectSignal interface {
+	Signal
+	supports(d *dialect.Dialect) error
+}
+
 // ReplicationLag throttles while any replica's replay lag, as the primary
-// sees it in pg_stat_replication, exceeds limit.
+// sees it in pg_stat_replication, exceeds limit. It is PostgreSQL only:
+// given a SQLite db, [New] refuses it, and its readings fail, with an
+// error wrapping errors.ErrUnsupported.
 func ReplicationLag(db *sqlx.DB, limit time.Duration) Signal {
-	return SignalFunc(func(ctx context.Context) (Throttle, error) {
-		var lagSeconds float64
-		err := db.GetContext(ctx, &lagSeconds, `SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication`)
-		if err != nil {
-			return Throttle{}, fmt.Errorf("read replication lag: %w", err)
-		}
-		lag := time.Duration(lagSeconds * float64(time.Second))
-		if lag <= limit {
-			return Throttle{}, nil
-		}
-		return Throttle{Wait: max(lag-limit, 100*time.Millisecond), Reason: fmt.Sprintf("replication lag %v over %v", lag.Round(time.Millisecond), limit)}, nil
-	})
+	return replicationLag{db: db, d: dialect.Of(db), limit: limit}
+}
+
+type replicationLag struct {
+	db    *sqlx.DB
+	d     *dialect.Dialect
+	limit time.Duration
+}
+
+var _ dialectSignal = replicationLag{}
+
+// supports checks the signal's own database: the one it reads the lag of.
+func (r replicationLag) supports(*dialect.Dialect) error {
+	if err := r.d.CheckReplication(); err != nil {
+		return fmt.Errorf("replication lag signal: %w", err)
+	}
+	return nil
+}
+
+// Throttle implements [Signal].
+func (r replicationLag) Throttle(ctx context.Context) (Throttle, error) {
+	lag, err := r.d.ReplicationLag(ctx, r.db)
+	if err != nil {
+		return Throttle{}, err
+	}
+	if lag <= r.limit {
+		return Throttle{}, nil
+	}
+	return Throttle{Wait: max(lag-r.limit, 100*time.Millisecond), Reason: fmt.Sprintf("replication lag %v over %v", lag.Round(time.Millisecond), r.limit)}, nil
 }
 
 // LatencyProbe throttles while the foreground suffers: it times probe (a

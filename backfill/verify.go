@@ -2,8 +2,6 @@ package backfill
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -127,7 +125,7 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		detail = "divergent keys: " + strings.Join(keys, "; ")
 	}
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
-		verify_detail = $4, verified_at = now(), updated_at = now() WHERE job = $1`, b.job.Name, status, rep.stillDivergent(), detail); err != nil {
+		verify_detail = $4, verified_at = `+b.d.Now()+`, updated_at = `+b.d.Now()+` WHERE job = $1`, b.job.Name, status, rep.stillDivergent(), detail); err != nil {
 		return rep, fmt.Errorf("record verification: %w", err)
 	}
 	return rep, nil
@@ -169,9 +167,9 @@ func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) 
 		}
 		cols = append(cols, c)
 		exprs = append(exprs, "("+as.Expr+")")
-		pairs = append(pairs, "("+as.Expr+")::text", c+"::text")
+		pairs = append(pairs, b.d.Text("("+as.Expr+")"), b.d.Text(c))
 	}
-	differs := "ROW(" + strings.Join(cols, ", ") + ") IS DISTINCT FROM ROW(" + strings.Join(exprs, ", ") + ")"
+	differs := b.d.Row(cols...) + " IS DISTINCT FROM " + b.d.Row(exprs...)
 	spans, err := b.spans(ctx, o.ChunkRows)
 	if err != nil {
 		return err
@@ -246,27 +244,21 @@ func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, s span, differs
 
 // spans partitions the table into spans of about n rows. For a single key
 // column of a type without collation, the bounds come from the planner's
-// histogram (no scan); otherwise each bound is found by walking the key.
+// histogram (no scan; PostgreSQL only); otherwise each bound is found by
+// walking the key.
 func (b *Backfill) spans(ctx context.Context, n int) ([]span, error) {
 	if len(b.plan.keyCols) == 1 && !strings.Contains(b.plan.keyTypes[0], "char") && b.plan.keyTypes[0] != "text" {
-		var raw sql.NullString
-		var tuples float64
-		err := b.db.QueryRowContext(ctx, `SELECT (SELECT array_to_json(array_agg(v ORDER BY v))::text
-				FROM unnest(s.histogram_bounds::text::`+b.plan.keyTypes[0]+`[]) v), c.reltuples
-			FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
-			LEFT JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = c.relname AND s.attname = $2
-			WHERE c.oid = $1::regclass`, b.plan.table.Quoted(), b.plan.keyCols[0]).Scan(&raw, &tuples)
+		bounds, tuples, err := b.d.KeyHistogram(ctx, b.db, b.plan.table, b.plan.keyCols[0], b.plan.keyTypes[0])
 		if err != nil {
-			return nil, fmt.Errorf("read key histogram: %w", err)
+			return nil, err
 		}
-		var bounds []json.RawMessage
-		if raw.Valid && json.Unmarshal([]byte(raw.String), &bounds) == nil && len(bounds) > 2 && tuples > 0 {
+		if len(bounds) > 2 && tuples > 0 {
 			perBucket := tuples / float64(len(bounds)-1)
 			step := max(1, int(float64(n)/perBucket))
 			var out []span
 			var lo Key
 			for i := step; i < len(bounds)-1; i += step {
-				hi := Key{jsonText(bounds[i])}
+				hi := Key{bounds[i]}
 				out = append(out, span{Lo: lo, Hi: hi})
 				lo = hi
 			}
@@ -276,15 +268,6 @@ func (b *Backfill) spans(ctx context.Context, n int) ([]span, error) {
 	var out []span
 	err := b.eachSpan(ctx, n, func(s span) error { out = append(out, s); return nil })
 	return out, err
-}
-
-// jsonText returns a JSON scalar as PostgreSQL's text of it.
-func jsonText(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	return string(raw)
 }
 
 func text(s *string) string {
@@ -337,5 +320,5 @@ func (b *Backfill) recheckSet(ctx context.Context, keys []Key, rep *Report) erro
 	a := &args{}
 	where := b.plan.where(a, span{}, keys)
 	return b.db.GetContext(ctx, &rep.Divergent, "SELECT count(*) FROM "+b.plan.table.Quoted()+" WHERE "+where+
-		" AND ROW("+strings.Join(cols, ", ")+") IS DISTINCT FROM ROW("+strings.Join(exprs, ", ")+")", a.vals...)
+		" AND "+b.d.Row(cols...)+" IS DISTINCT FROM "+b.d.Row(exprs...), a.vals...)
 }

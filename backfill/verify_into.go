@@ -3,8 +3,12 @@ package backfill
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -16,6 +20,8 @@ const bisectRows = 64
 // target's column types, and the target.
 type intoSides struct {
 	target    *plan    // the target table, keyed by the columns the source key is copied to
+	srcExprs  []string // each column's expression, as the target column's type
+	dstCols   []string // the target columns, quoted
 	srcRow    string   // ROW(CAST(expr AS type), …)
 	dstRow    string   // ROW(col, …)
 	keyAlias  []string // k1, k2 …
@@ -46,25 +52,27 @@ func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
 		}
 		targetKey = append(targetKey, found)
 	}
-	target, err := resolve(ctx, b.db, Job{Table: into.Table, Key: targetKey})
+	target, err := resolve(ctx, b.d, b.db, Job{Table: into.Table, Key: targetKey})
+	if err != nil {
+		return nil, err
+	}
+	cols, err := b.d.Columns(ctx, b.db, target.table)
 	if err != nil {
 		return nil, err
 	}
 	s := &intoSides{target: target}
-	var src, dst []string
 	for _, a := range into.Columns {
-		var typ string
-		if err := b.db.GetContext(ctx, &typ, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-			WHERE attrelid = $1::regclass AND attname = $2 AND attnum > 0 AND NOT attisdropped`, target.table.Quoted(), a.Column); err != nil {
-			return nil, fmt.Errorf("resolve column %q of %s: %w", a.Column, into.Table, err)
+		i := slices.IndexFunc(cols, func(c dialect.Column) bool { return c.Name == a.Column })
+		if i < 0 {
+			return nil, fmt.Errorf("resolve column %q of %s: no such column", a.Column, into.Table)
 		}
 		c, _ := ident.Quote(a.Column)
-		src = append(src, "CAST(("+a.Expr+") AS "+typ+")")
-		dst = append(dst, c)
+		s.srcExprs = append(s.srcExprs, b.d.AsColumn("("+a.Expr+")", cols[i].Type))
+		s.dstCols = append(s.dstCols, c)
 		s.columns = append(s.columns, a.Column)
 	}
-	s.srcRow = "ROW(" + strings.Join(src, ", ") + ")"
-	s.dstRow = "ROW(" + strings.Join(dst, ", ") + ")"
+	s.srcRow = b.d.Row(s.srcExprs...)
+	s.dstRow = b.d.Row(s.dstCols...)
 	var sk, dk []string
 	for i := range b.plan.keyCols {
 		alias := fmt.Sprintf("k%d", i+1)
@@ -84,14 +92,16 @@ type checksum struct {
 }
 
 func (b *Backfill) checksums(ctx context.Context, s *intoSides, sp span) (src, dst checksum, err error) {
+	srcSum, _ := b.d.RowChecksum(s.srcExprs...)
+	dstSum, _ := b.d.RowChecksum(s.dstCols...)
 	a := &args{}
-	q := "SELECT count(*) AS rows, coalesce(sum(hashtextextended(" + s.srcRow + "::text, 0)), 0)::text AS sum FROM " +
+	q := "SELECT count(*) AS rows, " + srcSum + " AS sum FROM " +
 		b.plan.table.Quoted() + " WHERE " + b.plan.where(a, sp, nil)
 	if err = b.db.GetContext(ctx, &src, q, a.vals...); err != nil {
 		return src, dst, fmt.Errorf("checksum source: %w", err)
 	}
 	a = &args{}
-	q = "SELECT count(*) AS rows, coalesce(sum(hashtextextended(" + s.dstRow + "::text, 0)), 0)::text AS sum FROM " +
+	q = "SELECT count(*) AS rows, " + dstSum + " AS sum FROM " +
 		s.target.table.Quoted() + " WHERE " + s.target.where(a, sp, nil)
 	if err = b.db.GetContext(ctx, &dst, q, a.vals...); err != nil {
 		return src, dst, fmt.Errorf("checksum target: %w", err)
@@ -105,6 +115,9 @@ func (b *Backfill) verifyInto(ctx context.Context, o VerifyOptions, rep *Report)
 		return fmt.Errorf("verify %q: %w", b.job.Name, err)
 	}
 	s.sensitive = func(c string) bool { return redact(o.Sensitive, c, "") == Redacted }
+	if _, ok := b.d.RowChecksum(s.srcExprs...); !ok {
+		return b.compareInto(ctx, s, o, rep)
+	}
 	var lo Key
 	for {
 		hi, err := b.plan.boundary(ctx, b.db, lo, o.ChunkRows)
@@ -177,11 +190,11 @@ func (b *Backfill) diffRows(ctx context.Context, s *intoSides, o VerifyOptions, 
 	keys := strings.Join(s.keyAlias, ", ")
 	var keyText []string
 	for _, k := range s.keyAlias {
-		keyText = append(keyText, k+"::text")
+		keyText = append(keyText, b.d.Text(k))
 	}
 	q := "SELECT " + strings.Join(keyText, ", ") + ", s.r, d.r FROM " +
-		"(SELECT " + s.srcKeys + ", " + s.srcRow + "::text AS r FROM " + b.plan.table.Quoted() + " WHERE " + srcWhere + ") s" +
-		" FULL JOIN (SELECT " + s.dstKeys + ", " + s.dstRow + "::text AS r FROM " + s.target.table.Quoted() + " WHERE " + dstWhere + ") d" +
+		"(SELECT " + s.srcKeys + ", " + b.d.Text(s.srcRow) + " AS r FROM " + b.plan.table.Quoted() + " WHERE " + srcWhere + ") s" +
+		" FULL JOIN (SELECT " + s.dstKeys + ", " + b.d.Text(s.dstRow) + " AS r FROM " + s.target.table.Quoted() + " WHERE " + dstWhere + ") d" +
 		" USING (" + keys + ") WHERE s.r IS DISTINCT FROM d.r ORDER BY " + keys
 	rows, err := b.db.QueryContext(ctx, q, a.vals...)
 	if err != nil {
@@ -222,12 +235,215 @@ func (b *Backfill) recheckInto(ctx context.Context, keys []Key, rep *Report) err
 	if err != nil {
 		return err
 	}
+	if _, ok := b.d.RowChecksum(s.srcExprs...); !ok {
+		var differing, orphans int64
+		a := &args{}
+		if err := b.db.GetContext(ctx, &differing, "SELECT count(*) "+b.sourceSide(s, a, span{}, keys)+" WHERE "+s.differs(), a.vals...); err != nil {
+			return err
+		}
+		a = &args{}
+		if err := b.db.GetContext(ctx, &orphans, "SELECT count(*) "+b.targetOnly(s, a, span{}, keys), a.vals...); err != nil {
+			return err
+		}
+		rep.Divergent = differing + orphans
+		return nil
+	}
 	a := &args{}
 	srcWhere := b.plan.where(a, span{}, keys)
 	dstWhere := s.target.where(a, span{}, keys)
 	aliases := strings.Join(s.keyAlias, ", ")
 	return b.db.GetContext(ctx, &rep.Divergent, "SELECT count(*) FROM "+
-		"(SELECT "+s.srcKeys+", "+s.srcRow+"::text AS r FROM "+b.plan.table.Quoted()+" WHERE "+srcWhere+") s"+
-		" FULL JOIN (SELECT "+s.dstKeys+", "+s.dstRow+"::text AS r FROM "+s.target.table.Quoted()+" WHERE "+dstWhere+") d"+
+		"(SELECT "+s.srcKeys+", "+b.d.Text(s.srcRow)+" AS r FROM "+b.plan.table.Quoted()+" WHERE "+srcWhere+") s"+
+		" FULL JOIN (SELECT "+s.dstKeys+", "+b.d.Text(s.dstRow)+" AS r FROM "+s.target.table.Quoted()+" WHERE "+dstWhere+") d"+
 		" USING ("+aliases+") WHERE s.r IS DISTINCT FROM d.r", a.vals...)
+}
+
+// compareInto verifies a move where the database cannot hash rows
+// (SQLite): the source rows of each span are looked up in the target by
+// key and compared in the database, column by column, with the comparison
+// the chunk statement's upsert makes; target rows without a source row are
+// counted apart. That finds the divergent rows in the same pass, so
+// nothing is bisected. Hashing the rows' text instead would not do:
+// SQLite's text of a value depends on how it is stored (12.0 computed, 12
+// in a numeric column), where its comparison does not.
+func (b *Backfill) compareInto(ctx context.Context, s *intoSides, o VerifyOptions, rep *Report) error {
+	return b.eachSpan(ctx, o.ChunkRows, func(sp span) error {
+		var c struct {
+			Rows      int64 `db:"rows"`
+			Divergent int64 `db:"divergent"`
+		}
+		a := &args{}
+		if err := b.db.GetContext(ctx, &c, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+s.differs()+") AS divergent "+
+			b.sourceSide(s, a, sp, nil), a.vals...); err != nil {
+			return fmt.Errorf("compare chunk: %w", err)
+		}
+		var orphans int64
+		a = &args{}
+		if err := b.db.GetContext(ctx, &orphans, "SELECT count(*) "+b.targetOnly(s, a, sp, nil), a.vals...); err != nil {
+			return fmt.Errorf("compare chunk: %w", err)
+		}
+		rep.Chunks++
+		rep.Compared += c.Rows
+		rep.Divergent += c.Divergent + orphans
+		if room := o.MaxKeys - len(rep.Diverged); c.Divergent+orphans > 0 && room > 0 {
+			return b.listInto(ctx, s, o, sp, room, rep)
+		}
+		return nil
+	})
+}
+
+// sourceSide is the FROM clause of the source rows of a span (or of keys)
+// as the target would hold them, s(k1 …, v1 …), each beside its target
+// row, d, when there is one. The target is joined as a table, so that the
+// lookup goes through its key's index.
+func (b *Backfill) sourceSide(s *intoSides, a *args, sp span, keys []Key) string {
+	vals := make([]string, len(s.srcExprs))
+	for i, e := range s.srcExprs {
+		vals[i] = e + " AS v" + strconv.Itoa(i+1)
+	}
+	on := make([]string, len(s.keyAlias))
+	for i, k := range s.keyAlias {
+		q, _ := ident.Quote(s.target.keyCols[i])
+		on[i] = "d." + q + " = s." + k
+	}
+	return "FROM (SELECT " + s.srcKeys + ", " + strings.Join(vals, ", ") + " FROM " + b.plan.table.Quoted() +
+		" WHERE " + b.plan.where(a, sp, keys) + ") s LEFT JOIN " + s.target.table.Quoted() + " AS d ON " + strings.Join(on, " AND ")
+}
+
+// targetOnly is the FROM … WHERE of the target rows of a span (or of
+// keys), d, that have no source row.
+func (b *Backfill) targetOnly(s *intoSides, a *args, sp span, keys []Key) string {
+	on := make([]string, len(s.keyAlias))
+	for i := range s.keyAlias {
+		sq, _ := ident.Quote(b.plan.keyCols[i])
+		dq, _ := ident.Quote(s.target.keyCols[i])
+		on[i] = "s." + sq + " = d." + dq
+	}
+	return "FROM " + s.target.table.Quoted() + " AS d WHERE " + s.target.where(a, sp, keys) +
+		" AND NOT EXISTS (SELECT 1 FROM " + b.plan.table.Quoted() + " AS s WHERE " + strings.Join(on, " AND ") + ")"
+}
+
+// differs is true for a source row, in sourceSide, whose target row is
+// missing or differs.
+func (s *intoSides) differs() string {
+	sv := make([]string, len(s.srcExprs))
+	for i := range sv {
+		sv[i] = "s.v" + strconv.Itoa(i+1)
+	}
+	q, _ := ident.Quote(s.target.keyCols[0])
+	dv := make([]string, len(s.dstCols))
+	for i, c := range s.dstCols {
+		dv[i] = "d." + c
+	}
+	return "d." + q + " IS NULL OR (" + strings.Join(dv, ", ") + ") IS DISTINCT FROM (" + strings.Join(sv, ", ") + ")"
+}
+
+// listInto lists up to room divergent rows of a span in key order, each
+// side shown as a row value's text, (v1,v2,…), or NULL where the side has
+// no row.
+func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, sp span, room int, rep *Report) error {
+	n, nk := len(s.srcExprs), len(s.keyAlias)
+	// Each part selects: the keys (to order by), the keys as text, whether
+	// each side has the row, each side's values as text.
+	var src, dst []string
+	for i, k := range s.keyAlias {
+		q, _ := ident.Quote(s.target.keyCols[i])
+		src = append(src, "s."+k)
+		dst = append(dst, "d."+q)
+	}
+	for i := range nk {
+		src = append(src, b.d.Text(src[i]))
+		dst = append(dst, b.d.Text(dst[i]))
+	}
+	q, _ := ident.Quote(s.target.keyCols[0])
+	src = append(src, "1", b.d.Text("d."+q))
+	dst = append(dst, "NULL", "1")
+	for i := range n {
+		src = append(src, b.d.Text("s.v"+strconv.Itoa(i+1)))
+		dst = append(dst, "NULL")
+	}
+	for _, c := range s.dstCols {
+		src = append(src, b.d.Text("d."+c))
+		dst = append(dst, b.d.Text("d."+c))
+	}
+	order := make([]string, nk)
+	for i := range order {
+		order[i] = strconv.Itoa(i + 1)
+	}
+	a := &args{}
+	query := "SELECT " + strings.Join(src, ", ") + " " + b.sourceSide(s, a, sp, nil) + " WHERE " + s.differs() +
+		" UNION ALL SELECT " + strings.Join(dst, ", ") + " " + b.targetOnly(s, a, sp, nil) +
+		" ORDER BY " + strings.Join(order, ", ")
+	query += " LIMIT " + a.add(room)
+	rows, err := b.db.QueryContext(ctx, query, a.vals...)
+	if err != nil {
+		return fmt.Errorf("list divergent rows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		keys := make([]any, nk)
+		vals := make([]*string, 2*nk+2+2*n)
+		dest := make([]any, len(vals))
+		for i := range vals {
+			if i < nk {
+				dest[i] = &keys[i]
+			} else {
+				dest[i] = &vals[i]
+			}
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		d := Divergence{Key: make(Key, nk)}
+		for i := range nk {
+			d.Key[i] = *vals[nk+i]
+		}
+		side := func(present *string, vs []*string) string {
+			if present == nil {
+				return text(nil)
+			}
+			return recordText(vs)
+		}
+		at := 2 * nk
+		want, got := side(vals[at], vals[at+2:at+2+n]), side(vals[at+1], vals[at+2+n:])
+		d.Fields = []Field{{Column: "(" + strings.Join(s.columns, ", ") + ")", Want: want, Got: got}}
+		for _, c := range s.columns {
+			if s.sensitive(c) {
+				d.Fields[0].Want, d.Fields[0].Got = Redacted, Redacted
+			}
+		}
+		rep.Diverged = append(rep.Diverged, d)
+	}
+	return rows.Err()
+}
+
+// recordText writes values the way PostgreSQL writes a row value's text,
+// so that a divergent row reads the same on either database: NULL as
+// nothing, and a value quoted when it is empty or holds a delimiter, a
+// quote, a backslash or a space.
+func recordText(vals []*string) string {
+	var sb strings.Builder
+	sb.WriteByte('(')
+	for i, v := range vals {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		if v == nil {
+			continue
+		}
+		if *v != "" && !strings.ContainsAny(*v, "\"\\(),") && !strings.ContainsFunc(*v, unicode.IsSpace) {
+			sb.WriteString(*v)
+			continue
+		}
+		sb.WriteByte('"')
+		for _, r := range *v {
+			if r == '"' || r == '\\' {
+				sb.WriteRune(r)
+			}
+			sb.WriteRune(r)
+		}
+		sb.WriteByte('"')
+	}
+	sb.WriteByte(')')
+	return sb.String()
 }

@@ -1,5 +1,6 @@
-// Package pgerr classifies PostgreSQL errors by SQLSTATE, in one place, so
-// that every retry decision in schemashift agrees.
+// Package pgerr classifies database errors, PostgreSQL's by SQLSTATE and
+// SQLite's by result code, in one place, so that every retry decision in
+// schemashift agrees.
 package pgerr
 
 import (
@@ -11,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // Kind is what an error means for a retry.
@@ -20,7 +23,9 @@ type Kind uint8
 const (
 	// Other: not retryable.
 	Other Kind = iota
-	// LockTimeout: lock_timeout expired (55P03); retry after a pause.
+	// LockTimeout: lock_timeout expired (55P03), or SQLite's write lock
+	// was not had within busy_timeout (SQLITE_BUSY, SQLITE_LOCKED); retry
+	// after a pause.
 	LockTimeout
 	// Deadlock: the server aborted us to break a deadlock (40P01).
 	Deadlock
@@ -57,6 +62,9 @@ func (k Kind) Retryable() bool { return k != Other }
 func Classify(err error) Kind {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Other
+	}
+	if dialect.Busy(err) {
+		return LockTimeout
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

@@ -34,6 +34,10 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("x: %w", context.DeadlineExceeded), pgerr.Other},
 		{errors.New("driver: bad connection"), pgerr.Connection},
 		{errors.New("boom"), pgerr.Other},
+		{fmt.Errorf("chunk: %w", sqliteErr(5)), pgerr.LockTimeout},   // SQLITE_BUSY
+		{fmt.Errorf("chunk: %w", sqliteErr(517)), pgerr.LockTimeout}, // SQLITE_BUSY_SNAPSHOT
+		{fmt.Errorf("chunk: %w", sqliteErr(6)), pgerr.LockTimeout},   // SQLITE_LOCKED
+		{fmt.Errorf("chunk: %w", sqliteErr(19)), pgerr.Other},        // SQLITE_CONSTRAINT
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, pgerr.Classify(tt.err), "%v", tt.err)
@@ -42,3 +46,9 @@ func TestClassify(t *testing.T) {
 	assert.Equal(t, "55P03", pgerr.Code(pg("55P03")))
 	assert.Empty(t, pgerr.Code(errors.New("x")))
 }
+
+// sqliteErr has the shape of modernc.org/sqlite's *Error: a result code.
+type sqliteErr int
+
+func (e sqliteErr) Error() string { return fmt.Sprintf("sqlite error %d", int(e)) }
+func (e sqliteErr) Code() int     { return int(e) }
