@@ -47,7 +47,7 @@ func resolve(ctx context.Context, d *dialect.Dialect, q sqlx.QueryerContext, j J
 	}
 	keys := j.Key
 	if len(keys) == 0 {
-		if keys, err = d.KeyColumns(ctx, q, t); err != nil {
+		if keys, err = d.PrimaryKey(ctx, q, t); err != nil {
 			return nil, fmt.Errorf("resolve primary key of %s: %w", t, err)
 		}
 		if len(keys) == 0 {

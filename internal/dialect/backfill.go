@@ -110,22 +110,3 @@ func (d *Dialect) ReplicationLag(ctx context.Context, q sqlx.QueryerContext) (ti
 	}
 	return time.Duration(secs * float64(time.Second)), nil
 }
-
-// KeyColumns lists t's primary key columns in key order, the order a
-// backfill walks them in; none when t has no primary key.
-func (d *Dialect) KeyColumns(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]string, error) {
-	if d.sqlite {
-		return d.PrimaryKey(ctx, q, t)
-	}
-	// Ordered by position in indkey, an int2vector, whose subscripts start
-	// at 0 (so a position is not a key column's ordinal).
-	var keys []string
-	if err := sqlx.SelectContext(ctx, q, &keys, `
-		SELECT a.attname FROM pg_index i
-		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-		WHERE i.indrelid = $1::regclass AND i.indisprimary
-		ORDER BY array_position(i.indkey::int2[], a.attnum)`, t.Quoted()); err != nil {
-		return nil, fmt.Errorf("read primary key of %s: %w", t, err)
-	}
-	return keys, nil
-}

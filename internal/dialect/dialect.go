@@ -362,7 +362,8 @@ func (d *Dialect) Columns(ctx context.Context, q sqlx.QueryerContext, t ident.Ta
 			FROM pragma_table_info($1, $2) ORDER BY cid`, t.Name, schemaName(t))
 	} else {
 		err = sqlx.SelectContext(ctx, q, &cols, `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-				a.attnotnull AS not_null, coalesce(array_position(i.indkey::int2[], a.attnum), 0) AS key
+				a.attnotnull AS not_null,
+				coalesce(array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1, 0) AS key
 			FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
 			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, t.Quoted())
 	}

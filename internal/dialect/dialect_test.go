@@ -1,0 +1,105 @@
+package dialect_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/ident"
+	"github.com/schemashift/schemashift/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// The catalog reads the same facts from both databases.
+func TestCatalog(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		d := dialect.Of(db)
+		db.MustExecContext(ctx, `CREATE TABLE pairs (a integer NOT NULL, b text NOT NULL, note text, PRIMARY KEY (b, a))`)
+		db.MustExecContext(ctx, `CREATE TABLE single (id bigint PRIMARY KEY, v text)`)
+		db.MustExecContext(ctx, `CREATE TABLE keyless (v text)`)
+		db.MustExecContext(ctx, `CREATE UNIQUE INDEX pairs_note ON pairs (note, a)`)
+
+		for table, want := range map[string][]string{"pairs": {"b", "a"}, "single": {"id"}, "keyless": nil, "missing": nil} {
+			got, err := d.PrimaryKey(ctx, db, ident.Table{Name: table})
+			require.NoError(t, err)
+			assert.Equal(t, want, got, table)
+		}
+		ok, err := d.TableExists(ctx, db, ident.Table{Name: "pairs"})
+		require.NoError(t, err)
+		assert.True(t, ok)
+		ok, err = d.TableExists(ctx, db, ident.Table{Name: "missing"})
+		require.NoError(t, err)
+		assert.False(t, ok)
+
+		cols, err := d.Columns(ctx, db, ident.Table{Name: "pairs"})
+		require.NoError(t, err)
+		require.Len(t, cols, 3)
+		assert.Equal(t, []string{"a", "b", "note"}, []string{cols[0].Name, cols[1].Name, cols[2].Name})
+		assert.True(t, cols[0].NotNull)
+		assert.False(t, cols[2].NotNull)
+		assert.True(t, strings.EqualFold("text", cols[2].Type), cols[2].Type)
+
+		idx, err := d.Indexes(ctx, db, ident.Table{Name: "pairs"})
+		require.NoError(t, err)
+		var found bool
+		for _, i := range idx {
+			if i.Name == "pairs_note" {
+				found = true
+				assert.Equal(t, []string{"note", "a"}, i.Columns)
+				assert.True(t, i.Unique)
+				assert.True(t, i.Valid)
+			}
+		}
+		assert.True(t, found, "%+v", idx)
+	})
+}
+
+// Timestamps written with Now come back as times, directly from a
+// column and through Time from an expression; their text order is their
+// time order.
+func TestTime(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		d := dialect.Of(db)
+		db.MustExecContext(ctx, d.Schema(`CREATE TABLE ev (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), doc jsonb)`))
+		db.MustExecContext(ctx, `INSERT INTO ev (doc) VALUES (`+d.JSON("$1")+`)`, `{"a": 1}`)
+		var at time.Time
+		require.NoError(t, db.GetContext(ctx, &at, `SELECT at FROM ev`))
+		assert.WithinDuration(t, time.Now(), at, time.Minute)
+		var latest dialect.Time
+		require.NoError(t, db.GetContext(ctx, &latest, `SELECT max(at) FROM ev`))
+		assert.True(t, latest.Equal(at), "%v vs %v", latest, at)
+		now, err := d.CurrentTime(ctx, db)
+		require.NoError(t, err)
+		assert.False(t, now.Before(at.Truncate(time.Millisecond)))
+		var later bool
+		require.NoError(t, db.GetContext(ctx, &later, `SELECT `+d.NowPlus("$1")+` > at FROM ev`, 2.5))
+		assert.True(t, later)
+		var earlier bool
+		require.NoError(t, db.GetContext(ctx, &earlier, `SELECT `+d.NowPlus("$1")+` < at FROM ev`, -60.0))
+		assert.True(t, earlier)
+	})
+}
+
+// Unknown drivers are PostgreSQL-compatible; SQLite's names are SQLite.
+func TestOf(t *testing.T) {
+	t.Parallel()
+	assert.Same(t, dialect.SQLite, dialect.Of(sqlx.NewDb(nil, "sqlite")))
+	assert.Same(t, dialect.SQLite, dialect.Of(sqlx.NewDb(nil, "sqlite3")))
+	assert.Same(t, dialect.Postgres, dialect.Of(sqlx.NewDb(nil, "pgx")))
+	assert.Same(t, dialect.Postgres, dialect.Of(struct{}{}))
+	assert.Equal(t, "ROW(a, b)", dialect.Postgres.Row("a", "b"))
+	assert.Equal(t, "(a, b)", dialect.SQLite.Row("a", "b"))
+}
