@@ -50,7 +50,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout, *which); err != nil {
+	if err := run(ctx, os.Stdout, settings{db: *which, pace: 1}); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
@@ -59,7 +59,7 @@ func main() {
 // plan is the rollout, as the users service declares it. The two databases
 // differ in two places: SQLite cannot drop a NOT NULL in place (its users
 // table starts with a nullable full_name), and its string functions.
-func plan(onSQLite bool) rollout.Plan {
+func plan(onSQLite bool, pace int) rollout.Plan {
 	p := rollout.Plan{
 		Migration: migration,
 		ExpandOps: []ddl.Op{
@@ -75,7 +75,7 @@ func plan(onSQLite bool) rollout.Plan {
 			{Column: "family_name", Expr: "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"},
 		}}},
 		ContractOps: []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}},
-		Thresholds:  rollout.Thresholds{ShadowConsistency: 0.99, MinComparisons: 300, Window: time.Second},
+		Thresholds:  rollout.Thresholds{ShadowConsistency: 0.99, MinComparisons: 300, Window: time.Duration(pace) * time.Second},
 	}
 	if onSQLite {
 		p.Expand = nil
@@ -139,8 +139,17 @@ type step struct {
 	note     string
 }
 
-func run(ctx context.Context, out io.Writer, which string) error {
-	db, onSQLite, release, err := open(ctx, out, which)
+// settings are what a run may change: the database (auto, postgres or
+// sqlite) and its pace, which multiplies the gates' windows and timeouts:
+// 1, unless the machine runs slowly (the race detector slows the SQLite
+// engine, which is Go translated from C, by tens of times).
+type settings struct {
+	db   string
+	pace int
+}
+
+func run(ctx context.Context, out io.Writer, set settings) error {
+	db, onSQLite, release, err := open(ctx, out, set.db)
 	if err != nil {
 		return err
 	}
@@ -150,11 +159,11 @@ func run(ctx context.Context, out io.Writer, which string) error {
 	}
 	fmt.Fprintf(out, "users(id, full_name) holds %d rows; %d instances of users-api serve traffic.\n\n", seedRows, instances)
 
-	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan(onSQLite)}, rollout.WithAgeOut(3*time.Second))
+	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan(onSQLite, set.pace)}, rollout.WithAgeOut(time.Duration(3*set.pace)*time.Second))
 	if err != nil {
 		return err
 	}
-	fl, err := startFleet(ctx, db, instances, plan(onSQLite))
+	fl, err := startFleet(ctx, db, instances, plan(onSQLite, set.pace))
 	if err != nil {
 		return err
 	}
@@ -207,7 +216,7 @@ func run(ctx context.Context, out io.Writer, which string) error {
 		}
 		start := time.Now()
 		next, ready, err := coord.AdvanceWhenMet(ctx, rollout.Request{Migration: migration, Actor: "quickstart",
-			Reason: "gate met", Confirm: st.Phase == rollout.Complete}, 100*time.Millisecond, time.Minute)
+			Reason: "gate met", Confirm: st.Phase == rollout.Complete}, 100*time.Millisecond, time.Duration(set.pace)*time.Minute)
 		if err != nil {
 			return err
 		}

@@ -20,14 +20,14 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func TestQuickstart(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		t.Setenv("DATABASE_URL", pgtest.URL(t))
-		testQuickstart(t, "postgres")
+		testQuickstart(t, settings{db: "postgres", pace: 1})
 	})
-	t.Run("sqlite", func(t *testing.T) { testQuickstart(t, "sqlite") })
+	t.Run("sqlite", func(t *testing.T) { testQuickstart(t, settings{db: "sqlite", pace: sqlitePace}) })
 }
 
-func testQuickstart(t *testing.T, which string) {
+func testQuickstart(t *testing.T, set settings) {
 	var out bytes.Buffer
-	require.NoError(t, run(t.Context(), &out, which), out.String())
+	require.NoError(t, run(t.Context(), &out, set), out.String())
 	text := out.String()
 	t.Log(text)
 
