@@ -16,6 +16,7 @@ import (
 	"github.com/schemashift/schemashift/dualwrite/dualwritetest"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/flags/flagstest"
+	"github.com/schemashift/schemashift/internal/dbtest"
 )
 
 type contact struct {
@@ -196,7 +197,12 @@ func TestSlowAuthoritativeReadIsStillCompared(t *testing.T) {
 // row lock is left behind.
 func TestTxWriterPanicRollsBack(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testTxWriterPanicRollsBack)
+}
+
+func testTxWriterPanicRollsBack(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	db.SetMaxOpenConns(1)
 	flag, _ := flagstest.Flag(t, migration, flags.DualWrite)
 	w, err := dualwrite.NewTxWriter(db, flag, writeOld,

@@ -15,14 +15,13 @@ import (
 	"github.com/schemashift/schemashift/dualwrite/dualwritetest"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/flags/flagstest"
-	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/internal/dbtest"
 )
 
 // usersDB is a database holding the worked example mid-migration: the old
 // column full_name and the new given_name/family_name.
-func usersDB(t *testing.T) *sqlx.DB {
+func usersDB(t *testing.T, db *sqlx.DB) *sqlx.DB {
 	t.Helper()
-	db := pgtest.DB(t)
 	db.MustExecContext(t.Context(), `CREATE TABLE users (
 		id bigint PRIMARY KEY,
 		full_name text,
@@ -68,7 +67,12 @@ func rowOf(t *testing.T, db *sqlx.DB, id int64) (row, bool) {
 
 func TestTxWriterFollowsStageTable(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testTxWriterFollowsStageTable)
+}
+
+func testTxWriterFollowsStageTable(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	for i, stage := range flags.Stages() {
 		t.Run(stage.String(), func(t *testing.T) {
 			flag, _ := flagstest.Flag(t, migration, stage)
@@ -106,7 +110,12 @@ func contains(xs []string, x string) bool {
 // A dual write whose second write fails leaves neither write committed.
 func TestTxWriterSecondWriteFailureCommitsNothing(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testTxWriterSecondWriteFailureCommitsNothing)
+}
+
+func testTxWriterSecondWriteFailureCommitsNothing(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	for _, stage := range []flags.Stage{flags.DualWrite, flags.Shadow, flags.Live, flags.Rampdown} {
 		t.Run(stage.String(), func(t *testing.T) {
 			flag, _ := flagstest.Flag(t, migration, stage)
@@ -146,7 +155,12 @@ func TestTxWriterSecondWriteFailureCommitsNothing(t *testing.T) {
 
 func TestTxWriterWriteTxJoinsCallersTransaction(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testTxWriterWriteTxJoinsCallersTransaction)
+}
+
+func testTxWriterWriteTxJoinsCallersTransaction(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	flag, _ := flagstest.Flag(t, migration, flags.Shadow)
 	w, err := dualwrite.NewTxWriter(db, flag, writeOld, writeNew)
 	require.NoError(t, err)
@@ -172,7 +186,12 @@ func TestTxWriterWriteTxJoinsCallersTransaction(t *testing.T) {
 // every committed row has both shapes from one and the same write.
 func TestTxWriterConcurrentDualWrites(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t)
+	dbtest.Each(t, testTxWriterConcurrentDualWrites)
+}
+
+func testTxWriterConcurrentDualWrites(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	db.SetMaxOpenConns(16)
 	stages := []flags.Stage{flags.DualWrite, flags.Shadow, flags.Live, flags.Rampdown}
 	writers := make([]*dualwrite.TxWriter[name], len(stages))
