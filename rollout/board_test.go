@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 )
@@ -32,7 +33,12 @@ func boardServer(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *
 
 func boardServerDB(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator, *sqlx.DB) {
 	t.Helper()
-	db := usersDB(t, pgtest.DB(t))
+	return boardServerOn(t, pgtest.DB(t), opts...)
+}
+
+func boardServerOn(t *testing.T, db *sqlx.DB, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator, *sqlx.DB) {
+	t.Helper()
+	usersDB(t, db)
 	plan := usersPlan(db)
 	plan.HotQueries = []rollout.HotQuery{{Name: "user by id", SQL: `SELECT full_name FROM users WHERE id = $1`, Args: []any{7}}}
 	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{plan})
@@ -61,7 +67,12 @@ func allowAll() rollout.BoardOption {
 // The JSON document has the shape clients rely on.
 func TestBoardJSON(t *testing.T) {
 	t.Parallel()
-	srv, _ := boardServer(t)
+	dbtest.Each(t, testBoardJSON)
+}
+
+func testBoardJSON(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	srv, _, _ := boardServerOn(t, db)
 	res, err := http.Get(srv.URL + "/api/status")
 	require.NoError(t, err)
 	defer res.Body.Close()

@@ -2,6 +2,7 @@ package rollout_test
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 func fleetPlan() rollout.Plan {
@@ -221,6 +223,39 @@ func TestLedgerProvider(t *testing.T) {
 	_, err = ev.Stage(ctx, "no_such_migration")
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), ev.Stats().Fallbacks[flags.FlagNotFound])
+}
+
+// On SQLite the provider reads the ledger through its own pool on the same
+// file, as another process on the host would.
+func TestLedgerProviderOnSQLite(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "app.db")
+	db, err := sqlite.Open(ctx, path)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	other, err := sqlite.Open(ctx, path)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()})
+	require.NoError(t, err)
+	const poll = 50 * time.Millisecond
+	p, err := rollout.NewLedgerProvider(other, poll)
+	require.NoError(t, err)
+	api := isolated.NewAPI()
+	t.Cleanup(func() { _ = api.Shutdown(context.WithoutCancel(ctx)) })
+	require.NoError(t, api.SetProviderAndWait(ctx, p))
+	ev, err := flags.NewEvaluator(api.NewClient())
+	require.NoError(t, err)
+	flag, err := ev.Flag("users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, flags.Off, flag.Stage(ctx))
+	for range 3 {
+		_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "test"})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return flag.Stage(ctx) == flags.DualWrite }, 2*time.Second, time.Millisecond)
+	assert.False(t, p.Stale())
 }
 
 func quote(s string) string { return `"` + s + `"` }
