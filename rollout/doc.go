@@ -41,4 +41,16 @@
 // ledger through the OpenFeature [LedgerProvider] (or through the team's own
 // flag service). [Board] is the status board: an http.Handler with an HTML
 // page and JSON, read-only unless given an [Authorizer].
+//
+// # SQLite
+//
+// The ledger, gates, audit trail, heartbeats, the provider and the board work
+// the same on a SQLite pool from the sqlite package. There the ledger row's
+// compare-and-set runs under SQLite's one write lock instead of a row lock,
+// and a plan's DDL operations run without a session advisory lock (they are
+// idempotent, and the compare-and-set still picks one winner). What SQLite
+// could not do safely — an index built without CONCURRENTLY, a table
+// rewritten by DROP COLUMN — is recorded in the audit trail as a "ddl-note"
+// event. A SQLite ledger serves the processes of one host, not a fleet
+// across machines.
 package rollout
