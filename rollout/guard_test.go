@@ -15,7 +15,6 @@ import (
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -140,7 +139,12 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 // A failed verification pauses the backfill and holds the migration.
 func TestGuardrailPausesBackfillOnFailedVerification(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t, pgtest.DB(t))
+	dbtest.Each(t, testGuardrailPausesBackfillOnFailedVerification)
+}
+
+func testGuardrailPausesBackfillOnFailedVerification(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
 	plan := usersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{HaltOnFailedVerification: true}}
@@ -177,7 +181,12 @@ func TestGuardrailPausesBackfillOnFailedVerification(t *testing.T) {
 // latency guardrail.
 func TestLatencyGuardrail(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t, pgtest.DB(t))
+	dbtest.Each(t, testLatencyGuardrail)
+}
+
+func testLatencyGuardrail(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
 	ctx := t.Context()
 	plan := usersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{MaxLatencyRatio: 2, MinSamples: 50}}
