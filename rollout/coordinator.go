@@ -161,6 +161,15 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrReasonRequired)
 		}
 	}
+	// One transition of a migration at a time, across processes: the DDL
+	// operations run before the ledger transaction (a concurrent index
+	// build waits for every open snapshot, the ledger's included), and no
+	// other transition may commit while they run.
+	unlock, err := c.dialect.Lock(ctx, c.db, "schemashift:"+r.Migration)
+	if err != nil {
+		return Status{}, fmt.Errorf("%s %s: lock migration: %w", kind, r.Migration, err)
+	}
+	defer unlock()
 	if forward && len(plan.HotQueries) > 0 {
 		if st, err := Get(ctx, c.db, r.Migration); err == nil && st.Phase == Planned {
 			if err := c.watchPlans(ctx, plan, "before expand", r.Actor); err != nil {
@@ -168,12 +177,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 			}
 		}
 	}
-	// DDL operations run before the ledger transaction: a concurrent index
-	// build waits for every open snapshot, the ledger's included. A session
-	// advisory lock keeps other coordinators of the migration out meanwhile.
-	unlock, err := c.runOps(ctx, plan, r, forward)
-	defer unlock()
-	if err != nil && !errors.Is(err, errNoOps) {
+	if err := c.runOps(ctx, plan, r, forward); err != nil && !errors.Is(err, errNoOps) {
 		return Status{}, err
 	}
 	tx, err := c.db.BeginTxx(ctx, nil)
@@ -295,15 +299,14 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 var errNoOps = errors.New("no DDL operations for this transition")
 
 // runOps runs the plan's ddl operations for the transition r asks, if it
-// has any: holding a session advisory lock on the migration (returned
-// unlock releases it), it checks what the transition will check (version,
-// confirmation, gate) and applies or reverts the operations. The ledger
-// transaction that follows checks again and records the transition.
-func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward bool) (unlock func(), err error) {
-	unlock = func() {}
+// has any. Under the migration's lock, it checks what the transition will
+// check (version, confirmation, gate) and applies or reverts the
+// operations. The ledger transaction that follows checks again and
+// records the transition.
+func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward bool) error {
 	cur, err := Get(ctx, c.db, r.Migration)
 	if err != nil {
-		return unlock, err
+		return err
 	}
 	var ops []ddl.Op
 	key, revert := plan.Migration, false
@@ -316,30 +319,21 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 		ops, revert = plan.ExpandOps, true
 	}
 	if len(ops) == 0 {
-		return unlock, errNoOps
+		return errNoOps
 	}
-	conn, err := c.db.Connx(ctx)
-	if err != nil {
-		return unlock, err
-	}
-	if unlock, err = c.dialect.LockSession(ctx, conn, "schemashift:"+r.Migration); err != nil {
-		return unlock, fmt.Errorf("lock migration %s: %w", r.Migration, err)
-	}
-	// Under the lock, the phase is what the transition will find, unless
-	// it moved before: then the transaction refuses, and nothing runs here.
-	if now, err := Get(ctx, c.db, r.Migration); err != nil || now.Version != cur.Version || (r.Version != 0 && r.Version != cur.Version) {
-		return unlock, errNoOps
+	if r.Version != 0 && r.Version != cur.Version {
+		return errNoOps // the transaction refuses and records why
 	}
 	if forward && !r.Force {
 		if cur.Phase+1 == Contracted && !r.Confirm {
-			return unlock, errNoOps // the transaction refuses and records why
+			return errNoOps // the transaction refuses and records why
 		}
 		ready, err := c.Check(ctx, r.Migration)
 		if err != nil {
-			return unlock, err
+			return err
 		}
 		if !ready.Met {
-			return unlock, errNoOps
+			return errNoOps
 		}
 	}
 	// What the database could not do safely (SQLite builds an index
@@ -349,7 +343,7 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 			FromPhase: cur.Phase.String(), Reason: n.String()})
 	}))
 	if err != nil {
-		return unlock, err
+		return err
 	}
 	if revert {
 		err = e.Revert(ctx, key, ops)
@@ -359,9 +353,9 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 	if err != nil {
 		c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl", Accepted: false, Actor: r.Actor,
 			FromPhase: cur.Phase.String(), Reason: err.Error()})
-		return unlock, fmt.Errorf("%s: %w", r.Migration, err)
+		return fmt.Errorf("%s: %w", r.Migration, err)
 	}
-	return unlock, nil
+	return nil
 }
 
 func (c *Coordinator) record(ctx context.Context, e Event) {

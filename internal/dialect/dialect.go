@@ -17,7 +17,9 @@ package dialect
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -43,14 +45,11 @@ var (
 )
 
 // Of returns the dialect of a pool or transaction from its driver's name
-// (sqlx's DriverName): "sqlite" or "sqlite3" is SQLite, anything else
-// PostgreSQL, through pgx or a compatible driver.
+// (sqlx's DriverName): "sqlite" (modernc.org/sqlite) is SQLite, anything
+// else PostgreSQL, through pgx or a compatible driver.
 func Of(db any) *Dialect {
-	if n, ok := db.(interface{ DriverName() string }); ok {
-		switch n.DriverName() {
-		case "sqlite", "sqlite3":
-			return SQLite
-		}
+	if n, ok := db.(interface{ DriverName() string }); ok && n.DriverName() == "sqlite" {
+		return SQLite
 	}
 	return Postgres
 }
@@ -267,21 +266,78 @@ func (d *Dialect) SetTimeouts(ctx context.Context, ex Execer, lock, statement ti
 	return err
 }
 
-// LockSession takes a session advisory lock named name on conn, held until
-// the returned unlock runs (it also closes conn). SQLite has no session
-// locks: there the callers' steps must be idempotent, as schemashift's DDL
-// operations are, and the ledger's compare-and-set picks one winner.
-func (d *Dialect) LockSession(ctx context.Context, conn *sqlx.Conn, name string) (unlock func(), err error) {
+// lockLease is how long a SQLite lock stays held without its holder
+// renewing it: a holder that died frees it after this long.
+const lockLease = 30 * time.Second
+
+// Lock takes the lock named name, across processes, waiting for it until
+// ctx ends; unlock releases it. On PostgreSQL it is a session advisory
+// lock on a connection of its own. SQLite has no such lock: there it is a
+// leased row in schemashift_locks, renewed while held, so that it takes
+// no connection for long (a one-connection pool must still work).
+func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string) (unlock func(), err error) {
 	if d.sqlite {
-		return func() { conn.Close() }, nil
+		return lockRow(ctx, db, name)
+	}
+	conn, err := db.Connx(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, name); err != nil {
 		conn.Close()
-		return func() {}, err
+		return nil, err
 	}
 	return func() {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, name)
 		conn.Close()
+	}, nil
+}
+
+func lockRow(ctx context.Context, db *sqlx.DB, name string) (func(), error) {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schemashift_locks (
+		name text PRIMARY KEY, holder text NOT NULL, until timestamp NOT NULL)`); err != nil {
+		return nil, err
+	}
+	var id [12]byte
+	_, _ = rand.Read(id[:])
+	holder := hex.EncodeToString(id[:])
+	lease := lockLease.Seconds()
+	for {
+		res, err := db.ExecContext(ctx, `INSERT INTO schemashift_locks (name, holder, until) VALUES ($1, $2, `+SQLite.NowPlus("$3")+`)
+			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+			WHERE schemashift_locks.until < `+SQLite.Now(), name, holder, lease)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	renewCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(lockLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+				_, _ = db.ExecContext(renewCtx, `UPDATE schemashift_locks SET until = `+SQLite.NowPlus("$3")+`
+					WHERE name = $1 AND holder = $2`, name, holder, lease)
+			}
+		}
+	}()
+	return func() {
+		stop()
+		<-done
+		_, _ = db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM schemashift_locks WHERE name = $1 AND holder = $2`, name, holder)
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package dialect_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -97,9 +98,51 @@ func TestTime(t *testing.T) {
 func TestOf(t *testing.T) {
 	t.Parallel()
 	assert.Same(t, dialect.SQLite, dialect.Of(sqlx.NewDb(nil, "sqlite")))
-	assert.Same(t, dialect.SQLite, dialect.Of(sqlx.NewDb(nil, "sqlite3")))
+	assert.Same(t, dialect.Postgres, dialect.Of(sqlx.NewDb(nil, "sqlite3")), "only modernc's driver is supported")
 	assert.Same(t, dialect.Postgres, dialect.Of(sqlx.NewDb(nil, "pgx")))
 	assert.Same(t, dialect.Postgres, dialect.Of(struct{}{}))
 	assert.Equal(t, "ROW(a, b)", dialect.Postgres.Row("a", "b"))
 	assert.Equal(t, "(a, b)", dialect.SQLite.Row("a", "b"))
+}
+
+// A lock has one holder at a time, across pools; the next one gets it once
+// it is released. On SQLite a one-connection pool can hold it and go on
+// working, and a holder that died frees it when its lease runs out.
+func TestLock(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		d := dialect.Of(db)
+		unlock, err := d.Lock(ctx, db, "m")
+		require.NoError(t, err)
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err = d.Lock(short, db, "m")
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded, "held by the first")
+		other, err := d.Lock(ctx, db, "other")
+		require.NoError(t, err, "another name is free")
+		other()
+		unlock()
+		again, err := d.Lock(ctx, db, "m")
+		require.NoError(t, err, "released")
+		again()
+	})
+	t.Run("sqlite one connection", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		db := dbtest.SQLite(t)
+		db.SetMaxOpenConns(1)
+		unlock, err := dialect.SQLite.Lock(ctx, db, "m")
+		require.NoError(t, err)
+		var n int
+		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM schemashift_locks`), "the pool is free while the lock is held")
+		assert.Equal(t, 1, n)
+		unlock()
+		// A holder that died: its lease has run out.
+		db.MustExecContext(ctx, `INSERT INTO schemashift_locks VALUES ('m', 'dead', '2000-01-01 00:00:00.000+00:00')`)
+		unlock, err = dialect.SQLite.Lock(ctx, db, "m")
+		require.NoError(t, err)
+		unlock()
+	})
 }
