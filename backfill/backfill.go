@@ -53,6 +53,9 @@ func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, 
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
 	d := dialect.Of(db)
+	if err := d.CheckPool(ctx, db); err != nil {
+		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
+	}
 	for _, s := range o.signals {
 		if s, ok := s.(dialectSignal); ok {
 			if err := s.supports(d); err != nil {

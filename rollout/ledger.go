@@ -93,12 +93,15 @@ var ledgerSchema = []string{
 // EnsureLedger creates the ledger tables, or upgrades them to this build's
 // version. It is safe to call from every instance at once.
 func EnsureLedger(ctx context.Context, db *sqlx.DB) error {
+	d := dialect.Of(db)
+	if err := d.CheckPool(ctx, db); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	d := dialect.Of(db)
 	if err := d.LockTx(ctx, tx, 7215837262348120002); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}

@@ -12,8 +12,10 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -25,21 +27,35 @@ const DriverName = "sqlite"
 // DSN is the data source name Open uses for the database file at path:
 // write transactions take the write lock at BEGIN (so two writers never
 // deadlock upgrading a read), a writer waits up to 10 s for the lock, the
-// journal is a write-ahead log (readers do not block the writer), and
-// foreign keys are enforced.
+// journal is a write-ahead log (readers do not block the writer), foreign
+// keys are enforced, and time.Time parameters are written as SQLite's
+// text timestamps.
 func DSN(path string) string {
 	q := url.Values{}
 	q.Set("_txlock", "immediate")
+	q.Set("_time_format", "sqlite")
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(wal)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(normal)")
-	return "file:" + path + "?" + q.Encode()
+	// SQLite reads the path as a URI: '?' and '#' would end it, '%' escape.
+	return "file:" + uriPath.Replace(path) + "?" + q.Encode()
 }
 
-// Open opens (creating if needed) the SQLite database at path and checks
-// that it answers. The pool is safe for concurrent use; close it when done.
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
+// ErrMemory: an in-memory database is one per connection, so a pool's
+// connections would each see a different, empty database.
+var ErrMemory = errors.New("an in-memory SQLite database is private to one connection; use a file (in tests, under t.TempDir())")
+
+// Open opens (creating if needed) the SQLite database file at path and
+// checks that it answers. The pool is safe for concurrent use; close it
+// when done. Any pool size works, one connection included; more let
+// readers run while a writer holds the lock.
 func Open(ctx context.Context, path string) (*sqlx.DB, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
+		return nil, fmt.Errorf("open sqlite %q: %w", path, ErrMemory)
+	}
 	db, err := sqlx.Open(DriverName, DSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)

@@ -348,6 +348,56 @@ func millis(d time.Duration) string {
 	return fmt.Sprintf("%dms", max(d.Milliseconds(), 1))
 }
 
+// ErrPoolSetup: a SQLite pool that does not wait for the write lock, or
+// does not take it at BEGIN. schemashift's transactions read, then write:
+// begun without the lock, they fail with "database is locked" under any
+// concurrent writer.
+var ErrPoolSetup = errors.New("SQLite pool not opened for concurrent writers: open it with sqlite.Open " +
+	"(or add _txlock=immediate and _pragma=busy_timeout(10000) to its data source name)")
+
+// CheckPool checks that a SQLite pool waits for the write lock
+// (busy_timeout) and takes it at BEGIN (_txlock=immediate), as sqlite.Open
+// sets up; the second is probed from another connection, when the pool
+// has one to give. PostgreSQL pools need nothing.
+func (d *Dialect) CheckPool(ctx context.Context, db *sqlx.DB) error {
+	if !d.sqlite {
+		return nil
+	}
+	var busy int
+	if err := db.GetContext(ctx, &busy, `PRAGMA busy_timeout`); err != nil {
+		return fmt.Errorf("check SQLite pool: %w", err)
+	}
+	if busy <= 0 {
+		return fmt.Errorf("check SQLite pool: busy_timeout is 0: %w", ErrPoolSetup)
+	}
+	if db.Stats().MaxOpenConnections == 1 {
+		return nil
+	}
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("check SQLite pool: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a probe: nothing to keep
+	conn, err := db.Connx(ctx)
+	if err != nil {
+		return fmt.Errorf("check SQLite pool: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
+		return fmt.Errorf("check SQLite pool: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA busy_timeout = %d`, busy)) //nolint:errcheck // back as it was
+	_, err = conn.ExecContext(ctx, `BEGIN IMMEDIATE`)
+	if Busy(err) {
+		return nil // the first transaction holds the write lock: BEGIN took it
+	}
+	if err != nil {
+		return fmt.Errorf("check SQLite pool: %w", err)
+	}
+	_, _ = conn.ExecContext(ctx, `ROLLBACK`)
+	return fmt.Errorf("check SQLite pool: BEGIN does not take the write lock: %w", ErrPoolSetup)
+}
+
 // UndefinedTable reports whether err says a table does not exist.
 func UndefinedTable(err error) bool {
 	if err == nil {

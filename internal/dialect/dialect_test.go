@@ -2,6 +2,8 @@ package dialect_test
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +147,29 @@ func TestLock(t *testing.T) {
 		require.NoError(t, err)
 		unlock()
 	})
+}
+
+// A SQLite pool opened without what schemashift relies on is refused with
+// a clear error; PostgreSQL and sqlite.Open pools pass.
+func TestCheckPool(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	require.NoError(t, dialect.Postgres.CheckPool(ctx, pgtest.DB(t)))
+	require.NoError(t, dialect.SQLite.CheckPool(ctx, dbtest.SQLite(t)))
+	one := dbtest.SQLite(t)
+	one.SetMaxOpenConns(1)
+	require.NoError(t, dialect.SQLite.CheckPool(ctx, one))
+	for name, dsn := range map[string]string{
+		"plain":             "%s",
+		"no busy_timeout":   "file:%s?_txlock=immediate",
+		"deferred BEGIN":    "file:%s?_pragma=busy_timeout(1000)",
+		"deferred, one WAL": "file:%s?_pragma=busy_timeout(1000)&_pragma=journal_mode(wal)",
+	} {
+		db, err := sqlx.Open("sqlite", fmt.Sprintf(dsn, filepath.Join(t.TempDir(), "app.db")))
+		require.NoError(t, err)
+		err = dialect.SQLite.CheckPool(ctx, db)
+		require.ErrorIs(t, err, dialect.ErrPoolSetup, name)
+		assert.Contains(t, err.Error(), "sqlite.Open", name)
+		db.Close()
+	}
 }
