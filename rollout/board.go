@@ -232,12 +232,11 @@ func (b *Board) dependencies(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *Board) runbook(w http.ResponseWriter, r *http.Request) {
-	p, err := b.c.plan(r.PathValue("migration"))
-	if err != nil {
+	md, err := b.c.Runbook(r.Context(), r.PathValue("migration"))
+	if errors.Is(err, ErrUnknownMigration) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
-	md, err := Runbook(p)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

@@ -283,6 +283,47 @@ func TestRunbook(t *testing.T) {
 	assert.Equal(t, 9, strings.Count(md, "\n## "), "one section per transition")
 }
 
+// The coordinator's runbook shows the DDL its database will run: the
+// concurrent build on PostgreSQL; on SQLite the plain build with the note
+// saying what it gives up, and an operation SQLite cannot run as a comment.
+func TestCoordinatorRunbook(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, testCoordinatorRunbook)
+}
+
+func testCoordinatorRunbook(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
+	p := usersPlan(db)
+	p.ExpandOps = []ddl.Op{
+		ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}},
+		ddl.AddCheck{Table: "users", Name: "users_full_name_len", Expr: "length(full_name) < 500"},
+	}
+	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p})
+	require.NoError(t, err)
+	md, err := c.Runbook(t.Context(), "users_split_name")
+	require.NoError(t, err)
+	assert.Contains(t, md, "ALTER TABLE users ADD COLUMN given_name text")
+	assert.Contains(t, md, "`schemashift advance users_split_name --confirm`")
+	if dialect.Of(db).IsSQLite() {
+		assert.Contains(t, md, "Runs the expand on SQLite, each statement waiting for the database write lock")
+		assert.Contains(t, md, "-- sqlite: CREATE INDEX without CONCURRENTLY: writers wait for the build\n"+
+			`CREATE INDEX IF NOT EXISTS "users_full_name" ON "users" ("full_name");`)
+		assert.Contains(t, md, "\n-- add check users_full_name_len on users: operation not supported by the database: SQLite cannot add a check constraint")
+		assert.Contains(t, md, `"database is locked" means a writer held the write lock`)
+		assert.NotContains(t, md, "CONCURRENTLY IF NOT EXISTS")
+		assert.NotContains(t, md, "lock_timeout")
+		assert.NotContains(t, md, "pg_stat_activity")
+	} else {
+		assert.Contains(t, md, `CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_full_name" ON "users" ("full_name");`)
+		assert.Contains(t, md, `ADD CONSTRAINT "users_full_name_len" CHECK (length(full_name) < 500) NOT VALID;`)
+		assert.Contains(t, md, "each statement with a short lock_timeout")
+		assert.NotContains(t, md, "-- sqlite:")
+	}
+	_, err = c.Runbook(t.Context(), "no_such_migration")
+	require.ErrorIs(t, err, rollout.ErrUnknownMigration)
+}
+
 func TestRollbackAndForce(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, testRollbackAndForce)

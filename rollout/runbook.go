@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -20,6 +21,9 @@ var gateAdvice = map[Phase]string{
 	Contracted: "An instance still evaluates rampdown or earlier, or called the old path, within the window; or confirmation is missing. Nothing may still read or write the old shape when it is dropped.",
 }
 
+const gateAdviceSQLiteExpand = "The expand failed: read the error in the audit trail. \"database is locked\" means a writer held the write lock past busy_timeout; " +
+	"retry when it is done. An operation SQLite cannot run (a foreign key, a check, SET NOT NULL on an existing column) has to leave the plan."
+
 var gateCheck = map[Phase]string{
 	Expanded:   "none",
 	DualWrite:  "the expand's columns exist",
@@ -35,8 +39,41 @@ var gateCheck = map[Phase]string{
 // Runbook renders the plan as a Markdown runbook for operators: every step
 // in order, its gate and how to check it, the exact commands to advance,
 // roll back and pause, and what to do when a gate refuses. It is generated
-// from the plan, so it cannot drift from it.
+// from the plan, so it cannot drift from it. Its DDL is in the PostgreSQL
+// form; Coordinator.Runbook renders it for the coordinator's database.
 func Runbook(p Plan) (string, error) {
+	return runbook(p, renderer{up: func(o ddl.Op) ([]ddl.Statement, error) { return o.Up(17) }})
+}
+
+// Runbook renders the migration's runbook (see the function Runbook) with
+// its DDL as the expand and contract would run it on this coordinator's
+// database: for its PostgreSQL server version, or on SQLite in the plain
+// form, each statement that gives up a safety with a comment saying which.
+func (c *Coordinator) Runbook(ctx context.Context, migration string) (string, error) {
+	p, err := c.plan(migration)
+	if err != nil {
+		return "", err
+	}
+	e, err := ddl.NewExecutor(c.db)
+	if err != nil {
+		return "", err
+	}
+	if _, err := e.Plan(ctx, nil); err != nil { // the database answers: an op's error is then its own
+		return "", fmt.Errorf("runbook %s: %w", migration, err)
+	}
+	return runbook(p, renderer{
+		sqlite: c.dialect.IsSQLite(),
+		up:     func(o ddl.Op) ([]ddl.Statement, error) { return e.Plan(ctx, []ddl.Op{o}) },
+	})
+}
+
+// renderer renders a plan's DDL operations for one database.
+type renderer struct {
+	sqlite bool
+	up     func(ddl.Op) ([]ddl.Statement, error)
+}
+
+func runbook(p Plan, r renderer) (string, error) {
 	if err := p.normalize(); err != nil {
 		return "", err
 	}
@@ -51,7 +88,7 @@ func Runbook(p Plan) (string, error) {
 		fmt.Fprintf(&b, "## %d. %s → %s (stage %s)\n\n", int(to), from, to, to.Stage())
 		switch to {
 		case Expanded:
-			writeDDL(&b, p.ExpandOps, p.Expand, false)
+			r.writeDDL(&b, p.ExpandOps, p.Expand, false)
 		case Backfill:
 			for _, j := range p.Backfills {
 				fmt.Fprintf(&b, "Then run the backfill `%s` over `%s`: `schemashift backfill run %s` (any number of processes may share it).\n", j.Name, j.Table, m)
@@ -60,7 +97,7 @@ func Runbook(p Plan) (string, error) {
 		case Verify:
 			fmt.Fprintf(&b, "Then verify: `schemashift verify %s` (repair divergent rows with `--repair`).\n\n", m)
 		case Contracted:
-			writeDDL(&b, p.ContractOps, p.Contract, true)
+			r.writeDDL(&b, p.ContractOps, p.Contract, true)
 		}
 		check := gateCheck[to]
 		if to == Live || to == Rampdown {
@@ -81,12 +118,19 @@ func Runbook(p Plan) (string, error) {
 			}
 			fmt.Fprintln(&b)
 		}
-		fmt.Fprintf(&b, "- **If refused:** %s\n\n", gateAdvice[to])
+		advice := gateAdvice[to]
+		if r.sqlite && to == Expanded {
+			advice = gateAdviceSQLiteExpand
+		}
+		fmt.Fprintf(&b, "- **If refused:** %s\n\n", advice)
 	}
 	return b.String(), nil
 }
 
-func writeDDL(b *strings.Builder, ops []ddl.Op, steps []Step, contract bool) {
+// writeDDL writes the DDL of the expand or the contract. An operation that
+// cannot run (invalid, or unsupported by the database) is written as a
+// comment with the reason.
+func (r renderer) writeDDL(b *strings.Builder, ops []ddl.Op, steps []Step, contract bool) {
 	what := "Runs the expand"
 	if contract {
 		what = "Runs the contract"
@@ -95,14 +139,26 @@ func writeDDL(b *strings.Builder, ops []ddl.Op, steps []Step, contract bool) {
 		fmt.Fprintf(b, "%s: no DDL.\n\n", what)
 		return
 	}
-	fmt.Fprintf(b, "%s, each statement with a short lock_timeout, retried on lock timeouts:\n\n```sql\n", what)
+	if r.sqlite {
+		fmt.Fprintf(b, "%s on SQLite, each statement waiting for the database write lock (busy_timeout); "+
+			"the PostgreSQL-only safety steps run in their plain form, as each comment says:\n\n```sql\n", what)
+	} else {
+		fmt.Fprintf(b, "%s, each statement with a short lock_timeout, retried on lock timeouts:\n\n```sql\n", what)
+	}
 	for _, o := range ops {
-		st, err := o.Up(17)
+		st, err := r.up(o)
 		if err != nil {
-			fmt.Fprintf(b, "-- %s: %v\n", o, err)
+			msg := err.Error()
+			if !strings.HasPrefix(msg, o.String()+":") {
+				msg = o.String() + ": " + msg
+			}
+			fmt.Fprintf(b, "-- %s\n", msg)
 			continue
 		}
 		for _, s := range st {
+			if s.Note != "" {
+				fmt.Fprintf(b, "-- %s\n", s.Note)
+			}
 			fmt.Fprintf(b, "%s;\n", s.SQL)
 		}
 	}

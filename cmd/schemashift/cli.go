@@ -476,13 +476,9 @@ func (c *cli) runbook(ctx context.Context, _ *flag.FlagSet, args []string) error
 	if err != nil {
 		return err
 	}
-	p, err := co.Plan(m)
+	md, err := co.Runbook(ctx, m)
 	if err != nil {
 		return classify(err)
-	}
-	md, err := rollout.Runbook(p)
-	if err != nil {
-		return err
 	}
 	_, err = io.WriteString(c.stdout, md)
 	return err
