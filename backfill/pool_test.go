@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/backfill"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/sqlite"
 )
 
@@ -22,6 +21,6 @@ func TestPlainSQLitePoolIsRefused(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	usersTable(t, db, 10)
 	_, err = backfill.New(t.Context(), db, emailJob("plain"))
-	require.ErrorIs(t, err, dialect.ErrPoolSetup)
+	require.ErrorIs(t, err, sqlite.ErrPoolSetup)
 	require.ErrorContains(t, err, "open it with sqlite.Open")
 }

@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/dialect"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -41,6 +43,13 @@ func DSN(path string) string {
 	// SQLite reads the path as a URI: '?' and '#' would end it, '%' escape.
 	return "file:" + uriPath.Replace(path) + "?" + q.Encode()
 }
+
+// ErrPoolSetup is wrapped by the error schemashift returns (from
+// backfill.New, rollout.EnsureLedger and what calls it) for a SQLite pool
+// opened without what Open sets: a busy_timeout and write transactions that
+// take the lock at BEGIN. Such a pool would fail with "database is locked"
+// under the first concurrent write.
+var ErrPoolSetup = dialect.ErrPoolSetup
 
 var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
