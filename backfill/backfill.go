@@ -174,12 +174,22 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	limiter := b.limiter()
 	stopProgress := b.reportProgress(gctx)
+	// The first worker to see the job done wakes the others waiting on its
+	// last leases, so Run returns then, not a poll interval later.
+	done := make(chan struct{})
+	var once sync.Once
 	for i := range b.opts.workers {
 		worker := b.opts.workerID
 		if b.opts.workers > 1 {
 			worker += "/" + strconv.Itoa(i)
 		}
-		g.Go(func() error { return b.work(gctx, worker, limiter) })
+		g.Go(func() error {
+			err := b.work(gctx, worker, limiter, done)
+			if err == nil {
+				once.Do(func() { close(done) })
+			}
+			return err
+		})
 	}
 	err := g.Wait()
 	stopProgress()
@@ -239,8 +249,9 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
-// work is one worker's loop: claim, throttle, process, adapt.
-func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limiter) error {
+// work is one worker's loop: claim, throttle, process, adapt. It returns
+// nil when the job is done; done is closed when a sibling found it so.
+func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limiter, done <-chan struct{}) error {
 	for {
 		if err := b.waitSignals(ctx); err != nil {
 			return err
@@ -257,7 +268,7 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		})
 		switch {
 		case errors.Is(err, errNoChunk):
-			if err := sleep(ctx, b.opts.pollInterval); err != nil {
+			if err := sleepUntil(ctx, b.opts.pollInterval, done); err != nil {
 				return err
 			}
 			continue
@@ -469,13 +480,18 @@ func (b *Backfill) adapt(rows int64, elapsed time.Duration) {
 	b.chunkSize = min(max(next, b.opts.minChunk), b.opts.maxChunk)
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+func sleep(ctx context.Context, d time.Duration) error { return sleepUntil(ctx, d, nil) }
+
+// sleepUntil waits d, or less when wake is closed first.
+func sleepUntil(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
+		return nil
+	case <-wake:
 		return nil
 	}
 }

@@ -51,6 +51,28 @@ func TestSetModeFillsEveryRow(t *testing.T) {
 	})
 }
 
+// A table whose rows fill the last chunk exactly ends its walk on an empty
+// claim: the job is done then, not one poll interval later (here an hour,
+// which the deadline would catch).
+func TestFullLastChunkFinishesAtOnce(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		usersTable(t, db, 1000)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		for _, workers := range []int{1, 3} {
+			bf, err := backfill.New(ctx, db, emailJob(fmt.Sprintf("full_last_chunk_%d", workers)),
+				backfill.WithChunkSize(100, 100, 100), backfill.WithWorkers(workers), backfill.WithPollInterval(time.Hour))
+			require.NoError(t, err)
+			p, err := bf.Run(ctx)
+			require.NoError(t, err, "%d workers", workers)
+			assert.Equal(t, backfill.Done, p.Status)
+			assert.Equal(t, int64(10), p.ChunksDone)
+		}
+	})
+}
+
 func TestKeyShapes(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -256,19 +256,23 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		return nil, "", err
 	}
 
-	if job.Exhausted {
+	// finish ends an exhausted job once no chunk is leased.
+	finish := func() (*chunk, Status, error) {
 		var leased int
 		if err := tx.GetContext(ctx, &leased, `SELECT count(*) FROM schemashift_backfill_chunks WHERE job = $1 AND status = 'leased'`, b.job.Name); err != nil {
 			return nil, "", err
 		}
 		if leased > 0 {
-			return nil, Running, errNoChunk
+			return nil, Running, errors.Join(errNoChunk, tx.Commit())
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET status = 'done', finished_at = `+now+`, updated_at = `+now+`
 			WHERE job = $1`, b.job.Name); err != nil {
 			return nil, "", err
 		}
 		return nil, Done, tx.Commit()
+	}
+	if job.Exhausted {
+		return finish()
 	}
 
 	lo, err := decodeKey(job.Frontier)
@@ -288,10 +292,12 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 			return nil, "", fmt.Errorf("count tail: %w", err)
 		}
 		if scanned == 0 {
+			// The last chunk was full: the walk ends here, and the job with
+			// it unless another worker still holds a chunk.
 			if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET exhausted = true, updated_at = `+now+` WHERE job = $1`, b.job.Name); err != nil {
 				return nil, "", err
 			}
-			return nil, Running, errors.Join(errNoChunk, tx.Commit())
+			return finish()
 		}
 	}
 	c := &chunk{Seq: job.NextSeq, Span: span{Lo: lo, Hi: hi}, Attempts: 1, Scanned: scanned}
