@@ -4,12 +4,20 @@
 // the database through the job's SQL description, under live traffic from
 // one service instance.
 //
+// Like the quickstart it needs no setup: it uses the PostgreSQL server
+// named by DATABASE_URL (in a database of its own, dropped at the end),
+// else a throwaway cluster started from the local server binaries, else —
+// when there are none — an embedded SQLite database in a temporary
+// directory. -db picks one.
+//
 //	go run ./examples/ordertotals
+//	go run ./examples/ordertotals -db sqlite
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,7 +30,8 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/dualwrite"
-	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/examples/internal/exampledb"
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -33,9 +42,11 @@ const (
 )
 
 func main() {
+	which := exampledb.Flag(flag.CommandLine)
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
+	if err := run(ctx, os.Stdout, *which); err != nil {
 		fmt.Fprintln(os.Stderr, "ordertotals:", err)
 		os.Exit(1)
 	}
@@ -57,8 +68,11 @@ func currency(id int64) string {
 	return "EUR"
 }
 
-func plan() rollout.Plan {
-	return rollout.Plan{
+// plan is the rollout, as the orders service declares it. On SQLite,
+// which cannot drop a NOT NULL in place, orders.amount_cents is nullable
+// from the start (see createOrders) and the expand has no step for it.
+func plan(onSQLite bool) rollout.Plan {
+	p := rollout.Plan{
 		Migration: migration,
 		ExpandOps: []ddl.Op{ddl.AddTable{Table: "order_totals",
 			Columns: "order_id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, currency text NOT NULL"}},
@@ -67,11 +81,14 @@ func plan() rollout.Plan {
 		Backfills: []backfill.Job{{
 			Name: migration, Table: "orders", Columns: []string{"amount_cents"}, Version: "v1",
 			Func: func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error) {
+				upsert, err := tx.PreparexContext(ctx, upsertTotal) // parsed once per chunk
+				if err != nil {
+					return 0, err
+				}
+				defer upsert.Close()
 				for _, r := range rows {
 					id := r["id"].(int64)
-					if _, err := tx.ExecContext(ctx, `INSERT INTO order_totals VALUES ($1, $2::numeric / 100, $3)
-						ON CONFLICT (order_id) DO UPDATE SET amount = EXCLUDED.amount, currency = EXCLUDED.currency`,
-						id, r["amount_cents"], currency(id)); err != nil {
+					if _, err := upsert.ExecContext(ctx, id, r["amount_cents"], currency(id)); err != nil {
 						return 0, err
 					}
 				}
@@ -85,7 +102,36 @@ func plan() rollout.Plan {
 		ContractOps: []ddl.Op{ddl.DropColumn{Table: "orders", Column: "amount_cents"}},
 		Thresholds:  rollout.Thresholds{ShadowConsistency: 0.99, MinComparisons: 200, Window: time.Second},
 	}
+	if onSQLite {
+		p.Expand = nil
+	}
+	return p
 }
+
+// createOrders creates the table as the old code knows it, with n orders.
+// On SQLite amount_cents starts nullable: new code does not write it, and
+// SQLite cannot drop the NOT NULL later.
+func createOrders(ctx context.Context, db *sqlx.DB, n int, onSQLite bool) error {
+	create := `CREATE TABLE orders (id bigint PRIMARY KEY, amount_cents bigint NOT NULL)`
+	if onSQLite {
+		create = `CREATE TABLE orders (id bigint PRIMARY KEY, amount_cents bigint)`
+	}
+	if _, err := db.ExecContext(ctx, create); err != nil {
+		return fmt.Errorf("create orders: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1)
+		INSERT INTO orders (id, amount_cents) SELECT i, (i * 37) % 100000 FROM s`, n); err != nil {
+		return fmt.Errorf("seed orders: %w", err)
+	}
+	return nil
+}
+
+// upsertTotal writes an order's total in full, from its id, its amount in
+// cents and its currency. cents / 100.0 is numeric on PostgreSQL and a
+// float on SQLite (see noteAmount): either way the value the Check's
+// amount_cents / 100.0 computes.
+const upsertTotal = `INSERT INTO order_totals VALUES ($1, $2 / 100.0, $3)
+	ON CONFLICT (order_id) DO UPDATE SET amount = EXCLUDED.amount, currency = EXCLUDED.currency`
 
 // The two code paths.
 func readOld(db *sqlx.DB) dualwrite.ReadFunc[int64, Order] {
@@ -99,7 +145,9 @@ func readOld(db *sqlx.DB) dualwrite.ReadFunc[int64, Order] {
 func readNew(db *sqlx.DB) dualwrite.ReadFunc[int64, Order] {
 	return func(ctx context.Context, id int64) (Order, error) {
 		o := Order{ID: id}
-		err := db.QueryRowxContext(ctx, `SELECT (amount * 100)::bigint, currency FROM order_totals WHERE order_id = $1`, id).Scan(&o.AmountCents, &o.Currency)
+		// round: on SQLite the amount is a float, and 12.34 * 100 is 1233.99….
+		err := db.QueryRowxContext(ctx, `SELECT CAST(round(amount * 100) AS bigint), currency FROM order_totals WHERE order_id = $1`, id).
+			Scan(&o.AmountCents, &o.Currency)
 		return o, err
 	}
 }
@@ -116,39 +164,31 @@ func writeNew(ctx context.Context, q sqlx.ExtContext, o Order) error {
 	if _, err := q.ExecContext(ctx, `INSERT INTO orders (id) VALUES ($1) ON CONFLICT DO NOTHING`, o.ID); err != nil {
 		return err
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO order_totals VALUES ($1, $2::numeric / 100, $3)
-		ON CONFLICT (order_id) DO UPDATE SET amount = EXCLUDED.amount, currency = EXCLUDED.currency`, o.ID, o.AmountCents, o.Currency)
+	_, err := q.ExecContext(ctx, upsertTotal, o.ID, o.AmountCents, o.Currency)
 	return err
 }
 
-func run(ctx context.Context, out io.Writer) error {
-	srv, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "DATABASE_URL"})
+// run runs the example on the database which names (auto, postgres or
+// sqlite).
+func run(ctx context.Context, out io.Writer, which string) error {
+	db, release, err := exampledb.Open(ctx, out, which, "ordertotals")
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	url, err := srv.CreateDatabase(ctx, "ordertotals")
-	if err != nil {
-		return err
-	}
-	db, err := sqlx.Open("pgx", url)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	defer release()
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(20)
-	if _, err := db.ExecContext(ctx, `CREATE TABLE orders (id bigint PRIMARY KEY, amount_cents bigint NOT NULL);
-		INSERT INTO orders SELECT i, (i * 37) % 100000 FROM generate_series(1, `+fmt.Sprint(orders)+`) i`); err != nil {
+	onSQLite := dialect.Of(db).IsSQLite()
+	if err := createOrders(ctx, db, orders, onSQLite); err != nil {
 		return err
 	}
 
-	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan()}, rollout.WithAgeOut(3*time.Second))
+	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan(onSQLite)}, rollout.WithAgeOut(3*time.Second))
 	if err != nil {
 		return err
 	}
 	svc, err := rollout.Start(ctx, db, rollout.ServiceConfig{Service: "orders-api", Build: "v7", InstanceID: "orders-api-1",
-		Plans: []rollout.Plan{plan()}, Heartbeat: 200 * time.Millisecond, Poll: 100 * time.Millisecond})
+		Plans: []rollout.Plan{plan(onSQLite)}, Heartbeat: 200 * time.Millisecond, Poll: 100 * time.Millisecond})
 	if err != nil {
 		return err
 	}
@@ -167,25 +207,34 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
-	// Traffic: read an order, write a changed amount, add new orders.
-	tctx, stopTraffic := context.WithCancel(ctx)
+	// Traffic: read an order, write a changed amount, add new orders. It
+	// stops between requests, so none is cut short: an order counted as
+	// created was either written or failed.
+	quit := make(chan struct{})
 	var wg sync.WaitGroup
+	stopTraffic := sync.OnceFunc(func() { close(quit); wg.Wait() })
+	defer stopTraffic()
 	var created, failed atomic.Int64
 	var firstErr atomic.Value
 	wg.Go(func() {
-		for i := int64(0); tctx.Err() == nil; i++ {
+		for i := int64(0); ; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
 			id := 1 + (i*7919)%orders
 			var err error
 			switch i % 3 {
 			case 0:
-				_, err = reads.Read(tctx, id)
+				_, err = reads.Read(ctx, id)
 			case 1:
-				err = writes.Write(tctx, Order{ID: id, AmountCents: i % 5000, Currency: currency(id)})
+				err = writes.Write(ctx, Order{ID: id, AmountCents: i % 5000, Currency: currency(id)})
 			case 2:
 				n := orders + created.Add(1)
-				err = writes.Write(tctx, Order{ID: n, AmountCents: n % 900, Currency: currency(n)})
+				err = writes.Write(ctx, Order{ID: n, AmountCents: n % 900, Currency: currency(n)})
 			}
-			if err != nil && tctx.Err() == nil {
+			if err != nil && ctx.Err() == nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err)
 			}
@@ -196,8 +245,6 @@ func run(ctx context.Context, out io.Writer) error {
 	for {
 		st, err := rollout.Get(ctx, db, migration)
 		if err != nil {
-			stopTraffic()
-			wg.Wait()
 			return err
 		}
 		if st.Phase == rollout.Contracted {
@@ -205,11 +252,16 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		switch st.Phase {
 		case rollout.Backfill:
-			err = coord.RunBackfills(ctx, migration, backfill.WithChunkSize(1000, 200, 5000))
+			if err = coord.RunBackfills(ctx, migration, backfill.WithChunkSize(1000, 200, 5000)); err == nil {
+				var p backfill.Progress
+				if p, err = backfill.State(ctx, db, migration); err == nil {
+					fmt.Fprintf(out, "  backfill: %d orders moved to order_totals in %d chunks\n", p.RowsChanged, p.ChunksDone)
+				}
+			}
 		case rollout.Verify:
 			var reps []backfill.Report
 			if reps, err = coord.VerifyBackfills(ctx, migration, backfill.VerifyOptions{}); err == nil {
-				fmt.Fprintf(out, "  verify: %d orders compared with order_totals by checksum, %d divergent\n", reps[0].Compared, reps[0].Divergent)
+				fmt.Fprintf(out, "  verify: %d orders compared with order_totals %s, %d divergent\n", reps[0].Compared, compared(onSQLite), reps[0].Divergent)
 			}
 		}
 		if err == nil {
@@ -222,13 +274,10 @@ func run(ctx context.Context, out io.Writer) error {
 			}
 		}
 		if err != nil {
-			stopTraffic()
-			wg.Wait()
 			return err
 		}
 	}
 	stopTraffic()
-	wg.Wait()
 
 	var rows, totals int64
 	if err := db.GetContext(ctx, &rows, `SELECT count(*) FROM orders`); err != nil {
@@ -238,6 +287,21 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	want := orders + created.Load()
+	// What the database could not do safely: on SQLite the tables' notes,
+	// then the DDL's, which the audit trail holds.
+	trail, err := rollout.Audit(ctx, db, migration, 0)
+	if err != nil {
+		return err
+	}
+	if onSQLite {
+		fmt.Fprintln(out, "note:", noteNullable)
+		fmt.Fprintln(out, "note:", noteAmount)
+	}
+	for _, e := range trail {
+		if e.Kind == "ddl-note" {
+			fmt.Fprintln(out, "note:", e.Reason)
+		}
+	}
 	fmt.Fprintf(out, "orders: %d expected, %d present, %d with their total; %d failed requests\n", want, rows, totals, failed.Load())
 	if rows != want || totals != want || failed.Load() != 0 {
 		err, _ := firstErr.Load().(error)
@@ -245,4 +309,22 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "0 orders lost; amount_cents dropped.")
 	return nil
+}
+
+// What the tables give up on SQLite, beside the DDL's notes in the audit
+// trail.
+const (
+	noteNullable = "sqlite: orders.amount_cents was nullable from the start (SQLite cannot drop a NOT NULL in place), " +
+		"so nothing stopped old code from writing an order without its amount"
+	noteAmount = "sqlite: order_totals.amount holds a float, not numeric(12,2) (SQLite has no exact decimals): " +
+		"nothing checks its precision, and readers round amount * 100 back to cents"
+)
+
+// compared says how verification compares the tables: by chunk checksums
+// on PostgreSQL; SQLite has no hash function, so there row by row.
+func compared(onSQLite bool) string {
+	if onSQLite {
+		return "row by row"
+	}
+	return "by checksum"
 }

@@ -23,19 +23,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jmoiron/sqlx"
-
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/contract"
-	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/examples/internal/exampledb"
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
-	"github.com/schemashift/schemashift/sqlite"
 )
 
 const (
@@ -46,7 +43,7 @@ const (
 )
 
 func main() {
-	which := flag.String("db", "auto", "database: auto (DATABASE_URL, else a throwaway PostgreSQL, else SQLite), postgres or sqlite")
+	which := exampledb.Flag(flag.CommandLine)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -87,50 +84,6 @@ func plan(onSQLite bool, pace int) rollout.Plan {
 	return p
 }
 
-// open returns the database the quickstart runs on, as which asks, and a
-// function that releases it.
-func open(ctx context.Context, out io.Writer, which string) (db *sqlx.DB, onSQLite bool, release func(), err error) {
-	switch which {
-	case "auto", "postgres":
-		fmt.Fprintln(out, "Starting PostgreSQL (DATABASE_URL if set, else a throwaway cluster)…")
-		srv, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "DATABASE_URL"})
-		if errors.Is(err, pgtest.ErrNoPostgres) && which == "auto" {
-			fmt.Fprintln(out, "No PostgreSQL here; falling back to embedded SQLite.")
-			return open(ctx, out, "sqlite")
-		}
-		if err != nil {
-			return nil, false, nil, err
-		}
-		url, err := srv.CreateDatabase(ctx, "quickstart")
-		if err != nil {
-			srv.Close()
-			return nil, false, nil, err
-		}
-		db, err := sqlx.Open("pgx", url)
-		if err != nil {
-			srv.Close()
-			return nil, false, nil, fmt.Errorf("open database: %w", err)
-		}
-		db.SetMaxOpenConns(40)
-		db.SetMaxIdleConns(40)
-		return db, false, func() { db.Close(); srv.Close() }, nil
-	case "sqlite":
-		dir, err := os.MkdirTemp("", "schemashift-quickstart-")
-		if err != nil {
-			return nil, false, nil, err
-		}
-		path := filepath.Join(dir, "quickstart.db")
-		fmt.Fprintf(out, "Using embedded SQLite at %s.\n", path)
-		db, err := sqlite.Open(ctx, path)
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, false, nil, err
-		}
-		return db, true, func() { db.Close(); os.RemoveAll(dir) }, nil
-	}
-	return nil, false, nil, fmt.Errorf("-db %q: want auto, postgres or sqlite", which)
-}
-
 // step is one line of the summary.
 type step struct {
 	from, to rollout.Phase
@@ -149,11 +102,16 @@ type settings struct {
 }
 
 func run(ctx context.Context, out io.Writer, set settings) error {
-	db, onSQLite, release, err := open(ctx, out, set.db)
+	db, release, err := exampledb.Open(ctx, out, set.db, "quickstart")
 	if err != nil {
 		return err
 	}
 	defer release()
+	onSQLite := dialect.Of(db).IsSQLite()
+	if !onSQLite { // room for three instances, their shadow reads and the backfill at once
+		db.SetMaxOpenConns(40)
+		db.SetMaxIdleConns(40)
+	}
 	if err := seed(ctx, db, seedRows, onSQLite); err != nil {
 		return err
 	}

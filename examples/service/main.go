@@ -8,6 +8,14 @@
 //
 // The board is read-only unless SCHEMASHIFT_BOARD_TOKEN is set; then
 // actions need the header "Authorization: Bearer <token>".
+//
+// Like the quickstart it needs no setup: it uses the PostgreSQL server
+// named by DATABASE_URL (in a database of its own, dropped when it stops),
+// else a throwaway cluster started from the local server binaries, else —
+// when there are none — an embedded SQLite database in a temporary
+// directory. -db picks one:
+//
+//	go run ./examples/service -db sqlite
 package main
 
 import (
@@ -18,10 +26,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +41,7 @@ import (
 
 	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/dualwrite"
-	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/examples/internal/exampledb"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -61,50 +72,97 @@ var requirements = contract.Schema{Tables: []contract.Table{{Name: "users",
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	which := exampledb.Flag(flag.CommandLine)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := serve(ctx, *addr); err != nil {
+	ln, err := net.Listen("tcp", *addr)
+	if err == nil {
+		err = serve(ctx, os.Stderr, ln, *which)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "service:", err)
 		os.Exit(1)
 	}
 }
 
-func serve(ctx context.Context, addr string) error {
-	srv, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "DATABASE_URL"})
+// serve runs the service on ln, over the database which names (auto,
+// postgres or sqlite), until ctx ends; it logs to out. It closes ln.
+func serve(ctx context.Context, out io.Writer, ln net.Listener, which string) error {
+	defer ln.Close()
+	log := slog.New(slog.NewTextHandler(out, nil))
+	db, release, err := exampledb.Open(ctx, out, which, "service")
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	url, err := srv.CreateDatabase(ctx, "service")
+	defer release()
+	if err := createUsers(ctx, db); err != nil {
+		return err
+	}
+	notes, err := ddlNotes(ctx, db)
 	if err != nil {
 		return err
 	}
-	db, err := sqlx.Open("pgx", url)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, full_name text)`); err != nil {
-		return err
+	for _, n := range notes {
+		log.Warn("ddl note", "note", n)
 	}
 	app, err := newApp(ctx, db, os.Getenv("SCHEMASHIFT_BOARD_TOKEN"))
 	if err != nil {
 		return err
 	}
 	defer app.Close()
-	hs := &http.Server{Addr: addr, Handler: app, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
+	hs := &http.Server{Handler: app, ReadHeaderTimeout: 5 * time.Second}
+	shutDown := make(chan struct{})
+	cancelShutdown := context.AfterFunc(ctx, func() {
+		defer close(shutDown)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = hs.Shutdown(sctx)
-	}()
-	slog.Info("serving", "addr", addr, "board", "http://"+addr+"/schemashift/")
-	if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	})
+	addr := ln.Addr().String()
+	log.Info("serving", "addr", addr, "board", "http://"+addr+"/schemashift/")
+	err = hs.Serve(ln)
+	if cancelShutdown() {
+		return err // Serve failed on its own
+	}
+	<-shutDown // requests in flight are done
+	if !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// createUsers creates the table as the old code knows it. id is declared
+// NOT NULL, which PostgreSQL implies for a primary key and SQLite does not
+// (only an "integer PRIMARY KEY" is its rowid): the build's requirements
+// say the key is never NULL.
+func createUsers(ctx context.Context, db *sqlx.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS users (id bigint NOT NULL PRIMARY KEY, full_name text)`); err != nil {
+		return fmt.Errorf("create users: %w", err)
+	}
+	return nil
+}
+
+// ddlNotes is what the plan's DDL gives up on this database against the
+// safe PostgreSQL form (on SQLite: DROP COLUMN rewrites the table under the
+// database write lock), as the expand and the contract will record it in
+// the audit trail the board shows. None on PostgreSQL.
+func ddlNotes(ctx context.Context, db *sqlx.DB) ([]string, error) {
+	e, err := ddl.NewExecutor(db)
+	if err != nil {
+		return nil, err
+	}
+	st, err := e.Plan(ctx, slices.Concat(plan.ExpandOps, plan.ContractOps))
+	if err != nil {
+		return nil, fmt.Errorf("plan ddl: %w", err)
+	}
+	var notes []string
+	for _, s := range st {
+		if s.Note != "" {
+			notes = append(notes, s.Note+" ("+s.SQL+")")
+		}
+	}
+	return notes, nil
 }
 
 // app is the service: its routes, its repository, its rollout hook.
