@@ -82,15 +82,18 @@ func startFleet(ctx context.Context, db *sqlx.DB, n int, p rollout.Plan) (*fleet
 			return nil, err
 		}
 		f.services, f.repos = append(f.services, svc), append(f.repos, repo)
-		f.wg.Go(func() { f.serve(tctx, repo) })
+		f.wg.Go(func() { f.serve(tctx, ctx, repo) })
 	}
 	return f, nil
 }
 
-// serve plays requests until ctx ends: two reads for every write; some
-// reads land on the rows the legacy job touches.
-func (f *fleet) serve(ctx context.Context, repo *users) {
-	for i := 0; ctx.Err() == nil; i++ {
+// serve plays requests until traffic ends: two reads for every write;
+// some reads land on the rows the legacy job touches. Each request runs
+// under the run's ctx, so stopping the traffic never cuts one short: a
+// write cancelled mid-commit may land unseen, and the count of rows would
+// be off.
+func (f *fleet) serve(traffic, ctx context.Context, repo *users) {
+	for i := 0; traffic.Err() == nil; i++ {
 		var err error
 		switch {
 		case i%3 == 0:
@@ -113,7 +116,7 @@ func (f *fleet) serve(ctx context.Context, repo *users) {
 			_, err = repo.Get(ctx, 1+rand.Int64N(seedRows))
 			f.counts.reads.Add(1)
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			f.counts.errors.Add(1)
 			fmt.Println("request error:", err)
 		}
