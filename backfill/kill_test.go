@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,30 +54,8 @@ func TestKilledAndResumed(t *testing.T) {
 	db := open(t, url)
 	usersTable(t, db, 20000)
 
-	// Dual-write traffic: the new path writes both columns in one statement.
-	stop := make(chan struct{})
-	var writes atomic.Int64
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				email := fmt.Sprintf("Writer%d.%d@Example.COM", w, i)
-				_, err := db.ExecContext(context.WithoutCancel(t.Context()), `UPDATE users SET email = $1, email_lower = lower($1) WHERE id = $2`,
-					email, 3*(1+rand.IntN(20000)))
-				if err != nil {
-					t.Errorf("dual write: %v", err)
-					return
-				}
-				writes.Add(1)
-				time.Sleep(time.Millisecond)
-			}
-		})
-	}
+	stop := dualWrites(t, db, 20000, time.Millisecond)
+	defer stop()
 
 	spawn := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -102,8 +78,7 @@ func TestKilledAndResumed(t *testing.T) {
 	}
 	final := spawn()
 	require.NoError(t, final.Wait(), "the last run finishes")
-	close(stop)
-	wg.Wait()
+	writes := stop()
 
 	st, err := backfill.State(t.Context(), db, "killed")
 	require.NoError(t, err)
@@ -121,7 +96,7 @@ func TestKilledAndResumed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, rep.Divergent, "%+v", rep.Diverged)
 	assert.Equal(t, int64(20000), rep.Compared)
-	t.Logf("%d kills, %d chunks redone, %d dual writes during the backfill", kills, st.ChunksRedone, writes.Load())
+	t.Logf("%d kills, %d chunks redone, %d dual writes during the backfill", kills, st.ChunksRedone, writes)
 }
 
 func TestFirstCheckpointWithinASecond(t *testing.T) {

@@ -1,9 +1,14 @@
 package backfill_test
 
 import (
+	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
@@ -22,6 +27,40 @@ func TestMain(m *testing.M) {
 		os.Exit(workerMain()) // a subprocess of TestKilledAndResumed
 	}
 	pgtest.Main(m)
+}
+
+// dualWrites starts three writers updating random rows of usersTable(n)
+// as the dualwrite stage does (both columns in one statement), resting
+// pause between writes. stop ends them between writes (never mid-write,
+// so a counted write is a committed one) and returns how many committed.
+func dualWrites(t *testing.T, db *sqlx.DB, n int, pause time.Duration) (stop func() int64) {
+	quit := make(chan struct{})
+	var writes atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				email := fmt.Sprintf("Writer%d.%d@Example.COM", w, i)
+				if _, err := db.ExecContext(context.WithoutCancel(t.Context()), `UPDATE users SET email = $1, email_lower = lower($1) WHERE id = $2`,
+					email, 3*(1+rand.IntN(n))); err != nil {
+					t.Errorf("dual write: %v", err)
+					return
+				}
+				writes.Add(1)
+				time.Sleep(pause)
+			}
+		})
+	}
+	return sync.OnceValue(func() int64 {
+		close(quit)
+		wg.Wait()
+		return writes.Load()
+	})
 }
 
 // fill runs insert, an INSERT … SELECT … FROM s, where s(i) counts from 1

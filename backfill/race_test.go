@@ -2,9 +2,6 @@ package backfill_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -197,33 +194,12 @@ func TestDualWriteTrafficDuringBackfill(t *testing.T) {
 				const rows = 4000
 				usersTable(t, db, rows)
 				b := mustNew(t, db, job, backfill.WithChunkSize(200, 200, 200), backfill.WithRate(20000))
-				stop := make(chan struct{})
-				var writes atomic.Int64
-				var wg sync.WaitGroup
-				for w := range 3 {
-					wg.Go(func() {
-						for i := 0; ; i++ {
-							select {
-							case <-stop:
-								return
-							default:
-							}
-							email := fmt.Sprintf("Writer%d.%d@Example.COM", w, i)
-							if _, err := db.ExecContext(context.WithoutCancel(t.Context()), `UPDATE users SET email = $1, email_lower = lower($1) WHERE id = $2`,
-								email, 3*(1+rand.IntN(rows))); err != nil {
-								t.Errorf("dual write: %v", err)
-								return
-							}
-							writes.Add(1)
-						}
-					})
-				}
+				stop := dualWrites(t, db, rows, 0)
 				_, err := b.Run(t.Context())
-				close(stop)
-				wg.Wait()
+				writes := stop()
 				require.NoError(t, err)
-				assert.Positive(t, writes.Load())
-				assert.Equal(t, 0, divergent(t, db), "after %d dual writes", writes.Load())
+				assert.Positive(t, writes)
+				assert.Equal(t, 0, divergent(t, db), "after %d dual writes", writes)
 			})
 		})
 	}

@@ -71,6 +71,16 @@ func col(name string) (string, error) {
 	return q, nil
 }
 
+// tableColumn validates and quotes a table and one of its columns.
+func tableColumn(tbl, column string) (ident.Table, string, error) {
+	t, err := tableOf(tbl)
+	if err != nil {
+		return ident.Table{}, "", err
+	}
+	c, err := col(column)
+	return t, c, err
+}
+
 func cols(names []string) (string, error) {
 	if len(names) == 0 {
 		return "", fmt.Errorf("%w: no columns", ErrInvalidOp)
@@ -122,24 +132,13 @@ func (o AddColumn) String() string {
 
 // Up implements [Op].
 func (o AddColumn) Up(int) ([]Statement, error) {
-	t, err := table(o.Table)
+	tt, c, typ, def, err := o.parts()
 	if err != nil {
 		return nil, err
 	}
-	c, err := col(o.Column)
-	if err != nil {
-		return nil, err
-	}
-	typ, err := fragment("type", o.Type)
-	if err != nil {
-		return nil, err
-	}
-	if o.Default == "" {
+	t := tt.Quoted()
+	if def == "" {
 		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ)}}, nil
-	}
-	def, err := fragment("default", o.Default)
-	if err != nil {
-		return nil, err
 	}
 	if !o.Volatile {
 		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s DEFAULT %s", t, c, typ, def)}}, nil
@@ -148,6 +147,19 @@ func (o AddColumn) Up(int) ([]Statement, error) {
 		{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ)},
 		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", t, c, def)},
 	}, nil
+}
+
+// parts validates and quotes the table and column, and checks the type
+// and the default ("" when none) as SQL fragments.
+func (o AddColumn) parts() (t ident.Table, c, typ, def string, err error) {
+	if t, c, err = tableColumn(o.Table, o.Column); err != nil {
+		return
+	}
+	if typ, err = fragment("type", o.Type); err != nil || o.Default == "" {
+		return
+	}
+	def, err = fragment("default", o.Default)
+	return
 }
 
 // Down implements [Op].
@@ -349,14 +361,11 @@ func (o SetNotNull) constraint() string {
 
 // Up implements [Op].
 func (o SetNotNull) Up(major int) ([]Statement, error) {
-	t, err := table(o.Table)
+	tt, c, err := tableColumn(o.Table, o.Column)
 	if err != nil {
 		return nil, err
 	}
-	c, err := col(o.Column)
-	if err != nil {
-		return nil, err
-	}
+	t := tt.Quoted()
 	n, _ := col(o.constraint())
 	if major >= 18 {
 		return []Statement{
@@ -379,14 +388,11 @@ func (o SetNotNull) Up(major int) ([]Statement, error) {
 
 // Down implements [Op].
 func (o SetNotNull) Down(major int) ([]Statement, error) {
-	t, err := table(o.Table)
+	tt, c, err := tableColumn(o.Table, o.Column)
 	if err != nil {
 		return nil, err
 	}
-	c, err := col(o.Column)
-	if err != nil {
-		return nil, err
-	}
+	t := tt.Quoted()
 	n, _ := col(o.constraint())
 	return []Statement{
 		{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n)},
@@ -424,14 +430,11 @@ func (o DropColumn) String() string { return fmt.Sprintf("drop column %s.%s", o.
 
 // Up implements [Op].
 func (o DropColumn) Up(int) ([]Statement, error) {
-	t, err := table(o.Table)
+	tt, c, err := tableColumn(o.Table, o.Column)
 	if err != nil {
 		return nil, err
 	}
-	c, err := col(o.Column)
-	if err != nil {
-		return nil, err
-	}
+	t := tt.Quoted()
 	return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s DROP COLUMN IF EXISTS %s", t, c)}}, nil
 }
 

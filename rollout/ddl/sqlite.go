@@ -92,25 +92,13 @@ type columnGuard struct {
 }
 
 func (o AddColumn) sqliteUp() ([]Statement, error) {
-	t, err := tableOf(o.Table)
-	if err != nil {
-		return nil, err
-	}
-	c, err := col(o.Column)
-	if err != nil {
-		return nil, err
-	}
-	typ, err := fragment("type", o.Type)
+	t, c, typ, def, err := o.parts()
 	if err != nil {
 		return nil, err
 	}
 	st := Statement{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", t.Quoted(), c, typ),
 		column: &columnGuard{table: t, name: o.Column, present: true}}
-	if o.Default != "" {
-		def, err := fragment("default", o.Default)
-		if err != nil {
-			return nil, err
-		}
+	if def != "" {
 		if o.Volatile {
 			st.Note = fmt.Sprintf("sqlite: column added without its volatile default %s (SQLite adds a column only with a constant default "+
 				"and cannot set one later): new rows get NULL unless written, existing rows are the backfill's", def)
@@ -126,11 +114,7 @@ func (o AddColumn) sqliteDown() ([]Statement, error) {
 }
 
 func (o DropColumn) sqliteUp() ([]Statement, error) {
-	t, err := tableOf(o.Table)
-	if err != nil {
-		return nil, err
-	}
-	c, err := col(o.Column)
+	t, c, err := tableColumn(o.Table, o.Column)
 	if err != nil {
 		return nil, err
 	}
@@ -156,29 +140,31 @@ func (o CreateIndex) sqliteDown() ([]Statement, error) { return sqliteDropIndex(
 // sqliteDropIndex drops the index name that a CREATE INDEX on tbl made:
 // in tbl's schema, where SQLite keeps a table's indexes.
 func sqliteDropIndex(name, tbl string) ([]Statement, error) {
-	t, err := tableOf(tbl)
+	_, n, err := sqliteIndexName(name, tbl)
 	if err != nil {
 		return nil, err
 	}
-	n, err := col(name)
+	return []Statement{{SQL: "DROP INDEX IF EXISTS " + n}}, nil
+}
+
+// sqliteIndexName quotes the index name of a table's index as SQLite
+// wants it: qualified by the table's schema, where SQLite keeps it.
+func sqliteIndexName(name, tbl string) (ident.Table, string, error) {
+	t, n, err := tableColumn(tbl, name)
 	if err != nil {
-		return nil, err
+		return ident.Table{}, "", err
 	}
 	if t.Schema != "" {
 		s, _ := col(t.Schema)
 		n = s + "." + n
 	}
-	return []Statement{{SQL: "DROP INDEX IF EXISTS " + n}}, nil
+	return t, n, nil
 }
 
 // sqliteIndex renders CREATE INDEX in SQLite's form, where the schema
 // qualifies the index's name and the table is named bare.
 func sqliteIndex(name, tbl string, columns []string, unique bool, where, note string) ([]Statement, error) {
-	t, err := tableOf(tbl)
-	if err != nil {
-		return nil, err
-	}
-	n, err := col(name)
+	t, n, err := sqliteIndexName(name, tbl)
 	if err != nil {
 		return nil, err
 	}
@@ -187,10 +173,6 @@ func sqliteIndex(name, tbl string, columns []string, unique bool, where, note st
 		return nil, err
 	}
 	on, _ := col(t.Name)
-	if t.Schema != "" {
-		s, _ := col(t.Schema)
-		n = s + "." + n
-	}
 	u, w := "", ""
 	if unique {
 		u = "UNIQUE "
