@@ -58,13 +58,11 @@ func (c *Coordinator) Runbook(ctx context.Context, migration string) (string, er
 	if err != nil {
 		return "", err
 	}
-	if _, err := e.Plan(ctx, nil); err != nil { // the database answers: an op's error is then its own
+	up, err := e.Renderer(ctx)
+	if err != nil {
 		return "", fmt.Errorf("runbook %s: %w", migration, err)
 	}
-	return runbook(p, renderer{
-		sqlite: c.dialect.IsSQLite(),
-		up:     func(o ddl.Op) ([]ddl.Statement, error) { return e.Plan(ctx, []ddl.Op{o}) },
-	})
+	return runbook(p, renderer{sqlite: c.dialect.IsSQLite(), up: up})
 }
 
 // renderer renders a plan's DDL operations for one database.
@@ -148,11 +146,7 @@ func (r renderer) writeDDL(b *strings.Builder, ops []ddl.Op, steps []Step, contr
 	for _, o := range ops {
 		st, err := r.up(o)
 		if err != nil {
-			msg := err.Error()
-			if !strings.HasPrefix(msg, o.String()+":") {
-				msg = o.String() + ": " + msg
-			}
-			fmt.Fprintf(b, "-- %s\n", msg)
+			fmt.Fprintf(b, "-- %s: %v\n", o, err)
 			continue
 		}
 		for _, s := range st {

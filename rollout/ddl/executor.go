@@ -140,19 +140,29 @@ func (e *Executor) Revert(ctx context.Context, migration string, ops []Op) error
 // Plan renders what Apply would run on this executor's database, without
 // running it; each statement's Note says what it gives up there.
 func (e *Executor) Plan(ctx context.Context, ops []Op) ([]Statement, error) {
-	major, err := e.major(ctx)
+	up, err := e.Renderer(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []Statement
 	for _, o := range ops {
-		st, err := render(e.d, o, major, false)
+		st, err := up(o)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", o, err)
 		}
 		out = append(out, st...)
 	}
 	return out, nil
+}
+
+// Renderer returns what renders one operation as Apply would run it on
+// this executor's database (the server's version is read once, here).
+func (e *Executor) Renderer(ctx context.Context) (func(Op) ([]Statement, error), error) {
+	major, err := e.major(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(o Op) ([]Statement, error) { return render(e.d, o, major, false) }, nil
 }
 
 // Note is what one applied step could not do the safe way on its

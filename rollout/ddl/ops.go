@@ -63,10 +63,14 @@ func tableOf(name string) (ident.Table, error) {
 	return t, nil
 }
 
-func col(name string) (string, error) {
+func col(name string) (string, error) { return named("column", name) }
+
+// named quotes the name of an object of kind (column, index, constraint),
+// saying which when it is invalid.
+func named(kind, name string) (string, error) {
 	q, err := ident.Quote(name)
 	if err != nil {
-		return "", fmt.Errorf("%w: column %q: %v", ErrInvalidOp, name, err)
+		return "", fmt.Errorf("%w: %s %q: %v", ErrInvalidOp, kind, name, err)
 	}
 	return q, nil
 }
@@ -207,7 +211,7 @@ func (o CreateIndex) Up(int) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := col(o.Name)
+	n, err := named("index", o.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +276,7 @@ func (o AddForeignKey) Up(int) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := col(o.Name)
+	n, err := named("constraint", o.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +309,7 @@ func dropConstraint(tbl, name string) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := col(name)
+	n, err := named("constraint", name)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +329,7 @@ func (o AddCheck) Up(int) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := col(o.Name)
+	n, err := named("constraint", o.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -115,6 +115,22 @@ func TestOpsRefuseHostileInput(t *testing.T) {
 		_, err := o.Up(15)
 		assert.ErrorIs(t, err, ddl.ErrInvalidOp, "%s", o)
 	}
+	// The error names what is wrong.
+	long := strings.Repeat("n", 64)
+	for _, c := range []struct {
+		op   ddl.Op
+		want string
+	}{
+		{ddl.CreateIndex{Name: long, Table: "users", Columns: []string{"email"}}, `index "` + long},
+		{ddl.AddCheck{Name: long, Table: "users", Expr: "true"}, `constraint "` + long},
+		{ddl.AddForeignKey{Name: long, Table: "o", Columns: []string{"u"}, RefTable: "u", RefColumns: []string{"id"}}, `constraint "` + long},
+		{ddl.DropColumn{Table: "users", Column: long}, `column "` + long},
+	} {
+		_, err := c.op.Up(15)
+		assert.ErrorContains(t, err, c.want, "%s", c.op)
+		_, err = ddl.RenderSQLite(c.op, false)
+		assert.ErrorContains(t, err, c.want, "%s on SQLite", c.op)
+	}
 }
 
 func executor(t *testing.T, db *sqlx.DB, opts ...ddl.ExecutorOption) *ddl.Executor {

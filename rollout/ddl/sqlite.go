@@ -47,40 +47,21 @@ func render(d *dialect.Dialect, o Op, major int, down bool) ([]Statement, error)
 		sqliteUp() ([]Statement, error)
 		sqliteDown() ([]Statement, error)
 	}
-	var f sqliteForm
-	switch o := o.(type) {
-	case AddColumn:
-		f = o
-	case AddTable:
-		f = o
-	case CreateIndex:
-		f = o
-	case DropIndex:
-		f = o
-	case AddForeignKey:
-		f = o
-	case AddCheck:
-		f = o
-	case SetNotNull:
-		f = o
-	case AddUnique:
-		f = o
-	case DropColumn:
-		f = o
-	case DropTable:
-		f = o
-	case SQLiteOp:
+	// The built-in operations, values or pointers, have their SQLite forms
+	// unexported; the caller's own implement SQLiteOp.
+	if f, ok := o.(sqliteForm); ok {
 		if down {
-			return o.SQLiteDown()
+			return f.sqliteDown()
 		}
-		return o.SQLiteUp()
-	default:
-		return nil, fmt.Errorf("%w: %T has no SQLite form (it does not implement ddl.SQLiteOp)", ErrUnsupported, o)
+		return f.sqliteUp()
 	}
-	if down {
-		return f.sqliteDown()
+	if f, ok := o.(SQLiteOp); ok {
+		if down {
+			return f.SQLiteDown()
+		}
+		return f.SQLiteUp()
 	}
-	return f.sqliteUp()
+	return nil, fmt.Errorf("%w: %T has no SQLite form (it does not implement ddl.SQLiteOp)", ErrUnsupported, o)
 }
 
 // columnGuard skips a statement that adds (present) or drops a column
@@ -150,7 +131,11 @@ func sqliteDropIndex(name, tbl string) ([]Statement, error) {
 // sqliteIndexName quotes the index name of a table's index as SQLite
 // wants it: qualified by the table's schema, where SQLite keeps it.
 func sqliteIndexName(name, tbl string) (ident.Table, string, error) {
-	t, n, err := tableColumn(tbl, name)
+	t, err := tableOf(tbl)
+	if err != nil {
+		return ident.Table{}, "", err
+	}
+	n, err := named("index", name)
 	if err != nil {
 		return ident.Table{}, "", err
 	}

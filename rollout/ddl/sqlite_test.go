@@ -205,7 +205,12 @@ func TestSQLiteOpsRefuseHostileInput(t *testing.T) {
 		assert.ErrorIs(t, err, ddl.ErrInvalidOp, "%s", o)
 		assert.ErrorIs(t, e.Apply(t.Context(), "hostile", []ddl.Op{o}), ddl.ErrInvalidOp, "%s", o)
 	}
-	_, err := ddl.RenderSQLite(ddl.AddColumn{Table: "users", Column: `a"; DROP TABLE users; --`, Type: "text"}, true)
+	byValue, err := ddl.RenderSQLite(ddl.CreateIndex{Name: "i", Table: "users", Columns: []string{"email"}}, false)
+	require.NoError(t, err)
+	byPointer, err := ddl.RenderSQLite(&ddl.CreateIndex{Name: "i", Table: "users", Columns: []string{"email"}}, false)
+	require.NoError(t, err, "an operation passed by pointer has its SQLite form too")
+	assert.Equal(t, byValue, byPointer)
+	_, err = ddl.RenderSQLite(ddl.AddColumn{Table: "users", Column: `a"; DROP TABLE users; --`, Type: "text"}, true)
 	require.NoError(t, err, "a strange name is quoted, not refused")
 	assert.Equal(t, before, schemaOf(t, db))
 }
