@@ -95,6 +95,9 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 	assert.Equal(t, "guardrail", ev.Actor)
 	assert.Equal(t, "rollback", ev.Kind)
 	assert.Contains(t, ev.Reason, "guardrail tripped: shadow consistency")
+	// The observer hears of the trip once it is committed, so just after
+	// the phase shows it.
+	require.Eventually(t, func() bool { return len(log.all()) > 0 }, 2*time.Second, time.Millisecond)
 	require.Len(t, log.all(), 1)
 	assert.Equal(t, "stepped back to verify", log.all()[0].Action)
 
