@@ -479,15 +479,20 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase
 }
 
 func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) ([]string, error) {
+	d := dialect.Of(q)
 	var missing []string
+	tables := map[string][]dialect.Column{} // each table's catalog read once
 	for _, c := range cols {
-		t, err := ident.ParseTable(c.Table)
-		if err != nil {
-			return nil, err
-		}
-		have, err := dialect.Of(q).Columns(ctx, q, t)
-		if err != nil {
-			return nil, fmt.Errorf("check column %s.%s: %w", c.Table, c.Column, err)
+		have, ok := tables[c.Table]
+		if !ok {
+			t, err := ident.ParseTable(c.Table)
+			if err != nil {
+				return nil, err
+			}
+			if have, err = d.Columns(ctx, q, t); err != nil {
+				return nil, fmt.Errorf("check column %s.%s: %w", c.Table, c.Column, err)
+			}
+			tables[c.Table] = have
 		}
 		if !slices.ContainsFunc(have, func(h dialect.Column) bool { return h.Name == c.Column }) {
 			missing = append(missing, c.Table+"."+c.Column)

@@ -47,8 +47,10 @@
 // The ledger, gates, audit trail, heartbeats, the provider and the board work
 // the same on a SQLite pool from the sqlite package. There the ledger row's
 // compare-and-set runs under SQLite's one write lock instead of a row lock,
-// and a plan's DDL operations run without a session advisory lock (they are
-// idempotent, and the compare-and-set still picks one winner). What SQLite
+// and the migration's lock, which every transition takes so that none
+// commits while another's DDL runs, is a leased row (schemashift_locks)
+// rather than a session advisory lock: it holds no connection, so a
+// one-connection pool works. What SQLite
 // could not do safely — an index built without CONCURRENTLY, a table
 // rewritten by DROP COLUMN — is recorded in the audit trail as a "ddl-note"
 // event. A SQLite ledger serves the processes of one host, not a fleet

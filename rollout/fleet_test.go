@@ -2,7 +2,9 @@ package rollout_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -317,4 +319,50 @@ func testServiceStart(t *testing.T, db *sqlx.DB) {
 	require.ErrorIs(t, err, rollout.ErrSchemaMismatch)
 	assert.Contains(t, err.Error(), "column users.email is missing")
 	assert.Contains(t, err.Error(), "column users.full_name still exists")
+}
+
+// Two heartbeats of one instance and migration at once (a caller's Beat
+// beside the loop's, or two processes sharing an instance ID), the row's
+// first included: the histograms, merged in Go under the row's lock, add
+// up; neither overwrites the other's. (The instance's own row, written
+// first, queues the second beat behind the first even before the
+// migration's row exists.)
+func TestConcurrentBeatsKeepEveryLatency(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		require.NoError(t, rollout.EnsureLedger(ctx, db))
+		const rounds, calls = 20, 5
+		for r := range rounds {
+			id := "api-" + strconv.Itoa(r)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for range 2 {
+				in, err := rollout.NewInstance(db, "users-api", "v2", []string{"m"}, rollout.WithInstanceID(id))
+				require.NoError(t, err)
+				for range calls {
+					in.Observer().ObserveCall(ctx, dualwrite.Call{Migration: "m", Stage: flags.Live, Origin: dualwrite.New, Duration: time.Millisecond})
+				}
+				wg.Go(func() {
+					<-start
+					assert.NoError(t, in.Beat(ctx))
+				})
+			}
+			close(start)
+			wg.Wait()
+			var raw string
+			var total int64
+			require.NoError(t, db.QueryRowxContext(ctx, `SELECT CAST(latency AS text), new_total FROM schemashift_instances
+				WHERE instance_id = $1 AND migration = 'm'`, id).Scan(&raw, &total))
+			var lat struct{ New []int64 }
+			require.NoError(t, json.Unmarshal([]byte(raw), &lat))
+			var inHist int64
+			for _, n := range lat.New {
+				inHist += n
+			}
+			require.Equal(t, int64(2*calls), total, "round %d", r)
+			require.Equal(t, total, inHist, "round %d: the histogram holds every call counted", r)
+		}
+	})
 }
