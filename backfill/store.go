@@ -351,7 +351,7 @@ func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ..
 	}
 	res, err := db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = $2, updated_at = `+d.Now()+`
 		WHERE job = $1 AND status IN (`+strings.Join(in, ", ")+`)`, a.vals...)
-	if dialect.UndefinedTable(err) { // no backfill ever ran here
+	if pgerr.UndefinedTable(err) { // no backfill ever ran here
 		return fmt.Errorf("set backfill %q %s: %w", name, to, ErrUnknownJob)
 	}
 	if err != nil {
@@ -453,7 +453,7 @@ func state(ctx context.Context, d *dialect.Dialect, db *sqlx.DB, name string) (P
 			`+d.Now()+` AS now
 		FROM schemashift_backfills b LEFT JOIN schemashift_backfill_chunks c ON c.job = b.job
 		WHERE b.job = $1 GROUP BY b.job`, name)
-	if errors.Is(err, sql.ErrNoRows) || dialect.UndefinedTable(err) {
+	if errors.Is(err, sql.ErrNoRows) || pgerr.UndefinedTable(err) {
 		return Progress{}, fmt.Errorf("read backfill state: %w %q", ErrUnknownJob, name)
 	}
 	if err != nil {

@@ -182,7 +182,7 @@ func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
 			if p, err := backfill.State(ctx, b.c.db, j.Name); err == nil {
 				bs = BackfillStatus{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
 					Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Verify: p.Verify, Divergent: p.Divergent}
-			} else if !errors.Is(err, backfill.ErrUnknownJob) && !isUndefinedTable(err) {
+			} else if !errors.Is(err, backfill.ErrUnknownJob) && !pgerr.UndefinedTable(err) {
 				return out, err
 			}
 			m.Backfills = append(m.Backfills, bs)
@@ -197,10 +197,6 @@ func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
 		out.Audit = []Event{}
 	}
 	return out, nil
-}
-
-func isUndefinedTable(err error) bool {
-	return pgerr.Code(err) == "42P01"
 }
 
 func (b *Board) status(w http.ResponseWriter, r *http.Request) {

@@ -2,8 +2,9 @@
 // schemashift runs on, PostgreSQL and SQLite, so that no other package
 // spells a database's name: the SQL fragments that have no common form
 // (the current time, row locks, typed parameters, JSON), the catalog
-// queries (tables, keys, columns, indexes), advisory locks, session
-// timeouts, and the errors a retry looks at.
+// queries (tables, keys, columns, indexes), advisory locks and session
+// timeouts. Errors, the one other difference, are told apart in package
+// pgerr.
 //
 // Everything else schemashift writes is the SQL both accept: $n
 // parameters, row values, IS DISTINCT FROM, ON CONFLICT, RETURNING,
@@ -29,6 +30,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/ident"
+	"github.com/schemashift/schemashift/internal/pgerr"
 )
 
 // Dialect is one database's spelling. The two values, [Postgres] and
@@ -388,7 +390,7 @@ func (d *Dialect) CheckPool(ctx context.Context, db *sqlx.DB) error {
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA busy_timeout = %d`, busy)) //nolint:errcheck // back as it was
 	_, err = conn.ExecContext(ctx, `BEGIN IMMEDIATE`)
-	if Busy(err) {
+	if pgerr.Classify(err) == pgerr.LockTimeout {
 		return nil // the first transaction holds the write lock: BEGIN took it
 	}
 	if err != nil {
@@ -398,30 +400,9 @@ func (d *Dialect) CheckPool(ctx context.Context, db *sqlx.DB) error {
 	return fmt.Errorf("check SQLite pool: BEGIN does not take the write lock: %w", ErrPoolSetup)
 }
 
-// UndefinedTable reports whether err says a table does not exist.
-func UndefinedTable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var coded interface{ SQLState() string }
-	if errors.As(err, &coded) && coded.SQLState() == "42P01" {
-		return true
-	}
-	return strings.Contains(err.Error(), "no such table")
-}
-
-// Busy reports whether err is SQLite's "database is locked" or "busy": the
-// write lock was not had within busy_timeout; the work may be retried.
-func Busy(err error) bool {
-	var coded interface{ Code() int }
-	if errors.As(err, &coded) {
-		switch coded.Code() & 0xff {
-		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
-			return true
-		}
-	}
-	return false
-}
+// UndefinedTable is [pgerr.UndefinedTable], kept for callers outside
+// this package not yet switched to it.
+func UndefinedTable(err error) bool { return pgerr.UndefinedTable(err) }
 
 // TableExists reports whether t exists.
 func (d *Dialect) TableExists(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (bool, error) {

@@ -1,6 +1,6 @@
 // Package pgerr classifies database errors, PostgreSQL's by SQLSTATE and
 // SQLite's by result code, in one place, so that every retry decision in
-// schemashift agrees.
+// schemashift, and every check for a table not created yet, agrees.
 package pgerr
 
 import (
@@ -12,8 +12,6 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // Kind is what an error means for a retry.
@@ -63,8 +61,11 @@ func Classify(err error) Kind {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Other
 	}
-	if dialect.Busy(err) {
-		return LockTimeout
+	if c, ok := sqliteCode(err); ok {
+		switch c & 0xff { // the primary result code, without its extension
+		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+			return LockTimeout
+		}
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -95,6 +96,27 @@ func Classify(err error) Kind {
 		return Connection
 	}
 	return Other
+}
+
+// UndefinedTable reports whether err says a table does not exist:
+// PostgreSQL's undefined_table (42P01) or SQLite's "no such table", which
+// has no result code of its own (it is SQLITE_ERROR).
+func UndefinedTable(err error) bool {
+	if Code(err) == "42P01" {
+		return true
+	}
+	_, ok := sqliteCode(err)
+	return ok && strings.Contains(err.Error(), "no such table")
+}
+
+// sqliteCode returns the result code of a SQLite error (modernc.org/sqlite's
+// *Error, matched by its method so that this package needs no driver).
+func sqliteCode(err error) (int, bool) {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		return coded.Code(), true
+	}
+	return 0, false
 }
 
 // Code returns err's SQLSTATE, or "".

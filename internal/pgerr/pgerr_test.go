@@ -9,7 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgerr"
 )
 
@@ -45,6 +47,20 @@ func TestClassify(t *testing.T) {
 	}
 	assert.Equal(t, "55P03", pgerr.Code(pg("55P03")))
 	assert.Empty(t, pgerr.Code(errors.New("x")))
+}
+
+// A missing table is told apart on both databases: SQLite's has no code
+// of its own, so its message is read, but only on a SQLite error.
+func TestUndefinedTable(t *testing.T) {
+	t.Parallel()
+	_, err := dbtest.SQLite(t).ExecContext(t.Context(), `UPDATE missing SET a = 1`)
+	require.Error(t, err)
+	assert.True(t, pgerr.UndefinedTable(fmt.Errorf("set status: %w", err)), "%v", err)
+	assert.True(t, pgerr.UndefinedTable(fmt.Errorf("read state: %w", &pgconn.PgError{Code: "42P01"})))
+	assert.False(t, pgerr.UndefinedTable(&pgconn.PgError{Code: "42703"}), "undefined column")
+	assert.False(t, pgerr.UndefinedTable(sqliteErr(1)))
+	assert.False(t, pgerr.UndefinedTable(errors.New("no such table: x")), "not a database's error")
+	assert.False(t, pgerr.UndefinedTable(nil))
 }
 
 // sqliteErr has the shape of modernc.org/sqlite's *Error: a result code.

@@ -311,7 +311,7 @@ func (e *Executor) step(ctx context.Context, migration, direction string, op, st
 	for attempt := 1; ; attempt++ {
 		skipped, err := e.try(ctx, migration, direction, op, step, st)
 		kind := pgerr.Classify(err)
-		if err == nil || (kind != pgerr.LockTimeout && kind != pgerr.Deadlock && !dialect.Busy(err)) || attempt > e.retries {
+		if err == nil || (kind != pgerr.LockTimeout && kind != pgerr.Deadlock) || attempt > e.retries {
 			return skipped, err
 		}
 		ceiling := float64(e.backoff) * float64(uint(1)<<min(attempt, 6))
