@@ -41,7 +41,7 @@ func testQuickstart(t *testing.T, set settings) {
 	assert.Regexp(t, `backfill +verify +backfill done .* 1\d{5} rows in \d+ chunks`, summary)
 	assert.Regexp(t, `verify +shadow +verification passed .* 0 divergent`, summary)
 	assert.Regexp(t, `legacy job caught: [1-9]\d* mismatches .*; repair fixed 100 rows`, summary)
-	assert.Regexp(t, `rows: (\d+) expected, (\d+) present, 0 lost; 0 without the new shape; full_name dropped: true`, text)
+	assert.Regexp(t, `rows: (\d+) expected, (\d+) present, 0 lost; 0 without the new shape; schema fits the contracted build: true`, text)
 	assert.Regexp(t, `traffic: [1-9]\d* reads, [1-9]\d* writes \([1-9]\d* new users\), 0 errors`, text)
 	assert.Contains(t, text, "0 rows lost; every gate passed in order.")
 }

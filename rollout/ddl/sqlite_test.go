@@ -129,6 +129,10 @@ func TestSQLiteDegradationIsNoted(t *testing.T) {
 		require.Len(t, got, 2)
 		assert.False(t, got[0].Skipped, "CREATE INDEX IF NOT EXISTS runs, and does nothing")
 		assert.Contains(t, got[1].Text, "without its volatile default gen_random_uuid()")
+		var skipped []bool
+		require.NoError(t, db.SelectContext(t.Context(), &skipped, `SELECT skipped FROM schemashift_ddl_steps
+			WHERE migration = 'again' AND direction = 'up' ORDER BY op, step`))
+		assert.Equal(t, []bool{true, false, false}, skipped, "the column already there is skipped; the index and the new column run")
 		require.NoError(t, e.Apply(t.Context(), "third", ops[:1]))
 		got = nil
 		require.NoError(t, e.Revert(t.Context(), "m", ops))

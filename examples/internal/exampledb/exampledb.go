@@ -25,6 +25,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/sqlite"
 )
 
@@ -84,4 +85,21 @@ func Open(ctx context.Context, out io.Writer, which, name string) (db *sqlx.DB, 
 		return db, func() { db.Close(); os.RemoveAll(dir) }, nil
 	}
 	return nil, nil, fmt.Errorf("-db %q: %w", which, ErrUnknown)
+}
+
+// PrintNotes prints on out, one "note:" line each, what the database
+// could not do safely in the migration's DDL (on SQLite: an index built
+// without CONCURRENTLY, a table rewritten by DROP COLUMN), as the audit
+// trail records it.
+func PrintNotes(ctx context.Context, out io.Writer, db *sqlx.DB, migration string) error {
+	trail, err := rollout.Audit(ctx, db, migration, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range trail {
+		if e.Kind == "ddl-note" {
+			fmt.Fprintln(out, "note:", e.Reason)
+		}
+	}
+	return nil
 }
