@@ -23,8 +23,9 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
-// DriverName is the database/sql driver name of modernc.org/sqlite.
-const DriverName = "sqlite"
+// DriverName is the database/sql driver name of modernc.org/sqlite, by
+// which schemashift tells a SQLite pool from a PostgreSQL one.
+const DriverName = dialect.SQLiteDriver
 
 // DSN is the data source name Open uses for the database file at path:
 // write transactions take the write lock at BEGIN (so two writers never

@@ -25,7 +25,15 @@ func Each(t *testing.T, f func(t *testing.T, db *sqlx.DB)) {
 // when t ends.
 func SQLite(t testing.TB) *sqlx.DB {
 	t.Helper()
-	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	return SQLiteAt(t, filepath.Join(t.TempDir(), "test.db"))
+}
+
+// SQLiteAt opens a pool on the SQLite database file at path, creating it
+// if needed, closed when t ends: called again with the same path, a second
+// pool on the same database, as another process would have.
+func SQLiteAt(t testing.TB, path string) *sqlx.DB {
+	t.Helper()
+	db, err := sqlite.Open(t.Context(), path)
 	if err != nil {
 		t.Fatalf("dbtest: %v", err)
 	}

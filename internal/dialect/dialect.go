@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -46,11 +47,15 @@ var (
 	SQLite   = &Dialect{name: "sqlite", sqlite: true}
 )
 
+// SQLiteDriver is the database/sql driver name of modernc.org/sqlite, the
+// one SQLite driver schemashift supports.
+const SQLiteDriver = "sqlite"
+
 // Of returns the dialect of a pool or transaction from its driver's name
-// (sqlx's DriverName): "sqlite" (modernc.org/sqlite) is SQLite, anything
-// else PostgreSQL, through pgx or a compatible driver.
+// (sqlx's DriverName): [SQLiteDriver] is SQLite, anything else PostgreSQL,
+// through pgx or a compatible driver.
 func Of(db any) *Dialect {
-	if n, ok := db.(interface{ DriverName() string }); ok && n.DriverName() == "sqlite" {
+	if n, ok := db.(interface{ DriverName() string }); ok && n.DriverName() == SQLiteDriver {
 		return SQLite
 	}
 	return Postgres
@@ -138,14 +143,6 @@ func (d *Dialect) ForUpdateSkipLocked() string {
 	return " FOR UPDATE SKIP LOCKED"
 }
 
-// Greatest is the largest of exprs.
-func (d *Dialect) Greatest(exprs ...string) string {
-	if d.sqlite {
-		return "max(" + strings.Join(exprs, ", ") + ")"
-	}
-	return "greatest(" + strings.Join(exprs, ", ") + ")"
-}
-
 var schemaSpellings = []struct {
 	re   *regexp.Regexp
 	with string
@@ -180,12 +177,12 @@ func (d *Dialect) CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.
 	if err := sqlx.GetContext(ctx, q, &s, `SELECT `+d.Now()); err != nil {
 		return time.Time{}, err
 	}
-	return ParseTime(s)
+	return parseTime(s)
 }
 
-// ParseTime reads a timestamp SQLite returned as text (from an expression,
+// parseTime reads a timestamp SQLite returned as text (from an expression,
 // which carries no declared type for the driver to go by).
-func ParseTime(s string) (time.Time, error) {
+func parseTime(s string) (time.Time, error) {
 	for _, f := range []string{timeFormat, "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
 		if t, err := time.Parse(f, s); err == nil {
 			return t, nil
@@ -206,11 +203,11 @@ func (t *Time) Scan(v any) error {
 	case time.Time:
 		t.Time = v
 	case string:
-		p, err := ParseTime(v)
+		p, err := parseTime(v)
 		t.Time = p
 		return err
 	case []byte:
-		p, err := ParseTime(string(v))
+		p, err := parseTime(string(v))
 		t.Time = p
 		return err
 	default:
@@ -296,18 +293,25 @@ func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string) (unlock fu
 }
 
 func lockRow(ctx context.Context, db *sqlx.DB, name string) (func(), error) {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schemashift_locks (
-		name text PRIMARY KEY, holder text NOT NULL, until timestamp NOT NULL)`); err != nil {
-		return nil, err
-	}
 	var id [12]byte
 	_, _ = rand.Read(id[:])
 	holder := hex.EncodeToString(id[:])
 	lease := lockLease.Seconds()
+	created := false
 	for {
 		res, err := db.ExecContext(ctx, `INSERT INTO schemashift_locks (name, holder, until) VALUES ($1, $2, `+SQLite.NowPlus("$3")+`)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
 			WHERE schemashift_locks.until < `+SQLite.Now(), name, holder, lease)
+		if !created && pgerr.UndefinedTable(err) {
+			// The first lock taken in this database: the table is created
+			// then, so that taking a lock otherwise runs no DDL.
+			if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schemashift_locks (
+				name text PRIMARY KEY, holder text NOT NULL, until timestamp NOT NULL)`); err != nil {
+				return nil, fmt.Errorf("create lock table: %w", err)
+			}
+			created = true
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -359,8 +363,16 @@ var ErrPoolSetup = errors.New("SQLite pool not opened for concurrent writers: op
 
 // CheckPool checks that a SQLite pool waits for the write lock
 // (busy_timeout) and takes it at BEGIN (_txlock=immediate), as sqlite.Open
-// sets up; the second is probed from another connection, when the pool
-// has one to give. PostgreSQL pools need nothing.
+// sets up. PostgreSQL pools need nothing.
+//
+// The second is probed with two of the pool's connections, when it has two
+// to give: one takes the write lock, waiting for it like any writer, then
+// the other begins a transaction the pool's way without waiting. BEGIN
+// IMMEDIATE fails then; a deferred BEGIN takes no lock and succeeds. While
+// the first holds the lock no other writer can write, so a writer
+// elsewhere cannot sway the answer; one that keeps the lock past
+// busy_timeout makes the check fail, saying so, rather than pass
+// untested.
 func (d *Dialect) CheckPool(ctx context.Context, db *sqlx.DB) error {
 	if !d.sqlite {
 		return nil
@@ -375,29 +387,43 @@ func (d *Dialect) CheckPool(ctx context.Context, db *sqlx.DB) error {
 	if db.Stats().MaxOpenConnections == 1 {
 		return nil
 	}
-	tx, err := db.BeginTxx(ctx, nil)
+	holder, err := db.Connx(ctx)
 	if err != nil {
 		return fmt.Errorf("check SQLite pool: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // a probe: nothing to keep
-	conn, err := db.Connx(ctx)
+	// The probe's connections are dropped, not pooled: they may be left in
+	// a transaction, or with the busy_timeout zeroed.
+	defer discard(holder)
+	if _, err := holder.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		if pgerr.Classify(err) == pgerr.LockTimeout {
+			return fmt.Errorf("check SQLite pool: cannot tell whether BEGIN takes the write lock: "+
+				"another writer held it longer than busy_timeout (%d ms): %w", busy, err)
+		}
+		return fmt.Errorf("check SQLite pool: %w", err)
+	}
+	probe, err := db.Connx(ctx)
 	if err != nil {
 		return fmt.Errorf("check SQLite pool: %w", err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
+	defer discard(probe)
+	if _, err := probe.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
 		return fmt.Errorf("check SQLite pool: %w", err)
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA busy_timeout = %d`, busy)) //nolint:errcheck // back as it was
-	_, err = conn.ExecContext(ctx, `BEGIN IMMEDIATE`)
+	tx, err := probe.BeginTxx(ctx, nil)
 	if pgerr.Classify(err) == pgerr.LockTimeout {
-		return nil // the first transaction holds the write lock: BEGIN took it
+		return nil // BEGIN wanted the write lock the holder has
 	}
 	if err != nil {
 		return fmt.Errorf("check SQLite pool: %w", err)
 	}
-	_, _ = conn.ExecContext(ctx, `ROLLBACK`)
+	_ = tx.Rollback()
 	return fmt.Errorf("check SQLite pool: BEGIN does not take the write lock: %w", ErrPoolSetup)
+}
+
+// discard closes a connection rather than return it to its pool.
+func discard(c *sqlx.Conn) {
+	_ = c.Raw(func(any) error { return driver.ErrBadConn })
+	_ = c.Close()
 }
 
 // UndefinedTable is [pgerr.UndefinedTable], kept for callers outside
@@ -523,20 +549,15 @@ func (d *Dialect) PrimaryKey(ctx context.Context, q sqlx.QueryerContext, t ident
 	}
 }
 
-// EstimateRows is the planner's estimate of t's row count (PostgreSQL's
-// reltuples, -1 when never analyzed); SQLite keeps none and counts.
+// EstimateRows is the planner's estimate of t's row count, PostgreSQL's
+// reltuples: -1 (or 0 before PostgreSQL 14) when the table was never
+// analyzed. SQLite keeps no estimate: there it is always -1, and a caller
+// that needs a figure counts, once.
 func (d *Dialect) EstimateRows(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (int64, error) {
-	var n float64
-	var err error
 	if d.sqlite {
-		err = sqlx.GetContext(ctx, q, &n, `SELECT count(*) FROM `+sqliteSchema(t)+`.`+pgQuote(t.Name))
-	} else {
-		err = sqlx.GetContext(ctx, q, &n, `SELECT reltuples FROM pg_class WHERE oid = $1::regclass`, t.Quoted())
+		return -1, nil
 	}
+	var n float64
+	err := sqlx.GetContext(ctx, q, &n, `SELECT reltuples FROM pg_class WHERE oid = $1::regclass`, t.Quoted())
 	return int64(n), err
-}
-
-func pgQuote(name string) string {
-	q, _ := ident.Quote(name) // checked by ParseTable
-	return q
 }

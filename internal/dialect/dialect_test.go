@@ -173,3 +173,56 @@ func TestCheckPool(t *testing.T) {
 		db.Close()
 	}
 }
+
+// Another process's writer holding the write lock sways the check neither
+// way: a pool that begins deferred is still refused and one that begins
+// immediate still passes, the check waiting for the lock like any writer.
+// A writer that keeps it past the pool's busy_timeout makes the check
+// fail, saying it cannot tell, rather than pass.
+func TestCheckPoolUnderConcurrentWriter(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	for name, tt := range map[string]struct {
+		dsn     string
+		hold    time.Duration // how long the other writer keeps the lock once the check runs
+		want    error
+		message string
+	}{
+		"deferred BEGIN":       {dsn: "file:%s?_pragma=busy_timeout(2000)&_pragma=journal_mode(wal)", hold: 300 * time.Millisecond, want: dialect.ErrPoolSetup, message: "BEGIN does not take the write lock"},
+		"immediate BEGIN":      {dsn: "file:%s?_txlock=immediate&_pragma=busy_timeout(2000)&_pragma=journal_mode(wal)", hold: 300 * time.Millisecond},
+		"locked past timeout":  {dsn: "file:%s?_pragma=busy_timeout(100)&_pragma=journal_mode(wal)", hold: time.Second, message: "cannot tell whether BEGIN takes the write lock"},
+		"immediate, past time": {dsn: "file:%s?_txlock=immediate&_pragma=busy_timeout(100)&_pragma=journal_mode(wal)", hold: time.Second, message: "cannot tell whether BEGIN takes the write lock"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "app.db")
+			writer := dbtest.SQLiteAt(t, path)
+			writer.MustExecContext(ctx, `CREATE TABLE t (v integer)`)
+			db, err := sqlx.Open("sqlite", fmt.Sprintf(tt.dsn, path))
+			require.NoError(t, err)
+			t.Cleanup(func() { db.Close() })
+			require.NoError(t, db.PingContext(ctx))
+
+			tx := writer.MustBeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
+			tx.MustExecContext(ctx, `INSERT INTO t VALUES (1)`)
+			released := make(chan struct{})
+			time.AfterFunc(tt.hold, func() { _ = tx.Commit(); close(released) })
+			err = dialect.SQLite.CheckPool(ctx, db)
+			<-released
+			switch {
+			case tt.message == "":
+				require.NoError(t, err)
+			case tt.want != nil:
+				require.ErrorIs(t, err, tt.want)
+				assert.Contains(t, err.Error(), tt.message)
+			default:
+				require.Error(t, err)
+				assert.NotErrorIs(t, err, dialect.ErrPoolSetup, "nothing was found wrong with the pool")
+				assert.Contains(t, err.Error(), tt.message)
+			}
+			// The probe's connections were dropped, not pooled with a
+			// transaction open or busy_timeout zeroed: the pool writes.
+			db.MustExecContext(ctx, `INSERT INTO t VALUES (2)`)
+		})
+	}
+}
