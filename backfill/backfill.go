@@ -27,7 +27,6 @@ import (
 // waits for them, so there is nothing to close.
 type Backfill struct {
 	db   *sqlx.DB
-	d    *dialect.Dialect
 	job  Job
 	opts options
 	plan *plan
@@ -58,7 +57,7 @@ func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, 
 	}
 	for _, s := range o.signals {
 		if s, ok := s.(dialectSignal); ok {
-			if err := s.supports(d); err != nil {
+			if err := s.supported(); err != nil {
 				return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 			}
 		}
@@ -67,7 +66,7 @@ func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, 
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
-	b := &Backfill{db: db, d: d, job: job, opts: o, plan: p, hash: job.hash(p.keyCols), chunkSize: o.chunkSize}
+	b := &Backfill{db: db, job: job, opts: o, plan: p, hash: job.hash(p.keyCols), chunkSize: o.chunkSize}
 	// Statements are rendered once here so that a bad expression fails now.
 	if err := b.dryRender(ctx); err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
@@ -125,8 +124,10 @@ func (b *Backfill) zeroKey() Key {
 	return k
 }
 
+// estimate is the planner's row estimate, or a count where there is none
+// (a table never analyzed, or SQLite).
 func (b *Backfill) estimate(ctx context.Context) (int64, error) {
-	est, err := b.d.EstimateRows(ctx, b.db, b.plan.table)
+	est, err := b.plan.d.EstimateRows(ctx, b.db, b.plan.table)
 	if err != nil {
 		return 0, err
 	}
@@ -154,7 +155,7 @@ func (b *Backfill) Name() string { return b.job.Name }
 
 // State reads the job's progress without running it.
 func (b *Backfill) State(ctx context.Context) (Progress, error) {
-	return state(ctx, b.d, b.db, b.job.Name)
+	return state(ctx, b.plan.d, b.db, b.job.Name)
 }
 
 // Run works on the job until it is done, paused past ctx, cancelled, or
@@ -164,11 +165,11 @@ func (b *Backfill) State(ctx context.Context) (Progress, error) {
 // loses at most the chunks in flight, which the next Run (or another
 // worker, once their lease expires) does again.
 func (b *Backfill) Run(ctx context.Context) (Progress, error) {
-	if st, err := state(ctx, b.d, b.db, b.job.Name); err == nil && st.Status == Done {
+	if st, err := state(ctx, b.plan.d, b.db, b.job.Name); err == nil && st.Status == Done {
 		return st, nil
 	}
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = CASE WHEN status = 'failed' THEN 'running' ELSE status END,
-		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = `+b.d.Now()+` WHERE job = $1`, b.job.Name); err != nil {
+		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -193,12 +194,12 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	}
 	err := g.Wait()
 	stopProgress()
-	final, stateErr := state(context.WithoutCancel(ctx), b.d, b.db, b.job.Name)
+	final, stateErr := state(context.WithoutCancel(ctx), b.plan.d, b.db, b.job.Name)
 	if err == nil {
 		err = stateErr
 	}
 	if err != nil && !errors.Is(err, ErrCancelled) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET status = 'failed', error = $2, updated_at = `+b.d.Now()+`
+		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET status = 'failed', error = $2, updated_at = `+b.plan.d.Now()+`
 			WHERE job = $1 AND status = 'running'`, b.job.Name, err.Error())
 		final.Status, final.Error = Failed, err.Error()
 	}
@@ -232,7 +233,7 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				p, err := state(ctx, b.d, b.db, b.job.Name)
+				p, err := state(ctx, b.plan.d, b.db, b.job.Name)
 				if err != nil {
 					continue
 				}
@@ -335,7 +336,7 @@ func (b *Backfill) process(ctx context.Context, worker string, c *chunk, keys []
 		return 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if err := b.d.SetTimeouts(ctx, tx, b.opts.lockTimeout, b.opts.statementTimeout, true); err != nil {
+	if err := b.plan.d.SetTimeouts(ctx, tx, b.opts.lockTimeout, b.opts.statementTimeout, true); err != nil {
 		return 0, err
 	}
 	var s span

@@ -22,10 +22,11 @@ type Key []string
 type plan struct {
 	d        *dialect.Dialect
 	table    ident.Table
-	keyCols  []string // unquoted, index order
-	keyTypes []string // each key column's type, as the catalog names it
-	keyList  string   // "k1", "k2"
-	keyText  string   // "k1" as text, "k2" as text
+	cols     []dialect.Column // the table's columns, as the catalog read them
+	keyCols  []string         // unquoted, index order
+	keyTypes []string         // each key column's type, as the catalog names it
+	keyList  string           // "k1", "k2"
+	keyText  string           // "k1" as text, "k2" as text
 }
 
 func resolve(ctx context.Context, d *dialect.Dialect, q sqlx.QueryerContext, j Job) (*plan, error) {
@@ -33,34 +34,27 @@ func resolve(ctx context.Context, d *dialect.Dialect, q sqlx.QueryerContext, j J
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{d: d, table: t}
-	exists, err := d.TableExists(ctx, q, t)
-	if err != nil {
-		return nil, fmt.Errorf("resolve table %s: %w", t, err)
-	}
-	if !exists {
-		return nil, fmt.Errorf("resolve table %s: %w: relation does not exist", t, ErrInvalidJob)
-	}
 	cols, err := d.Columns(ctx, q, t)
 	if err != nil {
 		return nil, fmt.Errorf("resolve table %s: %w", t, err)
 	}
+	if len(cols) == 0 {
+		return nil, fmt.Errorf("resolve table %s: %w: relation does not exist", t, ErrInvalidJob)
+	}
+	p := &plan{d: d, table: t, cols: cols}
 	keys := j.Key
 	if len(keys) == 0 {
-		if keys, err = d.PrimaryKey(ctx, q, t); err != nil {
-			return nil, fmt.Errorf("resolve primary key of %s: %w", t, err)
-		}
-		if len(keys) == 0 {
+		if keys = dialect.PrimaryKeyOf(cols); len(keys) == 0 {
 			return nil, fmt.Errorf("resolve primary key of %s: %w: the table has no primary key; name one in Job.Key", t, ErrInvalidJob)
 		}
 	}
 	for _, k := range keys {
-		i := slices.IndexFunc(cols, func(c dialect.Column) bool { return c.Name == k })
-		if i < 0 {
+		c, ok := p.column(k)
+		if !ok {
 			return nil, fmt.Errorf("resolve key column %q of %s: %w: no such column", k, t, ErrInvalidJob)
 		}
 		p.keyCols = append(p.keyCols, k)
-		p.keyTypes = append(p.keyTypes, cols[i].Type)
+		p.keyTypes = append(p.keyTypes, c.Type)
 	}
 	quoted, err := ident.QuoteAll(p.keyCols)
 	if err != nil {
@@ -74,6 +68,15 @@ func resolve(ctx context.Context, d *dialect.Dialect, q sqlx.QueryerContext, j J
 	}
 	p.keyText = strings.Join(texts, ", ")
 	return p, nil
+}
+
+// column finds the table's column named name.
+func (p *plan) column(name string) (dialect.Column, bool) {
+	i := slices.IndexFunc(p.cols, func(c dialect.Column) bool { return c.Name == name })
+	if i < 0 {
+		return dialect.Column{}, false
+	}
+	return p.cols[i], true
 }
 
 // args collects bind parameters and numbers them.

@@ -217,7 +217,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		NextSeq   int64          `db:"next_seq"`
 	}
 	if err := tx.GetContext(ctx, &job, `SELECT status, frontier, exhausted, next_seq FROM schemashift_backfills
-		WHERE job = $1`+b.d.ForUpdate(), b.job.Name); err != nil {
+		WHERE job = $1`+b.plan.d.ForUpdate(), b.job.Name); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, "", fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
 		}
@@ -234,12 +234,12 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		Attempts int            `db:"attempts"`
 		Scanned  int64          `db:"scanned"`
 	}
-	now := b.d.Now()
+	now := b.plan.d.Now()
 	err = tx.GetContext(ctx, &taken, `UPDATE schemashift_backfill_chunks AS c
-		SET worker = $2, lease_until = `+b.d.NowPlus("$3")+`, attempts = c.attempts + 1, started_at = `+now+`
+		SET worker = $2, lease_until = `+b.plan.d.NowPlus("$3")+`, attempts = c.attempts + 1, started_at = `+now+`
 		WHERE (c.job, c.seq) = (SELECT job, seq FROM schemashift_backfill_chunks
 			WHERE job = $1 AND status = 'leased' AND (lease_until < `+now+` OR worker = $2)
-			ORDER BY seq LIMIT 1`+b.d.ForUpdateSkipLocked()+`)
+			ORDER BY seq LIMIT 1`+b.plan.d.ForUpdateSkipLocked()+`)
 		RETURNING seq, lo, hi, attempts, scanned`, b.job.Name, worker, lease)
 	switch {
 	case err == nil:
@@ -302,7 +302,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 	}
 	c := &chunk{Seq: job.NextSeq, Span: span{Lo: lo, Hi: hi}, Attempts: 1, Scanned: scanned}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_backfill_chunks (job, seq, lo, hi, status, worker, lease_until, scanned)
-		VALUES ($1, $2, $3, $4, 'leased', $5, `+b.d.NowPlus("$6")+`, $7)`,
+		VALUES ($1, $2, $3, $4, 'leased', $5, `+b.plan.d.NowPlus("$6")+`, $7)`,
 		b.job.Name, c.Seq, encodeKey(lo), encodeKey(hi), worker, lease, scanned); err != nil {
 		return nil, "", err
 	}
@@ -324,7 +324,7 @@ var errLeaseLost = errors.New("chunk lease lost")
 // finish marks the chunk done in the chunk's own transaction, so that its
 // rows and its checkpoint commit together.
 func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, changed int64) error {
-	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = `+b.d.Now()+`
+	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = `+b.plan.d.Now()+`
 		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed)
 	if err != nil {
 		return err

@@ -25,11 +25,11 @@ type SignalFunc func(ctx context.Context) (Throttle, error)
 func (f SignalFunc) Throttle(ctx context.Context) (Throttle, error) { return f(ctx) }
 
 // dialectSignal is a [Signal] that reads what only some databases have.
-// [New] refuses it on the others, rather than let its every reading fail
-// and throttle the backfill for good.
+// [New] refuses it when its database is not one, rather than let its every
+// reading fail and throttle the backfill for good.
 type dialectSignal interface {
 	Signal
-	supports(d *dialect.Dialect) error
+	supported() error
 }
 
 // ReplicationLag throttles while any replica's replay lag, as the primary
@@ -48,8 +48,8 @@ type replicationLag struct {
 
 var _ dialectSignal = replicationLag{}
 
-// supports checks the signal's own database: the one it reads the lag of.
-func (r replicationLag) supports(*dialect.Dialect) error {
+// supported checks the signal's own database: the one it reads the lag of.
+func (r replicationLag) supported() error {
 	if err := r.d.CheckReplication(); err != nil {
 		return fmt.Errorf("replication lag signal: %w", err)
 	}

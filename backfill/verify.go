@@ -94,12 +94,16 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		o.Parallel = 2
 	}
 	rep := Report{Job: b.job.Name}
+	var into *intoSides // a move's two sides, for its verification and its repair's recheck
 	var err error
 	switch {
 	case len(b.job.Set) > 0:
 		err = b.verifySet(ctx, o, &rep)
 	case b.job.Into != nil || b.job.Check != nil:
-		err = b.verifyInto(ctx, o, &rep)
+		if into, err = b.intoSides(ctx); err != nil {
+			return rep, fmt.Errorf("verify %q: %w", b.job.Name, err)
+		}
+		err = b.verifyInto(ctx, into, o, &rep)
 	default:
 		err = fmt.Errorf("verify %q: %w: a Go-mode job without Check", b.job.Name, ErrNotVerifiable)
 	}
@@ -107,7 +111,7 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		return rep, err
 	}
 	if o.Repair && len(rep.Diverged) > 0 {
-		if err := b.repair(ctx, o, &rep); err != nil {
+		if err := b.repair(ctx, into, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -125,7 +129,7 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		detail = "divergent keys: " + strings.Join(keys, "; ")
 	}
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
-		verify_detail = $4, verified_at = `+b.d.Now()+`, updated_at = `+b.d.Now()+` WHERE job = $1`, b.job.Name, status, rep.stillDivergent(), detail); err != nil {
+		verify_detail = $4, verified_at = `+b.plan.d.Now()+`, updated_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name, status, rep.stillDivergent(), detail); err != nil {
 		return rep, fmt.Errorf("record verification: %w", err)
 	}
 	return rep, nil
@@ -167,9 +171,9 @@ func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) 
 		}
 		cols = append(cols, c)
 		exprs = append(exprs, "("+as.Expr+")")
-		pairs = append(pairs, b.d.Text("("+as.Expr+")"), b.d.Text(c))
+		pairs = append(pairs, b.plan.d.Text("("+as.Expr+")"), b.plan.d.Text(c))
 	}
-	differs := b.d.Row(cols...) + " IS DISTINCT FROM " + b.d.Row(exprs...)
+	differs := b.plan.d.Row(cols...) + " IS DISTINCT FROM " + b.plan.d.Row(exprs...)
 	spans, err := b.spans(ctx, o.ChunkRows)
 	if err != nil {
 		return err
@@ -248,7 +252,7 @@ func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, s span, differs
 // walking the key.
 func (b *Backfill) spans(ctx context.Context, n int) ([]span, error) {
 	if len(b.plan.keyCols) == 1 && !strings.Contains(b.plan.keyTypes[0], "char") && b.plan.keyTypes[0] != "text" {
-		bounds, tuples, err := b.d.KeyHistogram(ctx, b.db, b.plan.table, b.plan.keyCols[0], b.plan.keyTypes[0])
+		bounds, tuples, err := b.plan.d.KeyHistogram(ctx, b.db, b.plan.table, b.plan.keyCols[0], b.plan.keyTypes[0])
 		if err != nil {
 			return nil, err
 		}
@@ -278,8 +282,8 @@ func text(s *string) string {
 }
 
 // repair re-runs the backfill over the listed divergent rows, then checks
-// them again.
-func (b *Backfill) repair(ctx context.Context, o VerifyOptions, rep *Report) error {
+// them again; into is a move's two sides (nil for a same-table job).
+func (b *Backfill) repair(ctx context.Context, into *intoSides, rep *Report) error {
 	keys := make([]Key, len(rep.Diverged))
 	for i, d := range rep.Diverged {
 		keys[i] = d.Key
@@ -302,7 +306,7 @@ func (b *Backfill) repair(ctx context.Context, o VerifyOptions, rep *Report) err
 	if len(b.job.Set) > 0 {
 		err = b.recheckSet(ctx, keys, &again)
 	} else {
-		err = b.recheckInto(ctx, keys, &again)
+		err = b.recheckInto(ctx, into, keys, &again)
 	}
 	if err != nil {
 		return fmt.Errorf("recheck repaired rows: %w", err)
@@ -320,5 +324,5 @@ func (b *Backfill) recheckSet(ctx context.Context, keys []Key, rep *Report) erro
 	a := &args{}
 	where := b.plan.where(a, span{}, keys)
 	return b.db.GetContext(ctx, &rep.Divergent, "SELECT count(*) FROM "+b.plan.table.Quoted()+" WHERE "+where+
-		" AND "+b.d.Row(cols...)+" IS DISTINCT FROM "+b.d.Row(exprs...), a.vals...)
+		" AND "+b.plan.d.Row(cols...)+" IS DISTINCT FROM "+b.plan.d.Row(exprs...), a.vals...)
 }

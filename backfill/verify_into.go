@@ -3,12 +3,10 @@ package backfill
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -17,18 +15,23 @@ import (
 const bisectRows = 64
 
 // intoSides holds the two sides of a move: the source projection, as the
-// target's column types, and the target.
+// target's column types, and the target, with what verifying compares of
+// each, rendered once.
 type intoSides struct {
-	target    *plan    // the target table, keyed by the columns the source key is copied to
-	srcExprs  []string // each column's expression, as the target column's type
-	dstCols   []string // the target columns, quoted
-	srcRow    string   // ROW(CAST(expr AS type), …)
-	dstRow    string   // ROW(col, …)
-	keyAlias  []string // k1, k2 …
-	srcKeys   string   // source key columns AS k1, …
-	dstKeys   string   // target key columns AS k1, …
-	columns   []string // target column names, in Into.Columns order
-	sensitive func(string) bool
+	target   *plan    // the target table, keyed by the columns the source key is copied to
+	srcExprs []string // each column's expression, as the target column's type
+	dstCols  []string // the target columns, quoted
+	srcText  string   // the text of ROW(CAST(expr AS type), …)
+	dstText  string   // the text of ROW(col, …)
+	// hashed: the database hashes rows, so chunks compare by the checksums
+	// srcSum and dstSum; where it cannot (SQLite), rows compare in place.
+	hashed         bool
+	srcSum, dstSum string
+	keyAlias       []string // k1, k2 …
+	srcKeys        string   // source key columns AS k1, …
+	dstKeys        string   // target key columns AS k1, …
+	columns        []string // target column names, in Into.Columns order
+	sensitive      func(string) bool
 }
 
 func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
@@ -52,27 +55,25 @@ func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
 		}
 		targetKey = append(targetKey, found)
 	}
-	target, err := resolve(ctx, b.d, b.db, Job{Table: into.Table, Key: targetKey})
-	if err != nil {
-		return nil, err
-	}
-	cols, err := b.d.Columns(ctx, b.db, target.table)
+	d := b.plan.d
+	target, err := resolve(ctx, d, b.db, Job{Table: into.Table, Key: targetKey})
 	if err != nil {
 		return nil, err
 	}
 	s := &intoSides{target: target}
 	for _, a := range into.Columns {
-		i := slices.IndexFunc(cols, func(c dialect.Column) bool { return c.Name == a.Column })
-		if i < 0 {
+		col, ok := target.column(a.Column)
+		if !ok {
 			return nil, fmt.Errorf("resolve column %q of %s: no such column", a.Column, into.Table)
 		}
 		c, _ := ident.Quote(a.Column)
-		s.srcExprs = append(s.srcExprs, b.d.AsColumn("("+a.Expr+")", cols[i].Type))
+		s.srcExprs = append(s.srcExprs, d.AsColumn("("+a.Expr+")", col.Type))
 		s.dstCols = append(s.dstCols, c)
 		s.columns = append(s.columns, a.Column)
 	}
-	s.srcRow = b.d.Row(s.srcExprs...)
-	s.dstRow = b.d.Row(s.dstCols...)
+	s.srcText, s.dstText = d.Text(d.Row(s.srcExprs...)), d.Text(d.Row(s.dstCols...))
+	s.srcSum, s.hashed = d.RowChecksum(s.srcExprs...)
+	s.dstSum, _ = d.RowChecksum(s.dstCols...)
 	var sk, dk []string
 	for i := range b.plan.keyCols {
 		alias := fmt.Sprintf("k%d", i+1)
@@ -92,16 +93,14 @@ type checksum struct {
 }
 
 func (b *Backfill) checksums(ctx context.Context, s *intoSides, sp span) (src, dst checksum, err error) {
-	srcSum, _ := b.d.RowChecksum(s.srcExprs...)
-	dstSum, _ := b.d.RowChecksum(s.dstCols...)
 	a := &args{}
-	q := "SELECT count(*) AS rows, " + srcSum + " AS sum FROM " +
+	q := "SELECT count(*) AS rows, " + s.srcSum + " AS sum FROM " +
 		b.plan.table.Quoted() + " WHERE " + b.plan.where(a, sp, nil)
 	if err = b.db.GetContext(ctx, &src, q, a.vals...); err != nil {
 		return src, dst, fmt.Errorf("checksum source: %w", err)
 	}
 	a = &args{}
-	q = "SELECT count(*) AS rows, " + dstSum + " AS sum FROM " +
+	q = "SELECT count(*) AS rows, " + s.dstSum + " AS sum FROM " +
 		s.target.table.Quoted() + " WHERE " + s.target.where(a, sp, nil)
 	if err = b.db.GetContext(ctx, &dst, q, a.vals...); err != nil {
 		return src, dst, fmt.Errorf("checksum target: %w", err)
@@ -109,13 +108,9 @@ func (b *Backfill) checksums(ctx context.Context, s *intoSides, sp span) (src, d
 	return src, dst, nil
 }
 
-func (b *Backfill) verifyInto(ctx context.Context, o VerifyOptions, rep *Report) error {
-	s, err := b.intoSides(ctx)
-	if err != nil {
-		return fmt.Errorf("verify %q: %w", b.job.Name, err)
-	}
+func (b *Backfill) verifyInto(ctx context.Context, s *intoSides, o VerifyOptions, rep *Report) error {
 	s.sensitive = func(c string) bool { return redact(o.Sensitive, c, "") == Redacted }
-	if _, ok := b.d.RowChecksum(s.srcExprs...); !ok {
+	if !s.hashed {
 		return b.compareInto(ctx, s, o, rep)
 	}
 	var lo Key
@@ -190,11 +185,11 @@ func (b *Backfill) diffRows(ctx context.Context, s *intoSides, o VerifyOptions, 
 	keys := strings.Join(s.keyAlias, ", ")
 	var keyText []string
 	for _, k := range s.keyAlias {
-		keyText = append(keyText, b.d.Text(k))
+		keyText = append(keyText, b.plan.d.Text(k))
 	}
 	q := "SELECT " + strings.Join(keyText, ", ") + ", s.r, d.r FROM " +
-		"(SELECT " + s.srcKeys + ", " + b.d.Text(s.srcRow) + " AS r FROM " + b.plan.table.Quoted() + " WHERE " + srcWhere + ") s" +
-		" FULL JOIN (SELECT " + s.dstKeys + ", " + b.d.Text(s.dstRow) + " AS r FROM " + s.target.table.Quoted() + " WHERE " + dstWhere + ") d" +
+		"(SELECT " + s.srcKeys + ", " + s.srcText + " AS r FROM " + b.plan.table.Quoted() + " WHERE " + srcWhere + ") s" +
+		" FULL JOIN (SELECT " + s.dstKeys + ", " + s.dstText + " AS r FROM " + s.target.table.Quoted() + " WHERE " + dstWhere + ") d" +
 		" USING (" + keys + ") WHERE s.r IS DISTINCT FROM d.r ORDER BY " + keys
 	rows, err := b.db.QueryContext(ctx, q, a.vals...)
 	if err != nil {
@@ -230,31 +225,19 @@ func (b *Backfill) diffRows(ctx context.Context, s *intoSides, o VerifyOptions, 
 	return rows.Err()
 }
 
-func (b *Backfill) recheckInto(ctx context.Context, keys []Key, rep *Report) error {
-	s, err := b.intoSides(ctx)
-	if err != nil {
+func (b *Backfill) recheckInto(ctx context.Context, s *intoSides, keys []Key, rep *Report) error {
+	if !s.hashed {
+		c, err := b.compareRows(ctx, s, span{}, keys)
+		rep.Divergent = c.Divergent + c.Orphans
 		return err
-	}
-	if _, ok := b.d.RowChecksum(s.srcExprs...); !ok {
-		var differing, orphans int64
-		a := &args{}
-		if err := b.db.GetContext(ctx, &differing, "SELECT count(*) "+b.sourceSide(s, a, span{}, keys)+" WHERE "+s.differs(), a.vals...); err != nil {
-			return err
-		}
-		a = &args{}
-		if err := b.db.GetContext(ctx, &orphans, "SELECT count(*) "+b.targetOnly(s, a, span{}, keys), a.vals...); err != nil {
-			return err
-		}
-		rep.Divergent = differing + orphans
-		return nil
 	}
 	a := &args{}
 	srcWhere := b.plan.where(a, span{}, keys)
 	dstWhere := s.target.where(a, span{}, keys)
 	aliases := strings.Join(s.keyAlias, ", ")
 	return b.db.GetContext(ctx, &rep.Divergent, "SELECT count(*) FROM "+
-		"(SELECT "+s.srcKeys+", "+b.d.Text(s.srcRow)+" AS r FROM "+b.plan.table.Quoted()+" WHERE "+srcWhere+") s"+
-		" FULL JOIN (SELECT "+s.dstKeys+", "+b.d.Text(s.dstRow)+" AS r FROM "+s.target.table.Quoted()+" WHERE "+dstWhere+") d"+
+		"(SELECT "+s.srcKeys+", "+s.srcText+" AS r FROM "+b.plan.table.Quoted()+" WHERE "+srcWhere+") s"+
+		" FULL JOIN (SELECT "+s.dstKeys+", "+s.dstText+" AS r FROM "+s.target.table.Quoted()+" WHERE "+dstWhere+") d"+
 		" USING ("+aliases+") WHERE s.r IS DISTINCT FROM d.r", a.vals...)
 }
 
@@ -268,28 +251,39 @@ func (b *Backfill) recheckInto(ctx context.Context, keys []Key, rep *Report) err
 // in a numeric column), where its comparison does not.
 func (b *Backfill) compareInto(ctx context.Context, s *intoSides, o VerifyOptions, rep *Report) error {
 	return b.eachSpan(ctx, o.ChunkRows, func(sp span) error {
-		var c struct {
-			Rows      int64 `db:"rows"`
-			Divergent int64 `db:"divergent"`
-		}
-		a := &args{}
-		if err := b.db.GetContext(ctx, &c, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+s.differs()+") AS divergent "+
-			b.sourceSide(s, a, sp, nil), a.vals...); err != nil {
-			return fmt.Errorf("compare chunk: %w", err)
-		}
-		var orphans int64
-		a = &args{}
-		if err := b.db.GetContext(ctx, &orphans, "SELECT count(*) "+b.targetOnly(s, a, sp, nil), a.vals...); err != nil {
+		c, err := b.compareRows(ctx, s, sp, nil)
+		if err != nil {
 			return fmt.Errorf("compare chunk: %w", err)
 		}
 		rep.Chunks++
 		rep.Compared += c.Rows
-		rep.Divergent += c.Divergent + orphans
-		if room := o.MaxKeys - len(rep.Diverged); c.Divergent+orphans > 0 && room > 0 {
+		rep.Divergent += c.Divergent + c.Orphans
+		if room := o.MaxKeys - len(rep.Diverged); c.Divergent+c.Orphans > 0 && room > 0 {
 			return b.listInto(ctx, s, o, sp, room, rep)
 		}
 		return nil
 	})
+}
+
+// compared counts what [Backfill.compareRows] found.
+type compared struct {
+	Rows      int64 `db:"rows"`      // source rows
+	Divergent int64 `db:"divergent"` // source rows whose target row is missing or differs
+	Orphans   int64 `db:"-"`         // target rows without a source row, counted apart
+}
+
+// compareRows compares the rows of a span (or of keys) in place, as
+// [Backfill.compareInto] describes.
+func (b *Backfill) compareRows(ctx context.Context, s *intoSides, sp span, keys []Key) (compared, error) {
+	var c compared
+	a := &args{}
+	if err := b.db.GetContext(ctx, &c, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+s.differs()+") AS divergent "+
+		b.sourceSide(s, a, sp, keys), a.vals...); err != nil {
+		return c, err
+	}
+	a = &args{}
+	err := b.db.GetContext(ctx, &c.Orphans, "SELECT count(*) "+b.targetOnly(s, a, sp, keys), a.vals...)
+	return c, err
 }
 
 // sourceSide is the FROM clause of the source rows of a span (or of keys)
@@ -352,19 +346,19 @@ func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, 
 		dst = append(dst, "d."+q)
 	}
 	for i := range nk {
-		src = append(src, b.d.Text(src[i]))
-		dst = append(dst, b.d.Text(dst[i]))
+		src = append(src, b.plan.d.Text(src[i]))
+		dst = append(dst, b.plan.d.Text(dst[i]))
 	}
 	q, _ := ident.Quote(s.target.keyCols[0])
-	src = append(src, "1", b.d.Text("d."+q))
+	src = append(src, "1", b.plan.d.Text("d."+q))
 	dst = append(dst, "NULL", "1")
 	for i := range n {
-		src = append(src, b.d.Text("s.v"+strconv.Itoa(i+1)))
+		src = append(src, b.plan.d.Text("s.v"+strconv.Itoa(i+1)))
 		dst = append(dst, "NULL")
 	}
 	for _, c := range s.dstCols {
-		src = append(src, b.d.Text("d."+c))
-		dst = append(dst, b.d.Text("d."+c))
+		src = append(src, b.plan.d.Text("d."+c))
+		dst = append(dst, b.plan.d.Text("d."+c))
 	}
 	order := make([]string, nk)
 	for i := range order {

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -466,7 +467,9 @@ type Column struct {
 	Key     int    `db:"key"` // position in the primary key from 1; 0 when not in it
 }
 
-// Columns lists t's columns in order; none when t does not exist.
+// Columns lists t's columns in order; none when t does not exist, so one
+// read tells both (PostgreSQL's zero-column tables aside: no use to
+// anything that reads columns).
 func (d *Dialect) Columns(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]Column, error) {
 	var cols []Column
 	var err error
@@ -535,17 +538,19 @@ func (d *Dialect) PrimaryKey(ctx context.Context, q sqlx.QueryerContext, t ident
 	if err != nil {
 		return nil, err
 	}
+	return PrimaryKeyOf(cols), nil
+}
+
+// PrimaryKeyOf lists the primary key columns among cols, as [Dialect.Columns]
+// read them, in key order; none when there is no primary key.
+func PrimaryKeyOf(cols []Column) []string {
 	var keys []string
 	for pos := 1; ; pos++ {
-		found := false
-		for _, c := range cols {
-			if c.Key == pos {
-				keys, found = append(keys, c.Name), true
-			}
+		i := slices.IndexFunc(cols, func(c Column) bool { return c.Key == pos })
+		if i < 0 {
+			return keys
 		}
-		if !found {
-			return keys, nil
-		}
+		keys = append(keys, cols[i].Name)
 	}
 }
 
