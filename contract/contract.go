@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -89,8 +88,9 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 // SQLite column has: the wanted type, read as PostgreSQL would (so serial
 // is integer), and the declared type must have the same affinity. A
 // contract's bigint is met by a column declared INTEGER; text is not. A
-// table's primary key counts as a unique index on its columns, since an
-// INTEGER PRIMARY KEY is the table's own key and has no index of its own.
+// table's primary key counts as a unique index on its columns, on SQLite
+// too, where an INTEGER PRIMARY KEY is the table's own key, with no index
+// (nor a name to be required by) of its own, and is NOT NULL.
 func Verify(ctx context.Context, db sqlx.QueryerContext, s Schema) error {
 	d := dialect.Of(db)
 	var problems []string
@@ -126,9 +126,6 @@ func verifyTable(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext
 	if err != nil {
 		return nil, fmt.Errorf("verify schema: %w", err)
 	}
-	if d.IsSQLite() {
-		rowidNotNull(cols)
-	}
 	byName := map[string]dialect.Column{}
 	for _, c := range cols {
 		byName[c.Name] = c
@@ -159,7 +156,7 @@ func verifyTable(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext
 		}
 	}
 	if len(t.Indexes) > 0 {
-		p, err := verifyIndexes(ctx, d, db, t, tbl, cols)
+		p, err := verifyIndexes(ctx, d, db, t, tbl)
 		if err != nil {
 			return nil, err
 		}
@@ -205,13 +202,10 @@ func affinity(typ string) string {
 	return "NUMERIC"
 }
 
-func verifyIndexes(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, t Table, tbl ident.Table, cols []dialect.Column) ([]string, error) {
+func verifyIndexes(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, t Table, tbl ident.Table) ([]string, error) {
 	idx, err := d.Indexes(ctx, db, tbl)
 	if err != nil {
 		return nil, fmt.Errorf("verify schema: %w", err)
-	}
-	if d.IsSQLite() {
-		idx = append(idx, primaryKey(cols)...)
 	}
 	var problems []string
 	for _, want := range t.Indexes {
@@ -244,40 +238,6 @@ func verifyIndexes(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerConte
 		}
 	}
 	return problems, nil
-}
-
-// rowidNotNull marks an INTEGER PRIMARY KEY NOT NULL: SQLite's catalog
-// says it is nullable, but it is the table's rowid and never holds NULL
-// (other primary key columns of a rowid table do accept NULL in SQLite,
-// and stay reported nullable).
-func rowidNotNull(cols []dialect.Column) {
-	i, keys := -1, 0
-	for j, c := range cols {
-		if c.Key > 0 {
-			i, keys = j, keys+1
-		}
-	}
-	if keys == 1 && strings.EqualFold(cols[i].Type, "integer") {
-		cols[i].NotNull = true
-	}
-}
-
-// primaryKey is the table's primary key as an unnamed unique index, for
-// SQLite, whose INTEGER PRIMARY KEY is the table's rowid and is listed
-// among no indexes; it meets requirements by columns, never by name.
-func primaryKey(cols []dialect.Column) []dialect.Index {
-	var key []string
-	for pos := 1; ; pos++ {
-		i := slices.IndexFunc(cols, func(c dialect.Column) bool { return c.Key == pos })
-		if i < 0 {
-			break
-		}
-		key = append(key, cols[i].Name)
-	}
-	if len(key) == 0 {
-		return nil
-	}
-	return []dialect.Index{{Columns: key, Unique: true, Valid: true}}
 }
 
 // normalizeType maps common spellings to PostgreSQL's format_type names.

@@ -461,11 +461,22 @@ func schemaName(t ident.Table) string {
 
 // Column is a column as the catalog describes it.
 type Column struct {
-	Name    string `db:"name"`
-	Type    string `db:"type"` // PostgreSQL's format_type; SQLite's declared type
-	NotNull bool   `db:"not_null"`
-	Key     int    `db:"key"` // position in the primary key from 1; 0 when not in it
+	Name string `db:"name"`
+	Type string `db:"type"` // PostgreSQL's format_type; SQLite's declared type
+	// NotNull: the column never holds NULL. That includes SQLite's rowid
+	// key, an INTEGER PRIMARY KEY, which its catalog calls nullable: it
+	// is the row's id, and a NULL written to it becomes the next id.
+	NotNull bool `db:"not_null"`
+	Key     int  `db:"key"` // position in the primary key from 1; 0 when not in it
 }
+
+// sqliteRowidKey is true, in a query over pragma_table_info($1, $2), when
+// the table's primary key is its rowid: SQLite gives every other primary
+// key an index (origin 'pk'), a rowid table's and a WITHOUT ROWID table's
+// alike, and none to the rowid, which is the table itself. (So an INTEGER
+// PRIMARY KEY DESC column, which is not the rowid and does hold NULL, is
+// told apart too.)
+const sqliteRowidKey = `NOT EXISTS (SELECT 1 FROM pragma_index_list($1, $2) WHERE origin = 'pk')`
 
 // Columns lists t's columns in order; none when t does not exist, so one
 // read tells both (PostgreSQL's zero-column tables aside: no use to
@@ -474,7 +485,7 @@ func (d *Dialect) Columns(ctx context.Context, q sqlx.QueryerContext, t ident.Ta
 	var cols []Column
 	var err error
 	if d.sqlite {
-		err = sqlx.SelectContext(ctx, q, &cols, `SELECT name, type, "notnull" <> 0 AS not_null, pk AS key
+		err = sqlx.SelectContext(ctx, q, &cols, `SELECT name, type, "notnull" <> 0 OR (pk > 0 AND `+sqliteRowidKey+`) AS not_null, pk AS key
 			FROM pragma_table_info($1, $2) ORDER BY cid`, t.Name, schemaName(t))
 	} else {
 		err = sqlx.SelectContext(ctx, q, &cols, `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
@@ -491,6 +502,8 @@ func (d *Dialect) Columns(ctx context.Context, q sqlx.QueryerContext, t ident.Ta
 
 // Index is an index as the catalog describes it.
 type Index struct {
+	// Name is empty for SQLite's rowid key (see [Column].NotNull): the
+	// table itself, no index, but unique on its column as one would be.
 	Name    string
 	Columns []string
 	Unique  bool
@@ -499,7 +512,8 @@ type Index struct {
 	Valid bool
 }
 
-// Indexes lists t's indexes.
+// Indexes lists t's indexes, the one its primary key is kept in included
+// (on SQLite, the rowid key, unnamed).
 func (d *Dialect) Indexes(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]Index, error) {
 	var rows []struct {
 		Name    string `db:"name"`
@@ -511,7 +525,9 @@ func (d *Dialect) Indexes(ctx context.Context, q sqlx.QueryerContext, t ident.Ta
 	if d.sqlite {
 		err = sqlx.SelectContext(ctx, q, &rows, `SELECT l.name, l."unique" <> 0 AS is_unique, true AS is_valid,
 				coalesce((SELECT group_concat(name, ',') FROM (SELECT i.name FROM pragma_index_info(l.name, $2) i ORDER BY i.seqno)), '') AS columns
-			FROM pragma_index_list($1, $2) l`, t.Name, schemaName(t))
+			FROM pragma_index_list($1, $2) l
+			UNION ALL
+			SELECT '', true, true, c.name FROM pragma_table_info($1, $2) c WHERE c.pk > 0 AND `+sqliteRowidKey, t.Name, schemaName(t))
 	} else {
 		err = sqlx.SelectContext(ctx, q, &rows, `SELECT c.relname AS name, i.indisunique AS is_unique, i.indisvalid AS is_valid,
 				coalesce((SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)

@@ -67,6 +67,72 @@ func TestCatalog(t *testing.T) {
 	})
 }
 
+// An integer primary key is NOT NULL and kept unique by an index on both
+// databases: on SQLite too, where it is the rowid, which the catalog calls
+// nullable and lists among no indexes.
+func TestCatalogIntegerKey(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		d := dialect.Of(db)
+		db.MustExecContext(ctx, `CREATE TABLE accounts (id integer PRIMARY KEY, v text)`)
+		cols, err := d.Columns(ctx, db, ident.Table{Name: "accounts"})
+		require.NoError(t, err)
+		require.Len(t, cols, 2)
+		assert.True(t, cols[0].NotNull, "id")
+		assert.False(t, cols[1].NotNull, "v")
+		idx, err := d.Indexes(ctx, db, ident.Table{Name: "accounts"})
+		require.NoError(t, err)
+		require.Len(t, idx, 1)
+		assert.Equal(t, []string{"id"}, idx[0].Columns)
+		assert.True(t, idx[0].Unique)
+		assert.True(t, idx[0].Valid)
+	})
+}
+
+// SQLite's rowid key is told by its having no index of its own, not by
+// how it is spelled: INTEGER PRIMARY KEY DESC is no rowid (it has an
+// index, and keeps a NULL), PRIMARY KEY (id DESC) is one.
+func TestCatalogSQLiteRowidKey(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := dbtest.SQLite(t)
+	for table, tt := range map[string]struct {
+		ddl     string
+		notNull bool
+		null    string // what inserting a NULL key does: "numbered" (the next rowid), "kept" or "refused"
+		unnamed bool   // the key is listed as an unnamed index
+	}{
+		"rowid":         {ddl: `(id INTEGER PRIMARY KEY, v text)`, notNull: true, null: "numbered", unnamed: true},
+		"rowid_table":   {ddl: `(id integer, v text, PRIMARY KEY (id DESC))`, notNull: true, null: "numbered", unnamed: true},
+		"rowid_autoinc": {ddl: `(id integer PRIMARY KEY AUTOINCREMENT, v text)`, notNull: true, null: "numbered", unnamed: true},
+		"desc":          {ddl: `(id INTEGER PRIMARY KEY DESC, v text)`, null: "kept"},
+		"bigint":        {ddl: `(id bigint PRIMARY KEY, v text)`, null: "kept"},
+		"without_rowid": {ddl: `(id integer PRIMARY KEY, v text) WITHOUT ROWID`, notNull: true, null: "refused"},
+	} {
+		db.MustExecContext(ctx, `CREATE TABLE `+table+` `+tt.ddl)
+		cols, err := dialect.SQLite.Columns(ctx, db, ident.Table{Name: table})
+		require.NoError(t, err)
+		assert.Equal(t, tt.notNull, cols[0].NotNull, table)
+		assert.False(t, cols[1].NotNull, table)
+		null := "refused"
+		if _, err := db.ExecContext(ctx, `INSERT INTO `+table+` (id, v) VALUES (NULL, 'x')`); err == nil {
+			var kept bool
+			require.NoError(t, db.GetContext(ctx, &kept, `SELECT id IS NULL FROM `+table))
+			null = map[bool]string{true: "kept", false: "numbered"}[kept]
+		}
+		assert.Equal(t, tt.null, null, table)
+
+		idx, err := dialect.SQLite.Indexes(ctx, db, ident.Table{Name: table})
+		require.NoError(t, err)
+		require.Len(t, idx, 1, "%s: %+v", table, idx)
+		assert.Equal(t, []string{"id"}, idx[0].Columns, table)
+		assert.True(t, idx[0].Unique, table)
+		assert.Equal(t, tt.unnamed, idx[0].Name == "", "%s: %+v", table, idx[0])
+	}
+}
+
 // Timestamps written with Now come back as times, directly from a
 // column and through Time from an expression; their text order is their
 // time order.
