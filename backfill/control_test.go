@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/sqlite"
 )
@@ -38,12 +39,7 @@ func eachPools(t *testing.T, f func(t *testing.T, pool func() *sqlx.DB)) {
 	})
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "test.db")
-		f(t, func() *sqlx.DB {
-			db, err := sqlite.Open(t.Context(), path)
-			require.NoError(t, err)
-			t.Cleanup(func() { db.Close() })
-			return db
-		})
+		f(t, func() *sqlx.DB { return dbtest.SQLiteAt(t, path) })
 	})
 }
 
@@ -203,9 +199,7 @@ func TestBusyDatabaseMakesChunkRetry(t *testing.T) {
 	done := runInBackground(t, b)
 	waitRows(t, db, "busy", 200)
 
-	foreground, err := sqlite.Open(t.Context(), path)
-	require.NoError(t, err)
-	t.Cleanup(func() { foreground.Close() })
+	foreground := dbtest.SQLiteAt(t, path)
 	holder := foreground.MustBeginTx(t.Context(), nil) // holds the write lock, as a long foreground transaction would
 	holder.MustExecContext(t.Context(), `UPDATE users SET email = email WHERE id = 3`)
 	st, err := b.State(t.Context())

@@ -65,7 +65,7 @@ func dualWrites(t *testing.T, db *sqlx.DB, n int, pause time.Duration) (stop fun
 
 // fill runs insert, an INSERT … SELECT … FROM s, where s(i) counts from 1
 // to n, in SQL both databases run.
-func fill(t *testing.T, db *sqlx.DB, n int, insert string) {
+func fill(t testing.TB, db *sqlx.DB, n int, insert string) {
 	t.Helper()
 	db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1) `+insert, n)
 }
