@@ -427,10 +427,6 @@ func discard(c *sqlx.Conn) {
 	_ = c.Close()
 }
 
-// UndefinedTable is [pgerr.UndefinedTable], kept for callers outside
-// this package not yet switched to it.
-func UndefinedTable(err error) bool { return pgerr.UndefinedTable(err) }
-
 // TableExists reports whether t exists.
 func (d *Dialect) TableExists(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (bool, error) {
 	var exists bool

@@ -195,7 +195,7 @@ func (e *Executor) Notes(ctx context.Context, migration string) ([]Note, error) 
 	}
 	err := e.db.SelectContext(ctx, &rows, `SELECT direction, op, step, statement, skipped, note FROM schemashift_ddl_steps
 		WHERE migration = $1 AND note <> '' ORDER BY applied_at, op, step`, migration)
-	if dialect.UndefinedTable(err) {
+	if pgerr.UndefinedTable(err) {
 		return nil, nil
 	}
 	if err != nil {
