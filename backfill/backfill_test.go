@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,12 +241,28 @@ func TestWorkersShareAJobExactlyOnce(t *testing.T) {
 			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 				t.Parallel()
 				usersTable(t, db, 6000)
-				// Half the workers in one Backfill, half in another (as two processes would be).
+				// Half the workers in one Backfill, half in another (as two
+				// processes would be). The first claims wait for one another:
+				// a worker held there cannot claim again, so the first
+				// `workers` claims are one per worker, however unfairly the
+				// database hands out its lock (SQLite's is not fair).
+				var claims atomic.Int64
+				allClaimed := make(chan struct{})
+				first := backfill.WithAfterClaim(func(int64) {
+					switch n := claims.Add(1); {
+					case n == int64(workers):
+						close(allClaimed)
+					case n < int64(workers):
+						select {
+						case <-allClaimed:
+						case <-time.After(10 * time.Second): // the count below says who never came
+						}
+					}
+				})
 				var wg sync.WaitGroup
 				errs := make([]error, 2)
 				for i := range 2 {
-					// Rate-limited so that no worker can take every chunk before the others start.
-					b := mustNew(t, db, emailJob("shared"), backfill.WithWorkers(workers/2), backfill.WithChunkSize(250, 250, 250), backfill.WithRate(5000))
+					b := mustNew(t, db, emailJob("shared"), backfill.WithWorkers(workers/2), backfill.WithChunkSize(250, 250, 250), first)
 					wg.Go(func() { _, errs[i] = b.Run(t.Context()) })
 				}
 				wg.Wait()
