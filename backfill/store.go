@@ -68,6 +68,9 @@ var addedColumns = []string{
 	"runs bigint NOT NULL DEFAULT 0",
 	"retries bigint NOT NULL DEFAULT 0",
 	"throttled_ms bigint NOT NULL DEFAULT 0",
+	// When the last verification started: the gate counts only one that
+	// started after the job finished (see [Progress].VerifyCurrent).
+	"verify_started_at timestamptz",
 }
 
 const chunksTable = `
@@ -93,20 +96,19 @@ CREATE INDEX IF NOT EXISTS schemashift_backfill_chunks_leased
 // racing on CREATE TABLE.
 const schemaLock = 7215837262348120001
 
-// schema is the DDL that creates the checkpoint tables, or upgrades them
-// on PostgreSQL. SQLite support is newer than every added column, so no
-// SQLite database has an older shape: it is created whole (SQLite has no
-// ADD COLUMN IF NOT EXISTS).
-func schema(d *dialect.Dialect) string {
-	if d.IsSQLite() {
-		return d.Schema("CREATE TABLE IF NOT EXISTS schemashift_backfills (" + backfillsColumns + ",\n\t" +
-			strings.Join(addedColumns, ",\n\t") + "\n);" + chunksTable)
-	}
+// schema is the DDL that creates the checkpoint tables, or adds to them
+// the columns in have's absence (have: the columns schemashift_backfills
+// has now, none when it does not exist). SQLite has no ADD COLUMN IF NOT
+// EXISTS, so a column is added only where the catalog says it is missing.
+func schema(d *dialect.Dialect, have []dialect.Column) string {
 	ddl := "CREATE TABLE IF NOT EXISTS schemashift_backfills (" + backfillsColumns + "\n);" + chunksTable
 	for _, c := range addedColumns {
-		ddl += "\nALTER TABLE schemashift_backfills ADD COLUMN IF NOT EXISTS " + c + ";"
+		name := strings.Fields(c)[0]
+		if !slices.ContainsFunc(have, func(h dialect.Column) bool { return h.Name == name }) {
+			ddl += "\nALTER TABLE schemashift_backfills ADD COLUMN " + c + ";"
+		}
 	}
-	return ddl
+	return d.Schema(ddl)
 }
 
 // EnsureSchema creates the checkpoint tables if they do not exist, or
@@ -140,7 +142,12 @@ func ensureSchema(ctx context.Context, d *dialect.Dialect, db *sqlx.DB) error {
 	if err := d.LockTx(ctx, tx, schemaLock); err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, schema(d)); err != nil {
+	// Read again under the lock: another process may have upgraded them.
+	have, err := d.Columns(ctx, tx, ident.Table{Name: "schemashift_backfills"})
+	if err != nil {
+		return fmt.Errorf("ensure backfill schema: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, schema(d, have)); err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
