@@ -96,7 +96,7 @@ func Example_into() {
 	bf, err := backfill.New(ctx, db, backfill.Job{Name: "orders_totals", Table: "orders", Into: &backfill.Into{
 		Table: "order_totals", Key: []string{"order_id"},
 		Columns: []backfill.Assign{{Column: "order_id", Expr: "id"}, {Column: "amount", Expr: "amount_cents / 100"}},
-	}})
+	}, Derived: true}) // the new path writes amount_cents / 100, nothing else
 	if err != nil {
 		panic(err)
 	}
@@ -113,12 +113,12 @@ func Example_into() {
 	}
 	for _, d := range rep.Diverged {
 		for _, f := range d.Fields {
-			fmt.Printf("row %v: %s is %s, should be %s\n", d.Key, f.Column, f.Got, f.Want)
+			fmt.Printf("row %v (%s): %s is %s, should be %s\n", d.Key, d.Kind, f.Column, f.Got, f.Want)
 		}
 	}
 	fmt.Printf("%d divergent, %d repaired, %d remaining\n", rep.Divergent, rep.Repaired, rep.Remaining)
 	// Output:
 	// moved 500 rows
-	// row [42]: (order_id, amount) is (42,0), should be (42,42)
+	// row [42] (drifted): (order_id, amount) is (42,0), should be (42,42)
 	// 1 divergent, 1 repaired, 0 remaining
 }

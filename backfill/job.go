@@ -44,8 +44,32 @@ type Job struct {
 	Version string
 	// Check, for a Go-mode job that moves rows into another table, says in
 	// SQL what Func computes, so that [Backfill.Verify] can compare the two
-	// tables inside the database. It is used by verification only.
+	// tables inside the database and repair a row changed behind the
+	// adapters' back. It also names the table Func fills: a source row
+	// whose target row exists is not passed to Func.
 	Check *Into
+	// Fills, for a Go-mode job that fills columns of its own table, names
+	// them: a row where any of them is not NULL is not passed to Func. A
+	// Go-mode job gives Fills or Check, so that it never sees a row written
+	// through the new path.
+	Fills []string
+
+	// Down is the inverse of the transform, old = down(new): each old
+	// column (of Table) as an expression of the new shape's columns (Set's
+	// columns, or the columns of the table moved to). Declare it when the
+	// new shape holds more than the old one can express (given_name
+	// "Mary Ann" and family_name "Smith Jones" are full_name "Mary Ann
+	// Smith Jones", which Set splits as "Mary" and "Ann Smith Jones"): a
+	// row whose old columns equal Down's expressions was written through
+	// the new path and counts as consistent, and a row where neither
+	// direction holds was changed behind the adapters' back and is
+	// repaired. See the package doc for what each declaration guarantees.
+	Down []Assign
+	// Derived declares that the new path writes exactly what Set (or Into,
+	// or Check) computes from the old columns (lower(email), say): a row
+	// whose new shape differs was then changed behind the adapters' back,
+	// and is repaired. Derived and Down exclude each other.
+	Derived bool
 }
 
 // Assign sets Column to Expr. Expr is SQL written by the job's author, in
@@ -155,7 +179,53 @@ func (j Job) validate() error {
 	if modes != 1 {
 		return fail("exactly one of Set, Into and Func must be given (got %d)", modes)
 	}
+	return j.validateProvenance(fail)
+}
+
+// validateProvenance checks what the job declares of the rows written
+// through the new path (Fills, Down, Derived).
+func (j Job) validateProvenance(fail func(format string, args ...any) error) error {
+	for _, c := range j.Fills {
+		if err := ident.Check(c); err != nil {
+			return fail("fills: %v", err)
+		}
+	}
+	if j.Func != nil {
+		switch {
+		case j.Check == nil && len(j.Fills) == 0:
+			return fail("a Go-mode job names what it fills, Fills (columns of its table) or Check (the table it moves rows to), so that it is never given a row written through the new path")
+		case j.Check != nil && len(j.Fills) > 0:
+			return fail("a Go-mode job gives Fills or Check, not both")
+		}
+	} else if len(j.Fills) > 0 {
+		return fail("fills: only a Go-mode job names what it fills (Set's columns and Into's table say it already)")
+	}
+	if len(j.Down) == 0 && !j.Derived {
+		return nil
+	}
+	if len(j.Down) > 0 && j.Derived {
+		return fail("Down and Derived exclude each other: Derived says a row the new path wrote always equals what the job computes, so Down would never be read")
+	}
+	if j.Func != nil && j.Check == nil {
+		return fail("down and derived need a shape verification can compare: Set, Into, or Check")
+	}
+	if err := checkAssigns(j.Down); err != nil {
+		return fail("down: %v", err)
+	}
+	for _, d := range j.Down {
+		if _, ok := assignOf(j.Set, d.Column); ok {
+			return fail("down: column %q is one Set fills, not an old column", d.Column)
+		}
+	}
 	return nil
+}
+
+// move is the table a job moves rows into, or nil for a same-table job.
+func (j Job) move() *Into {
+	if j.Into != nil {
+		return j.Into
+	}
+	return j.Check
 }
 
 func checkAssigns(as []Assign) error {
@@ -227,7 +297,10 @@ func (j Job) hash(key []string) string {
 		Version string
 		GoMode  bool
 		Check   *Into
-	}{j.Table, key, j.Set, j.Into, j.Columns, j.Version, j.Func != nil, j.Check}
+		Fills   []string `json:",omitempty"`
+		Down    []Assign `json:",omitempty"`
+		Derived bool     `json:",omitempty"`
+	}{j.Table, key, j.Set, j.Into, j.Columns, j.Version, j.Func != nil, j.Check, j.Fills, j.Down, j.Derived}
 	b, _ := json.Marshal(def)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])

@@ -132,7 +132,7 @@ func TestGoModeBlocksConcurrentWritesUntilCommit(t *testing.T) {
 		read := make(chan struct{})
 		release := make(chan struct{})
 		var once atomic.Bool
-		job := backfill.Job{Name: "go", Table: "users", Columns: []string{"email"}, Version: "1",
+		job := backfill.Job{Name: "go", Table: "users", Columns: []string{"email"}, Version: "1", Fills: []string{"email_lower"},
 			Func: func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error) {
 				if once.CompareAndSwap(false, true) {
 					close(read)
@@ -185,7 +185,7 @@ func TestDualWriteTrafficDuringBackfill(t *testing.T) {
 	}
 	for name, job := range map[string]backfill.Job{
 		"set": emailJob("traffic"),
-		"go":  {Name: "traffic", Table: "users", Columns: []string{"email"}, Version: "1", Func: goMode},
+		"go":  {Name: "traffic", Table: "users", Columns: []string{"email"}, Version: "1", Fills: []string{"email_lower"}, Func: goMode},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

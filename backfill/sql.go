@@ -67,7 +67,35 @@ func resolve(ctx context.Context, d *dialect.Dialect, q sqlx.QueryerContext, j J
 		texts[i] = d.Text(k) + " AS schemashift_k" + strconv.Itoa(i+1)
 	}
 	p.keyText = strings.Join(texts, ", ")
+	if err := p.checkFilled(j); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkFilled refuses a job whose unfilled rows cannot be told: the
+// columns a job fills in its own table are NULL until someone writes them,
+// and a Go-mode move's target key copies the source key.
+func (p *plan) checkFilled(j Job) error {
+	fills := j.Fills
+	for _, a := range j.Set {
+		fills = append(fills, a.Column)
+	}
+	for _, f := range fills {
+		c, ok := p.column(f)
+		if !ok {
+			return fmt.Errorf("resolve column %q of %s: %w: no such column", f, p.table, ErrInvalidJob)
+		}
+		if c.NotNull {
+			return fmt.Errorf("resolve column %q of %s: %w: it is NOT NULL, but a row no one has written is told by the columns the job fills being NULL; add it nullable, and set NOT NULL after the backfill", f, p.table, ErrInvalidJob)
+		}
+	}
+	if j.Func != nil && j.Check != nil {
+		if _, err := p.moveKey(j.Check); err != nil {
+			return fmt.Errorf("resolve %s: %w: %w", j.Check.Table, ErrInvalidJob, err)
+		}
+	}
+	return nil
 }
 
 // column finds the table's column named name.
@@ -128,8 +156,13 @@ func (p *plan) where(a *args, s span, keys []Key) string {
 // boundary finds the key n rows after lo (the last key of a chunk of n
 // rows), or nil when fewer rows remain.
 func (p *plan) boundary(ctx context.Context, q sqlx.QueryerContext, lo Key, n int) (Key, error) {
+	return p.boundaryWithin(ctx, q, span{Lo: lo}, n)
+}
+
+// boundaryWithin finds the key n rows into s, or nil when s holds fewer.
+func (p *plan) boundaryWithin(ctx context.Context, q sqlx.QueryerContext, s span, n int) (Key, error) {
 	a := &args{}
-	where := p.where(a, span{Lo: lo}, nil)
+	where := p.where(a, s, nil)
 	query := "SELECT " + p.keyText + " FROM " + p.table.Quoted() + " WHERE " + where +
 		" ORDER BY " + p.keyList + " LIMIT 1 OFFSET " + a.add(n-1)
 	return scanKey(ctx, q, len(p.keyCols), query, a.vals...)
@@ -163,36 +196,110 @@ func scanKey(ctx context.Context, q sqlx.QueryerContext, n int, query string, va
 	return k, rows.Close()
 }
 
-// setStatement renders a Set job's chunk statement.
-func (p *plan) setStatement(j Job, a *args, s span, keys []Key) (string, error) {
-	cols := make([]string, len(j.Set))
-	exprs := make([]string, len(j.Set))
-	sets := make([]string, len(j.Set))
-	for i, as := range j.Set {
-		c, err := ident.Quote(as.Column)
-		if err != nil {
-			return "", err
-		}
-		cols[i], exprs[i] = c, "("+as.Expr+")"
-		sets[i] = c + " = " + exprs[i]
-	}
-	return "UPDATE " + p.table.Quoted() + " SET " + strings.Join(sets, ", ") +
-		" WHERE " + p.where(a, s, keys) +
-		" AND " + p.d.Row(cols...) + " IS DISTINCT FROM " + p.d.Row(exprs...), nil
+// setShape is what a Set job's statements compare, rendered once per
+// statement: the new columns against their expressions, and what the job
+// declares of the rows written through the new path.
+type setShape struct {
+	differs  string // the new columns differ from their expressions
+	unfilled string // every new column is NULL: no one has written the row's new shape
+	newPath  string // the old columns equal Down's expressions: a new-path write ("" without Down)
+	drifted  string // a filled row that differs was changed behind the adapters' back ("" when that cannot be told)
+	sets     []string
+	cols     []string // quoted
+	exprs    []string
 }
 
-// intoStatement renders an Into job's chunk statement.
+func (p *plan) setShape(j Job) (setShape, error) {
+	var sh setShape
+	var nulls []string
+	for _, as := range j.Set {
+		c, err := ident.Quote(as.Column)
+		if err != nil {
+			return sh, err
+		}
+		sh.cols, sh.exprs = append(sh.cols, c), append(sh.exprs, "("+as.Expr+")")
+		sh.sets = append(sh.sets, c+" = ("+as.Expr+")")
+		nulls = append(nulls, c+" IS NULL")
+	}
+	sh.differs = p.d.Row(sh.cols...) + " IS DISTINCT FROM " + p.d.Row(sh.exprs...)
+	sh.unfilled = "(" + strings.Join(nulls, " AND ") + ")"
+	if len(j.Down) > 0 {
+		old, down, err := p.downRow(j.Down, func(q string, _ int) string { return q })
+		if err != nil {
+			return sh, err
+		}
+		sh.newPath = old + " IS NOT DISTINCT FROM " + down
+		sh.drifted = old + " IS DISTINCT FROM " + down
+	} else if j.Derived {
+		sh.drifted = "true"
+	}
+	return sh, nil
+}
+
+// downRow renders Down's expressions, each as the type of the old column
+// it stands for, as a row; old is the row of those old columns, as
+// qualify names each (given its quoted name and its position from 1).
+func (p *plan) downRow(down []Assign, qualify func(quoted string, i int) string) (old, exprs string, err error) {
+	var cols, vals []string
+	for i, a := range down {
+		c, ok := p.column(a.Column)
+		if !ok {
+			return "", "", fmt.Errorf("down: %w: %s has no column %q", ErrInvalidJob, p.table, a.Column)
+		}
+		q, err := ident.Quote(a.Column)
+		if err != nil {
+			return "", "", err
+		}
+		cols = append(cols, qualify(q, i+1))
+		vals = append(vals, p.d.AsColumn("("+a.Expr+")", c.Type))
+	}
+	return p.d.Row(cols...), p.d.Row(vals...), nil
+}
+
+// setStatement renders a Set job's chunk statement. It fills only the rows
+// whose new columns are all NULL: a row written through the new path is
+// never overwritten from the old shape. On PostgreSQL a row written while
+// the chunk waits for its lock is checked again as written, and skipped.
+func (p *plan) setStatement(j Job, a *args, s span, keys []Key) (string, error) {
+	sh, err := p.setShape(j)
+	if err != nil {
+		return "", err
+	}
+	return "UPDATE " + p.table.Quoted() + " SET " + strings.Join(sh.sets, ", ") +
+		" WHERE " + p.where(a, s, keys) + " AND " + sh.unfilled + " AND " + sh.differs, nil
+}
+
+// moveKey names, for each key column of the walked table, the column of
+// the table moved to that copies it (the Into column whose expression is
+// the key column's name).
+func (p *plan) moveKey(into *Into) ([]string, error) {
+	var out []string
+	for _, k := range p.keyCols {
+		quoted, _ := ident.Quote(k)
+		found := ""
+		for _, a := range into.Columns {
+			e := strings.TrimSpace(a.Expr)
+			if contains(into.Key, a.Column) && (e == k || e == quoted) {
+				found = a.Column
+			}
+		}
+		if found == "" {
+			return nil, fmt.Errorf("%w: no key column of %s is a copy of source key column %q", ErrNotVerifiable, into.Table, k)
+		}
+		out = append(out, found)
+	}
+	return out, nil
+}
+
+// intoStatement renders an Into job's chunk statement. A target row that
+// exists is left as it is (ON CONFLICT DO NOTHING): it was written through
+// the new path, or by an earlier chunk.
 func (p *plan) intoStatement(j Job, a *args, s span, keys []Key) (string, error) {
 	into, err := ident.ParseTable(j.Into.Table)
 	if err != nil {
 		return "", err
 	}
-	const target = "schemashift_target"
-	var cols, exprs, updates, mine, theirs []string
-	isKey := map[string]bool{}
-	for _, k := range j.Into.Key {
-		isKey[k] = true
-	}
+	var cols, exprs []string
 	for _, as := range j.Into.Columns {
 		c, err := ident.Quote(as.Column)
 		if err != nil {
@@ -200,24 +307,19 @@ func (p *plan) intoStatement(j Job, a *args, s span, keys []Key) (string, error)
 		}
 		cols = append(cols, c)
 		exprs = append(exprs, "("+as.Expr+")")
-		if !isKey[as.Column] {
-			updates = append(updates, c+" = EXCLUDED."+c)
-			mine = append(mine, target+"."+c)
-			theirs = append(theirs, "EXCLUDED."+c)
-		}
 	}
 	conflict, err := ident.QuoteAll(j.Into.Key)
 	if err != nil {
 		return "", err
 	}
-	return "INSERT INTO " + into.Quoted() + " AS " + target + " (" + strings.Join(cols, ", ") + ")" +
+	return "INSERT INTO " + into.Quoted() + " (" + strings.Join(cols, ", ") + ")" +
 		" SELECT " + strings.Join(exprs, ", ") + " FROM " + p.table.Quoted() +
 		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + p.d.ForUpdate() +
-		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO UPDATE SET " + strings.Join(updates, ", ") +
-		" WHERE " + p.d.Row(mine...) + " IS DISTINCT FROM " + p.d.Row(theirs...), nil
+		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING", nil
 }
 
-// lockStatement renders a Go-mode chunk's read of its rows, locked.
+// lockStatement renders a Go-mode chunk's read of its rows, locked: only
+// the rows no one has filled (Fills all NULL, or no row in Check's table).
 func (p *plan) lockStatement(j Job, a *args, s span, keys []Key) (string, error) {
 	cols := []string{p.keyList}
 	for _, c := range j.Columns {
@@ -230,8 +332,61 @@ func (p *plan) lockStatement(j Job, a *args, s span, keys []Key) (string, error)
 		}
 		cols = append(cols, q)
 	}
-	return "SELECT " + strings.Join(cols, ", ") + " FROM " + p.table.Quoted() +
-		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + p.d.ForUpdate(), nil
+	unfilled, err := p.goUnfilled(j)
+	if err != nil {
+		return "", err
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM " + p.table.Quoted() + " AS schemashift_s" +
+		" WHERE " + p.where(a, s, keys) + " AND " + unfilled + " ORDER BY " + p.keyList + p.d.ForUpdate(), nil
+}
+
+// goUnfilled is the predicate, over the walked table aliased
+// schemashift_s, of a Go-mode job's rows that no one has filled.
+func (p *plan) goUnfilled(j Job) (string, error) {
+	if j.Check == nil {
+		nulls := make([]string, len(j.Fills))
+		for i, c := range j.Fills {
+			q, err := ident.Quote(c)
+			if err != nil {
+				return "", err
+			}
+			nulls[i] = "schemashift_s." + q + " IS NULL"
+		}
+		return "(" + strings.Join(nulls, " AND ") + ")", nil
+	}
+	target, err := ident.ParseTable(j.Check.Table)
+	if err != nil {
+		return "", err
+	}
+	tk, err := p.moveKey(j.Check)
+	if err != nil {
+		return "", err
+	}
+	on := make([]string, len(tk))
+	for i, k := range tk {
+		dq, _ := ident.Quote(k)
+		sq, _ := ident.Quote(p.keyCols[i])
+		on[i] = "schemashift_d." + dq + " = schemashift_s." + sq
+	}
+	return "NOT EXISTS (SELECT 1 FROM " + target.Quoted() + " AS schemashift_d WHERE " + strings.Join(on, " AND ") + ")", nil
+}
+
+// scanRows reads a Go-mode chunk's rows, column name to value.
+func scanRows(ctx context.Context, tx *sqlx.Tx, stmt string, vals []any) ([]map[string]any, error) {
+	rows, err := tx.QueryxContext(ctx, stmt, vals...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var batch []map[string]any
+	for rows.Next() {
+		m := map[string]any{}
+		if err := rows.MapScan(m); err != nil {
+			return nil, err
+		}
+		batch = append(batch, m)
+	}
+	return batch, rows.Err()
 }
 
 func contains(xs []string, x string) bool {

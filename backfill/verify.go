@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-
-	"github.com/schemashift/schemashift/internal/ident"
 )
 
 // Redacted replaces the values of sensitive columns in a report.
@@ -25,16 +23,48 @@ type VerifyOptions struct {
 	// 100000).
 	ChunkRows int
 	// MaxKeys bounds how many divergent rows are listed (default 1000); all
-	// are counted.
+	// are counted, and a repair is not bounded by it.
 	MaxKeys int
 	// Sensitive names columns whose values are replaced by [Redacted].
 	Sensitive []string
 	// Parallel is how many chunks are compared at once (default 2).
 	Parallel int
-	// Repair re-runs the backfill over exactly the divergent rows found, then
-	// checks them again.
+	// Repair fills the unfilled rows and rewrites the drifted ones from the
+	// old shape, every one found (not only the listed ones), in
+	// transactions of at most [RepairBatch] rows, each checking its rows
+	// again under their locks; then it counts the repaired chunks again.
+	// It never touches a row written through the new path, nor one it
+	// cannot tell from such a row ([Unverified]).
 	Repair bool
 }
+
+// RepairBatch is how many rows of the walked table one repair transaction
+// covers at most.
+const RepairBatch = 1000
+
+// Kind is what a divergent row is, as far as the job's declarations tell.
+type Kind string
+
+// The kinds of divergent rows.
+const (
+	// Unfilled: no one has written the row's new shape (its new columns
+	// are NULL, or the moved row is missing). A repair fills it.
+	Unfilled Kind = "unfilled"
+	// Drifted: the row's new shape was written, and the two shapes
+	// disagree in both directions the job declares (new ≠ Set(old), and
+	// old ≠ Down(new) or the job is Derived): it was changed behind the
+	// adapters' back, by a writer of the old shape. A repair rewrites the
+	// new shape from the old one.
+	Drifted Kind = "drifted"
+	// Unverified: the new shape differs from what the job computes, and the
+	// job declares neither Down nor Derived, so a write through the new
+	// path cannot be told from a drifted row. Never repaired; declare Down
+	// (or Derived) to verify such rows.
+	Unverified Kind = "unverified"
+	// Orphan: a row of the table moved to whose source row is gone. Never
+	// repaired (deleting is not the backfill's to do).
+	Orphan Kind = "orphan"
+)
 
 // Field is one column of a divergent row: the value the backfill would
 // write (Want) against the value stored (Got).
@@ -47,41 +77,98 @@ type Field struct {
 // Divergence is one row whose two representations disagree.
 type Divergence struct {
 	Key    Key
+	Kind   Kind
 	Fields []Field
 }
 
 // Report is the outcome of a verification.
 type Report struct {
-	Job       string
-	Compared  int64 // source rows compared
-	Chunks    int   // comparisons made (bisections included)
-	Divergent int64 // rows that disagree, all counted
-	Diverged  []Divergence
-	Repaired  int64 // rows the repair changed
-	// Remaining counts the listed rows still divergent after the repair.
+	Job      string
+	Compared int64 // source rows compared
+	Chunks   int   // comparisons made (bisections included)
+	// Divergent counts the rows that disagree, all of them: Unfilled +
+	// Drifted + Unverified + Orphans.
+	Divergent  int64
+	Unfilled   int64
+	Drifted    int64
+	Unverified int64
+	Orphans    int64
+	// NewPath counts rows written through the new path whose old shape is
+	// Down of their new one: consistent, and not divergent.
+	NewPath  int64
+	Diverged []Divergence // the first MaxKeys divergent rows, in key order
+	Repaired int64        // rows the repair changed
+	// Remaining counts the rows still divergent after the repair, listed
+	// or not.
 	Remaining int64
 	Duration  time.Duration
 	repaired  bool
 }
 
-// Passed reports whether nothing diverged (after repair, if one ran).
-func (r Report) Passed() bool { return r.stillDivergent() == 0 }
+// Passed reports whether nothing diverges (after the repair, if one ran).
+// A verification that repaired rows is recorded as "repaired", not
+// "passed": the gate to shadow waits for one that starts after the repair.
+func (r Report) Passed() bool { return r.Left() == 0 }
 
-// stillDivergent counts the rows divergent after the repair, if one ran:
-// the listed rows were rechecked, the unlisted ones not repaired.
-func (r Report) stillDivergent() int64 {
+// Left counts the rows divergent after the repair, if one ran, else all
+// divergent rows.
+func (r Report) Left() int64 {
 	if !r.repaired {
 		return r.Divergent
 	}
-	return r.Divergent - int64(len(r.Diverged)) + r.Remaining
+	return r.Remaining
+}
+
+// Repairable counts the divergent rows a repair may touch: the unfilled
+// and the drifted ones.
+func (r Report) Repairable() int64 { return r.Unfilled + r.Drifted }
+
+// Summary says in one line what was found and done.
+func (r Report) Summary() string {
+	s := fmt.Sprintf("%d rows compared, %d divergent (%d unfilled, %d drifted, %d unverified, %d orphaned), %d written through the new path, %d listed",
+		r.Compared, r.Divergent, r.Unfilled, r.Drifted, r.Unverified, r.Orphans, r.NewPath, len(r.Diverged))
+	if r.repaired {
+		s += fmt.Sprintf(", %d repaired, %d left", r.Repaired, r.Remaining)
+	}
+	return s
+}
+
+// tally counts one span's rows by kind.
+type tally struct {
+	Rows     int64 `db:"rows"`
+	Differs  int64 `db:"differs"` // rows whose new shape differs from the job's (new-path writes included)
+	Unfilled int64 `db:"unfilled"`
+	NewPath  int64 `db:"new_path"`
+	Drifted  int64 `db:"drifted"`
+	Orphans  int64 `db:"-"`
+}
+
+func (t tally) divergent() int64  { return t.Differs - t.NewPath + t.Orphans }
+func (t tally) unverified() int64 { return t.Differs - t.Unfilled - t.NewPath - t.Drifted }
+func (t tally) repairable() int64 { return t.Unfilled + t.Drifted }
+
+func (r *Report) add(t tally) {
+	r.Divergent += t.divergent()
+	r.Unfilled += t.Unfilled
+	r.Drifted += t.Drifted
+	r.Unverified += t.unverified()
+	r.Orphans += t.Orphans
+	r.NewPath += t.NewPath
+}
+
+// counted is a span verified, with its tally: what a repair revisits.
+type counted struct {
+	span  span
+	tally tally
 }
 
 // Verify compares the old and the new representation of every row, in
-// chunks, inside the database, and records the outcome in the job's state
-// (a failed verification shows in [Progress].Verify). Same-table jobs
-// count the rows whose columns differ from their expressions; moves to
-// another table compare row counts and checksums per chunk and bisect a
-// chunk that differs down to its rows.
+// chunks, inside the database, tells the divergent rows apart by [Kind],
+// and records the outcome in the job's state ([Progress].Verify:
+// "passed", "repaired" or "failed", with when it started). Same-table
+// jobs count the rows whose columns differ from their expressions; moves
+// to another table compare row counts and checksums per chunk and bisect
+// a chunk that differs down to its rows.
 func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) {
 	start := time.Now()
 	if o.ChunkRows <= 0 {
@@ -94,45 +181,65 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		o.Parallel = 2
 	}
 	rep := Report{Job: b.job.Name}
-	var into *intoSides // a move's two sides, for its verification and its repair's recheck
+	// Started, in the database's clock: the gate compares it with when the
+	// job finished. A result recorded before is no longer current.
+	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = 'running', verify_started_at = `+b.plan.d.Now()+`
+		WHERE job = $1`, b.job.Name); err != nil {
+		return rep, fmt.Errorf("verify %q: record start: %w", b.job.Name, err)
+	}
+	var into *intoSides // a move's two sides, for its verification and its repair
+	var spans []counted
 	var err error
 	switch {
 	case len(b.job.Set) > 0:
-		err = b.verifySet(ctx, o, &rep)
-	case b.job.Into != nil || b.job.Check != nil:
+		spans, err = b.verifySet(ctx, o, &rep)
+	case b.job.move() != nil:
 		if into, err = b.intoSides(ctx); err != nil {
 			return rep, fmt.Errorf("verify %q: %w", b.job.Name, err)
 		}
-		err = b.verifyInto(ctx, into, o, &rep)
+		spans, err = b.verifyInto(ctx, into, o, &rep)
 	default:
 		err = fmt.Errorf("verify %q: %w: a Go-mode job without Check", b.job.Name, ErrNotVerifiable)
 	}
 	if err != nil {
+		b.recordVerify(ctx, "failed", rep.Divergent, "verification did not finish: "+err.Error())
 		return rep, err
 	}
-	if o.Repair && len(rep.Diverged) > 0 {
-		if err := b.repair(ctx, into, &rep); err != nil {
+	if o.Repair && rep.Repairable() > 0 {
+		if err := b.repair(ctx, into, spans, &rep); err != nil {
+			b.recordVerify(ctx, "failed", rep.Divergent, "repair did not finish: "+err.Error())
 			return rep, err
 		}
 	}
 	rep.Duration = time.Since(start)
 	status := "passed"
-	if !rep.Passed() {
+	switch {
+	case !rep.Passed():
 		status = "failed"
+	case rep.Repaired > 0:
+		status = "repaired"
 	}
-	detail := ""
+	detail := rep.Summary()
 	if len(rep.Diverged) > 0 {
 		keys := make([]string, 0, min(10, len(rep.Diverged)))
 		for _, d := range rep.Diverged[:min(10, len(rep.Diverged))] {
-			keys = append(keys, strings.Join(d.Key, ","))
+			keys = append(keys, strings.Join(d.Key, ",")+" ("+string(d.Kind)+")")
 		}
-		detail = "divergent keys: " + strings.Join(keys, "; ")
+		detail += "; divergent keys: " + strings.Join(keys, "; ")
 	}
-	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
-		verify_detail = $4, verified_at = `+b.plan.d.Now()+`, updated_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name, status, rep.stillDivergent(), detail); err != nil {
+	if err := b.recordVerify(ctx, status, rep.Left(), detail); err != nil {
 		return rep, fmt.Errorf("record verification: %w", err)
 	}
 	return rep, nil
+}
+
+// recordVerify stores a verification's outcome. A verification that
+// failed to run is recorded on a best-effort basis (the database may be
+// what failed); its error is the one returned.
+func (b *Backfill) recordVerify(ctx context.Context, status string, divergent int64, detail string) error {
+	_, err := b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
+		verify_detail = $4, verified_at = `+b.plan.d.Now()+`, updated_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name, status, divergent, detail)
+	return err
 }
 
 // chunks walks the source in spans of n rows.
@@ -162,67 +269,105 @@ func redact(sensitive []string, column, v string) string {
 	return v
 }
 
-func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) error {
-	var cols, exprs, pairs []string
-	for _, as := range b.job.Set {
-		c, err := ident.Quote(as.Column)
-		if err != nil {
-			return err
-		}
-		cols = append(cols, c)
-		exprs = append(exprs, "("+as.Expr+")")
-		pairs = append(pairs, b.plan.d.Text("("+as.Expr+")"), b.plan.d.Text(c))
+func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) ([]counted, error) {
+	sh, err := b.plan.setShape(b.job)
+	if err != nil {
+		return nil, err
 	}
-	differs := b.plan.d.Row(cols...) + " IS DISTINCT FROM " + b.plan.d.Row(exprs...)
 	spans, err := b.spans(ctx, o.ChunkRows)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	type counts struct {
-		Rows      int64 `db:"rows"`
-		Divergent int64 `db:"divergent"`
-	}
-	results := make([]counts, len(spans))
+	results := make([]counted, len(spans))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Parallel)
 	for i, s := range spans {
 		g.Go(func() error {
-			a := &args{}
-			if err := b.db.GetContext(gctx, &results[i], "SELECT count(*) AS rows, count(*) FILTER (WHERE "+differs+") AS divergent FROM "+
-				b.plan.table.Quoted()+" WHERE "+b.plan.where(a, s, nil), a.vals...); err != nil {
-				return fmt.Errorf("verify chunk: %w", err)
-			}
-			return nil
+			t, err := b.tallySet(gctx, sh, s)
+			results[i] = counted{span: s, tally: t}
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
-	for i, s := range spans {
+	for _, c := range results {
 		rep.Chunks++
-		rep.Compared += results[i].Rows
-		rep.Divergent += results[i].Divergent
-		if room := o.MaxKeys - len(rep.Diverged); results[i].Divergent > 0 && room > 0 {
-			if err := b.listSet(ctx, o, s, differs, pairs, room, rep); err != nil {
-				return err
+		rep.Compared += c.tally.Rows
+		rep.add(c.tally)
+		if room := o.MaxKeys - len(rep.Diverged); c.tally.divergent() > 0 && room > 0 {
+			if err := b.listSet(ctx, o, sh, c.span, room, rep); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return results, nil
 }
 
-func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, s span, differs string, pairs []string, room int, rep *Report) error {
+// tallySet counts a span's rows by kind: one pass comparing the shapes,
+// and a second, telling the kinds apart, only where some row differs.
+func (b *Backfill) tallySet(ctx context.Context, sh setShape, s span) (tally, error) {
+	var t tally
 	a := &args{}
 	where := b.plan.where(a, s, nil)
-	rows, err := b.db.QueryContext(ctx, "SELECT "+b.plan.keyText+", "+strings.Join(pairs, ", ")+" FROM "+b.plan.table.Quoted()+
-		" WHERE "+where+" AND "+differs+" ORDER BY "+b.plan.keyList+" LIMIT "+a.add(room), a.vals...)
+	if err := b.db.GetContext(ctx, &t, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+sh.differs+") AS differs, 0 AS unfilled, 0 AS new_path, 0 AS drifted FROM "+
+		b.plan.table.Quoted()+" WHERE "+where, a.vals...); err != nil {
+		return t, fmt.Errorf("verify chunk: %w", err)
+	}
+	if t.Differs == 0 {
+		return t, nil
+	}
+	filled := sh.differs + " AND NOT " + sh.unfilled
+	a = &args{}
+	where = b.plan.where(a, s, nil)
+	if err := b.db.GetContext(ctx, &t, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+sh.differs+") AS differs"+
+		", count(*) FILTER (WHERE "+sh.differs+" AND "+sh.unfilled+") AS unfilled"+
+		", "+countWhere(filled, sh.newPath)+" AS new_path, "+countWhere(filled, sh.drifted)+" AS drifted FROM "+
+		b.plan.table.Quoted()+" WHERE "+where, a.vals...); err != nil {
+		return t, fmt.Errorf("classify chunk: %w", err)
+	}
+	return t, nil
+}
+
+// countWhere counts the rows where both hold; an empty cond holds for none.
+func countWhere(base, cond string) string {
+	if cond == "" {
+		return "0"
+	}
+	return "count(*) FILTER (WHERE " + base + " AND " + cond + ")"
+}
+
+// divergentSet is the predicate of a Set job's divergent rows, and the SQL
+// of each one's Kind.
+func divergentSet(sh setShape) (where, kind string) {
+	where = sh.differs
+	if sh.newPath != "" {
+		where += " AND (" + sh.unfilled + " OR NOT (" + sh.newPath + "))"
+	}
+	kind = "CASE WHEN " + sh.unfilled + " THEN 'unfilled'"
+	if sh.drifted != "" {
+		kind += " WHEN " + sh.drifted + " THEN 'drifted'"
+	}
+	return where, kind + " ELSE 'unverified' END"
+}
+
+func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, sh setShape, s span, room int, rep *Report) error {
+	var pairs []string
+	for i := range sh.cols {
+		pairs = append(pairs, b.plan.d.Text(sh.exprs[i]), b.plan.d.Text(sh.cols[i]))
+	}
+	divergent, kind := divergentSet(sh)
+	a := &args{}
+	where := b.plan.where(a, s, nil)
+	rows, err := b.db.QueryContext(ctx, "SELECT "+b.plan.keyText+", "+kind+", "+strings.Join(pairs, ", ")+" FROM "+b.plan.table.Quoted()+
+		" WHERE "+where+" AND "+divergent+" ORDER BY "+b.plan.keyList+" LIMIT "+a.add(room), a.vals...)
 	if err != nil {
 		return fmt.Errorf("list divergent rows: %w", err)
 	}
 	defer rows.Close()
 	nk := len(b.plan.keyCols)
 	for rows.Next() {
-		vals := make([]*string, nk+2*len(b.job.Set))
+		vals := make([]*string, nk+1+2*len(b.job.Set))
 		dest := make([]any, len(vals))
 		for i := range vals {
 			dest[i] = &vals[i]
@@ -230,12 +375,12 @@ func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, s span, differs
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
-		d := Divergence{Key: make(Key, nk)}
+		d := Divergence{Key: make(Key, nk), Kind: Kind(text(vals[nk]))}
 		for i := range nk {
 			d.Key[i] = *vals[i]
 		}
 		for i, as := range b.job.Set {
-			want, got := text(vals[nk+2*i]), text(vals[nk+2*i+1])
+			want, got := text(vals[nk+1+2*i]), text(vals[nk+2+2*i])
 			if want != got {
 				d.Fields = append(d.Fields, Field{Column: as.Column,
 					Want: redact(o.Sensitive, as.Column, want), Got: redact(o.Sensitive, as.Column, got)})
@@ -281,48 +426,97 @@ func text(s *string) string {
 	return *s
 }
 
-// repair re-runs the backfill over the listed divergent rows, then checks
-// them again; into is a move's two sides (nil for a same-table job).
-func (b *Backfill) repair(ctx context.Context, into *intoSides, rep *Report) error {
-	keys := make([]Key, len(rep.Diverged))
-	for i, d := range rep.Diverged {
-		keys[i] = d.Key
-	}
-	for start := 0; start < len(keys); start += 500 {
-		batch := keys[start:min(start+500, len(keys))]
-		var changed int64
-		err := b.retry(ctx, "repair", func() error {
-			var err error
-			changed, err = b.process(ctx, "", nil, batch)
+// repair fills the unfilled rows and rewrites the drifted ones of every
+// span that has some, in transactions of at most RepairBatch rows, then
+// counts those spans again; into is a move's two sides (nil for a
+// same-table job).
+func (b *Backfill) repair(ctx context.Context, into *intoSides, spans []counted, rep *Report) error {
+	var sh setShape
+	if into == nil {
+		var err error
+		if sh, err = b.plan.setShape(b.job); err != nil {
 			return err
+		}
+	}
+	remaining := rep.Divergent
+	for _, c := range spans {
+		if c.tally.repairable() == 0 {
+			continue
+		}
+		err := b.eachSubspan(ctx, c.span, RepairBatch, func(sub span) error {
+			return b.retry(ctx, "repair", func() error {
+				n, err := b.repairSpan(ctx, into, sh, sub)
+				if err == nil {
+					rep.Repaired += n
+				}
+				return err
+			})
 		})
 		if err != nil {
 			return fmt.Errorf("repair: %w", err)
 		}
-		rep.Repaired += changed
+		var after tally
+		if into == nil {
+			after, err = b.tallySet(ctx, sh, c.span)
+		} else {
+			after, err = b.tallyInto(ctx, into, c.span)
+		}
+		if err != nil {
+			return fmt.Errorf("recheck repaired rows: %w", err)
+		}
+		remaining += after.divergent() - c.tally.divergent()
 	}
-	again := Report{}
-	var err error
-	if len(b.job.Set) > 0 {
-		err = b.recheckSet(ctx, keys, &again)
-	} else {
-		err = b.recheckInto(ctx, into, keys, &again)
-	}
-	if err != nil {
-		return fmt.Errorf("recheck repaired rows: %w", err)
-	}
-	rep.Remaining, rep.repaired = again.Divergent, true
+	rep.Remaining, rep.repaired = remaining, true
 	return nil
 }
 
-func (b *Backfill) recheckSet(ctx context.Context, keys []Key, rep *Report) error {
-	var cols, exprs []string
-	for _, as := range b.job.Set {
-		c, _ := ident.Quote(as.Column)
-		cols, exprs = append(cols, c), append(exprs, "("+as.Expr+")")
+// eachSubspan walks s in spans of at most n rows.
+func (b *Backfill) eachSubspan(ctx context.Context, s span, n int, fn func(span) error) error {
+	lo := s.Lo
+	for {
+		hi, err := b.plan.boundaryWithin(ctx, b.db, span{Lo: lo, Hi: s.Hi}, n)
+		if err != nil {
+			return fmt.Errorf("find repair boundary: %w", err)
+		}
+		if hi == nil {
+			return fn(span{Lo: lo, Hi: s.Hi})
+		}
+		if err := fn(span{Lo: lo, Hi: hi}); err != nil {
+			return err
+		}
+		lo = hi
 	}
-	a := &args{}
-	where := b.plan.where(a, span{}, keys)
-	return b.db.GetContext(ctx, &rep.Divergent, "SELECT count(*) FROM "+b.plan.table.Quoted()+" WHERE "+where+
-		" AND "+b.plan.d.Row(cols...)+" IS DISTINCT FROM "+b.plan.d.Row(exprs...), a.vals...)
+}
+
+// repairSpan repairs one span's rows in one transaction, each row checked
+// again under its lock: a row written through the new path since it was
+// counted is left as it is.
+func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, sh setShape, s span) (int64, error) {
+	tx, err := b.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if err := b.plan.d.SetTimeouts(ctx, tx, b.opts.lockTimeout, b.opts.statementTimeout, true); err != nil {
+		return 0, err
+	}
+	var changed int64
+	if into == nil {
+		cond := sh.unfilled
+		if sh.drifted != "" {
+			cond = "(" + sh.unfilled + " OR " + sh.drifted + ")"
+		}
+		a := &args{}
+		res, err := tx.ExecContext(ctx, "UPDATE "+b.plan.table.Quoted()+" SET "+strings.Join(sh.sets, ", ")+
+			" WHERE "+b.plan.where(a, s, nil)+" AND "+sh.differs+" AND "+cond, a.vals...)
+		if err != nil {
+			return 0, err
+		}
+		if changed, err = res.RowsAffected(); err != nil {
+			return 0, err
+		}
+	} else if changed, err = b.repairMove(ctx, tx, into, s); err != nil {
+		return 0, err
+	}
+	return changed, tx.Commit()
 }

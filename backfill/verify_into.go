@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -32,28 +34,22 @@ type intoSides struct {
 	dstKeys        string   // target key columns AS k1, …
 	columns        []string // target column names, in Into.Columns order
 	sensitive      func(string) bool
+	// olds are the source's old columns Down names, AS schemashift_o1 …,
+	// for the s side of sourceSide; newPath and drifted are the
+	// predicates, over sourceSide, of a row written through the new path
+	// and of one changed behind the adapters' back ("" when the job cannot
+	// tell).
+	olds             []string
+	newPath, drifted string
+	sets             []string // SET target column = s.vN, for the target's columns outside its key
 }
 
 func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
-	into := b.job.Into
-	if into == nil {
-		into = b.job.Check // a Go-mode job's SQL description
-	}
+	into := b.job.move() // a Go-mode job's Check is its SQL description
 	// The target key copies the source key, column for column.
-	var targetKey []string
-	for _, k := range b.plan.keyCols {
-		quoted, _ := ident.Quote(k)
-		found := ""
-		for _, a := range into.Columns {
-			e := strings.TrimSpace(a.Expr)
-			if contains(into.Key, a.Column) && (e == k || e == quoted) {
-				found = a.Column
-			}
-		}
-		if found == "" {
-			return nil, fmt.Errorf("%w: no key column of %s is a copy of source key column %q", ErrNotVerifiable, into.Table, k)
-		}
-		targetKey = append(targetKey, found)
+	targetKey, err := b.plan.moveKey(into)
+	if err != nil {
+		return nil, err
 	}
 	d := b.plan.d
 	target, err := resolve(ctx, d, b.db, Job{Table: into.Table, Key: targetKey})
@@ -70,6 +66,23 @@ func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
 		s.srcExprs = append(s.srcExprs, d.AsColumn("("+a.Expr+")", col.Type))
 		s.dstCols = append(s.dstCols, c)
 		s.columns = append(s.columns, a.Column)
+		if !contains(targetKey, a.Column) {
+			s.sets = append(s.sets, c+" = s.v"+strconv.Itoa(len(s.srcExprs)))
+		}
+	}
+	if len(b.job.Down) > 0 {
+		for i, a := range b.job.Down {
+			q, _ := ident.Quote(a.Column)
+			s.olds = append(s.olds, q+" AS schemashift_o"+strconv.Itoa(i+1))
+		}
+		old, down, err := b.plan.downRow(b.job.Down, func(_ string, i int) string { return "s.schemashift_o" + strconv.Itoa(i) })
+		if err != nil {
+			return nil, err
+		}
+		s.newPath = old + " IS NOT DISTINCT FROM " + down
+		s.drifted = old + " IS DISTINCT FROM " + down
+	} else if b.job.Derived {
+		s.drifted = "true"
 	}
 	s.srcText, s.dstText = d.Text(d.Row(s.srcExprs...)), d.Text(d.Row(s.dstCols...))
 	s.srcSum, s.hashed = d.RowChecksum(s.srcExprs...)
@@ -108,44 +121,44 @@ func (b *Backfill) checksums(ctx context.Context, s *intoSides, sp span) (src, d
 	return src, dst, nil
 }
 
-func (b *Backfill) verifyInto(ctx context.Context, s *intoSides, o VerifyOptions, rep *Report) error {
+func (b *Backfill) verifyInto(ctx context.Context, s *intoSides, o VerifyOptions, rep *Report) ([]counted, error) {
 	s.sensitive = func(c string) bool { return redact(o.Sensitive, c, "") == Redacted }
 	if !s.hashed {
 		return b.compareInto(ctx, s, o, rep)
 	}
+	var out []counted
 	var lo Key
 	for {
 		hi, err := b.plan.boundary(ctx, b.db, lo, o.ChunkRows)
 		if err != nil {
-			return fmt.Errorf("find verification boundary: %w", err)
+			return nil, fmt.Errorf("find verification boundary: %w", err)
 		}
+		// The last chunk, open-ended, also covers target rows past the last
+		// source key.
 		sp := span{Lo: lo, Hi: hi}
-		if hi == nil {
-			// The last chunk also covers target rows past the last source key.
-			sp.Hi = nil
-		}
 		src, dst, err := b.checksums(ctx, s, sp)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rep.Chunks++
 		rep.Compared += src.Rows
 		if src != dst {
-			if err := b.bisect(ctx, s, o, sp, src, dst, rep); err != nil {
-				return err
+			if out, err = b.bisect(ctx, s, o, sp, src, dst, rep, out); err != nil {
+				return nil, err
 			}
 		}
 		if hi == nil {
-			return nil
+			return out, nil
 		}
 		lo = hi
 	}
 }
 
-// bisect narrows a differing span down to its divergent rows.
-func (b *Backfill) bisect(ctx context.Context, s *intoSides, o VerifyOptions, sp span, src, dst checksum, rep *Report) error {
+// bisect narrows a differing span down to spans of a few rows, and counts
+// and lists those by kind; it appends them to out.
+func (b *Backfill) bisect(ctx context.Context, s *intoSides, o VerifyOptions, sp span, src, dst checksum, rep *Report, out []counted) ([]counted, error) {
 	if max(src.Rows, dst.Rows) <= bisectRows {
-		return b.diffRows(ctx, s, o, sp, rep)
+		return b.leaf(ctx, s, o, sp, rep, out)
 	}
 	// Split where the larger side has its middle row.
 	var mid Key
@@ -156,180 +169,222 @@ func (b *Backfill) bisect(ctx context.Context, s *intoSides, o VerifyOptions, sp
 		mid, err = s.target.boundary(ctx, b.db, sp.Lo, int(dst.Rows/2))
 	}
 	if err != nil {
-		return fmt.Errorf("bisect: %w", err)
+		return nil, fmt.Errorf("bisect: %w", err)
 	}
 	if mid == nil {
-		return b.diffRows(ctx, s, o, sp, rep)
+		return b.leaf(ctx, s, o, sp, rep, out)
 	}
 	for _, half := range []span{{Lo: sp.Lo, Hi: mid}, {Lo: mid, Hi: sp.Hi}} {
 		hs, hd, err := b.checksums(ctx, s, half)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rep.Chunks++
 		if hs != hd {
-			if err := b.bisect(ctx, s, o, half, hs, hd, rep); err != nil {
-				return err
+			if out, err = b.bisect(ctx, s, o, half, hs, hd, rep, out); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return out, nil
 }
 
-// diffRows lists the rows of a small span that differ, joining both sides
-// on the key.
-func (b *Backfill) diffRows(ctx context.Context, s *intoSides, o VerifyOptions, sp span, rep *Report) error {
-	a := &args{}
-	srcWhere := b.plan.where(a, sp, nil)
-	dstWhere := s.target.where(a, sp, nil)
-	keys := strings.Join(s.keyAlias, ", ")
-	var keyText []string
-	for _, k := range s.keyAlias {
-		keyText = append(keyText, b.plan.d.Text(k))
-	}
-	q := "SELECT " + strings.Join(keyText, ", ") + ", s.r, d.r FROM " +
-		"(SELECT " + s.srcKeys + ", " + s.srcText + " AS r FROM " + b.plan.table.Quoted() + " WHERE " + srcWhere + ") s" +
-		" FULL JOIN (SELECT " + s.dstKeys + ", " + s.dstText + " AS r FROM " + s.target.table.Quoted() + " WHERE " + dstWhere + ") d" +
-		" USING (" + keys + ") WHERE s.r IS DISTINCT FROM d.r ORDER BY " + keys
-	rows, err := b.db.QueryContext(ctx, q, a.vals...)
+// leaf counts a small differing span's rows by kind and lists its
+// divergent ones.
+func (b *Backfill) leaf(ctx context.Context, s *intoSides, o VerifyOptions, sp span, rep *Report, out []counted) ([]counted, error) {
+	t, err := b.tallyInto(ctx, s, sp)
 	if err != nil {
-		return fmt.Errorf("list divergent rows: %w", err)
+		return nil, fmt.Errorf("classify rows: %w", err)
 	}
-	defer rows.Close()
-	nk := len(s.keyAlias)
-	for rows.Next() {
-		vals := make([]*string, nk+2)
-		dest := make([]any, len(vals))
-		for i := range vals {
-			dest[i] = &vals[i]
+	t.Rows = 0 // counted with the chunk's checksum
+	rep.add(t)
+	if room := o.MaxKeys - len(rep.Diverged); t.divergent() > 0 && room > 0 {
+		if err := b.listInto(ctx, s, o, sp, room, rep); err != nil {
+			return nil, err
 		}
-		if err := rows.Scan(dest...); err != nil {
-			return err
-		}
-		rep.Divergent++
-		if len(rep.Diverged) >= o.MaxKeys {
-			continue
-		}
-		d := Divergence{Key: make(Key, nk)}
-		for i := range nk {
-			d.Key[i] = *vals[i]
-		}
-		d.Fields = []Field{{Column: "(" + strings.Join(s.columns, ", ") + ")", Want: text(vals[nk]), Got: text(vals[nk+1])}}
-		for _, c := range s.columns {
-			if s.sensitive(c) {
-				d.Fields[0].Want, d.Fields[0].Got = Redacted, Redacted
-			}
-		}
-		rep.Diverged = append(rep.Diverged, d)
 	}
-	return rows.Err()
-}
-
-func (b *Backfill) recheckInto(ctx context.Context, s *intoSides, keys []Key, rep *Report) error {
-	if !s.hashed {
-		c, err := b.compareRows(ctx, s, span{}, keys)
-		rep.Divergent = c.Divergent + c.Orphans
-		return err
-	}
-	a := &args{}
-	srcWhere := b.plan.where(a, span{}, keys)
-	dstWhere := s.target.where(a, span{}, keys)
-	aliases := strings.Join(s.keyAlias, ", ")
-	return b.db.GetContext(ctx, &rep.Divergent, "SELECT count(*) FROM "+
-		"(SELECT "+s.srcKeys+", "+s.srcText+" AS r FROM "+b.plan.table.Quoted()+" WHERE "+srcWhere+") s"+
-		" FULL JOIN (SELECT "+s.dstKeys+", "+s.dstText+" AS r FROM "+s.target.table.Quoted()+" WHERE "+dstWhere+") d"+
-		" USING ("+aliases+") WHERE s.r IS DISTINCT FROM d.r", a.vals...)
+	return append(out, counted{span: sp, tally: t}), nil
 }
 
 // compareInto verifies a move where the database cannot hash rows
 // (SQLite): the source rows of each span are looked up in the target by
-// key and compared in the database, column by column, with the comparison
-// the chunk statement's upsert makes; target rows without a source row are
-// counted apart. That finds the divergent rows in the same pass, so
-// nothing is bisected. Hashing the rows' text instead would not do:
-// SQLite's text of a value depends on how it is stored (12.0 computed, 12
-// in a numeric column), where its comparison does not.
-func (b *Backfill) compareInto(ctx context.Context, s *intoSides, o VerifyOptions, rep *Report) error {
-	return b.eachSpan(ctx, o.ChunkRows, func(sp span) error {
-		c, err := b.compareRows(ctx, s, sp, nil)
+// key and compared in the database, column by column; target rows without
+// a source row are counted apart. That finds the divergent rows in the
+// same pass, so nothing is bisected. Hashing the rows' text instead would
+// not do: SQLite's text of a value depends on how it is stored (12.0
+// computed, 12 in a numeric column), where its comparison does not.
+func (b *Backfill) compareInto(ctx context.Context, s *intoSides, o VerifyOptions, rep *Report) ([]counted, error) {
+	var out []counted
+	err := b.eachSpan(ctx, o.ChunkRows, func(sp span) error {
+		t, err := b.tallyInto(ctx, s, sp)
 		if err != nil {
 			return fmt.Errorf("compare chunk: %w", err)
 		}
 		rep.Chunks++
-		rep.Compared += c.Rows
-		rep.Divergent += c.Divergent + c.Orphans
-		if room := o.MaxKeys - len(rep.Diverged); c.Divergent+c.Orphans > 0 && room > 0 {
+		rep.Compared += t.Rows
+		rep.add(t)
+		out = append(out, counted{span: sp, tally: t})
+		if room := o.MaxKeys - len(rep.Diverged); t.divergent() > 0 && room > 0 {
 			return b.listInto(ctx, s, o, sp, room, rep)
 		}
 		return nil
 	})
+	return out, err
 }
 
-// compared counts what [Backfill.compareRows] found.
-type compared struct {
-	Rows      int64 `db:"rows"`      // source rows
-	Divergent int64 `db:"divergent"` // source rows whose target row is missing or differs
-	Orphans   int64 `db:"-"`         // target rows without a source row, counted apart
-}
-
-// compareRows compares the rows of a span (or of keys) in place, as
-// [Backfill.compareInto] describes.
-func (b *Backfill) compareRows(ctx context.Context, s *intoSides, sp span, keys []Key) (compared, error) {
-	var c compared
+// tallyInto counts a span's source rows by kind, in place, as
+// [Backfill.compareInto] describes, and its target rows without a source
+// row as orphans.
+func (b *Backfill) tallyInto(ctx context.Context, s *intoSides, sp span) (tally, error) {
+	var t tally
+	missing, differs := s.missing(), s.differsValues()
+	filled := "NOT " + missing + " AND " + differs
 	a := &args{}
-	if err := b.db.GetContext(ctx, &c, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+s.differs()+") AS divergent "+
-		b.sourceSide(s, a, sp, keys), a.vals...); err != nil {
-		return c, err
+	if err := b.db.GetContext(ctx, &t, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+s.differs()+") AS differs"+
+		", count(*) FILTER (WHERE "+missing+") AS unfilled, "+countWhere(filled, s.newPath)+" AS new_path, "+
+		countWhere(filled, s.drifted)+" AS drifted "+b.sourceSide(s, a, sp), a.vals...); err != nil {
+		return t, err
 	}
 	a = &args{}
-	err := b.db.GetContext(ctx, &c.Orphans, "SELECT count(*) "+b.targetOnly(s, a, sp, keys), a.vals...)
-	return c, err
+	err := b.db.GetContext(ctx, &t.Orphans, "SELECT count(*) "+b.targetOnly(s, a, sp), a.vals...)
+	return t, err
 }
 
-// sourceSide is the FROM clause of the source rows of a span (or of keys)
-// as the target would hold them, s(k1 …, v1 …), each beside its target
-// row, d, when there is one. The target is joined as a table, so that the
-// lookup goes through its key's index.
-func (b *Backfill) sourceSide(s *intoSides, a *args, sp span, keys []Key) string {
+// sourceSide is the FROM clause of the source rows of a span as the
+// target would hold them, s(k1 …, v1 …, and the old columns Down names),
+// each beside its target row, d, when there is one. The target is joined
+// as a table, so that the lookup goes through its key's index.
+func (b *Backfill) sourceSide(s *intoSides, a *args, sp span) string {
+	return "FROM " + b.sourceRows(s, a, sp) + " s LEFT JOIN " + s.target.table.Quoted() + " AS d ON " + s.joinOn()
+}
+
+// sourceRows is the subquery of sourceSide's s side.
+func (b *Backfill) sourceRows(s *intoSides, a *args, sp span) string {
 	vals := make([]string, len(s.srcExprs))
 	for i, e := range s.srcExprs {
 		vals[i] = e + " AS v" + strconv.Itoa(i+1)
 	}
+	return "(SELECT " + strings.Join(append(append([]string{s.srcKeys}, vals...), s.olds...), ", ") + " FROM " + b.plan.table.Quoted() +
+		" WHERE " + b.plan.where(a, sp, nil) + ")"
+}
+
+// joinOn matches a target row, d, to its source row, s.
+func (s *intoSides) joinOn() string {
 	on := make([]string, len(s.keyAlias))
 	for i, k := range s.keyAlias {
 		q, _ := ident.Quote(s.target.keyCols[i])
 		on[i] = "d." + q + " = s." + k
 	}
-	return "FROM (SELECT " + s.srcKeys + ", " + strings.Join(vals, ", ") + " FROM " + b.plan.table.Quoted() +
-		" WHERE " + b.plan.where(a, sp, keys) + ") s LEFT JOIN " + s.target.table.Quoted() + " AS d ON " + strings.Join(on, " AND ")
+	return strings.Join(on, " AND ")
 }
 
-// targetOnly is the FROM … WHERE of the target rows of a span (or of
-// keys), d, that have no source row.
-func (b *Backfill) targetOnly(s *intoSides, a *args, sp span, keys []Key) string {
+// targetOnly is the FROM … WHERE of the target rows of a span, d, that
+// have no source row.
+func (b *Backfill) targetOnly(s *intoSides, a *args, sp span) string {
 	on := make([]string, len(s.keyAlias))
 	for i := range s.keyAlias {
 		sq, _ := ident.Quote(b.plan.keyCols[i])
 		dq, _ := ident.Quote(s.target.keyCols[i])
 		on[i] = "s." + sq + " = d." + dq
 	}
-	return "FROM " + s.target.table.Quoted() + " AS d WHERE " + s.target.where(a, sp, keys) +
+	return "FROM " + s.target.table.Quoted() + " AS d WHERE " + s.target.where(a, sp, nil) +
 		" AND NOT EXISTS (SELECT 1 FROM " + b.plan.table.Quoted() + " AS s WHERE " + strings.Join(on, " AND ") + ")"
+}
+
+// missing is true for a source row, in sourceSide, without a target row.
+func (s *intoSides) missing() string {
+	q, _ := ident.Quote(s.target.keyCols[0])
+	return "d." + q + " IS NULL"
+}
+
+// differsValues is true for a source row, in sourceSide, whose target
+// row's values differ from the source's (false where it has none).
+func (s *intoSides) differsValues() string {
+	sv := make([]string, len(s.srcExprs))
+	for i := range sv {
+		sv[i] = "s.v" + strconv.Itoa(i+1)
+	}
+	dv := make([]string, len(s.dstCols))
+	for i, c := range s.dstCols {
+		dv[i] = "d." + c
+	}
+	return "(" + strings.Join(dv, ", ") + ") IS DISTINCT FROM (" + strings.Join(sv, ", ") + ")"
 }
 
 // differs is true for a source row, in sourceSide, whose target row is
 // missing or differs.
 func (s *intoSides) differs() string {
-	sv := make([]string, len(s.srcExprs))
-	for i := range sv {
-		sv[i] = "s.v" + strconv.Itoa(i+1)
+	return s.missing() + " OR " + s.differsValues()
+}
+
+// divergent is the predicate, over sourceSide, of the divergent source
+// rows (not those written through the new path), and the SQL of each
+// one's Kind.
+func (s *intoSides) divergent() (where, kind string) {
+	where = "(" + s.differs() + ")"
+	if s.newPath != "" {
+		where = "(" + s.missing() + " OR (" + s.differsValues() + " AND NOT (" + s.newPath + ")))"
 	}
-	q, _ := ident.Quote(s.target.keyCols[0])
-	dv := make([]string, len(s.dstCols))
-	for i, c := range s.dstCols {
-		dv[i] = "d." + c
+	kind = "CASE WHEN " + s.missing() + " THEN 'unfilled'"
+	if s.drifted != "" {
+		kind += " WHEN " + s.drifted + " THEN 'drifted'"
 	}
-	return "d." + q + " IS NULL OR (" + strings.Join(dv, ", ") + ") IS DISTINCT FROM (" + strings.Join(sv, ", ") + ")"
+	return where, kind + " ELSE 'unverified' END"
+}
+
+// repairMove repairs a move's rows of one span in tx: it locks the source
+// rows, fills the missing target rows (as the chunk does, never
+// overwriting one), then rewrites from the source the target rows that
+// drifted, checked again as they are now.
+func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp span) (int64, error) {
+	if lock := b.plan.d.ForUpdate(); lock != "" {
+		a := &args{}
+		if _, err := tx.ExecContext(ctx, "SELECT 1 FROM "+b.plan.table.Quoted()+" WHERE "+b.plan.where(a, sp, nil)+
+			" ORDER BY "+b.plan.keyList+lock, a.vals...); err != nil {
+			return 0, err
+		}
+	}
+	var changed int64
+	if b.job.Func != nil {
+		a := &args{}
+		stmt, err := b.plan.lockStatement(b.job, a, sp, nil)
+		if err != nil {
+			return 0, err
+		}
+		rows, err := scanRows(ctx, tx, stmt, a.vals)
+		if err != nil {
+			return 0, err
+		}
+		if len(rows) > 0 {
+			if changed, err = b.job.Func(ctx, tx, rows); err != nil {
+				return 0, fmt.Errorf("chunk func: %w", err)
+			}
+		}
+	} else {
+		a := &args{}
+		stmt, err := b.plan.intoStatement(b.job, a, sp, nil)
+		if err != nil {
+			return 0, err
+		}
+		res, err := tx.ExecContext(ctx, stmt, a.vals...)
+		if err != nil {
+			return 0, err
+		}
+		if changed, err = res.RowsAffected(); err != nil {
+			return 0, err
+		}
+	}
+	if s.drifted == "" || len(s.sets) == 0 {
+		return changed, nil
+	}
+	a := &args{}
+	res, err := tx.ExecContext(ctx, "UPDATE "+s.target.table.Quoted()+" AS d SET "+strings.Join(s.sets, ", ")+
+		" FROM "+b.sourceRows(s, a, sp)+" AS s WHERE "+s.joinOn()+" AND "+s.differsValues()+" AND "+s.drifted, a.vals...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return changed + n, err
 }
 
 // listInto lists up to room divergent rows of a span in key order, each
@@ -350,8 +405,8 @@ func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, 
 		dst = append(dst, b.plan.d.Text(dst[i]))
 	}
 	q, _ := ident.Quote(s.target.keyCols[0])
-	src = append(src, "1", b.plan.d.Text("d."+q))
-	dst = append(dst, "NULL", "1")
+	src = append(src, "'1'", b.plan.d.Text("d."+q))
+	dst = append(dst, "NULL", "'1'")
 	for i := range n {
 		src = append(src, b.plan.d.Text("s.v"+strconv.Itoa(i+1)))
 		dst = append(dst, "NULL")
@@ -360,13 +415,15 @@ func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, 
 		src = append(src, b.plan.d.Text("d."+c))
 		dst = append(dst, b.plan.d.Text("d."+c))
 	}
+	divergent, kind := s.divergent()
+	src, dst = append(src, kind), append(dst, "'"+string(Orphan)+"'")
 	order := make([]string, nk)
 	for i := range order {
 		order[i] = strconv.Itoa(i + 1)
 	}
 	a := &args{}
-	query := "SELECT " + strings.Join(src, ", ") + " " + b.sourceSide(s, a, sp, nil) + " WHERE " + s.differs() +
-		" UNION ALL SELECT " + strings.Join(dst, ", ") + " " + b.targetOnly(s, a, sp, nil) +
+	query := "SELECT " + strings.Join(src, ", ") + " " + b.sourceSide(s, a, sp) + " WHERE " + divergent +
+		" UNION ALL SELECT " + strings.Join(dst, ", ") + " " + b.targetOnly(s, a, sp) +
 		" ORDER BY " + strings.Join(order, ", ")
 	query += " LIMIT " + a.add(room)
 	rows, err := b.db.QueryContext(ctx, query, a.vals...)
@@ -376,7 +433,7 @@ func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, 
 	defer rows.Close()
 	for rows.Next() {
 		keys := make([]any, nk)
-		vals := make([]*string, 2*nk+2+2*n)
+		vals := make([]*string, 2*nk+2+2*n+1)
 		dest := make([]any, len(vals))
 		for i := range vals {
 			if i < nk {
@@ -388,7 +445,7 @@ func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, 
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
-		d := Divergence{Key: make(Key, nk)}
+		d := Divergence{Key: make(Key, nk), Kind: Kind(text(vals[len(vals)-1]))}
 		for i := range nk {
 			d.Key[i] = *vals[nk+i]
 		}
@@ -399,7 +456,7 @@ func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, 
 			return recordText(vs)
 		}
 		at := 2 * nk
-		want, got := side(vals[at], vals[at+2:at+2+n]), side(vals[at+1], vals[at+2+n:])
+		want, got := side(vals[at], vals[at+2:at+2+n]), side(vals[at+1], vals[at+2+n:len(vals)-1])
 		d.Fields = []Field{{Column: "(" + strings.Join(s.columns, ", ") + ")", Want: want, Got: got}}
 		for _, c := range s.columns {
 			if s.sensitive(c) {

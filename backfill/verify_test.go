@@ -58,6 +58,12 @@ func TestVerifyCatchesRowChangedBehindTheBackfillAndRepairFixesIt(t *testing.T) 
 		assert.Equal(t, 0, divergent(t, db))
 		st, err = b.State(t.Context())
 		require.NoError(t, err)
+		assert.Equal(t, "repaired", st.Verify, "a verification that repaired rows is not the one the gate counts")
+		rep, err = b.Verify(t.Context(), backfill.VerifyOptions{})
+		require.NoError(t, err)
+		assert.True(t, rep.Passed())
+		st, err = b.State(t.Context())
+		require.NoError(t, err)
 		assert.Equal(t, "passed", st.Verify)
 
 		// Values are shown when not sensitive.
@@ -75,7 +81,8 @@ func TestVerifyIntoBisectsToDivergentRows(t *testing.T) {
 		t.Parallel()
 		ordersTables(t, db, 5000, 2, 1)
 		job := backfill.Job{Name: "move", Table: "orders", Into: &backfill.Into{Table: "order_totals", Key: []string{"order_id"},
-			Columns: []backfill.Assign{{Column: "order_id", Expr: "id"}, {Column: "amount", Expr: "amount_cents / 100.0"}, {Column: "currency", Expr: "'USD'"}}}}
+			Columns: []backfill.Assign{{Column: "order_id", Expr: "id"}, {Column: "amount", Expr: "amount_cents / 100.0"}, {Column: "currency", Expr: "'USD'"}}},
+			Derived: true}
 		b := mustNew(t, db, job, backfill.WithChunkSize(1000, 100, 5000))
 		_, err := b.Run(t.Context())
 		require.NoError(t, err)
@@ -93,6 +100,12 @@ func TestVerifyIntoBisectsToDivergentRows(t *testing.T) {
 			keys = append(keys, d.Key[0])
 		}
 		assert.Equal(t, []string{"2468", "8000", "8001", "10000"}, keys)
+		var kinds []backfill.Kind
+		for _, d := range rep.Diverged {
+			kinds = append(kinds, d.Kind)
+		}
+		assert.Equal(t, []backfill.Kind{backfill.Drifted, backfill.Unfilled, backfill.Orphan, backfill.Drifted}, kinds)
+		assert.Equal(t, [4]int64{1, 2, 0, 1}, [4]int64{rep.Unfilled, rep.Drifted, rep.Unverified, rep.Orphans})
 		assert.Equal(t, "(order_id, amount, currency)", rep.Diverged[0].Fields[0].Column)
 		assert.Equal(t, "(2468,12.34,USD)", rep.Diverged[0].Fields[0].Want)
 		assert.Equal(t, "NULL", rep.Diverged[1].Fields[0].Got, "the lost row")

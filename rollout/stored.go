@@ -37,6 +37,9 @@ type jobDoc struct {
 	Version string            `json:"version,omitempty"`
 	GoMode  bool              `json:"go_mode,omitempty"`
 	Check   *backfill.Into    `json:"check,omitempty"`
+	Fills   []string          `json:"fills,omitempty"`
+	Down    []backfill.Assign `json:"down,omitempty"`
+	Derived bool              `json:"derived,omitempty"`
 }
 
 func (p Plan) document() ([]byte, error) {
@@ -54,7 +57,7 @@ func (p Plan) document() ([]byte, error) {
 	}
 	for _, j := range p.Backfills {
 		d.Backfills = append(d.Backfills, jobDoc{Name: j.Name, Table: j.Table, Key: j.Key, Set: j.Set, Into: j.Into,
-			Columns: j.Columns, Version: j.Version, GoMode: j.Func != nil, Check: j.Check})
+			Columns: j.Columns, Version: j.Version, GoMode: j.Func != nil, Check: j.Check, Fills: j.Fills, Down: j.Down, Derived: j.Derived})
 	}
 	return json.Marshal(d)
 }
@@ -77,7 +80,8 @@ func planFromDocument(b []byte) (Plan, error) {
 		}
 	}
 	for _, j := range d.Backfills {
-		job := backfill.Job{Name: j.Name, Table: j.Table, Key: j.Key, Set: j.Set, Into: j.Into, Columns: j.Columns, Version: j.Version, Check: j.Check}
+		job := backfill.Job{Name: j.Name, Table: j.Table, Key: j.Key, Set: j.Set, Into: j.Into, Columns: j.Columns, Version: j.Version, Check: j.Check,
+			Fills: j.Fills, Down: j.Down, Derived: j.Derived}
 		if j.GoMode {
 			job.Func = goModeElsewhere(j.Name)
 		}

@@ -1,0 +1,290 @@
+package backfill_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/flags/flagstest"
+	"github.com/schemashift/schemashift/internal/dbtest"
+)
+
+// The worked example with a transform that does not invert: full_name
+// "Mary7 Ann Smith Jones7", written through the new path as given_name
+// "Mary7 Ann" and family_name "Smith Jones7", splits back as "Mary7" and
+// "Ann Smith Jones7". Rows the backfill fills have three words, which
+// split and join back exactly.
+const provenanceRows = 6000
+
+// splitExprs are given_name and family_name as SQL over full_name.
+func splitExprs(db *sqlx.DB) (given, family string) {
+	if isSQLite(db) {
+		return "substr(full_name, 1, instr(full_name, ' ') - 1)", "substr(full_name, instr(full_name, ' ') + 1)"
+	}
+	return "split_part(full_name, ' ', 1)", "substr(full_name, strpos(full_name, ' ') + 1)"
+}
+
+// person is one write through the new path: its two shapes.
+type person struct {
+	ID            int64
+	Given, Family string
+}
+
+func (p person) full() string { return p.Given + " " + p.Family }
+
+// provenanceCase is one way of moving full_name to the new shape.
+type provenanceCase struct {
+	// moved: the new shape is user_names(user_id, given_name, family_name).
+	moved bool
+	job   func(db *sqlx.DB, down bool) backfill.Job
+}
+
+var downFull = []backfill.Assign{{Column: "full_name", Expr: "given_name || ' ' || family_name"}}
+
+func provenanceCases() map[string]provenanceCase {
+	withDown := func(j backfill.Job, down bool) backfill.Job {
+		if down {
+			j.Down = downFull
+		}
+		return j
+	}
+	moveCheck := func(db *sqlx.DB) *backfill.Into {
+		given, family := splitExprs(db)
+		return &backfill.Into{Table: "user_names", Key: []string{"user_id"}, Columns: []backfill.Assign{
+			{Column: "user_id", Expr: "id"}, {Column: "given_name", Expr: given}, {Column: "family_name", Expr: family}}}
+	}
+	// goSplit is what the Go-mode jobs compute, in Go.
+	goSplit := func(r map[string]any) (int64, string, string) {
+		full := fmt.Sprint(r["full_name"])
+		given, family, _ := strings.Cut(full, " ")
+		return r["id"].(int64), given, family
+	}
+	return map[string]provenanceCase{
+		"set": {job: func(db *sqlx.DB, down bool) backfill.Job {
+			given, family := splitExprs(db)
+			return withDown(backfill.Job{Name: "split", Table: "users", Set: []backfill.Assign{
+				{Column: "given_name", Expr: given}, {Column: "family_name", Expr: family}}}, down)
+		}},
+		"into": {moved: true, job: func(db *sqlx.DB, down bool) backfill.Job {
+			return withDown(backfill.Job{Name: "split", Table: "users", Into: moveCheck(db)}, down)
+		}},
+		"go move": {moved: true, job: func(db *sqlx.DB, down bool) backfill.Job {
+			return withDown(backfill.Job{Name: "split", Table: "users", Columns: []string{"full_name"}, Version: "1", Check: moveCheck(db),
+				Func: func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error) {
+					for _, r := range rows {
+						id, given, family := goSplit(r)
+						if _, err := tx.ExecContext(ctx, `INSERT INTO user_names VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING`, id, given, family); err != nil {
+							return 0, err
+						}
+					}
+					return int64(len(rows)), nil
+				}}, down)
+		}},
+		"go same table": {job: func(*sqlx.DB, bool) backfill.Job {
+			return backfill.Job{Name: "split", Table: "users", Columns: []string{"full_name"}, Version: "1", Fills: []string{"given_name", "family_name"},
+				Func: func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error) {
+					for _, r := range rows {
+						id, given, family := goSplit(r)
+						if _, err := tx.ExecContext(ctx, `UPDATE users SET given_name = $2, family_name = $3 WHERE id = $1`, id, given, family); err != nil {
+							return 0, err
+						}
+					}
+					return int64(len(rows)), nil
+				}}
+		}},
+	}
+}
+
+// provenanceTables creates users with provenanceRows three-word names,
+// and, for a move, the empty user_names.
+func provenanceTables(t *testing.T, db *sqlx.DB, moved bool) {
+	t.Helper()
+	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, full_name text, given_name text, family_name text)`)
+	fill(t, db, provenanceRows, `INSERT INTO users (id, full_name) SELECT i, 'Ada' || i || ' B' || i || ' Lovelace' || i FROM s`)
+	if moved {
+		db.MustExecContext(t.Context(), `CREATE TABLE user_names (user_id bigint PRIMARY KEY, given_name text, family_name text)`)
+	}
+}
+
+// newPathWriter writes people through a TxWriter at stage, both shapes in
+// one transaction, and remembers the last value committed for each id.
+type newPathWriter struct {
+	w       *dualwrite.TxWriter[person]
+	mu      sync.Mutex
+	written map[int64]person
+	failed  int
+}
+
+func newNewPathWriter(t *testing.T, db *sqlx.DB, stage flags.Stage, moved bool) *newPathWriter {
+	t.Helper()
+	flag, _ := flagstest.Flag(t, "users_split_name", stage)
+	oldWrite := func(ctx context.Context, q sqlx.ExtContext, p person) error {
+		_, err := q.ExecContext(ctx, `INSERT INTO users (id, full_name) VALUES ($1, $2)
+			ON CONFLICT (id) DO UPDATE SET full_name = EXCLUDED.full_name`, p.ID, p.full())
+		return err
+	}
+	newWrite := func(ctx context.Context, q sqlx.ExtContext, p person) error {
+		_, err := q.ExecContext(ctx, `INSERT INTO users (id, given_name, family_name) VALUES ($1, $2, $3)
+			ON CONFLICT (id) DO UPDATE SET given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name`, p.ID, p.Given, p.Family)
+		return err
+	}
+	if moved {
+		newWrite = func(ctx context.Context, q sqlx.ExtContext, p person) error {
+			_, err := q.ExecContext(ctx, `INSERT INTO user_names (user_id, given_name, family_name) VALUES ($1, $2, $3)
+				ON CONFLICT (user_id) DO UPDATE SET given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name`, p.ID, p.Given, p.Family)
+			return err
+		}
+	}
+	w, err := dualwrite.NewTxWriter(db, flag, oldWrite, newWrite)
+	require.NoError(t, err)
+	return &newPathWriter{w: w, written: map[int64]person{}}
+}
+
+// write writes a multi-word name to id. A write that fails (a deadlock
+// with a chunk, say) committed nothing and is not remembered.
+func (n *newPathWriter) write(ctx context.Context, id int64, k int) {
+	p := person{ID: id, Given: fmt.Sprintf("Mary%d Ann", k), Family: fmt.Sprintf("Smith Jones%d", k)}
+	err := n.w.Write(ctx, p)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		n.failed++
+		return
+	}
+	n.written[id] = p
+}
+
+// lost lists the ids whose last new-path write is not what the table holds.
+func (n *newPathWriter) lost(t *testing.T, db *sqlx.DB, moved bool) []string {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	q := `SELECT full_name, given_name, family_name FROM users WHERE id = $1`
+	if moved {
+		q = `SELECT u.full_name, n.given_name, n.family_name FROM users u LEFT JOIN user_names n ON n.user_id = u.id WHERE u.id = $1`
+	}
+	var lost []string
+	for id, p := range n.written {
+		var got struct {
+			Full   *string `db:"full_name"`
+			Given  *string `db:"given_name"`
+			Family *string `db:"family_name"`
+		}
+		require.NoError(t, db.GetContext(t.Context(), &got, q, id))
+		if got.Full == nil || got.Given == nil || got.Family == nil || *got.Full != p.full() || *got.Given != p.Given || *got.Family != p.Family {
+			lost = append(lost, fmt.Sprintf("%d: wrote %q/%q, holds %v/%v/%v", id, p.Given, p.Family, deref(got.Full), deref(got.Given), deref(got.Family)))
+		}
+	}
+	return lost
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "NULL"
+	}
+	return *s
+}
+
+// Writes through the new path, with a transform that does not invert,
+// land before every chunk (on rows the chunk is about to walk, rows behind
+// it, and new rows past the end) and all through the backfill from a
+// second writer, at dualwrite and at live, in every mode: not one is
+// overwritten by Run, by Verify, or by Verify{Repair: true}; with Down
+// declared they verify as new-path writes, without it as unverified rows
+// that the repair leaves alone.
+func TestBackfillNeverOverwritesNewPathWrites(t *testing.T) {
+	t.Parallel()
+	for name, c := range provenanceCases() {
+		for _, stage := range []flags.Stage{flags.DualWrite, flags.Live} {
+			for _, down := range []bool{true, false} {
+				if down && name == "go same table" {
+					continue // not verifiable in the database: no Down to declare
+				}
+				t.Run(fmt.Sprintf("%s/%s/down=%v", name, stage, down), func(t *testing.T) {
+					t.Parallel()
+					dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+						t.Parallel()
+						testNewPathWritesSurvive(t, db, c, stage, down)
+					})
+				})
+			}
+		}
+	}
+}
+
+func testNewPathWritesSurvive(t *testing.T, db *sqlx.DB, c provenanceCase, stage flags.Stage, down bool) {
+	provenanceTables(t, db, c.moved)
+	writer := newNewPathWriter(t, db, stage, c.moved)
+	// Before every chunk: writes anywhere in the key range, and inserts past it.
+	var hookWrites int
+	rng := rand.New(rand.NewPCG(1, 2))
+	beforeChunk := func(int64) {
+		for range 4 {
+			hookWrites++
+			writer.write(t.Context(), 2*rng.Int64N(provenanceRows/2+100), hookWrites) // even ids
+		}
+	}
+	job := c.job(db, down)
+	b := mustNew(t, db, job, backfill.WithChunkSize(200, 200, 200), backfill.WithAfterClaim(beforeChunk))
+
+	// All through: a second writer, on odd ids, racing the chunks' locks.
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var raced int
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(3, 4))
+		for ctx.Err() == nil {
+			raced++
+			writer.write(context.WithoutCancel(ctx), 2*r.Int64N(provenanceRows/2+100)+1, 100000+raced)
+		}
+	})
+	_, err := b.Run(t.Context())
+	stop()
+	wg.Wait()
+	require.NoError(t, err)
+	require.Greater(t, hookWrites, 100)
+	written := len(writer.written)
+	t.Logf("%d new-path writes on %d rows (%d before chunks, %d racing, %d failed)", hookWrites+raced, written, hookWrites, raced, writer.failed)
+	require.Empty(t, writer.lost(t, db, c.moved), "new-path writes overwritten by the backfill")
+
+	// Every row no one wrote was filled.
+	var unfilled int
+	q := `SELECT count(*) FROM users WHERE given_name IS NULL`
+	if c.moved {
+		q = `SELECT count(*) FROM users u WHERE NOT EXISTS (SELECT 1 FROM user_names n WHERE n.user_id = u.id)`
+	}
+	require.NoError(t, db.GetContext(t.Context(), &unfilled, q))
+	assert.Zero(t, unfilled)
+
+	if job.Func != nil && job.Check == nil {
+		_, err := b.Verify(t.Context(), backfill.VerifyOptions{})
+		require.ErrorIs(t, err, backfill.ErrNotVerifiable)
+		return
+	}
+	rep, err := b.Verify(t.Context(), backfill.VerifyOptions{ChunkRows: 1000})
+	require.NoError(t, err)
+	require.Empty(t, writer.lost(t, db, c.moved), "new-path writes overwritten by Verify")
+	if down {
+		assert.True(t, rep.Passed(), rep.Summary())
+		assert.Equal(t, int64(written), rep.NewPath, "every new-path write told apart: %s", rep.Summary())
+	} else {
+		assert.False(t, rep.Passed())
+		assert.Equal(t, int64(written), rep.Unverified, "without Down, a new-path write cannot be told from drift: %s", rep.Summary())
+		assert.Equal(t, rep.Unverified, rep.Divergent)
+	}
+
+	rep, err = b.Verify(t.Context(), backfill.VerifyOptions{ChunkRows: 1000, Repair: true})
+	require.NoError(t, err)
+	assert.Zero(t, rep.Repaired, rep.Summary())
+	require.Empty(t, writer.lost(t, db, c.moved), "new-path writes overwritten by the repair")
+}
