@@ -449,16 +449,12 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase
 		return "backfill done", "", nil
 	case Shadow:
 		for _, j := range plan.Backfills {
-			var verify string
-			err := tx.GetContext(ctx, &verify, `SELECT verify_status FROM schemashift_backfills WHERE job = $1`, j.Name)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			reason, err := verifiedSinceDone(ctx, tx, j.Name)
+			if err != nil {
 				return "", "", err
 			}
-			if verify != "passed" {
-				if verify == "" {
-					verify = "not run"
-				}
-				return "verification passed", fmt.Sprintf("verification of %q: %s", j.Name, verify), nil
+			if reason != "" {
+				return "verification passed", reason, nil
 			}
 		}
 		return "verification passed", "", nil
@@ -718,4 +714,34 @@ func (c *Coordinator) VerifyBackfills(ctx context.Context, migration string, o b
 		reports = append(reports, rep)
 	}
 	return reports, nil
+}
+
+// verifiedSinceDone says why job's verification does not count, or "" when
+// it does: it passed, without repairing anything, and started after the
+// job finished (in the database's clock), so that a verification of a job
+// half done, or one a later run or repair made stale, is refused.
+func verifiedSinceDone(ctx context.Context, q sqlx.QueryerContext, job string) (string, error) {
+	var row struct {
+		Verify  string `db:"verify_status"`
+		Status  string `db:"status"`
+		Current bool   `db:"current"`
+	}
+	err := sqlx.GetContext(ctx, q, &row, `SELECT verify_status, status,
+		coalesce(verify_started_at >= finished_at, false) AS current FROM schemashift_backfills WHERE job = $1`, job)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", err
+	}
+	switch {
+	case row.Verify == "":
+		return fmt.Sprintf("verification of %q: not run", job), nil
+	case row.Verify == "repaired":
+		return fmt.Sprintf("verification of %q: repaired rows; verify again, so that a verification that started after the repair passes", job), nil
+	case row.Verify != "passed":
+		return fmt.Sprintf("verification of %q: %s", job, row.Verify), nil
+	case row.Status != "done":
+		return fmt.Sprintf("verification of %q passed while the job was %s; verify again once it is done", job, row.Status), nil
+	case !row.Current:
+		return fmt.Sprintf("verification of %q started before the job last finished; verify again", job), nil
+	}
+	return "", nil
 }

@@ -38,7 +38,7 @@ func usersPlan(db *sqlx.DB) rollout.Plan {
 		Backfills: []backfill.Job{{Name: "users_split_name", Table: "users", Set: []backfill.Assign{
 			{Column: "given_name", Expr: given},
 			{Column: "family_name", Expr: family},
-		}}},
+		}, Down: []backfill.Assign{{Column: "full_name", Expr: "given_name || ' ' || family_name"}}}},
 		Contract:   []rollout.Step{{SQL: `ALTER TABLE users DROP COLUMN full_name`}},
 		Thresholds: rollout.Thresholds{ShadowConsistency: 0.9, MinComparisons: 10, Window: window},
 	}
@@ -164,18 +164,30 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 
 	// backfill done.
 	refused(t, c, db, "backfill done", `backfill "users_split_name" is not started`)
+	// A verification (its repair filling every row) before the job ran:
+	// it passes, and is stale once the job finishes.
+	_, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{Repair: true})
+	require.NoError(t, err)
+	reps, err := c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
+	require.NoError(t, err)
+	require.True(t, reps[0].Passed())
 	require.NoError(t, c.RunBackfills(ctx, "users_split_name"))
 	advanced(t, c, db, rollout.Verify)
 
 	// verification passed.
-	refused(t, c, db, "verification passed", "not run")
+	refused(t, c, db, "verification passed", "started before the job last finished")
 	db.MustExecContext(ctx, `UPDATE users SET full_name = 'Changed Behind' WHERE id = 7`)
-	reps, err := c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
+	reps, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
 	require.NoError(t, err)
 	require.False(t, reps[0].Passed())
 	refused(t, c, db, "verification passed", "failed")
-	_, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{Repair: true})
+	reps, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{Repair: true})
 	require.NoError(t, err)
+	require.Equal(t, int64(1), reps[0].Repaired, reps[0].Summary())
+	refused(t, c, db, "verification passed", "repaired rows; verify again")
+	reps, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
+	require.NoError(t, err)
+	require.True(t, reps[0].Passed())
 	advanced(t, c, db, rollout.Shadow)
 
 	// shadow consistency: enough comparisons, enough of them matching.

@@ -431,9 +431,18 @@ func (c *cli) verify(ctx context.Context, fs *flag.FlagSet, args []string) error
 	failed := false
 	for _, r := range reps {
 		if !boolFlag(fs, "json") {
-			fmt.Fprintf(c.stdout, "%s: %d rows compared, %d divergent, %d repaired, %d left (%v)\n", r.Job, r.Compared, r.Divergent, r.Repaired, r.Remaining, r.Duration.Round(time.Millisecond))
+			fmt.Fprintf(c.stdout, "%s: %s (%v)\n", r.Job, r.Summary(), r.Duration.Round(time.Millisecond))
 			for _, d := range r.Diverged[:min(10, len(r.Diverged))] {
-				fmt.Fprintf(c.stdout, "  key %s: %v\n", strings.Join(d.Key, ","), d.Fields)
+				fmt.Fprintf(c.stdout, "  key %s (%s): %v\n", strings.Join(d.Key, ","), d.Kind, d.Fields)
+			}
+			if shown := min(10, len(r.Diverged)); int64(shown) < r.Divergent {
+				fmt.Fprintf(c.stdout, "  … %d more divergent rows not shown\n", r.Divergent-int64(shown))
+			}
+			if r.Unverified > 0 {
+				fmt.Fprintf(c.stdout, "  %d rows differ where the job declares neither Down nor Derived: a write through the new path cannot be told from drift, so they are never repaired\n", r.Unverified)
+			}
+			if r.Repaired > 0 && r.Passed() {
+				fmt.Fprintf(c.stdout, "  repaired; verify again: the gate to shadow counts only a verification that started after the last repair\n")
 			}
 		}
 		failed = failed || !r.Passed()

@@ -84,7 +84,8 @@ func register(t *testing.T, db *sqlx.DB, given, family string) {
 		Columns: []rollout.Column{{Table: "users", Column: "given_name"}, {Table: "users", Column: "family_name"}},
 		Backfills: []backfill.Job{{Name: "users_split_name", Table: "users", Set: []backfill.Assign{
 			{Column: "given_name", Expr: given},
-			{Column: "family_name", Expr: family}}}},
+			{Column: "family_name", Expr: family}},
+			Down: []backfill.Assign{{Column: "full_name", Expr: "given_name || ' ' || family_name"}}}},
 	}})
 	require.NoError(t, err)
 }
@@ -141,8 +142,13 @@ func testCLIEndToEnd(t *testing.T, url string, db *sqlx.DB) {
 	db.MustExecContext(t.Context(), `UPDATE users SET full_name = 'Changed Behind' WHERE id = 42`)
 	r = cliRun(t, url, "verify", "users_split_name")
 	assert.Equal(t, 3, r.code)
-	assert.Contains(t, r.stdout, "key 42")
+	assert.Contains(t, r.stdout, "key 42 (drifted)")
+	assert.Contains(t, r.stdout, "1 divergent (0 unfilled, 1 drifted")
 	r = cliRun(t, url, "verify", "users_split_name", "--repair")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "1 repaired, 0 left")
+	assert.Contains(t, r.stdout, "verify again")
+	r = cliRun(t, url, "verify", "users_split_name")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 
 	r = cliRun(t, url, "advance", "users_split_name", "--version", "1")
