@@ -79,22 +79,36 @@ func plan(onSQLite bool) rollout.Plan {
 		Expand: []rollout.Step{{SQL: `ALTER TABLE orders ALTER COLUMN amount_cents DROP NOT NULL`,
 			Down: "-- schemashift:ignore set-not-null\nALTER TABLE orders ALTER COLUMN amount_cents SET NOT NULL"}},
 		Backfills: []backfill.Job{{
-			Name: migration, Table: "orders", Columns: []string{"amount_cents"}, Version: "v1",
+			Name: migration, Table: "orders", Columns: []string{"amount_cents"}, Version: "v2",
+			// The rows passed are those without a total: the backfill never
+			// sees an order whose total the service wrote.
 			Func: func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error) {
-				upsert, err := tx.PreparexContext(ctx, upsertTotal) // parsed once per chunk
+				insert, err := tx.PreparexContext(ctx, fillTotal) // parsed once per chunk
 				if err != nil {
 					return 0, err
 				}
-				defer upsert.Close()
+				defer insert.Close()
+				var moved int64
 				for _, r := range rows {
 					id := r["id"].(int64)
-					if _, err := upsert.ExecContext(ctx, id, r["amount_cents"], currency(id)); err != nil {
+					res, err := insert.ExecContext(ctx, id, r["amount_cents"], currency(id))
+					if err != nil {
 						return 0, err
 					}
+					n, err := res.RowsAffected()
+					if err != nil {
+						return 0, err
+					}
+					moved += n
 				}
-				return int64(len(rows)), nil
+				return moved, nil
 			},
-			// What Func computes, in SQL, for verification inside the database.
+			// The service writes exactly what Func computes, so a total that
+			// differs was changed behind its back.
+			Derived: true,
+			// What Func computes, in SQL, for verification inside the
+			// database and the repair of drifted totals; its table is where
+			// Func writes.
 			Check: &backfill.Into{Table: "order_totals", Key: []string{"order_id"}, Columns: []backfill.Assign{
 				{Column: "order_id", Expr: "id"}, {Column: "amount", Expr: "amount_cents / 100.0"},
 				{Column: "currency", Expr: "CASE WHEN id % 4 = 0 THEN 'USD' ELSE 'EUR' END"}}},
@@ -132,6 +146,12 @@ func createOrders(ctx context.Context, db *sqlx.DB, n int, onSQLite bool) error 
 // amount_cents / 100.0 computes.
 const upsertTotal = `INSERT INTO order_totals VALUES ($1, $2 / 100.0, $3)
 	ON CONFLICT (order_id) DO UPDATE SET amount = EXCLUDED.amount, currency = EXCLUDED.currency`
+
+// fillTotal is the backfill's write: the same total, for an order that has
+// none. An order whose total the service wrote while the chunk ran (at
+// stage complete only the new path writes, without the old row's lock) is
+// left as written.
+const fillTotal = `INSERT INTO order_totals VALUES ($1, $2 / 100.0, $3) ON CONFLICT (order_id) DO NOTHING`
 
 // The two code paths.
 func readOld(db *sqlx.DB) dualwrite.ReadFunc[int64, Order] {
@@ -255,7 +275,7 @@ func run(ctx context.Context, out io.Writer, which string) error {
 			if err = coord.RunBackfills(ctx, migration, backfill.WithChunkSize(1000, 200, 5000)); err == nil {
 				var p backfill.Progress
 				if p, err = backfill.State(ctx, db, migration); err == nil {
-					fmt.Fprintf(out, "  backfill: %d orders moved to order_totals in %d chunks\n", p.RowsChanged, p.ChunksDone)
+					fmt.Fprintf(out, "  backfill: %d orders walked, %d moved to order_totals in %d chunks (the others' totals were written by the service)\n", p.RowsDone, p.RowsChanged, p.ChunksDone)
 				}
 			}
 		case rollout.Verify:

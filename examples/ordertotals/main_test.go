@@ -48,10 +48,13 @@ func testOrderTotals(t *testing.T, which string) string {
 	}
 	assert.Equal(t, []string{"planned→expanded", "expanded→dualwrite", "dualwrite→backfill", "backfill→verify", "verify→shadow",
 		"shadow→live", "live→rampdown", "rampdown→complete", "complete→contracted"}, order, "every gate, in order")
-	m := regexp.MustCompile(`backfill: (\d+) orders moved to order_totals in [1-9]\d* chunks`).FindStringSubmatch(text)
+	m := regexp.MustCompile(`backfill: (\d+) orders walked, (\d+) moved to order_totals in [1-9]\d* chunks`).FindStringSubmatch(text)
 	require.NotNil(t, m, "a backfill line")
 	moved, _ := strconv.Atoi(m[1])
-	assert.GreaterOrEqual(t, moved, orders, "every seeded order moved")
+	assert.GreaterOrEqual(t, moved, orders, "every seeded order walked")
+	filled, _ := strconv.Atoi(m[2])
+	assert.Positive(t, filled)
+	assert.LessOrEqual(t, filled, moved)
 	m = regexp.MustCompile(`verify: (\d+) orders compared`).FindStringSubmatch(text)
 	require.NotNil(t, m, "a verify line")
 	compared, _ := strconv.Atoi(m[1])
