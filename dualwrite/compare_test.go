@@ -164,7 +164,10 @@ func TestComparatorPanicIsContained(t *testing.T) {
 	assert.Equal(t, 1, got)
 	r.Wait() // Close would cancel a shadow read still in flight
 	require.NoError(t, r.Close())
-	assert.Empty(t, rec.Comparisons())
+	cmp := rec.Comparisons()
+	require.Len(t, cmp, 1)
+	assert.False(t, cmp[0].Match)
+	assert.Equal(t, dualwrite.FaultPanic, cmp[0].Fault, "a comparator that panics fails the comparison")
 	shadows := rec.CallsBy(dualwrite.ShadowRole)
 	require.Len(t, shadows, 2, "the read, then the failed comparison")
 	assert.ErrorIs(t, shadows[1].Err, dualwrite.ErrShadowPanic)

@@ -21,6 +21,22 @@
 // [Comparator] — and the [Comparison] goes to the [Observer], with the
 // values of sensitive fields replaced by [Redacted].
 //
+// Each shadow read is counted as exactly one of these:
+//
+//   - a match: both reads succeeded and agreed (or both failed the same way,
+//     as a row missing from both shapes does);
+//   - a mismatch: both succeeded and differ, also when read again (a recheck,
+//     [WithRecheck], clears a write that landed between the two reads, and
+//     only that);
+//   - a failure ([Comparison].Fault): either read failed otherwise, the
+//     shadow read timed out or panicked, or the comparator panicked — never a
+//     match, and never rechecked;
+//   - a drop ([ShadowDrop]): the bound was full, or the reader was closed.
+//
+// A call left out by sampling is none of these. A consistency figure is
+// matches / (matches + mismatches + failures); drops say how many
+// comparisons were lost.
+//
 // A [TxWriter] writes both shapes of a value that live in one database, in
 // one transaction: they commit together or not at all. A [Writer] writes two
 // stores; when the write to the non-authoritative one fails, the call fails

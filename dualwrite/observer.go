@@ -76,28 +76,82 @@ type Call struct {
 	Err error
 }
 
-// Comparison is the outcome of comparing a shadow read with the
-// authoritative one. Diffs hold no value of a sensitive field.
+// Comparison is the outcome of one shadow read, compared with the
+// authoritative one. It is exactly one of:
+//
+//   - a match (Match): both reads succeeded and agreed, or both failed the
+//     same way (a row missing from both shapes is agreement);
+//   - a failure (Fault set): either read failed and they did not fail the
+//     same way, the shadow read timed out or panicked, or the comparison
+//     panicked. A failure is never a match, and it is not rechecked;
+//   - a mismatch (neither): both reads succeeded and differ, also when both
+//     were read again (see [WithRecheck]).
+//
+// A gate reading comparisons should count a failure against consistency,
+// as package rollout's heartbeats do. Diffs hold no value of a sensitive
+// field.
 type Comparison struct {
 	Migration string
 	Stage     flags.Stage
 	Match     bool
-	// Rechecked is set when the first comparison differed and both origins
-	// were read again (see [WithRecheck]); Match and Diffs are then those of
-	// the second reading. A match after a recheck means a write landed
-	// between the first two reads.
+	// Fault says what kind of failure it was; NoFault for a match or a
+	// mismatch.
+	Fault Fault
+	// Rechecked is set when the first two reads both succeeded and differed
+	// and both origins were read again; Match, Fault and Diffs are then
+	// those of the second reading. A match after a recheck means a write
+	// landed between the first two reads: only a difference between two
+	// values is ever cleared that way, never a failure.
 	Rechecked bool
-	Diffs     []Diff
+	// Diffs lists a mismatch's differences; for a failed read, one Diff at
+	// Path "error" says which origin failed and how (its text withheld when
+	// the value has sensitive fields). A timeout or a panic has none: the
+	// shadow [Call] carries its error.
+	Diffs []Diff
 }
 
-// DropReason says why a shadow read did not run.
+// Fault is what kind of failure a shadow comparison was.
+type Fault uint8
+
+// The kinds of failure of a shadow comparison.
+const (
+	// NoFault: both reads returned and were compared.
+	NoFault Fault = iota
+	// FaultError: a read returned an error, and the other read did not
+	// fail the same way.
+	FaultError
+	// FaultTimeout: the shadow read outlived its timeout (see
+	// [WithShadowTimeout]).
+	FaultTimeout
+	// FaultPanic: the shadow read, a recheck's read or the comparator
+	// panicked.
+	FaultPanic
+)
+
+func (f Fault) String() string {
+	switch f {
+	case FaultError:
+		return "error"
+	case FaultTimeout:
+		return "timeout"
+	case FaultPanic:
+		return "panic"
+	}
+	return "none"
+}
+
+// DropReason says why a shadow read was not compared. A call left out by
+// sampling ([WithShadowSampleRate]) is not a drop: it is not reported at
+// all.
 type DropReason uint8
 
 // Why a shadow read was dropped.
 const (
-	// DropFull: the bound on concurrent shadow reads was reached.
+	// DropFull: the bound on concurrent shadow reads was reached, so the
+	// shadow read did not run.
 	DropFull DropReason = iota
-	// DropClosed: the reader was closed.
+	// DropClosed: the reader was closed before the shadow read started, or
+	// cancelled it in flight.
 	DropClosed
 )
 
@@ -108,7 +162,8 @@ func (r DropReason) String() string {
 	return "full"
 }
 
-// ShadowDrop describes a shadow read that was skipped to protect the caller.
+// ShadowDrop describes a shadow read that was skipped (or, at Close,
+// abandoned) to protect the caller: no [Comparison] is reported for it.
 type ShadowDrop struct {
 	Migration string
 	Stage     flags.Stage
@@ -116,13 +171,13 @@ type ShadowDrop struct {
 }
 
 // Observer receives what the adapters do: every origin call with its
-// latency and error, every shadow comparison, every dropped shadow read, and
-// (as a [flags.Observer]) every stage fallback — pass the same value to
-// [flags.WithObserver]. Methods are called from the caller's goroutine and
-// from shadow goroutines at once, so implementations must be safe for
-// concurrent use; they must also be fast and must not block, since the
-// authoritative path waits for them. Embed [NopObserver] to implement only
-// some methods.
+// latency and error, every shadow comparison (a match, a mismatch or a
+// failure), every dropped shadow read, and (as a [flags.Observer]) every
+// stage fallback — pass the same value to [flags.WithObserver]. Methods
+// are called from the caller's goroutine and from shadow goroutines at
+// once, so implementations must be safe for concurrent use; they must also
+// be fast and must not block, since the authoritative path waits for them.
+// Embed [NopObserver] to implement only some methods.
 type Observer interface {
 	flags.Observer
 	ObserveCall(ctx context.Context, c Call)

@@ -101,7 +101,8 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithShadowTimeout bounds each shadow read (default [DefaultShadowTimeout]).
-// A shadow read still running then is abandoned and counted as a timeout.
+// A shadow read still running then is abandoned and reported as a failed
+// comparison ([FaultTimeout]).
 func WithShadowTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -115,7 +116,9 @@ func WithShadowTimeout(d time.Duration) Option {
 
 // WithShadowConcurrency bounds the shadow reads in flight at once (default
 // [DefaultShadowConcurrency]); a shadow read beyond it is dropped and
-// counted, never queued.
+// reported ([DropFull]), never queued. Size it to the shadow read's latency
+// times the rate of shadowed calls: at 32 and a 10 ms read, shadowed calls
+// beyond 3,200 a second are dropped.
 func WithShadowConcurrency(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -128,7 +131,8 @@ func WithShadowConcurrency(n int) Option {
 }
 
 // WithShadowSampleRate runs the shadow read on a fraction of calls, from 0
-// (never) to 1 (always, the default).
+// (never) to 1 (always, the default). A call sampled out is not a drop and
+// is not reported.
 func WithShadowSampleRate(rate float64) Option {
 	return func(c *config) error {
 		if !(rate >= 0 && rate <= 1) {
@@ -153,12 +157,14 @@ func WithComparator[T any](cmp Comparator[T]) Option {
 	}
 }
 
-// WithRecheck sets whether a shadow read that differs from the
+// WithRecheck sets whether a shadow read whose value differs from the
 // authoritative one is confirmed by reading both origins again, back to back,
 // before it is reported as a mismatch (default true). Under concurrent
 // writes, two reads made a moment apart can see two versions of a row; the
-// recheck keeps such races from counting as divergences. Read functions must
-// be safe to call more than once.
+// recheck keeps such races from counting as divergences. Only a difference
+// between two successful reads is rechecked: a read that failed is reported
+// as a failure at once, and a recheck whose own read fails reports a failure
+// too. Read functions must be safe to call more than once.
 func WithRecheck(on bool) Option {
 	return func(c *config) error {
 		c.recheck = on

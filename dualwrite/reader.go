@@ -197,6 +197,9 @@ func (r *Reader[In, Out]) startShadow(ctx context.Context, stage flags.Stage, or
 	return handoff
 }
 
+// shadow reads origin, waits for the authoritative result and reports
+// exactly one comparison (a match, a mismatch or a failure) or one drop;
+// nothing when the authoritative read panicked, which is the caller's.
 func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin Origin, in In, handoff <-chan authResult[Out]) {
 	migration := r.source.Migration()
 	report := func(d time.Duration, err error) {
@@ -204,25 +207,23 @@ func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin 
 			r.cfg.observer.ObserveCall(ctx, Call{Migration: migration, Stage: stage, Op: Read, Origin: origin, Role: ShadowRole, Duration: d, Err: err})
 		})
 	}
+	observe := func(c Comparison) {
+		c.Migration, c.Stage = migration, stage
+		safely(func() { r.cfg.observer.ObserveComparison(ctx, c) })
+	}
+	dropped := func() {
+		safely(func() {
+			r.cfg.observer.ObserveShadowDrop(ctx, ShadowDrop{Migration: migration, Stage: stage, Reason: DropClosed})
+		})
+	}
 	start := r.cfg.clock()
-	var (
-		out Out
-		err error
-	)
-	panicked := func() (p bool) {
-		defer func() {
-			if v := recover(); v != nil {
-				err, p = &PanicError{Value: v, Stack: debug.Stack()}, true
-			}
-		}()
-		out, err = r.read[origin](ctx, in)
-		return false
-	}()
+	out, panicked, err := r.readRecovering(ctx, origin, in)
 	elapsed := r.cfg.clock() - start
 	if !panicked && ctx.Err() != nil {
 		// Late or cancelled: whatever it returned is not compared.
+		closed := !errors.Is(ctx.Err(), context.DeadlineExceeded)
 		cause := ErrShadowTimeout
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if closed {
 			cause = context.Canceled
 		}
 		if err != nil {
@@ -231,10 +232,16 @@ func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin 
 			err = cause
 		}
 		report(elapsed, err)
+		if closed {
+			dropped() // Close abandoned it: not the shadow path's failure
+		} else {
+			observe(Comparison{Fault: FaultTimeout})
+		}
 		return
 	}
 	report(elapsed, err)
 	if panicked {
+		observe(Comparison{Fault: FaultPanic})
 		return
 	}
 
@@ -247,44 +254,48 @@ func (r *Reader[In, Out]) shadow(ctx context.Context, stage flags.Stage, origin 
 		select {
 		case auth = <-handoff:
 		case <-r.life.Done():
-			safely(func() {
-				r.cfg.observer.ObserveShadowDrop(ctx, ShadowDrop{Migration: migration, Stage: stage, Reason: DropClosed})
-			})
+			dropped()
 			return
 		}
 	}
 	if !auth.ok {
 		return
 	}
-	var (
-		diffs     []Diff
-		rechecked bool
-	)
+	var c Comparison
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
 				report(0, fmt.Errorf("compare: %w", &PanicError{Value: v, Stack: debug.Stack()}))
-				auth.ok = false
+				c = Comparison{Fault: FaultPanic}
 			}
 		}()
-		diffs = r.compare(origin, auth.out, auth.err, out, err)
-		if len(diffs) == 0 || !r.cfg.recheck {
+		c = r.compare(origin, auth.out, auth.err, out, err)
+		if c.Match || c.Fault != NoFault || !r.cfg.recheck {
 			return
 		}
 		// A write that commits between the two reads looks like a
-		// divergence; a real one survives reading both again, back to back.
+		// divergence of two values; a real one survives reading both again,
+		// back to back. A failure is never rechecked: a read that fails once
+		// in twenty would otherwise pass as a match nineteen times in twenty.
 		authOut, authErr := r.read[origin.other()](ctx, in)
 		shadowOut, shadowErr := r.read[origin](ctx, in)
 		if ctx.Err() == nil {
-			diffs, rechecked = r.compare(origin, authOut, authErr, shadowOut, shadowErr), true
+			c = r.compare(origin, authOut, authErr, shadowOut, shadowErr)
+			c.Rechecked = true
 		}
 	}()
-	if !auth.ok {
-		return
-	}
-	safely(func() {
-		r.cfg.observer.ObserveComparison(ctx, Comparison{Migration: migration, Stage: stage, Match: len(diffs) == 0, Rechecked: rechecked, Diffs: diffs})
-	})
+	observe(c)
+}
+
+// readRecovering reads origin, turning a panic into a [PanicError].
+func (r *Reader[In, Out]) readRecovering(ctx context.Context, origin Origin, in In) (out Out, panicked bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicked, err = true, &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	out, err = r.read[origin](ctx, in)
+	return out, false, err
 }
 
 // safely runs an observer call on a shadow goroutine: an observer that
@@ -296,25 +307,26 @@ func safely(fn func()) {
 
 // compare compares the authoritative result with the shadow read of origin,
 // as old against new.
-func (r *Reader[In, Out]) compare(shadowOrigin Origin, authOut Out, authErr error, shadowOut Out, shadowErr error) []Diff {
+func (r *Reader[In, Out]) compare(shadowOrigin Origin, authOut Out, authErr error, shadowOut Out, shadowErr error) Comparison {
 	if shadowOrigin == Old {
 		return r.compareResults(shadowOut, authOut, shadowErr, authErr)
 	}
 	return r.compareResults(authOut, shadowOut, authErr, shadowErr)
 }
 
-// compareResults compares two reads, errors included: two failures agree
-// when they fail the same way; a failure and a value never agree.
-func (r *Reader[In, Out]) compareResults(old, new Out, oldErr, newErr error) []Diff {
+// compareResults compares two reads, errors included: two values match
+// when the comparator finds no difference; two failures match when they
+// fail the same way (a row missing from both shapes); any other failure is
+// a fault, never a match.
+func (r *Reader[In, Out]) compareResults(old, new Out, oldErr, newErr error) Comparison {
 	switch {
 	case oldErr == nil && newErr == nil:
-		return r.cmp(old, new)
-	case oldErr != nil && newErr != nil:
-		if sameError(oldErr, newErr) {
-			return nil
-		}
+		diffs := r.cmp(old, new)
+		return Comparison{Match: len(diffs) == 0, Diffs: diffs}
+	case oldErr != nil && newErr != nil && sameError(oldErr, newErr):
+		return Comparison{Match: true}
 	}
-	return []Diff{{Path: "error", Old: r.describe(oldErr), New: r.describe(newErr)}}
+	return Comparison{Fault: FaultError, Diffs: []Diff{{Path: "error", Old: r.describe(oldErr), New: r.describe(newErr)}}}
 }
 
 // describe renders an error for a report. When the value holds sensitive
@@ -363,9 +375,10 @@ func (r *Reader[In, Out]) Wait() {
 }
 
 // Close stops starting shadow reads, cancels those in flight and waits for
-// them to return; a cancelled shadow read is reported with an error and not
-// compared. To let them finish instead, call [Reader.Wait] first. Reads
-// after Close still return the authoritative result. Close is idempotent.
+// them to return; a cancelled shadow read's call is reported with its error,
+// and the read as dropped ([DropClosed]), not compared. To let them finish
+// instead, call [Reader.Wait] first. Reads after Close still return the
+// authoritative result. Close is idempotent.
 func (r *Reader[In, Out]) Close() error {
 	r.mu.Lock()
 	r.closed = true

@@ -125,8 +125,10 @@ func TestReadReturnsAuthoritativeError(t *testing.T) {
 	assert.Same(t, notFound, err)
 	assert.Equal(t, user{}, got)
 	r.Wait()
-	mm := rec.Mismatches()
-	require.Len(t, mm, 1)
+	assert.Empty(t, rec.Mismatches())
+	mm := rec.Failures()
+	require.Len(t, mm, 1, "the authoritative read's error fails the comparison")
+	assert.Equal(t, dualwrite.FaultError, mm[0].Fault)
 	// user has a sensitive field, so an error's text (which may quote it)
 	// is withheld from the report.
 	assert.Equal(t, []dualwrite.Diff{{Path: "error", Old: "*errors.errorString (text withheld)", New: "<nil>"}}, mm[0].Diffs)
@@ -136,20 +138,21 @@ func TestShadowFaultsNeverReachTheCaller(t *testing.T) {
 	t.Parallel()
 	ada := user{ID: 1, GivenName: "Ada", FamilyName: "Lovelace", Email: "ada@example.com"}
 	tests := []struct {
-		name    string
-		shadow  dualwrite.ReadFunc[int, user]
-		wantErr error
+		name      string
+		shadow    dualwrite.ReadFunc[int, user]
+		wantErr   error
+		wantFault dualwrite.Fault
 	}{
-		{"error", func(context.Context, int) (user, error) { return user{}, errors.New("relation does not exist") }, nil},
-		{"panic", func(context.Context, int) (user, error) { panic("boom") }, dualwrite.ErrShadowPanic},
+		{"error", func(context.Context, int) (user, error) { return user{}, errors.New("relation does not exist") }, nil, dualwrite.FaultError},
+		{"panic", func(context.Context, int) (user, error) { panic("boom") }, dualwrite.ErrShadowPanic, dualwrite.FaultPanic},
 		{"hang honouring ctx", func(ctx context.Context, _ int) (user, error) {
 			<-ctx.Done()
 			return user{}, ctx.Err()
-		}, dualwrite.ErrShadowTimeout},
+		}, dualwrite.ErrShadowTimeout, dualwrite.FaultTimeout},
 		{"hang ignoring ctx", func(context.Context, int) (user, error) {
 			time.Sleep(400 * time.Millisecond)
 			return ada, nil
-		}, dualwrite.ErrShadowTimeout},
+		}, dualwrite.ErrShadowTimeout, dualwrite.FaultTimeout},
 	}
 	for _, stage := range []flags.Stage{flags.Shadow, flags.Live} {
 		for _, tt := range tests {
@@ -181,12 +184,14 @@ func TestShadowFaultsNeverReachTheCaller(t *testing.T) {
 				if tt.wantErr != nil {
 					assert.ErrorIs(t, shadows[0].Err, tt.wantErr)
 				}
-				if tt.wantErr == nil {
-					// A plain error is a divergence: the new path fails where the old one answers.
-					require.Len(t, rec.Mismatches(), 1)
-				} else {
-					assert.Empty(t, rec.Comparisons(), "a panicked or late read is not compared")
-				}
+				// Every fault is a failed comparison: never a match, nor a
+				// mismatch of two values.
+				cmp := rec.Comparisons()
+				require.Len(t, cmp, 1)
+				assert.False(t, cmp[0].Match)
+				assert.Equal(t, tt.wantFault, cmp[0].Fault)
+				assert.False(t, cmp[0].Rechecked, "a failure is not rechecked")
+				assert.Empty(t, rec.Mismatches())
 				for _, c := range rec.Comparisons() {
 					for _, d := range c.Diffs {
 						assert.NotContains(t, d.Old+d.New, "ada@example.com")
@@ -288,12 +293,17 @@ func TestCloseCancelsAndWaits(t *testing.T) {
 	require.Len(t, shadows, 1)
 	assert.ErrorIs(t, shadows[0].Err, context.Canceled)
 
+	assert.Empty(t, rec.Comparisons(), "a read Close cancelled is not the shadow path's failure")
+	drops := rec.Drops()
+	require.Len(t, drops, 1, "it is dropped")
+	assert.Equal(t, dualwrite.DropClosed, drops[0].Reason)
+
 	got, err := r.Read(t.Context(), 0)
 	require.NoError(t, err)
 	assert.Equal(t, 1, got)
-	drops := rec.Drops()
-	require.Len(t, drops, 1)
-	assert.Equal(t, dualwrite.DropClosed, drops[0].Reason)
+	drops = rec.Drops()
+	require.Len(t, drops, 2)
+	assert.Equal(t, dualwrite.DropClosed, drops[1].Reason)
 }
 
 // The caller's ctx ending right after Read returns does not cancel the

@@ -9,8 +9,9 @@ import (
 )
 
 // SlogObserver logs what the adapters do: failed calls, mismatches,
-// dropped shadow reads and fallbacks at Warn, successful calls and matching
-// comparisons at Debug. It is safe for concurrent use.
+// failed comparisons and fallbacks at Warn, successful calls, matching
+// comparisons and dropped shadow reads at Debug. It is safe for concurrent
+// use.
 type SlogObserver struct {
 	log *slog.Logger
 }
@@ -50,11 +51,15 @@ func (o *SlogObserver) ObserveCall(ctx context.Context, c Call) {
 }
 
 // ObserveComparison implements [Observer]. Diffs are logged as they are, so
-// sensitive fields stay redacted.
+// sensitive fields stay redacted; a failure is logged with its kind (the
+// failed call itself is logged by ObserveCall).
 func (o *SlogObserver) ObserveComparison(ctx context.Context, c Comparison) {
 	level := slog.LevelDebug
 	msg := "schemashift shadow read matched"
-	if !c.Match {
+	switch {
+	case c.Fault != NoFault:
+		level, msg = slog.LevelWarn, "schemashift shadow comparison failed"
+	case !c.Match:
 		level, msg = slog.LevelWarn, "schemashift shadow read mismatch"
 	}
 	if !o.log.Enabled(ctx, level) {
@@ -64,9 +69,11 @@ func (o *SlogObserver) ObserveComparison(ctx context.Context, c Comparison) {
 	for i, d := range c.Diffs {
 		diffs[i] = d.String()
 	}
-	o.log.LogAttrs(ctx, level, msg,
-		slog.String("migration", c.Migration), slog.String("stage", c.Stage.String()),
-		slog.Any("diffs", diffs))
+	attrs := []slog.Attr{slog.String("migration", c.Migration), slog.String("stage", c.Stage.String())}
+	if c.Fault != NoFault {
+		attrs = append(attrs, slog.String("fault", c.Fault.String()))
+	}
+	o.log.LogAttrs(ctx, level, msg, append(attrs, slog.Any("diffs", diffs))...)
 }
 
 // ObserveShadowDrop implements [Observer].

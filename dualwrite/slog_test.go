@@ -49,3 +49,28 @@ func TestSlogObserver(t *testing.T) {
 	assert.Contains(t, out, "flagd unreachable")
 	assert.NotContains(t, out, "schemashift call ", "successful calls log at debug only")
 }
+
+// A failed shadow read is logged as a failure, not as a mismatch.
+func TestSlogObserverLogsFailures(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	obs, err := dualwrite.NewSlogObserver(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	require.NoError(t, err)
+	flag, _ := flagstest.Flag(t, migration, flags.Shadow)
+	r, err := dualwrite.NewReader(flag,
+		func(context.Context, int) (user, error) { return user{GivenName: "Ada", Email: "ada@example.com"}, nil },
+		func(context.Context, int) (user, error) {
+			return user{}, errors.New("relation users_v2 does not exist")
+		},
+		dualwrite.WithObserver(obs))
+	require.NoError(t, err)
+	_, err = r.Read(t.Context(), 1)
+	require.NoError(t, err)
+	r.Wait()
+	require.NoError(t, r.Close())
+	out := buf.String()
+	assert.Contains(t, out, "schemashift shadow comparison failed")
+	assert.Contains(t, out, "fault=error")
+	assert.NotContains(t, out, "schemashift shadow read mismatch")
+	assert.NotContains(t, out, "example.com")
+}

@@ -136,6 +136,8 @@ type BackfillStatus struct {
 }
 
 // Consistency counts the shadow comparisons since the current phase began.
+// Mismatched counts every comparison that did not match: a mismatch, or a
+// failure (a read's error, a timeout, a panic); Ratio is Matched over both.
 type Consistency struct {
 	Matched    int64   `json:"matched"`
 	Mismatched int64   `json:"mismatched"`

@@ -20,7 +20,8 @@ type Guardrail struct {
 	// Phases it watches (default: shadow and live, where reads are compared).
 	Phases []Phase
 	// MinConsistency trips when the share of matching shadow comparisons
-	// falls below it.
+	// falls below it; a failed comparison (a read's error, a timeout, a
+	// panic) counts against it as a mismatch does.
 	MinConsistency float64
 	// MaxErrorRate trips when the share of failed calls of either path
 	// (old or new) rises above it.

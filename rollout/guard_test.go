@@ -3,6 +3,7 @@ package rollout_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/flags/flagstest"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/rollout"
 )
@@ -222,4 +224,66 @@ func testLatencyGuardrail(t *testing.T, db *sqlx.DB) {
 	require.Len(t, trips, 1)
 	assert.Contains(t, trips[0].Reason, "p99 latency of the new path 12.8ms over 400 calls, above 2× the old path's 1.6ms")
 	assert.Equal(t, "stepped back to shadow", trips[0].Action)
+}
+
+// A shadow origin that fails on every 20th read, over a database where old
+// and new otherwise agree, reported through a real Reader and heartbeat:
+// the gate to live and the consistency guardrail see 95%, not 100%.
+func TestShadowFailuresCountAgainstConsistency(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, testShadowFailuresCountAgainstConsistency)
+}
+
+func testShadowFailuresCountAgainstConsistency(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
+	ctx := t.Context()
+	plan := usersPlan(db)
+	plan.Thresholds.ShadowConsistency, plan.Thresholds.MinComparisons = 0.99, 100
+	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.99, MinSamples: 100}}
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+	require.NoError(t, err)
+	for range 5 { // … shadow
+		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
+		require.NoError(t, err)
+	}
+	db.MustExecContext(ctx, `UPDATE users SET given_name = 'Ada', family_name = 'Lovelace' || id`)
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	require.NoError(t, err)
+
+	var calls atomic.Int64
+	flag, _ := flagstest.Flag(t, "users_split_name", flags.Shadow)
+	r, err := dualwrite.NewReader(flag,
+		func(ctx context.Context, id int64) (string, error) {
+			var full string
+			return full, db.GetContext(ctx, &full, `SELECT full_name FROM users WHERE id = $1`, id)
+		},
+		func(ctx context.Context, id int64) (string, error) {
+			column := "family_name"
+			if calls.Add(1)%20 == 0 {
+				column = "no_such_column" // a real error from the database
+			}
+			var full string
+			return full, db.GetContext(ctx, &full, `SELECT given_name || ' ' || `+column+` FROM users WHERE id = $1`, id)
+		},
+		dualwrite.WithObserver(in.Observer()))
+	require.NoError(t, err)
+	for id := range int64(200) {
+		_, err := r.Read(ctx, id+1)
+		require.NoError(t, err)
+		r.Wait() // one at a time: every 20th read is a shadow read's
+	}
+	require.NoError(t, r.Close())
+	require.NoError(t, in.Beat(ctx))
+
+	ready, err := c.Check(ctx, "users_split_name")
+	require.NoError(t, err)
+	assert.Equal(t, "shadow consistency", ready.Gate)
+	assert.False(t, ready.Met, "10 failed shadow reads in 200 are not 100%% consistency")
+	assert.Equal(t, "consistency 0.9500 over 200 comparisons, 0.9900 required", ready.Reason)
+
+	trips, err := c.Guard(ctx)
+	require.NoError(t, err)
+	require.Len(t, trips, 1)
+	assert.Equal(t, "shadow consistency 0.9500 over 200 comparisons, below 0.9900", trips[0].Reason)
 }

@@ -22,7 +22,9 @@ import (
 
 // Instance reports what one running service instance does, per migration,
 // to the ledger: the stages it evaluated, its calls to the old path and its
-// shadow comparisons. The gates read these heartbeats.
+// shadow comparisons — matched, or not (a mismatch, or a failure: a read's
+// error, a timeout, a panic). The gates read these heartbeats, so a failed
+// comparison counts against consistency as a mismatch does.
 //
 // An Instance is safe for concurrent use. Start begins the periodic
 // heartbeat; Close stops it, sends a last one and waits.
@@ -163,9 +165,12 @@ func (o instanceObserver) ObserveCall(_ context.Context, c dualwrite.Call) {
 	}
 }
 
+// ObserveComparison counts a match only when both reads agreed; a failure
+// (c.Fault) counts with the mismatches, so that consistency is matches over
+// all comparisons, failures included.
 func (o instanceObserver) ObserveComparison(_ context.Context, c dualwrite.Comparison) {
 	w := o.i.window(c.Migration)
-	if c.Match {
+	if c.Match && c.Fault == dualwrite.NoFault {
 		w.matched.Add(1)
 	} else {
 		w.mismatched.Add(1)

@@ -3,7 +3,7 @@
 //
 //	schemashift.dualwrite.calls        counter   migration, stage, op, origin, role, outcome
 //	schemashift.dualwrite.duration     histogram (s) migration, op, origin, role
-//	schemashift.dualwrite.comparisons  counter   migration, stage, result (match|mismatch)
+//	schemashift.dualwrite.comparisons  counter   migration, stage, result (match|mismatch|error|timeout|panic)
 //	schemashift.dualwrite.shadow_drops counter   migration, stage, reason
 //	schemashift.flags.fallbacks        counter   migration, stage, reason
 package dualwriteotel
@@ -51,7 +51,8 @@ func New(meter metric.Meter) (*Observer, error) {
 		return nil, fmt.Errorf("create duration histogram: %w", err)
 	}
 	if o.comparisons, err = meter.Int64Counter("schemashift.dualwrite.comparisons",
-		metric.WithDescription("Shadow read comparisons, by result."), metric.WithUnit("{comparison}")); err != nil {
+		metric.WithDescription("Shadow read comparisons, by result: a match, a mismatch, or a failure (error, timeout, panic)."),
+		metric.WithUnit("{comparison}")); err != nil {
 		return nil, fmt.Errorf("create comparisons counter: %w", err)
 	}
 	if o.drops, err = meter.Int64Counter("schemashift.dualwrite.shadow_drops",
@@ -80,10 +81,15 @@ func (o *Observer) ObserveCall(ctx context.Context, c dualwrite.Call) {
 		attribute.String("origin", c.Origin.String()), attribute.String("role", c.Role.String())))
 }
 
-// ObserveComparison implements dualwrite.Observer.
+// ObserveComparison implements dualwrite.Observer. A failed comparison's
+// result is its kind of failure, so that consistency (match over all) can
+// be computed without counting a failure as a match.
 func (o *Observer) ObserveComparison(ctx context.Context, c dualwrite.Comparison) {
 	result := "match"
-	if !c.Match {
+	switch {
+	case c.Fault != dualwrite.NoFault:
+		result = c.Fault.String()
+	case !c.Match:
 		result = "mismatch"
 	}
 	o.comparisons.Add(ctx, 1, metric.WithAttributes(

@@ -92,3 +92,53 @@ func key(set attribute.Set) string {
 	}
 	return s
 }
+
+// A failed shadow read is counted under its kind of failure, never as a
+// match or a mismatch.
+func TestObserverCountsFailuresApart(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = provider.Shutdown(context.WithoutCancel(t.Context())) })
+	obs, err := dualwriteotel.New(provider.Meter("schemashift"))
+	require.NoError(t, err)
+	flag, _ := flagstest.Flag(t, "m", flags.Shadow)
+	var calls int
+	r, err := dualwrite.NewReader(flag,
+		func(context.Context, int) (int, error) { return 1, nil },
+		func(context.Context, int) (int, error) {
+			calls++ // shadow reads run one at a time here
+			if calls == 2 {
+				panic("new path bug")
+			}
+			if calls%2 == 1 {
+				return 0, errors.New("new store down")
+			}
+			return 1, nil
+		},
+		dualwrite.WithObserver(obs))
+	require.NoError(t, err)
+	for range 4 {
+		_, err = r.Read(t.Context(), 0)
+		require.NoError(t, err)
+		r.Wait()
+	}
+	require.NoError(t, r.Close())
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(t.Context(), &rm))
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if data, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "schemashift.dualwrite.comparisons" {
+				for _, dp := range data.DataPoints {
+					got[key(dp.Attributes)] += dp.Value
+				}
+			}
+		}
+	}
+	assert.Equal(t, map[string]int64{
+		"migration=m,result=error,stage=shadow": 2,
+		"migration=m,result=panic,stage=shadow": 1,
+		"migration=m,result=match,stage=shadow": 1,
+	}, got)
+}

@@ -76,11 +76,24 @@ func (r *Recorder) Comparisons() []dualwrite.Comparison {
 	return append([]dualwrite.Comparison(nil), r.comparisons...)
 }
 
-// Mismatches returns the comparisons that did not match.
+// Mismatches returns the comparisons of two successful reads that
+// differed; failures are not among them (see [Recorder.Failures]).
 func (r *Recorder) Mismatches() []dualwrite.Comparison {
 	var out []dualwrite.Comparison
 	for _, c := range r.Comparisons() {
-		if !c.Match {
+		if !c.Match && c.Fault == dualwrite.NoFault {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Failures returns the comparisons that failed: a read's error, a timeout
+// or a panic.
+func (r *Recorder) Failures() []dualwrite.Comparison {
+	var out []dualwrite.Comparison
+	for _, c := range r.Comparisons() {
+		if c.Fault != dualwrite.NoFault {
 			out = append(out, c)
 		}
 	}
