@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -25,6 +27,12 @@ type fleet struct {
 	once     sync.Once
 	counts   counts
 	nextID   atomic.Int64
+
+	mu sync.Mutex
+	// newPath holds the last name written to each id while its instance
+	// evaluated dualwrite or later, so through the new path. Each existing
+	// id is written by one instance only, so the last write is known.
+	newPath map[int64]User
 }
 
 type counts struct {
@@ -61,7 +69,7 @@ func (o comparisons) ObserveComparison(_ context.Context, c dualwrite.Comparison
 }
 
 func startFleet(ctx context.Context, db *sqlx.DB, n int, p rollout.Plan) (*fleet, error) {
-	f := &fleet{}
+	f := &fleet{newPath: map[int64]User{}}
 	f.nextID.Store(seedRows)
 	tctx, cancel := context.WithCancel(ctx)
 	f.cancel = cancel
@@ -82,31 +90,47 @@ func startFleet(ctx context.Context, db *sqlx.DB, n int, p rollout.Plan) (*fleet
 			return nil, err
 		}
 		f.services, f.repos = append(f.services, svc), append(f.repos, repo)
-		f.wg.Go(func() { f.serve(tctx, ctx, repo) })
+		f.wg.Go(func() { f.serve(tctx, ctx, repo, i, n) })
 	}
 	return f, nil
 }
 
 // serve plays requests until traffic ends: two reads for every write;
-// some reads land on the rows the legacy job touches. Each request runs
-// under the run's ctx, so stopping the traffic never cuts one short: a
-// write cancelled mid-commit may land unseen, and the count of rows would
-// be off.
-func (f *fleet) serve(traffic, ctx context.Context, repo *users) {
+// some reads land on the rows the legacy job touches. Instance k of n
+// updates only the existing ids ≡ k (mod n). Once it evaluates dualwrite,
+// half its writes are names with more words than the old shape splits
+// back, all through the backfill. Each request runs under the run's ctx,
+// so stopping the traffic never cuts one short: a write cancelled
+// mid-commit may land unseen, and the count of rows would be off.
+func (f *fleet) serve(traffic, ctx context.Context, repo *users, k, n int) {
 	for i := 0; traffic.Err() == nil; i++ {
 		var err error
 		switch {
 		case i%3 == 0:
-			given, family := randomName()
 			id := legacyRows + 1 + rand.Int64N(seedRows-legacyRows)
+			id += (int64(k) - id%int64(n) + int64(n)) % int64(n)
+			if id > seedRows {
+				id -= int64(n)
+			}
 			if i%2 == 0 {
 				id = f.nextID.Add(1)
 			}
-			err = repo.Save(ctx, User{ID: id, GivenName: given, FamilyName: family})
+			newPath := repo.Stage(ctx) >= flags.DualWrite // the provider only moves forward here
+			given, family := randomName()
+			if newPath && i%4 < 2 {
+				given, family = multiWordName()
+			}
+			u := User{ID: id, GivenName: given, FamilyName: family}
+			err = repo.Save(ctx, u)
 			if err == nil {
 				f.counts.writes.Add(1)
 				if id > seedRows {
 					f.counts.inserted.Add(1)
+				}
+				if newPath {
+					f.mu.Lock()
+					f.newPath[id] = u
+					f.mu.Unlock()
 				}
 			}
 		case i%10 == 1:
@@ -134,6 +158,48 @@ func (f *fleet) waitMismatch(ctx context.Context, limit time.Duration) (int64, s
 	f.counts.mu.Lock()
 	defer f.counts.mu.Unlock()
 	return f.counts.mismatched.Load(), strings.Join(f.counts.diffs, "; ")
+}
+
+// newPathIntact checks every id written through the new path against
+// what it holds now: kept counts the multi-word names intact, changed
+// lists every id not as last written.
+func (f *fleet) newPathIntact(ctx context.Context, db *sqlx.DB) (kept int, changed []string, err error) {
+	rows, err := db.QueryxContext(ctx, `SELECT id, given_name, family_name FROM users`)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := 0
+	for rows.Next() {
+		var r struct {
+			ID     int64          `db:"id"`
+			Given  sql.NullString `db:"given_name"`
+			Family sql.NullString `db:"family_name"`
+		}
+		if err := rows.StructScan(&r); err != nil {
+			return 0, nil, err
+		}
+		u, ok := f.newPath[r.ID]
+		if !ok {
+			continue
+		}
+		seen++
+		switch {
+		case r.Given.String != u.GivenName || r.Family.String != u.FamilyName:
+			changed = append(changed, fmt.Sprintf("%d: wrote %q %q, holds %q %q", r.ID, u.GivenName, u.FamilyName, r.Given.String, r.Family.String))
+		case strings.Count(u.GivenName+" "+u.FamilyName, " ") > 1:
+			kept++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, err
+	}
+	if seen != len(f.newPath) {
+		changed = append(changed, fmt.Sprintf("%d ids written through the new path are gone", len(f.newPath)-seen))
+	}
+	return kept, changed, nil
 }
 
 // stop ends the traffic, closes the instances and returns the totals.

@@ -67,10 +67,15 @@ func plan(onSQLite bool, pace int) rollout.Plan {
 		Expand: []rollout.Step{{SQL: `ALTER TABLE users ALTER COLUMN full_name DROP NOT NULL`,
 			Down: "-- schemashift:ignore set-not-null\nALTER TABLE users ALTER COLUMN full_name SET NOT NULL"}},
 		Columns: []rollout.Column{{Table: "users", Column: "given_name"}, {Table: "users", Column: "family_name"}},
+		// The split does not invert: "Mary Ann" "Smith Jones", written
+		// through the new path, is full_name "Mary Ann Smith Jones", which
+		// splits as "Mary" "Ann Smith Jones". Down, the join, is what tells
+		// such a row from one a legacy writer changed: the backfill and its
+		// repair never overwrite the first.
 		Backfills: []backfill.Job{{Name: migration, Table: "users", Set: []backfill.Assign{
 			{Column: "given_name", Expr: "split_part(full_name, ' ', 1)"},
 			{Column: "family_name", Expr: "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"},
-		}}},
+		}, Down: []backfill.Assign{{Column: "full_name", Expr: "given_name || ' ' || family_name"}}}},
 		ContractOps: []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}},
 		Thresholds:  rollout.Thresholds{ShadowConsistency: 0.99, MinComparisons: 300, Window: time.Duration(pace) * time.Second},
 	}
@@ -206,6 +211,12 @@ func run(ctx context.Context, out io.Writer, set settings) error {
 	}
 	want := seedRows + int(traffic.inserted)
 	lost := want - rows
+	// Every name the instances wrote through the new path, with more words
+	// than the old shape can split back, is as they last wrote it.
+	kept, changed, err := fl.newPathIntact(ctx, db)
+	if err != nil {
+		return err
+	}
 
 	fmt.Fprintln(out, "\nSummary")
 	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
@@ -221,8 +232,13 @@ func run(ctx context.Context, out io.Writer, set settings) error {
 		traffic.reads, traffic.writes, traffic.inserted, traffic.errors, traffic.matched, traffic.mismatched)
 	fmt.Fprintf(out, "rows: %d expected, %d present, %d lost; %d without the new shape; schema fits the contracted build: %v\n",
 		want, rows, lost, incomplete, fits)
-	if lost != 0 || incomplete != 0 || !fits || traffic.errors != 0 {
-		return fmt.Errorf("the rollout lost data or failed requests: %d lost, %d incomplete, %d errors", lost, incomplete, traffic.errors)
+	fmt.Fprintf(out, "new-path writes of multi-word names: %d intact, %d overwritten\n", kept, len(changed))
+	for _, c := range changed[:min(5, len(changed))] {
+		fmt.Fprintln(out, "  overwritten:", c)
+	}
+	if lost != 0 || incomplete != 0 || !fits || traffic.errors != 0 || len(changed) != 0 || kept == 0 {
+		return fmt.Errorf("the rollout lost data or failed requests: %d lost, %d incomplete, %d errors, %d new-path writes overwritten (%d intact)",
+			lost, incomplete, traffic.errors, len(changed), kept)
 	}
 	fmt.Fprintln(out, "0 rows lost; every gate passed in order.")
 	return nil

@@ -43,5 +43,6 @@ func testQuickstart(t *testing.T, set settings) {
 	assert.Regexp(t, `legacy job caught: [1-9]\d* mismatches .*; repair fixed 100 rows`, summary)
 	assert.Regexp(t, `rows: (\d+) expected, (\d+) present, 0 lost; 0 without the new shape; schema fits the contracted build: true`, text)
 	assert.Regexp(t, `traffic: [1-9]\d* reads, [1-9]\d* writes \([1-9]\d* new users\), 0 errors`, text)
+	assert.Regexp(t, `new-path writes of multi-word names: [1-9]\d* intact, 0 overwritten`, text)
 	assert.Contains(t, text, "0 rows lost; every gate passed in order.")
 }

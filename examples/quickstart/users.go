@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -24,6 +25,7 @@ type User struct {
 // old code path and the new one side by side, chosen per call by the stage.
 type users struct {
 	db     *sqlx.DB
+	flag   *flags.Flag
 	reads  *dualwrite.Reader[int64, User]
 	writes *dualwrite.TxWriter[User]
 }
@@ -36,7 +38,13 @@ func newUsers(db *sqlx.DB, svc *rollout.Service) (*users, error) {
 	if err != nil {
 		return nil, err
 	}
-	reads, err := dualwrite.NewReader(flag, readOld(db), readNew(db), dualwrite.WithObserver(svc.Observer()))
+	// The old shape cannot tell "Mary Ann" "Smith Jones" from "Mary" "Ann
+	// Smith Jones": the two paths agree when they agree on the full name.
+	sameName := dualwrite.EqualFunc(func(old, new User) bool {
+		return old.ID == new.ID && old.GivenName+" "+old.FamilyName == new.GivenName+" "+new.FamilyName
+	})
+	reads, err := dualwrite.NewReader(flag, readOld(db), readNew(db), dualwrite.WithObserver(svc.Observer()),
+		dualwrite.WithComparator(sameName))
 	if err != nil {
 		return nil, err
 	}
@@ -44,11 +52,14 @@ func newUsers(db *sqlx.DB, svc *rollout.Service) (*users, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &users{db: db, reads: reads, writes: writes}, nil
+	return &users{db: db, flag: flag, reads: reads, writes: writes}, nil
 }
 
 func (u *users) Get(ctx context.Context, id int64) (User, error) { return u.reads.Read(ctx, id) }
 func (u *users) Save(ctx context.Context, user User) error       { return u.writes.Write(ctx, user) }
+
+// Stage is the stage this instance evaluates for ctx now.
+func (u *users) Stage(ctx context.Context) flags.Stage { return u.flag.Stage(ctx) }
 
 // Close stops the shadow reads.
 func (u *users) Close() error { return u.reads.Close() }
@@ -101,6 +112,14 @@ var (
 
 func randomName() (string, string) {
 	return givenNames[rand.IntN(len(givenNames))], familyNames[rand.IntN(len(familyNames))]
+}
+
+// multiWordName is a name only the new shape holds: its full name splits
+// back as another one.
+func multiWordName() (string, string) {
+	g, f := randomName()
+	g2, f2 := randomName()
+	return g + " " + g2, f + "-" + f2 + " " + f
 }
 
 // seed creates the table as the old code knows it, with n users. On SQLite,
