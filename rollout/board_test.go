@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
@@ -108,7 +109,8 @@ func testBoardJSON(t *testing.T, db *sqlx.DB) {
 	assert.Equal(t, "not started", bf["status"])
 	fleet := m["fleet"].(map[string]any)
 	inst := fleet["instances"].([]any)[0].(map[string]any)
-	for k, typ := range map[string]string{"id": "string", "service": "string", "build": "string", "last_seen": "string", "min_stage": "string", "old_calls": "number"} {
+	for k, typ := range map[string]string{"id": "string", "service": "string", "build": "string", "last_seen": "string", "min_stage": "string", "old_calls": "number",
+		"shadow_drops": "number"} {
 		assert.Equal(t, typ, kind(inst[k]), "fleet.instances[0].%s", k)
 	}
 	ev := doc["audit"].([]any)
@@ -315,8 +317,18 @@ func TestBoardInChromium(t *testing.T) {
 	d.session = created["value"].(map[string]any)["sessionId"].(string)
 	t.Cleanup(func() { d.call(http.MethodDelete, "/session/"+d.session, nil) })
 
+	// A second instance dropped shadow reads; the board shows each one's.
+	other, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-2"))
+	require.NoError(t, err)
+	for range 3 {
+		other.Observer().ObserveShadowDrop(t.Context(), dualwrite.ShadowDrop{Migration: "users_split_name", Stage: flags.Shadow, Reason: dualwrite.DropFull})
+	}
+	beat(t, other, flags.Off)
+
 	d.call(http.MethodPost, "/session/"+d.session+"/url", map[string]string{"url": srv.URL + "/"})
 	assert.Equal(t, "expanded", d.text(`[data-migration="users_split_name"] [data-field="phase"]`))
+	assert.Equal(t, "0", d.text(`[data-instance="api-1"] [data-field="shadow-drops"]`))
+	assert.Equal(t, "3", d.text(`[data-instance="api-2"] [data-field="shadow-drops"]`))
 	assert.Equal(t, "met", d.text(`[data-migration="users_split_name"] [data-field="gate"]`))
 	assert.Contains(t, d.text(`table.fleet`), "api-1")
 	assert.Contains(t, d.text(`table.audit`), "advance")

@@ -586,6 +586,9 @@ type InstanceState struct {
 	OldCalls    int64                     `json:"old_calls"`
 	Matched     int64                     `json:"matched"`
 	Mismatched  int64                     `json:"mismatched"`
+	// ShadowDrops counts shadow reads never compared: the reader's bound
+	// was full, or it was closed (a call sampled out is none).
+	ShadowDrops int64 `json:"shadow_drops"`
 }
 
 // Fleet is the live instances of one migration, as the ledger sees them.
@@ -617,10 +620,11 @@ func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, age
 		OldCalls    int64      `db:"old_calls"`
 		Matched     int64      `db:"matched"`
 		Mismatched  int64      `db:"mismatched"`
+		ShadowDrops int64      `db:"shadow_drops"`
 	}
 	var rows []instRow
 	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT instance_id, service, build_version, first_seen, last_seen, CAST(stage_seen AS text) AS stage_seen,
-			min_stage, max_stage, last_old_call, old_calls, matched, mismatched
+			min_stage, max_stage, last_old_call, old_calls, matched, mismatched, shadow_drops
 		FROM schemashift_instances WHERE migration = $1 AND last_seen > `+d.NowPlus("$2")+` ORDER BY service, instance_id`,
 		migration, -ageOut.Seconds()); err != nil {
 		return f, fmt.Errorf("read fleet: %w", err)
@@ -628,7 +632,7 @@ func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, age
 	for _, r := range rows {
 		in := InstanceState{ID: r.ID, Service: r.Service, Build: r.Build, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen,
 			MinStage: r.MinStage, MaxStage: r.MaxStage, LastOldCall: r.LastOldCall, OldCalls: r.OldCalls, Matched: r.Matched,
-			Mismatched: r.Mismatched, StageSeen: map[flags.Stage]time.Time{}}
+			Mismatched: r.Mismatched, ShadowDrops: r.ShadowDrops, StageSeen: map[flags.Stage]time.Time{}}
 		var seen map[string]time.Time
 		if err := json.Unmarshal([]byte(r.StageSeen), &seen); err != nil {
 			return f, fmt.Errorf("read fleet: stages of %s: %w", r.ID, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/flags/flagstest"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/rollout"
@@ -366,4 +367,87 @@ func TestConcurrentBeatsKeepEveryLatency(t *testing.T) {
 			require.Equal(t, total, inHist, "round %d: the histogram holds every call counted", r)
 		}
 	})
+}
+
+// A reader whose shadow reads fill its bound drops the next ones, and each
+// instance's heartbeat reports its own drops, which the fleet and the board
+// show per instance; a call sampled out is no drop.
+func TestShadowDropsReportedPerInstance(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, testShadowDropsReportedPerInstance)
+}
+
+func testShadowDropsReportedPerInstance(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	ctx := t.Context()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()})
+	require.NoError(t, err)
+	flag, _ := flagstest.Flag(t, "users_split_name", flags.Shadow)
+	release := make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	read := func(context.Context, int) (int, error) { return 1, nil }
+	held := func(ctx context.Context, _ int) (int, error) {
+		select { // holds its slot until released
+		case <-release:
+		case <-ctx.Done():
+		}
+		return 1, nil
+	}
+	want := map[string]int64{}
+	var readers []*dualwrite.Reader[int, int]
+	for _, tt := range []struct {
+		id          string
+		concurrency int
+		reads       int
+		sample      float64
+		drops       int64
+	}{
+		{"api-1", 1, 6, 1, 5}, // one shadow read holds the only slot
+		{"api-2", 2, 3, 1, 1}, // two hold both
+		{"api-3", 1, 6, 0, 0}, // sampled out
+	} {
+		in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID(tt.id))
+		require.NoError(t, err)
+		r, err := dualwrite.NewReader(flag, read, held, dualwrite.WithObserver(in.Observer()),
+			dualwrite.WithShadowConcurrency(tt.concurrency), dualwrite.WithShadowSampleRate(tt.sample), dualwrite.WithShadowTimeout(time.Hour))
+		require.NoError(t, err)
+		readers = append(readers, r)
+		for range tt.reads {
+			_, err := r.Read(ctx, 0) // the slot is taken before Read returns: no wait is needed
+			require.NoError(t, err)
+		}
+		in.Record("users_split_name", flags.Shadow, true)
+		require.NoError(t, in.Beat(ctx))
+		want[tt.id] = tt.drops
+	}
+	close(release)
+	for _, r := range readers {
+		r.Wait()
+		require.NoError(t, r.Close())
+	}
+
+	fleet, err := c.Fleet(ctx, "users_split_name")
+	require.NoError(t, err)
+	got := map[string]int64{}
+	for _, in := range fleet.Instances {
+		got[in.ID] = in.ShadowDrops
+	}
+	assert.Equal(t, want, got)
+
+	b, err := rollout.NewBoard(c)
+	require.NoError(t, err)
+	snap, err := b.Snapshot(ctx)
+	require.NoError(t, err)
+	require.Len(t, snap.Migrations, 1)
+	shown := map[string]int64{}
+	for _, in := range snap.Migrations[0].Fleet.Instances {
+		shown[in.ID] = in.ShadowDrops
+	}
+	assert.Equal(t, got, shown, "the board shows each instance's drops")
 }

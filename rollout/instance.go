@@ -23,8 +23,9 @@ import (
 // Instance reports what one running service instance does, per migration,
 // to the ledger: the stages it evaluated, its calls to the old path and its
 // shadow comparisons — matched, or not (a mismatch, or a failure: a read's
-// error, a timeout, a panic). The gates read these heartbeats, so a failed
-// comparison counts against consistency as a mismatch does.
+// error, a timeout, a panic) — and the shadow reads it dropped. The gates
+// read these heartbeats, so a failed comparison counts against consistency
+// as a mismatch does; the board shows each instance's drops.
 //
 // An Instance is safe for concurrent use. Start begins the periodic
 // heartbeat; Close stops it, sends a last one and waits.
@@ -46,10 +47,10 @@ type Instance struct {
 
 // taken is what one heartbeat took from a window.
 type taken struct {
-	seen                     uint32
-	old, matched, mismatched int64
-	calls, errs              [2]int64
-	latency                  paths
+	seen                            uint32
+	old, matched, mismatched, drops int64
+	calls, errs                     [2]int64
+	latency                         paths
 }
 
 // window accumulates one heartbeat interval.
@@ -58,6 +59,7 @@ type window struct {
 	oldCalls   atomic.Int64
 	matched    atomic.Int64
 	mismatched atomic.Int64
+	drops      atomic.Int64    // shadow reads dropped
 	calls      [2]atomic.Int64 // by dualwrite.Origin
 	errs       [2]atomic.Int64
 	latency    [2][latencyBuckets]atomic.Int64
@@ -177,8 +179,14 @@ func (o instanceObserver) ObserveComparison(_ context.Context, c dualwrite.Compa
 	}
 }
 
-func (o instanceObserver) ObserveShadowDrop(context.Context, dualwrite.ShadowDrop) {}
-func (o instanceObserver) ObserveFallback(context.Context, flags.Fallback)         {}
+// ObserveShadowDrop counts a shadow read that was never compared: its
+// reader was full or closed. A call sampled out is not reported, so not
+// counted.
+func (o instanceObserver) ObserveShadowDrop(_ context.Context, d dualwrite.ShadowDrop) {
+	o.i.window(d.Migration).drops.Add(1)
+}
+
+func (o instanceObserver) ObserveFallback(context.Context, flags.Fallback) {}
 
 // Beat sends one heartbeat now: the instance itself, and per migration what
 // it did since the last one.
@@ -203,6 +211,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 	took := make([]taken, len(windows))
 	for k, w := range windows {
 		took[k] = taken{seen: w.seen.Swap(0), old: w.oldCalls.Swap(0), matched: w.matched.Swap(0), mismatched: w.mismatched.Swap(0),
+			drops: w.drops.Swap(0),
 			calls: [2]int64{w.calls[0].Swap(0), w.calls[1].Swap(0)}, errs: [2]int64{w.errs[0].Swap(0), w.errs[1].Swap(0)}}
 		for b := range latencyBuckets {
 			took[k].latency.Old[b] = w.latency[0][b].Swap(0)
@@ -242,9 +251,9 @@ func (i *Instance) Beat(ctx context.Context) error {
 			lat.New[b] += t.latency.New[b]
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances AS i (instance_id, migration, service, build_version, stage_seen,
-				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors, latency)
+				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors, latency, shadow_drops)
 			VALUES ($1, $2, $3, $4, `+d.JSON("$5")+`,
-				$6, $7, CASE WHEN `+d.Typed("$8", "bigint")+` > 0 THEN `+d.Now()+` END, $8, $9, $10, $11, $12, $13, $14, `+d.JSON("$15")+`)
+				$6, $7, CASE WHEN `+d.Typed("$8", "bigint")+` > 0 THEN `+d.Now()+` END, $8, $9, $10, $11, $12, $13, $14, `+d.JSON("$15")+`, $16)
 			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = `+d.Now()+`,
 				service = EXCLUDED.service, build_version = EXCLUDED.build_version,
 				stage_seen = `+d.JSONMerge("i.stage_seen", "EXCLUDED.stage_seen")+`,
@@ -254,11 +263,12 @@ func (i *Instance) Beat(ctx context.Context) error {
 				old_calls = i.old_calls + EXCLUDED.old_calls,
 				matched = i.matched + EXCLUDED.matched,
 				mismatched = i.mismatched + EXCLUDED.mismatched,
+				shadow_drops = i.shadow_drops + EXCLUDED.shadow_drops,
 				old_total = i.old_total + EXCLUDED.old_total, old_errors = i.old_errors + EXCLUDED.old_errors,
 				new_total = i.new_total + EXCLUDED.new_total, new_errors = i.new_errors + EXCLUDED.new_errors,
 				latency = EXCLUDED.latency`,
 			i.id, m, i.service, i.build, string(mustJSON(seen)), minS, maxS, t.old, t.matched, t.mismatched,
-			t.calls[0], t.errs[0], t.calls[1], t.errs[1], string(mustJSON(lat))); err != nil {
+			t.calls[0], t.errs[0], t.calls[1], t.errs[1], string(mustJSON(lat)), t.drops); err != nil {
 			i.restore(windows, took)
 			return fmt.Errorf("heartbeat %s: %w", m, err)
 		}
@@ -301,6 +311,7 @@ func (i *Instance) restore(windows []*window, took []taken) {
 		w.oldCalls.Add(took[k].old)
 		w.matched.Add(took[k].matched)
 		w.mismatched.Add(took[k].mismatched)
+		w.drops.Add(took[k].drops)
 		for o := range 2 {
 			w.calls[o].Add(took[k].calls[o])
 			w.errs[o].Add(took[k].errs[o])

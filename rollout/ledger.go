@@ -88,6 +88,8 @@ var ledgerSchema = []string{
 	// 5: latency histograms per path, for the latency guardrail.
 	`ALTER TABLE schemashift_instances ADD COLUMN latency jsonb NOT NULL DEFAULT '{"old": [], "new": []}';
 	ALTER TABLE schemashift_migrations ADD COLUMN base_latency jsonb NOT NULL DEFAULT '{"old": [], "new": []}'`,
+	// 6: shadow reads each instance dropped (a reader full, or closed).
+	`ALTER TABLE schemashift_instances ADD COLUMN shadow_drops bigint NOT NULL DEFAULT 0`,
 }
 
 // EnsureLedger creates the ledger tables, or upgrades them to this build's
