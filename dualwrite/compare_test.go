@@ -2,7 +2,9 @@ package dualwrite_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -190,19 +192,35 @@ func TestDiffsAreBounded(t *testing.T) {
 
 func TestBothOriginsFailingTheSameWayMatch(t *testing.T) {
 	t.Parallel()
-	flag, _ := flagstest.Flag(t, migration, flags.Live)
-	rec := &dualwritetest.Recorder{}
-	notFound := errors.New("no rows in result set")
-	r, err := dualwrite.NewReader(flag,
-		func(context.Context, int) (int, error) { return 0, notFound },
-		func(context.Context, int) (int, error) { return 0, errors.New("no rows in result set") },
-		dualwrite.WithObserver(rec))
-	require.NoError(t, err)
-	_, err = r.Read(t.Context(), 0)
-	require.EqualError(t, err, "no rows in result set")
-	r.Wait() // Close would cancel a shadow read still in flight
-	require.NoError(t, r.Close())
-	cmp := rec.Comparisons()
-	require.Len(t, cmp, 1)
-	assert.True(t, cmp[0].Match)
+	for name, c := range map[string]struct {
+		old, new error
+		match    bool
+	}{
+		// A row missing from both shapes: they agree.
+		"no rows": {sql.ErrNoRows, fmt.Errorf("read users: %w", sql.ErrNoRows), true},
+		// The same failure on both sides proves nothing about the shapes.
+		"same failure": {errors.New("connection refused"), errors.New("connection refused"), false},
+		"one missing":  {sql.ErrNoRows, errors.New("connection refused"), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			flag, _ := flagstest.Flag(t, migration, flags.Live)
+			rec := &dualwritetest.Recorder{}
+			r, err := dualwrite.NewReader(flag,
+				func(context.Context, int) (int, error) { return 0, c.old },
+				func(context.Context, int) (int, error) { return 0, c.new },
+				dualwrite.WithObserver(rec))
+			require.NoError(t, err)
+			_, err = r.Read(t.Context(), 0)
+			require.ErrorIs(t, err, c.new, "the authoritative (new) error is returned")
+			r.Wait() // Close would cancel a shadow read still in flight
+			require.NoError(t, r.Close())
+			cmp := rec.Comparisons()
+			require.Len(t, cmp, 1)
+			assert.Equal(t, c.match, cmp[0].Match)
+			if !c.match {
+				assert.Equal(t, dualwrite.FaultError, cmp[0].Fault)
+			}
+		})
+	}
 }

@@ -2,6 +2,7 @@ package dualwrite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -315,15 +316,16 @@ func (r *Reader[In, Out]) compare(shadowOrigin Origin, authOut Out, authErr erro
 }
 
 // compareResults compares two reads, errors included: two values match
-// when the comparator finds no difference; two failures match when they
-// fail the same way (a row missing from both shapes); any other failure is
-// a fault, never a match.
+// when the comparator finds no difference; two reads that both found no
+// row (sql.ErrNoRows, which pgx.ErrNoRows wraps) agree that it is absent;
+// any other failure, even the same one on both sides (a database that is
+// down), is a fault, never a match.
 func (r *Reader[In, Out]) compareResults(old, new Out, oldErr, newErr error) Comparison {
 	switch {
 	case oldErr == nil && newErr == nil:
 		diffs := r.cmp(old, new)
 		return Comparison{Match: len(diffs) == 0, Diffs: diffs}
-	case oldErr != nil && newErr != nil && sameError(oldErr, newErr):
+	case errors.Is(oldErr, sql.ErrNoRows) && errors.Is(newErr, sql.ErrNoRows):
 		return Comparison{Match: true}
 	}
 	return Comparison{Fault: FaultError, Diffs: []Diff{{Path: "error", Old: r.describe(oldErr), New: r.describe(newErr)}}}
