@@ -288,3 +288,95 @@ func testNewPathWritesSurvive(t *testing.T, db *sqlx.DB, c provenanceCase, stage
 	assert.Zero(t, rep.Repaired, rep.Summary())
 	require.Empty(t, writer.lost(t, db, c.moved), "new-path writes overwritten by the repair")
 }
+
+// A legacy writer changes full_name alone after the backfill, on rows the
+// backfill filled and on rows written through the new path: with Down
+// declared, Verify finds both as drifted, and the repair rewrites them
+// from the old shape, the side written last, and leaves every other
+// new-path write as it is.
+func TestLegacyWriterAfterBackfillIsRepairedFromOldSide(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"set", "into"} {
+		c := provenanceCases()[name]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+				t.Parallel()
+				provenanceTables(t, db, c.moved)
+				writer := newNewPathWriter(t, db, flags.DualWrite, c.moved)
+				for id := int64(100); id < 120; id++ {
+					writer.write(t.Context(), id, int(id))
+				}
+				b := mustNew(t, db, c.job(db, true), backfill.WithChunkSize(500, 500, 500))
+				_, err := b.Run(t.Context())
+				require.NoError(t, err)
+				require.Empty(t, writer.lost(t, db, c.moved))
+
+				// Behind the adapters: 5 filled rows and 5 new-path rows.
+				db.MustExecContext(t.Context(), `UPDATE users SET full_name = 'Legacy' || id || ' Writer' WHERE id BETWEEN 10 AND 14 OR id BETWEEN 100 AND 104`)
+				rep, err := b.Verify(t.Context(), backfill.VerifyOptions{})
+				require.NoError(t, err)
+				assert.Equal(t, int64(10), rep.Drifted, rep.Summary())
+				assert.Equal(t, int64(10), rep.Divergent)
+				assert.Equal(t, int64(15), rep.NewPath, "the new-path writes the legacy writer left alone")
+				require.Len(t, rep.Diverged, 10)
+				assert.Equal(t, backfill.Key{"10"}, rep.Diverged[0].Key)
+				assert.Equal(t, backfill.Drifted, rep.Diverged[0].Kind)
+
+				rep, err = b.Verify(t.Context(), backfill.VerifyOptions{Repair: true})
+				require.NoError(t, err)
+				assert.Equal(t, int64(10), rep.Repaired)
+				assert.Zero(t, rep.Remaining)
+				q := `SELECT given_name || '/' || family_name FROM users WHERE id = $1`
+				if c.moved {
+					q = `SELECT given_name || '/' || family_name FROM user_names WHERE user_id = $1`
+				}
+				for _, id := range []int64{12, 102} {
+					var got string
+					require.NoError(t, db.GetContext(t.Context(), &got, q, id))
+					assert.Equal(t, fmt.Sprintf("Legacy%d/Writer", id), got, "repaired from the old shape")
+				}
+				// The new-path writes the legacy writer did not touch are intact.
+				writer.mu.Lock()
+				for id := int64(100); id <= 104; id++ {
+					delete(writer.written, id)
+				}
+				writer.mu.Unlock()
+				require.Empty(t, writer.lost(t, db, c.moved))
+				rep, err = b.Verify(t.Context(), backfill.VerifyOptions{})
+				require.NoError(t, err)
+				assert.True(t, rep.Passed(), rep.Summary())
+			})
+		})
+	}
+}
+
+// A repair of 200,000 drifted rows runs in batches (one statement listing
+// every key overflowed PostgreSQL's stack) and repairs them all, listed
+// or not.
+func TestRepairOfManyRowsCompletes(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		const n = 200_000
+		db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
+		fill(t, db, n, `INSERT INTO users (id, email, email_lower) SELECT i, 'User' || i || '@Example.COM', 'user' || i || '@example.com' FROM s`)
+		b := mustNew(t, db, emailJob("many"))
+		_, err := b.Run(t.Context())
+		require.NoError(t, err)
+		db.MustExecContext(t.Context(), `UPDATE users SET email = 'Other' || id || '@Example.COM'`)
+
+		rep, err := b.Verify(t.Context(), backfill.VerifyOptions{Repair: true})
+		require.NoError(t, err)
+		assert.Equal(t, int64(n), rep.Divergent)
+		assert.Equal(t, int64(n), rep.Drifted)
+		assert.Len(t, rep.Diverged, 1000, "listed: MaxKeys")
+		assert.Equal(t, int64(n), rep.Repaired, "repaired: all of them")
+		assert.Zero(t, rep.Remaining)
+		assert.Equal(t, 0, divergent(t, db))
+		st, err := b.State(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, "repaired", st.Verify)
+		assert.Zero(t, st.Divergent)
+	})
+}
