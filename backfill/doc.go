@@ -7,16 +7,56 @@
 // text keys all work) and says what each chunk does:
 //
 //   - Set: one UPDATE per chunk, same table:
-//     UPDATE t SET new = expr(old) WHERE key in chunk AND new IS DISTINCT FROM expr(old)
-//   - Into: one INSERT … SELECT … FOR UPDATE … ON CONFLICT DO UPDATE per
+//     UPDATE t SET new = expr(old) WHERE key in chunk AND new… IS NULL AND new IS DISTINCT FROM expr(old)
+//   - Into: one INSERT … SELECT … FOR UPDATE … ON CONFLICT DO NOTHING per
 //     chunk, into another table;
-//   - Func: Go code over the chunk's rows, read FOR UPDATE in the
-//     transaction the code writes in.
+//   - Func: Go code over the chunk's rows that no one has filled, read FOR
+//     UPDATE in the transaction the code writes in.
+//
+// # What the backfill may touch
+//
+// A value written through the new path is never overwritten from the old
+// shape. The new shape often holds more than the old one can express
+// ("Mary Ann" "Smith Jones" is full_name "Mary Ann Smith Jones", which
+// splits back as "Mary" "Ann Smith Jones"), so a backfill that rewrote
+// every row whose new shape differs from its transform of the old one
+// would destroy exactly the writes the new code made. Instead, each mode
+// fills only rows no one has written since the expand:
+//
+//   - Set: rows whose Set columns are all NULL. Those columns must be
+//     nullable without a default (New refuses NOT NULL ones); a write
+//     through the new path sets at least one of them.
+//   - Into: source rows with no target row; a target row that exists is
+//     left as it is.
+//   - Func: rows whose [Job].Fills columns are all NULL, or, for a move,
+//     source rows with no row in [Job].Check's table. Func itself should
+//     insert without overwriting (ON CONFLICT DO NOTHING): at stage
+//     complete the new path writes without the source row's lock.
 //
 // Each is race-safe against dual writes: a row written while its chunk runs
 // is either locked by the chunk (the writer waits, then wins) or re-read by
-// the chunk after the writer commits, so the chunk never writes a value
-// computed from a stale row.
+// the chunk after the writer commits and found filled, so the chunk never
+// writes over it, nor writes a value computed from a stale row.
+//
+// [Backfill.Verify] tells the rows that differ apart ([Kind]), as far as
+// the job declares how a row written through the new path looks:
+//
+//   - Down (old = down(new)): a row whose old columns equal Down of its new
+//     ones was written through the new path and is consistent; one where
+//     neither direction holds was changed behind the adapters' back
+//     ([Drifted]).
+//   - Derived: the new path writes exactly what the job computes, so any
+//     filled row that differs has [Drifted].
+//   - Neither: a filled row that differs cannot be told from a new-path
+//     write; it is reported [Unverified], fails the verification, and is
+//     never repaired. Declare Down for a transform that does not invert.
+//
+// A repair ([VerifyOptions].Repair) fills [Unfilled] rows and rewrites
+// [Drifted] ones from the old shape — the side a legacy writer writes, and
+// so the side written last — every one of them, in transactions of at most
+// [RepairBatch] rows, each row checked again under its lock, so a write
+// through the new path that lands meanwhile is kept. Target rows whose
+// source row is gone ([Orphan]) are reported, never deleted.
 //
 // Progress lives in the application's database: schemashift_backfills
 // holds each job (definition hash, status, frontier, estimate, throttle
@@ -37,11 +77,13 @@
 // back while the database or the foreground suffers.
 //
 // [Backfill.Verify] compares the two shapes inside the database, chunk by
-// chunk: same-table jobs count the rows whose new columns differ from their
-// expressions; moves to another table compare row counts and checksums and
-// bisect a differing chunk down to its rows. Divergent rows are listed with
-// sensitive columns redacted, and can be repaired by re-running the chunk
-// statement over exactly those keys.
+// chunk: same-table jobs count the rows whose new columns differ from
+// their expressions; moves to another table compare row counts and
+// checksums and bisect a differing chunk down to its rows. Divergent rows
+// are counted by kind, the first of them listed with sensitive columns
+// redacted. The outcome is recorded with when the verification started: a
+// rollout's gate counts only one that passed without repairing anything,
+// started after the job last finished.
 //
 // # SQLite
 //
