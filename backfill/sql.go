@@ -201,7 +201,7 @@ func scanKey(ctx context.Context, q sqlx.QueryerContext, n int, query string, va
 // declares of the rows written through the new path.
 type setShape struct {
 	differs  string // the new columns differ from their expressions
-	unfilled string // every new column is NULL: no one has written the row's new shape
+	unfilled string // no one has written the row's new shape: every new column is NULL (and, with Down, its old shape is not Down of them)
 	newPath  string // the old columns equal Down's expressions: a new-path write ("" without Down)
 	drifted  string // a filled row that differs was changed behind the adapters' back ("" when that cannot be told)
 	sets     []string
@@ -230,6 +230,9 @@ func (p *plan) setShape(j Job) (setShape, error) {
 		}
 		sh.newPath = old + " IS NOT DISTINCT FROM " + down
 		sh.drifted = old + " IS DISTINCT FROM " + down
+		// A new-path write may set every new column NULL; Down tells it
+		// from a row no one wrote, where it holds.
+		sh.unfilled = "(" + sh.unfilled + " AND " + sh.drifted + ")"
 	} else if j.Derived {
 		sh.drifted = "true"
 	}

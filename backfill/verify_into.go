@@ -29,9 +29,9 @@ type intoSides struct {
 	// srcSum and dstSum; where it cannot (SQLite), rows compare in place.
 	hashed         bool
 	srcSum, dstSum string
-	keyAlias       []string // k1, k2 …
-	srcKeys        string   // source key columns AS k1, …
-	dstKeys        string   // target key columns AS k1, …
+	keyAlias       []string // schemashift_k1, … (prefixed: the target's own columns stay unambiguous)
+	srcKeys        string   // source key columns AS schemashift_k1, …
+	dstKeys        string   // target key columns AS schemashift_k1, …
 	columns        []string // target column names, in Into.Columns order
 	sensitive      func(string) bool
 	// olds are the source's old columns Down names, AS schemashift_o1 …,
@@ -41,7 +41,7 @@ type intoSides struct {
 	// tell).
 	olds             []string
 	newPath, drifted string
-	sets             []string // SET target column = s.vN, for the target's columns outside its key
+	sets             []string // SET target column = s.schemashift_vN, for the target's columns outside its key
 }
 
 func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
@@ -67,7 +67,7 @@ func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
 		s.dstCols = append(s.dstCols, c)
 		s.columns = append(s.columns, a.Column)
 		if !contains(targetKey, a.Column) {
-			s.sets = append(s.sets, c+" = s.v"+strconv.Itoa(len(s.srcExprs)))
+			s.sets = append(s.sets, c+" = s.schemashift_v"+strconv.Itoa(len(s.srcExprs)))
 		}
 	}
 	if len(b.job.Down) > 0 {
@@ -89,7 +89,7 @@ func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
 	s.dstSum, _ = d.RowChecksum(s.dstCols...)
 	var sk, dk []string
 	for i := range b.plan.keyCols {
-		alias := fmt.Sprintf("k%d", i+1)
+		alias := fmt.Sprintf("schemashift_k%d", i+1)
 		s.keyAlias = append(s.keyAlias, alias)
 		q, _ := ident.Quote(b.plan.keyCols[i])
 		sk = append(sk, q+" AS "+alias)
@@ -251,7 +251,8 @@ func (b *Backfill) tallyInto(ctx context.Context, s *intoSides, sp span) (tally,
 }
 
 // sourceSide is the FROM clause of the source rows of a span as the
-// target would hold them, s(k1 …, v1 …, and the old columns Down names),
+// target would hold them, s(schemashift_k1 …, schemashift_v1 …, and the
+// old columns Down names, schemashift_o1 …),
 // each beside its target row, d, when there is one. The target is joined
 // as a table, so that the lookup goes through its key's index.
 func (b *Backfill) sourceSide(s *intoSides, a *args, sp span) string {
@@ -262,7 +263,7 @@ func (b *Backfill) sourceSide(s *intoSides, a *args, sp span) string {
 func (b *Backfill) sourceRows(s *intoSides, a *args, sp span) string {
 	vals := make([]string, len(s.srcExprs))
 	for i, e := range s.srcExprs {
-		vals[i] = e + " AS v" + strconv.Itoa(i+1)
+		vals[i] = e + " AS schemashift_v" + strconv.Itoa(i+1)
 	}
 	return "(SELECT " + strings.Join(append(append([]string{s.srcKeys}, vals...), s.olds...), ", ") + " FROM " + b.plan.table.Quoted() +
 		" WHERE " + b.plan.where(a, sp, nil) + ")"
@@ -302,7 +303,7 @@ func (s *intoSides) missing() string {
 func (s *intoSides) differsValues() string {
 	sv := make([]string, len(s.srcExprs))
 	for i := range sv {
-		sv[i] = "s.v" + strconv.Itoa(i+1)
+		sv[i] = "s.schemashift_v" + strconv.Itoa(i+1)
 	}
 	dv := make([]string, len(s.dstCols))
 	for i, c := range s.dstCols {
@@ -408,7 +409,7 @@ func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, 
 	src = append(src, "'1'", b.plan.d.Text("d."+q))
 	dst = append(dst, "NULL", "'1'")
 	for i := range n {
-		src = append(src, b.plan.d.Text("s.v"+strconv.Itoa(i+1)))
+		src = append(src, b.plan.d.Text("s.schemashift_v"+strconv.Itoa(i+1)))
 		dst = append(dst, "NULL")
 	}
 	for _, c := range s.dstCols {
