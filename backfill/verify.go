@@ -2,6 +2,8 @@ package backfill
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -182,9 +184,13 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 	}
 	rep := Report{Job: b.job.Name}
 	// Started, in the database's clock: the gate compares it with when the
-	// job finished. A result recorded before is no longer current.
-	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = 'running', verify_started_at = `+b.plan.d.Now()+`
-		WHERE job = $1`, b.job.Name); err != nil {
+	// job finished. A result recorded before is no longer current, and this
+	// one is recorded only if no verification started since (run names it).
+	var token [8]byte
+	_, _ = rand.Read(token[:]) // never fails (crypto/rand)
+	run := "run " + hex.EncodeToString(token[:])
+	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = 'running', verify_detail = $2,
+		verify_started_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name, run); err != nil {
 		return rep, fmt.Errorf("verify %q: record start: %w", b.job.Name, err)
 	}
 	var into *intoSides // a move's two sides, for its verification and its repair
@@ -202,12 +208,12 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		err = fmt.Errorf("verify %q: %w: a Go-mode job without Check", b.job.Name, ErrNotVerifiable)
 	}
 	if err != nil {
-		b.recordVerify(ctx, "failed", rep.Divergent, "verification did not finish: "+err.Error())
+		_ = b.recordVerify(ctx, run, "failed", rep.Divergent, "verification did not finish: "+err.Error()) // best effort: err is what matters
 		return rep, err
 	}
 	if o.Repair && rep.Repairable() > 0 {
 		if err := b.repair(ctx, into, spans, &rep); err != nil {
-			b.recordVerify(ctx, "failed", rep.Divergent, "repair did not finish: "+err.Error())
+			_ = b.recordVerify(ctx, run, "failed", rep.Divergent, "repair did not finish: "+err.Error()) // best effort: err is what matters
 			return rep, err
 		}
 	}
@@ -227,19 +233,34 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		}
 		detail += "; divergent keys: " + strings.Join(keys, "; ")
 	}
-	if err := b.recordVerify(ctx, status, rep.Left(), detail); err != nil {
+	if err := b.recordVerify(ctx, run, status, rep.Left(), detail); errors.Is(err, errVerifySuperseded) {
+		return rep, nil // the later verification's outcome is the one that stands
+	} else if err != nil {
 		return rep, fmt.Errorf("record verification: %w", err)
 	}
 	return rep, nil
 }
 
-// recordVerify stores a verification's outcome. A verification that
-// failed to run is recorded on a best-effort basis (the database may be
-// what failed); its error is the one returned.
-func (b *Backfill) recordVerify(ctx context.Context, status string, divergent int64, detail string) error {
-	_, err := b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
-		verify_detail = $4, verified_at = `+b.plan.d.Now()+`, updated_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name, status, divergent, detail)
-	return err
+// errVerifySuperseded: another verification started after this one, so
+// this one's outcome is not recorded over it.
+var errVerifySuperseded = errors.New("a later verification started")
+
+// recordVerify stores the outcome of the verification named run, unless
+// another started since: a slow verification that started before the job
+// finished must not record its pass over a later one's failure.
+func (b *Backfill) recordVerify(ctx context.Context, run, status string, divergent int64, detail string) error {
+	res, err := b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
+		verify_detail = $4, verified_at = `+b.plan.d.Now()+`, updated_at = `+b.plan.d.Now()+`
+		WHERE job = $1 AND verify_status = 'running' AND verify_detail = $5`, b.job.Name, status, divergent, detail, run)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return errVerifySuperseded
+	}
+	return nil
 }
 
 // chunks walks the source in spans of n rows.
