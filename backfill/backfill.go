@@ -162,8 +162,12 @@ func (b *Backfill) State(ctx context.Context) (Progress, error) {
 // failed. It runs the configured number of workers and returns the final
 // progress. While the job is paused, Run waits (polling the table); a
 // cancelled job returns [ErrCancelled]. Killing the process at any point
-// loses at most the chunks in flight, which the next Run (or another
-// worker, once their lease expires) does again.
+// loses at most the chunks in flight, which the next Run with the same
+// worker ID takes back at once, and any other worker once their leases
+// run out (within [WithLease]'s lease: a live worker renews them). While
+// it runs, Run records a heartbeat, so that the job does not read
+// [Stalled]; it starts goroutines for it and for each chunk's lease, and
+// waits for them before it returns.
 func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	if st, err := state(ctx, b.plan.d, b.db, b.job.Name); err == nil && st.Status == Done {
 		return st, nil
@@ -172,8 +176,12 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
+	if err := b.beat(ctx); err != nil {
+		return Progress{}, fmt.Errorf("run backfill %q: heartbeat: %w", b.job.Name, err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	limiter := b.limiter()
+	stopHeartbeat := b.heartbeat(gctx)
 	stopProgress := b.reportProgress(gctx)
 	// The first worker to see the job done wakes the others waiting on its
 	// last leases, so Run returns then, not a poll interval later.
@@ -194,6 +202,7 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	}
 	err := g.Wait()
 	stopProgress()
+	stopHeartbeat()
 	final, stateErr := state(context.WithoutCancel(ctx), b.plan.d, b.db, b.job.Name)
 	if err == nil {
 		err = stateErr
@@ -210,11 +219,98 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	return final, err
 }
 
+// limiter is the rate limit of one Run, shared by its workers. Its burst
+// is set to the chunk size at each reservation (see reserve).
 func (b *Backfill) limiter() *rate.Limiter {
 	if b.opts.rowsPerSecond <= 0 {
 		return nil
 	}
-	return rate.NewLimiter(rate.Limit(b.opts.rowsPerSecond), b.opts.maxChunk)
+	return rate.NewLimiter(rate.Limit(b.opts.rowsPerSecond), b.size())
+}
+
+// reserve waits until the rate limit allows one chunk at the current size,
+// and returns that size. The burst is set to the size first, under the
+// same lock as the size is read and changed, so that the limiter never
+// holds more than one chunk's rows: at most the rate and one chunk run in
+// any second, from the first.
+func (b *Backfill) reserve(ctx context.Context, limiter *rate.Limiter) (int, error) {
+	if limiter == nil {
+		return b.size(), nil
+	}
+	b.mu.Lock()
+	size := b.chunkSize
+	now := time.Now()
+	limiter.SetBurstAt(now, size)
+	r := limiter.ReserveN(now, size)
+	b.mu.Unlock()
+	delay := r.DelayFrom(now)
+	if b.opts.reserved != nil {
+		b.opts.reserved(size, limiter.Burst(), now.Add(delay))
+	}
+	if err := sleep(ctx, delay); err != nil {
+		r.Cancel()
+		return 0, err
+	}
+	return size, nil
+}
+
+// heartbeat records, every third of the lease until stop is called, that
+// this Run lives (see [Stalled]).
+func (b *Backfill) heartbeat(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(b.opts.lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				// Best effort: a beat lost to a passing database error is
+				// made good by the next, a third of a lease later.
+				_ = b.beat(ctx)
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// holdLease renews worker's lease on c every third of the lease, on
+// another of the pool's connections than the chunk's transaction, until
+// stop is called (which waits for it). The
+// returned context is ctx, cancelled with errLeaseLost as its cause when a
+// renewal finds the lease gone to another worker, so that the chunk stops
+// working for nothing. A renewal that fails is tried again at the next
+// tick: the commit's check (finish) keeps the chunk from committing twice
+// whatever happens to the renewals.
+func (b *Backfill) holdLease(ctx context.Context, worker string, c *chunk) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	if b.opts.noRenewal {
+		return ctx, func() { cancel(nil) }
+	}
+	every := b.opts.lease / 3
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+				rctx, done := context.WithTimeout(renewCtx, every)
+				held, err := b.renew(rctx, worker, c)
+				done()
+				if err == nil && !held {
+					cancel(errLeaseLost)
+					return
+				}
+			}
+		}
+	})
+	return ctx, func() { stopRenew(); wg.Wait(); cancel(nil) }
 }
 
 // reportProgress calls the progress callback and observer every interval
@@ -250,19 +346,24 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
-// work is one worker's loop: claim, throttle, process, adapt. It returns
-// nil when the job is done; done is closed when a sibling found it so.
+// work is one worker's loop: throttle, claim, process, adapt. It waits on
+// signals and on the rate limit before it claims a chunk, so that it holds
+// no lease while it waits. It returns nil when the job is done; done is
+// closed when a sibling found it so.
 func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limiter, done <-chan struct{}) error {
 	for {
 		if err := b.waitSignals(ctx); err != nil {
 			return err
 		}
-		size := b.size()
+		size, err := b.reserve(ctx, limiter)
+		if err != nil {
+			return err
+		}
 		var (
 			c      *chunk
 			status Status
 		)
-		err := b.retry(ctx, "claim", func() error {
+		err = b.retry(ctx, "claim", func() error {
 			var err error
 			c, status, err = b.claim(ctx, worker, size)
 			return err
@@ -291,42 +392,60 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		if c == nil {
 			continue
 		}
-		if b.opts.afterClaim != nil {
-			b.opts.afterClaim(c.Seq)
-		}
-		if limiter != nil {
-			if err := limiter.WaitN(ctx, int(min(c.Scanned, int64(limiter.Burst())))); err != nil {
-				return err
-			}
-		}
-		start := time.Now()
-		var changed int64
-		err = b.retry(ctx, "chunk", func() error {
-			var err error
-			changed, err = b.process(ctx, worker, c, nil)
+		if err := b.runChunk(ctx, worker, c, size); err != nil {
 			return err
-		})
-		elapsed := time.Since(start)
-		switch {
-		case errors.Is(err, errLeaseLost):
-			continue // another worker has it; its commit counts
-		case err != nil:
-			return fmt.Errorf("backfill %q: chunk %d: %w", b.job.Name, c.Seq, err)
-		}
-		b.opts.observer.ObserveChunk(ctx, Chunk{Job: b.job.Name, Seq: c.Seq, Worker: worker, Rows: c.Scanned, Changed: changed,
-			Size: size, Attempt: c.Attempts, Duration: elapsed})
-		b.adapt(c.Scanned, elapsed)
-		if d := b.opts.dutyCycle; d < 1 {
-			if err := sleep(ctx, time.Duration(float64(elapsed)*(1-d)/d)); err != nil {
-				return err
-			}
 		}
 	}
 }
 
+// runChunk processes a claimed chunk, holding its lease meanwhile, then
+// adapts the chunk size and rests for the duty cycle. A chunk that lost
+// its lease, or whose job stopped running, is not an error: the loop goes
+// on (and its next claim sees the job's status).
+func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size int) error {
+	cctx, stopLease := b.holdLease(ctx, worker, c)
+	if b.opts.afterClaim != nil {
+		b.opts.afterClaim(c.Seq)
+	}
+	start := time.Now()
+	var changed int64
+	err := b.retry(cctx, "chunk", func() error {
+		var err error
+		changed, err = b.process(cctx, worker, c, nil)
+		return err
+	})
+	elapsed := time.Since(start)
+	stopLease()
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errLeaseLost) {
+		err = errLeaseLost
+	}
+	switch {
+	case errors.Is(err, errLeaseLost):
+		return nil // another worker has it; its commit counts
+	case errors.Is(err, errNotRunning):
+		// Given back, so that whoever resumes the job takes it at once. A
+		// lease not given back only makes that wait for it to run out.
+		_ = b.release(ctx, worker, c)
+		return nil
+	case err != nil:
+		return fmt.Errorf("backfill %q: chunk %d: %w", b.job.Name, c.Seq, err)
+	}
+	b.opts.observer.ObserveChunk(ctx, Chunk{Job: b.job.Name, Seq: c.Seq, Worker: worker, Rows: c.Scanned, Changed: changed,
+		Size: size, Attempt: c.Attempts, Duration: elapsed})
+	b.adapt(c.Scanned, elapsed)
+	if d := b.opts.dutyCycle; d < 1 {
+		if err := sleep(ctx, time.Duration(float64(elapsed)*(1-d)/d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // process runs one chunk in one transaction with the chunk's timeouts; its
 // rows and its checkpoint commit together. keys, when given, replaces the
-// chunk's span (repair of single rows, no checkpoint). On SQLite the
+// chunk's span (repair of single rows, no checkpoint). A chunk checks that
+// its job still runs before its statement and again before it commits
+// (see running): a pause or cancel stops it there. On SQLite the
 // transaction holds the database's write lock from BEGIN, so the chunk
 // reads its rows after every earlier write committed and before any later
 // one: that is its row lock.
@@ -341,6 +460,11 @@ func (b *Backfill) process(ctx context.Context, worker string, c *chunk, keys []
 	}
 	var s span
 	if c != nil {
+		// A pause or cancel that came after the claim stops the chunk
+		// before its statement.
+		if err := b.running(ctx, tx, false); err != nil {
+			return 0, err
+		}
 		s = c.Span
 	}
 	a := &args{}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,31 +53,44 @@ func TestPauseResumeCancelFromAnotherConnection(t *testing.T) {
 		_, err := backfill.State(t.Context(), db, "ctl")
 		assert.ErrorIs(t, err, backfill.ErrUnknownJob)
 		usersTable(t, db, 6000)
-		b := mustNew(t, db, emailJob("ctl"), backfill.WithChunkSize(100, 100, 100), backfill.WithRate(5000))
+		// The worker waits, holding a claimed chunk but no lock, at the claim
+		// of chunk holdAt while the test pauses or cancels: SQLite hands its
+		// write lock out unfairly, and a worker writing as fast as it can
+		// could keep the other pool from having it until the job is done.
+		var holdAt atomic.Int64
+		holdAt.Store(3)
+		held, release := make(chan struct{}), make(chan struct{})
+		b := mustNew(t, db, emailJob("ctl"), backfill.WithChunkSize(100, 100, 100), backfill.WithRate(5000),
+			backfill.WithAfterClaim(func(seq int64) {
+				if seq == holdAt.Load() {
+					held <- struct{}{}
+					<-release
+				}
+			}))
 		done := runInBackground(t, b)
 		ops := pool() // as a CLI or a status board in another process would
 
-		waitRows(t, ops, "ctl", 200)
+		<-held
 		require.NoError(t, backfill.Pause(t.Context(), ops, "ctl"))
-		time.Sleep(100 * time.Millisecond) // a chunk in flight may finish
+		release <- struct{}{}
 		paused, err := backfill.State(t.Context(), ops, "ctl")
 		require.NoError(t, err)
 		assert.Equal(t, backfill.Paused, paused.Status)
-		time.Sleep(300 * time.Millisecond)
-		still, err := backfill.State(t.Context(), ops, "ctl")
-		require.NoError(t, err)
-		assert.Equal(t, paused.RowsDone, still.RowsDone, "no chunk runs while paused")
-		assert.Less(t, still.RowsDone, int64(6000))
+		assert.Equal(t, int64(200), paused.RowsDone)
+		still := waitPauseSeen(t, ops, "ctl")
+		assert.Equal(t, paused.RowsDone, still.RowsDone, "no chunk commits after Pause returned")
 
+		holdAt.Store(6)
 		require.NoError(t, backfill.Resume(t.Context(), ops, "ctl"))
-		waitRows(t, ops, "ctl", still.RowsDone+200)
+		<-held
 		require.NoError(t, backfill.Cancel(t.Context(), ops, "ctl"))
+		release <- struct{}{}
 		err = <-done
 		require.ErrorIs(t, err, backfill.ErrCancelled)
 		cancelled, err := backfill.State(t.Context(), ops, "ctl")
 		require.NoError(t, err)
 		assert.Equal(t, backfill.Cancelled, cancelled.Status)
-		assert.Less(t, cancelled.RowsDone, int64(6000))
+		assert.Equal(t, int64(500), cancelled.RowsDone, "chunks 1 to 5: the claimed chunk 6 did not run")
 
 		// Pausing a cancelled job is refused with the reason.
 		assert.ErrorContains(t, backfill.Pause(t.Context(), ops, "ctl"), "the job is cancelled")
@@ -89,6 +103,173 @@ func TestPauseResumeCancelFromAnotherConnection(t *testing.T) {
 		assert.Equal(t, backfill.Done, final.Status)
 		assert.Equal(t, int64(6000), final.RowsDone)
 		assert.Equal(t, int64(6000), final.RowsChanged)
+		assert.Equal(t, 0, divergent(t, db))
+	})
+}
+
+// waitPauseSeen returns the job's state once its worker saw it paused (and
+// said so in the throttle column): a chunk that would commit after the
+// pause would have done so by then.
+func waitPauseSeen(t *testing.T, db *sqlx.DB, job string) backfill.Progress {
+	t.Helper()
+	var st backfill.Progress
+	require.Eventually(t, func() bool {
+		var err error
+		st, err = backfill.State(t.Context(), db, job)
+		return err == nil && st.Throttle == string(backfill.Paused)
+	}, 20*time.Second, 5*time.Millisecond)
+	return st
+}
+
+// nulls counts the rows the backfill has not filled.
+func nulls(t *testing.T, db *sqlx.DB) int64 {
+	t.Helper()
+	var n int64
+	require.NoError(t, db.GetContext(t.Context(), &n, `SELECT count(*) FROM users WHERE email_lower IS NULL`))
+	return n
+}
+
+// countingJob is a Go-mode job filling email_lower that counts the chunks
+// whose rows it was given.
+func countingJob(name string, chunks *atomic.Int32) backfill.Job {
+	return backfill.Job{Name: name, Table: "users", Columns: []string{"email"}, Version: "1", Fills: []string{"email_lower"},
+		Func: func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (int64, error) {
+			chunks.Add(1)
+			for _, r := range rows {
+				if _, err := tx.ExecContext(ctx, `UPDATE users SET email_lower = lower($2) WHERE id = $1`, r["id"], r["email"]); err != nil {
+					return 0, err
+				}
+			}
+			return int64(len(rows)), nil
+		}}
+}
+
+// A pause or cancel that comes after a chunk was claimed (while its worker
+// waits for the write lock, say) stops that chunk before its statement:
+// the chunk reads no row, its rows are not written, rows done does not
+// move after the pause, and the chunk, given back, is done once when the
+// job resumes.
+func TestPauseAfterClaimStopsTheChunk(t *testing.T) {
+	t.Parallel()
+	for _, stop := range []backfill.Status{backfill.Paused, backfill.Cancelled} {
+		t.Run(string(stop), func(t *testing.T) {
+			t.Parallel()
+			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+				t.Parallel()
+				usersTable(t, db, 2000)
+				var once sync.Once
+				var atPause backfill.Progress
+				var chunks atomic.Int32
+				opts := []backfill.Option{backfill.WithChunkSize(250, 250, 250)}
+				b := mustNew(t, db, countingJob("ctl", &chunks), append(opts, backfill.WithAfterClaim(func(seq int64) {
+					if seq != 3 {
+						return
+					}
+					once.Do(func() {
+						ctx := context.WithoutCancel(t.Context())
+						if stop == backfill.Paused {
+							assert.NoError(t, backfill.Pause(ctx, db, "ctl"))
+						} else {
+							assert.NoError(t, backfill.Cancel(ctx, db, "ctl"))
+						}
+						var err error
+						atPause, err = backfill.State(ctx, db, "ctl")
+						assert.NoError(t, err)
+					})
+				}))...)
+				done := runInBackground(t, b)
+
+				var st backfill.Progress
+				if stop == backfill.Paused {
+					st = waitPauseSeen(t, db, "ctl")
+				} else {
+					require.ErrorIs(t, <-done, backfill.ErrCancelled)
+					var err error
+					st, err = b.State(t.Context())
+					require.NoError(t, err)
+				}
+				assert.Equal(t, stop, st.Status)
+				assert.Equal(t, int64(500), atPause.RowsDone, "chunks 1 and 2 were done")
+				assert.Equal(t, atPause.RowsDone, st.RowsDone, "no rows were done after the %s", stop)
+				assert.Equal(t, int64(1500), nulls(t, db), "the claimed chunk wrote nothing")
+				assert.Equal(t, int32(2), chunks.Load(), "the claimed chunk ran no statement")
+				assert.Equal(t, "leased", chunkOf(t, db, 3).Status)
+
+				require.NoError(t, backfill.Resume(t.Context(), db, "ctl"))
+				if stop == backfill.Cancelled {
+					done = runInBackground(t, b)
+				}
+				require.NoError(t, <-done)
+				final, err := b.State(t.Context())
+				require.NoError(t, err)
+				assert.Equal(t, backfill.Done, final.Status)
+				assert.Equal(t, int64(2000), final.RowsDone)
+				assert.Zero(t, final.ChunksRedone, "the chunk given back ran once")
+				assert.Equal(t, int32(8), chunks.Load())
+				assert.Equal(t, 0, divergent(t, db))
+			})
+		})
+	}
+}
+
+// A pause that comes while a chunk's statement runs: on PostgreSQL the
+// chunk sees it when it checks the job's status before committing, and
+// rolls back; on SQLite the pause waits for the write lock the chunk
+// holds, so the chunk commits first (and the next chunk's claim waits
+// for it, as SQLite hands its lock out unfairly: the worker could
+// otherwise finish the job before the pause got the lock). Either way
+// nothing commits after Pause returned.
+func TestPauseDuringChunkCommitsNothingAfter(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		usersTable(t, db, 2000)
+		var once sync.Once
+		paused := make(chan backfill.Progress, 1)
+		pauseReturned := make(chan struct{})
+		b := mustNew(t, db, emailJob("ctl"), backfill.WithChunkSize(250, 250, 250), backfill.WithAfterClaim(func(seq int64) {
+			if seq == 4 {
+				<-pauseReturned
+			}
+		}), backfill.WithBeforeCommit(func(seq int64) {
+			if seq != 3 {
+				return
+			}
+			once.Do(func() {
+				pause := func() {
+					ctx := context.WithoutCancel(t.Context())
+					assert.NoError(t, backfill.Pause(ctx, db, "ctl"))
+					st, err := backfill.State(ctx, db, "ctl")
+					assert.NoError(t, err)
+					paused <- st
+					close(pauseReturned)
+				}
+				if isSQLite(db) {
+					go pause() // it waits for this chunk's commit
+				} else {
+					pause()
+				}
+			})
+		}))
+		done := runInBackground(t, b)
+		atPause := <-paused
+		st := waitPauseSeen(t, db, "ctl")
+		assert.Equal(t, atPause.RowsDone, st.RowsDone, "no rows were done after Pause returned")
+		if isSQLite(db) {
+			assert.Equal(t, "done", chunkOf(t, db, 3).Status, "the chunk committed before the pause took")
+			assert.GreaterOrEqual(t, st.RowsDone, int64(750))
+		} else {
+			assert.Equal(t, "leased", chunkOf(t, db, 3).Status, "the chunk rolled back")
+			assert.Equal(t, int64(500), st.RowsDone)
+			assert.Equal(t, int64(1500), nulls(t, db))
+		}
+		require.NoError(t, backfill.Resume(t.Context(), db, "ctl"))
+		require.NoError(t, <-done)
+		final, err := b.State(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, backfill.Done, final.Status)
+		assert.Equal(t, int64(2000), final.RowsDone)
+		assert.Zero(t, final.ChunksRedone)
 		assert.Equal(t, 0, divergent(t, db))
 	})
 }

@@ -1,8 +1,29 @@
 package backfill
 
+import "time"
+
 // WithAfterClaim calls fn after each chunk is claimed and before its
 // transaction begins: a worker stalled there still holds the chunk's lease
-// but no lock, on either database.
+// (and renews it) but no lock, on either database.
 func WithAfterClaim(fn func(seq int64)) Option {
 	return func(o *options) error { o.afterClaim = fn; return nil }
+}
+
+// WithBeforeCommit calls fn in each chunk's transaction after its
+// statement, before the job's status is checked and the chunk marked done.
+func WithBeforeCommit(fn func(seq int64)) Option {
+	return func(o *options) error { o.beforeCommit = fn; return nil }
+}
+
+// WithReserved calls fn at each reservation on the rate limit with the
+// rows reserved, the limiter's burst, and the time the limiter lets the
+// reservation go (by its own clock).
+func WithReserved(fn func(rows, burst int, at time.Time)) Option {
+	return func(o *options) error { o.reserved = fn; return nil }
+}
+
+// WithoutLeaseRenewal makes the workers never renew a lease: a worker
+// stalled with a chunk is then one frozen, or cut off from the database.
+func WithoutLeaseRenewal() Option {
+	return func(o *options) error { o.noRenewal = true; return nil }
 }

@@ -13,8 +13,8 @@ const (
 	DefaultMaxChunk         = 50000
 	DefaultTargetChunkTime  = 500 * time.Millisecond
 	DefaultLockTimeout      = 2 * time.Second
-	DefaultStatementTimeout = 30 * time.Second
-	DefaultLease            = 2 * time.Minute
+	DefaultStatementTimeout = 10 * time.Second
+	DefaultLease            = 15 * time.Second
 	DefaultMaxRetries       = 10
 )
 
@@ -38,8 +38,10 @@ type options struct {
 	progressEvery    time.Duration
 	observer         Observer
 	observed         bool
-	beforeCommit     func(seq int64) // test hook
-	afterClaim       func(seq int64) // test hook: between a chunk's claim and its transaction
+	beforeCommit     func(seq int64)                     // test hook
+	afterClaim       func(seq int64)                     // test hook: between a chunk's claim and its transaction
+	reserved         func(rows, burst int, at time.Time) // test hook: each reservation on the rate limit, and when the limiter lets it go
+	noRenewal        bool                                // test hook: leases are never renewed, as by a frozen worker
 }
 
 // Option configures a [Backfill].
@@ -65,9 +67,15 @@ func newOptions(opts []Option) (options, error) {
 	if o.minChunk > o.maxChunk {
 		return o, fmt.Errorf("chunk bounds: min %d is above max %d", o.minChunk, o.maxChunk)
 	}
+	if o.rowsPerSecond > 0 {
+		// A chunk is at most one second's rows: the limiter's burst is one
+		// chunk, so no second runs more than the rate and one chunk.
+		o.maxChunk = min(o.maxChunk, max(1, int(o.rowsPerSecond)))
+		o.minChunk = min(o.minChunk, o.maxChunk)
+	}
 	o.chunkSize = min(max(o.chunkSize, o.minChunk), o.maxChunk)
 	if o.statementTimeout >= o.lease {
-		return o, fmt.Errorf("statement timeout %v must be shorter than the lease %v, or a slow chunk could outlive its lease", o.statementTimeout, o.lease)
+		return o, fmt.Errorf("statement timeout %v must be shorter than the lease %v, or a chunk whose renewals stopped could outlive its lease, holding row locks its heir waits on", o.statementTimeout, o.lease)
 	}
 	return o, nil
 }
@@ -113,7 +121,13 @@ func WithTargetChunkTime(d time.Duration) Option {
 	return func(o *options) error { o.targetChunkTime = d; return positive("target chunk time", d) }
 }
 
-// WithRate limits the backfill to rowsPerSecond rows walked per second.
+// WithRate limits the backfill to rowsPerSecond rows walked per second,
+// shared by this Backfill's workers (each Backfill, in each process, has
+// its own limit). The cap holds from the first row: a worker waits on the
+// limit before it claims a chunk, never while holding one; the limit's
+// burst is one chunk at the current size, and a chunk is never more than
+// one second's rows (the bounds of [WithChunkSize] are lowered to fit), so
+// over any second at most rowsPerSecond rows and one chunk run.
 func WithRate(rowsPerSecond float64) Option {
 	return func(o *options) error { o.rowsPerSecond = rowsPerSecond; return positive("rate", rowsPerSecond) }
 }
@@ -145,7 +159,8 @@ func WithLockTimeout(d time.Duration) Option {
 	return func(o *options) error { o.lockTimeout = d; return positive("lock timeout", d) }
 }
 
-// WithStatementTimeout bounds each chunk statement (default 30s).
+// WithStatementTimeout bounds each chunk statement (default 10s). It must
+// be shorter than the lease ([WithLease]).
 //
 // PostgreSQL only; on SQLite, which cannot time a statement out, the
 // setting has no effect: a chunk runs to its end, and its lease is checked
@@ -154,8 +169,21 @@ func WithStatementTimeout(d time.Duration) Option {
 	return func(o *options) error { o.statementTimeout = d; return positive("statement timeout", d) }
 }
 
-// WithLease sets how long a chunk stays leased to a worker that stopped
-// answering (default 2m).
+// WithLease sets how long a chunk's lease lasts unrenewed (default 15s).
+// A live worker renews its chunk's lease every third of that while the
+// chunk runs (on another connection), so a chunk may take longer
+// than the lease; a worker that died (or stopped renewing) has its chunk
+// taken over by another worker within one lease. A Run also records a
+// heartbeat every third of the lease while it works or waits between
+// chunks: a running job with neither an unexpired lease nor an unexpired
+// heartbeat reads [Stalled].
+//
+// On SQLite a chunk's transaction holds the database's write lock, so
+// that while it runs neither its lease's renewal nor the heartbeat can be
+// written (they wait for the commit), and no other worker can take the
+// chunk over either. Keep chunks well under the lease there
+// ([WithTargetChunkTime]): one that runs longer reads stalled until it
+// commits.
 func WithLease(d time.Duration) Option {
 	return func(o *options) error { o.lease = d; return positive("lease", d) }
 }

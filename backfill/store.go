@@ -21,13 +21,25 @@ import (
 type Status string
 
 // The statuses of a job. Paused and Cancelled are set from outside (see
-// [Pause], [Cancel]); running workers obey them between chunks.
+// [Pause], [Cancel]); running workers obey them before their next chunk
+// statement, and a chunk in flight does not commit after them.
 const (
 	Running   Status = "running"
 	Paused    Status = "paused"
 	Cancelled Status = "cancelled"
 	Done      Status = "done"
 	Failed    Status = "failed"
+	// Stalled is never stored: [State] reports it for a running job that
+	// no live worker vouches for. A job is stalled when its stored status
+	// is running, a worker has run it (it has a heartbeat or a chunk), and,
+	// by the database's clock, every chunk's lease (done chunks keep the
+	// last one they had) and the job's heartbeat have run out. A live
+	// worker renews its chunk's lease while the chunk runs, and its Run
+	// beats while it works, waits on a throttle or rests between chunks,
+	// both every third of its lease ([WithLease]); so a job reads stalled
+	// within one lease of its last worker's death, and never while a
+	// worker lives. [Progress].Stall names the worker and since when.
+	Stalled Status = "stalled"
 )
 
 // Errors a caller can branch on.
@@ -71,6 +83,10 @@ var addedColumns = []string{
 	// When the last verification started: the gate counts only one that
 	// started after the job finished (see [Progress].VerifyCurrent).
 	"verify_started_at timestamptz",
+	// The heartbeat of the Runs working on the job: until when the latest
+	// vouches that a worker lives, and whose it is (see [Stalled]).
+	"alive_until timestamptz",
+	"alive_worker text NOT NULL DEFAULT ''",
 }
 
 const chunksTable = `
@@ -212,6 +228,14 @@ var errNoChunk = errors.New("no chunk available")
 // past the frontier. It returns (nil, status) when the job is not running
 // or is finished.
 func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, Status, error) {
+	switch st, idle, err := b.idle(ctx, worker); {
+	case err != nil:
+		return nil, "", err
+	case idle:
+		return nil, Running, errNoChunk
+	case st != Running:
+		return nil, st, nil
+	}
 	tx, err := b.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return nil, "", err
@@ -324,13 +348,71 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 	return c, Running, tx.Commit()
 }
 
+// idle reads, without a transaction, whether claim would find nothing to
+// do: the job not running (st says how it stands), or (idle) its walk
+// over and every chunk left leased to a live worker. Idle and paused
+// workers poll it, so that they take no write lock meanwhile (SQLite's is
+// the database's, and not handed out fairly: a worker polling it could
+// keep a live worker from renewing its lease). claim checks again under
+// its locks.
+func (b *Backfill) idle(ctx context.Context, worker string) (st Status, idle bool, err error) {
+	var row struct {
+		Status    Status `db:"status"`
+		Exhausted bool   `db:"exhausted"`
+		Leased    bool   `db:"leased"`
+		Claimable bool   `db:"claimable"`
+	}
+	err = b.db.GetContext(ctx, &row, `SELECT b.status, b.exhausted,
+			EXISTS (SELECT 1 FROM schemashift_backfill_chunks c WHERE c.job = b.job AND c.status = 'leased') AS leased,
+			EXISTS (SELECT 1 FROM schemashift_backfill_chunks c WHERE c.job = b.job AND c.status = 'leased'
+				AND (c.lease_until < `+b.plan.d.Now()+` OR c.worker = $2)) AS claimable
+		FROM schemashift_backfills b WHERE b.job = $1`, b.job.Name, worker)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return row.Status, row.Status == Running && row.Exhausted && row.Leased && !row.Claimable, nil
+}
+
 // errLeaseLost: the chunk's lease passed to another worker before this one
 // committed; its work was rolled back and the other worker's counts.
 var errLeaseLost = errors.New("chunk lease lost")
 
+// errNotRunning: the job was paused, cancelled or failed after the chunk
+// was claimed; the chunk's transaction is rolled back and its lease given
+// back.
+var errNotRunning = errors.New("job not running")
+
+// running checks, in the chunk's transaction, that the job still runs.
+// lock holds the job's row to the commit (PostgreSQL): a [Pause] or
+// [Cancel] then waits for the chunk to commit, or the chunk sees it and
+// rolls back, so that no chunk commits after a pause returned. On SQLite
+// the transaction holds the write lock, which does the same.
+func (b *Backfill) running(ctx context.Context, tx *sqlx.Tx, lock bool) error {
+	q := `SELECT status FROM schemashift_backfills WHERE job = $1`
+	if lock {
+		q += b.plan.d.ForUpdate()
+	}
+	var st Status
+	if err := tx.GetContext(ctx, &st, q, b.job.Name); err != nil {
+		return err
+	}
+	if st != Running {
+		return errNotRunning
+	}
+	return nil
+}
+
 // finish marks the chunk done in the chunk's own transaction, so that its
-// rows and its checkpoint commit together.
+// rows and its checkpoint commit together, once it has checked that the
+// job still runs. The job's row is locked before the chunk's, as claim
+// does.
 func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, changed int64) error {
+	if err := b.running(ctx, tx, true); err != nil {
+		return err
+	}
 	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = `+b.plan.d.Now()+`
 		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed)
 	if err != nil {
@@ -344,6 +426,39 @@ func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *ch
 		return errLeaseLost
 	}
 	return nil
+}
+
+// renew extends worker's lease on c by one lease from now. It reports
+// false when the lease is no longer the worker's (taken over, or the
+// chunk done).
+func (b *Backfill) renew(ctx context.Context, worker string, c *chunk) (bool, error) {
+	res, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = `+b.plan.d.NowPlus("$4")+`
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, b.opts.lease.Seconds())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// release gives back worker's lease on c, which did not commit: any
+// worker may take the chunk at once, and the attempt is not counted.
+func (b *Backfill) release(ctx context.Context, worker string, c *chunk) error {
+	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = `+b.plan.d.Now()+`, attempts = attempts - 1
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker)
+	return err
+}
+
+// beat records that this Backfill's Run lives, for one lease from now. It
+// never moves the heartbeat back: a Run with a longer lease may have
+// vouched for longer.
+func (b *Backfill) beat(ctx context.Context) error {
+	until := b.plan.d.NowPlus("$2")
+	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET
+		alive_worker = CASE WHEN alive_until > `+until+` THEN alive_worker ELSE $3 END,
+		alive_until = CASE WHEN alive_until > `+until+` THEN alive_until ELSE `+until+` END
+		WHERE job = $1`, b.job.Name, b.opts.lease.Seconds(), b.opts.workerID)
+	return err
 }
 
 // setStatus changes a job's status from outside (or from a worker).
@@ -374,8 +489,11 @@ func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ..
 	return fmt.Errorf("set backfill %q %s: the job is %s", name, to, st.Status)
 }
 
-// Pause asks every worker of the job to stop after its current chunk and
-// wait; [Resume] lets them go on. It works from any process.
+// Pause asks every worker of the job to stop and wait; [Resume] lets them
+// go on. It works from any process. A chunk claimed before the pause does
+// not run its statement after it, and a chunk in flight either commits
+// before Pause returns or rolls back: once Pause returns, no rows are done
+// until the job is resumed.
 func Pause(ctx context.Context, db *sqlx.DB, name string) error {
 	return setStatus(ctx, db, name, Paused, Running)
 }
@@ -385,7 +503,7 @@ func Resume(ctx context.Context, db *sqlx.DB, name string) error {
 	return setStatus(ctx, db, name, Running, Paused, Cancelled, Failed)
 }
 
-// Cancel stops every worker of the job after its current chunk; their Run
+// Cancel stops every worker of the job, as [Pause] does; their Run
 // returns [ErrCancelled]. The checkpoint stays: [Resume] continues it.
 func Cancel(ctx context.Context, db *sqlx.DB, name string) error {
 	return setStatus(ctx, db, name, Cancelled, Running, Paused)
@@ -396,9 +514,10 @@ func Cancel(ctx context.Context, db *sqlx.DB, name string) error {
 type Progress struct {
 	Job           string
 	Table         string
-	Status        Status
-	RowsDone      int64 // rows walked in finished chunks
-	RowsChanged   int64 // rows the chunks changed
+	Status        Status // as stored, or Stalled
+	Stall         *Stall // when Status is Stalled: the worker last seen, and since when
+	RowsDone      int64  // rows walked in finished chunks
+	RowsChanged   int64  // rows the chunks changed
 	TotalEstimate int64
 	ChunksDone    int64
 	ChunksLeased  int64
@@ -408,7 +527,8 @@ type Progress struct {
 	Throttled     time.Duration // time workers waited on throttle signals
 	ChunkSize     int
 	Throttle      string
-	// Rate is rows per second since the job started; ETA follows from it.
+	// Rate is rows per second since the job started; ETA follows from it,
+	// for a running job only (none when it is paused or stalled).
 	Rate       float64
 	ETA        time.Duration
 	LastKey    Key
@@ -420,12 +540,22 @@ type Progress struct {
 	FinishedAt *time.Time
 }
 
-// State reads a job's progress.
-func State(ctx context.Context, db *sqlx.DB, name string) (Progress, error) {
+// Stall is who a [Stalled] job last had, and since when.
+type Stall struct {
+	// Worker is the worker holding the chunk whose lease ran out last, or,
+	// with no chunk leased, the worker of the last Run's heartbeat.
+	Worker string
+	// Since is when the last lease or heartbeat ran out, by the database's
+	// clock: the job has had no live worker since.
+	Since time.Time
+}
+
+// State reads a job's progress. db may be a pool or a transaction.
+func State(ctx context.Context, db sqlx.QueryerContext, name string) (Progress, error) {
 	return state(ctx, dialect.Of(db), db, name)
 }
 
-func state(ctx context.Context, d *dialect.Dialect, db *sqlx.DB, name string) (Progress, error) {
+func state(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, name string) (Progress, error) {
 	// Times scan through dialect.Time: SQLite returns now() as text.
 	var row struct {
 		Table     string         `db:"table_name"`
@@ -448,15 +578,22 @@ func state(ctx context.Context, d *dialect.Dialect, db *sqlx.DB, name string) (P
 		NDone     int64          `db:"n_done"`
 		NLeased   int64          `db:"n_leased"`
 		NRedone   int64          `db:"n_redone"`
+		Alive     dialect.Time   `db:"alive_until"`
+		AliveBy   string         `db:"alive_worker"`
+		LastLease dialect.Time   `db:"last_lease"`
+		LeasedBy  sql.NullString `db:"leased_worker"`
 		Now       dialect.Time   `db:"now"`
 	}
-	err := db.GetContext(ctx, &row, `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle,
+	err := sqlx.GetContext(ctx, db, &row, `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle,
 			b.verify_status, b.verify_divergent, b.error, b.started_at, b.updated_at, b.finished_at, b.runs, b.retries, b.throttled_ms,
 			coalesce(sum(c.scanned) FILTER (WHERE c.status = 'done'), 0) AS done,
 			coalesce(sum(c.changed) FILTER (WHERE c.status = 'done'), 0) AS changed,
 			count(c.seq) FILTER (WHERE c.status = 'done') AS n_done,
 			count(c.seq) FILTER (WHERE c.status = 'leased') AS n_leased,
 			count(c.seq) FILTER (WHERE c.attempts > 1) AS n_redone,
+			b.alive_until, b.alive_worker, max(c.lease_until) AS last_lease,
+			(SELECT l.worker FROM schemashift_backfill_chunks l WHERE l.job = b.job AND l.status = 'leased'
+				ORDER BY l.lease_until DESC LIMIT 1) AS leased_worker,
 			`+d.Now()+` AS now
 		FROM schemashift_backfills b LEFT JOIN schemashift_backfill_chunks c ON c.job = b.job
 		WHERE b.job = $1 GROUP BY b.job`, name)
@@ -485,7 +622,21 @@ func state(ctx context.Context, d *dialect.Dialect, db *sqlx.DB, name string) (P
 	if secs := end.Sub(row.Started.Time).Seconds(); secs > 0 {
 		p.Rate = float64(p.RowsDone) / secs
 	}
-	if p.Rate > 0 && p.TotalEstimate > p.RowsDone && p.Status != Done {
+	if p.Status == Running {
+		// The last sign of life: a chunk's lease or a Run's heartbeat.
+		alive := row.Alive.Time
+		if row.LastLease.After(alive) {
+			alive = row.LastLease.Time
+		}
+		if !alive.IsZero() && row.Now.After(alive) {
+			p.Status = Stalled
+			p.Stall = &Stall{Worker: row.AliveBy, Since: alive}
+			if row.LeasedBy.Valid {
+				p.Stall.Worker = row.LeasedBy.String
+			}
+		}
+	}
+	if p.Rate > 0 && p.TotalEstimate > p.RowsDone && p.Status == Running {
 		p.ETA = time.Duration(float64(p.TotalEstimate-p.RowsDone) / p.Rate * float64(time.Second))
 	}
 	return p, nil

@@ -1,0 +1,113 @@
+package backfill_test
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/dialect"
+)
+
+type reservation struct {
+	rows, burst int
+	at          time.Time
+}
+
+type claimed struct {
+	At      dialect.Time `db:"started_at"`
+	Scanned int          `db:"scanned"`
+}
+
+// maxInWindow is the most rows of events falling in any closed window of
+// length w.
+func maxInWindow[E any](events []E, at func(E) time.Time, rows func(E) int, w time.Duration) int {
+	most := 0
+	for i := range events {
+		sum := 0
+		for _, e := range events[i:] {
+			if at(e).Sub(at(events[i])) > w {
+				break
+			}
+			sum += rows(e)
+		}
+		most = max(most, sum)
+	}
+	return most
+}
+
+// WithRate caps every second, the first included. Checked three ways:
+// the limiter's burst is one chunk and a chunk is at most one second's
+// rows (the chunk size would grow to 16,000 here unhindered); the
+// limiter's schedule lets at most the rate and one chunk go in any second;
+// and the chunks, as claimed by the database's clock, keep to the rate
+// and two chunks in any second (one worker claims a chunk only after the
+// limiter let its rows go, and the one before it) and take at least as
+// long as the rate allows. None of these can fail by the machine being
+// slow: load only spreads the chunks out.
+func TestRateCapsEverySecond(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		const rows, perSecond, first = 30000, 6000, 1000
+		usersTable(t, db, rows)
+		var (
+			mu   sync.Mutex
+			seen []reservation
+		)
+		b := mustNew(t, db, emailJob("rate"), backfill.WithRate(perSecond), backfill.WithChunkSize(first, 100, 50000),
+			backfill.WithReserved(func(rows, burst int, at time.Time) {
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, reservation{rows, burst, at})
+			}))
+		start := time.Now()
+		final, err := b.Run(t.Context())
+		elapsed := time.Since(start)
+		require.NoError(t, err)
+		require.Equal(t, backfill.Done, final.Status)
+		require.Equal(t, int64(rows), final.RowsDone)
+
+		mu.Lock()
+		defer mu.Unlock()
+		reserved, burst := 0, 0
+		for i, r := range seen {
+			burst = max(burst, r.burst)
+			assert.Equal(t, r.rows, r.burst, "reservation %d: the burst is the chunk size", i)
+			assert.LessOrEqual(t, r.rows, perSecond, "reservation %d: a chunk is at most one second's rows", i)
+			reserved += r.rows
+		}
+		assert.GreaterOrEqual(t, reserved, rows, "every row went through the limiter")
+		slices.SortFunc(seen, func(a, b reservation) int { return a.at.Compare(b.at) })
+		let := maxInWindow(seen, func(r reservation) time.Time { return r.at }, func(r reservation) int { return r.rows }, time.Second)
+		assert.LessOrEqual(t, let, perSecond+burst, "the limiter let at most the rate and one chunk go in a second")
+		var firstSecond int
+		for _, r := range seen {
+			if r.at.Sub(start) <= time.Second {
+				firstSecond += r.rows
+			}
+		}
+		assert.LessOrEqual(t, firstSecond, perSecond+first, "the first second is capped too")
+
+		var chunks []claimed
+		require.NoError(t, db.SelectContext(t.Context(), &chunks, `SELECT started_at, scanned FROM schemashift_backfill_chunks ORDER BY seq`))
+		biggest := 0
+		for _, c := range chunks {
+			biggest = max(biggest, c.Scanned)
+		}
+		ran := maxInWindow(chunks, func(c claimed) time.Time { return c.At.Time }, func(c claimed) int { return c.Scanned }, time.Second)
+		assert.LessOrEqual(t, biggest, perSecond)
+		assert.LessOrEqual(t, ran, perSecond+2*biggest, "chunks claimed in any second, by the database's clock")
+		least := time.Duration(rows-first) * time.Second / perSecond
+		assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
+		assert.Equal(t, 0, divergent(t, db))
+		t.Logf("%d rows at %d/s in %v: at most %d rows let go and %d claimed in a second, %d in the first; chunks up to %d rows",
+			rows, perSecond, elapsed.Round(time.Millisecond), let, ran, firstSecond, biggest)
+	})
+}
