@@ -133,6 +133,10 @@ type BackfillStatus struct {
 	Throttle      string  `json:"throttle"`
 	Verify        string  `json:"verify"`
 	Divergent     int64   `json:"divergent"`
+	// When Status is "stalled": the worker the job last had, and since
+	// when it has had none alive.
+	StalledWorker string     `json:"stalled_worker,omitempty"`
+	StalledSince  *time.Time `json:"stalled_since,omitempty"`
 }
 
 // Consistency counts the shadow comparisons since the current phase began.
@@ -184,6 +188,10 @@ func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
 			if p, err := backfill.State(ctx, b.c.db, j.Name); err == nil {
 				bs = BackfillStatus{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
 					Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Verify: p.Verify, Divergent: p.Divergent}
+				if p.Stall != nil {
+					since := p.Stall.Since
+					bs.StalledWorker, bs.StalledSince = p.Stall.Worker, &since
+				}
 			} else if !errors.Is(err, backfill.ErrUnknownJob) && !pgerr.UndefinedTable(err) {
 				return out, err
 			}

@@ -373,8 +373,8 @@ func (c *cli) backfill(ctx context.Context, fs *flag.FlagSet, args []string) err
 		if boolFlag(fs, "json") {
 			return c.printJSON(p)
 		}
-		fmt.Fprintf(c.stdout, "%s: %s, %d/%d rows (%d changed), %.0f rows/s, ETA %v, chunk %d, throttle %q, verify %q\n",
-			p.Job, p.Status, p.RowsDone, p.TotalEstimate, p.RowsChanged, p.Rate, p.ETA.Round(time.Second), p.ChunkSize, p.Throttle, p.Verify)
+		fmt.Fprintf(c.stdout, "%s: %s, %d/%d rows (%d changed), %.0f rows/s, ETA %s, chunk %d, throttle %q, verify %q\n",
+			p.Job, backfillStatus(p), p.RowsDone, p.TotalEstimate, p.RowsChanged, p.Rate, eta(p), p.ChunkSize, p.Throttle, p.Verify)
 		return nil
 	case "run":
 		co, err := c.coordinator(ctx)
@@ -403,6 +403,23 @@ func (c *cli) backfill(ctx context.Context, fs *flag.FlagSet, args []string) err
 	return usagef("backfill: unknown action %q (want run, pause, resume, cancel or status)", action)
 }
 
+// backfillStatus is a job's status, with who it last had and since when
+// when it is stalled.
+func backfillStatus(p backfill.Progress) string {
+	if p.Status == backfill.Stalled && p.Stall != nil {
+		return fmt.Sprintf("%s (no live worker since %s; last: %s)", p.Status, p.Stall.Since.UTC().Format(time.RFC3339), p.Stall.Worker)
+	}
+	return string(p.Status)
+}
+
+// eta is the job's ETA, or "-" where there is none (a job not running).
+func eta(p backfill.Progress) string {
+	if p.ETA <= 0 && p.Status != backfill.Done {
+		return "-"
+	}
+	return p.ETA.Round(time.Second).String()
+}
+
 // progressBar draws one line on stderr, redrawn in place.
 func (c *cli) progressBar(p backfill.Progress) {
 	const width = 30
@@ -410,8 +427,8 @@ func (c *cli) progressBar(p backfill.Progress) {
 	if p.TotalEstimate > 0 {
 		filled = int(min(int64(width), p.RowsDone*width/p.TotalEstimate))
 	}
-	fmt.Fprintf(c.stderr, "\r%s [%s%s] %d/%d rows  %.0f rows/s  ETA %v  %s   ", p.Job, strings.Repeat("#", filled),
-		strings.Repeat(".", width-filled), p.RowsDone, p.TotalEstimate, p.Rate, p.ETA.Round(time.Second), p.Status)
+	fmt.Fprintf(c.stderr, "\r%s [%s%s] %d/%d rows  %.0f rows/s  ETA %s  %s   ", p.Job, strings.Repeat("#", filled),
+		strings.Repeat(".", width-filled), p.RowsDone, p.TotalEstimate, p.Rate, eta(p), backfillStatus(p))
 }
 
 func (c *cli) verify(ctx context.Context, fs *flag.FlagSet, args []string) error {
