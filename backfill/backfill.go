@@ -474,20 +474,17 @@ func (b *Backfill) process(ctx context.Context, worker string, c *chunk, keys []
 	}
 	var changed int64
 	if b.job.Func != nil {
-		rows, err := tx.QueryxContext(ctx, stmt, a.vals...)
-		if err != nil {
-			return 0, err
-		}
-		var batch []map[string]any
-		for rows.Next() {
-			m := map[string]any{}
-			if err := rows.MapScan(m); err != nil {
-				rows.Close()
+		if b.job.Check != nil {
+			// The rows first, locked, then which of them have a target row,
+			// in a snapshot taken after the locks: one statement would
+			// re-read a row written while it waited, but judge its target
+			// row in the snapshot from before the write.
+			if err := b.plan.lockSpan(ctx, tx, s); err != nil {
 				return 0, err
 			}
-			batch = append(batch, m)
 		}
-		if err := rows.Err(); err != nil {
+		batch, err := scanRows(ctx, tx, stmt, a.vals)
+		if err != nil {
 			return 0, err
 		}
 		if changed, err = b.job.Func(ctx, tx, batch); err != nil {

@@ -65,9 +65,16 @@
 // its "done" mark commit in one transaction, so a job killed at any point
 // redoes at most the chunks in flight, and several workers — goroutines
 // ([WithWorkers]) or processes — share a job through leases, each chunk
-// committed exactly once. A job whose definition changed is refused
-// ([ErrDefinitionChanged]). [Pause], [Resume] and [Cancel] work from any
-// process; [State] reads a job's [Progress] without running it.
+// committed exactly once. A lease is short and renewed by its live worker
+// while the chunk runs, so a dead worker's chunk is taken over within one
+// lease; a running job with no live worker reads [Stalled] in [State],
+// naming the worker last seen and since when. A job whose definition
+// changed is refused ([ErrDefinitionChanged]). [Pause], [Resume] and
+// [Cancel] work from any process and take effect before a claimed chunk's
+// statement runs; [State] reads a job's [Progress] without running it.
+// [WithRate] holds from the first row: a worker waits on the limiter
+// before it claims, never holding a lease, and no chunk is larger than one
+// second's rows.
 //
 // Chunks take a lock_timeout and a statement_timeout of their own; lock
 // timeouts, deadlocks, serialization failures and lost connections are

@@ -374,6 +374,18 @@ func (p *plan) goUnfilled(j Job) (string, error) {
 	return "NOT EXISTS (SELECT 1 FROM " + target.Quoted() + " AS schemashift_d WHERE " + strings.Join(on, " AND ") + ")", nil
 }
 
+// lockSpan locks the walked table's rows of s in tx, in key order (on
+// SQLite, tx holds the write lock already).
+func (p *plan) lockSpan(ctx context.Context, tx *sqlx.Tx, s span) error {
+	lock := p.d.ForUpdate()
+	if lock == "" {
+		return nil
+	}
+	a := &args{}
+	_, err := tx.ExecContext(ctx, "SELECT 1 FROM "+p.table.Quoted()+" WHERE "+p.where(a, s, nil)+" ORDER BY "+p.keyList+lock, a.vals...)
+	return err
+}
+
 // scanRows reads a Go-mode chunk's rows, column name to value.
 func scanRows(ctx context.Context, tx *sqlx.Tx, stmt string, vals []any) ([]map[string]any, error) {
 	rows, err := tx.QueryxContext(ctx, stmt, vals...)

@@ -338,12 +338,8 @@ func (s *intoSides) divergent() (where, kind string) {
 // overwriting one), then rewrites from the source the target rows that
 // drifted, checked again as they are now.
 func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp span) (int64, error) {
-	if lock := b.plan.d.ForUpdate(); lock != "" {
-		a := &args{}
-		if _, err := tx.ExecContext(ctx, "SELECT 1 FROM "+b.plan.table.Quoted()+" WHERE "+b.plan.where(a, sp, nil)+
-			" ORDER BY "+b.plan.keyList+lock, a.vals...); err != nil {
-			return 0, err
-		}
+	if err := b.plan.lockSpan(ctx, tx, sp); err != nil {
+		return 0, err
 	}
 	var changed int64
 	if b.job.Func != nil {

@@ -502,12 +502,18 @@ func backfillState(ctx context.Context, q sqlx.QueryerContext, job string) (stri
 	if err != nil || !exists {
 		return "not started", err
 	}
-	var st string
-	err = sqlx.GetContext(ctx, q, &st, `SELECT status FROM schemashift_backfills WHERE job = $1`, job)
-	if errors.Is(err, sql.ErrNoRows) {
+	p, err := backfill.State(ctx, q, job)
+	if errors.Is(err, backfill.ErrUnknownJob) {
 		return "not started", nil
 	}
-	return st, err
+	if err != nil {
+		return "", err
+	}
+	if p.Stall != nil {
+		return fmt.Sprintf("stalled: no live worker since %s (last: %s); start one with `backfill run`",
+			p.Stall.Since.UTC().Format(time.RFC3339), p.Stall.Worker), nil
+	}
+	return string(p.Status), nil
 }
 
 // consistency checks the shadow comparisons reported since the phase began.
