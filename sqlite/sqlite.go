@@ -20,6 +20,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/pgerr"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -51,6 +52,12 @@ func DSN(path string) string {
 // take the lock at BEGIN. Such a pool would fail with "database is locked"
 // under the first concurrent write.
 var ErrPoolSetup = dialect.ErrPoolSetup
+
+// Busy reports whether err is SQLite's busy (or locked) error: another
+// connection held the database's write lock for longer than busy_timeout.
+// A pool from [Open] takes that lock at BEGIN, so the transaction that
+// failed this way wrote nothing and may be retried.
+func Busy(err error) bool { return pgerr.SQLiteBusy(err) }
 
 var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 

@@ -39,3 +39,33 @@ func TestOpenReportsUnusablePath(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "open sqlite")
 }
+
+// A writer that cannot have the write lock within busy_timeout gets an
+// error Busy recognises, and nothing else is taken for one.
+func TestBusy(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "app.db")
+	holder, err := sqlite.Open(t.Context(), path)
+	require.NoError(t, err)
+	defer holder.Close()
+	other, err := sqlite.Open(t.Context(), path)
+	require.NoError(t, err)
+	defer other.Close()
+
+	tx, err := holder.BeginTx(t.Context(), nil) // takes the write lock at BEGIN
+	require.NoError(t, err)
+	defer tx.Rollback() //nolint:errcheck // the test's own lock
+	conn, err := other.Conn(t.Context())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(t.Context(), `PRAGMA busy_timeout = 20`)
+	require.NoError(t, err)
+	_, err = conn.BeginTx(t.Context(), nil)
+	require.Error(t, err)
+	assert.True(t, sqlite.Busy(err), "%v", err)
+
+	_, err = other.ExecContext(t.Context(), `SELECT * FROM no_such_table`)
+	require.Error(t, err)
+	assert.False(t, sqlite.Busy(err))
+	assert.False(t, sqlite.Busy(nil))
+}

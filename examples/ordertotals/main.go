@@ -235,6 +235,18 @@ func run(ctx context.Context, out io.Writer, which string) error {
 	stopTraffic := sync.OnceFunc(func() { close(quit); wg.Wait() })
 	defer stopTraffic()
 	var created, failed atomic.Int64
+	// A write SQLite turned away because a backfill chunk held its write
+	// lock past busy_timeout committed nothing: it is tried again, up to
+	// three times, then fails visibly.
+	write := func(ctx context.Context, o Order) error {
+		var err error
+		for range 3 {
+			if err = writes.Write(ctx, o); !sqlite.Busy(err) {
+				return err
+			}
+		}
+		return err
+	}
 	var firstErr atomic.Value
 	wg.Go(func() {
 		for i := int64(0); ; i++ {
@@ -249,10 +261,10 @@ func run(ctx context.Context, out io.Writer, which string) error {
 			case 0:
 				_, err = reads.Read(ctx, id)
 			case 1:
-				err = writes.Write(ctx, Order{ID: id, AmountCents: i % 5000, Currency: currency(id)})
+				err = write(ctx, Order{ID: id, AmountCents: i % 5000, Currency: currency(id)})
 			case 2:
 				n := orders + created.Add(1)
-				err = writes.Write(ctx, Order{ID: n, AmountCents: n % 900, Currency: currency(n)})
+				err = write(ctx, Order{ID: n, AmountCents: n % 900, Currency: currency(n)})
 			}
 			if err != nil && ctx.Err() == nil {
 				failed.Add(1)

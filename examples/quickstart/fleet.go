@@ -15,6 +15,7 @@ import (
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 // fleet is the simulated instances of the users service, each with its own
@@ -37,6 +38,7 @@ type fleet struct {
 
 type counts struct {
 	reads, writes, inserted, errors atomic.Int64
+	busy                            atomic.Int64 // writes retried after SQLite was busy
 	matched, mismatched             atomic.Int64
 	mu                              sync.Mutex
 	diffs                           []string
@@ -44,7 +46,7 @@ type counts struct {
 
 // totals is what the traffic did.
 type totals struct {
-	reads, writes, inserted, errors, matched, mismatched int64
+	reads, writes, inserted, errors, matched, mismatched, busy int64
 }
 
 // comparisons counts the shadow comparisons of every instance.
@@ -121,7 +123,7 @@ func (f *fleet) serve(traffic, ctx context.Context, repo *users, k, n int) {
 				given, family = multiWordName()
 			}
 			u := User{ID: id, GivenName: given, FamilyName: family}
-			err = repo.Save(ctx, u)
+			err = f.save(ctx, repo, u)
 			if err == nil {
 				f.counts.writes.Add(1)
 				if id > seedRows {
@@ -146,6 +148,21 @@ func (f *fleet) serve(traffic, ctx context.Context, repo *users, k, n int) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// save writes u, retrying a write that SQLite turned away because another
+// writer (a backfill chunk) held its write lock past busy_timeout: such a
+// write committed nothing. It gives up, and the request fails visibly,
+// after three tries.
+func (f *fleet) save(ctx context.Context, repo *users, u User) error {
+	var err error
+	for range 3 {
+		if err = repo.Save(ctx, u); !sqlite.Busy(err) {
+			return err
+		}
+		f.counts.busy.Add(1)
+	}
+	return err
 }
 
 // waitMismatch waits for the first shadow mismatch and returns the count
@@ -217,5 +234,5 @@ func (f *fleet) stop() totals {
 		}
 	})
 	c := &f.counts
-	return totals{c.reads.Load(), c.writes.Load(), c.inserted.Load(), c.errors.Load(), c.matched.Load(), c.mismatched.Load()}
+	return totals{c.reads.Load(), c.writes.Load(), c.inserted.Load(), c.errors.Load(), c.matched.Load(), c.mismatched.Load(), c.busy.Load()}
 }

@@ -230,6 +230,9 @@ func run(ctx context.Context, out io.Writer, set settings) error {
 	}
 	fmt.Fprintf(out, "\ntraffic: %d reads, %d writes (%d new users), %d errors; shadow comparisons: %d matched, %d mismatched\n",
 		traffic.reads, traffic.writes, traffic.inserted, traffic.errors, traffic.matched, traffic.mismatched)
+	if traffic.busy > 0 {
+		fmt.Fprintf(out, "%d writes retried: SQLite's write lock was held past busy_timeout (nothing of them had committed)\n", traffic.busy)
+	}
 	fmt.Fprintf(out, "rows: %d expected, %d present, %d lost; %d without the new shape; schema fits the contracted build: %v\n",
 		want, rows, lost, incomplete, fits)
 	fmt.Fprintf(out, "new-path writes of multi-word names: %d intact, %d overwritten\n", kept, len(changed))

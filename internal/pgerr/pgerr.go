@@ -61,11 +61,8 @@ func Classify(err error) Kind {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Other
 	}
-	if c, ok := sqliteCode(err); ok {
-		switch c & 0xff { // the primary result code, without its extension
-		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
-			return LockTimeout
-		}
+	if SQLiteBusy(err) { // SQLITE_BUSY, SQLITE_LOCKED, extensions included
+		return LockTimeout
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -107,6 +104,13 @@ func UndefinedTable(err error) bool {
 	}
 	_, ok := sqliteCode(err)
 	return ok && strings.Contains(err.Error(), "no such table")
+}
+
+// SQLiteBusy reports whether err is SQLite's busy or locked error: the
+// database's write lock was not had within busy_timeout.
+func SQLiteBusy(err error) bool {
+	c, ok := sqliteCode(err)
+	return ok && (c&0xff == 5 || c&0xff == 6)
 }
 
 // sqliteCode returns the result code of a SQLite error (modernc.org/sqlite's
