@@ -450,14 +450,11 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 // reads its rows after every earlier write committed and before any later
 // one: that is its row lock.
 func (b *Backfill) process(ctx context.Context, worker string, c *chunk, keys []Key) (int64, error) {
-	tx, err := b.db.BeginTxx(ctx, nil)
+	tx, err := b.beginChunk(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if err := b.plan.d.SetTimeouts(ctx, tx, b.opts.lockTimeout, b.opts.statementTimeout, true); err != nil {
-		return 0, err
-	}
 	var s span
 	if c != nil {
 		// A pause or cancel that came after the claim stops the chunk
@@ -508,6 +505,20 @@ func (b *Backfill) process(ctx context.Context, worker string, c *chunk, keys []
 		}
 	}
 	return changed, tx.Commit()
+}
+
+// beginChunk begins the transaction of a chunk (or of a repair's batch),
+// with the chunk's lock and statement timeouts.
+func (b *Backfill) beginChunk(ctx context.Context) (*sqlx.Tx, error) {
+	tx, err := b.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.plan.d.SetTimeouts(ctx, tx, b.opts.lockTimeout, b.opts.statementTimeout, true); err != nil {
+		_ = tx.Rollback() // the error returned is the one that matters
+		return nil, err
+	}
+	return tx, nil
 }
 
 // retry runs fn until it succeeds, fails with an error that retrying cannot

@@ -513,14 +513,11 @@ func (b *Backfill) eachSubspan(ctx context.Context, s span, n int, fn func(span)
 // again under its lock: a row written through the new path since it was
 // counted is left as it is.
 func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, sh setShape, s span) (int64, error) {
-	tx, err := b.db.BeginTxx(ctx, nil)
+	tx, err := b.beginChunk(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if err := b.plan.d.SetTimeouts(ctx, tx, b.opts.lockTimeout, b.opts.statementTimeout, true); err != nil {
-		return 0, err
-	}
 	var changed int64
 	if into == nil {
 		cond := sh.unfilled
