@@ -52,10 +52,13 @@
 //     never repaired. Declare Down for a transform that does not invert.
 //
 // A repair ([VerifyOptions].Repair) fills [Unfilled] rows and rewrites
-// [Drifted] ones from the old shape — the side a legacy writer writes, and
-// so the side written last — every one of them, in transactions of at most
-// [RepairBatch] rows, each row checked again under its lock, so a write
-// through the new path that lands meanwhile is kept. Target rows whose
+// [Drifted] ones from the side written last: the old shape by default (a
+// legacy job writes it), or the new one ([VerifyOptions].RepairFrom =
+// [FromNew], which rewrites the old columns as Down of the new ones). Which
+// side a bypassing writer wrote is the operator's knowledge; no row keeps
+// when each of its columns was written. Every such row is repaired, in
+// transactions of at most [RepairBatch] rows, each row checked again under
+// its lock, so a write through the new path that lands meanwhile is kept. Target rows whose
 // source row is gone ([Orphan]) are reported, never deleted.
 //
 // Progress lives in the application's database: schemashift_backfills

@@ -399,3 +399,51 @@ func TestRepairOfManyRowsCompletes(t *testing.T) {
 		assert.Zero(t, st.Divergent)
 	})
 }
+
+// A writer that bypassed the adapters wrote the new shape alone: the
+// operator, who knows that side was written last, repairs from it, and the
+// old columns are rewritten as Down of the new ones; the new shape is kept.
+// A job without Down cannot repair that way.
+func TestRepairFromNewSide(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"set", "into"} {
+		c := provenanceCases()[name]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+				t.Parallel()
+				provenanceTables(t, db, c.moved)
+				b := mustNew(t, db, c.job(db, true), backfill.WithChunkSize(500, 500, 500))
+				_, err := b.Run(t.Context())
+				require.NoError(t, err)
+				table, key := "users", "id"
+				if c.moved {
+					table, key = "user_names", "user_id"
+				}
+				db.MustExecContext(t.Context(), `UPDATE `+table+` SET given_name = 'Jo Ann', family_name = 'Bypass' || `+key+` WHERE `+key+` BETWEEN 20 AND 24`)
+				rep, err := b.Verify(t.Context(), backfill.VerifyOptions{Repair: true, RepairFrom: backfill.FromNew})
+				require.NoError(t, err)
+				assert.Equal(t, int64(5), rep.Drifted, rep.Summary())
+				assert.Equal(t, int64(5), rep.Repaired)
+				assert.Zero(t, rep.Remaining)
+				for id := int64(20); id <= 24; id++ {
+					var full, given string
+					require.NoError(t, db.GetContext(t.Context(), &full, `SELECT full_name FROM users WHERE id = $1`, id))
+					require.NoError(t, db.GetContext(t.Context(), &given, `SELECT given_name FROM `+table+` WHERE `+key+` = $1`, id))
+					assert.Equal(t, fmt.Sprintf("Jo Ann Bypass%d", id), full, "the old shape rewritten from the new")
+					assert.Equal(t, "Jo Ann", given, "the new shape kept")
+				}
+				rep, err = b.Verify(t.Context(), backfill.VerifyOptions{})
+				require.NoError(t, err)
+				assert.True(t, rep.Passed(), rep.Summary())
+				assert.Equal(t, int64(5), rep.NewPath, "consistent by Down now")
+
+				plain := c.job(db, false)
+				plain.Name = "without_down"
+				b = mustNew(t, db, plain)
+				_, err = b.Verify(t.Context(), backfill.VerifyOptions{Repair: true, RepairFrom: backfill.FromNew})
+				require.ErrorIs(t, err, backfill.ErrNoInverse)
+			})
+		})
+	}
+}

@@ -200,11 +200,12 @@ func scanKey(ctx context.Context, q sqlx.QueryerContext, n int, query string, va
 // statement: the new columns against their expressions, and what the job
 // declares of the rows written through the new path.
 type setShape struct {
-	differs  string // the new columns differ from their expressions
-	unfilled string // no one has written the row's new shape: every new column is NULL (and, with Down, its old shape is not Down of them)
-	newPath  string // the old columns equal Down's expressions: a new-path write ("" without Down)
-	drifted  string // a filled row that differs was changed behind the adapters' back ("" when that cannot be told)
-	sets     []string
+	differs  string   // the new columns differ from their expressions
+	unfilled string   // no one has written the row's new shape: every new column is NULL (and, with Down, its old shape is not Down of them)
+	newPath  string   // the old columns equal Down's expressions: a new-path write ("" without Down)
+	drifted  string   // a filled row that differs was changed behind the adapters' back ("" when that cannot be told)
+	sets     []string // new column = its expression
+	downSets []string // old column = its Down expression (with Down)
 	cols     []string // quoted
 	exprs    []string
 }
@@ -228,6 +229,11 @@ func (p *plan) setShape(j Job) (setShape, error) {
 		if err != nil {
 			return sh, err
 		}
+		exprs, _ := p.downExprs(j.Down) // checked by downRow
+		for i, a := range j.Down {
+			q, _ := ident.Quote(a.Column)
+			sh.downSets = append(sh.downSets, q+" = "+exprs[i])
+		}
 		sh.newPath = old + " IS NOT DISTINCT FROM " + down
 		sh.drifted = old + " IS DISTINCT FROM " + down
 		// A new-path write may set every new column NULL; Down tells it
@@ -243,20 +249,32 @@ func (p *plan) setShape(j Job) (setShape, error) {
 // it stands for, as a row; old is the row of those old columns, as
 // qualify names each (given its quoted name and its position from 1).
 func (p *plan) downRow(down []Assign, qualify func(quoted string, i int) string) (old, exprs string, err error) {
-	var cols, vals []string
+	vals, err := p.downExprs(down)
+	if err != nil {
+		return "", "", err
+	}
+	cols := make([]string, len(down))
+	for i, a := range down {
+		q, _ := ident.Quote(a.Column) // checked by downExprs
+		cols[i] = qualify(q, i+1)
+	}
+	return p.d.Row(cols...), p.d.Row(vals...), nil
+}
+
+// downExprs is each of Down's expressions as the type of its old column.
+func (p *plan) downExprs(down []Assign) ([]string, error) {
+	vals := make([]string, len(down))
 	for i, a := range down {
 		c, ok := p.column(a.Column)
 		if !ok {
-			return "", "", fmt.Errorf("down: %w: %s has no column %q", ErrInvalidJob, p.table, a.Column)
+			return nil, fmt.Errorf("down: %w: %s has no column %q", ErrInvalidJob, p.table, a.Column)
 		}
-		q, err := ident.Quote(a.Column)
-		if err != nil {
-			return "", "", err
+		if _, err := ident.Quote(a.Column); err != nil {
+			return nil, err
 		}
-		cols = append(cols, qualify(q, i+1))
-		vals = append(vals, p.d.AsColumn("("+a.Expr+")", c.Type))
+		vals[i] = p.d.AsColumn("("+a.Expr+")", c.Type)
 	}
-	return p.d.Row(cols...), p.d.Row(vals...), nil
+	return vals, nil
 }
 
 // setStatement renders a Set job's chunk statement. It fills only the rows

@@ -38,7 +38,26 @@ type VerifyOptions struct {
 	// It never touches a row written through the new path, nor one it
 	// cannot tell from such a row ([Unverified]).
 	Repair bool
+	// RepairFrom is the side a drifted row is rewritten from: the side
+	// written last, which is the operator's to know (which writer bypassed
+	// the adapters). [FromOld], the default, suits a legacy job writing the
+	// old shape; [FromNew] rewrites the old columns as Down of the new ones,
+	// and needs Down. Unfilled rows are filled from the old shape either way.
+	RepairFrom Side
 }
+
+// Side is a shape a repair rewrites the other from.
+type Side int
+
+// The sides.
+const (
+	FromOld Side = iota // rewrite the new shape from the old (Set, Into, Check)
+	FromNew             // rewrite the old shape from the new (Down)
+)
+
+// ErrNoInverse: a repair from the new shape was asked of a job that
+// declares no Down.
+var ErrNoInverse = errors.New("repair from the new shape needs the job's Down")
 
 // RepairBatch is how many rows of the walked table one repair transaction
 // covers at most.
@@ -183,6 +202,9 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		o.Parallel = 2
 	}
 	rep := Report{Job: b.job.Name}
+	if o.Repair && o.RepairFrom == FromNew && len(b.job.Down) == 0 {
+		return rep, fmt.Errorf("verify %q: %w", b.job.Name, ErrNoInverse)
+	}
 	// Started, in the database's clock: the gate compares it with when the
 	// job finished. A result recorded before is no longer current, and this
 	// one is recorded only if no verification started since (run names it).
@@ -212,7 +234,7 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 		return rep, err
 	}
 	if o.Repair && rep.Repairable() > 0 {
-		if err := b.repair(ctx, into, spans, &rep); err != nil {
+		if err := b.repair(ctx, into, spans, o.RepairFrom, &rep); err != nil {
 			_ = b.recordVerify(ctx, run, "failed", rep.Divergent, "repair did not finish: "+err.Error()) // best effort: err is what matters
 			return rep, err
 		}
@@ -451,7 +473,7 @@ func text(s *string) string {
 // span that has some, in transactions of at most RepairBatch rows, then
 // counts those spans again; into is a move's two sides (nil for a
 // same-table job).
-func (b *Backfill) repair(ctx context.Context, into *intoSides, spans []counted, rep *Report) error {
+func (b *Backfill) repair(ctx context.Context, into *intoSides, spans []counted, from Side, rep *Report) error {
 	var sh setShape
 	if into == nil {
 		var err error
@@ -466,7 +488,7 @@ func (b *Backfill) repair(ctx context.Context, into *intoSides, spans []counted,
 		}
 		err := b.eachSubspan(ctx, c.span, RepairBatch, func(sub span) error {
 			return b.retry(ctx, "repair", func() error {
-				n, err := b.repairSpan(ctx, into, sh, sub)
+				n, err := b.repairSpan(ctx, into, sh, sub, from)
 				if err == nil {
 					rep.Repaired += n
 				}
@@ -512,7 +534,7 @@ func (b *Backfill) eachSubspan(ctx context.Context, s span, n int, fn func(span)
 // repairSpan repairs one span's rows in one transaction, each row checked
 // again under its lock: a row written through the new path since it was
 // counted is left as it is.
-func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, sh setShape, s span) (int64, error) {
+func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, sh setShape, s span, from Side) (int64, error) {
 	tx, err := b.beginChunk(ctx)
 	if err != nil {
 		return 0, err
@@ -520,20 +542,34 @@ func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, sh setShape,
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
 	var changed int64
 	if into == nil {
-		cond := sh.unfilled
-		if sh.drifted != "" {
-			cond = "(" + sh.unfilled + " OR " + sh.drifted + ")"
+		// Unfilled rows from the old shape; drifted ones from the side asked.
+		fill, rewrite := sh.unfilled, ""
+		switch {
+		case sh.drifted != "" && from == FromOld:
+			fill = "(" + sh.unfilled + " OR " + sh.drifted + ")"
+		case sh.drifted != "":
+			rewrite = "NOT " + sh.unfilled + " AND " + sh.drifted
 		}
-		a := &args{}
-		res, err := tx.ExecContext(ctx, "UPDATE "+b.plan.table.Quoted()+" SET "+strings.Join(sh.sets, ", ")+
-			" WHERE "+b.plan.where(a, s, nil)+" AND "+sh.differs+" AND "+cond, a.vals...)
-		if err != nil {
-			return 0, err
+		for _, st := range []struct {
+			sets []string
+			cond string
+		}{{sh.sets, fill}, {sh.downSets, rewrite}} {
+			if st.cond == "" {
+				continue
+			}
+			a := &args{}
+			res, err := tx.ExecContext(ctx, "UPDATE "+b.plan.table.Quoted()+" SET "+strings.Join(st.sets, ", ")+
+				" WHERE "+b.plan.where(a, s, nil)+" AND "+sh.differs+" AND "+st.cond, a.vals...)
+			if err != nil {
+				return 0, err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return 0, err
+			}
+			changed += n
 		}
-		if changed, err = res.RowsAffected(); err != nil {
-			return 0, err
-		}
-	} else if changed, err = b.repairMove(ctx, tx, into, s); err != nil {
+	} else if changed, err = b.repairMove(ctx, tx, into, s, from); err != nil {
 		return 0, err
 	}
 	return changed, tx.Commit()

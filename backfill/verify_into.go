@@ -337,7 +337,7 @@ func (s *intoSides) divergent() (where, kind string) {
 // rows, fills the missing target rows (as the chunk does, never
 // overwriting one), then rewrites from the source the target rows that
 // drifted, checked again as they are now.
-func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp span) (int64, error) {
+func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp span, from Side) (int64, error) {
 	if err := b.plan.lockSpan(ctx, tx, sp); err != nil {
 		return 0, err
 	}
@@ -374,6 +374,10 @@ func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp
 	if s.drifted == "" || len(s.sets) == 0 {
 		return changed, nil
 	}
+	if from == FromNew {
+		n, err := b.rewriteOld(ctx, tx, s, sp)
+		return changed + n, err
+	}
 	a := &args{}
 	res, err := tx.ExecContext(ctx, "UPDATE "+s.target.table.Quoted()+" AS d SET "+strings.Join(s.sets, ", ")+
 		" FROM "+b.sourceRows(s, a, sp)+" AS s WHERE "+s.joinOn()+" AND "+s.differsValues()+" AND "+s.drifted, a.vals...)
@@ -382,6 +386,39 @@ func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp
 	}
 	n, err := res.RowsAffected()
 	return changed + n, err
+}
+
+// rewriteOld rewrites, in tx, the old columns of the drifted source rows
+// of sp as Down of their target rows (the source rows are locked).
+func (b *Backfill) rewriteOld(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp span) (int64, error) {
+	downs, err := b.plan.downExprs(b.job.Down)
+	if err != nil {
+		return 0, err
+	}
+	sel := make([]string, 0, len(s.keyAlias)+len(downs))
+	for _, k := range s.keyAlias {
+		sel = append(sel, "s."+k)
+	}
+	var sets []string
+	for i, e := range downs {
+		alias := "schemashift_n" + strconv.Itoa(i+1)
+		sel = append(sel, e+" AS "+alias)
+		q, _ := ident.Quote(b.job.Down[i].Column)
+		sets = append(sets, q+" = x."+alias)
+	}
+	on := make([]string, len(s.keyAlias))
+	for i, k := range s.keyAlias {
+		q, _ := ident.Quote(b.plan.keyCols[i])
+		on[i] = "schemashift_u." + q + " = x." + k
+	}
+	a := &args{}
+	res, err := tx.ExecContext(ctx, "UPDATE "+b.plan.table.Quoted()+" AS schemashift_u SET "+strings.Join(sets, ", ")+
+		" FROM (SELECT "+strings.Join(sel, ", ")+" "+b.sourceSide(s, a, sp)+" WHERE NOT "+s.missing()+" AND "+s.differsValues()+
+		" AND "+s.drifted+") AS x WHERE "+strings.Join(on, " AND "), a.vals...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // listInto lists up to room divergent rows of a span in key order, each

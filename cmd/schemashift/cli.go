@@ -59,7 +59,8 @@ var commands = []command{
 		}},
 	{"verify", "MIGRATION", "Compare old and new shapes of every backfill of a migration.", (*cli).verify,
 		func(fs *flag.FlagSet) {
-			fs.Bool("repair", false, "re-run the backfill over divergent rows")
+			fs.Bool("repair", false, "fill unfilled rows and rewrite drifted ones (never a row written through the new path)")
+			fs.String("repair-from", "old", "the side a drifted row is rewritten from, the one written last: old, or new (needs the job's Down)")
 			fs.Bool("json", false, "print JSON")
 		}},
 	{"lint", "FILE", "Check a DDL script for statements unsafe under a running fleet.", (*cli).lint,
@@ -236,7 +237,7 @@ func classify(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, rollout.ErrUnknownMigration), errors.Is(err, backfill.ErrUnknownJob), errors.Is(err, flags.ErrUnknownStage),
-		errors.Is(err, rollout.ErrReasonRequired):
+		errors.Is(err, rollout.ErrReasonRequired), errors.Is(err, backfill.ErrNoInverse):
 		return usageError{err.Error()}
 	case errors.Is(err, rollout.ErrGateRefused), errors.Is(err, rollout.ErrConflict), errors.Is(err, rollout.ErrConfirmRequired),
 		errors.Is(err, rollout.ErrIrreversible):
@@ -436,7 +437,15 @@ func (c *cli) verify(ctx context.Context, fs *flag.FlagSet, args []string) error
 	if err != nil {
 		return err
 	}
-	reps, err := co.VerifyBackfills(ctx, m, backfill.VerifyOptions{Repair: boolFlag(fs, "repair")})
+	o := backfill.VerifyOptions{Repair: boolFlag(fs, "repair")}
+	switch from := strFlag(fs, "repair-from"); from {
+	case "old":
+	case "new":
+		o.RepairFrom = backfill.FromNew
+	default:
+		return usageError{fmt.Sprintf("--repair-from %q: old or new", from)}
+	}
+	reps, err := co.VerifyBackfills(ctx, m, o)
 	if err != nil {
 		return classify(err)
 	}

@@ -144,6 +144,8 @@ func testCLIEndToEnd(t *testing.T, url string, db *sqlx.DB) {
 	assert.Equal(t, 3, r.code)
 	assert.Contains(t, r.stdout, "key 42 (drifted)")
 	assert.Contains(t, r.stdout, "1 divergent (0 unfilled, 1 drifted")
+	r = cliRun(t, url, "verify", "users_split_name", "--repair", "--repair-from", "sideways")
+	assert.Equal(t, 2, r.code, "an unknown side is bad input")
 	r = cliRun(t, url, "verify", "users_split_name", "--repair")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Contains(t, r.stdout, "1 repaired, 0 left")
