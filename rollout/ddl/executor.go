@@ -345,11 +345,7 @@ func (e *Executor) try(ctx context.Context, migration, direction string, op, ste
 		}
 		defer e.d.ResetTimeouts(context.WithoutCancel(ctx), conn) //nolint:errcheck // best effort
 		if st.Index != "" {
-			name, err := tableOf(st.Index)
-			if err != nil {
-				return false, err
-			}
-			if err := e.d.DropInvalidIndex(ctx, conn, name); err != nil {
+			if err := e.d.DropInvalidIndex(ctx, conn, ident.Table{Schema: st.IndexSchema, Name: st.Index}); err != nil {
 				return false, err
 			}
 		}

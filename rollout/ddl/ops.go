@@ -17,9 +17,11 @@ type Statement struct {
 	// effect is already there; the statement is then skipped.
 	Exists     string
 	ExistsArgs []any
-	// Index names an index the statement builds concurrently: an INVALID
-	// one of that name, left by a failed build, is dropped first.
-	Index string
+	// Index names an index the statement builds concurrently, in
+	// IndexSchema (its table's; empty: the search path decides): an
+	// INVALID one of that name, left by a failed build, is dropped first.
+	// The name is taken as it is, never split at a dot.
+	Index, IndexSchema string
 	// Note, when set, says what the database cannot do the safe way for
 	// this statement (on SQLite: "CREATE INDEX without CONCURRENTLY");
 	// the executor records it with the step and reports it.
@@ -207,7 +209,7 @@ func (o CreateIndex) String() string { return fmt.Sprintf("create index %s on %s
 
 // Up implements [Op].
 func (o CreateIndex) Up(int) ([]Statement, error) {
-	t, err := table(o.Table)
+	t, err := tableOf(o.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -230,24 +232,46 @@ func (o CreateIndex) Up(int) ([]Statement, error) {
 		}
 		where = " WHERE " + w
 	}
-	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX CONCURRENTLY IF NOT EXISTS %s ON %s (%s)%s", unique, n, t, cs, where), NoTx: true, Index: o.Name}}, nil
+	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX CONCURRENTLY IF NOT EXISTS %s ON %s (%s)%s", unique, n, t.Quoted(), cs, where),
+		NoTx: true, Index: o.Name, IndexSchema: t.Schema}}, nil
 }
 
-// Down implements [Op].
-func (o CreateIndex) Down(int) ([]Statement, error) { return DropIndex{Name: o.Name}.Up(0) }
+// Down implements [Op]: it drops the index it made, in its table's schema
+// (PostgreSQL keeps an index beside its table), not one of the same name
+// elsewhere.
+func (o CreateIndex) Down(int) ([]Statement, error) {
+	t, err := tableOf(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	return DropIndex{Schema: t.Schema, Name: o.Name}.Up(0)
+}
 
-// DropIndex drops an index concurrently.
-type DropIndex struct{ Name string }
+// DropIndex drops an index concurrently. Name is the index's name as it
+// is: a dot is part of it, never a schema separator. Schema, when given,
+// is the schema the index is in (its table's); empty, the search path
+// decides.
+type DropIndex struct{ Schema, Name string }
 
-func (o DropIndex) String() string { return "drop index " + o.Name }
+func (o DropIndex) String() string { return "drop index " + o.index().String() }
+
+func (o DropIndex) index() ident.Table { return ident.Table{Schema: o.Schema, Name: o.Name} }
 
 // Up implements [Op].
 func (o DropIndex) Up(int) ([]Statement, error) {
-	n, err := table(o.Name)
+	n, err := o.quoted()
 	if err != nil {
 		return nil, err
 	}
 	return []Statement{{SQL: "DROP INDEX CONCURRENTLY IF EXISTS " + n, NoTx: true}}, nil
+}
+
+// quoted is the index's name, schema-qualified when Schema is given.
+func (o DropIndex) quoted() (string, error) {
+	if err := o.index().Check(); err != nil {
+		return "", fmt.Errorf("%w: index %q: %v", ErrInvalidOp, o.index().String(), err)
+	}
+	return o.index().Quoted(), nil
 }
 
 // Down implements [Op].

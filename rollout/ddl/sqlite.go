@@ -173,7 +173,7 @@ func sqliteIndex(name, tbl string, columns []string, unique bool, where, note st
 }
 
 func (o DropIndex) sqliteUp() ([]Statement, error) {
-	n, err := table(o.Name)
+	n, err := o.quoted()
 	if err != nil {
 		return nil, err
 	}

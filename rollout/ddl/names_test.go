@@ -1,0 +1,67 @@
+package ddl_test
+
+import (
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/rollout/ddl"
+)
+
+// indexes lists every index outside the system schemas, schema-qualified.
+func indexes(t *testing.T, db *sqlx.DB) []string {
+	t.Helper()
+	var out []string
+	require.NoError(t, db.SelectContext(t.Context(), &out, `SELECT schemaname || '|' || indexname FROM pg_indexes
+		WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND indexname NOT LIKE 'schemashift%' ORDER BY 1`))
+	return out
+}
+
+// An index is dropped by its revert, and by the cleanup of a failed build,
+// only where it was made: in its table's schema, by its whole name.
+// Objects of the same name in another schema, or named like the parts of
+// a dotted name, are left alone.
+func TestIndexRevertTouchesOnlyItsOwnIndex(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	ctx := t.Context()
+	db.MustExecContext(ctx, `CREATE SCHEMA "other schema"; CREATE SCHEMA a;
+		CREATE TABLE "other schema"."t x" (id int PRIMARY KEY, v int);
+		CREATE TABLE public.t (id int PRIMARY KEY, v int);
+		CREATE TABLE a.u (id int PRIMARY KEY, v int);
+		CREATE INDEX shared_name ON public.t (v);
+		CREATE INDEX b ON a.u (v)`)
+	before := indexes(t, db)
+	require.Contains(t, before, "public|shared_name")
+	require.Contains(t, before, "a|b")
+
+	ops := []ddl.Op{
+		ddl.CreateIndex{Name: "shared_name", Table: "other schema.t x", Columns: []string{"v"}},
+		ddl.CreateIndex{Name: "a.b", Table: "t", Columns: []string{"id", "v"}},
+	}
+	e := executor(t, db)
+	require.NoError(t, e.Apply(ctx, "names", ops))
+	applied := indexes(t, db)
+	assert.Contains(t, applied, "other schema|shared_name")
+	assert.Contains(t, applied, "public|a.b")
+	assert.Len(t, applied, len(before)+2)
+
+	// A second apply runs the INVALID-leftover cleanup for each index:
+	// it must look up "a.b" whole, in public, not b in schema a.
+	require.NoError(t, executor(t, db).Apply(ctx, "names-again", ops))
+	assert.Equal(t, applied, indexes(t, db))
+
+	require.NoError(t, e.Revert(ctx, "names", ops))
+	assert.Equal(t, before, indexes(t, db), "only the indexes the ops made are gone")
+
+	// DropIndex takes the name as it is.
+	db.MustExecContext(ctx, `CREATE INDEX "a.b" ON public.t (v)`)
+	require.NoError(t, executor(t, db).Apply(ctx, "drop", []ddl.Op{ddl.DropIndex{Name: "a.b"}}))
+	assert.Equal(t, before, indexes(t, db))
+	require.NoError(t, executor(t, db).Apply(ctx, "drop-qualified", []ddl.Op{ddl.DropIndex{Schema: "a", Name: "b"}}))
+	assert.NotContains(t, indexes(t, db), "a|b")
+	assert.Contains(t, indexes(t, db), "public|shared_name")
+}
