@@ -197,11 +197,11 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 		return Status{}, err
 	}
 	refuse := func(to Phase, cause error) (Status, error) {
-		_ = tx.Rollback()
-		c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
+		_ = tx.Rollback() // nothing was written in it; the refusal is recorded apart
+		err := c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
 			FromPhase: cur.Phase.String(), ToPhase: to.String(), FromStage: cur.Stage.String(), ToStage: to.Stage().String(),
 			Reason: cause.Error()})
-		return cur, cause
+		return cur, errors.Join(cause, err)
 	}
 	if r.Version != 0 && r.Version != cur.Version {
 		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: version is %d, the request read %d", kind, r.Migration, ErrConflict, cur.Version, r.Version))
@@ -338,9 +338,12 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 	}
 	// What the database could not do safely (SQLite builds an index
 	// without CONCURRENTLY) goes into the audit trail as it happens.
+	var noteErr error // the first note the audit trail refused
 	e, err := ddl.NewExecutor(c.db, ddl.WithNotes(func(ctx context.Context, n ddl.Note) {
-		c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl-note", Accepted: true, Actor: r.Actor,
-			FromPhase: cur.Phase.String(), Reason: n.String()})
+		if err := c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl-note", Accepted: true, Actor: r.Actor,
+			FromPhase: cur.Phase.String(), Reason: n.String()}); err != nil && noteErr == nil {
+			noteErr = err
+		}
 	}))
 	if err != nil {
 		return err
@@ -351,16 +354,23 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 		err = e.Apply(ctx, key, ops)
 	}
 	if err != nil {
-		c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl", Accepted: false, Actor: r.Actor,
+		recErr := c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl", Accepted: false, Actor: r.Actor,
 			FromPhase: cur.Phase.String(), Reason: err.Error()})
-		return fmt.Errorf("%s: %w", r.Migration, err)
+		return errors.Join(fmt.Errorf("%s: %w", r.Migration, err), recErr, noteErr)
 	}
-	return nil
+	return noteErr
 }
 
-func (c *Coordinator) record(ctx context.Context, e Event) {
-	_, _ = c.db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage, e.Reason)
+// ErrAudit is wrapped by the error of an event the audit trail could not
+// take; the error it joins (a refusal, say) is still the one to branch on.
+var ErrAudit = errors.New("record in the audit trail")
+
+func (c *Coordinator) record(ctx context.Context, e Event) error {
+	if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage, e.Reason); err != nil {
+		return fmt.Errorf("%w: %s event of %s: %w", ErrAudit, e.Kind, e.Migration, err)
+	}
+	return nil
 }
 
 // runDDL runs steps (or their reverses, last first) with a short lock

@@ -117,8 +117,10 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 			if _, err := c.db.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1 AND tripped = ''`, name, reason); err != nil {
 				return trips, err
 			}
-			c.record(ctx, Event{Migration: name, Kind: "guardrail", Accepted: true, Actor: "guardrail", FromPhase: st.Phase.String(),
-				ToPhase: st.Phase.String(), Reason: "guardrail tripped: " + reason + "; " + t.Action})
+			if err := c.record(ctx, Event{Migration: name, Kind: "guardrail", Accepted: true, Actor: "guardrail", FromPhase: st.Phase.String(),
+				ToPhase: st.Phase.String(), Reason: "guardrail tripped: " + reason + "; " + t.Action}); err != nil {
+				return trips, err
+			}
 		} else {
 			_, err := c.Rollback(ctx, Request{Migration: name, Version: st.Version, Actor: "guardrail", Reason: "guardrail tripped: " + reason, trip: reason})
 			if errors.Is(err, ErrConflict) {

@@ -130,7 +130,9 @@ func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor str
 	for _, q := range plan.HotQueries {
 		shape, err := planShape(ctx, c.db, q)
 		if err != nil {
-			c.record(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: false, Actor: actor, Reason: err.Error()})
+			if err := c.record(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: false, Actor: actor, Reason: err.Error()}); err != nil {
+				return err
+			}
 			continue
 		}
 		var prev *string
@@ -153,8 +155,10 @@ func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor str
 			return fmt.Errorf("record query plan: %w", err)
 		}
 		if len(changes) > 0 {
-			c.record(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: true, Actor: actor,
-				Reason: fmt.Sprintf("plan of %s changed %s: %s", q.Name, when, strings.Join(changes, "; "))})
+			if err := c.record(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: true, Actor: actor,
+				Reason: fmt.Sprintf("plan of %s changed %s: %s", q.Name, when, strings.Join(changes, "; "))}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
