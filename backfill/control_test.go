@@ -93,7 +93,9 @@ func TestPauseResumeCancelFromAnotherConnection(t *testing.T) {
 		assert.Equal(t, int64(500), cancelled.RowsDone, "chunks 1 to 5: the claimed chunk 6 did not run")
 
 		// Pausing a cancelled job is refused with the reason.
-		assert.ErrorContains(t, backfill.Pause(t.Context(), ops, "ctl"), "the job is cancelled")
+		err = backfill.Pause(t.Context(), ops, "ctl")
+		assert.ErrorIs(t, err, backfill.ErrWrongStatus)
+		assert.ErrorContains(t, err, "the job is cancelled")
 		assert.ErrorIs(t, backfill.Pause(t.Context(), ops, "nope"), backfill.ErrUnknownJob)
 
 		// Resumed, it finishes from its checkpoint.

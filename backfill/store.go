@@ -50,6 +50,9 @@ var (
 	ErrDefinitionChanged = errors.New("backfill job definition changed")
 	// ErrCancelled: the job was cancelled through the table.
 	ErrCancelled = errors.New("backfill job cancelled")
+	// ErrWrongStatus: a job cannot be paused, resumed or cancelled from
+	// the status it is in (a done job cannot be paused, say).
+	ErrWrongStatus = errors.New("backfill job is not in a status that allows it")
 	// ErrUnknownJob: no job of that name exists.
 	ErrUnknownJob = errors.New("unknown backfill job")
 )
@@ -486,7 +489,7 @@ func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ..
 	if err != nil {
 		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
 	}
-	return fmt.Errorf("set backfill %q %s: the job is %s", name, to, st.Status)
+	return fmt.Errorf("set backfill %q %s: %w: the job is %s", name, to, ErrWrongStatus, st.Status)
 }
 
 // Pause asks every worker of the job to stop and wait; [Resume] lets them

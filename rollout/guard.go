@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/schemashift/schemashift/backfill"
@@ -108,7 +107,7 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 				switch {
 				case err == nil:
 					t.Action = "paused the backfill"
-				case errors.Is(err, backfill.ErrUnknownJob), strings.Contains(err.Error(), "the job is"):
+				case errors.Is(err, backfill.ErrUnknownJob), errors.Is(err, backfill.ErrWrongStatus):
 					// not running: nothing to pause
 				default:
 					return trips, err
