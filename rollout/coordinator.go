@@ -102,11 +102,9 @@ func WithAgeOut(d time.Duration) CoordinatorOption {
 
 // NewCoordinator ensures the ledger and registers plans.
 func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...CoordinatorOption) (*Coordinator, error) {
-	c := &Coordinator{db: db, dialect: dialect.Of(db), plans: map[string]Plan{}, ageOut: defaultAgeOut}
-	for _, o := range opts {
-		if err := o(c); err != nil {
-			return nil, fmt.Errorf("new coordinator: %w", err)
-		}
+	c, err := newCoordinator(db, opts)
+	if err != nil {
+		return nil, fmt.Errorf("new coordinator: %w", err)
 	}
 	if err := EnsureLedger(ctx, db); err != nil {
 		return nil, err
@@ -359,6 +357,27 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 		return errors.Join(fmt.Errorf("%s: %w", r.Migration, err), recErr, noteErr)
 	}
 	return noteErr
+}
+
+// ErrInvalidArgument is wrapped by the error of a call given a value it
+// cannot work with (a nil pool or option, a non-positive interval).
+var ErrInvalidArgument = errors.New("invalid argument")
+
+// newCoordinator checks db and applies opts.
+func newCoordinator(db *sqlx.DB, opts []CoordinatorOption) (*Coordinator, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: db is nil", ErrInvalidArgument)
+	}
+	c := &Coordinator{db: db, dialect: dialect.Of(db), plans: map[string]Plan{}, ageOut: defaultAgeOut}
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i+1)
+		}
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // ErrAudit is wrapped by the error of an event the audit trail could not

@@ -202,6 +202,9 @@ func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row s
 // Watch runs Guard every interval until ctx ends, and returns ctx's error.
 // Errors of a round are reported through onError (nil to ignore them).
 func (c *Coordinator) Watch(ctx context.Context, interval time.Duration, onError func(error)) error {
+	if interval <= 0 {
+		return fmt.Errorf("watch: %w: interval %v is not positive", ErrInvalidArgument, interval)
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

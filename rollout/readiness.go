@@ -62,6 +62,9 @@ func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, e
 // (r.Migration, actor, reason and confirmation as in [Coordinator.Advance]).
 // It returns the readiness it acted on.
 func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit time.Duration) (Status, Readiness, error) {
+	if poll <= 0 {
+		return Status{}, Readiness{}, fmt.Errorf("advance %s when met: %w: poll %v is not positive", r.Migration, ErrInvalidArgument, poll)
+	}
 	deadline := time.Now().Add(limit)
 	for {
 		ready, err := c.Check(ctx, r.Migration)

@@ -8,7 +8,6 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/backfill"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
@@ -102,11 +101,9 @@ func goModeElsewhere(name string) backfill.ChunkFunc {
 // back from it: for processes that do not have the plans' code, such as
 // the CLI. It registers nothing.
 func Open(ctx context.Context, db *sqlx.DB, opts ...CoordinatorOption) (*Coordinator, error) {
-	c := &Coordinator{db: db, dialect: dialect.Of(db), plans: map[string]Plan{}, ageOut: defaultAgeOut}
-	for _, o := range opts {
-		if err := o(c); err != nil {
-			return nil, fmt.Errorf("open coordinator: %w", err)
-		}
+	c, err := newCoordinator(db, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
 	if err := EnsureLedger(ctx, db); err != nil {
 		return nil, err
