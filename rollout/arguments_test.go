@@ -28,3 +28,24 @@ func TestCoordinatorRefusesBadArguments(t *testing.T) {
 	_, _, err = c.AdvanceWhenMet(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "ci"}, 0, time.Minute)
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
 }
+
+// An instance starts once: a second Start, or a Start after Close, is
+// refused, and leaves no second heartbeat running (goleak watches the
+// package); Close is idempotent.
+func TestInstanceStartsOnce(t *testing.T) {
+	t.Parallel()
+	db := dbtest.SQLite(t)
+	require.NoError(t, rollout.EnsureLedger(t.Context(), db))
+	in, err := rollout.NewInstance(db, "users-api", "v1", []string{"users_split_name"}, rollout.WithInstanceID("once"))
+	require.NoError(t, err)
+	require.NoError(t, in.Start(t.Context()))
+	require.ErrorIs(t, in.Start(t.Context()), rollout.ErrStarted)
+	require.NoError(t, in.Close())
+	require.NoError(t, in.Close())
+	require.ErrorIs(t, in.Start(t.Context()), rollout.ErrClosed)
+
+	closed, err := rollout.NewInstance(db, "users-api", "v1", []string{"users_split_name"}, rollout.WithInstanceID("closed-first"))
+	require.NoError(t, err)
+	require.NoError(t, closed.Close())
+	require.ErrorIs(t, closed.Start(t.Context()), rollout.ErrClosed)
+}

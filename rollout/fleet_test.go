@@ -141,7 +141,7 @@ func testInstanceObserverFeedsHeartbeat(t *testing.T, db *sqlx.DB) {
 			}
 		})
 	}
-	in.Start(ctx)
+	require.NoError(t, in.Start(ctx))
 	wg.Wait()
 	obs.ObserveComparison(ctx, dualwrite.Comparison{Migration: "m", Stage: flags.Shadow, Match: false})
 	obs.ObserveComparison(ctx, dualwrite.Comparison{Migration: "m", Stage: flags.Shadow, Fault: dualwrite.FaultTimeout})

@@ -40,8 +40,10 @@ type Instance struct {
 	migrations map[string]*window
 
 	lastErr atomic.Pointer[error]
+	life    sync.Mutex // guards stop, done, closed: Start and Close may race
 	stop    context.CancelFunc
 	done    chan struct{}
+	closed  bool
 	once    sync.Once
 }
 
@@ -328,13 +330,32 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// Start sends a heartbeat every interval until Close.
-func (i *Instance) Start(ctx context.Context) {
+// Errors of an [Instance]'s life.
+var (
+	// ErrStarted: Start was called on an instance already started.
+	ErrStarted = errors.New("instance already started")
+	// ErrClosed: Start was called on an instance already closed.
+	ErrClosed = errors.New("instance closed")
+)
+
+// Start sends a heartbeat every interval until Close. An instance starts
+// once: a second Start, or one after Close, is refused ([ErrStarted],
+// [ErrClosed]) rather than leaving a second heartbeat running.
+func (i *Instance) Start(ctx context.Context) error {
+	i.life.Lock()
+	defer i.life.Unlock()
+	switch {
+	case i.closed:
+		return fmt.Errorf("start instance %s: %w", i.id, ErrClosed)
+	case i.stop != nil:
+		return fmt.Errorf("start instance %s: %w", i.id, ErrStarted)
+	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	i.stop = cancel
 	i.done = make(chan struct{})
+	done := i.done
 	go func() {
-		defer close(i.done)
+		defer close(done)
 		t := time.NewTicker(i.interval)
 		defer t.Stop()
 		for {
@@ -350,6 +371,7 @@ func (i *Instance) Start(ctx context.Context) {
 			}
 		}
 	}()
+	return nil
 }
 
 // Err returns the last heartbeat's error, or nil.
@@ -365,9 +387,13 @@ func (i *Instance) Err() error {
 func (i *Instance) Close() error {
 	var err error
 	i.once.Do(func() {
-		if i.stop != nil {
-			i.stop()
-			<-i.done
+		i.life.Lock()
+		i.closed = true
+		stop, done := i.stop, i.done
+		i.life.Unlock()
+		if stop != nil {
+			stop()
+			<-done
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

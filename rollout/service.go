@@ -134,7 +134,10 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 		_ = s.Close()
 		return nil, fmt.Errorf("start: first heartbeat: %w", err)
 	}
-	inst.Start(ctx)
+	if err := inst.Start(ctx); err != nil { // a new instance: cannot have started or closed
+		_ = s.Close()
+		return nil, fmt.Errorf("start: %w", err)
+	}
 	return s, nil
 }
 
