@@ -12,6 +12,11 @@
 // place: they become a new column, bridged by dual writes and a backfill,
 // and a drop in the contract.
 //
+// Names are taken whole and kept typed: an index's name is never split at
+// a dot, and a [CreateIndex] is reverted (and its INVALID leftover cleaned
+// up) in its table's schema, so a same-named index elsewhere is never
+// touched. [DropIndex] names its schema in a field of its own.
+//
 // # SQLite
 //
 // On a SQLite database (the embedded default for examples and fast tests)
