@@ -4,6 +4,8 @@
 package ident
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -89,6 +91,23 @@ func (t Table) String() string {
 		return t.Name
 	}
 	return t.Schema + "." + t.Name
+}
+
+// Derive names an object after base, with suffix ("email" + "_not_null"):
+// base + suffix when that fits in [MaxLen] bytes, else base cut on a
+// character boundary, then "_", 8 hex digits of base's SHA-256 and suffix,
+// so that two long bases sharing a prefix still name two objects.
+func Derive(base, suffix string) string {
+	if len(base)+len(suffix) <= MaxLen {
+		return base + suffix
+	}
+	sum := sha256.Sum256([]byte(base))
+	tail := "_" + hex.EncodeToString(sum[:4]) + suffix
+	cut := max(0, MaxLen-len(tail))
+	for cut > 0 && !utf8.RuneStart(base[cut]) {
+		cut--
+	}
+	return base[:cut] + tail
 }
 
 // QuoteAll validates and quotes each name.

@@ -1,8 +1,12 @@
 package ddl_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,4 +68,41 @@ func TestIndexRevertTouchesOnlyItsOwnIndex(t *testing.T) {
 	require.NoError(t, executor(t, db).Apply(ctx, "drop-qualified", []ddl.Op{ddl.DropIndex{Schema: "a", Name: "b"}}))
 	assert.NotContains(t, indexes(t, db), "a|b")
 	assert.Contains(t, indexes(t, db), "public|shared_name")
+}
+
+// SetNotNull's helper constraint is named after the column: for a long
+// name in any script it is shortened on a character boundary with a hash,
+// never cut inside a character, and the op and its reverse run.
+func TestSetNotNullOnLongNamesInEveryScript(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	ctx := t.Context()
+	names := []string{
+		"c",
+		strings.Repeat("a", 63),
+		"x" + strings.Repeat("д", 27),       // 55 bytes, Cyrillic
+		strings.Repeat("名", 21),             // 63 bytes, CJK
+		"e" + strings.Repeat("🙂", 15) + "z", // 62 bytes, emoji
+	}
+	for i, name := range names {
+		require.LessOrEqual(t, len(name), 63)
+		table := fmt.Sprintf("nn%d", i)
+		db.MustExecContext(ctx, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, %s int)`, table, pgx.Identifier{name}.Sanitize()))
+		db.MustExecContext(ctx, fmt.Sprintf(`INSERT INTO %s VALUES (1, 1)`, table))
+		op := ddl.SetNotNull{Table: table, Column: name}
+		stmts, err := op.Up(15)
+		require.NoError(t, err, name)
+		for _, st := range stmts {
+			assert.True(t, utf8.ValidString(st.SQL), "%q", st.SQL)
+			assert.NotContains(t, st.SQL, "CONSTRAINT  ", "a constraint with no name")
+		}
+		e := executor(t, db)
+		require.NoError(t, e.Apply(ctx, table, []ddl.Op{op}), name)
+		var notNull bool
+		require.NoError(t, db.GetContext(ctx, &notNull, `SELECT attnotnull FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2`, table, name))
+		assert.True(t, notNull, name)
+		require.NoError(t, e.Revert(ctx, table, []ddl.Op{op}), name)
+		require.NoError(t, db.GetContext(ctx, &notNull, `SELECT attnotnull FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2`, table, name))
+		assert.False(t, notNull, name)
+	}
 }

@@ -379,13 +379,9 @@ type SetNotNull struct {
 
 func (o SetNotNull) String() string { return fmt.Sprintf("set not null %s.%s", o.Table, o.Column) }
 
-func (o SetNotNull) constraint() string {
-	name := o.Column + "_not_null"
-	if len(name) > 63 {
-		name = name[len(name)-63:]
-	}
-	return name
-}
+// constraint names the helper CHECK after the column, shortened on a
+// character boundary with a hash when the column's name is long.
+func (o SetNotNull) constraint() string { return ident.Derive(o.Column, "_not_null") }
 
 // Up implements [Op].
 func (o SetNotNull) Up(major int) ([]Statement, error) {
@@ -394,7 +390,10 @@ func (o SetNotNull) Up(major int) ([]Statement, error) {
 		return nil, err
 	}
 	t := tt.Quoted()
-	n, _ := col(o.constraint())
+	n, err := named("constraint", o.constraint())
+	if err != nil {
+		return nil, err
+	}
 	if major >= 18 {
 		return []Statement{
 			{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s NOT NULL %s NOT VALID", t, n, c), Exists: constraintExists, ExistsArgs: []any{t, o.constraint()}},
@@ -421,7 +420,10 @@ func (o SetNotNull) Down(major int) ([]Statement, error) {
 		return nil, err
 	}
 	t := tt.Quoted()
-	n, _ := col(o.constraint())
+	n, err := named("constraint", o.constraint())
+	if err != nil {
+		return nil, err
+	}
 	return []Statement{
 		{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n)},
 		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", t, c)},
