@@ -230,37 +230,29 @@ func TestNewPathWriteOfAllNullIsKeptByDown(t *testing.T) {
 // Many drifted rows and new-path writes across verification spans of
 // exactly RepairBatch rows, MaxKeys = 1, with Down, in Set and Into mode.
 func TestRepairIsNotBoundedByMaxKeys(t *testing.T) {
-	t.Parallel()
-	for _, name := range []string{"set", "into"} {
-		c := provenanceCases()[name]
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
-				t.Parallel()
-				ctx := t.Context()
-				provenanceTables(t, db, c.moved)
-				writer := newNewPathWriter(t, db, flags.DualWrite, c.moved)
-				for id := int64(995); id < 1010; id++ {
-					writer.write(ctx, id, int(id))
-				}
-				b := mustNew(t, db, c.job(db, true), backfill.WithChunkSize(1000, 1000, 1000))
-				_, err := b.Run(ctx)
-				require.NoError(t, err)
-				// Drift every row from 1 to 3000 except the new-path ones.
-				db.MustExecContext(ctx, `UPDATE users SET full_name = 'Legacy' || id || ' X Writer' WHERE id <= 3000 AND NOT (id BETWEEN 995 AND 1009)`)
-				rep, err := b.Verify(ctx, backfill.VerifyOptions{ChunkRows: backfill.RepairBatch, MaxKeys: 1, Repair: true})
-				require.NoError(t, err)
-				assert.Equal(t, int64(2985), rep.Drifted, rep.Summary())
-				assert.Equal(t, int64(2985), rep.Repaired, rep.Summary())
-				assert.Zero(t, rep.Remaining)
-				assert.Len(t, rep.Diverged, 1)
-				require.Empty(t, writer.lost(t, db, c.moved))
-				rep, err = b.Verify(ctx, backfill.VerifyOptions{ChunkRows: 1000})
-				require.NoError(t, err)
-				assert.True(t, rep.Passed(), rep.Summary())
-			})
-		})
-	}
+	eachSQLMode(t, func(t *testing.T, db *sqlx.DB, c provenanceCase) {
+		ctx := t.Context()
+		provenanceTables(t, db, c.moved)
+		writer := newNewPathWriter(t, db, flags.DualWrite, c.moved)
+		for id := int64(995); id < 1010; id++ {
+			writer.write(ctx, id, int(id))
+		}
+		b := mustNew(t, db, c.job(db, true), backfill.WithChunkSize(1000, 1000, 1000))
+		_, err := b.Run(ctx)
+		require.NoError(t, err)
+		// Drift every row from 1 to 3000 except the new-path ones.
+		db.MustExecContext(ctx, `UPDATE users SET full_name = 'Legacy' || id || ' X Writer' WHERE id <= 3000 AND NOT (id BETWEEN 995 AND 1009)`)
+		rep, err := b.Verify(ctx, backfill.VerifyOptions{ChunkRows: backfill.RepairBatch, MaxKeys: 1, Repair: true})
+		require.NoError(t, err)
+		assert.Equal(t, int64(2985), rep.Drifted, rep.Summary())
+		assert.Equal(t, int64(2985), rep.Repaired, rep.Summary())
+		assert.Zero(t, rep.Remaining)
+		assert.Len(t, rep.Diverged, 1)
+		require.Empty(t, writer.lost(t, db, c.moved))
+		rep, err = b.Verify(ctx, backfill.VerifyOptions{ChunkRows: 1000})
+		require.NoError(t, err)
+		assert.True(t, rep.Passed(), rep.Summary())
+	})
 }
 
 // repairMove's UPDATE … FROM races a live writer (new table first,

@@ -85,14 +85,14 @@ func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, 
 }
 
 func (b *Backfill) dryRender(ctx context.Context) error {
-	_, err := b.statement(&args{}, span{}, nil)
+	_, err := b.statement(&args{}, span{})
 	if err != nil {
 		return err
 	}
 	// Explaining the statement checks expressions and columns without
 	// touching a row.
 	a := &args{}
-	stmt, _ := b.statement(a, span{Lo: b.zeroKey(), Hi: b.zeroKey()}, nil)
+	stmt, _ := b.statement(a, span{Lo: b.zeroKey(), Hi: b.zeroKey()})
 	if b.job.Func != nil {
 		return nil
 	}
@@ -139,14 +139,14 @@ func (b *Backfill) estimate(ctx context.Context) (int64, error) {
 
 // statement renders the chunk statement of a SQL-mode job, or the locking
 // read of a Go-mode one.
-func (b *Backfill) statement(a *args, s span, keys []Key) (string, error) {
+func (b *Backfill) statement(a *args, s span) (string, error) {
 	switch {
 	case len(b.job.Set) > 0:
-		return b.plan.setStatement(b.job, a, s, keys)
+		return b.plan.setStatement(b.job, a, s)
 	case b.job.Into != nil:
-		return b.plan.intoStatement(b.job, a, s, keys)
+		return b.plan.intoStatement(b.job, a, s)
 	default:
-		return b.plan.lockStatement(b.job, a, s, keys)
+		return b.plan.lockStatement(b.job, a, s)
 	}
 }
 
@@ -254,26 +254,37 @@ func (b *Backfill) reserve(ctx context.Context, limiter *rate.Limiter) (int, err
 	return size, nil
 }
 
-// heartbeat records, every third of the lease until stop is called, that
-// this Run lives (see [Stalled]).
-func (b *Backfill) heartbeat(ctx context.Context) (stop func()) {
+// every runs fn every d, in a goroutine of its own, until ctx ends, fn
+// returns false, or the returned stop is called (which waits for it).
+func every(ctx context.Context, d time.Duration, fn func(ctx context.Context) bool) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(b.opts.lease / 3)
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				// Best effort: a beat lost to a passing database error is
-				// made good by the next, a third of a lease later.
-				_ = b.beat(ctx)
+				if !fn(ctx) {
+					return
+				}
 			}
 		}
 	})
 	return func() { cancel(); wg.Wait() }
+}
+
+// heartbeat records, every third of the lease until stop is called, that
+// this Run lives (see [Stalled]).
+func (b *Backfill) heartbeat(ctx context.Context) (stop func()) {
+	return every(ctx, b.opts.lease/3, func(ctx context.Context) bool {
+		// Best effort: a beat lost to a passing database error is made
+		// good by the next, a third of a lease later.
+		_ = b.beat(ctx)
+		return true
+	})
 }
 
 // holdLease renews worker's lease on c every third of the lease, on
@@ -289,28 +300,18 @@ func (b *Backfill) holdLease(ctx context.Context, worker string, c *chunk) (cont
 	if b.opts.noRenewal {
 		return ctx, func() { cancel(nil) }
 	}
-	every := b.opts.lease / 3
-	renewCtx, stopRenew := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-renewCtx.Done():
-				return
-			case <-t.C:
-				rctx, done := context.WithTimeout(renewCtx, every)
-				held, err := b.renew(rctx, worker, c)
-				done()
-				if err == nil && !held {
-					cancel(errLeaseLost)
-					return
-				}
-			}
+	period := b.opts.lease / 3
+	stopRenew := every(ctx, period, func(ctx context.Context) bool {
+		rctx, done := context.WithTimeout(ctx, period)
+		held, err := b.renew(rctx, worker, c)
+		done()
+		if err == nil && !held {
+			cancel(errLeaseLost)
+			return false
 		}
+		return true
 	})
-	return ctx, func() { stopRenew(); wg.Wait(); cancel(nil) }
+	return ctx, func() { stopRenew(); cancel(nil) }
 }
 
 // reportProgress calls the progress callback and observer every interval
@@ -319,31 +320,20 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 	if b.opts.progress == nil && !b.opts.observed {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(b.opts.progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				p, err := state(ctx, b.plan.d, b.db, b.job.Name)
-				if err != nil {
-					continue
-				}
-				b.mu.Lock()
-				p.ChunkSize, p.Throttle = b.chunkSize, b.throttle
-				b.mu.Unlock()
-				b.opts.observer.ObserveProgress(ctx, p)
-				if b.opts.progress != nil {
-					b.opts.progress(p)
-				}
-			}
+	return every(ctx, b.opts.progressEvery, func(ctx context.Context) bool {
+		p, err := state(ctx, b.plan.d, b.db, b.job.Name)
+		if err != nil {
+			return true // the next report may succeed
 		}
+		b.mu.Lock()
+		p.ChunkSize, p.Throttle = b.chunkSize, b.throttle
+		b.mu.Unlock()
+		b.opts.observer.ObserveProgress(ctx, p)
+		if b.opts.progress != nil {
+			b.opts.progress(p)
+		}
+		return true
 	})
-	return func() { cancel(); wg.Wait() }
 }
 
 // work is one worker's loop: throttle, claim, process, adapt. It waits on
@@ -411,7 +401,7 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 	var changed int64
 	err := b.retry(cctx, "chunk", func() error {
 		var err error
-		changed, err = b.process(cctx, worker, c, nil)
+		changed, err = b.process(cctx, worker, c)
 		return err
 	})
 	elapsed := time.Since(start)
@@ -442,69 +432,70 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 }
 
 // process runs one chunk in one transaction with the chunk's timeouts; its
-// rows and its checkpoint commit together. keys, when given, replaces the
-// chunk's span (repair of single rows, no checkpoint). A chunk checks that
-// its job still runs before its statement and again before it commits
-// (see running): a pause or cancel stops it there. On SQLite the
-// transaction holds the database's write lock from BEGIN, so the chunk
-// reads its rows after every earlier write committed and before any later
-// one: that is its row lock.
-func (b *Backfill) process(ctx context.Context, worker string, c *chunk, keys []Key) (int64, error) {
+// rows and its checkpoint commit together. A chunk checks that its job
+// still runs before its statement and again before it commits (see
+// running): a pause or cancel stops it there. On SQLite the transaction
+// holds the database's write lock from BEGIN, so the chunk reads its rows
+// after every earlier write committed and before any later one: that is
+// its row lock.
+func (b *Backfill) process(ctx context.Context, worker string, c *chunk) (int64, error) {
 	tx, err := b.beginChunk(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	var s span
-	if c != nil {
-		// A pause or cancel that came after the claim stops the chunk
-		// before its statement.
-		if err := b.running(ctx, tx, false); err != nil {
+	// A pause or cancel that came after the claim stops the chunk before
+	// its statement.
+	if err := b.running(ctx, tx, false); err != nil {
+		return 0, err
+	}
+	if b.job.Func != nil && b.job.Check != nil {
+		// The rows first, locked, then which of them have a target row, in
+		// a snapshot taken after the locks: one statement would re-read a
+		// row written while it waited, but judge its target row in the
+		// snapshot from before the write.
+		if err := b.plan.lockSpan(ctx, tx, c.Span); err != nil {
 			return 0, err
 		}
-		s = c.Span
 	}
-	a := &args{}
-	stmt, err := b.statement(a, s, keys)
+	changed, err := b.fill(ctx, tx, c.Span)
 	if err != nil {
 		return 0, err
 	}
-	var changed int64
-	if b.job.Func != nil {
-		if b.job.Check != nil {
-			// The rows first, locked, then which of them have a target row,
-			// in a snapshot taken after the locks: one statement would
-			// re-read a row written while it waited, but judge its target
-			// row in the snapshot from before the write.
-			if err := b.plan.lockSpan(ctx, tx, s); err != nil {
-				return 0, err
-			}
-		}
-		batch, err := scanRows(ctx, tx, stmt, a.vals)
-		if err != nil {
-			return 0, err
-		}
-		if changed, err = b.job.Func(ctx, tx, batch); err != nil {
-			return 0, fmt.Errorf("chunk func: %w", err)
-		}
-	} else {
+	if b.opts.beforeCommit != nil {
+		b.opts.beforeCommit(c.Seq)
+	}
+	if err := b.finish(ctx, tx, worker, c, changed); err != nil {
+		return 0, err
+	}
+	return changed, tx.Commit()
+}
+
+// fill does a chunk's work over s in tx: the Set or Into statement, or
+// Func over the span's unfilled rows (which a move locks first, see
+// process), and returns how many rows it changed.
+func (b *Backfill) fill(ctx context.Context, tx *sqlx.Tx, s span) (int64, error) {
+	a := &args{}
+	stmt, err := b.statement(a, s)
+	if err != nil {
+		return 0, err
+	}
+	if b.job.Func == nil {
 		res, err := tx.ExecContext(ctx, stmt, a.vals...)
 		if err != nil {
 			return 0, err
 		}
-		if changed, err = res.RowsAffected(); err != nil {
-			return 0, err
-		}
+		return res.RowsAffected()
 	}
-	if c != nil {
-		if b.opts.beforeCommit != nil {
-			b.opts.beforeCommit(c.Seq)
-		}
-		if err := b.finish(ctx, tx, worker, c, changed); err != nil {
-			return 0, err
-		}
+	rows, err := scanRows(ctx, tx, stmt, a.vals)
+	if err != nil {
+		return 0, err
 	}
-	return changed, tx.Commit()
+	changed, err := b.job.Func(ctx, tx, rows)
+	if err != nil {
+		return 0, fmt.Errorf("chunk func: %w", err)
+	}
+	return changed, nil
 }
 
 // beginChunk begins the transaction of a chunk (or of a repair's batch),

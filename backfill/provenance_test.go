@@ -105,6 +105,31 @@ func provenanceCases() map[string]provenanceCase {
 	}
 }
 
+// eachSQLMode runs fn for the Set and the Into case, on each database, in
+// parallel.
+func eachSQLMode(t *testing.T, fn func(t *testing.T, db *sqlx.DB, c provenanceCase)) {
+	t.Helper()
+	t.Parallel()
+	for _, name := range []string{"set", "into"} {
+		c := provenanceCases()[name]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+				t.Parallel()
+				fn(t, db, c)
+			})
+		})
+	}
+}
+
+// newShape is the table holding the case's new shape, and its key column.
+func (c provenanceCase) newShape() (table, key string) {
+	if c.moved {
+		return "user_names", "user_id"
+	}
+	return "users", "id"
+}
+
 // provenanceTables creates users with provenanceRows three-word names,
 // and, for a move, the empty user_names.
 func provenanceTables(t *testing.T, db *sqlx.DB, moved bool) {
@@ -310,60 +335,50 @@ func testNewPathWritesSurvive(t *testing.T, db *sqlx.DB, c provenanceCase, stage
 // from the old shape, the side written last, and leaves every other
 // new-path write as it is.
 func TestLegacyWriterAfterBackfillIsRepairedFromOldSide(t *testing.T) {
-	t.Parallel()
-	for _, name := range []string{"set", "into"} {
-		c := provenanceCases()[name]
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
-				t.Parallel()
-				provenanceTables(t, db, c.moved)
-				writer := newNewPathWriter(t, db, flags.DualWrite, c.moved)
-				for id := int64(100); id < 120; id++ {
-					writer.write(t.Context(), id, int(id))
-				}
-				b := mustNew(t, db, c.job(db, true), backfill.WithChunkSize(500, 500, 500))
-				_, err := b.Run(t.Context())
-				require.NoError(t, err)
-				require.Empty(t, writer.lost(t, db, c.moved))
+	eachSQLMode(t, func(t *testing.T, db *sqlx.DB, c provenanceCase) {
+		provenanceTables(t, db, c.moved)
+		writer := newNewPathWriter(t, db, flags.DualWrite, c.moved)
+		for id := int64(100); id < 120; id++ {
+			writer.write(t.Context(), id, int(id))
+		}
+		b := mustNew(t, db, c.job(db, true), backfill.WithChunkSize(500, 500, 500))
+		_, err := b.Run(t.Context())
+		require.NoError(t, err)
+		require.Empty(t, writer.lost(t, db, c.moved))
 
-				// Behind the adapters: 5 filled rows and 5 new-path rows.
-				db.MustExecContext(t.Context(), `UPDATE users SET full_name = 'Legacy' || id || ' Writer' WHERE id BETWEEN 10 AND 14 OR id BETWEEN 100 AND 104`)
-				rep, err := b.Verify(t.Context(), backfill.VerifyOptions{})
-				require.NoError(t, err)
-				assert.Equal(t, int64(10), rep.Drifted, rep.Summary())
-				assert.Equal(t, int64(10), rep.Divergent)
-				assert.Equal(t, int64(15), rep.NewPath, "the new-path writes the legacy writer left alone")
-				require.Len(t, rep.Diverged, 10)
-				assert.Equal(t, backfill.Key{"10"}, rep.Diverged[0].Key)
-				assert.Equal(t, backfill.Drifted, rep.Diverged[0].Kind)
+		// Behind the adapters: 5 filled rows and 5 new-path rows.
+		db.MustExecContext(t.Context(), `UPDATE users SET full_name = 'Legacy' || id || ' Writer' WHERE id BETWEEN 10 AND 14 OR id BETWEEN 100 AND 104`)
+		rep, err := b.Verify(t.Context(), backfill.VerifyOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(10), rep.Drifted, rep.Summary())
+		assert.Equal(t, int64(10), rep.Divergent)
+		assert.Equal(t, int64(15), rep.NewPath, "the new-path writes the legacy writer left alone")
+		require.Len(t, rep.Diverged, 10)
+		assert.Equal(t, backfill.Key{"10"}, rep.Diverged[0].Key)
+		assert.Equal(t, backfill.Drifted, rep.Diverged[0].Kind)
 
-				rep, err = b.Verify(t.Context(), backfill.VerifyOptions{Repair: true})
-				require.NoError(t, err)
-				assert.Equal(t, int64(10), rep.Repaired)
-				assert.Zero(t, rep.Remaining)
-				q := `SELECT given_name || '/' || family_name FROM users WHERE id = $1`
-				if c.moved {
-					q = `SELECT given_name || '/' || family_name FROM user_names WHERE user_id = $1`
-				}
-				for _, id := range []int64{12, 102} {
-					var got string
-					require.NoError(t, db.GetContext(t.Context(), &got, q, id))
-					assert.Equal(t, fmt.Sprintf("Legacy%d/Writer", id), got, "repaired from the old shape")
-				}
-				// The new-path writes the legacy writer did not touch are intact.
-				writer.mu.Lock()
-				for id := int64(100); id <= 104; id++ {
-					delete(writer.written, id)
-				}
-				writer.mu.Unlock()
-				require.Empty(t, writer.lost(t, db, c.moved))
-				rep, err = b.Verify(t.Context(), backfill.VerifyOptions{})
-				require.NoError(t, err)
-				assert.True(t, rep.Passed(), rep.Summary())
-			})
-		})
-	}
+		rep, err = b.Verify(t.Context(), backfill.VerifyOptions{Repair: true})
+		require.NoError(t, err)
+		assert.Equal(t, int64(10), rep.Repaired)
+		assert.Zero(t, rep.Remaining)
+		table, key := c.newShape()
+		q := `SELECT given_name || '/' || family_name FROM ` + table + ` WHERE ` + key + ` = $1`
+		for _, id := range []int64{12, 102} {
+			var got string
+			require.NoError(t, db.GetContext(t.Context(), &got, q, id))
+			assert.Equal(t, fmt.Sprintf("Legacy%d/Writer", id), got, "repaired from the old shape")
+		}
+		// The new-path writes the legacy writer did not touch are intact.
+		writer.mu.Lock()
+		for id := int64(100); id <= 104; id++ {
+			delete(writer.written, id)
+		}
+		writer.mu.Unlock()
+		require.Empty(t, writer.lost(t, db, c.moved))
+		rep, err = b.Verify(t.Context(), backfill.VerifyOptions{})
+		require.NoError(t, err)
+		assert.True(t, rep.Passed(), rep.Summary())
+	})
 }
 
 // A repair of 200,000 drifted rows runs in batches (one statement listing
@@ -405,45 +420,34 @@ func TestRepairOfManyRowsCompletes(t *testing.T) {
 // old columns are rewritten as Down of the new ones; the new shape is kept.
 // A job without Down cannot repair that way.
 func TestRepairFromNewSide(t *testing.T) {
-	t.Parallel()
-	for _, name := range []string{"set", "into"} {
-		c := provenanceCases()[name]
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
-				t.Parallel()
-				provenanceTables(t, db, c.moved)
-				b := mustNew(t, db, c.job(db, true), backfill.WithChunkSize(500, 500, 500))
-				_, err := b.Run(t.Context())
-				require.NoError(t, err)
-				table, key := "users", "id"
-				if c.moved {
-					table, key = "user_names", "user_id"
-				}
-				db.MustExecContext(t.Context(), `UPDATE `+table+` SET given_name = 'Jo Ann', family_name = 'Bypass' || `+key+` WHERE `+key+` BETWEEN 20 AND 24`)
-				rep, err := b.Verify(t.Context(), backfill.VerifyOptions{Repair: true, RepairFrom: backfill.FromNew})
-				require.NoError(t, err)
-				assert.Equal(t, int64(5), rep.Drifted, rep.Summary())
-				assert.Equal(t, int64(5), rep.Repaired)
-				assert.Zero(t, rep.Remaining)
-				for id := int64(20); id <= 24; id++ {
-					var full, given string
-					require.NoError(t, db.GetContext(t.Context(), &full, `SELECT full_name FROM users WHERE id = $1`, id))
-					require.NoError(t, db.GetContext(t.Context(), &given, `SELECT given_name FROM `+table+` WHERE `+key+` = $1`, id))
-					assert.Equal(t, fmt.Sprintf("Jo Ann Bypass%d", id), full, "the old shape rewritten from the new")
-					assert.Equal(t, "Jo Ann", given, "the new shape kept")
-				}
-				rep, err = b.Verify(t.Context(), backfill.VerifyOptions{})
-				require.NoError(t, err)
-				assert.True(t, rep.Passed(), rep.Summary())
-				assert.Equal(t, int64(5), rep.NewPath, "consistent by Down now")
+	eachSQLMode(t, func(t *testing.T, db *sqlx.DB, c provenanceCase) {
+		provenanceTables(t, db, c.moved)
+		b := mustNew(t, db, c.job(db, true), backfill.WithChunkSize(500, 500, 500))
+		_, err := b.Run(t.Context())
+		require.NoError(t, err)
+		table, key := c.newShape()
+		db.MustExecContext(t.Context(), `UPDATE `+table+` SET given_name = 'Jo Ann', family_name = 'Bypass' || `+key+` WHERE `+key+` BETWEEN 20 AND 24`)
+		rep, err := b.Verify(t.Context(), backfill.VerifyOptions{Repair: true, RepairFrom: backfill.FromNew})
+		require.NoError(t, err)
+		assert.Equal(t, int64(5), rep.Drifted, rep.Summary())
+		assert.Equal(t, int64(5), rep.Repaired)
+		assert.Zero(t, rep.Remaining)
+		for id := int64(20); id <= 24; id++ {
+			var full, given string
+			require.NoError(t, db.GetContext(t.Context(), &full, `SELECT full_name FROM users WHERE id = $1`, id))
+			require.NoError(t, db.GetContext(t.Context(), &given, `SELECT given_name FROM `+table+` WHERE `+key+` = $1`, id))
+			assert.Equal(t, fmt.Sprintf("Jo Ann Bypass%d", id), full, "the old shape rewritten from the new")
+			assert.Equal(t, "Jo Ann", given, "the new shape kept")
+		}
+		rep, err = b.Verify(t.Context(), backfill.VerifyOptions{})
+		require.NoError(t, err)
+		assert.True(t, rep.Passed(), rep.Summary())
+		assert.Equal(t, int64(5), rep.NewPath, "consistent by Down now")
 
-				plain := c.job(db, false)
-				plain.Name = "without_down"
-				b = mustNew(t, db, plain)
-				_, err = b.Verify(t.Context(), backfill.VerifyOptions{Repair: true, RepairFrom: backfill.FromNew})
-				require.ErrorIs(t, err, backfill.ErrNoInverse)
-			})
-		})
-	}
+		plain := c.job(db, false)
+		plain.Name = "without_down"
+		b = mustNew(t, db, plain)
+		_, err = b.Verify(t.Context(), backfill.VerifyOptions{Repair: true, RepairFrom: backfill.FromNew})
+		require.ErrorIs(t, err, backfill.ErrNoInverse)
+	})
 }

@@ -131,15 +131,9 @@ type span struct {
 	Hi Key `json:"hi,omitempty"`
 }
 
-// where renders the predicate of a span (or of an explicit key list).
-func (p *plan) where(a *args, s span, keys []Key) string {
-	if keys != nil {
-		rows := make([]string, len(keys))
-		for i, k := range keys {
-			rows[i] = p.keyRow(a, k)
-		}
-		return p.d.Row(p.keyList) + " IN (" + strings.Join(rows, ", ") + ")"
-	}
+// where renders the predicate of a span. A span is always two bounds,
+// never a list of keys: a statement's size does not grow with its rows.
+func (p *plan) where(a *args, s span) string {
 	var conds []string
 	if s.Lo != nil {
 		conds = append(conds, p.d.Row(p.keyList)+" > "+p.keyRow(a, s.Lo))
@@ -162,7 +156,7 @@ func (p *plan) boundary(ctx context.Context, q sqlx.QueryerContext, lo Key, n in
 // boundaryWithin finds the key n rows into s, or nil when s holds fewer.
 func (p *plan) boundaryWithin(ctx context.Context, q sqlx.QueryerContext, s span, n int) (Key, error) {
 	a := &args{}
-	where := p.where(a, s, nil)
+	where := p.where(a, s)
 	query := "SELECT " + p.keyText + " FROM " + p.table.Quoted() + " WHERE " + where +
 		" ORDER BY " + p.keyList + " LIMIT 1 OFFSET " + a.add(n-1)
 	return scanKey(ctx, q, len(p.keyCols), query, a.vals...)
@@ -172,7 +166,7 @@ func (p *plan) boundaryWithin(ctx context.Context, q sqlx.QueryerContext, s span
 func (p *plan) count(ctx context.Context, q sqlx.QueryerContext, s span) (int64, error) {
 	a := &args{}
 	var n int64
-	err := sqlx.GetContext(ctx, q, &n, "SELECT count(*) FROM "+p.table.Quoted()+" WHERE "+p.where(a, s, nil), a.vals...)
+	err := sqlx.GetContext(ctx, q, &n, "SELECT count(*) FROM "+p.table.Quoted()+" WHERE "+p.where(a, s), a.vals...)
 	return n, err
 }
 
@@ -281,13 +275,13 @@ func (p *plan) downExprs(down []Assign) ([]string, error) {
 // whose new columns are all NULL: a row written through the new path is
 // never overwritten from the old shape. On PostgreSQL a row written while
 // the chunk waits for its lock is checked again as written, and skipped.
-func (p *plan) setStatement(j Job, a *args, s span, keys []Key) (string, error) {
+func (p *plan) setStatement(j Job, a *args, s span) (string, error) {
 	sh, err := p.setShape(j)
 	if err != nil {
 		return "", err
 	}
 	return "UPDATE " + p.table.Quoted() + " SET " + strings.Join(sh.sets, ", ") +
-		" WHERE " + p.where(a, s, keys) + " AND " + sh.unfilled + " AND " + sh.differs, nil
+		" WHERE " + p.where(a, s) + " AND " + sh.unfilled + " AND " + sh.differs, nil
 }
 
 // moveKey names, for each key column of the walked table, the column of
@@ -315,7 +309,7 @@ func (p *plan) moveKey(into *Into) ([]string, error) {
 // intoStatement renders an Into job's chunk statement. A target row that
 // exists is left as it is (ON CONFLICT DO NOTHING): it was written through
 // the new path, or by an earlier chunk.
-func (p *plan) intoStatement(j Job, a *args, s span, keys []Key) (string, error) {
+func (p *plan) intoStatement(j Job, a *args, s span) (string, error) {
 	into, err := ident.ParseTable(j.Into.Table)
 	if err != nil {
 		return "", err
@@ -335,13 +329,13 @@ func (p *plan) intoStatement(j Job, a *args, s span, keys []Key) (string, error)
 	}
 	return "INSERT INTO " + into.Quoted() + " (" + strings.Join(cols, ", ") + ")" +
 		" SELECT " + strings.Join(exprs, ", ") + " FROM " + p.table.Quoted() +
-		" WHERE " + p.where(a, s, keys) + " ORDER BY " + p.keyList + p.d.ForUpdate() +
+		" WHERE " + p.where(a, s) + " ORDER BY " + p.keyList + p.d.ForUpdate() +
 		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING", nil
 }
 
 // lockStatement renders a Go-mode chunk's read of its rows, locked: only
 // the rows no one has filled (Fills all NULL, or no row in Check's table).
-func (p *plan) lockStatement(j Job, a *args, s span, keys []Key) (string, error) {
+func (p *plan) lockStatement(j Job, a *args, s span) (string, error) {
 	cols := []string{p.keyList}
 	for _, c := range j.Columns {
 		if contains(p.keyCols, c) {
@@ -358,7 +352,7 @@ func (p *plan) lockStatement(j Job, a *args, s span, keys []Key) (string, error)
 		return "", err
 	}
 	return "SELECT " + strings.Join(cols, ", ") + " FROM " + p.table.Quoted() + " AS schemashift_s" +
-		" WHERE " + p.where(a, s, keys) + " AND " + unfilled + " ORDER BY " + p.keyList + p.d.ForUpdate(), nil
+		" WHERE " + p.where(a, s) + " AND " + unfilled + " ORDER BY " + p.keyList + p.d.ForUpdate(), nil
 }
 
 // goUnfilled is the predicate, over the walked table aliased
@@ -400,7 +394,7 @@ func (p *plan) lockSpan(ctx context.Context, tx *sqlx.Tx, s span) error {
 		return nil
 	}
 	a := &args{}
-	_, err := tx.ExecContext(ctx, "SELECT 1 FROM "+p.table.Quoted()+" WHERE "+p.where(a, s, nil)+" ORDER BY "+p.keyList+lock, a.vals...)
+	_, err := tx.ExecContext(ctx, "SELECT 1 FROM "+p.table.Quoted()+" WHERE "+p.where(a, s)+" ORDER BY "+p.keyList+lock, a.vals...)
 	return err
 }
 

@@ -352,23 +352,29 @@ func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) 
 func (b *Backfill) tallySet(ctx context.Context, sh setShape, s span) (tally, error) {
 	var t tally
 	a := &args{}
-	where := b.plan.where(a, s, nil)
-	if err := b.db.GetContext(ctx, &t, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+sh.differs+") AS differs, 0 AS unfilled, 0 AS new_path, 0 AS drifted FROM "+
+	where := b.plan.where(a, s)
+	if err := b.db.GetContext(ctx, &t, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+sh.differs+") AS differs FROM "+
 		b.plan.table.Quoted()+" WHERE "+where, a.vals...); err != nil {
 		return t, fmt.Errorf("verify chunk: %w", err)
 	}
 	if t.Differs == 0 {
 		return t, nil
 	}
-	filled := sh.differs + " AND NOT " + sh.unfilled
+	// The kinds, over the differing rows only.
 	a = &args{}
-	where = b.plan.where(a, s, nil)
-	if err := b.db.GetContext(ctx, &t, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+sh.differs+") AS differs"+
-		", count(*) FILTER (WHERE "+sh.differs+" AND "+sh.unfilled+") AS unfilled"+
-		", "+countWhere(filled, sh.newPath)+" AS new_path, "+countWhere(filled, sh.drifted)+" AS drifted FROM "+
+	where = b.plan.where(a, s) + " AND " + sh.differs
+	kinds := struct {
+		Unfilled int64 `db:"unfilled"`
+		NewPath  int64 `db:"new_path"`
+		Drifted  int64 `db:"drifted"`
+	}{}
+	filled := "NOT " + sh.unfilled
+	if err := b.db.GetContext(ctx, &kinds, "SELECT count(*) FILTER (WHERE "+sh.unfilled+") AS unfilled, "+
+		countWhere(filled, sh.newPath)+" AS new_path, "+countWhere(filled, sh.drifted)+" AS drifted FROM "+
 		b.plan.table.Quoted()+" WHERE "+where, a.vals...); err != nil {
 		return t, fmt.Errorf("classify chunk: %w", err)
 	}
+	t.Unfilled, t.NewPath, t.Drifted = kinds.Unfilled, kinds.NewPath, kinds.Drifted
 	return t, nil
 }
 
@@ -401,7 +407,7 @@ func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, sh setShape, s 
 	}
 	divergent, kind := divergentSet(sh)
 	a := &args{}
-	where := b.plan.where(a, s, nil)
+	where := b.plan.where(a, s)
 	rows, err := b.db.QueryContext(ctx, "SELECT "+b.plan.keyText+", "+kind+", "+strings.Join(pairs, ", ")+" FROM "+b.plan.table.Quoted()+
 		" WHERE "+where+" AND "+divergent+" ORDER BY "+b.plan.keyList+" LIMIT "+a.add(room), a.vals...)
 	if err != nil {
@@ -559,7 +565,7 @@ func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, sh setShape,
 			}
 			a := &args{}
 			res, err := tx.ExecContext(ctx, "UPDATE "+b.plan.table.Quoted()+" SET "+strings.Join(st.sets, ", ")+
-				" WHERE "+b.plan.where(a, s, nil)+" AND "+sh.differs+" AND "+st.cond, a.vals...)
+				" WHERE "+b.plan.where(a, s)+" AND "+sh.differs+" AND "+st.cond, a.vals...)
 			if err != nil {
 				return 0, err
 			}

@@ -23,15 +23,12 @@ type intoSides struct {
 	target   *plan    // the target table, keyed by the columns the source key is copied to
 	srcExprs []string // each column's expression, as the target column's type
 	dstCols  []string // the target columns, quoted
-	srcText  string   // the text of ROW(CAST(expr AS type), …)
-	dstText  string   // the text of ROW(col, …)
 	// hashed: the database hashes rows, so chunks compare by the checksums
 	// srcSum and dstSum; where it cannot (SQLite), rows compare in place.
 	hashed         bool
 	srcSum, dstSum string
 	keyAlias       []string // schemashift_k1, … (prefixed: the target's own columns stay unambiguous)
 	srcKeys        string   // source key columns AS schemashift_k1, …
-	dstKeys        string   // target key columns AS schemashift_k1, …
 	columns        []string // target column names, in Into.Columns order
 	sensitive      func(string) bool
 	// olds are the source's old columns Down names, AS schemashift_o1 …,
@@ -84,19 +81,16 @@ func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
 	} else if b.job.Derived {
 		s.drifted = "true"
 	}
-	s.srcText, s.dstText = d.Text(d.Row(s.srcExprs...)), d.Text(d.Row(s.dstCols...))
 	s.srcSum, s.hashed = d.RowChecksum(s.srcExprs...)
 	s.dstSum, _ = d.RowChecksum(s.dstCols...)
-	var sk, dk []string
+	var sk []string
 	for i := range b.plan.keyCols {
 		alias := fmt.Sprintf("schemashift_k%d", i+1)
 		s.keyAlias = append(s.keyAlias, alias)
 		q, _ := ident.Quote(b.plan.keyCols[i])
 		sk = append(sk, q+" AS "+alias)
-		q, _ = ident.Quote(targetKey[i])
-		dk = append(dk, q+" AS "+alias)
 	}
-	s.srcKeys, s.dstKeys = strings.Join(sk, ", "), strings.Join(dk, ", ")
+	s.srcKeys = strings.Join(sk, ", ")
 	return s, nil
 }
 
@@ -108,13 +102,13 @@ type checksum struct {
 func (b *Backfill) checksums(ctx context.Context, s *intoSides, sp span) (src, dst checksum, err error) {
 	a := &args{}
 	q := "SELECT count(*) AS rows, " + s.srcSum + " AS sum FROM " +
-		b.plan.table.Quoted() + " WHERE " + b.plan.where(a, sp, nil)
+		b.plan.table.Quoted() + " WHERE " + b.plan.where(a, sp)
 	if err = b.db.GetContext(ctx, &src, q, a.vals...); err != nil {
 		return src, dst, fmt.Errorf("checksum source: %w", err)
 	}
 	a = &args{}
 	q = "SELECT count(*) AS rows, " + s.dstSum + " AS sum FROM " +
-		s.target.table.Quoted() + " WHERE " + s.target.where(a, sp, nil)
+		s.target.table.Quoted() + " WHERE " + s.target.where(a, sp)
 	if err = b.db.GetContext(ctx, &dst, q, a.vals...); err != nil {
 		return src, dst, fmt.Errorf("checksum target: %w", err)
 	}
@@ -266,7 +260,7 @@ func (b *Backfill) sourceRows(s *intoSides, a *args, sp span) string {
 		vals[i] = e + " AS schemashift_v" + strconv.Itoa(i+1)
 	}
 	return "(SELECT " + strings.Join(append(append([]string{s.srcKeys}, vals...), s.olds...), ", ") + " FROM " + b.plan.table.Quoted() +
-		" WHERE " + b.plan.where(a, sp, nil) + ")"
+		" WHERE " + b.plan.where(a, sp) + ")"
 }
 
 // joinOn matches a target row, d, to its source row, s.
@@ -288,7 +282,7 @@ func (b *Backfill) targetOnly(s *intoSides, a *args, sp span) string {
 		dq, _ := ident.Quote(s.target.keyCols[i])
 		on[i] = "s." + sq + " = d." + dq
 	}
-	return "FROM " + s.target.table.Quoted() + " AS d WHERE " + s.target.where(a, sp, nil) +
+	return "FROM " + s.target.table.Quoted() + " AS d WHERE " + s.target.where(a, sp) +
 		" AND NOT EXISTS (SELECT 1 FROM " + b.plan.table.Quoted() + " AS s WHERE " + strings.Join(on, " AND ") + ")"
 }
 
@@ -341,35 +335,9 @@ func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp
 	if err := b.plan.lockSpan(ctx, tx, sp); err != nil {
 		return 0, err
 	}
-	var changed int64
-	if b.job.Func != nil {
-		a := &args{}
-		stmt, err := b.plan.lockStatement(b.job, a, sp, nil)
-		if err != nil {
-			return 0, err
-		}
-		rows, err := scanRows(ctx, tx, stmt, a.vals)
-		if err != nil {
-			return 0, err
-		}
-		if len(rows) > 0 {
-			if changed, err = b.job.Func(ctx, tx, rows); err != nil {
-				return 0, fmt.Errorf("chunk func: %w", err)
-			}
-		}
-	} else {
-		a := &args{}
-		stmt, err := b.plan.intoStatement(b.job, a, sp, nil)
-		if err != nil {
-			return 0, err
-		}
-		res, err := tx.ExecContext(ctx, stmt, a.vals...)
-		if err != nil {
-			return 0, err
-		}
-		if changed, err = res.RowsAffected(); err != nil {
-			return 0, err
-		}
+	changed, err := b.fill(ctx, tx, sp)
+	if err != nil {
+		return 0, err
 	}
 	if s.drifted == "" || len(s.sets) == 0 {
 		return changed, nil
