@@ -360,21 +360,24 @@ func (b *Backfill) tallySet(ctx context.Context, sh setShape, s span) (tally, er
 	if t.Differs == 0 {
 		return t, nil
 	}
-	// The kinds, over the differing rows only.
+	// The kinds, over the differing rows only, counted again with them in
+	// one statement: writes land between the two, and the kinds must add
+	// up to the rows they divide.
 	a = &args{}
 	where = b.plan.where(a, s) + " AND " + sh.differs
 	kinds := struct {
+		Differs  int64 `db:"differs"`
 		Unfilled int64 `db:"unfilled"`
 		NewPath  int64 `db:"new_path"`
 		Drifted  int64 `db:"drifted"`
 	}{}
 	filled := "NOT " + sh.unfilled
-	if err := b.db.GetContext(ctx, &kinds, "SELECT count(*) FILTER (WHERE "+sh.unfilled+") AS unfilled, "+
+	if err := b.db.GetContext(ctx, &kinds, "SELECT count(*) AS differs, count(*) FILTER (WHERE "+sh.unfilled+") AS unfilled, "+
 		countWhere(filled, sh.newPath)+" AS new_path, "+countWhere(filled, sh.drifted)+" AS drifted FROM "+
 		b.plan.table.Quoted()+" WHERE "+where, a.vals...); err != nil {
 		return t, fmt.Errorf("classify chunk: %w", err)
 	}
-	t.Unfilled, t.NewPath, t.Drifted = kinds.Unfilled, kinds.NewPath, kinds.Drifted
+	t.Differs, t.Unfilled, t.NewPath, t.Drifted = kinds.Differs, kinds.Unfilled, kinds.NewPath, kinds.Drifted
 	return t, nil
 }
 
