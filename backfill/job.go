@@ -28,11 +28,12 @@ type Job struct {
 	Key []string
 
 	// Set (SQL mode, same table) assigns each column an expression of the
-	// row's old columns:
-	//	UPDATE t SET c = expr … WHERE key in chunk AND (c, …) IS DISTINCT FROM (expr, …)
+	// row's old columns, in the rows no one has written (the columns are
+	// all NULL; they must be nullable):
+	//	UPDATE t SET c = expr … WHERE key in chunk AND c IS NULL … AND (c, …) IS DISTINCT FROM (expr, …)
 	Set []Assign
-	// Into (SQL mode, another table) upserts each row of the chunk into a
-	// new table.
+	// Into (SQL mode, another table) inserts each row of the chunk that has
+	// no target row yet into a new table.
 	Into *Into
 	// Func (Go mode) is called with each chunk's rows, read FOR UPDATE in
 	// the transaction it writes in.
@@ -83,10 +84,12 @@ type Assign struct {
 // Into moves rows into another table:
 //
 //	INSERT INTO into (c, …) SELECT expr, … FROM t WHERE key in chunk FOR UPDATE
-//	ON CONFLICT (key) DO UPDATE SET … WHERE (…) IS DISTINCT FROM (EXCLUDED…)
+//	ON CONFLICT (key) DO NOTHING
 //
-// Locking the source rows makes the copy race-safe against dual writes: a
-// row written while the chunk waits is copied as it is after that write.
+// A target row that exists is never rewritten: it was written through the
+// new path, or by an earlier chunk. Locking the source rows makes the copy
+// race-safe against dual writes: a row written while the chunk waits is
+// copied as it is after that write, or, its target row written too, left.
 type Into struct {
 	Table string
 	// Key is the target's conflict key (its primary key or a unique key).
