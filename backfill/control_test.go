@@ -288,6 +288,41 @@ func (r *retries) ObserveRetry(_ context.Context, rt backfill.Retry) {
 	r.seen = append(r.seen, rt)
 }
 
+// pausing holds its worker after it claims chunk seq, before the chunk's
+// transaction, until resume is closed, and signals the first chunk that
+// gives up on a lock: a test changes the database at a known point of the
+// run, without waiting on time.
+type pausing struct {
+	retries
+	seq         int64
+	paused      chan struct{}
+	resume      chan struct{}
+	lockTimeout chan struct{}
+	pause, lock sync.Once
+}
+
+func newPausing(seq int64) *pausing {
+	return &pausing{seq: seq, paused: make(chan struct{}), resume: make(chan struct{}), lockTimeout: make(chan struct{})}
+}
+
+// afterClaim is the hook for backfill.WithAfterClaim.
+func (p *pausing) afterClaim(seq int64) {
+	if seq != p.seq {
+		return
+	}
+	p.pause.Do(func() {
+		close(p.paused)
+		<-p.resume
+	})
+}
+
+func (p *pausing) ObserveRetry(ctx context.Context, rt backfill.Retry) {
+	p.retries.ObserveRetry(ctx, rt)
+	if rt.Op == "chunk" && rt.Kind == "lock_timeout" {
+		p.lock.Do(func() { close(p.lockTimeout) })
+	}
+}
+
 func (r *retries) kinds() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -377,10 +412,11 @@ func TestBusyDatabaseMakesChunkRetry(t *testing.T) {
 	require.NoError(t, db.GetContext(t.Context(), &timeout, `PRAGMA busy_timeout`))
 	require.Equal(t, 50, timeout)
 	usersTable(t, db, 3000)
-	obs := &retries{}
-	b := mustNew(t, db, emailJob("busy"), backfill.WithChunkSize(100, 100, 100), backfill.WithRate(3000), backfill.WithObserver(obs))
+	obs := newPausing(2)
+	b := mustNew(t, db, emailJob("busy"), backfill.WithChunkSize(100, 100, 100), backfill.WithObserver(obs),
+		backfill.WithAfterClaim(obs.afterClaim))
 	done := runInBackground(t, b)
-	waitRows(t, db, "busy", 200)
+	<-obs.paused // chunk 2 is claimed; its worker waits before the chunk's transaction
 
 	foreground := dbtest.SQLiteAt(t, path)
 	holder := foreground.MustBeginTx(t.Context(), nil) // holds the write lock, as a long foreground transaction would
@@ -388,7 +424,12 @@ func TestBusyDatabaseMakesChunkRetry(t *testing.T) {
 	st, err := b.State(t.Context())
 	require.NoError(t, err)
 	require.Less(t, st.RowsDone, int64(3000), "the backfill still has chunks to do")
-	time.Sleep(400 * time.Millisecond)
+	close(obs.resume)
+	select {
+	case <-obs.lockTimeout: // the chunk gave up on the write lock; it retries
+	case err := <-done:
+		t.Fatalf("the backfill ended (%v) without waiting on the write lock", err)
+	}
 	require.NoError(t, holder.Commit())
 	require.NoError(t, <-done)
 
