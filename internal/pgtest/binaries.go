@@ -17,21 +17,39 @@ import (
 // postgres) were found, so no private cluster can be started.
 var ErrNoPostgres = errors.New("no PostgreSQL server binaries found")
 
+// BinDirEnv names the environment variable that, when set and non-empty, is
+// the one directory [Start] takes initdb and postgres from, instead of
+// searching the machine: how tests run on another PostgreSQL version than the
+// installed one (.ci/postgres-versions sets it to each supported version's
+// binaries). A directory without them is an error wrapping [ErrNoPostgres],
+// never a fallback to the machine's version. When the cluster runs as the
+// postgres user, that user must be able to read and execute the directory.
+const BinDirEnv = "SCHEMASHIFT_TEST_PG_BIN"
+
 // binSearch says where to look for initdb and postgres. Tests replace it
 // through export_test.go to make the lookup fail.
 type binSearch struct {
+	binDir  string // when set, the only place looked at ($SCHEMASHIFT_TEST_PG_BIN)
 	path    string // a $PATH-style list, searched for initdb and pg_config
 	libGlob string // versioned bin directories; the highest version wins
 }
 
 func defaultSearch() binSearch {
-	return binSearch{path: os.Getenv("PATH"), libGlob: "/usr/lib/postgresql/*/bin"}
+	return binSearch{binDir: os.Getenv(BinDirEnv), path: os.Getenv("PATH"), libGlob: "/usr/lib/postgresql/*/bin"}
 }
 
-// findBinDir returns the directory holding both initdb and postgres, looking
-// in $PATH (through symlinks: Debian links them from elsewhere), then
-// pg_config --bindir, then the highest /usr/lib/postgresql/*/bin.
+// findBinDir returns the directory holding both initdb and postgres: the one
+// named by $SCHEMASHIFT_TEST_PG_BIN when set, else it looks in $PATH (through
+// symlinks: Debian links them from elsewhere), then pg_config --bindir, then
+// the highest /usr/lib/postgresql/*/bin.
 func findBinDir(ctx context.Context, s binSearch) (string, error) {
+	if s.binDir != "" {
+		dir, err := filepath.Abs(s.binDir)
+		if err == nil && hasServerBinaries(dir) {
+			return dir, nil
+		}
+		return "", fmt.Errorf("%w in $%s (%s): it must hold initdb and postgres", ErrNoPostgres, BinDirEnv, s.binDir)
+	}
 	if p := lookPath("initdb", s.path); p != "" {
 		if real, err := filepath.EvalSymlinks(p); err == nil && hasServerBinaries(filepath.Dir(real)) {
 			return filepath.Dir(real), nil

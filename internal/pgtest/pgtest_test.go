@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -206,6 +207,92 @@ func TestStartWithoutBinaries(t *testing.T) {
 	assert.ErrorContains(t, err, env)
 }
 
+// TestBinDirEnv: a bin directory named by the variable is the one Start
+// uses, and one without the binaries fails Start rather than falling back
+// to the machine's PostgreSQL.
+func TestBinDirEnv(t *testing.T) { // not parallel: t.Setenv
+	ctx := t.Context()
+	real := serverBinDir(t)
+	empty := t.TempDir()
+	t.Setenv(pgtest.BinDirEnv, empty)
+	_, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "PGTEST_TEST_NEVER_SET"})
+	require.ErrorIs(t, err, pgtest.ErrNoPostgres)
+	assert.ErrorContains(t, err, pgtest.BinDirEnv)
+	assert.ErrorContains(t, err, empty)
+
+	// A directory of links to the real binaries (the way npm's packages and
+	// Debian's /usr/bin lay them out) is followed to them.
+	links := t.TempDir()
+	for _, exe := range []string{"initdb", "postgres"} {
+		require.NoError(t, os.Symlink(filepath.Join(real, exe), filepath.Join(links, exe)))
+	}
+	t.Setenv(pgtest.BinDirEnv, links)
+	if os.Geteuid() == 0 {
+		// t.TempDir's folders are root's alone: the postgres user, who runs
+		// the cluster, cannot reach the binaries, and the error says so.
+		_, err = pgtest.Start(ctx, pgtest.Options{URLEnv: "PGTEST_TEST_NEVER_SET"})
+		require.ErrorIs(t, err, os.ErrPermission)
+		assert.ErrorContains(t, err, "the postgres user must be able to read and execute "+links)
+	}
+	for _, dir := range []string{filepath.Dir(links), links} {
+		require.NoError(t, os.Chmod(dir, 0o755))
+	}
+	srv, err := pgtest.Start(ctx, pgtest.Options{URLEnv: "PGTEST_TEST_NEVER_SET"})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, srv.Close()) }()
+	assert.Equal(t, links, pgtest.BinDir(srv))
+	assert.Equal(t, binaryMajor(t, real), serverMajor(t, srv.URL()))
+}
+
+// TestSharedServerVersion: the server every test of a package shares runs
+// the binaries of $SCHEMASHIFT_TEST_PG_BIN when it is set, so a run meant
+// for one PostgreSQL version never tests another.
+func TestSharedServerVersion(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.SharedServer(t)
+	if os.Getenv(pgtest.SharedURLEnv) != "" {
+		assert.Empty(t, pgtest.BinDir(srv), "a private cluster although $%s names a server", pgtest.SharedURLEnv)
+		return
+	}
+	want := serverBinDir(t)
+	assert.Equal(t, want, pgtest.BinDir(srv))
+	major := serverMajor(t, srv.URL())
+	assert.Equal(t, binaryMajor(t, want), major)
+	assert.GreaterOrEqual(t, major, 14, "PostgreSQL before 14 is not supported")
+	t.Logf("PostgreSQL %d from %s", major, want)
+}
+
+// serverBinDir is where Start takes the binaries from in this run.
+func serverBinDir(t *testing.T) string {
+	t.Helper()
+	dir, err := pgtest.DefaultBinDir(t.Context())
+	require.NoError(t, err)
+	return dir
+}
+
+// binaryMajor is the major version that dir's postgres --version prints.
+func binaryMajor(t *testing.T, dir string) int {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), filepath.Join(dir, "postgres"), "--version").Output()
+	require.NoError(t, err)
+	m := regexp.MustCompile(`\(PostgreSQL\) (\d+)\.`).FindSubmatch(out)
+	require.NotNil(t, m, "postgres --version: %s", out)
+	major, err := strconv.Atoi(string(m[1]))
+	require.NoError(t, err)
+	return major
+}
+
+// serverMajor is the major version of the server at u.
+func serverMajor(t *testing.T, u string) int {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), u)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var num int
+	require.NoError(t, conn.QueryRow(t.Context(), "SELECT current_setting('server_version_num')::int").Scan(&num))
+	return num / 10000
+}
+
 func TestFindBinDir(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
@@ -233,18 +320,26 @@ func TestFindBinDir(t *testing.T) {
 	noGlob := filepath.Join(empty, "*", "bin")
 
 	for _, tc := range []struct {
-		name, path, glob, want string
+		name, binDir, path, glob, want string
 	}{
-		{"PATH through a symlink", linked + ":" + withConfig, glob, filepath.Join(lib, "10", "bin")},
-		{"pg_config", empty + ":" + withConfig, glob, filepath.Join(lib, "9.6", "bin")},
-		{"highest complete version", empty, glob, filepath.Join(lib, "15", "bin")},
-		{"none", empty, noGlob, ""},
+		{"PATH through a symlink", "", linked + ":" + withConfig, glob, filepath.Join(lib, "10", "bin")},
+		{"pg_config", "", empty + ":" + withConfig, glob, filepath.Join(lib, "9.6", "bin")},
+		{"highest complete version", "", empty, glob, filepath.Join(lib, "15", "bin")},
+		{"none", "", empty, noGlob, ""},
+		{"bin dir named", filepath.Join(lib, "9.6", "bin"), linked + ":" + withConfig, glob, filepath.Join(lib, "9.6", "bin")},
+		// Never the machine's instead: another version would be tested.
+		{"bin dir incomplete", filepath.Join(lib, "16", "bin"), linked, glob, ""},
+		{"bin dir empty", empty, linked, glob, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := pgtest.FindBinDir(t.Context(), tc.path, tc.glob)
+			got, err := pgtest.FindBinDir(t.Context(), tc.binDir, tc.path, tc.glob)
 			if tc.want == "" {
 				assert.True(t, errors.Is(err, pgtest.ErrNoPostgres), "err = %v", err)
+				if tc.binDir != "" {
+					assert.ErrorContains(t, err, pgtest.BinDirEnv)
+					assert.ErrorContains(t, err, tc.binDir)
+				}
 				return
 			}
 			require.NoError(t, err)

@@ -55,8 +55,9 @@ type Options struct {
 type Server struct {
 	url string
 
-	// A private cluster only; dir is empty for an existing server.
+	// A private cluster only; dir and binDir are empty for an existing server.
 	dir    string
+	binDir string // where initdb and postgres came from
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once cmd.Wait has returned
 	log    *os.File
@@ -78,7 +79,10 @@ type Server struct {
 // [Server.Close] (or until the process dies: the postmaster is told to quit
 // with its parent).
 //
-// When no server binaries are found, the error wraps [ErrNoPostgres].
+// The binaries are those in the directory named by [BinDirEnv] when it is
+// set, else the machine's (see the package doc); a server named by
+// opts.URLEnv takes precedence over both. When no server binaries are found,
+// the error wraps [ErrNoPostgres].
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.URLEnv != "" {
 		if u := os.Getenv(opts.URLEnv); u != "" {
@@ -90,6 +94,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		search = *opts.search
 	}
 	binDir, err := findBinDir(ctx, search)
+	if err != nil && search.binDir != "" {
+		return nil, fmt.Errorf("find postgres: %w", err) // no fallback: another version would be tested
+	}
 	if err != nil {
 		return nil, noPostgresError(opts.URLEnv)
 	}
@@ -150,10 +157,13 @@ func startCluster(ctx context.Context, binDir string, pickPort func() (int, erro
 	initdb.Env = childEnv()
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
+		if cred != nil && errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w (the postgres user must be able to read and execute %s and every folder above it)", err, binDir)
+		}
 		return nil, fmt.Errorf("run initdb: %w\n%s", err, bytes.TrimSpace(out))
 	}
 
-	s := &Server{dir: dir, created: map[string]bool{}}
+	s := &Server{dir: dir, binDir: binDir, created: map[string]bool{}}
 	for attempt := 1; ; attempt++ {
 		var port int
 		if port, err = pickPort(); err != nil {

@@ -15,6 +15,7 @@ import (
 
 // SharedURLEnv names the environment variable that, when set, points the test
 // helpers ([DB], [URL]) at an existing server instead of a private cluster.
+// It and [BinDirEnv] exclude each other there: with both set, the helpers fail.
 const SharedURLEnv = "SCHEMASHIFT_TEST_DATABASE_URL"
 
 // cleanupTimeout bounds dropping a test's database: the test's own context is
@@ -33,6 +34,11 @@ var shared struct {
 func sharedServer(t testing.TB) *Server {
 	t.Helper()
 	shared.once.Do(func() {
+		if os.Getenv(SharedURLEnv) != "" && os.Getenv(BinDirEnv) != "" {
+			// Either would be tested and the other silently not.
+			shared.err = fmt.Errorf("both $%s and $%s are set: unset one", SharedURLEnv, BinDirEnv)
+			return
+		}
 		shared.srv, shared.err = Start(t.Context(), Options{URLEnv: SharedURLEnv})
 	})
 	if shared.err != nil {
