@@ -484,8 +484,13 @@ func (d *Dialect) Columns(ctx context.Context, q sqlx.QueryerContext, t ident.Ta
 		err = sqlx.SelectContext(ctx, q, &cols, `SELECT name, type, "notnull" <> 0 OR (pk > 0 AND `+sqliteRowidKey+`) AS not_null, pk AS key
 			FROM pragma_table_info($1, $2) ORDER BY cid`, t.Name, schemaName(t))
 	} else {
+		// From 18 on, attnotnull is also true for a NOT NULL constraint
+		// added NOT VALID (or left so by a failed VALIDATE), under which
+		// old rows may still be NULL: only a validated one counts (before
+		// 18, pg_constraint holds no NOT NULL constraints, contype 'n').
 		err = sqlx.SelectContext(ctx, q, &cols, `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-				a.attnotnull AS not_null,
+				a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_constraint n WHERE n.conrelid = a.attrelid
+					AND n.contype = 'n' AND n.conkey = ARRAY[a.attnum] AND NOT n.convalidated) AS not_null,
 				coalesce(array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1, 0) AS key
 			FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
 			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, t.Quoted())
