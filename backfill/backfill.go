@@ -78,7 +78,7 @@ func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, 
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: estimate rows: %w", job.Name, err)
 	}
-	if _, err := register(ctx, db, job, b.hash, estimate); err != nil {
+	if _, err := register(ctx, db, job, b.hash, estimate, b.now()); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -153,9 +153,10 @@ func (b *Backfill) statement(a *args, s span) (string, error) {
 // Name returns the job's name.
 func (b *Backfill) Name() string { return b.job.Name }
 
-// State reads the job's progress without running it.
+// State reads the job's progress without running it, judged at the
+// Backfill's clock ([WithClock]).
 func (b *Backfill) State(ctx context.Context) (Progress, error) {
-	return state(ctx, b.plan.d, b.db, b.job.Name)
+	return state(ctx, b.db, b.job.Name, b.now())
 }
 
 // Run works on the job until it is done, paused past ctx, cancelled, or
@@ -169,11 +170,11 @@ func (b *Backfill) State(ctx context.Context) (Progress, error) {
 // [Stalled]; it starts goroutines for it and for each chunk's lease, and
 // waits for them before it returns.
 func (b *Backfill) Run(ctx context.Context) (Progress, error) {
-	if st, err := state(ctx, b.plan.d, b.db, b.job.Name); err == nil && st.Status == Done {
+	if st, err := b.State(ctx); err == nil && st.Status == Done {
 		return st, nil
 	}
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = CASE WHEN status = 'failed' THEN 'running' ELSE status END,
-		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name); err != nil {
+		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = $2 WHERE job = $1`, b.job.Name, stamp(b.now())); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
 	if err := b.beat(ctx); err != nil {
@@ -203,13 +204,13 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	err := g.Wait()
 	stopProgress()
 	stopHeartbeat()
-	final, stateErr := state(context.WithoutCancel(ctx), b.plan.d, b.db, b.job.Name)
+	final, stateErr := b.State(context.WithoutCancel(ctx))
 	if err == nil {
 		err = stateErr
 	}
 	if err != nil && !errors.Is(err, ErrCancelled) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET status = 'failed', error = $2, updated_at = `+b.plan.d.Now()+`
-			WHERE job = $1 AND status = 'running'`, b.job.Name, err.Error())
+		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET status = 'failed', error = $2, updated_at = $3
+			WHERE job = $1 AND status = 'running'`, b.job.Name, err.Error(), stamp(b.now()))
 		final.Status, final.Error = Failed, err.Error()
 	}
 	b.opts.observer.ObserveProgress(ctx, final)
@@ -321,7 +322,7 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 		return func() {}
 	}
 	return every(ctx, b.opts.progressEvery, func(ctx context.Context) bool {
-		p, err := state(ctx, b.plan.d, b.db, b.job.Name)
+		p, err := b.State(ctx)
 		if err != nil {
 			return true // the next report may succeed
 		}

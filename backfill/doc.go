@@ -79,6 +79,13 @@
 // before it claims, never holding a lease, and no chunk is larger than one
 // second's rows.
 //
+// Leases, heartbeats, stalls and the job's stamps (started, finished,
+// verification started) are times of one clock, [WithClock] (time.Now by
+// default), read once per decision and passed to the database as a
+// parameter; never the database's now(). A test moves its clock past a
+// lease instead of waiting one out. Durations (rate limit, backoff,
+// throttle waits, chunk timing) are real time.
+//
 // Chunks take a lock_timeout and a statement_timeout of their own; lock
 // timeouts, deadlocks, serialization failures and lost connections are
 // retried with jittered backoff. The chunk size adapts towards a target

@@ -1,6 +1,9 @@
 package backfill
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // WithAfterClaim calls fn after each chunk is claimed and before its
 // transaction begins: a worker stalled there still holds the chunk's lease
@@ -26,4 +29,22 @@ func WithReserved(fn func(rows, burst int, at time.Time)) Option {
 // stalled with a chunk is then one frozen, or cut off from the database.
 func WithoutLeaseRenewal() Option {
 	return func(o *options) error { o.noRenewal = true; return nil }
+}
+
+// ErrNoChunk is what Claim returns when no chunk can be had now.
+var ErrNoChunk = errNoChunk
+
+// Claim leases the next chunk for worker at the current chunk size, as a
+// worker's loop does before it runs the chunk, and returns the chunk's
+// sequence number: the claim's decisions (which lease ran out), without
+// a Run around them.
+func (b *Backfill) Claim(ctx context.Context, worker string) (int64, error) {
+	c, _, err := b.claim(ctx, worker, b.size())
+	if err != nil {
+		return 0, err
+	}
+	if c == nil {
+		return 0, nil
+	}
+	return c.Seq, nil
 }

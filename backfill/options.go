@@ -38,6 +38,7 @@ type options struct {
 	progressEvery    time.Duration
 	observer         Observer
 	observed         bool
+	now              func() time.Time
 	beforeCommit     func(seq int64)                     // test hook
 	afterClaim       func(seq int64)                     // test hook: between a chunk's claim and its transaction
 	reserved         func(rows, burst int, at time.Time) // test hook: each reservation on the rate limit, and when the limiter lets it go
@@ -54,7 +55,7 @@ func newOptions(opts []Option) (options, error) {
 		targetChunkTime: DefaultTargetChunkTime, lockTimeout: DefaultLockTimeout, dutyCycle: 1,
 		statementTimeout: DefaultStatementTimeout, lease: DefaultLease, maxRetries: DefaultMaxRetries,
 		backoff: 50 * time.Millisecond, pollInterval: time.Second, progressEvery: time.Second,
-		observer: NopObserver{},
+		observer: NopObserver{}, now: time.Now,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -242,6 +243,32 @@ func WithObserver(obs Observer) Option {
 			return errors.New("observer is nil")
 		}
 		o.observer, o.observed = obs, true
+		return nil
+	}
+}
+
+// WithClock sets the clock the Backfill reads (default time.Now). Every
+// time it stores or decides on is the clock's, read once per decision and
+// passed to the database as a parameter: a chunk's lease (when it was
+// claimed, until when it is held, and whether it ran out), the Run's
+// heartbeat, whether the job is [Stalled] (its State), when the job
+// started, was updated and finished, and when a verification started and
+// ended (which the rollout's gate compares with when the job finished).
+// Workers sharing a job should share a clock: with time.Now, the hosts'
+// clocks must agree to well within a lease.
+//
+// What measures work or waits for it runs on real time, whatever the
+// clock: the rate limit, backoff, throttle waits, chunk timing (which the
+// adaptive size steers by), the poll interval, and how often a lease is
+// renewed and a heartbeat recorded (every third of [WithLease]'s lease).
+// A clock that stands still thus makes no lease run out; a test moves it
+// past a lease to make one.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) error {
+		if now == nil {
+			return errors.New("clock is nil")
+		}
+		o.now = now
 		return nil
 	}
 }

@@ -32,8 +32,10 @@ const (
 	// Stalled is never stored: [State] reports it for a running job that
 	// no live worker vouches for. A job is stalled when its stored status
 	// is running, a worker has run it (it has a heartbeat or a chunk), and,
-	// by the database's clock, every chunk's lease (done chunks keep the
-	// last one they had) and the job's heartbeat have run out. A live
+	// by the clock of whoever reads the state ([WithClock] for
+	// [Backfill.State], the caller's for [StateAt], time.Now for [State]),
+	// every chunk's lease (done chunks keep the last one they had) and the
+	// job's heartbeat have run out. A live
 	// worker renews its chunk's lease while the chunk runs, and its Run
 	// beats while it works, waits on a throttle or rests between chunks,
 	// both every third of its lease ([WithLease]); so a job reads stalled
@@ -175,6 +177,31 @@ func ensureSchema(ctx context.Context, d *dialect.Dialect, db *sqlx.DB) error {
 	return nil
 }
 
+// stampFormat is how a time of the clock is passed to the database: UTC,
+// fixed width, to the microsecond (PostgreSQL's resolution), which both
+// databases read as a timestamp. SQLite keeps it as the text it is, and
+// compares it as text: in this form text sorts as time does, so that
+// lease_until < $n compares times there too. It sorts as time does
+// against the millisecond text of SQLite's strftime (column defaults,
+// rows of earlier releases) as well, but for the one instant both spell
+// (12.345 and 12.345000), which sorts before itself in the longer form.
+const stampFormat = "2006-01-02 15:04:05.000000+00:00"
+
+// stamp is t as a parameter; t is at a whole microsecond (see tick).
+func stamp(t time.Time) string { return t.UTC().Format(stampFormat) }
+
+// tick is t in UTC at the microsecond the database stores of it, so that
+// what is decided on a time in Go (whether a job is stalled) agrees with
+// what the database decides on its stamp (whether a lease ran out).
+func tick(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// now is time.Now as the clock reads: for what no Backfill runs (Pause,
+// State), which has no [WithClock].
+func now() time.Time { return tick(time.Now()) }
+
+// now reads the Backfill's clock once.
+func (b *Backfill) now() time.Time { return tick(b.opts.now()) }
+
 // chunk is a leased span of keys.
 type chunk struct {
 	Seq      int64
@@ -204,9 +231,9 @@ func decodeKey(raw sql.NullString) (Key, error) {
 
 // register creates the job's row, or checks that the existing one has the
 // same definition. It returns the job's status.
-func register(ctx context.Context, db *sqlx.DB, j Job, hash string, estimate int64) (Status, error) {
-	if _, err := db.ExecContext(ctx, `INSERT INTO schemashift_backfills (job, definition_hash, table_name, total_estimate)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (job) DO NOTHING`, j.Name, hash, j.Table, estimate); err != nil {
+func register(ctx context.Context, db *sqlx.DB, j Job, hash string, estimate int64, now time.Time) (Status, error) {
+	if _, err := db.ExecContext(ctx, `INSERT INTO schemashift_backfills (job, definition_hash, table_name, total_estimate, started_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (job) DO NOTHING`, j.Name, hash, j.Table, estimate, stamp(now)); err != nil {
 		return "", fmt.Errorf("register backfill %q: %w", j.Name, err)
 	}
 	var row struct {
@@ -260,7 +287,10 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 	if job.Status != Running {
 		return nil, job.Status, tx.Commit()
 	}
-	lease := b.opts.lease.Seconds()
+	// One reading of the clock for the whole claim: what ran out, and the
+	// new lease's start and end.
+	at := b.now()
+	now, until := stamp(at), stamp(at.Add(b.opts.lease))
 	var taken struct {
 		Seq      int64          `db:"seq"`
 		Lo       sql.NullString `db:"lo"`
@@ -268,13 +298,12 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		Attempts int            `db:"attempts"`
 		Scanned  int64          `db:"scanned"`
 	}
-	now := b.plan.d.Now()
 	err = tx.GetContext(ctx, &taken, `UPDATE schemashift_backfill_chunks AS c
-		SET worker = $2, lease_until = `+b.plan.d.NowPlus("$3")+`, attempts = c.attempts + 1, started_at = `+now+`
+		SET worker = $2, lease_until = $4, attempts = c.attempts + 1, started_at = $3
 		WHERE (c.job, c.seq) = (SELECT job, seq FROM schemashift_backfill_chunks
-			WHERE job = $1 AND status = 'leased' AND (lease_until < `+now+` OR worker = $2)
+			WHERE job = $1 AND status = 'leased' AND (lease_until < $3 OR worker = $2)
 			ORDER BY seq LIMIT 1`+b.plan.d.ForUpdateSkipLocked()+`)
-		RETURNING seq, lo, hi, attempts, scanned`, b.job.Name, worker, lease)
+		RETURNING seq, lo, hi, attempts, scanned`, b.job.Name, worker, now, until)
 	switch {
 	case err == nil:
 		lo, err := decodeKey(taken.Lo)
@@ -299,8 +328,8 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		if leased > 0 {
 			return nil, Running, errors.Join(errNoChunk, tx.Commit())
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET status = 'done', finished_at = `+now+`, updated_at = `+now+`
-			WHERE job = $1`, b.job.Name); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET status = 'done', finished_at = $2, updated_at = $2
+			WHERE job = $1`, b.job.Name, now); err != nil {
 			return nil, "", err
 		}
 		return nil, Done, tx.Commit()
@@ -328,16 +357,16 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		if scanned == 0 {
 			// The last chunk was full: the walk ends here, and the job with
 			// it unless another worker still holds a chunk.
-			if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET exhausted = true, updated_at = `+now+` WHERE job = $1`, b.job.Name); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET exhausted = true, updated_at = $2 WHERE job = $1`, b.job.Name, now); err != nil {
 				return nil, "", err
 			}
 			return finish()
 		}
 	}
 	c := &chunk{Seq: job.NextSeq, Span: span{Lo: lo, Hi: hi}, Attempts: 1, Scanned: scanned}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_backfill_chunks (job, seq, lo, hi, status, worker, lease_until, scanned)
-		VALUES ($1, $2, $3, $4, 'leased', $5, `+b.plan.d.NowPlus("$6")+`, $7)`,
-		b.job.Name, c.Seq, encodeKey(lo), encodeKey(hi), worker, lease, scanned); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_backfill_chunks (job, seq, lo, hi, status, worker, lease_until, scanned, started_at)
+		VALUES ($1, $2, $3, $4, 'leased', $5, $6, $7, $8)`,
+		b.job.Name, c.Seq, encodeKey(lo), encodeKey(hi), worker, until, scanned, now); err != nil {
 		return nil, "", err
 	}
 	frontier := encodeKey(hi)
@@ -345,7 +374,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		frontier = encodeKey(lo)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET frontier = $2, exhausted = $3, next_seq = next_seq + 1,
-		chunk_size = $4, updated_at = `+now+` WHERE job = $1`, b.job.Name, frontier, exhausted, size); err != nil {
+		chunk_size = $4, updated_at = $5 WHERE job = $1`, b.job.Name, frontier, exhausted, size, now); err != nil {
 		return nil, "", err
 	}
 	return c, Running, tx.Commit()
@@ -368,8 +397,8 @@ func (b *Backfill) idle(ctx context.Context, worker string) (st Status, idle boo
 	err = b.db.GetContext(ctx, &row, `SELECT b.status, b.exhausted,
 			EXISTS (SELECT 1 FROM schemashift_backfill_chunks c WHERE c.job = b.job AND c.status = 'leased') AS leased,
 			EXISTS (SELECT 1 FROM schemashift_backfill_chunks c WHERE c.job = b.job AND c.status = 'leased'
-				AND (c.lease_until < `+b.plan.d.Now()+` OR c.worker = $2)) AS claimable
-		FROM schemashift_backfills b WHERE b.job = $1`, b.job.Name, worker)
+				AND (c.lease_until < $3 OR c.worker = $2)) AS claimable
+		FROM schemashift_backfills b WHERE b.job = $1`, b.job.Name, worker, stamp(b.now()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
 	}
@@ -416,8 +445,8 @@ func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *ch
 	if err := b.running(ctx, tx, true); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = `+b.plan.d.Now()+`
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed)
+	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = $5
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed, stamp(b.now()))
 	if err != nil {
 		return err
 	}
@@ -435,8 +464,8 @@ func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *ch
 // false when the lease is no longer the worker's (taken over, or the
 // chunk done).
 func (b *Backfill) renew(ctx context.Context, worker string, c *chunk) (bool, error) {
-	res, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = `+b.plan.d.NowPlus("$4")+`
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, b.opts.lease.Seconds())
+	res, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = $4
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, stamp(b.now().Add(b.opts.lease)))
 	if err != nil {
 		return false, err
 	}
@@ -447,8 +476,8 @@ func (b *Backfill) renew(ctx context.Context, worker string, c *chunk) (bool, er
 // release gives back worker's lease on c, which did not commit: any
 // worker may take the chunk at once, and the attempt is not counted.
 func (b *Backfill) release(ctx context.Context, worker string, c *chunk) error {
-	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = `+b.plan.d.Now()+`, attempts = attempts - 1
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker)
+	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = $4, attempts = attempts - 1
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, stamp(b.now()))
 	return err
 }
 
@@ -456,25 +485,25 @@ func (b *Backfill) release(ctx context.Context, worker string, c *chunk) error {
 // never moves the heartbeat back: a Run with a longer lease may have
 // vouched for longer.
 func (b *Backfill) beat(ctx context.Context) error {
-	until := b.plan.d.NowPlus("$2")
 	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET
-		alive_worker = CASE WHEN alive_until > `+until+` THEN alive_worker ELSE $3 END,
-		alive_until = CASE WHEN alive_until > `+until+` THEN alive_until ELSE `+until+` END
-		WHERE job = $1`, b.job.Name, b.opts.lease.Seconds(), b.opts.workerID)
+		alive_worker = CASE WHEN alive_until > $2 THEN alive_worker ELSE $3 END,
+		alive_until = CASE WHEN alive_until > $2 THEN alive_until ELSE $2 END
+		WHERE job = $1`, b.job.Name, stamp(b.now().Add(b.opts.lease)), b.opts.workerID)
 	return err
 }
 
 // setStatus changes a job's status from outside (or from a worker).
 func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ...Status) error {
-	d := dialect.Of(db)
 	a := &args{}
 	a.add(name)
 	a.add(string(to))
+	// updated_at says when, by the caller's clock; no decision reads it.
+	a.add(stamp(now()))
 	in := make([]string, len(from))
 	for i, s := range from {
 		in[i] = a.add(string(s))
 	}
-	res, err := db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = $2, updated_at = `+d.Now()+`
+	res, err := db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = $2, updated_at = $3
 		WHERE job = $1 AND status IN (`+strings.Join(in, ", ")+`)`, a.vals...)
 	if pgerr.UndefinedTable(err) { // no backfill ever ran here
 		return fmt.Errorf("set backfill %q %s: %w", name, to, ErrUnknownJob)
@@ -485,7 +514,7 @@ func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ..
 	if n, _ := res.RowsAffected(); n == 1 {
 		return nil
 	}
-	st, err := state(ctx, d, db, name)
+	st, err := state(ctx, db, name, now())
 	if err != nil {
 		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
 	}
@@ -548,18 +577,26 @@ type Stall struct {
 	// Worker is the worker holding the chunk whose lease ran out last, or,
 	// with no chunk leased, the worker of the last Run's heartbeat.
 	Worker string
-	// Since is when the last lease or heartbeat ran out, by the database's
-	// clock: the job has had no live worker since.
+	// Since is when the last lease or heartbeat ran out, by the clock of
+	// the workers that wrote them: the job has had no live worker since.
 	Since time.Time
 }
 
-// State reads a job's progress. db may be a pool or a transaction.
+// State reads a job's progress, as [StateAt] at time.Now. db may be a pool
+// or a transaction.
 func State(ctx context.Context, db sqlx.QueryerContext, name string) (Progress, error) {
-	return state(ctx, dialect.Of(db), db, name)
+	return state(ctx, db, name, now())
 }
 
-func state(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, name string) (Progress, error) {
-	// Times scan through dialect.Time: SQLite returns now() as text.
+// StateAt reads a job's progress as it stands at now: whether the job is
+// [Stalled], its rate and ETA are judged at now, by the clock the job's
+// workers keep their leases by (see [WithClock]).
+func StateAt(ctx context.Context, db sqlx.QueryerContext, name string, now time.Time) (Progress, error) {
+	return state(ctx, db, name, tick(now))
+}
+
+func state(ctx context.Context, db sqlx.QueryerContext, name string, now time.Time) (Progress, error) {
+	// Times scan through dialect.Time: SQLite may return them as text.
 	var row struct {
 		Table     string         `db:"table_name"`
 		Status    Status         `db:"status"`
@@ -585,7 +622,6 @@ func state(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, name
 		AliveBy   string         `db:"alive_worker"`
 		LastLease dialect.Time   `db:"last_lease"`
 		LeasedBy  sql.NullString `db:"leased_worker"`
-		Now       dialect.Time   `db:"now"`
 	}
 	err := sqlx.GetContext(ctx, db, &row, `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle,
 			b.verify_status, b.verify_divergent, b.error, b.started_at, b.updated_at, b.finished_at, b.runs, b.retries, b.throttled_ms,
@@ -596,8 +632,7 @@ func state(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, name
 			count(c.seq) FILTER (WHERE c.attempts > 1) AS n_redone,
 			b.alive_until, b.alive_worker, max(c.lease_until) AS last_lease,
 			(SELECT l.worker FROM schemashift_backfill_chunks l WHERE l.job = b.job AND l.status = 'leased'
-				ORDER BY l.lease_until DESC LIMIT 1) AS leased_worker,
-			`+d.Now()+` AS now
+				ORDER BY l.lease_until DESC LIMIT 1) AS leased_worker
 		FROM schemashift_backfills b LEFT JOIN schemashift_backfill_chunks c ON c.job = b.job
 		WHERE b.job = $1 GROUP BY b.job`, name)
 	if errors.Is(err, sql.ErrNoRows) || pgerr.UndefinedTable(err) {
@@ -617,7 +652,7 @@ func state(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, name
 		Divergent: row.Divergent.Int64, Error: row.Error, StartedAt: row.Started.Time, UpdatedAt: row.Updated.Time,
 		Runs: row.Runs, Retries: row.Retries, Throttled: time.Duration(row.Throttled) * time.Millisecond,
 	}
-	end := row.Now.Time
+	end := now
 	if !row.Finished.IsZero() {
 		finished := row.Finished.Time
 		p.FinishedAt, end = &finished, finished
@@ -631,7 +666,7 @@ func state(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, name
 		if row.LastLease.After(alive) {
 			alive = row.LastLease.Time
 		}
-		if !alive.IsZero() && row.Now.After(alive) {
+		if !alive.IsZero() && now.After(alive) {
 			p.Status = Stalled
 			p.Stall = &Stall{Worker: row.AliveBy, Since: alive}
 			if row.LeasedBy.Valid {

@@ -205,14 +205,14 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 	if o.Repair && o.RepairFrom == FromNew && len(b.job.Down) == 0 {
 		return rep, fmt.Errorf("verify %q: %w", b.job.Name, ErrNoInverse)
 	}
-	// Started, in the database's clock: the gate compares it with when the
-	// job finished. A result recorded before is no longer current, and this
+	// Started, by the Backfill's clock, which also stamped when the job
+	// finished: the gate compares the two. A result recorded before is no longer current, and this
 	// one is recorded only if no verification started since (run names it).
 	var token [8]byte
 	_, _ = rand.Read(token[:]) // never fails (crypto/rand)
 	run := "run " + hex.EncodeToString(token[:])
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = 'running', verify_detail = $2,
-		verify_started_at = `+b.plan.d.Now()+` WHERE job = $1`, b.job.Name, run); err != nil {
+		verify_started_at = $3 WHERE job = $1`, b.job.Name, run, stamp(b.now())); err != nil {
 		return rep, fmt.Errorf("verify %q: record start: %w", b.job.Name, err)
 	}
 	var into *intoSides // a move's two sides, for its verification and its repair
@@ -272,8 +272,8 @@ var errVerifySuperseded = errors.New("a later verification started")
 // finished must not record its pass over a later one's failure.
 func (b *Backfill) recordVerify(ctx context.Context, run, status string, divergent int64, detail string) error {
 	res, err := b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
-		verify_detail = $4, verified_at = `+b.plan.d.Now()+`, updated_at = `+b.plan.d.Now()+`
-		WHERE job = $1 AND verify_status = 'running' AND verify_detail = $5`, b.job.Name, status, divergent, detail, run)
+		verify_detail = $4, verified_at = $6, updated_at = $6
+		WHERE job = $1 AND verify_status = 'running' AND verify_detail = $5`, b.job.Name, status, divergent, detail, run, stamp(b.now()))
 	if err != nil {
 		return err
 	}
