@@ -109,6 +109,14 @@ func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...Coor
 	if err := EnsureLedger(ctx, db); err != nil {
 		return nil, err
 	}
+	// Every plan is checked before any is registered: an invalid one
+	// leaves nothing behind.
+	for i := range plans {
+		p := plans[i]
+		if err := p.validate(ctx, db); err != nil {
+			return nil, err
+		}
+	}
 	for _, p := range plans {
 		if err := p.normalize(); err != nil {
 			return nil, err

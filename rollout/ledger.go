@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -142,12 +143,22 @@ var ErrPlanConflict = errors.New("rollout plan conflicts with the registered one
 var ErrUnknownMigration = errors.New("unknown migration")
 
 // Register records plan in the ledger (at phase planned) or checks that
-// the registered one has the same definition.
+// the registered one has the same definition. The plan is checked in full
+// first ([ErrInvalidPlan]): its ddl operations rendered for db's database
+// and server version, up and down, its raw steps linted, its jobs,
+// thresholds and guardrails checked; an invalid plan stores nothing, so
+// that its correction registers under the same name.
 func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
-	if err := plan.normalize(); err != nil {
+	if db == nil {
+		return fmt.Errorf("register plan %q: %w: db is nil", plan.Migration, ErrInvalidArgument)
+	}
+	if err := plan.validate(ctx, db); err != nil {
 		return err
 	}
-	hash := plan.hash()
+	hash, err := plan.definitionHash()
+	if err != nil {
+		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
+	}
 	doc, err := plan.document()
 	if err != nil {
 		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
@@ -162,16 +173,58 @@ func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
 			VALUES ($1, 'register', true, 'schemashift', 'planned', 'off', 1, $2)`, plan.Migration, "plan "+hash)
 		return err
 	}
-	var registered string
-	if err := db.GetContext(ctx, &registered, `SELECT definition_hash FROM schemashift_migrations WHERE migration = $1`, plan.Migration); err != nil {
+	var registered struct {
+		Hash       string  `db:"definition_hash"`
+		Definition *string `db:"definition"`
+	}
+	if err := db.GetContext(ctx, &registered, `SELECT definition_hash, CAST(definition AS text) AS definition
+		FROM schemashift_migrations WHERE migration = $1`, plan.Migration); err != nil {
 		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
 	}
-	if registered != hash {
-		return fmt.Errorf("register plan %q: %w: the ledger has definition %s, this build has %s; a changed plan needs a new migration name",
-			plan.Migration, ErrPlanConflict, registered, hash)
+	if err := plan.sameAs(registered.Hash, registered.Definition, hash); err != nil {
+		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
 	}
 	_, err = db.ExecContext(ctx, `UPDATE schemashift_migrations SET definition = $2 WHERE migration = $1 AND definition IS NULL`, plan.Migration, string(doc))
 	return err
+}
+
+// sameAs reports (as an [ErrPlanConflict]) whether plan, of definition
+// hash, differs from the one the ledger registered with registered and,
+// when stored, definition.
+//
+// A hash of the legacy form, recorded by a build before [hashPrefix], is
+// accepted when this plan's legacy hash matches it and the stored
+// definition, read back, has this plan's hash: the same plan registers
+// after an upgrade, and a change the legacy hash could not see (an
+// index's columns, a column's default) is still a conflict. The legacy
+// hash stays in the ledger, so that instances of the older build still in
+// the fleet keep registering too.
+func (p Plan) sameAs(registered string, definition *string, hash string) error {
+	if registered == hash {
+		return nil
+	}
+	conflict := func(detail string) error {
+		return fmt.Errorf("%w: the ledger has definition %s, this build has %s%s; a changed plan needs a new migration name",
+			ErrPlanConflict, registered, hash, detail)
+	}
+	if strings.HasPrefix(registered, hashPrefix) || registered != p.legacyHash() {
+		return conflict("")
+	}
+	if definition == nil {
+		return nil // registered by a build older than stored plans: its hash is all there is
+	}
+	stored, err := planFromDocument([]byte(*definition))
+	if err != nil {
+		return fmt.Errorf("read the registered definition: %w", err)
+	}
+	storedHash, err := stored.definitionHash()
+	if err != nil {
+		return fmt.Errorf("read the registered definition: %w", err)
+	}
+	if storedHash != hash {
+		return conflict(" (the stored definition hashes as " + storedHash + ")")
+	}
+	return nil
 }
 
 // Status is a migration's row in the ledger.

@@ -1,16 +1,21 @@
 package rollout
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
@@ -160,9 +165,41 @@ func (p *Plan) normalize() error {
 			return fmt.Errorf("%w %q: empty DDL step", ErrInvalidPlan, p.Migration)
 		}
 	}
+	if err := p.checkJobs(); err != nil {
+		return err
+	}
+	if err := p.checkGuardrails(); err != nil {
+		return err
+	}
 	if err := p.lint(); err != nil {
 		return err
 	}
+	p.defaults()
+	if !(p.ShadowConsistency > 0 && p.ShadowConsistency <= 1) || p.MinComparisons < 0 || p.Window < 0 {
+		return fmt.Errorf("%w %q: thresholds out of range", ErrInvalidPlan, p.Migration)
+	}
+	return nil
+}
+
+// validate is normalize, then the checks that need the database the plan
+// runs on (its ddl operations).
+func (p *Plan) validate(ctx context.Context, db *sqlx.DB) error {
+	if err := p.normalize(); err != nil {
+		return err
+	}
+	if err := p.checkOps(ctx, db); err != nil {
+		return err
+	}
+	// What the ledger stores must encode (an operation of the caller's
+	// own does not).
+	if _, err := p.document(); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrInvalidPlan, p.Migration, err)
+	}
+	return nil
+}
+
+// defaults sets the thresholds left zero.
+func (p *Plan) defaults() {
 	if p.ShadowConsistency == 0 {
 		p.ShadowConsistency = 0.999
 	}
@@ -172,8 +209,150 @@ func (p *Plan) normalize() error {
 	if p.Window == 0 {
 		p.Window = 5 * time.Minute
 	}
-	if !(p.ShadowConsistency > 0 && p.ShadowConsistency <= 1) || p.MinComparisons < 0 || p.Window < 0 {
-		return fmt.Errorf("%w %q: thresholds out of range", ErrInvalidPlan, p.Migration)
+}
+
+// checkJobs checks what the coordinator relies on of the plan's backfill
+// jobs: the gates find a job's state by its name, so each has one of its
+// own, and its table is a valid name. (The job's full definition is
+// checked by backfill.New when it runs.)
+func (p Plan) checkJobs() error {
+	seen := map[string]bool{}
+	for i, j := range p.Backfills {
+		if strings.TrimSpace(j.Name) == "" {
+			return fmt.Errorf("%w %q: backfill %d has no name", ErrInvalidPlan, p.Migration, i+1)
+		}
+		if seen[j.Name] {
+			return fmt.Errorf("%w %q: two backfills are named %q", ErrInvalidPlan, p.Migration, j.Name)
+		}
+		seen[j.Name] = true
+		if _, err := ident.ParseTable(j.Table); err != nil {
+			return fmt.Errorf("%w %q: backfill %q: table: %v", ErrInvalidPlan, p.Migration, j.Name, err)
+		}
+		for _, into := range []*backfill.Into{j.Into, j.Check} {
+			if into == nil {
+				continue
+			}
+			if _, err := ident.ParseTable(into.Table); err != nil {
+				return fmt.Errorf("%w %q: backfill %q: target table: %v", ErrInvalidPlan, p.Migration, j.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkGuardrails refuses a guardrail that could never trip as meant: a
+// ratio out of range (or NaN), a phase that does not exist.
+func (p Plan) checkGuardrails() error {
+	for i, g := range p.Guardrails {
+		fail := func(format string, args ...any) error {
+			return fmt.Errorf("%w %q: guardrail %d: %s", ErrInvalidPlan, p.Migration, i+1, fmt.Sprintf(format, args...))
+		}
+		for _, ph := range g.Phases {
+			if int(ph) >= len(phaseNames) {
+				return fail("%v is not a phase", ph)
+			}
+		}
+		if !(g.MinConsistency >= 0 && g.MinConsistency <= 1) {
+			return fail("min consistency %v is not between 0 and 1", g.MinConsistency)
+		}
+		if !(g.MaxErrorRate >= 0 && g.MaxErrorRate <= 1) {
+			return fail("max error rate %v is not between 0 and 1", g.MaxErrorRate)
+		}
+		if !(g.MaxLatencyRatio >= 0) || math.IsInf(g.MaxLatencyRatio, 1) {
+			return fail("max latency ratio %v is not a positive number", g.MaxLatencyRatio)
+		}
+		if g.MinSamples < 0 {
+			return fail("min samples %d is negative", g.MinSamples)
+		}
+	}
+	return nil
+}
+
+// checkOps renders every ddl operation of the plan, Up and Down, as the
+// executor would on db (its dialect, its server's major version), and
+// parses the PostgreSQL form of each statement with PostgreSQL's parser
+// (on SQLite too: DDL fragments are held to PostgreSQL's grammar), so
+// that a plan that would fail at its advance or its rollback (a name over
+// the identifier limit, an empty table, an unparsable type, default or
+// predicate) is refused before it is registered, and can be corrected
+// under the same name. An expand operation must be undoable; a contract
+// operation may be irreversible. An operation valid but not possible on
+// this database (on SQLite, a constraint added to an existing table) is
+// let through: the runbook shows it, and the advance refuses it.
+// parserMajor is the PostgreSQL version whose grammar the linter's parser
+// (libpg_query, pg_query_go v6) follows: it does not know PostgreSQL 18's
+// NOT NULL constraints.
+const parserMajor = 17
+
+func (p Plan) checkOps(ctx context.Context, db *sqlx.DB) error {
+	if len(p.ExpandOps) == 0 && len(p.ContractOps) == 0 {
+		return nil
+	}
+	d := dialect.Of(db)
+	major, err := d.ServerMajor(ctx, db)
+	if err != nil {
+		return fmt.Errorf("check plan %q: %w", p.Migration, err)
+	}
+	e, err := ddl.NewExecutor(db)
+	if err != nil {
+		return fmt.Errorf("check plan %q: %w", p.Migration, err)
+	}
+	render, err := e.Renderer(ctx)
+	if err != nil {
+		return fmt.Errorf("check plan %q: %w", p.Migration, err)
+	}
+	for _, part := range []struct {
+		name string
+		ops  []ddl.Op
+		step ddl.Step
+	}{{"expand", p.ExpandOps, ddl.ExpandStep}, {"contract", p.ContractOps, ddl.ContractStep}} {
+		for i, o := range part.ops {
+			if o == nil {
+				return fmt.Errorf("%w %q: %s operation %d is nil", ErrInvalidPlan, p.Migration, part.name, i+1)
+			}
+			fail := func(dir string, err error) error {
+				return fmt.Errorf("%w %q: %s operation %d (%s): %s: %w", ErrInvalidPlan, p.Migration, part.name, i+1, o, dir, err)
+			}
+			up, err := o.Up(major)
+			if err != nil {
+				return fail("up", err)
+			}
+			// The executor's Down on SQLite takes the same names and
+			// fragments as this one.
+			down, err := o.Down(major)
+			switch {
+			case errors.Is(err, ddl.ErrIrreversible) && part.name == "contract":
+			case errors.Is(err, ddl.ErrIrreversible):
+				return fail("down", fmt.Errorf("%w: a rollback to planned undoes the expand", err))
+			case err != nil:
+				return fail("down", err)
+			}
+			if major > parserMajor {
+				// Parsed in the form of a server the parser knows: the
+				// fragments are the same in every form.
+				if up, err = o.Up(parserMajor); err != nil {
+					return fail("up", err)
+				}
+				if down, err = o.Down(parserMajor); err != nil && !errors.Is(err, ddl.ErrIrreversible) {
+					return fail("down", err)
+				}
+			}
+			for _, dir := range []struct {
+				name string
+				sts  []ddl.Statement
+			}{{"up", up}, {"down", down}} {
+				for _, st := range dir.sts {
+					if _, err := ddl.Lint(st.SQL, part.step); err != nil {
+						return fail(dir.name, err)
+					}
+				}
+			}
+			if d.IsSQLite() {
+				if _, err := render(o); err != nil && !errors.Is(err, ddl.ErrUnsupported) {
+					return fail("up", err)
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -211,8 +390,42 @@ func (p Plan) lint() error {
 	return nil
 }
 
-// hash identifies the plan's definition.
+// hashPrefix marks a definition hash of the current form, the plan's
+// stored document (hot queries left out); a hash without it is of the
+// legacy form ([Plan.legacyHash]), as builds before it recorded.
+const hashPrefix = "v2:"
+
+// definitionHash identifies the plan's definition: a hash of the document
+// the ledger stores (the ddl operations in their marshalled form, every
+// field of every step, column, job, threshold and guardrail), so that any
+// change to one of them is a different definition. Hot queries are left
+// out: a team may add one any time.
+func (p Plan) definitionHash() (string, error) {
+	p.HotQueries = nil
+	doc, err := p.document()
+	if err != nil {
+		return "", fmt.Errorf("hash plan %q: %w", p.Migration, err)
+	}
+	sum := sha256.Sum256(doc)
+	return hashPrefix + hex.EncodeToString(sum[:16]), nil
+}
+
+// hash is [Plan.definitionHash] of a normalized plan, whose operations
+// all marshal (normalize checks that), so it cannot fail.
 func (p Plan) hash() string {
+	h, err := p.definitionHash()
+	if err != nil {
+		return "" // unreachable after normalize
+	}
+	return h
+}
+
+// legacyHash is the definition hash as builds before [hashPrefix]
+// computed and recorded it. It formats each operation with %+v, which
+// calls its String method and so leaves most of its fields out (an
+// index's columns, a column's default), and it leaves some job fields
+// out: Register accepts it only together with the stored document.
+func (p Plan) legacyHash() string {
 	type job struct {
 		Name, Table string
 		Key         []string
@@ -232,7 +445,7 @@ func (p Plan) hash() string {
 		}
 		return out
 	}
-	b, _ := json.Marshal(struct {
+	b, err := json.Marshal(struct {
 		M        string
 		EOps     []string
 		COps     []string
@@ -243,6 +456,9 @@ func (p Plan) hash() string {
 		T        Thresholds
 		G        []Guardrail
 	}{p.Migration, ops(p.ExpandOps), ops(p.ContractOps), p.Expand, p.Columns, jobs, p.Contract, p.Thresholds, p.Guardrails})
+	// The error was discarded then too (a guardrail naming an unknown
+	// phase hashed as empty input); the same input must hash the same.
+	_ = err
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
 }

@@ -71,6 +71,12 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 	if err := EnsureLedger(ctx, db); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
+	for i := range cfg.Plans {
+		p := cfg.Plans[i] // checked on a copy: Register normalizes its own
+		if err := p.validate(ctx, db); err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
+	}
 	var names, problems []string
 	for _, p := range cfg.Plans {
 		if err := Register(ctx, db, p); err != nil {

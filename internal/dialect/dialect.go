@@ -583,3 +583,17 @@ func (d *Dialect) EstimateRows(ctx context.Context, q sqlx.QueryerContext, t ide
 	err := sqlx.GetContext(ctx, q, &n, `SELECT reltuples FROM pg_class WHERE oid = $1::regclass`, t.Quoted())
 	return int64(n), err
 }
+
+// ServerMajor is the server's major version, which some DDL depends on
+// (PostgreSQL 18 adds NOT NULL constraints NOT VALID). SQLite's forms do
+// not depend on its version: 0.
+func (d *Dialect) ServerMajor(ctx context.Context, q sqlx.QueryerContext) (int, error) {
+	if d.sqlite {
+		return 0, nil
+	}
+	var v int
+	if err := sqlx.GetContext(ctx, q, &v, `SELECT current_setting('server_version_num')::int`); err != nil {
+		return 0, fmt.Errorf("read server version: %w", err)
+	}
+	return v / 10000, nil
+}
