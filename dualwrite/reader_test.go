@@ -149,8 +149,10 @@ func TestShadowFaultsNeverReachTheCaller(t *testing.T) {
 			<-ctx.Done()
 			return user{}, ctx.Err()
 		}, dualwrite.ErrShadowTimeout, dualwrite.FaultTimeout},
-		{"hang ignoring ctx", func(context.Context, int) (user, error) {
-			time.Sleep(400 * time.Millisecond)
+		// It returns a good result, past the timeout: watching ctx only to
+		// know that it is past, as a read that ignored ctx would be.
+		{"hang ignoring ctx", func(ctx context.Context, _ int) (user, error) {
+			<-ctx.Done()
 			return ada, nil
 		}, dualwrite.ErrShadowTimeout, dualwrite.FaultTimeout},
 	}
@@ -161,21 +163,43 @@ func TestShadowFaultsNeverReachTheCaller(t *testing.T) {
 				flag, _ := flagstest.Flag(t, migration, stage)
 				rec := &dualwritetest.Recorder{}
 				good := func(context.Context, int) (user, error) { return ada, nil }
-				oldRead, newRead := good, tt.shadow
+				// The shadow read starts only once Read has returned: a
+				// caller that waited for it would never get its result.
+				returned := make(chan struct{})
+				shadow := func(ctx context.Context, in int) (user, error) {
+					<-returned
+					return tt.shadow(ctx, in)
+				}
+				oldRead, newRead := good, shadow
 				if stage == flags.Live {
-					oldRead, newRead = tt.shadow, good
+					oldRead, newRead = shadow, good
+				}
+				// Only a hang meets the timeout: the others' wait for Read
+				// to return must not run into it, however loaded the machine.
+				timeout := time.Hour
+				if tt.wantFault == dualwrite.FaultTimeout {
+					timeout = 20 * time.Millisecond
 				}
 				r, err := dualwrite.NewReader(flag, oldRead, newRead,
-					dualwrite.WithObserver(rec), dualwrite.WithShadowTimeout(200*time.Millisecond))
+					dualwrite.WithObserver(rec), dualwrite.WithShadowTimeout(timeout))
 				require.NoError(t, err)
 				defer r.Close()
 
-				start := time.Now()
-				got, err := r.Read(t.Context(), 1)
-				took := time.Since(start)
-				require.NoError(t, err)
+				read := make(chan error, 1)
+				var got user
+				go func() {
+					var err error
+					got, err = r.Read(t.Context(), 1)
+					read <- err
+				}()
+				select {
+				case err := <-read:
+					require.NoError(t, err)
+				case <-time.After(10 * time.Second):
+					t.Fatal("the caller waits for the shadow read")
+				}
 				assert.Equal(t, ada, got)
-				assert.Less(t, took, 100*time.Millisecond, "the caller never waits for the shadow read")
+				close(returned)
 
 				r.Wait()
 				shadows := rec.CallsBy(dualwrite.ShadowRole)
@@ -278,6 +302,8 @@ func TestCloseCancelsAndWaits(t *testing.T) {
 		func(context.Context, int) (int, error) { return 1, nil },
 		func(ctx context.Context, _ int) (int, error) {
 			<-ctx.Done()
+			// A slow cleanup: not synchronisation (Close must wait whatever
+			// it takes), only what lets a Close that did not wait show.
 			time.Sleep(20 * time.Millisecond)
 			exited.Store(true)
 			return 0, ctx.Err()
@@ -314,10 +340,11 @@ func TestShadowOutlivesCallerContext(t *testing.T) {
 	rec := &dualwritetest.Recorder{}
 	type key struct{}
 	var sawValue atomic.Value
+	cancelled := make(chan struct{})
 	r, err := dualwrite.NewReader(flag,
 		func(context.Context, int) (int, error) { return 1, nil },
 		func(ctx context.Context, _ int) (int, error) {
-			time.Sleep(10 * time.Millisecond)
+			<-cancelled // the caller's ctx has ended
 			sawValue.Store(ctx.Value(key{}))
 			return 1, ctx.Err()
 		}, dualwrite.WithObserver(rec))
@@ -327,6 +354,7 @@ func TestShadowOutlivesCallerContext(t *testing.T) {
 	_, err = r.Read(ctx, 0)
 	require.NoError(t, err)
 	cancel()
+	close(cancelled)
 	r.Wait()
 	assert.Equal(t, "request-42", sawValue.Load())
 	cmp := rec.Comparisons()

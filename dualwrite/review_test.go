@@ -128,10 +128,11 @@ func TestCallerMayChangeItsResult(t *testing.T) {
 	t.Parallel()
 	flag, _ := flagstest.Flag(t, migration, flags.Shadow)
 	rec := &dualwritetest.Recorder{}
+	changed := make(chan struct{})
 	r, err := dualwrite.NewReader(flag,
 		func(context.Context, []string) (*user, error) { return &user{GivenName: "Ada"}, nil },
 		func(ctx context.Context, in []string) (*user, error) {
-			time.Sleep(20 * time.Millisecond)
+			<-changed // the shadow read and the comparison come after the caller's changes
 			return &user{GivenName: in[0]}, nil
 		},
 		dualwrite.WithObserver(rec))
@@ -142,6 +143,7 @@ func TestCallerMayChangeItsResult(t *testing.T) {
 	require.NoError(t, err)
 	got.GivenName = "changed by the caller"
 	in[0] = "changed too"
+	close(changed)
 	r.Wait()
 	cmp := rec.Comparisons()
 	require.Len(t, cmp, 1)
@@ -181,9 +183,14 @@ func TestSlowAuthoritativeReadIsStillCompared(t *testing.T) {
 	t.Parallel()
 	flag, _ := flagstest.Flag(t, migration, flags.Shadow)
 	rec := &dualwritetest.Recorder{}
+	// The authoritative read returns once the shadow read's timeout has
+	// fired: the shadow read, done at once, holds its context (which
+	// nothing but the timeout ends while it waits for the authoritative
+	// result) for the authoritative read to wait on.
+	shadowCtx := make(chan context.Context, 1)
 	r, err := dualwrite.NewReader(flag,
-		func(context.Context, int) (int, error) { time.Sleep(150 * time.Millisecond); return 1, nil },
-		func(context.Context, int) (int, error) { return 2, nil },
+		func(context.Context, int) (int, error) { ctx := <-shadowCtx; <-ctx.Done(); return 1, nil },
+		func(ctx context.Context, _ int) (int, error) { shadowCtx <- ctx; return 2, nil },
 		dualwrite.WithObserver(rec), dualwrite.WithShadowTimeout(20*time.Millisecond), dualwrite.WithRecheck(false))
 	require.NoError(t, err)
 	defer r.Close()
