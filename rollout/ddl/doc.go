@@ -17,6 +17,43 @@
 // up) in its table's schema, so a same-named index elsewhere is never
 // touched. [DropIndex] names its schema in a field of its own.
 //
+// # SQL fragments
+//
+// Five fields are SQL written by the plan's author, since DDL takes no
+// bind parameters: [AddColumn].Type and .Default, [AddCheck].Expr,
+// [CreateIndex].Where and [AddTable].Columns. They are parsed, not
+// trusted: each is put where the operation puts it, in the statement it
+// renders (after ADD COLUMN, after DEFAULT or SET DEFAULT, inside
+// CHECK ( … ), after WHERE, between CREATE TABLE's parentheses), and that
+// statement is read by PostgreSQL's own parser (libpg_query, the one
+// [Lint] uses). The fragment is taken only if the statement is exactly
+// one statement of the operation's shape once the fragment's nodes are
+// taken out, every node in the fragment's place comes from its text and
+// no other node does, and it holds no subquery. So a type is exactly one
+// type name (no COLLATE, constraint, STORAGE or second column), a
+// default, check or predicate exactly one expression (no second clause,
+// constraint, command or statement), and a column list only column
+// definitions and table constraints (no LIKE, and nothing after the
+// closing parenthesis). Anything else fails, before anything runs, with
+// an error naming the operation and the field ("ddl: add column users.x:
+// Type: …") that wraps [ErrFragment] and [ErrInvalidOp].
+//
+// The fragment must also read the same to every reader of the statement:
+// PostgreSQL with standard_conforming_strings on or off, and SQLite,
+// where the same fragment goes into SQLite's DDL. So comments, ';', NUL
+// bytes, $n parameters and backticks are refused, strings must be plain
+// '…' (no E'…', $$…$$, U&'…', B'…' or X'…'; '' for a quote; no backslash
+// before a quote), names plain or "…" (no U&"…"), and no string or
+// quoted name may stand between [ and ] (SQLite reads [ … ] as a name).
+// A backslash elsewhere in a string is taken as it is written, as
+// PostgreSQL reads it with standard_conforming_strings on, its default.
+//
+// What is trusted: which types, functions, operators, columns and tables
+// a fragment names. A default or check may call any function the
+// executor's role can (VALIDATE runs a check on every row); PostgreSQL
+// itself refuses what it cannot store (a column in a default, a
+// non-IMMUTABLE function in an index predicate).
+//
 // # SQLite
 //
 // On a SQLite database (the embedded default for examples and fast tests)

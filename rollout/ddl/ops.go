@@ -98,38 +98,23 @@ func cols(names []string) (string, error) {
 	return strings.Join(q, ", "), nil
 }
 
-// fragment checks SQL written by the plan's author (a type, a default, a
-// check expression): one expression, no statement separator or comment.
-func fragment(what, s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", fmt.Errorf("%w: %s is empty", ErrInvalidOp, what)
-	}
-	in := false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\'':
-			in = !in
-		case in:
-		case c == ';', c == 0, c == '-' && i+1 < len(s) && s[i+1] == '-', c == '/' && i+1 < len(s) && s[i+1] == '*':
-			return "", fmt.Errorf("%w: %s %q holds a statement separator or a comment", ErrInvalidOp, what, s)
-		}
-	}
-	if in {
-		return "", fmt.Errorf("%w: %s %q has an unterminated string", ErrInvalidOp, what, s)
-	}
-	return s, nil
-}
-
 const constraintExists = `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)`
 
 // AddColumn adds a nullable column, or one with a constant default. A
 // volatile default (Volatile) is split: the column is added without it,
 // the default set after, and existing rows are left to the backfill.
 type AddColumn struct {
-	Table, Column, Type string
-	Default             string
-	Volatile            bool
+	Table, Column string
+	// Type is SQL: exactly one type name, as PostgreSQL's parser reads it
+	// after ADD COLUMN ("timestamp with time zone", "numeric(12,2)",
+	// "text[]"); a collation, a constraint, a second column or anything
+	// else is refused with [ErrFragment].
+	Type string
+	// Default, when set, is SQL: exactly one expression, as the parser
+	// reads it after DEFAULT ("now()", "'EUR'"), with no subquery. The
+	// functions it calls are the plan author's choice and are not checked.
+	Default  string
+	Volatile bool
 }
 
 func (o AddColumn) String() string {
@@ -156,16 +141,30 @@ func (o AddColumn) Up(int) ([]Statement, error) {
 }
 
 // parts validates and quotes the table and column, and checks the type
-// and the default ("" when none) as SQL fragments.
+// and the default ("" when none) as SQL fragments, each where it goes.
 func (o AddColumn) parts() (t ident.Table, c, typ, def string, err error) {
 	if t, c, err = tableColumn(o.Table, o.Column); err != nil {
 		return
 	}
-	if typ, err = fragment("type", o.Type); err != nil || o.Default == "" {
+	if typ, err = fit("Type", typeSlot, o.Type); err != nil {
+		return t, c, "", "", o.refused(err)
+	}
+	if o.Default == "" {
 		return
 	}
-	def, err = fragment("default", o.Default)
+	sl := defaultSlot(typ)
+	if o.Volatile {
+		sl = setDefaultSlot
+	}
+	if def, err = fit("Default", sl, o.Default); err != nil {
+		return t, c, "", "", o.refused(err)
+	}
 	return
+}
+
+// refused says which operation a refused fragment belongs to.
+func (o AddColumn) refused(err error) error {
+	return fmt.Errorf("ddl: add column %s.%s: %w", o.Table, o.Column, err)
 }
 
 // Down implements [Op].
@@ -173,9 +172,17 @@ func (o AddColumn) Down(int) ([]Statement, error) {
 	return DropColumn{Table: o.Table, Column: o.Column}.Up(0)
 }
 
-// AddTable creates a table; Columns is its column and constraint list.
+// AddTable creates a table.
 type AddTable struct {
-	Table   string
+	Table string
+	// Columns is SQL: the table's column definitions and table
+	// constraints, as PostgreSQL's parser reads them between the
+	// parentheses of CREATE TABLE ("id bigint PRIMARY KEY, amount
+	// numeric(12,2) NOT NULL, CHECK (amount >= 0)"). A LIKE clause,
+	// anything after the closing parenthesis (INHERITS, PARTITION BY,
+	// WITH, …), a subquery or a second statement is refused with
+	// [ErrFragment]; types, defaults, references and the functions they
+	// call are the plan author's choice and are not checked.
 	Columns string
 }
 
@@ -187,9 +194,9 @@ func (o AddTable) Up(int) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	def, err := fragment("columns", o.Columns)
+	def, err := fit("Columns", columnsSlot, o.Columns)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ddl: %s: %w", o, err)
 	}
 	return []Statement{{SQL: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)", t, def)}}, nil
 }
@@ -202,7 +209,12 @@ type CreateIndex struct {
 	Name, Table string
 	Columns     []string
 	Unique      bool
-	Where       string
+	// Where, when set, makes a partial index. It is SQL: exactly one
+	// expression, as PostgreSQL's parser reads it after WHERE
+	// ("deleted_at IS NULL"), with no subquery; anything else is refused
+	// with [ErrFragment]. (PostgreSQL itself refuses a function that is
+	// not IMMUTABLE there.)
+	Where string
 }
 
 func (o CreateIndex) String() string { return fmt.Sprintf("create index %s on %s", o.Name, o.Table) }
@@ -226,9 +238,9 @@ func (o CreateIndex) Up(int) ([]Statement, error) {
 		unique = "UNIQUE "
 	}
 	if o.Where != "" {
-		w, err := fragment("where", o.Where)
+		w, err := fit("Where", whereSlot, o.Where)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ddl: %s: %w", o, err)
 		}
 		where = " WHERE " + w
 	}
@@ -342,7 +354,13 @@ func dropConstraint(tbl, name string) ([]Statement, error) {
 
 // AddCheck adds a check constraint NOT VALID, then validates it.
 type AddCheck struct {
-	Name, Table, Expr string
+	Name, Table string
+	// Expr is SQL: exactly one expression, as PostgreSQL's parser reads it
+	// in CHECK ( … ) ("amount >= 0 AND currency IN ('EUR', 'USD')"), with
+	// no subquery; anything else is refused with [ErrFragment]. The
+	// functions it calls are the plan author's choice and are not checked:
+	// VALIDATE runs them on every row.
+	Expr string
 }
 
 func (o AddCheck) String() string { return fmt.Sprintf("add check %s on %s", o.Name, o.Table) }
@@ -357,9 +375,9 @@ func (o AddCheck) Up(int) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := fragment("check", o.Expr)
+	e, err := fit("Expr", checkSlot, o.Expr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ddl: %s: %w", o, err)
 	}
 	return []Statement{
 		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", t, n, e), Exists: constraintExists, ExistsArgs: []any{t, o.Name}},
