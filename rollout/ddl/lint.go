@@ -2,8 +2,10 @@ package ddl
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -29,6 +31,9 @@ const (
 	RuleUniqueWithoutIndex           Rule = "unique-constraint-without-index"
 	RuleJSONType                     Rule = "json-instead-of-jsonb"
 	RuleIdentifierTooLong            Rule = "identifier-too-long"
+	RuleDropIndexNotConcurrent       Rule = "drop-index-not-concurrent"
+	RuleReindexNotConcurrent         Rule = "reindex-not-concurrent"
+	RuleLockTimeoutDisabled          Rule = "lock-timeout-disabled"
 	// RuleUnknownRule: a silencing comment names no rule.
 	RuleUnknownRule Rule = "unknown-rule"
 	// RuleUnlinted: a DO block or a statement the linter cannot see into.
@@ -38,18 +43,21 @@ const (
 // rules holds each rule's safe alternative.
 var rules = map[Rule]string{
 	RuleIndexNotConcurrent:           "CREATE INDEX CONCURRENTLY, outside a transaction: a plain CREATE INDEX blocks every write to the table for the whole build",
-	RuleConcurrentIndexInTransaction: "run CREATE/DROP INDEX CONCURRENTLY on its own, outside BEGIN … COMMIT (PostgreSQL refuses it inside a transaction block)",
+	RuleConcurrentIndexInTransaction: "run CREATE/DROP INDEX CONCURRENTLY and REINDEX CONCURRENTLY on their own, outside BEGIN … COMMIT (PostgreSQL refuses them inside a transaction block)",
 	RuleConstraintNotValid:           "ADD CONSTRAINT … NOT VALID, then ALTER TABLE … VALIDATE CONSTRAINT in a separate step: validation then takes only a SHARE UPDATE EXCLUSIVE lock",
 	RuleSetNotNull:                   "ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT c, then SET NOT NULL (PostgreSQL 12+ uses the validated check and skips the scan), then drop the check",
 	RuleColumnTypeChange:             "add a column of the new type, dual-write, backfill, switch reads, and drop the old column in the contract: a type change rewrites the table under an ACCESS EXCLUSIVE lock",
 	RuleRename:                       "add the new column (or table), dual-write and backfill, and drop the old one in the contract: a rename breaks every running instance that still uses the old name",
 	RuleDropInExpand:                 "drop in the contract step, once every instance runs complete and no old-path call is seen",
 	RuleNotNullWithoutDefault:        "add the column nullable (or with a constant DEFAULT), backfill it, then set NOT NULL through a validated CHECK",
-	RuleVolatileDefault:              "add the column without a default, SET DEFAULT separately, and backfill existing rows in chunks: a volatile default rewrites the whole table",
+	RuleVolatileDefault:              "add the column without a default (integer or bigint in place of serial or identity), SET DEFAULT separately (nextval of an owned sequence for a serial), and backfill existing rows in chunks: a volatile default, serial or identity column rewrites the whole table under an ACCESS EXCLUSIVE lock",
 	RuleMissingLockTimeout:           "SET lock_timeout = '2s' first (the rollout executor sets it for you): a DDL waiting for its lock queues every later query behind it",
 	RuleUniqueWithoutIndex:           "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT … UNIQUE USING INDEX: building the index inside ALTER TABLE blocks writes",
 	RuleJSONType:                     "use jsonb: json keeps the text as written, cannot be indexed or compared, and json columns break DISTINCT and UNION",
 	RuleIdentifierTooLong:            "shorten the name to 63 bytes: PostgreSQL silently truncates longer identifiers, so two names can collide",
+	RuleDropIndexNotConcurrent:       "DROP INDEX CONCURRENTLY, outside a transaction: a plain DROP INDEX takes an ACCESS EXCLUSIVE lock on the index's table, so every read and write of the table waits behind it",
+	RuleReindexNotConcurrent:         "REINDEX … CONCURRENTLY (PostgreSQL 12+), outside a transaction: a plain REINDEX blocks every write to the table, and every query that would use the index, for the whole rebuild",
+	RuleLockTimeoutDisabled:          "keep a lock_timeout such as '2s' (the rollout executor sets it for you) and retry on timeout: with lock_timeout 0 a DDL waits for its lock forever and queues every later query on the table behind it",
 	RuleUnknownRule:                  "name one of the rules in the silencing comment",
 	RuleUnlinted:                     "move the DDL out of the DO block so that it can be checked, or review it by hand",
 }
@@ -111,7 +119,7 @@ func Lint(script string, step Step) ([]Finding, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan DDL: %w", err)
 	}
-	l := linter{script: script, step: step, created: map[string]bool{}}
+	l := linter{script: script, step: step, created: map[string]bool{}, createdIndexes: map[indexName]bool{}, checks: map[string]map[string]nullCheck{}}
 	for _, raw := range parsed.Stmts {
 		l.statement(raw)
 		l.longIdentifiers(raw, scanned.Tokens)
@@ -141,19 +149,20 @@ func (l *linter) longIdentifiers(raw *pg.RawStmt, tokens []*pg.ScanToken) {
 }
 
 type linter struct {
-	script      string
-	step        Step
-	findings    []Finding
-	created     map[string]bool // tables created earlier in the script: empty, nobody else uses them yet
-	inTx        bool
-	lockTimeout bool
-	validated   map[string]bool // tables with a VALIDATE CONSTRAINT earlier in the script
+	script         string
+	step           Step
+	findings       []Finding
+	created        map[string]bool    // tables created earlier in the script: empty, nobody else uses them yet
+	createdIndexes map[indexName]bool // indexes the script built on tables it created
+	inTx           bool
+	lockTimeout    bool
+	reportedLock   bool                            // missing-lock-timeout is reported once per script
+	checks         map[string]map[string]nullCheck // table → CHECK constraint added earlier in the script
 
 	// per statement
-	text, span   string
-	offset       int
-	silenced     map[Rule]bool
-	reportedLock bool
+	text, span string
+	offset     int
+	silenced   map[Rule]bool
 }
 
 func (l *linter) statement(raw *pg.RawStmt) {
@@ -187,9 +196,11 @@ func (l *linter) statement(raw *pg.RawStmt) {
 			l.inTx = false
 		}
 	case n.GetVariableSetStmt() != nil:
-		if strings.EqualFold(n.GetVariableSetStmt().Name, "lock_timeout") {
-			l.lockTimeout = true
-		}
+		l.variableSet(n.GetVariableSetStmt())
+	case n.GetSelectStmt() != nil:
+		l.setConfig(n)
+	case n.GetReindexStmt() != nil:
+		l.reindex(n.GetReindexStmt())
 	case n.GetDoStmt() != nil:
 		l.report(RuleUnlinted, "statements inside a DO block are not linted")
 	case n.GetCreateStmt() != nil:
@@ -213,8 +224,8 @@ func (l *linter) statement(raw *pg.RawStmt) {
 		if ds.RemoveType == pg.ObjectType_OBJECT_TABLE && l.step == ExpandStep {
 			l.report(RuleDropInExpand, "drops a table in an expand step")
 		}
-		if ds.RemoveType == pg.ObjectType_OBJECT_INDEX && ds.Concurrent && l.inTx {
-			l.report(RuleConcurrentIndexInTransaction, "DROP INDEX CONCURRENTLY inside a transaction block")
+		if ds.RemoveType == pg.ObjectType_OBJECT_INDEX {
+			l.dropIndex(ds)
 		}
 	}
 }
@@ -276,11 +287,20 @@ func (l *linter) isNew(rv *pg.RangeVar) bool { return rv != nil && l.created[rel
 // needLockTimeout reports, once per script, DDL on an existing table with
 // no lock_timeout set before it.
 func (l *linter) needLockTimeout(rv *pg.RangeVar) {
-	if l.lockTimeout || l.reportedLock || l.isNew(rv) {
+	if l.isNew(rv) {
+		return
+	}
+	l.needLockTimeoutOn(relName(rv))
+}
+
+// needLockTimeoutOn is needLockTimeout for an object known by name (an
+// index), which the caller has found is not new.
+func (l *linter) needLockTimeoutOn(name string) {
+	if l.lockTimeout || l.reportedLock {
 		return
 	}
 	l.reportedLock = true
-	l.report(RuleMissingLockTimeout, fmt.Sprintf("takes a lock on %s with no lock_timeout set before it", relName(rv)))
+	l.report(RuleMissingLockTimeout, fmt.Sprintf("takes a lock on %s with no lock_timeout set before it", name))
 }
 
 func typeName(tn *pg.TypeName) string {
@@ -298,6 +318,10 @@ func (l *linter) column(cd *pg.ColumnDef, newTable bool) {
 		return
 	}
 	notNull, hasDefault := cd.IsNotNull, cd.RawDefault != nil
+	if tn := typeName(cd.TypeName); len(cd.TypeName.GetNames()) == 1 && serials[tn] {
+		hasDefault = true
+		l.report(RuleVolatileDefault, fmt.Sprintf("column %s is %s: its nextval() default gives every existing row a value, rewriting the table", cd.Colname, tn))
+	}
 	var def *pg.Node = cd.RawDefault
 	for _, c := range cd.Constraints {
 		con := c.GetConstraint()
@@ -309,11 +333,12 @@ func (l *linter) column(cd *pg.ColumnDef, newTable bool) {
 			notNull = true
 		case pg.ConstrType_CONSTR_DEFAULT:
 			hasDefault, def = true, con.RawExpr
-		case pg.ConstrType_CONSTR_IDENTITY, pg.ConstrType_CONSTR_GENERATED:
+		case pg.ConstrType_CONSTR_IDENTITY:
 			hasDefault = true
-			if con.Contype == pg.ConstrType_CONSTR_GENERATED {
-				l.report(RuleVolatileDefault, fmt.Sprintf("column %s is GENERATED … STORED: adding it rewrites the table", cd.Colname))
-			}
+			l.report(RuleVolatileDefault, fmt.Sprintf("column %s is GENERATED … AS IDENTITY: every existing row takes a value from its sequence, rewriting the table", cd.Colname))
+		case pg.ConstrType_CONSTR_GENERATED:
+			hasDefault = true
+			l.report(RuleVolatileDefault, fmt.Sprintf("column %s is GENERATED … STORED: adding it rewrites the table", cd.Colname))
 		}
 	}
 	if notNull && !hasDefault {
@@ -328,10 +353,17 @@ func (l *linter) column(cd *pg.ColumnDef, newTable bool) {
 
 // volatile lists well-known volatile functions; a default calling one
 // forces a table rewrite (non-volatile defaults are stored once, PG 11+).
+// Stable ones such as now(), statement_timestamp() and txid_current() are
+// evaluated once for the ADD COLUMN and do not rewrite.
 var volatile = map[string]bool{
-	"random": true, "gen_random_uuid": true, "uuid_generate_v1": true, "uuid_generate_v4": true, "uuidv4": true, "uuidv7": true,
-	"clock_timestamp": true, "timeofday": true, "nextval": true, "txid_current": true, "statement_timestamp": false,
+	"random": true, "gen_random_uuid": true, "uuid_generate_v1": true, "uuid_generate_v1mc": true, "uuid_generate_v4": true, "uuidv4": true, "uuidv7": true,
+	"clock_timestamp": true, "timeofday": true, "nextval": true,
 	"setseed": true, "gen_random_bytes": true, "random_normal": true,
+}
+
+// serials are the pseudo-types that add a sequence and a nextval() default.
+var serials = map[string]bool{
+	"smallserial": true, "serial": true, "bigserial": true, "serial2": true, "serial4": true, "serial8": true,
 }
 
 // volatileCall returns the name of a volatile function the expression
@@ -396,6 +428,9 @@ func (l *linter) index(is *pg.IndexStmt) {
 		return
 	}
 	if l.isNew(is.Relation) {
+		if is.Idxname != "" {
+			l.createdIndexes[indexName{is.Relation.Schemaname, is.Idxname}] = true
+		}
 		return
 	}
 	l.needLockTimeout(is.Relation)
@@ -427,8 +462,8 @@ func (l *linter) alterTable(at *pg.AlterTableStmt) {
 				l.column(cd, fresh)
 			}
 		case pg.AlterTableType_AT_SetNotNull:
-			if !fresh && !l.validated[table] {
-				l.report(RuleSetNotNull, fmt.Sprintf("SET NOT NULL on %s.%s scans the table under an ACCESS EXCLUSIVE lock", table, cmd.Name))
+			if !fresh && !l.provenNotNull(table, cmd.Name) {
+				l.report(RuleSetNotNull, fmt.Sprintf("SET NOT NULL on %s.%s scans the table under an ACCESS EXCLUSIVE lock: no validated CHECK (%s IS NOT NULL) on %s precedes it in the script", table, cmd.Name, cmd.Name, table))
 			}
 		case pg.AlterTableType_AT_AlterColumnType:
 			if !fresh {
@@ -442,14 +477,19 @@ func (l *linter) alterTable(at *pg.AlterTableStmt) {
 				l.report(RuleDropInExpand, fmt.Sprintf("drops column %s.%s in an expand step", table, cmd.Name))
 			}
 		case pg.AlterTableType_AT_ValidateConstraint:
-			if l.validated == nil {
-				l.validated = map[string]bool{}
+			if c, ok := l.checks[table][cmd.Name]; ok {
+				c.validated = true
+				l.checks[table][cmd.Name] = c
 			}
-			l.validated[table] = true
+		case pg.AlterTableType_AT_DropConstraint:
+			delete(l.checks[table], cmd.Name)
 		case pg.AlterTableType_AT_AddConstraint:
 			con := cmd.Def.GetConstraint()
 			if con == nil {
 				continue
+			}
+			if con.Contype == pg.ConstrType_CONSTR_CHECK {
+				l.addCheck(table, con)
 			}
 			if fresh {
 				continue
@@ -466,4 +506,317 @@ func (l *linter) alterTable(at *pg.AlterTableStmt) {
 			}
 		}
 	}
+}
+
+// indexName is an index as CREATE INDEX and DROP INDEX spell it: the
+// schema it lives in (its table's) if given, and its name.
+type indexName struct{ schema, name string }
+
+func (n indexName) String() string {
+	if n.schema != "" {
+		return n.schema + "." + n.name
+	}
+	return n.name
+}
+
+// indexNameOf reads a name as DROP INDEX and REINDEX give it:
+// [[catalog.]schema.]name.
+func indexNameOf(parts []string) indexName {
+	switch len(parts) {
+	case 0:
+		return indexName{}
+	case 1:
+		return indexName{name: parts[0]}
+	}
+	return indexName{schema: parts[len(parts)-2], name: parts[len(parts)-1]}
+}
+
+// dropIndex reports a DROP INDEX of an existing table's index without
+// CONCURRENTLY, and a concurrent one inside a transaction block.
+func (l *linter) dropIndex(ds *pg.DropStmt) {
+	if ds.Concurrent {
+		if l.inTx {
+			l.report(RuleConcurrentIndexInTransaction, "DROP INDEX CONCURRENTLY inside a transaction block")
+		}
+		return
+	}
+	var existing []string
+	for _, o := range ds.Objects {
+		var parts []string
+		for _, p := range o.GetList().GetItems() {
+			parts = append(parts, p.GetString_().GetSval())
+		}
+		if name := indexNameOf(parts); name.name != "" && !l.createdIndexes[name] {
+			existing = append(existing, name.String())
+		}
+	}
+	if len(existing) == 0 {
+		return // only indexes of tables the script created
+	}
+	l.needLockTimeoutOn(existing[0])
+	l.report(RuleDropIndexNotConcurrent, fmt.Sprintf("drops index %s without CONCURRENTLY: it locks the index's table ACCESS EXCLUSIVE, blocking its reads and writes", strings.Join(existing, ", ")))
+}
+
+// reindex reports a REINDEX without CONCURRENTLY of anything but a table
+// or index the script created.
+func (l *linter) reindex(rs *pg.ReindexStmt) {
+	concurrent := false
+	for _, p := range rs.Params {
+		if de := p.GetDefElem(); de != nil && strings.EqualFold(de.Defname, "concurrently") {
+			concurrent = optionOn(de.Arg)
+		}
+	}
+	if concurrent {
+		if l.inTx {
+			l.report(RuleConcurrentIndexInTransaction, "REINDEX CONCURRENTLY inside a transaction block")
+		}
+		return
+	}
+	var what string
+	switch rs.Kind {
+	case pg.ReindexObjectType_REINDEX_OBJECT_INDEX:
+		name := indexName{rs.Relation.GetSchemaname(), rs.Relation.GetRelname()}
+		if l.createdIndexes[name] {
+			return
+		}
+		l.needLockTimeoutOn(name.String())
+		what = "index " + name.String() + ": it blocks writes to its table and every query that would use the index"
+	case pg.ReindexObjectType_REINDEX_OBJECT_TABLE:
+		if l.isNew(rs.Relation) {
+			return
+		}
+		l.needLockTimeout(rs.Relation)
+		what = "table " + relName(rs.Relation) + ": it blocks writes to the table, and reads that use its indexes, for the whole rebuild"
+	case pg.ReindexObjectType_REINDEX_OBJECT_SYSTEM:
+		l.report(RuleReindexNotConcurrent, "REINDEX SYSTEM cannot run CONCURRENTLY: it locks the system catalogs, which every query reads; reindex the affected catalog indexes in a maintenance window")
+		return
+	default: // SCHEMA, DATABASE
+		what = strings.ToLower(strings.TrimPrefix(rs.Kind.String(), "REINDEX_OBJECT_"))
+		if rs.Name != "" {
+			what += " " + rs.Name
+		}
+		what += ": it blocks writes to each of its tables in turn while their indexes are rebuilt"
+	}
+	l.report(RuleReindexNotConcurrent, "REINDEX without CONCURRENTLY rebuilds "+what)
+}
+
+// optionOn reads a utility statement's boolean option as PostgreSQL does:
+// no value means on.
+func optionOn(arg *pg.Node) bool {
+	if arg == nil {
+		return true
+	}
+	v, ok := constText(arg)
+	if !ok {
+		return true
+	}
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "false", "f", "off", "no", "n", "0":
+		return false
+	}
+	return true
+}
+
+// constText is a constant's text ('0', 0, 0.5, '0'::text, or an option's
+// bare word), if the node is one.
+func constText(n *pg.Node) (string, bool) {
+	switch {
+	case n.GetTypeCast() != nil:
+		return constText(n.GetTypeCast().Arg)
+	case n.GetString_() != nil:
+		return n.GetString_().GetSval(), true
+	case n.GetInteger() != nil:
+		return strconv.Itoa(int(n.GetInteger().GetIval())), true
+	case n.GetFloat() != nil:
+		return n.GetFloat().GetFval(), true
+	case n.GetBoolean() != nil:
+		return strconv.FormatBool(n.GetBoolean().GetBoolval()), true
+	}
+	c := n.GetAConst()
+	if c == nil || c.Isnull {
+		return "", false
+	}
+	switch {
+	case c.GetSval() != nil:
+		return c.GetSval().GetSval(), true
+	case c.GetIval() != nil:
+		return strconv.Itoa(int(c.GetIval().GetIval())), true
+	case c.GetFval() != nil:
+		return c.GetFval().GetFval(), true
+	case c.GetBoolval() != nil:
+		return strconv.FormatBool(c.GetBoolval().GetBoolval()), true
+	}
+	return "", false
+}
+
+// variableSet follows lock_timeout through SET, SET … TO DEFAULT and RESET.
+func (l *linter) variableSet(vs *pg.VariableSetStmt) {
+	if vs.Kind == pg.VariableSetKind_VAR_RESET_ALL {
+		l.lockTimeout = false
+		return
+	}
+	if !strings.EqualFold(vs.Name, "lock_timeout") {
+		return
+	}
+	switch vs.Kind {
+	case pg.VariableSetKind_VAR_SET_VALUE:
+		if len(vs.Args) == 1 {
+			if v, ok := constText(vs.Args[0]); ok {
+				l.lockTimeoutTo(v)
+				return
+			}
+		}
+		l.lockTimeout = true
+	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET:
+		// Back to the role's, database's or server's setting, which the
+		// script cannot see (the server's own default is 0): as if the
+		// script had set none, so the next DDL needs one.
+		l.lockTimeout = false
+	}
+}
+
+// setConfig follows set_config('lock_timeout', value, is_local) in a SELECT.
+func (l *linter) setConfig(n *pg.Node) {
+	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
+		fc, ok := m.Interface().(*pg.FuncCall)
+		if !ok || len(fc.Funcname) == 0 || len(fc.Args) < 2 ||
+			!strings.EqualFold(fc.Funcname[len(fc.Funcname)-1].GetString_().GetSval(), "set_config") {
+			return true
+		}
+		if name, ok := constText(fc.Args[0]); !ok || !strings.EqualFold(strings.TrimSpace(name), "lock_timeout") {
+			return true
+		}
+		if v, ok := constText(fc.Args[1]); ok {
+			l.lockTimeoutTo(v)
+		} else {
+			l.lockTimeout = true // a value computed at run time: given the benefit of the doubt
+		}
+		return true
+	})
+}
+
+// lockTimeoutTo records lock_timeout set to v, and reports a value that
+// turns it off. The finding stands for the DDL that follows, which is not
+// reported again as missing a lock_timeout.
+func (l *linter) lockTimeoutTo(v string) {
+	ms, ok := millis(v)
+	switch {
+	case !ok:
+		l.lockTimeout = true // PostgreSQL refuses the value, or the linter cannot read it
+	case ms < 0:
+		// refused by PostgreSQL: the setting stays as it was
+	case ms == 0:
+		l.lockTimeout = false
+		l.reportedLock = true
+		l.report(RuleLockTimeoutDisabled, fmt.Sprintf("lock_timeout = %q turns the lock timeout off: the next DDL waits for its lock forever, and every later query on its table queues behind it", v))
+	default:
+		l.lockTimeout = true
+	}
+}
+
+// millis reads a lock_timeout value as PostgreSQL does: a number,
+// optionally followed by a unit, milliseconds by default, rounded to the
+// nearest millisecond (so '0.4' and '100us' are 0). Hexadecimal and octal
+// spellings are not read.
+func millis(v string) (float64, bool) {
+	v = strings.TrimSpace(v)
+	isDigit := func(i int) bool { return i < len(v) && v[i] >= '0' && v[i] <= '9' }
+	i := 0
+	if i < len(v) && (v[i] == '+' || v[i] == '-') {
+		i++
+	}
+	for isDigit(i) || i < len(v) && v[i] == '.' {
+		i++
+	}
+	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		j := i + 1
+		if j < len(v) && (v[j] == '+' || v[j] == '-') {
+			j++
+		}
+		if isDigit(j) {
+			for i = j; isDigit(i); i++ {
+			}
+		}
+	}
+	f, err := strconv.ParseFloat(v[:i], 64)
+	if err != nil {
+		return 0, false
+	}
+	scale := map[string]float64{"": 1, "us": 0.001, "ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400000}
+	k, ok := scale[strings.TrimSpace(v[i:])]
+	if !ok {
+		return 0, false
+	}
+	return math.RoundToEven(f * k), true
+}
+
+// nullCheck is a CHECK constraint added earlier in the script: the columns
+// it proves are not null, and whether it has been validated.
+type nullCheck struct {
+	columns   []string
+	validated bool
+}
+
+// addCheck records a CHECK constraint added to table; one added without
+// NOT VALID is validated as it is added.
+func (l *linter) addCheck(table string, con *pg.Constraint) {
+	if l.checks[table] == nil {
+		l.checks[table] = map[string]nullCheck{}
+	}
+	l.checks[table][con.Conname] = nullCheck{columns: notNullColumns(con.RawExpr), validated: !con.SkipValidation}
+}
+
+// provenNotNull says whether a validated CHECK on table proves column is
+// not null, which lets PostgreSQL 12+ SET NOT NULL without a scan.
+func (l *linter) provenNotNull(table, column string) bool {
+	for _, c := range l.checks[table] {
+		if c.validated && slices.Contains(c.columns, column) {
+			return true
+		}
+	}
+	return false
+}
+
+// notNullColumns lists the columns an expression proves are not null
+// whenever it is true: col IS NOT NULL and NOT (col IS NULL), alone or
+// among the terms of an AND (never under an OR).
+func notNullColumns(n *pg.Node) []string {
+	if n == nil {
+		return nil
+	}
+	if b := n.GetBoolExpr(); b != nil {
+		switch b.Boolop {
+		case pg.BoolExprType_AND_EXPR:
+			var out []string
+			for _, a := range b.Args {
+				out = append(out, notNullColumns(a)...)
+			}
+			return out
+		case pg.BoolExprType_NOT_EXPR:
+			if len(b.Args) == 1 {
+				if nt := b.Args[0].GetNullTest(); nt != nil && nt.Nulltesttype == pg.NullTestType_IS_NULL {
+					return columnOf(nt.Arg)
+				}
+			}
+		}
+		return nil
+	}
+	if nt := n.GetNullTest(); nt != nil && nt.Nulltesttype == pg.NullTestType_IS_NOT_NULL {
+		return columnOf(nt.Arg)
+	}
+	return nil
+}
+
+// columnOf is the column a plain column reference names (col or
+// table.col), or nothing.
+func columnOf(n *pg.Node) []string {
+	cr := n.GetColumnRef()
+	if cr == nil || len(cr.Fields) == 0 {
+		return nil
+	}
+	name := cr.Fields[len(cr.Fields)-1].GetString_()
+	if name == nil {
+		return nil // table.*
+	}
+	return []string{name.GetSval()}
 }
