@@ -73,9 +73,16 @@ type Job struct {
 	Derived bool
 }
 
-// Assign sets Column to Expr. Expr is SQL written by the job's author, in
-// code, over the walked table's columns (lower(email), say); it must never
-// come from user input. Column is an identifier and is quoted.
+// Assign sets Column to Expr. Column is an identifier and is quoted.
+//
+// Expr is trusted: it is SQL written by the job's author, in code, over
+// the walked table's columns (lower(email), say), and is spliced into the
+// chunk's statements as written; it must never come from user input.
+// Unlike the DDL fragments of rollout/ddl, it is not parsed: the only
+// check is a guard against mistakes, not an attacker (not empty, no NUL
+// byte, and no ';' or comment outside what a scan for single quotes takes
+// to be a string, which a quote inside a "quoted name", or an escaped
+// quote in an E'…' string, defeats).
 type Assign struct {
 	Column string
 	Expr   string

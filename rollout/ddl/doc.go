@@ -42,9 +42,10 @@
 // PostgreSQL with standard_conforming_strings on or off, and SQLite,
 // where the same fragment goes into SQLite's DDL. So comments, ';', NUL
 // bytes, $n parameters and backticks are refused, strings must be plain
-// '…' (no E'…', $$…$$, U&'…', B'…' or X'…'; '' for a quote; no backslash
-// before a quote), names plain or "…" (no U&"…"), and no string or
-// quoted name may stand between [ and ] (SQLite reads [ … ] as a name).
+// '…' (no E'…', $$…$$, U&'…', B'…' or X'…'; a quote in one is doubled,
+// never after a backslash), names plain or "…" (no U&"…"), and no string
+// or quoted name may stand between [ and ] (SQLite reads [ … ] as a
+// name).
 // A backslash elsewhere in a string is taken as it is written, as
 // PostgreSQL reads it with standard_conforming_strings on, its default.
 //

@@ -106,3 +106,82 @@ func TestSetNotNullOnLongNamesInEveryScript(t *testing.T) {
 		assert.False(t, notNull, name)
 	}
 }
+
+// Names of 1 to 63 bytes in ASCII, Cyrillic, CJK and emoji (and with a
+// quote, a space and a dot in them) go through every operation and its
+// reverse whole: each object is found in the catalog under exactly its
+// name, nothing is truncated or cut inside a character, and the revert
+// leaves the catalog as it was. Names also appear quoted inside the SQL
+// fragments (a column list, a check, an index predicate).
+func TestEveryOpOnNamesInEveryScript(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	ctx := t.Context()
+	require.NoError(t, executor(t, db).Apply(ctx, "steps table", nil))
+	// fill repeats r after prefix up to n bytes, never past them.
+	fill := func(prefix, r string, n int) string {
+		s := prefix
+		for len(s)+len(r) <= n {
+			s += r
+		}
+		return s
+	}
+	scripts := []struct {
+		name string
+		of   func(tag string) string // a distinct name for each tag
+	}{
+		{"ascii short", func(tag string) string { return tag }},
+		{"ascii 63", func(tag string) string { return fill(tag, "a", 63) }},
+		{"odd ascii", func(tag string) string {
+			if strings.ContainsAny(tag, "trn") { // a table's name is split at a dot
+				return tag + ` it's a "name"`
+			}
+			return tag + ` it's a "name".x`
+		}},
+		{"cyrillic", func(tag string) string { return fill(tag, "д", 63) }},
+		{"cjk", func(tag string) string { return fill(tag, "名", 63) }},
+		{"emoji", func(tag string) string { return fill(tag, "🙂", 63) }},
+	}
+	q := func(n string) string { return pgx.Identifier{n}.Sanitize() }
+	for _, sc := range scripts {
+		n := sc.of
+		tbl, ref, created := n("t"), n("r"), n("n")
+		cv, cr, cn, ca := n("v"), n("f"), n("z"), n("a")
+		for _, s := range []string{tbl, ref, created, cv, cr, cn, ca, n("i"), n("k"), n("c"), n("u")} {
+			require.LessOrEqual(t, len(s), 63, s)
+			require.True(t, utf8.ValidString(s), s)
+		}
+		db.MustExecContext(ctx, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[1]s VALUES (1);
+			CREATE TABLE %s (id int PRIMARY KEY, %s int, %s int, %s int); INSERT INTO %[2]s VALUES (1, 1, 1, 1)`,
+			q(ref), q(tbl), q(cv), q(cr), q(cn)))
+		ops := []ddl.Op{
+			ddl.AddColumn{Table: tbl, Column: ca, Type: "text", Default: "'x'"},
+			ddl.AddTable{Table: created, Columns: fmt.Sprintf("id int PRIMARY KEY, %s text NOT NULL DEFAULT '', CHECK (%[1]s <> 'x')", q(cv))},
+			ddl.CreateIndex{Name: n("i"), Table: tbl, Columns: []string{cv}, Where: q(cv) + " IS NOT NULL"},
+			ddl.AddForeignKey{Name: n("k"), Table: tbl, Columns: []string{cr}, RefTable: ref, RefColumns: []string{"id"}},
+			ddl.AddCheck{Name: n("c"), Table: tbl, Expr: q(cv) + " > 0"},
+			ddl.SetNotNull{Table: tbl, Column: cn},
+			ddl.AddUnique{Name: n("u"), Table: tbl, Columns: []string{cv, "id"}},
+		}
+		before := catalog(t, db, "public")
+		e := executor(t, db)
+		require.NoError(t, e.Apply(ctx, sc.name, ops), sc.name)
+		var got struct {
+			Columns, Table, Index, Constraints int
+			NotNull                            bool
+		}
+		require.NoError(t, db.QueryRowxContext(ctx, `SELECT
+			(SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped),
+			(SELECT count(*) FROM pg_class WHERE relname = $3 AND relkind = 'r'),
+			(SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $4 AND i.indisvalid AND i.indpred IS NOT NULL),
+			(SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname IN ($5, $6, $7) AND convalidated),
+			(SELECT attnotnull FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $8)`,
+			q(tbl), ca, created, n("i"), n("k"), n("c"), n("u"), cn).Scan(&got.Columns, &got.Table, &got.Index, &got.Constraints, &got.NotNull), sc.name)
+		assert.Equal(t, struct {
+			Columns, Table, Index, Constraints int
+			NotNull                            bool
+		}{1, 1, 1, 3, true}, got, "%s: every object under exactly its name", sc.name)
+		require.NoError(t, e.Revert(ctx, sc.name, ops), sc.name)
+		assert.Equal(t, before, catalog(t, db, "public"), "%s: reverted", sc.name)
+	}
+}
