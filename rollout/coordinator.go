@@ -75,12 +75,25 @@ type Request struct {
 // Coordinator moves migrations through their phases. It is safe for
 // concurrent use, from any number of processes: every transition is a
 // compare-and-set on the ledger row. It holds nothing to close.
+//
+// Pool rule: a transition ([Coordinator.Advance], [Coordinator.Rollback],
+// a guardrail's step back) needs one connection of the pool, which it
+// holds from the migration's lock to its end and runs everything on (the
+// ledger transaction, the gate's reads, the ddl operations, concurrent
+// index builds included, the audit trail). So any pool size works, one
+// connection included: n transitions at once hold at most n connections
+// and wait for one otherwise, never for a second while holding one. On
+// PostgreSQL the lock is a session advisory lock on that connection; on
+// SQLite it is a leased row that holds no connection.
 type Coordinator struct {
 	db      *sqlx.DB
 	dialect *dialect.Dialect
 	plans   map[string]Plan
 	ageOut  time.Duration
 	trips   TripObserver
+	// unrecorded, set on the copy a transition works through, holds the
+	// events its connection could not take.
+	unrecorded *[]Event
 }
 
 const defaultAgeOut = time.Minute
@@ -170,12 +183,48 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	// One transition of a migration at a time, across processes: the DDL
 	// operations run before the ledger transaction (a concurrent index
 	// build waits for every open snapshot, the ledger's included), and no
-	// other transition may commit while they run.
-	unlock, err := c.dialect.Lock(ctx, c.db, "schemashift:"+r.Migration)
-	if err != nil {
+	// other transition may commit while they run. The lock and the whole
+	// transition share one connection (see Coordinator's pool rule).
+	var st Status
+	var pinned *Coordinator
+	err = c.dialect.Locked(ctx, c.db, "schemashift:"+r.Migration, func(one *sqlx.DB) error {
+		pinned = c.on(one)
+		var err error
+		st, err = pinned.transitionLocked(ctx, plan, r, forward, kind)
+		return err
+	})
+	if pinned == nil {
 		return Status{}, fmt.Errorf("%s %s: lock migration: %w", kind, r.Migration, err)
 	}
-	defer unlock()
+	// Events the pinned connection could not take (it broke: a deadline
+	// cut a statement off) are recorded now, on the pool.
+	return st, errors.Join(err, c.recordAll(context.WithoutCancel(ctx), pinned.unrecorded))
+}
+
+// on returns the coordinator working through one, a pool of the one
+// connection a transition holds, recording on it what it can.
+func (c *Coordinator) on(one *sqlx.DB) *Coordinator {
+	pinned := *c
+	pinned.db = one
+	pinned.unrecorded = &[]Event{}
+	return &pinned
+}
+
+// recordAll records events, on c's own pool.
+func (c *Coordinator) recordAll(ctx context.Context, events *[]Event) error {
+	if events == nil {
+		return nil
+	}
+	var errs []error
+	for _, e := range *events {
+		errs = append(errs, c.record(ctx, e))
+	}
+	return errors.Join(errs...)
+}
+
+// transitionLocked is the transition, under the migration's lock, with
+// c working on the lock's connection.
+func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request, forward bool, kind string) (Status, error) {
 	if forward && len(plan.HotQueries) > 0 {
 		if st, err := Get(ctx, c.db, r.Migration); err == nil && st.Phase == Planned {
 			if err := c.watchPlans(ctx, plan, "before expand", r.Actor); err != nil {
@@ -395,6 +444,12 @@ var ErrAudit = errors.New("record in the audit trail")
 func (c *Coordinator) record(ctx context.Context, e Event) error {
 	if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, reason)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage, e.Reason); err != nil {
+		if c.unrecorded != nil {
+			// On a transition's connection: tried again on the pool once
+			// the transition gives it back, and an error then.
+			*c.unrecorded = append(*c.unrecorded, e)
+			return nil
+		}
 		return fmt.Errorf("%w: %s event of %s: %w", ErrAudit, e.Kind, e.Migration, err)
 	}
 	return nil

@@ -283,8 +283,8 @@ func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string) (unlock fu
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, name); err != nil {
-		conn.Close()
+	if err := advisoryLock(ctx, conn, name); err != nil {
+		discard(conn) // it may hold the lock, granted as ctx ended
 		return nil, err
 	}
 	return func() {
