@@ -231,6 +231,7 @@ func TestBadJobsAreRefused(t *testing.T) {
 			"zero workers":       {backfill.WithWorkers(0)},
 			"timeout over lease": {backfill.WithLease(time.Second), backfill.WithStatementTimeout(2 * time.Second)},
 			"negative rate":      {backfill.WithRate(-1)},
+			"no clock":           {backfill.WithClock(nil)},
 		} {
 			_, err := backfill.New(t.Context(), db, emailJob("opts"), opts...)
 			assert.Error(t, err, name)

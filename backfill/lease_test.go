@@ -331,8 +331,7 @@ func TestLiveWorkerKeepsItsLease(t *testing.T) {
 			now := clk.Add(lease / 2)
 			require.Eventually(t, func() bool {
 				c, err := readChunk(t.Context(), db, 1)
-				require.NoError(t, err)
-				return c.LeaseUntil.Equal(now.Add(lease))
+				return assert.NoError(t, err) && c.LeaseUntil.Equal(now.Add(lease))
 			}, 20*time.Second, 5*time.Millisecond, "the lease is renewed at the clock's new time %v", now)
 			st := clk.stateAt(t, db, "lease")
 			assert.Equal(t, backfill.Running, st.Status, "a live worker's job is not stalled")
@@ -457,8 +456,7 @@ func TestThrottledWorkerHoldsNoLease(t *testing.T) {
 		// with, until the next beat vouches for the Run at the new time.
 		require.Eventually(t, func() bool {
 			st, err := b.State(t.Context())
-			require.NoError(t, err)
-			return st.Throttle == "replica behind" && st.ChunksDone == 2
+			return assert.NoError(t, err) && st.Throttle == "replica behind" && st.ChunksDone == 2
 		}, 20*time.Second, 5*time.Millisecond)
 		var last dialect.Time
 		require.NoError(t, db.GetContext(t.Context(), &last, `SELECT max(lease_until) FROM schemashift_backfill_chunks`))
@@ -466,8 +464,8 @@ func TestThrottledWorkerHoldsNoLease(t *testing.T) {
 		require.True(t, now.After(last.Time))
 		require.Eventually(t, func() bool {
 			var alive dialect.Time
-			require.NoError(t, db.GetContext(t.Context(), &alive, `SELECT alive_until FROM schemashift_backfills WHERE job = 'lease'`))
-			return alive.Equal(now.Add(lease))
+			err := db.GetContext(t.Context(), &alive, `SELECT alive_until FROM schemashift_backfills WHERE job = 'lease'`)
+			return assert.NoError(t, err) && alive.Equal(now.Add(lease))
 		}, 20*time.Second, 5*time.Millisecond, "the heartbeat is recorded at the clock's new time")
 		st, err := b.State(t.Context())
 		require.NoError(t, err)

@@ -2,6 +2,7 @@ package backfill_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,21 +26,46 @@ func runInBackground(t *testing.T, b *backfill.Backfill) <-chan error {
 	return done
 }
 
-// waitForLockWait returns once some backend of db waits on a lock.
+// waitForLockWait returns once some backend of db (PostgreSQL) waits on
+// a lock.
 func waitForLockWait(t *testing.T, db *sqlx.DB) {
 	t.Helper()
-	if isSQLite(db) {
-		// SQLite shows no waiters. The backfill's first write queues on the
-		// write lock (up to busy_timeout) well within this; were it late, it
-		// would run after the write, which the test accepts as well.
-		time.Sleep(200 * time.Millisecond)
-		return
-	}
 	require.Eventually(t, func() bool {
 		var n int
 		_ = db.GetContext(t.Context(), &n, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)
 		return n > 0
 	}, 10*time.Second, 5*time.Millisecond)
+}
+
+// writeDuringChunk runs the backfill that newBackfill makes, given a hook
+// for backfill.WithAfterClaim, with write run in a transaction begun once
+// chunk 1 is claimed (its span fixed, no lock held) and committed once
+// the chunk waits on it: on PostgreSQL once the chunk's statement waits on
+// the transaction's row locks; on SQLite as soon as the chunk may go on,
+// since the transaction holds the database's write lock from BEGIN (SQLite
+// shows no waiters, and needs no wait: whenever the chunk asks for the
+// lock, its transaction begins after the write commits). It returns when
+// the backfill does.
+func writeDuringChunk(t *testing.T, db *sqlx.DB, newBackfill func(afterClaim func(seq int64)) *backfill.Backfill, write func(tx *sqlx.Tx)) *backfill.Backfill {
+	t.Helper()
+	claimed, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b := newBackfill(func(seq int64) {
+		if seq == 1 {
+			once.Do(func() { close(claimed); <-resume })
+		}
+	})
+	done := runInBackground(t, b)
+	<-claimed
+	tx := db.MustBeginTx(t.Context(), nil)
+	write(tx)
+	close(resume)
+	if !isSQLite(db) {
+		waitForLockWait(t, db)
+	}
+	require.NoError(t, tx.Commit())
+	require.NoError(t, <-done)
+	return b
 }
 
 // A dual write (new path) lands while the chunk waits on the row: the
@@ -49,15 +75,12 @@ func TestSetModeKeepsConcurrentDualWrite(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		usersTable(t, db, 3000)
-		// Created first: on SQLite, New writes and would wait for tx.
-		b := mustNew(t, db, emailJob("dual"), backfill.WithChunkSize(1000, 1000, 1000), backfill.WithLockTimeout(10*time.Second))
-		tx := db.MustBeginTx(t.Context(), nil)
-		tx.MustExecContext(t.Context(), `UPDATE users SET email = 'Ada@New.Example', email_lower = 'ada@new.example' WHERE id = 300`)
-
-		done := runInBackground(t, b)
-		waitForLockWait(t, db)
-		require.NoError(t, tx.Commit())
-		require.NoError(t, <-done)
+		b := writeDuringChunk(t, db, func(afterClaim func(int64)) *backfill.Backfill {
+			return mustNew(t, db, emailJob("dual"), backfill.WithChunkSize(1000, 1000, 1000), backfill.WithLockTimeout(10*time.Second),
+				backfill.WithAfterClaim(afterClaim))
+		}, func(tx *sqlx.Tx) {
+			tx.MustExecContext(t.Context(), `UPDATE users SET email = 'Ada@New.Example', email_lower = 'ada@new.example' WHERE id = 300`)
+		})
 
 		var got string
 		require.NoError(t, db.GetContext(t.Context(), &got, `SELECT email_lower FROM users WHERE id = 300`))
@@ -76,14 +99,12 @@ func TestSetModeReflectsConcurrentOldPathWrite(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		usersTable(t, db, 3000)
-		b := mustNew(t, db, emailJob("old"), backfill.WithChunkSize(1000, 1000, 1000), backfill.WithLockTimeout(10*time.Second))
-		tx := db.MustBeginTx(t.Context(), nil)
-		tx.MustExecContext(t.Context(), `UPDATE users SET email = 'Grace@Later.Example' WHERE id = 303`)
-
-		done := runInBackground(t, b)
-		waitForLockWait(t, db)
-		require.NoError(t, tx.Commit())
-		require.NoError(t, <-done)
+		writeDuringChunk(t, db, func(afterClaim func(int64)) *backfill.Backfill {
+			return mustNew(t, db, emailJob("old"), backfill.WithChunkSize(1000, 1000, 1000), backfill.WithLockTimeout(10*time.Second),
+				backfill.WithAfterClaim(afterClaim))
+		}, func(tx *sqlx.Tx) {
+			tx.MustExecContext(t.Context(), `UPDATE users SET email = 'Grace@Later.Example' WHERE id = 303`)
+		})
 		var got string
 		require.NoError(t, db.GetContext(t.Context(), &got, `SELECT email_lower FROM users WHERE id = 303`))
 		assert.Equal(t, "grace@later.example", got)
@@ -102,16 +123,13 @@ func TestIntoModeKeepsConcurrentDualWrite(t *testing.T) {
 		ordersTables(t, db, 2000, 1, 1)
 		job := backfill.Job{Name: "move", Table: "orders", Into: &backfill.Into{Table: "order_totals", Key: []string{"order_id"},
 			Columns: []backfill.Assign{{Column: "order_id", Expr: "id"}, {Column: "amount", Expr: "amount_cents / 100.0"}, {Column: "currency", Expr: "'USD'"}}}}
-		b := mustNew(t, db, job, backfill.WithChunkSize(1000, 1000, 1000), backfill.WithLockTimeout(10*time.Second))
-
-		tx := db.MustBeginTx(t.Context(), nil)
-		tx.MustExecContext(t.Context(), `INSERT INTO order_totals VALUES (500, 12.34, 'USD')`)
-		tx.MustExecContext(t.Context(), `UPDATE orders SET amount_cents = 1234 WHERE id = 500`)
-
-		done := runInBackground(t, b)
-		waitForLockWait(t, db)
-		require.NoError(t, tx.Commit())
-		require.NoError(t, <-done)
+		b := writeDuringChunk(t, db, func(afterClaim func(int64)) *backfill.Backfill {
+			return mustNew(t, db, job, backfill.WithChunkSize(1000, 1000, 1000), backfill.WithLockTimeout(10*time.Second),
+				backfill.WithAfterClaim(afterClaim))
+		}, func(tx *sqlx.Tx) {
+			tx.MustExecContext(t.Context(), `INSERT INTO order_totals VALUES (500, 12.34, 'USD')`)
+			tx.MustExecContext(t.Context(), `UPDATE orders SET amount_cents = 1234 WHERE id = 500`)
+		})
 
 		var amount string
 		require.NoError(t, db.GetContext(t.Context(), &amount, `SELECT CAST(amount AS text) FROM order_totals WHERE order_id = 500`))
@@ -154,10 +172,23 @@ func TestGoModeBlocksConcurrentWritesUntilCommit(t *testing.T) {
 			_, err := db.ExecContext(context.WithoutCancel(t.Context()), `UPDATE users SET email = 'Ada@New.Example', email_lower = 'ada@new.example' WHERE id = 30`)
 			wrote <- err
 		}()
-		select {
-		case err := <-wrote:
-			t.Fatalf("the dual write did not wait for the chunk's row lock (err %v): the chunk would overwrite it", err)
-		case <-time.After(300 * time.Millisecond):
+		if isSQLite(db) {
+			// SQLite shows no waiters: a write that did not wait shows by
+			// ending first. Under load this may pass a write that does not
+			// wait (it would fail on an unloaded run), never fail one that
+			// does.
+			select {
+			case err := <-wrote:
+				t.Fatalf("the dual write did not wait for the chunk's write lock (err %v): the chunk would overwrite it", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+		} else {
+			waitForLockWait(t, db) // the write waits on the chunk's row lock
+			select {
+			case err := <-wrote:
+				t.Fatalf("the dual write ended while the chunk held its row (err %v)", err)
+			default:
+			}
 		}
 		close(release)
 		require.NoError(t, <-done)
