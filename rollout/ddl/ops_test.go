@@ -328,7 +328,18 @@ func TestInvalidIndexIsRebuilt(t *testing.T) {
 
 // A long transaction holds a lock on the table: the expand waits at most
 // lock_timeout per try, the foreground keeps running meanwhile, and the
-// expand succeeds once the lock is released.
+// expand succeeds once the lock is released. The lock is held until the
+// ALTER has been seen waiting on it in eight tries (pg_stat_activity
+// shows each try's statement start), so that the expand has given up and
+// retried seven times before the test lets it through.
+//
+// The bound is relative, not lock_timeout plus a margin: on a loaded
+// machine a query can take long for reasons of its own. A query queued
+// behind the waiting ALTER waits for that try only; without lock_timeout
+// it would wait for as long as the transaction holds the lock, so no query
+// may wait half of that. That a try lasts about lock_timeout (not the
+// executor's default 2s) is read on the server: the shortest gap between
+// two tries' starts is at most a few lock timeouts.
 func TestExpandWaitsOnLongTransactionWithoutBlockingForeground(t *testing.T) {
 	t.Parallel()
 	db := pgFixture(t)
@@ -336,8 +347,9 @@ func TestExpandWaitsOnLongTransactionWithoutBlockingForeground(t *testing.T) {
 	holder := db.MustBeginTx(t.Context(), nil)
 	var n int
 	require.NoError(t, holder.Get(&n, `SELECT count(*) FROM users`)) // ACCESS SHARE until the end
+	held := time.Now()
 
-	const lockTimeout = 100 * time.Millisecond
+	const lockTimeout, tries = 100 * time.Millisecond, 8
 	e := executor(t, db, ddl.WithLockTimeout(lockTimeout))
 	done := make(chan error, 1)
 	go func() {
@@ -369,19 +381,42 @@ func TestExpandWaitsOnLongTransactionWithoutBlockingForeground(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(800 * time.Millisecond)
+
+	// Each try of the ALTER, seen waiting on the lock, by its start.
+	var starts []time.Time
+	require.Eventually(t, func() bool {
+		var waiting []time.Time
+		if !assert.NoError(t, db.SelectContext(t.Context(), &waiting, `SELECT query_start FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE 'ALTER TABLE%'`)) {
+			return false
+		}
+		for _, at := range waiting {
+			if !slices.ContainsFunc(starts, at.Equal) {
+				starts = append(starts, at)
+			}
+		}
+		return len(starts) >= tries
+	}, 60*time.Second, 5*time.Millisecond, "the ALTER was not seen waiting in %d tries", tries)
 	select {
 	case err := <-done:
 		t.Fatalf("the expand finished while the lock was held: %v", err)
 	default:
 	}
+	hold := time.Since(held)
 	require.NoError(t, holder.Rollback())
 	require.NoError(t, <-done)
 	close(stop)
 	wg.Wait()
-	assert.Less(t, worst, lockTimeout+300*time.Millisecond, "a query queued behind the waiting ALTER waits at most about lock_timeout")
+	slices.SortFunc(starts, time.Time.Compare)
+	shortest := starts[1].Sub(starts[0])
+	for i := 2; i < len(starts); i++ {
+		shortest = min(shortest, starts[i].Sub(starts[i-1]))
+	}
+	assert.Less(t, worst, hold/2, "a query queued behind the waiting ALTER waited out the long transaction, not at most about lock_timeout")
+	assert.Less(t, shortest, 5*lockTimeout, "a try gave up after about lock_timeout")
 	assert.Greater(t, queries, 50, "the foreground kept running")
-	t.Logf("foreground: %d queries, worst latency %v (lock_timeout %v)", queries, worst, lockTimeout)
+	t.Logf("foreground: %d queries, worst latency %v while the lock was held %v; %d tries, shortest %v apart (lock_timeout %v)",
+		queries, worst, hold, len(starts), shortest, lockTimeout)
 	var has bool
 	require.NoError(t, db.GetContext(t.Context(), &has, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'nickname')`))
 	assert.True(t, has)
