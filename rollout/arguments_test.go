@@ -4,6 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+	"github.com/open-feature/go-sdk/openfeature/isolated"
+	"github.com/open-feature/go-sdk/openfeature/memprovider"
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/dbtest"
@@ -48,4 +51,70 @@ func TestInstanceStartsOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, closed.Close())
 	require.ErrorIs(t, closed.Start(t.Context()), rollout.ErrClosed)
+}
+
+// Start refuses options that conflict or that it cannot work with: Poll is
+// the ledger provider's interval, which does not run with Client (it was
+// silently ignored), and negative intervals, a nil pool, a missing name.
+func TestStartRefusesBadConfig(t *testing.T) {
+	t.Parallel()
+	db := dbtest.SQLite(t)
+	api := isolated.NewAPI()
+	require.NoError(t, api.SetProviderAndWait(t.Context(), memprovider.NewInMemoryProvider(nil)))
+	t.Cleanup(func() { _ = api.Shutdown(t.Context()) })
+	client := api.NewClient()
+	ok := rollout.ServiceConfig{Service: "users-api", Build: "v1"}
+	for name, cfg := range map[string]func(c *rollout.ServiceConfig){
+		"poll with client":   func(c *rollout.ServiceConfig) { c.Client, c.Poll = client, time.Second },
+		"negative poll":      func(c *rollout.ServiceConfig) { c.Poll = -time.Second },
+		"negative heartbeat": func(c *rollout.ServiceConfig) { c.Heartbeat = -time.Second },
+		"no service":         func(c *rollout.ServiceConfig) { c.Service = "" },
+		"no build":           func(c *rollout.ServiceConfig) { c.Build = "" },
+	} {
+		c := ok
+		cfg(&c)
+		_, err := rollout.Start(t.Context(), db, c)
+		require.ErrorIs(t, err, rollout.ErrInvalidArgument, name)
+	}
+	_, err := rollout.Start(t.Context(), nil, ok)
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument, "nil pool")
+
+	withClient := ok
+	withClient.Client = client
+	s, err := rollout.Start(t.Context(), db, withClient)
+	require.NoError(t, err, "a client without Poll")
+	require.Nil(t, s.Provider)
+	require.NoError(t, s.Close())
+}
+
+// The ledger's functions and the instance's constructor refuse a nil pool
+// or option, or a non-positive interval, with ErrInvalidArgument instead
+// of panicking.
+func TestLedgerRefusesBadArguments(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	require.ErrorIs(t, rollout.EnsureLedger(ctx, nil), rollout.ErrInvalidArgument)
+	require.ErrorIs(t, rollout.Register(ctx, nil, rollout.Plan{Migration: "m"}), rollout.ErrInvalidArgument)
+	_, err := rollout.Get(ctx, nil, "m")
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.Get(ctx, (*sqlx.DB)(nil), "m")
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.List(ctx, nil)
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.Audit(ctx, nil, "m", 10)
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+
+	db := dbtest.SQLite(t)
+	_, err = rollout.NewInstance(db, "users-api", "v1", nil, nil)
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument, "a nil option")
+	_, err = rollout.NewInstance(db, "users-api", "v1", nil, rollout.WithHeartbeat(0))
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.NewInstance(db, "users-api", "v1", nil, rollout.WithInstanceID(""))
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.NewInstance(nil, "users-api", "v1", nil)
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.NewCoordinator(ctx, db, nil, rollout.WithAgeOut(-time.Second))
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.NewCoordinator(ctx, db, nil, rollout.WithTripObserver(nil))
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
 }

@@ -106,7 +106,7 @@ type CoordinatorOption func(*Coordinator) error
 func WithAgeOut(d time.Duration) CoordinatorOption {
 	return func(c *Coordinator) error {
 		if d <= 0 {
-			return fmt.Errorf("age out: %v is not positive", d)
+			return fmt.Errorf("%w: age out %v is not positive", ErrInvalidArgument, d)
 		}
 		c.ageOut = d
 		return nil

@@ -68,7 +68,7 @@ type TripObserver interface {
 func WithTripObserver(o TripObserver) CoordinatorOption {
 	return func(c *Coordinator) error {
 		if o == nil {
-			return errors.New("trip observer is nil")
+			return fmt.Errorf("%w: trip observer is nil", ErrInvalidArgument)
 		}
 		c.trips = o
 		return nil

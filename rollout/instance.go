@@ -74,7 +74,7 @@ type InstanceOption func(*Instance) error
 func WithInstanceID(id string) InstanceOption {
 	return func(i *Instance) error {
 		if id == "" {
-			return errors.New("instance id is empty")
+			return fmt.Errorf("%w: instance id is empty", ErrInvalidArgument)
 		}
 		i.id = id
 		return nil
@@ -85,7 +85,7 @@ func WithInstanceID(id string) InstanceOption {
 func WithHeartbeat(d time.Duration) InstanceOption {
 	return func(i *Instance) error {
 		if d <= 0 {
-			return fmt.Errorf("heartbeat: %v is not positive", d)
+			return fmt.Errorf("%w: heartbeat %v is not positive", ErrInvalidArgument, d)
 		}
 		i.interval = d
 		return nil
@@ -96,14 +96,17 @@ func WithHeartbeat(d time.Duration) InstanceOption {
 // build, for the given migrations.
 func NewInstance(db *sqlx.DB, service, build string, migrations []string, opts ...InstanceOption) (*Instance, error) {
 	if db == nil || service == "" || build == "" {
-		return nil, errors.New("new instance: db, service and build are required")
+		return nil, fmt.Errorf("new instance: %w: db, service and build are required", ErrInvalidArgument)
 	}
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	i := &Instance{db: db, service: service, build: build, interval: 10 * time.Second,
 		id: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), migrations: map[string]*window{}}
-	for _, o := range opts {
+	for n, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("new instance: %w: option %d is nil", ErrInvalidArgument, n+1)
+		}
 		if err := o(i); err != nil {
 			return nil, fmt.Errorf("new instance: %w", err)
 		}

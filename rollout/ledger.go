@@ -96,6 +96,9 @@ var ledgerSchema = []string{
 // EnsureLedger creates the ledger tables, or upgrades them to this build's
 // version. It is safe to call from every instance at once.
 func EnsureLedger(ctx context.Context, db *sqlx.DB) error {
+	if db == nil {
+		return fmt.Errorf("ensure ledger: %w: db is nil", ErrInvalidArgument)
+	}
 	d := dialect.Of(db)
 	if err := d.CheckPool(ctx, db); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
@@ -274,6 +277,9 @@ const statusColumns = `migration, phase, stage, version, phase_since, updated_at
 
 // Get reads one migration's status.
 func Get(ctx context.Context, db sqlx.QueryerContext, migration string) (Status, error) {
+	if d, ok := db.(*sqlx.DB); db == nil || ok && d == nil {
+		return Status{}, fmt.Errorf("read migration: %w: db is nil", ErrInvalidArgument)
+	}
 	var r statusRow
 	err := sqlx.GetContext(ctx, db, &r, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, migration)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -287,6 +293,9 @@ func Get(ctx context.Context, db sqlx.QueryerContext, migration string) (Status,
 
 // List reads every migration's status.
 func List(ctx context.Context, db *sqlx.DB) ([]Status, error) {
+	if db == nil {
+		return nil, fmt.Errorf("list migrations: %w: db is nil", ErrInvalidArgument)
+	}
 	var rows []statusRow
 	if err := db.SelectContext(ctx, &rows, `SELECT `+statusColumns+` FROM schemashift_migrations ORDER BY migration`); err != nil {
 		return nil, fmt.Errorf("list migrations: %w", err)
@@ -320,6 +329,9 @@ type Event struct {
 
 // Audit reads a migration's audit trail, oldest first ("" for all).
 func Audit(ctx context.Context, db *sqlx.DB, migration string, limit int) ([]Event, error) {
+	if db == nil {
+		return nil, fmt.Errorf("read audit trail: %w: db is nil", ErrInvalidArgument)
+	}
 	if limit <= 0 {
 		limit = 1000
 	}

@@ -26,7 +26,8 @@ type ServiceConfig struct {
 	Plans []Plan
 	// Heartbeat is the heartbeat interval (default 10s).
 	Heartbeat time.Duration
-	// Poll is how often the ledger provider reads stages (default 2s).
+	// Poll is how often the ledger provider reads stages (default 2s). It
+	// does not apply with Client: Start refuses the two together.
 	Poll time.Duration
 	// Client, when set, evaluates stages through the team's own flag
 	// service instead of the ledger. The coordinator then sees the fleet
@@ -59,8 +60,8 @@ var ErrSchemaMismatch = errors.New("schema does not fit this build")
 // [contract.Schema] is met), starts the heartbeat and the stage source.
 // Close the returned Service on shutdown.
 func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error) {
-	if cfg.Service == "" || cfg.Build == "" {
-		return nil, errors.New("start: service and build are required")
+	if err := cfg.check(db); err != nil {
+		return nil, fmt.Errorf("start: %w", err)
 	}
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 10 * time.Second
@@ -145,6 +146,26 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	return s, nil
+}
+
+// check refuses what Start cannot work with, or options that conflict,
+// with [ErrInvalidArgument].
+func (cfg ServiceConfig) check(db *sqlx.DB) error {
+	switch {
+	case db == nil:
+		return fmt.Errorf("%w: db is nil", ErrInvalidArgument)
+	case cfg.Service == "" || cfg.Build == "":
+		return fmt.Errorf("%w: service and build are required", ErrInvalidArgument)
+	case cfg.Heartbeat < 0:
+		return fmt.Errorf("%w: heartbeat %v is negative", ErrInvalidArgument, cfg.Heartbeat)
+	case cfg.Poll < 0:
+		return fmt.Errorf("%w: poll %v is negative", ErrInvalidArgument, cfg.Poll)
+	case cfg.Poll != 0 && cfg.Client != nil:
+		// Stages come from the team's flag service then; the ledger's
+		// provider, whose interval Poll is, does not run.
+		return fmt.Errorf("%w: Poll is the ledger provider's interval and does not apply with Client", ErrInvalidArgument)
+	}
+	return nil
 }
 
 // Flag returns the stage flag of a migration.
