@@ -4,8 +4,29 @@
 // A [Plan] declares one migration: its expand DDL (with the statements that
 // undo it), the columns the expand creates, its backfill jobs, its contract
 // DDL, and the [Thresholds] of its gates. Services register their plans at
-// startup; the ledger records each plan's definition hash and refuses a
-// different plan under the same name ([ErrPlanConflict]).
+// startup ([Register], [Start], [NewCoordinator]). A plan is checked in full
+// first: every ddl operation is rendered, up and down, for the database and
+// server version it will run on, and parsed by PostgreSQL's parser (a name
+// over 63 bytes, an empty table, an unparsable type, default or predicate,
+// an expand operation that cannot be undone), raw steps are linted, jobs,
+// thresholds and guardrails are checked. An invalid plan is refused with
+// [ErrInvalidPlan] before anything is stored, so its correction registers
+// under the same name; of several plans given at once, none is stored.
+// (An operation valid but impossible on SQLite, such as a constraint added
+// to an existing table, registers; the runbook shows it and the advance
+// refuses it.)
+//
+// The ledger records each plan's definition hash and refuses a different
+// plan under the same name ([ErrPlanConflict]). The hash ("v2:…") is of the
+// plan as the ledger stores it: the ddl operations in their marshalled
+// form, every field of every step, column, job, threshold and guardrail
+// (hot queries aside), so that no changed field goes unseen. A row
+// registered by a build before it holds a hash of the old form, which left
+// most operation fields out: the same plan still registers there (the old
+// hash matches, and so does the stored definition, when there is one), a
+// plan changed in a field the old hash missed is refused through the
+// stored definition, and the old hash stays in the row so that instances
+// of the older build still register too.
 //
 // The ledger lives in the application's database, with a versioned schema
 // created and upgraded on demand ([EnsureLedger]): schemashift_migrations
@@ -34,6 +55,15 @@
 // contract, [Coordinator.Rollback] steps back one phase or straight to off;
 // at off it undoes the expand.
 //
+// A transition holds one connection of the pool from the migration's lock
+// to its end and does all its work on it, the ddl operations (concurrent
+// index builds, outside any transaction) included: any pool size works,
+// one connection included, and n transitions at once need at most n
+// connections between them. On PostgreSQL the migration's lock is a
+// session advisory lock on that connection, waited for in short tries (a
+// waiter blocked in one statement would hold a snapshot that the holder's
+// CREATE INDEX CONCURRENTLY waits for).
+//
 // Each service instance reports through an [Instance] heartbeat which stages
 // it evaluated, whether it called the old path and how its shadow
 // comparisons went; instances that stop reporting age out. Services get all
@@ -49,8 +79,7 @@
 // compare-and-set runs under SQLite's one write lock instead of a row lock,
 // and the migration's lock, which every transition takes so that none
 // commits while another's DDL runs, is a leased row (schemashift_locks)
-// rather than a session advisory lock: it holds no connection, so a
-// one-connection pool works. What SQLite
+// rather than a session advisory lock: it holds no connection. What SQLite
 // could not do safely — an index built without CONCURRENTLY, a table
 // rewritten by DROP COLUMN — is recorded in the audit trail as a "ddl-note"
 // event. A SQLite ledger serves the processes of one host, not a fleet
