@@ -347,7 +347,7 @@ func TestShadowOutlivesCallerContext(t *testing.T) {
 			<-cancelled // the caller's ctx has ended
 			sawValue.Store(ctx.Value(key{}))
 			return 1, ctx.Err()
-		}, dualwrite.WithObserver(rec))
+		}, dualwrite.WithObserver(rec), dualwrite.WithShadowTimeout(time.Hour)) // no wait here may meet a timeout
 	require.NoError(t, err)
 	defer r.Close()
 	ctx, cancel := context.WithCancel(context.WithValue(t.Context(), key{}, "request-42"))
