@@ -1,15 +1,21 @@
 package ddl
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
@@ -34,6 +40,11 @@ type Executor struct {
 	notes            func(context.Context, Note)
 	// onStep, when set, runs after each recorded step (a test hook).
 	onStep func(op, step int) error
+	// onIntent runs once the record that a statement is about to make its
+	// object is written, before the statement; onStatement once the
+	// statement ran, before its step is recorded done (test hooks: an
+	// error stops the run as a crash at that line would).
+	onIntent, onStatement func(op, step int) error
 }
 
 // ExecutorOption configures an [Executor].
@@ -118,8 +129,22 @@ const stepsSchema = `CREATE TABLE IF NOT EXISTS schemashift_ddl_steps (
 	skipped    boolean NOT NULL DEFAULT false,
 	note       text NOT NULL DEFAULT '',
 	applied_at timestamptz NOT NULL DEFAULT now(),
+	object     text NOT NULL DEFAULT '',
+	created    boolean,
+	pending    boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (migration, direction, op, step)
 )`
+
+// stepsColumns are the columns added to the steps table after its first
+// release, each with how it is added to a table without it. A row from
+// before object and created were recorded has created NULL: its object
+// is not known to be this migration's, so a revert keeps it.
+var stepsColumns = []struct{ name, add string }{
+	{"note", `ALTER TABLE schemashift_ddl_steps ADD COLUMN note text NOT NULL DEFAULT ''`},
+	{"object", `ALTER TABLE schemashift_ddl_steps ADD COLUMN object text NOT NULL DEFAULT ''`},
+	{"created", `ALTER TABLE schemashift_ddl_steps ADD COLUMN created boolean`},
+	{"pending", `ALTER TABLE schemashift_ddl_steps ADD COLUMN pending boolean NOT NULL DEFAULT false`},
+}
 
 var stepsTable = ident.Table{Name: "schemashift_ddl_steps"}
 
@@ -226,11 +251,20 @@ func (e *Executor) major(ctx context.Context) (int, error) {
 // ensureSteps creates or upgrades the steps table, running no DDL when it
 // is current: DDL on it would queue behind a running executor's reads.
 func (e *Executor) ensureSteps(ctx context.Context) error {
-	current := func(q sqlx.QueryerContext) (bool, error) {
+	missing := func(q sqlx.QueryerContext) ([]string, error) {
 		cols, err := e.d.Columns(ctx, q, stepsTable)
-		return slices.ContainsFunc(cols, func(c dialect.Column) bool { return c.Name == "note" }), err
+		if err != nil || len(cols) == 0 {
+			return []string{""}, err // no table
+		}
+		var out []string
+		for _, c := range stepsColumns {
+			if !slices.ContainsFunc(cols, func(have dialect.Column) bool { return have.Name == c.name }) {
+				out = append(out, c.add)
+			}
+		}
+		return out, nil
 	}
-	if ok, err := current(e.db); err != nil || ok {
+	if m, err := missing(e.db); err != nil || len(m) == 0 {
 		return err
 	}
 	tx, err := e.db.BeginTxx(ctx, nil)
@@ -244,11 +278,13 @@ func (e *Executor) ensureSteps(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, e.d.Schema(stepsSchema)); err != nil {
 		return err
 	}
-	// A table from before notes were recorded gains the column.
-	if ok, err := current(tx); err != nil {
+	// A table from an earlier release gains the columns it lacks.
+	m, err := missing(tx)
+	if err != nil {
 		return err
-	} else if !ok {
-		if _, err := tx.ExecContext(ctx, `ALTER TABLE schemashift_ddl_steps ADD COLUMN note text NOT NULL DEFAULT ''`); err != nil {
+	}
+	for _, add := range m {
+		if _, err := tx.ExecContext(ctx, add); err != nil {
 			return err
 		}
 	}
@@ -275,18 +311,19 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 		for j, st := range steps {
 			var done bool
 			if err := e.db.GetContext(ctx, &done, `SELECT EXISTS (SELECT 1 FROM schemashift_ddl_steps
-				WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4)`, migration, direction, i, j); err != nil {
+				WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4 AND NOT pending)`, migration, direction, i, j); err != nil {
 				return fmt.Errorf("read DDL steps: %w", err)
 			}
 			if done {
 				continue
 			}
-			skipped, err := e.step(ctx, migration, direction, i, j, st)
+			r := run{migration: migration, direction: direction, op: i, step: j, st: st}
+			skipped, note, err := e.step(ctx, r)
 			if err != nil {
 				return fmt.Errorf("%s %s: %s: step %d (%s): %w", direction, migration, ops[i], j+1, st.SQL, err)
 			}
-			if st.Note != "" && e.notes != nil {
-				e.notes(ctx, Note{Migration: migration, Direction: direction, Op: i, Step: j, Statement: st.SQL, Skipped: skipped, Text: st.Note})
+			if note != "" && e.notes != nil {
+				e.notes(ctx, Note{Migration: migration, Direction: direction, Op: i, Step: j, Statement: st.SQL, Skipped: skipped, Text: note})
 			}
 			if e.onStep != nil {
 				if err := e.onStep(i, j); err != nil {
@@ -304,15 +341,23 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 	return nil
 }
 
+// run is one statement of a run, where it stands in it.
+type run struct {
+	migration, direction string
+	op, step             int
+	st                   Statement
+}
+
 // step runs one statement with retries on lock timeouts (and, on SQLite,
 // on a write lock not had within busy_timeout), and reports whether it
-// was skipped because its effect was already there.
-func (e *Executor) step(ctx context.Context, migration, direction string, op, step int, st Statement) (bool, error) {
+// was skipped because its effect was already there (or its object is not
+// this migration's), and the note recorded with it.
+func (e *Executor) step(ctx context.Context, r run) (bool, string, error) {
 	for attempt := 1; ; attempt++ {
-		skipped, err := e.try(ctx, migration, direction, op, step, st)
+		skipped, note, err := e.try(ctx, r)
 		kind := pgerr.Classify(err)
 		if err == nil || (kind != pgerr.LockTimeout && kind != pgerr.Deadlock) || attempt > e.retries {
-			return skipped, err
+			return skipped, note, err
 		}
 		ceiling := float64(e.backoff) * float64(uint(1)<<min(attempt, 6))
 		wait := time.Duration(ceiling/2 + rand.Float64()*ceiling/2)
@@ -320,71 +365,250 @@ func (e *Executor) step(ctx context.Context, migration, direction string, op, st
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return false, errors.Join(err, ctx.Err())
+			return false, "", errors.Join(err, ctx.Err())
 		case <-t.C:
 		}
 	}
 }
 
-func (e *Executor) try(ctx context.Context, migration, direction string, op, step int, st Statement) (skipped bool, err error) {
+// The notes of a drop (or change) skipped because its object is not known
+// to be this migration's.
+const (
+	noteNotOurs = "kept: not made by this migration's apply (it was there before, or was made by another)"
+	noteLegacy  = "kept: applied by an executor that did not record which objects it made; drop it by hand if this migration made it"
+)
+
+// outcome is what a step did, as recorded.
+type outcome struct {
+	skipped bool
+	// created: the step made its object (true), or made none (false:
+	// found it there, or makes none). NULL only in rows from before this
+	// was recorded.
+	created sql.NullBool
+	pending bool // the statement is about to run, outside a transaction
+	note    string
+}
+
+func (e *Executor) record(ctx context.Context, q sqlx.ExecerContext, r run, o outcome) error {
+	object := ""
+	if r.st.creates != nil {
+		object = r.st.creates.key()
+	}
+	_, err := q.ExecContext(ctx, `INSERT INTO schemashift_ddl_steps (migration, direction, op, step, statement, skipped, note, object, created, pending)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (migration, direction, op, step) DO UPDATE SET skipped = excluded.skipped, note = excluded.note,
+			object = excluded.object, created = excluded.created, pending = excluded.pending
+		WHERE schemashift_ddl_steps.pending`,
+		r.migration, r.direction, r.op, r.step, r.st.SQL, o.skipped, o.note, object, o.created, o.pending)
+	return err
+}
+
+// ours reports whether this migration's apply is recorded as the maker
+// of obj (any migration's, for a helper), and when not, the note to keep
+// it with.
+func (e *Executor) ours(ctx context.Context, q sqlx.QueryerContext, migration string, obj *object) (bool, string, error) {
+	var made struct {
+		Ours   bool `db:"ours"`
+		Legacy bool `db:"legacy"`
+	}
+	err := sqlx.GetContext(ctx, q, &made, `SELECT
+			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND object = $2 AND created AND (migration = $1 OR $3)) AS ours,
+			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND migration = $1 AND created IS NULL AND NOT pending) AS legacy`,
+		migration, obj.key(), obj.anyMigration)
+	if err != nil {
+		return false, "", fmt.Errorf("read who made %s: %w", obj, err)
+	}
+	if made.Ours {
+		return true, "", nil
+	}
+	if made.Legacy {
+		return false, noteLegacy, nil
+	}
+	return false, noteNotOurs, nil
+}
+
+func (e *Executor) try(ctx context.Context, r run) (skipped bool, note string, err error) {
+	st := r.st
 	conn, err := e.db.Connx(ctx)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	defer conn.Close()
-	record := func(q sqlx.ExecerContext, skipped bool) error {
-		_, err := q.ExecContext(ctx, `INSERT INTO schemashift_ddl_steps (migration, direction, op, step, statement, skipped, note)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, migration, direction, op, step, st.SQL, skipped, st.Note)
-		return err
+	hook := func(fn func(op, step int) error) error {
+		if fn == nil {
+			return nil
+		}
+		return fn(r.op, r.step)
 	}
 	if st.NoTx {
 		// Session settings on this connection, reset before it goes back
 		// to the pool.
 		if err := e.d.SetDDLTimeouts(ctx, conn, e.lockTimeout, e.statementTimeout, false); err != nil {
-			return false, err
+			return false, "", err
 		}
 		defer e.d.ResetTimeouts(context.WithoutCancel(ctx), conn) //nolint:errcheck // best effort
-		if st.Index != "" {
-			if err := e.d.DropInvalidIndex(ctx, conn, ident.Table{Schema: st.IndexSchema, Name: st.Index}); err != nil {
-				return false, err
-			}
+		if st.creates != nil {
+			return e.tryCreateNoTx(ctx, conn, r, hook)
 		}
-		skip, err := e.exists(ctx, conn, st)
+		o, err := e.decide(ctx, conn, r)
 		if err != nil {
-			return false, err
+			return false, "", err
 		}
-		if !skip {
+		if !o.skipped {
+			if st.Index != "" {
+				if err := e.d.DropInvalidIndex(ctx, conn, ident.Table{Schema: st.IndexSchema, Name: st.Index}); err != nil {
+					return false, "", err
+				}
+			}
 			if _, err := conn.ExecContext(ctx, st.SQL); err != nil {
-				return false, err
+				return false, "", err
+			}
+			if err := hook(e.onStatement); err != nil {
+				return false, "", err
 			}
 		}
-		return skip, record(conn, skip)
+		return o.skipped, o.note, e.record(ctx, conn, r, o)
 	}
 	tx, err := conn.BeginTxx(ctx, nil)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
 	if err := e.d.SetDDLTimeouts(ctx, tx, e.lockTimeout, e.statementTimeout, true); err != nil {
-		return false, err
+		return false, "", err
 	}
-	skip, err := e.exists(ctx, tx, st)
+	o, err := e.decide(ctx, tx, r)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
-	if !skip {
+	// Recorded first, in the statement's own transaction: the record of
+	// what it made commits with it or not at all.
+	if err := e.record(ctx, tx, r, o); err != nil {
+		return false, "", err
+	}
+	if !o.skipped {
+		if err := hook(e.onIntent); err != nil {
+			return false, "", err
+		}
 		if _, err := tx.ExecContext(ctx, st.SQL); err != nil {
-			return false, err
+			return false, "", err
+		}
+		if err := hook(e.onStatement); err != nil {
+			return false, "", err
 		}
 	}
-	if err := record(tx, skip); err != nil {
-		return false, err
+	return o.skipped, o.note, tx.Commit()
+}
+
+// decide says whether the statement of r runs, on q (the statement's
+// transaction when it has one): skipped when its effect is there already,
+// or when what it drops or changes is not this migration's; an object it
+// makes that is there already with another definition is refused.
+func (e *Executor) decide(ctx context.Context, q sqlx.QueryerContext, r run) (outcome, error) {
+	st := r.st
+	o := outcome{created: sql.NullBool{Valid: true}}
+	skip, err := e.exists(ctx, q, st)
+	if err != nil {
+		return o, err
 	}
-	return skip, tx.Commit()
+	o.skipped = skip
+	if st.creates != nil {
+		o.created = sql.NullBool{Valid: true, Bool: !skip}
+		if skip {
+			// Skipped because its object is there: not this run's (a
+			// statement in a transaction leaves no trace of an attempt
+			// cut off), so it must be what the operation makes.
+			found, err := e.found(ctx, q, st.creates)
+			if err != nil {
+				return o, err
+			}
+			if found {
+				if err := e.same(ctx, q, st.creates); err != nil {
+					return o, err
+				}
+			}
+		}
+	}
+	for _, obj := range []*object{st.drops, st.needs} {
+		if obj == nil || o.skipped {
+			continue
+		}
+		ours, note, err := e.ours(ctx, q, r.migration, obj)
+		if err != nil {
+			return o, err
+		}
+		if ours {
+			continue
+		}
+		if st.creates != nil {
+			// It would take over an object this migration did not make.
+			return o, fmt.Errorf("%w: %s is there, not made by this migration, and the operation would take it over", ErrExists, obj)
+		}
+		o.skipped, o.note = true, note
+	}
+	if o.note == "" {
+		o.note = st.Note
+	}
+	return o, nil
+}
+
+// tryCreateNoTx runs a statement that makes an object and cannot run in a
+// transaction (CREATE INDEX CONCURRENTLY). Before it runs, a pending step
+// records that the object was not there; so when a run cut off is
+// resumed, the object there with a pending step is this migration's (it
+// was made, or half made, by the cut-off attempt), and there without one
+// was there before.
+func (e *Executor) tryCreateNoTx(ctx context.Context, conn *sqlx.Conn, r run, hook func(func(int, int) error) error) (bool, string, error) {
+	st, obj := r.st, r.st.creates
+	var pending bool
+	if err := conn.GetContext(ctx, &pending, `SELECT EXISTS (SELECT 1 FROM schemashift_ddl_steps
+		WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4 AND pending AND created)`, r.migration, r.direction, r.op, r.step); err != nil {
+		return false, "", fmt.Errorf("read DDL steps: %w", err)
+	}
+	state, err := e.indexState(ctx, conn, obj)
+	if err != nil {
+		return false, "", err
+	}
+	done := outcome{skipped: true, created: sql.NullBool{Valid: true, Bool: pending}, note: st.Note}
+	switch {
+	case state == indexValid && pending:
+		// Built by the attempt cut off before it was recorded.
+		return true, done.note, e.record(ctx, conn, r, done)
+	case state == indexValid:
+		if err := e.same(ctx, conn, obj); err != nil {
+			return false, "", err
+		}
+		return true, done.note, e.record(ctx, conn, r, done)
+	case state == indexInvalid && !pending:
+		return false, "", fmt.Errorf("%w: %s is there, INVALID (a failed build), and was not made by this migration: drop it or build it first", ErrExists, obj)
+	case state == indexInvalid:
+		// Left by this migration's failed build: dropped, and built again.
+		if err := e.d.DropInvalidIndex(ctx, conn, ident.Table{Schema: st.IndexSchema, Name: st.Index}); err != nil {
+			return false, "", err
+		}
+	case state == indexOther:
+		return false, "", fmt.Errorf("%w: %s: a relation of that name is there and is not that table's index", ErrExists, obj)
+	}
+	if !pending {
+		if err := e.record(ctx, conn, r, outcome{created: sql.NullBool{Valid: true, Bool: true}, pending: true}); err != nil {
+			return false, "", err
+		}
+	}
+	if err := hook(e.onIntent); err != nil {
+		return false, "", err
+	}
+	if _, err := conn.ExecContext(ctx, st.SQL); err != nil {
+		return false, "", err
+	}
+	if err := hook(e.onStatement); err != nil {
+		return false, "", err
+	}
+	made := outcome{created: sql.NullBool{Valid: true, Bool: true}, note: st.Note}
+	return false, made.note, e.record(ctx, conn, r, made)
 }
 
 // exists reports whether st's effect is already there, by its Exists
-// query or its column guard.
+// query, its column guard, or the object it makes.
 func (e *Executor) exists(ctx context.Context, q sqlx.QueryerContext, st Statement) (bool, error) {
 	if st.column != nil {
 		cols, err := e.d.Columns(ctx, q, st.column.table)
@@ -395,6 +619,9 @@ func (e *Executor) exists(ctx context.Context, q sqlx.QueryerContext, st Stateme
 		return has == st.column.present, nil
 	}
 	if st.Exists == "" {
+		if st.creates != nil {
+			return e.found(ctx, q, st.creates)
+		}
 		return false, nil
 	}
 	var done bool
@@ -402,4 +629,406 @@ func (e *Executor) exists(ctx context.Context, q sqlx.QueryerContext, st Stateme
 		return false, fmt.Errorf("check whether applied: %w", err)
 	}
 	return done, nil
+}
+
+// The states of an index the executor builds concurrently.
+const (
+	indexAbsent = iota
+	indexValid
+	indexInvalid
+	indexOther // a relation of that name that is not an index of that table
+)
+
+// indexOf is obj's index, in its table's schema.
+func indexOf(obj *object) ident.Table { return ident.Table{Schema: obj.table.Schema, Name: obj.name} }
+
+// indexState reads the state of obj, an index (PostgreSQL).
+func (e *Executor) indexState(ctx context.Context, q sqlx.QueryerContext, obj *object) (int, error) {
+	var rows []struct {
+		Index   bool         `db:"is_index"`
+		Valid   sql.NullBool `db:"valid"`
+		OnTable sql.NullBool `db:"on_table"`
+	}
+	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT c.relkind = 'i' AS is_index, i.indisvalid AS valid, i.indrelid = to_regclass($2) AS on_table
+		FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = to_regclass($1)`, indexOf(obj).Quoted(), obj.table.Quoted()); err != nil {
+		return 0, fmt.Errorf("read %s: %w", obj, err)
+	}
+	switch {
+	case len(rows) == 0:
+		return indexAbsent, nil
+	case !rows[0].Index || !rows[0].OnTable.Bool:
+		return indexOther, nil
+	case rows[0].Valid.Bool:
+		return indexValid, nil
+	}
+	return indexInvalid, nil
+}
+
+// sqliteSchema is the schema SQLite keeps t in, quoted.
+func sqliteSchema(t ident.Table) string {
+	s, _ := ident.Quote(cmp.Or(t.Schema, "main")) // checked when rendered
+	return s
+}
+
+// found reports whether obj, or anything of its name where it would be,
+// is there.
+func (e *Executor) found(ctx context.Context, q sqlx.QueryerContext, obj *object) (bool, error) {
+	var found bool
+	var err error
+	switch {
+	case obj.kind == kColumn:
+		var cols []dialect.Column
+		cols, err = e.d.Columns(ctx, q, obj.table)
+		found = slices.ContainsFunc(cols, func(c dialect.Column) bool { return c.Name == obj.name })
+	case obj.kind == kTable && e.d.IsSQLite():
+		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1)`, obj.table.Name)
+	case obj.kind == kTable:
+		err = sqlx.GetContext(ctx, q, &found, `SELECT to_regclass($1) IS NOT NULL`, obj.table.Quoted())
+	case obj.kind == kIndex && e.d.IsSQLite():
+		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1)`, obj.name)
+	case obj.kind == kIndex:
+		err = sqlx.GetContext(ctx, q, &found, `SELECT to_regclass($1) IS NOT NULL`, indexOf(obj).Quoted())
+	case obj.kind == kNotNull:
+		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnotnull)
+			OR EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $3)`, obj.table.Quoted(), obj.name, obj.constraint)
+	default: // a constraint
+		err = sqlx.GetContext(ctx, q, &found, constraintExists, obj.table.Quoted(), obj.name)
+	}
+	if err != nil {
+		return false, fmt.Errorf("check whether %s is there: %w", obj, err)
+	}
+	return found, nil
+}
+
+// same checks that obj, found there, is what the operation makes, and
+// returns an error wrapping [ErrExists] that says what differs when not.
+// Definitions are compared as PostgreSQL's parser reads them (the
+// catalog's rendering against the operation's SQL), so a difference of
+// spelling only (int and integer, a cast the catalog adds to a constant)
+// is no difference; one the comparison cannot see through (IN written as
+// = ANY) is refused, never taken as done.
+func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object) error {
+	differs := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s is there, not made by this migration, and %s", ErrExists, obj, fmt.Sprintf(format, args...))
+	}
+	switch obj.kind {
+	case kColumn:
+		var have []struct {
+			Type       string `db:"type"`
+			HasDefault bool   `db:"has_default"`
+		}
+		var err error
+		if e.d.IsSQLite() {
+			err = sqlx.SelectContext(ctx, q, &have, `SELECT type, dflt_value IS NOT NULL AS has_default FROM pragma_table_info($1, $2) WHERE name = $3`,
+				obj.table.Name, cmp.Or(obj.table.Schema, "main"), obj.name)
+		} else {
+			err = sqlx.SelectContext(ctx, q, &have, `SELECT format_type(atttypid, atttypmod) AS type, atthasdef AS has_default FROM pg_attribute
+				WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped`, obj.table.Quoted(), obj.name)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", obj, err)
+		}
+		if len(have) != 1 {
+			return differs("cannot be read")
+		}
+		if !sameType(have[0].Type, obj.typ) {
+			return differs("is of type %s, not %s", have[0].Type, obj.typ)
+		}
+		if have[0].HasDefault != obj.hasDefault {
+			return differs("has a default: %t, not %t (the default's expression itself is not compared)", have[0].HasDefault, obj.hasDefault)
+		}
+	case kTable:
+		if !e.d.IsSQLite() {
+			var kind string
+			if err := sqlx.GetContext(ctx, q, &kind, `SELECT relkind FROM pg_class WHERE oid = to_regclass($1)`, obj.table.Quoted()); err != nil {
+				return fmt.Errorf("read %s: %w", obj, err)
+			}
+			if kind != "r" && kind != "p" {
+				return differs("is a relation of kind %q, not a table", kind)
+			}
+		} else if ok, err := e.d.TableExists(ctx, q, obj.table); err != nil {
+			return fmt.Errorf("read %s: %w", obj, err)
+		} else if !ok {
+			return differs("is not a table")
+		}
+		cols, err := e.d.Columns(ctx, q, obj.table)
+		if err != nil {
+			return err
+		}
+		want, err := columnDefs(obj.columns)
+		if err != nil {
+			return differs("its columns cannot be compared: %v", err)
+		}
+		var have, wanted []string
+		for _, c := range cols {
+			have = append(have, c.Name+" "+c.Type)
+		}
+		for _, c := range want {
+			wanted = append(wanted, c.name+" "+c.typ)
+		}
+		if len(cols) != len(want) {
+			return differs("has the columns %q, not %q", have, wanted)
+		}
+		for i, c := range cols {
+			if c.Name != want[i].name || !sameTypeName(typeNameOf(c.Type), want[i].tn) {
+				return differs("has the columns %q, not %q", have, wanted)
+			}
+		}
+	case kIndex:
+		var def []struct {
+			SQL     string `db:"def"`
+			OnTable bool   `db:"on_table"`
+		}
+		var err error
+		if e.d.IsSQLite() {
+			err = sqlx.SelectContext(ctx, q, &def, `SELECT coalesce(sql, '') AS def, tbl_name = $2 AS on_table FROM `+sqliteSchema(obj.table)+`.sqlite_schema
+				WHERE type = 'index' AND name = $1`, obj.name, obj.table.Name)
+		} else {
+			err = sqlx.SelectContext(ctx, q, &def, `SELECT pg_get_indexdef(i.indexrelid) AS def, i.indrelid = to_regclass($2) AS on_table
+				FROM pg_index i WHERE i.indexrelid = to_regclass($1)`, indexOf(obj).Quoted(), obj.table.Quoted())
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", obj, err)
+		}
+		if len(def) != 1 || !def[0].OnTable {
+			return differs("is not an index of that table")
+		}
+		if why := sameIndex(def[0].SQL, obj); why != "" {
+			return differs("is %s: %s", def[0].SQL, why)
+		}
+	case kCheck, kForeignKey, kUnique:
+		var have struct {
+			Type string `db:"contype"`
+			Def  string `db:"def"`
+			Same bool   `db:"same"`
+		}
+		// The columns and the referenced table, by the catalog's numbers.
+		err := sqlx.GetContext(ctx, q, &have, `SELECT co.contype::text AS contype, pg_get_constraintdef(co.oid) AS def,
+				coalesce(`+constraintColumns("co.conkey", "co.conrelid")+` = $3::text[], false)
+				AND (co.contype <> 'f' OR (co.confrelid = to_regclass($4) AND `+constraintColumns("co.confkey", "co.confrelid")+` = $5::text[]
+					AND co.confdeltype = $6)) AS same
+			FROM pg_constraint co WHERE co.conrelid = to_regclass($1) AND co.conname = $2`,
+			obj.table.Quoted(), obj.name, obj.cols, obj.ref.Quoted(), obj.refCols, map[bool]string{true: "c", false: "a"}[obj.cascade])
+		if err != nil {
+			return fmt.Errorf("read %s: %w", obj, err)
+		}
+		want := map[string]string{kCheck: "c", kForeignKey: "f", kUnique: "u"}[obj.kind]
+		if have.Type != want {
+			return differs("is %s", have.Def)
+		}
+		if obj.kind == kCheck {
+			if why := sameCheck(have.Def, obj.expr); why != "" {
+				return differs("is %s: %s", have.Def, why)
+			}
+		} else if !have.Same {
+			return differs("is %s", have.Def)
+		}
+	case kNotNull:
+		// A constraint of the operation's name must be the column's NOT
+		// NULL (from 18; its validation is the next step); any other NOT
+		// NULL constraint of the column (18) must be validated already:
+		// this migration does not validate what it did not name.
+		var wrong []string
+		if err := sqlx.SelectContext(ctx, q, &wrong, `SELECT format('%s %s', conname, pg_get_constraintdef(co.oid)) FROM pg_constraint co
+			WHERE co.conrelid = to_regclass($1) AND (
+				(co.conname = $3 AND (co.contype <> 'n' OR co.conkey <> ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = co.conrelid AND attname = $2)]))
+				OR (co.conname <> $3 AND co.contype = 'n' AND NOT co.convalidated
+					AND co.conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = co.conrelid AND attname = $2)]))`,
+			obj.table.Quoted(), obj.name, obj.constraint); err != nil {
+			return fmt.Errorf("read %s: %w", obj, err)
+		}
+		if len(wrong) > 0 {
+			return differs("the column has the constraint %s, not a validated NOT NULL", strings.Join(wrong, ", "))
+		}
+	}
+	return nil
+}
+
+// constraintColumns is the SQL of the names of a constraint's columns,
+// in order, as text[].
+func constraintColumns(keys, rel string) string {
+	return `(SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(` + keys + `) WITH ORDINALITY k(attnum, n)
+		JOIN pg_attribute a ON a.attrelid = ` + rel + ` AND a.attnum = k.attnum)`
+}
+
+// columnDef is one column of a table definition.
+type columnDef struct {
+	name, typ string
+	tn        *pg.TypeName
+}
+
+// columnDefs reads the columns of a CREATE TABLE column list, in order.
+func columnDefs(columns string) ([]columnDef, error) {
+	res, err := parse("CREATE TABLE t (" + columns + ")")
+	if err != nil {
+		return nil, err
+	}
+	var out []columnDef
+	for _, el := range res.GetStmts()[0].GetStmt().GetCreateStmt().GetTableElts() {
+		if cd := el.GetColumnDef(); cd != nil {
+			out = append(out, columnDef{name: cd.Colname, typ: typeString(cd.TypeName), tn: cd.TypeName})
+		}
+	}
+	return out, nil
+}
+
+// typeString names a parsed type for an error message.
+func typeString(tn *pg.TypeName) string {
+	var names []string
+	for _, n := range tn.GetNames() {
+		names = append(names, n.GetString_().GetSval())
+	}
+	return strings.Join(names, ".")
+}
+
+// typeNameOf parses a type as it follows a column's name; nil when it
+// does not parse.
+func typeNameOf(typ string) *pg.TypeName {
+	res, err := parse("CREATE TABLE t (c " + typ + ")")
+	if err != nil || len(res.GetStmts()) != 1 {
+		return nil
+	}
+	elts := res.GetStmts()[0].GetStmt().GetCreateStmt().GetTableElts()
+	if len(elts) != 1 {
+		return nil
+	}
+	return elts[0].GetColumnDef().GetTypeName()
+}
+
+func sameType(have, want string) bool { return sameTypeName(typeNameOf(have), typeNameOf(want)) }
+
+// sameTypeName compares two parsed types: pg_catalog's types by their
+// internal names (int and integer are int4), a serial as the integer it
+// is stored as, array bounds as PostgreSQL keeps them (not at all).
+func sameTypeName(a, b *pg.TypeName) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	norm := func(tn *pg.TypeName) *pg.TypeName {
+		tn = proto.Clone(tn).(*pg.TypeName)
+		clearLocations(tn.ProtoReflect())
+		if len(tn.Names) == 2 && tn.Names[0].GetString_().GetSval() == "pg_catalog" {
+			tn.Names = tn.Names[1:]
+		}
+		if len(tn.Names) == 1 {
+			serial := map[string]string{"serial": "int4", "serial4": "int4", "bigserial": "int8", "serial8": "int8", "smallserial": "int2", "serial2": "int2"}
+			if s, ok := serial[strings.ToLower(tn.Names[0].GetString_().GetSval())]; ok {
+				tn.Names = []*pg.Node{pg.MakeStrNode(s)}
+			}
+		}
+		for i := range tn.ArrayBounds {
+			tn.ArrayBounds[i] = pg.MakeIntNode(-1)
+		}
+		tn.TypeOid, tn.Typemod = 0, 0
+		return tn
+	}
+	return proto.Equal(norm(a), norm(b))
+}
+
+// sameIndex compares an index's definition, as the catalog renders it,
+// with what obj builds, and says how it differs ("" when it does not).
+func sameIndex(def string, obj *object) string {
+	stmt := func(sql string) *pg.IndexStmt {
+		res, err := parse(sql)
+		if err != nil || len(res.GetStmts()) != 1 {
+			return nil
+		}
+		is := res.GetStmts()[0].GetStmt().GetIndexStmt()
+		if is == nil {
+			return nil
+		}
+		is.Idxname, is.Relation, is.Concurrent, is.IfNotExists = "", nil, false, false
+		is.AccessMethod = cmp.Or(is.AccessMethod, "btree")
+		is.WhereClause = normalExpr(is.WhereClause)
+		clearLocations(is.ProtoReflect())
+		return is
+	}
+	have := stmt(def)
+	if have == nil {
+		return "its definition cannot be compared"
+	}
+	cs, _ := cols(obj.cols)
+	unique, where := "", ""
+	if obj.unique {
+		unique = "UNIQUE "
+	}
+	if obj.expr != "" {
+		where = " WHERE " + obj.expr
+	}
+	want := stmt(fmt.Sprintf("CREATE %sINDEX i ON t (%s)%s", unique, cs, where))
+	if want == nil || !proto.Equal(have, want) {
+		return fmt.Sprintf("not UNIQUE %t on (%s)%s", obj.unique, cs, where)
+	}
+	return ""
+}
+
+// sameCheck compares a check constraint's definition, as the catalog
+// renders it, with expr, and says how it differs ("" when it does not).
+func sameCheck(def, expr string) string {
+	check := func(sql string) *pg.Node {
+		res, err := parse(sql)
+		if err != nil || len(res.GetStmts()) != 1 {
+			return nil
+		}
+		cmds := res.GetStmts()[0].GetStmt().GetAlterTableStmt().GetCmds()
+		if len(cmds) != 1 {
+			return nil
+		}
+		c := cmds[0].GetAlterTableCmd().GetDef().GetConstraint()
+		if c.GetContype() != pg.ConstrType_CONSTR_CHECK {
+			return nil
+		}
+		return normalExpr(c.RawExpr)
+	}
+	have, want := check("ALTER TABLE t ADD CONSTRAINT c "+def), check("ALTER TABLE t ADD CONSTRAINT c CHECK ("+expr+")")
+	if have == nil || want == nil || !proto.Equal(have, want) {
+		return "not CHECK (" + expr + ")"
+	}
+	return ""
+}
+
+// normalExpr returns a copy of an expression without its source offsets
+// and without the casts the catalog adds to constants ('EUR'::text).
+func normalExpr(n *pg.Node) *pg.Node {
+	if n == nil {
+		return nil
+	}
+	n = proto.Clone(n).(*pg.Node)
+	uncast(n.ProtoReflect())
+	clearLocations(n.ProtoReflect())
+	return n
+}
+
+// uncast replaces, under m, each cast of a constant by the constant.
+func uncast(m protoreflect.Message) {
+	constant := func(v protoreflect.Value) (protoreflect.Value, bool) {
+		n, ok := v.Message().Interface().(*pg.Node)
+		if !ok || n.GetTypeCast() == nil || n.GetTypeCast().GetArg().GetAConst() == nil {
+			return v, false
+		}
+		return protoreflect.ValueOfMessage(n.GetTypeCast().GetArg().ProtoReflect()), true
+	}
+	var fields []protoreflect.FieldDescriptor
+	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if fd.Message() != nil && !fd.IsMap() {
+			fields = append(fields, fd)
+		}
+		return true
+	})
+	for _, fd := range fields {
+		if fd.IsList() {
+			l := m.Mutable(fd).List()
+			for i := range l.Len() {
+				if c, ok := constant(l.Get(i)); ok {
+					l.Set(i, c)
+				}
+				uncast(l.Get(i).Message())
+			}
+			continue
+		}
+		if c, ok := constant(m.Get(fd)); ok {
+			m.Set(fd, c)
+		}
+		uncast(m.Mutable(fd).Message())
+	}
 }

@@ -20,3 +20,14 @@ func Guard(st Statement) string {
 	}
 	return "skip when " + st.column.table.String() + "." + st.column.name + " is gone"
 }
+
+// OnIntent installs a hook that runs once the record that a statement is
+// about to make its object is written (committed, for a statement that
+// runs outside a transaction; in the statement's transaction otherwise),
+// before the statement runs; an error from it stops the run there.
+func OnIntent(e *Executor, fn func(op, step int) error) { e.onIntent = fn }
+
+// OnStatement installs a hook that runs once a statement ran, before its
+// step is recorded done (before its transaction commits, when it has
+// one); an error from it stops the run there.
+func OnStatement(e *Executor, fn func(op, step int) error) { e.onStatement = fn }

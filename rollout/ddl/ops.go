@@ -30,7 +30,74 @@ type Statement struct {
 	// shows the column present (or absent) as the statement leaves it:
 	// the guard of a dialect whose DDL has no IF [NOT] EXISTS.
 	column *columnGuard
+	// creates names the object the statement makes (the executor records
+	// whether this run made it or found it there); drops, one it removes
+	// (run only when this migration's apply made it); needs, one it
+	// changes (run only when this migration made it). Set by this
+	// package's operations only: a caller's own Op runs as written.
+	creates, drops, needs *object
 }
+
+// The kinds of object an operation makes.
+const (
+	kColumn     = "column"
+	kTable      = "table"
+	kIndex      = "index"
+	kCheck      = "check constraint"
+	kForeignKey = "foreign key"
+	kUnique     = "unique constraint"
+	kNotNull    = "not null" // a column's NOT NULL (from 18, a constraint named name)
+)
+
+// object is one object an operation makes, named as the operation names
+// it, with what the operation wants it to be: an object found there
+// already is taken as done only when it is that.
+type object struct {
+	kind  string
+	table ident.Table // the table it is on (a table: itself)
+	// name is the column's, index's or constraint's name; for kNotNull
+	// the column's, with the constraint's in constraint.
+	name       string
+	constraint string
+	// anyMigration: a helper object (SetNotNull's CHECK) that may be
+	// dropped once any migration's apply is recorded as its maker.
+	anyMigration bool
+
+	typ        string   // kColumn: its type, SQL
+	hasDefault bool     // kColumn
+	columns    string   // kTable: the column list, SQL
+	cols       []string // kIndex, kForeignKey, kUnique: its columns
+	unique     bool     // kIndex
+	expr       string   // kCheck: its expression; kIndex: its predicate
+	ref        ident.Table
+	refCols    []string // kForeignKey
+	cascade    bool     // kForeignKey
+}
+
+// key names the object in schemashift_ddl_steps: the same for the
+// statement that makes it and the one that drops it.
+func (o *object) key() string {
+	k := o.kind + " " + o.table.Quoted()
+	if o.name != "" {
+		n, _ := ident.Quote(o.name) // checked when rendered
+		k += " " + n
+	}
+	return k
+}
+
+func (o *object) String() string {
+	if o.kind == kTable {
+		return "table " + o.table.String()
+	}
+	return fmt.Sprintf("%s %q on %s", o.kind, o.name, o.table)
+}
+
+// ErrExists is wrapped by the error of an operation whose object is there
+// already, not made by this migration, with another definition than the
+// operation's (a column of another type, an index on other columns): the
+// executor neither takes it as done nor changes it. The error names the
+// object and what differs.
+var ErrExists = errors.New("object exists with another definition")
 
 // Op is one schema operation. An Op of the caller's own also runs on
 // SQLite when it implements [SQLiteOp].
@@ -100,6 +167,10 @@ func cols(names []string) (string, error) {
 
 const constraintExists = `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)`
 
+// validated skips a VALIDATE CONSTRAINT whose constraint is validated
+// already (one found there, not this migration's, is then left as it is).
+const validated = `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2 AND convalidated)`
+
 // AddColumn adds a nullable column, or one with a constant default. A
 // volatile default (Volatile) is split: the column is added without it,
 // the default set after, and existing rows are left to the backfill.
@@ -128,15 +199,18 @@ func (o AddColumn) Up(int) ([]Statement, error) {
 		return nil, err
 	}
 	t := tt.Quoted()
+	made := &object{kind: kColumn, table: tt, name: o.Column, typ: typ, hasDefault: def != ""}
 	if def == "" {
-		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ)}}, nil
+		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ), creates: made}}, nil
 	}
 	if !o.Volatile {
-		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s DEFAULT %s", t, c, typ, def)}}, nil
+		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s DEFAULT %s", t, c, typ, def), creates: made}}, nil
 	}
+	// The default is set only on the column this migration added: one
+	// found there is left as it is.
 	return []Statement{
-		{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ)},
-		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", t, c, def)},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ), creates: made},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", t, c, def), needs: made},
 	}, nil
 }
 
@@ -167,9 +241,33 @@ func (o AddColumn) refused(err error) error {
 	return fmt.Errorf("ddl: add column %s.%s: %w", o.Table, o.Column, err)
 }
 
-// Down implements [Op].
+// Down implements [Op]: it drops the column only when this migration's
+// apply added it.
 func (o AddColumn) Down(int) ([]Statement, error) {
-	return DropColumn{Table: o.Table, Column: o.Column}.Up(0)
+	return dropping(DropColumn{Table: o.Table, Column: o.Column}.Up(0))(o.made())
+}
+
+// made names the column the operation adds.
+func (o AddColumn) made() (*object, error) {
+	t, _, err := tableColumn(o.Table, o.Column)
+	return &object{kind: kColumn, table: t, name: o.Column}, err
+}
+
+// dropping marks the statements of a drop as removing the object made,
+// so that the executor runs them only when this migration made it.
+func dropping(st []Statement, err error) func(*object, error) ([]Statement, error) {
+	return func(made *object, err2 error) ([]Statement, error) {
+		if err != nil {
+			return nil, err
+		}
+		if err2 != nil {
+			return nil, err2
+		}
+		for i := range st {
+			st[i].drops = made
+		}
+		return st, nil
+	}
 }
 
 // AddTable creates a table.
@@ -198,11 +296,21 @@ func (o AddTable) Up(int) ([]Statement, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ddl: %s: %w", o, err)
 	}
-	return []Statement{{SQL: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)", t, def)}}, nil
+	tt, _ := tableOf(o.Table)
+	return []Statement{{SQL: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)", t, def),
+		creates: &object{kind: kTable, table: tt, columns: def}}}, nil
 }
 
-// Down implements [Op].
-func (o AddTable) Down(int) ([]Statement, error) { return DropTable{Table: o.Table}.Up(0) }
+// Down implements [Op]: it drops the table only when this migration's
+// apply created it.
+func (o AddTable) Down(int) ([]Statement, error) {
+	return dropping(DropTable{Table: o.Table}.Up(0))(o.made())
+}
+
+func (o AddTable) made() (*object, error) {
+	t, err := tableOf(o.Table)
+	return &object{kind: kTable, table: t}, err
+}
 
 // CreateIndex builds an index concurrently.
 type CreateIndex struct {
@@ -245,7 +353,12 @@ func (o CreateIndex) Up(int) ([]Statement, error) {
 		where = " WHERE " + w
 	}
 	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX CONCURRENTLY IF NOT EXISTS %s ON %s (%s)%s", unique, n, t.Quoted(), cs, where),
-		NoTx: true, Index: o.Name, IndexSchema: t.Schema}}, nil
+		NoTx: true, Index: o.Name, IndexSchema: t.Schema, creates: o.made(t)}}, nil
+}
+
+// made names the index the operation builds, on its table t.
+func (o CreateIndex) made(t ident.Table) *object {
+	return &object{kind: kIndex, table: t, name: o.Name, cols: o.Columns, unique: o.Unique, expr: strings.TrimSpace(o.Where)}
 }
 
 // Down implements [Op]: it drops the index it made, in its table's schema
@@ -256,7 +369,7 @@ func (o CreateIndex) Down(int) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	return DropIndex{Schema: t.Schema, Name: o.Name}.Up(0)
+	return dropping(DropIndex{Schema: t.Schema, Name: o.Name}.Up(0))(o.made(t), nil)
 }
 
 // DropIndex drops an index concurrently. Name is the index's name as it
@@ -328,16 +441,21 @@ func (o AddForeignKey) Up(int) ([]Statement, error) {
 	if o.OnDeleteCascading {
 		onDelete = " ON DELETE CASCADE"
 	}
+	tt, _ := tableOf(o.Table)
+	rtt, _ := tableOf(o.RefTable)
 	return []Statement{
 		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)%s NOT VALID", t, n, cs, rt, rcs, onDelete),
-			Exists: constraintExists, ExistsArgs: []any{t, o.Name}},
-		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n)},
+			Exists: constraintExists, ExistsArgs: []any{t, o.Name},
+			creates: &object{kind: kForeignKey, table: tt, name: o.Name, cols: o.Columns, ref: rtt, refCols: o.RefColumns, cascade: o.OnDeleteCascading}},
+		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n), Exists: validated, ExistsArgs: []any{t, o.Name}},
 	}, nil
 }
 
-// Down implements [Op].
+// Down implements [Op]: it drops the constraint only when this
+// migration's apply added it.
 func (o AddForeignKey) Down(int) ([]Statement, error) {
-	return dropConstraint(o.Table, o.Name)
+	t, err := tableOf(o.Table)
+	return dropping(dropConstraint(o.Table, o.Name))(&object{kind: kForeignKey, table: t, name: o.Name}, err)
 }
 
 func dropConstraint(tbl, name string) ([]Statement, error) {
@@ -379,14 +497,20 @@ func (o AddCheck) Up(int) ([]Statement, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ddl: %s: %w", o, err)
 	}
+	tt, _ := tableOf(o.Table)
 	return []Statement{
-		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", t, n, e), Exists: constraintExists, ExistsArgs: []any{t, o.Name}},
-		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n)},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", t, n, e), Exists: constraintExists, ExistsArgs: []any{t, o.Name},
+			creates: &object{kind: kCheck, table: tt, name: o.Name, expr: e}},
+		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n), Exists: validated, ExistsArgs: []any{t, o.Name}},
 	}, nil
 }
 
-// Down implements [Op].
-func (o AddCheck) Down(int) ([]Statement, error) { return dropConstraint(o.Table, o.Name) }
+// Down implements [Op]: it drops the constraint only when this
+// migration's apply added it.
+func (o AddCheck) Down(int) ([]Statement, error) {
+	t, err := tableOf(o.Table)
+	return dropping(dropConstraint(o.Table, o.Name))(&object{kind: kCheck, table: t, name: o.Name}, err)
+}
 
 // SetNotNull makes a column NOT NULL without a long lock: through a
 // validated CHECK (then SET NOT NULL uses it and skips the scan), or on
@@ -401,7 +525,9 @@ func (o SetNotNull) String() string { return fmt.Sprintf("set not null %s.%s", o
 // character boundary with a hash when the column's name is long.
 func (o SetNotNull) constraint() string { return ident.Derive(o.Column, "_not_null") }
 
-// Up implements [Op].
+// Up implements [Op]. A column NOT NULL already (declared so, a primary
+// key, or from 18 any validated NOT NULL constraint, whatever its name) is
+// left as it is.
 func (o SetNotNull) Up(major int) ([]Statement, error) {
 	tt, c, err := tableColumn(o.Table, o.Column)
 	if err != nil {
@@ -412,26 +538,48 @@ func (o SetNotNull) Up(major int) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
+	notNull := &object{kind: kNotNull, table: tt, name: o.Column}
 	if major >= 18 {
+		// The column's NOT NULL is a constraint of its own, whatever its
+		// name (CREATE TABLE names it table_column_not_null), and a second
+		// one is refused (55000): skip when the column has one.
+		notNull.constraint = o.constraint()
 		return []Statement{
-			{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s NOT NULL %s NOT VALID", t, n, c), Exists: constraintExists, ExistsArgs: []any{t, o.constraint()}},
-			{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n)},
+			{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s NOT NULL %s NOT VALID", t, n, c),
+				Exists: `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)
+					OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $3 AND attnotnull)`,
+				ExistsArgs: []any{t, o.constraint(), o.Column}, creates: notNull},
+			{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n),
+				Exists:     `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2 AND NOT convalidated)`,
+				ExistsArgs: []any{t, o.constraint()}},
 		}, nil
 	}
+	helper := o.helper(tt, c)
 	return []Statement{
 		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID", t, n, c),
 			Exists: `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)
 				OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $3 AND attnotnull)`,
-			ExistsArgs: []any{t, o.constraint(), o.Column}},
+			ExistsArgs: []any{t, o.constraint(), o.Column}, creates: helper},
 		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n),
-			Exists:     `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)`,
+			Exists:     `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2 AND NOT convalidated)`,
 			ExistsArgs: []any{t, o.constraint()}},
-		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", t, c)},
-		{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n)},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", t, c),
+			Exists:     `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnotnull)`,
+			ExistsArgs: []any{t, o.Column}, creates: notNull},
+		// The helper goes once NOT NULL holds, when an apply (this
+		// migration's or another's, cut off after adding it) made it: a
+		// CHECK of that name made by hand stays.
+		{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n), drops: helper},
 	}, nil
 }
 
-// Down implements [Op].
+// helper names the CHECK the operation adds before PostgreSQL 18.
+func (o SetNotNull) helper(t ident.Table, c string) *object {
+	return &object{kind: kCheck, table: t, name: o.constraint(), expr: c + " IS NOT NULL", anyMigration: true}
+}
+
+// Down implements [Op]: it drops the NOT NULL (and the helper CHECK of an
+// apply cut off) only when this migration's apply made it.
 func (o SetNotNull) Down(major int) ([]Statement, error) {
 	tt, c, err := tableColumn(o.Table, o.Column)
 	if err != nil {
@@ -442,9 +590,15 @@ func (o SetNotNull) Down(major int) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
+	notNull := &object{kind: kNotNull, table: tt, name: o.Column}
+	first := o.helper(tt, c)
+	first.anyMigration = false
+	if major >= 18 {
+		first = notNull
+	}
 	return []Statement{
-		{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n)},
-		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", t, c)},
+		{SQL: fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t, n), drops: first},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL", t, c), drops: notNull},
 	}, nil
 }
 
@@ -456,20 +610,39 @@ type AddUnique struct {
 
 func (o AddUnique) String() string { return fmt.Sprintf("add unique %s on %s", o.Name, o.Table) }
 
-// Up implements [Op].
+// Up implements [Op]. The constraint takes over only the index this
+// migration built: an index of that name found there that is not the
+// constraint's already is refused with [ErrExists].
 func (o AddUnique) Up(major int) ([]Statement, error) {
 	idx, err := CreateIndex{Name: o.Name, Table: o.Table, Columns: o.Columns, Unique: true}.Up(major)
 	if err != nil {
 		return nil, err
 	}
-	t, _ := table(o.Table)
+	tt, _ := tableOf(o.Table)
+	t := tt.Quoted()
 	n, _ := col(o.Name)
 	return append(idx, Statement{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", t, n, n),
-		Exists: constraintExists, ExistsArgs: []any{t, o.Name}}), nil
+		Exists: constraintExists, ExistsArgs: []any{t, o.Name},
+		creates: &object{kind: kUnique, table: tt, name: o.Name, cols: o.Columns}, needs: idx[0].creates}), nil
 }
 
-// Down implements [Op].
-func (o AddUnique) Down(int) ([]Statement, error) { return dropConstraint(o.Table, o.Name) }
+// Down implements [Op]: it drops the constraint (and its index) only when
+// this migration's apply added it.
+func (o AddUnique) Down(int) ([]Statement, error) {
+	t, err := tableOf(o.Table)
+	return dropping(dropConstraint(o.Table, o.Name))(&object{kind: kUnique, table: t, name: o.Name}, err)
+}
+
+// leftovers drops the index an apply cut off between its two steps
+// built for the constraint it did not add: the constraint's drop, in
+// Down, would not remove it.
+func (o AddUnique) leftovers() ([]Statement, error) {
+	t, err := tableOf(o.Table)
+	if err != nil {
+		return nil, err
+	}
+	return dropping(DropIndex{Schema: t.Schema, Name: o.Name}.Up(0))(CreateIndex{Name: o.Name, Table: o.Table}.made(t), nil)
+}
 
 // DropColumn drops a column: a contract operation.
 type DropColumn struct{ Table, Column string }

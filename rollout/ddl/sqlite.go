@@ -3,6 +3,7 @@ package ddl
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
@@ -38,10 +39,15 @@ const (
 // a database of dialect d at server version major.
 func render(d *dialect.Dialect, o Op, major int, down bool) ([]Statement, error) {
 	if !d.IsSQLite() {
-		if down {
-			return o.Down(major)
+		if !down {
+			return o.Up(major)
 		}
-		return o.Up(major)
+		st, err := o.Down(major)
+		if l, ok := o.(interface{ leftovers() ([]Statement, error) }); ok && err == nil {
+			more, err := l.leftovers()
+			return append(st, more...), err
+		}
+		return st, err
 	}
 	type sqliteForm interface {
 		sqliteUp() ([]Statement, error)
@@ -78,7 +84,8 @@ func (o AddColumn) sqliteUp() ([]Statement, error) {
 		return nil, err
 	}
 	st := Statement{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", t.Quoted(), c, typ),
-		column: &columnGuard{table: t, name: o.Column, present: true}}
+		column:  &columnGuard{table: t, name: o.Column, present: true},
+		creates: &object{kind: kColumn, table: t, name: o.Column, typ: typ, hasDefault: def != "" && !o.Volatile}}
 	if def != "" {
 		if o.Volatile {
 			st.Note = fmt.Sprintf("sqlite: column added without its volatile default %s (SQLite adds a column only with a constant default "+
@@ -91,7 +98,7 @@ func (o AddColumn) sqliteUp() ([]Statement, error) {
 }
 
 func (o AddColumn) sqliteDown() ([]Statement, error) {
-	return DropColumn{Table: o.Table, Column: o.Column}.sqliteUp()
+	return dropping(DropColumn{Table: o.Table, Column: o.Column}.sqliteUp())(o.made())
 }
 
 func (o DropColumn) sqliteUp() ([]Statement, error) {
@@ -107,8 +114,10 @@ func (o DropColumn) sqliteDown() ([]Statement, error) { return nil, ErrIrreversi
 
 // A table is created and dropped with the same plain DDL in both
 // dialects.
-func (o AddTable) sqliteUp() ([]Statement, error)    { return o.Up(0) }
-func (o AddTable) sqliteDown() ([]Statement, error)  { return DropTable{Table: o.Table}.sqliteUp() }
+func (o AddTable) sqliteUp() ([]Statement, error) { return o.Up(0) }
+func (o AddTable) sqliteDown() ([]Statement, error) {
+	return dropping(DropTable{Table: o.Table}.sqliteUp())(o.made())
+}
 func (o DropTable) sqliteUp() ([]Statement, error)   { return o.Up(0) }
 func (o DropTable) sqliteDown() ([]Statement, error) { return nil, ErrIrreversible }
 
@@ -118,6 +127,12 @@ func (o CreateIndex) sqliteUp() ([]Statement, error) {
 
 func (o CreateIndex) sqliteDown() ([]Statement, error) { return sqliteDropIndex(o.Name, o.Table) }
 
+// sqliteMade names the index CREATE INDEX makes on SQLite.
+func sqliteMade(name, tbl string, columns []string, unique bool, where string) (*object, error) {
+	t, err := tableOf(tbl)
+	return &object{kind: kIndex, table: t, name: name, cols: columns, unique: unique, expr: strings.TrimSpace(where)}, err
+}
+
 // sqliteDropIndex drops the index name that a CREATE INDEX on tbl made:
 // in tbl's schema, where SQLite keeps a table's indexes.
 func sqliteDropIndex(name, tbl string) ([]Statement, error) {
@@ -125,7 +140,7 @@ func sqliteDropIndex(name, tbl string) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Statement{{SQL: "DROP INDEX IF EXISTS " + n}}, nil
+	return dropping([]Statement{{SQL: "DROP INDEX IF EXISTS " + n}}, nil)(sqliteMade(name, tbl, nil, false, ""))
 }
 
 // sqliteIndexName quotes the index name of a table's index as SQLite
@@ -169,7 +184,8 @@ func sqliteIndex(name, tbl string, columns []string, unique bool, where, note st
 		}
 		w = " WHERE " + f
 	}
-	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s (%s)%s", u, n, on, cs, w), Note: note}}, nil
+	made, err := sqliteMade(name, tbl, columns, unique, where)
+	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s (%s)%s", u, n, on, cs, w), Note: note, creates: made}}, err
 }
 
 func (o DropIndex) sqliteUp() ([]Statement, error) {
