@@ -17,6 +17,61 @@
 // up) in its table's schema, so a same-named index elsewhere is never
 // touched. [DropIndex] names its schema in a field of its own.
 //
+// # What a revert undoes
+//
+// A revert (and a cleanup inside an apply, such as the helper CHECK of
+// [SetNotNull]) touches only what this migration's apply made. Each
+// statement of this package's operations names the object it makes or
+// drops, and schemashift_ddl_steps records, with each step, whether the
+// apply made its object (created) or found it there. A drop in a revert
+// runs only when a step of this migration's apply is recorded as the
+// object's maker; otherwise it is skipped and recorded with a note
+// ("kept: not made by this migration's apply …"), which [WithNotes] and
+// [Executor.Notes] report. So [AddColumn] on a table that already has the
+// column is a no-op on apply, and its revert leaves the column and its
+// rows; an apply that found everything there is reverted to no change.
+//
+// A run can be cut off at any line. A statement that runs in a
+// transaction is recorded in that transaction, so it and its record
+// commit together or not at all: an object found there with no record
+// was there before. CREATE INDEX CONCURRENTLY cannot run in one, so its
+// step is first recorded pending (the index was not there: the intent)
+// and committed, then built, then recorded done. On resume, a pending
+// step and the index there (valid, or INVALID from the cut-off build,
+// which is dropped and built again) mean this migration built it; the
+// index there with no pending step means it was there before. (Between
+// the intent and the build, an index of the same name made by someone
+// else would be taken for this migration's: a window of one statement.)
+// An INVALID index of that name not built by this migration is refused,
+// not dropped.
+//
+// An object found there is taken as done only if it is what the
+// operation makes; otherwise the apply fails, before changing anything,
+// with an error wrapping [ErrExists] that names the object and what
+// differs. Compared: a column's type (as PostgreSQL's parser reads it, so
+// int and integer are one type, numeric(10,0) and numeric(12,2) two) and
+// whether it has a default (not the default's expression: PostgreSQL
+// stores it rewritten); a table's kind and its columns' names, order and
+// types (not its constraints); an index's table, uniqueness, columns and
+// predicate; a constraint's kind, columns, and its expression (CHECK) or
+// referenced table, columns and ON DELETE (foreign key). Expressions are
+// compared as parsed, without the casts the catalog adds to constants;
+// one written differently (IN for = ANY) is refused, never taken as done.
+// A constraint found NOT VALID with the operation's definition is
+// validated by the apply, as the operation asks, and kept by the revert.
+// [AddUnique] never turns an index it did not build into its constraint.
+// On PostgreSQL 18, [SetNotNull] takes a column with a validated NOT NULL
+// constraint of any name as done, validates one of its own name left NOT
+// VALID, and refuses one of another name left NOT VALID.
+//
+// Rows written by an executor from before created was recorded have it
+// NULL: what they made cannot be proven this migration's, so a revert of
+// such a migration keeps every object and says so in its notes
+// ("applied by an executor that did not record …"); drop them by hand.
+// The steps table gains the new columns (object, created, pending) the
+// first time a newer executor runs. A caller's own [Op] carries no
+// object names: its Down runs as written.
+//
 // # SQL fragments
 //
 // Five fields are SQL written by the plan's author, since DDL takes no
