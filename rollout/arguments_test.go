@@ -117,4 +117,8 @@ func TestLedgerRefusesBadArguments(t *testing.T) {
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
 	_, err = rollout.NewCoordinator(ctx, db, nil, rollout.WithTripObserver(nil))
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.NewCoordinator(ctx, db, nil, rollout.WithClock(nil))
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
+	_, err = rollout.NewInstance(db, "users-api", "v1", nil, rollout.WithInstanceClock(nil))
+	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
 }

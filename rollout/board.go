@@ -31,7 +31,7 @@ var boardPage = template.Must(template.New("board.html").Funcs(template.FuncMap{
 		}
 		return min(100, done*100/total)
 	},
-	"ago": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+	"ago": func(now, t time.Time) string { return now.Sub(t).Round(time.Second).String() },
 	"dur": func(d time.Duration) string { return d.Round(time.Second).String() },
 }).ParseFS(boardFS, "board.html"))
 
@@ -148,22 +148,25 @@ type Consistency struct {
 	Ratio      float64 `json:"ratio"`
 }
 
-// Snapshot reads everything the board shows.
+// Snapshot reads everything the board shows, as it stands at one time of
+// the coordinator's clock (GeneratedAt): gates, fleets, stalls and how
+// long ago each was seen are judged then.
 func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
-	out := BoardStatus{GeneratedAt: time.Now().UTC(), ReadOnly: b.auth == nil, Migrations: []MigrationStatus{}}
+	now := b.c.now()
+	out := BoardStatus{GeneratedAt: now, ReadOnly: b.auth == nil, Migrations: []MigrationStatus{}}
 	for _, name := range b.c.migrations() {
 		st, err := Get(ctx, b.c.db, name)
 		if err != nil {
 			return out, err
 		}
 		m := MigrationStatus{Status: st, Backfills: []BackfillStatus{}}
-		if m.Next, err = b.c.Check(ctx, name); err != nil {
+		if m.Next, err = b.c.check(ctx, name, now); err != nil {
 			return out, err
 		}
 		if m.Consistency, err = b.c.consistencySince(ctx, name); err != nil {
 			return out, err
 		}
-		if m.Fleet, err = b.c.Fleet(ctx, name); err != nil {
+		if m.Fleet, err = readFleet(ctx, b.c.db, name, b.c.ageOut, now); err != nil {
 			return out, err
 		}
 		if m.Fleet.Instances == nil {
@@ -185,7 +188,7 @@ func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
 		}
 		for _, j := range b.c.plans[name].Backfills {
 			bs := BackfillStatus{Job: j.Name, Status: "not started"}
-			if p, err := backfill.State(ctx, b.c.db, j.Name); err == nil {
+			if p, err := backfill.StateAt(ctx, b.c.db, j.Name, now); err == nil {
 				bs = BackfillStatus{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
 					Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Verify: p.Verify, Divergent: p.Divergent}
 				if p.Stall != nil {

@@ -85,12 +85,15 @@ type Request struct {
 // and wait for one otherwise, never for a second while holding one. On
 // PostgreSQL the lock is a session advisory lock on that connection; on
 // SQLite it is a leased row that holds no connection.
+//
+// Every time it decides on or stores is its clock's ([WithClock]).
 type Coordinator struct {
 	db      *sqlx.DB
 	dialect *dialect.Dialect
 	plans   map[string]Plan
 	ageOut  time.Duration
 	trips   TripObserver
+	clock   func() time.Time
 	// unrecorded, set on the copy a transition works through, holds the
 	// events its connection could not take.
 	unrecorded *[]Event
@@ -113,6 +116,41 @@ func WithAgeOut(d time.Duration) CoordinatorOption {
 	}
 }
 
+// WithClock sets the clock the coordinator reads (default time.Now).
+// Every time it decides on is the clock's, read once per decision and
+// passed to the database as a parameter, never the database's now(): the
+// fleet's windows (how long an instance has been seen, which stages it
+// evaluated within the plan's window, its last old-path call) and which
+// instances aged out ([WithAgeOut]); when a phase began (phase_since) and
+// the ledger row was updated; the time of each event it records, of a
+// guardrail's [Trip] and of a recorded query plan; the deadline of
+// [Coordinator.AdvanceWhenMet]; the board's times; a retrospective's
+// current phase; whether a backfill is stalled; and, on SQLite, the lease
+// of the migration's lock. The backfills and verifications it runs
+// ([Coordinator.RunBackfills], [Coordinator.VerifyBackfills]) get it
+// through backfill.WithClock, so that the gate to shadow compares when a
+// verification started with when its job finished on one clock.
+//
+// The instances' heartbeats are stamped by theirs ([WithInstanceClock]):
+// a fleet and its coordinators should share one, and with time.Now their
+// hosts' clocks must agree to well within a window. A clock that stands
+// still lets no window pass: a test moves it instead of waiting. What
+// waits runs on real time, whatever the clock: the poll of AdvanceWhenMet,
+// the interval of [Coordinator.Watch], lock retries and renewals.
+func WithClock(now func() time.Time) CoordinatorOption {
+	return func(c *Coordinator) error {
+		if now == nil {
+			return fmt.Errorf("%w: clock is nil", ErrInvalidArgument)
+		}
+		c.clock = now
+		return nil
+	}
+}
+
+// now reads the coordinator's clock once, at the microsecond the database
+// keeps.
+func (c *Coordinator) now() time.Time { return dialect.Tick(c.clock()) }
+
 // NewCoordinator ensures the ledger and registers plans.
 func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...CoordinatorOption) (*Coordinator, error) {
 	c, err := newCoordinator(db, opts)
@@ -134,7 +172,7 @@ func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...Coor
 		if err := p.normalize(); err != nil {
 			return nil, err
 		}
-		if err := Register(ctx, db, p); err != nil {
+		if err := register(ctx, db, p, c.now()); err != nil {
 			return nil, err
 		}
 		c.plans[p.Migration] = p
@@ -187,7 +225,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	// transition share one connection (see Coordinator's pool rule).
 	var st Status
 	var pinned *Coordinator
-	err = c.dialect.Locked(ctx, c.db, "schemashift:"+r.Migration, func(one *sqlx.DB) error {
+	err = c.dialect.Locked(ctx, c.db, "schemashift:"+r.Migration, c.clock, func(one *sqlx.DB) error {
 		pinned = c.on(one)
 		var err error
 		st, err = pinned.transitionLocked(ctx, plan, r, forward, kind)
@@ -235,6 +273,7 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	if err := c.runOps(ctx, plan, r, forward); err != nil && !errors.Is(err, errNoOps) {
 		return Status{}, err
 	}
+	now := c.now() // the gate's, the phase's start, the event's
 	tx, err := c.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
@@ -253,9 +292,9 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	}
 	refuse := func(to Phase, cause error) (Status, error) {
 		_ = tx.Rollback() // nothing was written in it; the refusal is recorded apart
-		err := c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
+		err := c.recordAt(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
 			FromPhase: cur.Phase.String(), ToPhase: to.String(), FromStage: cur.Stage.String(), ToStage: to.Stage().String(),
-			Reason: cause.Error()})
+			Reason: cause.Error()}, now)
 		return cur, errors.Join(cause, err)
 	}
 	if r.Version != 0 && r.Version != cur.Version {
@@ -285,7 +324,7 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 			Reason: "a guardrail tripped (" + row.Tripped + "); advance with acknowledgement once the cause is dealt with"})
 	}
 	if forward && !r.Force {
-		if gate, reason, err := c.gate(ctx, tx, plan, to, row); err != nil {
+		if gate, reason, err := c.gate(ctx, tx, plan, to, row, now); err != nil {
 			return refuse(to, fmt.Errorf("advance %s: check gate: %w", r.Migration, err))
 		} else if reason != "" {
 			return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: gate, Reason: reason})
@@ -322,21 +361,21 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	}
 	var next statusRow
 	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
-			phase_since = `+c.dialect.Now()+`, updated_at = `+c.dialect.Now()+`, matched_base = $4, mismatched_base = $5,
+			phase_since = $13, updated_at = $13, matched_base = $4, mismatched_base = $5,
 			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10,
 			base_latency = `+c.dialect.JSON("$12")+`
 		WHERE migration = $1 AND version = $11 RETURNING `+statusColumns,
 		r.Migration, to.String(), to.Stage().String(), t.Matched, t.Mismatched, t.OldTotal, t.OldErrors, t.NewTotal, t.NewErrors,
-		tripped, cur.Version, string(mustJSON(lat))); err != nil {
+		tripped, cur.Version, string(mustJSON(lat)), dialect.Stamp(now)); err != nil {
 		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 	}
 	reason := r.Reason
 	if r.Force {
 		reason = "forced: " + reason
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason)
-		VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8, $9)`, r.Migration, kind, r.Actor, cur.Phase.String(), to.String(),
-		cur.Stage.String(), to.Stage().String(), next.Version, reason); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at)
+		VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8, $9, $10)`, r.Migration, kind, r.Actor, cur.Phase.String(), to.String(),
+		cur.Stage.String(), to.Stage().String(), next.Version, reason, dialect.Stamp(now)); err != nil {
 		return refuse(to, fmt.Errorf("%s %s: record event: %w", kind, r.Migration, err))
 	}
 	if err := tx.Commit(); err != nil {
@@ -383,7 +422,7 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 		if cur.Phase+1 == Contracted && !r.Confirm {
 			return errNoOps // the transaction refuses and records why
 		}
-		ready, err := c.Check(ctx, r.Migration)
+		ready, err := c.check(ctx, r.Migration, c.now())
 		if err != nil {
 			return err
 		}
@@ -425,7 +464,7 @@ func newCoordinator(db *sqlx.DB, opts []CoordinatorOption) (*Coordinator, error)
 	if db == nil {
 		return nil, fmt.Errorf("%w: db is nil", ErrInvalidArgument)
 	}
-	c := &Coordinator{db: db, dialect: dialect.Of(db), plans: map[string]Plan{}, ageOut: defaultAgeOut}
+	c := &Coordinator{db: db, dialect: dialect.Of(db), plans: map[string]Plan{}, ageOut: defaultAgeOut, clock: time.Now}
 	for i, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i+1)
@@ -441,9 +480,19 @@ func newCoordinator(db *sqlx.DB, opts []CoordinatorOption) (*Coordinator, error)
 // take; the error it joins (a refusal, say) is still the one to branch on.
 var ErrAudit = errors.New("record in the audit trail")
 
-func (c *Coordinator) record(ctx context.Context, e Event) error {
-	if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage, e.Reason); err != nil {
+// record records e at the clock's time now.
+func (c *Coordinator) record(ctx context.Context, e Event) error { return c.recordAt(ctx, e, c.now()) }
+
+// recordAt records e at the time at of the decision it records (kept in
+// e.At if it has to wait for the pool).
+func (c *Coordinator) recordAt(ctx context.Context, e Event, at time.Time) error {
+	if !e.At.IsZero() {
+		at = e.At
+	}
+	e.At = at
+	if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, reason, at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage, e.Reason,
+		dialect.Stamp(at)); err != nil {
 		if c.unrecorded != nil {
 			// On a transition's connection: tried again on the pool once
 			// the transition gives it back, and an error then.
@@ -510,9 +559,9 @@ func (c *Coordinator) totals(ctx context.Context, q sqlx.QueryerContext, migrati
 	return t, err
 }
 
-// gate checks the condition of the transition from cur to to. It returns
-// the gate's name and, when unmet, why.
-func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase, row statusRow) (string, string, error) {
+// gate checks the condition of the transition from cur to to, judged at
+// now. It returns the gate's name and, when unmet, why.
+func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase, row statusRow, now time.Time) (string, string, error) {
 	switch to {
 	case Planned, Expanded:
 		return "expand", "", nil
@@ -526,11 +575,11 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase
 		}
 		return "schema", "", nil
 	case Backfill:
-		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.DualWrite)
+		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.DualWrite, now)
 		return "fleet at dualwrite", reason, err
 	case Verify:
 		for _, j := range plan.Backfills {
-			st, err := backfillState(ctx, tx, j.Name)
+			st, err := backfillState(ctx, tx, j.Name, now)
 			if err != nil {
 				return "", "", err
 			}
@@ -554,10 +603,10 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase
 		reason, err := c.consistency(ctx, tx, plan, row)
 		return "shadow consistency", reason, err
 	case Complete:
-		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.Rampdown)
+		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.Rampdown, now)
 		return "fleet at rampdown", reason, err
 	case Contracted:
-		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.Complete)
+		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.Complete, now)
 		if reason != "" || err != nil {
 			return "fleet only complete", reason, err
 		}
@@ -589,12 +638,13 @@ func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) (
 	return missing, nil
 }
 
-func backfillState(ctx context.Context, q sqlx.QueryerContext, job string) (string, error) {
+// backfillState is job's status as the gate reads it, judged at now.
+func backfillState(ctx context.Context, q sqlx.QueryerContext, job string, now time.Time) (string, error) {
 	exists, err := dialect.Of(q).TableExists(ctx, q, ident.Table{Name: "schemashift_backfills"})
 	if err != nil || !exists {
 		return "not started", err
 	}
-	p, err := backfill.State(ctx, q, job)
+	p, err := backfill.StateAt(ctx, q, job, now)
 	if errors.Is(err, backfill.ErrUnknownJob) {
 		return "not started", nil
 	}
@@ -627,9 +677,10 @@ func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, pl
 
 // fleetAtLeast checks that every live instance evaluated only stages ≥ min
 // for the plan's whole window, and at least one of them in the window (an
-// idle instance proves nothing), and, for complete, made no old-path call.
-func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, plan Plan, min flags.Stage) (string, error) {
-	fleet, err := readFleet(ctx, q, plan.Migration, c.ageOut)
+// idle instance proves nothing), and, for complete, made no old-path call:
+// the window that ends at now.
+func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, plan Plan, min flags.Stage, now time.Time) (string, error) {
+	fleet, err := readFleet(ctx, q, plan.Migration, c.ageOut, now)
 	if err != nil {
 		return "", err
 	}
@@ -691,6 +742,8 @@ type InstanceState struct {
 
 // Fleet is the live instances of one migration, as the ledger sees them.
 type Fleet struct {
+	// Now is the time it was read at, by the coordinator's clock: the
+	// instances are those seen within the age-out before it.
 	Now       time.Time       `json:"now"`
 	Instances []InstanceState `json:"instances"`
 	// Unaware are live instances of the same services that do not report
@@ -698,13 +751,11 @@ type Fleet struct {
 	Unaware []InstanceState `json:"unaware,omitempty"`
 }
 
-func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, ageOut time.Duration) (Fleet, error) {
-	var f Fleet
-	d := dialect.Of(q)
-	var err error
-	if f.Now, err = d.CurrentTime(ctx, q); err != nil {
-		return f, err
-	}
+// readFleet reads the instances of migration live at now: seen within
+// ageOut before it.
+func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, ageOut time.Duration, now time.Time) (Fleet, error) {
+	f := Fleet{Now: now}
+	since := dialect.Stamp(now.Add(-ageOut))
 	type instRow struct {
 		ID          string     `db:"instance_id"`
 		Service     string     `db:"service"`
@@ -723,8 +774,8 @@ func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, age
 	var rows []instRow
 	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT instance_id, service, build_version, first_seen, last_seen, CAST(stage_seen AS text) AS stage_seen,
 			min_stage, max_stage, last_old_call, old_calls, matched, mismatched, shadow_drops
-		FROM schemashift_instances WHERE migration = $1 AND last_seen > `+d.NowPlus("$2")+` ORDER BY service, instance_id`,
-		migration, -ageOut.Seconds()); err != nil {
+		FROM schemashift_instances WHERE migration = $1 AND last_seen > $2 ORDER BY service, instance_id`,
+		migration, since); err != nil {
 		return f, fmt.Errorf("read fleet: %w", err)
 	}
 	for _, r := range rows {
@@ -747,10 +798,10 @@ func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, age
 	var unaware []instRow
 	if err := sqlx.SelectContext(ctx, q, &unaware, `SELECT i.instance_id, i.service, i.build_version, i.first_seen, i.last_seen
 		FROM schemashift_instances i
-		WHERE i.migration = '' AND i.last_seen > `+d.NowPlus("$2")+`
+		WHERE i.migration = '' AND i.last_seen > $2
 		  AND i.service IN (SELECT service FROM schemashift_instances WHERE migration = $1)
 		  AND NOT EXISTS (SELECT 1 FROM schemashift_instances k WHERE k.instance_id = i.instance_id AND k.migration = $1)
-		ORDER BY i.service, i.instance_id`, migration, -ageOut.Seconds()); err != nil {
+		ORDER BY i.service, i.instance_id`, migration, since); err != nil {
 		return f, fmt.Errorf("read fleet: %w", err)
 	}
 	for _, r := range unaware {
@@ -765,13 +816,15 @@ func (c *Coordinator) Migrations() []string { return c.migrations() }
 // Plan returns the plan of a migration.
 func (c *Coordinator) Plan(migration string) (Plan, error) { return c.plan(migration) }
 
-// Fleet reads the live instances of a migration.
+// Fleet reads the live instances of a migration, at the coordinator's
+// clock.
 func (c *Coordinator) Fleet(ctx context.Context, migration string) (Fleet, error) {
-	return readFleet(ctx, c.db, migration, c.ageOut)
+	return readFleet(ctx, c.db, migration, c.ageOut, c.now())
 }
 
 // RunBackfills runs the plan's backfill jobs (the migration must be in its
-// backfill phase), with opts for every job.
+// backfill phase), with opts for every job. The jobs run on the
+// coordinator's clock (backfill.WithClock) unless opts set another.
 func (c *Coordinator) RunBackfills(ctx context.Context, migration string, opts ...backfill.Option) error {
 	plan, err := c.plan(migration)
 	if err != nil {
@@ -784,6 +837,7 @@ func (c *Coordinator) RunBackfills(ctx context.Context, migration string, opts .
 	if st.Phase != Backfill {
 		return fmt.Errorf("run backfills of %s: the migration is at %s, not backfill", migration, st.Phase)
 	}
+	opts = append([]backfill.Option{backfill.WithClock(c.clock)}, opts...)
 	for _, j := range plan.Backfills {
 		b, err := backfill.New(ctx, c.db, j, opts...)
 		if err != nil {
@@ -796,8 +850,8 @@ func (c *Coordinator) RunBackfills(ctx context.Context, migration string, opts .
 	return nil
 }
 
-// VerifyBackfills verifies every backfill job of the plan; the results are
-// what the gate to shadow reads.
+// VerifyBackfills verifies every backfill job of the plan, on the
+// coordinator's clock; the results are what the gate to shadow reads.
 func (c *Coordinator) VerifyBackfills(ctx context.Context, migration string, o backfill.VerifyOptions) ([]backfill.Report, error) {
 	plan, err := c.plan(migration)
 	if err != nil {
@@ -805,7 +859,7 @@ func (c *Coordinator) VerifyBackfills(ctx context.Context, migration string, o b
 	}
 	var reports []backfill.Report
 	for _, j := range plan.Backfills {
-		b, err := backfill.New(ctx, c.db, j)
+		b, err := backfill.New(ctx, c.db, j, backfill.WithClock(c.clock))
 		if err != nil {
 			return reports, err
 		}
@@ -820,7 +874,8 @@ func (c *Coordinator) VerifyBackfills(ctx context.Context, migration string, o b
 
 // verifiedSinceDone says why job's verification does not count, or "" when
 // it does: it passed, without repairing anything, and started after the
-// job finished (in the database's clock), so that a verification of a job
+// job finished (both stamps of the clock of the backfill that made them:
+// the coordinator's, for those it runs), so that a verification of a job
 // half done, or one a later run or repair made stale, is refused.
 func verifiedSinceDone(ctx context.Context, q sqlx.QueryerContext, job string) (string, error) {
 	var row struct {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
@@ -99,8 +100,10 @@ func (p Plan) touches() map[string][]string {
 	return t
 }
 
-// DependencyMap reads the map now.
+// DependencyMap reads the map now, by the coordinator's clock: the
+// instances live then.
 func (c *Coordinator) DependencyMap(ctx context.Context) (DependencyMap, error) {
+	now := c.now()
 	m := DependencyMap{Services: []ServiceNode{}, Migrations: []MigrationNode{}, Tables: []TableNode{}}
 	tables := map[string][]string{}
 	services := map[string]*ServiceNode{}
@@ -117,7 +120,7 @@ func (c *Coordinator) DependencyMap(ctx context.Context) (DependencyMap, error) 
 		}
 		slices.Sort(node.Tables)
 		m.Migrations = append(m.Migrations, node)
-		fleet, err := c.Fleet(ctx, name)
+		fleet, err := readFleet(ctx, c.db, name, c.ageOut, now)
 		if err != nil {
 			return m, err
 		}
@@ -137,7 +140,7 @@ func (c *Coordinator) DependencyMap(ctx context.Context) (DependencyMap, error) 
 		N       int    `db:"n"`
 	}
 	if err := c.db.SelectContext(ctx, &counts, `SELECT service, count(DISTINCT instance_id) AS n FROM schemashift_instances
-		WHERE migration <> '' AND last_seen > `+c.dialect.NowPlus("$1")+` GROUP BY service`, -c.ageOut.Seconds()); err != nil {
+		WHERE migration <> '' AND last_seen > $1 GROUP BY service`, dialect.Stamp(now.Add(-c.ageOut))); err != nil {
 		return m, fmt.Errorf("read services: %w", err)
 	}
 	for _, cnt := range counts {

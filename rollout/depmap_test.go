@@ -35,12 +35,15 @@ func testDependencyMap(t *testing.T, db *sqlx.DB) {
 	orders := rollout.Plan{Migration: "orders_move_amount",
 		ExpandOps:   []ddl.Op{ddl.AddTable{Table: "order_totals", Columns: "order_id bigint PRIMARY KEY"}},
 		ContractOps: []ddl.Op{ddl.DropColumn{Table: "orders", Column: "amount_cents"}}}
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{users, orders}, rollout.WithAgeOut(time.Second))
+	const ageOut = time.Minute
+	clk := newClock()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{users, orders}, rollout.WithAgeOut(ageOut), rollout.WithClock(clk.Now))
 	require.NoError(t, err)
-	api, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	api, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"), rollout.WithInstanceClock(clk.Now))
 	require.NoError(t, err)
 	beat(t, api, flags.Off)
-	worker, err := rollout.NewInstance(db, "billing", "v9", []string{"orders_move_amount", "users_split_name"}, rollout.WithInstanceID("billing-1"))
+	worker, err := rollout.NewInstance(db, "billing", "v9", []string{"orders_move_amount", "users_split_name"}, rollout.WithInstanceID("billing-1"),
+		rollout.WithInstanceClock(clk.Now))
 	require.NoError(t, err)
 	require.NoError(t, worker.Beat(ctx))
 
@@ -70,13 +73,20 @@ func testDependencyMap(t *testing.T, db *sqlx.DB) {
 	assert.Equal(t, 3+3, strings.Count(svg, `class="edge"`), "3 service→migration and 3 migration→table edges")
 	assert.NotContains(t, svg, "<script")
 
-	// The billing worker goes away: it ages out of the map.
-	time.Sleep(1200 * time.Millisecond)
+	// The billing worker goes away: it is on the map until its age-out
+	// has passed, and off it after.
+	clk.Add(ageOut - time.Microsecond)
 	beat(t, api, flags.Off)
+	m, err = c.DependencyMap(ctx)
+	require.NoError(t, err)
+	require.Len(t, m.Services, 2, "billing's last heartbeat is a microsecond short of its age-out")
+	assert.Equal(t, 1, m.Services[0].Instances)
+	clk.Add(time.Microsecond)
 	m, err = c.DependencyMap(ctx)
 	require.NoError(t, err)
 	require.Len(t, m.Services, 1)
 	assert.Equal(t, "users-api", m.Services[0].Service)
+	assert.Equal(t, 1, m.Services[0].Instances)
 
 	// Served by the board, as JSON and as a picture.
 	srv, _ := boardServer(t)

@@ -72,6 +72,27 @@
 // flag service). [Board] is the status board: an http.Handler with an HTML
 // page and JSON, read-only unless given an [Authorizer].
 //
+// # Time
+//
+// Every time a gate or a guardrail decides on is a time of an injected
+// clock, read once per decision and passed to the database as a
+// parameter, never the database's now(): the coordinator's ([WithClock])
+// judges the fleet's windows, which instances aged out, the AdvanceWhenMet
+// deadline, stalled backfills, the board's "ago" and a retrospective's
+// current phase, and stamps phase_since, updated_at, the events, query
+// plans and trips; the instances' ([WithInstanceClock],
+// [ServiceConfig].Clock) stamp first_seen, last_seen, the stages seen and
+// the last old-path call; the backfills the coordinator runs and verifies
+// get its clock, so that "verified after the job finished" compares two
+// times of one clock; and on SQLite the migration lock's lease is the
+// coordinator's clock's too. All default to time.Now; a fleet and its
+// coordinators should share one clock (or hosts whose clocks agree to well
+// within a window). [Register], outside a coordinator, stamps time.Now.
+// The tables keep their now() column defaults, but no write leaves a time
+// to them. Intervals that wait (heartbeats, polls, Watch, lock retries)
+// are real time: a test moves the clock past a window instead of sleeping
+// through it.
+//
 // # SQLite
 //
 // The ledger, gates, audit trail, heartbeats, the provider and the board work

@@ -32,7 +32,10 @@ func fleetPlan() rollout.Plan {
 
 // Simulated instances at mixed stages hold back the backfill and the
 // contract exactly as the gates say; an instance that stops heartbeating
-// ages out and no longer holds anything back.
+// ages out and no longer holds anything back. The instances and the
+// coordinator share a clock that moves only when the test moves it: a
+// window is whole at its last microsecond, not one before, and an
+// instance ages out exactly when its age-out has passed.
 func TestHeartbeatsHoldBackMixedFleet(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, testHeartbeatsHoldBackMixedFleet)
@@ -41,8 +44,9 @@ func TestHeartbeatsHoldBackMixedFleet(t *testing.T) {
 func testHeartbeatsHoldBackMixedFleet(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
 	ctx := t.Context()
-	const ageOut = 2 * time.Second
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithAgeOut(ageOut))
+	const ageOut = 2 * window
+	clk := newClock()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithAgeOut(ageOut), rollout.WithClock(clk.Now))
 	require.NoError(t, err)
 	force := func(n int) {
 		for range n {
@@ -50,13 +54,17 @@ func testHeartbeatsHoldBackMixedFleet(t *testing.T, db *sqlx.DB) {
 			require.NoError(t, err)
 		}
 	}
+	advance := func() error {
+		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Confirm: true})
+		return err
+	}
 	force(2) // expanded, dualwrite
-	newInstance := func(id, build string) *rollout.Instance {
-		in, err := rollout.NewInstance(db, "users-api", build, []string{"users_split_name"}, rollout.WithInstanceID(id))
+	newInstance := func(id, build string, migrations ...string) *rollout.Instance {
+		in, err := rollout.NewInstance(db, "users-api", build, migrations, rollout.WithInstanceID(id), rollout.WithInstanceClock(clk.Now))
 		require.NoError(t, err)
 		return in
 	}
-	a, b, laggard := newInstance("a", "v2"), newInstance("b", "v2"), newInstance("laggard", "v2")
+	a, b, laggard := newInstance("a", "v2", "users_split_name"), newInstance("b", "v2", "users_split_name"), newInstance("laggard", "v2", "users_split_name")
 	all := []*rollout.Instance{a, b, laggard}
 	beatAll := func(stages map[*rollout.Instance][]flags.Stage) {
 		for _, in := range all {
@@ -65,57 +73,80 @@ func testHeartbeatsHoldBackMixedFleet(t *testing.T, db *sqlx.DB) {
 			}
 		}
 	}
+	ab := func(s ...flags.Stage) map[*rollout.Instance][]flags.Stage {
+		return map[*rollout.Instance][]flags.Stage{a: s, b: s}
+	}
 	mixed := map[*rollout.Instance][]flags.Stage{a: {flags.DualWrite}, b: {flags.DualWrite}, laggard: {flags.Off}}
 	beatAll(mixed)
-	time.Sleep(window)
+	clk.Add(window - time.Microsecond)
 	beatAll(mixed)
-	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"})
+	err = advance()
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, err.Error(), "instance a (users-api v2) has not been seen for a whole window yet", "a microsecond short of the window")
+	clk.Add(time.Microsecond)
+	err = advance()
 	require.ErrorIs(t, err, rollout.ErrGateRefused)
 	assert.Contains(t, err.Error(), "laggard (users-api v2) evaluated off")
-	assert.NotContains(t, err.Error(), "instance a ")
+	assert.NotContains(t, err.Error(), "instance a ", "seen for the whole window, at dualwrite")
 
 	fleet, err := c.Fleet(ctx, "users_split_name")
 	require.NoError(t, err)
+	assert.True(t, fleet.Now.Equal(clk.Now()), "the fleet is read at the clock's time: %v", fleet.Now)
 	require.Len(t, fleet.Instances, 3)
 	assert.Equal(t, "off", fleet.Instances[2].MinStage)
+	assert.True(t, fleet.Instances[2].FirstSeen.Equal(t0), "first seen at the clock's time: %v", fleet.Instances[2].FirstSeen)
+	lastLaggard := fleet.Instances[2].LastSeen
+	assert.True(t, lastLaggard.Equal(t0.Add(window-time.Microsecond)), "last seen at the clock's time of its last heartbeat: %v", lastLaggard)
 
-	// The laggard goes away; once aged out, it no longer counts.
-	time.Sleep(window)
-	beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.DualWrite}, b: {flags.DualWrite}})
-	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"})
+	// The laggard goes away; it counts until its age-out has passed, to
+	// the microsecond (live while seen less than ageOut ago), and no
+	// longer after.
+	clk.Add(window)
+	beatAll(ab(flags.DualWrite))
+	err = advance()
 	require.ErrorIs(t, err, rollout.ErrGateRefused, "the laggard is still live")
-	require.Eventually(t, func() bool {
-		beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.DualWrite}, b: {flags.DualWrite}})
-		_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"})
-		return err == nil
-	}, 3*ageOut, 100*time.Millisecond, "the laggard ages out: %v", err)
+	assert.Contains(t, err.Error(), "laggard")
+	clk.Add(lastLaggard.Add(ageOut - time.Microsecond).Sub(clk.Now()))
+	beatAll(ab(flags.DualWrite))
+	err = advance()
+	require.ErrorIs(t, err, rollout.ErrGateRefused, "live at the age-out's last microsecond")
+	assert.Contains(t, err.Error(), "laggard")
+	clk.Add(time.Microsecond)
+	require.NoError(t, advance(), "the laggard aged out")
 	fleet, err = c.Fleet(ctx, "users_split_name")
 	require.NoError(t, err)
 	assert.Len(t, fleet.Instances, 2)
 
 	// An old build of the same service, live but unaware of the migration,
 	// holds everything back.
-	old, err := rollout.NewInstance(db, "users-api", "v1", nil, rollout.WithInstanceID("old"))
-	require.NoError(t, err)
+	old := newInstance("old", "v1")
 	require.NoError(t, old.Beat(ctx))
 	force(5) // verify … complete
-	time.Sleep(window)
-	beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.Complete}, b: {flags.Complete}})
-	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Confirm: true})
+	clk.Add(window)
+	beatAll(ab(flags.Complete))
+	err = advance()
 	require.ErrorIs(t, err, rollout.ErrGateRefused)
 	assert.Contains(t, err.Error(), "old (users-api v1) is live but does not know this migration")
 
 	// Contract: one instance still at rampdown for part of the window holds it back.
-	time.Sleep(ageOut) // the old build ages out
+	clk.Add(ageOut) // the old build ages out
 	beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.Complete}, b: {flags.Complete, flags.Rampdown}})
-	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Confirm: true})
+	err = advance()
 	require.ErrorIs(t, err, rollout.ErrGateRefused)
-	assert.Contains(t, err.Error(), "b (users-api v2) evaluated rampdown")
-	time.Sleep(window)
-	beatAll(map[*rollout.Instance][]flags.Stage{a: {flags.Complete}, b: {flags.Complete}})
-	st, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Confirm: true})
+	assert.Contains(t, err.Error(), "b (users-api v2) evaluated rampdown 0s ago")
+	assert.NotContains(t, err.Error(), "old (users-api v1)", "aged out")
+	clk.Add(window - time.Microsecond)
+	beatAll(ab(flags.Complete))
+	err = advance()
+	require.ErrorIs(t, err, rollout.ErrGateRefused, "the rampdown call is a microsecond inside the window")
+	assert.Contains(t, err.Error(), "b (users-api v2) evaluated rampdown "+(window-time.Microsecond).Round(time.Millisecond).String()+" ago")
+	clk.Add(time.Microsecond)
+	beatAll(ab(flags.Complete))
+	require.NoError(t, advance())
+	st, err := rollout.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
 	assert.Equal(t, rollout.Contracted, st.Phase)
+	assert.True(t, st.PhaseSince.Equal(clk.Now()), "the phase began at the clock's time: %v", st.PhaseSince)
 }
 
 // The heartbeat counts what the dualwrite adapters report.
@@ -299,6 +330,11 @@ func testServiceStart(t *testing.T, db *sqlx.DB) {
 		fleet, err := c.Fleet(ctx, "users_split_name")
 		return err == nil && len(fleet.Instances) == 1 && fleet.Instances[0].MaxStage == "dualwrite"
 	}, 2*time.Second, 10*time.Millisecond)
+	// With no clock given, the real one: the heartbeats are stamped now.
+	fleet, err := c.Fleet(ctx, "users_split_name")
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now(), fleet.Now, time.Minute)
+	assert.WithinDuration(t, fleet.Now, fleet.Instances[0].LastSeen, time.Minute)
 	require.NoError(t, svc.Close())
 	require.NoError(t, svc.Close())
 

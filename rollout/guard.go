@@ -92,14 +92,15 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 		if err != nil {
 			return trips, err
 		}
-		reason, pause, err := c.tripped(ctx, plan, st.Phase, row)
+		now := c.now()
+		reason, pause, err := c.tripped(ctx, plan, st.Phase, row, now)
 		if err != nil {
 			return trips, err
 		}
 		if reason == "" {
 			continue
 		}
-		t := Trip{Migration: name, Phase: st.Phase, Reason: reason, At: time.Now()}
+		t := Trip{Migration: name, Phase: st.Phase, Reason: reason, At: now}
 		if pause {
 			t.Action = "held the migration at " + st.Phase.String()
 			for _, j := range plan.Backfills {
@@ -116,8 +117,8 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 			if _, err := c.db.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1 AND tripped = ''`, name, reason); err != nil {
 				return trips, err
 			}
-			if err := c.record(ctx, Event{Migration: name, Kind: "guardrail", Accepted: true, Actor: "guardrail", FromPhase: st.Phase.String(),
-				ToPhase: st.Phase.String(), Reason: "guardrail tripped: " + reason + "; " + t.Action}); err != nil {
+			if err := c.recordAt(ctx, Event{Migration: name, Kind: "guardrail", Accepted: true, Actor: "guardrail", FromPhase: st.Phase.String(),
+				ToPhase: st.Phase.String(), Reason: "guardrail tripped: " + reason + "; " + t.Action}, now); err != nil {
 				return trips, err
 			}
 		} else {
@@ -138,8 +139,8 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 	return trips, nil
 }
 
-// tripped checks the plan's guardrails for the phase in force.
-func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row statusRow) (reason string, pause bool, err error) {
+// tripped checks the plan's guardrails for the phase in force, at now.
+func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row statusRow, now time.Time) (reason string, pause bool, err error) {
 	if row.Tripped != "" {
 		return "", false, nil // already acted on; waits for an operator
 	}
@@ -154,7 +155,7 @@ func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row s
 		}
 		if g.HaltOnFailedVerification && (phase == Backfill || phase == Verify) {
 			for _, j := range plan.Backfills {
-				if p, err := backfill.State(ctx, c.db, j.Name); err == nil && p.Verify == "failed" && p.Status != backfill.Paused {
+				if p, err := backfill.StateAt(ctx, c.db, j.Name, now); err == nil && p.Verify == "failed" && p.Status != backfill.Paused {
 					return fmt.Sprintf("verification of %q failed (%d divergent rows)", j.Name, p.Divergent), true, nil
 				}
 			}

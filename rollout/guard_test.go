@@ -23,12 +23,28 @@ import (
 type tripLog struct {
 	mu    sync.Mutex
 	trips []rollout.Trip
+	heard chan rollout.Trip // each trip, once it is committed; nil for none
 }
 
 func (l *tripLog) ObserveTrip(_ context.Context, t rollout.Trip) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.trips = append(l.trips, t)
+	if l.heard != nil {
+		l.heard <- t
+	}
+}
+
+// next waits for the next trip the observer hears of.
+func (l *tripLog) next(t *testing.T) rollout.Trip {
+	t.Helper()
+	select {
+	case trip := <-l.heard:
+		return trip
+	case <-time.After(10 * time.Second):
+		t.Fatal("no guardrail tripped")
+		return rollout.Trip{}
+	}
 }
 
 func (l *tripLog) all() []rollout.Trip {
@@ -40,7 +56,9 @@ func (l *tripLog) all() []rollout.Trip {
 // Mismatches injected during shadow trip the consistency guardrail: the
 // coordinator steps the migration back within the window, records why, and
 // refuses to advance it again until acknowledged. Errors of the new path
-// at live trip the error-rate guardrail the same way.
+// at live trip the error-rate guardrail the same way. The watch runs on
+// real time and its real ticker, with the coordinator's default clock:
+// the test waits for the trip observer to hear of each trip.
 func TestGuardrailsStepBack(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, testGuardrailsStepBack)
@@ -52,7 +70,7 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 	ctx := t.Context()
 	plan := usersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.95, MaxErrorRate: 0.1, MinSamples: 20}}
-	log := &tripLog{}
+	log := &tripLog{heard: make(chan rollout.Trip, 4)}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan}, rollout.WithTripObserver(log))
 	require.NoError(t, err)
 	force := func(n int) {
@@ -85,21 +103,18 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 		obs.ObserveComparison(ctx, dualwrite.Comparison{Migration: "users_split_name", Stage: flags.Shadow, Match: false})
 	}
 	require.NoError(t, in.Beat(ctx))
-	require.Eventually(t, func() bool {
-		st, err := rollout.Get(ctx, db, "users_split_name")
-		return err == nil && st.Phase == rollout.Verify
-	}, 2*time.Second, 10*time.Millisecond, "stepped back within the window")
+	trip := log.next(t)
 	t.Logf("stepped back %v after the mismatches were reported", time.Since(start).Round(time.Millisecond))
+	assert.WithinDuration(t, time.Now(), trip.At, time.Minute, "the default clock is time.Now")
+	assert.False(t, trip.At.Before(start.Truncate(time.Microsecond)), "tripped after the mismatches: %v", trip.At)
 	st, err := rollout.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
+	assert.Equal(t, rollout.Verify, st.Phase, "stepped back")
 	assert.Contains(t, st.Tripped, "shadow consistency 0.7500 over 40 comparisons, below 0.9500")
 	ev := lastEvent(t, db)
 	assert.Equal(t, "guardrail", ev.Actor)
 	assert.Equal(t, "rollback", ev.Kind)
 	assert.Contains(t, ev.Reason, "guardrail tripped: shadow consistency")
-	// The observer hears of the trip once it is committed, so just after
-	// the phase shows it.
-	require.Eventually(t, func() bool { return len(log.all()) > 0 }, 2*time.Second, time.Millisecond)
 	require.Len(t, log.all(), 1)
 	assert.Equal(t, "stepped back to verify", log.all()[0].Action)
 
@@ -107,7 +122,11 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Force: true, Reason: "try"})
 	require.ErrorIs(t, err, rollout.ErrGateRefused)
 	assert.Contains(t, err.Error(), "guardrail")
-	time.Sleep(100 * time.Millisecond)
+	// Nor does the guard, a round of which is what the watch runs: a
+	// tripped migration waits for an operator.
+	trips, err = c.Guard(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, trips)
 	st, err = rollout.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
 	assert.Equal(t, rollout.Verify, st.Phase, "the watch does not move it either")
@@ -126,12 +145,10 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 		obs.ObserveCall(ctx, dualwrite.Call{Migration: "users_split_name", Stage: flags.Live, Origin: dualwrite.New, Err: failure})
 	}
 	require.NoError(t, in.Beat(ctx))
-	require.Eventually(t, func() bool {
-		st, err := rollout.Get(ctx, db, "users_split_name")
-		return err == nil && st.Phase == rollout.Shadow
-	}, 2*time.Second, 10*time.Millisecond)
+	assert.Equal(t, "stepped back to shadow", log.next(t).Action)
 	st, err = rollout.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
+	assert.Equal(t, rollout.Shadow, st.Phase)
 	assert.Contains(t, st.Tripped, "error rate of the new path 0.3333 over 30 calls")
 	retro, err := c.Retrospective(ctx, "users_split_name")
 	require.NoError(t, err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -89,3 +91,24 @@ func racerMain() int {
 	fmt.Println("wins", wins)
 	return 0
 }
+
+// clock is a test's clock for rollout.WithClock and
+// rollout.WithInstanceClock: it stands still until the test moves it, so
+// that a window passes or an instance ages out when the test says, not
+// when a loaded machine gets round to it. It starts in 2031, years from
+// the database's own clock, so that a decision the database's now() made
+// instead of the clock shows.
+type clock struct{ ns atomic.Int64 }
+
+// t0 is a clock's start: the last microsecond of a year, so that moving
+// it crosses a second, a day and a year at once.
+var t0 = time.Date(2031, 12, 31, 23, 59, 59, 999999000, time.UTC)
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(t0.UnixNano())
+	return c
+}
+
+func (c *clock) Now() time.Time                { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Add(d time.Duration) time.Time { return time.Unix(0, c.ns.Add(int64(d))).UTC() }

@@ -29,12 +29,15 @@ import (
 //
 // An Instance is safe for concurrent use. Start begins the periodic
 // heartbeat; Close stops it, sends a last one and waits.
+//
+// A heartbeat's times are its clock's ([WithInstanceClock]).
 type Instance struct {
 	db       *sqlx.DB
 	id       string
 	service  string
 	build    string
 	interval time.Duration
+	clock    func() time.Time
 
 	mu         sync.RWMutex
 	migrations map[string]*window
@@ -92,6 +95,23 @@ func WithHeartbeat(d time.Duration) InstanceOption {
 	}
 }
 
+// WithInstanceClock sets the clock the instance stamps its heartbeats with
+// (default time.Now), read once per heartbeat and passed to the database
+// as a parameter: when it was first and last seen, when it evaluated each
+// stage, and its last old-path call. The coordinator's gates compare
+// these with its own clock ([WithClock]), so a fleet and its coordinators
+// should share one. The heartbeat's interval is real time, whatever the
+// clock.
+func WithInstanceClock(now func() time.Time) InstanceOption {
+	return func(i *Instance) error {
+		if now == nil {
+			return fmt.Errorf("%w: clock is nil", ErrInvalidArgument)
+		}
+		i.clock = now
+		return nil
+	}
+}
+
 // NewInstance returns the heartbeat of one instance of service, built as
 // build, for the given migrations.
 func NewInstance(db *sqlx.DB, service, build string, migrations []string, opts ...InstanceOption) (*Instance, error) {
@@ -101,7 +121,7 @@ func NewInstance(db *sqlx.DB, service, build string, migrations []string, opts .
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	i := &Instance{db: db, service: service, build: build, interval: 10 * time.Second,
+	i := &Instance{db: db, service: service, build: build, interval: 10 * time.Second, clock: time.Now,
 		id: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), migrations: map[string]*window{}}
 	for n, o := range opts {
 		if o == nil {
@@ -193,17 +213,19 @@ func (o instanceObserver) ObserveShadowDrop(_ context.Context, d dualwrite.Shado
 
 func (o instanceObserver) ObserveFallback(context.Context, flags.Fallback) {}
 
-// Beat sends one heartbeat now: the instance itself, and per migration what
-// it did since the last one.
+// Beat sends one heartbeat now, at one time of the instance's clock: the
+// instance itself, and per migration what it did since the last one.
 func (i *Instance) Beat(ctx context.Context) error {
+	now := dialect.Tick(i.clock())
+	at := dialect.Stamp(now)
 	tx, err := i.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances (instance_id, migration, service, build_version)
-		VALUES ($1, '', $2, $3) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = `+dialect.Of(i.db).Now()+`,
-		service = EXCLUDED.service, build_version = EXCLUDED.build_version`, i.id, i.service, i.build); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances (instance_id, migration, service, build_version, first_seen, last_seen)
+		VALUES ($1, '', $2, $3, $4, $4) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = EXCLUDED.last_seen,
+		service = EXCLUDED.service, build_version = EXCLUDED.build_version`, i.id, i.service, i.build, at); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	i.mu.RLock()
@@ -224,13 +246,6 @@ func (i *Instance) Beat(ctx context.Context) error {
 		}
 	}
 	d := dialect.Of(i.db)
-	var now time.Time
-	if len(names) > 0 {
-		if now, err = d.CurrentTime(ctx, tx); err != nil {
-			i.restore(windows, took)
-			return fmt.Errorf("heartbeat: %w", err)
-		}
-	}
 	for k, m := range names {
 		t := took[k]
 		seen := map[string]time.Time{}
@@ -256,10 +271,12 @@ func (i *Instance) Beat(ctx context.Context) error {
 			lat.New[b] += t.latency.New[b]
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances AS i (instance_id, migration, service, build_version, stage_seen,
-				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors, latency, shadow_drops)
+				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors, latency, shadow_drops,
+				first_seen, last_seen)
 			VALUES ($1, $2, $3, $4, `+d.JSON("$5")+`,
-				$6, $7, CASE WHEN `+d.Typed("$8", "bigint")+` > 0 THEN `+d.Now()+` END, $8, $9, $10, $11, $12, $13, $14, `+d.JSON("$15")+`, $16)
-			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = `+d.Now()+`,
+				$6, $7, CASE WHEN `+d.Typed("$8", "bigint")+` > 0 THEN `+d.Timestamp("$17")+` END, $8, $9, $10, $11, $12, $13, $14, `+d.JSON("$15")+`, $16,
+				$17, $17)
+			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = EXCLUDED.last_seen,
 				service = EXCLUDED.service, build_version = EXCLUDED.build_version,
 				stage_seen = `+d.JSONMerge("i.stage_seen", "EXCLUDED.stage_seen")+`,
 				min_stage = CASE WHEN EXCLUDED.min_stage = '' THEN i.min_stage ELSE EXCLUDED.min_stage END,
@@ -273,7 +290,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 				new_total = i.new_total + EXCLUDED.new_total, new_errors = i.new_errors + EXCLUDED.new_errors,
 				latency = EXCLUDED.latency`,
 			i.id, m, i.service, i.build, string(mustJSON(seen)), minS, maxS, t.old, t.matched, t.mismatched,
-			t.calls[0], t.errs[0], t.calls[1], t.errs[1], string(mustJSON(lat)), t.drops); err != nil {
+			t.calls[0], t.errs[0], t.calls[1], t.errs[1], string(mustJSON(lat)), t.drops, at); err != nil {
 			i.restore(windows, took)
 			return fmt.Errorf("heartbeat %s: %w", m, err)
 		}

@@ -150,8 +150,15 @@ var ErrUnknownMigration = errors.New("unknown migration")
 // first ([ErrInvalidPlan]): its ddl operations rendered for db's database
 // and server version, up and down, its raw steps linted, its jobs,
 // thresholds and guardrails checked; an invalid plan stores nothing, so
-// that its correction registers under the same name.
+// that its correction registers under the same name. The migration's
+// first phase and its register event are stamped time.Now; a
+// [Coordinator] and [Start] register on their clocks.
 func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
+	return register(ctx, db, plan, dialect.Tick(time.Now()))
+}
+
+// register is Register at now.
+func register(ctx context.Context, db *sqlx.DB, plan Plan, now time.Time) error {
 	if db == nil {
 		return fmt.Errorf("register plan %q: %w: db is nil", plan.Migration, ErrInvalidArgument)
 	}
@@ -166,14 +173,14 @@ func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
 	if err != nil {
 		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
 	}
-	res, err := db.ExecContext(ctx, `INSERT INTO schemashift_migrations (migration, definition_hash, definition) VALUES ($1, $2, $3)
-		ON CONFLICT (migration) DO NOTHING`, plan.Migration, hash, string(doc))
+	res, err := db.ExecContext(ctx, `INSERT INTO schemashift_migrations (migration, definition_hash, definition, phase_since, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (migration) DO NOTHING`, plan.Migration, hash, string(doc), dialect.Stamp(now))
 	if err != nil {
 		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
-		_, err := db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, to_phase, to_stage, version, reason)
-			VALUES ($1, 'register', true, 'schemashift', 'planned', 'off', 1, $2)`, plan.Migration, "plan "+hash)
+		_, err := db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, to_phase, to_stage, version, reason, at)
+			VALUES ($1, 'register', true, 'schemashift', 'planned', 'off', 1, $2, $3)`, plan.Migration, "plan "+hash, dialect.Stamp(now))
 		return err
 	}
 	var registered struct {

@@ -150,13 +150,14 @@ func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor str
 		}
 		sj, _ := json.Marshal(shape)
 		cj, _ := json.Marshal(changes)
-		if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_query_plans (migration, query, moment, shape, changes)
-			VALUES ($1, $2, $3, $4, $5)`, plan.Migration, q.Name, when, string(sj), string(cj)); err != nil {
+		at := c.now()
+		if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_query_plans (migration, query, moment, shape, changes, at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, plan.Migration, q.Name, when, string(sj), string(cj), dialect.Stamp(at)); err != nil {
 			return fmt.Errorf("record query plan: %w", err)
 		}
 		if len(changes) > 0 {
-			if err := c.record(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: true, Actor: actor,
-				Reason: fmt.Sprintf("plan of %s changed %s: %s", q.Name, when, strings.Join(changes, "; "))}); err != nil {
+			if err := c.recordAt(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: true, Actor: actor,
+				Reason: fmt.Sprintf("plan of %s changed %s: %s", q.Name, when, strings.Join(changes, "; "))}, at); err != nil {
 				return err
 			}
 		}

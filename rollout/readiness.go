@@ -21,8 +21,13 @@ type Readiness struct {
 }
 
 // Check evaluates the gate of the migration's next transition without
-// making it.
+// making it, at the coordinator's clock.
 func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, error) {
+	return c.check(ctx, migration, c.now())
+}
+
+// check evaluates the gate of the migration's next transition at now.
+func (c *Coordinator) check(ctx context.Context, migration string, now time.Time) (Readiness, error) {
 	plan, err := c.plan(migration)
 	if err != nil {
 		return Readiness{}, err
@@ -46,7 +51,7 @@ func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, e
 		r.Reason = "contracted: nothing comes after"
 		return r, nil
 	}
-	gate, reason, err := c.gate(ctx, tx, plan, r.Next, row)
+	gate, reason, err := c.gate(ctx, tx, plan, r.Next, row, now)
 	if err != nil {
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}
@@ -60,14 +65,17 @@ func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, e
 // AdvanceWhenMet waits until the gate of the migration's next transition
 // is met — checking every poll, for at most limit — and then advances
 // (r.Migration, actor, reason and confirmation as in [Coordinator.Advance]).
-// It returns the readiness it acted on.
+// It returns the readiness it acted on. limit runs on the coordinator's
+// clock ([WithClock]), poll in real time: a clock that stands still never
+// reaches the deadline, and a test moves it there.
 func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit time.Duration) (Status, Readiness, error) {
 	if poll <= 0 {
 		return Status{}, Readiness{}, fmt.Errorf("advance %s when met: %w: poll %v is not positive", r.Migration, ErrInvalidArgument, poll)
 	}
-	deadline := time.Now().Add(limit)
+	deadline := c.now().Add(limit)
 	for {
-		ready, err := c.Check(ctx, r.Migration)
+		now := c.now()
+		ready, err := c.check(ctx, r.Migration, now)
 		if err != nil {
 			return Status{}, ready, err
 		}
@@ -75,7 +83,7 @@ func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit
 			st, err := c.Advance(ctx, r)
 			return st, ready, err
 		}
-		if ready.Final || time.Now().After(deadline) {
+		if ready.Final || now.After(deadline) {
 			return Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate,
 				Reason: fmt.Sprintf("still unmet after %v: %s", limit, ready.Reason)}
 		}

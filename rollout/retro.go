@@ -49,10 +49,7 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 	if r.Timeline, err = Audit(ctx, c.db, migration, 100000); err != nil {
 		return r, err
 	}
-	now, err := c.dialect.CurrentTime(ctx, c.db)
-	if err != nil {
-		return r, err
-	}
+	now := c.now() // the current phase's duration, and the backfills' state
 	moved := false
 	for _, e := range r.Timeline {
 		if e.Actor == "guardrail" && e.Accepted {
@@ -90,7 +87,7 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 	}
 	r.Finished = st.Phase == Contracted || (moved && st.Phase <= Expanded)
 	for _, j := range plan.Backfills {
-		p, err := backfill.State(ctx, c.db, j.Name)
+		p, err := backfill.StateAt(ctx, c.db, j.Name, now)
 		if errors.Is(err, backfill.ErrUnknownJob) {
 			continue
 		}

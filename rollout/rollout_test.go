@@ -19,7 +19,7 @@ import (
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
-const window = 300 * time.Millisecond
+const window = 5 * time.Minute
 
 // usersPlan splits users.full_name, in SQL both databases accept except
 // for the string functions of the backfill.
@@ -128,7 +128,10 @@ func advanced(t *testing.T, c *rollout.Coordinator, db *sqlx.DB, want rollout.Ph
 }
 
 // Every gate refuses while its condition is unmet and passes once it is
-// met, and each refusal's reason lands in the audit trail.
+// met, and each refusal's reason lands in the audit trail. The
+// coordinator, the instance and the backfills it runs share a clock that
+// moves only when the test moves it: windows pass at once, and each
+// phase's time in the retrospective is exactly what the clock moved.
 func TestGatesWalkThrough(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, testGatesWalkThrough)
@@ -138,7 +141,8 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
 	usersDB(t, db)
 	ctx := t.Context()
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)}, rollout.WithAgeOut(10*time.Second))
+	clk := newClock()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)}, rollout.WithAgeOut(2*window), rollout.WithClock(clk.Now))
 	require.NoError(t, err)
 
 	advanced(t, c, db, rollout.Expanded) // runs the expand
@@ -151,14 +155,14 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 
 	// fleet at dualwrite: seen, for a whole window, nowhere below.
 	refused(t, c, db, "fleet at dualwrite", "no live instance")
-	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"), rollout.WithInstanceClock(clk.Now))
 	require.NoError(t, err)
 	beat(t, in, flags.Off, flags.DualWrite)
 	refused(t, c, db, "fleet at dualwrite", "not been seen for a whole window")
-	time.Sleep(window)
+	clk.Add(window)
 	beat(t, in, flags.DualWrite, flags.Off) // one request still at off (a percentage rollout)
 	refused(t, c, db, "fleet at dualwrite", "api-1 (users-api v2) evaluated off")
-	time.Sleep(window)
+	clk.Add(window)
 	beat(t, in, flags.DualWrite)
 	advanced(t, c, db, rollout.Backfill)
 
@@ -171,6 +175,7 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	reps, err := c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
 	require.NoError(t, err)
 	require.True(t, reps[0].Passed())
+	clk.Add(time.Second) // the job finishes a second after that verification started
 	require.NoError(t, c.RunBackfills(ctx, "users_split_name"))
 	advanced(t, c, db, rollout.Verify)
 
@@ -212,7 +217,7 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	// fleet at rampdown for a window.
 	beat(t, in, flags.Live)
 	refused(t, c, db, "fleet at rampdown", "evaluated live")
-	time.Sleep(window)
+	clk.Add(window)
 	beat(t, in, flags.Rampdown)
 	advanced(t, c, db, rollout.Complete)
 
@@ -223,13 +228,13 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci", Confirm: true})
 	require.ErrorIs(t, err, rollout.ErrGateRefused)
 	assert.Contains(t, lastEvent(t, db).Reason, "evaluated rampdown")
-	time.Sleep(window)
+	clk.Add(window)
 	in.Record("users_split_name", flags.Complete, true) // a call that still took the old path
 	require.NoError(t, in.Beat(ctx))
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci", Confirm: true})
 	require.ErrorIs(t, err, rollout.ErrGateRefused)
-	assert.Contains(t, lastEvent(t, db).Reason, "called the old path")
-	time.Sleep(window)
+	assert.Contains(t, lastEvent(t, db).Reason, "called the old path 0s ago")
+	clk.Add(window)
 	beat(t, in, flags.Complete)
 	advanced(t, c, db, rollout.Contracted)
 	assert.False(t, hasColumn(t, db, "users", "full_name"), "the contract ran")
@@ -256,6 +261,12 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 		phases = append(phases, p.Phase.String())
 	}
 	assert.Equal(t, "planned expanded dualwrite backfill verify shadow live rampdown complete contracted", strings.Join(phases, " "))
+	// Each phase lasted what the clock moved in it, to the microsecond.
+	for p, d := range map[rollout.Phase]time.Duration{rollout.Planned: 0, rollout.Expanded: 0, rollout.DualWrite: 2 * window,
+		rollout.Backfill: time.Second, rollout.Verify: 0, rollout.Rampdown: window, rollout.Complete: 2 * window, rollout.Contracted: 0} {
+		assert.Equal(t, d, retro.Phases[p].Duration, "%s", p)
+	}
+	assert.True(t, retro.Phases[rollout.Contracted].Entered.Equal(clk.Now()), "%v", retro.Phases[rollout.Contracted].Entered)
 	assert.GreaterOrEqual(t, retro.Refused, 14, "every refusal of the walk")
 	require.Len(t, retro.Backfills, 1)
 	assert.Equal(t, int64(500), retro.Backfills[0].RowsDone)

@@ -14,6 +14,7 @@ import (
 	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // ServiceConfig describes one service instance taking part in rollouts.
@@ -38,6 +39,10 @@ type ServiceConfig struct {
 	// Schema, when set, is what this build requires of the database; Start
 	// refuses to run against a database that does not meet it.
 	Schema *contract.Schema
+	// Clock, when set, is the clock the heartbeat stamps its times with
+	// and the plans are registered at (default time.Now); see
+	// [WithInstanceClock].
+	Clock func() time.Time
 }
 
 // Service is what a service instance holds for its rollouts: the stage
@@ -78,9 +83,13 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 			return nil, fmt.Errorf("start: %w", err)
 		}
 	}
+	clock := cfg.Clock
+	if clock == nil {
+		clock = time.Now
+	}
 	var names, problems []string
 	for _, p := range cfg.Plans {
-		if err := Register(ctx, db, p); err != nil {
+		if err := register(ctx, db, p, dialect.Tick(clock())); err != nil {
 			return nil, fmt.Errorf("start: %w", err)
 		}
 		names = append(names, p.Migration)
@@ -109,7 +118,7 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("start: %w: %s", ErrSchemaMismatch, strings.Join(problems, "; "))
 	}
-	opts := []InstanceOption{WithHeartbeat(cfg.Heartbeat)}
+	opts := []InstanceOption{WithHeartbeat(cfg.Heartbeat), WithInstanceClock(clock)}
 	if cfg.InstanceID != "" {
 		opts = append(opts, WithInstanceID(cfg.InstanceID))
 	}

@@ -64,7 +64,7 @@ func TestTransitionsWaitForTheMigrationLock(t *testing.T) {
 		usersDB(t, db)
 		c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{usersPlan(db)})
 		require.NoError(t, err)
-		unlock, err := dialect.Of(db).Lock(t.Context(), db, "schemashift:users_split_name")
+		unlock, err := dialect.Of(db).Lock(t.Context(), db, "schemashift:users_split_name", nil)
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()

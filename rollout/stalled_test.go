@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/backfill"
@@ -13,12 +14,15 @@ import (
 )
 
 // A backfill whose only worker died mid-chunk reads stalled in the gate's
-// reason, naming the worker, rather than running.
+// reason, naming the worker, rather than running: from the moment its
+// lease has run out by the clock the worker and the coordinator share,
+// not before.
 func TestGateNamesAStalledBackfill(t *testing.T) {
 	t.Parallel()
 	db := usersDB(t, pgtest.DB(t))
 	p := usersPlan(db)
-	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p})
+	clk := newClock()
+	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 	require.NoError(t, err)
 	for range 3 { // to the backfill phase; these gates are tested elsewhere
 		_, err := c.Advance(t.Context(), rollout.Request{Migration: p.Migration, Actor: "ci", Reason: "test", Force: true})
@@ -29,7 +33,7 @@ func TestGateNamesAStalledBackfill(t *testing.T) {
 	hold := db.MustBeginTx(t.Context(), nil)
 	defer hold.Rollback() //nolint:errcheck // the test's own lock
 	hold.MustExecContext(t.Context(), `UPDATE users SET full_name = full_name WHERE id = 7`)
-	b, err := backfill.New(t.Context(), db, p.Backfills[0], backfill.WithLease(time.Second), backfill.WithStatementTimeout(500*time.Millisecond), backfill.WithLockTimeout(400*time.Millisecond), backfill.WithWorkerID("api-7/worker"))
+	b, err := backfill.New(t.Context(), db, p.Backfills[0], backfill.WithLease(time.Second), backfill.WithStatementTimeout(500*time.Millisecond), backfill.WithLockTimeout(400*time.Millisecond), backfill.WithWorkerID("api-7/worker"), backfill.WithClock(clk.Now))
 	require.NoError(t, err)
 	ctx, kill := context.WithCancel(t.Context())
 	died := make(chan error, 1)
@@ -43,11 +47,17 @@ func TestGateNamesAStalledBackfill(t *testing.T) {
 	require.ErrorIs(t, <-died, context.Canceled)
 	require.NoError(t, hold.Rollback())
 
-	require.Eventually(t, func() bool {
-		st, err := b.State(t.Context())
-		require.NoError(t, err)
-		return st.Status == backfill.Stalled
-	}, 10*time.Second, 10*time.Millisecond, "stalled once the lease ran out")
-	refused(t, c, db, "backfill done", `backfill "users_split_name" is stalled: no live worker since`)
+	// The lease and the dead Run's heartbeat hold to their last
+	// microsecond; past it, the gate names the stall.
+	refused(t, c, db, "backfill done", `backfill "users_split_name" is running`)
+	clk.Add(time.Second)
+	refused(t, c, db, "backfill done", `backfill "users_split_name" is running`)
+	clk.Add(time.Microsecond)
+	st, err := b.State(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, backfill.Stalled, st.Status)
+	require.NotNil(t, st.Stall)
+	assert.True(t, st.Stall.Since.Equal(t0.Add(time.Second)), "stalled since the lease ran out: %v", st.Stall.Since)
+	refused(t, c, db, "backfill done", `backfill "users_split_name" is stalled: no live worker since `+t0.Add(time.Second).Format(time.RFC3339))
 	refused(t, c, db, "backfill done", "(last: api-7/worker)")
 }

@@ -68,30 +68,39 @@ func (d *Dialect) String() string { return d.name }
 // something different there (a note that a safety step is skipped).
 func (d *Dialect) IsSQLite() bool { return d.sqlite }
 
-// timeFormat is how SQLite stores schemashift's timestamps: UTC, fixed
-// width, so text order is time order; the driver parses it back into a
-// time.Time for columns declared timestamp.
+// timeFormat is how SQLite's strftime spells a time (column defaults,
+// rows of earlier releases): UTC, fixed width, to the millisecond.
 const (
 	timeFormat   = "2006-01-02 15:04:05.000+00:00"
 	sqliteFormat = "'%Y-%m-%d %H:%M:%f+00:00'"
 )
 
-// Now is the SQL expression of the current time.
-func (d *Dialect) Now() string {
-	if d.sqlite {
-		return "strftime(" + sqliteFormat + ", 'now')"
-	}
-	return "now()"
-}
+// stampFormat is how a time of a caller's clock is passed to the database
+// ([Stamp]): UTC, fixed width, to the microsecond (PostgreSQL's
+// resolution), which both databases read as a timestamp. SQLite keeps it
+// as the text it is and compares it as text: in this form text sorts as
+// time does, so that until < $n compares times there too. It sorts as time
+// does against the millisecond text of strftime (timeFormat) as well, but
+// for the one instant both spell (12.345 and 12.345000), which sorts
+// before itself in the longer form.
+const stampFormat = "2006-01-02 15:04:05.000000+00:00"
 
-// NowPlus is the SQL expression of the current time plus secs seconds (a
-// float parameter or literal; negative goes back).
-func (d *Dialect) NowPlus(secs string) string {
-	if d.sqlite {
-		return "strftime(" + sqliteFormat + ", 'now', (" + secs + ") || ' seconds')"
-	}
-	return "(now() + make_interval(secs => " + secs + "))"
-}
+// Stamp is t as a bind parameter: a time of the caller's clock, stored in
+// a timestamp column or compared with one, on either database, in place
+// of the database's now(). Decisions on time are made by one clock this
+// way, and a test moves it instead of waiting. In a position where
+// PostgreSQL cannot infer the parameter's type from a column (a CASE, a
+// select list), wrap it in [Dialect.Timestamp].
+func Stamp(t time.Time) string { return Tick(t).Format(stampFormat) }
+
+// Tick is t in UTC at the microsecond the database keeps of it, so that
+// what is decided on a time in Go agrees with what the database decides
+// on its [Stamp].
+func Tick(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// Timestamp is a [Stamp] parameter typed as a timestamp, for positions
+// where PostgreSQL cannot infer its type. SQLite needs no cast.
+func (d *Dialect) Timestamp(param string) string { return d.Typed(param, "timestamptz") }
 
 // Typed is a parameter typed as a column of type typ (as the catalog names
 // it), for comparisons with a key column. SQLite compares by the column's
@@ -167,7 +176,9 @@ func (d *Dialect) Schema(ddl string) string {
 	return ddl
 }
 
-// CurrentTime reads the database's clock.
+// CurrentTime reads the database's clock. schemashift decides on no time
+// of it (see [Stamp]); tests use it to show that the database's clock
+// played no part.
 func (d *Dialect) CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.Time, error) {
 	if !d.sqlite {
 		var t time.Time
@@ -175,7 +186,7 @@ func (d *Dialect) CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.
 		return t, err
 	}
 	var s string
-	if err := sqlx.GetContext(ctx, q, &s, `SELECT `+d.Now()); err != nil {
+	if err := sqlx.GetContext(ctx, q, &s, `SELECT strftime(`+sqliteFormat+`, 'now')`); err != nil {
 		return time.Time{}, err
 	}
 	return parseTime(s)
@@ -267,17 +278,23 @@ func (d *Dialect) SetTimeouts(ctx context.Context, ex Execer, lock, statement ti
 }
 
 // lockLease is how long a SQLite lock stays held without its holder
-// renewing it: a holder that died frees it after this long.
+// renewing it: a holder that died frees it after this long, by the
+// holders' clock.
 const lockLease = 30 * time.Second
 
 // Lock takes the lock named name, across processes, waiting for it until
 // ctx ends; unlock releases it. On PostgreSQL it is a session advisory
 // lock on a connection of its own. SQLite has no such lock: there it is a
 // leased row in schemashift_locks, renewed while held, so that it takes
-// no connection for long (a one-connection pool must still work).
-func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string) (unlock func(), err error) {
+// no connection for long (a one-connection pool must still work). The
+// lease's times are now's (time.Now when nil), read once per claim and
+// renewal and passed as parameters: whether a lease ran out is decided by
+// the holders' clock, which they should share; a clock that stands still
+// lets no lease run out. Renewals come every third of the lease in real
+// time.
+func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string, now func() time.Time) (unlock func(), err error) {
 	if d.sqlite {
-		return lockRow(ctx, db, name)
+		return lockRow(ctx, db, name, now)
 	}
 	conn, err := db.Connx(ctx)
 	if err != nil {
@@ -293,16 +310,19 @@ func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string) (unlock fu
 	}, nil
 }
 
-func lockRow(ctx context.Context, db *sqlx.DB, name string) (func(), error) {
+func lockRow(ctx context.Context, db *sqlx.DB, name string, now func() time.Time) (func(), error) {
+	if now == nil {
+		now = time.Now
+	}
 	var id [12]byte
 	_, _ = rand.Read(id[:])
 	holder := hex.EncodeToString(id[:])
-	lease := lockLease.Seconds()
 	created := false
 	for {
-		res, err := db.ExecContext(ctx, `INSERT INTO schemashift_locks (name, holder, until) VALUES ($1, $2, `+SQLite.NowPlus("$3")+`)
+		at := now()
+		res, err := db.ExecContext(ctx, `INSERT INTO schemashift_locks (name, holder, until) VALUES ($1, $2, $3)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
-			WHERE schemashift_locks.until < `+SQLite.Now(), name, holder, lease)
+			WHERE schemashift_locks.until < $4`, name, holder, Stamp(at.Add(lockLease)), Stamp(at))
 		if !created && pgerr.UndefinedTable(err) {
 			// The first lock taken in this database: the table is created
 			// then, so that taking a lock otherwise runs no DDL.
@@ -336,8 +356,8 @@ func lockRow(ctx context.Context, db *sqlx.DB, name string) (func(), error) {
 			case <-renewCtx.Done():
 				return
 			case <-t.C:
-				_, _ = db.ExecContext(renewCtx, `UPDATE schemashift_locks SET until = `+SQLite.NowPlus("$3")+`
-					WHERE name = $1 AND holder = $2`, name, holder, lease)
+				_, _ = db.ExecContext(renewCtx, `UPDATE schemashift_locks SET until = $3
+					WHERE name = $1 AND holder = $2`, name, holder, Stamp(now().Add(lockLease)))
 			}
 		}
 	}()

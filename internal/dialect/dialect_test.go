@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,9 +134,12 @@ func TestCatalogSQLiteRowidKey(t *testing.T) {
 	}
 }
 
-// Timestamps written with Now come back as times, directly from a
-// column and through Time from an expression; their text order is their
-// time order.
+// Timestamps written by a column default come back as times, directly
+// from a column and through Time from an expression. A Stamp is read as
+// the time it is, on both databases, and compares as time with stored
+// times: microsecond stamps among themselves and with strftime's
+// millisecond text (SQLite compares text), across a second, a year and
+// with the database's own clock years away.
 func TestTime(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
@@ -153,12 +157,39 @@ func TestTime(t *testing.T) {
 		now, err := d.CurrentTime(ctx, db)
 		require.NoError(t, err)
 		assert.False(t, now.Before(at.Truncate(time.Millisecond)))
-		var later bool
-		require.NoError(t, db.GetContext(ctx, &later, `SELECT `+d.NowPlus("$1")+` > at FROM ev`, 2.5))
+
+		// A default-stamped row (the database's clock) against stamps a
+		// moment either side of it.
+		var later, earlier bool
+		require.NoError(t, db.GetContext(ctx, &later, `SELECT $1 > at FROM ev`, dialect.Stamp(at.Add(time.Microsecond))))
 		assert.True(t, later)
-		var earlier bool
-		require.NoError(t, db.GetContext(ctx, &earlier, `SELECT `+d.NowPlus("$1")+` < at FROM ev`, -60.0))
+		require.NoError(t, db.GetContext(ctx, &earlier, `SELECT $1 < at FROM ev`, dialect.Stamp(at.Add(-time.Millisecond))))
 		assert.True(t, earlier)
+
+		// Stamps stored and compared: each reads back as its time, and
+		// sorts as time does, a microsecond apart.
+		base := time.Date(2031, 12, 31, 23, 59, 59, 999999000, time.FixedZone("east", 5*3600))
+		db.MustExecContext(ctx, `DELETE FROM ev`)
+		times := []time.Time{base, base.Add(time.Microsecond), base.Add(-time.Microsecond), base.Add(time.Second), base.Add(-365 * 24 * time.Hour)}
+		for _, tm := range times {
+			db.MustExecContext(ctx, `INSERT INTO ev (at) VALUES ($1)`, dialect.Stamp(tm))
+		}
+		var back []time.Time
+		require.NoError(t, db.SelectContext(ctx, &back, `SELECT at FROM ev ORDER BY at`))
+		require.Len(t, back, len(times))
+		for i, want := range []time.Time{times[4], times[2], times[0], times[1], times[3]} {
+			assert.True(t, back[i].Equal(want), "%d: %v, not %v", i, back[i], want)
+		}
+		var n int
+		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM ev WHERE at > $1`, dialect.Stamp(base)))
+		assert.Equal(t, 2, n, "strictly after: one microsecond and one second later")
+		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM ev WHERE at <= $1`, dialect.Stamp(base)))
+		assert.Equal(t, 3, n)
+		var typed dialect.Time
+		require.NoError(t, db.GetContext(ctx, &typed, `SELECT CASE WHEN true THEN `+d.Timestamp("$1")+` END`, dialect.Stamp(base)))
+		assert.True(t, typed.Equal(base), "%v", typed)
+		assert.Equal(t, "2031-12-31 18:59:59.999999+00:00", dialect.Stamp(base.Add(999*time.Nanosecond)), "UTC, to the microsecond, truncated")
+		assert.True(t, dialect.Tick(base.Add(999*time.Nanosecond)).Equal(base))
 	})
 }
 
@@ -182,17 +213,17 @@ func TestLock(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		d := dialect.Of(db)
-		unlock, err := d.Lock(ctx, db, "m")
+		unlock, err := d.Lock(ctx, db, "m", nil)
 		require.NoError(t, err)
 		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		_, err = d.Lock(short, db, "m")
+		_, err = d.Lock(short, db, "m", nil)
 		cancel()
 		require.ErrorIs(t, err, context.DeadlineExceeded, "held by the first")
-		other, err := d.Lock(ctx, db, "other")
+		other, err := d.Lock(ctx, db, "other", nil)
 		require.NoError(t, err, "another name is free")
 		other()
 		unlock()
-		again, err := d.Lock(ctx, db, "m")
+		again, err := d.Lock(ctx, db, "m", nil)
 		require.NoError(t, err, "released")
 		again()
 	})
@@ -201,7 +232,7 @@ func TestLock(t *testing.T) {
 		ctx := t.Context()
 		db := dbtest.SQLite(t)
 		db.SetMaxOpenConns(1)
-		unlock, err := dialect.SQLite.Lock(ctx, db, "m")
+		unlock, err := dialect.SQLite.Lock(ctx, db, "m", nil)
 		require.NoError(t, err)
 		var n int
 		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM schemashift_locks`), "the pool is free while the lock is held")
@@ -209,10 +240,45 @@ func TestLock(t *testing.T) {
 		unlock()
 		// A holder that died: its lease has run out.
 		db.MustExecContext(ctx, `INSERT INTO schemashift_locks VALUES ('m', 'dead', '2000-01-01 00:00:00.000+00:00')`)
-		unlock, err = dialect.SQLite.Lock(ctx, db, "m")
+		unlock, err = dialect.SQLite.Lock(ctx, db, "m", nil)
 		require.NoError(t, err)
 		unlock()
 	})
+}
+
+// A SQLite lock's lease is the holders' clock's: with the clock standing
+// still it never runs out; at its last microsecond it still holds, one
+// microsecond later another holder takes it. The database's clock, years
+// earlier, plays no part.
+func TestSQLiteLockLeaseFollowsTheClock(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := dbtest.SQLite(t)
+	var ns atomic.Int64
+	start := time.Date(2031, 12, 31, 23, 59, 59, 999999000, time.UTC)
+	ns.Store(start.UnixNano())
+	now := func() time.Time { return time.Unix(0, ns.Load()).UTC() }
+	held, err := dialect.SQLite.Lock(ctx, db, "m", now)
+	require.NoError(t, err)
+	defer held()
+	var until time.Time
+	require.NoError(t, db.GetContext(ctx, &until, `SELECT until FROM schemashift_locks WHERE name = 'm'`))
+	require.True(t, until.After(start), "leased into the clock's future: %v", until)
+
+	tryLock := func() error {
+		short, cancel := context.WithTimeout(ctx, 60*time.Millisecond)
+		defer cancel()
+		unlock, err := dialect.SQLite.Lock(short, db, "m", now)
+		if err == nil {
+			unlock()
+		}
+		return err
+	}
+	require.ErrorIs(t, tryLock(), context.DeadlineExceeded, "held while the clock stands still")
+	ns.Store(until.UnixNano())
+	require.ErrorIs(t, tryLock(), context.DeadlineExceeded, "held at the lease's last microsecond")
+	ns.Add(int64(time.Microsecond))
+	require.NoError(t, tryLock(), "free one microsecond past the lease")
 }
 
 // A SQLite pool opened without what schemashift relies on is refused with

@@ -30,10 +30,11 @@ var ErrPinLost = errors.New("the locked connection was lost")
 // need no more than n connections between them, and each holds one). f
 // must not hold one of one's connections or transactions while it asks
 // for another: one has no second to give. On SQLite the lock is the
-// leased row of [Dialect.Lock], which holds no connection, and one is db.
-func (d *Dialect) Locked(ctx context.Context, db *sqlx.DB, name string, f func(one *sqlx.DB) error) error {
+// leased row of [Dialect.Lock], whose times are now's (time.Now when
+// nil), which holds no connection, and one is db.
+func (d *Dialect) Locked(ctx context.Context, db *sqlx.DB, name string, now func() time.Time, f func(one *sqlx.DB) error) error {
 	if d.sqlite {
-		unlock, err := lockRow(ctx, db, name)
+		unlock, err := lockRow(ctx, db, name, now)
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ func TestLockedOnOneConnection(t *testing.T) {
 		if d.IsSQLite() {
 			index = `CREATE INDEX t_v ON t (v)`
 		}
-		err := d.Locked(ctx, db, "m", func(one *sqlx.DB) error {
+		err := d.Locked(ctx, db, "m", nil, func(one *sqlx.DB) error {
 			tx, err := one.BeginTxx(ctx, nil)
 			if err != nil {
 				return err
@@ -62,7 +62,7 @@ func TestLockedOnOneConnection(t *testing.T) {
 		var n int
 		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM t`))
 		assert.Equal(t, 1, n)
-		again, err := d.Lock(ctx, db, "m")
+		again, err := d.Lock(ctx, db, "m", nil)
 		require.NoError(t, err, "released")
 		again()
 	})
@@ -81,7 +81,7 @@ func TestLockedWaitsAndReturnsTheWorksError(t *testing.T) {
 		release := make(chan struct{})
 		done := make(chan error, 1)
 		go func() {
-			done <- d.Locked(ctx, db, "m", func(*sqlx.DB) error {
+			done <- d.Locked(ctx, db, "m", nil, func(*sqlx.DB) error {
 				close(held)
 				<-release
 				return nil
@@ -89,15 +89,15 @@ func TestLockedWaitsAndReturnsTheWorksError(t *testing.T) {
 		}()
 		<-held
 		short, stop := context.WithTimeout(ctx, 200*time.Millisecond)
-		err := d.Locked(short, db, "m", func(*sqlx.DB) error { return errors.New("must not run") })
+		err := d.Locked(short, db, "m", nil, func(*sqlx.DB) error { return errors.New("must not run") })
 		stop()
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		close(release)
 		require.NoError(t, <-done)
 
 		boom := errors.New("boom")
-		require.ErrorIs(t, d.Locked(ctx, db, "m", func(*sqlx.DB) error { return boom }), boom)
-		again, err := d.Lock(ctx, db, "m")
+		require.ErrorIs(t, d.Locked(ctx, db, "m", nil, func(*sqlx.DB) error { return boom }), boom)
+		again, err := d.Lock(ctx, db, "m", nil)
 		require.NoError(t, err, "released after a failed work and a waiter cut off")
 		again()
 	})
@@ -117,7 +117,7 @@ func TestLockedKeepsTheLockAcrossUses(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	err = dialect.Postgres.Locked(ctx, db, "m", func(one *sqlx.DB) error {
+	err = dialect.Postgres.Locked(ctx, db, "m", nil, func(one *sqlx.DB) error {
 		for range 3 {
 			var holds bool
 			if err := one.GetContext(ctx, &holds, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid())`); err != nil {

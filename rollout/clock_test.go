@@ -1,0 +1,175 @@
+package rollout_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/dualwrite"
+	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/rollout"
+)
+
+// Every time the ledger keeps is the clock's, not the database's, years
+// away: the plan's registration (through Start's Clock), the heartbeats,
+// a phase's start, the events, a recorded query plan and a trip.
+func TestTimesAreTheClocks(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, testTimesAreTheClocks)
+}
+
+func testTimesAreTheClocks(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	usersDB(t, db)
+	ctx := t.Context()
+	dbNow, err := dialect.Of(db).CurrentTime(ctx, db)
+	require.NoError(t, err)
+	require.Greater(t, t0.Sub(dbNow), 365*24*time.Hour, "the database's clock is years before the test's")
+
+	clk := newClock()
+	plan := usersPlan(db)
+	plan.HotQueries = []rollout.HotQuery{{Name: "user by id", SQL: `SELECT full_name FROM users WHERE id = $1`, Args: []any{7}}}
+	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.95, MinSamples: 10}}
+	svc, err := rollout.Start(ctx, db, rollout.ServiceConfig{Service: "users-api", Build: "v2", InstanceID: "api-1",
+		Plans: []rollout.Plan{plan}, Heartbeat: time.Hour, Clock: clk.Now})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, svc.Close()) })
+	st, err := rollout.Get(ctx, db, plan.Migration)
+	require.NoError(t, err)
+	assert.True(t, st.PhaseSince.Equal(t0), "registered at the service's clock: %v", st.PhaseSince)
+	assert.True(t, st.UpdatedAt.Equal(t0), "%v", st.UpdatedAt)
+	assert.True(t, lastEvent(t, db).At.Equal(t0), "the register event: %v", lastEvent(t, db).At)
+
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan}, rollout.WithClock(clk.Now))
+	require.NoError(t, err)
+	fleet, err := c.Fleet(ctx, plan.Migration)
+	require.NoError(t, err)
+	require.Len(t, fleet.Instances, 1)
+	in := fleet.Instances[0]
+	assert.True(t, in.FirstSeen.Equal(t0) && in.LastSeen.Equal(t0), "heartbeats at the clock's time: %v, %v", in.FirstSeen, in.LastSeen)
+
+	// A phase begins, an event is recorded and a hot query's plan is
+	// recorded at the coordinator's clock.
+	expandAt := clk.Add(time.Hour)
+	st, err = c.Advance(ctx, rollout.Request{Migration: plan.Migration, Actor: "ci"})
+	require.NoError(t, err)
+	assert.True(t, st.PhaseSince.Equal(expandAt), "%v", st.PhaseSince)
+	assert.True(t, st.UpdatedAt.Equal(expandAt), "%v", st.UpdatedAt)
+	assert.True(t, lastEvent(t, db).At.Equal(expandAt), "%v", lastEvent(t, db).At)
+	plans, err := c.QueryPlans(ctx, plan.Migration)
+	require.NoError(t, err)
+	require.NotEmpty(t, plans)
+	for _, p := range plans {
+		assert.True(t, p.At.Equal(expandAt), "%s %s: %v", p.Query, p.When, p.At)
+	}
+
+	// An instance's stages and old-path calls are stamped by its clock.
+	callAt := clk.Add(time.Minute)
+	svc.Instance.Record(plan.Migration, flags.Off, true)
+	require.NoError(t, svc.Instance.Beat(ctx))
+	fleet, err = c.Fleet(ctx, plan.Migration)
+	require.NoError(t, err)
+	in = fleet.Instances[0]
+	require.NotNil(t, in.LastOldCall)
+	assert.True(t, in.LastOldCall.Equal(callAt), "%v", in.LastOldCall)
+	assert.True(t, in.StageSeen[flags.Off].Equal(callAt), "%v", in.StageSeen[flags.Off])
+	assert.True(t, in.FirstSeen.Equal(t0), "first seen stays: %v", in.FirstSeen)
+	assert.True(t, in.LastSeen.Equal(callAt), "%v", in.LastSeen)
+
+	// A trip is at the coordinator's clock, and so is the step back it makes.
+	for range 4 {
+		_, err = c.Advance(ctx, rollout.Request{Migration: plan.Migration, Actor: "ci", Force: true, Reason: "to shadow"})
+		require.NoError(t, err)
+	}
+	for range 10 {
+		svc.Observer().ObserveComparison(ctx, dualwrite.Comparison{Migration: plan.Migration, Stage: flags.Shadow, Match: false})
+	}
+	require.NoError(t, svc.Instance.Beat(ctx))
+	tripAt := clk.Add(time.Minute)
+	trips, err := c.Guard(ctx)
+	require.NoError(t, err)
+	require.Len(t, trips, 1)
+	assert.True(t, trips[0].At.Equal(tripAt), "%v", trips[0].At)
+	st, err = rollout.Get(ctx, db, plan.Migration)
+	require.NoError(t, err)
+	assert.Equal(t, rollout.Verify, st.Phase)
+	assert.True(t, st.PhaseSince.Equal(tripAt), "%v", st.PhaseSince)
+}
+
+// AdvanceWhenMet's limit is measured on the coordinator's clock: with a
+// clock that moves ten minutes at each reading, an hour's limit runs out
+// after a few checks, however little real time passed; one that stands
+// still never runs out, and gives up only with its context.
+func TestAdvanceWhenMetLimitIsTheClocks(t *testing.T) {
+	t.Parallel()
+	db := dbtest.SQLite(t)
+	ctx := t.Context()
+	clk := newClock()
+	reads := 0
+	hurried := func() time.Time { reads++; return clk.Add(10 * time.Minute) }
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(hurried))
+	require.NoError(t, err)
+	for range 2 {
+		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
+		require.NoError(t, err)
+	}
+	reads = 0
+	start := time.Now()
+	_, ready, err := c.AdvanceWhenMet(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"}, time.Millisecond, time.Hour)
+	require.ErrorIs(t, err, rollout.ErrGateRefused)
+	assert.Contains(t, err.Error(), "still unmet after 1h0m0s: no live instance")
+	assert.False(t, ready.Met)
+	assert.Equal(t, 8, reads, "the deadline, then seven checks: the seventh is past the hour")
+	assert.Less(t, time.Since(start), time.Hour)
+
+	still, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(clk.Now))
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, _, err = still.AdvanceWhenMet(short, rollout.Request{Migration: "users_split_name", Actor: "t"}, time.Millisecond, time.Nanosecond)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a clock that stands still reaches no deadline")
+}
+
+// The board judges everything at one time of the coordinator's clock, and
+// says how long ago by it.
+func TestBoardTimesAreTheClocks(t *testing.T) {
+	t.Parallel()
+	db := usersDB(t, dbtest.SQLite(t))
+	ctx := t.Context()
+	clk := newClock()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)}, rollout.WithClock(clk.Now))
+	require.NoError(t, err)
+	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "setup"})
+	require.NoError(t, err)
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"), rollout.WithInstanceClock(clk.Now))
+	require.NoError(t, err)
+	beat(t, in, flags.Off)
+	b, err := rollout.NewBoard(c)
+	require.NoError(t, err)
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+
+	at := clk.Add(50 * time.Second) // within the default age-out of a minute
+	snap, err := b.Snapshot(ctx)
+	require.NoError(t, err)
+	assert.True(t, snap.GeneratedAt.Equal(at), "%v", snap.GeneratedAt)
+	require.Len(t, snap.Migrations, 1)
+	assert.True(t, snap.Migrations[0].Fleet.Now.Equal(at), "%v", snap.Migrations[0].Fleet.Now)
+	res, err := http.Get(srv.URL + "/")
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(body), "since 50s ago", "the phase began 50 s before, by the clock")
+	assert.Contains(t, string(body), "<td>50s ago</td>", "the instance was last seen 50 s before")
+	assert.Contains(t, string(body), "Generated 2032-01-01 00:00:49 UTC")
+}
