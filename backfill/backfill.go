@@ -174,7 +174,7 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 		return st, nil
 	}
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = CASE WHEN status = 'failed' THEN 'running' ELSE status END,
-		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = $2 WHERE job = $1`, b.job.Name, stamp(b.now())); err != nil {
+		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = $2 WHERE job = $1`, b.job.Name, dialect.Stamp(b.now())); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
 	if err := b.beat(ctx); err != nil {
@@ -210,7 +210,7 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	}
 	if err != nil && !errors.Is(err, ErrCancelled) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET status = 'failed', error = $2, updated_at = $3
-			WHERE job = $1 AND status = 'running'`, b.job.Name, err.Error(), stamp(b.now()))
+			WHERE job = $1 AND status = 'running'`, b.job.Name, err.Error(), dialect.Stamp(b.now()))
 		final.Status, final.Error = Failed, err.Error()
 	}
 	b.opts.observer.ObserveProgress(ctx, final)

@@ -46,7 +46,7 @@ func maxInWindow[E any](events []E, at func(E) time.Time, rows func(E) int, w ti
 // the limiter's burst is one chunk and a chunk is at most one second's
 // rows (the chunk size would grow to 16,000 here unhindered); the
 // limiter's schedule lets at most the rate and one chunk go in any second;
-// and the chunks, as claimed by the database's clock, keep to the rate
+// and the chunks, as claimed by the backfill's clock (time.Now), keep to the rate
 // and two chunks in any second (one worker claims a chunk only after the
 // limiter let its rows go, and the one before it) and take at least as
 // long as the rate allows. None of these can fail by the machine being
@@ -103,7 +103,7 @@ func TestRateCapsEverySecond(t *testing.T) {
 		}
 		ran := maxInWindow(chunks, func(c claimed) time.Time { return c.At.Time }, func(c claimed) int { return c.Scanned }, time.Second)
 		assert.LessOrEqual(t, biggest, perSecond)
-		assert.LessOrEqual(t, ran, perSecond+2*biggest, "chunks claimed in any second, by the database's clock")
+		assert.LessOrEqual(t, ran, perSecond+2*biggest, "chunks claimed in any second, by the backfill's clock")
 		least := time.Duration(rows-first) * time.Second / perSecond
 		assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
 		assert.Equal(t, 0, divergent(t, db))

@@ -177,30 +177,12 @@ func ensureSchema(ctx context.Context, d *dialect.Dialect, db *sqlx.DB) error {
 	return nil
 }
 
-// stampFormat is how a time of the clock is passed to the database: UTC,
-// fixed width, to the microsecond (PostgreSQL's resolution), which both
-// databases read as a timestamp. SQLite keeps it as the text it is, and
-// compares it as text: in this form text sorts as time does, so that
-// lease_until < $n compares times there too. It sorts as time does
-// against the millisecond text of SQLite's strftime (column defaults,
-// rows of earlier releases) as well, but for the one instant both spell
-// (12.345 and 12.345000), which sorts before itself in the longer form.
-const stampFormat = "2006-01-02 15:04:05.000000+00:00"
-
-// stamp is t as a parameter; t is at a whole microsecond (see tick).
-func stamp(t time.Time) string { return t.UTC().Format(stampFormat) }
-
-// tick is t in UTC at the microsecond the database stores of it, so that
-// what is decided on a time in Go (whether a job is stalled) agrees with
-// what the database decides on its stamp (whether a lease ran out).
-func tick(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
 // now is time.Now as the clock reads: for what no Backfill runs (Pause,
 // State), which has no [WithClock].
-func now() time.Time { return tick(time.Now()) }
+func now() time.Time { return dialect.Tick(time.Now()) }
 
 // now reads the Backfill's clock once.
-func (b *Backfill) now() time.Time { return tick(b.opts.now()) }
+func (b *Backfill) now() time.Time { return dialect.Tick(b.opts.now()) }
 
 // chunk is a leased span of keys.
 type chunk struct {
@@ -233,7 +215,7 @@ func decodeKey(raw sql.NullString) (Key, error) {
 // same definition. It returns the job's status.
 func register(ctx context.Context, db *sqlx.DB, j Job, hash string, estimate int64, now time.Time) (Status, error) {
 	if _, err := db.ExecContext(ctx, `INSERT INTO schemashift_backfills (job, definition_hash, table_name, total_estimate, started_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (job) DO NOTHING`, j.Name, hash, j.Table, estimate, stamp(now)); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (job) DO NOTHING`, j.Name, hash, j.Table, estimate, dialect.Stamp(now)); err != nil {
 		return "", fmt.Errorf("register backfill %q: %w", j.Name, err)
 	}
 	var row struct {
@@ -290,7 +272,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 	// One reading of the clock for the whole claim: what ran out, and the
 	// new lease's start and end.
 	at := b.now()
-	now, until := stamp(at), stamp(at.Add(b.opts.lease))
+	now, until := dialect.Stamp(at), dialect.Stamp(at.Add(b.opts.lease))
 	var taken struct {
 		Seq      int64          `db:"seq"`
 		Lo       sql.NullString `db:"lo"`
@@ -398,7 +380,7 @@ func (b *Backfill) idle(ctx context.Context, worker string) (st Status, idle boo
 			EXISTS (SELECT 1 FROM schemashift_backfill_chunks c WHERE c.job = b.job AND c.status = 'leased') AS leased,
 			EXISTS (SELECT 1 FROM schemashift_backfill_chunks c WHERE c.job = b.job AND c.status = 'leased'
 				AND (c.lease_until < $3 OR c.worker = $2)) AS claimable
-		FROM schemashift_backfills b WHERE b.job = $1`, b.job.Name, worker, stamp(b.now()))
+		FROM schemashift_backfills b WHERE b.job = $1`, b.job.Name, worker, dialect.Stamp(b.now()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
 	}
@@ -446,7 +428,7 @@ func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *ch
 		return err
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = $5
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed, stamp(b.now()))
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed, dialect.Stamp(b.now()))
 	if err != nil {
 		return err
 	}
@@ -465,7 +447,7 @@ func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *ch
 // chunk done).
 func (b *Backfill) renew(ctx context.Context, worker string, c *chunk) (bool, error) {
 	res, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = $4
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, stamp(b.now().Add(b.opts.lease)))
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, dialect.Stamp(b.now().Add(b.opts.lease)))
 	if err != nil {
 		return false, err
 	}
@@ -477,7 +459,7 @@ func (b *Backfill) renew(ctx context.Context, worker string, c *chunk) (bool, er
 // worker may take the chunk at once, and the attempt is not counted.
 func (b *Backfill) release(ctx context.Context, worker string, c *chunk) error {
 	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = $4, attempts = attempts - 1
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, stamp(b.now()))
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, dialect.Stamp(b.now()))
 	return err
 }
 
@@ -488,7 +470,7 @@ func (b *Backfill) beat(ctx context.Context) error {
 	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET
 		alive_worker = CASE WHEN alive_until > $2 THEN alive_worker ELSE $3 END,
 		alive_until = CASE WHEN alive_until > $2 THEN alive_until ELSE $2 END
-		WHERE job = $1`, b.job.Name, stamp(b.now().Add(b.opts.lease)), b.opts.workerID)
+		WHERE job = $1`, b.job.Name, dialect.Stamp(b.now().Add(b.opts.lease)), b.opts.workerID)
 	return err
 }
 
@@ -498,7 +480,7 @@ func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ..
 	a.add(name)
 	a.add(string(to))
 	// updated_at says when, by the caller's clock; no decision reads it.
-	a.add(stamp(now()))
+	a.add(dialect.Stamp(now()))
 	in := make([]string, len(from))
 	for i, s := range from {
 		in[i] = a.add(string(s))
@@ -592,7 +574,7 @@ func State(ctx context.Context, db sqlx.QueryerContext, name string) (Progress, 
 // [Stalled], its rate and ETA are judged at now, by the clock the job's
 // workers keep their leases by (see [WithClock]).
 func StateAt(ctx context.Context, db sqlx.QueryerContext, name string, now time.Time) (Progress, error) {
-	return state(ctx, db, name, tick(now))
+	return state(ctx, db, name, dialect.Tick(now))
 }
 
 func state(ctx context.Context, db sqlx.QueryerContext, name string, now time.Time) (Progress, error) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // Redacted replaces the values of sensitive columns in a report.
@@ -212,7 +214,7 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 	_, _ = rand.Read(token[:]) // never fails (crypto/rand)
 	run := "run " + hex.EncodeToString(token[:])
 	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = 'running', verify_detail = $2,
-		verify_started_at = $3 WHERE job = $1`, b.job.Name, run, stamp(b.now())); err != nil {
+		verify_started_at = $3 WHERE job = $1`, b.job.Name, run, dialect.Stamp(b.now())); err != nil {
 		return rep, fmt.Errorf("verify %q: record start: %w", b.job.Name, err)
 	}
 	var into *intoSides // a move's two sides, for its verification and its repair
@@ -273,7 +275,7 @@ var errVerifySuperseded = errors.New("a later verification started")
 func (b *Backfill) recordVerify(ctx context.Context, run, status string, divergent int64, detail string) error {
 	res, err := b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
 		verify_detail = $4, verified_at = $6, updated_at = $6
-		WHERE job = $1 AND verify_status = 'running' AND verify_detail = $5`, b.job.Name, status, divergent, detail, run, stamp(b.now()))
+		WHERE job = $1 AND verify_status = 'running' AND verify_detail = $5`, b.job.Name, status, divergent, detail, run, dialect.Stamp(b.now()))
 	if err != nil {
 		return err
 	}
