@@ -148,6 +148,20 @@ var stepsColumns = []struct{ name, add string }{
 
 var stepsTable = ident.Table{Name: "schemashift_ddl_steps"}
 
+// namesSchema holds, on PostgreSQL, the schema each table a migration
+// names without one was resolved to, once, by its first apply: the
+// apply's later runs and its revert name the table with that schema, so
+// a table of that name that appears earlier on the search path later is
+// never touched. A revert that ran to its end forgets them.
+const namesSchema = `CREATE TABLE IF NOT EXISTS schemashift_ddl_names (
+	migration text NOT NULL,
+	name      text NOT NULL,
+	schema    text NOT NULL,
+	PRIMARY KEY (migration, name)
+)`
+
+var namesTable = ident.Table{Name: "schemashift_ddl_names"}
+
 // Apply runs the Up statements of ops that are not recorded as applied.
 func (e *Executor) Apply(ctx context.Context, migration string, ops []Op) error {
 	return e.run(ctx, migration, "up", ops, false)
@@ -262,6 +276,15 @@ func (e *Executor) ensureSteps(ctx context.Context) error {
 				out = append(out, c.add)
 			}
 		}
+		if !e.d.IsSQLite() {
+			ok, err := e.d.TableExists(ctx, q, namesTable)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				out = append(out, namesSchema)
+			}
+		}
 		return out, nil
 	}
 	if m, err := missing(e.db); err != nil || len(m) == 0 {
@@ -307,12 +330,28 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 	if err := e.ensureSteps(ctx); err != nil {
 		return fmt.Errorf("ensure DDL steps table: %w", err)
 	}
+	// Each table named without its schema is named with the one it was
+	// resolved to by the migration's first apply, and rendered again so.
+	if ops, err = e.qualify(ctx, migration, direction, ops); err != nil {
+		return fmt.Errorf("%s %s: %w", direction, migration, err)
+	}
+	for i, o := range ops {
+		if all[i], err = render(e.d, o, major, down); err != nil {
+			return fmt.Errorf("%s %s: %s: %w", direction, migration, o, err)
+		}
+	}
+	if !down {
+		// An apply undoes what a revert did: every step of the revert must
+		// run again, each deciding afresh whose object it drops.
+		if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = 'down'`, migration); err != nil {
+			return fmt.Errorf("update DDL steps: %w", err)
+		}
+	}
 	for i, steps := range all {
 		for j, st := range steps {
-			var done bool
-			if err := e.db.GetContext(ctx, &done, `SELECT EXISTS (SELECT 1 FROM schemashift_ddl_steps
-				WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4 AND NOT pending)`, migration, direction, i, j); err != nil {
-				return fmt.Errorf("read DDL steps: %w", err)
+			done, err := e.done(ctx, migration, direction, i, j, st)
+			if err != nil {
+				return err
 			}
 			if done {
 				continue
@@ -338,7 +377,113 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 	if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = $2`, migration, opposite); err != nil {
 		return fmt.Errorf("update DDL steps: %w", err)
 	}
+	if down && !e.d.IsSQLite() {
+		// Undone: the next apply resolves its tables afresh.
+		if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_names WHERE migration = $1`, migration); err != nil {
+			return fmt.Errorf("update DDL names: %w", err)
+		}
+	}
 	return nil
+}
+
+// done reports whether step j of op i is recorded done in this direction.
+// A step that makes an object is done only while the object is there: one
+// dropped since (by a revert cut off after its drop, or by hand) is made
+// again, and its stale record goes. (A row of an executor from before
+// created was recorded is trusted as it is.)
+func (e *Executor) done(ctx context.Context, migration, direction string, i, j int, st Statement) (bool, error) {
+	var rows []sql.NullBool
+	if err := e.db.SelectContext(ctx, &rows, `SELECT created FROM schemashift_ddl_steps
+		WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4 AND NOT pending`, migration, direction, i, j); err != nil {
+		return false, fmt.Errorf("read DDL steps: %w", err)
+	}
+	if len(rows) == 0 {
+		return false, nil
+	}
+	if st.creates == nil || !rows[0].Valid {
+		return true, nil // a row of an older executor is trusted as it is
+	}
+	there, err := e.found(ctx, e.db, st.creates)
+	if err != nil || there {
+		return there, err
+	}
+	if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4`,
+		migration, direction, i, j); err != nil {
+		return false, fmt.Errorf("update DDL steps: %w", err)
+	}
+	return false, nil
+}
+
+// qualify names, on PostgreSQL, each table a built-in operation names
+// without its schema with the schema the migration's first apply resolved
+// it to (the table's, through the search path; for a table not there yet,
+// the schema CREATE TABLE puts it in), recorded in schemashift_ddl_names.
+// A revert with nothing recorded (its migration never applied, or applied
+// by an executor from before names were recorded) leaves the name as it
+// is: the search path decides, as it did for that apply.
+func (e *Executor) qualify(ctx context.Context, migration, direction string, ops []Op) ([]Op, error) {
+	if e.d.IsSQLite() {
+		return ops, nil
+	}
+	resolved := map[string]string{}
+	q := func(name string) (string, error) {
+		t, err := ident.ParseTable(name)
+		if err != nil || t.Schema != "" {
+			return name, nil // refused when rendered, or named with its schema
+		}
+		schema, ok := resolved[t.Name]
+		if !ok {
+			var got []string
+			if err := e.db.SelectContext(ctx, &got, `SELECT schema FROM schemashift_ddl_names WHERE migration = $1 AND name = $2`, migration, t.Name); err != nil {
+				return "", fmt.Errorf("read DDL names: %w", err)
+			}
+			if len(got) == 0 && direction == "down" {
+				return name, nil
+			}
+			if len(got) == 0 {
+				var now sql.NullString
+				if err := e.db.GetContext(ctx, &now, `SELECT coalesce((SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+					WHERE c.oid = to_regclass($1)), current_schema()::text)`, t.Quoted()); err != nil {
+					return "", fmt.Errorf("resolve table %s: %w", t, err)
+				}
+				if !now.Valid {
+					return name, nil // no schema on the search path: CREATE TABLE fails
+				}
+				// First resolution wins, against a concurrent apply of the
+				// same migration.
+				if _, err := e.db.ExecContext(ctx, `INSERT INTO schemashift_ddl_names (migration, name, schema) VALUES ($1, $2, $3)
+					ON CONFLICT (migration, name) DO NOTHING`, migration, t.Name, now.String); err != nil {
+					return "", fmt.Errorf("record DDL names: %w", err)
+				}
+				if err := e.db.SelectContext(ctx, &got, `SELECT schema FROM schemashift_ddl_names WHERE migration = $1 AND name = $2`, migration, t.Name); err != nil {
+					return "", fmt.Errorf("read DDL names: %w", err)
+				}
+				if len(got) == 0 {
+					return "", fmt.Errorf("record DDL names: table %s not recorded", t)
+				}
+			}
+			schema = got[0]
+			resolved[t.Name] = schema
+		}
+		// The name with its schema, as ParseTable reads it back: exact
+		// only when the schema's name has no dot.
+		q := schema + "." + t.Name
+		if back, err := ident.ParseTable(q); err != nil || back != (ident.Table{Schema: schema, Name: t.Name}) {
+			return "", fmt.Errorf("%w: table %q resolves to schema %q, whose name cannot be written before a dot: name the table's schema in a search_path without it", ErrInvalidOp, name, schema)
+		}
+		return q, nil
+	}
+	out := make([]Op, len(ops))
+	for i, o := range ops {
+		out[i] = o
+		if qo, ok := o.(qualifiable); ok {
+			var err error
+			if out[i], err = qo.qualified(q); err != nil {
+				return nil, fmt.Errorf("%s: %w", o, err)
+			}
+		}
+	}
+	return out, nil
 }
 
 // run is one statement of a run, where it stands in it.
@@ -353,8 +498,15 @@ type run struct {
 // was skipped because its effect was already there (or its object is not
 // this migration's), and the note recorded with it.
 func (e *Executor) step(ctx context.Context, r run) (bool, string, error) {
+	raced := false
 	for attempt := 1; ; attempt++ {
 		skipped, note, err := e.try(ctx, r)
+		if r.st.creates != nil && duplicate(err) && !raced {
+			// Its object was made by another between the check and the
+			// statement: tried again, the object is found and compared.
+			raced = true
+			continue
+		}
 		kind := pgerr.Classify(err)
 		if err == nil || (kind != pgerr.LockTimeout && kind != pgerr.Deadlock) || attempt > e.retries {
 			return skipped, note, err
@@ -369,6 +521,16 @@ func (e *Executor) step(ctx context.Context, r run) (bool, string, error) {
 		case <-t.C:
 		}
 	}
+}
+
+// duplicate reports whether err says the object a statement makes is
+// there already (PostgreSQL: a column, a relation, a constraint).
+func duplicate(err error) bool {
+	switch pgerr.Code(err) {
+	case "42701", "42P07", "42710":
+		return true
+	}
+	return false
 }
 
 // The notes of a drop (or change) skipped because its object is not known
@@ -389,18 +551,81 @@ type outcome struct {
 	note    string
 }
 
+// record writes what a step did. Ownership moves with the statement, in
+// the write that records it (the statement's own transaction, when it has
+// one): a step that makes its object, or is about to (an intent), voids
+// every other record of making an object of that key, since the object
+// those records name is gone; a drop that ran voids every record of making
+// what it dropped and, in a revert, removes the apply's records of the
+// step that made it and of its op's steps that make nothing, so a later
+// apply runs them again.
 func (e *Executor) record(ctx context.Context, q sqlx.ExecerContext, r run, o outcome) error {
 	object := ""
 	if r.st.creates != nil {
-		object = r.st.creates.key()
+		object = e.key(r.st.creates)
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO schemashift_ddl_steps (migration, direction, op, step, statement, skipped, note, object, created, pending)
+	if _, err := q.ExecContext(ctx, `INSERT INTO schemashift_ddl_steps (migration, direction, op, step, statement, skipped, note, object, created, pending)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (migration, direction, op, step) DO UPDATE SET skipped = excluded.skipped, note = excluded.note,
 			object = excluded.object, created = excluded.created, pending = excluded.pending
 		WHERE schemashift_ddl_steps.pending`,
-		r.migration, r.direction, r.op, r.step, r.st.SQL, o.skipped, o.note, object, o.created, o.pending)
-	return err
+		r.migration, r.direction, r.op, r.step, r.st.SQL, o.skipped, o.note, object, o.created, o.pending); err != nil {
+		return err
+	}
+	if r.st.creates != nil && o.created.Bool && !o.skipped {
+		if _, err := q.ExecContext(ctx, `UPDATE schemashift_ddl_steps SET created = false
+			WHERE direction = 'up' AND object = $1 AND created AND NOT (migration = $2 AND op = $3 AND step = $4)`,
+			object, r.migration, r.op, r.step); err != nil {
+			return err
+		}
+	}
+	if r.st.drops != nil && !o.skipped {
+		dropped := e.key(r.st.drops)
+		if r.direction == "down" {
+			// The records of the step that made it, and of the op's steps
+			// that make nothing (a VALIDATE, a SET DEFAULT on it): an apply
+			// runs them again. A step of the op that made another object
+			// keeps its record until that object's own drop.
+			if _, err := q.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = 'up' AND (object = $2 OR object = '')
+				AND op IN (SELECT op FROM schemashift_ddl_steps WHERE migration = $1 AND direction = 'up' AND object = $2)`, r.migration, dropped); err != nil {
+				return err
+			}
+		}
+		if _, err := q.ExecContext(ctx, `UPDATE schemashift_ddl_steps SET created = false WHERE direction = 'up' AND object = $1 AND created`, dropped); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// key names obj in schemashift_ddl_steps. SQLite compares names without
+// regard to (ASCII) case, so there its key is in lower case: "Users" and
+// users are one object.
+func (e *Executor) key(obj *object) string {
+	if e.d.IsSQLite() {
+		return asciiLower(obj.key())
+	}
+	return obj.key()
+}
+
+// asciiLower lowers ASCII letters only, as SQLite folds names.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// sameName compares the names of two columns (or objects) as the
+// database does: SQLite without regard to ASCII case.
+func (e *Executor) sameName(a, b string) bool {
+	if e.d.IsSQLite() {
+		return asciiLower(a) == asciiLower(b)
+	}
+	return a == b
 }
 
 // ours reports whether this migration's apply is recorded as the maker
@@ -408,18 +633,33 @@ func (e *Executor) record(ctx context.Context, q sqlx.ExecerContext, r run, o ou
 // it with.
 func (e *Executor) ours(ctx context.Context, q sqlx.QueryerContext, migration string, obj *object) (bool, string, error) {
 	var made struct {
-		Ours   bool `db:"ours"`
-		Legacy bool `db:"legacy"`
+		Ours    bool `db:"ours"`
+		Pending bool `db:"pending"`
+		Legacy  bool `db:"legacy"`
 	}
 	err := sqlx.GetContext(ctx, q, &made, `SELECT
-			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND object = $2 AND created AND (migration = $1 OR $3)) AS ours,
+			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND object = $2 AND created AND NOT pending AND (migration = $1 OR $3)) AS ours,
+			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND object = $2 AND created AND pending AND migration = $1) AS pending,
 			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND migration = $1 AND created IS NULL AND NOT pending) AS legacy`,
-		migration, obj.key(), obj.anyMigration)
+		migration, e.key(obj), obj.anyMigration)
 	if err != nil {
 		return false, "", fmt.Errorf("read who made %s: %w", obj, err)
 	}
 	if made.Ours {
 		return true, "", nil
+	}
+	if made.Pending && obj.kind == kIndex && !e.d.IsSQLite() {
+		// Only the intent of a concurrent build was recorded: the index
+		// there is this build's when it is INVALID (the build cut off) or
+		// has the operation's definition (built, not yet recorded). One of
+		// another definition was made by another.
+		state, err := e.indexState(ctx, q, obj)
+		if err != nil {
+			return false, "", err
+		}
+		if state == indexInvalid || (state == indexValid && len(obj.cols) > 0 && e.same(ctx, q, obj) == nil) {
+			return true, "", nil
+		}
 	}
 	if made.Legacy {
 		return false, noteLegacy, nil
@@ -467,7 +707,7 @@ func (e *Executor) try(ctx context.Context, r run) (skipped bool, note string, e
 				return false, "", err
 			}
 		}
-		return o.skipped, o.note, e.record(ctx, conn, r, o)
+		return o.skipped, o.note, e.recordTx(ctx, conn, r, o)
 	}
 	tx, err := conn.BeginTxx(ctx, nil)
 	if err != nil {
@@ -490,7 +730,7 @@ func (e *Executor) try(ctx context.Context, r run) (skipped bool, note string, e
 		if err := hook(e.onIntent); err != nil {
 			return false, "", err
 		}
-		if _, err := tx.ExecContext(ctx, st.SQL); err != nil {
+		if _, err := tx.ExecContext(ctx, cmp.Or(st.strict, st.SQL)); err != nil {
 			return false, "", err
 		}
 		if err := hook(e.onStatement); err != nil {
@@ -498,6 +738,23 @@ func (e *Executor) try(ctx context.Context, r run) (skipped bool, note string, e
 		}
 	}
 	return o.skipped, o.note, tx.Commit()
+}
+
+// recordTx records a step of a statement that ran outside a transaction,
+// in a transaction of its own: the record and the ownership it moves
+// commit together. (A run cut off between the statement and this finds,
+// resumed, what the statement made or dropped: a drop's object is gone,
+// so the apply's step that made it runs again.)
+func (e *Executor) recordTx(ctx context.Context, conn *sqlx.Conn, r run, o outcome) error {
+	tx, err := conn.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if err := e.record(ctx, tx, r, o); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // decide says whether the statement of r runs, on q (the statement's
@@ -572,13 +829,18 @@ func (e *Executor) tryCreateNoTx(ctx context.Context, conn *sqlx.Conn, r run, ho
 	done := outcome{skipped: true, created: sql.NullBool{Valid: true, Bool: pending}, note: st.Note}
 	switch {
 	case state == indexValid && pending:
-		// Built by the attempt cut off before it was recorded.
-		return true, done.note, e.record(ctx, conn, r, done)
+		// Built by the attempt cut off before it was recorded, if it is
+		// what the operation builds: one of another definition was made
+		// by another (a build of this migration's has its definition).
+		if err := e.same(ctx, conn, obj); err != nil {
+			return false, "", err
+		}
+		return true, done.note, e.recordTx(ctx, conn, r, done)
 	case state == indexValid:
 		if err := e.same(ctx, conn, obj); err != nil {
 			return false, "", err
 		}
-		return true, done.note, e.record(ctx, conn, r, done)
+		return true, done.note, e.recordTx(ctx, conn, r, done)
 	case state == indexInvalid && !pending:
 		return false, "", fmt.Errorf("%w: %s is there, INVALID (a failed build), and was not made by this migration: drop it or build it first", ErrExists, obj)
 	case state == indexInvalid:
@@ -590,21 +852,29 @@ func (e *Executor) tryCreateNoTx(ctx context.Context, conn *sqlx.Conn, r run, ho
 		return false, "", fmt.Errorf("%w: %s: a relation of that name is there and is not that table's index", ErrExists, obj)
 	}
 	if !pending {
-		if err := e.record(ctx, conn, r, outcome{created: sql.NullBool{Valid: true, Bool: true}, pending: true}); err != nil {
+		if err := e.recordTx(ctx, conn, r, outcome{created: sql.NullBool{Valid: true, Bool: true}, pending: true}); err != nil {
 			return false, "", err
 		}
 	}
 	if err := hook(e.onIntent); err != nil {
 		return false, "", err
 	}
-	if _, err := conn.ExecContext(ctx, st.SQL); err != nil {
+	if _, err := conn.ExecContext(ctx, cmp.Or(st.strict, st.SQL)); err != nil {
+		if duplicate(err) {
+			// Made by another since the check: not this build's. The
+			// intent is voided, so the retry compares what is there and
+			// takes it, if at all, as found.
+			if verr := e.recordTx(ctx, conn, r, outcome{created: sql.NullBool{Valid: true}, pending: true}); verr != nil {
+				return false, "", errors.Join(err, verr)
+			}
+		}
 		return false, "", err
 	}
 	if err := hook(e.onStatement); err != nil {
 		return false, "", err
 	}
 	made := outcome{created: sql.NullBool{Valid: true, Bool: true}, note: st.Note}
-	return false, made.note, e.record(ctx, conn, r, made)
+	return false, made.note, e.recordTx(ctx, conn, r, made)
 }
 
 // exists reports whether st's effect is already there, by its Exists
@@ -615,7 +885,7 @@ func (e *Executor) exists(ctx context.Context, q sqlx.QueryerContext, st Stateme
 		if err != nil {
 			return false, fmt.Errorf("check whether applied: %w", err)
 		}
-		has := slices.ContainsFunc(cols, func(c dialect.Column) bool { return c.Name == st.column.name })
+		has := slices.ContainsFunc(cols, func(c dialect.Column) bool { return e.sameName(c.Name, st.column.name) })
 		return has == st.column.present, nil
 	}
 	if st.Exists == "" {
@@ -679,13 +949,13 @@ func (e *Executor) found(ctx context.Context, q sqlx.QueryerContext, obj *object
 	case obj.kind == kColumn:
 		var cols []dialect.Column
 		cols, err = e.d.Columns(ctx, q, obj.table)
-		found = slices.ContainsFunc(cols, func(c dialect.Column) bool { return c.Name == obj.name })
+		found = slices.ContainsFunc(cols, func(c dialect.Column) bool { return e.sameName(c.Name, obj.name) })
 	case obj.kind == kTable && e.d.IsSQLite():
-		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1)`, obj.table.Name)
+		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1 COLLATE NOCASE)`, obj.table.Name)
 	case obj.kind == kTable:
 		err = sqlx.GetContext(ctx, q, &found, `SELECT to_regclass($1) IS NOT NULL`, obj.table.Quoted())
 	case obj.kind == kIndex && e.d.IsSQLite():
-		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1)`, obj.name)
+		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1 COLLATE NOCASE)`, obj.name)
 	case obj.kind == kIndex:
 		err = sqlx.GetContext(ctx, q, &found, `SELECT to_regclass($1) IS NOT NULL`, indexOf(obj).Quoted())
 	case obj.kind == kNotNull:
@@ -714,16 +984,21 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 	switch obj.kind {
 	case kColumn:
 		var have []struct {
-			Type       string `db:"type"`
-			HasDefault bool   `db:"has_default"`
+			Type       string         `db:"type"`
+			HasDefault bool           `db:"has_default"`
+			NotNull    bool           `db:"not_null"`
+			Collation  sql.NullString `db:"collation"` // when not its type's
 		}
 		var err error
 		if e.d.IsSQLite() {
-			err = sqlx.SelectContext(ctx, q, &have, `SELECT type, dflt_value IS NOT NULL AS has_default FROM pragma_table_info($1, $2) WHERE name = $3`,
+			err = sqlx.SelectContext(ctx, q, &have, `SELECT type, dflt_value IS NOT NULL AS has_default, "notnull" <> 0 AS not_null, NULL AS collation
+				FROM pragma_table_info($1, $2) WHERE name = $3 COLLATE NOCASE`,
 				obj.table.Name, cmp.Or(obj.table.Schema, "main"), obj.name)
 		} else {
-			err = sqlx.SelectContext(ctx, q, &have, `SELECT format_type(atttypid, atttypmod) AS type, atthasdef AS has_default FROM pg_attribute
-				WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped`, obj.table.Quoted(), obj.name)
+			err = sqlx.SelectContext(ctx, q, &have, `SELECT format_type(a.atttypid, a.atttypmod) AS type, a.atthasdef AS has_default, a.attnotnull AS not_null,
+					CASE WHEN a.attcollation <> ty.typcollation THEN (SELECT collname::text FROM pg_collation WHERE oid = a.attcollation) END AS collation
+				FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+				WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, obj.table.Quoted(), obj.name)
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", obj, err)
@@ -737,6 +1012,12 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 		if have[0].HasDefault != obj.hasDefault {
 			return differs("has a default: %t, not %t (the default's expression itself is not compared)", have[0].HasDefault, obj.hasDefault)
 		}
+		if have[0].NotNull {
+			return differs("is NOT NULL, not nullable")
+		}
+		if have[0].Collation.Valid {
+			return differs("has the collation %q, not its type's", have[0].Collation.String)
+		}
 	case kTable:
 		if !e.d.IsSQLite() {
 			var kind string
@@ -746,10 +1027,14 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 			if kind != "r" && kind != "p" {
 				return differs("is a relation of kind %q, not a table", kind)
 			}
-		} else if ok, err := e.d.TableExists(ctx, q, obj.table); err != nil {
-			return fmt.Errorf("read %s: %w", obj, err)
-		} else if !ok {
-			return differs("is not a table")
+		} else {
+			var kind string
+			if err := sqlx.GetContext(ctx, q, &kind, `SELECT type FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1 COLLATE NOCASE`, obj.table.Name); err != nil {
+				return fmt.Errorf("read %s: %w", obj, err)
+			}
+			if kind != "table" {
+				return differs("is a %s, not a table", kind)
+			}
 		}
 		cols, err := e.d.Columns(ctx, q, obj.table)
 		if err != nil {
@@ -770,7 +1055,7 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 			return differs("has the columns %q, not %q", have, wanted)
 		}
 		for i, c := range cols {
-			if c.Name != want[i].name || !sameTypeName(typeNameOf(c.Type), want[i].tn) {
+			if !e.sameName(c.Name, want[i].name) || !sameTypeName(typeNameOf(c.Type), want[i].tn) {
 				return differs("has the columns %q, not %q", have, wanted)
 			}
 		}
@@ -781,8 +1066,8 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 		}
 		var err error
 		if e.d.IsSQLite() {
-			err = sqlx.SelectContext(ctx, q, &def, `SELECT coalesce(sql, '') AS def, tbl_name = $2 AS on_table FROM `+sqliteSchema(obj.table)+`.sqlite_schema
-				WHERE type = 'index' AND name = $1`, obj.name, obj.table.Name)
+			err = sqlx.SelectContext(ctx, q, &def, `SELECT coalesce(sql, '') AS def, tbl_name = $2 COLLATE NOCASE AS on_table FROM `+sqliteSchema(obj.table)+`.sqlite_schema
+				WHERE type = 'index' AND name = $1 COLLATE NOCASE`, obj.name, obj.table.Name)
 		} else {
 			err = sqlx.SelectContext(ctx, q, &def, `SELECT pg_get_indexdef(i.indexrelid) AS def, i.indrelid = to_regclass($2) AS on_table
 				FROM pg_index i WHERE i.indexrelid = to_regclass($1)`, indexOf(obj).Quoted(), obj.table.Quoted())
@@ -798,15 +1083,21 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 		}
 	case kCheck, kForeignKey, kUnique:
 		var have struct {
-			Type string `db:"contype"`
-			Def  string `db:"def"`
-			Same bool   `db:"same"`
+			Type  string `db:"contype"`
+			Def   string `db:"def"`
+			Same  bool   `db:"same"`
+			Index string `db:"index"`
 		}
-		// The columns and the referenced table, by the catalog's numbers.
+		// The columns and the referenced table, by the catalog's numbers;
+		// what the operations never make (DEFERRABLE, INITIALLY DEFERRED,
+		// NO INHERIT, ON UPDATE other than NO ACTION, MATCH other than
+		// SIMPLE) makes another definition.
 		err := sqlx.GetContext(ctx, q, &have, `SELECT co.contype::text AS contype, pg_get_constraintdef(co.oid) AS def,
-				coalesce(`+constraintColumns("co.conkey", "co.conrelid")+` = $3::text[], false)
+				(co.contype = 'c' OR coalesce(`+constraintColumns("co.conkey", "co.conrelid")+` = $3::text[], false))
+				AND NOT co.condeferrable AND NOT co.condeferred AND (co.contype <> 'c' OR NOT co.connoinherit)
 				AND (co.contype <> 'f' OR (co.confrelid = to_regclass($4) AND `+constraintColumns("co.confkey", "co.confrelid")+` = $5::text[]
-					AND co.confdeltype = $6)) AS same
+					AND co.confdeltype = $6 AND co.confupdtype = 'a' AND co.confmatchtype = 's')) AS same,
+				CASE WHEN co.contype = 'u' THEN coalesce(pg_get_indexdef(co.conindid), '') ELSE '' END AS index
 			FROM pg_constraint co WHERE co.conrelid = to_regclass($1) AND co.conname = $2`,
 			obj.table.Quoted(), obj.name, obj.cols, obj.ref.Quoted(), obj.refCols, map[bool]string{true: "c", false: "a"}[obj.cascade])
 		if err != nil {
@@ -816,12 +1107,19 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 		if have.Type != want {
 			return differs("is %s", have.Def)
 		}
+		if !have.Same {
+			return differs("is %s", have.Def)
+		}
 		if obj.kind == kCheck {
 			if why := sameCheck(have.Def, obj.expr); why != "" {
 				return differs("is %s: %s", have.Def, why)
 			}
-		} else if !have.Same {
-			return differs("is %s", have.Def)
+		}
+		if obj.kind == kUnique {
+			// Its index, whole (NULLS NOT DISTINCT, INCLUDE, a predicate).
+			if why := sameIndex(have.Index, &object{cols: obj.cols, unique: true}); why != "" {
+				return differs("is %s on the index %s: %s", have.Def, have.Index, why)
+			}
 		}
 	case kNotNull:
 		// A constraint of the operation's name must be the column's NOT

@@ -36,6 +36,12 @@ type Statement struct {
 	// changes (run only when this migration made it). Set by this
 	// package's operations only: a caller's own Op runs as written.
 	creates, drops, needs *object
+	// strict, when set, is SQL the executor runs in place of SQL once it
+	// has found the object absent: the same statement without IF NOT
+	// EXISTS, so that an object made by another between the check and
+	// the statement fails it (and the retry compares what is there)
+	// instead of making it a no-op recorded as this migration's.
+	strict string
 }
 
 // The kinds of object an operation makes.
@@ -200,16 +206,20 @@ func (o AddColumn) Up(int) ([]Statement, error) {
 	}
 	t := tt.Quoted()
 	made := &object{kind: kColumn, table: tt, name: o.Column, typ: typ, hasDefault: def != ""}
+	add := func(rest string) Statement {
+		return Statement{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s%s", t, c, typ, rest),
+			strict: fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s", t, c, typ, rest), creates: made}
+	}
 	if def == "" {
-		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ), creates: made}}, nil
+		return []Statement{add("")}, nil
 	}
 	if !o.Volatile {
-		return []Statement{{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s DEFAULT %s", t, c, typ, def), creates: made}}, nil
+		return []Statement{add(" DEFAULT " + def)}, nil
 	}
 	// The default is set only on the column this migration added: one
 	// found there is left as it is.
 	return []Statement{
-		{SQL: fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", t, c, typ), creates: made},
+		add(""),
 		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", t, c, def), needs: made},
 	}, nil
 }
@@ -297,7 +307,7 @@ func (o AddTable) Up(int) ([]Statement, error) {
 		return nil, fmt.Errorf("ddl: %s: %w", o, err)
 	}
 	tt, _ := tableOf(o.Table)
-	return []Statement{{SQL: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)", t, def),
+	return []Statement{{SQL: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)", t, def), strict: fmt.Sprintf("CREATE TABLE %s (%s)", t, def),
 		creates: &object{kind: kTable, table: tt, columns: def}}}, nil
 }
 
@@ -353,7 +363,8 @@ func (o CreateIndex) Up(int) ([]Statement, error) {
 		where = " WHERE " + w
 	}
 	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX CONCURRENTLY IF NOT EXISTS %s ON %s (%s)%s", unique, n, t.Quoted(), cs, where),
-		NoTx: true, Index: o.Name, IndexSchema: t.Schema, creates: o.made(t)}}, nil
+		strict: fmt.Sprintf("CREATE %sINDEX CONCURRENTLY %s ON %s (%s)%s", unique, n, t.Quoted(), cs, where),
+		NoTx:   true, Index: o.Name, IndexSchema: t.Schema, creates: o.made(t)}}, nil
 }
 
 // made names the index the operation builds, on its table t.
@@ -641,7 +652,7 @@ func (o AddUnique) leftovers() ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dropping(DropIndex{Schema: t.Schema, Name: o.Name}.Up(0))(CreateIndex{Name: o.Name, Table: o.Table}.made(t), nil)
+	return dropping(DropIndex{Schema: t.Schema, Name: o.Name}.Up(0))(CreateIndex{Name: o.Name, Table: o.Table, Columns: o.Columns, Unique: true}.made(t), nil)
 }
 
 // DropColumn drops a column: a contract operation.
@@ -690,4 +701,69 @@ func RenameColumn(tbl, from, to, typ string) (expand, contract []Op) {
 // [RenameColumn]: the new column holds the new type.
 func ChangeType(tbl, column, newColumn, newType string) (expand, contract []Op) {
 	return RenameColumn(tbl, column, newColumn, newType)
+}
+
+// qualifier returns the table named name with the schema it was resolved
+// to, once for its migration; a name with its schema is returned as it is.
+type qualifier func(name string) (string, error)
+
+// qualifiable is a built-in operation whose tables can be named with
+// their schemas.
+type qualifiable interface{ qualified(q qualifier) (Op, error) }
+
+func (o AddColumn) qualified(q qualifier) (Op, error) {
+	var err error
+	o.Table, err = q(o.Table)
+	return o, err
+}
+
+func (o AddTable) qualified(q qualifier) (Op, error) {
+	var err error
+	o.Table, err = q(o.Table)
+	return o, err
+}
+
+func (o CreateIndex) qualified(q qualifier) (Op, error) {
+	var err error
+	o.Table, err = q(o.Table)
+	return o, err
+}
+
+func (o AddForeignKey) qualified(q qualifier) (Op, error) {
+	var err error
+	if o.Table, err = q(o.Table); err != nil {
+		return o, err
+	}
+	o.RefTable, err = q(o.RefTable)
+	return o, err
+}
+
+func (o AddCheck) qualified(q qualifier) (Op, error) {
+	var err error
+	o.Table, err = q(o.Table)
+	return o, err
+}
+
+func (o SetNotNull) qualified(q qualifier) (Op, error) {
+	var err error
+	o.Table, err = q(o.Table)
+	return o, err
+}
+
+func (o AddUnique) qualified(q qualifier) (Op, error) {
+	var err error
+	o.Table, err = q(o.Table)
+	return o, err
+}
+
+func (o DropColumn) qualified(q qualifier) (Op, error) {
+	var err error
+	o.Table, err = q(o.Table)
+	return o, err
+}
+
+func (o DropTable) qualified(q qualifier) (Op, error) {
+	var err error
+	o.Table, err = q(o.Table)
+	return o, err
 }

@@ -225,7 +225,13 @@ func TestApplyRefusesAnObjectOfAnotherDefinition(t *testing.T) {
 				before := catalogOf(t, db)
 				err := executor(t, db).Apply(ctx, "m "+c.name, []ddl.Op{c.op})
 				require.ErrorIs(t, err, ddl.ErrExists)
-				assert.ErrorContains(t, err, c.want)
+				want := c.want
+				if !sqlite {
+					// The table named without its schema is resolved once,
+					// and named with it.
+					want = strings.NewReplacer(" on users", " on public.users", "table totals", "table public.totals").Replace(want)
+				}
+				assert.ErrorContains(t, err, want)
 				assert.Equal(t, before, catalogOf(t, db), "the catalog changed")
 				require.NoError(t, executor(t, db).Revert(ctx, "m "+c.name, []ddl.Op{c.op}))
 				assert.Equal(t, before, catalogOf(t, db), "the revert of the refused apply changed the catalog")

@@ -185,7 +185,8 @@ func sqliteIndex(name, tbl string, columns []string, unique bool, where, note st
 		w = " WHERE " + f
 	}
 	made, err := sqliteMade(name, tbl, columns, unique, where)
-	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s (%s)%s", u, n, on, cs, w), Note: note, creates: made}}, err
+	return []Statement{{SQL: fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s (%s)%s", u, n, on, cs, w),
+		strict: fmt.Sprintf("CREATE %sINDEX %s ON %s (%s)%s", u, n, on, cs, w), Note: note, creates: made}}, err
 }
 
 func (o DropIndex) sqliteUp() ([]Statement, error) {
