@@ -31,6 +31,38 @@
 // column is a no-op on apply, and its revert leaves the column and its
 // rows; an apply that found everything there is reverted to no change.
 //
+// Ownership moves with each statement, in the write that records it (the
+// statement's own transaction when it has one): a step that makes its
+// object voids every other record of making an object of that name (the
+// object they name is gone), and a drop that runs voids every record of
+// making what it dropped. A revert's drop also removes its apply's record
+// of the step that made the object (and of that op's steps that make
+// nothing, such as a VALIDATE), and an apply starts by clearing its
+// revert's records: so a revert cut off and followed by an apply makes
+// again what the revert dropped, and an apply cut off and followed by a
+// revert undoes what it made. A step recorded done whose object is gone
+// (dropped by hand, or by a revert cut off after its drop) runs again.
+// A helper (the CHECK of [SetNotNull]) dropped by an apply is no one's
+// any more, so a CHECK of that name made by hand later is kept.
+//
+// A table named without its schema is resolved once, by the migration's
+// first apply on PostgreSQL (the table's schema through the search path;
+// for a table not there yet, the schema CREATE TABLE puts it in), and
+// recorded in schemashift_ddl_names: the apply's statements, its resumed
+// runs and its revert name it with that schema, so a table of that name
+// appearing later in a schema earlier on the search path is never touched.
+// A revert that ran to its end forgets the resolution. The steps table
+// keys objects by that name, so "users" resolved to public and
+// "public.users" are one table. On SQLite names are compared as SQLite
+// does, without regard to ASCII case ("Users" is users).
+//
+// Once the executor has found an object absent, it runs the statement
+// that makes it without IF NOT EXISTS ([Statement].SQL keeps it, for
+// [Executor.Plan] and a run by hand): an object made by another between
+// the check and the statement fails it, and the step is tried again,
+// finding the object and comparing it as below, never recording it as
+// this migration's.
+//
 // A run can be cut off at any line. A statement that runs in a
 // transaction is recorded in that transaction, so it and its record
 // commit together or not at all: an object found there with no record
@@ -39,9 +71,14 @@
 // and committed, then built, then recorded done. On resume, a pending
 // step and the index there (valid, or INVALID from the cut-off build,
 // which is dropped and built again) mean this migration built it; the
-// index there with no pending step means it was there before. (Between
-// the intent and the build, an index of the same name made by someone
-// else would be taken for this migration's: a window of one statement.)
+// index there with no pending step means it was there before. An index
+// found with a pending step is this migration's only if it is INVALID
+// (the build cut off) or has the operation's definition; one of another
+// definition is refused on resume and kept by a revert. A build that
+// fails because an index of that name appeared since the intent voids
+// the intent. What remains: a run cut off between its intent and the end
+// of its build, and an index of the same definition made by someone else
+// before the run is resumed or reverted, is taken for this migration's.
 // An INVALID index of that name not built by this migration is refused,
 // not dropped.
 //
@@ -49,12 +86,17 @@
 // operation makes; otherwise the apply fails, before changing anything,
 // with an error wrapping [ErrExists] that names the object and what
 // differs. Compared: a column's type (as PostgreSQL's parser reads it, so
-// int and integer are one type, numeric(10,0) and numeric(12,2) two) and
+// int and integer are one type, numeric(10,0) and numeric(12,2) two),
 // whether it has a default (not the default's expression: PostgreSQL
-// stores it rewritten); a table's kind and its columns' names, order and
-// types (not its constraints); an index's table, uniqueness, columns and
-// predicate; a constraint's kind, columns, and its expression (CHECK) or
-// referenced table, columns and ON DELETE (foreign key). Expressions are
+// stores it rewritten), that it is nullable, and (PostgreSQL) that its
+// collation is its type's; a table's kind and its columns' names, order
+// and types (not its constraints); an index's whole definition as
+// pg_get_indexdef renders it (table, uniqueness, method, columns,
+// INCLUDE, NULLS NOT DISTINCT, predicate); a constraint's kind, columns,
+// that it is neither DEFERRABLE nor INITIALLY DEFERRED, and its
+// expression and that it is not NO INHERIT (CHECK), its referenced table
+// and columns, ON DELETE, and ON UPDATE NO ACTION and MATCH SIMPLE
+// (foreign key), or its index's whole definition (unique). Expressions are
 // compared as parsed, without the casts the catalog adds to constants;
 // one written differently (IN for = ANY) is refused, never taken as done.
 // A constraint found NOT VALID with the operation's definition is
@@ -96,7 +138,9 @@
 // The fragment must also read the same to every reader of the statement:
 // PostgreSQL with standard_conforming_strings on or off, and SQLite,
 // where the same fragment goes into SQLite's DDL. So comments, ';', NUL
-// bytes, $n parameters and backticks are refused, strings must be plain
+// bytes, $n parameters, backticks and what SQLite reads as a parameter
+// ('?', and '@', '#' or ':' before a name's character: SQLite's @a(…)
+// takes everything to its ')', quotes included) are refused, strings must be plain
 // '…' (no E'…', $$…$$, U&'…', B'…' or X'…'; a quote in one is doubled,
 // never after a backslash), names plain or "…" (no U&"…"), and no string
 // or quoted name may stand between [ and ] (SQLite reads [ … ] as a

@@ -244,6 +244,9 @@ func fit(field string, sl slot, s string) (string, error) {
 //     different quote when standard_conforming_strings is off);
 //   - U&"…" names, $n parameters, and a backtick (SQLite quotes names
 //     with it);
+//   - what SQLite reads as a parameter: '?', and '@', '#' or ':' before
+//     a letter, digit, '_' or '$' (outside strings and quoted names; a
+//     '::' cast is taken);
 //   - a string or a quoted name between [ and ] (SQLite reads [ … ] as
 //     a name, whatever it holds).
 func lexical(s string) string {
@@ -300,11 +303,39 @@ func lexical(s string) string {
 		if strings.ContainsRune(text, '`') {
 			return "holds a backtick"
 		}
+		if tok.Token != pg.Token_TYPECAST {
+			if why := sqliteParameter(s, start, end); why != "" {
+				return why
+			}
+		}
 	}
 	if gap := strings.Trim(s[end:], " \t\r\n"); gap != "" {
 		return fmt.Sprintf("holds %q outside any token", gap)
 	}
 	return ""
+}
+
+// sqliteParameter refuses, in s[start:end] (a token that is not a string
+// or a quoted name), what SQLite reads as a parameter: '?' anywhere, and
+// '@', '#' or ':' right before a name's character (SQLite's @a(…) takes
+// everything up to its ')', quotes included, as one parameter's name).
+func sqliteParameter(s string, start, end int) string {
+	for k := start; k < end; k++ {
+		switch s[k] {
+		case '?':
+			return "holds a '?' (SQLite reads it as a parameter)"
+		case '@', '#', ':':
+			if k+1 < len(s) && nameChar(s[k+1]) {
+				return fmt.Sprintf("holds %q (SQLite reads it as a parameter)", s[k:k+2])
+			}
+		}
+	}
+	return ""
+}
+
+// nameChar reports whether SQLite takes c into a name (or a parameter's).
+func nameChar(c byte) bool {
+	return c == '_' || c == '$' || c >= 0x80 || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }
 
 // bracketed checks the tokens after a [ up to the next ]: none may be a
