@@ -25,6 +25,10 @@ func TestDifferingObjectsTakenAsDone(t *testing.T) {
 		{"deferrable unique", `ALTER TABLE users ADD CONSTRAINT u UNIQUE (email) DEFERRABLE INITIALLY DEFERRED`, ddl.AddUnique{Name: "u", Table: "users", Columns: []string{"email"}}},
 		{"foreign key ON UPDATE CASCADE, deferred", `ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (age) REFERENCES users (id) ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED`,
 			ddl.AddForeignKey{Name: "fk", Table: "users", Columns: []string{"age"}, RefTable: "users", RefColumns: []string{"id"}}},
+		{"foreign key ON UPDATE CASCADE", `ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (age) REFERENCES users (id) ON UPDATE CASCADE`,
+			ddl.AddForeignKey{Name: "fk", Table: "users", Columns: []string{"age"}, RefTable: "users", RefColumns: []string{"id"}}},
+		{"foreign key MATCH FULL", `ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (age) REFERENCES users (id) MATCH FULL`,
+			ddl.AddForeignKey{Name: "fk", Table: "users", Columns: []string{"age"}, RefTable: "users", RefColumns: []string{"id"}}},
 		{"check NO INHERIT", `ALTER TABLE users ADD CONSTRAINT c CHECK (age > 0) NO INHERIT`, ddl.AddCheck{Name: "c", Table: "users", Expr: "age > 0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -250,3 +250,45 @@ func TestSetNotNullHelperRecordOutlivesTheHelper(t *testing.T) {
 	require.NoError(t, executor(t, db).Apply(ctx, "b", op))
 	assert.Equal(t, handMade, catalog(t, db, "public"), "b's apply, which made nothing, dropped the hand-made CHECK email_not_null")
 }
+
+// A revert cut off after dropping a column whose op also set its
+// default (a step that makes no object of its own), then an apply: the
+// apply adds the column again and sets its default again, since the
+// revert's drop took the records of both steps with it.
+func TestRevertCutOffThenApplyRunsTheWholeOpAgain(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	ctx := t.Context()
+	db.MustExecContext(ctx, `CREATE TABLE users (id int PRIMARY KEY)`)
+	m := []ddl.Op{ddl.AddColumn{Table: "users", Column: "tok", Type: "uuid", Default: "gen_random_uuid()", Volatile: true}}
+	require.NoError(t, executor(t, db).Apply(ctx, "m", m))
+	applied := catalog(t, db, "public")
+	e := executor(t, db)
+	ddl.OnStep(e, killAt(0, 0))
+	require.ErrorIs(t, e.Revert(ctx, "m", m), errKilled)
+	require.False(t, hasColumn(t, db, "public", "users", "tok"))
+	require.NoError(t, executor(t, db).Apply(ctx, "m", m))
+	assert.Equal(t, applied, catalog(t, db, "public"), "the apply did not make again what the cut-off revert dropped")
+}
+
+// A revert cut off right after DROP INDEX CONCURRENTLY (which runs
+// outside a transaction), before its step is recorded, then an apply:
+// the apply's step is recorded done, but its index is gone, so it is
+// built again.
+func TestRevertCutOffAfterAConcurrentDropThenApply(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	ctx := t.Context()
+	db.MustExecContext(ctx, `CREATE TABLE users (id int PRIMARY KEY, email text)`)
+	m := []ddl.Op{ddl.CreateIndex{Name: "users_email", Table: "users", Columns: []string{"email"}}}
+	require.NoError(t, executor(t, db).Apply(ctx, "m", m))
+	applied := catalog(t, db, "public")
+	e := executor(t, db)
+	ddl.OnStatement(e, killAt(0, 0))
+	require.ErrorIs(t, e.Revert(ctx, "m", m), errKilled)
+	require.NotEqual(t, applied, catalog(t, db, "public"), "the index was not dropped")
+	require.NoError(t, executor(t, db).Apply(ctx, "m", m))
+	assert.Equal(t, applied, catalog(t, db, "public"), "the apply did not build again the index the cut-off revert dropped")
+	require.NoError(t, executor(t, db).Revert(ctx, "m", m))
+	assert.NotContains(t, strings.Join(catalog(t, db, "public"), "\n"), "users_email", "the revert kept the index the apply built")
+}
