@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,4 +173,55 @@ func TestBoardTimesAreTheClocks(t *testing.T) {
 	assert.Contains(t, string(body), "since 50s ago", "the phase began 50 s before, by the clock")
 	assert.Contains(t, string(body), "<td>50s ago</td>", "the instance was last seen 50 s before")
 	assert.Contains(t, string(body), "Generated 2032-01-01 00:00:49 UTC")
+}
+
+// A gate met when AdvanceWhenMet checks it may be unmet an instant later,
+// when the advance judges it again (an instance's last call left the
+// window in between): AdvanceWhenMet waits on, as for any unmet gate,
+// instead of failing with that refusal. Here the readings of the
+// coordinator's clock in the first advance (the third and fourth: its
+// lock's lease, its gate) are two windows later than the rest. Were the
+// gate read at another reading, no refusal would be seen and the test
+// would fail: it cannot pass by missing its point.
+func TestAdvanceWhenMetWaitsOutARefusal(t *testing.T) {
+	t.Parallel()
+	db := dbtest.SQLite(t)
+	ctx := t.Context()
+	clk := newClock()
+	var reads atomic.Int64
+	flicker := func() time.Time {
+		n := reads.Add(1)
+		if n == 3 || n == 4 { // the first advance's: its lock's lease on SQLite, its gate
+			return clk.Now().Add(2 * window)
+		}
+		return clk.Now()
+	}
+	setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(clk.Now))
+	require.NoError(t, err)
+	for range 2 { // expanded, dualwrite
+		_, err := setup.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
+		require.NoError(t, err)
+	}
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(clk.Now))
+	require.NoError(t, err)
+	beat(t, in, flags.DualWrite)
+	clk.Add(window)
+	beat(t, in, flags.DualWrite)
+
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(flicker))
+	require.NoError(t, err)
+	reads.Store(0)
+	st, ready, err := c.AdvanceWhenMet(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"}, time.Millisecond, time.Hour)
+	require.NoError(t, err, "the refusal of the advance at the later reading is waited out")
+	assert.Equal(t, rollout.Backfill, st.Phase)
+	assert.True(t, ready.Met)
+	events, err := rollout.Audit(ctx, db, "users_split_name", 100)
+	require.NoError(t, err)
+	refusals := 0
+	for _, e := range events {
+		if e.Kind == "advance" && !e.Accepted {
+			refusals++
+		}
+	}
+	assert.Equal(t, 1, refusals, "the refused advance is in the audit trail: %+v", events)
 }

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -65,7 +66,10 @@ func (c *Coordinator) check(ctx context.Context, migration string, now time.Time
 // AdvanceWhenMet waits until the gate of the migration's next transition
 // is met — checking every poll, for at most limit — and then advances
 // (r.Migration, actor, reason and confirmation as in [Coordinator.Advance]).
-// It returns the readiness it acted on. limit runs on the coordinator's
+// It returns the readiness it acted on. The advance judges the gate again,
+// a moment after the check: if it refuses, the refusal is in the audit
+// trail and AdvanceWhenMet waits on, so a gate that flickers between met
+// and unmet (a fleet window's edge) does not end the wait. limit runs on the coordinator's
 // clock ([WithClock]), poll in real time: a clock that stands still never
 // reaches the deadline, and a test moves it there.
 func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit time.Duration) (Status, Readiness, error) {
@@ -81,9 +85,15 @@ func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit
 		}
 		if ready.Met {
 			st, err := c.Advance(ctx, r)
-			return st, ready, err
+			// The advance judges the gate again, later: met a moment ago,
+			// it may be unmet now (an instance's last call just left the
+			// window). That refusal is in the audit trail; it is waited
+			// out like any unmet gate.
+			if !errors.Is(err, ErrGateRefused) || !c.now().Before(deadline) {
+				return st, ready, err
+			}
 		}
-		if ready.Final || now.After(deadline) {
+		if !ready.Met && (ready.Final || now.After(deadline)) {
 			return Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate,
 				Reason: fmt.Sprintf("still unmet after %v: %s", limit, ready.Reason)}
 		}
