@@ -84,10 +84,18 @@
 // [ServiceConfig].Clock) stamp first_seen, last_seen, the stages seen and
 // the last old-path call; the backfills the coordinator runs and verifies
 // get its clock, so that "verified after the job finished" compares two
-// times of one clock; and on SQLite the migration lock's lease is the
-// coordinator's clock's too. All default to time.Now; a fleet and its
-// coordinators should share one clock (or hosts whose clocks agree to well
-// within a window). [Register], outside a coordinator, stamps time.Now.
+// times of one clock. All default to time.Now; a fleet and its
+// coordinators should share one clock, or run on hosts whose clocks agree
+// to well within the smaller of the coordinator's age-out ([WithAgeOut],
+// default one minute) and the plan's window: an instance whose clock is
+// behind by more than the age-out (less its heartbeat interval) stamps a
+// last_seen that already looks aged out, so the fleet gates do not see it
+// at all, and a contract can pass while it still calls the old path; one
+// ahead by a window looks seen for a whole window before it was. Keep the
+// skew under a few seconds (NTP does), and the age-out and the window
+// many times larger. The migration lock's lease on SQLite is not a time
+// of the migration: it is judged in real time (time.Now), whatever the
+// clocks given. [Register], outside a coordinator, stamps time.Now.
 // The tables keep their now() column defaults, but no write leaves a time
 // to them. Intervals that wait (heartbeats, polls, Watch, lock retries)
 // are real time: a test moves the clock past a window instead of sleeping

@@ -100,8 +100,11 @@ func WithHeartbeat(d time.Duration) InstanceOption {
 // as a parameter: when it was first and last seen, when it evaluated each
 // stage, and its last old-path call. The coordinator's gates compare
 // these with its own clock ([WithClock]), so a fleet and its coordinators
-// should share one. The heartbeat's interval is real time, whatever the
-// clock.
+// should share one, or agree to well within the smaller of the
+// coordinator's age-out ([WithAgeOut], default one minute) and the plan's
+// window: an instance whose clock is behind by more than the age-out
+// looks aged out at every heartbeat, and the fleet gates do not see it.
+// The heartbeat's interval is real time, whatever the clock.
 func WithInstanceClock(now func() time.Time) InstanceOption {
 	return func(i *Instance) error {
 		if now == nil {

@@ -153,6 +153,14 @@ var ErrUnknownMigration = errors.New("unknown migration")
 // that its correction registers under the same name. The migration's
 // first phase and its register event are stamped time.Now; a
 // [Coordinator] and [Start] register on their clocks.
+//
+// A row registered by a build that stored no definition (NULL) gets this
+// plan's document only when its recorded hash is this plan's current
+// hash. A row whose hash is of the legacy form accepts a plan whose
+// legacy hash matches, but the legacy hash cannot see
+// every field, so such a match stores nothing: the definition stays NULL,
+// and a changed plan registering on the legacy hash alone cannot make the
+// ledger serve it as the registered one.
 func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
 	return register(ctx, db, plan, dialect.Tick(time.Now()))
 }
@@ -193,6 +201,14 @@ func register(ctx context.Context, db *sqlx.DB, plan Plan, now time.Time) error 
 	}
 	if err := plan.sameAs(registered.Hash, registered.Definition, hash); err != nil {
 		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
+	}
+	if registered.Hash != hash {
+		// Matched by the legacy hash alone, which cannot see every field
+		// (an index's columns, a column's default): this plan may differ
+		// from the one registered, so its document is not stored as that
+		// one's. The definition stays NULL until a build whose current
+		// hash was recorded registers.
+		return nil
 	}
 	_, err = db.ExecContext(ctx, `UPDATE schemashift_migrations SET definition = $2 WHERE migration = $1 AND definition IS NULL`, plan.Migration, string(doc))
 	return err

@@ -8,8 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 
@@ -148,6 +152,14 @@ var ErrInvalidPlan = errors.New("invalid rollout plan")
 func (p *Plan) normalize() error {
 	if p.Migration == "" {
 		return fmt.Errorf("%w: migration name is empty", ErrInvalidPlan)
+	}
+	// The stored document and the definition hash are JSON, which writes
+	// every byte that is not UTF-8 as U+FFFD: two plans differing in such a
+	// byte would store and hash alike. Such a string is refused.
+	for _, b := range p.allStrings() {
+		if !utf8.ValidString(b.value) {
+			return fmt.Errorf("%w %q: %s is not valid UTF-8: %s", ErrInvalidPlan, p.Migration, b.path, strconv.Quote(b.value))
+		}
 	}
 	if len(p.Migration) > 200 {
 		return fmt.Errorf("%w %q: migration name is over 200 bytes", ErrInvalidPlan, p.Migration[:40])
@@ -406,8 +418,78 @@ func (p Plan) definitionHash() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("hash plan %q: %w", p.Migration, err)
 	}
+	// The document loses what is not UTF-8 (see normalize, which refuses
+	// it); the hash of a plan holding such a string also covers its bytes,
+	// so that two such plans never hash alike. A valid plan's hash is its
+	// document's alone.
+	for _, b := range p.allStrings() {
+		if !utf8.ValidString(b.value) {
+			doc = append(doc, "\x00"+b.path+"="+strconv.Quote(b.value)...)
+		}
+	}
 	sum := sha256.Sum256(doc)
 	return hashPrefix + hex.EncodeToString(sum[:16]), nil
+}
+
+// planString is one string of a plan and where it is.
+type planString struct{ path, value string }
+
+// allStrings returns every string the plan holds, in a fixed order, each
+// with its path (Backfills[0].Set[0].Expr): its fields', its steps',
+// jobs', operations' (through their interfaces), map keys included.
+// Functions are not walked.
+func (p Plan) allStrings() []planString {
+	var out []planString
+	walkStrings(reflect.ValueOf(p), "", &out, 0)
+	return out
+}
+
+func walkStrings(v reflect.Value, path string, out *[]planString, depth int) {
+	if depth > 64 || !v.IsValid() {
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		*out = append(*out, planString{strings.TrimPrefix(path, "."), v.String()})
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			walkStrings(v.Elem(), path, out, depth+1)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			walkStrings(v.Field(i), path+"."+t.Field(i).Name, out, depth+1)
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return // bytes: JSON writes them as base64, every byte kept
+		}
+		for i := range v.Len() {
+			walkStrings(v.Index(i), path+"["+strconv.Itoa(i)+"]", out, depth+1)
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			switch {
+			case k.Kind() == reflect.String:
+				names[i] = k.String()
+			case k.CanInterface():
+				names[i] = fmt.Sprint(k.Interface())
+			}
+		}
+		idx := make([]int, len(keys))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.Slice(idx, func(a, b int) bool { return names[idx[a]] < names[idx[b]] })
+		for _, i := range idx {
+			k := keys[i]
+			at := path + "[" + strconv.Quote(names[i]) + "]"
+			walkStrings(k, at+"(key)", out, depth+1)
+			walkStrings(v.MapIndex(k), at, out, depth+1)
+		}
+	}
 }
 
 // hash is [Plan.definitionHash] of a normalized plan, whose operations

@@ -27,6 +27,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -278,23 +279,43 @@ func (d *Dialect) SetTimeouts(ctx context.Context, ex Execer, lock, statement ti
 }
 
 // lockLease is how long a SQLite lock stays held without its holder
-// renewing it: a holder that died frees it after this long, by the
-// holders' clock.
+// renewing it: a holder that died frees it after this long, in real time.
 const lockLease = 30 * time.Second
+
+// renewEvery is how often, in nanoseconds, a SQLite lock's holder renews
+// its lease: a third of the lease (tests shorten it).
+var renewEvery atomic.Int64
+
+func init() { renewEvery.Store(int64(lockLease / 3)) }
+
+// ErrLockLost is the cause of the end of a [Dialect.Hold] context, and is
+// wrapped by [Dialect.Locked], [Dialect.Hold] and [CheckHeld], when a
+// SQLite lock's lease could not be renewed (the renewal failed, or matched
+// no row: another process took the lock, its lease having run out) while
+// its holder worked under it.
+var ErrLockLost = errors.New("the migration lock was lost")
 
 // Lock takes the lock named name, across processes, waiting for it until
 // ctx ends; unlock releases it. On PostgreSQL it is a session advisory
 // lock on a connection of its own. SQLite has no such lock: there it is a
 // leased row in schemashift_locks, renewed while held, so that it takes
-// no connection for long (a one-connection pool must still work). The
-// lease's times are now's (time.Now when nil), read once per claim and
-// renewal and passed as parameters: whether a lease ran out is decided by
-// the holders' clock, which they should share; a clock that stands still
-// lets no lease run out. Renewals come every third of the lease in real
-// time.
+// no connection for long (a one-connection pool must still work).
+//
+// A lease's times are real time (time.Now), never a caller's injected
+// clock: the lease is about processes (a holder that died frees the lock
+// after lockLease), not about a migration's timeline, and a coordinator
+// whose injected clock runs ahead must not see a held lease as run out.
+// The now argument is ignored (it is kept for callers). Renewals come
+// every third of the lease; a renewal that fails or matches no row ends
+// the hold (see [Dialect.Hold]); Lock's caller has no context to be told
+// by, and should use Hold.
 func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string, now func() time.Time) (unlock func(), err error) {
 	if d.sqlite {
-		return lockRow(ctx, db, name, now)
+		h, err := lockRow(ctx, db, name)
+		if err != nil {
+			return nil, err
+		}
+		return func() { _ = h.release() }, nil
 	}
 	conn, err := db.Connx(ctx)
 	if err != nil {
@@ -310,16 +331,40 @@ func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string, now func()
 	}, nil
 }
 
-func lockRow(ctx context.Context, db *sqlx.DB, name string, now func() time.Time) (func(), error) {
-	if now == nil {
-		now = time.Now
+// heldRow is a SQLite lock held: its row's name and holder, and the
+// context its holder works under, ended (cause [ErrLockLost]) when a
+// renewal fails or matches no row.
+type heldRow struct {
+	db           *sqlx.DB
+	name, holder string
+	ctx          context.Context
+	lose         context.CancelCauseFunc
+	stop         context.CancelFunc
+	done         chan struct{}
+}
+
+type heldKey struct{}
+
+// release stops the renewals and deletes the row if it is still ours; it
+// returns [ErrLockLost] (wrapped) if the lock was lost while held.
+func (h *heldRow) release() error {
+	h.stop()
+	<-h.done
+	_, _ = h.db.ExecContext(context.WithoutCancel(h.ctx), `DELETE FROM schemashift_locks WHERE name = $1 AND holder = $2`, h.name, h.holder)
+	if cause := context.Cause(h.ctx); errors.Is(cause, ErrLockLost) {
+		return cause
 	}
+	h.lose(nil)
+	return nil
+}
+
+func lockRow(ctx context.Context, db *sqlx.DB, name string) (*heldRow, error) {
 	var id [12]byte
 	_, _ = rand.Read(id[:])
 	holder := hex.EncodeToString(id[:])
 	created := false
 	for {
-		at := now()
+		at := time.Now()
 		res, err := db.ExecContext(ctx, `INSERT INTO schemashift_locks (name, holder, until) VALUES ($1, $2, $3)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
 			WHERE schemashift_locks.until < $4`, name, holder, Stamp(at.Add(lockLease)), Stamp(at))
@@ -345,27 +390,79 @@ func lockRow(ctx context.Context, db *sqlx.DB, name string, now func() time.Time
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	h := &heldRow{db: db, name: name, holder: holder, done: make(chan struct{})}
+	h.ctx, h.lose = context.WithCancelCause(ctx)
+	h.ctx = context.WithValue(h.ctx, heldKey{}, h)
 	renewCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
+	h.stop = stop
 	go func() {
-		defer close(done)
-		t := time.NewTicker(lockLease / 3)
+		defer close(h.done)
+		t := time.NewTicker(time.Duration(renewEvery.Load()))
 		defer t.Stop()
 		for {
 			select {
 			case <-renewCtx.Done():
 				return
 			case <-t.C:
-				_, _ = db.ExecContext(renewCtx, `UPDATE schemashift_locks SET until = $3
-					WHERE name = $1 AND holder = $2`, name, holder, Stamp(now().Add(lockLease)))
+				res, err := db.ExecContext(renewCtx, `UPDATE schemashift_locks SET until = $3
+					WHERE name = $1 AND holder = $2`, name, holder, Stamp(time.Now().Add(lockLease)))
+				if renewCtx.Err() != nil {
+					return // released meanwhile
+				}
+				var n int64
+				if err == nil {
+					n, err = res.RowsAffected()
+				}
+				switch {
+				case err != nil:
+					h.lose(fmt.Errorf("lock %s: renew the lease: %w: %w", name, ErrLockLost, err))
+					return
+				case n != 1:
+					h.lose(fmt.Errorf("lock %s: renew the lease: %w: another holder has it", name, ErrLockLost))
+					return
+				}
 			}
 		}
 	}()
-	return func() {
-		stop()
-		<-done
-		_, _ = db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM schemashift_locks WHERE name = $1 AND holder = $2`, name, holder)
-	}, nil
+	return h, nil
+}
+
+// CheckHeld fences a write made under a lock of [Dialect.Hold]: given
+// Hold's context and q, a transaction that holds SQLite's write lock (as
+// every transaction of a pool set up as [CheckPool] requires does, from
+// BEGIN), it reads the lock's row and returns [ErrLockLost] (wrapped)
+// unless the holder is still this one and its lease has not run out in
+// real time; while the transaction lasts no other process can take the
+// lock, so what the transaction then writes is written under it. Run it
+// in the transaction, before its compare-and-set. On PostgreSQL (the
+// advisory lock is held by the session the transaction runs on), and
+// with a context of no SQLite hold, it returns nil.
+func CheckHeld(ctx context.Context, q sqlx.QueryerContext) error {
+	h, _ := ctx.Value(heldKey{}).(*heldRow)
+	if h == nil {
+		return nil
+	}
+	if cause := context.Cause(h.ctx); errors.Is(cause, ErrLockLost) {
+		return cause
+	}
+	var row struct {
+		Holder string `db:"holder"`
+		Live   bool   `db:"live"`
+	}
+	// Live as the claim judges it: a lease runs out when until < now.
+	err := sqlx.GetContext(ctx, q, &row, `SELECT holder, CASE WHEN until < $2 THEN 0 ELSE 1 END AS live
+		FROM schemashift_locks WHERE name = $1`, h.name, Stamp(time.Now()))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("lock %s: %w: its row is gone", h.name, ErrLockLost)
+	case err != nil:
+		return fmt.Errorf("lock %s: check it is held: %w", h.name, err)
+	case row.Holder != h.holder:
+		return fmt.Errorf("lock %s: %w: another holder has it", h.name, ErrLockLost)
+	case !row.Live:
+		return fmt.Errorf("lock %s: %w: its lease ran out", h.name, ErrLockLost)
+	}
+	return nil
 }
 
 func millis(d time.Duration) string {

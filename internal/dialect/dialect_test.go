@@ -246,39 +246,89 @@ func TestLock(t *testing.T) {
 	})
 }
 
-// A SQLite lock's lease is the holders' clock's: with the clock standing
-// still it never runs out; at its last microsecond it still holds, one
-// microsecond later another holder takes it. The database's clock, years
-// earlier, plays no part.
-func TestSQLiteLockLeaseFollowsTheClock(t *testing.T) {
+// A SQLite lock's lease is judged in real time, never by a caller's
+// clock: a taker whose clock is an hour ahead (or behind) of the holder's
+// waits for it all the same; a lease run out in real time is taken.
+func TestSQLiteLockLeaseIsRealTime(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	db := dbtest.SQLite(t)
 	var ns atomic.Int64
-	start := time.Date(2031, 12, 31, 23, 59, 59, 999999000, time.UTC)
-	ns.Store(start.UnixNano())
-	now := func() time.Time { return time.Unix(0, ns.Load()).UTC() }
-	held, err := dialect.SQLite.Lock(ctx, db, "m", now)
+	ns.Store(time.Date(2031, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixNano())
+	skewed := func() time.Time { return time.Unix(0, ns.Load()).UTC() }
+	held, err := dialect.SQLite.Lock(ctx, db, "m", skewed)
 	require.NoError(t, err)
-	defer held()
 	var until time.Time
 	require.NoError(t, db.GetContext(ctx, &until, `SELECT until FROM schemashift_locks WHERE name = 'm'`))
-	require.True(t, until.After(start), "leased into the clock's future: %v", until)
+	assert.WithinDuration(t, time.Now().Add(30*time.Second), until, 10*time.Second, "leased in real time")
 
 	tryLock := func() error {
 		short, cancel := context.WithTimeout(ctx, 60*time.Millisecond)
 		defer cancel()
-		unlock, err := dialect.SQLite.Lock(short, db, "m", now)
+		unlock, err := dialect.SQLite.Lock(short, db, "m", skewed)
 		if err == nil {
 			unlock()
 		}
 		return err
 	}
-	require.ErrorIs(t, tryLock(), context.DeadlineExceeded, "held while the clock stands still")
-	ns.Store(until.UnixNano())
-	require.ErrorIs(t, tryLock(), context.DeadlineExceeded, "held at the lease's last microsecond")
-	ns.Add(int64(time.Microsecond))
-	require.NoError(t, tryLock(), "free one microsecond past the lease")
+	require.ErrorIs(t, tryLock(), context.DeadlineExceeded, "held")
+	ns.Add(int64(time.Hour))
+	require.ErrorIs(t, tryLock(), context.DeadlineExceeded, "held against a clock an hour ahead")
+	ns.Add(-3 * int64(time.Hour))
+	require.ErrorIs(t, tryLock(), context.DeadlineExceeded, "held against a clock behind")
+	// The lease ran out in real time (its holder died).
+	db.MustExecContext(ctx, `UPDATE schemashift_locks SET until = $1 WHERE name = 'm'`, dialect.Stamp(time.Now().Add(-time.Millisecond)))
+	require.NoError(t, tryLock(), "free once its lease ran out in real time")
+	held()
+}
+
+// A SQLite lock lost while held (another process took it: here its row
+// changes holder) is fenced: CheckHeld, in a transaction, refuses with
+// ErrLockLost; the next renewal matches no row and ends Hold's context
+// with cause ErrLockLost, and Hold returns ErrLockLost. On PostgreSQL
+// CheckHeld passes under Hold.
+func TestHoldFencesALostLock(t *testing.T) {
+	t.Parallel()
+	t.Run("sqlite", func(t *testing.T) {
+		restore := dialect.SetRenewEvery(10 * time.Millisecond)
+		defer restore()
+		ctx := t.Context()
+		db := dbtest.SQLite(t)
+		checkHeld := func(ctx context.Context) error {
+			tx, err := db.BeginTxx(ctx, nil)
+			require.NoError(t, err)
+			defer tx.Rollback() //nolint:errcheck
+			return dialect.CheckHeld(ctx, tx)
+		}
+		err := dialect.SQLite.Hold(ctx, db, "m", func(ctx context.Context, one *sqlx.DB) error {
+			require.NoError(t, checkHeld(ctx), "held")
+			one.MustExecContext(ctx, `UPDATE schemashift_locks SET holder = 'thief' WHERE name = 'm'`)
+			require.ErrorIs(t, checkHeld(context.WithoutCancel(ctx)), dialect.ErrLockLost, "another holder has it")
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the hold's context did not end when its renewal matched no row")
+			}
+			assert.ErrorIs(t, context.Cause(ctx), dialect.ErrLockLost)
+			return nil
+		})
+		require.ErrorIs(t, err, dialect.ErrLockLost)
+		var holder string
+		require.NoError(t, db.GetContext(ctx, &holder, `SELECT holder FROM schemashift_locks WHERE name = 'm'`))
+		assert.Equal(t, "thief", holder, "release deletes only its own row")
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		db := pgtest.DB(t)
+		err := dialect.Postgres.Hold(ctx, db, "m", func(ctx context.Context, one *sqlx.DB) error {
+			tx, err := one.BeginTxx(ctx, nil)
+			require.NoError(t, err)
+			defer tx.Rollback() //nolint:errcheck
+			return dialect.CheckHeld(ctx, tx)
+		})
+		require.NoError(t, err)
+	})
 }
 
 // A SQLite pool opened without what schemashift relies on is refused with
