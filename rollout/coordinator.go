@@ -26,7 +26,8 @@ var (
 	// ErrConflict: the migration moved since the caller read it (another
 	// coordinator won).
 	ErrConflict = errors.New("migration changed since it was read")
-	// ErrIrreversible: the contract is applied; nothing moves back.
+	// ErrIrreversible: the contract is applied, or has begun (its
+	// operations may have run); nothing moves back.
 	ErrIrreversible = errors.New("migration is contracted")
 	// ErrConfirmRequired: the contract step needs explicit confirmation.
 	ErrConfirmRequired = errors.New("the contract step is irreversible and needs confirmation")
@@ -219,9 +220,10 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 		}
 	}
 	// One transition of a migration at a time, across processes: the DDL
-	// operations run before the ledger transaction (a concurrent index
-	// build waits for every open snapshot, the ledger's included), and no
-	// other transition may commit while they run. The lock and the whole
+	// operations run between the transaction that decides the transition
+	// and the one that records it (a concurrent index build waits for
+	// every open snapshot, the ledger's included), and no other transition
+	// may commit while they run. The lock and the whole
 	// transition share one connection (see Coordinator's pool rule).
 	var st Status
 	var pinned *Coordinator
@@ -262,7 +264,22 @@ func (c *Coordinator) recordAll(ctx context.Context, events *[]Event) error {
 
 // transitionLocked is the transition, under the migration's lock, with
 // c working on the lock's connection.
+//
+// It reads the clock once: the gate, the phase's start and the events
+// are all judged and stamped at that reading. The decision is made once,
+// in the ledger transaction that reads the row: a transition with ddl
+// operations (which may have to run outside a transaction) commits that
+// decision first, runs the operations, and then records the transition
+// in a second transaction that does not judge the gate again: operations
+// run only for a transition that is then made. The contract's decision is
+// recorded before its operations run, as an intent in the ledger (an
+// accepted "contracting" event at the version of complete): from then on
+// the migration cannot be rolled back (what the old code reads may be
+// gone), and the next advance, with no gate, completes it, so that a
+// process killed between the operations and the ledger leaves a contract
+// that is finished, never undone.
 func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request, forward bool, kind string) (Status, error) {
+	now := c.now() // the transition's one reading: the gate's, the phase's start, the events'
 	if forward && len(plan.HotQueries) > 0 {
 		if st, err := Get(ctx, c.db, r.Migration); err == nil && st.Phase == Planned {
 			if err := c.watchPlans(ctx, plan, "before expand", r.Actor); err != nil {
@@ -270,15 +287,11 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 			}
 		}
 	}
-	if err := c.runOps(ctx, plan, r, forward); err != nil && !errors.Is(err, errNoOps) {
-		return Status{}, err
-	}
-	now := c.now() // the gate's, the phase's start, the event's
 	tx, err := c.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
-	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op; tx may be the second transaction
 	var row statusRow
 	if err := tx.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`+c.dialect.ForUpdate(), r.Migration); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -303,6 +316,14 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	if cur.Phase == Contracted {
 		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrIrreversible))
 	}
+	begun, begunAt, err := c.contracting(ctx, tx, row)
+	if err != nil {
+		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
+	}
+	if begun && !forward {
+		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: the contract began at %s (its operations may have run); advance to complete it",
+			kind, r.Migration, ErrIrreversible, begunAt.UTC().Format(time.RFC3339Nano)))
+	}
 	var to Phase
 	if forward {
 		to = cur.Phase + 1
@@ -316,23 +337,68 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 			to = cur.Phase - 1
 		}
 	}
-	if forward && to == Contracted && !r.Confirm {
-		return refuse(to, fmt.Errorf("advance %s: %w", r.Migration, ErrConfirmRequired))
+	reason := r.Reason
+	if r.Force {
+		reason = "forced: " + reason
 	}
-	if forward && row.Tripped != "" && !r.Acknowledge {
-		return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: "guardrail",
-			Reason: "a guardrail tripped (" + row.Tripped + "); advance with acknowledgement once the cause is dealt with"})
-	}
-	if forward && !r.Force {
-		if gate, reason, err := c.gate(ctx, tx, plan, to, row, now); err != nil {
-			return refuse(to, fmt.Errorf("advance %s: check gate: %w", r.Migration, err))
-		} else if reason != "" {
-			return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: gate, Reason: reason})
+	if begun {
+		// Decided when it began: no gate, confirmation or trip stops
+		// what has been done from being recorded.
+		reason = strings.TrimSpace("completes the contract begun at " + begunAt.UTC().Format(time.RFC3339Nano) + "; " + reason)
+		reason = strings.TrimSuffix(reason, ";")
+	} else {
+		if forward && to == Contracted && !r.Confirm {
+			return refuse(to, fmt.Errorf("advance %s: %w", r.Migration, ErrConfirmRequired))
+		}
+		if forward && row.Tripped != "" && !r.Acknowledge {
+			return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: "guardrail",
+				Reason: "a guardrail tripped (" + row.Tripped + "); advance with acknowledgement once the cause is dealt with"})
+		}
+		if forward && !r.Force {
+			if gate, reason, err := c.gate(ctx, tx, plan, to, row, now); err != nil {
+				return refuse(to, fmt.Errorf("advance %s: check gate: %w", r.Migration, err))
+			} else if reason != "" {
+				return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: gate, Reason: reason})
+			}
 		}
 	}
-	// Side effects run while the ledger row is locked: the raw statements
-	// in the transaction that records them, the ddl operations (which may
-	// have to run outside a transaction) on their own connections first.
+	// The transition is decided. Its ddl operations run now, outside the
+	// ledger transaction (a concurrent index build waits for every open
+	// snapshot, the ledger's included), on this connection, under the
+	// lock; the raw statements below, in the transaction that records it.
+	if ops, key, revert := transitionOps(plan, forward, to); len(ops) > 0 {
+		if to == Contracted && !begun {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at)
+				VALUES ($1, 'contracting', true, $2, $3, $4, $5, $6, $7, $8, $9)`, r.Migration, r.Actor, cur.Phase.String(), to.String(),
+				cur.Stage.String(), to.Stage().String(), cur.Version, strings.TrimSpace("the contract's operations run; no rollback from here. "+reason),
+				dialect.Stamp(now)); err != nil {
+				return refuse(to, fmt.Errorf("%s %s: record the contract's intent: %w", kind, r.Migration, err))
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+		}
+		if err := c.runOps(ctx, r, cur, key, ops, revert, now); err != nil {
+			if to == Contracted {
+				err = fmt.Errorf("%w (the contract has begun: it cannot be rolled back; advance again to complete it)", err)
+			}
+			return cur, err
+		}
+		if tx, err = c.db.BeginTxx(ctx, nil); err != nil {
+			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+		}
+		var again statusRow
+		if err := tx.GetContext(ctx, &again, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`+c.dialect.ForUpdate(), r.Migration); err != nil {
+			return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
+		}
+		if again.Version != row.Version {
+			// Under the lock nothing else transitions it; if something
+			// did, the ledger is left as it is (a contract begun stays
+			// begun: the next advance completes it).
+			return refuse(to, fmt.Errorf("%s %s: %w: version is %d after the ddl operations, %d before", kind, r.Migration, ErrConflict, again.Version, row.Version))
+		}
+		row = again
+	}
 	switch {
 	case forward && to == Expanded:
 		err = c.runDDL(ctx, tx, plan.Expand, false)
@@ -369,10 +435,6 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 		tripped, cur.Version, string(mustJSON(lat)), dialect.Stamp(now)); err != nil {
 		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 	}
-	reason := r.Reason
-	if r.Force {
-		reason = "forced: " + reason
-	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at)
 		VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8, $9, $10)`, r.Migration, kind, r.Actor, cur.Phase.String(), to.String(),
 		cur.Stage.String(), to.Stage().String(), next.Version, reason, dialect.Stamp(now)); err != nil {
@@ -390,52 +452,50 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	return next.status()
 }
 
-var errNoOps = errors.New("no DDL operations for this transition")
+// contracting says whether the contract of the migration at row has
+// begun (its intent recorded, its operations run or running) without
+// the transition being recorded yet, and since when.
+func (c *Coordinator) contracting(ctx context.Context, q sqlx.QueryerContext, row statusRow) (bool, time.Time, error) {
+	if row.Phase != Complete.String() {
+		return false, time.Time{}, nil
+	}
+	var at []time.Time
+	if err := sqlx.SelectContext(ctx, q, &at, `SELECT at FROM schemashift_events
+		WHERE migration = $1 AND kind = 'contracting' AND accepted AND version = $2 AND at >= $3 ORDER BY id LIMIT 1`,
+		row.Migration, row.Version, dialect.Stamp(row.PhaseSince)); err != nil {
+		return false, time.Time{}, fmt.Errorf("read the contract's intent: %w", err)
+	}
+	if len(at) == 0 {
+		return false, time.Time{}, nil
+	}
+	return true, at[0], nil
+}
 
-// runOps runs the plan's ddl operations for the transition r asks, if it
-// has any. Under the migration's lock, it checks what the transition will
-// check (version, confirmation, gate) and applies or reverts the
-// operations. The ledger transaction that follows checks again and
-// records the transition.
-func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward bool) error {
-	cur, err := Get(ctx, c.db, r.Migration)
-	if err != nil {
-		return err
-	}
-	var ops []ddl.Op
-	key, revert := plan.Migration, false
+// transitionOps are the plan's ddl operations for the transition to to,
+// the key they are recorded under, and whether they are reverted: the
+// expand's on the way to expanded, reverted on the way back to planned;
+// the contract's on the way to contracted.
+func transitionOps(plan Plan, forward bool, to Phase) (ops []ddl.Op, key string, revert bool) {
 	switch {
-	case forward && cur.Phase == Planned:
-		ops = plan.ExpandOps
-	case forward && cur.Phase == Complete:
-		ops, key = plan.ContractOps, plan.Migration+":contract"
-	case !forward && cur.Phase == Expanded && !r.ToOff:
-		ops, revert = plan.ExpandOps, true
+	case forward && to == Expanded:
+		return plan.ExpandOps, plan.Migration, false
+	case forward && to == Contracted:
+		return plan.ContractOps, plan.Migration + ":contract", false
+	case !forward && to == Planned:
+		return plan.ExpandOps, plan.Migration, true
 	}
-	if len(ops) == 0 {
-		return errNoOps
-	}
-	if r.Version != 0 && r.Version != cur.Version {
-		return errNoOps // the transaction refuses and records why
-	}
-	if forward && !r.Force {
-		if cur.Phase+1 == Contracted && !r.Confirm {
-			return errNoOps // the transaction refuses and records why
-		}
-		ready, err := c.check(ctx, r.Migration, c.now())
-		if err != nil {
-			return err
-		}
-		if !ready.Met {
-			return errNoOps
-		}
-	}
+	return nil, "", false
+}
+
+// runOps applies (or reverts) the ddl operations of a transition already
+// decided, from cur, at now.
+func (c *Coordinator) runOps(ctx context.Context, r Request, cur Status, key string, ops []ddl.Op, revert bool, now time.Time) error {
 	// What the database could not do safely (SQLite builds an index
 	// without CONCURRENTLY) goes into the audit trail as it happens.
 	var noteErr error // the first note the audit trail refused
 	e, err := ddl.NewExecutor(c.db, ddl.WithNotes(func(ctx context.Context, n ddl.Note) {
-		if err := c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl-note", Accepted: true, Actor: r.Actor,
-			FromPhase: cur.Phase.String(), Reason: n.String()}); err != nil && noteErr == nil {
+		if err := c.recordAt(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl-note", Accepted: true, Actor: r.Actor,
+			FromPhase: cur.Phase.String(), Reason: n.String()}, now); err != nil && noteErr == nil {
 			noteErr = err
 		}
 	}))
@@ -448,8 +508,8 @@ func (c *Coordinator) runOps(ctx context.Context, plan Plan, r Request, forward 
 		err = e.Apply(ctx, key, ops)
 	}
 	if err != nil {
-		recErr := c.record(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl", Accepted: false, Actor: r.Actor,
-			FromPhase: cur.Phase.String(), Reason: err.Error()})
+		recErr := c.recordAt(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl", Accepted: false, Actor: r.Actor,
+			FromPhase: cur.Phase.String(), Reason: err.Error()}, now)
 		return errors.Join(fmt.Errorf("%s: %w", r.Migration, err), recErr, noteErr)
 	}
 	return noteErr

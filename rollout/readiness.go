@@ -19,6 +19,11 @@ type Readiness struct {
 	Reason    string `json:"reason,omitempty"`
 	// Final is set when nothing comes after the current phase.
 	Final bool `json:"final,omitempty"`
+
+	// stuck: unmet, and no wait changes it (a tripped guardrail waits
+	// for an acknowledgement). Not Final: an advance acknowledging the
+	// trip comes next.
+	stuck bool
 }
 
 // Check evaluates the gate of the migration's next transition without
@@ -29,6 +34,15 @@ func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, e
 
 // check evaluates the gate of the migration's next transition at now.
 func (c *Coordinator) check(ctx context.Context, migration string, now time.Time) (Readiness, error) {
+	return c.checkAck(ctx, migration, now, false)
+}
+
+// checkAck evaluates the gate of the migration's next transition at now,
+// as an advance acknowledging a trip or not would judge it. A tripped
+// guardrail refuses every advance until it is acknowledged, and no
+// wait clears it: unless acknowledged (the advance would clear it), it is
+// the gate judged ("guardrail"), unmet, and no wait changes it.
+func (c *Coordinator) checkAck(ctx context.Context, migration string, now time.Time, acknowledged bool) (Readiness, error) {
 	plan, err := c.plan(migration)
 	if err != nil {
 		return Readiness{}, err
@@ -52,6 +66,20 @@ func (c *Coordinator) check(ctx context.Context, migration string, now time.Time
 		r.Reason = "contracted: nothing comes after"
 		return r, nil
 	}
+	if begun, at, err := c.contracting(ctx, tx, row); err != nil {
+		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
+	} else if begun {
+		// The contract's gate was judged when it began: advancing
+		// completes it, with no gate, confirmation or acknowledgement.
+		r.Gate, r.Met = "contract begun", true
+		r.Reason = "the contract began at " + at.UTC().Format(time.RFC3339Nano) + "; advance to complete it"
+		return r, nil
+	}
+	if row.Tripped != "" && !acknowledged {
+		r.Gate, r.Met, r.stuck = "guardrail", false, true
+		r.Reason = "a guardrail tripped (" + row.Tripped + "); advance with acknowledgement once the cause is dealt with"
+		return r, nil
+	}
 	gate, reason, err := c.gate(ctx, tx, plan, r.Next, row, now)
 	if err != nil {
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
@@ -67,9 +95,12 @@ func (c *Coordinator) check(ctx context.Context, migration string, now time.Time
 // is met — checking every poll, for at most limit — and then advances
 // (r.Migration, actor, reason and confirmation as in [Coordinator.Advance]).
 // It returns the readiness it acted on. The advance judges the gate again,
-// a moment after the check: if it refuses, the refusal is in the audit
-// trail and AdvanceWhenMet waits on, so a gate that flickers between met
-// and unmet (a fleet window's edge) does not end the wait. limit runs on the coordinator's
+// a moment after the check: if it refuses on that same gate, the refusal
+// is in the audit trail and AdvanceWhenMet waits on, so a gate that
+// flickers between met and unmet (a fleet window's edge) does not end the
+// wait. Any other refusal (a guardrail that tripped in between, say) ends
+// it, as does a check that no wait can change (a tripped guardrail not
+// acknowledged in r, a contracted migration). limit runs on the coordinator's
 // clock ([WithClock]), poll in real time: a clock that stands still never
 // reaches the deadline, and a test moves it there.
 func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit time.Duration) (Status, Readiness, error) {
@@ -79,7 +110,7 @@ func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit
 	deadline := c.now().Add(limit)
 	for {
 		now := c.now()
-		ready, err := c.check(ctx, r.Migration, now)
+		ready, err := c.checkAck(ctx, r.Migration, now, r.Acknowledge)
 		if err != nil {
 			return Status{}, ready, err
 		}
@@ -88,12 +119,17 @@ func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit
 			// The advance judges the gate again, later: met a moment ago,
 			// it may be unmet now (an instance's last call just left the
 			// window). That refusal is in the audit trail; it is waited
-			// out like any unmet gate.
-			if !errors.Is(err, ErrGateRefused) || !c.now().Before(deadline) {
+			// out like any unmet gate. A refusal by another gate is not
+			// what the check judged, and ends the wait.
+			var re *RefusedError
+			if !errors.As(err, &re) || re.Gate != ready.Gate || !c.now().Before(deadline) {
 				return st, ready, err
 			}
 		}
-		if !ready.Met && (ready.Final || now.After(deadline)) {
+		if !ready.Met && (ready.Final || ready.stuck) {
+			return Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate, Reason: ready.Reason}
+		}
+		if !ready.Met && now.After(deadline) {
 			return Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate,
 				Reason: fmt.Sprintf("still unmet after %v: %s", limit, ready.Reason)}
 		}

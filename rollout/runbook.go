@@ -108,7 +108,8 @@ func runbook(p Plan, r renderer) (string, error) {
 		}
 		fmt.Fprintf(&b, "- **Advance:** `schemashift advance %s%s`\n", m, confirm)
 		if to == Contracted {
-			fmt.Fprintf(&b, "- **Irreversible.** Once contracted nothing rolls back.\n")
+			fmt.Fprintf(&b, "- **Irreversible.** Once the contract begins nothing rolls back. Cut off before it is recorded "+
+				"(an operation failed, the process died), it stays begun: fix the cause, then `schemashift advance %s` completes it, with no gate.\n", m)
 		} else {
 			fmt.Fprintf(&b, "- **Roll back:** `schemashift rollback %s` (one step), `schemashift rollback %s --to-off` (stage off)", m, m)
 			if to == Expanded {
