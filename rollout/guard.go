@@ -126,6 +126,9 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 			if errors.Is(err, ErrConflict) {
 				continue // someone moved it meanwhile; judged again next time
 			}
+			if errors.Is(err, ErrIrreversible) {
+				continue // a contract has begun: the only way is forward, which a guardrail does not take
+			}
 			if err != nil {
 				return trips, err
 			}
