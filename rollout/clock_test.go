@@ -225,3 +225,52 @@ func TestAdvanceWhenMetWaitsOutARefusal(t *testing.T) {
 	}
 	assert.Equal(t, 1, refusals, "the refused advance is in the audit trail: %+v", events)
 }
+
+// A stage is stamped by a heartbeat that read the clock after the stage
+// was recorded: here a heartbeat is held at its clock reading while the
+// clock moves and an old-path call is recorded, then the next heartbeat
+// runs; the call is stamped at its time. (A heartbeat that read the clock
+// before taking what its window held stamped such a call at the earlier
+// time: the background heartbeat of rollout.Start, late under load, so
+// stamped a caller's call.)
+func TestHeartbeatStampsWhatItReports(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		clk := newClock()
+		c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(clk.Now))
+		require.NoError(t, err)
+		reading, release := make(chan struct{}), make(chan struct{})
+		var held atomic.Bool
+		held.Store(true)
+		hook := func() time.Time {
+			if held.CompareAndSwap(true, false) {
+				read := clk.Now() // read now, returned late: a heartbeat slow after its reading
+				close(reading)
+				<-release
+				return read
+			}
+			return clk.Now()
+		}
+		in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(hook))
+		require.NoError(t, err)
+		first := make(chan error, 1)
+		go func() { first <- in.Beat(ctx) }()
+		<-reading
+		callAt := clk.Add(time.Minute)
+		in.Record("users_split_name", flags.Off, true)
+		close(release)
+		require.NoError(t, <-first)
+		require.NoError(t, in.Beat(ctx))
+
+		fleet, err := c.Fleet(ctx, "users_split_name")
+		require.NoError(t, err)
+		require.Len(t, fleet.Instances, 1)
+		got := fleet.Instances[0]
+		require.NotNil(t, got.LastOldCall)
+		assert.True(t, got.LastOldCall.Equal(callAt), "the old-path call at its time: %v", got.LastOldCall)
+		assert.True(t, got.StageSeen[flags.Off].Equal(callAt), "%v", got.StageSeen[flags.Off])
+		assert.True(t, got.LastSeen.Equal(callAt), "the later heartbeat last: %v", got.LastSeen)
+	})
+}

@@ -134,7 +134,10 @@ func WithAgeOut(d time.Duration) CoordinatorOption {
 //
 // The instances' heartbeats are stamped by theirs ([WithInstanceClock]):
 // a fleet and its coordinators should share one, and with time.Now their
-// hosts' clocks must agree to well within a window. A clock that stands
+// hosts' clocks must agree to well within the smaller of the age-out
+// ([WithAgeOut], default one minute) and the plan's window: an instance
+// whose clock is behind by more than the age-out looks aged out at every
+// heartbeat, and the fleet gates do not see it. A clock that stands
 // still lets no window pass: a test moves it instead of waiting. What
 // waits runs on real time, whatever the clock: the poll of AdvanceWhenMet,
 // the interval of [Coordinator.Watch], lock retries and renewals.
@@ -227,7 +230,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	// transition share one connection (see Coordinator's pool rule).
 	var st Status
 	var pinned *Coordinator
-	err = c.dialect.Locked(ctx, c.db, "schemashift:"+r.Migration, c.clock, func(one *sqlx.DB) error {
+	err = c.dialect.Hold(ctx, c.db, "schemashift:"+r.Migration, func(ctx context.Context, one *sqlx.DB) error {
 		pinned = c.on(one)
 		var err error
 		st, err = pinned.transitionLocked(ctx, plan, r, forward, kind)
@@ -302,6 +305,11 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	cur, err := row.status()
 	if err != nil {
 		return Status{}, err
+	}
+	// Fencing: the migration's lock is still this transition's (on SQLite
+	// a leased row, which tx, holding the write lock, keeps as it is).
+	if err := dialect.CheckHeld(ctx, tx); err != nil {
+		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
 	refuse := func(to Phase, cause error) (Status, error) {
 		_ = tx.Rollback() // nothing was written in it; the refusal is recorded apart
@@ -389,6 +397,9 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 		}
 		var again statusRow
 		if err := tx.GetContext(ctx, &again, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`+c.dialect.ForUpdate(), r.Migration); err != nil {
+			return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
+		}
+		if err := dialect.CheckHeld(ctx, tx); err != nil {
 			return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 		}
 		if again.Version != row.Version {

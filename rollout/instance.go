@@ -41,6 +41,7 @@ type Instance struct {
 
 	mu         sync.RWMutex
 	migrations map[string]*window
+	beat       sync.Mutex // one heartbeat at a time: they land in the order of their clock readings
 
 	lastErr atomic.Pointer[error]
 	life    sync.Mutex // guards stop, done, closed: Start and Close may race
@@ -219,18 +220,18 @@ func (o instanceObserver) ObserveFallback(context.Context, flags.Fallback) {}
 // Beat sends one heartbeat now, at one time of the instance's clock: the
 // instance itself, and per migration what it did since the last one.
 func (i *Instance) Beat(ctx context.Context) error {
-	now := dialect.Tick(i.clock())
-	at := dialect.Stamp(now)
+	// Heartbeats are serialised, and the clock is read after what the
+	// window holds is taken: whatever a heartbeat reports was recorded
+	// before its time, and a later heartbeat never lands before an earlier
+	// one (two at once, the background one and a caller's, would otherwise
+	// stamp a stage at the time of the one that read the clock first).
+	i.beat.Lock()
+	defer i.beat.Unlock()
 	tx, err := i.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances (instance_id, migration, service, build_version, first_seen, last_seen)
-		VALUES ($1, '', $2, $3, $4, $4) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = EXCLUDED.last_seen,
-		service = EXCLUDED.service, build_version = EXCLUDED.build_version`, i.id, i.service, i.build, at); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
-	}
 	i.mu.RLock()
 	names := make([]string, 0, len(i.migrations))
 	windows := make([]*window, 0, len(i.migrations))
@@ -247,6 +248,14 @@ func (i *Instance) Beat(ctx context.Context) error {
 			took[k].latency.Old[b] = w.latency[0][b].Swap(0)
 			took[k].latency.New[b] = w.latency[1][b].Swap(0)
 		}
+	}
+	now := dialect.Tick(i.clock())
+	at := dialect.Stamp(now)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances (instance_id, migration, service, build_version, first_seen, last_seen)
+		VALUES ($1, '', $2, $3, $4, $4) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = EXCLUDED.last_seen,
+		service = EXCLUDED.service, build_version = EXCLUDED.build_version`, i.id, i.service, i.build, at); err != nil {
+		i.restore(windows, took)
+		return fmt.Errorf("heartbeat: %w", err)
 	}
 	d := dialect.Of(i.db)
 	for k, m := range names {
