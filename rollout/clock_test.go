@@ -119,10 +119,7 @@ func TestAdvanceWhenMetLimitIsTheClocks(t *testing.T) {
 	hurried := func() time.Time { reads++; return clk.Add(10 * time.Minute) }
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(hurried))
 	require.NoError(t, err)
-	for range 2 {
-		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
-		require.NoError(t, err)
-	}
+	forced(t, c, "users_split_name", 2)
 	reads = 0
 	start := time.Now()
 	_, ready, err := c.AdvanceWhenMet(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"}, time.Millisecond, time.Hour)
@@ -151,8 +148,7 @@ func TestBoardTimesAreTheClocks(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "setup"})
 	require.NoError(t, err)
-	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"), rollout.WithInstanceClock(clk.Now))
-	require.NoError(t, err)
+	in := instanceAt(t, db, "api-1", "users_split_name", clk.Now)
 	beat(t, in, flags.Off)
 	b, err := rollout.NewBoard(c)
 	require.NoError(t, err)
@@ -198,12 +194,8 @@ func TestAdvanceWhenMetWaitsOutARefusal(t *testing.T) {
 	}
 	setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(clk.Now))
 	require.NoError(t, err)
-	for range 2 { // expanded, dualwrite
-		_, err := setup.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
-		require.NoError(t, err)
-	}
-	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(clk.Now))
-	require.NoError(t, err)
+	forced(t, setup, "users_split_name", 2) // expanded, dualwrite
+	in := instanceAt(t, db, "a", "users_split_name", clk.Now)
 	beat(t, in, flags.DualWrite)
 	clk.Add(window)
 	beat(t, in, flags.DualWrite)
@@ -253,8 +245,7 @@ func TestHeartbeatStampsWhatItReports(t *testing.T) {
 			}
 			return clk.Now()
 		}
-		in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(hook))
-		require.NoError(t, err)
+		in := instanceAt(t, db, "a", "users_split_name", hook)
 		first := make(chan error, 1)
 		go func() { first <- in.Beat(ctx) }()
 		<-reading

@@ -19,12 +19,12 @@ import (
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
-// Attack 4. A tripped guardrail refuses every advance until it is
-// acknowledged: no wait makes it pass. AdvanceWhenMet's check does not
-// look at the trip, so it sees the gate met, and the advance's refusal
-// (a RefusedError, gate "guardrail") is waited out like a flickering gate:
-// with a clock that stands still, until the context ends, recording a
-// refused advance at every poll.
+// A tripped guardrail refuses every advance until it is acknowledged: no
+// wait makes it pass, so AdvanceWhenMet ends at once with the guardrail's
+// refusal. (Its check once ignored the trip and saw the gate met, and the
+// advance's refusal was waited out like a flickering gate: with a clock
+// that stands still, until the context ended, a refused advance recorded
+// at every poll.)
 func TestAdvanceWhenMetEndsOnATrippedGuardrail(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
@@ -35,12 +35,8 @@ func TestAdvanceWhenMetEndsOnATrippedGuardrail(t *testing.T) {
 		p.Guardrails = []rollout.Guardrail{{MinConsistency: 0.9, MinSamples: 1}}
 		c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		for range 5 { // expanded … shadow
-			_, err := c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t", Force: true, Reason: "setup"})
-			require.NoError(t, err)
-		}
-		in, err := rollout.NewInstance(db, "users-api", "v2", []string{p.Migration}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(clk.Now))
-		require.NoError(t, err)
+		forced(t, c, p.Migration, 5) // expanded … shadow
+		in := instanceAt(t, db, "a", p.Migration, clk.Now)
 		in.Observer().ObserveComparison(ctx, dualwrite.Comparison{Migration: p.Migration, Stage: flags.Shadow, Match: false})
 		require.NoError(t, in.Beat(ctx))
 		trips, err := c.Guard(ctx)
@@ -73,14 +69,15 @@ func TestAdvanceWhenMetEndsOnATrippedGuardrail(t *testing.T) {
 	})
 }
 
-// Attack 3 (two readings in one decision). The contract's ddl operations
-// are decided by runOps' check at one reading of the clock, and the
+// One reading of the clock, one decision: the contract's ddl operations
+// run only as part of a transition that is then made. (They were once
+// decided by a check of their own at one reading of the clock, and the
 // transition by the ledger transaction's gate at a later one. With a
 // clock that moves a microsecond at each reading, as a real one does, the
 // instance's last call at complete is inside the window at the first and
 // outside it at the second: the operations run (full_name is dropped),
-// and the transition is refused: the migration stays at complete with
-// its old column gone, and no irreversible step is recorded.
+// and the transition was refused: the migration stayed at complete with
+// its old column gone, and no irreversible step was recorded.)
 func TestContractOpsRunOnlyWhenTheTransitionIsMade(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
@@ -92,12 +89,8 @@ func TestContractOpsRunOnlyWhenTheTransitionIsMade(t *testing.T) {
 		p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}}
 		setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		for range 8 { // expanded … complete
-			_, err := setup.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t", Force: true, Reason: "setup"})
-			require.NoError(t, err)
-		}
-		in, err := rollout.NewInstance(db, "users-api", "v2", []string{p.Migration}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(clk.Now))
-		require.NoError(t, err)
+		forced(t, setup, p.Migration, 8) // expanded … complete
+		in := instanceAt(t, db, "a", p.Migration, clk.Now)
 		beat(t, in, flags.Complete) // first seen
 		clk.Add(window / 2)
 		last := clk.Now()
@@ -126,14 +119,13 @@ func TestContractOpsRunOnlyWhenTheTransitionIsMade(t *testing.T) {
 	})
 }
 
-// Attack 3 (the same with one reading of the clock). runOps' check and
-// the ledger transaction's gate read the fleet at two moments: a
-// heartbeat committed between them (here, sent from the coordinator's
-// clock at the transaction's reading) shows an instance at rampdown. The
-// contract's operation ran on the first reading, the transition is
-// refused on the second, and the migration, still at complete with
-// full_name gone, may be rolled back towards off, where old code reads
-// full_name.
+// A heartbeat committed while a contract runs (here, sent from the
+// coordinator's clock at a later reading) shows an instance at rampdown:
+// the contract, decided, is made all the same, and no rollback towards
+// off (where old code reads full_name) follows a dropped column. (The
+// operations' own check and the ledger transaction's gate once read the
+// fleet at two moments; the operation ran on the first, the transition
+// was refused on the second.)
 func TestContractOpsAndAHeartbeatInBetween(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
@@ -145,21 +137,16 @@ func TestContractOpsAndAHeartbeatInBetween(t *testing.T) {
 		p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}}
 		setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		for range 8 { // expanded … complete
-			_, err := setup.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t", Force: true, Reason: "setup"})
-			require.NoError(t, err)
-		}
-		a, err := rollout.NewInstance(db, "users-api", "v2", []string{p.Migration}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(clk.Now))
-		require.NoError(t, err)
-		b, err := rollout.NewInstance(db, "users-api", "v2", []string{p.Migration}, rollout.WithInstanceID("b"), rollout.WithInstanceClock(clk.Now))
-		require.NoError(t, err)
+		forced(t, setup, p.Migration, 8) // expanded … complete
+		a := instanceAt(t, db, "a", p.Migration, clk.Now)
+		b := instanceAt(t, db, "b", p.Migration, clk.Now)
 		beat(t, a, flags.Complete)
 		beat(t, b, flags.Complete)
 		clk.Add(window)
 		beat(t, a, flags.Complete)
 		beat(t, b, flags.Complete)
 
-		txRead := 2 // runOps' check, then the ledger transaction's
+		txRead := 2 // a reading after the decision's, were there one
 		if dialect.Of(db).IsSQLite() {
 			txRead = 3 // after the lease's
 		}
@@ -212,12 +199,8 @@ func TestContractCutOffMidwayIsCompletedNeverRolledBack(t *testing.T) {
 		p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}, ddl.DropColumn{Table: "users", Column: "nickname"}}
 		c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		for range 8 { // expanded … complete
-			_, err := c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t", Force: true, Reason: "setup"})
-			require.NoError(t, err)
-		}
-		in, err := rollout.NewInstance(db, "users-api", "v2", []string{p.Migration}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(clk.Now))
-		require.NoError(t, err)
+		forced(t, c, p.Migration, 8) // expanded … complete
+		in := instanceAt(t, db, "a", p.Migration, clk.Now)
 		beat(t, in, flags.Complete)
 		clk.Add(window)
 		beat(t, in, flags.Complete)

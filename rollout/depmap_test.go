@@ -39,8 +39,7 @@ func testDependencyMap(t *testing.T, db *sqlx.DB) {
 	clk := newClock()
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{users, orders}, rollout.WithAgeOut(ageOut), rollout.WithClock(clk.Now))
 	require.NoError(t, err)
-	api, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"), rollout.WithInstanceClock(clk.Now))
-	require.NoError(t, err)
+	api := instanceAt(t, db, "api-1", "users_split_name", clk.Now)
 	beat(t, api, flags.Off)
 	worker, err := rollout.NewInstance(db, "billing", "v9", []string{"orders_move_amount", "users_split_name"}, rollout.WithInstanceID("billing-1"),
 		rollout.WithInstanceClock(clk.Now))

@@ -31,12 +31,8 @@ func TestGuardrailLeavesABegunContract(t *testing.T) {
 		p.Guardrails = []rollout.Guardrail{{Phases: []rollout.Phase{rollout.Complete}, MinConsistency: 0.9, MinSamples: 1}}
 		c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		for range 8 { // expanded … complete
-			_, err := c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t", Force: true, Reason: "setup"})
-			require.NoError(t, err)
-		}
-		in, err := rollout.NewInstance(db, "users-api", "v2", []string{p.Migration}, rollout.WithInstanceID("a"), rollout.WithInstanceClock(clk.Now))
-		require.NoError(t, err)
+		forced(t, c, p.Migration, 8) // expanded … complete
+		in := instanceAt(t, db, "a", p.Migration, clk.Now)
 		beat(t, in, flags.Complete)
 		clk.Add(window)
 		beat(t, in, flags.Complete)

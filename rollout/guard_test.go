@@ -172,10 +172,7 @@ func testGuardrailPausesBackfillOnFailedVerification(t *testing.T, db *sqlx.DB) 
 	plan.Guardrails = []rollout.Guardrail{{HaltOnFailedVerification: true}}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
-	for range 3 { // … backfill
-		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
-		require.NoError(t, err)
-	}
+	forced(t, c, "users_split_name", 3) // … backfill
 	require.NoError(t, c.RunBackfills(ctx, "users_split_name"))
 	db.MustExecContext(ctx, `UPDATE users SET full_name = 'Changed Behind' WHERE id = 9`)
 	_, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
@@ -214,10 +211,7 @@ func testLatencyGuardrail(t *testing.T, db *sqlx.DB) {
 	plan.Guardrails = []rollout.Guardrail{{MaxLatencyRatio: 2, MinSamples: 50}}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
-	for range 6 { // … live
-		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
-		require.NoError(t, err)
-	}
+	forced(t, c, "users_split_name", 6) // … live
 	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
 	require.NoError(t, err)
 	obs := in.Observer()
@@ -260,10 +254,7 @@ func testShadowFailuresCountAgainstConsistency(t *testing.T, db *sqlx.DB) {
 	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.99, MinSamples: 100}}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
-	for range 5 { // … shadow
-		_, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "setup"})
-		require.NoError(t, err)
-	}
+	forced(t, c, "users_split_name", 5) // … shadow
 	db.MustExecContext(ctx, `UPDATE users SET given_name = 'Ada', family_name = 'Lovelace' || id`)
 	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
 	require.NoError(t, err)

@@ -7,9 +7,11 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
@@ -112,3 +114,21 @@ func newClock() *clock {
 
 func (c *clock) Now() time.Time                { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) Add(d time.Duration) time.Time { return time.Unix(0, c.ns.Add(int64(d))).UTC() }
+
+// forced moves a migration n phases on by force, as a test's setup.
+func forced(t *testing.T, c *rollout.Coordinator, migration string, n int) {
+	t.Helper()
+	for range n {
+		_, err := c.Advance(t.Context(), rollout.Request{Migration: migration, Actor: "t", Force: true, Reason: "setup"})
+		require.NoError(t, err)
+	}
+}
+
+// instanceAt is an instance id of users-api v2 that knows migration, its
+// heartbeats stamped by now.
+func instanceAt(t *testing.T, db *sqlx.DB, id, migration string, now func() time.Time) *rollout.Instance {
+	t.Helper()
+	in, err := rollout.NewInstance(db, "users-api", "v2", []string{migration}, rollout.WithInstanceID(id), rollout.WithInstanceClock(now))
+	require.NoError(t, err)
+	return in
+}

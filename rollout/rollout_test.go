@@ -155,8 +155,7 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 
 	// fleet at dualwrite: seen, for a whole window, nowhere below.
 	refused(t, c, db, "fleet at dualwrite", "no live instance")
-	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"), rollout.WithInstanceClock(clk.Now))
-	require.NoError(t, err)
+	in := instanceAt(t, db, "api-1", "users_split_name", clk.Now)
 	beat(t, in, flags.Off, flags.DualWrite)
 	refused(t, c, db, "fleet at dualwrite", "not been seen for a whole window")
 	clk.Add(window)

@@ -16,7 +16,7 @@ import (
 	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
-// Attack 1. While one coordinator is inside a transition of a migration
+// While one coordinator is inside a transition of a migration
 // (it holds the migration's lock), a second coordinator of the same
 // migration must wait. Here the second one's clock is 31 s ahead of the
 // first's (more than the SQLite lease of 30 s): the lock must not depend
@@ -67,7 +67,7 @@ func TestLockHoldsAgainstASkewedClock(t *testing.T) {
 	})
 }
 
-// Attack 2. A ledger row registered by a build before stored plans has a
+// A ledger row registered by a build before stored plans has a
 // legacy hash and no definition. The legacy hash cannot see an index's
 // columns, so a plan changed there matches it; whether or not it is taken,
 // it must not become the stored definition on that hash alone: the plan
@@ -97,7 +97,7 @@ func TestLegacyRowWithoutDefinitionIsNotTakenOver(t *testing.T) {
 	})
 }
 
-// Attack 2 (any field). Two plans whose backfill expression differs in
+// Two plans whose backfill expression differs in
 // one byte that is not UTF-8 hash the same (encoding/json writes every
 // such byte as U+FFFD), and the second registers under the first's name:
 // what the ledger stores is neither. Raw steps are refused by the lint's
