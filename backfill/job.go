@@ -78,7 +78,7 @@ type Job struct {
 // Expr is trusted: it is SQL written by the job's author, in code, over
 // the walked table's columns (lower(email), say), and is spliced into the
 // chunk's statements as written; it must never come from user input.
-// Unlike the DDL fragments of rollout/ddl, it is not parsed: the only
+// Unlike the DDL fragments of ddl, it is not parsed: the only
 // check is a guard against mistakes, not an attacker (not empty, no NUL
 // byte, and no ';' or comment outside what a scan for single quotes takes
 // to be a string, which a quote inside a "quoted name", or an escaped

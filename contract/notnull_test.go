@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/contract"
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/pgtest"
-	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // A NOT NULL that a failed SET NOT NULL left unvalidated does not make the

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dialect"
-	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // DependencyMap says which services (and builds) take part in which

@@ -18,10 +18,10 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
-	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // Phase is where a migration stands in its rollout. Phases are ordered;

@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/rollout"
-	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // hashOps has one value of every operation type of package ddl, every
@@ -180,7 +180,7 @@ func TestHashCoversEveryField(t *testing.T) {
 // an Up method is an operation, and one added there must be added here.
 func TestHashOpsListsEveryOperation(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob(filepath.Join("ddl", "*.go"))
+	files, err := filepath.Glob(filepath.Join("..", "ddl", "*.go"))
 	require.NoError(t, err)
 	var declared []string
 	fset := token.NewFileSet()

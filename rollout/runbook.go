@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/schemashift/schemashift/rollout/ddl"
+	"github.com/schemashift/schemashift/ddl"
 )
 
 // gateAdvice says what to do when a gate refuses.

@@ -9,10 +9,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/rollout"
-	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // A SQLite pool limited to one connection (common advice for SQLite in Go)

@@ -8,7 +8,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/backfill"
-	"github.com/schemashift/schemashift/rollout/ddl"
+	"github.com/schemashift/schemashift/ddl"
 )
 
 // planDoc is a plan as the ledger stores it, so that processes without the

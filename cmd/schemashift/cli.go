@@ -16,9 +16,9 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/rollout"
-	"github.com/schemashift/schemashift/rollout/ddl"
 	"github.com/schemashift/schemashift/sqlite"
 )
 

@@ -29,10 +29,10 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/examples/internal/exampledb"
 	"github.com/schemashift/schemashift/rollout"
-	"github.com/schemashift/schemashift/rollout/ddl"
 	"github.com/schemashift/schemashift/sqlite"
 )
 

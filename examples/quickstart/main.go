@@ -29,9 +29,9 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/contract"
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/examples/internal/exampledb"
 	"github.com/schemashift/schemashift/rollout"
-	"github.com/schemashift/schemashift/rollout/ddl"
 	"github.com/schemashift/schemashift/sqlite"
 )
 

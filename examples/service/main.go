@@ -40,10 +40,10 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/contract"
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/examples/internal/exampledb"
 	"github.com/schemashift/schemashift/rollout"
-	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 const migration = "users_split_name"

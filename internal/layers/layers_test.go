@@ -28,8 +28,8 @@ var allowed = map[string][]string{
 	"backfill":                    {"internal/dialect", "internal/ident", "internal/pgerr"},
 	"contract":                    {"internal/dialect", "internal/ident"},
 	"contract/contracttest":       {"dualwrite", "flags", "flags/flagstest"},
-	"rollout/ddl":                 {"internal/dialect", "internal/ident", "internal/pgerr"},
-	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "rollout/ddl", "internal/dialect", "internal/ident", "internal/pgerr", "internal/stringflag"},
+	"ddl":                         {"internal/dialect", "internal/ident", "internal/pgerr"},
+	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "internal/dialect", "internal/ident", "internal/pgerr", "internal/stringflag"},
 	"sqlite":                      {"internal/dialect", "internal/pgerr"},
 	"internal/dialect":            {"internal/ident", "internal/pgerr"},
 	"internal/ident":              nil,
@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 
 // public is the exported API, all a program may use.
 var public = []string{"backfill", "contract", "contract/contracttest", "dualwrite", "dualwrite/dualwriteotel",
-	"dualwrite/dualwritetest", "flags", "flags/flagstest", "rollout", "rollout/ddl", "sqlite"}
+	"dualwrite/dualwritetest", "flags", "flags/flagstest", "rollout", "ddl", "sqlite"}
 
 var examples = append([]string{"examples/internal/exampledb"}, public...)
 
@@ -135,12 +135,12 @@ func TestImportsCheckCatchesABrokenRule(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(path)), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, path), []byte(src), 0o644))
 	}
-	write("rollout/ddl/ops.go", "package ddl\nimport _ \""+module+"rollout\"\n")
-	write("rollout/ddl/ops_test.go", "package ddl\nimport _ \""+module+"examples/quickstart\"\n")
+	write("ddl/ops.go", "package ddl\nimport _ \""+module+"rollout\"\n")
+	write("ddl/ops_test.go", "package ddl\nimport _ \""+module+"examples/quickstart\"\n")
 	write("newpkg/a.go", "package newpkg\n")
 	found := imports(t, dir)
-	assert.Equal(t, []string{"rollout"}, found["rollout/ddl"], "a test file's imports are not the package's")
-	assert.NotContains(t, allowed["rollout/ddl"], found["rollout/ddl"][0], "ddl importing rollout breaks the rule")
+	assert.Equal(t, []string{"rollout"}, found["ddl"], "a test file's imports are not the package's")
+	assert.NotContains(t, allowed["ddl"], found["ddl"][0], "ddl importing rollout breaks the rule")
 	_, listed := allowed["newpkg"]
 	assert.False(t, listed)
 	assert.Contains(t, found, "newpkg")

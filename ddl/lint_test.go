@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/schemashift/schemashift/rollout/ddl"
+	"github.com/schemashift/schemashift/ddl"
 )
 
 const lt = "SET lock_timeout = '2s';\n"

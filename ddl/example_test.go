@@ -3,7 +3,7 @@ package ddl_test
 import (
 	"fmt"
 
-	"github.com/schemashift/schemashift/rollout/ddl"
+	"github.com/schemashift/schemashift/ddl"
 )
 
 func ExampleLint() {

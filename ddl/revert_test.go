@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/pgtest"
-	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // catalog describes, by name, everything the operations can change in

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/pgtest"
-	"github.com/schemashift/schemashift/rollout/ddl"
 )
 
 // indexes lists every index outside the system schemas, schema-qualified.
