@@ -4,12 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 	"github.com/open-feature/go-sdk/openfeature/memprovider"
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -21,36 +21,15 @@ func TestCoordinatorRefusesBadArguments(t *testing.T) {
 	_, err = rollout.Open(t.Context(), nil)
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
 
-	db := usersDB(t, dbtest.SQLite(t))
+	db := rollouttest.UsersDB(t, dbtest.SQLite(t))
 	_, err = rollout.NewCoordinator(t.Context(), db, nil, nil)
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument, "a nil option")
-	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{usersPlan(db)})
+	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{rollouttest.UsersPlan(db)})
 	require.NoError(t, err)
 	require.ErrorIs(t, c.Watch(t.Context(), 0, nil), rollout.ErrInvalidArgument)
 	require.ErrorIs(t, c.Watch(t.Context(), -time.Second, nil), rollout.ErrInvalidArgument)
 	_, _, err = c.AdvanceWhenMet(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "ci"}, 0, time.Minute)
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-}
-
-// An instance starts once: a second Start, or a Start after Close, is
-// refused, and leaves no second heartbeat running (goleak watches the
-// package); Close is idempotent.
-func TestInstanceStartsOnce(t *testing.T) {
-	t.Parallel()
-	db := dbtest.SQLite(t)
-	require.NoError(t, rollout.EnsureLedger(t.Context(), db))
-	in, err := rollout.NewInstance(db, "users-api", "v1", []string{"users_split_name"}, rollout.WithInstanceID("once"))
-	require.NoError(t, err)
-	require.NoError(t, in.Start(t.Context()))
-	require.ErrorIs(t, in.Start(t.Context()), rollout.ErrStarted)
-	require.NoError(t, in.Close())
-	require.NoError(t, in.Close())
-	require.ErrorIs(t, in.Start(t.Context()), rollout.ErrClosed)
-
-	closed, err := rollout.NewInstance(db, "users-api", "v1", []string{"users_split_name"}, rollout.WithInstanceID("closed-first"))
-	require.NoError(t, err)
-	require.NoError(t, closed.Close())
-	require.ErrorIs(t, closed.Start(t.Context()), rollout.ErrClosed)
 }
 
 // Start refuses options that conflict or that it cannot work with: Poll is
@@ -87,38 +66,17 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
-// The ledger's functions and the instance's constructor refuse a nil pool
-// or option, or a non-positive interval, with ErrInvalidArgument instead
-// of panicking.
-func TestLedgerRefusesBadArguments(t *testing.T) {
+// Register and the coordinator's options refuse a nil pool or option, or
+// a non-positive interval, with ErrInvalidArgument instead of panicking.
+func TestRegisterRefusesBadArguments(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	require.ErrorIs(t, rollout.EnsureLedger(ctx, nil), rollout.ErrInvalidArgument)
 	require.ErrorIs(t, rollout.Register(ctx, nil, rollout.Plan{Migration: "m"}), rollout.ErrInvalidArgument)
-	_, err := rollout.Get(ctx, nil, "m")
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-	_, err = rollout.Get(ctx, (*sqlx.DB)(nil), "m")
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-	_, err = rollout.List(ctx, nil)
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-	_, err = rollout.Audit(ctx, nil, "m", 10)
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-
 	db := dbtest.SQLite(t)
-	_, err = rollout.NewInstance(db, "users-api", "v1", nil, nil)
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument, "a nil option")
-	_, err = rollout.NewInstance(db, "users-api", "v1", nil, rollout.WithHeartbeat(0))
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-	_, err = rollout.NewInstance(db, "users-api", "v1", nil, rollout.WithInstanceID(""))
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-	_, err = rollout.NewInstance(nil, "users-api", "v1", nil)
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-	_, err = rollout.NewCoordinator(ctx, db, nil, rollout.WithAgeOut(-time.Second))
+	_, err := rollout.NewCoordinator(ctx, db, nil, rollout.WithAgeOut(-time.Second))
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
 	_, err = rollout.NewCoordinator(ctx, db, nil, rollout.WithTripObserver(nil))
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
 	_, err = rollout.NewCoordinator(ctx, db, nil, rollout.WithClock(nil))
-	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
-	_, err = rollout.NewInstance(db, "users-api", "v1", nil, rollout.WithInstanceClock(nil))
 	require.ErrorIs(t, err, rollout.ErrInvalidArgument)
 }

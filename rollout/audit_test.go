@@ -9,6 +9,7 @@ import (
 
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -18,8 +19,8 @@ func TestRefusalTheAuditTrailCannotTakeIsReported(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		usersDB(t, db)
-		p := usersPlan(db)
+		rollouttest.UsersDB(t, db)
+		p := rollouttest.UsersPlan(db)
 		c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p})
 		require.NoError(t, err)
 		if dialect.Of(db).IsSQLite() {

@@ -2,9 +2,6 @@ package rollout_test
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +14,8 @@ import (
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -30,25 +29,25 @@ func TestTimesAreTheClocks(t *testing.T) {
 
 func testTimesAreTheClocks(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
 	dbNow, err := dialect.Of(db).CurrentTime(ctx, db)
 	require.NoError(t, err)
-	require.Greater(t, t0.Sub(dbNow), 365*24*time.Hour, "the database's clock is years before the test's")
+	require.Greater(t, rollouttest.T0.Sub(dbNow), 365*24*time.Hour, "the database's clock is years before the test's")
 
-	clk := newClock()
-	plan := usersPlan(db)
+	clk := rollouttest.NewClock()
+	plan := rollouttest.UsersPlan(db)
 	plan.HotQueries = []rollout.HotQuery{{Name: "user by id", SQL: `SELECT full_name FROM users WHERE id = $1`, Args: []any{7}}}
 	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.95, MinSamples: 10}}
 	svc, err := rollout.Start(ctx, db, rollout.ServiceConfig{Service: "users-api", Build: "v2", InstanceID: "api-1",
 		Plans: []rollout.Plan{plan}, Heartbeat: time.Hour, Clock: clk.Now})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, svc.Close()) })
-	st, err := rollout.Get(ctx, db, plan.Migration)
+	st, err := ledger.Get(ctx, db, plan.Migration)
 	require.NoError(t, err)
-	assert.True(t, st.PhaseSince.Equal(t0), "registered at the service's clock: %v", st.PhaseSince)
-	assert.True(t, st.UpdatedAt.Equal(t0), "%v", st.UpdatedAt)
-	assert.True(t, lastEvent(t, db).At.Equal(t0), "the register event: %v", lastEvent(t, db).At)
+	assert.True(t, st.PhaseSince.Equal(rollouttest.T0), "registered at the service's clock: %v", st.PhaseSince)
+	assert.True(t, st.UpdatedAt.Equal(rollouttest.T0), "%v", st.UpdatedAt)
+	assert.True(t, lastEvent(t, db).At.Equal(rollouttest.T0), "the register event: %v", lastEvent(t, db).At)
 
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan}, rollout.WithClock(clk.Now))
 	require.NoError(t, err)
@@ -56,7 +55,7 @@ func testTimesAreTheClocks(t *testing.T, db *sqlx.DB) {
 	require.NoError(t, err)
 	require.Len(t, fleet.Instances, 1)
 	in := fleet.Instances[0]
-	assert.True(t, in.FirstSeen.Equal(t0) && in.LastSeen.Equal(t0), "heartbeats at the clock's time: %v, %v", in.FirstSeen, in.LastSeen)
+	assert.True(t, in.FirstSeen.Equal(rollouttest.T0) && in.LastSeen.Equal(rollouttest.T0), "heartbeats at the clock's time: %v, %v", in.FirstSeen, in.LastSeen)
 
 	// A phase begins, an event is recorded and a hot query's plan is
 	// recorded at the coordinator's clock.
@@ -83,7 +82,7 @@ func testTimesAreTheClocks(t *testing.T, db *sqlx.DB) {
 	require.NotNil(t, in.LastOldCall)
 	assert.True(t, in.LastOldCall.Equal(callAt), "%v", in.LastOldCall)
 	assert.True(t, in.StageSeen[flags.Off].Equal(callAt), "%v", in.StageSeen[flags.Off])
-	assert.True(t, in.FirstSeen.Equal(t0), "first seen stays: %v", in.FirstSeen)
+	assert.True(t, in.FirstSeen.Equal(rollouttest.T0), "first seen stays: %v", in.FirstSeen)
 	assert.True(t, in.LastSeen.Equal(callAt), "%v", in.LastSeen)
 
 	// A trip is at the coordinator's clock, and so is the step back it makes.
@@ -100,9 +99,9 @@ func testTimesAreTheClocks(t *testing.T, db *sqlx.DB) {
 	require.NoError(t, err)
 	require.Len(t, trips, 1)
 	assert.True(t, trips[0].At.Equal(tripAt), "%v", trips[0].At)
-	st, err = rollout.Get(ctx, db, plan.Migration)
+	st, err = ledger.Get(ctx, db, plan.Migration)
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Verify, st.Phase)
+	assert.Equal(t, ledger.Verify, st.Phase)
 	assert.True(t, st.PhaseSince.Equal(tripAt), "%v", st.PhaseSince)
 }
 
@@ -114,12 +113,12 @@ func TestAdvanceWhenMetLimitIsTheClocks(t *testing.T) {
 	t.Parallel()
 	db := dbtest.SQLite(t)
 	ctx := t.Context()
-	clk := newClock()
+	clk := rollouttest.NewClock()
 	reads := 0
 	hurried := func() time.Time { reads++; return clk.Add(10 * time.Minute) }
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(hurried))
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.LedgerPlan()}, rollout.WithClock(hurried))
 	require.NoError(t, err)
-	forced(t, c, "users_split_name", 2)
+	rollouttest.Forced(t, c, "users_split_name", 2)
 	reads = 0
 	start := time.Now()
 	_, ready, err := c.AdvanceWhenMet(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"}, time.Millisecond, time.Hour)
@@ -129,46 +128,12 @@ func TestAdvanceWhenMetLimitIsTheClocks(t *testing.T) {
 	assert.Equal(t, 8, reads, "the deadline, then seven checks: the seventh is past the hour")
 	assert.Less(t, time.Since(start), time.Hour)
 
-	still, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(clk.Now))
+	still, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.LedgerPlan()}, rollout.WithClock(clk.Now))
 	require.NoError(t, err)
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	_, _, err = still.AdvanceWhenMet(short, rollout.Request{Migration: "users_split_name", Actor: "t"}, time.Millisecond, time.Nanosecond)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "a clock that stands still reaches no deadline")
-}
-
-// The board judges everything at one time of the coordinator's clock, and
-// says how long ago by it.
-func TestBoardTimesAreTheClocks(t *testing.T) {
-	t.Parallel()
-	db := usersDB(t, dbtest.SQLite(t))
-	ctx := t.Context()
-	clk := newClock()
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)}, rollout.WithClock(clk.Now))
-	require.NoError(t, err)
-	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "setup"})
-	require.NoError(t, err)
-	in := instanceAt(t, db, "api-1", "users_split_name", clk.Now)
-	beat(t, in, flags.Off)
-	b, err := rollout.NewBoard(c)
-	require.NoError(t, err)
-	srv := httptest.NewServer(b)
-	t.Cleanup(srv.Close)
-
-	at := clk.Add(50 * time.Second) // within the default age-out of a minute
-	snap, err := b.Snapshot(ctx)
-	require.NoError(t, err)
-	assert.True(t, snap.GeneratedAt.Equal(at), "%v", snap.GeneratedAt)
-	require.Len(t, snap.Migrations, 1)
-	assert.True(t, snap.Migrations[0].Fleet.Now.Equal(at), "%v", snap.Migrations[0].Fleet.Now)
-	res, err := http.Get(srv.URL + "/")
-	require.NoError(t, err)
-	body, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	require.NoError(t, err)
-	assert.Contains(t, string(body), "since 50s ago", "the phase began 50 s before, by the clock")
-	assert.Contains(t, string(body), "<td>50s ago</td>", "the instance was last seen 50 s before")
-	assert.Contains(t, string(body), "Generated 2032-01-01 00:00:49 UTC")
 }
 
 // A gate met when AdvanceWhenMet checks it may be unmet an instant later,
@@ -183,31 +148,31 @@ func TestAdvanceWhenMetWaitsOutARefusal(t *testing.T) {
 	t.Parallel()
 	db := dbtest.SQLite(t)
 	ctx := t.Context()
-	clk := newClock()
+	clk := rollouttest.NewClock()
 	var reads atomic.Int64
 	flicker := func() time.Time {
 		n := reads.Add(1)
 		if n == 3 || n == 4 { // the first advance's: its lock's lease on SQLite, its gate
-			return clk.Now().Add(2 * window)
+			return clk.Now().Add(2 * rollouttest.Window)
 		}
 		return clk.Now()
 	}
-	setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(clk.Now))
+	setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.LedgerPlan()}, rollout.WithClock(clk.Now))
 	require.NoError(t, err)
-	forced(t, setup, "users_split_name", 2) // expanded, dualwrite
-	in := instanceAt(t, db, "a", "users_split_name", clk.Now)
-	beat(t, in, flags.DualWrite)
-	clk.Add(window)
-	beat(t, in, flags.DualWrite)
+	rollouttest.Forced(t, setup, "users_split_name", 2) // expanded, dualwrite
+	in := rollouttest.InstanceAt(t, db, "a", "users_split_name", clk.Now)
+	rollouttest.Beat(t, in, flags.DualWrite)
+	clk.Add(rollouttest.Window)
+	rollouttest.Beat(t, in, flags.DualWrite)
 
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(flicker))
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.LedgerPlan()}, rollout.WithClock(flicker))
 	require.NoError(t, err)
 	reads.Store(0)
 	st, ready, err := c.AdvanceWhenMet(ctx, rollout.Request{Migration: "users_split_name", Actor: "t"}, time.Millisecond, time.Hour)
 	require.NoError(t, err, "the refusal of the advance at the later reading is waited out")
-	assert.Equal(t, rollout.Backfill, st.Phase)
+	assert.Equal(t, ledger.Backfill, st.Phase)
 	assert.True(t, ready.Met)
-	events, err := rollout.Audit(ctx, db, "users_split_name", 100)
+	events, err := ledger.Audit(ctx, db, "users_split_name", 100)
 	require.NoError(t, err)
 	refusals := 0
 	for _, e := range events {
@@ -216,52 +181,4 @@ func TestAdvanceWhenMetWaitsOutARefusal(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, refusals, "the refused advance is in the audit trail: %+v", events)
-}
-
-// A stage is stamped by a heartbeat that read the clock after the stage
-// was recorded: here a heartbeat is held at its clock reading while the
-// clock moves and an old-path call is recorded, then the next heartbeat
-// runs; the call is stamped at its time. (A heartbeat that read the clock
-// before taking what its window held stamped such a call at the earlier
-// time: the background heartbeat of rollout.Start, late under load, so
-// stamped a caller's call.)
-func TestHeartbeatStampsWhatItReports(t *testing.T) {
-	t.Parallel()
-	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
-		t.Parallel()
-		ctx := t.Context()
-		clk := newClock()
-		c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{fleetPlan()}, rollout.WithClock(clk.Now))
-		require.NoError(t, err)
-		reading, release := make(chan struct{}), make(chan struct{})
-		var held atomic.Bool
-		held.Store(true)
-		hook := func() time.Time {
-			if held.CompareAndSwap(true, false) {
-				read := clk.Now() // read now, returned late: a heartbeat slow after its reading
-				close(reading)
-				<-release
-				return read
-			}
-			return clk.Now()
-		}
-		in := instanceAt(t, db, "a", "users_split_name", hook)
-		first := make(chan error, 1)
-		go func() { first <- in.Beat(ctx) }()
-		<-reading
-		callAt := clk.Add(time.Minute)
-		in.Record("users_split_name", flags.Off, true)
-		close(release)
-		require.NoError(t, <-first)
-		require.NoError(t, in.Beat(ctx))
-
-		fleet, err := c.Fleet(ctx, "users_split_name")
-		require.NoError(t, err)
-		require.Len(t, fleet.Instances, 1)
-		got := fleet.Instances[0]
-		require.NotNil(t, got.LastOldCall)
-		assert.True(t, got.LastOldCall.Equal(callAt), "the old-path call at its time: %v", got.LastOldCall)
-		assert.True(t, got.StageSeen[flags.Off].Equal(callAt), "%v", got.StageSeen[flags.Off])
-		assert.True(t, got.LastSeen.Equal(callAt), "the later heartbeat last: %v", got.LastSeen)
-	})
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/sqlite"
 )
@@ -28,7 +30,7 @@ func TestConcurrentAdvances(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		url := pgtest.URL(t)
-		testConcurrentAdvances(t, open(t, url), "pgx", url)
+		testConcurrentAdvances(t, rollouttest.Open(t, url), "pgx", url)
 	})
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
@@ -76,7 +78,7 @@ func testConcurrentAdvances(t *testing.T, db *sqlx.DB, driver, source string) {
 	require.NoError(t, err, out.String())
 	total := wins.Load() + int64(remoteWins)
 
-	trail, err := rollout.Audit(ctx, db, "race", 10000)
+	trail, err := ledger.Audit(ctx, db, "race", 10000)
 	require.NoError(t, err)
 	var attempts, accepted int64
 	var versions []int64
@@ -101,7 +103,7 @@ func testConcurrentAdvances(t *testing.T, db *sqlx.DB, driver, source string) {
 	for i, v := range versions {
 		require.Equal(t, int64(i+2), v, "versions run without a gap")
 	}
-	st, err := rollout.Get(ctx, db, "race")
+	st, err := ledger.Get(ctx, db, "race")
 	require.NoError(t, err)
 	assert.Equal(t, int64(len(versions)+1), st.Version)
 	assert.Greater(t, total, int64(50), "enough transitions were won to mean something")

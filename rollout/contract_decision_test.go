@@ -16,6 +16,8 @@ import (
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -30,21 +32,21 @@ func TestAdvanceWhenMetEndsOnATrippedGuardrail(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		clk := newClock()
-		p := fleetPlan()
+		clk := rollouttest.NewClock()
+		p := rollouttest.LedgerPlan()
 		p.Guardrails = []rollout.Guardrail{{MinConsistency: 0.9, MinSamples: 1}}
 		c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		forced(t, c, p.Migration, 5) // expanded … shadow
-		in := instanceAt(t, db, "a", p.Migration, clk.Now)
+		rollouttest.Forced(t, c, p.Migration, 5) // expanded … shadow
+		in := rollouttest.InstanceAt(t, db, "a", p.Migration, clk.Now)
 		in.Observer().ObserveComparison(ctx, dualwrite.Comparison{Migration: p.Migration, Stage: flags.Shadow, Match: false})
 		require.NoError(t, in.Beat(ctx))
 		trips, err := c.Guard(ctx)
 		require.NoError(t, err)
 		require.Len(t, trips, 1)
-		st, err := rollout.Get(ctx, db, p.Migration)
+		st, err := ledger.Get(ctx, db, p.Migration)
 		require.NoError(t, err)
-		require.Equal(t, rollout.Verify, st.Phase)
+		require.Equal(t, ledger.Verify, st.Phase)
 		require.NotEmpty(t, st.Tripped)
 
 		short, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -52,7 +54,7 @@ func TestAdvanceWhenMetEndsOnATrippedGuardrail(t *testing.T) {
 		start := time.Now()
 		_, _, err = c.AdvanceWhenMet(short, rollout.Request{Migration: p.Migration, Actor: "t"}, 10*time.Millisecond, time.Hour)
 		elapsed := time.Since(start)
-		events, aerr := rollout.Audit(ctx, db, p.Migration, 10000)
+		events, aerr := ledger.Audit(ctx, db, p.Migration, 10000)
 		require.NoError(t, aerr)
 		refusals := 0
 		for _, e := range events {
@@ -82,19 +84,19 @@ func TestContractOpsRunOnlyWhenTheTransitionIsMade(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		usersDB(t, db)
+		rollouttest.UsersDB(t, db)
 		ctx := t.Context()
-		clk := newClock()
-		p := fleetPlan()
+		clk := rollouttest.NewClock()
+		p := rollouttest.LedgerPlan()
 		p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}}
 		setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		forced(t, setup, p.Migration, 8) // expanded … complete
-		in := instanceAt(t, db, "a", p.Migration, clk.Now)
-		beat(t, in, flags.Complete) // first seen
-		clk.Add(window / 2)
+		rollouttest.Forced(t, setup, p.Migration, 8) // expanded … complete
+		in := rollouttest.InstanceAt(t, db, "a", p.Migration, clk.Now)
+		rollouttest.Beat(t, in, flags.Complete) // first seen
+		clk.Add(rollouttest.Window / 2)
 		last := clk.Now()
-		beat(t, in, flags.Complete) // its last call at complete
+		rollouttest.Beat(t, in, flags.Complete) // its last call at complete
 
 		// The check's reading is the first of the transition on
 		// PostgreSQL, the second on SQLite (after the lease's).
@@ -102,7 +104,7 @@ func TestContractOpsRunOnlyWhenTheTransitionIsMade(t *testing.T) {
 		if dialect.Of(db).IsSQLite() {
 			leaseReads = 1
 		}
-		checkAt := last.Add(window - time.Microsecond) // the call still in the window
+		checkAt := last.Add(rollouttest.Window - time.Microsecond) // the call still in the window
 		clk.Add(checkAt.Add(-10 * time.Second).Sub(clk.Now()))
 		require.NoError(t, in.Beat(ctx)) // idle since: live, no call
 		clk.Add(checkAt.Add(-time.Duration(leaseReads+1) * time.Microsecond).Sub(clk.Now()))
@@ -111,10 +113,10 @@ func TestContractOpsRunOnlyWhenTheTransitionIsMade(t *testing.T) {
 		require.NoError(t, err)
 		clk.Add(checkAt.Add(-time.Duration(leaseReads+1) * time.Microsecond).Sub(clk.Now()))
 		_, err = c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t", Confirm: true})
-		st, gerr := rollout.Get(ctx, db, p.Migration)
+		st, gerr := ledger.Get(ctx, db, p.Migration)
 		require.NoError(t, gerr)
 		dropped := !hasColumn(t, db, "users", "full_name")
-		assert.Equal(t, st.Phase == rollout.Contracted, dropped,
+		assert.Equal(t, st.Phase == ledger.Contracted, dropped,
 			"the contract's operation ran (full_name dropped: %v) but the ledger says %s; the advance: %v", dropped, st.Phase, err)
 	})
 }
@@ -130,21 +132,21 @@ func TestContractOpsAndAHeartbeatInBetween(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		usersDB(t, db)
+		rollouttest.UsersDB(t, db)
 		ctx := t.Context()
-		clk := newClock()
-		p := fleetPlan()
+		clk := rollouttest.NewClock()
+		p := rollouttest.LedgerPlan()
 		p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}}
 		setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		forced(t, setup, p.Migration, 8) // expanded … complete
-		a := instanceAt(t, db, "a", p.Migration, clk.Now)
-		b := instanceAt(t, db, "b", p.Migration, clk.Now)
-		beat(t, a, flags.Complete)
-		beat(t, b, flags.Complete)
-		clk.Add(window)
-		beat(t, a, flags.Complete)
-		beat(t, b, flags.Complete)
+		rollouttest.Forced(t, setup, p.Migration, 8) // expanded … complete
+		a := rollouttest.InstanceAt(t, db, "a", p.Migration, clk.Now)
+		b := rollouttest.InstanceAt(t, db, "b", p.Migration, clk.Now)
+		rollouttest.Beat(t, a, flags.Complete)
+		rollouttest.Beat(t, b, flags.Complete)
+		clk.Add(rollouttest.Window)
+		rollouttest.Beat(t, a, flags.Complete)
+		rollouttest.Beat(t, b, flags.Complete)
 
 		txRead := 2 // a reading after the decision's, were there one
 		if dialect.Of(db).IsSQLite() {
@@ -166,12 +168,12 @@ func TestContractOpsAndAHeartbeatInBetween(t *testing.T) {
 		armed.Store(true)
 		_, err = c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t", Confirm: true})
 		armed.Store(false)
-		st, gerr := rollout.Get(ctx, db, p.Migration)
+		st, gerr := ledger.Get(ctx, db, p.Migration)
 		require.NoError(t, gerr)
 		dropped := !hasColumn(t, db, "users", "full_name")
-		assert.Equal(t, st.Phase == rollout.Contracted, dropped,
+		assert.Equal(t, st.Phase == ledger.Contracted, dropped,
 			"the contract's operation ran (full_name dropped: %v) but the ledger says %s; the advance: %v", dropped, st.Phase, err)
-		if dropped && st.Phase != rollout.Contracted {
+		if dropped && st.Phase != ledger.Contracted {
 			back, err := c.Rollback(ctx, rollout.Request{Migration: p.Migration, Actor: "t", ToOff: true})
 			assert.ErrorIs(t, err, rollout.ErrIrreversible, "rolled back to %s with full_name gone", back.Phase)
 		}
@@ -190,27 +192,27 @@ func TestContractCutOffMidwayIsCompletedNeverRolledBack(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		usersDB(t, db)
+		rollouttest.UsersDB(t, db)
 		ctx := t.Context()
 		db.MustExecContext(ctx, `ALTER TABLE users ADD COLUMN nickname text`)
 		db.MustExecContext(ctx, `CREATE VIEW users_nicknames AS SELECT nickname FROM users`)
-		clk := newClock()
-		p := fleetPlan()
+		clk := rollouttest.NewClock()
+		p := rollouttest.LedgerPlan()
 		p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}, ddl.DropColumn{Table: "users", Column: "nickname"}}
 		c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 		require.NoError(t, err)
-		forced(t, c, p.Migration, 8) // expanded … complete
-		in := instanceAt(t, db, "a", p.Migration, clk.Now)
-		beat(t, in, flags.Complete)
-		clk.Add(window)
-		beat(t, in, flags.Complete)
+		rollouttest.Forced(t, c, p.Migration, 8) // expanded … complete
+		in := rollouttest.InstanceAt(t, db, "a", p.Migration, clk.Now)
+		rollouttest.Beat(t, in, flags.Complete)
+		clk.Add(rollouttest.Window)
+		rollouttest.Beat(t, in, flags.Complete)
 
 		_, err = c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t", Confirm: true})
 		require.Error(t, err, "the view holds nickname")
 		require.NotErrorIs(t, err, rollout.ErrGateRefused)
-		st, err := rollout.Get(ctx, db, p.Migration)
+		st, err := ledger.Get(ctx, db, p.Migration)
 		require.NoError(t, err)
-		require.Equal(t, rollout.Complete, st.Phase)
+		require.Equal(t, ledger.Complete, st.Phase)
 		require.False(t, hasColumn(t, db, "users", "full_name"), "the first operation ran")
 		require.True(t, hasColumn(t, db, "users", "nickname"))
 
@@ -218,34 +220,34 @@ func TestContractCutOffMidwayIsCompletedNeverRolledBack(t *testing.T) {
 			back, err := c.Rollback(ctx, rollout.Request{Migration: p.Migration, Actor: "t", ToOff: toOff})
 			require.ErrorIs(t, err, rollout.ErrIrreversible, "rolled back (to off: %v) to %s with full_name gone", toOff, back.Phase)
 		}
-		st, err = rollout.Get(ctx, db, p.Migration)
+		st, err = ledger.Get(ctx, db, p.Migration)
 		require.NoError(t, err)
-		require.Equal(t, rollout.Complete, st.Phase)
+		require.Equal(t, ledger.Complete, st.Phase)
 		ready, err := c.Check(ctx, p.Migration)
 		require.NoError(t, err)
 		assert.True(t, ready.Met, "%+v", ready)
-		assert.Equal(t, rollout.Contracted, ready.Next)
+		assert.Equal(t, ledger.Contracted, ready.Next)
 		assert.Equal(t, "contract begun", ready.Gate)
 
 		// The fleet moved back a step since: the contract's gate would
 		// refuse now; what was decided is completed all the same.
-		beat(t, in, flags.Rampdown)
+		rollouttest.Beat(t, in, flags.Rampdown)
 		db.MustExecContext(ctx, `DROP VIEW users_nicknames`)
 		st, err = c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t"})
 		require.NoError(t, err, "the next advance completes the contract")
-		assert.Equal(t, rollout.Contracted, st.Phase)
+		assert.Equal(t, ledger.Contracted, st.Phase)
 		assert.False(t, hasColumn(t, db, "users", "nickname"))
 		_, err = c.Rollback(ctx, rollout.Request{Migration: p.Migration, Actor: "t", ToOff: true})
 		require.ErrorIs(t, err, rollout.ErrIrreversible)
 
-		events, err := rollout.Audit(ctx, db, p.Migration, 1000)
+		events, err := ledger.Audit(ctx, db, p.Migration, 1000)
 		require.NoError(t, err)
 		intents, contracted := 0, 0
 		for _, e := range events {
 			switch {
 			case e.Kind == "contracting" && e.Accepted:
 				intents++
-			case e.Kind == "advance" && e.Accepted && e.ToPhase == rollout.Contracted.String():
+			case e.Kind == "advance" && e.Accepted && e.ToPhase == ledger.Contracted.String():
 				contracted++
 				assert.Contains(t, e.Reason, "completes the contract begun at")
 			}

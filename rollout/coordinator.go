@@ -3,7 +3,6 @@ package rollout
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,8 +14,10 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
+	"github.com/schemashift/schemashift/ledger"
 )
 
 // Errors a caller can branch on.
@@ -38,7 +39,7 @@ var (
 // RefusedError says which condition of a gate is unmet.
 type RefusedError struct {
 	Migration string
-	From, To  Phase
+	From, To  ledger.Phase
 	Gate      string
 	Reason    string
 }
@@ -97,7 +98,7 @@ type Coordinator struct {
 	clock   func() time.Time
 	// unrecorded, set on the copy a transition works through, holds the
 	// events its connection could not take.
-	unrecorded *[]Event
+	unrecorded *[]ledger.Event
 }
 
 const defaultAgeOut = time.Minute
@@ -161,7 +162,7 @@ func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...Coor
 	if err != nil {
 		return nil, fmt.Errorf("new coordinator: %w", err)
 	}
-	if err := EnsureLedger(ctx, db); err != nil {
+	if err := ledger.Ensure(ctx, db); err != nil {
 		return nil, err
 	}
 	// Every plan is checked before any is registered: an invalid one
@@ -173,7 +174,7 @@ func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...Coor
 		}
 	}
 	for _, p := range plans {
-		if err := p.normalize(); err != nil {
+		if err := p.Normalize(); err != nil {
 			return nil, err
 		}
 		if err := register(ctx, db, p, c.now()); err != nil {
@@ -187,27 +188,27 @@ func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...Coor
 func (c *Coordinator) plan(migration string) (Plan, error) {
 	p, ok := c.plans[migration]
 	if !ok {
-		return Plan{}, fmt.Errorf("%w %q: not registered with this coordinator", ErrUnknownMigration, migration)
+		return Plan{}, fmt.Errorf("%w %q: not registered with this coordinator", ledger.ErrUnknownMigration, migration)
 	}
 	return p, nil
 }
 
 // Advance moves the migration one phase forward through its gate.
-func (c *Coordinator) Advance(ctx context.Context, r Request) (Status, error) {
+func (c *Coordinator) Advance(ctx context.Context, r Request) (ledger.Status, error) {
 	return c.transition(ctx, r, true)
 }
 
 // Rollback moves the migration back: one phase, or straight to expanded
 // (stage off) with r.ToOff. Before the contract any phase can go back,
 // with no gate; from expanded back to planned the expand is undone.
-func (c *Coordinator) Rollback(ctx context.Context, r Request) (Status, error) {
+func (c *Coordinator) Rollback(ctx context.Context, r Request) (ledger.Status, error) {
 	return c.transition(ctx, r, false)
 }
 
-func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (Status, error) {
+func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (ledger.Status, error) {
 	plan, err := c.plan(r.Migration)
 	if err != nil {
-		return Status{}, err
+		return ledger.Status{}, err
 	}
 	if r.Actor == "" {
 		r.Actor = "unknown"
@@ -219,7 +220,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	if r.Force {
 		kind = "force-" + kind
 		if strings.TrimSpace(r.Reason) == "" {
-			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrReasonRequired)
+			return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrReasonRequired)
 		}
 	}
 	// One transition of a migration at a time, across processes: the DDL
@@ -228,7 +229,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	// every open snapshot, the ledger's included), and no other transition
 	// may commit while they run. The lock and the whole
 	// transition share one connection (see Coordinator's pool rule).
-	var st Status
+	var st ledger.Status
 	var pinned *Coordinator
 	err = c.dialect.Hold(ctx, c.db, "schemashift:"+r.Migration, func(ctx context.Context, one *sqlx.DB) error {
 		pinned = c.on(one)
@@ -237,7 +238,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 		return err
 	})
 	if pinned == nil {
-		return Status{}, fmt.Errorf("%s %s: lock migration: %w", kind, r.Migration, err)
+		return ledger.Status{}, fmt.Errorf("%s %s: lock migration: %w", kind, r.Migration, err)
 	}
 	// Events the pinned connection could not take (it broke: a deadline
 	// cut a statement off) are recorded now, on the pool.
@@ -249,12 +250,12 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 func (c *Coordinator) on(one *sqlx.DB) *Coordinator {
 	pinned := *c
 	pinned.db = one
-	pinned.unrecorded = &[]Event{}
+	pinned.unrecorded = &[]ledger.Event{}
 	return &pinned
 }
 
 // recordAll records events, on c's own pool.
-func (c *Coordinator) recordAll(ctx context.Context, events *[]Event) error {
+func (c *Coordinator) recordAll(ctx context.Context, events *[]ledger.Event) error {
 	if events == nil {
 		return nil
 	}
@@ -281,39 +282,33 @@ func (c *Coordinator) recordAll(ctx context.Context, events *[]Event) error {
 // gone), and the next advance, with no gate, completes it, so that a
 // process killed between the operations and the ledger leaves a contract
 // that is finished, never undone.
-func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request, forward bool, kind string) (Status, error) {
+func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request, forward bool, kind string) (ledger.Status, error) {
 	now := c.now() // the transition's one reading: the gate's, the phase's start, the events'
 	if forward && len(plan.HotQueries) > 0 {
-		if st, err := Get(ctx, c.db, r.Migration); err == nil && st.Phase == Planned {
+		if st, err := ledger.Get(ctx, c.db, r.Migration); err == nil && st.Phase == ledger.Planned {
 			if err := c.watchPlans(ctx, plan, "before expand", r.Actor); err != nil {
-				return Status{}, err
+				return ledger.Status{}, err
 			}
 		}
 	}
 	tx, err := c.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
 	defer func() { _ = tx.Rollback() }() // after Commit, a no-op; tx may be the second transaction
-	var row statusRow
-	if err := tx.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`+c.dialect.ForUpdate(), r.Migration); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return Status{}, fmt.Errorf("%s: %w %q", kind, ErrUnknownMigration, r.Migration)
-		}
-		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
-	}
-	cur, err := row.status()
+	row, err := ledger.Lock(ctx, tx, r.Migration)
 	if err != nil {
-		return Status{}, err
+		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
+	cur := row.Status
 	// Fencing: the migration's lock is still this transition's (on SQLite
 	// a leased row, which tx, holding the write lock, keeps as it is).
 	if err := dialect.CheckHeld(ctx, tx); err != nil {
-		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
-	refuse := func(to Phase, cause error) (Status, error) {
+	refuse := func(to ledger.Phase, cause error) (ledger.Status, error) {
 		_ = tx.Rollback() // nothing was written in it; the refusal is recorded apart
-		err := c.recordAt(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
+		err := c.recordAt(context.WithoutCancel(ctx), ledger.Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
 			FromPhase: cur.Phase.String(), ToPhase: to.String(), FromStage: cur.Stage.String(), ToStage: to.Stage().String(),
 			Reason: cause.Error()}, now)
 		return cur, errors.Join(cause, err)
@@ -321,10 +316,10 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	if r.Version != 0 && r.Version != cur.Version {
 		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: version is %d, the request read %d", kind, r.Migration, ErrConflict, cur.Version, r.Version))
 	}
-	if cur.Phase == Contracted {
+	if cur.Phase == ledger.Contracted {
 		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrIrreversible))
 	}
-	begun, begunAt, err := c.contracting(ctx, tx, row)
+	begun, begunAt, err := ledger.ContractBegun(ctx, tx, cur)
 	if err != nil {
 		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 	}
@@ -332,15 +327,15 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: the contract began at %s (its operations may have run); advance to complete it",
 			kind, r.Migration, ErrIrreversible, begunAt.UTC().Format(time.RFC3339Nano)))
 	}
-	var to Phase
+	var to ledger.Phase
 	if forward {
 		to = cur.Phase + 1
 	} else {
 		switch {
-		case cur.Phase == Planned:
+		case cur.Phase == ledger.Planned:
 			return refuse(cur.Phase, fmt.Errorf("rollback %s: nothing to roll back at planned", r.Migration))
-		case r.ToOff && cur.Phase > Expanded:
-			to = Expanded
+		case r.ToOff && cur.Phase > ledger.Expanded:
+			to = ledger.Expanded
 		default:
 			to = cur.Phase - 1
 		}
@@ -355,7 +350,7 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 		reason = strings.TrimSpace("completes the contract begun at " + begunAt.UTC().Format(time.RFC3339Nano) + "; " + reason)
 		reason = strings.TrimSuffix(reason, ";")
 	} else {
-		if forward && to == Contracted && !r.Confirm {
+		if forward && to == ledger.Contracted && !r.Confirm {
 			return refuse(to, fmt.Errorf("advance %s: %w", r.Migration, ErrConfirmRequired))
 		}
 		if forward && row.Tripped != "" && !r.Acknowledge {
@@ -375,28 +370,27 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	// snapshot, the ledger's included), on this connection, under the
 	// lock; the raw statements below, in the transaction that records it.
 	if ops, key, revert := transitionOps(plan, forward, to); len(ops) > 0 {
-		if to == Contracted && !begun {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at)
-				VALUES ($1, 'contracting', true, $2, $3, $4, $5, $6, $7, $8, $9)`, r.Migration, r.Actor, cur.Phase.String(), to.String(),
-				cur.Stage.String(), to.Stage().String(), cur.Version, strings.TrimSpace("the contract's operations run; no rollback from here. "+reason),
-				dialect.Stamp(now)); err != nil {
+		if to == ledger.Contracted && !begun {
+			if err := ledger.Record(ctx, tx, ledger.Event{Migration: r.Migration, Kind: "contracting", Accepted: true, Actor: r.Actor,
+				FromPhase: cur.Phase.String(), ToPhase: to.String(), FromStage: cur.Stage.String(), ToStage: to.Stage().String(), Version: &cur.Version,
+				Reason: strings.TrimSpace("the contract's operations run; no rollback from here. " + reason), At: now}); err != nil {
 				return refuse(to, fmt.Errorf("%s %s: record the contract's intent: %w", kind, r.Migration, err))
 			}
 		}
 		if err := tx.Commit(); err != nil {
-			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+			return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 		}
 		if err := c.runOps(ctx, r, cur, key, ops, revert, now); err != nil {
-			if to == Contracted {
+			if to == ledger.Contracted {
 				err = fmt.Errorf("%w (the contract has begun: it cannot be rolled back; advance again to complete it)", err)
 			}
 			return cur, err
 		}
 		if tx, err = c.db.BeginTxx(ctx, nil); err != nil {
-			return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+			return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 		}
-		var again statusRow
-		if err := tx.GetContext(ctx, &again, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`+c.dialect.ForUpdate(), r.Migration); err != nil {
+		again, err := ledger.Lock(ctx, tx, r.Migration)
+		if err != nil {
 			return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 		}
 		if err := dialect.CheckHeld(ctx, tx); err != nil {
@@ -411,21 +405,21 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 		row = again
 	}
 	switch {
-	case forward && to == Expanded:
+	case forward && to == ledger.Expanded:
 		err = c.runDDL(ctx, tx, plan.Expand, false)
-	case forward && to == Contracted:
+	case forward && to == ledger.Contracted:
 		err = c.runDDL(ctx, tx, plan.Contract, false)
-	case !forward && to == Planned:
+	case !forward && to == ledger.Planned:
 		err = c.runDDL(ctx, tx, plan.Expand, true)
 	}
 	if err != nil {
 		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 	}
-	t, err := c.totals(ctx, tx, r.Migration)
+	t, err := fleet.Sum(ctx, tx, r.Migration)
 	if err != nil {
 		return refuse(to, err)
 	}
-	lat, err := latencies(ctx, tx, r.Migration)
+	lat, err := fleet.Latencies(ctx, tx, r.Migration)
 	if err != nil {
 		return refuse(to, err)
 	}
@@ -436,63 +430,34 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	case forward && r.Acknowledge:
 		tripped = ""
 	}
-	var next statusRow
-	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
-			phase_since = $13, updated_at = $13, matched_base = $4, mismatched_base = $5,
-			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10,
-			base_latency = `+c.dialect.JSON("$12")+`
-		WHERE migration = $1 AND version = $11 RETURNING `+statusColumns,
-		r.Migration, to.String(), to.Stage().String(), t.Matched, t.Mismatched, t.OldTotal, t.OldErrors, t.NewTotal, t.NewErrors,
-		tripped, cur.Version, string(mustJSON(lat)), dialect.Stamp(now)); err != nil {
+	next, err := ledger.Set(ctx, tx, ledger.Move{From: cur, To: to, Base: t, BaseLatency: lat, Tripped: tripped,
+		Kind: kind, Actor: r.Actor, Reason: reason, At: now})
+	if err != nil {
 		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at)
-		VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8, $9, $10)`, r.Migration, kind, r.Actor, cur.Phase.String(), to.String(),
-		cur.Stage.String(), to.Stage().String(), next.Version, reason, dialect.Stamp(now)); err != nil {
-		return refuse(to, fmt.Errorf("%s %s: record event: %w", kind, r.Migration, err))
-	}
 	if err := tx.Commit(); err != nil {
-		return Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
-	if to == Expanded && forward || to == Contracted || to == Planned {
+	if to == ledger.Expanded && forward || to == ledger.Contracted || to == ledger.Planned {
 		// After a DDL step: has a hot query's plan changed?
 		if err := c.watchPlans(context.WithoutCancel(ctx), plan, "after "+kind+" to "+to.String(), r.Actor); err != nil {
-			return next.status()
+			return next.Status, nil
 		}
 	}
-	return next.status()
-}
-
-// contracting says whether the contract of the migration at row has
-// begun (its intent recorded, its operations run or running) without
-// the transition being recorded yet, and since when.
-func (c *Coordinator) contracting(ctx context.Context, q sqlx.QueryerContext, row statusRow) (bool, time.Time, error) {
-	if row.Phase != Complete.String() {
-		return false, time.Time{}, nil
-	}
-	var at []time.Time
-	if err := sqlx.SelectContext(ctx, q, &at, `SELECT at FROM schemashift_events
-		WHERE migration = $1 AND kind = 'contracting' AND accepted AND version = $2 AND at >= $3 ORDER BY id LIMIT 1`,
-		row.Migration, row.Version, dialect.Stamp(row.PhaseSince)); err != nil {
-		return false, time.Time{}, fmt.Errorf("read the contract's intent: %w", err)
-	}
-	if len(at) == 0 {
-		return false, time.Time{}, nil
-	}
-	return true, at[0], nil
+	return next.Status, nil
 }
 
 // transitionOps are the plan's ddl operations for the transition to to,
 // the key they are recorded under, and whether they are reverted: the
 // expand's on the way to expanded, reverted on the way back to planned;
 // the contract's on the way to contracted.
-func transitionOps(plan Plan, forward bool, to Phase) (ops []ddl.Op, key string, revert bool) {
+func transitionOps(plan Plan, forward bool, to ledger.Phase) (ops []ddl.Op, key string, revert bool) {
 	switch {
-	case forward && to == Expanded:
+	case forward && to == ledger.Expanded:
 		return plan.ExpandOps, plan.Migration, false
-	case forward && to == Contracted:
+	case forward && to == ledger.Contracted:
 		return plan.ContractOps, plan.Migration + ":contract", false
-	case !forward && to == Planned:
+	case !forward && to == ledger.Planned:
 		return plan.ExpandOps, plan.Migration, true
 	}
 	return nil, "", false
@@ -500,12 +465,12 @@ func transitionOps(plan Plan, forward bool, to Phase) (ops []ddl.Op, key string,
 
 // runOps applies (or reverts) the ddl operations of a transition already
 // decided, from cur, at now.
-func (c *Coordinator) runOps(ctx context.Context, r Request, cur Status, key string, ops []ddl.Op, revert bool, now time.Time) error {
+func (c *Coordinator) runOps(ctx context.Context, r Request, cur ledger.Status, key string, ops []ddl.Op, revert bool, now time.Time) error {
 	// What the database could not do safely (SQLite builds an index
 	// without CONCURRENTLY) goes into the audit trail as it happens.
 	var noteErr error // the first note the audit trail refused
 	e, err := ddl.NewExecutor(c.db, ddl.WithNotes(func(ctx context.Context, n ddl.Note) {
-		if err := c.recordAt(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl-note", Accepted: true, Actor: r.Actor,
+		if err := c.recordAt(context.WithoutCancel(ctx), ledger.Event{Migration: r.Migration, Kind: "ddl-note", Accepted: true, Actor: r.Actor,
 			FromPhase: cur.Phase.String(), Reason: n.String()}, now); err != nil && noteErr == nil {
 			noteErr = err
 		}
@@ -519,7 +484,7 @@ func (c *Coordinator) runOps(ctx context.Context, r Request, cur Status, key str
 		err = e.Apply(ctx, key, ops)
 	}
 	if err != nil {
-		recErr := c.recordAt(context.WithoutCancel(ctx), Event{Migration: r.Migration, Kind: "ddl", Accepted: false, Actor: r.Actor,
+		recErr := c.recordAt(context.WithoutCancel(ctx), ledger.Event{Migration: r.Migration, Kind: "ddl", Accepted: false, Actor: r.Actor,
 			FromPhase: cur.Phase.String(), Reason: err.Error()}, now)
 		return errors.Join(fmt.Errorf("%s: %w", r.Migration, err), recErr, noteErr)
 	}
@@ -552,18 +517,18 @@ func newCoordinator(db *sqlx.DB, opts []CoordinatorOption) (*Coordinator, error)
 var ErrAudit = errors.New("record in the audit trail")
 
 // record records e at the clock's time now.
-func (c *Coordinator) record(ctx context.Context, e Event) error { return c.recordAt(ctx, e, c.now()) }
+func (c *Coordinator) record(ctx context.Context, e ledger.Event) error {
+	return c.recordAt(ctx, e, c.now())
+}
 
 // recordAt records e at the time at of the decision it records (kept in
 // e.At if it has to wait for the pool).
-func (c *Coordinator) recordAt(ctx context.Context, e Event, at time.Time) error {
+func (c *Coordinator) recordAt(ctx context.Context, e ledger.Event, at time.Time) error {
 	if !e.At.IsZero() {
 		at = e.At
 	}
 	e.At = at
-	if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, reason, at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage, e.Reason,
-		dialect.Stamp(at)); err != nil {
+	if err := ledger.Record(ctx, c.db, e); err != nil {
 		if c.unrecorded != nil {
 			// On a transition's connection: tried again on the pool once
 			// the transition gives it back, and an error then.
@@ -599,44 +564,13 @@ func (c *Coordinator) runDDL(ctx context.Context, tx *sqlx.Tx, steps []Step, dow
 	return nil
 }
 
-// totals sums what every instance reported for a migration.
-type totals struct {
-	Matched    int64 `db:"matched"`
-	Mismatched int64 `db:"mismatched"`
-	OldTotal   int64 `db:"old_total"`
-	OldErrors  int64 `db:"old_errors"`
-	NewTotal   int64 `db:"new_total"`
-	NewErrors  int64 `db:"new_errors"`
-}
-
-// since counts the comparisons made since the phase of row began.
-func (t totals) since(row statusRow) Consistency {
-	out := Consistency{Matched: t.Matched - row.Matched, Mismatched: t.Mismatched - row.Mismatched}
-	if n := out.Matched + out.Mismatched; n > 0 {
-		out.Ratio = float64(out.Matched) / float64(n)
-	}
-	return out
-}
-
-func (c *Coordinator) totals(ctx context.Context, q sqlx.QueryerContext, migration string) (totals, error) {
-	var t totals
-	err := sqlx.GetContext(ctx, q, &t, `SELECT coalesce(sum(matched), 0) AS matched, coalesce(sum(mismatched), 0) AS mismatched,
-		coalesce(sum(old_total), 0) AS old_total, coalesce(sum(old_errors), 0) AS old_errors,
-		coalesce(sum(new_total), 0) AS new_total, coalesce(sum(new_errors), 0) AS new_errors
-		FROM schemashift_instances WHERE migration = $1`, migration)
-	if err != nil {
-		err = fmt.Errorf("sum heartbeats: %w", err)
-	}
-	return t, err
-}
-
 // gate checks the condition of the transition from cur to to, judged at
 // now. It returns the gate's name and, when unmet, why.
-func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase, row statusRow, now time.Time) (string, string, error) {
+func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledger.Phase, row ledger.Row, now time.Time) (string, string, error) {
 	switch to {
-	case Planned, Expanded:
+	case ledger.Planned, ledger.Expanded:
 		return "expand", "", nil
-	case DualWrite:
+	case ledger.DualWrite:
 		missing, err := missingColumns(ctx, tx, plan.Columns)
 		if err != nil {
 			return "", "", err
@@ -645,10 +579,10 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase
 			return "schema", "the expand's columns are missing: " + strings.Join(missing, ", "), nil
 		}
 		return "schema", "", nil
-	case Backfill:
+	case ledger.Backfill:
 		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.DualWrite, now)
 		return "fleet at dualwrite", reason, err
-	case Verify:
+	case ledger.Verify:
 		for _, j := range plan.Backfills {
 			st, err := backfillState(ctx, tx, j.Name, now)
 			if err != nil {
@@ -659,7 +593,7 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase
 			}
 		}
 		return "backfill done", "", nil
-	case Shadow:
+	case ledger.Shadow:
 		for _, j := range plan.Backfills {
 			reason, err := verifiedSinceDone(ctx, tx, j.Name)
 			if err != nil {
@@ -670,13 +604,13 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to Phase
 			}
 		}
 		return "verification passed", "", nil
-	case Live, Rampdown:
+	case ledger.Live, ledger.Rampdown:
 		reason, err := c.consistency(ctx, tx, plan, row)
 		return "shadow consistency", reason, err
-	case Complete:
+	case ledger.Complete:
 		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.Rampdown, now)
 		return "fleet at rampdown", reason, err
-	case Contracted:
+	case ledger.Contracted:
 		reason, err := c.fleetAtLeast(ctx, tx, plan, flags.Complete, now)
 		if reason != "" || err != nil {
 			return "fleet only complete", reason, err
@@ -730,12 +664,12 @@ func backfillState(ctx context.Context, q sqlx.QueryerContext, job string, now t
 }
 
 // consistency checks the shadow comparisons reported since the phase began.
-func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, plan Plan, row statusRow) (string, error) {
-	t, err := c.totals(ctx, q, plan.Migration)
+func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, plan Plan, row ledger.Row) (string, error) {
+	t, err := fleet.Sum(ctx, q, plan.Migration)
 	if err != nil {
 		return "", err
 	}
-	since := t.since(row)
+	since := t.Since(row.Base)
 	total := since.Matched + since.Mismatched
 	if total < plan.MinComparisons {
 		return fmt.Sprintf("%d comparisons since %s began, %d required", total, row.Phase, plan.MinComparisons), nil
@@ -751,27 +685,27 @@ func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, pl
 // idle instance proves nothing), and, for complete, made no old-path call:
 // the window that ends at now.
 func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, plan Plan, min flags.Stage, now time.Time) (string, error) {
-	fleet, err := readFleet(ctx, q, plan.Migration, c.ageOut, now)
+	live, err := fleet.Read(ctx, q, plan.Migration, c.ageOut, now)
 	if err != nil {
 		return "", err
 	}
-	if len(fleet.Instances) == 0 {
+	if len(live.Instances) == 0 {
 		return "no live instance reports heartbeats for this migration: the fleet cannot be seen", nil
 	}
 	var problems []string
-	for _, in := range fleet.Instances {
+	for _, in := range live.Instances {
 		name := fmt.Sprintf("instance %s (%s %s)", in.ID, in.Service, in.Build)
-		if in.FirstSeen.After(fleet.Now.Add(-plan.Window)) {
+		if in.FirstSeen.After(live.Now.Add(-plan.Window)) {
 			problems = append(problems, name+" has not been seen for a whole window yet")
 			continue
 		}
 		recent := false // positive evidence: an idle instance proves nothing
 		for s, at := range in.StageSeen {
-			if !at.After(fleet.Now.Add(-plan.Window)) {
+			if !at.After(live.Now.Add(-plan.Window)) {
 				continue
 			}
 			if s < min {
-				problems = append(problems, fmt.Sprintf("%s evaluated %s %s ago", name, s, fleet.Now.Sub(at).Round(time.Millisecond)))
+				problems = append(problems, fmt.Sprintf("%s evaluated %s %s ago", name, s, live.Now.Sub(at).Round(time.Millisecond)))
 			} else {
 				recent = true
 			}
@@ -779,11 +713,11 @@ func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, p
 		if !recent {
 			problems = append(problems, fmt.Sprintf("%s made no call at %s or later in the last %v", name, min, plan.Window))
 		}
-		if min == flags.Complete && in.LastOldCall != nil && in.LastOldCall.After(fleet.Now.Add(-plan.Window)) {
-			problems = append(problems, fmt.Sprintf("%s called the old path %s ago", name, fleet.Now.Sub(*in.LastOldCall).Round(time.Millisecond)))
+		if min == flags.Complete && in.LastOldCall != nil && in.LastOldCall.After(live.Now.Add(-plan.Window)) {
+			problems = append(problems, fmt.Sprintf("%s called the old path %s ago", name, live.Now.Sub(*in.LastOldCall).Round(time.Millisecond)))
 		}
 	}
-	for _, in := range fleet.Unaware {
+	for _, in := range live.Unaware {
 		problems = append(problems, fmt.Sprintf("instance %s (%s %s) is live but does not know this migration", in.ID, in.Service, in.Build))
 	}
 	if len(problems) > 0 {
@@ -792,105 +726,39 @@ func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, p
 	return "", nil
 }
 
-// InstanceState is what the ledger knows of one instance for one migration.
-type InstanceState struct {
-	ID          string                    `json:"id"`
-	Service     string                    `json:"service"`
-	Build       string                    `json:"build"`
-	FirstSeen   time.Time                 `json:"first_seen"`
-	LastSeen    time.Time                 `json:"last_seen"`
-	MinStage    string                    `json:"min_stage"`
-	MaxStage    string                    `json:"max_stage"`
-	StageSeen   map[flags.Stage]time.Time `json:"stage_seen"`
-	LastOldCall *time.Time                `json:"last_old_call,omitempty"`
-	OldCalls    int64                     `json:"old_calls"`
-	Matched     int64                     `json:"matched"`
-	Mismatched  int64                     `json:"mismatched"`
-	// ShadowDrops counts shadow reads never compared: the reader's bound
-	// was full, or it was closed (a call sampled out is none).
-	ShadowDrops int64 `json:"shadow_drops"`
-}
-
-// Fleet is the live instances of one migration, as the ledger sees them.
-type Fleet struct {
-	// Now is the time it was read at, by the coordinator's clock: the
-	// instances are those seen within the age-out before it.
-	Now       time.Time       `json:"now"`
-	Instances []InstanceState `json:"instances"`
-	// Unaware are live instances of the same services that do not report
-	// this migration: old builds.
-	Unaware []InstanceState `json:"unaware,omitempty"`
-}
-
-// readFleet reads the instances of migration live at now: seen within
-// ageOut before it.
-func readFleet(ctx context.Context, q sqlx.QueryerContext, migration string, ageOut time.Duration, now time.Time) (Fleet, error) {
-	f := Fleet{Now: now}
-	since := dialect.Stamp(now.Add(-ageOut))
-	type instRow struct {
-		ID          string     `db:"instance_id"`
-		Service     string     `db:"service"`
-		Build       string     `db:"build_version"`
-		FirstSeen   time.Time  `db:"first_seen"`
-		LastSeen    time.Time  `db:"last_seen"`
-		StageSeen   string     `db:"stage_seen"`
-		MinStage    string     `db:"min_stage"`
-		MaxStage    string     `db:"max_stage"`
-		LastOldCall *time.Time `db:"last_old_call"`
-		OldCalls    int64      `db:"old_calls"`
-		Matched     int64      `db:"matched"`
-		Mismatched  int64      `db:"mismatched"`
-		ShadowDrops int64      `db:"shadow_drops"`
-	}
-	var rows []instRow
-	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT instance_id, service, build_version, first_seen, last_seen, CAST(stage_seen AS text) AS stage_seen,
-			min_stage, max_stage, last_old_call, old_calls, matched, mismatched, shadow_drops
-		FROM schemashift_instances WHERE migration = $1 AND last_seen > $2 ORDER BY service, instance_id`,
-		migration, since); err != nil {
-		return f, fmt.Errorf("read fleet: %w", err)
-	}
-	for _, r := range rows {
-		in := InstanceState{ID: r.ID, Service: r.Service, Build: r.Build, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen,
-			MinStage: r.MinStage, MaxStage: r.MaxStage, LastOldCall: r.LastOldCall, OldCalls: r.OldCalls, Matched: r.Matched,
-			Mismatched: r.Mismatched, ShadowDrops: r.ShadowDrops, StageSeen: map[flags.Stage]time.Time{}}
-		var seen map[string]time.Time
-		if err := json.Unmarshal([]byte(r.StageSeen), &seen); err != nil {
-			return f, fmt.Errorf("read fleet: stages of %s: %w", r.ID, err)
-		}
-		for name, at := range seen {
-			s, err := flags.ParseStage(name)
-			if err != nil {
-				return f, fmt.Errorf("read fleet: %w", err)
-			}
-			in.StageSeen[s] = at
-		}
-		f.Instances = append(f.Instances, in)
-	}
-	var unaware []instRow
-	if err := sqlx.SelectContext(ctx, q, &unaware, `SELECT i.instance_id, i.service, i.build_version, i.first_seen, i.last_seen
-		FROM schemashift_instances i
-		WHERE i.migration = '' AND i.last_seen > $2
-		  AND i.service IN (SELECT service FROM schemashift_instances WHERE migration = $1)
-		  AND NOT EXISTS (SELECT 1 FROM schemashift_instances k WHERE k.instance_id = i.instance_id AND k.migration = $1)
-		ORDER BY i.service, i.instance_id`, migration, since); err != nil {
-		return f, fmt.Errorf("read fleet: %w", err)
-	}
-	for _, r := range unaware {
-		f.Unaware = append(f.Unaware, InstanceState{ID: r.ID, Service: r.Service, Build: r.Build, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen})
-	}
-	return f, nil
-}
-
 // Migrations returns the names of the coordinator's migrations, sorted.
 func (c *Coordinator) Migrations() []string { return c.migrations() }
+
+func (c *Coordinator) migrations() []string {
+	names := make([]string, 0, len(c.plans))
+	for n := range c.plans {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
 
 // Plan returns the plan of a migration.
 func (c *Coordinator) Plan(migration string) (Plan, error) { return c.plan(migration) }
 
+// DB returns the pool the coordinator works on: the ledger's, for the
+// readers of the ledger, the fleet and the backfills (the board, the
+// reports) to read what the coordinator judges.
+func (c *Coordinator) DB() *sqlx.DB { return c.db }
+
+// Now reads the coordinator's clock ([WithClock]) once, at the
+// microsecond the database keeps: the time a reader judges what it
+// shows at, as the coordinator would.
+func (c *Coordinator) Now() time.Time { return c.now() }
+
+// AgeOut returns after how long without a heartbeat an instance no
+// longer counts as live ([WithAgeOut]).
+func (c *Coordinator) AgeOut() time.Duration { return c.ageOut }
+
 // Fleet reads the live instances of a migration, at the coordinator's
 // clock.
-func (c *Coordinator) Fleet(ctx context.Context, migration string) (Fleet, error) {
-	return readFleet(ctx, c.db, migration, c.ageOut, c.now())
+func (c *Coordinator) Fleet(ctx context.Context, migration string) (fleet.Fleet, error) {
+	return fleet.Read(ctx, c.db, migration, c.ageOut, c.now())
 }
 
 // RunBackfills runs the plan's backfill jobs (the migration must be in its
@@ -901,11 +769,11 @@ func (c *Coordinator) RunBackfills(ctx context.Context, migration string, opts .
 	if err != nil {
 		return err
 	}
-	st, err := Get(ctx, c.db, migration)
+	st, err := ledger.Get(ctx, c.db, migration)
 	if err != nil {
 		return err
 	}
-	if st.Phase != Backfill {
+	if st.Phase != ledger.Backfill {
 		return fmt.Errorf("run backfills of %s: the migration is at %s, not backfill", migration, st.Phase)
 	}
 	opts = append([]backfill.Option{backfill.WithClock(c.clock)}, opts...)

@@ -2,8 +2,8 @@ package rollout
 
 // DefinitionHash is the definition hash Register records for p.
 func DefinitionHash(p Plan) (string, error) {
-	p.defaults() // as normalize leaves it, without refusing what is invalid
-	return p.definitionHash()
+	p.defaults() // as Normalize leaves it, without refusing what is invalid
+	return p.DefinitionHash()
 }
 
 // LegacyHash is the definition hash builds before the versioned form

@@ -2,12 +2,13 @@ package rollout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/fleet"
+	"github.com/schemashift/schemashift/ledger"
 )
 
 // Guardrail is a halt condition of a plan, measured while a phase is in
@@ -17,7 +18,7 @@ import (
 // operator acknowledges the trip.
 type Guardrail struct {
 	// Phases it watches (default: shadow and live, where reads are compared).
-	Phases []Phase
+	Phases []ledger.Phase
 	// MinConsistency trips when the share of matching shadow comparisons
 	// falls below it; a failed comparison (a read's error, a timeout, a
 	// panic) counts against it as a mismatch does.
@@ -36,10 +37,10 @@ type Guardrail struct {
 	MinSamples int64
 }
 
-func (g Guardrail) watches(p Phase) bool {
+func (g Guardrail) watches(p ledger.Phase) bool {
 	phases := g.Phases
 	if len(phases) == 0 {
-		phases = []Phase{Shadow, Live}
+		phases = []ledger.Phase{ledger.Shadow, ledger.Live}
 	}
 	for _, w := range phases {
 		if w == p {
@@ -51,11 +52,11 @@ func (g Guardrail) watches(p Phase) bool {
 
 // Trip is a guardrail that tripped.
 type Trip struct {
-	Migration string    `json:"migration"`
-	Phase     Phase     `json:"phase"` // the phase in force when it tripped
-	Reason    string    `json:"reason"`
-	Action    string    `json:"action"` // what the coordinator did
-	At        time.Time `json:"at"`
+	Migration string       `json:"migration"`
+	Phase     ledger.Phase `json:"phase"` // the phase in force when it tripped
+	Reason    string       `json:"reason"`
+	Action    string       `json:"action"` // what the coordinator did
+	At        time.Time    `json:"at"`
 }
 
 // TripObserver is told about every trip. It must be safe for concurrent
@@ -84,14 +85,11 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 		if len(plan.Guardrails) == 0 {
 			continue
 		}
-		var row statusRow
-		if err := c.db.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, name); err != nil {
+		row, err := ledger.Read(ctx, c.db, name)
+		if err != nil {
 			return trips, fmt.Errorf("guard %s: %w", name, err)
 		}
-		st, err := row.status()
-		if err != nil {
-			return trips, err
-		}
+		st := row.Status
 		now := c.now()
 		reason, pause, err := c.tripped(ctx, plan, st.Phase, row, now)
 		if err != nil {
@@ -114,10 +112,10 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 					return trips, err
 				}
 			}
-			if _, err := c.db.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1 AND tripped = ''`, name, reason); err != nil {
+			if err := ledger.Trip(ctx, c.db, name, reason); err != nil {
 				return trips, err
 			}
-			if err := c.recordAt(ctx, Event{Migration: name, Kind: "guardrail", Accepted: true, Actor: "guardrail", FromPhase: st.Phase.String(),
+			if err := c.recordAt(ctx, ledger.Event{Migration: name, Kind: "guardrail", Accepted: true, Actor: "guardrail", FromPhase: st.Phase.String(),
 				ToPhase: st.Phase.String(), Reason: "guardrail tripped: " + reason + "; " + t.Action}, now); err != nil {
 				return trips, err
 			}
@@ -143,11 +141,11 @@ func (c *Coordinator) Guard(ctx context.Context) ([]Trip, error) {
 }
 
 // tripped checks the plan's guardrails for the phase in force, at now.
-func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row statusRow, now time.Time) (reason string, pause bool, err error) {
+func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase ledger.Phase, row ledger.Row, now time.Time) (reason string, pause bool, err error) {
 	if row.Tripped != "" {
 		return "", false, nil // already acted on; waits for an operator
 	}
-	t, err := c.totals(ctx, c.db, plan.Migration)
+	t, err := fleet.Sum(ctx, c.db, plan.Migration)
 	if err != nil {
 		return "", false, err
 	}
@@ -156,7 +154,7 @@ func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row s
 		if min == 0 {
 			min = 100
 		}
-		if g.HaltOnFailedVerification && (phase == Backfill || phase == Verify) {
+		if g.HaltOnFailedVerification && (phase == ledger.Backfill || phase == ledger.Verify) {
 			for _, j := range plan.Backfills {
 				if p, err := backfill.StateAt(ctx, c.db, j.Name, now); err == nil && p.Verify == "failed" && p.Status != backfill.Paused {
 					return fmt.Sprintf("verification of %q failed (%d divergent rows)", j.Name, p.Divergent), true, nil
@@ -167,23 +165,22 @@ func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row s
 			continue
 		}
 		if g.MinConsistency > 0 {
-			since := t.since(row)
+			since := t.Since(row.Base)
 			if n := since.Matched + since.Mismatched; n >= min && since.Ratio < g.MinConsistency {
 				return fmt.Sprintf("shadow consistency %.4f over %d comparisons, below %.4f", since.Ratio, n, g.MinConsistency), false, nil
 			}
 		}
 		if g.MaxLatencyRatio > 0 {
-			lat, err := latencies(ctx, c.db, plan.Migration)
+			lat, err := fleet.Latencies(ctx, c.db, plan.Migration)
 			if err != nil {
 				return "", false, err
 			}
-			var base paths
-			_ = json.Unmarshal([]byte(row.Latency), &base)
-			oldH, newH := lat.Old.minus(base.Old), lat.New.minus(base.New)
-			if oldH.total() >= min && newH.total() >= min {
-				o, n := oldH.quantile(0.99), newH.quantile(0.99)
+			base := row.BaseLatency
+			oldH, newH := lat.Old.Minus(base.Old), lat.New.Minus(base.New)
+			if oldH.Total() >= min && newH.Total() >= min {
+				o, n := oldH.Quantile(0.99), newH.Quantile(0.99)
 				if float64(n) > g.MaxLatencyRatio*float64(o) {
-					return fmt.Sprintf("p99 latency of the new path %v over %d calls, above %.2g× the old path's %v", n, newH.total(),
+					return fmt.Sprintf("p99 latency of the new path %v over %d calls, above %.2g× the old path's %v", n, newH.Total(),
 						g.MaxLatencyRatio, o), false, nil
 				}
 			}
@@ -192,7 +189,7 @@ func (c *Coordinator) tripped(ctx context.Context, plan Plan, phase Phase, row s
 			for _, path := range []struct {
 				name        string
 				calls, errs int64
-			}{{"old", t.OldTotal - row.OldTotal, t.OldErrors - row.OldErrors}, {"new", t.NewTotal - row.NewTotal, t.NewErrors - row.NewErrors}} {
+			}{{"old", t.OldTotal - row.Base.OldTotal, t.OldErrors - row.Base.OldErrors}, {"new", t.NewTotal - row.Base.NewTotal, t.NewErrors - row.Base.NewErrors}} {
 				if path.calls >= min && float64(path.errs)/float64(path.calls) > g.MaxErrorRate {
 					return fmt.Sprintf("error rate of the %s path %.4f over %d calls, above %.4f", path.name,
 						float64(path.errs)/float64(path.calls), path.calls, g.MaxErrorRate), false, nil

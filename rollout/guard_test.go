@@ -16,7 +16,11 @@ import (
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/flags/flagstest"
+	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -66,9 +70,9 @@ func TestGuardrailsStepBack(t *testing.T) {
 
 func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	plan := usersPlan(db)
+	plan := rollouttest.UsersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.95, MaxErrorRate: 0.1, MinSamples: 20}}
 	log := &tripLog{heard: make(chan rollout.Trip, 4)}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan}, rollout.WithTripObserver(log))
@@ -80,7 +84,7 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 		}
 	}
 	force(5) // … shadow
-	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	in, err := fleet.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, fleet.WithID("api-1"))
 	require.NoError(t, err)
 	obs := in.Observer()
 
@@ -107,9 +111,9 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 	t.Logf("stepped back %v after the mismatches were reported", time.Since(start).Round(time.Millisecond))
 	assert.WithinDuration(t, time.Now(), trip.At, time.Minute, "the default clock is time.Now")
 	assert.False(t, trip.At.Before(start.Truncate(time.Microsecond)), "tripped after the mismatches: %v", trip.At)
-	st, err := rollout.Get(ctx, db, "users_split_name")
+	st, err := ledger.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Verify, st.Phase, "stepped back")
+	assert.Equal(t, ledger.Verify, st.Phase, "stepped back")
 	assert.Contains(t, st.Tripped, "shadow consistency 0.7500 over 40 comparisons, below 0.9500")
 	ev := lastEvent(t, db)
 	assert.Equal(t, "guardrail", ev.Actor)
@@ -127,15 +131,15 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 	trips, err = c.Guard(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, trips)
-	st, err = rollout.Get(ctx, db, "users_split_name")
+	st, err = ledger.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Verify, st.Phase, "the watch does not move it either")
+	assert.Equal(t, ledger.Verify, st.Phase, "the watch does not move it either")
 
 	// Acknowledged, it advances; the new phase judges only what happens in it.
 	force(2) // shadow (acknowledging), live
-	st, err = rollout.Get(ctx, db, "users_split_name")
+	st, err = ledger.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Live, st.Phase)
+	assert.Equal(t, ledger.Live, st.Phase)
 	assert.Empty(t, st.Tripped)
 	for i := range 30 {
 		var failure error
@@ -146,11 +150,11 @@ func testGuardrailsStepBack(t *testing.T, db *sqlx.DB) {
 	}
 	require.NoError(t, in.Beat(ctx))
 	assert.Equal(t, "stepped back to shadow", log.next(t).Action)
-	st, err = rollout.Get(ctx, db, "users_split_name")
+	st, err = ledger.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Shadow, st.Phase)
+	assert.Equal(t, ledger.Shadow, st.Phase)
 	assert.Contains(t, st.Tripped, "error rate of the new path 0.3333 over 30 calls")
-	retro, err := c.Retrospective(ctx, "users_split_name")
+	retro, err := report.Retrospect(ctx, c, "users_split_name")
 	require.NoError(t, err)
 	assert.Equal(t, 2, retro.Trips)
 	assert.Contains(t, retro.Markdown(), "2 guardrail trips")
@@ -166,13 +170,13 @@ func TestGuardrailPausesBackfillOnFailedVerification(t *testing.T) {
 
 func testGuardrailPausesBackfillOnFailedVerification(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	plan := usersPlan(db)
+	plan := rollouttest.UsersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{HaltOnFailedVerification: true}}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
-	forced(t, c, "users_split_name", 3) // … backfill
+	rollouttest.Forced(t, c, "users_split_name", 3) // … backfill
 	require.NoError(t, c.RunBackfills(ctx, "users_split_name"))
 	db.MustExecContext(ctx, `UPDATE users SET full_name = 'Changed Behind' WHERE id = 9`)
 	_, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
@@ -183,9 +187,9 @@ func testGuardrailPausesBackfillOnFailedVerification(t *testing.T, db *sqlx.DB) 
 	require.Len(t, trips, 1)
 	assert.Equal(t, "held the migration at backfill", trips[0].Action, "the job is done: nothing to pause")
 	assert.Contains(t, trips[0].Reason, `verification of "users_split_name" failed (1 divergent rows)`)
-	st, err := rollout.Get(ctx, db, "users_split_name")
+	st, err := ledger.Get(ctx, db, "users_split_name")
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Backfill, st.Phase)
+	assert.Equal(t, ledger.Backfill, st.Phase)
 	assert.NotEmpty(t, st.Tripped)
 	assert.Contains(t, lastEvent(t, db).Reason, "held the migration")
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops"})
@@ -205,14 +209,14 @@ func TestLatencyGuardrail(t *testing.T) {
 
 func testLatencyGuardrail(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	plan := usersPlan(db)
+	plan := rollouttest.UsersPlan(db)
 	plan.Guardrails = []rollout.Guardrail{{MaxLatencyRatio: 2, MinSamples: 50}}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
-	forced(t, c, "users_split_name", 6) // … live
-	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	rollouttest.Forced(t, c, "users_split_name", 6) // … live
+	in, err := fleet.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, fleet.WithID("api-1"))
 	require.NoError(t, err)
 	obs := in.Observer()
 	call := func(origin dualwrite.Origin, d time.Duration, n int) {
@@ -247,16 +251,16 @@ func TestShadowFailuresCountAgainstConsistency(t *testing.T) {
 
 func testShadowFailuresCountAgainstConsistency(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	plan := usersPlan(db)
+	plan := rollouttest.UsersPlan(db)
 	plan.Thresholds.ShadowConsistency, plan.Thresholds.MinComparisons = 0.99, 100
 	plan.Guardrails = []rollout.Guardrail{{MinConsistency: 0.99, MinSamples: 100}}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
-	forced(t, c, "users_split_name", 5) // … shadow
+	rollouttest.Forced(t, c, "users_split_name", 5) // … shadow
 	db.MustExecContext(ctx, `UPDATE users SET given_name = 'Ada', family_name = 'Lovelace' || id`)
-	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	in, err := fleet.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, fleet.WithID("api-1"))
 	require.NoError(t, err)
 
 	var calls atomic.Int64

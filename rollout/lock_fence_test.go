@@ -10,6 +10,8 @@ import (
 
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -21,7 +23,7 @@ func TestTransitionUnderALostLockIsFenced(t *testing.T) {
 	t.Parallel()
 	db := dbtest.SQLite(t)
 	ctx := t.Context()
-	clk := newClock()
+	clk := rollouttest.NewClock()
 	entered, release := make(chan struct{}), make(chan struct{})
 	var armed atomic.Bool
 	held := func() time.Time {
@@ -33,7 +35,7 @@ func TestTransitionUnderALostLockIsFenced(t *testing.T) {
 	}
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{racePlan()}, rollout.WithClock(clk.Now))
 	require.NoError(t, err)
-	before, err := rollout.Get(ctx, db, "race")
+	before, err := ledger.Get(ctx, db, "race")
 	require.NoError(t, err)
 	a, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{racePlan()}, rollout.WithClock(held))
 	require.NoError(t, err)
@@ -52,7 +54,7 @@ func TestTransitionUnderALostLockIsFenced(t *testing.T) {
 	db.MustExecContext(ctx, `UPDATE schemashift_locks SET holder = 'thief' WHERE name = 'schemashift:race'`)
 	close(release)
 	require.ErrorIs(t, <-done, dialect.ErrLockLost)
-	after, err := rollout.Get(ctx, db, "race")
+	after, err := ledger.Get(ctx, db, "race")
 	require.NoError(t, err)
 	assert.Equal(t, before.Version, after.Version, "a transition committed under a lost lock")
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -28,7 +30,7 @@ func TestLockHoldsAgainstASkewedClock(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		clk := newClock()
+		clk := rollouttest.NewClock()
 		const inside = 1 // the lock's lease reads real time, never the coordinator's clock
 		entered, release := make(chan struct{}), make(chan struct{})
 		var reads atomic.Int64
@@ -78,7 +80,7 @@ func TestLegacyRowWithoutDefinitionIsNotTakenOver(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		require.NoError(t, rollout.EnsureLedger(ctx, db))
+		require.NoError(t, ledger.Ensure(ctx, db))
 		require.NoError(t, rollout.Register(ctx, db, goldenPlan()))
 		const golden = "056f5ee3709e2af877ef722eb393d0ea" // what the old build recorded
 		db.MustExecContext(ctx, `UPDATE schemashift_migrations SET definition_hash = $1, definition = NULL WHERE migration = $2`, golden, "users_split_name")
@@ -117,7 +119,7 @@ func TestInvalidUTF8IsPartOfTheHash(t *testing.T) {
 		assert.NotEqual(t, h1, h2, "different expressions, one hash")
 
 		ctx := t.Context()
-		require.NoError(t, rollout.EnsureLedger(ctx, db))
+		require.NoError(t, ledger.Ensure(ctx, db))
 		if err := rollout.Register(ctx, db, p1); err != nil {
 			t.Logf("register refuses invalid UTF-8: %v", err)
 			return
@@ -134,7 +136,7 @@ func TestPlanWithInvalidUTF8IsRefused(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		require.NoError(t, rollout.EnsureLedger(ctx, db))
+		require.NoError(t, ledger.Ensure(ctx, db))
 		p := goldenPlan()
 		p.Backfills[0].Set = []backfill.Assign{{Column: "given_name", Expr: "split_part(full_name, '\xff', 1)"}}
 		err := rollout.Register(ctx, db, p)

@@ -4,9 +4,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/jmoiron/sqlx"
-	"github.com/stretchr/testify/require"
-
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
@@ -15,12 +12,4 @@ func TestMain(m *testing.M) {
 		os.Exit(racerMain()) // a subprocess of TestConcurrentAdvances
 	}
 	pgtest.Main(m)
-}
-
-func open(t *testing.T, url string) *sqlx.DB {
-	t.Helper()
-	db, err := sqlx.Open("pgx", url)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return db
 }

@@ -19,79 +19,9 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/ddl"
-	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 )
-
-// Phase is where a migration stands in its rollout. Phases are ordered;
-// each transition to the next one passes a gate.
-type Phase uint8
-
-// The phases, in order. Each has the stage every instance should be in.
-const (
-	Planned    Phase = iota // nothing applied; stage off
-	Expanded                // expand DDL applied; stage off
-	DualWrite               // instances write both shapes; stage dualwrite
-	Backfill                // the backfill fills old rows; stage dualwrite
-	Verify                  // both shapes compared; stage dualwrite
-	Shadow                  // new shape read in shadow; stage shadow
-	Live                    // new shape authoritative; stage live
-	Rampdown                // old shape still written; stage rampdown
-	Complete                // only the new shape; stage complete
-	Contracted              // contract DDL applied; irreversible
-)
-
-var phaseNames = [...]string{"planned", "expanded", "dualwrite", "backfill", "verify", "shadow", "live", "rampdown", "complete", "contracted"}
-
-var phaseStages = [...]flags.Stage{flags.Off, flags.Off, flags.DualWrite, flags.DualWrite, flags.DualWrite,
-	flags.Shadow, flags.Live, flags.Rampdown, flags.Complete, flags.Complete}
-
-// ErrUnknownPhase is wrapped when a string names no phase.
-var ErrUnknownPhase = errors.New("unknown phase")
-
-func (p Phase) String() string {
-	if int(p) < len(phaseNames) {
-		return phaseNames[p]
-	}
-	return fmt.Sprintf("Phase(%d)", uint8(p))
-}
-
-// Stage returns the stage instances evaluate in this phase.
-func (p Phase) Stage() flags.Stage {
-	if int(p) < len(phaseStages) {
-		return phaseStages[p]
-	}
-	return flags.Off
-}
-
-// ParsePhase returns the phase named s.
-func ParsePhase(s string) (Phase, error) {
-	for i, n := range phaseNames {
-		if strings.EqualFold(strings.TrimSpace(s), n) {
-			return Phase(i), nil
-		}
-	}
-	return Planned, fmt.Errorf("parse phase %q: %w", s, ErrUnknownPhase)
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (p Phase) MarshalText() ([]byte, error) {
-	if int(p) >= len(phaseNames) {
-		return nil, fmt.Errorf("marshal phase %d: %w", uint8(p), ErrUnknownPhase)
-	}
-	return []byte(p.String()), nil
-}
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (p *Phase) UnmarshalText(b []byte) error {
-	v, err := ParsePhase(string(b))
-	if err != nil {
-		return err
-	}
-	*p = v
-	return nil
-}
 
 // Step is one DDL statement of an expand or a contract, with the statement
 // that undoes it (for an expand step; a contract cannot be undone).
@@ -149,7 +79,12 @@ type Plan struct {
 // ErrInvalidPlan is wrapped by every plan validation error.
 var ErrInvalidPlan = errors.New("invalid rollout plan")
 
-func (p *Plan) normalize() error {
+// Normalize checks what can be checked of the plan without a database
+// (its names, steps, jobs and guardrails, its raw DDL's lint, its
+// thresholds), refusing it with [ErrInvalidPlan], and sets the thresholds
+// left zero to their defaults. Registering a plan normalizes it, and
+// checks its ddl operations against the database too.
+func (p *Plan) Normalize() error {
 	if p.Migration == "" {
 		return fmt.Errorf("%w: migration name is empty", ErrInvalidPlan)
 	}
@@ -193,10 +128,10 @@ func (p *Plan) normalize() error {
 	return nil
 }
 
-// validate is normalize, then the checks that need the database the plan
+// validate is Normalize, then the checks that need the database the plan
 // runs on (its ddl operations).
 func (p *Plan) validate(ctx context.Context, db *sqlx.DB) error {
-	if err := p.normalize(); err != nil {
+	if err := p.Normalize(); err != nil {
 		return err
 	}
 	if err := p.checkOps(ctx, db); err != nil {
@@ -260,7 +195,7 @@ func (p Plan) checkGuardrails() error {
 			return fmt.Errorf("%w %q: guardrail %d: %s", ErrInvalidPlan, p.Migration, i+1, fmt.Sprintf(format, args...))
 		}
 		for _, ph := range g.Phases {
-			if int(ph) >= len(phaseNames) {
+			if !ph.Valid() {
 				return fail("%v is not a phase", ph)
 			}
 		}
@@ -407,18 +342,19 @@ func (p Plan) lint() error {
 // legacy form ([Plan.legacyHash]), as builds before it recorded.
 const hashPrefix = "v2:"
 
-// definitionHash identifies the plan's definition: a hash of the document
+// DefinitionHash identifies the plan's definition: a hash of the document
 // the ledger stores (the ddl operations in their marshalled form, every
 // field of every step, column, job, threshold and guardrail), so that any
 // change to one of them is a different definition. Hot queries are left
-// out: a team may add one any time.
-func (p Plan) definitionHash() (string, error) {
+// out: a team may add one any time. The ledger records it at
+// registration, and refuses another definition under the same name.
+func (p Plan) DefinitionHash() (string, error) {
 	p.HotQueries = nil
 	doc, err := p.document()
 	if err != nil {
 		return "", fmt.Errorf("hash plan %q: %w", p.Migration, err)
 	}
-	// The document loses what is not UTF-8 (see normalize, which refuses
+	// The document loses what is not UTF-8 (see Normalize, which refuses
 	// it); the hash of a plan holding such a string also covers its bytes,
 	// so that two such plans never hash alike. A valid plan's hash is its
 	// document's alone.
@@ -490,16 +426,6 @@ func walkStrings(v reflect.Value, path string, out *[]planString, depth int) {
 			walkStrings(v.MapIndex(k), at, out, depth+1)
 		}
 	}
-}
-
-// hash is [Plan.definitionHash] of a normalized plan, whose operations
-// all marshal (normalize checks that), so it cannot fail.
-func (p Plan) hash() string {
-	h, err := p.definitionHash()
-	if err != nil {
-		return "" // unreachable after normalize
-	}
-	return h
 }
 
 // legacyHash is the definition hash as builds before [hashPrefix]

@@ -19,6 +19,7 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -57,7 +58,7 @@ func hashPlan() rollout.Plan {
 		}},
 		Contract:   []rollout.Step{{SQL: "ALTER TABLE users DROP COLUMN full_name", Down: "SELECT 1"}},
 		Thresholds: rollout.Thresholds{ShadowConsistency: 0.99, MinComparisons: 50, Window: 2 * time.Minute},
-		Guardrails: []rollout.Guardrail{{Phases: []rollout.Phase{rollout.Shadow}, MinConsistency: 0.9, MaxErrorRate: 0.1,
+		Guardrails: []rollout.Guardrail{{Phases: []ledger.Phase{ledger.Shadow}, MinConsistency: 0.9, MaxErrorRate: 0.1,
 			MaxLatencyRatio: 2, HaltOnFailedVerification: false, MinSamples: 10}},
 		HotQueries: []rollout.HotQuery{{Name: "by id", SQL: "SELECT * FROM users WHERE id = 1"}},
 	}
@@ -235,7 +236,7 @@ func goldenPlan() rollout.Plan {
 		Backfills:   []backfill.Job{{Name: "users_split_name", Table: "users", Set: []backfill.Assign{{Column: "given_name", Expr: "split_part(full_name, ' ', 1)"}}}},
 		ContractOps: []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}},
 		Thresholds:  rollout.Thresholds{ShadowConsistency: 0.99, MinComparisons: 50, Window: 2 * time.Minute},
-		Guardrails:  []rollout.Guardrail{{Phases: []rollout.Phase{rollout.Shadow}, MinConsistency: 0.95}},
+		Guardrails:  []rollout.Guardrail{{Phases: []ledger.Phase{ledger.Shadow}, MinConsistency: 0.95}},
 	}
 }
 
@@ -247,7 +248,7 @@ func TestChangedOperationConflicts(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		require.NoError(t, rollout.EnsureLedger(ctx, db))
+		require.NoError(t, ledger.Ensure(ctx, db))
 		require.NoError(t, rollout.Register(ctx, db, goldenPlan()))
 		for name, change := range map[string]func(p *rollout.Plan){
 			"index columns": func(p *rollout.Plan) {
@@ -291,7 +292,7 @@ func TestLegacyHashInTheLedger(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		require.NoError(t, rollout.EnsureLedger(ctx, db))
+		require.NoError(t, ledger.Ensure(ctx, db))
 		require.NoError(t, rollout.Register(ctx, db, goldenPlan()))
 		const golden = "056f5ee3709e2af877ef722eb393d0ea" // what the old build recorded
 		db.MustExecContext(ctx, `UPDATE schemashift_migrations SET definition_hash = $1 WHERE migration = $2`, golden, "users_split_name")

@@ -12,6 +12,8 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -69,14 +71,14 @@ func TestInvalidPlanRefusedAtRegistration(t *testing.T) {
 		{"threshold out of range", func(p *rollout.Plan) { p.ShadowConsistency = 1.5 }, "thresholds"},
 		{"NaN threshold", func(p *rollout.Plan) { p.ShadowConsistency = math.NaN() }, "thresholds"},
 		{"guardrail ratio out of range", func(p *rollout.Plan) { p.Guardrails = []rollout.Guardrail{{MinConsistency: 2}} }, "guardrail 1"},
-		{"guardrail of no phase", func(p *rollout.Plan) { p.Guardrails = []rollout.Guardrail{{Phases: []rollout.Phase{42}}} }, "not a phase"},
+		{"guardrail of no phase", func(p *rollout.Plan) { p.Guardrails = []rollout.Guardrail{{Phases: []ledger.Phase{42}}} }, "not a phase"},
 		{"guardrail NaN latency", func(p *rollout.Plan) { p.Guardrails = []rollout.Guardrail{{MaxLatencyRatio: math.NaN()}} }, "latency"},
 	}
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		usersDB(t, db)
-		require.NoError(t, rollout.EnsureLedger(ctx, db))
+		rollouttest.UsersDB(t, db)
+		require.NoError(t, ledger.Ensure(ctx, db))
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				p := valid()
@@ -85,8 +87,8 @@ func TestInvalidPlanRefusedAtRegistration(t *testing.T) {
 				err := rollout.Register(ctx, db, p)
 				require.ErrorIs(t, err, rollout.ErrInvalidPlan)
 				assert.Contains(t, err.Error(), c.says)
-				_, err = rollout.Get(ctx, db, p.Migration)
-				require.ErrorIs(t, err, rollout.ErrUnknownMigration, "nothing stored")
+				_, err = ledger.Get(ctx, db, p.Migration)
+				require.ErrorIs(t, err, ledger.ErrUnknownMigration, "nothing stored")
 
 				fixed := valid()
 				fixed.Migration = p.Migration
@@ -103,7 +105,7 @@ func TestInvalidPlanRegistersNoOther(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		usersDB(t, db)
+		rollouttest.UsersDB(t, db)
 		good := rollout.Plan{Migration: "good"}
 		bad := rollout.Plan{Migration: "bad", ExpandOps: []ddl.Op{ddl.AddColumn{Table: "users", Column: "x", Type: "text("}}}
 		_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{good, bad})
@@ -111,8 +113,8 @@ func TestInvalidPlanRegistersNoOther(t *testing.T) {
 		_, err = rollout.Start(ctx, db, rollout.ServiceConfig{Service: "users-api", Build: "v1", Plans: []rollout.Plan{good, bad}})
 		require.ErrorIs(t, err, rollout.ErrInvalidPlan)
 		for _, m := range []string{"good", "bad"} {
-			_, err = rollout.Get(ctx, db, m)
-			require.ErrorIs(t, err, rollout.ErrUnknownMigration, m)
+			_, err = ledger.Get(ctx, db, m)
+			require.ErrorIs(t, err, ledger.ErrUnknownMigration, m)
 		}
 	})
 }
@@ -123,8 +125,8 @@ func TestInvalidPlanRegistersNoOther(t *testing.T) {
 func TestUnsupportedOperationRegisters(t *testing.T) {
 	t.Parallel()
 	db := dbtest.SQLite(t)
-	usersDB(t, db)
-	require.NoError(t, rollout.EnsureLedger(t.Context(), db))
+	rollouttest.UsersDB(t, db)
+	require.NoError(t, ledger.Ensure(t.Context(), db))
 	p := rollout.Plan{Migration: "check", ExpandOps: []ddl.Op{ddl.AddCheck{Name: "c", Table: "users", Expr: "length(full_name) < 500"}}}
 	require.NoError(t, rollout.Register(t.Context(), db, p))
 	p.ExpandOps[0] = ddl.AddCheck{Name: "c", Table: "users", Expr: "length(full_name"}

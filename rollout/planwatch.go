@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/ledger"
 )
 
 // HotQuery is a query of the service's hot path that touches the migrating
@@ -130,7 +131,7 @@ func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor str
 	for _, q := range plan.HotQueries {
 		shape, err := planShape(ctx, c.db, q)
 		if err != nil {
-			if err := c.record(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: false, Actor: actor, Reason: err.Error()}); err != nil {
+			if err := c.record(ctx, ledger.Event{Migration: plan.Migration, Kind: "query-plan", Accepted: false, Actor: actor, Reason: err.Error()}); err != nil {
 				return err
 			}
 			continue
@@ -156,7 +157,7 @@ func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor str
 			return fmt.Errorf("record query plan: %w", err)
 		}
 		if len(changes) > 0 {
-			if err := c.recordAt(ctx, Event{Migration: plan.Migration, Kind: "query-plan", Accepted: true, Actor: actor,
+			if err := c.recordAt(ctx, ledger.Event{Migration: plan.Migration, Kind: "query-plan", Accepted: true, Actor: actor,
 				Reason: fmt.Sprintf("plan of %s changed %s: %s", q.Name, when, strings.Join(changes, "; "))}, at); err != nil {
 				return err
 			}

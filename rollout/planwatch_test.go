@@ -9,9 +9,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/board"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -24,7 +27,7 @@ func TestQueryPlanWatch(t *testing.T) {
 
 func testQueryPlanWatch(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
 	db.MustExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 501 UNION ALL SELECT i + 1 FROM s WHERE i < 20000)
 		INSERT INTO users SELECT i, 'Grace Hopper' || i FROM s`)
@@ -53,7 +56,7 @@ func testQueryPlanWatch(t *testing.T, db *sqlx.DB) {
 	assert.Contains(t, strings.Join(plans[1].Shape, " "), byIndex, "the new index is used")
 	assert.Contains(t, plans[1].Changes, "- "+seqScan)
 
-	ev, err := rollout.Audit(ctx, db, "users_by_name", 1)
+	ev, err := ledger.Audit(ctx, db, "users_by_name", 1)
 	require.NoError(t, err)
 	assert.Equal(t, "query-plan", ev[0].Kind)
 	assert.Contains(t, ev[0].Reason, "plan of user by name changed after advance to expanded")
@@ -65,12 +68,12 @@ func testQueryPlanWatch(t *testing.T, db *sqlx.DB) {
 	require.NoError(t, err)
 	require.Len(t, plans, 3)
 	assert.Contains(t, plans[2].Changes, "+ "+seqScan)
-	ev, err = rollout.Audit(ctx, db, "users_by_name", 1)
+	ev, err = ledger.Audit(ctx, db, "users_by_name", 1)
 	require.NoError(t, err)
 	assert.Contains(t, ev[0].Reason, "+ "+seqScan)
 
 	// On the board.
-	b, err := rollout.NewBoard(c)
+	b, err := board.New(c)
 	require.NoError(t, err)
 	snap, err := b.Snapshot(ctx)
 	require.NoError(t, err)

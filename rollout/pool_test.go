@@ -14,6 +14,8 @@ import (
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -29,8 +31,8 @@ func TestOneConnectionPool(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		usersDB(t, db)
-		p := usersPlan(db)
+		rollouttest.UsersDB(t, db)
+		p := rollouttest.UsersPlan(db)
 		p.ExpandOps = []ddl.Op{
 			ddl.AddColumn{Table: "users", Column: "nickname", Type: "text"},
 			ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}},
@@ -44,23 +46,23 @@ func TestOneConnectionPool(t *testing.T) {
 		defer cancel()
 		st, err := c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t"})
 		require.NoError(t, err, "advance to expanded on a one-connection pool")
-		assert.Equal(t, rollout.Expanded, st.Phase)
+		assert.Equal(t, ledger.Expanded, st.Phase)
 		assert.True(t, hasIndex(t, db, "users", "users_full_name"))
 		st, err = c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t"})
 		require.NoError(t, err, "the dualwrite gate reads the catalog on the same connection")
-		assert.Equal(t, rollout.DualWrite, st.Phase)
+		assert.Equal(t, ledger.DualWrite, st.Phase)
 		_, err = c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t"})
 		require.ErrorIs(t, err, rollout.ErrGateRefused, "a refusal is recorded on the one connection too")
 		st, err = c.Rollback(ctx, rollout.Request{Migration: p.Migration, Actor: "t", ToOff: true})
 		require.NoError(t, err)
-		assert.Equal(t, rollout.Expanded, st.Phase)
+		assert.Equal(t, ledger.Expanded, st.Phase)
 		st, err = c.Rollback(ctx, rollout.Request{Migration: p.Migration, Actor: "t"})
 		require.NoError(t, err, "undo the expand on a one-connection pool")
-		assert.Equal(t, rollout.Planned, st.Phase)
+		assert.Equal(t, ledger.Planned, st.Phase)
 		assert.False(t, hasIndex(t, db, "users", "users_full_name"))
 		assert.False(t, hasColumn(t, db, "users", "nickname"))
 
-		trail, err := rollout.Audit(ctx, db, p.Migration, 100)
+		trail, err := ledger.Audit(ctx, db, p.Migration, 100)
 		require.NoError(t, err)
 		var refused int
 		for _, e := range trail {
@@ -80,7 +82,7 @@ func TestConcurrentTransitionsOnASmallPool(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		usersDB(t, db)
+		rollouttest.UsersDB(t, db)
 		p := racePlan()
 		// An operation on every expand and undo: the executor's work runs
 		// under the migration's lock too.
@@ -93,7 +95,7 @@ func TestConcurrentTransitionsOnASmallPool(t *testing.T) {
 		defer cancel()
 		const goroutines, rounds = 8, 3
 		for round := range rounds {
-			before, err := rollout.Get(ctx, db, "race")
+			before, err := ledger.Get(ctx, db, "race")
 			require.NoError(t, err)
 			start := make(chan struct{})
 			wins := make([]bool, goroutines)
@@ -123,11 +125,11 @@ func TestConcurrentTransitionsOnASmallPool(t *testing.T) {
 				require.ErrorIs(t, err, rollout.ErrConflict, "goroutine %d: refused cleanly, not hung", g)
 			}
 			require.Equal(t, 1, won, "round %d: exactly one wins version %d", round, before.Version)
-			after, err := rollout.Get(ctx, db, "race")
+			after, err := ledger.Get(ctx, db, "race")
 			require.NoError(t, err)
 			require.Equal(t, before.Version+1, after.Version)
 		}
-		trail, err := rollout.Audit(ctx, db, "race", 1000)
+		trail, err := ledger.Audit(ctx, db, "race", 1000)
 		require.NoError(t, err)
 		attempts, accepted := 0, 0
 		for _, e := range trail {
@@ -150,8 +152,8 @@ func TestConcurrentTransitionsOnASmallPool(t *testing.T) {
 // connection, and the next advance, on a pool of one, goes through.
 func TestCutOffTransitionIsRecorded(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t, pgtest.DB(t))
-	p := usersPlan(db)
+	db := rollouttest.UsersDB(t, pgtest.DB(t))
+	p := rollouttest.UsersPlan(db)
 	p.ExpandOps = []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}}
 	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p})
 	require.NoError(t, err)
@@ -167,7 +169,7 @@ func TestCutOffTransitionIsRecorded(t *testing.T) {
 	require.NotErrorIs(t, err, rollout.ErrAudit, "the failure is recorded")
 	require.NoError(t, writer.Rollback())
 
-	trail, err := rollout.Audit(t.Context(), db, p.Migration, 100)
+	trail, err := ledger.Audit(t.Context(), db, p.Migration, 100)
 	require.NoError(t, err)
 	require.NotEmpty(t, trail)
 	last := trail[len(trail)-1]
@@ -179,5 +181,5 @@ func TestCutOffTransitionIsRecorded(t *testing.T) {
 	defer cancel()
 	st, err := c.Advance(ctx, rollout.Request{Migration: p.Migration, Actor: "t"})
 	require.NoError(t, err, "the lock went with the broken connection")
-	assert.Equal(t, rollout.Expanded, st.Phase)
+	assert.Equal(t, ledger.Expanded, st.Phase)
 }

@@ -5,18 +5,19 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/schemashift/schemashift/ledger"
 	"time"
 )
 
 // Readiness is whether a migration's next transition would pass its gate
 // now.
 type Readiness struct {
-	Migration string `json:"migration"`
-	From      Phase  `json:"from"`
-	Next      Phase  `json:"next"`
-	Gate      string `json:"gate"`
-	Met       bool   `json:"met"`
-	Reason    string `json:"reason,omitempty"`
+	Migration string       `json:"migration"`
+	From      ledger.Phase `json:"from"`
+	Next      ledger.Phase `json:"next"`
+	Gate      string       `json:"gate"`
+	Met       bool         `json:"met"`
+	Reason    string       `json:"reason,omitempty"`
 	// Final is set when nothing comes after the current phase.
 	Final bool `json:"final,omitempty"`
 
@@ -30,6 +31,13 @@ type Readiness struct {
 // making it, at the coordinator's clock.
 func (c *Coordinator) Check(ctx context.Context, migration string) (Readiness, error) {
 	return c.check(ctx, migration, c.now())
+}
+
+// CheckAt evaluates the gate of the migration's next transition without
+// making it, at now (a reading of [Coordinator.Now]): for a reader that
+// judges several things at one time.
+func (c *Coordinator) CheckAt(ctx context.Context, migration string, now time.Time) (Readiness, error) {
+	return c.check(ctx, migration, now)
 }
 
 // check evaluates the gate of the migration's next transition at now.
@@ -52,21 +60,18 @@ func (c *Coordinator) checkAck(ctx context.Context, migration string, now time.T
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
-	var row statusRow
-	if err := tx.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, migration); err != nil {
+	row, err := ledger.Read(ctx, tx, migration)
+	if err != nil {
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}
-	cur, err := row.status()
-	if err != nil {
-		return Readiness{}, err
-	}
+	cur := row.Status
 	r := Readiness{Migration: migration, From: cur.Phase, Next: cur.Phase + 1}
-	if cur.Phase == Contracted {
+	if cur.Phase == ledger.Contracted {
 		r.Next, r.Final, r.Met = cur.Phase, true, false
 		r.Reason = "contracted: nothing comes after"
 		return r, nil
 	}
-	if begun, at, err := c.contracting(ctx, tx, row); err != nil {
+	if begun, at, err := ledger.ContractBegun(ctx, tx, cur); err != nil {
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	} else if begun {
 		// The contract's gate was judged when it began: advancing
@@ -85,7 +90,7 @@ func (c *Coordinator) checkAck(ctx context.Context, migration string, now time.T
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}
 	r.Gate, r.Met, r.Reason = gate, reason == "", reason
-	if r.Next == Contracted && r.Met {
+	if r.Next == ledger.Contracted && r.Met {
 		r.Reason = "needs confirmation: the contract is irreversible"
 	}
 	return r, nil
@@ -103,16 +108,16 @@ func (c *Coordinator) checkAck(ctx context.Context, migration string, now time.T
 // acknowledged in r, a contracted migration). limit runs on the coordinator's
 // clock ([WithClock]), poll in real time: a clock that stands still never
 // reaches the deadline, and a test moves it there.
-func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit time.Duration) (Status, Readiness, error) {
+func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit time.Duration) (ledger.Status, Readiness, error) {
 	if poll <= 0 {
-		return Status{}, Readiness{}, fmt.Errorf("advance %s when met: %w: poll %v is not positive", r.Migration, ErrInvalidArgument, poll)
+		return ledger.Status{}, Readiness{}, fmt.Errorf("advance %s when met: %w: poll %v is not positive", r.Migration, ErrInvalidArgument, poll)
 	}
 	deadline := c.now().Add(limit)
 	for {
 		now := c.now()
 		ready, err := c.checkAck(ctx, r.Migration, now, r.Acknowledge)
 		if err != nil {
-			return Status{}, ready, err
+			return ledger.Status{}, ready, err
 		}
 		if ready.Met {
 			st, err := c.Advance(ctx, r)
@@ -127,17 +132,17 @@ func (c *Coordinator) AdvanceWhenMet(ctx context.Context, r Request, poll, limit
 			}
 		}
 		if !ready.Met && (ready.Final || ready.stuck) {
-			return Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate, Reason: ready.Reason}
+			return ledger.Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate, Reason: ready.Reason}
 		}
 		if !ready.Met && now.After(deadline) {
-			return Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate,
+			return ledger.Status{}, ready, &RefusedError{Migration: r.Migration, From: ready.From, To: ready.Next, Gate: ready.Gate,
 				Reason: fmt.Sprintf("still unmet after %v: %s", limit, ready.Reason)}
 		}
 		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return Status{}, ready, ctx.Err()
+			return ledger.Status{}, ready, ctx.Err()
 		case <-t.C:
 		}
 	}

@@ -16,43 +16,11 @@ import (
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
 )
-
-const window = 5 * time.Minute
-
-// usersPlan splits users.full_name, in SQL both databases accept except
-// for the string functions of the backfill.
-func usersPlan(db *sqlx.DB) rollout.Plan {
-	given, family := "split_part(full_name, ' ', 1)", "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"
-	if db != nil && dialect.Of(db).IsSQLite() {
-		given, family = "substr(full_name, 1, instr(full_name, ' ') - 1)", "substr(full_name, instr(full_name, ' ') + 1)"
-	}
-	return rollout.Plan{
-		Migration: "users_split_name",
-		Expand: []rollout.Step{
-			{SQL: `ALTER TABLE users ADD COLUMN given_name text; ALTER TABLE users ADD COLUMN family_name text`,
-				Down: `ALTER TABLE users DROP COLUMN given_name; ALTER TABLE users DROP COLUMN family_name`},
-		},
-		Columns: []rollout.Column{{Table: "users", Column: "given_name"}, {Table: "users", Column: "family_name"}},
-		Backfills: []backfill.Job{{Name: "users_split_name", Table: "users", Set: []backfill.Assign{
-			{Column: "given_name", Expr: given},
-			{Column: "family_name", Expr: family},
-		}, Down: []backfill.Assign{{Column: "full_name", Expr: "given_name || ' ' || family_name"}}}},
-		Contract:   []rollout.Step{{SQL: `ALTER TABLE users DROP COLUMN full_name`}},
-		Thresholds: rollout.Thresholds{ShadowConsistency: 0.9, MinComparisons: 10, Window: window},
-	}
-}
-
-// usersDB creates users(id, full_name) with 500 rows in db. full_name is
-// nullable from the start: SQLite cannot drop a NOT NULL in place.
-func usersDB(t *testing.T, db *sqlx.DB) *sqlx.DB {
-	t.Helper()
-	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, full_name text)`)
-	db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 500)
-		INSERT INTO users SELECT i, 'Ada Lovelace' || i FROM s`)
-	return db
-}
 
 // hasColumn reports whether table has column, on either database.
 func hasColumn(t *testing.T, db *sqlx.DB, table, column string) bool {
@@ -81,22 +49,12 @@ func hasIndex(t *testing.T, db *sqlx.DB, table, name string) bool {
 }
 
 // lastEvent returns the newest audit event of the migration.
-func lastEvent(t *testing.T, db *sqlx.DB) rollout.Event {
+func lastEvent(t *testing.T, db *sqlx.DB) ledger.Event {
 	t.Helper()
-	ev, err := rollout.Audit(t.Context(), db, "users_split_name", 1)
+	ev, err := ledger.Audit(t.Context(), db, "users_split_name", 1)
 	require.NoError(t, err)
 	require.Len(t, ev, 1)
 	return ev[0]
-}
-
-// beat records stages (and old-path calls) for an instance and sends a
-// heartbeat.
-func beat(t *testing.T, in *rollout.Instance, stages ...flags.Stage) {
-	t.Helper()
-	for _, s := range stages {
-		in.Record("users_split_name", s, s < flags.Complete)
-	}
-	require.NoError(t, in.Beat(t.Context()))
 }
 
 // refused asserts that the advance is refused by the named gate, with the
@@ -116,9 +74,9 @@ func refused(t *testing.T, c *rollout.Coordinator, db *sqlx.DB, gate, reason str
 	assert.Equal(t, "ci", ev.Actor)
 }
 
-func advanced(t *testing.T, c *rollout.Coordinator, db *sqlx.DB, want rollout.Phase) {
+func advanced(t *testing.T, c *rollout.Coordinator, db *sqlx.DB, want ledger.Phase) {
 	t.Helper()
-	st, err := c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "ci", Reason: "gate met", Confirm: want == rollout.Contracted})
+	st, err := c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "ci", Reason: "gate met", Confirm: want == ledger.Contracted})
 	require.NoError(t, err)
 	assert.Equal(t, want, st.Phase)
 	assert.Equal(t, want.Stage(), st.Stage)
@@ -139,31 +97,31 @@ func TestGatesWalkThrough(t *testing.T) {
 
 func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	clk := newClock()
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)}, rollout.WithAgeOut(2*window), rollout.WithClock(clk.Now))
+	clk := rollouttest.NewClock()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.UsersPlan(db)}, rollout.WithAgeOut(2*rollouttest.Window), rollout.WithClock(clk.Now))
 	require.NoError(t, err)
 
-	advanced(t, c, db, rollout.Expanded) // runs the expand
+	advanced(t, c, db, ledger.Expanded) // runs the expand
 
 	// schema: the expand's columns must exist.
 	db.MustExecContext(ctx, `ALTER TABLE users DROP COLUMN family_name`)
 	refused(t, c, db, "schema", "users.family_name")
 	db.MustExecContext(ctx, `ALTER TABLE users ADD COLUMN family_name text`)
-	advanced(t, c, db, rollout.DualWrite)
+	advanced(t, c, db, ledger.DualWrite)
 
 	// fleet at dualwrite: seen, for a whole window, nowhere below.
 	refused(t, c, db, "fleet at dualwrite", "no live instance")
-	in := instanceAt(t, db, "api-1", "users_split_name", clk.Now)
-	beat(t, in, flags.Off, flags.DualWrite)
+	in := rollouttest.InstanceAt(t, db, "api-1", "users_split_name", clk.Now)
+	rollouttest.Beat(t, in, flags.Off, flags.DualWrite)
 	refused(t, c, db, "fleet at dualwrite", "not been seen for a whole window")
-	clk.Add(window)
-	beat(t, in, flags.DualWrite, flags.Off) // one request still at off (a percentage rollout)
+	clk.Add(rollouttest.Window)
+	rollouttest.Beat(t, in, flags.DualWrite, flags.Off) // one request still at off (a percentage rollout)
 	refused(t, c, db, "fleet at dualwrite", "api-1 (users-api v2) evaluated off")
-	clk.Add(window)
-	beat(t, in, flags.DualWrite)
-	advanced(t, c, db, rollout.Backfill)
+	clk.Add(rollouttest.Window)
+	rollouttest.Beat(t, in, flags.DualWrite)
+	advanced(t, c, db, ledger.Backfill)
 
 	// backfill done.
 	refused(t, c, db, "backfill done", `backfill "users_split_name" is not started`)
@@ -176,7 +134,7 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	require.True(t, reps[0].Passed())
 	clk.Add(time.Second) // the job finishes a second after that verification started
 	require.NoError(t, c.RunBackfills(ctx, "users_split_name"))
-	advanced(t, c, db, rollout.Verify)
+	advanced(t, c, db, ledger.Verify)
 
 	// verification passed.
 	refused(t, c, db, "verification passed", "started before the job last finished")
@@ -192,7 +150,7 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	reps, err = c.VerifyBackfills(ctx, "users_split_name", backfill.VerifyOptions{})
 	require.NoError(t, err)
 	require.True(t, reps[0].Passed())
-	advanced(t, c, db, rollout.Shadow)
+	advanced(t, c, db, ledger.Shadow)
 
 	// shadow consistency: enough comparisons, enough of them matching.
 	refused(t, c, db, "shadow consistency", "0 comparisons since shadow began, 10 required")
@@ -207,18 +165,18 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	compare(false, 2)
 	refused(t, c, db, "shadow consistency", "consistency 0.8000 over 10 comparisons, 0.9000 required")
 	compare(true, 20)
-	advanced(t, c, db, rollout.Live)
+	advanced(t, c, db, ledger.Live)
 	// The count starts again at live.
 	refused(t, c, db, "shadow consistency", "0 comparisons since live began")
 	compare(true, 10)
-	advanced(t, c, db, rollout.Rampdown)
+	advanced(t, c, db, ledger.Rampdown)
 
 	// fleet at rampdown for a window.
-	beat(t, in, flags.Live)
+	rollouttest.Beat(t, in, flags.Live)
 	refused(t, c, db, "fleet at rampdown", "evaluated live")
-	clk.Add(window)
-	beat(t, in, flags.Rampdown)
-	advanced(t, c, db, rollout.Complete)
+	clk.Add(rollouttest.Window)
+	rollouttest.Beat(t, in, flags.Rampdown)
+	advanced(t, c, db, ledger.Complete)
 
 	// contract: confirmation, then only complete and no old-path call for a window.
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci"})
@@ -227,21 +185,21 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci", Confirm: true})
 	require.ErrorIs(t, err, rollout.ErrGateRefused)
 	assert.Contains(t, lastEvent(t, db).Reason, "evaluated rampdown")
-	clk.Add(window)
+	clk.Add(rollouttest.Window)
 	in.Record("users_split_name", flags.Complete, true) // a call that still took the old path
 	require.NoError(t, in.Beat(ctx))
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci", Confirm: true})
 	require.ErrorIs(t, err, rollout.ErrGateRefused)
 	assert.Contains(t, lastEvent(t, db).Reason, "called the old path 0s ago")
-	clk.Add(window)
-	beat(t, in, flags.Complete)
-	advanced(t, c, db, rollout.Contracted)
+	clk.Add(rollouttest.Window)
+	rollouttest.Beat(t, in, flags.Complete)
+	advanced(t, c, db, ledger.Contracted)
 	assert.False(t, hasColumn(t, db, "users", "full_name"), "the contract ran")
 
 	_, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ci"})
 	require.ErrorIs(t, err, rollout.ErrIrreversible)
 
-	trail, err := rollout.Audit(ctx, db, "users_split_name", 0)
+	trail, err := ledger.Audit(ctx, db, "users_split_name", 0)
 	require.NoError(t, err)
 	var accepted []string
 	for _, e := range trail {
@@ -252,7 +210,7 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	assert.Equal(t, "expanded dualwrite backfill verify shadow live rampdown complete contracted", strings.Join(accepted, " "))
 
 	// The retrospective tells the same story.
-	retro, err := c.Retrospective(ctx, "users_split_name")
+	retro, err := report.Retrospect(ctx, c, "users_split_name")
 	require.NoError(t, err)
 	assert.True(t, retro.Finished)
 	var phases []string
@@ -261,11 +219,11 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	}
 	assert.Equal(t, "planned expanded dualwrite backfill verify shadow live rampdown complete contracted", strings.Join(phases, " "))
 	// Each phase lasted what the clock moved in it, to the microsecond.
-	for p, d := range map[rollout.Phase]time.Duration{rollout.Planned: 0, rollout.Expanded: 0, rollout.DualWrite: 2 * window,
-		rollout.Backfill: time.Second, rollout.Verify: 0, rollout.Rampdown: window, rollout.Complete: 2 * window, rollout.Contracted: 0} {
+	for p, d := range map[ledger.Phase]time.Duration{ledger.Planned: 0, ledger.Expanded: 0, ledger.DualWrite: 2 * rollouttest.Window,
+		ledger.Backfill: time.Second, ledger.Verify: 0, ledger.Rampdown: rollouttest.Window, ledger.Complete: 2 * rollouttest.Window, ledger.Contracted: 0} {
 		assert.Equal(t, d, retro.Phases[p].Duration, "%s", p)
 	}
-	assert.True(t, retro.Phases[rollout.Contracted].Entered.Equal(clk.Now()), "%v", retro.Phases[rollout.Contracted].Entered)
+	assert.True(t, retro.Phases[ledger.Contracted].Entered.Equal(clk.Now()), "%v", retro.Phases[ledger.Contracted].Entered)
 	assert.GreaterOrEqual(t, retro.Refused, 14, "every refusal of the walk")
 	require.Len(t, retro.Backfills, 1)
 	assert.Equal(t, int64(500), retro.Backfills[0].RowsDone)
@@ -278,74 +236,6 @@ func testGatesWalkThrough(t *testing.T, db *sqlx.DB) {
 	}
 }
 
-func TestRunbook(t *testing.T) {
-	t.Parallel()
-	p := usersPlan(nil)
-	p.ExpandOps = []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}}
-	md, err := rollout.Runbook(p)
-	require.NoError(t, err)
-	for _, want := range []string{
-		"# Runbook: users_split_name",
-		"## 1. planned → expanded (stage off)",
-		`CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_full_name" ON "users" ("full_name");`,
-		"ALTER TABLE users ADD COLUMN given_name text",
-		"## 3. dualwrite → backfill (stage dualwrite)",
-		"every live instance evaluated only dualwrite or later for the whole window",
-		"`schemashift backfill run users_split_name`",
-		"`schemashift backfill pause users_split_name`",
-		"shadow consistency ≥ 0.9 over ≥ 10 comparisons since shadow began",
-		"`schemashift advance users_split_name --confirm`",
-		"ALTER TABLE users DROP COLUMN full_name;",
-		"**Irreversible.**",
-		"`schemashift rollback users_split_name --to-off`",
-		"**If refused:** An instance still evaluates an older stage",
-	} {
-		assert.Contains(t, md, want)
-	}
-	assert.Equal(t, 9, strings.Count(md, "\n## "), "one section per transition")
-}
-
-// The coordinator's runbook shows the DDL its database will run: the
-// concurrent build on PostgreSQL; on SQLite the plain build with the note
-// saying what it gives up, and an operation SQLite cannot run as a comment.
-func TestCoordinatorRunbook(t *testing.T) {
-	t.Parallel()
-	dbtest.Each(t, testCoordinatorRunbook)
-}
-
-func testCoordinatorRunbook(t *testing.T, db *sqlx.DB) {
-	t.Parallel()
-	usersDB(t, db)
-	p := usersPlan(db)
-	p.ExpandOps = []ddl.Op{
-		ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}},
-		ddl.AddCheck{Table: "users", Name: "users_full_name_len", Expr: "length(full_name) < 500"},
-	}
-	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p})
-	require.NoError(t, err)
-	md, err := c.Runbook(t.Context(), "users_split_name")
-	require.NoError(t, err)
-	assert.Contains(t, md, "ALTER TABLE users ADD COLUMN given_name text")
-	assert.Contains(t, md, "`schemashift advance users_split_name --confirm`")
-	if dialect.Of(db).IsSQLite() {
-		assert.Contains(t, md, "Runs the expand on SQLite, each statement waiting for the database write lock")
-		assert.Contains(t, md, "-- sqlite: CREATE INDEX without CONCURRENTLY: writers wait for the build\n"+
-			`CREATE INDEX IF NOT EXISTS "users_full_name" ON "users" ("full_name");`)
-		assert.Contains(t, md, "\n-- add check users_full_name_len on users: operation not supported by the database: SQLite cannot add a check constraint")
-		assert.Contains(t, md, `"database is locked" means a writer held the write lock`)
-		assert.NotContains(t, md, "CONCURRENTLY IF NOT EXISTS")
-		assert.NotContains(t, md, "lock_timeout")
-		assert.NotContains(t, md, "pg_stat_activity")
-	} else {
-		assert.Contains(t, md, `CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_full_name" ON "users" ("full_name");`)
-		assert.Contains(t, md, `ADD CONSTRAINT "users_full_name_len" CHECK (length(full_name) < 500) NOT VALID;`)
-		assert.Contains(t, md, "each statement with a short lock_timeout")
-		assert.NotContains(t, md, "-- sqlite:")
-	}
-	_, err = c.Runbook(t.Context(), "no_such_migration")
-	require.ErrorIs(t, err, rollout.ErrUnknownMigration)
-}
-
 func TestRollbackAndForce(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, testRollbackAndForce)
@@ -353,16 +243,16 @@ func TestRollbackAndForce(t *testing.T) {
 
 func testRollbackAndForce(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)})
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.UsersPlan(db)})
 	require.NoError(t, err)
-	advanced(t, c, db, rollout.Expanded)
-	advanced(t, c, db, rollout.DualWrite)
+	advanced(t, c, db, ledger.Expanded)
+	advanced(t, c, db, ledger.DualWrite)
 
 	_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Force: true})
 	require.ErrorIs(t, err, rollout.ErrReasonRequired)
-	for _, want := range []rollout.Phase{rollout.Backfill, rollout.Verify, rollout.Shadow, rollout.Live} {
+	for _, want := range []ledger.Phase{ledger.Backfill, ledger.Verify, ledger.Shadow, ledger.Live} {
 		st, err := c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Force: true, Reason: "staging drill"})
 		require.NoError(t, err)
 		assert.Equal(t, want, st.Phase)
@@ -373,15 +263,15 @@ func testRollbackAndForce(t *testing.T, db *sqlx.DB) {
 
 	st, err := c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Reason: "mismatches"})
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Shadow, st.Phase)
+	assert.Equal(t, ledger.Shadow, st.Phase)
 	st, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", ToOff: true, Reason: "incident"})
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Expanded, st.Phase)
+	assert.Equal(t, ledger.Expanded, st.Phase)
 	assert.Equal(t, flags.Off, st.Stage)
 	// At off, one more step back undoes the expand.
 	st, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops", Reason: "abandon"})
 	require.NoError(t, err)
-	assert.Equal(t, rollout.Planned, st.Phase)
+	assert.Equal(t, ledger.Planned, st.Phase)
 	assert.False(t, hasColumn(t, db, "users", "given_name") || hasColumn(t, db, "users", "family_name"), "the expand was undone")
 	_, err = c.Rollback(ctx, rollout.Request{Migration: "users_split_name", Actor: "ops"})
 	assert.ErrorContains(t, err, "nothing to roll back")
@@ -399,23 +289,23 @@ func TestPlanConflictAndUnknownMigration(t *testing.T) {
 
 func testPlanConflictAndUnknownMigration(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)})
+	_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.UsersPlan(db)})
 	require.NoError(t, err)
-	changed := usersPlan(db)
+	changed := rollouttest.UsersPlan(db)
 	changed.Contract = []rollout.Step{{SQL: `ALTER TABLE users DROP COLUMN full_name CASCADE`}}
 	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{changed})
 	require.ErrorIs(t, err, rollout.ErrPlanConflict)
-	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{usersPlan(db)})
+	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.UsersPlan(db)})
 	require.NoError(t, err, "the same plan registers again")
 
 	c, err := rollout.NewCoordinator(ctx, db, nil)
 	require.NoError(t, err)
 	_, err = c.Advance(ctx, rollout.Request{Migration: "nope"})
-	require.ErrorIs(t, err, rollout.ErrUnknownMigration)
-	_, err = rollout.Get(ctx, db, "nope")
-	require.ErrorIs(t, err, rollout.ErrUnknownMigration)
+	require.ErrorIs(t, err, ledger.ErrUnknownMigration)
+	_, err = ledger.Get(ctx, db, "nope")
+	require.ErrorIs(t, err, ledger.ErrUnknownMigration)
 	_, err = rollout.NewCoordinator(ctx, db, []rollout.Plan{{}})
 	require.ErrorIs(t, err, rollout.ErrInvalidPlan)
 }
@@ -429,7 +319,7 @@ func TestPlanWithDDLOpsAndLint(t *testing.T) {
 
 func testPlanWithDDLOpsAndLint(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
 	plan := rollout.Plan{Migration: "users_email_index",
 		ExpandOps: []ddl.Op{
@@ -456,7 +346,7 @@ func testPlanWithDDLOpsAndLint(t *testing.T, db *sqlx.DB) {
 
 	// What SQLite could not do safely is in the audit trail; PostgreSQL
 	// had nothing to note.
-	trail, err := rollout.Audit(ctx, db, "users_email_index", 0)
+	trail, err := ledger.Audit(ctx, db, "users_email_index", 0)
 	require.NoError(t, err)
 	var notes []string
 	for _, e := range trail {
@@ -490,9 +380,9 @@ func TestOpenReadsPlansFromTheLedger(t *testing.T) {
 
 func testOpenReadsPlansFromTheLedger(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	plan := usersPlan(db)
+	plan := rollouttest.UsersPlan(db)
 	plan.ExpandOps = []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}}
 	_, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
 	require.NoError(t, err)
@@ -506,8 +396,8 @@ func testOpenReadsPlansFromTheLedger(t *testing.T, db *sqlx.DB) {
 	assert.Equal(t, plan.Backfills[0].Set, got.Backfills[0].Set)
 	assert.Equal(t, plan.Thresholds, got.Thresholds)
 
-	advanced(t, c, db, rollout.Expanded)
+	advanced(t, c, db, ledger.Expanded)
 	assert.True(t, hasIndex(t, db, "users", "users_full_name"))
-	advanced(t, c, db, rollout.DualWrite) // the schema gate reads the stored columns
+	advanced(t, c, db, ledger.DualWrite) // the schema gate reads the stored columns
 	refused(t, c, db, "fleet at dualwrite", "no live instance")
 }

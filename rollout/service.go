@@ -14,7 +14,10 @@ import (
 	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/ledgerflag"
 )
 
 // ServiceConfig describes one service instance taking part in rollouts.
@@ -50,8 +53,8 @@ type ServiceConfig struct {
 // It is safe for concurrent use; Close it on shutdown.
 type Service struct {
 	Evaluator *flags.Evaluator
-	Instance  *Instance
-	Provider  *LedgerProvider // nil with ServiceConfig.Client
+	Instance  *fleet.Instance
+	Provider  *ledgerflag.Provider // nil with ServiceConfig.Client
 	api       *openfeature.EvaluationAPI
 	observer  dualwrite.Observer
 }
@@ -74,7 +77,7 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 	if cfg.Poll == 0 {
 		cfg.Poll = 2 * time.Second
 	}
-	if err := EnsureLedger(ctx, db); err != nil {
+	if err := ledger.Ensure(ctx, db); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	for i := range cfg.Plans {
@@ -93,11 +96,11 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 			return nil, fmt.Errorf("start: %w", err)
 		}
 		names = append(names, p.Migration)
-		st, err := Get(ctx, db, p.Migration)
+		st, err := ledger.Get(ctx, db, p.Migration)
 		if err != nil {
 			return nil, fmt.Errorf("start: %w", err)
 		}
-		if st.Phase >= Expanded && st.Phase < Contracted {
+		if st.Phase >= ledger.Expanded && st.Phase < ledger.Contracted {
 			missing, err := missingColumns(ctx, db, p.Columns)
 			if err != nil {
 				return nil, fmt.Errorf("start: %w", err)
@@ -118,11 +121,11 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("start: %w: %s", ErrSchemaMismatch, strings.Join(problems, "; "))
 	}
-	opts := []InstanceOption{WithHeartbeat(cfg.Heartbeat), WithInstanceClock(clock)}
+	opts := []fleet.Option{fleet.WithHeartbeat(cfg.Heartbeat), fleet.WithClock(clock)}
 	if cfg.InstanceID != "" {
-		opts = append(opts, WithInstanceID(cfg.InstanceID))
+		opts = append(opts, fleet.WithID(cfg.InstanceID))
 	}
-	inst, err := NewInstance(db, cfg.Service, cfg.Build, names, opts...)
+	inst, err := fleet.NewInstance(db, cfg.Service, cfg.Build, names, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
@@ -132,7 +135,7 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 	}
 	client := cfg.Client
 	if client == nil {
-		if s.Provider, err = NewLedgerProvider(db, cfg.Poll); err != nil {
+		if s.Provider, err = ledgerflag.New(db, cfg.Poll); err != nil {
 			return nil, fmt.Errorf("start: %w", err)
 		}
 		s.api = isolated.NewAPI()

@@ -12,6 +12,8 @@ import (
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -21,9 +23,9 @@ import (
 func TestSQLiteOneConnectionPool(t *testing.T) {
 	t.Parallel()
 	db := dbtest.SQLite(t)
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	db.SetMaxOpenConns(1)
-	p := usersPlan(db)
+	p := rollouttest.UsersPlan(db)
 	p.ExpandOps = []ddl.Op{ddl.CreateIndex{Name: "users_full_name", Table: "users", Columns: []string{"full_name"}}}
 	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p})
 	require.NoError(t, err)
@@ -39,15 +41,15 @@ func TestSQLiteOneConnectionPool(t *testing.T) {
 func TestSQLiteTimesScan(t *testing.T) {
 	t.Parallel()
 	db := dbtest.SQLite(t)
-	usersDB(t, db)
-	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{usersPlan(db)})
+	rollouttest.UsersDB(t, db)
+	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{rollouttest.UsersPlan(db)})
 	require.NoError(t, err)
 	_, err = c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "t"})
 	require.NoError(t, err)
-	st, err := rollout.Get(t.Context(), db, "users_split_name")
+	st, err := ledger.Get(t.Context(), db, "users_split_name")
 	require.NoError(t, err)
 	require.WithinDuration(t, time.Now(), st.PhaseSince, time.Minute)
-	ev, err := rollout.Audit(t.Context(), db, "users_split_name", 10)
+	ev, err := ledger.Audit(t.Context(), db, "users_split_name", 10)
 	require.NoError(t, err)
 	require.NotEmpty(t, ev)
 	for _, e := range ev {
@@ -61,8 +63,8 @@ func TestTransitionsWaitForTheMigrationLock(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		usersDB(t, db)
-		c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{usersPlan(db)})
+		rollouttest.UsersDB(t, db)
+		c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{rollouttest.UsersPlan(db)})
 		require.NoError(t, err)
 		unlock, err := dialect.Of(db).Lock(t.Context(), db, "schemashift:users_split_name", nil)
 		require.NoError(t, err)
@@ -73,6 +75,6 @@ func TestTransitionsWaitForTheMigrationLock(t *testing.T) {
 		unlock()
 		st, err := c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "t"})
 		require.NoError(t, err)
-		assert.Equal(t, rollout.Expanded, st.Phase)
+		assert.Equal(t, ledger.Expanded, st.Phase)
 	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -19,9 +20,9 @@ import (
 // not before.
 func TestGateNamesAStalledBackfill(t *testing.T) {
 	t.Parallel()
-	db := usersDB(t, pgtest.DB(t))
-	p := usersPlan(db)
-	clk := newClock()
+	db := rollouttest.UsersDB(t, pgtest.DB(t))
+	p := rollouttest.UsersPlan(db)
+	clk := rollouttest.NewClock()
 	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
 	require.NoError(t, err)
 	for range 3 { // to the backfill phase; these gates are tested elsewhere
@@ -57,7 +58,7 @@ func TestGateNamesAStalledBackfill(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, backfill.Stalled, st.Status)
 	require.NotNil(t, st.Stall)
-	assert.True(t, st.Stall.Since.Equal(t0.Add(time.Second)), "stalled since the lease ran out: %v", st.Stall.Since)
-	refused(t, c, db, "backfill done", `backfill "users_split_name" is stalled: no live worker since `+t0.Add(time.Second).Format(time.RFC3339))
+	assert.True(t, st.Stall.Since.Equal(rollouttest.T0.Add(time.Second)), "stalled since the lease ran out: %v", st.Stall.Since)
+	refused(t, c, db, "backfill done", `backfill "users_split_name" is stalled: no live worker since `+rollouttest.T0.Add(time.Second).Format(time.RFC3339))
 	refused(t, c, db, "backfill done", "(last: api-7/worker)")
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/ddl"
+	"github.com/schemashift/schemashift/ledger"
 )
 
 // planDoc is a plan as the ledger stores it, so that processes without the
@@ -105,7 +106,7 @@ func Open(ctx context.Context, db *sqlx.DB, opts ...CoordinatorOption) (*Coordin
 	if err != nil {
 		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
-	if err := EnsureLedger(ctx, db); err != nil {
+	if err := ledger.Ensure(ctx, db); err != nil {
 		return nil, err
 	}
 	var rows []struct {

@@ -16,8 +16,11 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/board"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/sqlite"
 )
@@ -236,7 +239,7 @@ func classify(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, rollout.ErrUnknownMigration), errors.Is(err, backfill.ErrUnknownJob), errors.Is(err, flags.ErrUnknownStage),
+	case errors.Is(err, ledger.ErrUnknownMigration), errors.Is(err, backfill.ErrUnknownJob), errors.Is(err, flags.ErrUnknownStage),
 		errors.Is(err, rollout.ErrReasonRequired), errors.Is(err, backfill.ErrNoInverse):
 		return usageError{err.Error()}
 	case errors.Is(err, rollout.ErrGateRefused), errors.Is(err, rollout.ErrConflict), errors.Is(err, rollout.ErrConfirmRequired),
@@ -266,7 +269,7 @@ func (c *cli) status(ctx context.Context, fs *flag.FlagSet, args []string) error
 	if err != nil {
 		return err
 	}
-	b, err := rollout.NewBoard(co)
+	b, err := board.New(co)
 	if err != nil {
 		return err
 	}
@@ -274,7 +277,7 @@ func (c *cli) status(ctx context.Context, fs *flag.FlagSet, args []string) error
 	if err != nil {
 		return err
 	}
-	var ms []rollout.MigrationStatus
+	var ms []board.Migration
 	for _, m := range snap.Migrations {
 		if len(args) > 0 && m.Migration != args[0] {
 			continue
@@ -285,11 +288,11 @@ func (c *cli) status(ctx context.Context, fs *flag.FlagSet, args []string) error
 		ms = append(ms, m)
 	}
 	if len(args) > 0 && len(ms) == 0 && filter == "" {
-		return usageError{fmt.Sprintf("%v %q", rollout.ErrUnknownMigration, args[0])}
+		return usageError{fmt.Sprintf("%v %q", ledger.ErrUnknownMigration, args[0])}
 	}
 	if boolFlag(fs, "json") {
 		if ms == nil {
-			ms = []rollout.MigrationStatus{}
+			ms = []board.Migration{}
 		}
 		return c.printJSON(ms)
 	}
@@ -326,7 +329,7 @@ func (c *cli) transition(ctx context.Context, fs *flag.FlagSet, args []string, f
 	}
 	r := c.request(fs, m)
 	r.Force = force
-	var st rollout.Status
+	var st ledger.Status
 	if forward {
 		st, err = co.Advance(ctx, r)
 	} else {
@@ -511,7 +514,7 @@ func (c *cli) runbook(ctx context.Context, _ *flag.FlagSet, args []string) error
 	if err != nil {
 		return err
 	}
-	md, err := co.Runbook(ctx, m)
+	md, err := report.RunbookFor(ctx, co, m)
 	if err != nil {
 		return classify(err)
 	}
@@ -524,7 +527,7 @@ func (c *cli) retro(ctx context.Context, fs *flag.FlagSet, args []string) error 
 	if err != nil {
 		return err
 	}
-	r, err := co.Retrospective(ctx, m)
+	r, err := report.Retrospect(ctx, co, m)
 	if err != nil {
 		return classify(err)
 	}
@@ -540,21 +543,21 @@ func (c *cli) audit(ctx context.Context, fs *flag.FlagSet, args []string) error 
 	if len(args) > 0 {
 		m = args[0]
 	}
-	if err := rollout.EnsureLedger(ctx, c.db); err != nil {
+	if err := ledger.Ensure(ctx, c.db); err != nil {
 		return err
 	}
 	if m != "" {
-		if _, err := rollout.Get(ctx, c.db, m); err != nil {
+		if _, err := ledger.Get(ctx, c.db, m); err != nil {
 			return classify(err)
 		}
 	}
-	ev, err := rollout.Audit(ctx, c.db, m, fs.Lookup("limit").Value.(flag.Getter).Get().(int))
+	ev, err := ledger.Audit(ctx, c.db, m, fs.Lookup("limit").Value.(flag.Getter).Get().(int))
 	if err != nil {
 		return err
 	}
 	if boolFlag(fs, "json") {
 		if ev == nil {
-			ev = []rollout.Event{}
+			ev = []ledger.Event{}
 		}
 		return c.printJSON(ev)
 	}

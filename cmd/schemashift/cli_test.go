@@ -16,6 +16,7 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/sqlite"
 )
@@ -179,7 +180,7 @@ func testCLIEndToEnd(t *testing.T, url string, db *sqlx.DB) {
 	assert.Contains(t, r.stdout, "`users_split_name` (done): 3000 rows walked")
 	r = cliRun(t, url, "retro", "users_split_name", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
-	var retro rollout.Retrospective
+	var retro report.Retrospective
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &retro))
 	assert.Equal(t, 2, retro.Refused, "the refused gate and the stale version")
 	assert.Equal(t, 1, retro.Forced)

@@ -32,6 +32,7 @@ import (
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/examples/internal/exampledb"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/sqlite"
 )
@@ -275,32 +276,32 @@ func run(ctx context.Context, out io.Writer, which string) error {
 	})
 
 	for {
-		st, err := rollout.Get(ctx, db, migration)
+		st, err := ledger.Get(ctx, db, migration)
 		if err != nil {
 			return err
 		}
-		if st.Phase == rollout.Contracted {
+		if st.Phase == ledger.Contracted {
 			break
 		}
 		switch st.Phase {
-		case rollout.Backfill:
+		case ledger.Backfill:
 			if err = coord.RunBackfills(ctx, migration, backfill.WithChunkSize(1000, 200, 5000)); err == nil {
 				var p backfill.Progress
 				if p, err = backfill.State(ctx, db, migration); err == nil {
 					fmt.Fprintf(out, "  backfill: %d orders walked, %d moved to order_totals in %d chunks (the others' totals were written by the service)\n", p.RowsDone, p.RowsChanged, p.ChunksDone)
 				}
 			}
-		case rollout.Verify:
+		case ledger.Verify:
 			var reps []backfill.Report
 			if reps, err = coord.VerifyBackfills(ctx, migration, backfill.VerifyOptions{}); err == nil {
 				fmt.Fprintf(out, "  verify: %d orders compared with order_totals %s, %d divergent\n", reps[0].Compared, compared(onSQLite), reps[0].Divergent)
 			}
 		}
 		if err == nil {
-			var next rollout.Status
+			var next ledger.Status
 			var ready rollout.Readiness
 			next, ready, err = coord.AdvanceWhenMet(ctx, rollout.Request{Migration: migration, Actor: "ordertotals", Reason: "gate met",
-				Confirm: st.Phase == rollout.Complete}, 100*time.Millisecond, time.Minute)
+				Confirm: st.Phase == ledger.Complete}, 100*time.Millisecond, time.Minute)
 			if err == nil {
 				fmt.Fprintf(out, "%-10s → %-10s (%s)\n", st.Phase, next.Phase, ready.Gate)
 			}

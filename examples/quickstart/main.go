@@ -31,6 +31,7 @@ import (
 	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/examples/internal/exampledb"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/sqlite"
 )
@@ -91,7 +92,7 @@ func plan(onSQLite bool, pace int) rollout.Plan {
 
 // step is one line of the summary.
 type step struct {
-	from, to rollout.Phase
+	from, to ledger.Phase
 	gate     string
 	waited   time.Duration
 	note     string
@@ -134,16 +135,16 @@ func run(ctx context.Context, out io.Writer, set settings) error {
 
 	var summary []step
 	for {
-		st, err := rollout.Get(ctx, db, migration)
+		st, err := ledger.Get(ctx, db, migration)
 		if err != nil {
 			return err
 		}
-		if st.Phase == rollout.Contracted {
+		if st.Phase == ledger.Contracted {
 			break
 		}
 		note := ""
 		switch st.Phase {
-		case rollout.Backfill:
+		case ledger.Backfill:
 			bf := func(p backfill.Progress) {
 				fmt.Fprintf(out, "\r  backfill %s  %d/%d rows  %.0f rows/s  ETA %v   ", bar(p.RowsDone, p.TotalEstimate), p.RowsDone, p.TotalEstimate, p.Rate, p.ETA.Round(time.Second))
 			}
@@ -157,13 +158,13 @@ func run(ctx context.Context, out io.Writer, set settings) error {
 			}
 			fmt.Fprintln(out)
 			note = fmt.Sprintf("%d rows in %d chunks, %d changed", p.RowsDone, p.ChunksDone, p.RowsChanged)
-		case rollout.Verify:
+		case ledger.Verify:
 			reps, err := coord.VerifyBackfills(ctx, migration, backfill.VerifyOptions{})
 			if err != nil {
 				return err
 			}
 			note = fmt.Sprintf("%d rows compared, %d divergent, %v", reps[0].Compared, reps[0].Divergent, reps[0].Duration.Round(time.Millisecond))
-		case rollout.Shadow:
+		case ledger.Shadow:
 			// A legacy job still writes full_name directly, behind the
 			// adapters' back: the shadow comparisons catch it, verification
 			// finds the rows, the repair fixes them.
@@ -179,7 +180,7 @@ func run(ctx context.Context, out io.Writer, set settings) error {
 		}
 		start := time.Now()
 		next, ready, err := coord.AdvanceWhenMet(ctx, rollout.Request{Migration: migration, Actor: "quickstart",
-			Reason: "gate met", Confirm: st.Phase == rollout.Complete}, 100*time.Millisecond, time.Duration(set.pace)*time.Minute)
+			Reason: "gate met", Confirm: st.Phase == ledger.Complete}, 100*time.Millisecond, time.Duration(set.pace)*time.Minute)
 		if err != nil {
 			return err
 		}

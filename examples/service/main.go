@@ -39,6 +39,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/schemashift/schemashift/board"
 	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/dualwrite"
@@ -194,11 +195,11 @@ func newApp(ctx context.Context, db *sqlx.DB, boardToken string) (*app, error) {
 	if err != nil {
 		return nil, errors.Join(err, svc.Close())
 	}
-	var opts []rollout.BoardOption
+	var opts []board.Option
 	if boardToken != "" {
-		opts = append(opts, rollout.WithAuthorizer(bearer(boardToken)))
+		opts = append(opts, board.WithAuthorizer(bearer(boardToken)))
 	}
-	board, err := rollout.NewBoard(coord, opts...)
+	board, err := board.New(coord, opts...)
 	if err != nil {
 		return nil, errors.Join(err, svc.Close())
 	}
@@ -215,8 +216,8 @@ func (a *app) Close() error { return errors.Join(a.reads.Close(), a.svc.Close())
 
 // bearer authorizes board actions carrying the token; the actor recorded
 // is the caller's X-Operator header, or "board".
-func bearer(token string) rollout.Authorizer {
-	return rollout.AuthorizerFunc(func(r *http.Request, _ rollout.Action) (string, error) {
+func bearer(token string) board.Authorizer {
+	return board.AuthorizerFunc(func(r *http.Request, _ board.Action) (string, error) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 			return "", errors.New("a valid bearer token is required")

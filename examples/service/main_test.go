@@ -17,10 +17,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/board"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -52,12 +54,12 @@ func (c client) get(id string) User {
 	return u
 }
 
-func (c client) status() rollout.BoardStatus {
+func (c client) status() board.Status {
 	c.t.Helper()
 	res, err := http.Get(c.base + "/schemashift/api/status")
 	require.NoError(c.t, err)
 	defer res.Body.Close()
-	var snap rollout.BoardStatus
+	var snap board.Status
 	require.NoError(c.t, json.NewDecoder(res.Body).Decode(&snap))
 	return snap
 }
@@ -85,13 +87,13 @@ func TestServiceAcrossStages(t *testing.T) {
 		require.NoError(t, err)
 		for _, want := range []flags.Stage{flags.Off, flags.DualWrite, flags.DualWrite, flags.DualWrite, flags.Shadow, flags.Live,
 			flags.Rampdown, flags.Complete, flags.Complete} {
-			st, err := rollout.Get(t.Context(), db, migration)
+			st, err := ledger.Get(t.Context(), db, migration)
 			require.NoError(t, err)
 			_, err = coord.Advance(t.Context(), rollout.Request{Migration: migration, Actor: "test", Force: true,
-				Confirm: st.Phase == rollout.Complete, Reason: "walk the stages"})
+				Confirm: st.Phase == ledger.Complete, Reason: "walk the stages"})
 			require.NoError(t, err)
 			require.Eventually(t, func() bool { return flag.Stage(t.Context()) == want }, 5*time.Second, 20*time.Millisecond)
-			if want >= flags.DualWrite && st.Phase < rollout.Complete {
+			if want >= flags.DualWrite && st.Phase < ledger.Complete {
 				backfillRow(t, db) // what the backfill does for rows written before
 			}
 			put := want.String()
@@ -102,7 +104,7 @@ func TestServiceAcrossStages(t *testing.T) {
 
 		snap := c.status()
 		require.Len(t, snap.Migrations, 1)
-		assert.Equal(t, rollout.Contracted, snap.Migrations[0].Phase)
+		assert.Equal(t, ledger.Contracted, snap.Migrations[0].Phase)
 		assert.False(t, snap.ReadOnly)
 		var notes []string
 		for _, e := range snap.Audit {
@@ -178,7 +180,7 @@ func TestServe(t *testing.T) {
 			assert.Equal(t, User{ID: 7, GivenName: "Grace", FamilyName: "Hopper"}, c.get("7"))
 			snap := c.status()
 			require.Len(t, snap.Migrations, 1)
-			assert.Equal(t, rollout.Planned, snap.Migrations[0].Phase)
+			assert.Equal(t, ledger.Planned, snap.Migrations[0].Phase)
 			assert.True(t, snap.ReadOnly, "no SCHEMASHIFT_BOARD_TOKEN: read-only")
 
 			stop()

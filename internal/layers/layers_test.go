@@ -29,7 +29,12 @@ var allowed = map[string][]string{
 	"contract":                    {"internal/dialect", "internal/ident"},
 	"contract/contracttest":       {"dualwrite", "flags", "flags/flagstest"},
 	"ddl":                         {"internal/dialect", "internal/ident", "internal/pgerr"},
-	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "internal/dialect", "internal/ident", "internal/pgerr", "internal/stringflag"},
+	"fleet":                       {"dualwrite", "flags", "internal/dialect"},
+	"ledger":                      {"fleet", "flags", "internal/dialect"},
+	"ledgerflag":                  {"ledger", "internal/stringflag"},
+	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "fleet", "ledger", "ledgerflag", "internal/dialect", "internal/ident"},
+	"report":                      {"rollout", "backfill", "ddl", "fleet", "ledger", "internal/dialect"},
+	"board":                       {"rollout", "report", "backfill", "fleet", "ledger", "internal/pgerr"},
 	"sqlite":                      {"internal/dialect", "internal/pgerr"},
 	"internal/dialect":            {"internal/ident", "internal/pgerr"},
 	"internal/ident":              nil,
@@ -37,6 +42,7 @@ var allowed = map[string][]string{
 	"internal/stringflag":         nil,
 	"internal/pgtest":             nil,
 	"internal/dbtest":             {"internal/pgtest", "sqlite"},
+	"internal/rollouttest":        {"rollout", "backfill", "flags", "fleet", "internal/dialect"},
 	"internal/layers":             nil,
 	"cmd/schemashift":             public,
 	"examples/internal/exampledb": append([]string{"internal/pgtest"}, public...),
@@ -46,8 +52,8 @@ var allowed = map[string][]string{
 }
 
 // public is the exported API, all a program may use.
-var public = []string{"backfill", "contract", "contract/contracttest", "dualwrite", "dualwrite/dualwriteotel",
-	"dualwrite/dualwritetest", "flags", "flags/flagstest", "rollout", "ddl", "sqlite"}
+var public = []string{"backfill", "board", "contract", "contract/contracttest", "ddl", "dualwrite", "dualwrite/dualwriteotel",
+	"dualwrite/dualwritetest", "flags", "flags/flagstest", "fleet", "ledger", "ledgerflag", "report", "rollout", "sqlite"}
 
 var examples = append([]string{"examples/internal/exampledb"}, public...)
 

@@ -25,7 +25,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/pgtest"
-	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/sqlite"
 )
 
@@ -92,7 +92,7 @@ func Open(ctx context.Context, out io.Writer, which, name string) (db *sqlx.DB, 
 // without CONCURRENTLY, a table rewritten by DROP COLUMN), as the audit
 // trail records it.
 func PrintNotes(ctx context.Context, out io.Writer, db *sqlx.DB, migration string) error {
-	trail, err := rollout.Audit(ctx, db, migration, 0)
+	trail, err := ledger.Audit(ctx, db, migration, 0)
 	if err != nil {
 		return err
 	}

@@ -1,16 +1,17 @@
-package rollout
+package ledger
 
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dialect"
 )
 
@@ -93,9 +94,9 @@ var ledgerSchema = []string{
 	`ALTER TABLE schemashift_instances ADD COLUMN shadow_drops bigint NOT NULL DEFAULT 0`,
 }
 
-// EnsureLedger creates the ledger tables, or upgrades them to this build's
+// Ensure creates the ledger tables, or upgrades them to this build's
 // version. It is safe to call from every instance at once.
-func EnsureLedger(ctx context.Context, db *sqlx.DB) error {
+func Ensure(ctx context.Context, db *sqlx.DB) error {
 	if db == nil {
 		return fmt.Errorf("ensure ledger: %w: db is nil", ErrInvalidArgument)
 	}
@@ -138,122 +139,15 @@ func EnsureLedger(ctx context.Context, db *sqlx.DB) error {
 	return nil
 }
 
-// ErrPlanConflict: a plan of that name is registered with another
-// definition.
-var ErrPlanConflict = errors.New("rollout plan conflicts with the registered one")
-
-// ErrUnknownMigration: no plan of that name is registered.
+// ErrUnknownMigration: no migration of that name is in the ledger.
 var ErrUnknownMigration = errors.New("unknown migration")
 
-// Register records plan in the ledger (at phase planned) or checks that
-// the registered one has the same definition. The plan is checked in full
-// first ([ErrInvalidPlan]): its ddl operations rendered for db's database
-// and server version, up and down, its raw steps linted, its jobs,
-// thresholds and guardrails checked; an invalid plan stores nothing, so
-// that its correction registers under the same name. The migration's
-// first phase and its register event are stamped time.Now; a
-// [Coordinator] and [Start] register on their clocks.
-//
-// A row registered by a build that stored no definition (NULL) gets this
-// plan's document only when its recorded hash is this plan's current
-// hash. A row whose hash is of the legacy form accepts a plan whose
-// legacy hash matches, but the legacy hash cannot see
-// every field, so such a match stores nothing: the definition stays NULL,
-// and a changed plan registering on the legacy hash alone cannot make the
-// ledger serve it as the registered one.
-func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
-	return register(ctx, db, plan, dialect.Tick(time.Now()))
-}
+// ErrInvalidArgument is wrapped by the error of a call given a value it
+// cannot work with (a nil pool).
+var ErrInvalidArgument = errors.New("invalid argument")
 
-// register is Register at now.
-func register(ctx context.Context, db *sqlx.DB, plan Plan, now time.Time) error {
-	if db == nil {
-		return fmt.Errorf("register plan %q: %w: db is nil", plan.Migration, ErrInvalidArgument)
-	}
-	if err := plan.validate(ctx, db); err != nil {
-		return err
-	}
-	hash, err := plan.definitionHash()
-	if err != nil {
-		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
-	}
-	doc, err := plan.document()
-	if err != nil {
-		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
-	}
-	res, err := db.ExecContext(ctx, `INSERT INTO schemashift_migrations (migration, definition_hash, definition, phase_since, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (migration) DO NOTHING`, plan.Migration, hash, string(doc), dialect.Stamp(now))
-	if err != nil {
-		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		_, err := db.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, to_phase, to_stage, version, reason, at)
-			VALUES ($1, 'register', true, 'schemashift', 'planned', 'off', 1, $2, $3)`, plan.Migration, "plan "+hash, dialect.Stamp(now))
-		return err
-	}
-	var registered struct {
-		Hash       string  `db:"definition_hash"`
-		Definition *string `db:"definition"`
-	}
-	if err := db.GetContext(ctx, &registered, `SELECT definition_hash, CAST(definition AS text) AS definition
-		FROM schemashift_migrations WHERE migration = $1`, plan.Migration); err != nil {
-		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
-	}
-	if err := plan.sameAs(registered.Hash, registered.Definition, hash); err != nil {
-		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
-	}
-	if registered.Hash != hash {
-		// Matched by the legacy hash alone, which cannot see every field
-		// (an index's columns, a column's default): this plan may differ
-		// from the one registered, so its document is not stored as that
-		// one's. The definition stays NULL until a build whose current
-		// hash was recorded registers.
-		return nil
-	}
-	_, err = db.ExecContext(ctx, `UPDATE schemashift_migrations SET definition = $2 WHERE migration = $1 AND definition IS NULL`, plan.Migration, string(doc))
-	return err
-}
-
-// sameAs reports (as an [ErrPlanConflict]) whether plan, of definition
-// hash, differs from the one the ledger registered with registered and,
-// when stored, definition.
-//
-// A hash of the legacy form, recorded by a build before [hashPrefix], is
-// accepted when this plan's legacy hash matches it and the stored
-// definition, read back, has this plan's hash: the same plan registers
-// after an upgrade, and a change the legacy hash could not see (an
-// index's columns, a column's default) is still a conflict. The legacy
-// hash stays in the ledger, so that instances of the older build still in
-// the fleet keep registering too.
-func (p Plan) sameAs(registered string, definition *string, hash string) error {
-	if registered == hash {
-		return nil
-	}
-	conflict := func(detail string) error {
-		return fmt.Errorf("%w: the ledger has definition %s, this build has %s%s; a changed plan needs a new migration name",
-			ErrPlanConflict, registered, hash, detail)
-	}
-	if strings.HasPrefix(registered, hashPrefix) || registered != p.legacyHash() {
-		return conflict("")
-	}
-	if definition == nil {
-		return nil // registered by a build older than stored plans: its hash is all there is
-	}
-	stored, err := planFromDocument([]byte(*definition))
-	if err != nil {
-		return fmt.Errorf("read the registered definition: %w", err)
-	}
-	storedHash, err := stored.definitionHash()
-	if err != nil {
-		return fmt.Errorf("read the registered definition: %w", err)
-	}
-	if storedHash != hash {
-		return conflict(" (the stored definition hashes as " + storedHash + ")")
-	}
-	return nil
-}
-
-// Status is a migration's row in the ledger.
+// Status is a migration's row in the ledger. It is a value, safe to share
+// once read.
 type Status struct {
 	Migration  string      `json:"migration"`
 	Phase      Phase       `json:"phase"`
@@ -262,8 +156,17 @@ type Status struct {
 	PhaseSince time.Time   `json:"phase_since"`
 	UpdatedAt  time.Time   `json:"updated_at"`
 	// Tripped holds why a guardrail stepped the migration back; advancing
-	// again needs Request.Acknowledge.
+	// again needs rollout.Request.Acknowledge.
 	Tripped string `json:"tripped,omitempty"`
+}
+
+// Row is a migration's whole row: its [Status] and the baseline its
+// gates and guardrails count from, what the fleet had reported when the
+// phase began. It is a value, safe to share once read.
+type Row struct {
+	Status
+	Base        fleet.Totals
+	BaseLatency fleet.Latency
 }
 
 type statusRow struct {
@@ -283,35 +186,57 @@ type statusRow struct {
 	Latency    string    `db:"base_latency"`
 }
 
-func (r statusRow) status() (Status, error) {
+func (r statusRow) row() (Row, error) {
 	p, err := ParsePhase(r.Phase)
 	if err != nil {
-		return Status{}, err
+		return Row{}, err
 	}
 	s, err := flags.ParseStage(r.Stage)
 	if err != nil {
-		return Status{}, err
+		return Row{}, err
 	}
-	return Status{Migration: r.Migration, Phase: p, Stage: s, Version: r.Version, PhaseSince: r.PhaseSince, UpdatedAt: r.UpdatedAt, Tripped: r.Tripped}, nil
+	out := Row{Status: Status{Migration: r.Migration, Phase: p, Stage: s, Version: r.Version, PhaseSince: r.PhaseSince, UpdatedAt: r.UpdatedAt, Tripped: r.Tripped},
+		Base: fleet.Totals{Matched: r.Matched, Mismatched: r.Mismatched, OldTotal: r.OldTotal, OldErrors: r.OldErrors, NewTotal: r.NewTotal, NewErrors: r.NewErrors}}
+	// A baseline that does not decode counts from zero, as the latency
+	// guardrail always read it.
+	_ = json.Unmarshal([]byte(r.Latency), &out.BaseLatency)
+	return out, nil
 }
 
 const statusColumns = `migration, phase, stage, version, phase_since, updated_at, matched_base, mismatched_base,
 	base_old_total, base_old_errors, base_new_total, base_new_errors, tripped, CAST(base_latency AS text) AS base_latency`
+
+// Read reads one migration's row: the one read of it that every part of
+// the library makes ([ErrUnknownMigration] when there is none).
+func Read(ctx context.Context, q sqlx.QueryerContext, migration string) (Row, error) {
+	return read(ctx, q, migration, "")
+}
+
+// Lock reads one migration's row as [Read] does and locks it for the rest
+// of tx (on SQLite, tx's write lock holds it).
+func Lock(ctx context.Context, tx *sqlx.Tx, migration string) (Row, error) {
+	return read(ctx, tx, migration, dialect.Of(tx).ForUpdate())
+}
+
+func read(ctx context.Context, q sqlx.QueryerContext, migration, lock string) (Row, error) {
+	var r statusRow
+	err := sqlx.GetContext(ctx, q, &r, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`+lock, migration)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Row{}, fmt.Errorf("read migration: %w %q", ErrUnknownMigration, migration)
+	}
+	if err != nil {
+		return Row{}, fmt.Errorf("read migration %q: %w", migration, err)
+	}
+	return r.row()
+}
 
 // Get reads one migration's status.
 func Get(ctx context.Context, db sqlx.QueryerContext, migration string) (Status, error) {
 	if d, ok := db.(*sqlx.DB); db == nil || ok && d == nil {
 		return Status{}, fmt.Errorf("read migration: %w: db is nil", ErrInvalidArgument)
 	}
-	var r statusRow
-	err := sqlx.GetContext(ctx, db, &r, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, migration)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Status{}, fmt.Errorf("read migration: %w %q", ErrUnknownMigration, migration)
-	}
-	if err != nil {
-		return Status{}, fmt.Errorf("read migration %q: %w", migration, err)
-	}
-	return r.status()
+	r, err := Read(ctx, db, migration)
+	return r.Status, err
 }
 
 // List reads every migration's status.
@@ -325,16 +250,16 @@ func List(ctx context.Context, db *sqlx.DB) ([]Status, error) {
 	}
 	out := make([]Status, 0, len(rows))
 	for _, r := range rows {
-		s, err := r.status()
+		s, err := r.row()
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, s.Status)
 	}
 	return out, nil
 }
 
-// Event is one entry of the audit trail.
+// Event is one entry of the audit trail. It is a value.
 type Event struct {
 	ID        int64     `db:"id" json:"id"`
 	Migration string    `db:"migration" json:"migration"`

@@ -1,10 +1,7 @@
-package rollout_test
+package report_test
 
 import (
-	"encoding/json"
 	"encoding/xml"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +13,10 @@ import (
 
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
 )
 
@@ -29,35 +29,35 @@ func TestDependencyMap(t *testing.T) {
 
 func testDependencyMap(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
-	usersDB(t, db)
+	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	users := usersPlan(db)
+	users := rollouttest.UsersPlan(db)
 	orders := rollout.Plan{Migration: "orders_move_amount",
 		ExpandOps:   []ddl.Op{ddl.AddTable{Table: "order_totals", Columns: "order_id bigint PRIMARY KEY"}},
 		ContractOps: []ddl.Op{ddl.DropColumn{Table: "orders", Column: "amount_cents"}}}
 	const ageOut = time.Minute
-	clk := newClock()
+	clk := rollouttest.NewClock()
 	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{users, orders}, rollout.WithAgeOut(ageOut), rollout.WithClock(clk.Now))
 	require.NoError(t, err)
-	api := instanceAt(t, db, "api-1", "users_split_name", clk.Now)
-	beat(t, api, flags.Off)
-	worker, err := rollout.NewInstance(db, "billing", "v9", []string{"orders_move_amount", "users_split_name"}, rollout.WithInstanceID("billing-1"),
-		rollout.WithInstanceClock(clk.Now))
+	api := rollouttest.InstanceAt(t, db, "api-1", "users_split_name", clk.Now)
+	rollouttest.Beat(t, api, flags.Off)
+	worker, err := fleet.NewInstance(db, "billing", "v9", []string{"orders_move_amount", "users_split_name"}, fleet.WithID("billing-1"),
+		fleet.WithClock(clk.Now))
 	require.NoError(t, err)
 	require.NoError(t, worker.Beat(ctx))
 
-	m, err := c.DependencyMap(ctx)
+	m, err := report.Dependencies(ctx, c)
 	require.NoError(t, err)
 	require.Len(t, m.Services, 2)
-	assert.Equal(t, rollout.ServiceNode{Service: "billing", Builds: []string{"v9"}, Instances: 1,
+	assert.Equal(t, report.ServiceNode{Service: "billing", Builds: []string{"v9"}, Instances: 1,
 		Migrations: []string{"orders_move_amount", "users_split_name"}}, m.Services[0])
-	assert.Equal(t, rollout.ServiceNode{Service: "users-api", Builds: []string{"v2"}, Instances: 1, Migrations: []string{"users_split_name"}}, m.Services[1])
+	assert.Equal(t, report.ServiceNode{Service: "users-api", Builds: []string{"v2"}, Instances: 1, Migrations: []string{"users_split_name"}}, m.Services[1])
 	require.Len(t, m.Migrations, 2)
 	assert.Equal(t, []string{"order_totals", "orders"}, m.Migrations[0].Tables)
 	assert.Equal(t, []string{"users"}, m.Migrations[1].Tables)
 	require.Len(t, m.Tables, 3)
-	assert.Equal(t, rollout.TableNode{Table: "users", Columns: []string{"family_name", "given_name"}}, m.Tables[2])
-	assert.Equal(t, rollout.TableNode{Table: "orders", Columns: []string{"amount_cents"}}, m.Tables[1])
+	assert.Equal(t, report.TableNode{Table: "users", Columns: []string{"family_name", "given_name"}}, m.Tables[2])
+	assert.Equal(t, report.TableNode{Table: "orders", Columns: []string{"amount_cents"}}, m.Tables[1])
 
 	// The SVG is well-formed and draws every node and edge.
 	svg := m.SVG()
@@ -75,30 +75,15 @@ func testDependencyMap(t *testing.T, db *sqlx.DB) {
 	// The billing worker goes away: it is on the map until its age-out
 	// has passed, and off it after.
 	clk.Add(ageOut - time.Microsecond)
-	beat(t, api, flags.Off)
-	m, err = c.DependencyMap(ctx)
+	rollouttest.Beat(t, api, flags.Off)
+	m, err = report.Dependencies(ctx, c)
 	require.NoError(t, err)
 	require.Len(t, m.Services, 2, "billing's last heartbeat is a microsecond short of its age-out")
 	assert.Equal(t, 1, m.Services[0].Instances)
 	clk.Add(time.Microsecond)
-	m, err = c.DependencyMap(ctx)
+	m, err = report.Dependencies(ctx, c)
 	require.NoError(t, err)
 	require.Len(t, m.Services, 1)
 	assert.Equal(t, "users-api", m.Services[0].Service)
 	assert.Equal(t, 1, m.Services[0].Instances)
-
-	// Served by the board, as JSON and as a picture.
-	srv, _ := boardServer(t)
-	res, err := http.Get(srv.URL + "/api/dependencies")
-	require.NoError(t, err)
-	var served rollout.DependencyMap
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&served))
-	res.Body.Close()
-	assert.Len(t, served.Migrations, 1)
-	res, err = http.Get(srv.URL + "/dependencies.svg")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	assert.Equal(t, "image/svg+xml", res.Header.Get("Content-Type"))
-	assert.Contains(t, string(body), `data-node="migration:users_split_name"`)
 }

@@ -1,4 +1,4 @@
-package rollout
+package report
 
 import (
 	"context"
@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	"github.com/schemashift/schemashift/ddl"
-	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/fleet"
+	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/rollout"
 )
 
 // DependencyMap says which services (and builds) take part in which
 // migrations, and which tables and columns each migration touches: from the
-// plans, and from the heartbeats of the instances live now.
+// plans, and from the heartbeats of the instances live now. It is a value.
 type DependencyMap struct {
 	Services   []ServiceNode   `json:"services"`
 	Migrations []MigrationNode `json:"migrations"`
@@ -30,9 +32,9 @@ type ServiceNode struct {
 
 // MigrationNode is one migration and what it touches.
 type MigrationNode struct {
-	Migration string   `json:"migration"`
-	Phase     Phase    `json:"phase"`
-	Tables    []string `json:"tables"`
+	Migration string       `json:"migration"`
+	Phase     ledger.Phase `json:"phase"`
+	Tables    []string     `json:"tables"`
 }
 
 // TableNode is one table and the columns the migrations touch.
@@ -42,7 +44,7 @@ type TableNode struct {
 }
 
 // touches lists the table → columns a plan reads or changes.
-func (p Plan) touches() map[string][]string {
+func touches(p rollout.Plan) map[string][]string {
 	t := map[string][]string{}
 	add := func(table string, cols ...string) {
 		if table == "" {
@@ -100,31 +102,35 @@ func (p Plan) touches() map[string][]string {
 	return t
 }
 
-// DependencyMap reads the map now, by the coordinator's clock: the
+// Dependencies reads the map of c's migrations now, by c's clock: the
 // instances live then.
-func (c *Coordinator) DependencyMap(ctx context.Context) (DependencyMap, error) {
-	now := c.now()
+func Dependencies(ctx context.Context, c *rollout.Coordinator) (DependencyMap, error) {
+	now := c.Now()
+	db := c.DB()
 	m := DependencyMap{Services: []ServiceNode{}, Migrations: []MigrationNode{}, Tables: []TableNode{}}
 	tables := map[string][]string{}
 	services := map[string]*ServiceNode{}
-	for _, name := range c.migrations() {
-		plan := c.plans[name]
-		st, err := Get(ctx, c.db, name)
+	for _, name := range c.Migrations() {
+		plan, err := c.Plan(name)
+		if err != nil {
+			return m, err
+		}
+		st, err := ledger.Get(ctx, db, name)
 		if err != nil {
 			return m, err
 		}
 		node := MigrationNode{Migration: name, Phase: st.Phase, Tables: []string{}}
-		for t, cols := range plan.touches() {
+		for t, cols := range touches(plan) {
 			node.Tables = append(node.Tables, t)
 			tables[t] = append(tables[t], cols...)
 		}
 		slices.Sort(node.Tables)
 		m.Migrations = append(m.Migrations, node)
-		fleet, err := readFleet(ctx, c.db, name, c.ageOut, now)
+		live, err := fleet.Read(ctx, db, name, c.AgeOut(), now)
 		if err != nil {
 			return m, err
 		}
-		for _, in := range fleet.Instances {
+		for _, in := range live.Instances {
 			s := services[in.Service]
 			if s == nil {
 				s = &ServiceNode{Service: in.Service}
@@ -135,17 +141,13 @@ func (c *Coordinator) DependencyMap(ctx context.Context) (DependencyMap, error) 
 		}
 	}
 	// Instances counted once, whatever the number of migrations they report.
-	var counts []struct {
-		Service string `db:"service"`
-		N       int    `db:"n"`
+	counts, err := fleet.InstancesPerService(ctx, db, c.AgeOut(), now)
+	if err != nil {
+		return m, err
 	}
-	if err := c.db.SelectContext(ctx, &counts, `SELECT service, count(DISTINCT instance_id) AS n FROM schemashift_instances
-		WHERE migration <> '' AND last_seen > $1 GROUP BY service`, dialect.Stamp(now.Add(-c.ageOut))); err != nil {
-		return m, fmt.Errorf("read services: %w", err)
-	}
-	for _, cnt := range counts {
-		if s := services[cnt.Service]; s != nil {
-			s.Instances = cnt.N
+	for service, n := range counts {
+		if s := services[service]; s != nil {
+			s.Instances = n
 		}
 	}
 	for _, s := range services {

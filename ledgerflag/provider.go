@@ -1,4 +1,4 @@
-package rollout
+package ledgerflag
 
 import (
 	"context"
@@ -12,9 +12,10 @@ import (
 	"github.com/open-feature/go-sdk/openfeature"
 
 	"github.com/schemashift/schemashift/internal/stringflag"
+	"github.com/schemashift/schemashift/ledger"
 )
 
-// LedgerProvider is an OpenFeature provider that serves each migration's
+// Provider is an OpenFeature provider that serves each migration's
 // stage from the ledger: the default source of stages, so that advancing
 // the ledger changes what every instance evaluates within one poll
 // interval. Flag keys are migration names.
@@ -25,7 +26,7 @@ import (
 // stage is announced with PROVIDER_CONFIGURATION_CHANGED. It is safe for
 // concurrent use; OpenFeature starts and stops its polling (Init and
 // Shutdown), or call Close.
-type LedgerProvider struct {
+type Provider struct {
 	stringflag.OnlyStrings
 	db   *sqlx.DB
 	poll time.Duration
@@ -42,34 +43,34 @@ type LedgerProvider struct {
 }
 
 var (
-	_ openfeature.FeatureProvider          = (*LedgerProvider)(nil)
-	_ openfeature.ContextAwareStateHandler = (*LedgerProvider)(nil)
-	_ openfeature.EventHandler             = (*LedgerProvider)(nil)
+	_ openfeature.FeatureProvider          = (*Provider)(nil)
+	_ openfeature.ContextAwareStateHandler = (*Provider)(nil)
+	_ openfeature.EventHandler             = (*Provider)(nil)
 )
 
-// NewLedgerProvider returns a provider polling db every poll interval.
-func NewLedgerProvider(db *sqlx.DB, poll time.Duration) (*LedgerProvider, error) {
+// New returns a provider polling db every poll interval.
+func New(db *sqlx.DB, poll time.Duration) (*Provider, error) {
 	if db == nil {
 		return nil, fmt.Errorf("new ledger provider: db is nil")
 	}
 	if poll <= 0 {
 		return nil, fmt.Errorf("new ledger provider: poll interval %v is not positive", poll)
 	}
-	return &LedgerProvider{db: db, poll: poll, stages: map[string]string{}, events: make(chan openfeature.Event, 16)}, nil
+	return &Provider{db: db, poll: poll, stages: map[string]string{}, events: make(chan openfeature.Event, 16)}, nil
 }
 
 // Metadata implements openfeature.FeatureProvider.
-func (p *LedgerProvider) Metadata() openfeature.Metadata {
+func (p *Provider) Metadata() openfeature.Metadata {
 	return openfeature.Metadata{Name: "schemashift-ledger"}
 }
 
 // EventChannel implements openfeature.EventHandler.
-func (p *LedgerProvider) EventChannel() <-chan openfeature.Event { return p.events }
+func (p *Provider) EventChannel() <-chan openfeature.Event { return p.events }
 
 // InitWithContext reads the ledger once and starts polling. A ledger that
 // cannot be read fails the init; polling goes on and the provider turns
 // ready when a read succeeds.
-func (p *LedgerProvider) InitWithContext(ctx context.Context, _ openfeature.EvaluationContext) error {
+func (p *Provider) InitWithContext(ctx context.Context, _ openfeature.EvaluationContext) error {
 	err := p.refresh(ctx)
 	p.start.Do(func() {
 		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -83,18 +84,18 @@ func (p *LedgerProvider) InitWithContext(ctx context.Context, _ openfeature.Eval
 }
 
 // Init implements openfeature.StateHandler.
-func (p *LedgerProvider) Init(ec openfeature.EvaluationContext) error {
+func (p *Provider) Init(ec openfeature.EvaluationContext) error {
 	return p.InitWithContext(context.Background(), ec)
 }
 
 // ShutdownWithContext implements openfeature.ContextAwareStateHandler.
-func (p *LedgerProvider) ShutdownWithContext(context.Context) error { return p.Close() }
+func (p *Provider) ShutdownWithContext(context.Context) error { return p.Close() }
 
 // Shutdown implements openfeature.StateHandler.
-func (p *LedgerProvider) Shutdown() { _ = p.Close() }
+func (p *Provider) Shutdown() { _ = p.Close() }
 
 // Close stops polling and waits for it. It is idempotent.
-func (p *LedgerProvider) Close() error {
+func (p *Provider) Close() error {
 	p.start.Do(func() {}) // no polling may start after Close
 	p.closed.Do(func() {
 		if p.stop != nil {
@@ -105,7 +106,7 @@ func (p *LedgerProvider) Close() error {
 	return nil
 }
 
-func (p *LedgerProvider) loop(ctx context.Context) {
+func (p *Provider) loop(ctx context.Context) {
 	defer close(p.done)
 	t := time.NewTicker(p.poll)
 	defer t.Stop()
@@ -120,14 +121,10 @@ func (p *LedgerProvider) loop(ctx context.Context) {
 }
 
 // refresh reads every stage and announces what changed.
-func (p *LedgerProvider) refresh(ctx context.Context) error {
-	var rows []struct {
-		Migration string `db:"migration"`
-		Stage     string `db:"stage"`
-	}
+func (p *Provider) refresh(ctx context.Context) error {
 	qctx, cancel := context.WithTimeout(ctx, max(p.poll, time.Second))
 	defer cancel()
-	err := p.db.SelectContext(qctx, &rows, `SELECT migration, stage FROM schemashift_migrations`)
+	next, err := ledger.Stages(qctx, p.db)
 	p.mu.Lock()
 	if err != nil {
 		wasStale := p.stale
@@ -137,10 +134,6 @@ func (p *LedgerProvider) refresh(ctx context.Context) error {
 			p.emit(openfeature.ProviderStale, "ledger unreachable, serving the last stages read: "+err.Error(), nil)
 		}
 		return err
-	}
-	next := make(map[string]string, len(rows))
-	for _, r := range rows {
-		next[r.Migration] = r.Stage
 	}
 	var changed []string
 	for m, s := range next {
@@ -166,7 +159,7 @@ func (p *LedgerProvider) refresh(ctx context.Context) error {
 	return nil
 }
 
-func (p *LedgerProvider) emit(t openfeature.EventType, msg string, flagsChanged []string) {
+func (p *Provider) emit(t openfeature.EventType, msg string, flagsChanged []string) {
 	ev := openfeature.Event{ProviderName: "schemashift-ledger", EventType: t,
 		ProviderEventDetails: openfeature.ProviderEventDetails{Message: msg, FlagChanges: flagsChanged}}
 	select {
@@ -176,21 +169,21 @@ func (p *LedgerProvider) emit(t openfeature.EventType, msg string, flagsChanged 
 }
 
 // Stale reports whether the last poll failed.
-func (p *LedgerProvider) Stale() bool {
+func (p *Provider) Stale() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.stale
 }
 
 // Stages returns the cached stages.
-func (p *LedgerProvider) Stages() map[string]string {
+func (p *Provider) Stages() map[string]string {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return maps.Clone(p.stages)
 }
 
 // StringEvaluation implements openfeature.FeatureProvider.
-func (p *LedgerProvider) StringEvaluation(_ context.Context, flag string, defaultValue string, _ openfeature.FlattenedContext) openfeature.StringResolutionDetail {
+func (p *Provider) StringEvaluation(_ context.Context, flag string, defaultValue string, _ openfeature.FlattenedContext) openfeature.StringResolutionDetail {
 	p.mu.RLock()
 	s, ok := p.stages[flag]
 	stale := p.stale

@@ -1,4 +1,4 @@
-package rollout
+package fleet
 
 import (
 	"context"
@@ -14,24 +14,27 @@ import (
 // buckets from 50µs: bucket 0 is under 50µs, bucket k under 50µs·2^k, the
 // last one everything above. Heartbeats add them up.
 const (
-	latencyBuckets = 21
-	latencyBase    = 50 * time.Microsecond
+	// Buckets is how many buckets a [Histogram] has.
+	Buckets     = 21
+	latencyBase = 50 * time.Microsecond
 )
 
-// histogram counts calls by latency bucket.
-type histogram [latencyBuckets]int64
+// Histogram counts calls by latency bucket. It is a value: safe for
+// concurrent reads, and copied, not shared, when changed.
+type Histogram [Buckets]int64
 
 func bucketOf(d time.Duration) int {
 	if d < latencyBase {
 		return 0
 	}
-	return min(bits.Len64(uint64(d/latencyBase)), latencyBuckets-1)
+	return min(bits.Len64(uint64(d/latencyBase)), Buckets-1)
 }
 
 // upper returns the upper bound of bucket k.
 func upper(k int) time.Duration { return latencyBase << k }
 
-func (h histogram) total() int64 {
+// Total counts the calls of every bucket.
+func (h Histogram) Total() int64 {
 	var n int64
 	for _, c := range h {
 		n += c
@@ -39,9 +42,9 @@ func (h histogram) total() int64 {
 	return n
 }
 
-// quantile returns the upper bound of the bucket holding the q-quantile.
-func (h histogram) quantile(q float64) time.Duration {
-	n := h.total()
+// Quantile returns the upper bound of the bucket holding the q-quantile.
+func (h Histogram) Quantile(q float64) time.Duration {
+	n := h.Total()
 	if n == 0 {
 		return 0
 	}
@@ -53,35 +56,37 @@ func (h histogram) quantile(q float64) time.Duration {
 			return upper(k)
 		}
 	}
-	return upper(latencyBuckets - 1)
+	return upper(Buckets - 1)
 }
 
-func (h histogram) minus(o histogram) histogram {
+// Minus returns h less o, bucket by bucket: the calls since o was taken.
+func (h Histogram) Minus(o Histogram) Histogram {
 	for k := range h {
 		h[k] -= o[k]
 	}
 	return h
 }
 
-// paths holds the histograms of the old and the new path.
-type paths struct {
-	Old histogram `json:"old"`
-	New histogram `json:"new"`
+// Latency holds the histograms of the old and the new path. It is a
+// value, like [Histogram].
+type Latency struct {
+	Old Histogram `json:"old"`
+	New Histogram `json:"new"`
 }
 
-// latencies sums the histograms every instance reported for a migration.
-func latencies(ctx context.Context, q sqlx.QueryerContext, migration string) (paths, error) {
+// Latencies sums the histograms every instance reported for a migration.
+func Latencies(ctx context.Context, q sqlx.QueryerContext, migration string) (Latency, error) {
 	var rows []string
-	var sum paths
+	var sum Latency
 	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT CAST(latency AS text) FROM schemashift_instances WHERE migration = $1`, migration); err != nil {
 		return sum, fmt.Errorf("read latencies: %w", err)
 	}
 	for _, r := range rows {
-		var p paths
+		var p Latency
 		if err := json.Unmarshal([]byte(r), &p); err != nil {
 			return sum, fmt.Errorf("read latencies: %w", err)
 		}
-		for k := range latencyBuckets {
+		for k := range Buckets {
 			sum.Old[k] += p.Old[k]
 			sum.New[k] += p.New[k]
 		}

@@ -1,4 +1,4 @@
-package rollout
+package report
 
 import (
 	"context"
@@ -8,48 +8,53 @@ import (
 	"time"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/fleet"
+	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/rollout"
 )
 
 // Retrospective is the story of one migration: every transition with who
 // and why, the time spent in each phase, the backfills' statistics, the
 // verification and shadow results. It is most useful once the migration is
-// contracted or rolled back, but can be read at any time.
+// contracted or rolled back, but can be read at any time. It is a value.
 type Retrospective struct {
 	Migration   string              `json:"migration"`
-	Phase       Phase               `json:"phase"`
+	Phase       ledger.Phase        `json:"phase"`
 	Finished    bool                `json:"finished"` // contracted, or rolled back to off or planned
-	Timeline    []Event             `json:"timeline"`
+	Timeline    []ledger.Event      `json:"timeline"`
 	Phases      []PhaseTime         `json:"phases"`
 	Refused     int                 `json:"refused"`
 	Forced      int                 `json:"forced"`
 	Trips       int                 `json:"guardrail_trips"`
 	Backfills   []backfill.Progress `json:"backfills"`
-	Consistency Consistency         `json:"consistency"` // every shadow comparison reported
+	Consistency fleet.Consistency   `json:"consistency"` // every shadow comparison reported
 }
 
 // PhaseTime is one stay in a phase.
 type PhaseTime struct {
-	Phase    Phase         `json:"phase"`
+	Phase    ledger.Phase  `json:"phase"`
 	Entered  time.Time     `json:"entered"`
 	Duration time.Duration `json:"duration"`
 	Current  bool          `json:"current,omitempty"`
 }
 
-// Retrospective reads a migration's retrospective.
-func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retrospective, error) {
-	plan, err := c.plan(migration)
+// Retrospect reads the retrospective of one of c's migrations, at c's
+// clock.
+func Retrospect(ctx context.Context, c *rollout.Coordinator, migration string) (Retrospective, error) {
+	plan, err := c.Plan(migration)
 	if err != nil {
 		return Retrospective{}, err
 	}
-	st, err := Get(ctx, c.db, migration)
+	db := c.DB()
+	st, err := ledger.Get(ctx, db, migration)
 	if err != nil {
 		return Retrospective{}, err
 	}
 	r := Retrospective{Migration: migration, Phase: st.Phase, Backfills: []backfill.Progress{}}
-	if r.Timeline, err = Audit(ctx, c.db, migration, 100000); err != nil {
+	if r.Timeline, err = ledger.Audit(ctx, db, migration, 100000); err != nil {
 		return r, err
 	}
-	now := c.now() // the current phase's duration, and the backfills' state
+	now := c.Now() // the current phase's duration, and the backfills' state
 	moved := false
 	for _, e := range r.Timeline {
 		if e.Actor == "guardrail" && e.Accepted {
@@ -65,10 +70,10 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 			r.Forced++
 		}
 		if e.Kind == "register" {
-			r.Phases = append(r.Phases, PhaseTime{Phase: Planned, Entered: e.At})
+			r.Phases = append(r.Phases, PhaseTime{Phase: ledger.Planned, Entered: e.At})
 			continue
 		}
-		p, err := ParsePhase(e.ToPhase)
+		p, err := ledger.ParsePhase(e.ToPhase)
 		if err != nil {
 			continue
 		}
@@ -81,13 +86,13 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 	if n := len(r.Phases); n > 0 {
 		last := &r.Phases[n-1]
 		last.Current = true
-		if st.Phase != Contracted {
+		if st.Phase != ledger.Contracted {
 			last.Duration = now.Sub(last.Entered)
 		}
 	}
-	r.Finished = st.Phase == Contracted || (moved && st.Phase <= Expanded)
+	r.Finished = st.Phase == ledger.Contracted || (moved && st.Phase <= ledger.Expanded)
 	for _, j := range plan.Backfills {
-		p, err := backfill.StateAt(ctx, c.db, j.Name, now)
+		p, err := backfill.StateAt(ctx, db, j.Name, now)
 		if errors.Is(err, backfill.ErrUnknownJob) {
 			continue
 		}
@@ -96,11 +101,11 @@ func (c *Coordinator) Retrospective(ctx context.Context, migration string) (Retr
 		}
 		r.Backfills = append(r.Backfills, p)
 	}
-	t, err := c.totals(ctx, c.db, migration)
+	t, err := fleet.Sum(ctx, db, migration)
 	if err != nil {
 		return r, err
 	}
-	r.Consistency = t.since(statusRow{})
+	r.Consistency = t.Since(fleet.Totals{})
 	return r, nil
 }
 

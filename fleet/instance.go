@@ -1,4 +1,4 @@
-package rollout
+package fleet
 
 import (
 	"context"
@@ -30,7 +30,7 @@ import (
 // An Instance is safe for concurrent use. Start begins the periodic
 // heartbeat; Close stops it, sends a last one and waits.
 //
-// A heartbeat's times are its clock's ([WithInstanceClock]).
+// A heartbeat's times are its clock's ([WithClock]).
 type Instance struct {
 	db       *sqlx.DB
 	id       string
@@ -56,7 +56,7 @@ type taken struct {
 	seen                            uint32
 	old, matched, mismatched, drops int64
 	calls, errs                     [2]int64
-	latency                         paths
+	latency                         Latency
 }
 
 // window accumulates one heartbeat interval.
@@ -68,14 +68,14 @@ type window struct {
 	drops      atomic.Int64    // shadow reads dropped
 	calls      [2]atomic.Int64 // by dualwrite.Origin
 	errs       [2]atomic.Int64
-	latency    [2][latencyBuckets]atomic.Int64
+	latency    [2][Buckets]atomic.Int64
 }
 
-// InstanceOption configures an [Instance].
-type InstanceOption func(*Instance) error
+// Option configures an [Instance].
+type Option func(*Instance) error
 
-// WithInstanceID names the instance (default: host/pid/random).
-func WithInstanceID(id string) InstanceOption {
+// WithID names the instance (default: host/pid/random).
+func WithID(id string) Option {
 	return func(i *Instance) error {
 		if id == "" {
 			return fmt.Errorf("%w: instance id is empty", ErrInvalidArgument)
@@ -86,7 +86,7 @@ func WithInstanceID(id string) InstanceOption {
 }
 
 // WithHeartbeat sets the heartbeat interval (default 10s).
-func WithHeartbeat(d time.Duration) InstanceOption {
+func WithHeartbeat(d time.Duration) Option {
 	return func(i *Instance) error {
 		if d <= 0 {
 			return fmt.Errorf("%w: heartbeat %v is not positive", ErrInvalidArgument, d)
@@ -96,17 +96,17 @@ func WithHeartbeat(d time.Duration) InstanceOption {
 	}
 }
 
-// WithInstanceClock sets the clock the instance stamps its heartbeats with
+// WithClock sets the clock the instance stamps its heartbeats with
 // (default time.Now), read once per heartbeat and passed to the database
 // as a parameter: when it was first and last seen, when it evaluated each
 // stage, and its last old-path call. The coordinator's gates compare
-// these with its own clock ([WithClock]), so a fleet and its coordinators
-// should share one, or agree to well within the smaller of the
-// coordinator's age-out ([WithAgeOut], default one minute) and the plan's
-// window: an instance whose clock is behind by more than the age-out
+// these with its own clock (rollout.WithClock), so a fleet and its
+// coordinators should share one, or agree to well within the smaller of
+// the coordinator's age-out (rollout.WithAgeOut, default one minute) and
+// the plan's window: an instance whose clock is behind by more than the age-out
 // looks aged out at every heartbeat, and the fleet gates do not see it.
 // The heartbeat's interval is real time, whatever the clock.
-func WithInstanceClock(now func() time.Time) InstanceOption {
+func WithClock(now func() time.Time) Option {
 	return func(i *Instance) error {
 		if now == nil {
 			return fmt.Errorf("%w: clock is nil", ErrInvalidArgument)
@@ -118,7 +118,7 @@ func WithInstanceClock(now func() time.Time) InstanceOption {
 
 // NewInstance returns the heartbeat of one instance of service, built as
 // build, for the given migrations.
-func NewInstance(db *sqlx.DB, service, build string, migrations []string, opts ...InstanceOption) (*Instance, error) {
+func NewInstance(db *sqlx.DB, service, build string, migrations []string, opts ...Option) (*Instance, error) {
 	if db == nil || service == "" || build == "" {
 		return nil, fmt.Errorf("new instance: %w: db, service and build are required", ErrInvalidArgument)
 	}
@@ -244,7 +244,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 		took[k] = taken{seen: w.seen.Swap(0), old: w.oldCalls.Swap(0), matched: w.matched.Swap(0), mismatched: w.mismatched.Swap(0),
 			drops: w.drops.Swap(0),
 			calls: [2]int64{w.calls[0].Swap(0), w.calls[1].Swap(0)}, errs: [2]int64{w.errs[0].Swap(0), w.errs[1].Swap(0)}}
-		for b := range latencyBuckets {
+		for b := range Buckets {
 			took[k].latency.Old[b] = w.latency[0][b].Swap(0)
 			took[k].latency.New[b] = w.latency[1][b].Swap(0)
 		}
@@ -278,7 +278,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 			i.restore(windows, took)
 			return fmt.Errorf("heartbeat %s: %w", m, err)
 		}
-		for b := range latencyBuckets {
+		for b := range Buckets {
 			lat.Old[b] += t.latency.Old[b]
 			lat.New[b] += t.latency.New[b]
 		}
@@ -316,8 +316,8 @@ func (i *Instance) Beat(ctx context.Context) error {
 
 // storedLatency reads the histograms the ledger holds for the instance
 // and migration, locking the row (zero when there is none yet).
-func (i *Instance) storedLatency(ctx context.Context, tx *sqlx.Tx, d *dialect.Dialect, migration string) (paths, error) {
-	var p paths
+func (i *Instance) storedLatency(ctx context.Context, tx *sqlx.Tx, d *dialect.Dialect, migration string) (Latency, error) {
+	var p Latency
 	var raw string
 	err := tx.GetContext(ctx, &raw, `SELECT CAST(latency AS text) FROM schemashift_instances
 		WHERE instance_id = $1 AND migration = $2`+d.ForUpdate(), i.id, migration)
@@ -350,7 +350,7 @@ func (i *Instance) restore(windows []*window, took []taken) {
 			w.calls[o].Add(took[k].calls[o])
 			w.errs[o].Add(took[k].errs[o])
 		}
-		for b := range latencyBuckets {
+		for b := range Buckets {
 			w.latency[0][b].Add(took[k].latency.Old[b])
 			w.latency[1][b].Add(took[k].latency.New[b])
 		}

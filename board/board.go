@@ -1,4 +1,4 @@
-package rollout
+package board
 
 import (
 	"context"
@@ -12,13 +12,16 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/pgerr"
+	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/report"
+	"github.com/schemashift/schemashift/rollout"
 )
 
 //go:embed board.html
@@ -35,7 +38,7 @@ var boardPage = template.Must(template.New("board.html").Funcs(template.FuncMap{
 	"dur": func(d time.Duration) string { return d.Round(time.Second).String() },
 }).ParseFS(boardFS, "board.html"))
 
-// Action is a change asked of the status board.
+// Action is a change asked of the status board. It is a value.
 type Action struct {
 	Kind      string // advance, rollback, rollback-to-off, pause, resume
 	Migration string
@@ -59,17 +62,17 @@ func (f AuthorizerFunc) Authorize(r *http.Request, a Action) (string, error) { r
 // [Authorizer]; then POST /action advances, rolls back, pauses and resumes,
 // behind a CSRF token. It is safe for concurrent use.
 type Board struct {
-	c     *Coordinator
+	c     *rollout.Coordinator
 	auth  Authorizer
 	audit int
 	mux   *http.ServeMux
 }
 
-// BoardOption configures a [Board].
-type BoardOption func(*Board) error
+// Option configures a [Board].
+type Option func(*Board) error
 
 // WithAuthorizer enables the board's actions for requests a allows.
-func WithAuthorizer(a Authorizer) BoardOption {
+func WithAuthorizer(a Authorizer) Option {
 	return func(b *Board) error {
 		if a == nil {
 			return errors.New("authorizer is nil")
@@ -79,8 +82,8 @@ func WithAuthorizer(a Authorizer) BoardOption {
 	}
 }
 
-// NewBoard returns the status board of the coordinator's migrations.
-func NewBoard(c *Coordinator, opts ...BoardOption) (*Board, error) {
+// New returns the status board of the coordinator's migrations.
+func New(c *rollout.Coordinator, opts ...Option) (*Board, error) {
 	if c == nil {
 		return nil, errors.New("new board: coordinator is nil")
 	}
@@ -102,27 +105,27 @@ func NewBoard(c *Coordinator, opts ...BoardOption) (*Board, error) {
 
 func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.mux.ServeHTTP(w, r) }
 
-// BoardStatus is the board's JSON document.
-type BoardStatus struct {
-	GeneratedAt time.Time         `json:"generated_at"`
-	ReadOnly    bool              `json:"read_only"`
-	Migrations  []MigrationStatus `json:"migrations"`
-	Audit       []Event           `json:"audit"`
+// Status is the board's JSON document. It is a value.
+type Status struct {
+	GeneratedAt time.Time      `json:"generated_at"`
+	ReadOnly    bool           `json:"read_only"`
+	Migrations  []Migration    `json:"migrations"`
+	Audit       []ledger.Event `json:"audit"`
 }
 
-// MigrationStatus is one migration on the board.
-type MigrationStatus struct {
-	Status
-	Next        Readiness        `json:"next"`
-	Backfills   []BackfillStatus `json:"backfills"`
-	Consistency Consistency      `json:"consistency"`
-	Fleet       Fleet            `json:"fleet"`
+// Migration is one migration on the board.
+type Migration struct {
+	ledger.Status
+	Next        rollout.Readiness `json:"next"`
+	Backfills   []Backfill        `json:"backfills"`
+	Consistency fleet.Consistency `json:"consistency"`
+	Fleet       fleet.Fleet       `json:"fleet"`
 	// QueryPlans is the latest recorded plan of each hot query.
-	QueryPlans []QueryPlan `json:"query_plans"`
+	QueryPlans []rollout.QueryPlan `json:"query_plans"`
 }
 
-// BackfillStatus is one backfill job on the board.
-type BackfillStatus struct {
+// Backfill is one backfill job on the board.
+type Backfill struct {
 	Job           string  `json:"job"`
 	Status        string  `json:"status"`
 	RowsDone      int64   `json:"rows_done"`
@@ -139,45 +142,43 @@ type BackfillStatus struct {
 	StalledSince  *time.Time `json:"stalled_since,omitempty"`
 }
 
-// Consistency counts the shadow comparisons since the current phase began.
-// Mismatched counts every comparison that did not match: a mismatch, or a
-// failure (a read's error, a timeout, a panic); Ratio is Matched over both.
-type Consistency struct {
-	Matched    int64   `json:"matched"`
-	Mismatched int64   `json:"mismatched"`
-	Ratio      float64 `json:"ratio"`
-}
-
 // Snapshot reads everything the board shows, as it stands at one time of
 // the coordinator's clock (GeneratedAt): gates, fleets, stalls and how
 // long ago each was seen are judged then.
-func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
-	now := b.c.now()
-	out := BoardStatus{GeneratedAt: now, ReadOnly: b.auth == nil, Migrations: []MigrationStatus{}}
-	for _, name := range b.c.migrations() {
-		st, err := Get(ctx, b.c.db, name)
+func (b *Board) Snapshot(ctx context.Context) (Status, error) {
+	now := b.c.Now()
+	db := b.c.DB()
+	out := Status{GeneratedAt: now, ReadOnly: b.auth == nil, Migrations: []Migration{}}
+	for _, name := range b.c.Migrations() {
+		plan, err := b.c.Plan(name)
 		if err != nil {
 			return out, err
 		}
-		m := MigrationStatus{Status: st, Backfills: []BackfillStatus{}}
-		if m.Next, err = b.c.check(ctx, name, now); err != nil {
+		row, err := ledger.Read(ctx, db, name)
+		if err != nil {
 			return out, err
 		}
-		if m.Consistency, err = b.c.consistencySince(ctx, name); err != nil {
+		m := Migration{Status: row.Status, Backfills: []Backfill{}}
+		if m.Next, err = b.c.CheckAt(ctx, name, now); err != nil {
 			return out, err
 		}
-		if m.Fleet, err = readFleet(ctx, b.c.db, name, b.c.ageOut, now); err != nil {
+		t, err := fleet.Sum(ctx, db, name)
+		if err != nil {
+			return out, err
+		}
+		m.Consistency = t.Since(row.Base) // since the current phase began
+		if m.Fleet, err = fleet.Read(ctx, db, name, b.c.AgeOut(), now); err != nil {
 			return out, err
 		}
 		if m.Fleet.Instances == nil {
-			m.Fleet.Instances = []InstanceState{}
+			m.Fleet.Instances = []fleet.InstanceState{}
 		}
 		plans, err := b.c.QueryPlans(ctx, name)
 		if err != nil {
 			return out, err
 		}
 		latest := map[string]int{}
-		m.QueryPlans = []QueryPlan{}
+		m.QueryPlans = []rollout.QueryPlan{}
 		for _, p := range plans {
 			if i, ok := latest[p.Query]; ok {
 				m.QueryPlans[i] = p
@@ -186,10 +187,10 @@ func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
 			latest[p.Query] = len(m.QueryPlans)
 			m.QueryPlans = append(m.QueryPlans, p)
 		}
-		for _, j := range b.c.plans[name].Backfills {
-			bs := BackfillStatus{Job: j.Name, Status: "not started"}
-			if p, err := backfill.StateAt(ctx, b.c.db, j.Name, now); err == nil {
-				bs = BackfillStatus{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
+		for _, j := range plan.Backfills {
+			bs := Backfill{Job: j.Name, Status: "not started"}
+			if p, err := backfill.StateAt(ctx, db, j.Name, now); err == nil {
+				bs = Backfill{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
 					Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Verify: p.Verify, Divergent: p.Divergent}
 				if p.Stall != nil {
 					since := p.Stall.Since
@@ -203,11 +204,11 @@ func (b *Board) Snapshot(ctx context.Context) (BoardStatus, error) {
 		out.Migrations = append(out.Migrations, m)
 	}
 	var err error
-	if out.Audit, err = Audit(ctx, b.c.db, "", b.audit); err != nil {
+	if out.Audit, err = ledger.Audit(ctx, db, "", b.audit); err != nil {
 		return out, err
 	}
 	if out.Audit == nil {
-		out.Audit = []Event{}
+		out.Audit = []ledger.Event{}
 	}
 	return out, nil
 }
@@ -225,7 +226,7 @@ func (b *Board) status(w http.ResponseWriter, r *http.Request) {
 
 // dependencies serves the dependency map as JSON, or drawn (.svg).
 func (b *Board) dependencies(w http.ResponseWriter, r *http.Request) {
-	m, err := b.c.DependencyMap(r.Context())
+	m, err := report.Dependencies(r.Context(), b.c)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -241,8 +242,8 @@ func (b *Board) dependencies(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *Board) runbook(w http.ResponseWriter, r *http.Request) {
-	md, err := b.c.Runbook(r.Context(), r.PathValue("migration"))
-	if errors.Is(err, ErrUnknownMigration) {
+	md, err := report.RunbookFor(r.Context(), b.c, r.PathValue("migration"))
+	if errors.Is(err, ledger.ErrUnknownMigration) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
@@ -256,8 +257,8 @@ func (b *Board) runbook(w http.ResponseWriter, r *http.Request) {
 
 // retrospective serves Markdown, or JSON with ?format=json.
 func (b *Board) retrospective(w http.ResponseWriter, r *http.Request) {
-	retro, err := b.c.Retrospective(r.Context(), r.PathValue("migration"))
-	if errors.Is(err, ErrUnknownMigration) {
+	retro, err := report.Retrospect(r.Context(), b.c, r.PathValue("migration"))
+	if errors.Is(err, ledger.ErrUnknownMigration) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
@@ -298,7 +299,7 @@ func (b *Board) page(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'")
 	msg := r.URL.Query().Get("msg")
 	if err := boardPage.Execute(w, struct {
-		BoardStatus
+		Status
 		CSRF, Message string
 	}{snap, token, msg}); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -326,7 +327,8 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a := Action{Kind: r.PostFormValue("action"), Migration: r.PostFormValue("migration"), Job: r.PostFormValue("job")}
-	if _, err := b.c.plan(a.Migration); err != nil {
+	plan, err := b.c.Plan(a.Migration)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
@@ -336,7 +338,7 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	version, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
-	req := Request{Migration: a.Migration, Version: version, Actor: actor, Reason: r.PostFormValue("reason"),
+	req := rollout.Request{Migration: a.Migration, Version: version, Actor: actor, Reason: r.PostFormValue("reason"),
 		Confirm: r.PostFormValue("confirm") == "yes", Acknowledge: r.PostFormValue("acknowledge") == "yes"}
 	if req.Reason == "" {
 		req.Reason = "from the status board"
@@ -350,14 +352,14 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 		req.ToOff = true
 		_, err = b.c.Rollback(r.Context(), req)
 	case "pause", "resume":
-		if !b.c.hasJob(a.Migration, a.Job) {
+		if !hasJob(plan, a.Job) {
 			http.Error(w, fmt.Sprintf("migration %s has no backfill %q", a.Migration, a.Job), http.StatusNotFound)
 			return
 		}
 		if a.Kind == "pause" {
-			err = backfill.Pause(r.Context(), b.c.db, a.Job)
+			err = backfill.Pause(r.Context(), b.c.DB(), a.Job)
 		} else {
-			err = backfill.Resume(r.Context(), b.c.db, a.Job)
+			err = backfill.Resume(r.Context(), b.c.DB(), a.Job)
 		}
 	default:
 		http.Error(w, fmt.Sprintf("unknown action %q", a.Kind), http.StatusBadRequest)
@@ -370,33 +372,12 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "./?msg="+url.QueryEscape(msg), http.StatusSeeOther)
 }
 
-func (c *Coordinator) migrations() []string {
-	names := make([]string, 0, len(c.plans))
-	for n := range c.plans {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
-
-func (c *Coordinator) hasJob(migration, job string) bool {
-	for _, j := range c.plans[migration].Backfills {
+// hasJob reports whether plan has a backfill job of that name.
+func hasJob(plan rollout.Plan, job string) bool {
+	for _, j := range plan.Backfills {
 		if j.Name == job {
 			return true
 		}
 	}
 	return false
-}
-
-// consistencySince counts comparisons since the current phase began.
-func (c *Coordinator) consistencySince(ctx context.Context, migration string) (Consistency, error) {
-	var row statusRow
-	if err := c.db.GetContext(ctx, &row, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`, migration); err != nil {
-		return Consistency{}, err
-	}
-	t, err := c.totals(ctx, c.db, migration)
-	if err != nil {
-		return Consistency{}, err
-	}
-	return t.since(row), nil
 }

@@ -1,4 +1,4 @@
-package rollout_test
+package board_test
 
 import (
 	"bytes"
@@ -20,44 +20,49 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/board"
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
+	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/internal/rollouttest"
+	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
 )
 
-func boardServer(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator) {
+func boardServer(t *testing.T, opts ...board.Option) (*httptest.Server, *rollout.Coordinator) {
 	srv, c, _ := boardServerDB(t, opts...)
 	return srv, c
 }
 
-func boardServerDB(t *testing.T, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator, *sqlx.DB) {
+func boardServerDB(t *testing.T, opts ...board.Option) (*httptest.Server, *rollout.Coordinator, *sqlx.DB) {
 	t.Helper()
 	return boardServerOn(t, pgtest.DB(t), opts...)
 }
 
-func boardServerOn(t *testing.T, db *sqlx.DB, opts ...rollout.BoardOption) (*httptest.Server, *rollout.Coordinator, *sqlx.DB) {
+func boardServerOn(t *testing.T, db *sqlx.DB, opts ...board.Option) (*httptest.Server, *rollout.Coordinator, *sqlx.DB) {
 	t.Helper()
-	usersDB(t, db)
-	plan := usersPlan(db)
+	rollouttest.UsersDB(t, db)
+	plan := rollouttest.UsersPlan(db)
 	plan.HotQueries = []rollout.HotQuery{{Name: "user by id", SQL: `SELECT full_name FROM users WHERE id = $1`, Args: []any{7}}}
 	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{plan})
 	require.NoError(t, err)
 	_, err = c.Advance(t.Context(), rollout.Request{Migration: "users_split_name", Actor: "setup"})
 	require.NoError(t, err)
-	in, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-1"))
+	in, err := fleet.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, fleet.WithID("api-1"))
 	require.NoError(t, err)
-	beat(t, in, flags.Off)
-	b, err := rollout.NewBoard(c, opts...)
+	rollouttest.Beat(t, in, flags.Off)
+	b, err := board.New(c, opts...)
 	require.NoError(t, err)
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
 	return srv, c, db
 }
 
-func allowAll() rollout.BoardOption {
-	return rollout.WithAuthorizer(rollout.AuthorizerFunc(func(r *http.Request, a rollout.Action) (string, error) {
+func allowAll() board.Option {
+	return board.WithAuthorizer(board.AuthorizerFunc(func(r *http.Request, a board.Action) (string, error) {
 		if r.Header.Get("X-Deny") != "" {
 			return "", errors.New("denied by policy")
 		}
@@ -185,12 +190,12 @@ func TestBoardRefusesUnauthorizedMutations(t *testing.T) {
 	for _, c := range []*rollout.Coordinator{c1, c2} {
 		fleet, err := c.Check(t.Context(), "users_split_name")
 		require.NoError(t, err)
-		assert.Equal(t, rollout.Expanded, fleet.From, "nothing moved")
+		assert.Equal(t, ledger.Expanded, fleet.From, "nothing moved")
 	}
 	assert.Equal(t, http.StatusSeeOther, post(withToken, nil), "authorized")
 	st, err := c2.Check(t.Context(), "users_split_name")
 	require.NoError(t, err)
-	assert.Equal(t, rollout.DualWrite, st.From)
+	assert.Equal(t, ledger.DualWrite, st.From)
 }
 
 func between(s, start, end string) string {
@@ -318,12 +323,12 @@ func TestBoardInChromium(t *testing.T) {
 	t.Cleanup(func() { d.call(http.MethodDelete, "/session/"+d.session, nil) })
 
 	// A second instance dropped shadow reads; the board shows each one's.
-	other, err := rollout.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, rollout.WithInstanceID("api-2"))
+	other, err := fleet.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, fleet.WithID("api-2"))
 	require.NoError(t, err)
 	for range 3 {
 		other.Observer().ObserveShadowDrop(t.Context(), dualwrite.ShadowDrop{Migration: "users_split_name", Stage: flags.Shadow, Reason: dualwrite.DropFull})
 	}
-	beat(t, other, flags.Off)
+	rollouttest.Beat(t, other, flags.Off)
 
 	d.call(http.MethodPost, "/session/"+d.session+"/url", map[string]string{"url": srv.URL + "/"})
 	assert.Equal(t, "expanded", d.text(`[data-migration="users_split_name"] [data-field="phase"]`))
@@ -351,7 +356,7 @@ func TestBoardInChromium(t *testing.T) {
 		"the next gate's unmet condition is shown")
 	st, err := c.Check(t.Context(), "users_split_name")
 	require.NoError(t, err)
-	assert.Equal(t, rollout.DualWrite, st.From)
+	assert.Equal(t, ledger.DualWrite, st.From)
 
 	// The runbook and the retrospective are one click away.
 	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`a[href="runbook/users_split_name"]`)+"/click", map[string]any{})
@@ -368,4 +373,22 @@ func TestBoardInChromium(t *testing.T) {
 		return strings.Contains(d.poll(`[data-field="tripped"]`), "Guardrail tripped: shadow consistency 0.8 below 0.95")
 	}, 30*time.Second, 50*time.Millisecond)
 	assert.Contains(t, d.text(`.actions`), "acknowledge the trip")
+}
+
+// The board serves the dependency map, as JSON and as a picture.
+func TestBoardServesTheDependencyMap(t *testing.T) {
+	t.Parallel()
+	srv, _ := boardServer(t)
+	res, err := http.Get(srv.URL + "/api/dependencies")
+	require.NoError(t, err)
+	var served report.DependencyMap
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&served))
+	res.Body.Close()
+	assert.Len(t, served.Migrations, 1)
+	res, err = http.Get(srv.URL + "/dependencies.svg")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, "image/svg+xml", res.Header.Get("Content-Type"))
+	assert.Contains(t, string(body), `data-node="migration:users_split_name"`)
 }

@@ -1,13 +1,13 @@
-package rollout_test
+package ledger_test
 
 import (
 	"fmt"
 
-	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/ledger"
 )
 
 func ExamplePhase() {
-	for p := rollout.Planned; p <= rollout.Contracted; p++ {
+	for p := ledger.Planned; p <= ledger.Contracted; p++ {
 		fmt.Printf("%s:%s ", p, p.Stage())
 	}
 	fmt.Println()

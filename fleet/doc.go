@@ -1,0 +1,23 @@
+// Package fleet is what the running services report and what is read of
+// them: one [Instance] per service instance, whose heartbeat
+// ([Instance.Beat], every interval after [Instance.Start]) stores in
+// schemashift_instances which stages it evaluated and when, its calls to
+// the old path, its calls and errors per path with their latencies (a
+// [Latency] of two [Histogram]s), its shadow comparisons and the shadow
+// reads it dropped. [Instance.Observer] feeds it from the dualwrite
+// adapters and the flags.
+//
+// The reads are those the coordinator's gates and guardrails, the board
+// and the reports make: [Read] returns the [Fleet] live at a time (seen
+// within an age-out before it), with the old builds that do not know the
+// migration ([Fleet].Unaware); [Sum] adds up every instance's [Totals],
+// whose [Totals.Since] a baseline is the shadow [Consistency] of a
+// phase; [Latencies] adds up the histograms; [InstancesPerService]
+// counts the live instances of each service.
+//
+// Every time a heartbeat stores is a time of its clock ([WithClock]),
+// read once per heartbeat and passed as a parameter; every read is at a
+// time the caller gives. The heartbeat's interval is real time. The
+// tables are created by ledger.Ensure, the one versioned schema of
+// every schemashift_ table.
+package fleet

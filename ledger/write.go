@@ -1,0 +1,94 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/fleet"
+	"github.com/schemashift/schemashift/internal/dialect"
+)
+
+// Record appends e to the audit trail at e.At (a time of the caller's
+// clock: the decision's), with e.Version when set.
+func Record(ctx context.Context, q sqlx.ExecerContext, e Event) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage,
+		e.Version, e.Reason, dialect.Stamp(e.At))
+	return err
+}
+
+// Move is one transition as the ledger records it.
+type Move struct {
+	// From is the row the transition decided on, read under the
+	// migration's lock: the move is made only if its version is still
+	// the row's.
+	From Status
+	To   Phase
+	// Base and BaseLatency are what the fleet has reported so far: the
+	// baseline of the phase that begins.
+	Base        fleet.Totals
+	BaseLatency fleet.Latency
+	// Tripped is the guardrail trip the row holds after the move ("" for
+	// none).
+	Tripped string
+	// Kind, Actor and Reason are the event's.
+	Kind, Actor, Reason string
+	// At is the transition's time: the phase's start, the row's update
+	// and the event's.
+	At time.Time
+}
+
+// Set makes m, in tx: a compare-and-set of the migration's row on its
+// version (sql.ErrNoRows when it moved since m.From was read), and the
+// accepted event that records it, at the version it sets. It returns the
+// row as it is now.
+func Set(ctx context.Context, tx *sqlx.Tx, m Move) (Row, error) {
+	lat, _ := json.Marshal(m.BaseLatency) // arrays of integers: cannot fail
+	var next statusRow
+	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
+			phase_since = $13, updated_at = $13, matched_base = $4, mismatched_base = $5,
+			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10,
+			base_latency = `+dialect.Of(tx).JSON("$12")+`
+		WHERE migration = $1 AND version = $11 RETURNING `+statusColumns,
+		m.From.Migration, m.To.String(), m.To.Stage().String(), m.Base.Matched, m.Base.Mismatched, m.Base.OldTotal, m.Base.OldErrors,
+		m.Base.NewTotal, m.Base.NewErrors, m.Tripped, m.From.Version, string(lat), dialect.Stamp(m.At)); err != nil {
+		return Row{}, err
+	}
+	if err := Record(ctx, tx, Event{Migration: m.From.Migration, Kind: m.Kind, Accepted: true, Actor: m.Actor, FromPhase: m.From.Phase.String(),
+		ToPhase: m.To.String(), FromStage: m.From.Stage.String(), ToStage: m.To.Stage().String(), Version: &next.Version, Reason: m.Reason,
+		At: m.At}); err != nil {
+		return Row{}, fmt.Errorf("record event: %w", err)
+	}
+	return next.row()
+}
+
+// Trip records on the migration's row why a guardrail tripped, unless it
+// holds a trip already.
+func Trip(ctx context.Context, q sqlx.ExecerContext, migration, reason string) error {
+	_, err := q.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1 AND tripped = ''`, migration, reason)
+	return err
+}
+
+// ContractBegun says whether the contract of the migration at st has
+// begun (its intent recorded as an accepted "contracting" event at st's
+// version, its operations run or running) without the transition being
+// recorded yet, and since when.
+func ContractBegun(ctx context.Context, q sqlx.QueryerContext, st Status) (bool, time.Time, error) {
+	if st.Phase != Complete {
+		return false, time.Time{}, nil
+	}
+	var at []time.Time
+	if err := sqlx.SelectContext(ctx, q, &at, `SELECT at FROM schemashift_events
+		WHERE migration = $1 AND kind = 'contracting' AND accepted AND version = $2 AND at >= $3 ORDER BY id LIMIT 1`,
+		st.Migration, st.Version, dialect.Stamp(st.PhaseSince)); err != nil {
+		return false, time.Time{}, fmt.Errorf("read the contract's intent: %w", err)
+	}
+	if len(at) == 0 {
+		return false, time.Time{}, nil
+	}
+	return true, at[0], nil
+}
