@@ -51,7 +51,8 @@ type Authorizer interface {
 	Authorize(r *http.Request, a Action) (actor string, err error)
 }
 
-// AuthorizerFunc adapts a function to an [Authorizer].
+// AuthorizerFunc adapts a function to an [Authorizer]; the function must
+// be safe for concurrent use.
 type AuthorizerFunc func(r *http.Request, a Action) (string, error)
 
 // Authorize calls f.
@@ -68,7 +69,7 @@ type Board struct {
 	mux   *http.ServeMux
 }
 
-// Option configures a [Board].
+// Option configures a [Board] when it is made ([New]).
 type Option func(*Board) error
 
 // WithAuthorizer enables the board's actions for requests a allows.
@@ -113,7 +114,7 @@ type Status struct {
 	Audit       []ledger.Event `json:"audit"`
 }
 
-// Migration is one migration on the board.
+// Migration is one migration on the board. It is a value.
 type Migration struct {
 	ledger.Status
 	Next        rollout.Readiness `json:"next"`
@@ -124,7 +125,7 @@ type Migration struct {
 	QueryPlans []rollout.QueryPlan `json:"query_plans"`
 }
 
-// Backfill is one backfill job on the board.
+// Backfill is one backfill job on the board. It is a value.
 type Backfill struct {
 	Job           string  `json:"job"`
 	Status        string  `json:"status"`

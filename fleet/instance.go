@@ -71,7 +71,7 @@ type window struct {
 	latency    [2][Buckets]atomic.Int64
 }
 
-// Option configures an [Instance].
+// Option configures an [Instance] when it is made ([NewInstance]).
 type Option func(*Instance) error
 
 // WithID names the instance (default: host/pid/random).

@@ -9,7 +9,7 @@ import (
 )
 
 // Phase is where a migration stands in its rollout. Phases are ordered;
-// each transition to the next one passes a gate.
+// each transition to the next one passes a gate. It is a value.
 type Phase uint8
 
 // The phases, in order. Each has the stage every instance should be in.

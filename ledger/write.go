@@ -21,7 +21,7 @@ func Record(ctx context.Context, q sqlx.ExecerContext, e Event) error {
 	return err
 }
 
-// Move is one transition as the ledger records it.
+// Move is one transition as the ledger records it ([Set]). It is a value.
 type Move struct {
 	// From is the row the transition decided on, read under the
 	// migration's lock: the move is made only if its version is still

@@ -22,7 +22,7 @@ type DependencyMap struct {
 	Tables     []TableNode     `json:"tables"`
 }
 
-// ServiceNode is one service as its live instances report it.
+// ServiceNode is one service as its live instances report it. It is a value.
 type ServiceNode struct {
 	Service    string   `json:"service"`
 	Builds     []string `json:"builds"`
@@ -30,14 +30,15 @@ type ServiceNode struct {
 	Migrations []string `json:"migrations"`
 }
 
-// MigrationNode is one migration and what it touches.
+// MigrationNode is one migration and what it touches. It is a value.
 type MigrationNode struct {
 	Migration string       `json:"migration"`
 	Phase     ledger.Phase `json:"phase"`
 	Tables    []string     `json:"tables"`
 }
 
-// TableNode is one table and the columns the migrations touch.
+// TableNode is one table and the columns the migrations touch. It is a
+// value.
 type TableNode struct {
 	Table   string   `json:"table"`
 	Columns []string `json:"columns"`

@@ -30,7 +30,7 @@ type Retrospective struct {
 	Consistency fleet.Consistency   `json:"consistency"` // every shadow comparison reported
 }
 
-// PhaseTime is one stay in a phase.
+// PhaseTime is one stay in a phase. It is a value.
 type PhaseTime struct {
 	Phase    ledger.Phase  `json:"phase"`
 	Entered  time.Time     `json:"entered"`

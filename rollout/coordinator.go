@@ -36,7 +36,8 @@ var (
 	ErrReasonRequired = errors.New("a forced transition needs a reason")
 )
 
-// RefusedError says which condition of a gate is unmet.
+// RefusedError says which condition of a gate is unmet. It is a value,
+// safe to share.
 type RefusedError struct {
 	Migration string
 	From, To  ledger.Phase
@@ -51,7 +52,8 @@ func (e *RefusedError) Error() string {
 // Unwrap returns [ErrGateRefused].
 func (e *RefusedError) Unwrap() error { return ErrGateRefused }
 
-// Request asks for one transition.
+// Request asks for one transition. It is a value: a Request may be
+// reused, and shared by callers that do not change it.
 type Request struct {
 	Migration string
 	// Version, when set, is the version the caller read: the transition is
@@ -103,7 +105,7 @@ type Coordinator struct {
 
 const defaultAgeOut = time.Minute
 
-// CoordinatorOption configures a [Coordinator].
+// CoordinatorOption configures a [Coordinator] when it is made.
 type CoordinatorOption func(*Coordinator) error
 
 // WithAgeOut sets after how long without a heartbeat an instance no longer
@@ -133,7 +135,7 @@ func WithAgeOut(d time.Duration) CoordinatorOption {
 // through backfill.WithClock, so that the gate to shadow compares when a
 // verification started with when its job finished on one clock.
 //
-// The instances' heartbeats are stamped by theirs ([WithInstanceClock]):
+// The instances' heartbeats are stamped by theirs ([fleet.WithClock]):
 // a fleet and its coordinators should share one, and with time.Now their
 // hosts' clocks must agree to well within the smaller of the age-out
 // ([WithAgeOut], default one minute) and the plan's window: an instance

@@ -1,5 +1,14 @@
 // Package rollout turns the parts into a coordinated rollout that a fleet of
-// services and its operators can trust.
+// services and its operators can trust: the plans, the phases' gates and
+// guardrails, the coordinator that moves a migration through them, and
+// the startup hook of a service. What it stands on has a package each:
+// the ledger (package ledger: each migration's [ledger.Phase] and
+// [ledger.Status], the audit trail of [ledger.Event]s, the stored
+// plans), the fleet (package fleet: each instance's heartbeat,
+// [fleet.Instance]) and the ledger's OpenFeature provider
+// ([ledgerflag.Provider]). What reads it has one too: the status board
+// (package board) and the reports (package report: runbook,
+// retrospective, dependency map).
 //
 // A [Plan] declares one migration: its expand DDL (with the statements that
 // undo it), the columns the expand creates, its backfill jobs, its contract
@@ -29,12 +38,12 @@
 // of the older build still register too.
 //
 // The ledger lives in the application's database, with a versioned schema
-// created and upgraded on demand ([EnsureLedger]): schemashift_migrations
+// created and upgraded on demand ([ledger.Ensure]): schemashift_migrations
 // (phase, stage and version of each migration), schemashift_events (the
 // append-only audit trail: every transition, refused or not, with actor,
 // reason and time) and schemashift_instances (heartbeats).
 //
-// A [Coordinator] moves a migration through its [Phase]s — planned,
+// A [Coordinator] moves a migration through its [ledger.Phase]s — planned,
 // expanded, dualwrite, backfill, verify, shadow, live, rampdown, complete,
 // contracted — each transition through its gate:
 //
@@ -64,13 +73,20 @@
 // waiter blocked in one statement would hold a snapshot that the holder's
 // CREATE INDEX CONCURRENTLY waits for).
 //
-// Each service instance reports through an [Instance] heartbeat which stages
-// it evaluated, whether it called the old path and how its shadow
+// Each service instance reports through a [fleet.Instance] heartbeat which
+// stages it evaluated, whether it called the old path and how its shadow
 // comparisons went; instances that stop reporting age out. Services get all
 // of this from one startup call, [Start], which also serves stages from the
-// ledger through the OpenFeature [LedgerProvider] (or through the team's own
-// flag service). [Board] is the status board: an http.Handler with an HTML
-// page and JSON, read-only unless given an [Authorizer].
+// ledger through the OpenFeature [ledgerflag.Provider] (or through the
+// team's own flag service). The board package's Board is the status board:
+// an http.Handler with an HTML page and JSON, read-only unless given an
+// authorizer; it and the reports read the coordinator through its
+// exported API ([Coordinator.DB], [Coordinator.Now], [Coordinator.CheckAt]).
+//
+// The query-plan watch ([HotQuery], [Coordinator.QueryPlans]) stays here
+// rather than with the reports: the transition runs it, before the expand
+// and after each DDL step, at its clock reading, and a plan's hot queries
+// are watched without the caller wiring anything.
 //
 // # Time
 //
@@ -80,7 +96,7 @@
 // judges the fleet's windows, which instances aged out, the AdvanceWhenMet
 // deadline, stalled backfills, the board's "ago" and a retrospective's
 // current phase, and stamps phase_since, updated_at, the events, query
-// plans and trips; the instances' ([WithInstanceClock],
+// plans and trips; the instances' ([fleet.WithClock],
 // [ServiceConfig].Clock) stamp first_seen, last_seen, the stages seen and
 // the last old-path call; the backfills the coordinator runs and verifies
 // get its clock, so that "verified after the job finished" compares two

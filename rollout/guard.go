@@ -15,7 +15,7 @@ import (
 // force (since the phase began). When one trips, the coordinator steps the
 // migration back one phase (or, for a failing verification, pauses the
 // backfill), records why, and refuses to advance it again until an
-// operator acknowledges the trip.
+// operator acknowledges the trip. It is a value, part of a [Plan].
 type Guardrail struct {
 	// Phases it watches (default: shadow and live, where reads are compared).
 	Phases []ledger.Phase
@@ -50,7 +50,7 @@ func (g Guardrail) watches(p ledger.Phase) bool {
 	return false
 }
 
-// Trip is a guardrail that tripped.
+// Trip is a guardrail that tripped. It is a value.
 type Trip struct {
 	Migration string       `json:"migration"`
 	Phase     ledger.Phase `json:"phase"` // the phase in force when it tripped

@@ -24,20 +24,23 @@ import (
 )
 
 // Step is one DDL statement of an expand or a contract, with the statement
-// that undoes it (for an expand step; a contract cannot be undone).
+// that undoes it (for an expand step; a contract cannot be undone). It is
+// a value, part of a [Plan].
 type Step struct {
 	SQL  string
 	Down string
 }
 
 // Column names a column the expand creates; the transition to dualwrite
-// checks that each exists, and a service's startup checks it too.
+// checks that each exists, and a service's startup checks it too. It is
+// a value, part of a [Plan].
 type Column struct {
 	Table  string
 	Column string
 }
 
-// Thresholds are the conditions a plan's gates hold the fleet to.
+// Thresholds are the conditions a plan's gates hold the fleet to. They
+// are a value, part of a [Plan].
 type Thresholds struct {
 	// ShadowConsistency is the share of shadow comparisons that must match
 	// before reads switch (default 0.999).
@@ -51,7 +54,9 @@ type Thresholds struct {
 
 // Plan is the rollout of one migration, declared in code and registered by
 // every service that takes part. Its definition hash is recorded in the
-// ledger; a different plan under the same name is refused.
+// ledger; a different plan under the same name is refused. A Plan is a
+// value whose copies share its slices: safe to share among goroutines
+// that do not change it.
 type Plan struct {
 	// Migration names the migration; it is also the stage flag's key.
 	Migration string

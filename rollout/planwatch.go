@@ -18,14 +18,14 @@ import (
 // tables. Its plan is recorded (EXPLAIN, without ANALYZE) before the expand
 // and after each DDL step, and a changed plan shape — a sequential scan
 // where there was an index scan, a new sort — is flagged in the audit
-// trail and on the board.
+// trail and on the board. It is a value, part of a [Plan].
 type HotQuery struct {
 	Name string
 	SQL  string
 	Args []any
 }
 
-// QueryPlan is one recorded plan of a hot query.
+// QueryPlan is one recorded plan of a hot query. It is a value.
 type QueryPlan struct {
 	Migration string    `json:"migration"`
 	Query     string    `json:"query"`

@@ -10,7 +10,7 @@ import (
 )
 
 // Readiness is whether a migration's next transition would pass its gate
-// now.
+// now. It is a value.
 type Readiness struct {
 	Migration string       `json:"migration"`
 	From      ledger.Phase `json:"from"`

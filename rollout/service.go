@@ -21,6 +21,7 @@ import (
 )
 
 // ServiceConfig describes one service instance taking part in rollouts.
+// It is read by [Start] and not kept.
 type ServiceConfig struct {
 	Service string
 	Build   string
@@ -44,7 +45,7 @@ type ServiceConfig struct {
 	Schema *contract.Schema
 	// Clock, when set, is the clock the heartbeat stamps its times with
 	// and the plans are registered at (default time.Now); see
-	// [WithInstanceClock].
+	// [fleet.WithClock].
 	Clock func() time.Time
 }
 

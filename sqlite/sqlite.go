@@ -47,7 +47,7 @@ func DSN(path string) string {
 }
 
 // ErrPoolSetup is wrapped by the error schemashift returns (from
-// backfill.New, rollout.EnsureLedger and what calls it) for a SQLite pool
+// backfill.New, ledger.Ensure and what calls it) for a SQLite pool
 // opened without what Open sets: a busy_timeout and write transactions that
 // take the lock at BEGIN. Such a pool would fail with "database is locked"
 // under the first concurrent write.
