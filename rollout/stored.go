@@ -109,18 +109,15 @@ func Open(ctx context.Context, db *sqlx.DB, opts ...CoordinatorOption) (*Coordin
 	if err := ledger.Ensure(ctx, db); err != nil {
 		return nil, err
 	}
-	var rows []struct {
-		Migration  string  `db:"migration"`
-		Definition *string `db:"definition"`
-	}
-	if err := db.SelectContext(ctx, &rows, `SELECT migration, CAST(definition AS text) AS definition FROM schemashift_migrations ORDER BY migration`); err != nil {
+	defs, err := ledger.Definitions(ctx, db)
+	if err != nil {
 		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
-	for _, r := range rows {
-		if r.Definition == nil {
+	for _, r := range defs {
+		if r.Document == nil {
 			continue // registered by a build older than stored plans
 		}
-		p, err := planFromDocument([]byte(*r.Definition))
+		p, err := planFromDocument(r.Document)
 		if err != nil {
 			return nil, fmt.Errorf("open coordinator: plan %q: %w", r.Migration, err)
 		}
