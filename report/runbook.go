@@ -91,9 +91,10 @@ func runbook(p rollout.Plan, r renderer) (string, error) {
 	for to := ledger.Expanded; to <= ledger.Contracted; to++ {
 		from := to - 1
 		fmt.Fprintf(&b, "## %d. %s → %s (stage %s)\n\n", int(to), from, to, to.Stage())
+		if ops, steps, ok := p.AdvanceDDL(to); ok {
+			r.writeDDL(&b, ops, steps, to == ledger.Contracted)
+		}
 		switch to {
-		case ledger.Expanded:
-			r.writeDDL(&b, p.ExpandOps, p.Expand, false)
 		case ledger.Backfill:
 			for _, j := range p.Backfills {
 				fmt.Fprintf(&b, "Then run the backfill `%s` over `%s`: `schemashift backfill run %s` (any number of processes may share it).\n", j.Name, j.Table, m)
@@ -101,8 +102,6 @@ func runbook(p rollout.Plan, r renderer) (string, error) {
 			}
 		case ledger.Verify:
 			fmt.Fprintf(&b, "Then verify: `schemashift verify %s` (repair divergent rows with `--repair`).\n\n", m)
-		case ledger.Contracted:
-			r.writeDDL(&b, p.ContractOps, p.Contract, true)
 		}
 		check := gateCheck[to]
 		if to == ledger.Live || to == ledger.Rampdown {

@@ -269,7 +269,17 @@ func (c *Coordinator) recordAll(ctx context.Context, events *[]ledger.Event) err
 }
 
 // transitionLocked is the transition, under the migration's lock, with
-// c working on the lock's connection.
+// c working on the lock's connection. It is a pipeline:
+//
+//	load     the row, locked and fenced, and the contract's intent ([Coordinator.load])
+//	decide   where it goes, and whether it is refused, from what was loaded alone ([decide])
+//	gate     the gate's reads, when the decision needs them, and its verdict ([step.judge])
+//	effects  the ddl operations, then the raw statements ([Coordinator.effects])
+//	set      the compare-and-set of the row with its event ([Coordinator.set])
+//
+// A refusal at any step is recorded ([Coordinator.refuse]); every error
+// is returned, one after the transition is made (a hot query's plan that
+// could not be recorded) with the status it made.
 //
 // It reads the clock once: the gate, the phase's start and the events
 // are all judged and stamped at that reading. The decision is made once,
@@ -287,7 +297,11 @@ func (c *Coordinator) recordAll(ctx context.Context, events *[]ledger.Event) err
 func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request, forward bool, kind string) (ledger.Status, error) {
 	now := c.now() // the transition's one reading: the gate's, the phase's start, the events'
 	if forward && len(plan.HotQueries) > 0 {
-		if st, err := ledger.Get(ctx, c.db, r.Migration); err == nil && st.Phase == ledger.Planned {
+		st, err := ledger.Get(ctx, c.db, r.Migration)
+		if err != nil {
+			return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+		}
+		if st.Phase == ledger.Planned {
 			if err := c.watchPlans(ctx, plan, "before expand", r.Actor); err != nil {
 				return ledger.Status{}, err
 			}
@@ -298,171 +312,284 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
 	defer func() { _ = tx.Rollback() }() // after Commit, a no-op; tx may be the second transaction
-	row, err := ledger.Lock(ctx, tx, r.Migration)
+	in, err := c.load(ctx, tx, r.Migration)
 	if err != nil {
 		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
-	cur := row.Status
-	// Fencing: the migration's lock is still this transition's (on SQLite
-	// a leased row, which tx, holding the write lock, keeps as it is).
-	if err := dialect.CheckHeld(ctx, tx); err != nil {
+	s := decide(r, forward, kind, in)
+	if s.refusal == nil && s.gated {
+		gate, unmet, err := c.gate(ctx, tx, plan, s.to, in.row, now)
+		s = s.judge(r, gate, unmet, err)
+	}
+	if s.refusal != nil {
+		return c.refuse(ctx, tx, r, kind, s.from.Status, s.to, s.refusal, now)
+	}
+	tx, refusal, err := c.effects(ctx, tx, plan, r, forward, kind, &s, now)
+	if refusal != nil {
+		return c.refuse(ctx, tx, r, kind, s.from.Status, s.to, refusal, now)
+	}
+	if err != nil {
+		return s.from.Status, err
+	}
+	next, err := c.set(ctx, tx, r, forward, kind, s, now)
+	if err != nil {
+		return c.refuse(ctx, tx, r, kind, s.from.Status, s.to, err, now)
+	}
+	if err := tx.Commit(); err != nil {
 		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
-	refuse := func(to ledger.Phase, cause error) (ledger.Status, error) {
-		_ = tx.Rollback() // nothing was written in it; the refusal is recorded apart
-		err := c.recordAt(context.WithoutCancel(ctx), ledger.Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
-			FromPhase: cur.Phase.String(), ToPhase: to.String(), FromStage: cur.Stage.String(), ToStage: to.Stage().String(),
-			Reason: cause.Error()}, now)
-		return cur, errors.Join(cause, err)
-	}
-	if r.Version != 0 && r.Version != cur.Version {
-		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: version is %d, the request read %d", kind, r.Migration, ErrConflict, cur.Version, r.Version))
-	}
-	if cur.Phase == ledger.Contracted {
-		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrIrreversible))
-	}
-	begun, begunAt, err := ledger.ContractBegun(ctx, tx, cur)
-	if err != nil {
-		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
-	}
-	if begun && !forward {
-		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: the contract began at %s (its operations may have run); advance to complete it",
-			kind, r.Migration, ErrIrreversible, begunAt.UTC().Format(time.RFC3339Nano)))
-	}
-	var to ledger.Phase
-	if forward {
-		to = cur.Phase + 1
-	} else {
-		switch {
-		case cur.Phase == ledger.Planned:
-			return refuse(cur.Phase, fmt.Errorf("rollback %s: nothing to roll back at planned", r.Migration))
-		case r.ToOff && cur.Phase > ledger.Expanded:
-			to = ledger.Expanded
-		default:
-			to = cur.Phase - 1
+	if _, ok := transitionDDL(plan, forward, s.to); ok {
+		// After a DDL step: has a hot query's plan changed?
+		if err := c.watchPlans(context.WithoutCancel(ctx), plan, "after "+kind+" to "+s.to.String(), r.Actor); err != nil {
+			return next.Status, fmt.Errorf("%s %s: made, but its query plans were not recorded: %w", kind, r.Migration, err)
 		}
 	}
-	reason := r.Reason
-	if r.Force {
-		reason = "forced: " + reason
+	return next.Status, nil
+}
+
+// loaded is what a transition or a check decides on: the migration's
+// row and whether its contract has begun (or why that could not be read).
+type loaded struct {
+	row      ledger.Row
+	begun    bool
+	begunAt  time.Time
+	begunErr error
+}
+
+// load reads, in tx, the migration's row, locked ([Coordinator.lock]),
+// and whether its contract has begun.
+func (c *Coordinator) load(ctx context.Context, tx *sqlx.Tx, migration string) (loaded, error) {
+	row, err := c.lock(ctx, tx, migration)
+	if err != nil {
+		return loaded{}, err
 	}
-	if begun {
+	in := loaded{row: row}
+	in.begun, in.begunAt, in.begunErr = ledger.ContractBegun(ctx, tx, row.Status)
+	return in, nil
+}
+
+// lock reads, in tx, the migration's row, locked, and checks that the
+// migration's lock is still this transition's (fencing: on SQLite a
+// leased row, which tx, holding the write lock, keeps as it is).
+func (c *Coordinator) lock(ctx context.Context, tx *sqlx.Tx, migration string) (ledger.Row, error) {
+	row, err := ledger.Lock(ctx, tx, migration)
+	if err != nil {
+		return ledger.Row{}, err
+	}
+	if err := dialect.CheckHeld(ctx, tx); err != nil {
+		return ledger.Row{}, err
+	}
+	return row, nil
+}
+
+// step is a transition decided from what was loaded.
+type step struct {
+	from ledger.Row
+	// to is where it goes; of a refusal, the phase recorded as the one
+	// it asked for.
+	to ledger.Phase
+	// reason is the reason recorded with it.
+	reason string
+	// begun: it completes a contract begun, with no gate.
+	begun bool
+	// gated: the gate of to is yet to be judged ([step.judge]).
+	gated bool
+	// refusal, when set, is why it is refused.
+	refusal error
+}
+
+// decide decides r from what was loaded, reading nothing: the version
+// the request read, a contract applied or begun, where the transition
+// goes, the confirmation of the contract and an unacknowledged trip. A
+// forward transition not forced is left gated.
+func decide(r Request, forward bool, kind string, in loaded) step {
+	cur := in.row.Status
+	s := step{from: in.row, to: cur.Phase}
+	refuse := func(to ledger.Phase, cause error) step {
+		s.to, s.refusal = to, cause
+		return s
+	}
+	switch {
+	case r.Version != 0 && r.Version != cur.Version:
+		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: version is %d, the request read %d", kind, r.Migration, ErrConflict, cur.Version, r.Version))
+	case cur.Phase == ledger.Contracted:
+		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, ErrIrreversible))
+	case in.begunErr != nil:
+		return refuse(cur.Phase, fmt.Errorf("%s %s: %w", kind, r.Migration, in.begunErr))
+	case in.begun && !forward:
+		return refuse(cur.Phase, fmt.Errorf("%s %s: %w: the contract began at %s (its operations may have run); advance to complete it",
+			kind, r.Migration, ErrIrreversible, in.begunAt.UTC().Format(time.RFC3339Nano)))
+	}
+	switch {
+	case forward:
+		s.to = cur.Phase + 1
+	case cur.Phase == ledger.Planned:
+		return refuse(cur.Phase, fmt.Errorf("rollback %s: nothing to roll back at planned", r.Migration))
+	case r.ToOff && cur.Phase > ledger.Expanded:
+		s.to = ledger.Expanded
+	default:
+		s.to = cur.Phase - 1
+	}
+	s.reason = r.Reason
+	if r.Force {
+		s.reason = "forced: " + s.reason
+	}
+	if in.begun {
 		// Decided when it began: no gate, confirmation or trip stops
 		// what has been done from being recorded.
-		reason = strings.TrimSpace("completes the contract begun at " + begunAt.UTC().Format(time.RFC3339Nano) + "; " + reason)
-		reason = strings.TrimSuffix(reason, ";")
-	} else {
-		if forward && to == ledger.Contracted && !r.Confirm {
-			return refuse(to, fmt.Errorf("advance %s: %w", r.Migration, ErrConfirmRequired))
-		}
-		if forward && row.Tripped != "" && !r.Acknowledge {
-			return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: "guardrail",
-				Reason: "a guardrail tripped (" + row.Tripped + "); advance with acknowledgement once the cause is dealt with"})
-		}
-		if forward && !r.Force {
-			if gate, reason, err := c.gate(ctx, tx, plan, to, row, now); err != nil {
-				return refuse(to, fmt.Errorf("advance %s: check gate: %w", r.Migration, err))
-			} else if reason != "" {
-				return refuse(to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: to, Gate: gate, Reason: reason})
-			}
-		}
+		s.begun = true
+		s.reason = strings.TrimSpace("completes the contract begun at " + in.begunAt.UTC().Format(time.RFC3339Nano) + "; " + s.reason)
+		s.reason = strings.TrimSuffix(s.reason, ";")
+		return s
 	}
-	// The transition is decided. Its ddl operations run now, outside the
-	// ledger transaction (a concurrent index build waits for every open
-	// snapshot, the ledger's included), on this connection, under the
-	// lock; the raw statements below, in the transaction that records it.
-	if ops, key, revert := transitionOps(plan, forward, to); len(ops) > 0 {
-		if to == ledger.Contracted && !begun {
+	if forward && s.to == ledger.Contracted && !r.Confirm {
+		return refuse(s.to, fmt.Errorf("advance %s: %w", r.Migration, ErrConfirmRequired))
+	}
+	if forward && in.row.Tripped != "" && !r.Acknowledge {
+		return refuse(s.to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: s.to, Gate: "guardrail",
+			Reason: "a guardrail tripped (" + in.row.Tripped + "); advance with acknowledgement once the cause is dealt with"})
+	}
+	s.gated = forward && !r.Force
+	return s
+}
+
+// judge is s once its gate is judged (gate's name, why it is unmet or
+// "", or the error of its reads): refused unless it is met.
+func (s step) judge(r Request, gate, unmet string, err error) step {
+	s.gated = false
+	switch {
+	case err != nil:
+		s.refusal = fmt.Errorf("advance %s: check gate: %w", r.Migration, err)
+	case unmet != "":
+		s.refusal = &RefusedError{Migration: r.Migration, From: s.from.Phase, To: s.to, Gate: gate, Reason: unmet}
+	}
+	return s
+}
+
+// refuse records the refusal of a transition from cur to to, apart from
+// tx, and returns cur with its cause.
+func (c *Coordinator) refuse(ctx context.Context, tx *sqlx.Tx, r Request, kind string, cur ledger.Status, to ledger.Phase, cause error, now time.Time) (ledger.Status, error) {
+	_ = tx.Rollback() // nothing was written in it to keep; the refusal is recorded apart
+	err := c.recordAt(context.WithoutCancel(ctx), ledger.Event{Migration: r.Migration, Kind: kind, Accepted: false, Actor: r.Actor,
+		FromPhase: cur.Phase.String(), ToPhase: to.String(), FromStage: cur.Stage.String(), ToStage: to.Stage().String(),
+		Reason: cause.Error()}, now)
+	return cur, errors.Join(cause, err)
+}
+
+// effects applies the decided transition s to the database. Its ddl
+// operations run first, outside the ledger transaction (a concurrent
+// index build waits for every open snapshot, the ledger's included), on
+// this connection, under the lock: tx, which holds the decision (and a
+// contract's intent), is committed, and the transition goes on in a
+// second transaction, returned, with s.from read again in it. The raw
+// statements run in the transaction returned, which records the
+// transition. A refusal (to record) and an error (returned as it is) are
+// told apart.
+func (c *Coordinator) effects(ctx context.Context, tx *sqlx.Tx, plan Plan, r Request, forward bool, kind string, s *step, now time.Time) (_ *sqlx.Tx, refusal, err error) {
+	d, ok := transitionDDL(plan, forward, s.to)
+	if !ok {
+		return tx, nil, nil
+	}
+	if len(d.ops) > 0 {
+		cur := s.from.Status
+		if s.to == ledger.Contracted && !s.begun {
 			if err := ledger.Record(ctx, tx, ledger.Event{Migration: r.Migration, Kind: "contracting", Accepted: true, Actor: r.Actor,
-				FromPhase: cur.Phase.String(), ToPhase: to.String(), FromStage: cur.Stage.String(), ToStage: to.Stage().String(), Version: &cur.Version,
-				Reason: strings.TrimSpace("the contract's operations run; no rollback from here. " + reason), At: now}); err != nil {
-				return refuse(to, fmt.Errorf("%s %s: record the contract's intent: %w", kind, r.Migration, err))
+				FromPhase: cur.Phase.String(), ToPhase: s.to.String(), FromStage: cur.Stage.String(), ToStage: s.to.Stage().String(), Version: &cur.Version,
+				Reason: strings.TrimSpace("the contract's operations run; no rollback from here. " + s.reason), At: now}); err != nil {
+				return tx, fmt.Errorf("%s %s: record the contract's intent: %w", kind, r.Migration, err), nil
 			}
 		}
 		if err := tx.Commit(); err != nil {
-			return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+			return tx, nil, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 		}
-		if err := c.runOps(ctx, r, cur, key, ops, revert, now); err != nil {
-			if to == ledger.Contracted {
+		if err := c.runOps(ctx, r, cur, d.key, d.ops, d.revert, now); err != nil {
+			if s.to == ledger.Contracted {
 				err = fmt.Errorf("%w (the contract has begun: it cannot be rolled back; advance again to complete it)", err)
 			}
-			return cur, err
+			return tx, nil, err
 		}
 		if tx, err = c.db.BeginTxx(ctx, nil); err != nil {
-			return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+			return tx, nil, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 		}
-		again, err := ledger.Lock(ctx, tx, r.Migration)
+		again, err := c.lock(ctx, tx, r.Migration)
 		if err != nil {
-			return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
+			return tx, fmt.Errorf("%s %s: %w", kind, r.Migration, err), nil
 		}
-		if err := dialect.CheckHeld(ctx, tx); err != nil {
-			return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
-		}
-		if again.Version != row.Version {
+		if again.Version != s.from.Version {
 			// Under the lock nothing else transitions it; if something
 			// did, the ledger is left as it is (a contract begun stays
 			// begun: the next advance completes it).
-			return refuse(to, fmt.Errorf("%s %s: %w: version is %d after the ddl operations, %d before", kind, r.Migration, ErrConflict, again.Version, row.Version))
+			return tx, fmt.Errorf("%s %s: %w: version is %d after the ddl operations, %d before", kind, r.Migration, ErrConflict,
+				again.Version, s.from.Version), nil
 		}
-		row = again
+		s.from = again
 	}
-	switch {
-	case forward && to == ledger.Expanded:
-		err = c.runDDL(ctx, tx, plan.Expand, false)
-	case forward && to == ledger.Contracted:
-		err = c.runDDL(ctx, tx, plan.Contract, false)
-	case !forward && to == ledger.Planned:
-		err = c.runDDL(ctx, tx, plan.Expand, true)
+	if err := c.runDDL(ctx, tx, d.steps, d.revert); err != nil {
+		return tx, fmt.Errorf("%s %s: %w", kind, r.Migration, err), nil
 	}
-	if err != nil {
-		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
-	}
+	return tx, nil, nil
+}
+
+// set makes the transition s in tx: the compare-and-set of the row with
+// its event, the fleet's totals and latencies now the new phase's
+// baseline, and the trip it holds from then on (a guardrail's, or none
+// once acknowledged).
+func (c *Coordinator) set(ctx context.Context, tx *sqlx.Tx, r Request, forward bool, kind string, s step, now time.Time) (ledger.Row, error) {
 	t, err := fleet.Sum(ctx, tx, r.Migration)
 	if err != nil {
-		return refuse(to, err)
+		return ledger.Row{}, err
 	}
 	lat, err := fleet.Latencies(ctx, tx, r.Migration)
 	if err != nil {
-		return refuse(to, err)
+		return ledger.Row{}, err
 	}
-	tripped := row.Tripped
+	tripped := s.from.Tripped
 	switch {
 	case r.trip != "":
 		tripped = r.trip
 	case forward && r.Acknowledge:
 		tripped = ""
 	}
-	next, err := ledger.Set(ctx, tx, ledger.Move{From: cur, To: to, Base: t, BaseLatency: lat, Tripped: tripped,
-		Kind: kind, Actor: r.Actor, Reason: reason, At: now})
+	next, err := ledger.Set(ctx, tx, ledger.Move{From: s.from.Status, To: s.to, Base: t, BaseLatency: lat, Tripped: tripped,
+		Kind: kind, Actor: r.Actor, Reason: s.reason, At: now})
 	if err != nil {
-		return refuse(to, fmt.Errorf("%s %s: %w", kind, r.Migration, err))
+		return ledger.Row{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
-	if err := tx.Commit(); err != nil {
-		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
-	}
-	if to == ledger.Expanded && forward || to == ledger.Contracted || to == ledger.Planned {
-		// After a DDL step: has a hot query's plan changed?
-		if err := c.watchPlans(context.WithoutCancel(ctx), plan, "after "+kind+" to "+to.String(), r.Actor); err != nil {
-			return next.Status, nil
-		}
-	}
-	return next.Status, nil
+	return next, nil
 }
 
-// transitionOps are the plan's ddl operations for the transition to to,
-// the key they are recorded under, and whether they are reverted: the
-// expand's on the way to expanded, reverted on the way back to planned;
+// AdvanceDDL is the DDL the advance to phase to runs, as the coordinator
+// runs it: the plan's ddl operations, then its raw statements (the
+// expand's on the way to expanded, the contract's on the way to
+// contracted). ok is false for an advance that runs none.
+func (p Plan) AdvanceDDL(to ledger.Phase) (ops []ddl.Op, steps []Step, ok bool) {
+	d, ok := transitionDDL(p, true, to)
+	return d.ops, d.steps, ok
+}
+
+// ddlStep is the DDL of a transition: the plan's ddl operations, the key
+// they are recorded under, its raw statements, and whether they are
+// undone (the expand's, on the way back to planned).
+type ddlStep struct {
+	ops    []ddl.Op
+	key    string
+	steps  []Step
+	revert bool
+}
+
+// transitionDDL is the DDL of the transition to to, if it has any: the
+// expand's on the way to expanded, undone on the way back to planned;
 // the contract's on the way to contracted.
-func transitionOps(plan Plan, forward bool, to ledger.Phase) (ops []ddl.Op, key string, revert bool) {
+func transitionDDL(plan Plan, forward bool, to ledger.Phase) (ddlStep, bool) {
 	switch {
 	case forward && to == ledger.Expanded:
-		return plan.ExpandOps, plan.Migration, false
+		return ddlStep{ops: plan.ExpandOps, key: plan.Migration, steps: plan.Expand}, true
 	case forward && to == ledger.Contracted:
-		return plan.ContractOps, plan.Migration + ":contract", false
+		return ddlStep{ops: plan.ContractOps, key: plan.Migration + ":contract", steps: plan.Contract}, true
 	case !forward && to == ledger.Planned:
-		return plan.ExpandOps, plan.Migration, true
+		return ddlStep{ops: plan.ExpandOps, key: plan.Migration, steps: plan.Expand, revert: true}, true
 	}
-	return nil, "", false
+	return ddlStep{}, false
 }
 
 // runOps applies (or reverts) the ddl operations of a transition already

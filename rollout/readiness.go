@@ -71,21 +71,29 @@ func (c *Coordinator) checkAck(ctx context.Context, migration string, now time.T
 		r.Reason = "contracted: nothing comes after"
 		return r, nil
 	}
-	if begun, at, err := ledger.ContractBegun(ctx, tx, cur); err != nil {
-		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
-	} else if begun {
+	in := loaded{row: row}
+	if in.begun, in.begunAt, in.begunErr = ledger.ContractBegun(ctx, tx, cur); in.begunErr != nil {
+		return Readiness{}, fmt.Errorf("check %s: %w", migration, in.begunErr)
+	}
+	// Decided as the advance would decide it, confirmed, acknowledging
+	// the trip or not.
+	s := decide(Request{Migration: migration, Confirm: true, Acknowledge: acknowledged}, true, "advance", in)
+	var refused *RefusedError
+	switch {
+	case s.begun:
 		// The contract's gate was judged when it began: advancing
 		// completes it, with no gate, confirmation or acknowledgement.
 		r.Gate, r.Met = "contract begun", true
-		r.Reason = "the contract began at " + at.UTC().Format(time.RFC3339Nano) + "; advance to complete it"
+		r.Reason = "the contract began at " + in.begunAt.UTC().Format(time.RFC3339Nano) + "; advance to complete it"
 		return r, nil
-	}
-	if row.Tripped != "" && !acknowledged {
-		r.Gate, r.Met, r.stuck = "guardrail", false, true
-		r.Reason = "a guardrail tripped (" + row.Tripped + "); advance with acknowledgement once the cause is dealt with"
+	case errors.As(s.refusal, &refused):
+		// A trip not acknowledged: no wait changes it.
+		r.Gate, r.Met, r.stuck, r.Reason = refused.Gate, false, true, refused.Reason
 		return r, nil
+	case s.refusal != nil:
+		return Readiness{}, fmt.Errorf("check %s: %w", migration, s.refusal)
 	}
-	gate, reason, err := c.gate(ctx, tx, plan, r.Next, row, now)
+	gate, reason, err := c.gate(ctx, tx, plan, s.to, row, now)
 	if err != nil {
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}
