@@ -340,8 +340,15 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	}
 	if _, ok := transitionDDL(plan, forward, s.to); ok {
 		// After a DDL step: has a hot query's plan changed?
+		// The transition is made: a plan watch that fails is noted in the
+		// audit trail, never returned, because a caller reads an error as
+		// "not made" (a retry would move the migration again, a guardrail
+		// would lose its trip).
 		if err := c.watchPlans(context.WithoutCancel(ctx), plan, "after "+kind+" to "+s.to.String(), r.Actor); err != nil {
-			return next.Status, fmt.Errorf("%s %s: made, but its query plans were not recorded: %w", kind, r.Migration, err)
+			// The note is advisory too: a ledger that refuses it refuses
+			// nothing the transition needed, and the transition stands.
+			_ = c.recordAt(context.WithoutCancel(ctx), ledger.Event{Migration: r.Migration, Kind: "query-plan", Accepted: false, Actor: r.Actor,
+				Reason: "after " + kind + " to " + s.to.String() + ": query plans not recorded: " + err.Error()}, now)
 		}
 	}
 	return next.Status, nil
@@ -508,9 +515,11 @@ func (c *Coordinator) effects(ctx context.Context, tx *sqlx.Tx, plan Plan, r Req
 			}
 			return tx, nil, err
 		}
-		if tx, err = c.db.BeginTxx(ctx, nil); err != nil {
+		second, err := c.db.BeginTxx(ctx, nil)
+		if err != nil { // tx stays the first, committed: its deferred Rollback is a no-op, where a nil one would panic
 			return tx, nil, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 		}
+		tx = second
 		again, err := c.lock(ctx, tx, r.Migration)
 		if err != nil {
 			return tx, fmt.Errorf("%s %s: %w", kind, r.Migration, err), nil
