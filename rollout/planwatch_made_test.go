@@ -99,9 +99,9 @@ func TestGuardStepBackIsATripWhenItsPlansAreNotRecorded(t *testing.T) {
 		rollouttest.Forced(t, c, p.Migration, 1) // expanded
 		rollouttest.Forced(t, c, q.Migration, 5) // shadow
 		for _, m := range []struct {
-			name     string
+			name      string
 			migration string
-			stage    flags.Stage
+			stage     flags.Stage
 		}{{"a", p.Migration, flags.Off}, {"b", q.Migration, flags.Shadow}} {
 			in := rollouttest.InstanceAt(t, db, m.name, m.migration, time.Now)
 			in.Observer().ObserveComparison(context.Background(), dualwrite.Comparison{Migration: m.migration, Stage: m.stage, Match: false})
