@@ -37,8 +37,8 @@ const (
 
 // render returns the statements of o, applied (or undone, when down) on
 // a database of dialect d at server version major.
-func render(d *dialect.Dialect, o Op, major int, down bool) ([]Statement, error) {
-	if !d.IsSQLite() {
+func render(d dialect.Dialect, o Op, major int, down bool) ([]Statement, error) {
+	if !d.PlainDDL() {
 		if !down {
 			return o.Up(major)
 		}

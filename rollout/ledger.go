@@ -12,6 +12,7 @@ import (
 
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // ledgerSchema holds the ledger's own versioned schema: each entry upgrades
@@ -99,7 +100,10 @@ func EnsureLedger(ctx context.Context, db *sqlx.DB) error {
 	if db == nil {
 		return fmt.Errorf("ensure ledger: %w: db is nil", ErrInvalidArgument)
 	}
-	d := dialect.Of(db)
+	d, err := dialects.ForPool(db)
+	if err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
 	if err := d.CheckPool(ctx, db); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/rollout"
 )
@@ -25,7 +24,7 @@ const window = 5 * time.Minute
 // for the string functions of the backfill.
 func usersPlan(db *sqlx.DB) rollout.Plan {
 	given, family := "split_part(full_name, ' ', 1)", "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"
-	if db != nil && dialect.Of(db).IsSQLite() {
+	if db != nil && (db.DriverName() == "sqlite") {
 		given, family = "substr(full_name, 1, instr(full_name, ' ') - 1)", "substr(full_name, instr(full_name, ' ') + 1)"
 	}
 	return rollout.Plan{
@@ -57,7 +56,7 @@ func usersDB(t *testing.T, db *sqlx.DB) *sqlx.DB {
 // hasColumn reports whether table has column, on either database.
 func hasColumn(t *testing.T, db *sqlx.DB, table, column string) bool {
 	t.Helper()
-	cols, err := dialect.Of(db).Columns(t.Context(), db, ident.Table{Name: table})
+	cols, err := dbtest.Dialect(t, db).Columns(t.Context(), db, ident.Table{Name: table})
 	require.NoError(t, err)
 	for _, c := range cols {
 		if c.Name == column {
@@ -70,7 +69,7 @@ func hasColumn(t *testing.T, db *sqlx.DB, table, column string) bool {
 // hasIndex reports whether table has an index named name, on either database.
 func hasIndex(t *testing.T, db *sqlx.DB, table, name string) bool {
 	t.Helper()
-	idx, err := dialect.Of(db).Indexes(t.Context(), db, ident.Table{Name: table})
+	idx, err := dbtest.Dialect(t, db).Indexes(t.Context(), db, ident.Table{Name: table})
 	require.NoError(t, err)
 	for _, i := range idx {
 		if i.Name == name {
@@ -327,7 +326,7 @@ func testCoordinatorRunbook(t *testing.T, db *sqlx.DB) {
 	require.NoError(t, err)
 	assert.Contains(t, md, "ALTER TABLE users ADD COLUMN given_name text")
 	assert.Contains(t, md, "`schemashift advance users_split_name --confirm`")
-	if dialect.Of(db).IsSQLite() {
+	if db.DriverName() == "sqlite" {
 		assert.Contains(t, md, "Runs the expand on SQLite, each statement waiting for the database write lock")
 		assert.Contains(t, md, "-- sqlite: CREATE INDEX without CONCURRENTLY: writers wait for the build\n"+
 			`CREATE INDEX IF NOT EXISTS "users_full_name" ON "users" ("full_name");`)
@@ -464,7 +463,7 @@ func testPlanWithDDLOpsAndLint(t *testing.T, db *sqlx.DB) {
 			notes = append(notes, e.Reason)
 		}
 	}
-	if dialect.Of(db).IsSQLite() {
+	if db.DriverName() == "sqlite" {
 		require.Len(t, notes, 4, "the index build of each expand, the column drop of each undo")
 		assert.Contains(t, notes[0], "up users_email_index: sqlite: CREATE INDEX without CONCURRENTLY")
 		assert.Contains(t, notes[1], "down users_email_index: sqlite: DROP COLUMN rewrites the table")

@@ -62,13 +62,13 @@ func (c *Coordinator) Runbook(ctx context.Context, migration string) (string, er
 	if err != nil {
 		return "", fmt.Errorf("runbook %s: %w", migration, err)
 	}
-	return runbook(p, renderer{sqlite: c.dialect.IsSQLite(), up: up})
+	return runbook(p, renderer{plainDDL: c.dialect.PlainDDL(), up: up})
 }
 
 // renderer renders a plan's DDL operations for one database.
 type renderer struct {
-	sqlite bool
-	up     func(ddl.Op) ([]ddl.Statement, error)
+	plainDDL bool
+	up       func(ddl.Op) ([]ddl.Statement, error)
 }
 
 func runbook(p Plan, r renderer) (string, error) {
@@ -118,7 +118,7 @@ func runbook(p Plan, r renderer) (string, error) {
 			fmt.Fprintln(&b)
 		}
 		advice := gateAdvice[to]
-		if r.sqlite && to == Expanded {
+		if r.plainDDL && to == Expanded {
 			advice = gateAdviceSQLiteExpand
 		}
 		fmt.Fprintf(&b, "- **If refused:** %s\n\n", advice)
@@ -138,7 +138,7 @@ func (r renderer) writeDDL(b *strings.Builder, ops []ddl.Op, steps []Step, contr
 		fmt.Fprintf(b, "%s: no DDL.\n\n", what)
 		return
 	}
-	if r.sqlite {
+	if r.plainDDL {
 		fmt.Fprintf(b, "%s on SQLite, each statement waiting for the database write lock (busy_timeout); "+
 			"the PostgreSQL-only safety steps run in their plain form, as each comment says:\n\n```sql\n", what)
 	} else {
