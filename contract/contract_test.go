@@ -54,7 +54,7 @@ func TestVerify(t *testing.T) {
 		idType := map[bool]string{
 			false: "column users.id is bigint, want text",
 			true:  "column users.id is bigint, want text (SQLite type affinity INTEGER, want TEXT)",
-		}[(db.DriverName() == "sqlite")]
+		}[db.DriverName() == "sqlite"]
 		err := unfit.Verify(t.Context(), db)
 		require.ErrorIs(t, err, contract.ErrMismatch)
 		var me *contract.MismatchError

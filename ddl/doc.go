@@ -189,4 +189,14 @@
 // [ErrUnsupported].
 //
 // [Lint] checks PostgreSQL DDL, whatever database the executor runs on.
+//
+// # Pools
+//
+// [NewExecutor] takes a [Pool], *sql.DB or *sqlx.DB (a *sql.DB is wrapped
+// in sqlx under its driver's registered name, sharing the pool): the
+// executor runs statements outside any transaction (a concurrent index
+// build), on a connection of its own, and in transactions of its own, so
+// it needs a pool, not a transaction. The database is told from the
+// pool's driver; a driver of no supported database is refused with an
+// error, never taken for PostgreSQL.
 package ddl

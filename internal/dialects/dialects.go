@@ -92,7 +92,8 @@ func driverOf(db Pool) (dialect.Driver, error) {
 // For returns the dialect of db, one of:
 //   - a pool (*sql.DB, *sqlx.DB): by its driver's Go type;
 //   - a *sqlx.Tx, or anything else with a DriverName: by the name its
-//     driver was registered under;
+//     driver was registered under (a *sqlx.Tx of no registered name, made
+//     by hand say, as a *sql.Tx);
 //   - a *sql.Conn or *sqlx.Conn: by the Go type of its driver
 //     connection, through Raw;
 //   - a *sql.Tx, which tells nothing of its driver: by running each
@@ -109,27 +110,43 @@ func For(ctx context.Context, db any) (dialect.Dialect, error) {
 		return forConn(v.Conn)
 	case *sql.Conn:
 		return forConn(v)
+	case *sqlx.Tx:
+		if d, ok := byName(v.DriverName()); ok {
+			return d, nil
+		}
+		return probe(ctx, v.Tx) // made by hand, or begun on a pool of another driver name
 	case interface{ DriverName() string }:
-		name := v.DriverName()
-		for _, d := range registered() {
-			if slices.Contains(d.Names, name) {
-				return d.Dialect, nil
-			}
+		if d, ok := byName(v.DriverName()); ok {
+			return d, nil
 		}
-		return nil, fmt.Errorf("%w: driver name %q", ErrUnknownDriver, name)
+		return nil, fmt.Errorf("%w: driver name %q", ErrUnknownDriver, v.DriverName())
 	case *sql.Tx:
-		for _, d := range registered() {
-			var answer any
-			if err := v.QueryRowContext(ctx, d.Probe).Scan(&answer); err == nil {
-				return d.Dialect, nil
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("probe the transaction's database: %w", err)
-			}
-		}
-		return nil, fmt.Errorf("%w: the transaction's database answers no dialect's probe", ErrUnknownDriver)
+		return probe(ctx, v)
 	}
 	return nil, fmt.Errorf("%w: %T shows no driver", ErrUnknownDriver, db)
+}
+
+func byName(name string) (dialect.Dialect, bool) {
+	for _, d := range registered() {
+		if slices.Contains(d.Names, name) {
+			return d.Dialect, true
+		}
+	}
+	return nil, false
+}
+
+// probe runs each dialect's probe in tx, in the order of [registered].
+func probe(ctx context.Context, v *sql.Tx) (dialect.Dialect, error) {
+	for _, d := range registered() {
+		var answer any
+		if err := v.QueryRowContext(ctx, d.Probe).Scan(&answer); err == nil {
+			return d.Dialect, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("probe the transaction's database: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("%w: the transaction's database answers no dialect's probe", ErrUnknownDriver)
 }
 
 func forConn(c *sql.Conn) (dialect.Dialect, error) {
@@ -176,7 +193,12 @@ func Handle(ctx context.Context, db any) (dialect.Conn, dialect.Dialect, error) 
 		return nil, nil, err
 	}
 	switch v := db.(type) {
-	case *sqlx.DB, *sqlx.Tx, *sqlx.Conn:
+	case *sqlx.Tx:
+		if v.Mapper == nil { // made by hand: sqlx's scans need one
+			return &sqlx.Tx{Tx: v.Tx, Mapper: mapper()}, d, nil
+		}
+		return v, d, nil
+	case *sqlx.DB, *sqlx.Conn:
 		return v.(dialect.Conn), d, nil
 	case *sql.DB:
 		x, _, err := Sqlx(v)

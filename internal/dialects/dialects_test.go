@@ -68,7 +68,7 @@ func TestUnknownDriverIsRefused(t *testing.T) {
 		"sql.DB":                     {db, "dialects_test.unknownDriver"},
 		"sqlx.DB":                    {sqlx.NewDb(db, unknownName), "dialects_test.unknownDriver"},
 		"sqlx.DB under a known name": {sqlx.NewDb(db, "pgx"), "dialects_test.unknownDriver"},
-		"sqlx.Tx":                    {&sqlx.Tx{Tx: tx}, `driver name ""`},
+		"sqlx.Tx":                    {&sqlx.Tx{Tx: tx}, "answers no dialect's probe"},
 		"sql.Tx":                     {tx, "answers no dialect's probe"},
 		"sql.Conn":                   {conn, "dialects_test.unknownConn"},
 		"something else":             {struct{}{}, "struct {} shows no driver"},
