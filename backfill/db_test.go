@@ -136,4 +136,3 @@ func TestPoolsOfEitherPackage(t *testing.T) {
 		}
 	})
 }
-
