@@ -184,9 +184,10 @@
 // the build". The executor records the note with the step in
 // schemashift_ddl_steps, hands it to the [WithNotes] callback as the step
 // is applied (for the rollout's audit trail), and returns the recorded
-// notes from [Executor.Notes]. An [Op] of the caller's own runs on SQLite
-// only if it implements [SQLiteOp]; otherwise it fails with
-// [ErrUnsupported].
+// notes from [Executor.Notes]. The SQLite forms are the SQLite dialect's
+// (an internal package), which renders the built-in operations; an [Op]
+// of the caller's own has only the forms of its Up and Down, and fails
+// there with [ErrUnsupported] before anything runs.
 //
 // [Lint] checks PostgreSQL DDL, whatever database the executor runs on.
 //

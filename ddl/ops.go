@@ -105,8 +105,10 @@ func (o *object) String() string {
 // object and what differs.
 var ErrExists = errors.New("object exists with another definition")
 
-// Op is one schema operation. An Op of the caller's own also runs on
-// SQLite when it implements [SQLiteOp].
+// Op is one schema operation. An Op of the caller's own runs where DDL
+// runs in the forms of Up and Down (PostgreSQL); on SQLite, whose forms
+// of the built-in operations its dialect renders, it fails with
+// [ErrUnsupported].
 type Op interface {
 	// Up returns the statements that apply it, for a server of the given
 	// major version.

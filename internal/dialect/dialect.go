@@ -82,10 +82,48 @@ type Rendering interface {
 	// FoldName is name as the database compares names: two names are one
 	// object's when their folds are equal.
 	FoldName(name string) string
+	// ParameterIn says what, in s[start:end] (a token of a DDL fragment
+	// that is not a string or a quoted name), the database would read as
+	// a bind parameter, or "": a fragment goes into every database's DDL
+	// as written.
+	ParameterIn(s string, start, end int) string
 	// TypeProblem says how a column declared got fails to hold what a
 	// column of type want holds, or "" when it does.
 	TypeProblem(want, got string) string
 }
+
+// PlainRenderer is a dialect of [Capabilities.PlainDDL]: it spells the
+// DDL operations of package ddl in its plain forms, and says what each
+// gives up (a note) or why it cannot run. Its arguments are SQL already:
+// names quoted and fragments checked, but for the raw names of ident
+// values.
+type PlainRenderer interface {
+	// AddColumn adds column of type typ to table, with def as its default
+	// unless volatile (then added without it, and the note says so).
+	AddColumn(table, column, typ, def string, volatile bool) (sql, note string)
+	// DropColumn drops column of table.
+	DropColumn(table, column string) (sql, note string)
+	// CreateIndex builds index (a raw name, in t's schema) on columns of
+	// t, where (a checked predicate, or ""); constraint says it stands
+	// for a unique constraint. strict is the same statement without IF
+	// NOT EXISTS.
+	CreateIndex(t ident.Table, index, columns string, unique bool, where string, constraint bool) (sql, strict, note string)
+	// DropIndex drops index (a raw name) that a CreateIndex on t made.
+	DropIndex(t ident.Table, index string) string
+	// CannotAdd says why what cannot be added to an existing table.
+	CannotAdd(what Addition) string
+}
+
+// Addition is what a DDL operation adds to an existing table that a
+// [PlainRenderer] may refuse.
+type Addition int
+
+// The additions.
+const (
+	AddsForeignKey Addition = iota
+	AddsCheck
+	AddsNotNull
+)
 
 // Capabilities say what a database does that another does not, for the
 // callers whose behaviour, or whose words, depend on it.
@@ -408,6 +446,12 @@ func PrimaryKeyOf(cols []Column) []string {
 		}
 		keys = append(keys, cols[i].Name)
 	}
+}
+
+// NameChar reports whether c may be part of an unquoted name: a letter, a
+// digit, '_', '$', or a byte of a multi-byte character.
+func NameChar(c byte) bool {
+	return c == '_' || c == '$' || c >= 0x80 || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }
 
 // Millis is d as a timeout setting's text, in milliseconds: "0" (none)

@@ -38,6 +38,16 @@ func registered() []dialect.Driver {
 	}
 }
 
+// All returns every supported database's dialect, for what must hold on
+// each (a DDL fragment goes into every database's DDL as written).
+func All() []dialect.Dialect {
+	var out []dialect.Dialect
+	for _, d := range registered() {
+		out = append(out, d.Dialect)
+	}
+	return out
+}
+
 // ErrUnknownDriver is wrapped by the error for a database/sql driver of no
 // supported database.
 var ErrUnknownDriver = errors.New("no dialect for this database driver")

@@ -77,6 +77,10 @@ func (Dialect) TypeProblem(want, got string) string {
 	return ""
 }
 
+// ParameterIn implements [dialect.Rendering]: PostgreSQL's only
+// parameters, $n, are refused in every fragment already.
+func (Dialect) ParameterIn(string, int, int) string { return "" }
+
 // SearchPath implements [dialect.Capabilities].
 func (Dialect) SearchPath() bool { return true }
 

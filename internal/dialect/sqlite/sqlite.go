@@ -148,6 +148,24 @@ func affinity(typ string) string {
 	return "NUMERIC"
 }
 
+// ParameterIn implements [dialect.Rendering]: SQLite reads '?' anywhere
+// as a parameter, and '@', '#' or ':' right before a name's character
+// (its @a(…) takes everything up to its ')', quotes included, as one
+// parameter's name).
+func (Dialect) ParameterIn(s string, start, end int) string {
+	for k := start; k < end; k++ {
+		switch s[k] {
+		case '?':
+			return "holds a '?' (SQLite reads it as a parameter)"
+		case '@', '#', ':':
+			if k+1 < len(s) && dialect.NameChar(s[k+1]) {
+				return fmt.Sprintf("holds %q (SQLite reads it as a parameter)", s[k:k+2])
+			}
+		}
+	}
+	return ""
+}
+
 // SearchPath implements [dialect.Capabilities]: an unqualified name is
 // main's (or a temporary table's), with no path to resolve it through.
 func (Dialect) SearchPath() bool { return false }
