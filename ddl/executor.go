@@ -856,6 +856,17 @@ func (e *Executor) exists(ctx context.Context, q sqlx.QueryerContext, st Stateme
 		has := slices.ContainsFunc(cols, func(c dialect.Column) bool { return e.sameName(c.Name, st.column.name) })
 		return has == st.column.present, nil
 	}
+	if st.guard != nil {
+		c, err := e.constraints()
+		if err != nil {
+			return false, err
+		}
+		done, err := c.Guard(ctx, q, st.guard.guard, st.guard.table, st.guard.constraint, st.guard.column)
+		if err != nil {
+			return false, fmt.Errorf("check whether applied: %w", err)
+		}
+		return done, nil
+	}
 	if st.Exists == "" {
 		if st.creates != nil {
 			return e.found(ctx, q, st.creates)
@@ -896,10 +907,15 @@ func (e *Executor) found(ctx context.Context, q sqlx.QueryerContext, obj *object
 	case obj.kind == kIndex:
 		found, err = e.d.RelationExists(ctx, q, obj.table, obj.name)
 	case obj.kind == kNotNull:
-		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnotnull)
-			OR EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $3)`, obj.table.Quoted(), obj.name, obj.constraint)
+		var c dialect.Constraints
+		if c, err = e.constraints(); err == nil {
+			found, err = c.Guard(ctx, q, dialect.GuardNamedOrNotNull, obj.table, obj.constraint, obj.name)
+		}
 	default: // a constraint
-		err = sqlx.GetContext(ctx, q, &found, constraintExists, obj.table.Quoted(), obj.name)
+		var c dialect.Constraints
+		if c, err = e.constraints(); err == nil {
+			found, err = c.Guard(ctx, q, dialect.GuardNamed, obj.table, obj.name, "")
+		}
 	}
 	if err != nil {
 		return false, fmt.Errorf("check whether %s is there: %w", obj, err)
@@ -982,29 +998,17 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 			return differs("is %s: %s", def[0].Def, why)
 		}
 	case kCheck, kForeignKey, kUnique:
-		var have struct {
-			Type  string `db:"contype"`
-			Def   string `db:"def"`
-			Same  bool   `db:"same"`
-			Index string `db:"index"`
+		c, err := e.constraints()
+		if err != nil {
+			return err
 		}
-		// The columns and the referenced table, by the catalog's numbers;
-		// what the operations never make (DEFERRABLE, INITIALLY DEFERRED,
-		// NO INHERIT, ON UPDATE other than NO ACTION, MATCH other than
-		// SIMPLE) makes another definition.
-		err := sqlx.GetContext(ctx, q, &have, `SELECT co.contype::text AS contype, pg_get_constraintdef(co.oid) AS def,
-				(co.contype = 'c' OR coalesce(`+constraintColumns("co.conkey", "co.conrelid")+` = $3::text[], false))
-				AND NOT co.condeferrable AND NOT co.condeferred AND (co.contype <> 'c' OR NOT co.connoinherit)
-				AND (co.contype <> 'f' OR (co.confrelid = to_regclass($4) AND `+constraintColumns("co.confkey", "co.confrelid")+` = $5::text[]
-					AND co.confdeltype = $6 AND co.confupdtype = 'a' AND co.confmatchtype = 's')) AS same,
-				CASE WHEN co.contype = 'u' THEN coalesce(pg_get_indexdef(co.conindid), '') ELSE '' END AS index
-			FROM pg_constraint co WHERE co.conrelid = to_regclass($1) AND co.conname = $2`,
-			obj.table.Quoted(), obj.name, obj.cols, obj.ref.Quoted(), obj.refCols, map[bool]string{true: "c", false: "a"}[obj.cascade])
+		have, err := c.ConstraintShape(ctx, q, obj.table, obj.name, obj.cols, obj.ref, obj.refCols, obj.cascade)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", obj, err)
 		}
-		want := map[string]string{kCheck: "c", kForeignKey: "f", kUnique: "u"}[obj.kind]
-		if have.Type != want {
+		want := map[string]dialect.ConstraintKind{kCheck: dialect.CheckConstraint, kForeignKey: dialect.ForeignKeyConstraint,
+			kUnique: dialect.UniqueConstraint}[obj.kind]
+		if have.Kind != want {
 			return differs("is %s", have.Def)
 		}
 		if !have.Same {
@@ -1026,13 +1030,12 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 		// NULL (from 18; its validation is the next step); any other NOT
 		// NULL constraint of the column (18) must be validated already:
 		// this migration does not validate what it did not name.
-		var wrong []string
-		if err := sqlx.SelectContext(ctx, q, &wrong, `SELECT format('%s %s', conname, pg_get_constraintdef(co.oid)) FROM pg_constraint co
-			WHERE co.conrelid = to_regclass($1) AND (
-				(co.conname = $3 AND (co.contype <> 'n' OR co.conkey <> ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = co.conrelid AND attname = $2)]))
-				OR (co.conname <> $3 AND co.contype = 'n' AND NOT co.convalidated
-					AND co.conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = co.conrelid AND attname = $2)]))`,
-			obj.table.Quoted(), obj.name, obj.constraint); err != nil {
+		c, err := e.constraints()
+		if err != nil {
+			return err
+		}
+		wrong, err := c.NotNullConflicts(ctx, q, obj.table, obj.name, obj.constraint)
+		if err != nil {
 			return fmt.Errorf("read %s: %w", obj, err)
 		}
 		if len(wrong) > 0 {
@@ -1042,11 +1045,14 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 	return nil
 }
 
-// constraintColumns is the SQL of the names of a constraint's columns,
-// in order, as text[].
-func constraintColumns(keys, rel string) string {
-	return `(SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(` + keys + `) WITH ORDINALITY k(attnum, n)
-		JOIN pg_attribute a ON a.attrelid = ` + rel + ` AND a.attnum = k.attnum)`
+// constraints is the executor's dialect's reads of constraints: none
+// where DDL adds no constraint to an existing table.
+func (e *Executor) constraints() (dialect.Constraints, error) {
+	c, ok := e.d.(dialect.Constraints)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s adds no constraint to an existing table", ErrUnsupported, e.d)
+	}
+	return c, nil
 }
 
 // columnDef is one column of a table definition.

@@ -84,7 +84,9 @@ func (o DropColumn) plainUp(p dialect.PlainRenderer) ([]Statement, error) {
 	return []Statement{{SQL: sql, Note: note, column: &columnGuard{table: t, name: o.Column, present: false}}}, nil
 }
 
-func (o DropColumn) plainDown(dialect.PlainRenderer) ([]Statement, error) { return nil, ErrIrreversible }
+func (o DropColumn) plainDown(dialect.PlainRenderer) ([]Statement, error) {
+	return nil, ErrIrreversible
+}
 
 // A table is created and dropped with the same plain DDL in every
 // dialect.

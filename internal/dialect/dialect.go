@@ -125,6 +125,60 @@ const (
 	AddsNotNull
 )
 
+// Constraints is a dialect that adds constraints to existing tables (one
+// not of [Capabilities.PlainDDL]): its catalog reads of them, for the DDL
+// executor's guards and its check that a constraint found there is the
+// one an operation makes.
+type Constraints interface {
+	// Guard reports whether g holds for constraint and column of t: the
+	// effect of a statement is there already, and it is skipped.
+	Guard(ctx context.Context, q sqlx.QueryerContext, g Guard, t ident.Table, constraint, column string) (bool, error)
+	// ConstraintShape reads constraint name of t, compared with a
+	// constraint on cols (of a check, none), referencing refCols of ref
+	// (of a foreign key) with ON DELETE CASCADE or not.
+	ConstraintShape(ctx context.Context, q sqlx.QueryerContext, t ident.Table, name string, cols []string,
+		ref ident.Table, refCols []string, cascade bool) (ConstraintShape, error)
+	// NotNullConflicts lists, as "name definition", the constraints of t
+	// that stand against making column NOT NULL through a constraint
+	// named constraint: one of that name that is not the column's NOT
+	// NULL, and an unvalidated NOT NULL of the column of another name.
+	NotNullConflicts(ctx context.Context, q sqlx.QueryerContext, t ident.Table, column, constraint string) ([]string, error)
+}
+
+// Guard is a condition of the catalog under which a constraint statement
+// is skipped ([Constraints.Guard]).
+type Guard int
+
+// The guards.
+const (
+	GuardNamed          Guard = iota + 1 // a constraint of the name exists
+	GuardValidated                       // it exists and is validated
+	GuardNoneInvalid                     // no unvalidated constraint of the name exists
+	GuardNotNull                         // the column is NOT NULL
+	GuardNamedOrNotNull                  // a constraint of the name exists, or the column is NOT NULL
+)
+
+// ConstraintShape is a constraint as [Constraints.ConstraintShape] reads
+// it: its kind, its definition, whether its columns, reference and
+// options are the ones asked about, and its index's definition (of a
+// unique constraint).
+type ConstraintShape struct {
+	Kind  ConstraintKind `db:"contype"`
+	Def   string         `db:"def"`
+	Same  bool           `db:"same"`
+	Index string         `db:"index"`
+}
+
+// ConstraintKind is a constraint's kind, as the catalog spells it.
+type ConstraintKind string
+
+// The kinds of constraint.
+const (
+	CheckConstraint      ConstraintKind = "c"
+	ForeignKeyConstraint ConstraintKind = "f"
+	UniqueConstraint     ConstraintKind = "u"
+)
+
 // Capabilities say what a database does that another does not, for the
 // callers whose behaviour, or whose words, depend on it.
 type Capabilities interface {

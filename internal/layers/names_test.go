@@ -44,6 +44,16 @@ var nameExceptions = map[[2]string]string{
 	{"ddl/parser_cgo.go", "pg_query_go"}: "the PostgreSQL parser's module path",
 	{"ddl/executor.go", "pg_catalog"}:    "the schema the parser puts built-in type names in, compared in its parse trees",
 	{"ddl/lint.go", "postgres"}:          "the linter's rules are about PostgreSQL's DDL, and their advice says so",
+	{"ddl/lint.go", "set_config"}:        "a rule of the linter: a script's own timeout settings, by PostgreSQL's name for them",
+	// rollout's files are being moved into packages of their own (the
+	// ledger, the fleet, the reports) by the other half of issue 15, which
+	// these lines wait for: then the plan watch's EXPLAIN QUERY PLAN moves
+	// into the SQLite dialect beside EXPLAIN (FORMAT JSON), and the
+	// runbook's gate advice and DDL preamble come from the dialect.
+	{"rollout/planwatch.go", "sqlite"}:         "pending the rollout split: sqlitePlanShape, the plan watch's EXPLAIN QUERY PLAN",
+	{"rollout/runbook.go", "sqlite"}:           "pending the rollout split: the runbook's advice and preamble for plain DDL",
+	{"rollout/runbook.go", "postgres"}:         "pending the rollout split: the runbook's preamble for plain DDL",
+	{"rollout/runbook.go", "pg_stat_activity"}: "pending the rollout split: the runbook's advice on a lock timeout",
 }
 
 // nameFinding is one identifier or string that names a database.
@@ -118,12 +128,16 @@ func TestNothingOutsideInternalNamesADatabase(t *testing.T) {
 	t.Parallel()
 	found := namesOutsideInternal(t, root(t))
 	used := map[[2]string]bool{}
+	reported := map[nameFinding]bool{}
 	for _, f := range found {
 		if exempt(f) != "" {
 			used[[2]string{f.File, f.Word}] = true
 			continue
 		}
-		t.Errorf("%s: %q names a database (%s): ask the dialect instead", f.File, f.Text, f.Word)
+		if !reported[f] {
+			reported[f] = true
+			t.Errorf("%s: %q names a database (%s): ask the dialect instead", f.File, f.Text, f.Word)
+		}
 	}
 	for e := range nameExceptions {
 		assert.True(t, used[e], "the exception for %q in %s matches nothing: take it out", e[1], e[0])
