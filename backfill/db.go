@@ -12,7 +12,8 @@ import (
 // (*sql.DB, *sqlx.DB, *sql.Tx, *sqlx.Tx; their connections work too).
 // Given a transaction, what a function writes commits or rolls back with
 // it. Its dialect is chosen from its driver; one of no supported database
-// is refused.
+// is refused. The pools are safe for concurrent use; a transaction is not,
+// and stays the caller's to end.
 type DB interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -27,7 +28,8 @@ var (
 )
 
 // Pool is a pool of connections, *sql.DB or *sqlx.DB, for what runs
-// transactions of its own: a backfill's chunks, its leases.
+// transactions of its own: a backfill's chunks, its leases. Both are safe
+// for concurrent use; the caller closes the pool.
 type Pool interface {
 	DB
 	Driver() driver.Driver

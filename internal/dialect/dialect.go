@@ -42,7 +42,7 @@ type Dialect interface {
 }
 
 // Rendering is how a dialect spells the SQL fragments that have no common
-// form. Each returns SQL text built from its arguments, which are SQL
+// form. Like all of [Dialect], it is safe for concurrent use. Each returns SQL text built from its arguments, which are SQL
 // already (parameters, quoted names, expressions), never values.
 type Rendering interface {
 	// Timestamp is a [Stamp] parameter typed as a timestamp, for positions
@@ -92,7 +92,8 @@ type Rendering interface {
 	TypeProblem(want, got string) string
 }
 
-// PlainRenderer is a dialect of [Capabilities.PlainDDL]: it spells the
+// PlainRenderer is a dialect of [Capabilities.PlainDDL], safe for
+// concurrent use as all of [Dialect]: it spells the
 // DDL operations of package ddl in its plain forms, and says what each
 // gives up (a note) or why it cannot run. Its arguments are SQL already:
 // names quoted and fragments checked, but for the raw names of ident
@@ -115,7 +116,7 @@ type PlainRenderer interface {
 }
 
 // Addition is what a DDL operation adds to an existing table that a
-// [PlainRenderer] may refuse.
+// [PlainRenderer] may refuse: a plain value.
 type Addition int
 
 // The additions.
@@ -125,7 +126,8 @@ const (
 	AddsNotNull
 )
 
-// Constraints is a dialect that adds constraints to existing tables (one
+// Constraints, safe for concurrent use as all of [Dialect], is a dialect
+// that adds constraints to existing tables (one
 // not of [Capabilities.PlainDDL]): its catalog reads of them, for the DDL
 // executor's guards and its check that a constraint found there is the
 // one an operation makes.
@@ -146,7 +148,7 @@ type Constraints interface {
 }
 
 // Guard is a condition of the catalog under which a constraint statement
-// is skipped ([Constraints.Guard]).
+// is skipped ([Constraints.Guard]): a plain value.
 type Guard int
 
 // The guards.
@@ -161,7 +163,7 @@ const (
 // ConstraintShape is a constraint as [Constraints.ConstraintShape] reads
 // it: its kind, its definition, whether its columns, reference and
 // options are the ones asked about, and its index's definition (of a
-// unique constraint).
+// unique constraint). A plain value.
 type ConstraintShape struct {
 	Kind  ConstraintKind `db:"contype"`
 	Def   string         `db:"def"`
@@ -169,7 +171,8 @@ type ConstraintShape struct {
 	Index string         `db:"index"`
 }
 
-// ConstraintKind is a constraint's kind, as the catalog spells it.
+// ConstraintKind is a constraint's kind, as the catalog spells it: a
+// plain value.
 type ConstraintKind string
 
 // The kinds of constraint.
@@ -180,7 +183,8 @@ const (
 )
 
 // Capabilities say what a database does that another does not, for the
-// callers whose behaviour, or whose words, depend on it.
+// callers whose behaviour, or whose words, depend on it. Safe for
+// concurrent use, as all of [Dialect].
 type Capabilities interface {
 	// SearchPath reports whether an unqualified name resolves through a
 	// search path of schemas, so that a name's schema must be resolved,
@@ -200,7 +204,8 @@ type Capabilities interface {
 	ExplainJSON() bool
 }
 
-// Catalog reads what the database knows of its tables.
+// Catalog reads what the database knows of its tables. Safe for
+// concurrent use, as all of [Dialect]; each read runs on the handle given.
 type Catalog interface {
 	// TableExists reports whether t exists.
 	TableExists(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (bool, error)
@@ -234,6 +239,7 @@ type Catalog interface {
 
 // Objects reads the catalog the way the DDL executor needs it to judge
 // what it made: whether an object of a name is there, and its shape.
+// Safe for concurrent use, as all of [Dialect].
 type Objects interface {
 	// RelationExists reports whether a table, view, index or other
 	// relation named name is in t's schema (t names the table an index
@@ -259,7 +265,8 @@ type Objects interface {
 	ResolveSchema(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (sql.NullString, error)
 }
 
-// IndexState is what [Objects.IndexState] finds under an index's name.
+// IndexState is what [Objects.IndexState] finds under an index's name: a
+// plain value.
 type IndexState int
 
 // The states of an index.
@@ -270,7 +277,8 @@ const (
 	IndexInvalid                   // an index of the table a failed concurrent build left
 )
 
-// ColumnShape is a column's shape as [Objects.ColumnShape] reads it.
+// ColumnShape is a column's shape as [Objects.ColumnShape] reads it: a
+// plain value.
 type ColumnShape struct {
 	Type       string         `db:"type"`
 	HasDefault bool           `db:"has_default"`
@@ -278,13 +286,16 @@ type ColumnShape struct {
 	Collation  sql.NullString `db:"collation"` // when not its type's
 }
 
-// IndexDef is an index's definition as [Objects.IndexDef] reads it.
+// IndexDef is an index's definition as [Objects.IndexDef] reads it: a
+// plain value.
 type IndexDef struct {
 	Def     string `db:"def"`
 	OnTable bool   `db:"on_table"`
 }
 
-// Sessions are the locks, timeouts and pool checks of a database.
+// Sessions are the locks, timeouts and pool checks of a database. Safe
+// for concurrent use, as all of [Dialect]; what a lock holds is released
+// by its unlock, or when Hold or Locked returns.
 type Sessions interface {
 	// LockTx takes a transaction-scoped advisory lock on key, released at
 	// COMMIT or ROLLBACK (nothing where the write transaction already
@@ -328,8 +339,8 @@ type Sessions interface {
 // the Go package its driver's and its connections' types are declared in,
 // and, for a *sql.Tx, which tells nothing of its driver, by Probe, a
 // SELECT that succeeds on this database and fails on the others
-// registered after it without harming the transaction. Its fields are not
-// changed after it is declared.
+// registered after it without harming the transaction. A value, read by
+// internal/dialects and never changed: safe for concurrent use.
 type Driver struct {
 	Dialect Dialect
 	Names   []string
@@ -374,7 +385,8 @@ var ErrPoolSetup = errors.New("SQLite pool not opened for concurrent writers: op
 	"(or add _txlock=immediate and _pragma=busy_timeout(10000) to its data source name)")
 
 // Fence is a lock held under a lease, as a dialect's [Sessions.Hold]
-// puts it in its context: Check fences a write made under it.
+// puts it in its context: Check fences a write made under it. It is safe
+// for concurrent use while the hold lasts.
 type Fence interface {
 	// Check returns [ErrLockLost] (wrapped) unless the lock is still
 	// held, read in q, a transaction that excludes every other writer.
@@ -433,7 +445,7 @@ type Index struct {
 }
 
 // IndexRow is one index as a catalog query reads it, its columns joined
-// by commas, for [IndexesOf].
+// by commas, for [IndexesOf]: a plain value.
 type IndexRow struct {
 	Name    string `db:"name"`
 	Columns string `db:"columns"`

@@ -45,7 +45,8 @@ func ParseTime(s string) (time.Time, error) {
 }
 
 // Time scans a timestamp from any dialect, expressions that come back as
-// text included. The zero value is NULL.
+// text included. The zero value is NULL. A plain value: not for
+// concurrent scans into one.
 type Time struct{ time.Time }
 
 // Scan implements sql.Scanner.

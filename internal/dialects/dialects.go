@@ -52,7 +52,8 @@ func All() []dialect.Dialect {
 // supported database.
 var ErrUnknownDriver = errors.New("no dialect for this database driver")
 
-// Pool is a pool that shows its driver: *sql.DB and *sqlx.DB.
+// Pool is a pool that shows its driver: *sql.DB and *sqlx.DB, both safe
+// for concurrent use.
 type Pool interface {
 	Driver() driver.Driver
 }

@@ -1,10 +1,12 @@
 package layers_test
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -65,18 +67,24 @@ func root(t *testing.T) string {
 	return r
 }
 
-// imports reads, per package folder of the module, the module's packages
-// its non-test files import.
-func imports(t *testing.T, dir string) map[string][]string {
+// sources parses, with mode, the non-test Go files below dir (but in
+// hidden folders, testdata, and skipped folders: skip gets a folder's
+// path relative to dir, slash-separated) and hands each to fn with its
+// path relative to dir.
+func sources(t *testing.T, dir string, mode parser.Mode, skip func(rel string) bool, fn func(rel string, f *ast.File) error) {
 	t.Helper()
-	out := map[string][]string{}
 	fset := token.NewFileSet()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if name := d.Name(); path != dir && (strings.HasPrefix(name, ".") || name == "testdata") {
+			if name := d.Name(); path != dir && (strings.HasPrefix(name, ".") || name == "testdata" || skip(rel)) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -84,15 +92,22 @@ func imports(t *testing.T, dir string) map[string][]string {
 		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return nil
 		}
-		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+		f, err := parser.ParseFile(fset, path, nil, mode)
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, filepath.Dir(path))
-		if err != nil {
-			return err
-		}
-		pkg := filepath.ToSlash(rel)
+		return fn(rel, f)
+	})
+	require.NoError(t, err)
+}
+
+// imports reads, per package folder of the module, the module's packages
+// its non-test files import.
+func imports(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	sources(t, dir, parser.ImportsOnly, func(string) bool { return false }, func(rel string, f *ast.File) error {
+		pkg := path.Dir(rel)
 		if _, ok := out[pkg]; !ok {
 			out[pkg] = nil
 		}
@@ -107,7 +122,6 @@ func imports(t *testing.T, dir string) map[string][]string {
 		}
 		return nil
 	})
-	require.NoError(t, err)
 	return out
 }
 

@@ -4,7 +4,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -67,29 +66,8 @@ type nameFinding struct {
 func namesOutsideInternal(t *testing.T, dir string) []nameFinding {
 	t.Helper()
 	var out []nameFinding
-	fset := token.NewFileSet()
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if name := d.Name(); path != dir && (strings.HasPrefix(name, ".") || name == "testdata" || path == filepath.Join(dir, "internal")) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
+	skip := func(rel string) bool { return rel == "internal" }
+	sources(t, dir, parser.SkipObjectResolution, skip, func(rel string, f *ast.File) error {
 		ast.Inspect(f, func(n ast.Node) bool {
 			var text string
 			switch n := n.(type) {
@@ -110,7 +88,6 @@ func namesOutsideInternal(t *testing.T, dir string) []nameFinding {
 		})
 		return nil
 	})
-	require.NoError(t, err)
 	return out
 }
 
