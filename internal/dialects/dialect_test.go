@@ -70,6 +70,53 @@ func TestCatalog(t *testing.T) {
 	})
 }
 
+// What the DDL executor reads of the objects it makes reads the same on
+// both databases: an index there, valid, on its table; a name taken by a
+// relation that is no index of the table; nothing under a free name; and
+// where CREATE TABLE puts an unqualified table.
+func TestCatalogObjects(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		d := dbtest.Dialect(t, db)
+		db.MustExecContext(ctx, `CREATE TABLE items (id bigint PRIMARY KEY, sku text DEFAULT 'none')`)
+		db.MustExecContext(ctx, `CREATE TABLE other (id bigint PRIMARY KEY)`)
+		db.MustExecContext(ctx, `CREATE INDEX items_sku ON items (sku)`)
+		db.MustExecContext(ctx, `CREATE INDEX other_id ON other (id)`)
+		items := ident.Table{Name: "items"}
+		for name, want := range map[string]dialect.IndexState{
+			"items_sku": dialect.IndexValid, "other_id": dialect.IndexOther, "other": dialect.IndexOther, "nothing": dialect.IndexAbsent,
+		} {
+			got, err := d.IndexState(ctx, db, ident.Table{Name: name}, items)
+			require.NoError(t, err, name)
+			assert.Equal(t, want, got, name)
+			found, err := d.RelationExists(ctx, db, items, name)
+			require.NoError(t, err)
+			assert.Equal(t, want != dialect.IndexAbsent, found, name)
+		}
+		def, err := d.IndexDef(ctx, db, ident.Table{Name: "items_sku"}, items)
+		require.NoError(t, err)
+		require.Len(t, def, 1)
+		assert.True(t, def[0].OnTable)
+		assert.Contains(t, def[0].Def, "items_sku")
+		shape, err := d.ColumnShape(ctx, db, items, "sku")
+		require.NoError(t, err)
+		require.Len(t, shape, 1)
+		assert.True(t, shape[0].HasDefault)
+		assert.False(t, shape[0].NotNull)
+		notTable, err := d.IsTable(ctx, db, items)
+		require.NoError(t, err)
+		assert.Empty(t, notTable)
+		notTable, err = d.IsTable(ctx, db, ident.Table{Name: "items_sku"})
+		require.NoError(t, err)
+		assert.NotEmpty(t, notTable, "an index is no table")
+		schema, err := d.ResolveSchema(ctx, db, ident.Table{Name: "not_yet"})
+		require.NoError(t, err)
+		assert.Equal(t, map[bool]string{false: "public", true: "main"}[dbtest.IsSQLite(t, db)], schema.String)
+	})
+}
+
 // An integer primary key is NOT NULL and kept unique by an index on both
 // databases: on SQLite too, where it is the rowid, which the catalog calls
 // nullable and lists among no indexes.
