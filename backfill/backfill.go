@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/pgerr"
 )
 
@@ -40,8 +41,8 @@ type Backfill struct {
 // New checks the job against the database (its table and key), creates the
 // checkpoint tables if needed and registers the job. A job of the same name
 // with another definition is refused with [ErrDefinitionChanged].
-func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, error) {
-	if db == nil {
+func New(ctx context.Context, pool Pool, job Job, opts ...Option) (*Backfill, error) {
+	if pool == nil {
 		return nil, errors.New("new backfill: db is nil")
 	}
 	if err := job.validate(); err != nil {
@@ -51,7 +52,10 @@ func New(ctx context.Context, db *sqlx.DB, job Job, opts ...Option) (*Backfill, 
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
-	d := dialect.Of(db)
+	db, d, err := dialects.Sqlx(pool)
+	if err != nil {
+		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
+	}
 	if err := d.CheckPool(ctx, db); err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
@@ -43,7 +42,7 @@ func makeUsers(b *testing.B, db *sqlx.DB, table string, n int) {
 	}
 	fill(b, db, n, `INSERT INTO `+table+` (id, email) SELECT i, 'User' || i || '@Example.COM' FROM s`)
 	analyze := `VACUUM ANALYZE ` + table
-	if dialect.Of(db).IsSQLite() {
+	if db.DriverName() == "sqlite" {
 		analyze = `ANALYZE ` + table
 	}
 	if _, err := db.ExecContext(ctx, analyze); err != nil {
@@ -88,7 +87,7 @@ func benchThroughput(b *testing.B, db *sqlx.DB) {
 	// first run just rewrote, no checkpoint of its WAL, while the second
 	// runs.
 	settle := func() {}
-	if !dialect.Of(db).IsSQLite() {
+	if !(db.DriverName() == "sqlite") {
 		for _, t := range []string{"users_single", "users_chunked", "users_chunked2"} {
 			if _, err := db.ExecContext(ctx, `ALTER TABLE `+t+` SET (autovacuum_enabled = false)`); err != nil {
 				b.Fatal(err)

@@ -115,4 +115,17 @@
 // verification splits the table by walking its key (no planner
 // histogram), and a move to another table is verified by joining the two
 // tables rather than by checksums (SQLite has no hash function).
+//
+// # Databases and transactions
+//
+// What only runs statements takes a [DB], the three context methods a
+// pool or a transaction of database/sql or sqlx has (*sql.DB, *sqlx.DB,
+// *sql.Tx, *sqlx.Tx): [EnsureSchema], [Pause], [Resume] and [Cancel].
+// Given a transaction, what they write commits or rolls back with the
+// caller's work (a Pause in a transaction takes hold when it commits).
+// What runs transactions and leases of its own takes a [Pool], *sql.DB or
+// *sqlx.DB: [New] and [ReplicationLag]. The database is told from the
+// handle's driver (a *sql.Tx by a harmless probe); a driver of no
+// supported database is refused with an error, never taken for
+// PostgreSQL.
 package backfill

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/backfill"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
@@ -89,7 +88,7 @@ func ordersTables(t *testing.T, db *sqlx.DB, n, step, per int) {
 	fill(t, db, n, fmt.Sprintf(`INSERT INTO orders (id, amount_cents) SELECT i * %d, i * %d FROM s`, step, per))
 }
 
-func isSQLite(db *sqlx.DB) bool { return dialect.Of(db).IsSQLite() }
+func isSQLite(db *sqlx.DB) bool { return db.DriverName() == "sqlite" }
 
 func emailJob(name string) backfill.Job {
 	return backfill.Job{Name: name, Table: "users", Set: []backfill.Assign{{Column: "email_lower", Expr: "lower(email)"}}, Derived: true}

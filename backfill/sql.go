@@ -20,7 +20,7 @@ type Key []string
 
 // plan is a job resolved against the catalog: every statement it runs.
 type plan struct {
-	d        *dialect.Dialect
+	d        dialect.Dialect
 	table    ident.Table
 	cols     []dialect.Column // the table's columns, as the catalog read them
 	keyCols  []string         // unquoted, index order
@@ -29,7 +29,7 @@ type plan struct {
 	keyText  string           // "k1" as text, "k2" as text
 }
 
-func resolve(ctx context.Context, d *dialect.Dialect, q sqlx.QueryerContext, j Job) (*plan, error) {
+func resolve(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, j Job) (*plan, error) {
 	t, err := ident.ParseTable(j.Table)
 	if err != nil {
 		return nil, err

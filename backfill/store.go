@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/internal/pgerr"
 )
@@ -121,7 +122,7 @@ const schemaLock = 7215837262348120001
 // the columns in have's absence (have: the columns schemashift_backfills
 // has now, none when it does not exist). SQLite has no ADD COLUMN IF NOT
 // EXISTS, so a column is added only where the catalog says it is missing.
-func schema(d *dialect.Dialect, have []dialect.Column) string {
+func schema(d dialect.Dialect, have []dialect.Column) string {
 	ddl := "CREATE TABLE IF NOT EXISTS schemashift_backfills (" + backfillsColumns + "\n);" + chunksTable
 	for _, c := range addedColumns {
 		name := strings.Fields(c)[0]
@@ -134,10 +135,16 @@ func schema(d *dialect.Dialect, have []dialect.Column) string {
 
 // EnsureSchema creates the checkpoint tables if they do not exist, or
 // upgrades them. When they are current it runs no DDL at all, so that it
-// takes no lock running workers could deadlock with.
-func EnsureSchema(ctx context.Context, db *sqlx.DB) error {
-	d := dialect.Of(db)
-	cols, err := d.Columns(ctx, db, ident.Table{Name: "schemashift_backfills"})
+// takes no lock running workers could deadlock with. Given a pool, it
+// runs in a transaction of its own, retried on a deadlock; given a
+// transaction, in that one, where it commits or rolls back with the
+// caller's work.
+func EnsureSchema(ctx context.Context, db DB) error {
+	h, d, err := dialects.Handle(ctx, db)
+	if err != nil {
+		return fmt.Errorf("ensure backfill schema: %w", err)
+	}
+	cols, err := d.Columns(ctx, h, ident.Table{Name: "schemashift_backfills"})
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
@@ -146,20 +153,41 @@ func EnsureSchema(ctx context.Context, db *sqlx.DB) error {
 	if slices.ContainsFunc(cols, func(c dialect.Column) bool { return c.Name == last }) {
 		return nil
 	}
+	pool, ok := h.(beginner)
+	if !ok { // the caller's transaction: no retry can be inside it
+		return ensureSchemaIn(ctx, d, h)
+	}
 	for attempt := 0; attempt < 5; attempt++ {
-		if err = ensureSchema(ctx, d, db); pgerr.Classify(err) != pgerr.Deadlock {
+		if err = ensureSchema(ctx, d, pool); pgerr.Classify(err) != pgerr.Deadlock {
 			return err
 		}
 	}
 	return err
 }
 
-func ensureSchema(ctx context.Context, d *dialect.Dialect, db *sqlx.DB) error {
+// beginner begins transactions: a pool or a connection.
+type beginner interface {
+	BeginTxx(ctx context.Context, opts *sql.TxOptions) (*sqlx.Tx, error)
+}
+
+func ensureSchema(ctx context.Context, d dialect.Dialect, db beginner) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if err := ensureSchemaIn(ctx, d, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ensure backfill schema: %w", err)
+	}
+	return nil
+}
+
+// ensureSchemaIn creates or upgrades the tables in tx, under the schema's
+// lock.
+func ensureSchemaIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) error {
 	if err := d.LockTx(ctx, tx, schemaLock); err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
@@ -169,9 +197,6 @@ func ensureSchema(ctx context.Context, d *dialect.Dialect, db *sqlx.DB) error {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, schema(d, have)); err != nil {
-		return fmt.Errorf("ensure backfill schema: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	return nil
@@ -475,7 +500,11 @@ func (b *Backfill) beat(ctx context.Context) error {
 }
 
 // setStatus changes a job's status from outside (or from a worker).
-func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ...Status) error {
+func setStatus(ctx context.Context, pool DB, name string, to Status, from ...Status) error {
+	db, _, err := dialects.Handle(ctx, pool)
+	if err != nil {
+		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
+	}
 	a := &args{}
 	a.add(name)
 	a.add(string(to))
@@ -508,18 +537,18 @@ func setStatus(ctx context.Context, db *sqlx.DB, name string, to Status, from ..
 // not run its statement after it, and a chunk in flight either commits
 // before Pause returns or rolls back: once Pause returns, no rows are done
 // until the job is resumed.
-func Pause(ctx context.Context, db *sqlx.DB, name string) error {
+func Pause(ctx context.Context, db DB, name string) error {
 	return setStatus(ctx, db, name, Paused, Running)
 }
 
 // Resume lets a paused, cancelled or failed job run again.
-func Resume(ctx context.Context, db *sqlx.DB, name string) error {
+func Resume(ctx context.Context, db DB, name string) error {
 	return setStatus(ctx, db, name, Running, Paused, Cancelled, Failed)
 }
 
 // Cancel stops every worker of the job, as [Pause] does; their Run
 // returns [ErrCancelled]. The checkpoint stays: [Resume] continues it.
-func Cancel(ctx context.Context, db *sqlx.DB, name string) error {
+func Cancel(ctx context.Context, db DB, name string) error {
 	return setStatus(ctx, db, name, Cancelled, Running, Paused)
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // Signal tells a backfill to slow down. Workers consult every signal before
@@ -36,13 +37,15 @@ type dialectSignal interface {
 // sees it in pg_stat_replication, exceeds limit. It is PostgreSQL only:
 // given a SQLite db, [New] refuses it, and its readings fail, with an
 // error wrapping errors.ErrUnsupported.
-func ReplicationLag(db *sqlx.DB, limit time.Duration) Signal {
-	return replicationLag{db: db, d: dialect.Of(db), limit: limit}
+func ReplicationLag(db Pool, limit time.Duration) Signal {
+	x, d, err := dialects.Sqlx(db)
+	return replicationLag{db: x, d: d, err: err, limit: limit}
 }
 
 type replicationLag struct {
 	db    *sqlx.DB
-	d     *dialect.Dialect
+	d     dialect.Dialect
+	err   error // no dialect for db
 	limit time.Duration
 }
 
@@ -50,6 +53,9 @@ var _ dialectSignal = replicationLag{}
 
 // supported checks the signal's own database: the one it reads the lag of.
 func (r replicationLag) supported() error {
+	if r.err != nil {
+		return fmt.Errorf("replication lag signal: %w", r.err)
+	}
 	if err := r.d.CheckReplication(); err != nil {
 		return fmt.Errorf("replication lag signal: %w", err)
 	}
@@ -58,6 +64,9 @@ func (r replicationLag) supported() error {
 
 // Throttle implements [Signal].
 func (r replicationLag) Throttle(ctx context.Context) (Throttle, error) {
+	if err := r.supported(); err != nil {
+		return Throttle{}, err
+	}
 	lag, err := r.d.ReplicationLag(ctx, r.db)
 	if err != nil {
 		return Throttle{}, err

@@ -1,14 +1,3 @@
-// Package contract states what schema a build of a service needs and checks
-// it against the live catalog.
-//
-// A [Schema] lists tables with the columns (type and nullability) and
-// indexes a build relies on, and the columns that must be gone after a
-// contract. [Verify] reads the catalog and returns one [MismatchError]
-// listing every unmet requirement, so a service refuses to start against a
-// database it does not fit (the rollout startup hook calls it). It reads
-// PostgreSQL's catalog or SQLite's, where types compare by affinity. Package
-// contracttest proves, in unit tests, that a mixed fleet agrees: it runs a
-// scenario under every stage and every pair of adjacent stages.
 package contract
 
 import (
@@ -20,6 +9,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -91,11 +81,14 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 // table's primary key counts as a unique index on its columns, on SQLite
 // too, where an INTEGER PRIMARY KEY is the table's own key, with no index
 // (nor a name to be required by) of its own, and is NOT NULL.
-func Verify(ctx context.Context, db sqlx.QueryerContext, s Schema) error {
-	d := dialect.Of(db)
+func Verify(ctx context.Context, db DB, s Schema) error {
+	h, d, err := dialects.Handle(ctx, db)
+	if err != nil {
+		return fmt.Errorf("verify schema: %w", err)
+	}
 	var problems []string
 	for _, t := range s.Tables {
-		p, err := verifyTable(ctx, d, db, t)
+		p, err := verifyTable(ctx, d, h, t)
 		if err != nil {
 			return err
 		}
@@ -108,9 +101,9 @@ func Verify(ctx context.Context, db sqlx.QueryerContext, s Schema) error {
 }
 
 // Verify is [Verify] of s.
-func (s Schema) Verify(ctx context.Context, db sqlx.QueryerContext) error { return Verify(ctx, db, s) }
+func (s Schema) Verify(ctx context.Context, db DB) error { return Verify(ctx, db, s) }
 
-func verifyTable(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, t Table) ([]string, error) {
+func verifyTable(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, t Table) ([]string, error) {
 	tbl, err := ident.ParseTable(t.Name)
 	if err != nil {
 		return nil, fmt.Errorf("verify schema: table %q: %w", t.Name, err)
@@ -138,7 +131,7 @@ func verifyTable(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext
 			continue
 		}
 		if want.Type != "" {
-			if p := typeProblem(d, want.Type, got.Type); p != "" {
+			if p := d.TypeProblem(want.Type, got.Type); p != "" {
 				problems = append(problems, fmt.Sprintf("column %s.%s is %s", t.Name, want.Name, p))
 			}
 		}
@@ -165,44 +158,7 @@ func verifyTable(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext
 	return problems, nil
 }
 
-// typeProblem says how a column declared got differs from the type want,
-// or "" when it meets it.
-func typeProblem(d *dialect.Dialect, want, got string) string {
-	if !d.IsSQLite() {
-		if normalizeType(want) != normalizeType(got) {
-			return fmt.Sprintf("%s, want %s", got, want)
-		}
-		return ""
-	}
-	wa, ga := affinity(normalizeType(want)), affinity(got)
-	if wa == ga {
-		return ""
-	}
-	declared := got
-	if strings.TrimSpace(got) == "" {
-		declared = "declared without a type"
-	}
-	return fmt.Sprintf("%s, want %s (SQLite type affinity %s, want %s)", declared, want, ga, wa)
-}
-
-// affinity is the type affinity SQLite gives a column declared typ, by the
-// rules of https://www.sqlite.org/datatype3.html §3.1, in their order.
-func affinity(typ string) string {
-	t := strings.ToUpper(typ)
-	switch {
-	case strings.Contains(t, "INT"):
-		return "INTEGER"
-	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
-		return "TEXT"
-	case strings.Contains(t, "BLOB"), strings.TrimSpace(t) == "":
-		return "BLOB"
-	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
-		return "REAL"
-	}
-	return "NUMERIC"
-}
-
-func verifyIndexes(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerContext, t Table, tbl ident.Table) ([]string, error) {
+func verifyIndexes(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, t Table, tbl ident.Table) ([]string, error) {
 	idx, err := d.Indexes(ctx, db, tbl)
 	if err != nil {
 		return nil, fmt.Errorf("verify schema: %w", err)
@@ -238,27 +194,4 @@ func verifyIndexes(ctx context.Context, d *dialect.Dialect, db sqlx.QueryerConte
 		}
 	}
 	return problems, nil
-}
-
-// normalizeType maps common spellings to PostgreSQL's format_type names.
-func normalizeType(t string) string {
-	t = strings.ToLower(strings.Join(strings.Fields(t), " "))
-	t = strings.ReplaceAll(t, ", ", ",")
-	aliases := map[string]string{
-		"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint", "serial": "integer", "bigserial": "bigint",
-		"bool": "boolean", "float8": "double precision", "float4": "real", "timestamptz": "timestamp with time zone",
-		"timestamp": "timestamp without time zone", "timetz": "time with time zone", "time": "time without time zone",
-		"varchar": "character varying", "char": "character", "decimal": "numeric",
-	}
-	base, args, _ := strings.Cut(t, "(")
-	if a, ok := aliases[strings.TrimSpace(base)]; ok {
-		base = a
-	}
-	if strings.HasPrefix(base, "varchar") {
-		base = "character varying"
-	}
-	if args != "" {
-		return strings.TrimSpace(base) + "(" + args
-	}
-	return strings.TrimSpace(base)
 }

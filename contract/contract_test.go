@@ -9,7 +9,6 @@ import (
 
 	"github.com/schemashift/schemashift/contract"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
@@ -55,7 +54,7 @@ func TestVerify(t *testing.T) {
 		idType := map[bool]string{
 			false: "column users.id is bigint, want text",
 			true:  "column users.id is bigint, want text (SQLite type affinity INTEGER, want TEXT)",
-		}[dialect.Of(db).IsSQLite()]
+		}[db.DriverName() == "sqlite"]
 		err := unfit.Verify(t.Context(), db)
 		require.ErrorIs(t, err, contract.ErrMismatch)
 		var me *contract.MismatchError

@@ -184,9 +184,20 @@
 // the build". The executor records the note with the step in
 // schemashift_ddl_steps, hands it to the [WithNotes] callback as the step
 // is applied (for the rollout's audit trail), and returns the recorded
-// notes from [Executor.Notes]. An [Op] of the caller's own runs on SQLite
-// only if it implements [SQLiteOp]; otherwise it fails with
-// [ErrUnsupported].
+// notes from [Executor.Notes]. The SQLite forms are the SQLite dialect's
+// (an internal package), which renders the built-in operations; an [Op]
+// of the caller's own has only the forms of its Up and Down, and fails
+// there with [ErrUnsupported] before anything runs.
 //
 // [Lint] checks PostgreSQL DDL, whatever database the executor runs on.
+//
+// # Pools
+//
+// [NewExecutor] takes a [Pool], *sql.DB or *sqlx.DB (a *sql.DB is wrapped
+// in sqlx under its driver's registered name, sharing the pool): the
+// executor runs statements outside any transaction (a concurrent index
+// build), on a connection of its own, and in transactions of its own, so
+// it needs a pool, not a transaction. The database is told from the
+// pool's driver; a driver of no supported database is refused with an
+// error, never taken for PostgreSQL.
 package ddl

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/internal/pgerr"
 )
@@ -32,7 +32,7 @@ import (
 // safe for concurrent use and holds nothing to close.
 type Executor struct {
 	db               *sqlx.DB
-	d                *dialect.Dialect
+	d                dialect.Dialect
 	lockTimeout      time.Duration
 	statementTimeout time.Duration
 	retries          int
@@ -101,11 +101,15 @@ func WithNotes(fn func(context.Context, Note)) ExecutorOption {
 }
 
 // NewExecutor returns an executor on db, a PostgreSQL or SQLite pool.
-func NewExecutor(db *sqlx.DB, opts ...ExecutorOption) (*Executor, error) {
-	if db == nil {
+func NewExecutor(pool Pool, opts ...ExecutorOption) (*Executor, error) {
+	if pool == nil {
 		return nil, errors.New("new executor: db is nil")
 	}
-	e := &Executor{db: db, d: dialect.Of(db), lockTimeout: 2 * time.Second, retries: 20, backoff: 200 * time.Millisecond}
+	db, d, err := dialects.Sqlx(pool)
+	if err != nil {
+		return nil, fmt.Errorf("new executor: %w", err)
+	}
+	e := &Executor{db: db, d: d, lockTimeout: 2 * time.Second, retries: 20, backoff: 200 * time.Millisecond}
 	for _, o := range opts {
 		if err := o(e); err != nil {
 			return nil, fmt.Errorf("new executor: %w", err)
@@ -247,20 +251,7 @@ func (e *Executor) Notes(ctx context.Context, migration string) ([]Note, error) 
 	return out, nil
 }
 
-func (e *Executor) major(ctx context.Context) (int, error) {
-	if e.d.IsSQLite() {
-		return 0, nil // SQLite's forms do not depend on its version
-	}
-	var v string
-	if err := e.db.GetContext(ctx, &v, `SHOW server_version_num`); err != nil {
-		return 0, fmt.Errorf("read server version: %w", err)
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, fmt.Errorf("read server version %q: %w", v, err)
-	}
-	return n / 10000, nil
-}
+func (e *Executor) major(ctx context.Context) (int, error) { return e.d.ServerMajor(ctx, e.db) }
 
 // ensureSteps creates or upgrades the steps table, running no DDL when it
 // is current: DDL on it would queue behind a running executor's reads.
@@ -276,7 +267,7 @@ func (e *Executor) ensureSteps(ctx context.Context) error {
 				out = append(out, c.add)
 			}
 		}
-		if !e.d.IsSQLite() {
+		if e.d.SearchPath() {
 			ok, err := e.d.TableExists(ctx, q, namesTable)
 			if err != nil {
 				return nil, err
@@ -377,7 +368,7 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 	if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = $2`, migration, opposite); err != nil {
 		return fmt.Errorf("update DDL steps: %w", err)
 	}
-	if down && !e.d.IsSQLite() {
+	if down && e.d.SearchPath() {
 		// Undone: the next apply resolves its tables afresh.
 		if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_names WHERE migration = $1`, migration); err != nil {
 			return fmt.Errorf("update DDL names: %w", err)
@@ -422,7 +413,7 @@ func (e *Executor) done(ctx context.Context, migration, direction string, i, j i
 // by an executor from before names were recorded) leaves the name as it
 // is: the search path decides, as it did for that apply.
 func (e *Executor) qualify(ctx context.Context, migration, direction string, ops []Op) ([]Op, error) {
-	if e.d.IsSQLite() {
+	if !e.d.SearchPath() {
 		return ops, nil
 	}
 	resolved := map[string]string{}
@@ -441,9 +432,8 @@ func (e *Executor) qualify(ctx context.Context, migration, direction string, ops
 				return name, nil
 			}
 			if len(got) == 0 {
-				var now sql.NullString
-				if err := e.db.GetContext(ctx, &now, `SELECT coalesce((SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-					WHERE c.oid = to_regclass($1)), current_schema()::text)`, t.Quoted()); err != nil {
+				now, err := e.d.ResolveSchema(ctx, e.db, t)
+				if err != nil {
 					return "", fmt.Errorf("resolve table %s: %w", t, err)
 				}
 				if !now.Valid {
@@ -598,35 +588,13 @@ func (e *Executor) record(ctx context.Context, q sqlx.ExecerContext, r run, o ou
 	return nil
 }
 
-// key names obj in schemashift_ddl_steps. SQLite compares names without
-// regard to (ASCII) case, so there its key is in lower case: "Users" and
-// users are one object.
-func (e *Executor) key(obj *object) string {
-	if e.d.IsSQLite() {
-		return asciiLower(obj.key())
-	}
-	return obj.key()
-}
-
-// asciiLower lowers ASCII letters only, as SQLite folds names.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
+// key names obj in schemashift_ddl_steps, folded as the database folds
+// names: where "Users" and users are one object, one key.
+func (e *Executor) key(obj *object) string { return e.d.FoldName(obj.key()) }
 
 // sameName compares the names of two columns (or objects) as the
-// database does: SQLite without regard to ASCII case.
-func (e *Executor) sameName(a, b string) bool {
-	if e.d.IsSQLite() {
-		return asciiLower(a) == asciiLower(b)
-	}
-	return a == b
-}
+// database does.
+func (e *Executor) sameName(a, b string) bool { return e.d.FoldName(a) == e.d.FoldName(b) }
 
 // ours reports whether this migration's apply is recorded as the maker
 // of obj (any migration's, for a helper), and when not, the note to keep
@@ -648,7 +616,7 @@ func (e *Executor) ours(ctx context.Context, q sqlx.QueryerContext, migration st
 	if made.Ours {
 		return true, "", nil
 	}
-	if made.Pending && obj.kind == kIndex && !e.d.IsSQLite() {
+	if made.Pending && obj.kind == kIndex && e.d.ConcurrentIndexes() {
 		// Only the intent of a concurrent build was recorded: the index
 		// there is this build's when it is INVALID (the build cut off) or
 		// has the operation's definition (built, not yet recorded). One of
@@ -657,7 +625,7 @@ func (e *Executor) ours(ctx context.Context, q sqlx.QueryerContext, migration st
 		if err != nil {
 			return false, "", err
 		}
-		if state == indexInvalid || (state == indexValid && len(obj.cols) > 0 && e.same(ctx, q, obj) == nil) {
+		if state == dialect.IndexInvalid || (state == dialect.IndexValid && len(obj.cols) > 0 && e.same(ctx, q, obj) == nil) {
 			return true, "", nil
 		}
 	}
@@ -828,7 +796,7 @@ func (e *Executor) tryCreateNoTx(ctx context.Context, conn *sqlx.Conn, r run, ho
 	}
 	done := outcome{skipped: true, created: sql.NullBool{Valid: true, Bool: pending}, note: st.Note}
 	switch {
-	case state == indexValid && pending:
+	case state == dialect.IndexValid && pending:
 		// Built by the attempt cut off before it was recorded, if it is
 		// what the operation builds: one of another definition was made
 		// by another (a build of this migration's has its definition).
@@ -836,19 +804,19 @@ func (e *Executor) tryCreateNoTx(ctx context.Context, conn *sqlx.Conn, r run, ho
 			return false, "", err
 		}
 		return true, done.note, e.recordTx(ctx, conn, r, done)
-	case state == indexValid:
+	case state == dialect.IndexValid:
 		if err := e.same(ctx, conn, obj); err != nil {
 			return false, "", err
 		}
 		return true, done.note, e.recordTx(ctx, conn, r, done)
-	case state == indexInvalid && !pending:
+	case state == dialect.IndexInvalid && !pending:
 		return false, "", fmt.Errorf("%w: %s is there, INVALID (a failed build), and was not made by this migration: drop it or build it first", ErrExists, obj)
-	case state == indexInvalid:
+	case state == dialect.IndexInvalid:
 		// Left by this migration's failed build: dropped, and built again.
 		if err := e.d.DropInvalidIndex(ctx, conn, ident.Table{Schema: st.IndexSchema, Name: st.Index}); err != nil {
 			return false, "", err
 		}
-	case state == indexOther:
+	case state == dialect.IndexOther:
 		return false, "", fmt.Errorf("%w: %s: a relation of that name is there and is not that table's index", ErrExists, obj)
 	}
 	if !pending {
@@ -888,6 +856,17 @@ func (e *Executor) exists(ctx context.Context, q sqlx.QueryerContext, st Stateme
 		has := slices.ContainsFunc(cols, func(c dialect.Column) bool { return e.sameName(c.Name, st.column.name) })
 		return has == st.column.present, nil
 	}
+	if st.guard != nil {
+		c, err := e.constraints()
+		if err != nil {
+			return false, err
+		}
+		done, err := c.Guard(ctx, q, st.guard.guard, st.guard.table, st.guard.constraint, st.guard.column)
+		if err != nil {
+			return false, fmt.Errorf("check whether applied: %w", err)
+		}
+		return done, nil
+	}
 	if st.Exists == "" {
 		if st.creates != nil {
 			return e.found(ctx, q, st.creates)
@@ -901,43 +880,16 @@ func (e *Executor) exists(ctx context.Context, q sqlx.QueryerContext, st Stateme
 	return done, nil
 }
 
-// The states of an index the executor builds concurrently.
-const (
-	indexAbsent = iota
-	indexValid
-	indexInvalid
-	indexOther // a relation of that name that is not an index of that table
-)
-
 // indexOf is obj's index, in its table's schema.
 func indexOf(obj *object) ident.Table { return ident.Table{Schema: obj.table.Schema, Name: obj.name} }
 
-// indexState reads the state of obj, an index (PostgreSQL).
-func (e *Executor) indexState(ctx context.Context, q sqlx.QueryerContext, obj *object) (int, error) {
-	var rows []struct {
-		Index   bool         `db:"is_index"`
-		Valid   sql.NullBool `db:"valid"`
-		OnTable sql.NullBool `db:"on_table"`
-	}
-	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT c.relkind = 'i' AS is_index, i.indisvalid AS valid, i.indrelid = to_regclass($2) AS on_table
-		FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = to_regclass($1)`, indexOf(obj).Quoted(), obj.table.Quoted()); err != nil {
+// indexState reads the state of obj, an index.
+func (e *Executor) indexState(ctx context.Context, q sqlx.QueryerContext, obj *object) (dialect.IndexState, error) {
+	state, err := e.d.IndexState(ctx, q, indexOf(obj), obj.table)
+	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", obj, err)
 	}
-	switch {
-	case len(rows) == 0:
-		return indexAbsent, nil
-	case !rows[0].Index || !rows[0].OnTable.Bool:
-		return indexOther, nil
-	case rows[0].Valid.Bool:
-		return indexValid, nil
-	}
-	return indexInvalid, nil
-}
-
-// sqliteSchema is the schema SQLite keeps t in, quoted.
-func sqliteSchema(t ident.Table) string {
-	s, _ := ident.Quote(cmp.Or(t.Schema, "main")) // checked when rendered
-	return s
+	return state, nil
 }
 
 // found reports whether obj, or anything of its name where it would be,
@@ -950,19 +902,20 @@ func (e *Executor) found(ctx context.Context, q sqlx.QueryerContext, obj *object
 		var cols []dialect.Column
 		cols, err = e.d.Columns(ctx, q, obj.table)
 		found = slices.ContainsFunc(cols, func(c dialect.Column) bool { return e.sameName(c.Name, obj.name) })
-	case obj.kind == kTable && e.d.IsSQLite():
-		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1 COLLATE NOCASE)`, obj.table.Name)
 	case obj.kind == kTable:
-		err = sqlx.GetContext(ctx, q, &found, `SELECT to_regclass($1) IS NOT NULL`, obj.table.Quoted())
-	case obj.kind == kIndex && e.d.IsSQLite():
-		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1 COLLATE NOCASE)`, obj.name)
+		found, err = e.d.RelationExists(ctx, q, obj.table, obj.table.Name)
 	case obj.kind == kIndex:
-		err = sqlx.GetContext(ctx, q, &found, `SELECT to_regclass($1) IS NOT NULL`, indexOf(obj).Quoted())
+		found, err = e.d.RelationExists(ctx, q, obj.table, obj.name)
 	case obj.kind == kNotNull:
-		err = sqlx.GetContext(ctx, q, &found, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnotnull)
-			OR EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $3)`, obj.table.Quoted(), obj.name, obj.constraint)
+		var c dialect.Constraints
+		if c, err = e.constraints(); err == nil {
+			found, err = c.Guard(ctx, q, dialect.GuardNamedOrNotNull, obj.table, obj.constraint, obj.name)
+		}
 	default: // a constraint
-		err = sqlx.GetContext(ctx, q, &found, constraintExists, obj.table.Quoted(), obj.name)
+		var c dialect.Constraints
+		if c, err = e.constraints(); err == nil {
+			found, err = c.Guard(ctx, q, dialect.GuardNamed, obj.table, obj.name, "")
+		}
 	}
 	if err != nil {
 		return false, fmt.Errorf("check whether %s is there: %w", obj, err)
@@ -983,23 +936,7 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 	}
 	switch obj.kind {
 	case kColumn:
-		var have []struct {
-			Type       string         `db:"type"`
-			HasDefault bool           `db:"has_default"`
-			NotNull    bool           `db:"not_null"`
-			Collation  sql.NullString `db:"collation"` // when not its type's
-		}
-		var err error
-		if e.d.IsSQLite() {
-			err = sqlx.SelectContext(ctx, q, &have, `SELECT type, dflt_value IS NOT NULL AS has_default, "notnull" <> 0 AS not_null, NULL AS collation
-				FROM pragma_table_info($1, $2) WHERE name = $3 COLLATE NOCASE`,
-				obj.table.Name, cmp.Or(obj.table.Schema, "main"), obj.name)
-		} else {
-			err = sqlx.SelectContext(ctx, q, &have, `SELECT format_type(a.atttypid, a.atttypmod) AS type, a.atthasdef AS has_default, a.attnotnull AS not_null,
-					CASE WHEN a.attcollation <> ty.typcollation THEN (SELECT collname::text FROM pg_collation WHERE oid = a.attcollation) END AS collation
-				FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
-				WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, obj.table.Quoted(), obj.name)
-		}
+		have, err := e.d.ColumnShape(ctx, q, obj.table, obj.name)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", obj, err)
 		}
@@ -1019,22 +956,12 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 			return differs("has the collation %q, not its type's", have[0].Collation.String)
 		}
 	case kTable:
-		if !e.d.IsSQLite() {
-			var kind string
-			if err := sqlx.GetContext(ctx, q, &kind, `SELECT relkind FROM pg_class WHERE oid = to_regclass($1)`, obj.table.Quoted()); err != nil {
-				return fmt.Errorf("read %s: %w", obj, err)
-			}
-			if kind != "r" && kind != "p" {
-				return differs("is a relation of kind %q, not a table", kind)
-			}
-		} else {
-			var kind string
-			if err := sqlx.GetContext(ctx, q, &kind, `SELECT type FROM `+sqliteSchema(obj.table)+`.sqlite_schema WHERE name = $1 COLLATE NOCASE`, obj.table.Name); err != nil {
-				return fmt.Errorf("read %s: %w", obj, err)
-			}
-			if kind != "table" {
-				return differs("is a %s, not a table", kind)
-			}
+		notTable, err := e.d.IsTable(ctx, q, obj.table)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", obj, err)
+		}
+		if notTable != "" {
+			return differs("is %s, not a table", notTable)
 		}
 		cols, err := e.d.Columns(ctx, q, obj.table)
 		if err != nil {
@@ -1060,51 +987,28 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 			}
 		}
 	case kIndex:
-		var def []struct {
-			SQL     string `db:"def"`
-			OnTable bool   `db:"on_table"`
-		}
-		var err error
-		if e.d.IsSQLite() {
-			err = sqlx.SelectContext(ctx, q, &def, `SELECT coalesce(sql, '') AS def, tbl_name = $2 COLLATE NOCASE AS on_table FROM `+sqliteSchema(obj.table)+`.sqlite_schema
-				WHERE type = 'index' AND name = $1 COLLATE NOCASE`, obj.name, obj.table.Name)
-		} else {
-			err = sqlx.SelectContext(ctx, q, &def, `SELECT pg_get_indexdef(i.indexrelid) AS def, i.indrelid = to_regclass($2) AS on_table
-				FROM pg_index i WHERE i.indexrelid = to_regclass($1)`, indexOf(obj).Quoted(), obj.table.Quoted())
-		}
+		def, err := e.d.IndexDef(ctx, q, indexOf(obj), obj.table)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", obj, err)
 		}
 		if len(def) != 1 || !def[0].OnTable {
 			return differs("is not an index of that table")
 		}
-		if why := sameIndex(def[0].SQL, obj); why != "" {
-			return differs("is %s: %s", def[0].SQL, why)
+		if why := sameIndex(def[0].Def, obj); why != "" {
+			return differs("is %s: %s", def[0].Def, why)
 		}
 	case kCheck, kForeignKey, kUnique:
-		var have struct {
-			Type  string `db:"contype"`
-			Def   string `db:"def"`
-			Same  bool   `db:"same"`
-			Index string `db:"index"`
+		c, err := e.constraints()
+		if err != nil {
+			return err
 		}
-		// The columns and the referenced table, by the catalog's numbers;
-		// what the operations never make (DEFERRABLE, INITIALLY DEFERRED,
-		// NO INHERIT, ON UPDATE other than NO ACTION, MATCH other than
-		// SIMPLE) makes another definition.
-		err := sqlx.GetContext(ctx, q, &have, `SELECT co.contype::text AS contype, pg_get_constraintdef(co.oid) AS def,
-				(co.contype = 'c' OR coalesce(`+constraintColumns("co.conkey", "co.conrelid")+` = $3::text[], false))
-				AND NOT co.condeferrable AND NOT co.condeferred AND (co.contype <> 'c' OR NOT co.connoinherit)
-				AND (co.contype <> 'f' OR (co.confrelid = to_regclass($4) AND `+constraintColumns("co.confkey", "co.confrelid")+` = $5::text[]
-					AND co.confdeltype = $6 AND co.confupdtype = 'a' AND co.confmatchtype = 's')) AS same,
-				CASE WHEN co.contype = 'u' THEN coalesce(pg_get_indexdef(co.conindid), '') ELSE '' END AS index
-			FROM pg_constraint co WHERE co.conrelid = to_regclass($1) AND co.conname = $2`,
-			obj.table.Quoted(), obj.name, obj.cols, obj.ref.Quoted(), obj.refCols, map[bool]string{true: "c", false: "a"}[obj.cascade])
+		have, err := c.ConstraintShape(ctx, q, obj.table, obj.name, obj.cols, obj.ref, obj.refCols, obj.cascade)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", obj, err)
 		}
-		want := map[string]string{kCheck: "c", kForeignKey: "f", kUnique: "u"}[obj.kind]
-		if have.Type != want {
+		want := map[string]dialect.ConstraintKind{kCheck: dialect.CheckConstraint, kForeignKey: dialect.ForeignKeyConstraint,
+			kUnique: dialect.UniqueConstraint}[obj.kind]
+		if have.Kind != want {
 			return differs("is %s", have.Def)
 		}
 		if !have.Same {
@@ -1126,13 +1030,12 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 		// NULL (from 18; its validation is the next step); any other NOT
 		// NULL constraint of the column (18) must be validated already:
 		// this migration does not validate what it did not name.
-		var wrong []string
-		if err := sqlx.SelectContext(ctx, q, &wrong, `SELECT format('%s %s', conname, pg_get_constraintdef(co.oid)) FROM pg_constraint co
-			WHERE co.conrelid = to_regclass($1) AND (
-				(co.conname = $3 AND (co.contype <> 'n' OR co.conkey <> ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = co.conrelid AND attname = $2)]))
-				OR (co.conname <> $3 AND co.contype = 'n' AND NOT co.convalidated
-					AND co.conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = co.conrelid AND attname = $2)]))`,
-			obj.table.Quoted(), obj.name, obj.constraint); err != nil {
+		c, err := e.constraints()
+		if err != nil {
+			return err
+		}
+		wrong, err := c.NotNullConflicts(ctx, q, obj.table, obj.name, obj.constraint)
+		if err != nil {
 			return fmt.Errorf("read %s: %w", obj, err)
 		}
 		if len(wrong) > 0 {
@@ -1142,11 +1045,14 @@ func (e *Executor) same(ctx context.Context, q sqlx.QueryerContext, obj *object)
 	return nil
 }
 
-// constraintColumns is the SQL of the names of a constraint's columns,
-// in order, as text[].
-func constraintColumns(keys, rel string) string {
-	return `(SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(` + keys + `) WITH ORDINALITY k(attnum, n)
-		JOIN pg_attribute a ON a.attrelid = ` + rel + ` AND a.attnum = k.attnum)`
+// constraints is the executor's dialect's reads of constraints: none
+// where DDL adds no constraint to an existing table.
+func (e *Executor) constraints() (dialect.Constraints, error) {
+	c, ok := e.d.(dialect.Constraints)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s adds no constraint to an existing table", ErrUnsupported, e.d)
+	}
+	return c, nil
 }
 
 // columnDef is one column of a table definition.

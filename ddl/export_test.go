@@ -1,6 +1,6 @@
 package ddl
 
-import "github.com/schemashift/schemashift/internal/dialect"
+import "github.com/schemashift/schemashift/internal/dialect/sqlite"
 
 // OnStep installs a hook that runs after each recorded step; an error from
 // it stops the run, as a crash between steps would.
@@ -8,7 +8,7 @@ func OnStep(e *Executor, fn func(op, step int) error) { e.onStep = fn }
 
 // RenderSQLite returns o's statements on SQLite, up or down, without a
 // database.
-func RenderSQLite(o Op, down bool) ([]Statement, error) { return render(dialect.SQLite, o, 0, down) }
+func RenderSQLite(o Op, down bool) ([]Statement, error) { return render(sqlite.Dialect{}, o, 0, down) }
 
 // Guard describes a statement's column guard: "" when it has none.
 func Guard(st Statement) string {

@@ -8,6 +8,8 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // ErrFragment is wrapped by the error of an operation whose SQL fragment
@@ -304,8 +306,10 @@ func lexical(s string) string {
 			return "holds a backtick"
 		}
 		if tok.Token != pg.Token_TYPECAST {
-			if why := sqliteParameter(s, start, end); why != "" {
-				return why
+			for _, d := range dialects.All() {
+				if why := d.ParameterIn(s, start, end); why != "" {
+					return why
+				}
 			}
 		}
 	}
@@ -313,29 +317,6 @@ func lexical(s string) string {
 		return fmt.Sprintf("holds %q outside any token", gap)
 	}
 	return ""
-}
-
-// sqliteParameter refuses, in s[start:end] (a token that is not a string
-// or a quoted name), what SQLite reads as a parameter: '?' anywhere, and
-// '@', '#' or ':' right before a name's character (SQLite's @a(…) takes
-// everything up to its ')', quotes included, as one parameter's name).
-func sqliteParameter(s string, start, end int) string {
-	for k := start; k < end; k++ {
-		switch s[k] {
-		case '?':
-			return "holds a '?' (SQLite reads it as a parameter)"
-		case '@', '#', ':':
-			if k+1 < len(s) && nameChar(s[k+1]) {
-				return fmt.Sprintf("holds %q (SQLite reads it as a parameter)", s[k:k+2])
-			}
-		}
-	}
-	return ""
-}
-
-// nameChar reports whether SQLite takes c into a name (or a parameter's).
-func nameChar(c byte) bool {
-	return c == '_' || c == '$' || c >= 0x80 || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }
 
 // bracketed checks the tokens after a [ up to the next ]: none may be a

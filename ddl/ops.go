@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -36,6 +37,9 @@ type Statement struct {
 	// changes (run only when this migration made it). Set by this
 	// package's operations only: a caller's own Op runs as written.
 	creates, drops, needs *object
+	// guard, when set, skips the statement when the catalog shows its
+	// effect there already, read by the dialect ([dialect.Constraints]).
+	guard *catalogGuard
 	// strict, when set, is SQL the executor runs in place of SQL once it
 	// has found the object absent: the same statement without IF NOT
 	// EXISTS, so that an object made by another between the check and
@@ -105,8 +109,10 @@ func (o *object) String() string {
 // object and what differs.
 var ErrExists = errors.New("object exists with another definition")
 
-// Op is one schema operation. An Op of the caller's own also runs on
-// SQLite when it implements [SQLiteOp].
+// Op is one schema operation. An Op of the caller's own runs where DDL
+// runs in the forms of Up and Down (PostgreSQL); on SQLite, whose forms
+// of the built-in operations its dialect renders, it fails with
+// [ErrUnsupported].
 type Op interface {
 	// Up returns the statements that apply it, for a server of the given
 	// major version.
@@ -171,11 +177,23 @@ func cols(names []string) (string, error) {
 	return strings.Join(q, ", "), nil
 }
 
-const constraintExists = `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)`
+// catalogGuard is a [dialect.Guard] over constraint and column of table.
+type catalogGuard struct {
+	guard              dialect.Guard
+	table              ident.Table
+	constraint, column string
+}
 
-// validated skips a VALIDATE CONSTRAINT whose constraint is validated
+// namedGuard skips an ADD CONSTRAINT whose constraint is there.
+func namedGuard(t ident.Table, name string) *catalogGuard {
+	return &catalogGuard{guard: dialect.GuardNamed, table: t, constraint: name}
+}
+
+// validatedGuard skips a VALIDATE CONSTRAINT whose constraint is validated
 // already (one found there, not this migration's, is then left as it is).
-const validated = `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2 AND convalidated)`
+func validatedGuard(t ident.Table, name string) *catalogGuard {
+	return &catalogGuard{guard: dialect.GuardValidated, table: t, constraint: name}
+}
 
 // AddColumn adds a nullable column, or one with a constant default. A
 // volatile default (Volatile) is split: the column is added without it,
@@ -456,9 +474,9 @@ func (o AddForeignKey) Up(int) ([]Statement, error) {
 	rtt, _ := tableOf(o.RefTable)
 	return []Statement{
 		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)%s NOT VALID", t, n, cs, rt, rcs, onDelete),
-			Exists: constraintExists, ExistsArgs: []any{t, o.Name},
+			guard:   namedGuard(tt, o.Name),
 			creates: &object{kind: kForeignKey, table: tt, name: o.Name, cols: o.Columns, ref: rtt, refCols: o.RefColumns, cascade: o.OnDeleteCascading}},
-		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n), Exists: validated, ExistsArgs: []any{t, o.Name}},
+		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n), guard: validatedGuard(tt, o.Name)},
 	}, nil
 }
 
@@ -510,9 +528,9 @@ func (o AddCheck) Up(int) ([]Statement, error) {
 	}
 	tt, _ := tableOf(o.Table)
 	return []Statement{
-		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", t, n, e), Exists: constraintExists, ExistsArgs: []any{t, o.Name},
+		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID", t, n, e), guard: namedGuard(tt, o.Name),
 			creates: &object{kind: kCheck, table: tt, name: o.Name, expr: e}},
-		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n), Exists: validated, ExistsArgs: []any{t, o.Name}},
+		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n), guard: validatedGuard(tt, o.Name)},
 	}, nil
 }
 
@@ -557,26 +575,22 @@ func (o SetNotNull) Up(major int) ([]Statement, error) {
 		notNull.constraint = o.constraint()
 		return []Statement{
 			{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s NOT NULL %s NOT VALID", t, n, c),
-				Exists: `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)
-					OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $3 AND attnotnull)`,
-				ExistsArgs: []any{t, o.constraint(), o.Column}, creates: notNull},
+				guard:   &catalogGuard{guard: dialect.GuardNamedOrNotNull, table: tt, constraint: o.constraint(), column: o.Column},
+				creates: notNull},
 			{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n),
-				Exists:     `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2 AND NOT convalidated)`,
-				ExistsArgs: []any{t, o.constraint()}},
+				guard: &catalogGuard{guard: dialect.GuardNoneInvalid, table: tt, constraint: o.constraint()}},
 		}, nil
 	}
 	helper := o.helper(tt, c)
 	return []Statement{
 		{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID", t, n, c),
-			Exists: `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)
-				OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $3 AND attnotnull)`,
-			ExistsArgs: []any{t, o.constraint(), o.Column}, creates: helper},
+			guard:   &catalogGuard{guard: dialect.GuardNamedOrNotNull, table: tt, constraint: o.constraint(), column: o.Column},
+			creates: helper},
 		{SQL: fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, n),
-			Exists:     `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2 AND NOT convalidated)`,
-			ExistsArgs: []any{t, o.constraint()}},
+			guard: &catalogGuard{guard: dialect.GuardNoneInvalid, table: tt, constraint: o.constraint()}},
 		{SQL: fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", t, c),
-			Exists:     `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnotnull)`,
-			ExistsArgs: []any{t, o.Column}, creates: notNull},
+			guard:   &catalogGuard{guard: dialect.GuardNotNull, table: tt, column: o.Column},
+			creates: notNull},
 		// The helper goes once NOT NULL holds, when an apply (this
 		// migration's or another's, cut off after adding it) made it: a
 		// CHECK of that name made by hand stays.
@@ -633,7 +647,7 @@ func (o AddUnique) Up(major int) ([]Statement, error) {
 	t := tt.Quoted()
 	n, _ := col(o.Name)
 	return append(idx, Statement{SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", t, n, n),
-		Exists: constraintExists, ExistsArgs: []any{t, o.Name},
+		guard:   namedGuard(tt, o.Name),
 		creates: &object{kind: kUnique, table: tt, name: o.Name, cols: o.Columns}, needs: idx[0].creates}), nil
 }
 

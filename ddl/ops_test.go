@@ -17,7 +17,6 @@ import (
 
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
@@ -169,7 +168,7 @@ var allOps = []ddl.Op{
 // opsFor is allOps without the constraints SQLite cannot add to an
 // existing table.
 func opsFor(db *sqlx.DB) []ddl.Op {
-	if !dialect.Of(db).IsSQLite() {
+	if !(db.DriverName() == "sqlite") {
 		return allOps
 	}
 	var ops []ddl.Op
@@ -188,7 +187,7 @@ func opsFor(db *sqlx.DB) []ddl.Op {
 // none), and whether order_totals exists, from either catalog.
 func schemaOf(t *testing.T, db *sqlx.DB) string {
 	t.Helper()
-	ctx, d, users := t.Context(), dialect.Of(db), ident.Table{Name: "users"}
+	ctx, d, users := t.Context(), dbtest.Dialect(t, db), ident.Table{Name: "users"}
 	cols, err := d.Columns(ctx, db, users)
 	require.NoError(t, err)
 	var cs []string
@@ -202,7 +201,7 @@ func schemaOf(t *testing.T, db *sqlx.DB) string {
 		is = append(is, fmt.Sprintf("%s:%t", i.Name, i.Valid))
 	}
 	var cons string
-	if !d.IsSQLite() {
+	if !(db.DriverName() == "sqlite") {
 		require.NoError(t, db.GetContext(ctx, &cons, `SELECT coalesce(string_agg(conname || ':' || convalidated, ',' ORDER BY conname), '')
 			FROM pg_constraint WHERE conrelid IN ('users'::regclass, 'orders'::regclass)`))
 	}
@@ -220,7 +219,7 @@ func TestApplyReapplyRevert(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		fixture(t, db)
-		ops, sqlite := opsFor(db), dialect.Of(db).IsSQLite()
+		ops, sqlite := opsFor(db), (db.DriverName() == "sqlite")
 		before := schemaOf(t, db)
 		e := executor(t, db)
 		require.NoError(t, e.Apply(t.Context(), "m", ops))

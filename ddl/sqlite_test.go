@@ -11,7 +11,6 @@ import (
 
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -86,7 +85,7 @@ func TestSQLiteDegradationIsNoted(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		fixture(t, db)
-		sqlite := dialect.Of(db).IsSQLite()
+		sqlite := (db.DriverName() == "sqlite")
 		var got []ddl.Note
 		e := executor(t, db, ddl.WithNotes(func(_ context.Context, n ddl.Note) { got = append(got, n) }))
 		ops := []ddl.Op{
@@ -173,7 +172,7 @@ func TestSQLiteRefusesConstraintsOnExistingTables(t *testing.T) {
 		assert.ErrorIs(t, err, ddl.ErrUnsupported)
 	}
 	assert.Equal(t, before, schemaOf(t, db), "not even the column before it was added")
-	exists, err := dialect.SQLite.TableExists(t.Context(), db, ident.Table{Name: "schemashift_ddl_steps"})
+	exists, err := dbtest.Dialect(t, db).TableExists(t.Context(), db, ident.Table{Name: "schemashift_ddl_steps"})
 	require.NoError(t, err)
 	assert.False(t, exists, "nothing was created")
 	notes, err := e.Notes(t.Context(), "m")
@@ -233,51 +232,26 @@ func (auditLog) Down(int) ([]ddl.Statement, error) {
 
 func (auditLog) String() string { return "add audit log" }
 
-// portableAuditLog also knows its SQLite form.
-type portableAuditLog struct{ auditLog }
-
-func (portableAuditLog) SQLiteUp() ([]ddl.Statement, error) {
-	return []ddl.Statement{{SQL: `CREATE TABLE IF NOT EXISTS audit_log (id integer PRIMARY KEY, at text)`, Note: "sqlite: timestamps as text"}}, nil
-}
-
-func (portableAuditLog) SQLiteDown() ([]ddl.Statement, error) {
-	return []ddl.Statement{{SQL: `DROP TABLE IF EXISTS audit_log`}}, nil
-}
-
-var _ ddl.SQLiteOp = portableAuditLog{}
-
-// A caller's operation runs on SQLite through its SQLiteOp form, and
-// without one fails clearly instead of running PostgreSQL's DDL there.
+// A caller's operation has only the forms of its Up and Down: on SQLite,
+// whose DDL its dialect renders, it fails clearly, before anything runs,
+// instead of running PostgreSQL's DDL there.
 func TestUserOpsOnSQLite(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		d, table := dialect.Of(db), ident.Table{Name: "audit_log"}
+		d, table := dbtest.Dialect(t, db), ident.Table{Name: "audit_log"}
 		e := executor(t, db)
 		err := e.Apply(t.Context(), "audit", []ddl.Op{auditLog{}})
-		if d.IsSQLite() {
+		if db.DriverName() == "sqlite" {
 			require.ErrorIs(t, err, ddl.ErrUnsupported)
-			assert.ErrorContains(t, err, "ddl_test.auditLog has no SQLite form (it does not implement ddl.SQLiteOp)")
+			assert.ErrorContains(t, err, "ddl_test.auditLog has no form on sqlite (only the built-in operations do)")
 		} else {
 			require.NoError(t, err)
+			exists, err := d.TableExists(t.Context(), db, table)
+			require.NoError(t, err)
+			assert.True(t, exists)
 			require.NoError(t, e.Revert(t.Context(), "audit", []ddl.Op{auditLog{}}))
 		}
-
-		require.NoError(t, e.Apply(t.Context(), "portable", []ddl.Op{portableAuditLog{}}))
-		cols, err := d.Columns(t.Context(), db, table)
-		require.NoError(t, err)
-		require.Len(t, cols, 2)
-		notes, err := e.Notes(t.Context(), "portable")
-		require.NoError(t, err)
-		if d.IsSQLite() {
-			assert.True(t, strings.EqualFold(cols[0].Type, "integer"), "the SQLite form ran, not %s", cols[0].Type)
-			require.Len(t, notes, 1)
-			assert.Equal(t, "sqlite: timestamps as text", notes[0].Text)
-		} else {
-			assert.Equal(t, "bigint", cols[0].Type)
-			assert.Empty(t, notes)
-		}
-		require.NoError(t, e.Revert(t.Context(), "portable", []ddl.Op{portableAuditLog{}}))
 		exists, err := d.TableExists(t.Context(), db, table)
 		require.NoError(t, err)
 		assert.False(t, exists)
@@ -295,7 +269,7 @@ func TestSQLiteFailedIndexBuildLeavesNothing(t *testing.T) {
 	err := executor(t, db).Apply(t.Context(), "idx", op)
 	require.ErrorContains(t, err, "UNIQUE constraint failed")
 	unique := func() bool {
-		idx, err := dialect.SQLite.Indexes(t.Context(), db, ident.Table{Name: "users"})
+		idx, err := dbtest.Dialect(t, db).Indexes(t.Context(), db, ident.Table{Name: "users"})
 		require.NoError(t, err)
 		for _, i := range idx {
 			if i.Name == "users_email_unique" {
@@ -318,7 +292,7 @@ func TestStepsTableGainsNotes(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		fixture(t, db)
-		d := dialect.Of(db)
+		d := dbtest.Dialect(t, db)
 		db.MustExecContext(t.Context(), d.Schema(`CREATE TABLE schemashift_ddl_steps (
 			migration  text NOT NULL,
 			direction  text NOT NULL,
@@ -340,7 +314,7 @@ func TestStepsTableGainsNotes(t *testing.T) {
 		var notes []string
 		require.NoError(t, db.SelectContext(t.Context(), &notes, `SELECT note FROM schemashift_ddl_steps WHERE migration = 'old' ORDER BY op`))
 		want := []string{"", ""}
-		if d.IsSQLite() {
+		if db.DriverName() == "sqlite" {
 			want[1] = "sqlite: CREATE INDEX without CONCURRENTLY: writers wait for the build"
 		}
 		assert.Equal(t, want, notes)

@@ -18,6 +18,7 @@ import (
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // Instance reports what one running service instance does, per migration,
@@ -257,7 +258,11 @@ func (i *Instance) Beat(ctx context.Context) error {
 		i.restore(windows, took)
 		return fmt.Errorf("heartbeat: %w", err)
 	}
-	d := dialect.Of(i.db)
+	d, err := dialects.ForPool(i.db)
+	if err != nil {
+		i.restore(windows, took)
+		return fmt.Errorf("heartbeat: %w", err)
+	}
 	for k, m := range names {
 		t := took[k]
 		seen := map[string]time.Time{}
@@ -316,7 +321,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 
 // storedLatency reads the histograms the ledger holds for the instance
 // and migration, locking the row (zero when there is none yet).
-func (i *Instance) storedLatency(ctx context.Context, tx *sqlx.Tx, d *dialect.Dialect, migration string) (Latency, error) {
+func (i *Instance) storedLatency(ctx context.Context, tx *sqlx.Tx, d dialect.Dialect, migration string) (Latency, error) {
 	var p Latency
 	var raw string
 	err := tx.GetContext(ctx, &raw, `SELECT CAST(latency AS text) FROM schemashift_instances

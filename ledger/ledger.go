@@ -12,7 +12,7 @@ import (
 
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/fleet"
-	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // ledgerSchema holds the ledger's own versioned schema: each entry upgrades
@@ -100,7 +100,10 @@ func Ensure(ctx context.Context, db *sqlx.DB) error {
 	if db == nil {
 		return fmt.Errorf("ensure ledger: %w: db is nil", ErrInvalidArgument)
 	}
-	d := dialect.Of(db)
+	d, err := dialects.ForPool(db)
+	if err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
 	if err := d.CheckPool(ctx, db); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
@@ -215,7 +218,11 @@ func Read(ctx context.Context, q sqlx.QueryerContext, migration string) (Row, er
 // Lock reads one migration's row as [Read] does and locks it for the rest
 // of tx (on SQLite, tx's write lock holds it).
 func Lock(ctx context.Context, tx *sqlx.Tx, migration string) (Row, error) {
-	return read(ctx, tx, migration, dialect.Of(tx).ForUpdate())
+	d, err := dialects.For(ctx, tx)
+	if err != nil {
+		return Row{}, fmt.Errorf("lock migration %q: %w", migration, err)
+	}
+	return read(ctx, tx, migration, d.ForUpdate())
 }
 
 func read(ctx context.Context, q sqlx.QueryerContext, migration, lock string) (Row, error) {

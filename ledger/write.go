@@ -10,6 +10,7 @@ import (
 
 	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // Record appends e to the audit trail at e.At (a time of the caller's
@@ -48,11 +49,15 @@ type Move struct {
 // row as it is now.
 func Set(ctx context.Context, tx *sqlx.Tx, m Move) (Row, error) {
 	lat, _ := json.Marshal(m.BaseLatency) // arrays of integers: cannot fail
+	d, err := dialects.For(ctx, tx)
+	if err != nil {
+		return Row{}, fmt.Errorf("set migration %q: %w", m.From.Migration, err)
+	}
 	var next statusRow
 	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
 			phase_since = $13, updated_at = $13, matched_base = $4, mismatched_base = $5,
 			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10,
-			base_latency = `+dialect.Of(tx).JSON("$12")+`
+			base_latency = `+d.JSON("$12")+`
 		WHERE migration = $1 AND version = $11 RETURNING `+statusColumns,
 		m.From.Migration, m.To.String(), m.To.Stage().String(), m.Base.Matched, m.Base.Mismatched, m.Base.OldTotal, m.Base.OldErrors,
 		m.Base.NewTotal, m.Base.NewErrors, m.Tripped, m.From.Version, string(lat), dialect.Stamp(m.At)); err != nil {

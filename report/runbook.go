@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/schemashift/schemashift/ddl"
-	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
@@ -65,13 +65,17 @@ func RunbookFor(ctx context.Context, c *rollout.Coordinator, migration string) (
 	if err != nil {
 		return "", fmt.Errorf("runbook %s: %w", migration, err)
 	}
-	return runbook(p, renderer{sqlite: dialect.Of(c.DB()).IsSQLite(), up: up})
+	d, err := dialects.ForPool(c.DB())
+	if err != nil {
+		return "", fmt.Errorf("runbook %s: %w", migration, err)
+	}
+	return runbook(p, renderer{plainDDL: d.PlainDDL(), up: up})
 }
 
 // renderer renders a plan's DDL operations for one database.
 type renderer struct {
-	sqlite bool
-	up     func(ddl.Op) ([]ddl.Statement, error)
+	plainDDL bool
+	up       func(ddl.Op) ([]ddl.Statement, error)
 }
 
 func runbook(p rollout.Plan, r renderer) (string, error) {
@@ -124,7 +128,7 @@ func runbook(p rollout.Plan, r renderer) (string, error) {
 			fmt.Fprintln(&b)
 		}
 		advice := gateAdvice[to]
-		if r.sqlite && to == ledger.Expanded {
+		if r.plainDDL && to == ledger.Expanded {
 			advice = gateAdviceSQLiteExpand
 		}
 		fmt.Fprintf(&b, "- **If refused:** %s\n\n", advice)
@@ -144,7 +148,7 @@ func (r renderer) writeDDL(b *strings.Builder, ops []ddl.Op, steps []rollout.Ste
 		fmt.Fprintf(b, "%s: no DDL.\n\n", what)
 		return
 	}
-	if r.sqlite {
+	if r.plainDDL {
 		fmt.Fprintf(b, "%s on SQLite, each statement waiting for the database write lock (busy_timeout); "+
 			"the PostgreSQL-only safety steps run in their plain form, as each comment says:\n\n```sql\n", what)
 	} else {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/report"
@@ -66,7 +65,7 @@ func testCoordinatorRunbook(t *testing.T, db *sqlx.DB) {
 	require.NoError(t, err)
 	assert.Contains(t, md, "ALTER TABLE users ADD COLUMN given_name text")
 	assert.Contains(t, md, "`schemashift advance users_split_name --confirm`")
-	if dialect.Of(db).IsSQLite() {
+	if dbtest.IsSQLite(t, db) {
 		assert.Contains(t, md, "Runs the expand on SQLite, each statement waiting for the database write lock")
 		assert.Contains(t, md, "-- sqlite: CREATE INDEX without CONCURRENTLY: writers wait for the build\n"+
 			`CREATE INDEX IF NOT EXISTS "users_full_name" ON "users" ("full_name");`)

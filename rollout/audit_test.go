@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/rollout"
 )
@@ -23,7 +22,7 @@ func TestRefusalTheAuditTrailCannotTakeIsReported(t *testing.T) {
 		p := rollouttest.UsersPlan(db)
 		c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p})
 		require.NoError(t, err)
-		if dialect.Of(db).IsSQLite() {
+		if db.DriverName() == "sqlite" {
 			db.MustExecContext(t.Context(), `CREATE TRIGGER audit_down BEFORE INSERT ON schemashift_events BEGIN SELECT RAISE(ABORT, 'audit down'); END`)
 		} else {
 			db.MustExecContext(t.Context(), `CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit down'; END $$;

@@ -13,7 +13,6 @@ import (
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
@@ -31,7 +30,7 @@ func testTimesAreTheClocks(t *testing.T, db *sqlx.DB) {
 	t.Parallel()
 	rollouttest.UsersDB(t, db)
 	ctx := t.Context()
-	dbNow, err := dialect.Of(db).CurrentTime(ctx, db)
+	dbNow, err := dbtest.Dialect(t, db).CurrentTime(ctx, db)
 	require.NoError(t, err)
 	require.Greater(t, rollouttest.T0.Sub(dbNow), 365*24*time.Hour, "the database's clock is years before the test's")
 

@@ -15,7 +15,6 @@ import (
 	"github.com/schemashift/schemashift/dualwrite"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
@@ -101,7 +100,7 @@ func TestContractOpsRunOnlyWhenTheTransitionIsMade(t *testing.T) {
 		// The check's reading is the first of the transition on
 		// PostgreSQL, the second on SQLite (after the lease's).
 		leaseReads := 0
-		if dialect.Of(db).IsSQLite() {
+		if db.DriverName() == "sqlite" {
 			leaseReads = 1
 		}
 		checkAt := last.Add(rollouttest.Window - time.Microsecond) // the call still in the window
@@ -149,7 +148,7 @@ func TestContractOpsAndAHeartbeatInBetween(t *testing.T) {
 		rollouttest.Beat(t, b, flags.Complete)
 
 		txRead := 2 // a reading after the decision's, were there one
-		if dialect.Of(db).IsSQLite() {
+		if db.DriverName() == "sqlite" {
 			txRead = 3 // after the lease's
 		}
 		var reads atomic.Int64

@@ -16,6 +16,7 @@ import (
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/ledger"
 )
@@ -93,7 +94,7 @@ type Request struct {
 // Every time it decides on or stores is its clock's ([WithClock]).
 type Coordinator struct {
 	db      *sqlx.DB
-	dialect *dialect.Dialect
+	dialect dialect.Dialect
 	plans   map[string]Plan
 	ageOut  time.Duration
 	trips   TripObserver
@@ -638,7 +639,11 @@ func newCoordinator(db *sqlx.DB, opts []CoordinatorOption) (*Coordinator, error)
 	if db == nil {
 		return nil, fmt.Errorf("%w: db is nil", ErrInvalidArgument)
 	}
-	c := &Coordinator{db: db, dialect: dialect.Of(db), plans: map[string]Plan{}, ageOut: defaultAgeOut, clock: time.Now}
+	d, err := dialects.ForPool(db)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	c := &Coordinator{db: db, dialect: d, plans: map[string]Plan{}, ageOut: defaultAgeOut, clock: time.Now}
 	for i, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i+1)
@@ -759,7 +764,10 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledge
 }
 
 func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) ([]string, error) {
-	d := dialect.Of(q)
+	d, err := dialects.For(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	var missing []string
 	tables := map[string][]dialect.Column{} // each table's catalog read once
 	for _, c := range cols {
@@ -783,7 +791,11 @@ func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) (
 
 // backfillState is job's status as the gate reads it, judged at now.
 func backfillState(ctx context.Context, q sqlx.QueryerContext, job string, now time.Time) (string, error) {
-	exists, err := dialect.Of(q).TableExists(ctx, q, ident.Table{Name: "schemashift_backfills"})
+	d, err := dialects.For(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	exists, err := d.TableExists(ctx, q, ident.Table{Name: "schemashift_backfills"})
 	if err != nil || !exists {
 		return "not started", err
 	}

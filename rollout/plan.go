@@ -19,7 +19,7 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/ddl"
-	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -240,7 +240,10 @@ func (p Plan) checkOps(ctx context.Context, db *sqlx.DB) error {
 	if len(p.ExpandOps) == 0 && len(p.ContractOps) == 0 {
 		return nil
 	}
-	d := dialect.Of(db)
+	d, err := dialects.ForPool(db)
+	if err != nil {
+		return fmt.Errorf("check plan %q: %w", p.Migration, err)
+	}
 	major, err := d.ServerMajor(ctx, db)
 	if err != nil {
 		return fmt.Errorf("check plan %q: %w", p.Migration, err)
@@ -299,7 +302,7 @@ func (p Plan) checkOps(ctx context.Context, db *sqlx.DB) error {
 					}
 				}
 			}
-			if d.IsSQLite() {
+			if d.PlainDDL() {
 				if _, err := render(o); err != nil && !errors.Is(err, ddl.ErrUnsupported) {
 					return fail("up", err)
 				}

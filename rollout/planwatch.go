@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/ledger"
 )
 
@@ -38,7 +39,9 @@ type QueryPlan struct {
 // planShape explains q and returns its plan's nodes, outermost first, as
 // "Index Scan on users using users_pkey".
 func planShape(ctx context.Context, db *sqlx.DB, q HotQuery) ([]string, error) {
-	if dialect.Of(db).IsSQLite() {
+	if d, err := dialects.ForPool(db); err != nil {
+		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
+	} else if !d.ExplainJSON() {
 		return sqlitePlanShape(ctx, db, q)
 	}
 	var raw string

@@ -12,7 +12,6 @@ import (
 	"github.com/schemashift/schemashift/board"
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
@@ -33,7 +32,7 @@ func testQueryPlanWatch(t *testing.T, db *sqlx.DB) {
 		INSERT INTO users SELECT i, 'Grace Hopper' || i FROM s`)
 	// Each database words its plans its own way.
 	seqScan, byIndex := "Seq Scan on users", "using users_full_name"
-	if dialect.Of(db).IsSQLite() {
+	if db.DriverName() == "sqlite" {
 		seqScan, byIndex = "SCAN users", "USING INDEX users_full_name"
 	}
 	db.MustExecContext(ctx, `ANALYZE users`)

@@ -14,7 +14,6 @@ import (
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/ledger"
@@ -25,7 +24,7 @@ import (
 // hasColumn reports whether table has column, on either database.
 func hasColumn(t *testing.T, db *sqlx.DB, table, column string) bool {
 	t.Helper()
-	cols, err := dialect.Of(db).Columns(t.Context(), db, ident.Table{Name: table})
+	cols, err := dbtest.Dialect(t, db).Columns(t.Context(), db, ident.Table{Name: table})
 	require.NoError(t, err)
 	for _, c := range cols {
 		if c.Name == column {
@@ -38,7 +37,7 @@ func hasColumn(t *testing.T, db *sqlx.DB, table, column string) bool {
 // hasIndex reports whether table has an index named name, on either database.
 func hasIndex(t *testing.T, db *sqlx.DB, table, name string) bool {
 	t.Helper()
-	idx, err := dialect.Of(db).Indexes(t.Context(), db, ident.Table{Name: table})
+	idx, err := dbtest.Dialect(t, db).Indexes(t.Context(), db, ident.Table{Name: table})
 	require.NoError(t, err)
 	for _, i := range idx {
 		if i.Name == name {
@@ -354,7 +353,7 @@ func testPlanWithDDLOpsAndLint(t *testing.T, db *sqlx.DB) {
 			notes = append(notes, e.Reason)
 		}
 	}
-	if dialect.Of(db).IsSQLite() {
+	if db.DriverName() == "sqlite" {
 		require.Len(t, notes, 4, "the index build of each expand, the column drop of each undo")
 		assert.Contains(t, notes[0], "up users_email_index: sqlite: CREATE INDEX without CONCURRENTLY")
 		assert.Contains(t, notes[1], "down users_email_index: sqlite: DROP COLUMN rewrites the table")

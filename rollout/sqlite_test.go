@@ -11,7 +11,6 @@ import (
 
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/rollouttest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
@@ -66,7 +65,7 @@ func TestTransitionsWaitForTheMigrationLock(t *testing.T) {
 		rollouttest.UsersDB(t, db)
 		c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{rollouttest.UsersPlan(db)})
 		require.NoError(t, err)
-		unlock, err := dialect.Of(db).Lock(t.Context(), db, "schemashift:users_split_name", nil)
+		unlock, err := dbtest.Dialect(t, db).Lock(t.Context(), db, "schemashift:users_split_name", nil)
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()

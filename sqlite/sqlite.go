@@ -20,13 +20,13 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
-	"github.com/schemashift/schemashift/internal/pgerr"
+	sqlitedialect "github.com/schemashift/schemashift/internal/dialect/sqlite"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
 // DriverName is the database/sql driver name of modernc.org/sqlite, by
 // which schemashift tells a SQLite pool from a PostgreSQL one.
-const DriverName = dialect.SQLiteDriver
+const DriverName = sqlitedialect.DriverName
 
 // DSN is the data source name Open uses for the database file at path:
 // write transactions take the write lock at BEGIN (so two writers never
@@ -57,7 +57,7 @@ var ErrPoolSetup = dialect.ErrPoolSetup
 // connection held the database's write lock for longer than busy_timeout.
 // A pool from [Open] takes that lock at BEGIN, so the transaction that
 // failed this way wrote nothing and may be retried.
-func Busy(err error) bool { return pgerr.SQLiteBusy(err) }
+func Busy(err error) bool { return sqlitedialect.Busy(err) }
 
 var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 

@@ -20,7 +20,6 @@ import (
 	"github.com/schemashift/schemashift/board"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
@@ -112,7 +111,7 @@ func TestServiceAcrossStages(t *testing.T) {
 				notes = append(notes, e.Reason)
 			}
 		}
-		if dialect.Of(db).IsSQLite() {
+		if db.DriverName() == "sqlite" {
 			require.Len(t, notes, 1, "the contract's note")
 			assert.Contains(t, notes[0], "sqlite: DROP COLUMN rewrites the table")
 		} else {
@@ -133,7 +132,7 @@ func backfillRow(t *testing.T, db *sqlx.DB) {
 	t.Helper()
 	q := `UPDATE users SET given_name = split_part(full_name, ' ', 1),
 		family_name = substr(full_name, length(split_part(full_name, ' ', 1)) + 2) WHERE given_name IS NULL`
-	if dialect.Of(db).IsSQLite() {
+	if db.DriverName() == "sqlite" {
 		q = `UPDATE users SET given_name = substr(full_name, 1, instr(full_name, ' ') - 1),
 			family_name = substr(full_name, instr(full_name, ' ') + 1) WHERE given_name IS NULL`
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/sqlite"
 )
@@ -39,4 +41,22 @@ func SQLiteAt(t testing.TB, path string) *sqlx.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// Dialect is db's dialect, as the library picks it; t fails when there is
+// none.
+func Dialect(t testing.TB, db any) dialect.Dialect {
+	t.Helper()
+	d, err := dialects.For(t.Context(), db)
+	if err != nil {
+		t.Fatalf("dbtest: %v", err)
+	}
+	return d
+}
+
+// IsSQLite reports whether db is a SQLite database: for tests whose
+// expectations differ there.
+func IsSQLite(t testing.TB, db any) bool {
+	t.Helper()
+	return Dialect(t, db).String() == "sqlite"
 }

@@ -1,232 +1,351 @@
-// Package dialect holds everything that differs between the databases
-// schemashift runs on, PostgreSQL and SQLite, so that no other package
-// spells a database's name: the SQL fragments that have no common form
-// (the current time, row locks, typed parameters, JSON), the catalog
-// queries (tables, keys, columns, indexes), advisory locks and session
-// timeouts. Errors, the one other difference, are told apart in package
-// pgerr.
+// Package dialect declares what schemashift asks of a database whose SQL
+// differs from another's, as the interface [Dialect], and holds what
+// every dialect shares: the catalog's [Column] and [Index], time as a
+// bind parameter ([Stamp], [Tick], [Time]), the fence of a held lock
+// ([CheckHeld]) and the errors a dialect returns.
 //
-// Everything else schemashift writes is the SQL both accept: $n
-// parameters, row values, IS DISTINCT FROM, ON CONFLICT, RETURNING,
-// aggregate FILTER, LIMIT … OFFSET, CAST(x AS text).
+// Each database has a package of its own under internal/dialect that
+// implements [Dialect] with its whole statements, catalog reads, locks and
+// error classes; package internal/dialects picks one for a pool or a
+// transaction. No other package spells a database's name: it asks its
+// dialect what differs.
 //
-// SQLite serializes writers: a write transaction holds the database's
-// write lock from BEGIN (the driver's _txlock=immediate) to COMMIT, so the
-// row locks and advisory locks PostgreSQL needs are no-ops there. The
-// sqlite package opens connections that way.
+// Everything else schemashift writes is the SQL every supported database
+// accepts: $n parameters, row values, IS DISTINCT FROM, ON CONFLICT,
+// RETURNING, aggregate FILTER, LIMIT … OFFSET, CAST(x AS text).
 package dialect
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/ident"
-	"github.com/schemashift/schemashift/internal/pgerr"
 )
 
-// Dialect is one database's spelling. The two values, [Postgres] and
-// [SQLite], are immutable and safe for concurrent use.
-type Dialect struct {
-	name   string
-	sqlite bool
+// Dialect is one database's spelling and behaviour. Implementations are
+// immutable values, safe for concurrent use.
+type Dialect interface {
+	// String is the database's name, for messages.
+	String() string
+	Rendering
+	Capabilities
+	Catalog
+	Sessions
 }
 
-// The dialects.
-var (
-	Postgres = &Dialect{name: "postgres"}
-	SQLite   = &Dialect{name: "sqlite", sqlite: true}
-)
-
-// SQLiteDriver is the database/sql driver name of modernc.org/sqlite, the
-// one SQLite driver schemashift supports.
-const SQLiteDriver = "sqlite"
-
-// Of returns the dialect of a pool or transaction from its driver's name
-// (sqlx's DriverName): [SQLiteDriver] is SQLite, anything else PostgreSQL,
-// through pgx or a compatible driver.
-func Of(db any) *Dialect {
-	if n, ok := db.(interface{ DriverName() string }); ok && n.DriverName() == SQLiteDriver {
-		return SQLite
-	}
-	return Postgres
+// Rendering is how a dialect spells the SQL fragments that have no common
+// form. Like all of [Dialect], it is safe for concurrent use. Each returns SQL text built from its arguments, which are SQL
+// already (parameters, quoted names, expressions), never values.
+type Rendering interface {
+	// Timestamp is a [Stamp] parameter typed as a timestamp, for positions
+	// where its type cannot be inferred from a column (a CASE, a select
+	// list).
+	Timestamp(param string) string
+	// Typed is a parameter typed as a column of type typ (as the catalog
+	// names it), for comparisons with a key column.
+	Typed(param, typ string) string
+	// JSON is a parameter holding a JSON document, for a json column.
+	JSON(param string) string
+	// JSONMerge is JSON object a with b's keys set over it.
+	JSONMerge(a, b string) string
+	// Row is a row value of exprs.
+	Row(exprs ...string) string
+	// ForUpdate locks the rows a SELECT reads until the transaction ends
+	// ("" where a write transaction already excludes other writers).
+	ForUpdate() string
+	// ForUpdateSkipLocked locks the rows a SELECT reads, passing over
+	// rows another transaction holds.
+	ForUpdateSkipLocked() string
+	// Text is expr as text. Keys travel between chunks as text, and
+	// divergent rows are shown as text.
+	Text(expr string) string
+	// AsColumn is expr as a value of a column of type typ (as [Column]
+	// names it), for comparison with that column, as storing it there
+	// would convert it.
+	AsColumn(expr, typ string) string
+	// RowChecksum is an aggregate over a query's rows: the text of the
+	// sum of a hash of each row value of exprs. ok is false where the
+	// database has no hash function: compare the rows themselves there.
+	RowChecksum(exprs ...string) (agg string, ok bool)
+	// Schema renders DDL for schemashift's own tables, written with
+	// bigserial keys, timestamptz, jsonb and now() defaults, in this
+	// database's types.
+	Schema(ddl string) string
+	// FoldName is name as the database compares names: two names are one
+	// object's when their folds are equal.
+	FoldName(name string) string
+	// ParameterIn says what, in s[start:end] (a token of a DDL fragment
+	// that is not a string or a quoted name), the database would read as
+	// a bind parameter, or "": a fragment goes into every database's DDL
+	// as written.
+	ParameterIn(s string, start, end int) string
+	// TypeProblem says how a column declared got fails to hold what a
+	// column of type want holds, or "" when it does.
+	TypeProblem(want, got string) string
 }
 
-func (d *Dialect) String() string { return d.name }
+// PlainRenderer is a dialect of [Capabilities.PlainDDL], safe for
+// concurrent use as all of [Dialect]: it spells the
+// DDL operations of package ddl in its plain forms, and says what each
+// gives up (a note) or why it cannot run. Its arguments are SQL already:
+// names quoted and fragments checked, but for the raw names of ident
+// values.
+type PlainRenderer interface {
+	// AddColumn adds column of type typ to table, with def as its default
+	// unless volatile (then added without it, and the note says so).
+	AddColumn(table, column, typ, def string, volatile bool) (sql, note string)
+	// DropColumn drops column of table.
+	DropColumn(table, column string) (sql, note string)
+	// CreateIndex builds index (a raw name, in t's schema) on columns of
+	// t, where (a checked predicate, or ""); constraint says it stands
+	// for a unique constraint. strict is the same statement without IF
+	// NOT EXISTS.
+	CreateIndex(t ident.Table, index, columns string, unique bool, where string, constraint bool) (sql, strict, note string)
+	// DropIndex drops index (a raw name) that a CreateIndex on t made.
+	DropIndex(t ident.Table, index string) string
+	// CannotAdd says why what cannot be added to an existing table.
+	CannotAdd(what Addition) string
+}
 
-// IsSQLite reports whether d is SQLite: for the few callers that must say
-// something different there (a note that a safety step is skipped).
-func (d *Dialect) IsSQLite() bool { return d.sqlite }
+// Addition is what a DDL operation adds to an existing table that a
+// [PlainRenderer] may refuse: a plain value.
+type Addition int
 
-// timeFormat is how SQLite's strftime spells a time (column defaults,
-// rows of earlier releases): UTC, fixed width, to the millisecond.
+// The additions.
 const (
-	timeFormat   = "2006-01-02 15:04:05.000+00:00"
-	sqliteFormat = "'%Y-%m-%d %H:%M:%f+00:00'"
+	AddsForeignKey Addition = iota
+	AddsCheck
+	AddsNotNull
 )
 
-// stampFormat is how a time of a caller's clock is passed to the database
-// ([Stamp]): UTC, fixed width, to the microsecond (PostgreSQL's
-// resolution), which both databases read as a timestamp. SQLite keeps it
-// as the text it is and compares it as text: in this form text sorts as
-// time does, so that until < $n compares times there too. It sorts as time
-// does against the millisecond text of strftime (timeFormat) as well, but
-// for the one instant both spell (12.345 and 12.345000), which sorts
-// before itself in the longer form.
-const stampFormat = "2006-01-02 15:04:05.000000+00:00"
-
-// Stamp is t as a bind parameter: a time of the caller's clock, stored in
-// a timestamp column or compared with one, on either database, in place
-// of the database's now(). Decisions on time are made by one clock this
-// way, and a test moves it instead of waiting. In a position where
-// PostgreSQL cannot infer the parameter's type from a column (a CASE, a
-// select list), wrap it in [Dialect.Timestamp].
-func Stamp(t time.Time) string { return Tick(t).Format(stampFormat) }
-
-// Tick is t in UTC at the microsecond the database keeps of it, so that
-// what is decided on a time in Go agrees with what the database decides
-// on its [Stamp].
-func Tick(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-// Timestamp is a [Stamp] parameter typed as a timestamp, for positions
-// where PostgreSQL cannot infer its type. SQLite needs no cast.
-func (d *Dialect) Timestamp(param string) string { return d.Typed(param, "timestamptz") }
-
-// Typed is a parameter typed as a column of type typ (as the catalog names
-// it), for comparisons with a key column. SQLite compares by the column's
-// affinity and needs no cast.
-func (d *Dialect) Typed(param, typ string) string {
-	if d.sqlite {
-		return param
-	}
-	return param + "::" + typ
+// Constraints, safe for concurrent use as all of [Dialect], is a dialect
+// that adds constraints to existing tables (one
+// not of [Capabilities.PlainDDL]): its catalog reads of them, for the DDL
+// executor's guards and its check that a constraint found there is the
+// one an operation makes.
+type Constraints interface {
+	// Guard reports whether g holds for constraint and column of t: the
+	// effect of a statement is there already, and it is skipped.
+	Guard(ctx context.Context, q sqlx.QueryerContext, g Guard, t ident.Table, constraint, column string) (bool, error)
+	// ConstraintShape reads constraint name of t, compared with a
+	// constraint on cols (of a check, none), referencing refCols of ref
+	// (of a foreign key) with ON DELETE CASCADE or not.
+	ConstraintShape(ctx context.Context, q sqlx.QueryerContext, t ident.Table, name string, cols []string,
+		ref ident.Table, refCols []string, cascade bool) (ConstraintShape, error)
+	// NotNullConflicts lists, as "name definition", the constraints of t
+	// that stand against making column NOT NULL through a constraint
+	// named constraint: one of that name that is not the column's NOT
+	// NULL, and an unvalidated NOT NULL of the column of another name.
+	NotNullConflicts(ctx context.Context, q sqlx.QueryerContext, t ident.Table, column, constraint string) ([]string, error)
 }
 
-// JSON is a parameter holding a JSON document, for a json column.
-func (d *Dialect) JSON(param string) string {
-	if d.sqlite {
-		return "json(" + param + ")"
-	}
-	return param + "::jsonb"
+// Guard is a condition of the catalog under which a constraint statement
+// is skipped ([Constraints.Guard]): a plain value.
+type Guard int
+
+// The guards.
+const (
+	GuardNamed          Guard = iota + 1 // a constraint of the name exists
+	GuardValidated                       // it exists and is validated
+	GuardNoneInvalid                     // no unvalidated constraint of the name exists
+	GuardNotNull                         // the column is NOT NULL
+	GuardNamedOrNotNull                  // a constraint of the name exists, or the column is NOT NULL
+)
+
+// ConstraintShape is a constraint as [Constraints.ConstraintShape] reads
+// it: its kind, its definition, whether its columns, reference and
+// options are the ones asked about, and its index's definition (of a
+// unique constraint). A plain value.
+type ConstraintShape struct {
+	Kind  ConstraintKind `db:"contype"`
+	Def   string         `db:"def"`
+	Same  bool           `db:"same"`
+	Index string         `db:"index"`
 }
 
-// JSONMerge is JSON object a with b's keys set over it.
-func (d *Dialect) JSONMerge(a, b string) string {
-	if d.sqlite {
-		return "json_patch(" + a + ", " + b + ")"
-	}
-	return a + " || " + b
+// ConstraintKind is a constraint's kind, as the catalog spells it: a
+// plain value.
+type ConstraintKind string
+
+// The kinds of constraint.
+const (
+	CheckConstraint      ConstraintKind = "c"
+	ForeignKeyConstraint ConstraintKind = "f"
+	UniqueConstraint     ConstraintKind = "u"
+)
+
+// Capabilities say what a database does that another does not, for the
+// callers whose behaviour, or whose words, depend on it. Safe for
+// concurrent use, as all of [Dialect].
+type Capabilities interface {
+	// SearchPath reports whether an unqualified name resolves through a
+	// search path of schemas, so that a name's schema must be resolved,
+	// and recorded, once.
+	SearchPath() bool
+	// ConcurrentIndexes reports whether an index is built concurrently,
+	// outside a transaction, so that a cut-off build can leave an
+	// invalid index behind.
+	ConcurrentIndexes() bool
+	// PlainDDL reports whether DDL runs in its plain forms: each
+	// statement under the whole database's write lock, waiting for it as
+	// any writer does (no lock_timeout), with no concurrent index build,
+	// no NOT VALID, and no constraint added to an existing table.
+	PlainDDL() bool
+	// ExplainJSON reports whether EXPLAIN (FORMAT JSON) describes a
+	// query's plan; without it, EXPLAIN QUERY PLAN does.
+	ExplainJSON() bool
 }
 
-// Row is a row value of exprs.
-func (d *Dialect) Row(exprs ...string) string {
-	if d.sqlite {
-		return "(" + strings.Join(exprs, ", ") + ")"
-	}
-	return "ROW(" + strings.Join(exprs, ", ") + ")"
+// Catalog reads what the database knows of its tables. Safe for
+// concurrent use, as all of [Dialect]; each read runs on the handle given.
+type Catalog interface {
+	// TableExists reports whether t exists.
+	TableExists(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (bool, error)
+	// Columns lists t's columns in order; none when t does not exist.
+	Columns(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]Column, error)
+	// Indexes lists t's indexes, the one its primary key is kept in
+	// included.
+	Indexes(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]Index, error)
+	// EstimateRows is the planner's estimate of t's row count: -1 when
+	// there is none, and a caller that needs a figure counts, once.
+	EstimateRows(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (int64, error)
+	// ServerMajor is the server's major version, which some DDL depends
+	// on; 0 where no form depends on it.
+	ServerMajor(ctx context.Context, q sqlx.QueryerContext) (int, error)
+	// KeyHistogram reads the planner's histogram of column col (of type
+	// typ) of t: bucket bounds as text in key order, and the estimated
+	// row count. No bounds when there is none: split by walking the key.
+	KeyHistogram(ctx context.Context, q sqlx.QueryerContext, t ident.Table, col, typ string) (bounds []string, rows float64, err error)
+	// CheckReplication says whether [Catalog.ReplicationLag] can be read:
+	// an error wrapping errors.ErrUnsupported where it cannot.
+	CheckReplication() error
+	// ReplicationLag is the largest replay lag of the primary's replicas,
+	// as the primary sees it (zero without replicas).
+	ReplicationLag(ctx context.Context, q sqlx.QueryerContext) (time.Duration, error)
+	// CurrentTime reads the database's clock. schemashift decides on no
+	// time of it (see [Stamp]); tests use it to show so.
+	CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.Time, error)
+	// Objects is what the DDL executor reads of the objects it makes.
+	Objects
 }
 
-// ForUpdate locks the rows a SELECT reads until the transaction ends.
-func (d *Dialect) ForUpdate() string {
-	if d.sqlite {
-		return ""
-	}
-	return " FOR UPDATE"
+// Objects reads the catalog the way the DDL executor needs it to judge
+// what it made: whether an object of a name is there, and its shape.
+// Safe for concurrent use, as all of [Dialect].
+type Objects interface {
+	// RelationExists reports whether a table, view, index or other
+	// relation named name is in t's schema (t names the table an index
+	// is on; for a table, name is t.Name), compared as the database
+	// compares names.
+	RelationExists(ctx context.Context, q sqlx.QueryerContext, t ident.Table, name string) (bool, error)
+	// ColumnShape reads column name of t: its type as the catalog
+	// names it, whether it has a default, is NOT NULL, and its collation
+	// when not its type's. No rows when it is not there.
+	ColumnShape(ctx context.Context, q sqlx.QueryerContext, t ident.Table, name string) ([]ColumnShape, error)
+	// IsTable reports what kind of relation t is when it is not a plain
+	// table ("" when it is one).
+	IsTable(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (notTable string, err error)
+	// IndexDef reads the definition of index (in its schema) and whether
+	// it is on table t. No rows when it is not there.
+	IndexDef(ctx context.Context, q sqlx.QueryerContext, index, t ident.Table) ([]IndexDef, error)
+	// IndexState reads whether index (in its schema) is there, an index
+	// of table t, and valid.
+	IndexState(ctx context.Context, q sqlx.QueryerContext, index, t ident.Table) (IndexState, error)
+	// ResolveSchema is the schema t is in, or the one CREATE TABLE would
+	// put it in; not valid when there is none to put it in. Only for a
+	// dialect with a [Capabilities.SearchPath].
+	ResolveSchema(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (sql.NullString, error)
 }
 
-// ForUpdateSkipLocked locks the rows a SELECT reads, passing over rows
-// another transaction holds.
-func (d *Dialect) ForUpdateSkipLocked() string {
-	if d.sqlite {
-		return ""
-	}
-	return " FOR UPDATE SKIP LOCKED"
+// IndexState is what [Objects.IndexState] finds under an index's name: a
+// plain value.
+type IndexState int
+
+// The states of an index.
+const (
+	IndexAbsent  IndexState = iota // nothing of its name
+	IndexOther                     // a relation that is not an index of that table
+	IndexValid                     // an index of the table, valid
+	IndexInvalid                   // an index of the table a failed concurrent build left
+)
+
+// ColumnShape is a column's shape as [Objects.ColumnShape] reads it: a
+// plain value.
+type ColumnShape struct {
+	Type       string         `db:"type"`
+	HasDefault bool           `db:"has_default"`
+	NotNull    bool           `db:"not_null"`
+	Collation  sql.NullString `db:"collation"` // when not its type's
 }
 
-var schemaSpellings = []struct {
-	re   *regexp.Regexp
-	with string
-}{
-	{regexp.MustCompile(`(?i)\bbigserial\s+PRIMARY\s+KEY\b`), "integer PRIMARY KEY AUTOINCREMENT"},
-	{regexp.MustCompile(`(?i)\btimestamptz\b`), "timestamp"},
-	{regexp.MustCompile(`(?i)\bjsonb\b`), "text"},
-	{regexp.MustCompile(`(?i)\bDEFAULT (now|clock_timestamp)\(\)`), "DEFAULT (strftime(" + sqliteFormat + ", 'now'))"},
+// IndexDef is an index's definition as [Objects.IndexDef] reads it: a
+// plain value.
+type IndexDef struct {
+	Def     string `db:"def"`
+	OnTable bool   `db:"on_table"`
 }
 
-// Schema renders DDL for schemashift's own tables, written in PostgreSQL's
-// spelling, for d: on SQLite, bigserial keys, timestamptz, jsonb and
-// now() defaults become their SQLite forms.
-func (d *Dialect) Schema(ddl string) string {
-	if !d.sqlite {
-		return ddl
-	}
-	for _, s := range schemaSpellings {
-		ddl = s.re.ReplaceAllString(ddl, s.with)
-	}
-	return ddl
+// Sessions are the locks, timeouts and pool checks of a database. Safe
+// for concurrent use, as all of [Dialect]; what a lock holds is released
+// by its unlock, or when Hold or Locked returns.
+type Sessions interface {
+	// LockTx takes a transaction-scoped advisory lock on key, released at
+	// COMMIT or ROLLBACK (nothing where the write transaction already
+	// excludes every other writer).
+	LockTx(ctx context.Context, tx Execer, key int64) error
+	// SetTimeouts bounds how long the statements of a transaction (local)
+	// or of a session wait for a lock and run. Zero leaves a timeout
+	// unset.
+	SetTimeouts(ctx context.Context, ex Execer, lock, statement time.Duration, local bool) error
+	// SetDDLTimeouts is SetTimeouts for DDL: a zero timeout is set to
+	// none rather than left as it was, so that a long index build does
+	// not inherit a role's or database's statement_timeout.
+	SetDDLTimeouts(ctx context.Context, ex Execer, lock, statement time.Duration, local bool) error
+	// ResetTimeouts returns a session's timeouts, set by SetDDLTimeouts
+	// with local false, to the server's defaults.
+	ResetTimeouts(ctx context.Context, ex Execer) error
+	// DropInvalidIndex drops the index name when a failed or cancelled
+	// concurrent build left it invalid. It runs outside a transaction.
+	DropInvalidIndex(ctx context.Context, c Conn, name ident.Table) error
+	// Lock takes the lock named name, across processes, waiting for it
+	// until ctx ends; unlock releases it. now is ignored (a lock's lease,
+	// where it has one, is judged in real time). Use Hold where the work
+	// under the lock can be told that the lock was lost.
+	Lock(ctx context.Context, db *sqlx.DB, name string, now func() time.Time) (unlock func(), err error)
+	// Hold takes the lock named name, across processes, waiting for it
+	// until ctx ends, and runs f under it with one, a pool that f uses
+	// for all its work; it releases the lock when f returns. f's context
+	// ends with cause [ErrLockLost] when the lock is lost, and Hold then
+	// returns ErrLockLost (wrapped) with f's error; f fences each write
+	// it must make only under the lock with [CheckHeld].
+	Hold(ctx context.Context, db *sqlx.DB, name string, f func(ctx context.Context, one *sqlx.DB) error) error
+	// Locked is Hold for an f that takes no context.
+	Locked(ctx context.Context, db *sqlx.DB, name string, now func() time.Time, f func(one *sqlx.DB) error) error
+	// CheckPool checks that a pool is set up as schemashift's
+	// transactions need it, wrapping [ErrPoolSetup] when it is not.
+	CheckPool(ctx context.Context, db *sqlx.DB) error
 }
 
-// CurrentTime reads the database's clock. schemashift decides on no time
-// of it (see [Stamp]); tests use it to show that the database's clock
-// played no part.
-func (d *Dialect) CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.Time, error) {
-	if !d.sqlite {
-		var t time.Time
-		err := sqlx.GetContext(ctx, q, &t, `SELECT now()`)
-		return t, err
-	}
-	var s string
-	if err := sqlx.GetContext(ctx, q, &s, `SELECT strftime(`+sqliteFormat+`, 'now')`); err != nil {
-		return time.Time{}, err
-	}
-	return parseTime(s)
-}
-
-// parseTime reads a timestamp SQLite returned as text (from an expression,
-// which carries no declared type for the driver to go by).
-func parseTime(s string) (time.Time, error) {
-	for _, f := range []string{timeFormat, "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
-		if t, err := time.Parse(f, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("parse time %q: not a timestamp", s)
-}
-
-// Time scans a timestamp from either database, including SQLite
-// expressions that come back as text. The zero value is NULL.
-type Time struct{ time.Time }
-
-// Scan implements sql.Scanner.
-func (t *Time) Scan(v any) error {
-	switch v := v.(type) {
-	case nil:
-		t.Time = time.Time{}
-	case time.Time:
-		t.Time = v
-	case string:
-		p, err := parseTime(v)
-		t.Time = p
-		return err
-	case []byte:
-		p, err := parseTime(string(v))
-		t.Time = p
-		return err
-	default:
-		return fmt.Errorf("scan time: unsupported %T", v)
-	}
-	return nil
+// Driver says how a dialect is recognised, for package internal/dialects:
+// by the names its database/sql driver registers (sqlx's DriverName), by
+// the Go package its driver's and its connections' types are declared in,
+// and, for a *sql.Tx, which tells nothing of its driver, by Probe, a
+// SELECT that succeeds on this database and fails on the others
+// registered after it without harming the transaction. A value, read by
+// internal/dialects and never changed: safe for concurrent use.
+type Driver struct {
+	Dialect Dialect
+	Names   []string
+	Package string
+	Probe   string
 }
 
 // Execer runs a statement: *sqlx.DB, *sqlx.Tx, *sqlx.Conn and their
@@ -241,420 +360,101 @@ var (
 	_ Execer = (*sqlx.Conn)(nil)
 )
 
-// LockTx takes a transaction-scoped advisory lock on key, released at
-// COMMIT or ROLLBACK. On SQLite the write transaction already excludes
-// every other writer.
-func (d *Dialect) LockTx(ctx context.Context, tx Execer, key int64) error {
-	if d.sqlite {
-		return nil
-	}
-	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, key)
-	return err
+// Conn runs statements and queries: *sqlx.DB, *sqlx.Tx, *sqlx.Conn.
+type Conn interface {
+	Execer
+	sqlx.QueryerContext
 }
 
-// SetTimeouts bounds how long the statements of a transaction (local) or
-// of a session wait for a lock and run. Zero leaves a timeout unset.
-// SQLite has neither: a writer waits for the write lock up to the
-// connection's busy_timeout, and statements are not timed.
-func (d *Dialect) SetTimeouts(ctx context.Context, ex Execer, lock, statement time.Duration, local bool) error {
-	if d.sqlite {
-		return nil
-	}
-	var sets []string
-	var args []any
-	for _, t := range []struct {
-		name string
-		d    time.Duration
-	}{{"lock_timeout", lock}, {"statement_timeout", statement}} {
-		if t.d > 0 {
-			args = append(args, millis(t.d))
-			sets = append(sets, fmt.Sprintf("set_config('%s', $%d, %t)", t.name, len(args), local))
-		}
-	}
-	if len(sets) == 0 {
-		return nil
-	}
-	_, err := ex.ExecContext(ctx, `SELECT `+strings.Join(sets, ", "), args...)
-	return err
-}
-
-// lockLease is how long a SQLite lock stays held without its holder
-// renewing it: a holder that died frees it after this long, in real time.
-const lockLease = 30 * time.Second
-
-// renewEvery is how often, in nanoseconds, a SQLite lock's holder renews
-// its lease: a third of the lease (tests shorten it).
-var renewEvery atomic.Int64
-
-func init() { renewEvery.Store(int64(lockLease / 3)) }
-
-// ErrLockLost is the cause of the end of a [Dialect.Hold] context, and is
-// wrapped by [Dialect.Locked], [Dialect.Hold] and [CheckHeld], when a
-// SQLite lock's lease could not be renewed (the renewal failed, or matched
-// no row: another process took the lock, its lease having run out) while
-// its holder worked under it.
+// ErrLockLost is the cause of the end of a [Sessions.Hold] context, and is
+// wrapped by Hold, Locked and [CheckHeld], when a lock's lease could not
+// be renewed (the renewal failed, or matched no row: another process took
+// the lock, its lease having run out) while its holder worked under it.
 var ErrLockLost = errors.New("the migration lock was lost")
 
-// Lock takes the lock named name, across processes, waiting for it until
-// ctx ends; unlock releases it. On PostgreSQL it is a session advisory
-// lock on a connection of its own. SQLite has no such lock: there it is a
-// leased row in schemashift_locks, renewed while held, so that it takes
-// no connection for long (a one-connection pool must still work).
-//
-// A lease's times are real time (time.Now), never a caller's injected
-// clock: the lease is about processes (a holder that died frees the lock
-// after lockLease), not about a migration's timeline, and a coordinator
-// whose injected clock runs ahead must not see a held lease as run out.
-// The now argument is ignored (it is kept for callers). Renewals come
-// every third of the lease; a renewal that fails or matches no row ends
-// the hold (see [Dialect.Hold]); Lock's caller has no context to be told
-// by, and should use Hold.
-func (d *Dialect) Lock(ctx context.Context, db *sqlx.DB, name string, now func() time.Time) (unlock func(), err error) {
-	if d.sqlite {
-		h, err := lockRow(ctx, db, name)
-		if err != nil {
-			return nil, err
-		}
-		return func() { _ = h.release() }, nil
-	}
-	conn, err := db.Connx(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := advisoryLock(ctx, conn, name); err != nil {
-		discard(conn) // it may hold the lock, granted as ctx ended
-		return nil, err
-	}
-	return func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, name)
-		conn.Close()
-	}, nil
-}
+// ErrPinLost is wrapped when the connection of a [Sessions.Locked] call
+// broke under it: what ran is as far as it got, and the lock went with
+// the connection.
+var ErrPinLost = errors.New("the locked connection was lost")
 
-// heldRow is a SQLite lock held: its row's name and holder, and the
-// context its holder works under, ended (cause [ErrLockLost]) when a
-// renewal fails or matches no row.
-type heldRow struct {
-	db           *sqlx.DB
-	name, holder string
-	ctx          context.Context
-	lose         context.CancelCauseFunc
-	stop         context.CancelFunc
-	done         chan struct{}
-}
-
-type heldKey struct{}
-
-// release stops the renewals and deletes the row if it is still ours; it
-// returns [ErrLockLost] (wrapped) if the lock was lost while held.
-func (h *heldRow) release() error {
-	h.stop()
-	<-h.done
-	_, _ = h.db.ExecContext(context.WithoutCancel(h.ctx), `DELETE FROM schemashift_locks WHERE name = $1 AND holder = $2`, h.name, h.holder)
-	if cause := context.Cause(h.ctx); errors.Is(cause, ErrLockLost) {
-		return cause
-	}
-	h.lose(nil)
-	return nil
-}
-
-func lockRow(ctx context.Context, db *sqlx.DB, name string) (*heldRow, error) {
-	var id [12]byte
-	_, _ = rand.Read(id[:])
-	holder := hex.EncodeToString(id[:])
-	created := false
-	for {
-		at := time.Now()
-		res, err := db.ExecContext(ctx, `INSERT INTO schemashift_locks (name, holder, until) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
-			WHERE schemashift_locks.until < $4`, name, holder, Stamp(at.Add(lockLease)), Stamp(at))
-		if !created && pgerr.UndefinedTable(err) {
-			// The first lock taken in this database: the table is created
-			// then, so that taking a lock otherwise runs no DDL.
-			if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schemashift_locks (
-				name text PRIMARY KEY, holder text NOT NULL, until timestamp NOT NULL)`); err != nil {
-				return nil, fmt.Errorf("create lock table: %w", err)
-			}
-			created = true
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	h := &heldRow{db: db, name: name, holder: holder, done: make(chan struct{})}
-	h.ctx, h.lose = context.WithCancelCause(ctx)
-	h.ctx = context.WithValue(h.ctx, heldKey{}, h)
-	renewCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	h.stop = stop
-	go func() {
-		defer close(h.done)
-		t := time.NewTicker(time.Duration(renewEvery.Load()))
-		defer t.Stop()
-		for {
-			select {
-			case <-renewCtx.Done():
-				return
-			case <-t.C:
-				res, err := db.ExecContext(renewCtx, `UPDATE schemashift_locks SET until = $3
-					WHERE name = $1 AND holder = $2`, name, holder, Stamp(time.Now().Add(lockLease)))
-				if renewCtx.Err() != nil {
-					return // released meanwhile
-				}
-				var n int64
-				if err == nil {
-					n, err = res.RowsAffected()
-				}
-				switch {
-				case err != nil:
-					h.lose(fmt.Errorf("lock %s: renew the lease: %w: %w", name, ErrLockLost, err))
-					return
-				case n != 1:
-					h.lose(fmt.Errorf("lock %s: renew the lease: %w: another holder has it", name, ErrLockLost))
-					return
-				}
-			}
-		}
-	}()
-	return h, nil
-}
-
-// CheckHeld fences a write made under a lock of [Dialect.Hold]: given
-// Hold's context and q, a transaction that holds SQLite's write lock (as
-// every transaction of a pool set up as [CheckPool] requires does, from
-// BEGIN), it reads the lock's row and returns [ErrLockLost] (wrapped)
-// unless the holder is still this one and its lease has not run out in
-// real time; while the transaction lasts no other process can take the
-// lock, so what the transaction then writes is written under it. Run it
-// in the transaction, before its compare-and-set. On PostgreSQL (the
-// advisory lock is held by the session the transaction runs on), and
-// with a context of no SQLite hold, it returns nil.
-func CheckHeld(ctx context.Context, q sqlx.QueryerContext) error {
-	h, _ := ctx.Value(heldKey{}).(*heldRow)
-	if h == nil {
-		return nil
-	}
-	if cause := context.Cause(h.ctx); errors.Is(cause, ErrLockLost) {
-		return cause
-	}
-	var row struct {
-		Holder string `db:"holder"`
-		Live   bool   `db:"live"`
-	}
-	// Live as the claim judges it: a lease runs out when until < now.
-	err := sqlx.GetContext(ctx, q, &row, `SELECT holder, CASE WHEN until < $2 THEN 0 ELSE 1 END AS live
-		FROM schemashift_locks WHERE name = $1`, h.name, Stamp(time.Now()))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("lock %s: %w: its row is gone", h.name, ErrLockLost)
-	case err != nil:
-		return fmt.Errorf("lock %s: check it is held: %w", h.name, err)
-	case row.Holder != h.holder:
-		return fmt.Errorf("lock %s: %w: another holder has it", h.name, ErrLockLost)
-	case !row.Live:
-		return fmt.Errorf("lock %s: %w: its lease ran out", h.name, ErrLockLost)
-	}
-	return nil
-}
-
-func millis(d time.Duration) string {
-	if d <= 0 {
-		return "0"
-	}
-	return fmt.Sprintf("%dms", max(d.Milliseconds(), 1))
-}
-
-// ErrPoolSetup: a SQLite pool that does not wait for the write lock, or
-// does not take it at BEGIN. schemashift's transactions read, then write:
-// begun without the lock, they fail with "database is locked" under any
-// concurrent writer.
+// ErrPoolSetup: a pool that does not wait for the database's write lock,
+// or does not take it at BEGIN. schemashift's transactions read, then
+// write: begun without the lock, they fail with "database is locked"
+// under any concurrent writer.
 var ErrPoolSetup = errors.New("SQLite pool not opened for concurrent writers: open it with sqlite.Open " +
 	"(or add _txlock=immediate and _pragma=busy_timeout(10000) to its data source name)")
 
-// CheckPool checks that a SQLite pool waits for the write lock
-// (busy_timeout) and takes it at BEGIN (_txlock=immediate), as sqlite.Open
-// sets up. PostgreSQL pools need nothing.
-//
-// The second is probed with two of the pool's connections, when it has two
-// to give: one takes the write lock, waiting for it like any writer, then
-// the other begins a transaction the pool's way without waiting. BEGIN
-// IMMEDIATE fails then; a deferred BEGIN takes no lock and succeeds. While
-// the first holds the lock no other writer can write, so a writer
-// elsewhere cannot sway the answer; one that keeps the lock past
-// busy_timeout makes the check fail, saying so, rather than pass
-// untested.
-func (d *Dialect) CheckPool(ctx context.Context, db *sqlx.DB) error {
-	if !d.sqlite {
-		return nil
-	}
-	var busy int
-	if err := db.GetContext(ctx, &busy, `PRAGMA busy_timeout`); err != nil {
-		return fmt.Errorf("check SQLite pool: %w", err)
-	}
-	if busy <= 0 {
-		return fmt.Errorf("check SQLite pool: busy_timeout is 0: %w", ErrPoolSetup)
-	}
-	if db.Stats().MaxOpenConnections == 1 {
-		return nil
-	}
-	holder, err := db.Connx(ctx)
-	if err != nil {
-		return fmt.Errorf("check SQLite pool: %w", err)
-	}
-	// The probe's connections are dropped, not pooled: they may be left in
-	// a transaction, or with the busy_timeout zeroed.
-	defer discard(holder)
-	if _, err := holder.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		if pgerr.Classify(err) == pgerr.LockTimeout {
-			return fmt.Errorf("check SQLite pool: cannot tell whether BEGIN takes the write lock: "+
-				"another writer held it longer than busy_timeout (%d ms): %w", busy, err)
-		}
-		return fmt.Errorf("check SQLite pool: %w", err)
-	}
-	probe, err := db.Connx(ctx)
-	if err != nil {
-		return fmt.Errorf("check SQLite pool: %w", err)
-	}
-	defer discard(probe)
-	if _, err := probe.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
-		return fmt.Errorf("check SQLite pool: %w", err)
-	}
-	tx, err := probe.BeginTxx(ctx, nil)
-	if pgerr.Classify(err) == pgerr.LockTimeout {
-		return nil // BEGIN wanted the write lock the holder has
-	}
-	if err != nil {
-		return fmt.Errorf("check SQLite pool: %w", err)
-	}
-	_ = tx.Rollback()
-	return fmt.Errorf("check SQLite pool: BEGIN does not take the write lock: %w", ErrPoolSetup)
+// Fence is a lock held under a lease, as a dialect's [Sessions.Hold]
+// puts it in its context: Check fences a write made under it. It is safe
+// for concurrent use while the hold lasts.
+type Fence interface {
+	// Check returns [ErrLockLost] (wrapped) unless the lock is still
+	// held, read in q, a transaction that excludes every other writer.
+	Check(ctx context.Context, q sqlx.QueryerContext) error
 }
 
-// discard closes a connection rather than return it to its pool.
-func discard(c *sqlx.Conn) {
-	_ = c.Raw(func(any) error { return driver.ErrBadConn })
+type fenceKey struct{}
+
+// WithFence returns ctx carrying f, for [CheckHeld].
+func WithFence(ctx context.Context, f Fence) context.Context {
+	return context.WithValue(ctx, fenceKey{}, f)
+}
+
+// CheckHeld fences a write made under a lock of [Sessions.Hold]: given
+// Hold's context and q, a transaction that excludes every other writer,
+// it returns [ErrLockLost] (wrapped) unless the lock is still held, so
+// that what the transaction then writes is written under it. Run it in the
+// transaction, before its compare-and-set. With a context of no leased
+// lock (a lock held by the transaction's own session), it returns nil.
+func CheckHeld(ctx context.Context, q sqlx.QueryerContext) error {
+	f, _ := ctx.Value(fenceKey{}).(Fence)
+	if f == nil {
+		return nil
+	}
+	return f.Check(ctx, q)
+}
+
+// Discard closes a connection rather than return it to its pool: one
+// that may be left in a transaction, holding a lock, or with a setting
+// changed.
+func Discard(c *sqlx.Conn) {
+	_ = c.Raw(func(any) error { return driver.ErrBadConn }) // the error is the point: it drops the connection
 	_ = c.Close()
-}
-
-// TableExists reports whether t exists.
-func (d *Dialect) TableExists(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (bool, error) {
-	var exists bool
-	var err error
-	if d.sqlite {
-		err = sqlx.GetContext(ctx, q, &exists, `SELECT EXISTS (SELECT 1 FROM `+sqliteSchema(t)+`.sqlite_schema
-			WHERE type = 'table' AND name = $1)`, t.Name)
-	} else {
-		err = sqlx.GetContext(ctx, q, &exists, `SELECT to_regclass($1) IS NOT NULL`, t.Quoted())
-	}
-	return exists, err
-}
-
-func sqliteSchema(t ident.Table) string {
-	if t.Schema == "" {
-		return `"main"`
-	}
-	q, _ := ident.Quote(t.Schema) // checked by ParseTable
-	return q
-}
-
-func schemaName(t ident.Table) string {
-	if t.Schema == "" {
-		return "main"
-	}
-	return t.Schema
 }
 
 // Column is a column as the catalog describes it.
 type Column struct {
 	Name string `db:"name"`
-	Type string `db:"type"` // PostgreSQL's format_type; SQLite's declared type
-	// NotNull: the column never holds NULL. That includes SQLite's rowid
-	// key, an INTEGER PRIMARY KEY, which its catalog calls nullable: it
-	// is the row's id, and a NULL written to it becomes the next id.
+	Type string `db:"type"` // as the database's catalog names it
+	// NotNull: the column never holds NULL. That includes a row-id key,
+	// which a catalog may call nullable: it is the row's id, and a NULL
+	// written to it becomes the next id.
 	NotNull bool `db:"not_null"`
 	Key     int  `db:"key"` // position in the primary key from 1; 0 when not in it
 }
 
-// sqliteRowidKey is true, in a query over pragma_table_info($1, $2), when
-// the table's primary key is its rowid: SQLite gives every other primary
-// key an index (origin 'pk'), a rowid table's and a WITHOUT ROWID table's
-// alike, and none to the rowid, which is the table itself. (So an INTEGER
-// PRIMARY KEY DESC column, which is not the rowid and does hold NULL, is
-// told apart too.)
-const sqliteRowidKey = `NOT EXISTS (SELECT 1 FROM pragma_index_list($1, $2) WHERE origin = 'pk')`
-
-// Columns lists t's columns in order; none when t does not exist, so one
-// read tells both (PostgreSQL's zero-column tables aside: no use to
-// anything that reads columns).
-func (d *Dialect) Columns(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]Column, error) {
-	var cols []Column
-	var err error
-	if d.sqlite {
-		err = sqlx.SelectContext(ctx, q, &cols, `SELECT name, type, "notnull" <> 0 OR (pk > 0 AND `+sqliteRowidKey+`) AS not_null, pk AS key
-			FROM pragma_table_info($1, $2) ORDER BY cid`, t.Name, schemaName(t))
-	} else {
-		// From 18 on, attnotnull is also true for a NOT NULL constraint
-		// added NOT VALID (or left so by a failed VALIDATE), under which
-		// old rows may still be NULL: only a validated one counts (before
-		// 18, pg_constraint holds no NOT NULL constraints, contype 'n').
-		err = sqlx.SelectContext(ctx, q, &cols, `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-				a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_constraint n WHERE n.conrelid = a.attrelid
-					AND n.contype = 'n' AND n.conkey = ARRAY[a.attnum] AND NOT n.convalidated) AS not_null,
-				coalesce(array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1, 0) AS key
-			FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, t.Quoted())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read columns of %s: %w", t, err)
-	}
-	return cols, nil
-}
-
 // Index is an index as the catalog describes it.
 type Index struct {
-	// Name is empty for SQLite's rowid key (see [Column].NotNull): the
-	// table itself, no index, but unique on its column as one would be.
+	// Name is empty for a row-id key (see [Column].NotNull): the table
+	// itself, no index, but unique on its column as one would be.
 	Name    string
 	Columns []string
 	Unique  bool
-	// Valid is false for an index a failed concurrent build left behind
-	// (PostgreSQL only).
+	// Valid is false for an index a failed concurrent build left behind.
 	Valid bool
 }
 
-// Indexes lists t's indexes, the one its primary key is kept in included
-// (on SQLite, the rowid key, unnamed).
-func (d *Dialect) Indexes(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]Index, error) {
-	var rows []struct {
-		Name    string `db:"name"`
-		Columns string `db:"columns"`
-		Unique  bool   `db:"is_unique"`
-		Valid   bool   `db:"is_valid"`
-	}
-	var err error
-	if d.sqlite {
-		err = sqlx.SelectContext(ctx, q, &rows, `SELECT l.name, l."unique" <> 0 AS is_unique, true AS is_valid,
-				coalesce((SELECT group_concat(name, ',') FROM (SELECT i.name FROM pragma_index_info(l.name, $2) i ORDER BY i.seqno)), '') AS columns
-			FROM pragma_index_list($1, $2) l
-			UNION ALL
-			SELECT '', true, true, c.name FROM pragma_table_info($1, $2) c WHERE c.pk > 0 AND `+sqliteRowidKey, t.Name, schemaName(t))
-	} else {
-		err = sqlx.SelectContext(ctx, q, &rows, `SELECT c.relname AS name, i.indisunique AS is_unique, i.indisvalid AS is_valid,
-				coalesce((SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
-					JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum), '') AS columns
-			FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1)`, t.Quoted())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read indexes of %s: %w", t, err)
-	}
+// IndexRow is one index as a catalog query reads it, its columns joined
+// by commas, for [IndexesOf]: a plain value.
+type IndexRow struct {
+	Name    string `db:"name"`
+	Columns string `db:"columns"`
+	Unique  bool   `db:"is_unique"`
+	Valid   bool   `db:"is_valid"`
+}
+
+// IndexesOf turns the rows of a catalog query into indexes.
+func IndexesOf(rows []IndexRow) []Index {
 	out := make([]Index, len(rows))
 	for i, r := range rows {
 		out[i] = Index{Name: r.Name, Unique: r.Unique, Valid: r.Valid}
@@ -662,12 +462,37 @@ func (d *Dialect) Indexes(ctx context.Context, q sqlx.QueryerContext, t ident.Ta
 			out[i].Columns = strings.Split(r.Columns, ",")
 		}
 	}
-	return out, nil
+	return out
+}
+
+// NormalizeType maps common spellings of a type to the canonical names
+// of the catalog's format_type, the spelling a contract's types are read
+// in on every database.
+func NormalizeType(t string) string {
+	t = strings.ToLower(strings.Join(strings.Fields(t), " "))
+	t = strings.ReplaceAll(t, ", ", ",")
+	aliases := map[string]string{
+		"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint", "serial": "integer", "bigserial": "bigint",
+		"bool": "boolean", "float8": "double precision", "float4": "real", "timestamptz": "timestamp with time zone",
+		"timestamp": "timestamp without time zone", "timetz": "time with time zone", "time": "time without time zone",
+		"varchar": "character varying", "char": "character", "decimal": "numeric",
+	}
+	base, args, _ := strings.Cut(t, "(")
+	if a, ok := aliases[strings.TrimSpace(base)]; ok {
+		base = a
+	}
+	if strings.HasPrefix(base, "varchar") {
+		base = "character varying"
+	}
+	if args != "" {
+		return strings.TrimSpace(base) + "(" + args
+	}
+	return strings.TrimSpace(base)
 }
 
 // PrimaryKey lists t's primary key columns in key order; none when t has
 // no primary key (or does not exist).
-func (d *Dialect) PrimaryKey(ctx context.Context, q sqlx.QueryerContext, t ident.Table) ([]string, error) {
+func PrimaryKey(ctx context.Context, d Dialect, q sqlx.QueryerContext, t ident.Table) ([]string, error) {
 	cols, err := d.Columns(ctx, q, t)
 	if err != nil {
 		return nil, err
@@ -675,8 +500,9 @@ func (d *Dialect) PrimaryKey(ctx context.Context, q sqlx.QueryerContext, t ident
 	return PrimaryKeyOf(cols), nil
 }
 
-// PrimaryKeyOf lists the primary key columns among cols, as [Dialect.Columns]
-// read them, in key order; none when there is no primary key.
+// PrimaryKeyOf lists the primary key columns among cols, as
+// [Catalog.Columns] read them, in key order; none when there is no
+// primary key.
 func PrimaryKeyOf(cols []Column) []string {
 	var keys []string
 	for pos := 1; ; pos++ {
@@ -688,29 +514,17 @@ func PrimaryKeyOf(cols []Column) []string {
 	}
 }
 
-// EstimateRows is the planner's estimate of t's row count, PostgreSQL's
-// reltuples: -1 (or 0 before PostgreSQL 14) when the table was never
-// analyzed. SQLite keeps no estimate: there it is always -1, and a caller
-// that needs a figure counts, once.
-func (d *Dialect) EstimateRows(ctx context.Context, q sqlx.QueryerContext, t ident.Table) (int64, error) {
-	if d.sqlite {
-		return -1, nil
-	}
-	var n float64
-	err := sqlx.GetContext(ctx, q, &n, `SELECT reltuples FROM pg_class WHERE oid = $1::regclass`, t.Quoted())
-	return int64(n), err
+// NameChar reports whether c may be part of an unquoted name: a letter, a
+// digit, '_', '$', or a byte of a multi-byte character.
+func NameChar(c byte) bool {
+	return c == '_' || c == '$' || c >= 0x80 || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }
 
-// ServerMajor is the server's major version, which some DDL depends on
-// (PostgreSQL 18 adds NOT NULL constraints NOT VALID). SQLite's forms do
-// not depend on its version: 0.
-func (d *Dialect) ServerMajor(ctx context.Context, q sqlx.QueryerContext) (int, error) {
-	if d.sqlite {
-		return 0, nil
+// Millis is d as a timeout setting's text, in milliseconds: "0" (none)
+// for d ≤ 0, at least 1 ms otherwise.
+func Millis(d time.Duration) string {
+	if d <= 0 {
+		return "0"
 	}
-	var v int
-	if err := sqlx.GetContext(ctx, q, &v, `SELECT current_setting('server_version_num')::int`); err != nil {
-		return 0, fmt.Errorf("read server version: %w", err)
-	}
-	return v / 10000, nil
+	return fmt.Sprintf("%dms", max(d.Milliseconds(), 1))
 }

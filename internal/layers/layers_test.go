@@ -1,10 +1,12 @@
 package layers_test
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,24 +27,27 @@ var allowed = map[string][]string{
 	"dualwrite":                   {"flags"},
 	"dualwrite/dualwriteotel":     {"dualwrite", "flags"},
 	"dualwrite/dualwritetest":     {"dualwrite", "flags"},
-	"backfill":                    {"internal/dialect", "internal/ident", "internal/pgerr"},
-	"contract":                    {"internal/dialect", "internal/ident"},
+	"backfill":                    {"internal/dialect", "internal/dialects", "internal/ident", "internal/pgerr"},
+	"contract":                    {"internal/dialect", "internal/dialects", "internal/ident"},
 	"contract/contracttest":       {"dualwrite", "flags", "flags/flagstest"},
-	"ddl":                         {"internal/dialect", "internal/ident", "internal/pgerr"},
-	"fleet":                       {"dualwrite", "flags", "internal/dialect"},
-	"ledger":                      {"fleet", "flags", "internal/dialect"},
+	"ddl":                         {"internal/dialect", "internal/dialects", "internal/ident", "internal/pgerr"},
+	"fleet":                       {"dualwrite", "flags", "internal/dialect", "internal/dialects"},
+	"ledger":                      {"fleet", "flags", "internal/dialect", "internal/dialects"},
 	"ledgerflag":                  {"ledger", "internal/stringflag"},
-	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "fleet", "ledger", "ledgerflag", "internal/dialect", "internal/ident"},
-	"report":                      {"rollout", "backfill", "ddl", "fleet", "ledger", "internal/dialect"},
+	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "fleet", "ledger", "ledgerflag", "internal/dialect", "internal/dialects", "internal/ident"},
+	"report":                      {"rollout", "backfill", "ddl", "fleet", "ledger", "internal/dialect", "internal/dialects"},
 	"board":                       {"rollout", "report", "backfill", "fleet", "ledger", "internal/pgerr"},
-	"sqlite":                      {"internal/dialect", "internal/pgerr"},
-	"internal/dialect":            {"internal/ident", "internal/pgerr"},
+	"sqlite":                      {"internal/dialect", "internal/dialect/sqlite"},
+	"internal/dialect":            {"internal/ident"},
+	"internal/dialect/postgres":   {"internal/dialect", "internal/ident"},
+	"internal/dialect/sqlite":     {"internal/dialect", "internal/ident"},
+	"internal/dialects":           {"internal/dialect", "internal/dialect/postgres", "internal/dialect/sqlite"},
 	"internal/ident":              nil,
-	"internal/pgerr":              nil,
+	"internal/pgerr":              {"internal/dialect/sqlite"},
 	"internal/stringflag":         nil,
 	"internal/pgtest":             nil,
-	"internal/dbtest":             {"internal/pgtest", "sqlite"},
-	"internal/rollouttest":        {"rollout", "backfill", "flags", "fleet", "internal/dialect"},
+	"internal/dbtest":             {"internal/dialect", "internal/dialects", "internal/pgtest", "sqlite"},
+	"internal/rollouttest":        {"rollout", "backfill", "flags", "fleet", "internal/dialect", "sqlite"},
 	"internal/layers":             nil,
 	"cmd/schemashift":             public,
 	"examples/internal/exampledb": append([]string{"internal/pgtest"}, public...),
@@ -68,18 +73,24 @@ func root(t *testing.T) string {
 	return r
 }
 
-// imports reads, per package folder of the module, the module's packages
-// its non-test files import.
-func imports(t *testing.T, dir string) map[string][]string {
+// sources parses, with mode, the non-test Go files below dir (but in
+// hidden folders, testdata, and skipped folders: skip gets a folder's
+// path relative to dir, slash-separated) and hands each to fn with its
+// path relative to dir.
+func sources(t *testing.T, dir string, mode parser.Mode, skip func(rel string) bool, fn func(rel string, f *ast.File) error) {
 	t.Helper()
-	out := map[string][]string{}
 	fset := token.NewFileSet()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if name := d.Name(); path != dir && (strings.HasPrefix(name, ".") || name == "testdata") {
+			if name := d.Name(); path != dir && (strings.HasPrefix(name, ".") || name == "testdata" || skip(rel)) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -87,15 +98,22 @@ func imports(t *testing.T, dir string) map[string][]string {
 		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return nil
 		}
-		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+		f, err := parser.ParseFile(fset, path, nil, mode)
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, filepath.Dir(path))
-		if err != nil {
-			return err
-		}
-		pkg := filepath.ToSlash(rel)
+		return fn(rel, f)
+	})
+	require.NoError(t, err)
+}
+
+// imports reads, per package folder of the module, the module's packages
+// its non-test files import.
+func imports(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	sources(t, dir, parser.ImportsOnly, func(string) bool { return false }, func(rel string, f *ast.File) error {
+		pkg := path.Dir(rel)
 		if _, ok := out[pkg]; !ok {
 			out[pkg] = nil
 		}
@@ -110,7 +128,6 @@ func imports(t *testing.T, dir string) map[string][]string {
 		}
 		return nil
 	})
-	require.NoError(t, err)
 	return out
 }
 

@@ -1,6 +1,8 @@
-// Package pgerr classifies database errors, PostgreSQL's by SQLSTATE and
-// SQLite's by result code, in one place, so that every retry decision in
-// schemashift, and every check for a table not created yet, agrees.
+// Package pgerr classifies database errors in one place, so that every
+// retry decision in schemashift, and every check for a table not created
+// yet, agrees: PostgreSQL's by SQLSTATE here, SQLite's by result code in
+// its dialect's package (which imports nothing of this one), asked from
+// here.
 package pgerr
 
 import (
@@ -12,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/schemashift/schemashift/internal/dialect/sqlite"
 )
 
 // Kind is what an error means for a retry.
@@ -61,7 +65,7 @@ func Classify(err error) Kind {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Other
 	}
-	if SQLiteBusy(err) { // SQLITE_BUSY, SQLITE_LOCKED, extensions included
+	if sqlite.Busy(err) { // SQLITE_BUSY, SQLITE_LOCKED, extensions included
 		return LockTimeout
 	}
 	var pgErr *pgconn.PgError
@@ -96,31 +100,9 @@ func Classify(err error) Kind {
 }
 
 // UndefinedTable reports whether err says a table does not exist:
-// PostgreSQL's undefined_table (42P01) or SQLite's "no such table", which
-// has no result code of its own (it is SQLITE_ERROR).
+// PostgreSQL's undefined_table (42P01) or SQLite's "no such table".
 func UndefinedTable(err error) bool {
-	if Code(err) == "42P01" {
-		return true
-	}
-	_, ok := sqliteCode(err)
-	return ok && strings.Contains(err.Error(), "no such table")
-}
-
-// SQLiteBusy reports whether err is SQLite's busy or locked error: the
-// database's write lock was not had within busy_timeout.
-func SQLiteBusy(err error) bool {
-	c, ok := sqliteCode(err)
-	return ok && (c&0xff == 5 || c&0xff == 6)
-}
-
-// sqliteCode returns the result code of a SQLite error (modernc.org/sqlite's
-// *Error, matched by its method so that this package needs no driver).
-func sqliteCode(err error) (int, bool) {
-	var coded interface{ Code() int }
-	if errors.As(err, &coded) {
-		return coded.Code(), true
-	}
-	return 0, false
+	return Code(err) == "42P01" || sqlite.UndefinedTable(err)
 }
 
 // Code returns err's SQLSTATE, or "".

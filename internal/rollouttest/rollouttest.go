@@ -18,8 +18,8 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/fleet"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/rollout"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 // Window is the fleet window of [UsersPlan].
@@ -29,7 +29,7 @@ const Window = 5 * time.Minute
 // for the string functions of the backfill.
 func UsersPlan(db *sqlx.DB) rollout.Plan {
 	given, family := "split_part(full_name, ' ', 1)", "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)"
-	if db != nil && dialect.Of(db).IsSQLite() {
+	if db != nil && db.DriverName() == sqlite.DriverName {
 		given, family = "substr(full_name, 1, instr(full_name, ' ') - 1)", "substr(full_name, instr(full_name, ' ') + 1)"
 	}
 	return rollout.Plan{

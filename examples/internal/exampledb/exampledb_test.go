@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/examples/internal/exampledb"
-	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
@@ -37,7 +36,7 @@ func TestOpen(t *testing.T) {
 			var out bytes.Buffer
 			db, release, err := exampledb.Open(t.Context(), &out, c.which, "demo")
 			require.NoError(t, err)
-			assert.Equal(t, c.sqlite, dialect.Of(db).IsSQLite())
+			assert.Equal(t, c.sqlite, (db.DriverName() == "sqlite"))
 			assert.Contains(t, out.String(), c.says)
 			db.MustExecContext(t.Context(), `CREATE TABLE t (id bigint PRIMARY KEY)`)
 			db.MustExecContext(t.Context(), `INSERT INTO t VALUES (1)`)

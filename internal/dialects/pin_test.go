@@ -1,4 +1,4 @@
-package dialect_test
+package dialects_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/dbtest"
-	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialect/postgres"
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
@@ -25,13 +25,13 @@ func TestLockedOnOneConnection(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		d := dialect.Of(db)
+		d := dbtest.Dialect(t, db)
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
 		db.MustExecContext(ctx, `CREATE TABLE t (id bigint PRIMARY KEY, v text)`)
 		db.SetMaxOpenConns(1)
 		index := `CREATE INDEX CONCURRENTLY t_v ON t (v)`
-		if d.IsSQLite() {
+		if dbtest.IsSQLite(t, db) {
 			index = `CREATE INDEX t_v ON t (v)`
 		}
 		err := d.Locked(ctx, db, "m", nil, func(one *sqlx.DB) error {
@@ -48,7 +48,7 @@ func TestLockedOnOneConnection(t *testing.T) {
 			if _, err := one.ExecContext(ctx, index); err != nil {
 				return err
 			}
-			if d.IsSQLite() {
+			if dbtest.IsSQLite(t, db) {
 				return nil
 			}
 			var holds bool
@@ -74,7 +74,7 @@ func TestLockedWaitsAndReturnsTheWorksError(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		d := dialect.Of(db)
+		d := dbtest.Dialect(t, db)
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
 		held := make(chan struct{})
@@ -117,7 +117,7 @@ func TestLockedKeepsTheLockAcrossUses(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	err = dialect.Postgres.Locked(ctx, db, "m", nil, func(one *sqlx.DB) error {
+	err = postgres.Dialect{}.Locked(ctx, db, "m", nil, func(one *sqlx.DB) error {
 		for range 3 {
 			var holds bool
 			if err := one.GetContext(ctx, &holds, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid())`); err != nil {

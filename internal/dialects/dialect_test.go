@@ -1,4 +1,4 @@
-package dialect_test
+package dialects_test
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialect/postgres"
+	sqlitedialect "github.com/schemashift/schemashift/internal/dialect/sqlite"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
@@ -27,14 +29,14 @@ func TestCatalog(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		d := dialect.Of(db)
+		d := dbtest.Dialect(t, db)
 		db.MustExecContext(ctx, `CREATE TABLE pairs (a integer NOT NULL, b text NOT NULL, note text, PRIMARY KEY (b, a))`)
 		db.MustExecContext(ctx, `CREATE TABLE single (id bigint PRIMARY KEY, v text)`)
 		db.MustExecContext(ctx, `CREATE TABLE keyless (v text)`)
 		db.MustExecContext(ctx, `CREATE UNIQUE INDEX pairs_note ON pairs (note, a)`)
 
 		for table, want := range map[string][]string{"pairs": {"b", "a"}, "single": {"id"}, "keyless": nil, "missing": nil} {
-			got, err := d.PrimaryKey(ctx, db, ident.Table{Name: table})
+			got, err := dialect.PrimaryKey(ctx, d, db, ident.Table{Name: table})
 			require.NoError(t, err)
 			assert.Equal(t, want, got, table)
 		}
@@ -68,6 +70,53 @@ func TestCatalog(t *testing.T) {
 	})
 }
 
+// What the DDL executor reads of the objects it makes reads the same on
+// both databases: an index there, valid, on its table; a name taken by a
+// relation that is no index of the table; nothing under a free name; and
+// where CREATE TABLE puts an unqualified table.
+func TestCatalogObjects(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		d := dbtest.Dialect(t, db)
+		db.MustExecContext(ctx, `CREATE TABLE items (id bigint PRIMARY KEY, sku text DEFAULT 'none')`)
+		db.MustExecContext(ctx, `CREATE TABLE other (id bigint PRIMARY KEY)`)
+		db.MustExecContext(ctx, `CREATE INDEX items_sku ON items (sku)`)
+		db.MustExecContext(ctx, `CREATE INDEX other_id ON other (id)`)
+		items := ident.Table{Name: "items"}
+		for name, want := range map[string]dialect.IndexState{
+			"items_sku": dialect.IndexValid, "other_id": dialect.IndexOther, "other": dialect.IndexOther, "nothing": dialect.IndexAbsent,
+		} {
+			got, err := d.IndexState(ctx, db, ident.Table{Name: name}, items)
+			require.NoError(t, err, name)
+			assert.Equal(t, want, got, name)
+			found, err := d.RelationExists(ctx, db, items, name)
+			require.NoError(t, err)
+			assert.Equal(t, want != dialect.IndexAbsent, found, name)
+		}
+		def, err := d.IndexDef(ctx, db, ident.Table{Name: "items_sku"}, items)
+		require.NoError(t, err)
+		require.Len(t, def, 1)
+		assert.True(t, def[0].OnTable)
+		assert.Contains(t, def[0].Def, "items_sku")
+		shape, err := d.ColumnShape(ctx, db, items, "sku")
+		require.NoError(t, err)
+		require.Len(t, shape, 1)
+		assert.True(t, shape[0].HasDefault)
+		assert.False(t, shape[0].NotNull)
+		notTable, err := d.IsTable(ctx, db, items)
+		require.NoError(t, err)
+		assert.Empty(t, notTable)
+		notTable, err = d.IsTable(ctx, db, ident.Table{Name: "items_sku"})
+		require.NoError(t, err)
+		assert.NotEmpty(t, notTable, "an index is no table")
+		schema, err := d.ResolveSchema(ctx, db, ident.Table{Name: "not_yet"})
+		require.NoError(t, err)
+		assert.Equal(t, map[bool]string{false: "public", true: "main"}[dbtest.IsSQLite(t, db)], schema.String)
+	})
+}
+
 // An integer primary key is NOT NULL and kept unique by an index on both
 // databases: on SQLite too, where it is the rowid, which the catalog calls
 // nullable and lists among no indexes.
@@ -76,7 +125,7 @@ func TestCatalogIntegerKey(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		d := dialect.Of(db)
+		d := dbtest.Dialect(t, db)
 		db.MustExecContext(ctx, `CREATE TABLE accounts (id integer PRIMARY KEY, v text)`)
 		cols, err := d.Columns(ctx, db, ident.Table{Name: "accounts"})
 		require.NoError(t, err)
@@ -113,7 +162,7 @@ func TestCatalogSQLiteRowidKey(t *testing.T) {
 		"without_rowid": {ddl: `(id integer PRIMARY KEY, v text) WITHOUT ROWID`, notNull: true, null: "refused"},
 	} {
 		db.MustExecContext(ctx, `CREATE TABLE `+table+` `+tt.ddl)
-		cols, err := dialect.SQLite.Columns(ctx, db, ident.Table{Name: table})
+		cols, err := sqlitedialect.Dialect{}.Columns(ctx, db, ident.Table{Name: table})
 		require.NoError(t, err)
 		assert.Equal(t, tt.notNull, cols[0].NotNull, table)
 		assert.False(t, cols[1].NotNull, table)
@@ -125,7 +174,7 @@ func TestCatalogSQLiteRowidKey(t *testing.T) {
 		}
 		assert.Equal(t, tt.null, null, table)
 
-		idx, err := dialect.SQLite.Indexes(ctx, db, ident.Table{Name: table})
+		idx, err := sqlitedialect.Dialect{}.Indexes(ctx, db, ident.Table{Name: table})
 		require.NoError(t, err)
 		require.Len(t, idx, 1, "%s: %+v", table, idx)
 		assert.Equal(t, []string{"id"}, idx[0].Columns, table)
@@ -145,7 +194,7 @@ func TestTime(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		d := dialect.Of(db)
+		d := dbtest.Dialect(t, db)
 		db.MustExecContext(ctx, d.Schema(`CREATE TABLE ev (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), doc jsonb)`))
 		db.MustExecContext(ctx, `INSERT INTO ev (doc) VALUES (`+d.JSON("$1")+`)`, `{"a": 1}`)
 		var at time.Time
@@ -194,14 +243,10 @@ func TestTime(t *testing.T) {
 }
 
 // Unknown drivers are PostgreSQL-compatible; SQLite's names are SQLite.
-func TestOf(t *testing.T) {
+func TestRenderings(t *testing.T) {
 	t.Parallel()
-	assert.Same(t, dialect.SQLite, dialect.Of(sqlx.NewDb(nil, "sqlite")))
-	assert.Same(t, dialect.Postgres, dialect.Of(sqlx.NewDb(nil, "sqlite3")), "only modernc's driver is supported")
-	assert.Same(t, dialect.Postgres, dialect.Of(sqlx.NewDb(nil, "pgx")))
-	assert.Same(t, dialect.Postgres, dialect.Of(struct{}{}))
-	assert.Equal(t, "ROW(a, b)", dialect.Postgres.Row("a", "b"))
-	assert.Equal(t, "(a, b)", dialect.SQLite.Row("a", "b"))
+	assert.Equal(t, "ROW(a, b)", postgres.Dialect{}.Row("a", "b"))
+	assert.Equal(t, "(a, b)", sqlitedialect.Dialect{}.Row("a", "b"))
 }
 
 // A lock has one holder at a time, across pools; the next one gets it once
@@ -212,7 +257,7 @@ func TestLock(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		d := dialect.Of(db)
+		d := dbtest.Dialect(t, db)
 		unlock, err := d.Lock(ctx, db, "m", nil)
 		require.NoError(t, err)
 		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -232,7 +277,7 @@ func TestLock(t *testing.T) {
 		ctx := t.Context()
 		db := dbtest.SQLite(t)
 		db.SetMaxOpenConns(1)
-		unlock, err := dialect.SQLite.Lock(ctx, db, "m", nil)
+		unlock, err := sqlitedialect.Dialect{}.Lock(ctx, db, "m", nil)
 		require.NoError(t, err)
 		var n int
 		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM schemashift_locks`), "the pool is free while the lock is held")
@@ -240,7 +285,7 @@ func TestLock(t *testing.T) {
 		unlock()
 		// A holder that died: its lease has run out.
 		db.MustExecContext(ctx, `INSERT INTO schemashift_locks VALUES ('m', 'dead', '2000-01-01 00:00:00.000+00:00')`)
-		unlock, err = dialect.SQLite.Lock(ctx, db, "m", nil)
+		unlock, err = sqlitedialect.Dialect{}.Lock(ctx, db, "m", nil)
 		require.NoError(t, err)
 		unlock()
 	})
@@ -256,7 +301,7 @@ func TestSQLiteLockLeaseIsRealTime(t *testing.T) {
 	var ns atomic.Int64
 	ns.Store(time.Date(2031, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixNano())
 	skewed := func() time.Time { return time.Unix(0, ns.Load()).UTC() }
-	held, err := dialect.SQLite.Lock(ctx, db, "m", skewed)
+	held, err := sqlitedialect.Dialect{}.Lock(ctx, db, "m", skewed)
 	require.NoError(t, err)
 	var until time.Time
 	require.NoError(t, db.GetContext(ctx, &until, `SELECT until FROM schemashift_locks WHERE name = 'm'`))
@@ -265,7 +310,7 @@ func TestSQLiteLockLeaseIsRealTime(t *testing.T) {
 	tryLock := func() error {
 		short, cancel := context.WithTimeout(ctx, 60*time.Millisecond)
 		defer cancel()
-		unlock, err := dialect.SQLite.Lock(short, db, "m", skewed)
+		unlock, err := sqlitedialect.Dialect{}.Lock(short, db, "m", skewed)
 		if err == nil {
 			unlock()
 		}
@@ -290,8 +335,6 @@ func TestSQLiteLockLeaseIsRealTime(t *testing.T) {
 func TestHoldFencesALostLock(t *testing.T) {
 	t.Parallel()
 	t.Run("sqlite", func(t *testing.T) {
-		restore := dialect.SetRenewEvery(10 * time.Millisecond)
-		defer restore()
 		ctx := t.Context()
 		db := dbtest.SQLite(t)
 		checkHeld := func(ctx context.Context) error {
@@ -300,7 +343,7 @@ func TestHoldFencesALostLock(t *testing.T) {
 			defer tx.Rollback() //nolint:errcheck
 			return dialect.CheckHeld(ctx, tx)
 		}
-		err := dialect.SQLite.Hold(ctx, db, "m", func(ctx context.Context, one *sqlx.DB) error {
+		err := sqlitedialect.Dialect{}.RenewingEvery(10*time.Millisecond).Hold(ctx, db, "m", func(ctx context.Context, one *sqlx.DB) error {
 			require.NoError(t, checkHeld(ctx), "held")
 			one.MustExecContext(ctx, `UPDATE schemashift_locks SET holder = 'thief' WHERE name = 'm'`)
 			require.ErrorIs(t, checkHeld(context.WithoutCancel(ctx)), dialect.ErrLockLost, "another holder has it")
@@ -321,7 +364,7 @@ func TestHoldFencesALostLock(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		db := pgtest.DB(t)
-		err := dialect.Postgres.Hold(ctx, db, "m", func(ctx context.Context, one *sqlx.DB) error {
+		err := postgres.Dialect{}.Hold(ctx, db, "m", func(ctx context.Context, one *sqlx.DB) error {
 			tx, err := one.BeginTxx(ctx, nil)
 			require.NoError(t, err)
 			defer tx.Rollback() //nolint:errcheck
@@ -336,11 +379,11 @@ func TestHoldFencesALostLock(t *testing.T) {
 func TestCheckPool(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	require.NoError(t, dialect.Postgres.CheckPool(ctx, pgtest.DB(t)))
-	require.NoError(t, dialect.SQLite.CheckPool(ctx, dbtest.SQLite(t)))
+	require.NoError(t, postgres.Dialect{}.CheckPool(ctx, pgtest.DB(t)))
+	require.NoError(t, sqlitedialect.Dialect{}.CheckPool(ctx, dbtest.SQLite(t)))
 	one := dbtest.SQLite(t)
 	one.SetMaxOpenConns(1)
-	require.NoError(t, dialect.SQLite.CheckPool(ctx, one))
+	require.NoError(t, sqlitedialect.Dialect{}.CheckPool(ctx, one))
 	for name, dsn := range map[string]string{
 		"plain":             "%s",
 		"no busy_timeout":   "file:%s?_txlock=immediate",
@@ -349,7 +392,7 @@ func TestCheckPool(t *testing.T) {
 	} {
 		db, err := sqlx.Open("sqlite", fmt.Sprintf(dsn, filepath.Join(t.TempDir(), "app.db")))
 		require.NoError(t, err)
-		err = dialect.SQLite.CheckPool(ctx, db)
+		err = sqlitedialect.Dialect{}.CheckPool(ctx, db)
 		require.ErrorIs(t, err, dialect.ErrPoolSetup, name)
 		assert.Contains(t, err.Error(), "sqlite.Open", name)
 		db.Close()
@@ -389,7 +432,7 @@ func TestCheckPoolUnderConcurrentWriter(t *testing.T) {
 			tx.MustExecContext(ctx, `INSERT INTO t VALUES (1)`)
 			released := make(chan struct{})
 			time.AfterFunc(tt.hold, func() { _ = tx.Commit(); close(released) })
-			err = dialect.SQLite.CheckPool(ctx, db)
+			err = sqlitedialect.Dialect{}.CheckPool(ctx, db)
 			<-released
 			switch {
 			case tt.message == "":

@@ -1,4 +1,4 @@
-package dialect
+package postgres
 
 import (
 	"context"
@@ -10,57 +10,27 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
-// ErrPinLost is wrapped when the connection of a [Dialect.Locked] call
-// broke under it: what ran is as far as it got, and the lock went with
-// the connection.
-var ErrPinLost = errors.New("the locked connection was lost")
-
-// Locked is [Dialect.Hold] for an f that takes no context: f cannot be
-// stopped when a SQLite lock is lost under it, but Locked then returns
-// [ErrLockLost] (wrapped) with f's error. now is ignored: a lock's lease
-// is judged in real time (see [Dialect.Lock]).
-func (d *Dialect) Locked(ctx context.Context, db *sqlx.DB, name string, now func() time.Time, f func(one *sqlx.DB) error) error {
+// Locked implements [dialect.Sessions].
+func (d Dialect) Locked(ctx context.Context, db *sqlx.DB, name string, now func() time.Time, f func(one *sqlx.DB) error) error {
 	return d.Hold(ctx, db, name, func(_ context.Context, one *sqlx.DB) error { return f(one) })
 }
 
-// Hold takes the lock named name, across processes, waiting for it
-// until ctx ends, and runs f under it with one, a pool that f uses for
-// all its work; it releases the lock when f returns.
-//
-// On PostgreSQL the lock is a session advisory lock, held by a connection
-// of db's that Hold takes for the whole call, and one is a pool of that
-// connection alone: the lock and everything f does share it, statements
-// that cannot run in a transaction block (CREATE INDEX CONCURRENTLY)
-// included, so that f never waits for a second connection of a pool that
-// has none to give (a pool of one connection works; n concurrent callers
-// need no more than n connections between them, and each holds one). f
-// must not hold one of one's connections or transactions while it asks
-// for another: one has no second to give. f's context is ctx.
-//
-// On SQLite the lock is the leased row of [Dialect.Lock], judged in real
-// time, which holds no connection, and one is db. f's context ends, with
-// cause [ErrLockLost], when a renewal of the lease fails or matches no
-// row, and Hold then returns ErrLockLost (wrapped) with f's error; f
-// fences each write it must make only under the lock with [CheckHeld]
-// on its context, inside the write's transaction.
-func (d *Dialect) Hold(ctx context.Context, db *sqlx.DB, name string, f func(ctx context.Context, one *sqlx.DB) error) error {
-	if d.sqlite {
-		h, err := lockRow(ctx, db, name)
-		if err != nil {
-			return err
-		}
-		ferr := func() (err error) {
-			defer func() {
-				if lost := h.release(); lost != nil {
-					err = errors.Join(err, lost)
-				}
-			}()
-			return f(h.ctx, db)
-		}()
-		return ferr
-	}
+// Hold implements [dialect.Sessions]. The lock is a session advisory
+// lock, held by a connection of db's that Hold takes for the whole call,
+// and one is a pool of that connection alone: the lock and everything f
+// does share it, statements that cannot run in a transaction block
+// (CREATE INDEX CONCURRENTLY) included, so that f never waits for a
+// second connection of a pool that has none to give (a pool of one
+// connection works; n concurrent callers need no more than n connections
+// between them, and each holds one). f must not hold one of one's
+// connections or transactions while it asks for another: one has no
+// second to give. f's context is ctx: the lock is lost only with its
+// connection, which fails f's statements ([dialect.ErrPinLost]).
+func (Dialect) Hold(ctx context.Context, db *sqlx.DB, name string, f func(ctx context.Context, one *sqlx.DB) error) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
@@ -87,7 +57,7 @@ func (d *Dialect) Hold(ctx context.Context, db *sqlx.DB, name string, f func(ctx
 		}
 		ran = true
 		ferr = f(ctx, one)
-		if _, err := one.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, name); err != nil {
+		if _, err := one.ExecContext(context.WithoutCancel(ctx), unlockSQL, name); err != nil {
 			return driver.ErrBadConn // likewise; f's outcome stands
 		}
 		return pin.fate()
@@ -146,7 +116,7 @@ func (p *pinnedConnector) Connect(context.Context) (driver.Conn, error) {
 	defer p.mu.Unlock()
 	if p.given {
 		p.lost = true
-		return nil, ErrPinLost
+		return nil, dialect.ErrPinLost
 	}
 	p.given = true
 	return pinnedConn{p.conn}, nil

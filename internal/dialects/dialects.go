@@ -1,0 +1,227 @@
+// Package dialects picks the [dialect.Dialect] of a pool, a connection or
+// a transaction, explicitly: from the Go type of its database/sql driver
+// where it has one to show, from the name its driver was registered under
+// where that is all it knows, and by a probe for a *sql.Tx. A driver of
+// no registered dialect is refused with [ErrUnknownDriver], never taken
+// for another database's.
+//
+// Adding a database is a package under internal/dialect, implementing
+// [dialect.Dialect] and saying in a [dialect.Driver] how it is
+// recognised, and one line in [registered].
+package dialects
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/jmoiron/sqlx/reflectx"
+
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialect/postgres"
+	"github.com/schemashift/schemashift/internal/dialect/sqlite"
+)
+
+// registered lists the supported databases. PostgreSQL comes first: a
+// probe that fails aborts a PostgreSQL transaction, so its probe, which
+// succeeds on it, runs before any other (see [For]).
+func registered() []dialect.Driver {
+	return []dialect.Driver{
+		postgres.Driver(),
+		sqlite.Driver(),
+	}
+}
+
+// All returns every supported database's dialect, for what must hold on
+// each (a DDL fragment goes into every database's DDL as written).
+func All() []dialect.Dialect {
+	var out []dialect.Dialect
+	for _, d := range registered() {
+		out = append(out, d.Dialect)
+	}
+	return out
+}
+
+// ErrUnknownDriver is wrapped by the error for a database/sql driver of no
+// supported database.
+var ErrUnknownDriver = errors.New("no dialect for this database driver")
+
+// Pool is a pool that shows its driver: *sql.DB and *sqlx.DB, both safe
+// for concurrent use.
+type Pool interface {
+	Driver() driver.Driver
+}
+
+var (
+	_ Pool = (*sql.DB)(nil)
+	_ Pool = (*sqlx.DB)(nil)
+)
+
+// ForPool returns the dialect of db's driver, by the driver's Go type.
+func ForPool(db Pool) (dialect.Dialect, error) {
+	d, err := driverOf(db)
+	if err != nil {
+		return nil, err
+	}
+	return d.Dialect, nil
+}
+
+// Sqlx returns db as a *sqlx.DB, and its dialect: db itself when it is
+// one, a *sql.DB wrapped under the driver name its dialect registers. The
+// wrapper shares db's pool: closing it closes db.
+func Sqlx(db Pool) (*sqlx.DB, dialect.Dialect, error) {
+	d, err := driverOf(db)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch db := db.(type) {
+	case *sqlx.DB:
+		return db, d.Dialect, nil
+	case *sql.DB:
+		return sqlx.NewDb(db, d.Names[0]), d.Dialect, nil
+	}
+	return nil, nil, fmt.Errorf("%w: %T is neither a *sql.DB nor a *sqlx.DB", ErrUnknownDriver, db)
+}
+
+func driverOf(db Pool) (dialect.Driver, error) {
+	if db == nil || reflect.ValueOf(db).IsNil() {
+		return dialect.Driver{}, fmt.Errorf("%w: the pool is nil", ErrUnknownDriver)
+	}
+	drv := db.Driver()
+	if d, ok := byType(drv); ok {
+		return d, nil
+	}
+	return dialect.Driver{}, fmt.Errorf("%w: driver %T", ErrUnknownDriver, drv)
+}
+
+// For returns the dialect of db, one of:
+//   - a pool (*sql.DB, *sqlx.DB): by its driver's Go type;
+//   - a *sqlx.Tx, or anything else with a DriverName: by the name its
+//     driver was registered under (a *sqlx.Tx of no registered name, made
+//     by hand say, as a *sql.Tx);
+//   - a *sql.Conn or *sqlx.Conn: by the Go type of its driver
+//     connection, through Raw;
+//   - a *sql.Tx, which tells nothing of its driver: by running each
+//     registered dialect's probe in turn in the transaction, a SELECT
+//     that succeeds on its database alone and changes nothing. PostgreSQL's
+//     runs first, and succeeds there, so that no failed statement aborts
+//     a PostgreSQL transaction; on SQLite a failed statement leaves the
+//     transaction as it was.
+func For(ctx context.Context, db any) (dialect.Dialect, error) {
+	switch v := db.(type) {
+	case Pool:
+		return ForPool(v)
+	case *sqlx.Conn:
+		return forConn(v.Conn)
+	case *sql.Conn:
+		return forConn(v)
+	case *sqlx.Tx:
+		if d, ok := byName(v.DriverName()); ok {
+			return d, nil
+		}
+		return probe(ctx, v.Tx) // made by hand, or begun on a pool of another driver name
+	case interface{ DriverName() string }:
+		if d, ok := byName(v.DriverName()); ok {
+			return d, nil
+		}
+		return nil, fmt.Errorf("%w: driver name %q", ErrUnknownDriver, v.DriverName())
+	case *sql.Tx:
+		return probe(ctx, v)
+	}
+	return nil, fmt.Errorf("%w: %T shows no driver", ErrUnknownDriver, db)
+}
+
+func byName(name string) (dialect.Dialect, bool) {
+	for _, d := range registered() {
+		if slices.Contains(d.Names, name) {
+			return d.Dialect, true
+		}
+	}
+	return nil, false
+}
+
+// probe runs each dialect's probe in tx, in the order of [registered].
+func probe(ctx context.Context, v *sql.Tx) (dialect.Dialect, error) {
+	for _, d := range registered() {
+		var answer any
+		if err := v.QueryRowContext(ctx, d.Probe).Scan(&answer); err == nil {
+			return d.Dialect, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("probe the transaction's database: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("%w: the transaction's database answers no dialect's probe", ErrUnknownDriver)
+}
+
+func forConn(c *sql.Conn) (dialect.Dialect, error) {
+	var found dialect.Driver
+	var typ reflect.Type
+	err := c.Raw(func(dc any) error {
+		typ = reflect.TypeOf(dc)
+		found, _ = byType(dc)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("read the connection's driver: %w", err)
+	case found.Dialect == nil:
+		return nil, fmt.Errorf("%w: driver connection %v", ErrUnknownDriver, typ)
+	}
+	return found.Dialect, nil
+}
+
+// byType finds the dialect whose driver package declares v's type.
+func byType(v any) (dialect.Driver, bool) {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return dialect.Driver{}, false
+	}
+	for _, d := range registered() {
+		if t.PkgPath() == d.Package {
+			return d, true
+		}
+	}
+	return dialect.Driver{}, false
+}
+
+// Handle returns db, a pool, connection or transaction of database/sql or
+// sqlx, as a handle that runs sqlx's queries, and its dialect: an sqlx
+// value as it is, a database/sql one wrapped (sharing the pool,
+// connection or transaction, and owning nothing of it).
+func Handle(ctx context.Context, db any) (dialect.Conn, dialect.Dialect, error) {
+	d, err := For(ctx, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch v := db.(type) {
+	case *sqlx.Tx:
+		if v.Mapper == nil { // made by hand: sqlx's scans need one
+			return &sqlx.Tx{Tx: v.Tx, Mapper: mapper()}, d, nil
+		}
+		return v, d, nil
+	case *sqlx.DB, *sqlx.Conn:
+		return v.(dialect.Conn), d, nil
+	case *sql.DB:
+		x, _, err := Sqlx(v)
+		return x, d, err
+	case *sql.Tx:
+		return &sqlx.Tx{Tx: v, Mapper: mapper()}, d, nil
+	case *sql.Conn:
+		return &sqlx.Conn{Conn: v, Mapper: mapper()}, d, nil
+	}
+	return nil, nil, fmt.Errorf("%w: %T is none of database/sql's or sqlx's handles", ErrUnknownDriver, db)
+}
+
+// mapper maps struct fields to columns as sqlx's own handles do: by their
+// db tag, else their name in lower case.
+func mapper() *reflectx.Mapper { return reflectx.NewMapperFunc("db", strings.ToLower) }
