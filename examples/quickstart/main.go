@@ -134,6 +134,7 @@ func run(ctx context.Context, out io.Writer, set settings) error {
 	defer fl.stop()
 
 	var summary []step
+	caught := false // the legacy job has run and been caught
 	for {
 		st, err := ledger.Get(ctx, db, migration)
 		if err != nil {
@@ -165,18 +166,35 @@ func run(ctx context.Context, out io.Writer, set settings) error {
 			}
 			note = fmt.Sprintf("%d rows compared, %d divergent, %v", reps[0].Compared, reps[0].Divergent, reps[0].Duration.Round(time.Millisecond))
 		case ledger.Shadow:
+			if caught {
+				break
+			}
 			// A legacy job still writes full_name directly, behind the
-			// adapters' back: the shadow comparisons catch it, verification
-			// finds the rows, the repair fixes them.
+			// adapters' back: the shadow comparisons catch it. The gate
+			// judges every comparison since shadow began, so the ones the
+			// job spoiled would count for as long as the phase lasts: the
+			// operator steps back to verify, repairs there, and enters
+			// shadow again, to be judged on what the repaired rows give.
+			caught = true
 			if _, err := db.ExecContext(ctx, `UPDATE users SET full_name = upper(full_name) WHERE id <= $1`, legacyRows); err != nil {
 				return err
 			}
 			mm, diffs := fl.waitMismatch(ctx, 10*time.Second)
+			start := time.Now()
+			back, err := coord.Rollback(ctx, rollout.Request{Migration: migration, Actor: "quickstart",
+				Reason: "shadow reads disagree with the old path: step back, repair, verify again"})
+			if err != nil {
+				return err
+			}
 			reps, err := coord.VerifyBackfills(ctx, migration, backfill.VerifyOptions{Repair: true})
 			if err != nil {
 				return err
 			}
-			note = fmt.Sprintf("legacy job caught: %d mismatches (%s); repair fixed %d rows", mm, diffs, reps[0].Repaired)
+			s := step{from: st.Phase, to: back.Phase, gate: "step back", waited: time.Since(start),
+				note: fmt.Sprintf("legacy job caught: %d mismatches (%s); repair fixed %d rows", mm, diffs, reps[0].Repaired)}
+			summary = append(summary, s)
+			fmt.Fprintf(out, "%-10s → %-10s %-27s after %v\n", s.from, s.to, "stepped back to repair", s.waited.Round(10*time.Millisecond))
+			continue
 		}
 		start := time.Now()
 		next, ready, err := coord.AdvanceWhenMet(ctx, rollout.Request{Migration: migration, Actor: "quickstart",

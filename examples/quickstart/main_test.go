@@ -33,14 +33,14 @@ func testQuickstart(t *testing.T, set settings) {
 
 	summary := text[strings.Index(text, "Summary"):]
 	var order []string
-	for _, m := range regexp.MustCompile(`(?m)^(\w+)\s+(\w+)\s+(expand|schema|fleet at \w+|backfill done|verification passed|shadow consistency|fleet only complete)\s`).FindAllStringSubmatch(summary, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^(\w+)\s+(\w+)\s+(expand|schema|fleet at \w+|backfill done|verification passed|shadow consistency|fleet only complete|step back)\s`).FindAllStringSubmatch(summary, -1) {
 		order = append(order, m[1]+"→"+m[2])
 	}
 	assert.Equal(t, []string{"planned→expanded", "expanded→dualwrite", "dualwrite→backfill", "backfill→verify", "verify→shadow",
-		"shadow→live", "live→rampdown", "rampdown→complete", "complete→contracted"}, order, "every gate, in order")
+		"shadow→verify", "verify→shadow", "shadow→live", "live→rampdown", "rampdown→complete", "complete→contracted"}, order, "every gate, in order")
 	assert.Regexp(t, `backfill +verify +backfill done .* 1\d{5} rows in \d+ chunks`, summary)
 	assert.Regexp(t, `verify +shadow +verification passed .* 0 divergent`, summary)
-	assert.Regexp(t, `legacy job caught: [1-9]\d* mismatches .*; repair fixed 100 rows`, summary)
+	assert.Regexp(t, `shadow +verify +step back .*legacy job caught: [1-9]\d* mismatches .*; repair fixed 100 rows`, summary)
 	assert.Regexp(t, `rows: (\d+) expected, (\d+) present, 0 lost; 0 without the new shape; schema fits the contracted build: true`, text)
 	assert.Regexp(t, `traffic: [1-9]\d* reads, [1-9]\d* writes \([1-9]\d* new users\), 0 errors`, text)
 	assert.Regexp(t, `new-path writes of multi-word names: [1-9]\d* intact, 0 overwritten`, text)
