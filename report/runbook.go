@@ -6,14 +6,15 @@ import (
 	"strings"
 
 	"github.com/schemashift/schemashift/ddl"
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
 
-// gateAdvice says what to do when a gate refuses.
+// gateAdvice says what to do when a gate refuses; the expand's, which
+// depends on the database, is [expandAdvice].
 var gateAdvice = map[ledger.Phase]string{
-	ledger.Expanded:   "The expand failed: read the error in the audit trail. A lock timeout means a long transaction holds the table; find it in pg_stat_activity and retry.",
 	ledger.DualWrite:  "The expand's columns are missing: the expand did not run or was undone by hand. Roll back to planned and advance again.",
 	ledger.Backfill:   "An instance still evaluates an older stage, has not been seen for a whole window, made no call, or runs an old build unaware of the migration: check the fleet in `status`, finish the deploy, or wait one window.",
 	ledger.Verify:     "The backfill is not done: check `backfill status`; resume it if paused or cancelled; a failed job shows its error.",
@@ -24,8 +25,15 @@ var gateAdvice = map[ledger.Phase]string{
 	ledger.Contracted: "An instance still evaluates rampdown or earlier, or called the old path, within the window; or confirmation is missing. Nothing may still read or write the old shape when it is dropped.",
 }
 
-const gateAdviceSQLiteExpand = "The expand failed: read the error in the audit trail. \"database is locked\" means a writer held the write lock past busy_timeout; " +
-	"retry when it is done. An operation SQLite cannot run (a foreign key, a check, SET NOT NULL on an existing column) has to leave the plan."
+// expandAdvice says what to do when the gate to expanded refuses: the
+// expand failed, in the way of t's database.
+func expandAdvice(t dialect.Runbook) string {
+	advice := "The expand failed: read the error in the audit trail. " + t.LockWait
+	if t.Unsupported != "" {
+		advice += " " + t.Unsupported
+	}
+	return advice
+}
 
 var gateCheck = map[ledger.Phase]string{
 	ledger.Expanded:   "none",
@@ -45,7 +53,7 @@ var gateCheck = map[ledger.Phase]string{
 // from the plan, so it cannot drift from it. Its DDL is in the PostgreSQL
 // form; [RunbookFor] renders it for a coordinator's database.
 func Runbook(p rollout.Plan) (string, error) {
-	return runbook(p, renderer{up: func(o ddl.Op) ([]ddl.Statement, error) { return o.Up(17) }})
+	return runbook(p, renderer{text: dialects.Reference().Runbook(), up: func(o ddl.Op) ([]ddl.Statement, error) { return o.Up(17) }})
 }
 
 // RunbookFor renders the runbook of one of c's migrations (see [Runbook])
@@ -69,13 +77,14 @@ func RunbookFor(ctx context.Context, c *rollout.Coordinator, migration string) (
 	if err != nil {
 		return "", fmt.Errorf("runbook %s: %w", migration, err)
 	}
-	return runbook(p, renderer{plainDDL: d.PlainDDL(), up: up})
+	return runbook(p, renderer{text: d.Runbook(), up: up})
 }
 
-// renderer renders a plan's DDL operations for one database.
+// renderer renders a plan's DDL operations for one database, and says
+// what depends on it.
 type renderer struct {
-	plainDDL bool
-	up       func(ddl.Op) ([]ddl.Statement, error)
+	text dialect.Runbook
+	up   func(ddl.Op) ([]ddl.Statement, error)
 }
 
 func runbook(p rollout.Plan, r renderer) (string, error) {
@@ -128,8 +137,8 @@ func runbook(p rollout.Plan, r renderer) (string, error) {
 			fmt.Fprintln(&b)
 		}
 		advice := gateAdvice[to]
-		if r.plainDDL && to == ledger.Expanded {
-			advice = gateAdviceSQLiteExpand
+		if to == ledger.Expanded {
+			advice = expandAdvice(r.text)
 		}
 		fmt.Fprintf(&b, "- **If refused:** %s\n\n", advice)
 	}
@@ -148,12 +157,7 @@ func (r renderer) writeDDL(b *strings.Builder, ops []ddl.Op, steps []rollout.Ste
 		fmt.Fprintf(b, "%s: no DDL.\n\n", what)
 		return
 	}
-	if r.plainDDL {
-		fmt.Fprintf(b, "%s on SQLite, each statement waiting for the database write lock (busy_timeout); "+
-			"the PostgreSQL-only safety steps run in their plain form, as each comment says:\n\n```sql\n", what)
-	} else {
-		fmt.Fprintf(b, "%s, each statement with a short lock_timeout, retried on lock timeouts:\n\n```sql\n", what)
-	}
+	fmt.Fprintf(b, "%s%s:\n\n```sql\n", what, r.text.DDL)
 	for _, o := range ops {
 		st, err := r.up(o)
 		if err != nil {

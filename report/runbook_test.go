@@ -37,6 +37,8 @@ func TestRunbook(t *testing.T) {
 		"**Irreversible.**",
 		"`schemashift rollback users_split_name --to-off`",
 		"**If refused:** An instance still evaluates an older stage",
+		"Runs the expand, each statement with a short lock_timeout, retried on lock timeouts:",
+		"**If refused:** The expand failed: read the error in the audit trail. A lock timeout means a long transaction holds the table; find it in pg_stat_activity and retry.\n",
 	} {
 		assert.Contains(t, md, want)
 	}
@@ -71,6 +73,11 @@ func testCoordinatorRunbook(t *testing.T, db *sqlx.DB) {
 			`CREATE INDEX IF NOT EXISTS "users_full_name" ON "users" ("full_name");`)
 		assert.Contains(t, md, "\n-- add check users_full_name_len on users: operation not supported by the database: SQLite cannot add a check constraint")
 		assert.Contains(t, md, `"database is locked" means a writer held the write lock`)
+		assert.Contains(t, md, "**If refused:** The expand failed: read the error in the audit trail. "+
+			`"database is locked" means a writer held the write lock past busy_timeout; retry when it is done. `+
+			"An operation SQLite cannot run (a foreign key, a check, SET NOT NULL on an existing column) has to leave the plan.\n")
+		assert.Contains(t, md, "Runs the contract on SQLite, each statement waiting for the database write lock (busy_timeout); "+
+			"the PostgreSQL-only safety steps run in their plain form, as each comment says:\n")
 		assert.NotContains(t, md, "CONCURRENTLY IF NOT EXISTS")
 		assert.NotContains(t, md, "lock_timeout")
 		assert.NotContains(t, md, "pg_stat_activity")
@@ -78,6 +85,8 @@ func testCoordinatorRunbook(t *testing.T, db *sqlx.DB) {
 		assert.Contains(t, md, `CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_full_name" ON "users" ("full_name");`)
 		assert.Contains(t, md, `ADD CONSTRAINT "users_full_name_len" CHECK (length(full_name) < 500) NOT VALID;`)
 		assert.Contains(t, md, "each statement with a short lock_timeout")
+		assert.Contains(t, md, "A lock timeout means a long transaction holds the table; find it in pg_stat_activity and retry.")
+		assert.NotContains(t, md, "database is locked")
 		assert.NotContains(t, md, "-- sqlite:")
 	}
 	_, err = report.RunbookFor(t.Context(), c, "no_such_migration")

@@ -8,10 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jmoiron/sqlx"
-
 	"github.com/schemashift/schemashift/internal/dialect"
-	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/ledger"
 )
 
@@ -34,76 +31,6 @@ type QueryPlan struct {
 	Shape     []string  `json:"shape"`
 	Changes   []string  `json:"changes,omitempty"` // against the previous plan
 	At        time.Time `json:"at"`
-}
-
-// planShape explains q and returns its plan's nodes, outermost first, as
-// "Index Scan on users using users_pkey".
-func planShape(ctx context.Context, db *sqlx.DB, q HotQuery) ([]string, error) {
-	if d, err := dialects.ForPool(db); err != nil {
-		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
-	} else if !d.ExplainJSON() {
-		return sqlitePlanShape(ctx, db, q)
-	}
-	var raw string
-	if err := db.GetContext(ctx, &raw, "EXPLAIN (FORMAT JSON) "+q.SQL, q.Args...); err != nil {
-		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
-	}
-	var doc []struct {
-		Plan json.RawMessage `json:"Plan"`
-	}
-	if err := json.Unmarshal([]byte(raw), &doc); err != nil || len(doc) == 0 {
-		return nil, fmt.Errorf("explain %s: unreadable plan: %v", q.Name, err)
-	}
-	var shape []string
-	var walk func(json.RawMessage) error
-	walk = func(m json.RawMessage) error {
-		var n struct {
-			Type     string            `json:"Node Type"`
-			Relation string            `json:"Relation Name"`
-			Index    string            `json:"Index Name"`
-			Plans    []json.RawMessage `json:"Plans"`
-		}
-		if err := json.Unmarshal(m, &n); err != nil {
-			return err
-		}
-		s := n.Type
-		if n.Relation != "" {
-			s += " on " + n.Relation
-		}
-		if n.Index != "" {
-			s += " using " + n.Index
-		}
-		shape = append(shape, s)
-		for _, c := range n.Plans {
-			if err := walk(c); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := walk(doc[0].Plan); err != nil {
-		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
-	}
-	return shape, nil
-}
-
-// sqlitePlanShape reads SQLite's EXPLAIN QUERY PLAN, whose steps say the
-// same in words: "SCAN users", "SEARCH users USING INDEX users_email (email=?)".
-func sqlitePlanShape(ctx context.Context, db *sqlx.DB, q HotQuery) ([]string, error) {
-	var steps []struct {
-		ID     int64  `db:"id"`
-		Parent int64  `db:"parent"`
-		Unused int64  `db:"notused"`
-		Detail string `db:"detail"`
-	}
-	if err := db.SelectContext(ctx, &steps, "EXPLAIN QUERY PLAN "+q.SQL, q.Args...); err != nil {
-		return nil, fmt.Errorf("explain %s: %w", q.Name, err)
-	}
-	shape := make([]string, len(steps))
-	for i, s := range steps {
-		shape[i] = s.Detail
-	}
-	return shape, nil
 }
 
 // shapeChanges lists the nodes that appeared (+) and went (−).
@@ -132,9 +59,10 @@ func shapeChanges(before, after []string) []string {
 // whose shape changed since the last record.
 func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor string) error {
 	for _, q := range plan.HotQueries {
-		shape, err := planShape(ctx, c.db, q)
+		shape, err := c.dialect.Explain(ctx, c.db, q.SQL, q.Args...)
 		if err != nil {
-			if err := c.record(ctx, ledger.Event{Migration: plan.Migration, Kind: "query-plan", Accepted: false, Actor: actor, Reason: err.Error()}); err != nil {
+			reason := fmt.Sprintf("explain %s: %v", q.Name, err)
+			if err := c.record(ctx, ledger.Event{Migration: plan.Migration, Kind: "query-plan", Accepted: false, Actor: actor, Reason: reason}); err != nil {
 				return err
 			}
 			continue

@@ -35,6 +35,8 @@ import (
 type Dialect interface {
 	// String is the database's name, for messages.
 	String() string
+	// Runbook is what an operator's runbook says of this database.
+	Runbook() Runbook
 	Rendering
 	Capabilities
 	Catalog
@@ -199,9 +201,20 @@ type Capabilities interface {
 	// any writer does (no lock_timeout), with no concurrent index build,
 	// no NOT VALID, and no constraint added to an existing table.
 	PlainDDL() bool
-	// ExplainJSON reports whether EXPLAIN (FORMAT JSON) describes a
-	// query's plan; without it, EXPLAIN QUERY PLAN does.
-	ExplainJSON() bool
+}
+
+// Runbook is the text of an operator's runbook that depends on the
+// database, in Markdown: a plain value.
+type Runbook struct {
+	// DDL says how each statement of the expand or the contract runs,
+	// following "Runs the expand" in a sentence that goes on to the DDL.
+	DDL string
+	// LockWait says what it means when a DDL statement gave up waiting
+	// for a lock, and what to do.
+	LockWait string
+	// Unsupported says what to do with an operation the database cannot
+	// run; "" where it runs them all.
+	Unsupported string
 }
 
 // Catalog reads what the database knows of its tables. Safe for
@@ -230,6 +243,12 @@ type Catalog interface {
 	// ReplicationLag is the largest replay lag of the primary's replicas,
 	// as the primary sees it (zero without replicas).
 	ReplicationLag(ctx context.Context, q sqlx.QueryerContext) (time.Duration, error)
+	// Explain reads the plan the database would run query with args by,
+	// without running it: its nodes, outermost first, each in the
+	// database's words ("Index Scan on users using users_pkey"). The
+	// words are stored, and compared with later plans', so they do not
+	// change.
+	Explain(ctx context.Context, q sqlx.QueryerContext, query string, args ...any) ([]string, error)
 	// CurrentTime reads the database's clock. schemashift decides on no
 	// time of it (see [Stamp]); tests use it to show so.
 	CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.Time, error)

@@ -48,6 +48,11 @@ func All() []dialect.Dialect {
 	return out
 }
 
+// Reference is the dialect whose forms the DDL operations' own Up methods
+// write (package ddl), and in which what is written for no database, a
+// runbook of a plan alone, is written: PostgreSQL's.
+func Reference() dialect.Dialect { return postgres.New() }
+
 // ErrUnknownDriver is wrapped by the error for a database/sql driver of no
 // supported database.
 var ErrUnknownDriver = errors.New("no dialect for this database driver")

@@ -44,15 +44,6 @@ var nameExceptions = map[[2]string]string{
 	{"ddl/executor.go", "pg_catalog"}:    "the schema the parser puts built-in type names in, compared in its parse trees",
 	{"ddl/lint.go", "postgres"}:          "the linter's rules are about PostgreSQL's DDL, and their advice says so",
 	{"ddl/lint.go", "set_config"}:        "a rule of the linter: a script's own timeout settings, by PostgreSQL's name for them",
-	// rollout's files are being moved into packages of their own (the
-	// ledger, the fleet, the reports) by the other half of issue 15, which
-	// these lines wait for: then the plan watch's EXPLAIN QUERY PLAN moves
-	// into the SQLite dialect beside EXPLAIN (FORMAT JSON), and the
-	// runbook's gate advice and DDL preamble come from the dialect.
-	{"rollout/planwatch.go", "sqlite"}:        "pending: sqlitePlanShape, the plan watch's EXPLAIN QUERY PLAN",
-	{"report/runbook.go", "sqlite"}:           "pending: the runbook's advice and preamble for plain DDL",
-	{"report/runbook.go", "postgres"}:         "pending: the runbook's preamble for plain DDL",
-	{"report/runbook.go", "pg_stat_activity"}: "pending: the runbook's advice on a lock timeout",
 }
 
 // nameFinding is one identifier or string that names a database.

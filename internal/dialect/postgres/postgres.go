@@ -91,9 +91,6 @@ func (Dialect) ConcurrentIndexes() bool { return true }
 // forms, each statement with a short lock_timeout, retried.
 func (Dialect) PlainDDL() bool { return false }
 
-// ExplainJSON implements [dialect.Capabilities].
-func (Dialect) ExplainJSON() bool { return true }
-
 // CurrentTime implements [dialect.Catalog].
 func (Dialect) CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.Time, error) {
 	var t time.Time

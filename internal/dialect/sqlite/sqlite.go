@@ -178,9 +178,6 @@ func (Dialect) ConcurrentIndexes() bool { return false }
 // the database's write lock up to busy_timeout, as any writer does.
 func (Dialect) PlainDDL() bool { return true }
 
-// ExplainJSON implements [dialect.Capabilities]: EXPLAIN QUERY PLAN.
-func (Dialect) ExplainJSON() bool { return false }
-
 // CurrentTime implements [dialect.Catalog].
 func (Dialect) CurrentTime(ctx context.Context, q sqlx.QueryerContext) (time.Time, error) {
 	var s string
