@@ -70,9 +70,10 @@ func (e *MismatchError) Error() string {
 func (e *MismatchError) Unwrap() error { return ErrMismatch }
 
 // Verify checks s against the live catalog of db, a PostgreSQL or SQLite
-// pool or transaction (told apart by its DriverName; anything without one
-// is read as PostgreSQL), and returns a *MismatchError naming every unmet
-// requirement, or nil.
+// pool, connection or transaction (told apart by its driver, or a
+// transaction by what its database answers; an unknown driver is refused,
+// never read as PostgreSQL), and returns a *MismatchError naming every
+// unmet requirement, or nil.
 //
 // On SQLite a column's type is compared by type affinity, the only type a
 // SQLite column has: the wanted type, read as PostgreSQL would (so serial

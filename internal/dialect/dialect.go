@@ -354,11 +354,14 @@ type Sessions interface {
 }
 
 // Driver says how a dialect is recognised, for package internal/dialects:
-// by the names its database/sql driver registers (sqlx's DriverName), by
-// the Go package its driver's and its connections' types are declared in,
-// and, for a *sql.Tx, which tells nothing of its driver, by Probe, a
-// SELECT that succeeds on this database and fails on the others
-// registered after it without harming the transaction. A value, read by
+// by the Go package its driver's and its connections' types are declared
+// in, and, for a transaction, which tells nothing of its driver, by Probe,
+// a SELECT that succeeds on this database and fails on the others
+// registered after it without harming the transaction (its functions
+// schema-qualified, so that no function a user put on the search_path
+// answers it). Names are the names its database/sql driver registers,
+// the first of which a *sql.DB is wrapped under for sqlx; never evidence
+// of the database (sqlx.NewDb takes any name). A value, read by
 // internal/dialects and never changed: safe for concurrent use.
 type Driver struct {
 	Dialect Dialect

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -107,12 +106,11 @@ func driverOf(db Pool) (dialect.Driver, error) {
 
 // For returns the dialect of db, one of:
 //   - a pool (*sql.DB, *sqlx.DB): by its driver's Go type;
-//   - a *sqlx.Tx, or anything else with a DriverName: by the name its
-//     driver was registered under (a *sqlx.Tx of no registered name, made
-//     by hand say, as a *sql.Tx);
 //   - a *sql.Conn or *sqlx.Conn: by the Go type of its driver
 //     connection, through Raw;
-//   - a *sql.Tx, which tells nothing of its driver: by running each
+//   - a *sql.Tx or *sqlx.Tx, which tell nothing of their driver (a
+//     *sqlx.Tx's DriverName is whatever word its pool was given to
+//     sqlx.NewDb, never checked against the driver): by running each
 //     registered dialect's probe in turn in the transaction, a SELECT
 //     that succeeds on its database alone and changes nothing. PostgreSQL's
 //     runs first, and succeeds there, so that no failed statement aborts
@@ -127,28 +125,15 @@ func For(ctx context.Context, db any) (dialect.Dialect, error) {
 	case *sql.Conn:
 		return forConn(v)
 	case *sqlx.Tx:
-		if d, ok := byName(v.DriverName()); ok {
-			return d, nil
-		}
-		return probe(ctx, v.Tx) // made by hand, or begun on a pool of another driver name
-	case interface{ DriverName() string }:
-		if d, ok := byName(v.DriverName()); ok {
-			return d, nil
-		}
-		return nil, fmt.Errorf("%w: driver name %q", ErrUnknownDriver, v.DriverName())
+		// Its name is the caller's (sqlx.NewDb takes any name, and a
+		// transaction keeps its pool's): a pool judged by its driver's type
+		// must not have its transactions judged by a word. The probe is the
+		// one evidence of the database a transaction has.
+		return probe(ctx, v.Tx)
 	case *sql.Tx:
 		return probe(ctx, v)
 	}
 	return nil, fmt.Errorf("%w: %T shows no driver", ErrUnknownDriver, db)
-}
-
-func byName(name string) (dialect.Dialect, bool) {
-	for _, d := range registered() {
-		if slices.Contains(d.Names, name) {
-			return d.Dialect, true
-		}
-	}
-	return nil, false
 }
 
 // probe runs each dialect's probe in tx, in the order of [registered].
@@ -169,6 +154,15 @@ func forConn(c *sql.Conn) (dialect.Dialect, error) {
 	var found dialect.Driver
 	var typ reflect.Type
 	err := c.Raw(func(dc any) error {
+		// A connection wrapped by the library (the PostgreSQL dialect's
+		// pinned one) is its driver's underneath.
+		for {
+			u, ok := dc.(interface{ Unwrap() driver.Conn })
+			if !ok {
+				break
+			}
+			dc = u.Unwrap()
+		}
 		typ = reflect.TypeOf(dc)
 		found, _ = byType(dc)
 		return nil

@@ -152,6 +152,9 @@ var (
 
 func (p pinnedConn) Prepare(query string) (driver.Stmt, error) { return p.c.Prepare(query) }
 
+// Unwrap is the driver's connection, for telling its database by its type.
+func (p pinnedConn) Unwrap() driver.Conn { return p.c }
+
 // Close implements driver.Conn: the connection is its pool's to close.
 func (p pinnedConn) Close() error { return nil }
 

@@ -291,6 +291,6 @@ func Driver() dialect.Driver {
 		Dialect: Dialect{},
 		Names:   []string{"pgx", "pgx/v5"},
 		Package: "github.com/jackc/pgx/v5/stdlib",
-		Probe:   `SELECT current_setting('server_version_num')`,
+		Probe:   `SELECT pg_catalog.current_setting('server_version_num')`,
 	}
 }
