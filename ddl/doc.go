@@ -186,8 +186,8 @@
 // is applied (for the rollout's audit trail), and returns the recorded
 // notes from [Executor.Notes]. The SQLite forms are the SQLite dialect's
 // (an internal package), which renders the built-in operations; an [Op]
-// of the caller's own has only the forms of its Up and Down, and fails
-// there with [ErrUnsupported] before anything runs.
+// of the caller's own runs there through its [PlainOp] form, and without
+// one fails with [ErrUnsupported] before anything runs.
 //
 // [Lint] checks PostgreSQL DDL, whatever database the executor runs on.
 //

@@ -11,15 +11,32 @@ import (
 
 // ErrUnsupported is wrapped by the error of an operation the database
 // cannot do: on a database of plain DDL (SQLite), adding a constraint to
-// an existing table, or an [Op] of the caller's own, which has only the
-// forms of its Up and Down.
+// an existing table, or an [Op] of the caller's own that is not a
+// [PlainOp].
 var ErrUnsupported = errors.New("operation not supported by the database")
+
+// PlainOp is an [Op] that also has a plain form: the statements it takes
+// on a database of plain DDL, which has no concurrent index builds, no
+// constraints added NOT VALID, no lock or statement timeouts (SQLite, the
+// embedded default). The executor runs the plain form there, where an Op
+// of the caller's own without one fails with [ErrUnsupported] before
+// anything runs. Its statements run in a write transaction each, unless
+// NoTx.
+type PlainOp interface {
+	Op
+	// PlainUp returns the statements that apply it on a database of
+	// plain DDL.
+	PlainUp() ([]Statement, error)
+	// PlainDown returns the statements that undo it there, or
+	// ErrIrreversible.
+	PlainDown() ([]Statement, error)
+}
 
 // render returns the statements of o, applied (or undone, when down) on
 // a database of dialect d at server version major. On a database of
 // plain DDL ([dialect.Capabilities.PlainDDL]) the built-in operations are
-// rendered by the dialect's [dialect.PlainRenderer]; an operation of the
-// caller's own has no such form there.
+// rendered by the dialect's [dialect.PlainRenderer], and an operation of
+// the caller's own by its [PlainOp] form.
 func render(d dialect.Dialect, o Op, major int, down bool) ([]Statement, error) {
 	if !d.PlainDDL() {
 		if !down {
@@ -44,7 +61,13 @@ func render(d dialect.Dialect, o Op, major int, down bool) ([]Statement, error) 
 	// unexported.
 	f, ok := o.(plainForm)
 	if !ok {
-		return nil, fmt.Errorf("%w: %T has no form on %s (only the built-in operations do)", ErrUnsupported, o, d)
+		if f, ok := o.(PlainOp); ok {
+			if down {
+				return f.PlainDown()
+			}
+			return f.PlainUp()
+		}
+		return nil, fmt.Errorf("%w: %T has no form on %s (it does not implement ddl.PlainOp)", ErrUnsupported, o, d)
 	}
 	if down {
 		return f.plainDown(p)

@@ -232,19 +232,33 @@ func (auditLog) Down(int) ([]ddl.Statement, error) {
 
 func (auditLog) String() string { return "add audit log" }
 
-// A caller's operation has only the forms of its Up and Down: on SQLite,
-// whose DDL its dialect renders, it fails clearly, before anything runs,
-// instead of running PostgreSQL's DDL there.
+// portableAuditLog also has a plain form.
+type portableAuditLog struct{ auditLog }
+
+func (portableAuditLog) PlainUp() ([]ddl.Statement, error) {
+	return []ddl.Statement{{SQL: `CREATE TABLE IF NOT EXISTS audit_log (id integer PRIMARY KEY, at text)`, Note: "plain: timestamps as text"}}, nil
+}
+
+func (portableAuditLog) PlainDown() ([]ddl.Statement, error) {
+	return []ddl.Statement{{SQL: `DROP TABLE IF EXISTS audit_log`}}, nil
+}
+
+var _ ddl.PlainOp = portableAuditLog{}
+
+// A caller's operation runs on SQLite through its PlainOp form, and
+// without one fails clearly, before anything runs, instead of running
+// PostgreSQL's DDL there; on PostgreSQL its Up and Down run.
 func TestUserOpsOnSQLite(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		d, table := dbtest.Dialect(t, db), ident.Table{Name: "audit_log"}
+		plain := dbtest.IsSQLite(t, db)
 		e := executor(t, db)
 		err := e.Apply(t.Context(), "audit", []ddl.Op{auditLog{}})
-		if db.DriverName() == "sqlite" {
+		if plain {
 			require.ErrorIs(t, err, ddl.ErrUnsupported)
-			assert.ErrorContains(t, err, "ddl_test.auditLog has no form on sqlite (only the built-in operations do)")
+			assert.ErrorContains(t, err, "ddl_test.auditLog has no form on sqlite (it does not implement ddl.PlainOp)")
 		} else {
 			require.NoError(t, err)
 			exists, err := d.TableExists(t.Context(), db, table)
@@ -253,6 +267,25 @@ func TestUserOpsOnSQLite(t *testing.T) {
 			require.NoError(t, e.Revert(t.Context(), "audit", []ddl.Op{auditLog{}}))
 		}
 		exists, err := d.TableExists(t.Context(), db, table)
+		require.NoError(t, err)
+		assert.False(t, exists)
+
+		require.NoError(t, e.Apply(t.Context(), "portable", []ddl.Op{portableAuditLog{}}))
+		cols, err := d.Columns(t.Context(), db, table)
+		require.NoError(t, err)
+		require.Len(t, cols, 2)
+		notes, err := e.Notes(t.Context(), "portable")
+		require.NoError(t, err)
+		if plain {
+			assert.True(t, strings.EqualFold(cols[0].Type, "integer"), "the plain form ran, not %s", cols[0].Type)
+			require.Len(t, notes, 1)
+			assert.Equal(t, "plain: timestamps as text", notes[0].Text)
+		} else {
+			assert.Equal(t, "bigint", cols[0].Type)
+			assert.Empty(t, notes)
+		}
+		require.NoError(t, e.Revert(t.Context(), "portable", []ddl.Op{portableAuditLog{}}))
+		exists, err = d.TableExists(t.Context(), db, table)
 		require.NoError(t, err)
 		assert.False(t, exists)
 	})
