@@ -11,41 +11,8 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/ident"
+	"github.com/schemashift/schemashift/internal/rollouttest"
 )
-
-// handle is one of the four kinds of DB a caller may pass, with what ends
-// it: commit or roll back a transaction; nothing for a pool.
-type handle struct {
-	name string
-	open func(t *testing.T, db *sqlx.DB) (h backfill.DB, end func(commit bool))
-}
-
-var handles = []handle{
-	{"sql.DB", func(_ *testing.T, db *sqlx.DB) (backfill.DB, func(bool)) { return db.DB, func(bool) {} }},
-	{"sqlx.DB", func(_ *testing.T, db *sqlx.DB) (backfill.DB, func(bool)) { return db, func(bool) {} }},
-	{"sql.Tx", func(t *testing.T, db *sqlx.DB) (backfill.DB, func(bool)) {
-		tx, err := db.DB.BeginTx(t.Context(), nil)
-		require.NoError(t, err)
-		return tx, endTx(t, tx.Commit, tx.Rollback)
-	}},
-	{"sqlx.Tx", func(t *testing.T, db *sqlx.DB) (backfill.DB, func(bool)) {
-		tx, err := db.BeginTxx(t.Context(), nil)
-		require.NoError(t, err)
-		return tx, endTx(t, tx.Commit, tx.Rollback)
-	}},
-}
-
-func endTx(t *testing.T, commit, rollback func() error) func(bool) {
-	return func(c bool) {
-		if c {
-			require.NoError(t, commit())
-		} else {
-			require.NoError(t, rollback())
-		}
-	}
-}
-
-func isTx(h handle) bool { return h.name == "sql.Tx" || h.name == "sqlx.Tx" }
 
 // EnsureSchema, Pause, Resume and Cancel take any of the four: given a
 // transaction, what they write is written in it, there when it commits
@@ -55,21 +22,21 @@ func TestControlTakesEveryDB(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		for _, h := range handles {
-			if !isTx(h) {
+		for _, h := range rollouttest.Handles() {
+			if !h.Tx {
 				continue
 			}
-			q, end := h.open(t, db)
-			require.NoError(t, backfill.EnsureSchema(ctx, q), h.name)
+			q, end := h.Open(t, db)
+			require.NoError(t, backfill.EnsureSchema(ctx, q), h.Name)
 			end(false)
 			exists := tableExists(t, db, "schemashift_backfills")
-			assert.False(t, exists, "%s rolled back: no tables", h.name)
+			assert.False(t, exists, "%s rolled back: no tables", h.Name)
 		}
-		for i, h := range handles {
-			q, end := h.open(t, db)
-			require.NoError(t, backfill.EnsureSchema(ctx, q), h.name)
+		for i, h := range rollouttest.Handles() {
+			q, end := h.Open(t, db)
+			require.NoError(t, backfill.EnsureSchema(ctx, q), h.Name)
 			end(true)
-			assert.True(t, tableExists(t, db, "schemashift_backfills"), "%s (%d)", h.name, i)
+			assert.True(t, tableExists(t, db, "schemashift_backfills"), "%s (%d)", h.Name, i)
 		}
 
 		usersTable(t, db, 30)
@@ -81,25 +48,25 @@ func TestControlTakesEveryDB(t *testing.T) {
 			return p.Status
 		}
 		require.Equal(t, backfill.Running, status())
-		for _, h := range handles {
-			if isTx(h) {
-				q, end := h.open(t, db)
-				require.NoError(t, backfill.Pause(ctx, q, "any-db"), h.name)
+		for _, h := range rollouttest.Handles() {
+			if h.Tx {
+				q, end := h.Open(t, db)
+				require.NoError(t, backfill.Pause(ctx, q, "any-db"), h.Name)
 				end(false)
-				assert.Equal(t, backfill.Running, status(), "%s rolled back: the pause is gone", h.name)
+				assert.Equal(t, backfill.Running, status(), "%s rolled back: the pause is gone", h.Name)
 			}
-			q, end := h.open(t, db)
-			require.NoError(t, backfill.Pause(ctx, q, "any-db"), h.name)
+			q, end := h.Open(t, db)
+			require.NoError(t, backfill.Pause(ctx, q, "any-db"), h.Name)
 			end(true)
-			assert.Equal(t, backfill.Paused, status(), h.name)
-			q, end = h.open(t, db)
-			require.NoError(t, backfill.Cancel(ctx, q, "any-db"), h.name)
+			assert.Equal(t, backfill.Paused, status(), h.Name)
+			q, end = h.Open(t, db)
+			require.NoError(t, backfill.Cancel(ctx, q, "any-db"), h.Name)
 			end(true)
-			assert.Equal(t, backfill.Cancelled, status(), h.name)
-			q, end = h.open(t, db)
-			require.NoError(t, backfill.Resume(ctx, q, "any-db"), h.name)
+			assert.Equal(t, backfill.Cancelled, status(), h.Name)
+			q, end = h.Open(t, db)
+			require.NoError(t, backfill.Resume(ctx, q, "any-db"), h.Name)
 			end(true)
-			assert.Equal(t, backfill.Running, status(), h.name)
+			assert.Equal(t, backfill.Running, status(), h.Name)
 		}
 		p, err := b.Run(ctx)
 		require.NoError(t, err)

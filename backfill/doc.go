@@ -120,7 +120,8 @@
 //
 // What only runs statements takes a [DB], the three context methods a
 // pool or a transaction of database/sql or sqlx has (*sql.DB, *sqlx.DB,
-// *sql.Tx, *sqlx.Tx): [EnsureSchema], [Pause], [Resume] and [Cancel].
+// *sql.Tx, *sqlx.Tx): [EnsureSchema], [Pause], [Resume], [Cancel], and
+// the reads [State] and [StateAt].
 // Given a transaction, what they write commits or rolls back with the
 // caller's work (a Pause in a transaction takes hold when it commits).
 // What runs transactions and leases of its own takes a [Pool], *sql.DB or

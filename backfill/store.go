@@ -595,15 +595,20 @@ type Stall struct {
 
 // State reads a job's progress, as [StateAt] at time.Now. db may be a pool
 // or a transaction.
-func State(ctx context.Context, db sqlx.QueryerContext, name string) (Progress, error) {
-	return state(ctx, db, name, now())
+func State(ctx context.Context, db DB, name string) (Progress, error) {
+	return StateAt(ctx, db, name, now())
 }
 
 // StateAt reads a job's progress as it stands at now: whether the job is
 // [Stalled], its rate and ETA are judged at now, by the clock the job's
-// workers keep their leases by (see [WithClock]).
-func StateAt(ctx context.Context, db sqlx.QueryerContext, name string, now time.Time) (Progress, error) {
-	return state(ctx, db, name, dialect.Tick(now))
+// workers keep their leases by (see [WithClock]). db may be a pool or a
+// transaction, which then sees what it has written itself.
+func StateAt(ctx context.Context, db DB, name string, now time.Time) (Progress, error) {
+	h, _, err := dialects.Handle(ctx, db)
+	if err != nil {
+		return Progress{}, fmt.Errorf("read backfill state: %w", err)
+	}
+	return state(ctx, h, name, dialect.Tick(now))
 }
 
 func state(ctx context.Context, db sqlx.QueryerContext, name string, now time.Time) (Progress, error) {

@@ -15,6 +15,14 @@
 // phase; [Latencies] adds up the histograms; [InstancesPerService]
 // counts the live instances of each service.
 //
+// The reads take a [DB], a pool or a transaction of database/sql or sqlx
+// (*sql.DB, *sqlx.DB, *sql.Tx, *sqlx.Tx): in a transaction they see what
+// it sees. They hold nothing and are safe for concurrent use as far as
+// the handle is. An [Instance] takes a [Pool], *sql.DB or *sqlx.DB, since
+// each heartbeat is a transaction of its own; it holds the pool until it
+// is closed, and the caller closes the pool after it. A handle of no
+// supported database is refused ([NewInstance] with [ErrInvalidArgument]).
+//
 // Every time a heartbeat stores is a time of its clock ([WithClock]),
 // read once per heartbeat and passed as a parameter; every read is at a
 // time the caller gives. The heartbeat's interval is real time. The

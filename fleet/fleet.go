@@ -11,6 +11,7 @@ import (
 
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // ErrInvalidArgument is wrapped by the error of a call given a value it
@@ -51,8 +52,12 @@ type Fleet struct {
 
 // Read reads the instances of migration live at now: seen within
 // ageOut before it.
-func Read(ctx context.Context, q sqlx.QueryerContext, migration string, ageOut time.Duration, now time.Time) (Fleet, error) {
+func Read(ctx context.Context, db DB, migration string, ageOut time.Duration, now time.Time) (Fleet, error) {
 	f := Fleet{Now: now}
+	q, _, err := dialects.Handle(ctx, db)
+	if err != nil {
+		return f, fmt.Errorf("read fleet: %w", err)
+	}
 	since := dialect.Stamp(now.Add(-ageOut))
 	type instRow struct {
 		ID          string     `db:"instance_id"`
@@ -111,7 +116,11 @@ func Read(ctx context.Context, q sqlx.QueryerContext, migration string, ageOut t
 // InstancesPerService counts, per service, the instances live at now
 // (seen within ageOut before it) that report any migration, each once
 // whatever the number of migrations it reports.
-func InstancesPerService(ctx context.Context, q sqlx.QueryerContext, ageOut time.Duration, now time.Time) (map[string]int, error) {
+func InstancesPerService(ctx context.Context, db DB, ageOut time.Duration, now time.Time) (map[string]int, error) {
+	q, _, err := dialects.Handle(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("read services: %w", err)
+	}
 	var counts []struct {
 		Service string `db:"service"`
 		N       int    `db:"n"`
@@ -140,9 +149,13 @@ type Totals struct {
 }
 
 // Sum reads the [Totals] of a migration.
-func Sum(ctx context.Context, q sqlx.QueryerContext, migration string) (Totals, error) {
+func Sum(ctx context.Context, db DB, migration string) (Totals, error) {
 	var t Totals
-	err := sqlx.GetContext(ctx, q, &t, `SELECT coalesce(sum(matched), 0) AS matched, coalesce(sum(mismatched), 0) AS mismatched,
+	q, _, err := dialects.Handle(ctx, db)
+	if err != nil {
+		return t, fmt.Errorf("sum heartbeats: %w", err)
+	}
+	err = sqlx.GetContext(ctx, q, &t, `SELECT coalesce(sum(matched), 0) AS matched, coalesce(sum(mismatched), 0) AS mismatched,
 		coalesce(sum(old_total), 0) AS old_total, coalesce(sum(old_errors), 0) AS old_errors,
 		coalesce(sum(new_total), 0) AS new_total, coalesce(sum(new_errors), 0) AS new_errors
 		FROM schemashift_instances WHERE migration = $1`, migration)

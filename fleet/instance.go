@@ -34,6 +34,7 @@ import (
 // A heartbeat's times are its clock's ([WithClock]).
 type Instance struct {
 	db       *sqlx.DB
+	dialect  dialect.Dialect
 	id       string
 	service  string
 	build    string
@@ -118,15 +119,21 @@ func WithClock(now func() time.Time) Option {
 }
 
 // NewInstance returns the heartbeat of one instance of service, built as
-// build, for the given migrations.
-func NewInstance(db *sqlx.DB, service, build string, migrations []string, opts ...Option) (*Instance, error) {
+// build, for the given migrations, sent on db, a pool of a supported
+// database (a nil one, or one of another driver, is refused with
+// [ErrInvalidArgument]).
+func NewInstance(db Pool, service, build string, migrations []string, opts ...Option) (*Instance, error) {
 	if db == nil || service == "" || build == "" {
 		return nil, fmt.Errorf("new instance: %w: db, service and build are required", ErrInvalidArgument)
 	}
+	x, d, err := dialects.Sqlx(db)
+	if err != nil {
+		return nil, fmt.Errorf("new instance: %w: %w", ErrInvalidArgument, err)
+	}
 	host, _ := os.Hostname()
 	var b [4]byte
-	_, _ = rand.Read(b[:])
-	i := &Instance{db: db, service: service, build: build, interval: 10 * time.Second, clock: time.Now,
+	_, _ = rand.Read(b[:]) // crypto/rand's Read never fails
+	i := &Instance{db: x, dialect: d, service: service, build: build, interval: 10 * time.Second, clock: time.Now,
 		id: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), migrations: map[string]*window{}}
 	for n, o := range opts {
 		if o == nil {
@@ -258,11 +265,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 		i.restore(windows, took)
 		return fmt.Errorf("heartbeat: %w", err)
 	}
-	d, err := dialects.ForPool(i.db)
-	if err != nil {
-		i.restore(windows, took)
-		return fmt.Errorf("heartbeat: %w", err)
-	}
+	d := i.dialect
 	for k, m := range names {
 		t := took[k]
 		seen := map[string]time.Time{}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // Latencies of each path are kept as histograms with power-of-two
@@ -75,9 +77,13 @@ type Latency struct {
 }
 
 // Latencies sums the histograms every instance reported for a migration.
-func Latencies(ctx context.Context, q sqlx.QueryerContext, migration string) (Latency, error) {
+func Latencies(ctx context.Context, db DB, migration string) (Latency, error) {
 	var rows []string
 	var sum Latency
+	q, _, err := dialects.Handle(ctx, db)
+	if err != nil {
+		return sum, fmt.Errorf("read latencies: %w", err)
+	}
 	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT CAST(latency AS text) FROM schemashift_instances WHERE migration = $1`, migration); err != nil {
 		return sum, fmt.Errorf("read latencies: %w", err)
 	}

@@ -25,6 +25,22 @@
 //
 // Every time the ledger stores is one a caller passes (an event's At, a
 // move's At), a time of the caller's clock as a bind parameter, never the
-// database's now(). The functions take a pool or a transaction and hold
-// nothing: they are safe for concurrent use as far as the pool is.
+// database's now().
+//
+// # Databases and transactions
+//
+// Every function takes a [DB], the three context methods a pool or a
+// transaction of database/sql or sqlx has (*sql.DB, *sqlx.DB, *sql.Tx,
+// *sqlx.Tx). Given a transaction, what a function writes commits or rolls
+// back with the caller's work, and what it reads is what that transaction
+// sees: an [Ensure], an [Add] or a [Record] in a transaction rolled back
+// leaves nothing. [Lock] and [Set] are meant for a transaction (the row's
+// lock lasts as long as it). [Ensure], given a pool, runs a transaction of
+// its own. The database is told from the handle's driver (a *sql.Tx by a
+// probe that changes nothing); a driver of no supported database is
+// refused with an error wrapping the dialects' unknown-driver error, a nil
+// handle with [ErrInvalidArgument]. The functions hold nothing between
+// calls: they are safe for concurrent use as far as the handle is (a pool
+// is; a transaction is the caller's, to use from one goroutine and to
+// end).
 package ledger

@@ -12,7 +12,7 @@ import (
 
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/fleet"
-	"github.com/schemashift/schemashift/internal/dialects"
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // ledgerSchema holds the ledger's own versioned schema: each entry upgrades
@@ -95,23 +95,47 @@ var ledgerSchema = []string{
 }
 
 // Ensure creates the ledger tables, or upgrades them to this build's
-// version. It is safe to call from every instance at once.
-func Ensure(ctx context.Context, db *sqlx.DB) error {
-	if db == nil {
-		return fmt.Errorf("ensure ledger: %w: db is nil", ErrInvalidArgument)
-	}
-	d, err := dialects.ForPool(db)
+// version. It is safe to call from every instance at once. Given a pool
+// it runs in a transaction of its own; given a transaction, in that one,
+// where the tables are made or upgraded when it commits and not at all
+// when it rolls back (on PostgreSQL the upgrade's lock is then held until
+// it ends).
+func Ensure(ctx context.Context, db DB) error {
+	h, d, err := handle(ctx, db)
 	if err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
-	if err := d.CheckPool(ctx, db); err != nil {
-		return fmt.Errorf("ensure ledger: %w", err)
+	pool, ok := h.(beginner)
+	if !ok { // the caller's transaction
+		return ensureIn(ctx, d, h)
 	}
-	tx, err := db.BeginTxx(ctx, nil)
+	if p, ok := pool.(*sqlx.DB); ok {
+		if err := d.CheckPool(ctx, p); err != nil {
+			return fmt.Errorf("ensure ledger: %w", err)
+		}
+	}
+	tx, err := pool.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if err := ensureIn(ctx, d, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	return nil
+}
+
+// beginner begins transactions: a pool or a connection.
+type beginner interface {
+	BeginTxx(ctx context.Context, opts *sql.TxOptions) (*sqlx.Tx, error)
+}
+
+// ensureIn creates or upgrades the tables in tx, under the ledger
+// schema's lock.
+func ensureIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) error {
 	if err := d.LockTx(ctx, tx, 7215837262348120002); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
@@ -119,7 +143,7 @@ func Ensure(ctx context.Context, db *sqlx.DB) error {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	var version int
-	if err := tx.GetContext(ctx, &version, `SELECT coalesce(max(version), 0) FROM schemashift_ledger_schema`); err != nil {
+	if err := sqlx.GetContext(ctx, tx, &version, `SELECT coalesce(max(version), 0) FROM schemashift_ledger_schema`); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	if version > len(ledgerSchema) {
@@ -134,9 +158,6 @@ func Ensure(ctx context.Context, db *sqlx.DB) error {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_ledger_schema VALUES ($1)`, len(ledgerSchema)); err != nil {
-		return fmt.Errorf("ensure ledger: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	return nil
@@ -211,18 +232,22 @@ const statusColumns = `migration, phase, stage, version, phase_since, updated_at
 
 // Read reads one migration's row: the one read of it that every part of
 // the library makes ([ErrUnknownMigration] when there is none).
-func Read(ctx context.Context, q sqlx.QueryerContext, migration string) (Row, error) {
-	return read(ctx, q, migration, "")
+func Read(ctx context.Context, db DB, migration string) (Row, error) {
+	h, _, err := handle(ctx, db)
+	if err != nil {
+		return Row{}, fmt.Errorf("read migration %q: %w", migration, err)
+	}
+	return read(ctx, h, migration, "")
 }
 
 // Lock reads one migration's row as [Read] does and locks it for the rest
-// of tx (on SQLite, tx's write lock holds it).
-func Lock(ctx context.Context, tx *sqlx.Tx, migration string) (Row, error) {
-	d, err := dialects.For(ctx, tx)
+// of tx, a transaction (on SQLite, tx's write lock holds it).
+func Lock(ctx context.Context, tx DB, migration string) (Row, error) {
+	h, d, err := handle(ctx, tx)
 	if err != nil {
 		return Row{}, fmt.Errorf("lock migration %q: %w", migration, err)
 	}
-	return read(ctx, tx, migration, d.ForUpdate())
+	return read(ctx, h, migration, d.ForUpdate())
 }
 
 func read(ctx context.Context, q sqlx.QueryerContext, migration, lock string) (Row, error) {
@@ -238,21 +263,19 @@ func read(ctx context.Context, q sqlx.QueryerContext, migration, lock string) (R
 }
 
 // Get reads one migration's status.
-func Get(ctx context.Context, db sqlx.QueryerContext, migration string) (Status, error) {
-	if d, ok := db.(*sqlx.DB); db == nil || ok && d == nil {
-		return Status{}, fmt.Errorf("read migration: %w: db is nil", ErrInvalidArgument)
-	}
+func Get(ctx context.Context, db DB, migration string) (Status, error) {
 	r, err := Read(ctx, db, migration)
 	return r.Status, err
 }
 
 // List reads every migration's status.
-func List(ctx context.Context, db *sqlx.DB) ([]Status, error) {
-	if db == nil {
-		return nil, fmt.Errorf("list migrations: %w: db is nil", ErrInvalidArgument)
+func List(ctx context.Context, db DB) ([]Status, error) {
+	h, _, err := handle(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
 	}
 	var rows []statusRow
-	if err := db.SelectContext(ctx, &rows, `SELECT `+statusColumns+` FROM schemashift_migrations ORDER BY migration`); err != nil {
+	if err := sqlx.SelectContext(ctx, h, &rows, `SELECT `+statusColumns+` FROM schemashift_migrations ORDER BY migration`); err != nil {
 		return nil, fmt.Errorf("list migrations: %w", err)
 	}
 	out := make([]Status, 0, len(rows))
@@ -283,15 +306,16 @@ type Event struct {
 }
 
 // Audit reads a migration's audit trail, oldest first ("" for all).
-func Audit(ctx context.Context, db *sqlx.DB, migration string, limit int) ([]Event, error) {
-	if db == nil {
-		return nil, fmt.Errorf("read audit trail: %w: db is nil", ErrInvalidArgument)
+func Audit(ctx context.Context, db DB, migration string, limit int) ([]Event, error) {
+	h, _, err := handle(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("read audit trail: %w", err)
 	}
 	if limit <= 0 {
 		limit = 1000
 	}
 	var ev []Event
-	err := db.SelectContext(ctx, &ev, `SELECT * FROM (SELECT id, migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at
+	err = sqlx.SelectContext(ctx, h, &ev, `SELECT * FROM (SELECT id, migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at
 		FROM schemashift_events WHERE $1 = '' OR migration = $1 ORDER BY id DESC LIMIT $2) e ORDER BY id`, migration, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit trail: %w", err)

@@ -24,7 +24,11 @@ type Definition struct {
 // with its definition, and records its register event, at at. It
 // reports false, and changes nothing, when a migration of that name is
 // there already.
-func Add(ctx context.Context, q sqlx.ExecerContext, d Definition, at time.Time) (bool, error) {
+func Add(ctx context.Context, db DB, d Definition, at time.Time) (bool, error) {
+	q, _, err := handle(ctx, db)
+	if err != nil {
+		return false, fmt.Errorf("add migration %q: %w", d.Migration, err)
+	}
 	res, err := q.ExecContext(ctx, `INSERT INTO schemashift_migrations (migration, definition_hash, definition, phase_since, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (migration) DO NOTHING`, d.Migration, d.Hash, string(d.Document), dialect.Stamp(at))
 	if err != nil {
@@ -34,7 +38,7 @@ func Add(ctx context.Context, q sqlx.ExecerContext, d Definition, at time.Time) 
 		return false, nil
 	}
 	version := int64(1)
-	return true, Record(ctx, q, Event{Migration: d.Migration, Kind: "register", Accepted: true, Actor: "schemashift",
+	return true, record(ctx, q, Event{Migration: d.Migration, Kind: "register", Accepted: true, Actor: "schemashift",
 		ToPhase: Planned.String(), ToStage: Planned.Stage().String(), Version: &version, Reason: "plan " + d.Hash, At: at})
 }
 
@@ -53,7 +57,11 @@ func (r definitionRow) definition() Definition {
 }
 
 // ReadDefinition reads the definition a migration is registered with.
-func ReadDefinition(ctx context.Context, q sqlx.QueryerContext, migration string) (Definition, error) {
+func ReadDefinition(ctx context.Context, db DB, migration string) (Definition, error) {
+	q, _, err := handle(ctx, db)
+	if err != nil {
+		return Definition{}, fmt.Errorf("read definition of %q: %w", migration, err)
+	}
 	var r definitionRow
 	if err := sqlx.GetContext(ctx, q, &r, `SELECT migration, definition_hash, CAST(definition AS text) AS definition
 		FROM schemashift_migrations WHERE migration = $1`, migration); err != nil {
@@ -63,7 +71,11 @@ func ReadDefinition(ctx context.Context, q sqlx.QueryerContext, migration string
 }
 
 // Definitions reads every migration's definition, by name.
-func Definitions(ctx context.Context, q sqlx.QueryerContext) ([]Definition, error) {
+func Definitions(ctx context.Context, db DB) ([]Definition, error) {
+	q, _, err := handle(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("read definitions: %w", err)
+	}
 	var rows []definitionRow
 	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT migration, definition_hash, CAST(definition AS text) AS definition
 		FROM schemashift_migrations ORDER BY migration`); err != nil {
@@ -78,15 +90,23 @@ func Definitions(ctx context.Context, q sqlx.QueryerContext) ([]Definition, erro
 
 // StoreDocument stores doc as the migration's document where it has
 // none.
-func StoreDocument(ctx context.Context, q sqlx.ExecerContext, migration string, doc []byte) error {
-	_, err := q.ExecContext(ctx, `UPDATE schemashift_migrations SET definition = $2 WHERE migration = $1 AND definition IS NULL`, migration, string(doc))
+func StoreDocument(ctx context.Context, db DB, migration string, doc []byte) error {
+	q, _, err := handle(ctx, db)
+	if err != nil {
+		return fmt.Errorf("store definition of %q: %w", migration, err)
+	}
+	_, err = q.ExecContext(ctx, `UPDATE schemashift_migrations SET definition = $2 WHERE migration = $1 AND definition IS NULL`, migration, string(doc))
 	return err
 }
 
 // Stages reads every migration's stage as the ledger spells it, unparsed:
 // a stage this build does not know is served as it is, and the flag's
 // evaluation falls back.
-func Stages(ctx context.Context, q sqlx.QueryerContext) (map[string]string, error) {
+func Stages(ctx context.Context, db DB) (map[string]string, error) {
+	q, _, err := handle(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("read stages: %w", err)
+	}
 	var rows []struct {
 		Migration string `db:"migration"`
 		Stage     string `db:"stage"`

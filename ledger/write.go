@@ -10,12 +10,19 @@ import (
 
 	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dialect"
-	"github.com/schemashift/schemashift/internal/dialects"
 )
 
 // Record appends e to the audit trail at e.At (a time of the caller's
 // clock: the decision's), with e.Version when set.
-func Record(ctx context.Context, q sqlx.ExecerContext, e Event) error {
+func Record(ctx context.Context, db DB, e Event) error {
+	h, _, err := handle(ctx, db)
+	if err != nil {
+		return fmt.Errorf("record event: %w", err)
+	}
+	return record(ctx, h, e)
+}
+
+func record(ctx context.Context, q dialect.Execer, e Event) error {
 	_, err := q.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage,
 		e.Version, e.Reason, dialect.Stamp(e.At))
@@ -43,18 +50,18 @@ type Move struct {
 	At time.Time
 }
 
-// Set makes m, in tx: a compare-and-set of the migration's row on its
-// version (sql.ErrNoRows when it moved since m.From was read), and the
-// accepted event that records it, at the version it sets. It returns the
-// row as it is now.
-func Set(ctx context.Context, tx *sqlx.Tx, m Move) (Row, error) {
+// Set makes m, in tx, a transaction: a compare-and-set of the
+// migration's row on its version (sql.ErrNoRows when it moved since
+// m.From was read), and the accepted event that records it, at the
+// version it sets. It returns the row as it is now.
+func Set(ctx context.Context, tx DB, m Move) (Row, error) {
 	lat, _ := json.Marshal(m.BaseLatency) // arrays of integers: cannot fail
-	d, err := dialects.For(ctx, tx)
+	h, d, err := handle(ctx, tx)
 	if err != nil {
 		return Row{}, fmt.Errorf("set migration %q: %w", m.From.Migration, err)
 	}
 	var next statusRow
-	if err := tx.GetContext(ctx, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
+	if err := sqlx.GetContext(ctx, h, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
 			phase_since = $13, updated_at = $13, matched_base = $4, mismatched_base = $5,
 			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10,
 			base_latency = `+d.JSON("$12")+`
@@ -63,7 +70,7 @@ func Set(ctx context.Context, tx *sqlx.Tx, m Move) (Row, error) {
 		m.Base.NewTotal, m.Base.NewErrors, m.Tripped, m.From.Version, string(lat), dialect.Stamp(m.At)); err != nil {
 		return Row{}, err
 	}
-	if err := Record(ctx, tx, Event{Migration: m.From.Migration, Kind: m.Kind, Accepted: true, Actor: m.Actor, FromPhase: m.From.Phase.String(),
+	if err := record(ctx, h, Event{Migration: m.From.Migration, Kind: m.Kind, Accepted: true, Actor: m.Actor, FromPhase: m.From.Phase.String(),
 		ToPhase: m.To.String(), FromStage: m.From.Stage.String(), ToStage: m.To.Stage().String(), Version: &next.Version, Reason: m.Reason,
 		At: m.At}); err != nil {
 		return Row{}, fmt.Errorf("record event: %w", err)
@@ -73,8 +80,12 @@ func Set(ctx context.Context, tx *sqlx.Tx, m Move) (Row, error) {
 
 // Trip records on the migration's row why a guardrail tripped, unless it
 // holds a trip already.
-func Trip(ctx context.Context, q sqlx.ExecerContext, migration, reason string) error {
-	_, err := q.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1 AND tripped = ''`, migration, reason)
+func Trip(ctx context.Context, db DB, migration, reason string) error {
+	h, _, err := handle(ctx, db)
+	if err != nil {
+		return fmt.Errorf("trip migration %q: %w", migration, err)
+	}
+	_, err = h.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1 AND tripped = ''`, migration, reason)
 	return err
 }
 
@@ -82,12 +93,16 @@ func Trip(ctx context.Context, q sqlx.ExecerContext, migration, reason string) e
 // begun (its intent recorded as an accepted "contracting" event at st's
 // version, its operations run or running) without the transition being
 // recorded yet, and since when.
-func ContractBegun(ctx context.Context, q sqlx.QueryerContext, st Status) (bool, time.Time, error) {
+func ContractBegun(ctx context.Context, db DB, st Status) (bool, time.Time, error) {
 	if st.Phase != Complete {
 		return false, time.Time{}, nil
 	}
+	h, _, err := handle(ctx, db)
+	if err != nil {
+		return false, time.Time{}, fmt.Errorf("read the contract's intent: %w", err)
+	}
 	var at []time.Time
-	if err := sqlx.SelectContext(ctx, q, &at, `SELECT at FROM schemashift_events
+	if err := sqlx.SelectContext(ctx, h, &at, `SELECT at FROM schemashift_events
 		WHERE migration = $1 AND kind = 'contracting' AND accepted AND version = $2 AND at >= $3 ORDER BY id LIMIT 1`,
 		st.Migration, st.Version, dialect.Stamp(st.PhaseSince)); err != nil {
 		return false, time.Time{}, fmt.Errorf("read the contract's intent: %w", err)

@@ -12,6 +12,11 @@
 //	err = api.SetProviderAndWait(ctx, p)
 //	ev, err := flags.NewEvaluator(api.NewClient())
 //
+// It polls a [Pool], *sql.DB or *sqlx.DB, both safe for concurrent use:
+// the provider holds it until closed, and the caller closes the pool
+// after the provider. A pool of no supported database fails its first
+// read, so the provider's Init.
+//
 // When the ledger cannot be read, the provider keeps serving the stages it
 // read last and goes stale ([Provider.Stale]); a stage this build does not
 // know is served as the ledger spells it, and the flag's evaluation falls

@@ -2,8 +2,11 @@ package ledgerflag
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -28,7 +31,7 @@ import (
 // Shutdown), or call Close.
 type Provider struct {
 	stringflag.OnlyStrings
-	db   *sqlx.DB
+	db   Pool
 	poll time.Duration
 
 	mu     sync.RWMutex
@@ -48,9 +51,23 @@ var (
 	_ openfeature.EventHandler             = (*Provider)(nil)
 )
 
+// Pool is the pool a [Provider] polls, *sql.DB or *sqlx.DB: both are
+// safe for concurrent use; the caller closes it, after the provider. A
+// pool of no supported database fails the provider's reads, its first
+// one (Init) included.
+type Pool interface {
+	ledger.DB
+	Driver() driver.Driver
+}
+
+var (
+	_ Pool = (*sql.DB)(nil)
+	_ Pool = (*sqlx.DB)(nil)
+)
+
 // New returns a provider polling db every poll interval.
-func New(db *sqlx.DB, poll time.Duration) (*Provider, error) {
-	if db == nil {
+func New(db Pool, poll time.Duration) (*Provider, error) {
+	if v := reflect.ValueOf(db); db == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil, fmt.Errorf("new ledger provider: db is nil")
 	}
 	if poll <= 0 {

@@ -106,13 +106,7 @@ func TestLedgerProviderOnSQLite(t *testing.T) {
 	const poll = 50 * time.Millisecond
 	p, err := ledgerflag.New(other, poll)
 	require.NoError(t, err)
-	api := isolated.NewAPI()
-	t.Cleanup(func() { _ = api.Shutdown(context.WithoutCancel(ctx)) })
-	require.NoError(t, api.SetProviderAndWait(ctx, p))
-	ev, err := flags.NewEvaluator(api.NewClient())
-	require.NoError(t, err)
-	flag, err := ev.Flag("users_split_name")
-	require.NoError(t, err)
+	flag := served(t, p)
 	assert.Equal(t, flags.Off, flag.Stage(ctx))
 	for range 3 {
 		_, err = c.Advance(ctx, rollout.Request{Migration: "users_split_name", Actor: "t", Force: true, Reason: "test"})

@@ -159,20 +159,20 @@ func WithClock(now func() time.Time) CoordinatorOption {
 // keeps.
 func (c *Coordinator) now() time.Time { return dialect.Tick(c.clock()) }
 
-// NewCoordinator ensures the ledger and registers plans.
-func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...CoordinatorOption) (*Coordinator, error) {
+// NewCoordinator ensures the ledger and registers plans, on db.
+func NewCoordinator(ctx context.Context, db Pool, plans []Plan, opts ...CoordinatorOption) (*Coordinator, error) {
 	c, err := newCoordinator(db, opts)
 	if err != nil {
 		return nil, fmt.Errorf("new coordinator: %w", err)
 	}
-	if err := ledger.Ensure(ctx, db); err != nil {
+	if err := ledger.Ensure(ctx, c.db); err != nil {
 		return nil, err
 	}
 	// Every plan is checked before any is registered: an invalid one
 	// leaves nothing behind.
 	for i := range plans {
 		p := plans[i]
-		if err := p.validate(ctx, db); err != nil {
+		if err := p.validate(ctx, c.db); err != nil {
 			return nil, err
 		}
 	}
@@ -180,7 +180,7 @@ func NewCoordinator(ctx context.Context, db *sqlx.DB, plans []Plan, opts ...Coor
 		if err := p.Normalize(); err != nil {
 			return nil, err
 		}
-		if err := register(ctx, db, p, c.now()); err != nil {
+		if err := register(ctx, c.db, p, c.now()); err != nil {
 			return nil, err
 		}
 		c.plans[p.Migration] = p
@@ -635,15 +635,12 @@ func (c *Coordinator) runOps(ctx context.Context, r Request, cur ledger.Status, 
 var ErrInvalidArgument = errors.New("invalid argument")
 
 // newCoordinator checks db and applies opts.
-func newCoordinator(db *sqlx.DB, opts []CoordinatorOption) (*Coordinator, error) {
-	if db == nil {
-		return nil, fmt.Errorf("%w: db is nil", ErrInvalidArgument)
-	}
-	d, err := dialects.ForPool(db)
+func newCoordinator(db Pool, opts []CoordinatorOption) (*Coordinator, error) {
+	x, d, err := sqlxPool(db)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		return nil, err
 	}
-	c := &Coordinator{db: db, dialect: d, plans: map[string]Plan{}, ageOut: defaultAgeOut, clock: time.Now}
+	c := &Coordinator{db: x, dialect: d, plans: map[string]Plan{}, ageOut: defaultAgeOut, clock: time.Now}
 	for i, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i+1)
@@ -653,6 +650,20 @@ func newCoordinator(db *sqlx.DB, opts []CoordinatorOption) (*Coordinator, error)
 		}
 	}
 	return c, nil
+}
+
+// sqlxPool returns db as the *sqlx.DB the coordinator works on, and its
+// dialect; a nil db, or one of no supported database, is refused with
+// [ErrInvalidArgument].
+func sqlxPool(db Pool) (*sqlx.DB, dialect.Dialect, error) {
+	if db == nil {
+		return nil, nil, fmt.Errorf("%w: db is nil", ErrInvalidArgument)
+	}
+	x, d, err := dialects.Sqlx(db)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	return x, d, nil
 }
 
 // ErrAudit is wrapped by the error of an event the audit trail could not
@@ -790,7 +801,7 @@ func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) (
 }
 
 // backfillState is job's status as the gate reads it, judged at now.
-func backfillState(ctx context.Context, q sqlx.QueryerContext, job string, now time.Time) (string, error) {
+func backfillState(ctx context.Context, q *sqlx.Tx, job string, now time.Time) (string, error) {
 	d, err := dialects.For(ctx, q)
 	if err != nil {
 		return "", err
@@ -814,7 +825,7 @@ func backfillState(ctx context.Context, q sqlx.QueryerContext, job string, now t
 }
 
 // consistency checks the shadow comparisons reported since the phase began.
-func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, plan Plan, row ledger.Row) (string, error) {
+func (c *Coordinator) consistency(ctx context.Context, q *sqlx.Tx, plan Plan, row ledger.Row) (string, error) {
 	t, err := fleet.Sum(ctx, q, plan.Migration)
 	if err != nil {
 		return "", err
@@ -834,7 +845,7 @@ func (c *Coordinator) consistency(ctx context.Context, q sqlx.QueryerContext, pl
 // for the plan's whole window, and at least one of them in the window (an
 // idle instance proves nothing), and, for complete, made no old-path call:
 // the window that ends at now.
-func (c *Coordinator) fleetAtLeast(ctx context.Context, q sqlx.QueryerContext, plan Plan, min flags.Stage, now time.Time) (string, error) {
+func (c *Coordinator) fleetAtLeast(ctx context.Context, q *sqlx.Tx, plan Plan, min flags.Stage, now time.Time) (string, error) {
 	live, err := fleet.Read(ctx, q, plan.Migration, c.ageOut, now)
 	if err != nil {
 		return "", err
@@ -893,7 +904,9 @@ func (c *Coordinator) Plan(migration string) (Plan, error) { return c.plan(migra
 
 // DB returns the pool the coordinator works on: the ledger's, for the
 // readers of the ledger, the fleet and the backfills (the board, the
-// reports) to read what the coordinator judges.
+// reports) to read what the coordinator judges. A *sql.DB given to
+// [NewCoordinator] or [Open] comes back wrapped, sharing its pool: it is
+// still the caller's to close, once.
 func (c *Coordinator) DB() *sqlx.DB { return c.db }
 
 // Now reads the coordinator's clock ([WithClock]) once, at the

@@ -83,6 +83,19 @@
 // authorizer; it and the reports read the coordinator through its
 // exported API ([Coordinator.DB], [Coordinator.Now], [Coordinator.CheckAt]).
 //
+// # Pools
+//
+// [NewCoordinator], [Open], [Register] and [Start] take a [Pool]: a
+// *sql.DB (from sql.Open, or pgx's stdlib.OpenDB) or a *sqlx.DB, of a
+// supported database, told from its driver; one of another driver is
+// refused with [ErrInvalidArgument]. A *sql.DB is wrapped once, sharing
+// its pool: the coordinator, the service's heartbeat and its stage source
+// hold it until they end, and the caller closes it after them.
+// [Coordinator.DB] returns that pool as a *sqlx.DB, for the readers of
+// the ledger and the fleet. Both kinds of pool are safe for concurrent
+// use; a Coordinator on one is too, from any number of goroutines and
+// processes.
+//
 // The query-plan watch ([HotQuery], [Coordinator.QueryPlans]) stays here
 // rather than with the reports: the transition runs it, before the expand
 // and after each DDL step, at its clock reading, and a plan's hot queries

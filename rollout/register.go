@@ -33,15 +33,16 @@ var ErrPlanConflict = errors.New("rollout plan conflicts with the registered one
 // every field, so such a match stores nothing: the definition stays NULL,
 // and a changed plan registering on the legacy hash alone cannot make the
 // ledger serve it as the registered one.
-func Register(ctx context.Context, db *sqlx.DB, plan Plan) error {
-	return register(ctx, db, plan, dialect.Tick(time.Now()))
+func Register(ctx context.Context, db Pool, plan Plan) error {
+	x, _, err := sqlxPool(db)
+	if err != nil {
+		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
+	}
+	return register(ctx, x, plan, dialect.Tick(time.Now()))
 }
 
 // register is Register at now.
 func register(ctx context.Context, db *sqlx.DB, plan Plan, now time.Time) error {
-	if db == nil {
-		return fmt.Errorf("register plan %q: %w: db is nil", plan.Migration, ErrInvalidArgument)
-	}
 	if err := plan.validate(ctx, db); err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 
@@ -68,8 +67,12 @@ var ErrSchemaMismatch = errors.New("schema does not fit this build")
 // ledger says is applied has its columns, and the build's declared
 // [contract.Schema] is met), starts the heartbeat and the stage source.
 // Close the returned Service on shutdown.
-func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error) {
-	if err := cfg.check(db); err != nil {
+func Start(ctx context.Context, pool Pool, cfg ServiceConfig) (*Service, error) {
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	db, _, err := sqlxPool(pool)
+	if err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	if cfg.Heartbeat == 0 {
@@ -163,10 +166,8 @@ func Start(ctx context.Context, db *sqlx.DB, cfg ServiceConfig) (*Service, error
 
 // check refuses what Start cannot work with, or options that conflict,
 // with [ErrInvalidArgument].
-func (cfg ServiceConfig) check(db *sqlx.DB) error {
+func (cfg ServiceConfig) check() error {
 	switch {
-	case db == nil:
-		return fmt.Errorf("%w: db is nil", ErrInvalidArgument)
 	case cfg.Service == "" || cfg.Build == "":
 		return fmt.Errorf("%w: service and build are required", ErrInvalidArgument)
 	case cfg.Heartbeat < 0:

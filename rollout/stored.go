@@ -101,15 +101,15 @@ func goModeElsewhere(name string) backfill.ChunkFunc {
 // Open returns a coordinator of every plan registered in the ledger, read
 // back from it: for processes that do not have the plans' code, such as
 // the CLI. It registers nothing.
-func Open(ctx context.Context, db *sqlx.DB, opts ...CoordinatorOption) (*Coordinator, error) {
+func Open(ctx context.Context, db Pool, opts ...CoordinatorOption) (*Coordinator, error) {
 	c, err := newCoordinator(db, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
-	if err := ledger.Ensure(ctx, db); err != nil {
+	if err := ledger.Ensure(ctx, c.db); err != nil {
 		return nil, err
 	}
-	defs, err := ledger.Definitions(ctx, db)
+	defs, err := ledger.Definitions(ctx, c.db)
 	if err != nil {
 		return nil, fmt.Errorf("open coordinator: %w", err)
 	}

@@ -8,6 +8,10 @@
 package rollouttest
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,4 +128,68 @@ func Open(t *testing.T, url string) *sqlx.DB {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// UnknownPool returns a pool whose driver is of no database schemashift
+// supports: its connections open, and refuse every statement. It is
+// closed when the test ends.
+func UnknownPool(t *testing.T) *sql.DB {
+	t.Helper()
+	db := sql.OpenDB(unknownConnector{})
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+type (
+	unknownConnector struct{}
+	unknownDriver    struct{}
+	unknownConn      struct{}
+)
+
+var errUnknownSQL = errors.New("rollouttest: unknown database: statement refused")
+
+func (unknownConnector) Connect(context.Context) (driver.Conn, error) { return unknownConn{}, nil }
+func (unknownConnector) Driver() driver.Driver                        { return unknownDriver{} }
+func (unknownDriver) Open(string) (driver.Conn, error)                { return unknownConn{}, nil }
+func (unknownConn) Prepare(string) (driver.Stmt, error)               { return nil, errUnknownSQL }
+func (unknownConn) Close() error                                      { return nil }
+func (unknownConn) Begin() (driver.Tx, error)                         { return nil, errUnknownSQL }
+
+// Handle is one of the four kinds of handle a caller may pass to a
+// function that only runs statements (*sql.DB, *sqlx.DB, *sql.Tx,
+// *sqlx.Tx), opened on a test's pool, with what ends it: commit or roll
+// back a transaction, nothing for a pool. The handle is a fleet.DB, the
+// three context methods every package's DB interface takes.
+type Handle struct {
+	Name string
+	Tx   bool
+	Open func(t *testing.T, db *sqlx.DB) (h fleet.DB, end func(commit bool))
+}
+
+// Handles are the four kinds of [Handle].
+func Handles() []Handle {
+	return []Handle{
+		{"sql.DB", false, func(_ *testing.T, db *sqlx.DB) (fleet.DB, func(bool)) { return db.DB, func(bool) {} }},
+		{"sqlx.DB", false, func(_ *testing.T, db *sqlx.DB) (fleet.DB, func(bool)) { return db, func(bool) {} }},
+		{"sql.Tx", true, func(t *testing.T, db *sqlx.DB) (fleet.DB, func(bool)) {
+			tx, err := db.DB.BeginTx(t.Context(), nil)
+			require.NoError(t, err)
+			return tx, endTx(t, tx.Commit, tx.Rollback)
+		}},
+		{"sqlx.Tx", true, func(t *testing.T, db *sqlx.DB) (fleet.DB, func(bool)) {
+			tx, err := db.BeginTxx(t.Context(), nil)
+			require.NoError(t, err)
+			return tx, endTx(t, tx.Commit, tx.Rollback)
+		}},
+	}
+}
+
+func endTx(t *testing.T, commit, rollback func() error) func(bool) {
+	return func(c bool) {
+		if c {
+			require.NoError(t, commit())
+		} else {
+			require.NoError(t, rollback())
+		}
+	}
 }
