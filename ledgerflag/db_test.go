@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -38,8 +37,8 @@ func TestProviderOnSQLDB(t *testing.T) {
 	})
 }
 
-// A pool of no supported database fails the provider's first read with
-// the dialects' ErrUnknownDriver; a nil one is refused by New.
+// A pool of no supported database is refused by New, with the dialects'
+// ErrUnknownDriver, before a provider exists to go stale; so is a nil one.
 func TestProviderOfUnknownDriver(t *testing.T) {
 	t.Parallel()
 	_, err := ledgerflag.New(nil, time.Second)
@@ -47,11 +46,9 @@ func TestProviderOfUnknownDriver(t *testing.T) {
 	_, err = ledgerflag.New((*sqlx.DB)(nil), time.Second)
 	require.Error(t, err)
 	p, err := ledgerflag.New(rollouttest.UnknownPool(t), time.Hour)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	err = p.InitWithContext(t.Context(), openfeature.EvaluationContext{})
 	require.ErrorIs(t, err, dialects.ErrUnknownDriver)
-	assert.True(t, p.Stale())
+	assert.ErrorContains(t, err, "new ledger provider: ")
+	assert.Nil(t, p)
 }
 
 // served gives p to an isolated OpenFeature API, shut down when the test

@@ -14,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/open-feature/go-sdk/openfeature"
 
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/stringflag"
 	"github.com/schemashift/schemashift/ledger"
 )
@@ -72,6 +73,9 @@ func New(db Pool, poll time.Duration) (*Provider, error) {
 	}
 	if poll <= 0 {
 		return nil, fmt.Errorf("new ledger provider: poll interval %v is not positive", poll)
+	}
+	if _, err := dialects.ForPool(db); err != nil {
+		return nil, fmt.Errorf("new ledger provider: %w", err)
 	}
 	return &Provider{db: db, poll: poll, stages: map[string]string{}, events: make(chan openfeature.Event, 16)}, nil
 }
