@@ -41,3 +41,18 @@ func handle(ctx context.Context, db DB) (dialect.Conn, dialect.Dialect, error) {
 	}
 	return dialects.Handle(ctx, db)
 }
+
+// inTx is handle for the functions that make sense only inside a
+// transaction (a row lock, a compare-and-set with its event): a pool or a
+// connection, which would run each statement on its own, locking nothing
+// and committing the move without its event, is refused.
+func inTx(ctx context.Context, db DB) (dialect.Conn, dialect.Dialect, error) {
+	h, d, err := handle(ctx, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := h.(beginner); ok {
+		return nil, nil, fmt.Errorf("%w: %T is not a transaction: begin one and pass it", ErrInvalidArgument, db)
+	}
+	return h, d, nil
+}

@@ -94,13 +94,26 @@ func TestEveryHandle(t *testing.T) {
 			assert.False(t, begun, h.Name)
 			end(true)
 
-			// The writes: an event, a trip, a move.
+			// The writes: an event, a trip, a move. Lock and Set take only a
+			// transaction: on a pool Lock would lock nothing, and Set could
+			// commit the move without its event.
 			write := func(q ledger.DB) {
 				require.NoError(t, ledger.Record(ctx, q, ledger.Event{Migration: m, Kind: "note", Accepted: true, Actor: "t", At: at}), h.Name)
 				require.NoError(t, ledger.Trip(ctx, q, m, "tripped by "+h.Name), h.Name)
-				from, err := ledger.Lock(ctx, q, m)
+				tx := q
+				if !h.Tx {
+					_, err := ledger.Lock(ctx, q, m)
+					require.ErrorIs(t, err, ledger.ErrInvalidArgument, "%s: Lock on a pool", h.Name)
+					_, err = ledger.Set(ctx, q, ledger.Move{From: ledger.Status{Migration: m, Version: 1}, To: ledger.Expanded, Kind: "advance", Actor: "t", At: at})
+					require.ErrorIs(t, err, ledger.ErrInvalidArgument, "%s: Set on a pool", h.Name)
+					own, err := db.BeginTxx(ctx, nil)
+					require.NoError(t, err)
+					defer func() { require.NoError(t, own.Commit()) }()
+					tx = own
+				}
+				from, err := ledger.Lock(ctx, tx, m)
 				require.NoError(t, err, h.Name)
-				next, err := ledger.Set(ctx, q, ledger.Move{From: from.Status, To: ledger.Expanded, Tripped: from.Tripped,
+				next, err := ledger.Set(ctx, tx, ledger.Move{From: from.Status, To: ledger.Expanded, Tripped: from.Tripped,
 					Kind: "advance", Actor: "t", At: at.Add(time.Second)})
 				require.NoError(t, err, h.Name)
 				assert.Equal(t, ledger.Expanded, next.Phase, h.Name)

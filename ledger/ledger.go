@@ -13,6 +13,7 @@ import (
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/ident"
 )
 
 // ledgerSchema holds the ledger's own versioned schema: each entry upgrades
@@ -98,16 +99,39 @@ var ledgerSchema = []string{
 // version. It is safe to call from every instance at once. Given a pool
 // it runs in a transaction of its own; given a transaction, in that one,
 // where the tables are made or upgraded when it commits and not at all
-// when it rolls back (on PostgreSQL the upgrade's lock is then held until
-// it ends).
+// when it rolls back, and an Ensure that fails undoes its own part and
+// nothing of the caller's. A ledger already at this build's version is
+// only read; an upgrade in a caller's transaction holds its lock until
+// that transaction ends (every other Ensure, every instance's Start,
+// waits for it), and on PostgreSQL needs READ COMMITTED, the default: a
+// REPEATABLE READ snapshot taken before the lock cannot see the upgrade
+// another made meanwhile, and replays it into an error.
 func Ensure(ctx context.Context, db DB) error {
 	h, d, err := handle(ctx, db)
 	if err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	pool, ok := h.(beginner)
-	if !ok { // the caller's transaction
-		return ensureIn(ctx, d, h)
+	if !ok {
+		// The caller's transaction: all of Ensure or none of it, whatever
+		// the caller then does with the rest (a failed statement on SQLite
+		// leaves the transaction going, with half an upgrade in it).
+		if _, err := h.ExecContext(ctx, `SAVEPOINT schemashift_ensure`); err != nil {
+			return fmt.Errorf("ensure ledger: %w", err)
+		}
+		if err := ensureIn(ctx, d, h); err != nil {
+			if _, rerr := h.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO SAVEPOINT schemashift_ensure`); rerr != nil {
+				return errors.Join(err, fmt.Errorf("ensure ledger: undo: %w", rerr))
+			}
+			if _, rerr := h.ExecContext(context.WithoutCancel(ctx), `RELEASE SAVEPOINT schemashift_ensure`); rerr != nil {
+				return errors.Join(err, fmt.Errorf("ensure ledger: undo: %w", rerr))
+			}
+			return err
+		}
+		if _, err := h.ExecContext(ctx, `RELEASE SAVEPOINT schemashift_ensure`); err != nil {
+			return fmt.Errorf("ensure ledger: %w", err)
+		}
+		return nil
 	}
 	if p, ok := pool.(*sqlx.DB); ok {
 		if err := d.CheckPool(ctx, p); err != nil {
@@ -136,6 +160,20 @@ type beginner interface {
 // ensureIn creates or upgrades the tables in tx, under the ledger
 // schema's lock.
 func ensureIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) error {
+	// At this build's version already (versions only rise): nothing to
+	// lock or write, so that a caller's transaction holds nothing of the
+	// ledger while it goes on (every instance's Start would wait for it).
+	if ok, err := d.TableExists(ctx, tx, ident.Table{Name: "schemashift_ledger_schema"}); err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	} else if ok {
+		var version int
+		if err := sqlx.GetContext(ctx, tx, &version, `SELECT coalesce(max(version), 0) FROM schemashift_ledger_schema`); err != nil {
+			return fmt.Errorf("ensure ledger: %w", err)
+		}
+		if version == len(ledgerSchema) {
+			return nil
+		}
+	}
 	if err := d.LockTx(ctx, tx, 7215837262348120002); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
@@ -241,9 +279,10 @@ func Read(ctx context.Context, db DB, migration string) (Row, error) {
 }
 
 // Lock reads one migration's row as [Read] does and locks it for the rest
-// of tx, a transaction (on SQLite, tx's write lock holds it).
+// of tx, a transaction (on SQLite, tx's write lock holds it); a pool or a
+// connection, which would lock nothing, is refused ([ErrInvalidArgument]).
 func Lock(ctx context.Context, tx DB, migration string) (Row, error) {
-	h, d, err := handle(ctx, tx)
+	h, d, err := inTx(ctx, tx)
 	if err != nil {
 		return Row{}, fmt.Errorf("lock migration %q: %w", migration, err)
 	}

@@ -53,10 +53,12 @@ type Move struct {
 // Set makes m, in tx, a transaction: a compare-and-set of the
 // migration's row on its version (sql.ErrNoRows when it moved since
 // m.From was read), and the accepted event that records it, at the
-// version it sets. It returns the row as it is now.
+// version it sets. It returns the row as it is now. A pool or a
+// connection, in which the move could commit without its event, is
+// refused ([ErrInvalidArgument]).
 func Set(ctx context.Context, tx DB, m Move) (Row, error) {
 	lat, _ := json.Marshal(m.BaseLatency) // arrays of integers: cannot fail
-	h, d, err := handle(ctx, tx)
+	h, d, err := inTx(ctx, tx)
 	if err != nil {
 		return Row{}, fmt.Errorf("set migration %q: %w", m.From.Migration, err)
 	}

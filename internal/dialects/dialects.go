@@ -117,9 +117,19 @@ func driverOf(db Pool) (dialect.Driver, error) {
 //     a PostgreSQL transaction; on SQLite a failed statement leaves the
 //     transaction as it was.
 func For(ctx context.Context, db any) (dialect.Dialect, error) {
+	if v, ok := db.(Pool); ok {
+		return ForPool(v) // a nil pool is refused there
+	}
+	if v := reflect.ValueOf(db); db == nil || v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, fmt.Errorf("%w: the handle is a nil %T", ErrUnknownDriver, db)
+	}
+	if v, ok := db.(*sqlx.Tx); ok && v.Tx == nil {
+		return nil, fmt.Errorf("%w: the handle is a *sqlx.Tx of no *sql.Tx", ErrUnknownDriver)
+	}
+	if v, ok := db.(*sqlx.Conn); ok && v.Conn == nil {
+		return nil, fmt.Errorf("%w: the handle is a *sqlx.Conn of no *sql.Conn", ErrUnknownDriver)
+	}
 	switch v := db.(type) {
-	case Pool:
-		return ForPool(v)
 	case *sqlx.Conn:
 		return forConn(v.Conn)
 	case *sql.Conn:
@@ -140,8 +150,16 @@ func For(ctx context.Context, db any) (dialect.Dialect, error) {
 func probe(ctx context.Context, v *sql.Tx) (dialect.Dialect, error) {
 	for _, d := range registered() {
 		var answer any
-		if err := v.QueryRowContext(ctx, d.Probe).Scan(&answer); err == nil {
+		err := v.QueryRowContext(ctx, d.Probe).Scan(&answer)
+		if err == nil {
 			return d.Dialect, nil
+		}
+		// A server that refuses every statement of an aborted transaction
+		// (SQLSTATE 25P02) answered: the caller's error is that, not an
+		// unknown database.
+		var state interface{ SQLState() string }
+		if errors.As(err, &state) && state.SQLState() == "25P02" {
+			return nil, fmt.Errorf("probe the transaction's database: %w", err)
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("probe the transaction's database: %w", err)
