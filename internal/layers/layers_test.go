@@ -32,7 +32,7 @@ var allowed = map[string][]string{
 	"contract/contracttest":       {"dualwrite", "flags", "flags/flagstest"},
 	"ddl":                         {"internal/dialect", "internal/dialects", "internal/ident", "internal/pgerr"},
 	"fleet":                       {"dualwrite", "flags", "internal/dialect", "internal/dialects"},
-	"ledger":                      {"fleet", "flags", "internal/dialect", "internal/dialects"},
+	"ledger":                      {"fleet", "flags", "internal/dialect", "internal/dialects", "internal/ident"},
 	"ledgerflag":                  {"ledger", "internal/dialects", "internal/stringflag"},
 	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "fleet", "ledger", "ledgerflag", "internal/dialect", "internal/dialects", "internal/ident"},
 	"report":                      {"rollout", "backfill", "ddl", "fleet", "ledger", "internal/dialect", "internal/dialects"},
