@@ -457,6 +457,11 @@ func decide(r Request, forward bool, kind string, in loaded) step {
 		return refuse(s.to, &RefusedError{Migration: r.Migration, From: cur.Phase, To: s.to, Gate: "guardrail",
 			Reason: "a guardrail tripped (" + in.row.Tripped + "); advance with acknowledgement once the cause is dealt with"})
 	}
+	if forward && in.row.Tripped != "" {
+		// The audit trail says what was passed over, not only why.
+		s.reason = strings.TrimSpace("acknowledged the tripped guardrail (" + in.row.Tripped + "); " + s.reason)
+		s.reason = strings.TrimSuffix(s.reason, ";")
+	}
 	s.gated = forward && !r.Force
 	return s
 }

@@ -47,11 +47,12 @@ var commands = []command{
 			fs.Bool("json", false, "print JSON")
 			fs.String("stage", "", "only migrations at this stage")
 		}},
-	{"advance", "MIGRATION", "Move a migration one phase forward through its gate.", (*cli).advance, transitionFlags},
-	{"rollback", "MIGRATION", "Move a migration one phase back (or to off with --to-off).", (*cli).rollback, transitionFlags},
+	{"advance", "MIGRATION", "Move a migration one phase forward through its gate.", (*cli).advance, advanceFlags},
+	{"rollback", "MIGRATION", "Move a migration one phase back (or to off with --to-off).", (*cli).rollback, rollbackFlags},
 	{"force", "MIGRATION", "Advance (or --rollback) without the gate; needs --reason; recorded as forced.", (*cli).force,
 		func(fs *flag.FlagSet) {
-			transitionFlags(fs)
+			advanceFlags(fs)
+			fs.Bool("to-off", false, "with --rollback: roll back straight to off (expanded)")
 			fs.Bool("rollback", false, "force a rollback instead of an advance")
 		}},
 	{"backfill", "run|pause|resume|cancel|status NAME", "Run a migration's backfills (NAME is the migration), or control a job (NAME is the job).",
@@ -82,7 +83,16 @@ var commands = []command{
 func transitionFlags(fs *flag.FlagSet) {
 	fs.String("reason", "", "why (recorded in the audit trail)")
 	fs.Int64("version", 0, "refuse if the migration's version is not this one")
+}
+
+func advanceFlags(fs *flag.FlagSet) {
+	transitionFlags(fs)
 	fs.Bool("confirm", false, "confirm the irreversible contract step")
+	fs.Bool("acknowledge", false, "clear a tripped guardrail and advance; needs --reason (recorded in the audit trail)")
+}
+
+func rollbackFlags(fs *flag.FlagSet) {
+	transitionFlags(fs)
 	fs.Bool("to-off", false, "roll back straight to off (expanded)")
 }
 
@@ -205,8 +215,10 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// boolFlag is a bool flag's value; false for one the command does not take.
 func boolFlag(fs *flag.FlagSet, name string) bool {
-	return fs.Lookup(name).Value.(flag.Getter).Get().(bool)
+	f := fs.Lookup(name)
+	return f != nil && f.Value.(flag.Getter).Get().(bool)
 }
 func strFlag(fs *flag.FlagSet, name string) string {
 	return fs.Lookup(name).Value.(flag.Getter).Get().(string)
@@ -319,10 +331,17 @@ func (c *cli) status(ctx context.Context, fs *flag.FlagSet, args []string) error
 
 func (c *cli) request(fs *flag.FlagSet, migration string) rollout.Request {
 	return rollout.Request{Migration: migration, Actor: c.actor, Reason: strFlag(fs, "reason"),
-		Version: fs.Lookup("version").Value.(flag.Getter).Get().(int64), Confirm: boolFlag(fs, "confirm"), ToOff: boolFlag(fs, "to-off")}
+		Version: fs.Lookup("version").Value.(flag.Getter).Get().(int64), Confirm: boolFlag(fs, "confirm"), ToOff: boolFlag(fs, "to-off"),
+		Acknowledge: boolFlag(fs, "acknowledge")}
 }
 
 func (c *cli) transition(ctx context.Context, fs *flag.FlagSet, args []string, forward, force bool) error {
+	if boolFlag(fs, "acknowledge") && strings.TrimSpace(strFlag(fs, "reason")) == "" {
+		return usagef("--acknowledge needs --reason: why the tripped guardrail may be passed")
+	}
+	if boolFlag(fs, "acknowledge") && !forward {
+		return usagef("--acknowledge clears a trip to advance; a rollback needs none")
+	}
 	co, m, err := c.migration(ctx, args)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/internal/pgtest"
+	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
 	"github.com/schemashift/schemashift/sqlite"
@@ -272,4 +273,45 @@ func TestCLIProcessExitCodes(t *testing.T) {
 	code, out = exitOf("rollback", "users_split_name", "--version", "99")
 	assert.Equal(t, 3, code, out)
 	assert.True(t, strings.Contains(out, "refused"), out)
+}
+
+// A tripped guardrail is cleared from the CLI with advance --acknowledge,
+// which needs a reason; the audit trail records what was passed over.
+// Each command offers only its own flags.
+func TestCLIAcknowledgesATrip(t *testing.T) {
+	t.Parallel()
+	for name, setup := range map[string]func(*testing.T) (string, *sqlx.DB){"postgres": setup, "sqlite": setupSQLite} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			url, db := setup(t)
+			r := cliRun(t, url, "advance", "users_split_name")
+			require.Equal(t, 0, r.code, r.stderr)
+			require.NoError(t, ledger.Trip(t.Context(), db, "users_split_name", "shadow consistency 0.80 under 0.90"))
+
+			r = cliRun(t, url, "advance", "users_split_name")
+			assert.Equal(t, 3, r.code, "refused while tripped")
+			assert.Contains(t, r.stderr, "a guardrail tripped (shadow consistency 0.80 under 0.90)")
+			r = cliRun(t, url, "advance", "users_split_name", "--acknowledge")
+			assert.Equal(t, 2, r.code, "an acknowledgement needs a reason")
+			assert.Contains(t, r.stderr, "--acknowledge needs --reason")
+			r = cliRun(t, url, "rollback", "users_split_name", "--acknowledge", "--reason", "x")
+			assert.Equal(t, 2, r.code, "rollback takes no acknowledgement")
+			r = cliRun(t, url, "advance", "users_split_name", "--to-off")
+			assert.Equal(t, 2, r.code, "advance takes no --to-off")
+
+			r = cliRun(t, url, "advance", "users_split_name", "--acknowledge", "--reason", "the comparator ignored case; fixed")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "users_split_name: dualwrite")
+			st, err := ledger.Get(t.Context(), db, "users_split_name")
+			require.NoError(t, err)
+			assert.Empty(t, st.Tripped, "the trip is cleared")
+			r = cliRun(t, url, "audit", "users_split_name")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "acknowledged the tripped guardrail (shadow consistency 0.80 under 0.90); the comparator ignored case; fixed")
+
+			r = cliRun(t, url, "advance", "--help")
+			assert.Contains(t, r.stdout+r.stderr, "-acknowledge")
+			assert.NotContains(t, r.stdout+r.stderr, "-to-off")
+		})
+	}
 }
