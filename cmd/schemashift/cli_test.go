@@ -288,6 +288,9 @@ func TestCLIAcknowledgesATrip(t *testing.T) {
 			require.Equal(t, 0, r.code, r.stderr)
 			require.NoError(t, ledger.Trip(t.Context(), db, "users_split_name", "shadow consistency 0.80 under 0.90"))
 
+			r = cliRun(t, url, "status", "users_split_name")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "not met: a guardrail tripped (shadow consistency 0.80 under 0.90)", "status shows the trip as the unmet gate")
 			r = cliRun(t, url, "advance", "users_split_name")
 			assert.Equal(t, 3, r.code, "refused while tripped")
 			assert.Contains(t, r.stderr, "a guardrail tripped (shadow consistency 0.80 under 0.90)")
