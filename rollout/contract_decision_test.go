@@ -83,14 +83,8 @@ func TestContractOpsRunOnlyWhenTheTransitionIsMade(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		rollouttest.UsersDB(t, db)
 		ctx := t.Context()
-		clk := rollouttest.NewClock()
-		p := rollouttest.LedgerPlan()
-		p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}}
-		setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
-		require.NoError(t, err)
-		rollouttest.Forced(t, setup, p.Migration, 8) // expanded … complete
+		clk, p, _ := atComplete(t, db)
 		in := rollouttest.InstanceAt(t, db, "a", p.Migration, clk.Now)
 		rollouttest.Beat(t, in, flags.Complete) // first seen
 		clk.Add(rollouttest.Window / 2)
@@ -131,14 +125,8 @@ func TestContractOpsAndAHeartbeatInBetween(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
-		rollouttest.UsersDB(t, db)
 		ctx := t.Context()
-		clk := rollouttest.NewClock()
-		p := rollouttest.LedgerPlan()
-		p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}}
-		setup, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
-		require.NoError(t, err)
-		rollouttest.Forced(t, setup, p.Migration, 8) // expanded … complete
+		clk, p, _ := atComplete(t, db)
 		a := rollouttest.InstanceAt(t, db, "a", p.Migration, clk.Now)
 		b := rollouttest.InstanceAt(t, db, "b", p.Migration, clk.Now)
 		rollouttest.Beat(t, a, flags.Complete)
@@ -254,4 +242,18 @@ func TestContractCutOffMidwayIsCompletedNeverRolledBack(t *testing.T) {
 		assert.Equal(t, 1, intents, "one intent, recorded before the operations ran")
 		assert.Equal(t, 1, contracted)
 	})
+}
+
+// atComplete is the worked example at complete, with a contract that
+// drops full_name, on a coordinator reading clk.
+func atComplete(t *testing.T, db *sqlx.DB) (*rollouttest.Clock, rollout.Plan, *rollout.Coordinator) {
+	t.Helper()
+	rollouttest.UsersDB(t, db)
+	clk := rollouttest.NewClock()
+	p := rollouttest.LedgerPlan()
+	p.ContractOps = []ddl.Op{ddl.DropColumn{Table: "users", Column: "full_name"}}
+	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{p}, rollout.WithClock(clk.Now))
+	require.NoError(t, err)
+	rollouttest.Forced(t, c, p.Migration, 8) // expanded … complete
+	return clk, p, c
 }
