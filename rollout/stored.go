@@ -100,14 +100,33 @@ func goModeElsewhere(name string) backfill.ChunkFunc {
 
 // Open returns a coordinator of every plan registered in the ledger, read
 // back from it: for processes that do not have the plans' code, such as
-// the CLI. It registers nothing.
+// the CLI. It registers nothing, and creates or upgrades the ledger
+// ([ledger.Ensure]) when it is missing or older than this build: for a
+// process that goes on to change state. A reader opens with
+// [OpenReadOnly].
 func Open(ctx context.Context, db Pool, opts ...CoordinatorOption) (*Coordinator, error) {
+	return open(ctx, db, opts, ledger.Ensure)
+}
+
+// OpenReadOnly is [Open] for a process that only reads (a status, an
+// audit trail, a report), run by a role that may only SELECT the ledger:
+// it writes nothing, takes no lock and creates nothing. A database
+// without a ledger fails with [ledger.ErrNotInitialised], a ledger at
+// another version than this build's with a [*ledger.VersionError]
+// (matching [ledger.ErrVersionMismatch]); [Open], or [ledger.Ensure], by
+// a role that may, creates or upgrades it. The coordinator's reads work;
+// what it would write needs the rights the role lacks.
+func OpenReadOnly(ctx context.Context, db Pool, opts ...CoordinatorOption) (*Coordinator, error) {
+	return open(ctx, db, opts, ledger.Check)
+}
+
+func open(ctx context.Context, db Pool, opts []CoordinatorOption, prepare func(context.Context, ledger.DB) error) (*Coordinator, error) {
 	c, err := newCoordinator(db, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
-	if err := ledger.Ensure(ctx, c.db); err != nil {
-		return nil, err
+	if err := prepare(ctx, c.db); err != nil {
+		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
 	defs, err := ledger.Definitions(ctx, c.db)
 	if err != nil {

@@ -130,7 +130,11 @@ func testCLIEndToEnd(t *testing.T, url string, db *sqlx.DB) {
 
 	r = cliRun(t, url, "backfill", "run", "users_split_name", "--workers", "2")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "users_split_name [", "a progress bar")
+	assert.Contains(t, r.stderr, "users_split_name: 100% 3000/3000 rows, ", "the progress, as lines: stderr is no terminal")
+	assert.Contains(t, r.stderr, ", ETA 0s, done\n")
+	assert.NotContains(t, r.stderr, "\r", "no redraw where stderr is no terminal")
+	assert.NotContains(t, r.stderr, "\x1b")
+	assert.NotContains(t, r.stderr, " 0 rows/s", "a job done before its second report shows its own average")
 	r = cliRun(t, url, "backfill", "status", "users_split_name", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
 	var p backfill.Progress
@@ -214,7 +218,7 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"backfill", "pause", "no_such_job"}, 2, "unknown backfill job"},
 		{[]string{"backfill", "explode", "x"}, 2, "unknown action"},
 		{[]string{"audit", "no_such_migration"}, 2, "unknown migration"},
-		{[]string{"advance", "--bogus", "x"}, 2, "flag provided but not defined"},
+		{[]string{"advance", "--bogus", "x"}, 2, "unknown flag: --bogus"},
 		{[]string{"lint", "/no/such/file.sql"}, 2, "no such file"},
 	} {
 		r := cliRun(t, url, c.args...)
@@ -228,7 +232,8 @@ func TestCLIBadInput(t *testing.T) {
 	for _, cmd := range []string{"status", "advance", "rollback", "force", "backfill", "verify", "lint", "runbook", "retro", "audit"} {
 		r := cliRun(t, url, cmd, "--help")
 		assert.Equal(t, 0, r.code, cmd)
-		assert.Contains(t, r.stdout, "usage: schemashift "+cmd, cmd)
+		assert.Contains(t, r.stdout, "Usage:\n  schemashift "+cmd, cmd)
+		assert.Empty(t, r.stderr, cmd)
 	}
 	r = cliRun(t, url, "help")
 	assert.Equal(t, 0, r.code)
