@@ -227,6 +227,7 @@ func (c *cli) helpCommand(root *cobra.Command) *cobra.Command {
 				}
 				return usageError{msg: unknown("help topic", parent, strings.Join(rest, " "))}
 			}
+			target.InitDefaultHelpFlag() // as COMMAND --help shows it
 			return target.Help()
 		},
 	}
