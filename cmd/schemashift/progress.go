@@ -23,9 +23,11 @@ const lineEvery = 10 * time.Second
 // meter is the rate of a job over the last window of its running time.
 // An interval in which the job was not running at both ends (paused,
 // stalled) and walked no row is left out: a pause neither lowers the
-// rate nor holds it down once the job runs again. It is a few lines over
-// a slice of samples; a library would bring more than it saves. It is not
-// safe for concurrent use (progress holds a lock around it).
+// rate nor holds it down once the job runs again. The project keeps its
+// own because what matters here is which time counts (running time, on an
+// injected clock), which progress-bar modules decide for themselves, by
+// the wall clock. It is not safe for concurrent use (progress holds a lock
+// around it).
 type meter struct {
 	window  time.Duration
 	samples []sample // oldest first; the first one at or before the window's start
@@ -191,7 +193,7 @@ func plainLine(p backfill.Progress, rate float64, left time.Duration) string {
 // rate is not known yet, 0s for one done.
 func etaOf(p backfill.Progress, left time.Duration) string {
 	switch {
-	case p.Status == backfill.Done:
+	case p.Status == backfill.Done, p.Status == backfill.Running && p.TotalEstimate > 0 && p.RowsDone >= p.TotalEstimate:
 		return "0s"
 	case p.Status != backfill.Running || left <= 0:
 		return "-"
