@@ -41,6 +41,9 @@ type Dialect interface {
 	Capabilities
 	Catalog
 	Sessions
+	LedgerQueries
+	FleetQueries
+	RolloutQueries
 }
 
 // Rendering is how a dialect spells the SQL fragments that have no common
