@@ -119,7 +119,7 @@ func driverOf(db Pool) (dialect.Driver, error) {
 //   - a [Bound] handle: its dialect, as it is, probing nothing.
 func For(ctx context.Context, db any) (dialect.Dialect, error) {
 	if b, ok := db.(*Bound); ok {
-		if b == nil || b.conn == nil || b.dialect == nil {
+		if b == nil || b.dialect == nil || b.conn == nil || reflect.ValueOf(b.conn).Kind() == reflect.Pointer && reflect.ValueOf(b.conn).IsNil() {
 			return nil, fmt.Errorf("%w: the handle is a *dialects.Bound of no handle or dialect", ErrUnknownDriver)
 		}
 		return b.dialect, nil
