@@ -54,7 +54,7 @@ type Fleet struct {
 // ageOut before it.
 func Read(ctx context.Context, db DB, migration string, ageOut time.Duration, now time.Time) (Fleet, error) {
 	f := Fleet{Now: now}
-	q, _, err := dialects.Handle(ctx, db)
+	q, d, err := dialects.Handle(ctx, db)
 	if err != nil {
 		return f, fmt.Errorf("read fleet: %w", err)
 	}
@@ -75,10 +75,7 @@ func Read(ctx context.Context, db DB, migration string, ageOut time.Duration, no
 		ShadowDrops int64      `db:"shadow_drops"`
 	}
 	var rows []instRow
-	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT instance_id, service, build_version, first_seen, last_seen, CAST(stage_seen AS text) AS stage_seen,
-			min_stage, max_stage, last_old_call, old_calls, matched, mismatched, shadow_drops
-		FROM schemashift_instances WHERE migration = $1 AND last_seen > $2 ORDER BY service, instance_id`,
-		migration, since); err != nil {
+	if err := sqlx.SelectContext(ctx, q, &rows, d.ReadInstances(), migration, since); err != nil {
 		return f, fmt.Errorf("read fleet: %w", err)
 	}
 	for _, r := range rows {
@@ -99,12 +96,7 @@ func Read(ctx context.Context, db DB, migration string, ageOut time.Duration, no
 		f.Instances = append(f.Instances, in)
 	}
 	var unaware []instRow
-	if err := sqlx.SelectContext(ctx, q, &unaware, `SELECT i.instance_id, i.service, i.build_version, i.first_seen, i.last_seen
-		FROM schemashift_instances i
-		WHERE i.migration = '' AND i.last_seen > $2
-		  AND i.service IN (SELECT service FROM schemashift_instances WHERE migration = $1)
-		  AND NOT EXISTS (SELECT 1 FROM schemashift_instances k WHERE k.instance_id = i.instance_id AND k.migration = $1)
-		ORDER BY i.service, i.instance_id`, migration, since); err != nil {
+	if err := sqlx.SelectContext(ctx, q, &unaware, d.ReadUnaware(), migration, since); err != nil {
 		return f, fmt.Errorf("read fleet: %w", err)
 	}
 	for _, r := range unaware {
@@ -117,7 +109,7 @@ func Read(ctx context.Context, db DB, migration string, ageOut time.Duration, no
 // (seen within ageOut before it) that report any migration, each once
 // whatever the number of migrations it reports.
 func InstancesPerService(ctx context.Context, db DB, ageOut time.Duration, now time.Time) (map[string]int, error) {
-	q, _, err := dialects.Handle(ctx, db)
+	q, d, err := dialects.Handle(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("read services: %w", err)
 	}
@@ -125,8 +117,7 @@ func InstancesPerService(ctx context.Context, db DB, ageOut time.Duration, now t
 		Service string `db:"service"`
 		N       int    `db:"n"`
 	}
-	if err := sqlx.SelectContext(ctx, q, &counts, `SELECT service, count(DISTINCT instance_id) AS n FROM schemashift_instances
-		WHERE migration <> '' AND last_seen > $1 GROUP BY service`, dialect.Stamp(now.Add(-ageOut))); err != nil {
+	if err := sqlx.SelectContext(ctx, q, &counts, d.InstancesPerService(), dialect.Stamp(now.Add(-ageOut))); err != nil {
 		return nil, fmt.Errorf("read services: %w", err)
 	}
 	out := make(map[string]int, len(counts))
@@ -151,14 +142,11 @@ type Totals struct {
 // Sum reads the [Totals] of a migration.
 func Sum(ctx context.Context, db DB, migration string) (Totals, error) {
 	var t Totals
-	q, _, err := dialects.Handle(ctx, db)
+	q, d, err := dialects.Handle(ctx, db)
 	if err != nil {
 		return t, fmt.Errorf("sum heartbeats: %w", err)
 	}
-	err = sqlx.GetContext(ctx, q, &t, `SELECT coalesce(sum(matched), 0) AS matched, coalesce(sum(mismatched), 0) AS mismatched,
-		coalesce(sum(old_total), 0) AS old_total, coalesce(sum(old_errors), 0) AS old_errors,
-		coalesce(sum(new_total), 0) AS new_total, coalesce(sum(new_errors), 0) AS new_errors
-		FROM schemashift_instances WHERE migration = $1`, migration)
+	err = sqlx.GetContext(ctx, q, &t, d.SumHeartbeats(), migration)
 	if err != nil {
 		err = fmt.Errorf("sum heartbeats: %w", err)
 	}

@@ -264,13 +264,11 @@ func (i *Instance) Beat(ctx context.Context) error {
 	}
 	now := dialect.Tick(i.clock())
 	at := dialect.Stamp(now)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances (instance_id, migration, service, build_version, first_seen, last_seen)
-		VALUES ($1, '', $2, $3, $4, $4) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = EXCLUDED.last_seen,
-		service = EXCLUDED.service, build_version = EXCLUDED.build_version`, i.id, i.service, i.build, at); err != nil {
+	d := i.dialect
+	if _, err := tx.ExecContext(ctx, d.BeatInstance(), i.id, i.service, i.build, at); err != nil {
 		i.restore(windows, took)
 		return fmt.Errorf("heartbeat: %w", err)
 	}
-	d := i.dialect
 	for k, m := range names {
 		t := took[k]
 		seen := map[string]time.Time{}
@@ -295,25 +293,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 			lat.Old[b] += t.latency.Old[b]
 			lat.New[b] += t.latency.New[b]
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_instances AS i (instance_id, migration, service, build_version, stage_seen,
-				min_stage, max_stage, last_old_call, old_calls, matched, mismatched, old_total, old_errors, new_total, new_errors, latency, shadow_drops,
-				first_seen, last_seen)
-			VALUES ($1, $2, $3, $4, `+d.JSON("$5")+`,
-				$6, $7, CASE WHEN `+d.Typed("$8", "bigint")+` > 0 THEN `+d.Timestamp("$17")+` END, $8, $9, $10, $11, $12, $13, $14, `+d.JSON("$15")+`, $16,
-				$17, $17)
-			ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = EXCLUDED.last_seen,
-				service = EXCLUDED.service, build_version = EXCLUDED.build_version,
-				stage_seen = `+d.JSONMerge("i.stage_seen", "EXCLUDED.stage_seen")+`,
-				min_stage = CASE WHEN EXCLUDED.min_stage = '' THEN i.min_stage ELSE EXCLUDED.min_stage END,
-				max_stage = CASE WHEN EXCLUDED.max_stage = '' THEN i.max_stage ELSE EXCLUDED.max_stage END,
-				last_old_call = coalesce(EXCLUDED.last_old_call, i.last_old_call),
-				old_calls = i.old_calls + EXCLUDED.old_calls,
-				matched = i.matched + EXCLUDED.matched,
-				mismatched = i.mismatched + EXCLUDED.mismatched,
-				shadow_drops = i.shadow_drops + EXCLUDED.shadow_drops,
-				old_total = i.old_total + EXCLUDED.old_total, old_errors = i.old_errors + EXCLUDED.old_errors,
-				new_total = i.new_total + EXCLUDED.new_total, new_errors = i.new_errors + EXCLUDED.new_errors,
-				latency = EXCLUDED.latency`,
+		if _, err := tx.ExecContext(ctx, d.BeatMigration(),
 			i.id, m, i.service, i.build, string(mustJSON(seen)), minS, maxS, t.old, t.matched, t.mismatched,
 			t.calls[0], t.errs[0], t.calls[1], t.errs[1], string(mustJSON(lat)), t.drops, at); err != nil {
 			i.restore(windows, took)
@@ -335,8 +315,7 @@ func (i *Instance) Beat(ctx context.Context) error {
 func (i *Instance) storedLatency(ctx context.Context, tx *sqlx.Tx, d dialect.Dialect, migration string) (Latency, error) {
 	var p Latency
 	var raw string
-	err := tx.GetContext(ctx, &raw, `SELECT CAST(latency AS text) FROM schemashift_instances
-		WHERE instance_id = $1 AND migration = $2`+d.ForUpdate(), i.id, migration)
+	err := tx.GetContext(ctx, &raw, d.LockLatency(), i.id, migration)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, nil
 	}

@@ -80,11 +80,11 @@ type Latency struct {
 func Latencies(ctx context.Context, db DB, migration string) (Latency, error) {
 	var rows []string
 	var sum Latency
-	q, _, err := dialects.Handle(ctx, db)
+	q, d, err := dialects.Handle(ctx, db)
 	if err != nil {
 		return sum, fmt.Errorf("read latencies: %w", err)
 	}
-	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT CAST(latency AS text) FROM schemashift_instances WHERE migration = $1`, migration); err != nil {
+	if err := sqlx.SelectContext(ctx, q, &rows, d.ReadLatencies(), migration); err != nil {
 		return sum, fmt.Errorf("read latencies: %w", err)
 	}
 	for _, r := range rows {

@@ -16,85 +16,6 @@ import (
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
-// ledgerSchema holds the ledger's own versioned schema: each entry upgrades
-// it by one version, applied in order under an advisory lock. It is written
-// in PostgreSQL's spelling; dialect.Schema renders it for SQLite.
-var ledgerSchema = []string{
-	// 1: migrations, events, instances.
-	`CREATE TABLE schemashift_migrations (
-		migration       text PRIMARY KEY,
-		definition_hash text NOT NULL,
-		phase           text NOT NULL DEFAULT 'planned',
-		stage           text NOT NULL DEFAULT 'off',
-		version         bigint NOT NULL DEFAULT 1,
-		phase_since     timestamptz NOT NULL DEFAULT now(),
-		matched_base    bigint NOT NULL DEFAULT 0,
-		mismatched_base bigint NOT NULL DEFAULT 0,
-		created_at      timestamptz NOT NULL DEFAULT now(),
-		updated_at      timestamptz NOT NULL DEFAULT now()
-	);
-	CREATE TABLE schemashift_events (
-		id         bigserial PRIMARY KEY,
-		migration  text NOT NULL,
-		kind       text NOT NULL,
-		accepted   boolean NOT NULL,
-		actor      text NOT NULL,
-		from_phase text NOT NULL DEFAULT '',
-		to_phase   text NOT NULL DEFAULT '',
-		from_stage text NOT NULL DEFAULT '',
-		to_stage   text NOT NULL DEFAULT '',
-		version    bigint,
-		reason     text NOT NULL DEFAULT '',
-		at         timestamptz NOT NULL DEFAULT clock_timestamp()
-	);
-	CREATE INDEX schemashift_events_migration ON schemashift_events (migration, id);
-	CREATE TABLE schemashift_instances (
-		instance_id     text NOT NULL,
-		migration       text NOT NULL,
-		service         text NOT NULL,
-		build_version   text NOT NULL,
-		first_seen      timestamptz NOT NULL DEFAULT now(),
-		last_seen       timestamptz NOT NULL DEFAULT now(),
-		stage_seen      jsonb NOT NULL DEFAULT '{}',
-		min_stage       text NOT NULL DEFAULT '',
-		max_stage       text NOT NULL DEFAULT '',
-		last_old_call   timestamptz,
-		old_calls       bigint NOT NULL DEFAULT 0,
-		matched         bigint NOT NULL DEFAULT 0,
-		mismatched      bigint NOT NULL DEFAULT 0,
-		PRIMARY KEY (instance_id, migration)
-	);`,
-	// 2: the plan's definition, for processes without its code.
-	`ALTER TABLE schemashift_migrations ADD COLUMN definition jsonb`,
-	// 3: guardrails: calls and errors per path, baselines, trips.
-	// One column per ALTER: SQLite adds no more.
-	`ALTER TABLE schemashift_instances ADD COLUMN old_total bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_instances ADD COLUMN old_errors bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_instances ADD COLUMN new_total bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_instances ADD COLUMN new_errors bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_migrations ADD COLUMN base_old_total bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_migrations ADD COLUMN base_old_errors bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_migrations ADD COLUMN base_new_total bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_migrations ADD COLUMN base_new_errors bigint NOT NULL DEFAULT 0;
-	ALTER TABLE schemashift_migrations ADD COLUMN tripped text NOT NULL DEFAULT ''`,
-	// 4: the query-plan watch.
-	`CREATE TABLE schemashift_query_plans (
-		id        bigserial PRIMARY KEY,
-		migration text NOT NULL,
-		query     text NOT NULL,
-		moment    text NOT NULL,
-		shape     jsonb NOT NULL,
-		changes   jsonb NOT NULL DEFAULT '[]',
-		at        timestamptz NOT NULL DEFAULT now()
-	);
-	CREATE INDEX schemashift_query_plans_migration ON schemashift_query_plans (migration, query, id)`,
-	// 5: latency histograms per path, for the latency guardrail.
-	`ALTER TABLE schemashift_instances ADD COLUMN latency jsonb NOT NULL DEFAULT '{"old": [], "new": []}';
-	ALTER TABLE schemashift_migrations ADD COLUMN base_latency jsonb NOT NULL DEFAULT '{"old": [], "new": []}'`,
-	// 6: shadow reads each instance dropped (a reader full, or closed).
-	`ALTER TABLE schemashift_instances ADD COLUMN shadow_drops bigint NOT NULL DEFAULT 0`,
-}
-
 // Ensure creates the ledger tables, or upgrades them to this build's
 // version. It is safe to call from every instance at once. Given a pool
 // it runs in a transaction of its own; given a transaction, in that one,
@@ -116,19 +37,19 @@ func Ensure(ctx context.Context, db DB) error {
 		// The caller's transaction: all of Ensure or none of it, whatever
 		// the caller then does with the rest (a failed statement on SQLite
 		// leaves the transaction going, with half an upgrade in it).
-		if _, err := h.ExecContext(ctx, `SAVEPOINT schemashift_ensure`); err != nil {
+		if _, err := h.ExecContext(ctx, d.EnsureSavepoint()); err != nil {
 			return fmt.Errorf("ensure ledger: %w", err)
 		}
 		if err := ensureIn(ctx, d, h); err != nil {
-			if _, rerr := h.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO SAVEPOINT schemashift_ensure`); rerr != nil {
+			if _, rerr := h.ExecContext(context.WithoutCancel(ctx), d.EnsureRollback()); rerr != nil {
 				return errors.Join(err, fmt.Errorf("ensure ledger: undo: %w", rerr))
 			}
-			if _, rerr := h.ExecContext(context.WithoutCancel(ctx), `RELEASE SAVEPOINT schemashift_ensure`); rerr != nil {
+			if _, rerr := h.ExecContext(context.WithoutCancel(ctx), d.EnsureRelease()); rerr != nil {
 				return errors.Join(err, fmt.Errorf("ensure ledger: undo: %w", rerr))
 			}
 			return err
 		}
-		if _, err := h.ExecContext(ctx, `RELEASE SAVEPOINT schemashift_ensure`); err != nil {
+		if _, err := h.ExecContext(ctx, d.EnsureRelease()); err != nil {
 			return fmt.Errorf("ensure ledger: %w", err)
 		}
 		return nil
@@ -160,6 +81,7 @@ type beginner interface {
 // ensureIn creates or upgrades the tables in tx, under the ledger
 // schema's lock.
 func ensureIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) error {
+	schema := d.LedgerSchema()
 	// At this build's version already (versions only rise): nothing to
 	// lock or write, so that a caller's transaction holds nothing of the
 	// ledger while it goes on (every instance's Start would wait for it).
@@ -167,35 +89,35 @@ func ensureIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) error {
 		return fmt.Errorf("ensure ledger: %w", err)
 	} else if ok {
 		var version int
-		if err := sqlx.GetContext(ctx, tx, &version, `SELECT coalesce(max(version), 0) FROM schemashift_ledger_schema`); err != nil {
+		if err := sqlx.GetContext(ctx, tx, &version, d.LedgerVersion()); err != nil {
 			return fmt.Errorf("ensure ledger: %w", err)
 		}
-		if version == len(ledgerSchema) {
+		if version == len(schema) {
 			return nil
 		}
 	}
 	if err := d.LockTx(ctx, tx, 7215837262348120002); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schemashift_ledger_schema (version integer NOT NULL)`); err != nil {
+	if _, err := tx.ExecContext(ctx, d.CreateLedgerVersion()); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	var version int
-	if err := sqlx.GetContext(ctx, tx, &version, `SELECT coalesce(max(version), 0) FROM schemashift_ledger_schema`); err != nil {
+	if err := sqlx.GetContext(ctx, tx, &version, d.LedgerVersion()); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
-	if version > len(ledgerSchema) {
-		return fmt.Errorf("ensure ledger: the ledger is at version %d, newer than this build knows (%d): upgrade schemashift", version, len(ledgerSchema))
+	if version > len(schema) {
+		return fmt.Errorf("ensure ledger: the ledger is at version %d, newer than this build knows (%d): upgrade schemashift", version, len(schema))
 	}
-	for v := version; v < len(ledgerSchema); v++ {
-		if _, err := tx.ExecContext(ctx, d.Schema(ledgerSchema[v])); err != nil {
+	for v := version; v < len(schema); v++ {
+		if _, err := tx.ExecContext(ctx, schema[v]); err != nil {
 			return fmt.Errorf("ensure ledger: upgrade to version %d: %w", v+1, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM schemashift_ledger_schema`); err != nil {
+	if _, err := tx.ExecContext(ctx, d.ClearLedgerVersion()); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_ledger_schema VALUES ($1)`, len(ledgerSchema)); err != nil {
+	if _, err := tx.ExecContext(ctx, d.InsertLedgerVersion(), len(schema)); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	return nil
@@ -265,17 +187,14 @@ func (r statusRow) row() (Row, error) {
 	return out, nil
 }
 
-const statusColumns = `migration, phase, stage, version, phase_since, updated_at, matched_base, mismatched_base,
-	base_old_total, base_old_errors, base_new_total, base_new_errors, tripped, CAST(base_latency AS text) AS base_latency`
-
 // Read reads one migration's row: the one read of it that every part of
 // the library makes ([ErrUnknownMigration] when there is none).
 func Read(ctx context.Context, db DB, migration string) (Row, error) {
-	h, _, err := handle(ctx, db)
+	h, d, err := handle(ctx, db)
 	if err != nil {
 		return Row{}, fmt.Errorf("read migration %q: %w", migration, err)
 	}
-	return read(ctx, h, migration, "")
+	return read(ctx, h, migration, d.ReadMigration())
 }
 
 // Lock reads one migration's row as [Read] does and locks it for the rest
@@ -286,12 +205,14 @@ func Lock(ctx context.Context, tx DB, migration string) (Row, error) {
 	if err != nil {
 		return Row{}, fmt.Errorf("lock migration %q: %w", migration, err)
 	}
-	return read(ctx, h, migration, d.ForUpdate())
+	return read(ctx, h, migration, d.LockMigration())
 }
 
-func read(ctx context.Context, q sqlx.QueryerContext, migration, lock string) (Row, error) {
+// read reads the migration's row with query, a statement of the row's
+// columns that takes the migration as its one parameter.
+func read(ctx context.Context, q sqlx.QueryerContext, migration, query string) (Row, error) {
 	var r statusRow
-	err := sqlx.GetContext(ctx, q, &r, `SELECT `+statusColumns+` FROM schemashift_migrations WHERE migration = $1`+lock, migration)
+	err := sqlx.GetContext(ctx, q, &r, query, migration)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Row{}, fmt.Errorf("read migration: %w %q", ErrUnknownMigration, migration)
 	}
@@ -309,12 +230,12 @@ func Get(ctx context.Context, db DB, migration string) (Status, error) {
 
 // List reads every migration's status.
 func List(ctx context.Context, db DB) ([]Status, error) {
-	h, _, err := handle(ctx, db)
+	h, d, err := handle(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("list migrations: %w", err)
 	}
 	var rows []statusRow
-	if err := sqlx.SelectContext(ctx, h, &rows, `SELECT `+statusColumns+` FROM schemashift_migrations ORDER BY migration`); err != nil {
+	if err := sqlx.SelectContext(ctx, h, &rows, d.ListMigrations()); err != nil {
 		return nil, fmt.Errorf("list migrations: %w", err)
 	}
 	out := make([]Status, 0, len(rows))
@@ -346,7 +267,7 @@ type Event struct {
 
 // Audit reads a migration's audit trail, oldest first ("" for all).
 func Audit(ctx context.Context, db DB, migration string, limit int) ([]Event, error) {
-	h, _, err := handle(ctx, db)
+	h, d, err := handle(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("read audit trail: %w", err)
 	}
@@ -354,8 +275,7 @@ func Audit(ctx context.Context, db DB, migration string, limit int) ([]Event, er
 		limit = 1000
 	}
 	var ev []Event
-	err = sqlx.SelectContext(ctx, h, &ev, `SELECT * FROM (SELECT id, migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at
-		FROM schemashift_events WHERE $1 = '' OR migration = $1 ORDER BY id DESC LIMIT $2) e ORDER BY id`, migration, limit)
+	err = sqlx.SelectContext(ctx, h, &ev, d.Audit(), migration, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit trail: %w", err)
 	}

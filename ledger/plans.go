@@ -25,12 +25,11 @@ type Definition struct {
 // reports false, and changes nothing, when a migration of that name is
 // there already.
 func Add(ctx context.Context, db DB, d Definition, at time.Time) (bool, error) {
-	q, _, err := handle(ctx, db)
+	q, dl, err := handle(ctx, db)
 	if err != nil {
 		return false, fmt.Errorf("add migration %q: %w", d.Migration, err)
 	}
-	res, err := q.ExecContext(ctx, `INSERT INTO schemashift_migrations (migration, definition_hash, definition, phase_since, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (migration) DO NOTHING`, d.Migration, d.Hash, string(d.Document), dialect.Stamp(at))
+	res, err := q.ExecContext(ctx, dl.AddMigration(), d.Migration, d.Hash, string(d.Document), dialect.Stamp(at))
 	if err != nil {
 		return false, err
 	}
@@ -38,7 +37,7 @@ func Add(ctx context.Context, db DB, d Definition, at time.Time) (bool, error) {
 		return false, nil
 	}
 	version := int64(1)
-	return true, record(ctx, q, Event{Migration: d.Migration, Kind: "register", Accepted: true, Actor: "schemashift",
+	return true, record(ctx, q, dl, Event{Migration: d.Migration, Kind: "register", Accepted: true, Actor: "schemashift",
 		ToPhase: Planned.String(), ToStage: Planned.Stage().String(), Version: &version, Reason: "plan " + d.Hash, At: at})
 }
 
@@ -58,13 +57,12 @@ func (r definitionRow) definition() Definition {
 
 // ReadDefinition reads the definition a migration is registered with.
 func ReadDefinition(ctx context.Context, db DB, migration string) (Definition, error) {
-	q, _, err := handle(ctx, db)
+	q, d, err := handle(ctx, db)
 	if err != nil {
 		return Definition{}, fmt.Errorf("read definition of %q: %w", migration, err)
 	}
 	var r definitionRow
-	if err := sqlx.GetContext(ctx, q, &r, `SELECT migration, definition_hash, CAST(definition AS text) AS definition
-		FROM schemashift_migrations WHERE migration = $1`, migration); err != nil {
+	if err := sqlx.GetContext(ctx, q, &r, d.ReadDefinition(), migration); err != nil {
 		return Definition{}, err
 	}
 	return r.definition(), nil
@@ -72,13 +70,12 @@ func ReadDefinition(ctx context.Context, db DB, migration string) (Definition, e
 
 // Definitions reads every migration's definition, by name.
 func Definitions(ctx context.Context, db DB) ([]Definition, error) {
-	q, _, err := handle(ctx, db)
+	q, d, err := handle(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("read definitions: %w", err)
 	}
 	var rows []definitionRow
-	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT migration, definition_hash, CAST(definition AS text) AS definition
-		FROM schemashift_migrations ORDER BY migration`); err != nil {
+	if err := sqlx.SelectContext(ctx, q, &rows, d.ListDefinitions()); err != nil {
 		return nil, fmt.Errorf("read definitions: %w", err)
 	}
 	out := make([]Definition, len(rows))
@@ -91,11 +88,11 @@ func Definitions(ctx context.Context, db DB) ([]Definition, error) {
 // StoreDocument stores doc as the migration's document where it has
 // none.
 func StoreDocument(ctx context.Context, db DB, migration string, doc []byte) error {
-	q, _, err := handle(ctx, db)
+	q, d, err := handle(ctx, db)
 	if err != nil {
 		return fmt.Errorf("store definition of %q: %w", migration, err)
 	}
-	_, err = q.ExecContext(ctx, `UPDATE schemashift_migrations SET definition = $2 WHERE migration = $1 AND definition IS NULL`, migration, string(doc))
+	_, err = q.ExecContext(ctx, d.StoreDocument(), migration, string(doc))
 	return err
 }
 
@@ -103,7 +100,7 @@ func StoreDocument(ctx context.Context, db DB, migration string, doc []byte) err
 // a stage this build does not know is served as it is, and the flag's
 // evaluation falls back.
 func Stages(ctx context.Context, db DB) (map[string]string, error) {
-	q, _, err := handle(ctx, db)
+	q, d, err := handle(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("read stages: %w", err)
 	}
@@ -111,7 +108,7 @@ func Stages(ctx context.Context, db DB) (map[string]string, error) {
 		Migration string `db:"migration"`
 		Stage     string `db:"stage"`
 	}
-	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT migration, stage FROM schemashift_migrations`); err != nil {
+	if err := sqlx.SelectContext(ctx, q, &rows, d.ListStages()); err != nil {
 		return nil, err
 	}
 	out := make(map[string]string, len(rows))

@@ -15,16 +15,15 @@ import (
 // Record appends e to the audit trail at e.At (a time of the caller's
 // clock: the decision's), with e.Version when set.
 func Record(ctx context.Context, db DB, e Event) error {
-	h, _, err := handle(ctx, db)
+	h, d, err := handle(ctx, db)
 	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
-	return record(ctx, h, e)
+	return record(ctx, h, d, e)
 }
 
-func record(ctx context.Context, q dialect.Execer, e Event) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO schemashift_events (migration, kind, accepted, actor, from_phase, to_phase, from_stage, to_stage, version, reason, at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage,
+func record(ctx context.Context, q dialect.Execer, d dialect.Dialect, e Event) error {
+	_, err := q.ExecContext(ctx, d.RecordEvent(), e.Migration, e.Kind, e.Accepted, e.Actor, e.FromPhase, e.ToPhase, e.FromStage, e.ToStage,
 		e.Version, e.Reason, dialect.Stamp(e.At))
 	return err
 }
@@ -63,16 +62,12 @@ func Set(ctx context.Context, tx DB, m Move) (Row, error) {
 		return Row{}, fmt.Errorf("set migration %q: %w", m.From.Migration, err)
 	}
 	var next statusRow
-	if err := sqlx.GetContext(ctx, h, &next, `UPDATE schemashift_migrations SET phase = $2, stage = $3, version = version + 1,
-			phase_since = $13, updated_at = $13, matched_base = $4, mismatched_base = $5,
-			base_old_total = $6, base_old_errors = $7, base_new_total = $8, base_new_errors = $9, tripped = $10,
-			base_latency = `+d.JSON("$12")+`
-		WHERE migration = $1 AND version = $11 RETURNING `+statusColumns,
+	if err := sqlx.GetContext(ctx, h, &next, d.SetMigration(),
 		m.From.Migration, m.To.String(), m.To.Stage().String(), m.Base.Matched, m.Base.Mismatched, m.Base.OldTotal, m.Base.OldErrors,
 		m.Base.NewTotal, m.Base.NewErrors, m.Tripped, m.From.Version, string(lat), dialect.Stamp(m.At)); err != nil {
 		return Row{}, err
 	}
-	if err := record(ctx, h, Event{Migration: m.From.Migration, Kind: m.Kind, Accepted: true, Actor: m.Actor, FromPhase: m.From.Phase.String(),
+	if err := record(ctx, h, d, Event{Migration: m.From.Migration, Kind: m.Kind, Accepted: true, Actor: m.Actor, FromPhase: m.From.Phase.String(),
 		ToPhase: m.To.String(), FromStage: m.From.Stage.String(), ToStage: m.To.Stage().String(), Version: &next.Version, Reason: m.Reason,
 		At: m.At}); err != nil {
 		return Row{}, fmt.Errorf("record event: %w", err)
@@ -83,11 +78,11 @@ func Set(ctx context.Context, tx DB, m Move) (Row, error) {
 // Trip records on the migration's row why a guardrail tripped, unless it
 // holds a trip already.
 func Trip(ctx context.Context, db DB, migration, reason string) error {
-	h, _, err := handle(ctx, db)
+	h, d, err := handle(ctx, db)
 	if err != nil {
 		return fmt.Errorf("trip migration %q: %w", migration, err)
 	}
-	_, err = h.ExecContext(ctx, `UPDATE schemashift_migrations SET tripped = $2 WHERE migration = $1 AND tripped = ''`, migration, reason)
+	_, err = h.ExecContext(ctx, d.TripMigration(), migration, reason)
 	return err
 }
 
@@ -99,13 +94,12 @@ func ContractBegun(ctx context.Context, db DB, st Status) (bool, time.Time, erro
 	if st.Phase != Complete {
 		return false, time.Time{}, nil
 	}
-	h, _, err := handle(ctx, db)
+	h, d, err := handle(ctx, db)
 	if err != nil {
 		return false, time.Time{}, fmt.Errorf("read the contract's intent: %w", err)
 	}
 	var at []time.Time
-	if err := sqlx.SelectContext(ctx, h, &at, `SELECT at FROM schemashift_events
-		WHERE migration = $1 AND kind = 'contracting' AND accepted AND version = $2 AND at >= $3 ORDER BY id LIMIT 1`,
+	if err := sqlx.SelectContext(ctx, h, &at, d.ContractIntent(),
 		st.Migration, st.Version, dialect.Stamp(st.PhaseSince)); err != nil {
 		return false, time.Time{}, fmt.Errorf("read the contract's intent: %w", err)
 	}

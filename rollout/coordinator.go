@@ -308,7 +308,7 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 			}
 		}
 	}
-	tx, err := c.db.BeginTxx(ctx, nil)
+	tx, err := c.begin(ctx)
 	if err != nil {
 		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
@@ -372,7 +372,7 @@ func (c *Coordinator) load(ctx context.Context, tx *sqlx.Tx, migration string) (
 		return loaded{}, err
 	}
 	in := loaded{row: row}
-	in.begun, in.begunAt, in.begunErr = ledger.ContractBegun(ctx, tx, row.Status)
+	in.begun, in.begunAt, in.begunErr = ledger.ContractBegun(ctx, c.in(tx), row.Status)
 	return in, nil
 }
 
@@ -380,7 +380,7 @@ func (c *Coordinator) load(ctx context.Context, tx *sqlx.Tx, migration string) (
 // migration's lock is still this transition's (fencing: on SQLite a
 // leased row, which tx, holding the write lock, keeps as it is).
 func (c *Coordinator) lock(ctx context.Context, tx *sqlx.Tx, migration string) (ledger.Row, error) {
-	row, err := ledger.Lock(ctx, tx, migration)
+	row, err := ledger.Lock(ctx, c.in(tx), migration)
 	if err != nil {
 		return ledger.Row{}, err
 	}
@@ -506,7 +506,7 @@ func (c *Coordinator) effects(ctx context.Context, tx *sqlx.Tx, plan Plan, r Req
 	if len(d.ops) > 0 {
 		cur := s.from.Status
 		if s.to == ledger.Contracted && !s.begun {
-			if err := ledger.Record(ctx, tx, ledger.Event{Migration: r.Migration, Kind: "contracting", Accepted: true, Actor: r.Actor,
+			if err := ledger.Record(ctx, c.in(tx), ledger.Event{Migration: r.Migration, Kind: "contracting", Accepted: true, Actor: r.Actor,
 				FromPhase: cur.Phase.String(), ToPhase: s.to.String(), FromStage: cur.Stage.String(), ToStage: s.to.Stage().String(), Version: &cur.Version,
 				Reason: strings.TrimSpace("the contract's operations run; no rollback from here. " + s.reason), At: now}); err != nil {
 				return tx, fmt.Errorf("%s %s: record the contract's intent: %w", kind, r.Migration, err), nil
@@ -521,7 +521,7 @@ func (c *Coordinator) effects(ctx context.Context, tx *sqlx.Tx, plan Plan, r Req
 			}
 			return tx, nil, err
 		}
-		second, err := c.db.BeginTxx(ctx, nil)
+		second, err := c.begin(ctx)
 		if err != nil { // tx stays the first, committed: its deferred Rollback is a no-op, where a nil one would panic
 			return tx, nil, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 		}
@@ -550,11 +550,11 @@ func (c *Coordinator) effects(ctx context.Context, tx *sqlx.Tx, plan Plan, r Req
 // baseline, and the trip it holds from then on (a guardrail's, or none
 // once acknowledged).
 func (c *Coordinator) set(ctx context.Context, tx *sqlx.Tx, r Request, forward bool, kind string, s step, now time.Time) (ledger.Row, error) {
-	t, err := fleet.Sum(ctx, tx, r.Migration)
+	t, err := fleet.Sum(ctx, c.in(tx), r.Migration)
 	if err != nil {
 		return ledger.Row{}, err
 	}
-	lat, err := fleet.Latencies(ctx, tx, r.Migration)
+	lat, err := fleet.Latencies(ctx, c.in(tx), r.Migration)
 	if err != nil {
 		return ledger.Row{}, err
 	}
@@ -565,7 +565,7 @@ func (c *Coordinator) set(ctx context.Context, tx *sqlx.Tx, r Request, forward b
 	case forward && r.Acknowledge:
 		tripped = ""
 	}
-	next, err := ledger.Set(ctx, tx, ledger.Move{From: s.from.Status, To: s.to, Base: t, BaseLatency: lat, Tripped: tripped,
+	next, err := ledger.Set(ctx, c.in(tx), ledger.Move{From: s.from.Status, To: s.to, Base: t, BaseLatency: lat, Tripped: tripped,
 		Kind: kind, Actor: r.Actor, Reason: s.reason, At: now})
 	if err != nil {
 		return ledger.Row{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
@@ -675,6 +675,18 @@ func sqlxPool(db Pool) (*sqlx.DB, dialect.Dialect, error) {
 // take; the error it joins (a refusal, say) is still the one to branch on.
 var ErrAudit = errors.New("record in the audit trail")
 
+// begin begins a ledger transaction on c's pool. Its own context is
+// never cancelled (ctx ends each statement, not the COMMIT): a COMMIT
+// cut off by ctx may have landed all the same, and the caller, told of
+// an error, would take a transition made for one refused.
+func (c *Coordinator) begin(ctx context.Context) (*sqlx.Tx, error) {
+	return c.db.BeginTxx(context.WithoutCancel(ctx), nil)
+}
+
+// in is tx as the packages the coordinator stands on take it: bound to
+// c's dialect, which they then use as it is rather than probe tx for it.
+func (c *Coordinator) in(tx *sqlx.Tx) *dialects.Bound { return dialects.Bind(tx, c.dialect) }
+
 // record records e at the clock's time now.
 func (c *Coordinator) record(ctx context.Context, e ledger.Event) error {
 	return c.recordAt(ctx, e, c.now())
@@ -730,7 +742,7 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledge
 	case ledger.Planned, ledger.Expanded:
 		return "expand", "", nil
 	case ledger.DualWrite:
-		missing, err := missingColumns(ctx, tx, plan.Columns)
+		missing, err := missingColumns(ctx, c.dialect, tx, plan.Columns)
 		if err != nil {
 			return "", "", err
 		}
@@ -743,7 +755,7 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledge
 		return "fleet at dualwrite", reason, err
 	case ledger.Verify:
 		for _, j := range plan.Backfills {
-			st, err := backfillState(ctx, tx, j.Name, now)
+			st, err := c.backfillState(ctx, tx, j.Name, now)
 			if err != nil {
 				return "", "", err
 			}
@@ -754,7 +766,7 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledge
 		return "backfill done", "", nil
 	case ledger.Shadow:
 		for _, j := range plan.Backfills {
-			reason, err := verifiedSinceDone(ctx, tx, j.Name)
+			reason, err := verifiedSinceDone(ctx, c.dialect, tx, j.Name)
 			if err != nil {
 				return "", "", err
 			}
@@ -779,11 +791,8 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledge
 	return "", fmt.Sprintf("no transition to %s", to), nil
 }
 
-func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) ([]string, error) {
-	d, err := dialects.For(ctx, q)
-	if err != nil {
-		return nil, err
-	}
+// missingColumns lists the columns of cols that q, of dialect d, lacks.
+func missingColumns(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, cols []Column) ([]string, error) {
 	var missing []string
 	tables := map[string][]dialect.Column{} // each table's catalog read once
 	for _, c := range cols {
@@ -806,16 +815,12 @@ func missingColumns(ctx context.Context, q sqlx.QueryerContext, cols []Column) (
 }
 
 // backfillState is job's status as the gate reads it, judged at now.
-func backfillState(ctx context.Context, q *sqlx.Tx, job string, now time.Time) (string, error) {
-	d, err := dialects.For(ctx, q)
-	if err != nil {
-		return "", err
-	}
-	exists, err := d.TableExists(ctx, q, ident.Table{Name: "schemashift_backfills"})
+func (c *Coordinator) backfillState(ctx context.Context, q *sqlx.Tx, job string, now time.Time) (string, error) {
+	exists, err := c.dialect.TableExists(ctx, q, ident.Table{Name: "schemashift_backfills"})
 	if err != nil || !exists {
 		return "not started", err
 	}
-	p, err := backfill.StateAt(ctx, q, job, now)
+	p, err := backfill.StateAt(ctx, c.in(q), job, now)
 	if errors.Is(err, backfill.ErrUnknownJob) {
 		return "not started", nil
 	}
@@ -831,7 +836,7 @@ func backfillState(ctx context.Context, q *sqlx.Tx, job string, now time.Time) (
 
 // consistency checks the shadow comparisons reported since the phase began.
 func (c *Coordinator) consistency(ctx context.Context, q *sqlx.Tx, plan Plan, row ledger.Row) (string, error) {
-	t, err := fleet.Sum(ctx, q, plan.Migration)
+	t, err := fleet.Sum(ctx, c.in(q), plan.Migration)
 	if err != nil {
 		return "", err
 	}
@@ -851,7 +856,7 @@ func (c *Coordinator) consistency(ctx context.Context, q *sqlx.Tx, plan Plan, ro
 // idle instance proves nothing), and, for complete, made no old-path call:
 // the window that ends at now.
 func (c *Coordinator) fleetAtLeast(ctx context.Context, q *sqlx.Tx, plan Plan, min flags.Stage, now time.Time) (string, error) {
-	live, err := fleet.Read(ctx, q, plan.Migration, c.ageOut, now)
+	live, err := fleet.Read(ctx, c.in(q), plan.Migration, c.ageOut, now)
 	if err != nil {
 		return "", err
 	}
@@ -984,14 +989,13 @@ func (c *Coordinator) VerifyBackfills(ctx context.Context, migration string, o b
 // job finished (both stamps of the clock of the backfill that made them:
 // the coordinator's, for those it runs), so that a verification of a job
 // half done, or one a later run or repair made stale, is refused.
-func verifiedSinceDone(ctx context.Context, q sqlx.QueryerContext, job string) (string, error) {
+func verifiedSinceDone(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, job string) (string, error) {
 	var row struct {
 		Verify  string `db:"verify_status"`
 		Status  string `db:"status"`
 		Current bool   `db:"current"`
 	}
-	err := sqlx.GetContext(ctx, q, &row, `SELECT verify_status, status,
-		coalesce(verify_started_at >= finished_at, false) AS current FROM schemashift_backfills WHERE job = $1`, job)
+	err := sqlx.GetContext(ctx, q, &row, d.BackfillVerification(), job)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", err
 	}

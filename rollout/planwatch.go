@@ -68,8 +68,7 @@ func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor str
 			continue
 		}
 		var prev *string
-		if err := c.db.GetContext(ctx, &prev, `SELECT (SELECT CAST(shape AS text) FROM schemashift_query_plans WHERE migration = $1 AND query = $2
-			ORDER BY id DESC LIMIT 1)`, plan.Migration, q.Name); err != nil {
+		if err := c.db.GetContext(ctx, &prev, c.dialect.LastQueryPlan(), plan.Migration, q.Name); err != nil {
 			return fmt.Errorf("read query plans: %w", err)
 		}
 		var changes []string
@@ -83,8 +82,7 @@ func (c *Coordinator) watchPlans(ctx context.Context, plan Plan, when, actor str
 		sj, _ := json.Marshal(shape)
 		cj, _ := json.Marshal(changes)
 		at := c.now()
-		if _, err := c.db.ExecContext(ctx, `INSERT INTO schemashift_query_plans (migration, query, moment, shape, changes, at)
-			VALUES ($1, $2, $3, $4, $5, $6)`, plan.Migration, q.Name, when, string(sj), string(cj), dialect.Stamp(at)); err != nil {
+		if _, err := c.db.ExecContext(ctx, c.dialect.RecordQueryPlan(), plan.Migration, q.Name, when, string(sj), string(cj), dialect.Stamp(at)); err != nil {
 			return fmt.Errorf("record query plan: %w", err)
 		}
 		if len(changes) > 0 {
@@ -107,8 +105,7 @@ func (c *Coordinator) QueryPlans(ctx context.Context, migration string) ([]Query
 		Changes string    `db:"changes"`
 		At      time.Time `db:"at"`
 	}
-	if err := c.db.SelectContext(ctx, &rows, `SELECT query, moment, CAST(shape AS text) AS shape, CAST(changes AS text) AS changes, at
-		FROM schemashift_query_plans WHERE migration = $1 ORDER BY id`, migration); err != nil {
+	if err := c.db.SelectContext(ctx, &rows, c.dialect.QueryPlans(), migration); err != nil {
 		return nil, fmt.Errorf("read query plans: %w", err)
 	}
 	out := make([]QueryPlan, 0, len(rows))

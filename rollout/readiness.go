@@ -60,7 +60,7 @@ func (c *Coordinator) checkAck(ctx context.Context, migration string, now time.T
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
-	row, err := ledger.Read(ctx, tx, migration)
+	row, err := ledger.Read(ctx, c.in(tx), migration)
 	if err != nil {
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}
@@ -72,7 +72,7 @@ func (c *Coordinator) checkAck(ctx context.Context, migration string, now time.T
 		return r, nil
 	}
 	in := loaded{row: row}
-	if in.begun, in.begunAt, in.begunErr = ledger.ContractBegun(ctx, tx, cur); in.begunErr != nil {
+	if in.begun, in.begunAt, in.begunErr = ledger.ContractBegun(ctx, c.in(tx), cur); in.begunErr != nil {
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, in.begunErr)
 	}
 	// Decided as the advance would decide it, confirmed, acknowledging

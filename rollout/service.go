@@ -71,7 +71,7 @@ func Start(ctx context.Context, pool Pool, cfg ServiceConfig) (*Service, error) 
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
-	db, _, err := sqlxPool(pool)
+	db, d, err := sqlxPool(pool)
 	if err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
@@ -105,7 +105,7 @@ func Start(ctx context.Context, pool Pool, cfg ServiceConfig) (*Service, error) 
 			return nil, fmt.Errorf("start: %w", err)
 		}
 		if st.Phase >= ledger.Expanded && st.Phase < ledger.Contracted {
-			missing, err := missingColumns(ctx, db, p.Columns)
+			missing, err := missingColumns(ctx, d, db, p.Columns)
 			if err != nil {
 				return nil, fmt.Errorf("start: %w", err)
 			}

@@ -10,9 +10,12 @@
 // transaction. No other package spells a database's name: it asks its
 // dialect what differs.
 //
-// Everything else schemashift writes is the SQL every supported database
-// accepts: $n parameters, row values, IS DISTINCT FROM, ON CONFLICT,
-// RETURNING, aggregate FILTER, LIMIT … OFFSET, CAST(x AS text).
+// A package's statements are its dialect's too, whole, through the
+// queriers ([LedgerQueries], [FleetQueries], [RolloutQueries]): package
+// internal/dialect/common holds the ones every supported database
+// accepts as they are ($n parameters, IS DISTINCT FROM, ON CONFLICT,
+// RETURNING, aggregate FILTER, LIMIT … OFFSET, CAST(x AS text)), which a
+// dialect embeds, writing out the others in its own SQL.
 package dialect
 
 import (
@@ -41,6 +44,9 @@ type Dialect interface {
 	Capabilities
 	Catalog
 	Sessions
+	LedgerQueries
+	FleetQueries
+	RolloutQueries
 }
 
 // Rendering is how a dialect spells the SQL fragments that have no common

@@ -116,7 +116,14 @@ func driverOf(db Pool) (dialect.Driver, error) {
 //     runs first, and succeeds there, so that no failed statement aborts
 //     a PostgreSQL transaction; on SQLite a failed statement leaves the
 //     transaction as it was.
+//   - a [Bound] handle: its dialect, as it is, probing nothing.
 func For(ctx context.Context, db any) (dialect.Dialect, error) {
+	if b, ok := db.(*Bound); ok {
+		if b == nil || b.dialect == nil || b.conn == nil || reflect.ValueOf(b.conn).Kind() == reflect.Pointer && reflect.ValueOf(b.conn).IsNil() {
+			return nil, fmt.Errorf("%w: the handle is a *dialects.Bound of no handle or dialect", ErrUnknownDriver)
+		}
+		return b.dialect, nil
+	}
 	if v, ok := db.(Pool); ok {
 		return ForPool(v) // a nil pool is refused there
 	}
@@ -214,13 +221,16 @@ func byType(v any) (dialect.Driver, bool) {
 // Handle returns db, a pool, connection or transaction of database/sql or
 // sqlx, as a handle that runs sqlx's queries, and its dialect: an sqlx
 // value as it is, a database/sql one wrapped (sharing the pool,
-// connection or transaction, and owning nothing of it).
+// connection or transaction, and owning nothing of it), a [Bound] one
+// as the handle it binds.
 func Handle(ctx context.Context, db any) (dialect.Conn, dialect.Dialect, error) {
 	d, err := For(ctx, db)
 	if err != nil {
 		return nil, nil, err
 	}
 	switch v := db.(type) {
+	case *Bound:
+		return v.conn, d, nil
 	case *sqlx.Tx:
 		if v.Mapper == nil { // made by hand: sqlx's scans need one
 			return &sqlx.Tx{Tx: v.Tx, Mapper: mapper()}, d, nil
@@ -242,3 +252,48 @@ func Handle(ctx context.Context, db any) (dialect.Conn, dialect.Dialect, error) 
 // mapper maps struct fields to columns as sqlx's own handles do: by their
 // db tag, else their name in lower case.
 func mapper() *reflectx.Mapper { return reflectx.NewMapperFunc("db", strings.ToLower) }
+
+// Bound is a handle whose dialect its maker knows already (a coordinator,
+// of the transactions it begins on its pool): [For] and [Handle] take
+// that dialect, and send no probe. It runs its statements on the handle
+// it binds, and owns nothing of it: it is as safe for concurrent use as
+// that handle, and the handle stays its maker's to end.
+type Bound struct {
+	conn    boundConn
+	dialect dialect.Dialect
+}
+
+// boundConn is what a [Bound] handle runs on: *sqlx.Tx, *sqlx.DB and
+// *sqlx.Conn.
+type boundConn interface {
+	dialect.Conn
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var (
+	_ boundConn = (*sqlx.Tx)(nil)
+	_ boundConn = (*sqlx.DB)(nil)
+	_ boundConn = (*sqlx.Conn)(nil)
+)
+
+// Bind returns h bound to d, the dialect of its database: the caller
+// vouches for it.
+func Bind(h boundConn, d dialect.Dialect) *Bound { return &Bound{conn: h, dialect: d} }
+
+// Dialect is the dialect b was bound to.
+func (b *Bound) Dialect() dialect.Dialect { return b.dialect }
+
+// ExecContext runs query on the bound handle.
+func (b *Bound) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return b.conn.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs query on the bound handle.
+func (b *Bound) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return b.conn.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs query on the bound handle.
+func (b *Bound) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return b.conn.QueryRowContext(ctx, query, args...)
+}

@@ -39,8 +39,9 @@ var allowed = map[string][]string{
 	"board":                       {"rollout", "report", "backfill", "fleet", "ledger", "internal/pgerr"},
 	"sqlite":                      {"internal/dialect", "internal/dialect/sqlite"},
 	"internal/dialect":            {"internal/ident"},
-	"internal/dialect/postgres":   {"internal/dialect", "internal/ident"},
-	"internal/dialect/sqlite":     {"internal/dialect", "internal/ident"},
+	"internal/dialect/common":     {"internal/dialect"},
+	"internal/dialect/postgres":   {"internal/dialect", "internal/dialect/common", "internal/ident"},
+	"internal/dialect/sqlite":     {"internal/dialect", "internal/dialect/common", "internal/ident"},
 	"internal/dialects":           {"internal/dialect", "internal/dialect/postgres", "internal/dialect/sqlite"},
 	"internal/ident":              nil,
 	"internal/pgerr":              {"internal/dialect/sqlite"},
@@ -79,7 +80,12 @@ func root(t *testing.T) string {
 // path relative to dir.
 func sources(t *testing.T, dir string, mode parser.Mode, skip func(rel string) bool, fn func(rel string, f *ast.File) error) {
 	t.Helper()
-	fset := token.NewFileSet()
+	sourcesIn(t, token.NewFileSet(), dir, mode, skip, fn)
+}
+
+// sourcesIn is sources, the files' positions kept in fset.
+func sourcesIn(t *testing.T, fset *token.FileSet, dir string, mode parser.Mode, skip func(rel string) bool, fn func(rel string, f *ast.File) error) {
+	t.Helper()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

@@ -1,0 +1,28 @@
+package common
+
+// Rollout is [dialect.RolloutQueries] as both databases accept it.
+type Rollout struct{}
+
+// LastQueryPlan implements [dialect.RolloutQueries].
+func (Rollout) LastQueryPlan() string {
+	return `SELECT (SELECT CAST(shape AS text) FROM schemashift_query_plans WHERE migration = $1 AND query = $2
+			ORDER BY id DESC LIMIT 1)`
+}
+
+// RecordQueryPlan implements [dialect.RolloutQueries].
+func (Rollout) RecordQueryPlan() string {
+	return `INSERT INTO schemashift_query_plans (migration, query, moment, shape, changes, at)
+			VALUES ($1, $2, $3, $4, $5, $6)`
+}
+
+// QueryPlans implements [dialect.RolloutQueries].
+func (Rollout) QueryPlans() string {
+	return `SELECT query, moment, CAST(shape AS text) AS shape, CAST(changes AS text) AS changes, at
+		FROM schemashift_query_plans WHERE migration = $1 ORDER BY id`
+}
+
+// BackfillVerification implements [dialect.RolloutQueries].
+func (Rollout) BackfillVerification() string {
+	return `SELECT verify_status, status,
+		coalesce(verify_started_at >= finished_at, false) AS current FROM schemashift_backfills WHERE job = $1`
+}

@@ -1,0 +1,74 @@
+package dialects_test
+
+import (
+	"database/sql"
+	"strings"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/internal/dialect/postgres"
+	"github.com/schemashift/schemashift/internal/dialect/sqlite"
+	"github.com/schemashift/schemashift/internal/dialects"
+)
+
+// A bound transaction's dialect is the one it was bound to, taken as it
+// is: a transaction of a driver that refuses every statement, which no
+// probe could identify, is of the dialect it was bound to, and runs its
+// statements as they are.
+func TestBoundHandleIsOfItsDialect(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	register.Do(func() { sql.Register(unknownName, unknownDriver{}) })
+	raw, err := sql.Open(unknownName, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { raw.Close() })
+	db := sqlx.NewDb(raw, "pgx")
+	tx, err := db.BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	defer tx.Rollback() //nolint:errcheck // nothing to keep
+
+	_, err = dialects.For(ctx, tx)
+	require.ErrorIs(t, err, dialects.ErrUnknownDriver, "unbound, the transaction answers no probe")
+
+	b := dialects.Bind(tx, postgres.New())
+	d, err := dialects.For(ctx, b)
+	require.NoError(t, err)
+	assert.Equal(t, postgres.New(), d)
+	assert.Equal(t, postgres.New(), b.Dialect())
+	h, hd, err := dialects.Handle(ctx, b)
+	require.NoError(t, err)
+	assert.Same(t, tx, h, "the handle is the transaction bound")
+	assert.Equal(t, postgres.New(), hd)
+	_, err = b.ExecContext(ctx, `SELECT 1`)
+	assert.ErrorIs(t, err, errNoSQL, "statements run on the transaction")
+
+	for name, bad := range map[string]*dialects.Bound{
+		"nil":           nil,
+		"no handle":     dialects.Bind(nil, postgres.New()),
+		"no dialect":    dialects.Bind(tx, nil),
+		"zero value":    {},
+		"nil tx inside": dialects.Bind((*sqlx.Tx)(nil), postgres.New()),
+	} {
+		_, err := dialects.For(ctx, bad)
+		assert.ErrorIs(t, err, dialects.ErrUnknownDriver, name)
+		_, _, err = dialects.Handle(ctx, bad)
+		assert.ErrorIs(t, err, dialects.ErrUnknownDriver, name)
+	}
+}
+
+// SQLite's ledger schema, written out in its own types, is the one its
+// rendering of PostgreSQL's made before each dialect wrote its own, to
+// the token: a ledger made by an earlier build is the one this build
+// upgrades. Versions only ever come at the end, in both.
+func TestLedgerSchemasAreOneSchema(t *testing.T) {
+	t.Parallel()
+	pg, lite := postgres.New(), sqlite.New()
+	require.Len(t, lite.LedgerSchema(), len(pg.LedgerSchema()))
+	for v, ddl := range pg.LedgerSchema() {
+		assert.Equal(t, strings.Fields(lite.Schema(ddl)), strings.Fields(lite.LedgerSchema()[v]), "version %d", v+1)
+		assert.Equal(t, ddl, pg.Schema(ddl), "PostgreSQL's schema is in its own spelling")
+	}
+}
