@@ -37,8 +37,13 @@ func (e *VersionError) Is(target error) bool { return target == ErrVersionMismat
 // cannot help, a newer build can.
 func (e *VersionError) Newer() bool { return e.Have > e.Want }
 
-// SchemaVersion is the ledger's version this build creates and reads.
-func SchemaVersion() int { return len(ledgerSchema) }
+// SchemaVersion is the ledger's version this build creates and reads:
+// every dialect's ledger schema has as many versions (a test holds them
+// to it).
+func SchemaVersion() int { return schemaVersion }
+
+// schemaVersion is the number of versions of the ledger's schema.
+const schemaVersion = 6
 
 // Check reads the ledger's version and writes nothing, takes no lock and
 // creates nothing: for readers that may only SELECT the ledger (a
@@ -60,14 +65,14 @@ func Check(ctx context.Context, db DB) error {
 		return ErrNotInitialised
 	}
 	var version int
-	if err := sqlx.GetContext(ctx, h, &version, `SELECT coalesce(max(version), 0) FROM schemashift_ledger_schema`); err != nil {
+	if err := sqlx.GetContext(ctx, h, &version, d.LedgerVersion()); err != nil {
 		return fmt.Errorf("check ledger: %w", err)
 	}
 	if version == 0 {
 		return ErrNotInitialised // the table of an Ensure that never got further
 	}
-	if version != len(ledgerSchema) {
-		return &VersionError{Have: version, Want: len(ledgerSchema)}
+	if version != schemaVersion {
+		return &VersionError{Have: version, Want: schemaVersion}
 	}
 	return nil
 }

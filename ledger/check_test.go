@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/ledger"
 )
 
@@ -75,4 +76,13 @@ func TestCheckWritesNothing(t *testing.T) {
 		require.NoError(t, tx.GetContext(ctx, &one, `SELECT 1`))
 		require.Error(t, ledger.Ensure(ctx, tx), "the read-only transaction refuses a write, as a role that may only SELECT would")
 	})
+}
+
+// Every database's ledger schema has the versions this build reads: Check
+// and SchemaVersion speak of one number whichever database holds it.
+func TestEveryDialectsLedgerSchemaIsThisBuildsVersion(t *testing.T) {
+	t.Parallel()
+	for _, d := range dialects.All() {
+		assert.Len(t, d.LedgerSchema(), ledger.SchemaVersion(), "%s's ledger schema", d)
+	}
 }
