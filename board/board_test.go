@@ -288,6 +288,7 @@ func (d *webdriver) text(css string) string {
 // SCHEMASHIFT_SCREENSHOTS names a directory, saves it there as name.
 func (d *webdriver) screenshot(name string) {
 	d.t.Helper()
+	d.call(http.MethodPost, "/session/"+d.session+"/window/rect", map[string]any{"width": 1280, "height": 900})
 	h := d.call(http.MethodPost, "/session/"+d.session+"/execute/sync",
 		map[string]any{"script": "return document.documentElement.scrollHeight", "args": []any{}})["value"].(float64)
 	d.call(http.MethodPost, "/session/"+d.session+"/window/rect", map[string]any{"width": 1280, "height": min(max(int(h)+140, 600), 8000)})

@@ -60,8 +60,26 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"backfills": func(m Migration, readOnly bool, csrf, from string) part {
 		return part{M: m, ReadOnly: readOnly, CSRF: csrf, From: from, Root: root(from)}
 	},
+	"code":    code,
 	"fleetOf": func(m Migration, now time.Time) part { return part{M: m, Now: now} },
 }).ParseFS(pagesFS, "*.html"))
+
+// code renders text in which `…` spans are code, as the reports write
+// their advice, with everything escaped.
+func code(s string) template.HTML {
+	var b strings.Builder
+	for i, part := range strings.Split(s, "`") {
+		if i%2 == 1 && i < strings.Count(s, "`") {
+			b.WriteString("<code>" + template.HTMLEscapeString(part) + "</code>")
+			continue
+		}
+		if i%2 == 1 {
+			b.WriteString("`") // an unmatched backtick stays one
+		}
+		b.WriteString(template.HTMLEscapeString(part))
+	}
+	return template.HTML(b.String()) // #nosec: every part escaped
+}
 
 // part is what a part of a page (parts.html) is given.
 type part struct {

@@ -271,3 +271,13 @@ func TestEventStream(t *testing.T) {
 	res, _ := get(t, http.DefaultClient, srv+"/events")
 	assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode, "a closed board opens no stream")
 }
+
+// Advice's `…` spans become code on the runbook's page; the rest is
+// escaped.
+func TestRunbookAdviceCode(t *testing.T) {
+	t.Parallel()
+	srv, _ := boardServer(t)
+	_, page := get(t, http.DefaultClient, srv.URL+"/runbook/users_split_name")
+	assert.Contains(t, page, "check <code>backfill status</code>; resume it")
+	assert.NotContains(t, page, "`")
+}

@@ -6,7 +6,7 @@ import (
 )
 
 // HumanDuration writes d the way an operator reads it, in its two largest
-// units: "3 h 12 min", "12 min 5 s", "45 s", "350 ms", "2 d 4 h". The
+// units: "3 h 12 min", "12 min 5 s", "45 s", "350 ms", "800 µs", "2 d 4 h". The
 // standard library's form ("3h12m0.52s") is for machines, and the
 // module's dependencies give only one unit with words around it ("3 hours
 // ago"), which loses the minutes a gate's window is counted in; hence
@@ -17,6 +17,10 @@ func HumanDuration(d time.Duration) string {
 	}
 	const day = 24 * time.Hour
 	switch {
+	case d == 0:
+		return "0 s"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%d µs", d/time.Microsecond)
 	case d < time.Second:
 		return fmt.Sprintf("%d ms", d/time.Millisecond)
 	case d < time.Minute:

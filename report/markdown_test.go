@@ -79,7 +79,7 @@ func cells(row string) []string {
 func TestHumanDuration(t *testing.T) {
 	t.Parallel()
 	for d, want := range map[time.Duration]string{
-		0:                                     "0 ms",
+		0:                                     "0 s",
 		350 * time.Millisecond:                "350 ms",
 		45*time.Second + 900*time.Millisecond: "45 s",
 		12*time.Minute + 5*time.Second:        "12 min 5 s",
