@@ -94,7 +94,7 @@ func TestMaskedConnectionString(t *testing.T) {
 		"postgres://app@db/users?password=hunter2":                      "postgres://app@db/users?password=xxxxx",
 		"host=db user=app password=hunter2 dbname=users":                "host=db user=app password=xxxxx dbname=users",
 		"host=db password='hun ter2' dbname=users":                      "host=db password=xxxxx dbname=users",
-		"host=db user=app":                                              "host=db user=app",
+		"host=db user=app": "host=db user=app",
 	} {
 		assert.Equal(t, want, masked(in), in)
 		assert.NotContains(t, masked(in), "hunter2")
