@@ -2,18 +2,15 @@ package board
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/schemashift/schemashift/backfill"
@@ -23,20 +20,6 @@ import (
 	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
 )
-
-//go:embed board.html
-var boardFS embed.FS
-
-var boardPage = template.Must(template.New("board.html").Funcs(template.FuncMap{
-	"pct": func(done, total int64) int64 {
-		if total <= 0 {
-			return 0
-		}
-		return min(100, done*100/total)
-	},
-	"ago": func(now, t time.Time) string { return now.Sub(t).Round(time.Second).String() },
-	"dur": func(d time.Duration) string { return d.Round(time.Second).String() },
-}).ParseFS(boardFS, "board.html"))
 
 // Action is a change asked of the status board. It is a value.
 type Action struct {
@@ -63,10 +46,15 @@ func (f AuthorizerFunc) Authorize(r *http.Request, a Action) (string, error) { r
 // [Authorizer]; then POST /action advances, rolls back, pauses and resumes,
 // behind a CSRF token. It is safe for concurrent use.
 type Board struct {
-	c     *rollout.Coordinator
-	auth  Authorizer
-	audit int
-	mux   *http.ServeMux
+	c      *rollout.Coordinator
+	auth   Authorizer
+	audit  int
+	poll   time.Duration
+	mux    *http.ServeMux
+	origin *http.CrossOriginProtection
+
+	closeOnce sync.Once
+	closed    chan struct{} // ends every event stream
 }
 
 // Option configures a [Board] when it is made ([New]).
@@ -83,19 +71,41 @@ func WithAuthorizer(a Authorizer) Option {
 	}
 }
 
+// WithPollInterval sets how often an open page's event stream reads the
+// ledger, the heartbeats and the backfills for a change (default 2s).
+func WithPollInterval(d time.Duration) Option {
+	return func(b *Board) error {
+		if d <= 0 {
+			return fmt.Errorf("poll interval %v is not positive", d)
+		}
+		b.poll = d
+		return nil
+	}
+}
+
+// WithTrustedOrigin lets the board's actions be posted from origin
+// ("https://ops.example.com"), a page of another origin, such as a proxy
+// in front of the board that rewrites its Host.
+func WithTrustedOrigin(origin string) Option {
+	return func(b *Board) error { return b.origin.AddTrustedOrigin(origin) }
+}
+
 // New returns the status board of the coordinator's migrations.
 func New(c *rollout.Coordinator, opts ...Option) (*Board, error) {
 	if c == nil {
 		return nil, errors.New("new board: coordinator is nil")
 	}
-	b := &Board{c: c, audit: 50, mux: http.NewServeMux()}
+	b := &Board{c: c, audit: 50, poll: 2 * time.Second, mux: http.NewServeMux(), origin: http.NewCrossOriginProtection(),
+		closed: make(chan struct{})}
 	for _, o := range opts {
 		if err := o(b); err != nil {
 			return nil, fmt.Errorf("new board: %w", err)
 		}
 	}
 	b.mux.HandleFunc("GET /{$}", b.page)
+	b.mux.HandleFunc("GET /migrations/{migration}", b.migrationPage)
 	b.mux.HandleFunc("GET /api/status", b.status)
+	b.mux.HandleFunc("GET /events", b.events)
 	b.mux.HandleFunc("POST /action", b.action)
 	b.mux.HandleFunc("GET /runbook/{migration}", b.runbook)
 	b.mux.HandleFunc("GET /api/dependencies", b.dependencies)
@@ -105,6 +115,16 @@ func New(c *rollout.Coordinator, opts ...Option) (*Board, error) {
 }
 
 func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.mux.ServeHTTP(w, r) }
+
+// Close ends the event streams of the pages open now, and refuses new
+// ones: an http.Server's Shutdown waits for every request, and a stream
+// never ends by itself (register Close with the server's
+// RegisterOnShutdown). The rest of the board goes on serving. Close is
+// idempotent.
+func (b *Board) Close() error {
+	b.closeOnce.Do(func() { close(b.closed) })
+	return nil
+}
 
 // Status is the board's JSON document. It is a value.
 type Status struct {
@@ -120,9 +140,30 @@ type Migration struct {
 	Next        rollout.Readiness `json:"next"`
 	Backfills   []Backfill        `json:"backfills"`
 	Consistency fleet.Consistency `json:"consistency"`
-	Fleet       fleet.Fleet       `json:"fleet"`
+	// Threshold and MinComparisons are the plan's for the gates to live
+	// and rampdown; Below is set when at least one comparison was made and
+	// Consistency.Ratio is under Threshold.
+	Threshold      float64 `json:"consistency_threshold"`
+	MinComparisons int64   `json:"min_comparisons"`
+	Below          bool    `json:"consistency_below"`
+	// Paths are the old and the new path's calls, errors and latency, over
+	// every instance's heartbeats.
+	Paths []Path      `json:"paths"`
+	Fleet fleet.Fleet `json:"fleet"`
 	// QueryPlans is the latest recorded plan of each hot query.
 	QueryPlans []rollout.QueryPlan `json:"query_plans"`
+}
+
+// Path is what the fleet reported of one path (old or new) of a
+// migration: calls, errors and latency quantiles (the upper bound of the
+// histogram bucket holding each). It is a value.
+type Path struct {
+	Path      string        `json:"path"`
+	Calls     int64         `json:"calls"`
+	Errors    int64         `json:"errors"`
+	ErrorRate float64       `json:"error_rate"`
+	P50       time.Duration `json:"p50"`
+	P99       time.Duration `json:"p99"`
 }
 
 // Backfill is one backfill job on the board. It is a value.
@@ -151,56 +192,9 @@ func (b *Board) Snapshot(ctx context.Context) (Status, error) {
 	db := b.c.DB()
 	out := Status{GeneratedAt: now, ReadOnly: b.auth == nil, Migrations: []Migration{}}
 	for _, name := range b.c.Migrations() {
-		plan, err := b.c.Plan(name)
+		m, err := b.migration(ctx, name, now)
 		if err != nil {
 			return out, err
-		}
-		row, err := ledger.Read(ctx, db, name)
-		if err != nil {
-			return out, err
-		}
-		m := Migration{Status: row.Status, Backfills: []Backfill{}}
-		if m.Next, err = b.c.CheckAt(ctx, name, now); err != nil {
-			return out, err
-		}
-		t, err := fleet.Sum(ctx, db, name)
-		if err != nil {
-			return out, err
-		}
-		m.Consistency = t.Since(row.Base) // since the current phase began
-		if m.Fleet, err = fleet.Read(ctx, db, name, b.c.AgeOut(), now); err != nil {
-			return out, err
-		}
-		if m.Fleet.Instances == nil {
-			m.Fleet.Instances = []fleet.InstanceState{}
-		}
-		plans, err := b.c.QueryPlans(ctx, name)
-		if err != nil {
-			return out, err
-		}
-		latest := map[string]int{}
-		m.QueryPlans = []rollout.QueryPlan{}
-		for _, p := range plans {
-			if i, ok := latest[p.Query]; ok {
-				m.QueryPlans[i] = p
-				continue
-			}
-			latest[p.Query] = len(m.QueryPlans)
-			m.QueryPlans = append(m.QueryPlans, p)
-		}
-		for _, j := range plan.Backfills {
-			bs := Backfill{Job: j.Name, Status: "not started"}
-			if p, err := backfill.StateAt(ctx, db, j.Name, now); err == nil {
-				bs = Backfill{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
-					Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Verify: p.Verify, Divergent: p.Divergent}
-				if p.Stall != nil {
-					since := p.Stall.Since
-					bs.StalledWorker, bs.StalledSince = p.Stall.Worker, &since
-				}
-			} else if !errors.Is(err, backfill.ErrUnknownJob) && !pgerr.UndefinedTable(err) {
-				return out, err
-			}
-			m.Backfills = append(m.Backfills, bs)
 		}
 		out.Migrations = append(out.Migrations, m)
 	}
@@ -212,6 +206,80 @@ func (b *Board) Snapshot(ctx context.Context) (Status, error) {
 		out.Audit = []ledger.Event{}
 	}
 	return out, nil
+}
+
+// migration reads one migration as the board shows it, at now.
+func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migration, error) {
+	db := b.c.DB()
+	plan, err := b.c.Plan(name)
+	if err != nil {
+		return Migration{}, err
+	}
+	row, err := ledger.Read(ctx, db, name)
+	if err != nil {
+		return Migration{}, err
+	}
+	m := Migration{Status: row.Status, Backfills: []Backfill{}, Threshold: plan.ShadowConsistency, MinComparisons: plan.MinComparisons}
+	if m.Next, err = b.c.CheckAt(ctx, name, now); err != nil {
+		return m, err
+	}
+	t, err := fleet.Sum(ctx, db, name)
+	if err != nil {
+		return m, err
+	}
+	m.Consistency = t.Since(row.Base) // since the current phase began
+	m.Below = m.Consistency.Matched+m.Consistency.Mismatched > 0 && m.Consistency.Ratio < m.Threshold
+	lat, err := fleet.Latencies(ctx, db, name)
+	if err != nil {
+		return m, err
+	}
+	m.Paths = []Path{path("old", t.OldTotal, t.OldErrors, lat.Old), path("new", t.NewTotal, t.NewErrors, lat.New)}
+	if m.Fleet, err = fleet.Read(ctx, db, name, b.c.AgeOut(), now); err != nil {
+		return m, err
+	}
+	if m.Fleet.Instances == nil {
+		m.Fleet.Instances = []fleet.InstanceState{}
+	}
+	plans, err := b.c.QueryPlans(ctx, name)
+	if err != nil {
+		return m, err
+	}
+	latest := map[string]int{}
+	m.QueryPlans = []rollout.QueryPlan{}
+	for _, p := range plans {
+		if i, ok := latest[p.Query]; ok {
+			m.QueryPlans[i] = p
+			continue
+		}
+		latest[p.Query] = len(m.QueryPlans)
+		m.QueryPlans = append(m.QueryPlans, p)
+	}
+	for _, j := range plan.Backfills {
+		bs := Backfill{Job: j.Name, Status: "not started"}
+		if p, err := backfill.StateAt(ctx, db, j.Name, now); err == nil {
+			bs = Backfill{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
+				Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Verify: p.Verify, Divergent: p.Divergent}
+			if p.Stall != nil {
+				since := p.Stall.Since
+				bs.StalledWorker, bs.StalledSince = p.Stall.Worker, &since
+			}
+		} else if !errors.Is(err, backfill.ErrUnknownJob) && !pgerr.UndefinedTable(err) {
+			return m, err
+		}
+		m.Backfills = append(m.Backfills, bs)
+	}
+	return m, nil
+}
+
+func path(name string, calls, errs int64, h fleet.Histogram) Path {
+	p := Path{Path: name, Calls: calls, Errors: errs}
+	if calls > 0 {
+		p.ErrorRate = float64(errs) / float64(calls)
+	}
+	if h.Total() > 0 {
+		p.P50, p.P99 = h.Quantile(0.5), h.Quantile(0.99)
+	}
+	return p
 }
 
 func (b *Board) status(w http.ResponseWriter, r *http.Request) {
@@ -242,74 +310,16 @@ func (b *Board) dependencies(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(m)
 }
 
-func (b *Board) runbook(w http.ResponseWriter, r *http.Request) {
-	md, err := report.RunbookFor(r.Context(), b.c, r.PathValue("migration"))
-	if errors.Is(err, ledger.ErrUnknownMigration) {
-		http.Error(w, err.Error(), http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-	_, _ = w.Write([]byte(md))
-}
-
-// retrospective serves Markdown, or JSON with ?format=json.
-func (b *Board) retrospective(w http.ResponseWriter, r *http.Request) {
-	retro, err := report.Retrospect(r.Context(), b.c, r.PathValue("migration"))
-	if errors.Is(err, ledger.ErrUnknownMigration) {
-		http.Error(w, err.Error(), http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	if r.URL.Query().Get("format") == "json" {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(retro)
-		return
-	}
-	w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-	_, _ = w.Write([]byte(retro.Markdown()))
-}
-
-const csrfCookie = "schemashift_csrf"
-
-func (b *Board) page(w http.ResponseWriter, r *http.Request) {
-	snap, err := b.Snapshot(r.Context())
-	if err != nil {
-		http.Error(w, "read status: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	token := ""
-	if !snap.ReadOnly {
-		if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) == 64 {
-			token = c.Value
-		} else {
-			var raw [32]byte
-			_, _ = rand.Read(raw[:])
-			token = hex.EncodeToString(raw[:])
-			http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		}
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'")
-	msg := r.URL.Query().Get("msg")
-	if err := boardPage.Execute(w, struct {
-		Status
-		CSRF, Message string
-	}{snap, token, msg}); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-	}
-}
-
 func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 	if b.auth == nil {
 		http.Error(w, "the status board is read-only", http.StatusForbidden)
+		return
+	}
+	// Both checks hold: the browser's word on where the request comes from
+	// (Sec-Fetch-Site, else Origin against Host), and the token only a page
+	// of the board can read.
+	if err := b.origin.Check(r); err != nil {
+		http.Error(w, "cross-origin request refused: "+err.Error(), http.StatusForbidden)
 		return
 	}
 	if err := r.ParseForm(); err != nil {
@@ -320,12 +330,6 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 	if err != nil || len(c.Value) != 64 || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue("csrf"))) != 1 {
 		http.Error(w, "missing or wrong CSRF token: reload the board", http.StatusForbidden)
 		return
-	}
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
-		if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
-			http.Error(w, "cross-origin request refused", http.StatusForbidden)
-			return
-		}
 	}
 	a := Action{Kind: r.PostFormValue("action"), Migration: r.PostFormValue("migration"), Job: r.PostFormValue("job")}
 	plan, err := b.c.Plan(a.Migration)
@@ -370,7 +374,11 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		msg = a.Kind + " " + a.Migration + ": " + err.Error()
 	}
-	http.Redirect(w, r, "./?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+	back := "./" // the board, or the migration's page when posted from it
+	if r.PostFormValue("from") == "migration" {
+		back = "migrations/" + url.PathEscape(a.Migration)
+	}
+	http.Redirect(w, r, back+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
 }
 
 // hasJob reports whether plan has a backfill job of that name.

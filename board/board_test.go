@@ -2,6 +2,7 @@ package board_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +12,9 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -281,6 +284,24 @@ func (d *webdriver) text(css string) string {
 	return d.call(http.MethodGet, "/session/"+d.session+"/element/"+d.find(css)+"/text", nil)["value"].(string)
 }
 
+// screenshot takes a PNG of the whole page and, when
+// SCHEMASHIFT_SCREENSHOTS names a directory, saves it there as name.
+func (d *webdriver) screenshot(name string) {
+	d.t.Helper()
+	d.call(http.MethodPost, "/session/"+d.session+"/window/rect", map[string]any{"width": 1280, "height": 900})
+	h := d.call(http.MethodPost, "/session/"+d.session+"/execute/sync",
+		map[string]any{"script": "return document.documentElement.scrollHeight", "args": []any{}})["value"].(float64)
+	d.call(http.MethodPost, "/session/"+d.session+"/window/rect", map[string]any{"width": 1280, "height": min(max(int(h)+140, 600), 8000)})
+	shot := d.call(http.MethodGet, "/session/"+d.session+"/screenshot", nil)["value"].(string)
+	png, err := base64.StdEncoding.DecodeString(shot)
+	require.NoError(d.t, err)
+	require.True(d.t, bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")), "a PNG")
+	if dir := os.Getenv("SCHEMASHIFT_SCREENSHOTS"); dir != "" {
+		require.NoError(d.t, os.MkdirAll(dir, 0o755))
+		require.NoError(d.t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -289,16 +310,14 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// The board in a real headless Chromium: it renders the ledger's state, and
-// an authorized click advances the migration.
-func TestBoardInChromium(t *testing.T) {
-	t.Parallel()
+// browser starts chromedriver and a headless Chromium session, both ended
+// with the test.
+func browser(t *testing.T) *webdriver {
+	t.Helper()
 	chromium, err := exec.LookPath("chromium")
 	require.NoError(t, err, "the board test needs Debian's chromium (apt-get install chromium chromium-driver)")
 	driverBin, err := exec.LookPath("chromedriver")
 	require.NoError(t, err, "the board test needs chromedriver (apt-get install chromium-driver)")
-
-	srv, c, db := boardServerDB(t, allowAll())
 	port := freePort(t)
 	driver := exec.Command(driverBin, fmt.Sprintf("--port=%d", port))
 	require.NoError(t, driver.Start())
@@ -317,10 +336,19 @@ func TestBoardInChromium(t *testing.T) {
 		"browserName": "chrome",
 		"goog:chromeOptions": map[string]any{"binary": chromium, "args": []string{"--headless", "--no-sandbox", "--disable-gpu",
 			"--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-			"--disable-dev-shm-usage", "--user-data-dir=" + profile}},
+			"--disable-dev-shm-usage", "--window-size=1280,900", "--user-data-dir=" + profile}},
 	}}})
 	d.session = created["value"].(map[string]any)["sessionId"].(string)
 	t.Cleanup(func() { d.call(http.MethodDelete, "/session/"+d.session, nil) })
+	return d
+}
+
+// The board in a real headless Chromium: it renders the ledger's state, and
+// an authorized click advances the migration.
+func TestBoardInChromium(t *testing.T) {
+	t.Parallel()
+	srv, c, db := boardServerDB(t, allowAll())
+	d := browser(t)
 
 	// A second instance dropped shadow reads; the board shows each one's.
 	other, err := fleet.NewInstance(db, "users-api", "v2", []string{"users_split_name"}, fleet.WithID("api-2"))
@@ -358,13 +386,24 @@ func TestBoardInChromium(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ledger.DualWrite, st.From)
 
-	// The runbook and the retrospective are one click away.
+	d.screenshot("board.png")
+
+	// The runbook and the retrospective are pages one click away, with a
+	// way back.
 	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`a[href="runbook/users_split_name"]`)+"/click", map[string]any{})
-	require.Eventually(t, func() bool { return strings.Contains(d.poll("body"), "# Runbook: users_split_name") }, 30*time.Second, 50*time.Millisecond)
-	assert.Contains(t, d.text("body"), "schemashift advance users_split_name --confirm")
-	d.call(http.MethodPost, "/session/"+d.session+"/url", map[string]string{"url": srv.URL + "/retrospective/users_split_name"})
-	require.Eventually(t, func() bool { return strings.Contains(d.poll("body"), "# Retrospective: users_split_name") }, 30*time.Second, 50*time.Millisecond)
-	assert.Contains(t, d.text("body"), "| dualwrite (now) |")
+	require.Eventually(t, func() bool { return d.poll("h1") == "Runbook: users_split_name" }, 30*time.Second, 50*time.Millisecond)
+	assert.Equal(t, "schemashift advance users_split_name --confirm", d.text(`[data-to="contracted"] code.advance`))
+	assert.NotContains(t, d.text("body"), "**", "rendered, not Markdown")
+	assert.Contains(t, d.text(`[data-to="expanded"] pre.ddl`), "ALTER TABLE users ADD COLUMN given_name text")
+	d.screenshot("runbook.png")
+	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`#back`)+"/click", map[string]any{})
+	require.Eventually(t, func() bool { return d.poll("h1") == "schemashift status" }, 30*time.Second, 50*time.Millisecond)
+	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`a[href="retrospective/users_split_name"]`)+"/click", map[string]any{})
+	require.Eventually(t, func() bool { return d.poll("h1") == "Retrospective: users_split_name" }, 30*time.Second, 50*time.Millisecond)
+	assert.Contains(t, d.text("table.phases"), "dualwrite (now)")
+	assert.Contains(t, d.text("table.phases"), "board-user", "who entered the phase")
+	assert.NotContains(t, d.text("body"), "|---|")
+	d.screenshot("retrospective.png")
 
 	// A tripped guardrail shows, and the advance form asks for the acknowledgement.
 	db.MustExecContext(t.Context(), `UPDATE schemashift_migrations SET tripped = 'shadow consistency 0.8 below 0.95'`)

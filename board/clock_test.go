@@ -46,7 +46,7 @@ func TestBoardTimesAreTheClocks(t *testing.T) {
 	body, err := io.ReadAll(res.Body)
 	res.Body.Close()
 	require.NoError(t, err)
-	assert.Contains(t, string(body), "since 50s ago", "the phase began 50 s before, by the clock")
-	assert.Contains(t, string(body), "<td>50s ago</td>", "the instance was last seen 50 s before")
+	assert.Contains(t, string(body), "since 50 s ago", "the phase began 50 s before, by the clock")
+	assert.Contains(t, string(body), "<td>50 s ago</td>", "the instance was last seen 50 s before")
 	assert.Contains(t, string(body), "Generated 2032-01-01 00:00:49 UTC")
 }

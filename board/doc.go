@@ -1,13 +1,33 @@
 // Package board is the status board of a coordinator's migrations: a
 // [Board] is an http.Handler serving an HTML page (GET /) and its data as
 // JSON (GET /api/status, a [Status] of one [Migration] per migration,
-// with its [Backfill]s, fleet, shadow consistency, recorded query plans
-// and the audit trail), the runbook and retrospective of each migration
-// and the dependency map (from package report).
+// with its [Backfill]s, fleet, shadow consistency against the plan's
+// threshold, each [Path]'s calls, errors and latency, recorded query plans
+// and the audit trail), the dependency map (from package report), and per
+// migration (its name path-escaped, "/" and all):
+//
+//   - GET /migrations/{name}: its page, every phase ([PhaseRow]) with when it
+//     was entered, by whom and how long it lasted, the next gate and what it
+//     still needs, the backfills with their ETA, and charts drawn on the
+//     server as inline SVG (each backfill's rows/s and chunk time, from
+//     backfill.History; each path's latency and error rate);
+//   - GET /runbook/{name} and GET /retrospective/{name}: the runbook and the
+//     retrospective as pages, or as Markdown (?format=md, or Accept:
+//     text/markdown) and JSON (?format=json).
+//
+// The pages update themselves: GET /events is a stream of server-sent
+// events, a "change" whenever the ledger, a heartbeat or a backfill does,
+// read every poll interval ([WithPollInterval]) by the handler of each
+// open page, which stops when the page goes or the board is closed
+// ([Board.Close]); the page's one script, inlined under the response's
+// Content-Security-Policy nonce, then fetches the page again and swaps
+// its live part. Nothing is loaded from elsewhere.
 //
 // It is read-only unless given an [Authorizer] ([WithAuthorizer]); then
 // POST /action advances, rolls back, pauses and resumes ([Action]),
-// behind a CSRF token, under the actor name the authorizer returns.
+// behind a CSRF token and net/http's CrossOriginProtection (another
+// origin may be trusted with [WithTrustedOrigin]), under the actor name
+// the authorizer returns.
 //
 // [Board.Snapshot] judges everything it shows at one reading of the
 // coordinator's clock: the gates, the fleet, the stalls and how long ago

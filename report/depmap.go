@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"html"
@@ -24,10 +25,23 @@ type DependencyMap struct {
 
 // ServiceNode is one service as its live instances report it. It is a value.
 type ServiceNode struct {
-	Service    string   `json:"service"`
-	Builds     []string `json:"builds"`
+	Service string   `json:"service"`
+	Builds  []string `json:"builds"` // every live build, those unaware of a migration too
+	// Instances counts the live instances that report any migration.
 	Instances  int      `json:"instances"`
 	Migrations []string `json:"migrations"`
+	// Unaware are the live builds of the service that do not know one of
+	// the migrations its other builds take part in: old builds, the very
+	// instances that hold the migration's fleet gates.
+	Unaware []UnawareBuild `json:"unaware,omitempty"`
+}
+
+// UnawareBuild is a live build of a service that does not know a
+// migration, and how many of its instances are live. It is a value.
+type UnawareBuild struct {
+	Build     string `json:"build"`
+	Migration string `json:"migration"`
+	Instances int    `json:"instances"`
 }
 
 // MigrationNode is one migration and what it touches. It is a value.
@@ -140,6 +154,19 @@ func Dependencies(ctx context.Context, c *rollout.Coordinator) (DependencyMap, e
 			s.Builds = append(s.Builds, in.Build)
 			s.Migrations = append(s.Migrations, name)
 		}
+		unaware := map[[2]string]int{} // service, build → instances
+		for _, in := range live.Unaware {
+			unaware[[2]string{in.Service, in.Build}]++
+		}
+		for k, n := range unaware {
+			s := services[k[0]] // there: Unaware are of services that report the migration
+			if s == nil {
+				s = &ServiceNode{Service: k[0]}
+				services[k[0]] = s
+			}
+			s.Builds = append(s.Builds, k[1])
+			s.Unaware = append(s.Unaware, UnawareBuild{Build: k[1], Migration: name, Instances: n})
+		}
 	}
 	// Instances counted once, whatever the number of migrations they report.
 	counts, err := fleet.InstancesPerService(ctx, db, c.AgeOut(), now)
@@ -156,6 +183,9 @@ func Dependencies(ctx context.Context, c *rollout.Coordinator) (DependencyMap, e
 		s.Builds = slices.Compact(s.Builds)
 		slices.Sort(s.Migrations)
 		s.Migrations = slices.Compact(s.Migrations)
+		slices.SortFunc(s.Unaware, func(a, b UnawareBuild) int {
+			return cmp.Or(strings.Compare(a.Migration, b.Migration), strings.Compare(a.Build, b.Build))
+		})
 		m.Services = append(m.Services, *s)
 	}
 	slices.SortFunc(m.Services, func(a, b ServiceNode) int { return strings.Compare(a.Service, b.Service) })
@@ -190,7 +220,11 @@ func (m DependencyMap) SVG() string {
 		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#333">%s</text></g>`, x+8, y+36, html.EscapeString(truncateText(sub, 34)))
 	}
 	for i, s := range m.Services {
-		box("service:"+s.Service, 0, i, s.Service, fmt.Sprintf("%d instances · %s", s.Instances, strings.Join(s.Builds, ", ")), "#e8f0fe")
+		sub, fill := fmt.Sprintf("%d instances · %s", s.Instances, strings.Join(s.Builds, ", ")), "#e8f0fe"
+		if len(s.Unaware) > 0 {
+			sub, fill = fmt.Sprintf("%s unaware · %s", s.Unaware[0].Build, sub), "#fce8e6"
+		}
+		box("service:"+s.Service, 0, i, s.Service, sub, fill)
 	}
 	for i, mg := range m.Migrations {
 		box("migration:"+mg.Migration, 1, i, mg.Migration, "phase "+mg.Phase.String(), "#fef7e0")
@@ -198,23 +232,28 @@ func (m DependencyMap) SVG() string {
 	for i, t := range m.Tables {
 		box("table:"+t.Table, 2, i, t.Table, strings.Join(t.Columns, ", "), "#e6f4ea")
 	}
-	edge := func(from, to string) {
+	edge := func(from, to string, unaware bool) {
 		a, okA := pos[from]
 		z, okZ := pos[to]
 		if !okA || !okZ {
 			return
 		}
-		fmt.Fprintf(&b, `<line class="edge" data-from="%s" data-to="%s" x1="%d" y1="%d" x2="%d" y2="%d" stroke="#777"/>`,
-			html.EscapeString(from), html.EscapeString(to), a[0]+boxW, a[1], z[0], z[1])
+		class, stroke := "edge", `stroke="#777"`
+		if unaware {
+			class, stroke = "edge unaware", `stroke="#b3261e" stroke-dasharray="6 4"`
+		}
+		fmt.Fprintf(&b, `<line class="%s" data-from="%s" data-to="%s" x1="%d" y1="%d" x2="%d" y2="%d" %s/>`,
+			class, html.EscapeString(from), html.EscapeString(to), a[0]+boxW, a[1], z[0], z[1], stroke)
 	}
 	for _, s := range m.Services {
 		for _, mg := range s.Migrations {
-			edge("service:"+s.Service, "migration:"+mg)
+			// Drawn as a warning where a live build of the service does not know it.
+			edge("service:"+s.Service, "migration:"+mg, slices.ContainsFunc(s.Unaware, func(u UnawareBuild) bool { return u.Migration == mg }))
 		}
 	}
 	for _, mg := range m.Migrations {
 		for _, t := range mg.Tables {
-			edge("migration:"+mg.Migration, "table:"+t)
+			edge("migration:"+mg.Migration, "table:"+t, false)
 		}
 	}
 	b.WriteString(`</svg>`)

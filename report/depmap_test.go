@@ -87,3 +87,34 @@ func testDependencyMap(t *testing.T, db *sqlx.DB) {
 	assert.Equal(t, "users-api", m.Services[0].Service)
 	assert.Equal(t, 1, m.Services[0].Instances)
 }
+
+// A live old build of a service that does not know a migration is on the
+// map: it is the instance that holds the migration's fleet gates.
+func TestDependencyMapShowsUnawareBuilds(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, testDependencyMapShowsUnawareBuilds)
+}
+
+func testDependencyMapShowsUnawareBuilds(t *testing.T, db *sqlx.DB) {
+	t.Parallel()
+	rollouttest.UsersDB(t, db)
+	ctx := t.Context()
+	clk := rollouttest.NewClock()
+	c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{rollouttest.UsersPlan(db)}, rollout.WithClock(clk.Now))
+	require.NoError(t, err)
+	rollouttest.Beat(t, rollouttest.InstanceAt(t, db, "api-new", "users_split_name", clk.Now), flags.Off)
+	old, err := fleet.NewInstance(db, "users-api", "v1 <old>", nil, fleet.WithID("api-old"), fleet.WithClock(clk.Now))
+	require.NoError(t, err)
+	require.NoError(t, old.Beat(ctx))
+
+	m, err := report.Dependencies(ctx, c)
+	require.NoError(t, err)
+	require.Len(t, m.Services, 1)
+	s := m.Services[0]
+	assert.Equal(t, []string{"v1 <old>", "v2"}, s.Builds)
+	assert.Equal(t, []report.UnawareBuild{{Build: "v1 <old>", Migration: "users_split_name", Instances: 1}}, s.Unaware)
+	svg := m.SVG()
+	require.NoError(t, xml.Unmarshal([]byte(svg), new(struct{ XMLName xml.Name })))
+	assert.Contains(t, svg, `class="edge unaware" data-from="service:users-api" data-to="migration:users_split_name"`)
+	assert.Contains(t, svg, "v1 &lt;old&gt; unaware")
+}

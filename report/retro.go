@@ -36,6 +36,11 @@ type PhaseTime struct {
 	Entered  time.Time     `json:"entered"`
 	Duration time.Duration `json:"duration"`
 	Current  bool          `json:"current,omitempty"`
+	// Actor, Kind and Reason are those of the event that entered the
+	// phase (register, advance, rollback, force-…, guardrail).
+	Actor  string `json:"actor"`
+	Kind   string `json:"kind"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Retrospect reads the retrospective of one of c's migrations, at c's
@@ -70,7 +75,7 @@ func Retrospect(ctx context.Context, c *rollout.Coordinator, migration string) (
 			r.Forced++
 		}
 		if e.Kind == "register" {
-			r.Phases = append(r.Phases, PhaseTime{Phase: ledger.Planned, Entered: e.At})
+			r.Phases = append(r.Phases, PhaseTime{Phase: ledger.Planned, Entered: e.At, Actor: e.Actor, Kind: e.Kind, Reason: e.Reason})
 			continue
 		}
 		p, err := ledger.ParsePhase(e.ToPhase)
@@ -81,7 +86,7 @@ func Retrospect(ctx context.Context, c *rollout.Coordinator, migration string) (
 		if n := len(r.Phases); n > 0 {
 			r.Phases[n-1].Duration = e.At.Sub(r.Phases[n-1].Entered)
 		}
-		r.Phases = append(r.Phases, PhaseTime{Phase: p, Entered: e.At})
+		r.Phases = append(r.Phases, PhaseTime{Phase: p, Entered: e.At, Actor: e.Actor, Kind: e.Kind, Reason: e.Reason})
 	}
 	if n := len(r.Phases); n > 0 {
 		last := &r.Phases[n-1]
@@ -117,14 +122,14 @@ func (r Retrospective) Markdown() string {
 		state = "finished"
 	}
 	fmt.Fprintf(&b, "# Retrospective: %s\n\nNow at **%s** (%s). %d transitions refused, %d forced, %d guardrail trips.\n\n",
-		r.Migration, r.Phase, state, r.Refused, r.Forced, r.Trips)
-	fmt.Fprintf(&b, "## Time per phase\n\n| phase | entered | time |\n|---|---|---|\n")
+		line(r.Migration), r.Phase, state, r.Refused, r.Forced, r.Trips)
+	fmt.Fprintf(&b, "## Time per phase\n\n| phase | entered | time | by |\n|---|---|---|---|\n")
 	for _, p := range r.Phases {
 		cur := ""
 		if p.Current {
 			cur = " (now)"
 		}
-		fmt.Fprintf(&b, "| %s%s | %s | %v |\n", p.Phase, cur, p.Entered.UTC().Format(time.RFC3339), p.Duration.Round(time.Millisecond))
+		fmt.Fprintf(&b, "| %s%s | %s | %s | %s |\n", p.Phase, cur, p.Entered.UTC().Format(time.RFC3339), HumanDuration(p.Duration), cell(p.Actor))
 	}
 	fmt.Fprintf(&b, "\n## Backfills\n\n")
 	if len(r.Backfills) == 0 {
@@ -136,7 +141,7 @@ func (r Retrospective) Markdown() string {
 			took = p.FinishedAt.Sub(p.StartedAt).Round(time.Millisecond).String()
 		}
 		fmt.Fprintf(&b, "- `%s` (%s): %d rows walked, %d changed, %d chunks (%d redone), %.0f rows/s, %s; %d runs (%d resumes), %d retries, %v throttled; verification: %s",
-			p.Job, p.Status, p.RowsDone, p.RowsChanged, p.ChunksDone, p.ChunksRedone, p.Rate, took, p.Runs, max(0, p.Runs-1), p.Retries, p.Throttled, orNone(p.Verify))
+			strings.ReplaceAll(line(p.Job), "`", "'"), p.Status, p.RowsDone, p.RowsChanged, p.ChunksDone, p.ChunksRedone, p.Rate, took, p.Runs, max(0, p.Runs-1), p.Retries, p.Throttled, orNone(p.Verify))
 		if p.Divergent > 0 {
 			fmt.Fprintf(&b, " (%d divergent)", p.Divergent)
 		}
@@ -152,8 +157,8 @@ func (r Retrospective) Markdown() string {
 		if !e.Accepted {
 			what += " (refused)"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s → %s | %s | %s |\n", e.At.UTC().Format("2006-01-02 15:04:05"), what, e.FromPhase, e.ToPhase, e.Actor,
-			strings.ReplaceAll(e.Reason, "|", "\\|"))
+		fmt.Fprintf(&b, "| %s | %s | %s → %s | %s | %s |\n", e.At.UTC().Format("2006-01-02 15:04:05"), cell(what), cell(e.FromPhase), cell(e.ToPhase),
+			cell(e.Actor), cell(e.Reason))
 	}
 	return b.String()
 }
@@ -163,4 +168,19 @@ func orNone(s string) string {
 		return "not run"
 	}
 	return s
+}
+
+// line makes s one line of Markdown: a line break in it would end the
+// paragraph, the list item or the table row it is written in, so each
+// becomes a visible " ↵ ".
+func line(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.NewReplacer("\n", " ↵ ", "\r", " ↵ ", "\u2028", " ↵ ", "\u2029", " ↵ ").Replace(s)
+}
+
+// cell makes s the text of one Markdown table cell: on one line, with
+// its pipes (which would end the cell) and the backslashes before them
+// escaped.
+func cell(s string) string {
+	return strings.NewReplacer("\\", "\\\\", "|", "\\|").Replace(line(s))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/schemashift/schemashift/ddl"
 	"github.com/schemashift/schemashift/internal/dialect"
@@ -47,13 +48,82 @@ var gateCheck = map[ledger.Phase]string{
 	ledger.Contracted: "every live instance evaluated only complete and made no old-path call for the whole window; confirmation",
 }
 
+// Procedure is a runbook as data: the plan's transitions in order, each
+// with the DDL it runs, its gate, the commands to advance and roll back,
+// and what to do when the gate refuses. [Procedure.Markdown] writes it as
+// the Markdown runbook; the board renders it as a page. It is a value.
+type Procedure struct {
+	Migration         string        `json:"migration"`
+	Definition        string        `json:"definition"` // the plan's definition hash
+	Window            time.Duration `json:"window"`
+	ShadowConsistency float64       `json:"shadow_consistency"`
+	MinComparisons    int64         `json:"min_comparisons"`
+	Steps             []Transition  `json:"steps"`
+}
+
+// Transition is one step of a [Procedure]: From → To. It is a value.
+type Transition struct {
+	From  ledger.Phase `json:"from"`
+	To    ledger.Phase `json:"to"`
+	Stage string       `json:"stage"` // the stage instances evaluate in To
+	// DDL is what the transition runs (the expand's or the contract's),
+	// nil when it runs none by design.
+	DDL       *DDL      `json:"ddl,omitempty"`
+	Backfills []JobStep `json:"backfills,omitempty"`
+	Verify    bool      `json:"verify,omitempty"` // then run the verification
+	Gate      string    `json:"gate"`
+	Advance   string    `json:"advance"`  // the command
+	Rollback  []string  `json:"rollback"` // the commands; none once irreversible
+	// UndoesExpand: from expanded, rollback undoes the expand.
+	UndoesExpand bool   `json:"undoes_expand,omitempty"`
+	Irreversible bool   `json:"irreversible,omitempty"`
+	IfRefused    string `json:"if_refused"`
+}
+
+// DDL is the DDL a transition runs, as its database will run it. It is a
+// value.
+type DDL struct {
+	What       string      `json:"what"` // "Runs the expand" and how, on this database
+	Statements []Statement `json:"statements"`
+}
+
+// Statement is one statement of a [DDL]: its SQL and the note on the
+// safety it gives up, or why it cannot run (Error, with no SQL). It is a
+// value.
+type Statement struct {
+	SQL   string `json:"sql,omitempty"`
+	Note  string `json:"note,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// JobStep is a backfill a transition runs, and the commands that steer
+// it. It is a value.
+type JobStep struct {
+	Job    string `json:"job"`
+	Table  string `json:"table"`
+	Run    string `json:"run"`
+	Pause  string `json:"pause"`
+	Resume string `json:"resume"`
+	Cancel string `json:"cancel"`
+	Status string `json:"status"`
+}
+
 // Runbook renders the plan as a Markdown runbook for operators: every step
 // in order, its gate and how to check it, the exact commands to advance,
 // roll back and pause, and what to do when a gate refuses. It is generated
 // from the plan, so it cannot drift from it. Its DDL is in the PostgreSQL
 // form; [RunbookFor] renders it for a coordinator's database.
 func Runbook(p rollout.Plan) (string, error) {
-	return runbook(p, renderer{text: dialects.Reference().Runbook(), up: func(o ddl.Op) ([]ddl.Statement, error) { return o.Up(17) }})
+	pr, err := ProcedureOf(p)
+	if err != nil {
+		return "", err
+	}
+	return pr.Markdown(), nil
+}
+
+// ProcedureOf is [Runbook] as data, its DDL in the PostgreSQL form.
+func ProcedureOf(p rollout.Plan) (Procedure, error) {
+	return procedure(p, renderer{text: dialects.Reference().Runbook(), up: func(o ddl.Op) ([]ddl.Statement, error) { return o.Up(17) }})
 }
 
 // RunbookFor renders the runbook of one of c's migrations (see [Runbook])
@@ -61,23 +131,42 @@ func Runbook(p rollout.Plan) (string, error) {
 // for its PostgreSQL server version, or on SQLite in the plain form, each
 // statement that gives up a safety with a comment saying which.
 func RunbookFor(ctx context.Context, c *rollout.Coordinator, migration string) (string, error) {
-	p, err := c.Plan(migration)
+	pr, err := ProcedureFor(ctx, c, migration)
 	if err != nil {
 		return "", err
+	}
+	return pr.Markdown(), nil
+}
+
+// ProcedureFor is [RunbookFor] as data.
+func ProcedureFor(ctx context.Context, c *rollout.Coordinator, migration string) (Procedure, error) {
+	p, err := c.Plan(migration)
+	if err != nil {
+		return Procedure{}, err
 	}
 	e, err := ddl.NewExecutor(c.DB())
 	if err != nil {
-		return "", err
+		return Procedure{}, err
 	}
 	up, err := e.Renderer(ctx)
 	if err != nil {
-		return "", fmt.Errorf("runbook %s: %w", migration, err)
+		return Procedure{}, fmt.Errorf("runbook %s: %w", migration, err)
 	}
 	d, err := dialects.ForPool(c.DB())
 	if err != nil {
-		return "", fmt.Errorf("runbook %s: %w", migration, err)
+		return Procedure{}, fmt.Errorf("runbook %s: %w", migration, err)
 	}
-	return runbook(p, renderer{text: d.Runbook(), up: up})
+	return procedure(p, renderer{text: d.Runbook(), up: up})
+}
+
+// Gate says in words what the gate to phase to checks, with p's
+// thresholds.
+func Gate(p rollout.Plan, to ledger.Phase) string {
+	check := gateCheck[to]
+	if to == ledger.Live || to == ledger.Rampdown {
+		check = fmt.Sprintf(check, p.ShadowConsistency, p.MinComparisons)
+	}
+	return check
 }
 
 // renderer renders a plan's DDL operations for one database, and says
@@ -87,92 +176,126 @@ type renderer struct {
 	up   func(ddl.Op) ([]ddl.Statement, error)
 }
 
-func runbook(p rollout.Plan, r renderer) (string, error) {
+func procedure(p rollout.Plan, r renderer) (Procedure, error) {
 	if err := p.Normalize(); err != nil {
-		return "", err
+		return Procedure{}, err
 	}
 	hash, err := p.DefinitionHash()
 	if err != nil {
-		return "", err
+		return Procedure{}, err
 	}
 	m := p.Migration
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Runbook: %s\n\n", m)
-	fmt.Fprintf(&b, "Generated from the plan (definition %s). Fleet window: %v; shadow consistency ≥ %.4g over ≥ %d comparisons.\n\n",
-		hash, p.Window, p.ShadowConsistency, p.MinComparisons)
-	fmt.Fprintf(&b, "Check where it stands at any time: `schemashift status %s`. Every transition, refused or not, is in `schemashift audit %s`.\n\n", m, m)
+	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons}
 	for to := ledger.Expanded; to <= ledger.Contracted; to++ {
-		from := to - 1
-		fmt.Fprintf(&b, "## %d. %s → %s (stage %s)\n\n", int(to), from, to, to.Stage())
+		t := Transition{From: to - 1, To: to, Stage: to.Stage().String(), Gate: Gate(p, to),
+			Advance: "schemashift advance " + m, IfRefused: gateAdvice[to]}
 		if ops, steps, ok := p.AdvanceDDL(to); ok {
-			r.writeDDL(&b, ops, steps, to == ledger.Contracted)
+			t.DDL = r.ddl(ops, steps, to == ledger.Contracted)
 		}
 		switch to {
 		case ledger.Backfill:
 			for _, j := range p.Backfills {
-				fmt.Fprintf(&b, "Then run the backfill `%s` over `%s`: `schemashift backfill run %s` (any number of processes may share it).\n", j.Name, j.Table, m)
-				fmt.Fprintf(&b, "Pause, resume, cancel: `schemashift backfill pause %s`, `… resume %s`, `… cancel %s`; progress: `schemashift backfill status %s`.\n\n", j.Name, j.Name, j.Name, j.Name)
+				t.Backfills = append(t.Backfills, JobStep{Job: j.Name, Table: j.Table, Run: "schemashift backfill run " + m,
+					Pause: "schemashift backfill pause " + j.Name, Resume: "… resume " + j.Name, Cancel: "… cancel " + j.Name,
+					Status: "schemashift backfill status " + j.Name})
 			}
 		case ledger.Verify:
+			t.Verify = true
+		case ledger.Expanded:
+			t.UndoesExpand = true
+			t.IfRefused = expandAdvice(r.text)
+		}
+		if to == ledger.Contracted {
+			t.Advance += " --confirm"
+			t.Irreversible = true
+		} else {
+			t.Rollback = []string{"schemashift rollback " + m, "schemashift rollback " + m + " --to-off"}
+		}
+		pr.Steps = append(pr.Steps, t)
+	}
+	return pr, nil
+}
+
+// Markdown writes the procedure as the Markdown runbook ([Runbook]).
+func (pr Procedure) Markdown() string {
+	m := line(pr.Migration)
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Runbook: %s\n\n", m)
+	fmt.Fprintf(&b, "Generated from the plan (definition %s). Fleet window: %v; shadow consistency ≥ %.4g over ≥ %d comparisons.\n\n",
+		pr.Definition, pr.Window, pr.ShadowConsistency, pr.MinComparisons)
+	fmt.Fprintf(&b, "Check where it stands at any time: `schemashift status %s`. Every transition, refused or not, is in `schemashift audit %s`.\n\n", m, m)
+	for _, t := range pr.Steps {
+		fmt.Fprintf(&b, "## %d. %s → %s (stage %s)\n\n", int(t.To), t.From, t.To, t.Stage)
+		if t.DDL != nil {
+			t.DDL.markdown(&b)
+		}
+		for _, j := range t.Backfills {
+			fmt.Fprintf(&b, "Then run the backfill `%s` over `%s`: `%s` (any number of processes may share it).\n", line(j.Job), line(j.Table), line(j.Run))
+			fmt.Fprintf(&b, "Pause, resume, cancel: `%s`, `%s`, `%s`; progress: `%s`.\n\n", line(j.Pause), line(j.Resume), line(j.Cancel), line(j.Status))
+		}
+		if t.Verify {
 			fmt.Fprintf(&b, "Then verify: `schemashift verify %s` (repair divergent rows with `--repair`).\n\n", m)
 		}
-		check := gateCheck[to]
-		if to == ledger.Live || to == ledger.Rampdown {
-			check = fmt.Sprintf(check, p.ShadowConsistency, p.MinComparisons)
-		}
-		fmt.Fprintf(&b, "- **Gate:** %s. Check: `schemashift status %s` shows it as met.\n", check, m)
-		confirm := ""
-		if to == ledger.Contracted {
-			confirm = " --confirm"
-		}
-		fmt.Fprintf(&b, "- **Advance:** `schemashift advance %s%s`\n", m, confirm)
-		if to == ledger.Contracted {
+		fmt.Fprintf(&b, "- **Gate:** %s. Check: `schemashift status %s` shows it as met.\n", t.Gate, m)
+		fmt.Fprintf(&b, "- **Advance:** `%s`\n", line(t.Advance))
+		if t.Irreversible {
 			fmt.Fprintf(&b, "- **Irreversible.** Once the contract begins nothing rolls back. Cut off before it is recorded "+
 				"(an operation failed, the process died), it stays begun: fix the cause, then `schemashift advance %s` completes it, with no gate.\n", m)
 		} else {
-			fmt.Fprintf(&b, "- **Roll back:** `schemashift rollback %s` (one step), `schemashift rollback %s --to-off` (stage off)", m, m)
-			if to == ledger.Expanded {
+			fmt.Fprintf(&b, "- **Roll back:** `%s` (one step), `%s` (stage off)", line(t.Rollback[0]), line(t.Rollback[1]))
+			if t.UndoesExpand {
 				fmt.Fprintf(&b, "; from expanded, `rollback` undoes the expand")
 			}
 			fmt.Fprintln(&b)
 		}
-		advice := gateAdvice[to]
-		if to == ledger.Expanded {
-			advice = expandAdvice(r.text)
-		}
-		fmt.Fprintf(&b, "- **If refused:** %s\n\n", advice)
+		fmt.Fprintf(&b, "- **If refused:** %s\n\n", t.IfRefused)
 	}
-	return b.String(), nil
+	return b.String()
 }
 
-// writeDDL writes the DDL of the expand or the contract. An operation that
-// cannot run (invalid, or unsupported by the database) is written as a
-// comment with the reason.
-func (r renderer) writeDDL(b *strings.Builder, ops []ddl.Op, steps []rollout.Step, contract bool) {
-	what := "Runs the expand"
+// ddl is the DDL of the expand or the contract. An operation that cannot
+// run (invalid, or unsupported by the database) is a statement with its
+// error instead of SQL.
+func (r renderer) ddl(ops []ddl.Op, steps []rollout.Step, contract bool) *DDL {
+	d := &DDL{What: "Runs the expand", Statements: []Statement{}}
 	if contract {
-		what = "Runs the contract"
+		d.What = "Runs the contract"
 	}
 	if len(ops) == 0 && len(steps) == 0 {
-		fmt.Fprintf(b, "%s: no DDL.\n\n", what)
-		return
+		return d
 	}
-	fmt.Fprintf(b, "%s%s:\n\n```sql\n", what, r.text.DDL)
+	d.What += r.text.DDL
 	for _, o := range ops {
 		st, err := r.up(o)
 		if err != nil {
-			fmt.Fprintf(b, "-- %s: %v\n", o, err)
+			d.Statements = append(d.Statements, Statement{Error: fmt.Sprintf("%s: %v", o, err)})
 			continue
 		}
 		for _, s := range st {
-			if s.Note != "" {
-				fmt.Fprintf(b, "-- %s\n", s.Note)
-			}
-			fmt.Fprintf(b, "%s;\n", s.SQL)
+			d.Statements = append(d.Statements, Statement{SQL: s.SQL, Note: s.Note})
 		}
 	}
 	for _, s := range steps {
-		fmt.Fprintf(b, "%s;\n", strings.TrimSpace(s.SQL))
+		d.Statements = append(d.Statements, Statement{SQL: strings.TrimSpace(s.SQL)})
+	}
+	return d
+}
+
+func (d *DDL) markdown(b *strings.Builder) {
+	if len(d.Statements) == 0 {
+		fmt.Fprintf(b, "%s: no DDL.\n\n", d.What)
+		return
+	}
+	fmt.Fprintf(b, "%s:\n\n```sql\n", d.What)
+	for _, s := range d.Statements {
+		if s.Error != "" {
+			fmt.Fprintf(b, "-- %s\n", line(s.Error))
+			continue
+		}
+		if s.Note != "" {
+			fmt.Fprintf(b, "-- %s\n", line(s.Note))
+		}
+		fmt.Fprintf(b, "%s;\n", s.SQL)
 	}
 	fmt.Fprintf(b, "```\n\n")
 }

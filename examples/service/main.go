@@ -7,7 +7,10 @@
 //	curl 127.0.0.1:8080/users/1
 //
 // The board is read-only unless SCHEMASHIFT_BOARD_TOKEN is set; then
-// actions need the header "Authorization: Bearer <token>".
+// actions need the header "Authorization: Bearer <token>" (for scripts),
+// or a session: an operator logs in with the token at
+// /schemashift/login, which sets a session cookie the board's buttons
+// then carry.
 //
 // Like the quickstart it needs no setup: it uses the PostgreSQL server
 // named by DATABASE_URL (in a database of its own, dropped when it stops),
@@ -20,23 +23,29 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/board"
@@ -97,6 +106,7 @@ func serve(ctx context.Context, out io.Writer, ln net.Listener, which string) er
 		return err
 	}
 	defer release()
+	log.Info("database", "driver", db.DriverName(), "at", where(ctx, db))
 	if err := createUsers(ctx, db); err != nil {
 		return err
 	}
@@ -170,6 +180,7 @@ func ddlNotes(ctx context.Context, db *sqlx.DB) ([]string, error) {
 type app struct {
 	http.Handler
 	svc    *rollout.Service
+	board  *board.Board
 	reads  *dualwrite.Reader[int64, User]
 	writes *dualwrite.TxWriter[User]
 }
@@ -196,38 +207,132 @@ func newApp(ctx context.Context, db *sqlx.DB, boardToken string) (*app, error) {
 		return nil, errors.Join(err, svc.Close())
 	}
 	var opts []board.Option
+	ops := &operators{token: boardToken, sessions: map[string]string{}}
 	if boardToken != "" {
-		opts = append(opts, board.WithAuthorizer(bearer(boardToken)))
+		opts = append(opts, board.WithAuthorizer(ops))
 	}
 	board, err := board.New(coord, opts...)
 	if err != nil {
 		return nil, errors.Join(err, svc.Close())
 	}
+	a.board = board
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /users/{id}", a.getUser)
 	mux.HandleFunc("PUT /users/{id}", a.putUser)
+	if boardToken != "" {
+		mux.HandleFunc("GET /schemashift/login", ops.loginPage)
+		mux.Handle("POST /schemashift/login", http.NewCrossOriginProtection().Handler(http.HandlerFunc(ops.login)))
+	}
 	mux.Handle("/schemashift/", http.StripPrefix("/schemashift", board))
 	a.Handler = mux
 	return a, nil
 }
 
-// Close stops the shadow reads and the rollout hook.
-func (a *app) Close() error { return errors.Join(a.reads.Close(), a.svc.Close()) }
+// Close ends the board's event streams, and stops the shadow reads and
+// the rollout hook.
+func (a *app) Close() error { return errors.Join(a.board.Close(), a.reads.Close(), a.svc.Close()) }
 
-// bearer authorizes board actions carrying the token; the actor recorded
-// is the caller's X-Operator header, or "board".
-func bearer(token string) board.Authorizer {
-	return board.AuthorizerFunc(func(r *http.Request, _ board.Action) (string, error) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			return "", errors.New("a valid bearer token is required")
+// operators authorizes the board's actions: a script's carrying the token
+// as a bearer (the actor is its X-Operator header, or "board"), or a
+// browser's carrying the cookie of a session the token opened at
+// /schemashift/login (the actor is the name given there). The board
+// checks its own CSRF token and the request's origin before asking. It is
+// safe for concurrent use.
+type operators struct {
+	token    string
+	mu       sync.Mutex
+	sessions map[string]string // session id → operator
+}
+
+const sessionCookie = "service_operator"
+
+func (o *operators) Authorize(r *http.Request, _ board.Action) (string, error) {
+	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(o.token)) != 1 {
+			return "", errors.New("wrong bearer token")
 		}
 		if op := r.Header.Get("X-Operator"); op != "" {
 			return op, nil
 		}
 		return "board", nil
-	})
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		o.mu.Lock()
+		op, ok := o.sessions[c.Value]
+		o.mu.Unlock()
+		if ok {
+			return op, nil
+		}
+	}
+	return "", errors.New("log in at /schemashift/login (or send the token as a bearer)")
 }
+
+var loginForm = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Log in · schemashift board</title></head>
+<body style="font: 14px system-ui, sans-serif; margin: 2rem">
+<h1>Log in to the board</h1>{{if .}}<p style="color: #b3261e">{{.}}</p>{{end}}
+<form method="post" action="login">
+<p><label>Your name <input name="operator" required autocomplete="username"></label></p>
+<p><label>Board token <input name="token" type="password" required autocomplete="current-password"></label></p>
+<p><button type="submit">Log in</button> · <a href="./">the board</a></p>
+</form></body></html>`))
+
+func (o *operators) loginPage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	_ = loginForm.Execute(w, r.URL.Query().Get("error")) // a write error: the browser went away
+}
+
+// login opens a session for the operator named, when the token is right.
+func (o *operators) login(w http.ResponseWriter, r *http.Request) {
+	op := strings.TrimSpace(r.PostFormValue("operator"))
+	if op == "" || subtle.ConstantTimeCompare([]byte(r.PostFormValue("token")), []byte(o.token)) != 1 {
+		http.Redirect(w, r, "login?error="+url.QueryEscape("wrong token, or no name"), http.StatusSeeOther)
+		return
+	}
+	id := rand.Text()
+	o.mu.Lock()
+	o.sessions[id] = op
+	o.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/schemashift/", HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "./", http.StatusSeeOther)
+}
+
+// where says which database db is: the server and database of its
+// connection string with the password masked, or, for an embedded one,
+// that it is (Open printed its file).
+func where(ctx context.Context, db *sqlx.DB) string {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer conn.Close()
+	at := "embedded, in the file named above"
+	_ = conn.Raw(func(dc any) error { // the func returns no error
+		if c, ok := dc.(interface{ Conn() *pgx.Conn }); ok {
+			at = masked(c.Conn().Config().ConnString())
+		}
+		return nil
+	})
+	return at
+}
+
+// masked is a connection string with its password replaced: a URL's, or
+// a password=… keyword's.
+func masked(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	return passwordKeyword.ReplaceAllString(s, "${1}xxxxx")
+}
+
+var passwordKeyword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -191,11 +192,18 @@ func TestServe(t *testing.T) {
 			}
 			text := out.String()
 			t.Log(text)
+			assert.Regexp(t, `msg=database driver=\S+ at=`, text, "which database it uses")
 			if which == "sqlite" {
 				assert.Contains(t, text, "Using embedded SQLite at ")
 				assert.Regexp(t, `level=WARN msg="ddl note" note="sqlite: DROP COLUMN rewrites the table`, text)
 			} else {
 				assert.Contains(t, text, "Starting PostgreSQL")
+				u, err := url.Parse(os.Getenv("DATABASE_URL"))
+				require.NoError(t, err)
+				assert.Contains(t, text, "@"+u.Host+"/service", "the server and the database")
+				if p, ok := u.User.Password(); ok && p != "" {
+					assert.NotContains(t, text, p)
+				}
 				assert.NotContains(t, text, "ddl note")
 			}
 		})
