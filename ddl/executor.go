@@ -122,48 +122,13 @@ func NewExecutor(pool Pool, opts ...ExecutorOption) (*Executor, error) {
 // between executors.
 const stepsLock = 7215837262348120003
 
-// stepsSchema is in PostgreSQL's spelling; dialect.Schema renders it for
-// SQLite.
-const stepsSchema = `CREATE TABLE IF NOT EXISTS schemashift_ddl_steps (
-	migration  text NOT NULL,
-	direction  text NOT NULL,
-	op         integer NOT NULL,
-	step       integer NOT NULL,
-	statement  text NOT NULL,
-	skipped    boolean NOT NULL DEFAULT false,
-	note       text NOT NULL DEFAULT '',
-	applied_at timestamptz NOT NULL DEFAULT now(),
-	object     text NOT NULL DEFAULT '',
-	created    boolean,
-	pending    boolean NOT NULL DEFAULT false,
-	PRIMARY KEY (migration, direction, op, step)
-)`
-
-// stepsColumns are the columns added to the steps table after its first
-// release, each with how it is added to a table without it. A row from
-// before object and created were recorded has created NULL: its object
-// is not known to be this migration's, so a revert keeps it.
-var stepsColumns = []struct{ name, add string }{
-	{"note", `ALTER TABLE schemashift_ddl_steps ADD COLUMN note text NOT NULL DEFAULT ''`},
-	{"object", `ALTER TABLE schemashift_ddl_steps ADD COLUMN object text NOT NULL DEFAULT ''`},
-	{"created", `ALTER TABLE schemashift_ddl_steps ADD COLUMN created boolean`},
-	{"pending", `ALTER TABLE schemashift_ddl_steps ADD COLUMN pending boolean NOT NULL DEFAULT false`},
-}
-
 var stepsTable = ident.Table{Name: "schemashift_ddl_steps"}
 
-// namesSchema holds, on PostgreSQL, the schema each table a migration
-// names without one was resolved to, once, by its first apply: the
-// apply's later runs and its revert name the table with that schema, so
-// a table of that name that appears earlier on the search path later is
-// never touched. A revert that ran to its end forgets them.
-const namesSchema = `CREATE TABLE IF NOT EXISTS schemashift_ddl_names (
-	migration text NOT NULL,
-	name      text NOT NULL,
-	schema    text NOT NULL,
-	PRIMARY KEY (migration, name)
-)`
-
+// namesTable holds, where the database has a search path, the schema
+// each table a migration names without one was resolved to, once, by its
+// first apply: the apply's later runs and its revert name the table with
+// that schema, so a table of that name that appears earlier on the search
+// path later is never touched. A revert that ran to its end forgets them.
 var namesTable = ident.Table{Name: "schemashift_ddl_names"}
 
 // Apply runs the Up statements of ops that are not recorded as applied.
@@ -236,8 +201,7 @@ func (e *Executor) Notes(ctx context.Context, migration string) ([]Note, error) 
 		Skipped   bool   `db:"skipped"`
 		Note      string `db:"note"`
 	}
-	err := e.db.SelectContext(ctx, &rows, `SELECT direction, op, step, statement, skipped, note FROM schemashift_ddl_steps
-		WHERE migration = $1 AND note <> '' ORDER BY applied_at, op, step`, migration)
+	err := e.db.SelectContext(ctx, &rows, e.d.DDLNotes(), migration)
 	if pgerr.UndefinedTable(err) {
 		return nil, nil
 	}
@@ -262,9 +226,9 @@ func (e *Executor) ensureSteps(ctx context.Context) error {
 			return []string{""}, err // no table
 		}
 		var out []string
-		for _, c := range stepsColumns {
-			if !slices.ContainsFunc(cols, func(have dialect.Column) bool { return have.Name == c.name }) {
-				out = append(out, c.add)
+		for _, c := range e.d.DDLStepsColumns() {
+			if !slices.ContainsFunc(cols, func(have dialect.Column) bool { return have.Name == c.Name }) {
+				out = append(out, c.Add)
 			}
 		}
 		if e.d.SearchPath() {
@@ -273,7 +237,7 @@ func (e *Executor) ensureSteps(ctx context.Context) error {
 				return nil, err
 			}
 			if !ok {
-				out = append(out, namesSchema)
+				out = append(out, e.d.DDLNamesSchema())
 			}
 		}
 		return out, nil
@@ -289,7 +253,7 @@ func (e *Executor) ensureSteps(ctx context.Context) error {
 	if err := e.d.LockTx(ctx, tx, stepsLock); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, e.d.Schema(stepsSchema)); err != nil {
+	if _, err := tx.ExecContext(ctx, e.d.DDLStepsSchema()); err != nil {
 		return err
 	}
 	// A table from an earlier release gains the columns it lacks.
@@ -334,7 +298,7 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 	if !down {
 		// An apply undoes what a revert did: every step of the revert must
 		// run again, each deciding afresh whose object it drops.
-		if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = 'down'`, migration); err != nil {
+		if _, err := e.db.ExecContext(ctx, e.d.DDLForgetDirection(), migration, "down"); err != nil {
 			return fmt.Errorf("update DDL steps: %w", err)
 		}
 	}
@@ -365,12 +329,12 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 	// Done one way: the record of the other way no longer holds (so that
 	// an expand undone can be applied again).
 	opposite := map[string]string{"up": "down", "down": "up"}[direction]
-	if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = $2`, migration, opposite); err != nil {
+	if _, err := e.db.ExecContext(ctx, e.d.DDLForgetDirection(), migration, opposite); err != nil {
 		return fmt.Errorf("update DDL steps: %w", err)
 	}
 	if down && e.d.SearchPath() {
 		// Undone: the next apply resolves its tables afresh.
-		if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_names WHERE migration = $1`, migration); err != nil {
+		if _, err := e.db.ExecContext(ctx, e.d.DDLForgetNames(), migration); err != nil {
 			return fmt.Errorf("update DDL names: %w", err)
 		}
 	}
@@ -384,8 +348,7 @@ func (e *Executor) run(ctx context.Context, migration, direction string, ops []O
 // created was recorded is trusted as it is.)
 func (e *Executor) done(ctx context.Context, migration, direction string, i, j int, st Statement) (bool, error) {
 	var rows []sql.NullBool
-	if err := e.db.SelectContext(ctx, &rows, `SELECT created FROM schemashift_ddl_steps
-		WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4 AND NOT pending`, migration, direction, i, j); err != nil {
+	if err := e.db.SelectContext(ctx, &rows, e.d.DDLStepCreated(), migration, direction, i, j); err != nil {
 		return false, fmt.Errorf("read DDL steps: %w", err)
 	}
 	if len(rows) == 0 {
@@ -398,8 +361,7 @@ func (e *Executor) done(ctx context.Context, migration, direction string, i, j i
 	if err != nil || there {
 		return there, err
 	}
-	if _, err := e.db.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4`,
-		migration, direction, i, j); err != nil {
+	if _, err := e.db.ExecContext(ctx, e.d.DDLForgetStep(), migration, direction, i, j); err != nil {
 		return false, fmt.Errorf("update DDL steps: %w", err)
 	}
 	return false, nil
@@ -425,7 +387,7 @@ func (e *Executor) qualify(ctx context.Context, migration, direction string, ops
 		schema, ok := resolved[t.Name]
 		if !ok {
 			var got []string
-			if err := e.db.SelectContext(ctx, &got, `SELECT schema FROM schemashift_ddl_names WHERE migration = $1 AND name = $2`, migration, t.Name); err != nil {
+			if err := e.db.SelectContext(ctx, &got, e.d.DDLResolvedName(), migration, t.Name); err != nil {
 				return "", fmt.Errorf("read DDL names: %w", err)
 			}
 			if len(got) == 0 && direction == "down" {
@@ -441,11 +403,10 @@ func (e *Executor) qualify(ctx context.Context, migration, direction string, ops
 				}
 				// First resolution wins, against a concurrent apply of the
 				// same migration.
-				if _, err := e.db.ExecContext(ctx, `INSERT INTO schemashift_ddl_names (migration, name, schema) VALUES ($1, $2, $3)
-					ON CONFLICT (migration, name) DO NOTHING`, migration, t.Name, now.String); err != nil {
+				if _, err := e.db.ExecContext(ctx, e.d.DDLResolveName(), migration, t.Name, now.String); err != nil {
 					return "", fmt.Errorf("record DDL names: %w", err)
 				}
-				if err := e.db.SelectContext(ctx, &got, `SELECT schema FROM schemashift_ddl_names WHERE migration = $1 AND name = $2`, migration, t.Name); err != nil {
+				if err := e.db.SelectContext(ctx, &got, e.d.DDLResolvedName(), migration, t.Name); err != nil {
 					return "", fmt.Errorf("read DDL names: %w", err)
 				}
 				if len(got) == 0 {
@@ -554,18 +515,11 @@ func (e *Executor) record(ctx context.Context, q sqlx.ExecerContext, r run, o ou
 	if r.st.creates != nil {
 		object = e.key(r.st.creates)
 	}
-	if _, err := q.ExecContext(ctx, `INSERT INTO schemashift_ddl_steps (migration, direction, op, step, statement, skipped, note, object, created, pending)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (migration, direction, op, step) DO UPDATE SET skipped = excluded.skipped, note = excluded.note,
-			object = excluded.object, created = excluded.created, pending = excluded.pending
-		WHERE schemashift_ddl_steps.pending`,
-		r.migration, r.direction, r.op, r.step, r.st.SQL, o.skipped, o.note, object, o.created, o.pending); err != nil {
+	if _, err := q.ExecContext(ctx, e.d.DDLRecordStep(), r.migration, r.direction, r.op, r.step, r.st.SQL, o.skipped, o.note, object, o.created, o.pending); err != nil {
 		return err
 	}
 	if r.st.creates != nil && o.created.Bool && !o.skipped {
-		if _, err := q.ExecContext(ctx, `UPDATE schemashift_ddl_steps SET created = false
-			WHERE direction = 'up' AND object = $1 AND created AND NOT (migration = $2 AND op = $3 AND step = $4)`,
-			object, r.migration, r.op, r.step); err != nil {
+		if _, err := q.ExecContext(ctx, e.d.DDLDisownOthers(), object, r.migration, r.op, r.step); err != nil {
 			return err
 		}
 	}
@@ -576,12 +530,11 @@ func (e *Executor) record(ctx context.Context, q sqlx.ExecerContext, r run, o ou
 			// that make nothing (a VALIDATE, a SET DEFAULT on it): an apply
 			// runs them again. A step of the op that made another object
 			// keeps its record until that object's own drop.
-			if _, err := q.ExecContext(ctx, `DELETE FROM schemashift_ddl_steps WHERE migration = $1 AND direction = 'up' AND (object = $2 OR object = '')
-				AND op IN (SELECT op FROM schemashift_ddl_steps WHERE migration = $1 AND direction = 'up' AND object = $2)`, r.migration, dropped); err != nil {
+			if _, err := q.ExecContext(ctx, e.d.DDLForgetDropped(), r.migration, dropped); err != nil {
 				return err
 			}
 		}
-		if _, err := q.ExecContext(ctx, `UPDATE schemashift_ddl_steps SET created = false WHERE direction = 'up' AND object = $1 AND created`, dropped); err != nil {
+		if _, err := q.ExecContext(ctx, e.d.DDLDisownDropped(), dropped); err != nil {
 			return err
 		}
 	}
@@ -605,10 +558,7 @@ func (e *Executor) ours(ctx context.Context, q sqlx.QueryerContext, migration st
 		Pending bool `db:"pending"`
 		Legacy  bool `db:"legacy"`
 	}
-	err := sqlx.GetContext(ctx, q, &made, `SELECT
-			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND object = $2 AND created AND NOT pending AND (migration = $1 OR $3)) AS ours,
-			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND object = $2 AND created AND pending AND migration = $1) AS pending,
-			EXISTS (SELECT 1 FROM schemashift_ddl_steps WHERE direction = 'up' AND migration = $1 AND created IS NULL AND NOT pending) AS legacy`,
+	err := sqlx.GetContext(ctx, q, &made, e.d.DDLMade(),
 		migration, e.key(obj), obj.anyMigration)
 	if err != nil {
 		return false, "", fmt.Errorf("read who made %s: %w", obj, err)
@@ -786,8 +736,7 @@ func (e *Executor) decide(ctx context.Context, q sqlx.QueryerContext, r run) (ou
 func (e *Executor) tryCreateNoTx(ctx context.Context, conn *sqlx.Conn, r run, hook func(func(int, int) error) error) (bool, string, error) {
 	st, obj := r.st, r.st.creates
 	var pending bool
-	if err := conn.GetContext(ctx, &pending, `SELECT EXISTS (SELECT 1 FROM schemashift_ddl_steps
-		WHERE migration = $1 AND direction = $2 AND op = $3 AND step = $4 AND pending AND created)`, r.migration, r.direction, r.op, r.step); err != nil {
+	if err := conn.GetContext(ctx, &pending, e.d.DDLPendingCreated(), r.migration, r.direction, r.op, r.step); err != nil {
 		return false, "", fmt.Errorf("read DDL steps: %w", err)
 	}
 	state, err := e.indexState(ctx, conn, obj)

@@ -47,6 +47,7 @@ type Dialect interface {
 	LedgerQueries
 	FleetQueries
 	RolloutQueries
+	DDLQueries
 }
 
 // Rendering is how a dialect spells the SQL fragments that have no common

@@ -25,6 +25,7 @@ type Dialect struct {
 	common.Ledger
 	common.Fleet
 	common.Rollout
+	common.DDL
 }
 
 var _ dialect.Dialect = Dialect{}

@@ -30,6 +30,7 @@ type Dialect struct {
 	common.Ledger
 	common.Fleet
 	common.Rollout
+	common.DDL
 	// renewEvery is how often a lock's holder renews its lease: a third
 	// of the lease when zero.
 	renewEvery time.Duration
