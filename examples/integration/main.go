@@ -182,10 +182,26 @@ func serve(ctx context.Context, out io.Writer, ln net.Listener, db *sqlx.DB, ope
 	}
 	defer users.Close()
 
+	// The coordinator is the board's, and runs the plan's guardrails:
+	// they act only where one watches. Every instance may: a trip is a
+	// compare-and-set, which one of them wins.
+	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p})
+	if err != nil {
+		return err
+	}
+	watching, stopWatching := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		// Watch returns only watching's error, once serve returns.
+		_ = coord.Watch(watching, 10*time.Second, func(err error) { log.Warn("guardrails", "err", err) })
+	}()
+	defer func() { stopWatching(); <-watched }()
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /users/{id}", users.get)
 	mux.HandleFunc("PUT /users/{id}", users.put)
-	b, err := mountBoard(ctx, mux, db, p, operators)
+	b, err := mountBoard(mux, coord, operators)
 	if err != nil {
 		return err
 	}
@@ -321,11 +337,7 @@ func (u *users) put(w http.ResponseWriter, r *http.Request) {
 // sends with the board's buttons too) and its actions are recorded under
 // the operator's name; without, it is read-only. The board checks its own
 // CSRF token and the request's origin before asking the authorizer.
-func mountBoard(ctx context.Context, mux *http.ServeMux, db *sqlx.DB, p rollout.Plan, operators map[string]string) (*board.Board, error) {
-	coord, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{p})
-	if err != nil {
-		return nil, err
-	}
+func mountBoard(mux *http.ServeMux, coord *rollout.Coordinator, operators map[string]string) (*board.Board, error) {
 	var opts []board.Option
 	if len(operators) > 0 {
 		opts = append(opts, board.WithAuthorizer(board.AuthorizerFunc(func(r *http.Request, _ board.Action) (string, error) {
