@@ -158,6 +158,14 @@ func truncate(s string) string {
 // deepDiff is the default comparator: deep equality (types with an
 // Equal(T) bool method, such as time.Time, are compared with it), reporting
 // each differing leaf by path.
+//
+// The project keeps its own walk: reflect.DeepEqual says whether two values
+// differ but not where, and go-cmp is documented for tests (it may panic on
+// what it cannot compare, such as unexported fields without an option) and
+// knows no sensitive field. This one runs in production shadow reads, so it
+// is bounded (depth, values visited, differences and bytes reported), safe
+// on cycles and unexported fields, and redacts a sensitive field (by name,
+// path or tag) before its value reaches a report.
 func deepDiff[T any](r redactor) Comparator[T] {
 	return func(old, new T) []Diff {
 		w := differ{redactor: r, visited: map[visit]bool{}}

@@ -23,6 +23,15 @@ const (
 
 // Histogram counts calls by latency bucket. It is a value: safe for
 // concurrent reads, and copied, not shared, when changed.
+//
+// The project keeps its own layout rather than a histogram module's (HDR
+// and the like), because the layout is part of the stored format: each
+// instance's heartbeat adds its counts to those of schemashift_instances
+// and the ledger keeps a phase's baseline to subtract ([Histogram.Minus]),
+// both as a JSON array of bucket counts, so every build of a fleet, old
+// and new, must add up the same fixed buckets. A module's layout is a
+// setting and its encoding is its own to change; quantiles within a
+// factor of two are all the guardrails and the board need.
 type Histogram [Buckets]int64
 
 func bucketOf(d time.Duration) int {

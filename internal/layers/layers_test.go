@@ -55,6 +55,7 @@ var allowed = map[string][]string{
 	"examples/ordertotals":        examples,
 	"examples/quickstart":         examples,
 	"examples/service":            examples,
+	"examples/integration":        examples,
 }
 
 // public is the exported API, all a program may use.
