@@ -41,6 +41,7 @@ type Dialect interface {
 	Capabilities
 	Catalog
 	Sessions
+	BackfillQueries
 }
 
 // Rendering is how a dialect spells the SQL fragments that have no common

@@ -15,12 +15,13 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialect/common"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
 // Dialect is PostgreSQL's. Its zero value is ready; it holds no state and
 // is safe for concurrent use.
-type Dialect struct{}
+type Dialect struct{ common.Backfill }
 
 var _ dialect.Dialect = Dialect{}
 

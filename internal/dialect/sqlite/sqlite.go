@@ -20,12 +20,14 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialect/common"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
 // Dialect is SQLite's. Its zero value is ready; it is immutable and safe
 // for concurrent use.
 type Dialect struct {
+	common.Backfill
 	// renewEvery is how often a lock's holder renews its lease: a third
 	// of the lease when zero.
 	renewEvery time.Duration
