@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -285,7 +286,7 @@ func moveShapeOf(source dialect.BackfillTable, m dialect.BackfillMove) moveShape
 	var sh moveShape
 	for i, c := range m.Columns {
 		sh.src = append(sh.src, "CAST(("+m.Exprs[i]+") AS "+m.Types[i]+")")
-		if !contains(m.Target.Key, c) {
+		if !slices.Contains(m.Target.Key, c) {
 			sh.sets = append(sh.sets, c+" = s.schemashift_v"+strconv.Itoa(i+1))
 		}
 	}
@@ -442,13 +443,4 @@ func (Dialect) BackfillMoveRewrite(source dialect.BackfillTable, s dialect.Backf
 	return "UPDATE " + source.Name + " AS schemashift_u SET " + strings.Join(sets, ", ") +
 		" FROM (SELECT " + strings.Join(sel, ", ") + " " + from + " WHERE NOT " + sh.missing + " AND " + sh.differsValues +
 		" AND " + sh.drifted + ") AS x WHERE " + common.BackfillEquals("schemashift_u", source.Key, "x", sh.keyAlias)
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
 }
