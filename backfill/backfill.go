@@ -82,21 +82,19 @@ func New(ctx context.Context, pool Pool, job Job, opts ...Option) (*Backfill, er
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: estimate rows: %w", job.Name, err)
 	}
-	if _, err := register(ctx, db, job, b.hash, estimate, b.now()); err != nil {
+	if _, err := register(ctx, d, db, job, b.hash, estimate, b.now()); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
 func (b *Backfill) dryRender(ctx context.Context) error {
-	_, err := b.statement(&args{}, span{})
-	if err != nil {
+	if _, _, err := b.statement(span{}); err != nil {
 		return err
 	}
 	// Explaining the statement checks expressions and columns without
 	// touching a row.
-	a := &args{}
-	stmt, _ := b.statement(a, span{Lo: b.zeroKey(), Hi: b.zeroKey()})
+	stmt, vals, _ := b.statement(span{Lo: b.zeroKey(), Hi: b.zeroKey()})
 	if b.job.Func != nil {
 		return nil
 	}
@@ -105,7 +103,7 @@ func (b *Backfill) dryRender(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only check
-	if _, err := tx.ExecContext(ctx, "EXPLAIN "+stmt, a.vals...); err != nil {
+	if _, err := tx.ExecContext(ctx, b.plan.d.BackfillExplain(stmt), vals...); err != nil {
 		return fmt.Errorf("check chunk statement: %w", err)
 	}
 	return nil
@@ -141,17 +139,21 @@ func (b *Backfill) estimate(ctx context.Context) (int64, error) {
 	return b.plan.count(ctx, b.db, span{})
 }
 
-// statement renders the chunk statement of a SQL-mode job, or the locking
-// read of a Go-mode one.
-func (b *Backfill) statement(a *args, s span) (string, error) {
+// statement renders the chunk statement of a SQL-mode job over s, or the
+// locking read of a Go-mode one, with its parameters.
+func (b *Backfill) statement(s span) (string, []any, error) {
+	shape, vals := s.bounds()
+	var stmt string
+	var err error
 	switch {
 	case len(b.job.Set) > 0:
-		return b.plan.setStatement(b.job, a, s)
+		stmt, err = b.plan.setStatement(b.job, shape)
 	case b.job.Into != nil:
-		return b.plan.intoStatement(b.job, a, s)
+		stmt, err = b.plan.intoStatement(b.job, shape)
 	default:
-		return b.plan.lockStatement(b.job, a, s)
+		stmt, err = b.plan.lockStatement(b.job, shape)
 	}
+	return stmt, vals, err
 }
 
 // Name returns the job's name.
@@ -160,7 +162,7 @@ func (b *Backfill) Name() string { return b.job.Name }
 // State reads the job's progress without running it, judged at the
 // Backfill's clock ([WithClock]).
 func (b *Backfill) State(ctx context.Context) (Progress, error) {
-	return state(ctx, b.db, b.job.Name, b.now())
+	return state(ctx, b.plan.d, b.db, b.job.Name, b.now())
 }
 
 // Run works on the job until it is done, paused past ctx, cancelled, or
@@ -177,8 +179,7 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	if st, err := b.State(ctx); err == nil && st.Status == Done {
 		return st, nil
 	}
-	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = CASE WHEN status = 'failed' THEN 'running' ELSE status END,
-		error = CASE WHEN status = 'failed' THEN '' ELSE error END, runs = runs + 1, updated_at = $2 WHERE job = $1`, b.job.Name, dialect.Stamp(b.now())); err != nil {
+	if _, err := b.db.ExecContext(ctx, b.plan.d.BackfillStart(), b.job.Name, dialect.Stamp(b.now())); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
 	if err := b.beat(ctx); err != nil {
@@ -213,8 +214,7 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 		err = stateErr
 	}
 	if err != nil && !errors.Is(err, ErrCancelled) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET status = 'failed', error = $2, updated_at = $3
-			WHERE job = $1 AND status = 'running'`, b.job.Name, err.Error(), dialect.Stamp(b.now()))
+		_, _ = b.db.ExecContext(context.WithoutCancel(ctx), b.plan.d.BackfillFail(), b.job.Name, err.Error(), dialect.Stamp(b.now()))
 		final.Status, final.Error = Failed, err.Error()
 	}
 	b.opts.observer.ObserveProgress(ctx, final)
@@ -480,19 +480,18 @@ func (b *Backfill) process(ctx context.Context, worker string, c *chunk) (int64,
 // Func over the span's unfilled rows (which a move locks first, see
 // process), and returns how many rows it changed.
 func (b *Backfill) fill(ctx context.Context, tx *sqlx.Tx, s span) (int64, error) {
-	a := &args{}
-	stmt, err := b.statement(a, s)
+	stmt, vals, err := b.statement(s)
 	if err != nil {
 		return 0, err
 	}
 	if b.job.Func == nil {
-		res, err := tx.ExecContext(ctx, stmt, a.vals...)
+		res, err := tx.ExecContext(ctx, stmt, vals...)
 		if err != nil {
 			return 0, err
 		}
 		return res.RowsAffected()
 	}
-	rows, err := scanRows(ctx, tx, stmt, a.vals)
+	rows, err := scanRows(ctx, tx, stmt, vals)
 	if err != nil {
 		return 0, err
 	}
@@ -533,7 +532,7 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 		wait := backoff(b.opts.backoff, attempt)
 		b.opts.observer.ObserveRetry(ctx, Retry{Job: b.job.Name, Op: what, Kind: kind.String(), Attempt: attempt, Wait: wait, Err: err})
 		// Counted for the retrospective; best effort, as the database may be what failed.
-		_, _ = b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET retries = retries + 1 WHERE job = $1`, b.job.Name)
+		_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillRetried(), b.job.Name)
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -567,7 +566,7 @@ func (b *Backfill) waitSignals(ctx context.Context) error {
 		b.setThrottle(reason)
 		b.shrink()
 		b.opts.observer.ObserveThrottle(ctx, Throttle{Job: b.job.Name, Wait: wait, Reason: reason})
-		_, _ = b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET throttled_ms = throttled_ms + $2 WHERE job = $1`, b.job.Name, wait.Milliseconds())
+		_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillThrottled(), b.job.Name, wait.Milliseconds())
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -580,7 +579,7 @@ func (b *Backfill) setThrottle(reason string) {
 	b.throttle = reason
 	b.mu.Unlock()
 	if changed {
-		_, _ = b.db.ExecContext(context.Background(), `UPDATE schemashift_backfills SET throttle = $2 WHERE job = $1`, b.job.Name, reason)
+		_, _ = b.db.ExecContext(context.Background(), b.plan.d.BackfillThrottle(), b.job.Name, reason)
 	}
 }
 

@@ -30,21 +30,18 @@ type ChunkRecord struct {
 // limit ≤ 0), oldest first by when they finished. A job with no finished
 // chunk has none; a job that does not exist is [ErrUnknownJob].
 func History(ctx context.Context, db DB, job string, limit int) ([]ChunkRecord, error) {
-	h, _, err := dialects.Handle(ctx, db)
+	h, d, err := dialects.Handle(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("read backfill history: %w", err)
 	}
 	var n int
-	err = sqlx.GetContext(ctx, h, &n, `SELECT count(*) FROM schemashift_backfills WHERE job = $1`, job)
+	err = sqlx.GetContext(ctx, h, &n, d.BackfillJobExists(), job)
 	if pgerr.UndefinedTable(err) || err == nil && n == 0 {
 		return nil, fmt.Errorf("read backfill history: %w %q", ErrUnknownJob, job)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read backfill history: %w", err)
 	}
-	// The statement is written here rather than with the package's other
-	// statements while those move to the dialects; both databases accept
-	// it as it is.
 	var rows []struct {
 		Seq      int64        `db:"seq"`
 		Scanned  int64        `db:"scanned"`
@@ -53,14 +50,11 @@ func History(ctx context.Context, db DB, job string, limit int) ([]ChunkRecord, 
 		Started  dialect.Time `db:"started_at"`
 		Finished dialect.Time `db:"finished_at"`
 	}
-	q := `SELECT seq, scanned, changed, attempts, started_at, finished_at FROM schemashift_backfill_chunks
-		WHERE job = $1 AND status = 'done' AND finished_at IS NOT NULL ORDER BY finished_at DESC, seq DESC`
 	args := []any{job}
 	if limit > 0 {
-		q += ` LIMIT $2`
 		args = append(args, limit)
 	}
-	if err := sqlx.SelectContext(ctx, h, &rows, q, args...); err != nil {
+	if err := sqlx.SelectContext(ctx, h, &rows, d.BackfillHistory(limit > 0), args...); err != nil {
 		return nil, fmt.Errorf("read backfill history: %w", err)
 	}
 	out := make([]ChunkRecord, 0, len(rows))

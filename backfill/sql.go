@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -18,15 +17,15 @@ import (
 // casts to and from text works: integers, UUIDs, text, dates.
 type Key []string
 
-// plan is a job resolved against the catalog: every statement it runs.
+// plan is a job resolved against the catalog: the parts of every
+// statement it runs, which its dialect writes.
 type plan struct {
 	d        dialect.Dialect
 	table    ident.Table
-	cols     []dialect.Column // the table's columns, as the catalog read them
-	keyCols  []string         // unquoted, index order
-	keyTypes []string         // each key column's type, as the catalog names it
-	keyList  string           // "k1", "k2"
-	keyText  string           // "k1" as text, "k2" as text
+	t        dialect.BackfillTable // table, key and key types, quoted
+	cols     []dialect.Column      // the table's columns, as the catalog read them
+	keyCols  []string              // unquoted, index order
+	keyTypes []string              // each key column's type, as the catalog names it
 }
 
 func resolve(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, j Job) (*plan, error) {
@@ -60,13 +59,7 @@ func resolve(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, j Jo
 	if err != nil {
 		return nil, err
 	}
-	p.keyList = strings.Join(quoted, ", ")
-	texts := make([]string, len(quoted))
-	for i, k := range quoted {
-		// Aliased, so that ORDER BY names the column and not this text.
-		texts[i] = d.Text(k) + " AS schemashift_k" + strconv.Itoa(i+1)
-	}
-	p.keyText = strings.Join(texts, ", ")
+	p.t = dialect.BackfillTable{Name: t.Quoted(), Key: quoted, Types: p.keyTypes}
 	if err := p.checkFilled(j); err != nil {
 		return nil, err
 	}
@@ -107,23 +100,6 @@ func (p *plan) column(name string) (dialect.Column, bool) {
 	return p.cols[i], true
 }
 
-// args collects bind parameters and numbers them.
-type args struct{ vals []any }
-
-func (a *args) add(v any) string {
-	a.vals = append(a.vals, v)
-	return "$" + strconv.Itoa(len(a.vals))
-}
-
-// keyRow renders k as a row of typed parameters.
-func (p *plan) keyRow(a *args, k Key) string {
-	parts := make([]string, len(k))
-	for i, v := range k {
-		parts[i] = p.d.Typed(a.add(v), p.keyTypes[i])
-	}
-	return p.d.Row(parts...)
-}
-
 // span is a range of keys: after Lo (exclusive) up to Hi (inclusive); a nil
 // bound is open.
 type span struct {
@@ -131,20 +107,17 @@ type span struct {
 	Hi Key `json:"hi,omitempty"`
 }
 
-// where renders the predicate of a span. A span is always two bounds,
-// never a list of keys: a statement's size does not grow with its rows.
-func (p *plan) where(a *args, s span) string {
-	var conds []string
-	if s.Lo != nil {
-		conds = append(conds, p.d.Row(p.keyList)+" > "+p.keyRow(a, s.Lo))
+// bounds is s as a statement over it takes it: which bounds it has, and
+// their key values, Lo's then Hi's. A span is always two bounds, never a
+// list of keys: a statement's size does not grow with its rows.
+func (s span) bounds() (dialect.BackfillSpan, []any) {
+	var vals []any
+	for _, k := range []Key{s.Lo, s.Hi} {
+		for _, v := range k {
+			vals = append(vals, v)
+		}
 	}
-	if s.Hi != nil {
-		conds = append(conds, p.d.Row(p.keyList)+" <= "+p.keyRow(a, s.Hi))
-	}
-	if len(conds) == 0 {
-		return "true"
-	}
-	return strings.Join(conds, " AND ")
+	return dialect.BackfillSpan{Lo: s.Lo != nil, Hi: s.Hi != nil}, vals
 }
 
 // boundary finds the key n rows after lo (the last key of a chunk of n
@@ -155,18 +128,15 @@ func (p *plan) boundary(ctx context.Context, q sqlx.QueryerContext, lo Key, n in
 
 // boundaryWithin finds the key n rows into s, or nil when s holds fewer.
 func (p *plan) boundaryWithin(ctx context.Context, q sqlx.QueryerContext, s span, n int) (Key, error) {
-	a := &args{}
-	where := p.where(a, s)
-	query := "SELECT " + p.keyText + " FROM " + p.table.Quoted() + " WHERE " + where +
-		" ORDER BY " + p.keyList + " LIMIT 1 OFFSET " + a.add(n-1)
-	return scanKey(ctx, q, len(p.keyCols), query, a.vals...)
+	shape, vals := s.bounds()
+	return scanKey(ctx, q, len(p.keyCols), p.d.BackfillBoundary(p.t, shape), append(vals, n-1)...)
 }
 
 // count counts the rows of a span.
 func (p *plan) count(ctx context.Context, q sqlx.QueryerContext, s span) (int64, error) {
-	a := &args{}
+	shape, vals := s.bounds()
 	var n int64
-	err := sqlx.GetContext(ctx, q, &n, "SELECT count(*) FROM "+p.table.Quoted()+" WHERE "+p.where(a, s), a.vals...)
+	err := sqlx.GetContext(ctx, q, &n, p.d.BackfillCount(p.t, shape), vals...)
 	return n, err
 }
 
@@ -190,98 +160,50 @@ func scanKey(ctx context.Context, q sqlx.QueryerContext, n int, query string, va
 	return k, rows.Close()
 }
 
-// setShape is what a Set job's statements compare, rendered once per
-// statement: the new columns against their expressions, and what the job
-// declares of the rows written through the new path.
-type setShape struct {
-	differs  string   // the new columns differ from their expressions
-	unfilled string   // no one has written the row's new shape: every new column is NULL (and, with Down, its old shape is not Down of them)
-	newPath  string   // the old columns equal Down's expressions: a new-path write ("" without Down)
-	drifted  string   // a filled row that differs was changed behind the adapters' back ("" when that cannot be told)
-	sets     []string // new column = its expression
-	downSets []string // old column = its Down expression (with Down)
-	cols     []string // quoted
-	exprs    []string
-}
-
-func (p *plan) setShape(j Job) (setShape, error) {
-	var sh setShape
-	var nulls []string
+// set is a Set job's parts, quoted, for the statements that fill and
+// verify it.
+func (p *plan) set(j Job) (dialect.BackfillSet, error) {
+	set := dialect.BackfillSet{Derived: j.Derived}
 	for _, as := range j.Set {
 		c, err := ident.Quote(as.Column)
 		if err != nil {
-			return sh, err
+			return set, err
 		}
-		sh.cols, sh.exprs = append(sh.cols, c), append(sh.exprs, "("+as.Expr+")")
-		sh.sets = append(sh.sets, c+" = ("+as.Expr+")")
-		nulls = append(nulls, c+" IS NULL")
+		set.Columns, set.Exprs = append(set.Columns, c), append(set.Exprs, as.Expr)
 	}
-	sh.differs = p.d.Row(sh.cols...) + " IS DISTINCT FROM " + p.d.Row(sh.exprs...)
-	sh.unfilled = "(" + strings.Join(nulls, " AND ") + ")"
-	if len(j.Down) > 0 {
-		old, down, err := p.downRow(j.Down, func(q string, _ int) string { return q })
-		if err != nil {
-			return sh, err
-		}
-		exprs, _ := p.downExprs(j.Down) // checked by downRow
-		for i, a := range j.Down {
-			q, _ := ident.Quote(a.Column)
-			sh.downSets = append(sh.downSets, q+" = "+exprs[i])
-		}
-		sh.newPath = old + " IS NOT DISTINCT FROM " + down
-		sh.drifted = old + " IS DISTINCT FROM " + down
-		// A new-path write may set every new column NULL; Down tells it
-		// from a row no one wrote, where it holds.
-		sh.unfilled = "(" + sh.unfilled + " AND " + sh.drifted + ")"
-	} else if j.Derived {
-		sh.drifted = "true"
-	}
-	return sh, nil
+	down, err := p.down(j.Down)
+	set.Down = down
+	return set, err
 }
 
-// downRow renders Down's expressions, each as the type of the old column
-// it stands for, as a row; old is the row of those old columns, as
-// qualify names each (given its quoted name and its position from 1).
-func (p *plan) downRow(down []Assign, qualify func(quoted string, i int) string) (old, exprs string, err error) {
-	vals, err := p.downExprs(down)
-	if err != nil {
-		return "", "", err
-	}
-	cols := make([]string, len(down))
-	for i, a := range down {
-		q, _ := ident.Quote(a.Column) // checked by downExprs
-		cols[i] = qualify(q, i+1)
-	}
-	return p.d.Row(cols...), p.d.Row(vals...), nil
-}
-
-// downExprs is each of Down's expressions as the type of its old column.
-func (p *plan) downExprs(down []Assign) ([]string, error) {
-	vals := make([]string, len(down))
-	for i, a := range down {
+// down is each of Down's old columns, quoted, with its expression and its
+// type.
+func (p *plan) down(down []Assign) ([]dialect.BackfillDown, error) {
+	var out []dialect.BackfillDown
+	for _, a := range down {
 		c, ok := p.column(a.Column)
 		if !ok {
 			return nil, fmt.Errorf("down: %w: %s has no column %q", ErrInvalidJob, p.table, a.Column)
 		}
-		if _, err := ident.Quote(a.Column); err != nil {
+		q, err := ident.Quote(a.Column)
+		if err != nil {
 			return nil, err
 		}
-		vals[i] = p.d.AsColumn("("+a.Expr+")", c.Type)
+		out = append(out, dialect.BackfillDown{Column: q, Expr: a.Expr, Type: c.Type})
 	}
-	return vals, nil
+	return out, nil
 }
 
 // setStatement renders a Set job's chunk statement. It fills only the rows
 // whose new columns are all NULL: a row written through the new path is
 // never overwritten from the old shape. On PostgreSQL a row written while
 // the chunk waits for its lock is checked again as written, and skipped.
-func (p *plan) setStatement(j Job, a *args, s span) (string, error) {
-	sh, err := p.setShape(j)
+func (p *plan) setStatement(j Job, s dialect.BackfillSpan) (string, error) {
+	set, err := p.set(j)
 	if err != nil {
 		return "", err
 	}
-	return "UPDATE " + p.table.Quoted() + " SET " + strings.Join(sh.sets, ", ") +
-		" WHERE " + p.where(a, s) + " AND " + sh.unfilled + " AND " + sh.differs, nil
+	return p.d.BackfillSetChunk(p.t, s, set), nil
 }
 
 // moveKey names, for each key column of the walked table, the column of
@@ -307,9 +229,9 @@ func (p *plan) moveKey(into *Into) ([]string, error) {
 }
 
 // intoStatement renders an Into job's chunk statement. A target row that
-// exists is left as it is (ON CONFLICT DO NOTHING): it was written through
-// the new path, or by an earlier chunk.
-func (p *plan) intoStatement(j Job, a *args, s span) (string, error) {
+// exists is left as it is: it was written through the new path, or by an
+// earlier chunk.
+func (p *plan) intoStatement(j Job, s dialect.BackfillSpan) (string, error) {
 	into, err := ident.ParseTable(j.Into.Table)
 	if err != nil {
 		return "", err
@@ -320,23 +242,19 @@ func (p *plan) intoStatement(j Job, a *args, s span) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		cols = append(cols, c)
-		exprs = append(exprs, "("+as.Expr+")")
+		cols, exprs = append(cols, c), append(exprs, as.Expr)
 	}
 	conflict, err := ident.QuoteAll(j.Into.Key)
 	if err != nil {
 		return "", err
 	}
-	return "INSERT INTO " + into.Quoted() + " (" + strings.Join(cols, ", ") + ")" +
-		" SELECT " + strings.Join(exprs, ", ") + " FROM " + p.table.Quoted() +
-		" WHERE " + p.where(a, s) + " ORDER BY " + p.keyList + p.d.ForUpdate() +
-		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING", nil
+	return p.d.BackfillInto(p.t, s, into.Quoted(), cols, exprs, conflict), nil
 }
 
 // lockStatement renders a Go-mode chunk's read of its rows, locked: only
 // the rows no one has filled (Fills all NULL, or no row in Check's table).
-func (p *plan) lockStatement(j Job, a *args, s span) (string, error) {
-	cols := []string{p.keyList}
+func (p *plan) lockStatement(j Job, s dialect.BackfillSpan) (string, error) {
+	var g dialect.BackfillGo
 	for _, c := range j.Columns {
 		if contains(p.keyCols, c) {
 			continue
@@ -345,29 +263,14 @@ func (p *plan) lockStatement(j Job, a *args, s span) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		cols = append(cols, q)
+		g.Columns = append(g.Columns, q)
 	}
-	unfilled, err := p.goUnfilled(j)
-	if err != nil {
-		return "", err
-	}
-	return "SELECT " + strings.Join(cols, ", ") + " FROM " + p.table.Quoted() + " AS schemashift_s" +
-		" WHERE " + p.where(a, s) + " AND " + unfilled + " ORDER BY " + p.keyList + p.d.ForUpdate(), nil
-}
-
-// goUnfilled is the predicate, over the walked table aliased
-// schemashift_s, of a Go-mode job's rows that no one has filled.
-func (p *plan) goUnfilled(j Job) (string, error) {
+	var err error
 	if j.Check == nil {
-		nulls := make([]string, len(j.Fills))
-		for i, c := range j.Fills {
-			q, err := ident.Quote(c)
-			if err != nil {
-				return "", err
-			}
-			nulls[i] = "schemashift_s." + q + " IS NULL"
+		if g.Fills, err = ident.QuoteAll(j.Fills); err != nil {
+			return "", err
 		}
-		return "(" + strings.Join(nulls, " AND ") + ")", nil
+		return p.d.BackfillGoRows(p.t, s, g), nil
 	}
 	target, err := ident.ParseTable(j.Check.Table)
 	if err != nil {
@@ -377,24 +280,23 @@ func (p *plan) goUnfilled(j Job) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	on := make([]string, len(tk))
-	for i, k := range tk {
-		dq, _ := ident.Quote(k)
-		sq, _ := ident.Quote(p.keyCols[i])
-		on[i] = "schemashift_d." + dq + " = schemashift_s." + sq
+	g.Check = target.Quoted()
+	if g.CheckKey, err = ident.QuoteAll(tk); err != nil {
+		return "", err
 	}
-	return "NOT EXISTS (SELECT 1 FROM " + target.Quoted() + " AS schemashift_d WHERE " + strings.Join(on, " AND ") + ")", nil
+	return p.d.BackfillGoRows(p.t, s, g), nil
 }
 
-// lockSpan locks the walked table's rows of s in tx, in key order (on
-// SQLite, tx holds the write lock already).
+// lockSpan locks the walked table's rows of s in tx, in key order (where
+// the dialect has a statement for it: on SQLite, tx holds the write lock
+// already).
 func (p *plan) lockSpan(ctx context.Context, tx *sqlx.Tx, s span) error {
-	lock := p.d.ForUpdate()
-	if lock == "" {
+	shape, vals := s.bounds()
+	stmt := p.d.BackfillLock(p.t, shape)
+	if stmt == "" {
 		return nil
 	}
-	a := &args{}
-	_, err := tx.ExecContext(ctx, "SELECT 1 FROM "+p.table.Quoted()+" WHERE "+p.where(a, s)+" ORDER BY "+p.keyList+lock, a.vals...)
+	_, err := tx.ExecContext(ctx, stmt, vals...)
 	return err
 }
 

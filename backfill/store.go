@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -60,77 +58,17 @@ var (
 	ErrUnknownJob = errors.New("unknown backfill job")
 )
 
-// backfillsColumns are the columns of schemashift_backfills as first
-// released; addedColumns came later, in this order.
-const backfillsColumns = `
-	job             text PRIMARY KEY,
-	definition_hash text NOT NULL,
-	table_name      text NOT NULL,
-	status          text NOT NULL DEFAULT 'running',
-	frontier        jsonb,
-	exhausted       boolean NOT NULL DEFAULT false,
-	next_seq        bigint NOT NULL DEFAULT 1,
-	total_estimate  bigint,
-	chunk_size      integer,
-	throttle        text NOT NULL DEFAULT '',
-	verify_status   text NOT NULL DEFAULT '',
-	verify_divergent bigint,
-	verify_detail   text NOT NULL DEFAULT '',
-	verified_at     timestamptz,
-	error           text NOT NULL DEFAULT '',
-	started_at      timestamptz NOT NULL DEFAULT now(),
-	updated_at      timestamptz NOT NULL DEFAULT now(),
-	finished_at     timestamptz`
-
-var addedColumns = []string{
-	"runs bigint NOT NULL DEFAULT 0",
-	"retries bigint NOT NULL DEFAULT 0",
-	"throttled_ms bigint NOT NULL DEFAULT 0",
-	// When the last verification started: the gate counts only one that
-	// started after the job finished (see [Progress].VerifyCurrent).
-	"verify_started_at timestamptz",
-	// The heartbeat of the Runs working on the job: until when the latest
-	// vouches that a worker lives, and whose it is (see [Stalled]).
-	"alive_until timestamptz",
-	"alive_worker text NOT NULL DEFAULT ''",
-}
-
-const chunksTable = `
-CREATE TABLE IF NOT EXISTS schemashift_backfill_chunks (
-	job         text NOT NULL REFERENCES schemashift_backfills (job) ON DELETE CASCADE,
-	seq         bigint NOT NULL,
-	lo          jsonb,
-	hi          jsonb,
-	status      text NOT NULL,
-	worker      text NOT NULL,
-	lease_until timestamptz NOT NULL,
-	attempts    integer NOT NULL DEFAULT 1,
-	scanned     bigint NOT NULL DEFAULT 0,
-	changed     bigint NOT NULL DEFAULT 0,
-	started_at  timestamptz NOT NULL DEFAULT now(),
-	finished_at timestamptz,
-	PRIMARY KEY (job, seq)
-);
-CREATE INDEX IF NOT EXISTS schemashift_backfill_chunks_leased
-	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';`
-
 // schemaLock is the advisory lock that keeps concurrent first runs from
 // racing on CREATE TABLE.
 const schemaLock = 7215837262348120001
 
-// schema is the DDL that creates the checkpoint tables, or adds to them
-// the columns in have's absence (have: the columns schemashift_backfills
-// has now, none when it does not exist). SQLite has no ADD COLUMN IF NOT
-// EXISTS, so a column is added only where the catalog says it is missing.
-func schema(d dialect.Dialect, have []dialect.Column) string {
-	ddl := "CREATE TABLE IF NOT EXISTS schemashift_backfills (" + backfillsColumns + "\n);" + chunksTable
-	for _, c := range addedColumns {
-		name := strings.Fields(c)[0]
-		if !slices.ContainsFunc(have, func(h dialect.Column) bool { return h.Name == name }) {
-			ddl += "\nALTER TABLE schemashift_backfills ADD COLUMN " + c + ";"
-		}
+// columnNames are the names of cols.
+func columnNames(cols []dialect.Column) []string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
 	}
-	return d.Schema(ddl)
+	return names
 }
 
 // EnsureSchema creates the checkpoint tables if they do not exist, or
@@ -148,9 +86,8 @@ func EnsureSchema(ctx context.Context, db DB) error {
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
-	// The last column added tells that the tables are current.
-	last := strings.Fields(addedColumns[len(addedColumns)-1])[0]
-	if slices.ContainsFunc(cols, func(c dialect.Column) bool { return c.Name == last }) {
+	// The dialect's DDL is none when the tables are current.
+	if d.BackfillSchema(columnNames(cols)) == "" {
 		return nil
 	}
 	pool, ok := h.(beginner)
@@ -196,7 +133,11 @@ func ensureSchemaIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) err
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, schema(d, have)); err != nil {
+	ddl := d.BackfillSchema(columnNames(have))
+	if ddl == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	return nil
@@ -238,16 +179,15 @@ func decodeKey(raw sql.NullString) (Key, error) {
 
 // register creates the job's row, or checks that the existing one has the
 // same definition. It returns the job's status.
-func register(ctx context.Context, db *sqlx.DB, j Job, hash string, estimate int64, now time.Time) (Status, error) {
-	if _, err := db.ExecContext(ctx, `INSERT INTO schemashift_backfills (job, definition_hash, table_name, total_estimate, started_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (job) DO NOTHING`, j.Name, hash, j.Table, estimate, dialect.Stamp(now)); err != nil {
+func register(ctx context.Context, d dialect.Dialect, db *sqlx.DB, j Job, hash string, estimate int64, now time.Time) (Status, error) {
+	if _, err := db.ExecContext(ctx, d.BackfillRegister(), j.Name, hash, j.Table, estimate, dialect.Stamp(now)); err != nil {
 		return "", fmt.Errorf("register backfill %q: %w", j.Name, err)
 	}
 	var row struct {
 		Hash   string `db:"definition_hash"`
 		Status Status `db:"status"`
 	}
-	if err := db.GetContext(ctx, &row, `SELECT definition_hash, status FROM schemashift_backfills WHERE job = $1`, j.Name); err != nil {
+	if err := db.GetContext(ctx, &row, d.BackfillDefinition(), j.Name); err != nil {
 		return "", fmt.Errorf("register backfill %q: %w", j.Name, err)
 	}
 	if row.Hash != hash {
@@ -284,8 +224,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		Exhausted bool           `db:"exhausted"`
 		NextSeq   int64          `db:"next_seq"`
 	}
-	if err := tx.GetContext(ctx, &job, `SELECT status, frontier, exhausted, next_seq FROM schemashift_backfills
-		WHERE job = $1`+b.plan.d.ForUpdate(), b.job.Name); err != nil {
+	if err := tx.GetContext(ctx, &job, b.plan.d.BackfillClaimJob(), b.job.Name); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, "", fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
 		}
@@ -305,12 +244,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		Attempts int            `db:"attempts"`
 		Scanned  int64          `db:"scanned"`
 	}
-	err = tx.GetContext(ctx, &taken, `UPDATE schemashift_backfill_chunks AS c
-		SET worker = $2, lease_until = $4, attempts = c.attempts + 1, started_at = $3
-		WHERE (c.job, c.seq) = (SELECT job, seq FROM schemashift_backfill_chunks
-			WHERE job = $1 AND status = 'leased' AND (lease_until < $3 OR worker = $2)
-			ORDER BY seq LIMIT 1`+b.plan.d.ForUpdateSkipLocked()+`)
-		RETURNING seq, lo, hi, attempts, scanned`, b.job.Name, worker, now, until)
+	err = tx.GetContext(ctx, &taken, b.plan.d.BackfillTakeLease(), b.job.Name, worker, now, until)
 	switch {
 	case err == nil:
 		lo, err := decodeKey(taken.Lo)
@@ -329,14 +263,13 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 	// finish ends an exhausted job once no chunk is leased.
 	finish := func() (*chunk, Status, error) {
 		var leased int
-		if err := tx.GetContext(ctx, &leased, `SELECT count(*) FROM schemashift_backfill_chunks WHERE job = $1 AND status = 'leased'`, b.job.Name); err != nil {
+		if err := tx.GetContext(ctx, &leased, b.plan.d.BackfillCountLeased(), b.job.Name); err != nil {
 			return nil, "", err
 		}
 		if leased > 0 {
 			return nil, Running, errors.Join(errNoChunk, tx.Commit())
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET status = 'done', finished_at = $2, updated_at = $2
-			WHERE job = $1`, b.job.Name, now); err != nil {
+		if _, err := tx.ExecContext(ctx, b.plan.d.BackfillDone(), b.job.Name, now); err != nil {
 			return nil, "", err
 		}
 		return nil, Done, tx.Commit()
@@ -364,24 +297,21 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 		if scanned == 0 {
 			// The last chunk was full: the walk ends here, and the job with
 			// it unless another worker still holds a chunk.
-			if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET exhausted = true, updated_at = $2 WHERE job = $1`, b.job.Name, now); err != nil {
+			if _, err := tx.ExecContext(ctx, b.plan.d.BackfillExhausted(), b.job.Name, now); err != nil {
 				return nil, "", err
 			}
 			return finish()
 		}
 	}
 	c := &chunk{Seq: job.NextSeq, Span: span{Lo: lo, Hi: hi}, Attempts: 1, Scanned: scanned}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schemashift_backfill_chunks (job, seq, lo, hi, status, worker, lease_until, scanned, started_at)
-		VALUES ($1, $2, $3, $4, 'leased', $5, $6, $7, $8)`,
-		b.job.Name, c.Seq, encodeKey(lo), encodeKey(hi), worker, until, scanned, now); err != nil {
+	if _, err := tx.ExecContext(ctx, b.plan.d.BackfillAddChunk(), b.job.Name, c.Seq, encodeKey(lo), encodeKey(hi), worker, until, scanned, now); err != nil {
 		return nil, "", err
 	}
 	frontier := encodeKey(hi)
 	if hi == nil {
 		frontier = encodeKey(lo)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE schemashift_backfills SET frontier = $2, exhausted = $3, next_seq = next_seq + 1,
-		chunk_size = $4, updated_at = $5 WHERE job = $1`, b.job.Name, frontier, exhausted, size, now); err != nil {
+	if _, err := tx.ExecContext(ctx, b.plan.d.BackfillAdvance(), b.job.Name, frontier, exhausted, size, now); err != nil {
 		return nil, "", err
 	}
 	return c, Running, tx.Commit()
@@ -401,11 +331,7 @@ func (b *Backfill) idle(ctx context.Context, worker string) (st Status, idle boo
 		Leased    bool   `db:"leased"`
 		Claimable bool   `db:"claimable"`
 	}
-	err = b.db.GetContext(ctx, &row, `SELECT b.status, b.exhausted,
-			EXISTS (SELECT 1 FROM schemashift_backfill_chunks c WHERE c.job = b.job AND c.status = 'leased') AS leased,
-			EXISTS (SELECT 1 FROM schemashift_backfill_chunks c WHERE c.job = b.job AND c.status = 'leased'
-				AND (c.lease_until < $3 OR c.worker = $2)) AS claimable
-		FROM schemashift_backfills b WHERE b.job = $1`, b.job.Name, worker, dialect.Stamp(b.now()))
+	err = b.db.GetContext(ctx, &row, b.plan.d.BackfillIdle(), b.job.Name, worker, dialect.Stamp(b.now()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
 	}
@@ -430,12 +356,8 @@ var errNotRunning = errors.New("job not running")
 // rolls back, so that no chunk commits after a pause returned. On SQLite
 // the transaction holds the write lock, which does the same.
 func (b *Backfill) running(ctx context.Context, tx *sqlx.Tx, lock bool) error {
-	q := `SELECT status FROM schemashift_backfills WHERE job = $1`
-	if lock {
-		q += b.plan.d.ForUpdate()
-	}
 	var st Status
-	if err := tx.GetContext(ctx, &st, q, b.job.Name); err != nil {
+	if err := tx.GetContext(ctx, &st, b.plan.d.BackfillStatus(lock), b.job.Name); err != nil {
 		return err
 	}
 	if st != Running {
@@ -452,8 +374,7 @@ func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *ch
 	if err := b.running(ctx, tx, true); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = $5
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, changed, dialect.Stamp(b.now()))
+	res, err := tx.ExecContext(ctx, b.plan.d.BackfillFinishChunk(), b.job.Name, c.Seq, worker, changed, dialect.Stamp(b.now()))
 	if err != nil {
 		return err
 	}
@@ -471,8 +392,7 @@ func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *ch
 // false when the lease is no longer the worker's (taken over, or the
 // chunk done).
 func (b *Backfill) renew(ctx context.Context, worker string, c *chunk) (bool, error) {
-	res, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = $4
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, dialect.Stamp(b.now().Add(b.opts.lease)))
+	res, err := b.db.ExecContext(ctx, b.plan.d.BackfillRenew(), b.job.Name, c.Seq, worker, dialect.Stamp(b.now().Add(b.opts.lease)))
 	if err != nil {
 		return false, err
 	}
@@ -483,8 +403,7 @@ func (b *Backfill) renew(ctx context.Context, worker string, c *chunk) (bool, er
 // release gives back worker's lease on c, which did not commit: any
 // worker may take the chunk at once, and the attempt is not counted.
 func (b *Backfill) release(ctx context.Context, worker string, c *chunk) error {
-	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfill_chunks SET lease_until = $4, attempts = attempts - 1
-		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`, b.job.Name, c.Seq, worker, dialect.Stamp(b.now()))
+	_, err := b.db.ExecContext(ctx, b.plan.d.BackfillRelease(), b.job.Name, c.Seq, worker, dialect.Stamp(b.now()))
 	return err
 }
 
@@ -492,30 +411,22 @@ func (b *Backfill) release(ctx context.Context, worker string, c *chunk) error {
 // never moves the heartbeat back: a Run with a longer lease may have
 // vouched for longer.
 func (b *Backfill) beat(ctx context.Context) error {
-	_, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET
-		alive_worker = CASE WHEN alive_until > $2 THEN alive_worker ELSE $3 END,
-		alive_until = CASE WHEN alive_until > $2 THEN alive_until ELSE $2 END
-		WHERE job = $1`, b.job.Name, dialect.Stamp(b.now().Add(b.opts.lease)), b.opts.workerID)
+	_, err := b.db.ExecContext(ctx, b.plan.d.BackfillBeat(), b.job.Name, dialect.Stamp(b.now().Add(b.opts.lease)), b.opts.workerID)
 	return err
 }
 
 // setStatus changes a job's status from outside (or from a worker).
 func setStatus(ctx context.Context, pool DB, name string, to Status, from ...Status) error {
-	db, _, err := dialects.Handle(ctx, pool)
+	db, d, err := dialects.Handle(ctx, pool)
 	if err != nil {
 		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
 	}
-	a := &args{}
-	a.add(name)
-	a.add(string(to))
 	// updated_at says when, by the caller's clock; no decision reads it.
-	a.add(dialect.Stamp(now()))
-	in := make([]string, len(from))
-	for i, s := range from {
-		in[i] = a.add(string(s))
+	vals := []any{name, string(to), dialect.Stamp(now())}
+	for _, s := range from {
+		vals = append(vals, string(s))
 	}
-	res, err := db.ExecContext(ctx, `UPDATE schemashift_backfills SET status = $2, updated_at = $3
-		WHERE job = $1 AND status IN (`+strings.Join(in, ", ")+`)`, a.vals...)
+	res, err := db.ExecContext(ctx, d.BackfillSetStatus(len(from)), vals...)
 	if pgerr.UndefinedTable(err) { // no backfill ever ran here
 		return fmt.Errorf("set backfill %q %s: %w", name, to, ErrUnknownJob)
 	}
@@ -525,7 +436,7 @@ func setStatus(ctx context.Context, pool DB, name string, to Status, from ...Sta
 	if n, _ := res.RowsAffected(); n == 1 {
 		return nil
 	}
-	st, err := state(ctx, db, name, now())
+	st, err := state(ctx, d, db, name, now())
 	if err != nil {
 		return fmt.Errorf("set backfill %q %s: %w", name, to, err)
 	}
@@ -604,14 +515,14 @@ func State(ctx context.Context, db DB, name string) (Progress, error) {
 // workers keep their leases by (see [WithClock]). db may be a pool or a
 // transaction, which then sees what it has written itself.
 func StateAt(ctx context.Context, db DB, name string, now time.Time) (Progress, error) {
-	h, _, err := dialects.Handle(ctx, db)
+	h, d, err := dialects.Handle(ctx, db)
 	if err != nil {
 		return Progress{}, fmt.Errorf("read backfill state: %w", err)
 	}
-	return state(ctx, h, name, dialect.Tick(now))
+	return state(ctx, d, h, name, dialect.Tick(now))
 }
 
-func state(ctx context.Context, db sqlx.QueryerContext, name string, now time.Time) (Progress, error) {
+func state(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, name string, now time.Time) (Progress, error) {
 	// Times scan through dialect.Time: SQLite may return them as text.
 	var row struct {
 		Table     string         `db:"table_name"`
@@ -639,18 +550,7 @@ func state(ctx context.Context, db sqlx.QueryerContext, name string, now time.Ti
 		LastLease dialect.Time   `db:"last_lease"`
 		LeasedBy  sql.NullString `db:"leased_worker"`
 	}
-	err := sqlx.GetContext(ctx, db, &row, `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle,
-			b.verify_status, b.verify_divergent, b.error, b.started_at, b.updated_at, b.finished_at, b.runs, b.retries, b.throttled_ms,
-			coalesce(sum(c.scanned) FILTER (WHERE c.status = 'done'), 0) AS done,
-			coalesce(sum(c.changed) FILTER (WHERE c.status = 'done'), 0) AS changed,
-			count(c.seq) FILTER (WHERE c.status = 'done') AS n_done,
-			count(c.seq) FILTER (WHERE c.status = 'leased') AS n_leased,
-			count(c.seq) FILTER (WHERE c.attempts > 1) AS n_redone,
-			b.alive_until, b.alive_worker, max(c.lease_until) AS last_lease,
-			(SELECT l.worker FROM schemashift_backfill_chunks l WHERE l.job = b.job AND l.status = 'leased'
-				ORDER BY l.lease_until DESC LIMIT 1) AS leased_worker
-		FROM schemashift_backfills b LEFT JOIN schemashift_backfill_chunks c ON c.job = b.job
-		WHERE b.job = $1 GROUP BY b.job`, name)
+	err := sqlx.GetContext(ctx, db, &row, d.BackfillState(), name)
 	if errors.Is(err, sql.ErrNoRows) || pgerr.UndefinedTable(err) {
 		return Progress{}, fmt.Errorf("read backfill state: %w %q", ErrUnknownJob, name)
 	}

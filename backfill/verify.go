@@ -213,8 +213,7 @@ func (b *Backfill) Verify(ctx context.Context, o VerifyOptions) (Report, error) 
 	var token [8]byte
 	_, _ = rand.Read(token[:]) // never fails (crypto/rand)
 	run := "run " + hex.EncodeToString(token[:])
-	if _, err := b.db.ExecContext(ctx, `UPDATE schemashift_backfills SET verify_status = 'running', verify_detail = $2,
-		verify_started_at = $3 WHERE job = $1`, b.job.Name, run, dialect.Stamp(b.now())); err != nil {
+	if _, err := b.db.ExecContext(ctx, b.plan.d.BackfillVerifyStart(), b.job.Name, run, dialect.Stamp(b.now())); err != nil {
 		return rep, fmt.Errorf("verify %q: record start: %w", b.job.Name, err)
 	}
 	var into *intoSides // a move's two sides, for its verification and its repair
@@ -273,9 +272,7 @@ var errVerifySuperseded = errors.New("a later verification started")
 // another started since: a slow verification that started before the job
 // finished must not record its pass over a later one's failure.
 func (b *Backfill) recordVerify(ctx context.Context, run, status string, divergent int64, detail string) error {
-	res, err := b.db.ExecContext(context.WithoutCancel(ctx), `UPDATE schemashift_backfills SET verify_status = $2, verify_divergent = $3,
-		verify_detail = $4, verified_at = $6, updated_at = $6
-		WHERE job = $1 AND verify_status = 'running' AND verify_detail = $5`, b.job.Name, status, divergent, detail, run, dialect.Stamp(b.now()))
+	res, err := b.db.ExecContext(context.WithoutCancel(ctx), b.plan.d.BackfillVerifyRecord(), b.job.Name, status, divergent, detail, run, dialect.Stamp(b.now()))
 	if err != nil {
 		return err
 	}
@@ -315,7 +312,7 @@ func redact(sensitive []string, column, v string) string {
 }
 
 func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) ([]counted, error) {
-	sh, err := b.plan.setShape(b.job)
+	set, err := b.plan.set(b.job)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +325,7 @@ func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) 
 	g.SetLimit(o.Parallel)
 	for i, s := range spans {
 		g.Go(func() error {
-			t, err := b.tallySet(gctx, sh, s)
+			t, err := b.tallySet(gctx, set, s)
 			results[i] = counted{span: s, tally: t}
 			return err
 		})
@@ -341,7 +338,7 @@ func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) 
 		rep.Compared += c.tally.Rows
 		rep.add(c.tally)
 		if room := o.MaxKeys - len(rep.Diverged); c.tally.divergent() > 0 && room > 0 {
-			if err := b.listSet(ctx, o, sh, c.span, room, rep); err != nil {
+			if err := b.listSet(ctx, o, set, c.span, room, rep); err != nil {
 				return nil, err
 			}
 		}
@@ -351,12 +348,10 @@ func (b *Backfill) verifySet(ctx context.Context, o VerifyOptions, rep *Report) 
 
 // tallySet counts a span's rows by kind: one pass comparing the shapes,
 // and a second, telling the kinds apart, only where some row differs.
-func (b *Backfill) tallySet(ctx context.Context, sh setShape, s span) (tally, error) {
+func (b *Backfill) tallySet(ctx context.Context, set dialect.BackfillSet, s span) (tally, error) {
 	var t tally
-	a := &args{}
-	where := b.plan.where(a, s)
-	if err := b.db.GetContext(ctx, &t, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+sh.differs+") AS differs FROM "+
-		b.plan.table.Quoted()+" WHERE "+where, a.vals...); err != nil {
+	shape, vals := s.bounds()
+	if err := b.db.GetContext(ctx, &t, b.plan.d.BackfillSetTally(b.plan.t, shape, set), vals...); err != nil {
 		return t, fmt.Errorf("verify chunk: %w", err)
 	}
 	if t.Differs == 0 {
@@ -365,56 +360,22 @@ func (b *Backfill) tallySet(ctx context.Context, sh setShape, s span) (tally, er
 	// The kinds, over the differing rows only, counted again with them in
 	// one statement: writes land between the two, and the kinds must add
 	// up to the rows they divide.
-	a = &args{}
-	where = b.plan.where(a, s) + " AND " + sh.differs
 	kinds := struct {
 		Differs  int64 `db:"differs"`
 		Unfilled int64 `db:"unfilled"`
 		NewPath  int64 `db:"new_path"`
 		Drifted  int64 `db:"drifted"`
 	}{}
-	filled := "NOT " + sh.unfilled
-	if err := b.db.GetContext(ctx, &kinds, "SELECT count(*) AS differs, count(*) FILTER (WHERE "+sh.unfilled+") AS unfilled, "+
-		countWhere(filled, sh.newPath)+" AS new_path, "+countWhere(filled, sh.drifted)+" AS drifted FROM "+
-		b.plan.table.Quoted()+" WHERE "+where, a.vals...); err != nil {
+	if err := b.db.GetContext(ctx, &kinds, b.plan.d.BackfillSetKinds(b.plan.t, shape, set), vals...); err != nil {
 		return t, fmt.Errorf("classify chunk: %w", err)
 	}
 	t.Differs, t.Unfilled, t.NewPath, t.Drifted = kinds.Differs, kinds.Unfilled, kinds.NewPath, kinds.Drifted
 	return t, nil
 }
 
-// countWhere counts the rows where both hold; an empty cond holds for none.
-func countWhere(base, cond string) string {
-	if cond == "" {
-		return "0"
-	}
-	return "count(*) FILTER (WHERE " + base + " AND " + cond + ")"
-}
-
-// divergentSet is the predicate of a Set job's divergent rows, and the SQL
-// of each one's Kind.
-func divergentSet(sh setShape) (where, kind string) {
-	where = sh.differs
-	if sh.newPath != "" {
-		where += " AND (" + sh.unfilled + " OR NOT (" + sh.newPath + "))"
-	}
-	kind = "CASE WHEN " + sh.unfilled + " THEN 'unfilled'"
-	if sh.drifted != "" {
-		kind += " WHEN " + sh.drifted + " THEN 'drifted'"
-	}
-	return where, kind + " ELSE 'unverified' END"
-}
-
-func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, sh setShape, s span, room int, rep *Report) error {
-	var pairs []string
-	for i := range sh.cols {
-		pairs = append(pairs, b.plan.d.Text(sh.exprs[i]), b.plan.d.Text(sh.cols[i]))
-	}
-	divergent, kind := divergentSet(sh)
-	a := &args{}
-	where := b.plan.where(a, s)
-	rows, err := b.db.QueryContext(ctx, "SELECT "+b.plan.keyText+", "+kind+", "+strings.Join(pairs, ", ")+" FROM "+b.plan.table.Quoted()+
-		" WHERE "+where+" AND "+divergent+" ORDER BY "+b.plan.keyList+" LIMIT "+a.add(room), a.vals...)
+func (b *Backfill) listSet(ctx context.Context, o VerifyOptions, set dialect.BackfillSet, s span, room int, rep *Report) error {
+	shape, bound := s.bounds()
+	rows, err := b.db.QueryContext(ctx, b.plan.d.BackfillSetList(b.plan.t, shape, set), append(bound, room)...)
 	if err != nil {
 		return fmt.Errorf("list divergent rows: %w", err)
 	}
@@ -485,10 +446,10 @@ func text(s *string) string {
 // counts those spans again; into is a move's two sides (nil for a
 // same-table job).
 func (b *Backfill) repair(ctx context.Context, into *intoSides, spans []counted, from Side, rep *Report) error {
-	var sh setShape
+	var set dialect.BackfillSet
 	if into == nil {
 		var err error
-		if sh, err = b.plan.setShape(b.job); err != nil {
+		if set, err = b.plan.set(b.job); err != nil {
 			return err
 		}
 	}
@@ -499,7 +460,7 @@ func (b *Backfill) repair(ctx context.Context, into *intoSides, spans []counted,
 		}
 		err := b.eachSubspan(ctx, c.span, RepairBatch, func(sub span) error {
 			return b.retry(ctx, "repair", func() error {
-				n, err := b.repairSpan(ctx, into, sh, sub, from)
+				n, err := b.repairSpan(ctx, into, set, sub, from)
 				if err == nil {
 					rep.Repaired += n
 				}
@@ -511,7 +472,7 @@ func (b *Backfill) repair(ctx context.Context, into *intoSides, spans []counted,
 		}
 		var after tally
 		if into == nil {
-			after, err = b.tallySet(ctx, sh, c.span)
+			after, err = b.tallySet(ctx, set, c.span)
 		} else {
 			after, err = b.tallyInto(ctx, into, c.span)
 		}
@@ -545,7 +506,7 @@ func (b *Backfill) eachSubspan(ctx context.Context, s span, n int, fn func(span)
 // repairSpan repairs one span's rows in one transaction, each row checked
 // again under its lock: a row written through the new path since it was
 // counted is left as it is.
-func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, sh setShape, s span, from Side) (int64, error) {
+func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, set dialect.BackfillSet, s span, from Side) (int64, error) {
 	tx, err := b.beginChunk(ctx)
 	if err != nil {
 		return 0, err
@@ -554,23 +515,16 @@ func (b *Backfill) repairSpan(ctx context.Context, into *intoSides, sh setShape,
 	var changed int64
 	if into == nil {
 		// Unfilled rows from the old shape; drifted ones from the side asked.
-		fill, rewrite := sh.unfilled, ""
-		switch {
-		case sh.drifted != "" && from == FromOld:
-			fill = "(" + sh.unfilled + " OR " + sh.drifted + ")"
-		case sh.drifted != "":
-			rewrite = "NOT " + sh.unfilled + " AND " + sh.drifted
+		shape, vals := s.bounds()
+		stmts := []string{b.plan.d.BackfillSetFill(b.plan.t, shape, set, from == FromOld)}
+		if from == FromNew {
+			stmts = append(stmts, b.plan.d.BackfillSetRewrite(b.plan.t, shape, set))
 		}
-		for _, st := range []struct {
-			sets []string
-			cond string
-		}{{sh.sets, fill}, {sh.downSets, rewrite}} {
-			if st.cond == "" {
+		for _, stmt := range stmts {
+			if stmt == "" {
 				continue
 			}
-			a := &args{}
-			res, err := tx.ExecContext(ctx, "UPDATE "+b.plan.table.Quoted()+" SET "+strings.Join(st.sets, ", ")+
-				" WHERE "+b.plan.where(a, s)+" AND "+sh.differs+" AND "+st.cond, a.vals...)
+			res, err := tx.ExecContext(ctx, stmt, vals...)
 			if err != nil {
 				return 0, err
 			}

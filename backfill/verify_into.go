@@ -3,12 +3,12 @@ package backfill
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"unicode"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -16,29 +16,16 @@ import (
 // row.
 const bisectRows = 64
 
-// intoSides holds the two sides of a move: the source projection, as the
-// target's column types, and the target, with what verifying compares of
-// each, rendered once.
+// intoSides holds the two sides of a move: the target, and the parts the
+// dialect writes verification's statements of.
 type intoSides struct {
-	target   *plan    // the target table, keyed by the columns the source key is copied to
-	srcExprs []string // each column's expression, as the target column's type
-	dstCols  []string // the target columns, quoted
-	// hashed: the database hashes rows, so chunks compare by the checksums
-	// srcSum and dstSum; where it cannot (SQLite), rows compare in place.
-	hashed         bool
-	srcSum, dstSum string
-	keyAlias       []string // schemashift_k1, … (prefixed: the target's own columns stay unambiguous)
-	srcKeys        string   // source key columns AS schemashift_k1, …
-	columns        []string // target column names, in Into.Columns order
-	sensitive      func(string) bool
-	// olds are the source's old columns Down names, AS schemashift_o1 …,
-	// for the s side of sourceSide; newPath and drifted are the
-	// predicates, over sourceSide, of a row written through the new path
-	// and of one changed behind the adapters' back ("" when the job cannot
-	// tell).
-	olds             []string
-	newPath, drifted string
-	sets             []string // SET target column = s.schemashift_vN, for the target's columns outside its key
+	target *plan                // the target table, keyed by the columns the source key is copied to
+	m      dialect.BackfillMove // what is compared, quoted
+	// hashed: the database hashes rows, so chunks compare by checksums;
+	// where it cannot (SQLite), rows compare in place.
+	hashed    bool
+	columns   []string // target column names, in Into.Columns order
+	sensitive func(string) bool
 }
 
 func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
@@ -48,49 +35,24 @@ func (b *Backfill) intoSides(ctx context.Context) (*intoSides, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := b.plan.d
-	target, err := resolve(ctx, d, b.db, Job{Table: into.Table, Key: targetKey})
+	target, err := resolve(ctx, b.plan.d, b.db, Job{Table: into.Table, Key: targetKey})
 	if err != nil {
 		return nil, err
 	}
-	s := &intoSides{target: target}
+	s := &intoSides{target: target, m: dialect.BackfillMove{Target: target.t, Derived: b.job.Derived}}
 	for _, a := range into.Columns {
 		col, ok := target.column(a.Column)
 		if !ok {
 			return nil, fmt.Errorf("resolve column %q of %s: no such column", a.Column, into.Table)
 		}
 		c, _ := ident.Quote(a.Column)
-		s.srcExprs = append(s.srcExprs, d.AsColumn("("+a.Expr+")", col.Type))
-		s.dstCols = append(s.dstCols, c)
+		s.m.Columns, s.m.Exprs, s.m.Types = append(s.m.Columns, c), append(s.m.Exprs, a.Expr), append(s.m.Types, col.Type)
 		s.columns = append(s.columns, a.Column)
-		if !contains(targetKey, a.Column) {
-			s.sets = append(s.sets, c+" = s.schemashift_v"+strconv.Itoa(len(s.srcExprs)))
-		}
 	}
-	if len(b.job.Down) > 0 {
-		for i, a := range b.job.Down {
-			q, _ := ident.Quote(a.Column)
-			s.olds = append(s.olds, q+" AS schemashift_o"+strconv.Itoa(i+1))
-		}
-		old, down, err := b.plan.downRow(b.job.Down, func(_ string, i int) string { return "s.schemashift_o" + strconv.Itoa(i) })
-		if err != nil {
-			return nil, err
-		}
-		s.newPath = old + " IS NOT DISTINCT FROM " + down
-		s.drifted = old + " IS DISTINCT FROM " + down
-	} else if b.job.Derived {
-		s.drifted = "true"
+	if s.m.Down, err = b.plan.down(b.job.Down); err != nil {
+		return nil, err
 	}
-	s.srcSum, s.hashed = d.RowChecksum(s.srcExprs...)
-	s.dstSum, _ = d.RowChecksum(s.dstCols...)
-	var sk []string
-	for i := range b.plan.keyCols {
-		alias := fmt.Sprintf("schemashift_k%d", i+1)
-		s.keyAlias = append(s.keyAlias, alias)
-		q, _ := ident.Quote(b.plan.keyCols[i])
-		sk = append(sk, q+" AS "+alias)
-	}
-	s.srcKeys = strings.Join(sk, ", ")
+	s.hashed = b.plan.d.BackfillSourceChecksum(b.plan.t, dialect.BackfillSpan{}, s.m) != ""
 	return s, nil
 }
 
@@ -100,16 +62,11 @@ type checksum struct {
 }
 
 func (b *Backfill) checksums(ctx context.Context, s *intoSides, sp span) (src, dst checksum, err error) {
-	a := &args{}
-	q := "SELECT count(*) AS rows, " + s.srcSum + " AS sum FROM " +
-		b.plan.table.Quoted() + " WHERE " + b.plan.where(a, sp)
-	if err = b.db.GetContext(ctx, &src, q, a.vals...); err != nil {
+	shape, vals := sp.bounds()
+	if err = b.db.GetContext(ctx, &src, b.plan.d.BackfillSourceChecksum(b.plan.t, shape, s.m), vals...); err != nil {
 		return src, dst, fmt.Errorf("checksum source: %w", err)
 	}
-	a = &args{}
-	q = "SELECT count(*) AS rows, " + s.dstSum + " AS sum FROM " +
-		s.target.table.Quoted() + " WHERE " + s.target.where(a, sp)
-	if err = b.db.GetContext(ctx, &dst, q, a.vals...); err != nil {
+	if err = b.db.GetContext(ctx, &dst, b.plan.d.BackfillTargetChecksum(shape, s.m), vals...); err != nil {
 		return src, dst, fmt.Errorf("checksum target: %w", err)
 	}
 	return src, dst, nil
@@ -231,106 +188,19 @@ func (b *Backfill) compareInto(ctx context.Context, s *intoSides, o VerifyOption
 // row as orphans.
 func (b *Backfill) tallyInto(ctx context.Context, s *intoSides, sp span) (tally, error) {
 	var t tally
-	missing, differs := s.missing(), s.differsValues()
-	filled := "NOT " + missing + " AND " + differs
-	a := &args{}
-	if err := b.db.GetContext(ctx, &t, "SELECT count(*) AS rows, count(*) FILTER (WHERE "+s.differs()+") AS differs"+
-		", count(*) FILTER (WHERE "+missing+") AS unfilled, "+countWhere(filled, s.newPath)+" AS new_path, "+
-		countWhere(filled, s.drifted)+" AS drifted "+b.sourceSide(s, a, sp), a.vals...); err != nil {
+	shape, vals := sp.bounds()
+	if err := b.db.GetContext(ctx, &t, b.plan.d.BackfillMoveTally(b.plan.t, shape, s.m), vals...); err != nil {
 		return t, err
 	}
-	a = &args{}
-	err := b.db.GetContext(ctx, &t.Orphans, "SELECT count(*) "+b.targetOnly(s, a, sp), a.vals...)
+	err := b.db.GetContext(ctx, &t.Orphans, b.plan.d.BackfillMoveOrphans(b.plan.t, shape, s.m), vals...)
 	return t, err
-}
-
-// sourceSide is the FROM clause of the source rows of a span as the
-// target would hold them, s(schemashift_k1 …, schemashift_v1 …, and the
-// old columns Down names, schemashift_o1 …),
-// each beside its target row, d, when there is one. The target is joined
-// as a table, so that the lookup goes through its key's index.
-func (b *Backfill) sourceSide(s *intoSides, a *args, sp span) string {
-	return "FROM " + b.sourceRows(s, a, sp) + " s LEFT JOIN " + s.target.table.Quoted() + " AS d ON " + s.joinOn()
-}
-
-// sourceRows is the subquery of sourceSide's s side.
-func (b *Backfill) sourceRows(s *intoSides, a *args, sp span) string {
-	vals := make([]string, len(s.srcExprs))
-	for i, e := range s.srcExprs {
-		vals[i] = e + " AS schemashift_v" + strconv.Itoa(i+1)
-	}
-	return "(SELECT " + strings.Join(append(append([]string{s.srcKeys}, vals...), s.olds...), ", ") + " FROM " + b.plan.table.Quoted() +
-		" WHERE " + b.plan.where(a, sp) + ")"
-}
-
-// joinOn matches a target row, d, to its source row, s.
-func (s *intoSides) joinOn() string {
-	on := make([]string, len(s.keyAlias))
-	for i, k := range s.keyAlias {
-		q, _ := ident.Quote(s.target.keyCols[i])
-		on[i] = "d." + q + " = s." + k
-	}
-	return strings.Join(on, " AND ")
-}
-
-// targetOnly is the FROM … WHERE of the target rows of a span, d, that
-// have no source row.
-func (b *Backfill) targetOnly(s *intoSides, a *args, sp span) string {
-	on := make([]string, len(s.keyAlias))
-	for i := range s.keyAlias {
-		sq, _ := ident.Quote(b.plan.keyCols[i])
-		dq, _ := ident.Quote(s.target.keyCols[i])
-		on[i] = "s." + sq + " = d." + dq
-	}
-	return "FROM " + s.target.table.Quoted() + " AS d WHERE " + s.target.where(a, sp) +
-		" AND NOT EXISTS (SELECT 1 FROM " + b.plan.table.Quoted() + " AS s WHERE " + strings.Join(on, " AND ") + ")"
-}
-
-// missing is true for a source row, in sourceSide, without a target row.
-func (s *intoSides) missing() string {
-	q, _ := ident.Quote(s.target.keyCols[0])
-	return "d." + q + " IS NULL"
-}
-
-// differsValues is true for a source row, in sourceSide, whose target
-// row's values differ from the source's (false where it has none).
-func (s *intoSides) differsValues() string {
-	sv := make([]string, len(s.srcExprs))
-	for i := range sv {
-		sv[i] = "s.schemashift_v" + strconv.Itoa(i+1)
-	}
-	dv := make([]string, len(s.dstCols))
-	for i, c := range s.dstCols {
-		dv[i] = "d." + c
-	}
-	return "(" + strings.Join(dv, ", ") + ") IS DISTINCT FROM (" + strings.Join(sv, ", ") + ")"
-}
-
-// differs is true for a source row, in sourceSide, whose target row is
-// missing or differs.
-func (s *intoSides) differs() string {
-	return s.missing() + " OR " + s.differsValues()
-}
-
-// divergent is the predicate, over sourceSide, of the divergent source
-// rows (not those written through the new path), and the SQL of each
-// one's Kind.
-func (s *intoSides) divergent() (where, kind string) {
-	where = "(" + s.differs() + ")"
-	if s.newPath != "" {
-		where = "(" + s.missing() + " OR (" + s.differsValues() + " AND NOT (" + s.newPath + ")))"
-	}
-	kind = "CASE WHEN " + s.missing() + " THEN 'unfilled'"
-	if s.drifted != "" {
-		kind += " WHEN " + s.drifted + " THEN 'drifted'"
-	}
-	return where, kind + " ELSE 'unverified' END"
 }
 
 // repairMove repairs a move's rows of one span in tx: it locks the source
 // rows, fills the missing target rows (as the chunk does, never
-// overwriting one), then rewrites from the source the target rows that
-// drifted, checked again as they are now.
+// overwriting one), then rewrites the target rows that drifted from the
+// source (or, from the new side, the source's old columns from the
+// target), checked again as they are now.
 func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp span, from Side) (int64, error) {
 	if err := b.plan.lockSpan(ctx, tx, sp); err != nil {
 		return 0, err
@@ -339,16 +209,15 @@ func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp
 	if err != nil {
 		return 0, err
 	}
-	if s.drifted == "" || len(s.sets) == 0 {
+	shape, vals := sp.bounds()
+	stmt := b.plan.d.BackfillMoveRepair(b.plan.t, shape, s.m)
+	if stmt == "" { // no drifted row can be told, or nothing to rewrite
 		return changed, nil
 	}
 	if from == FromNew {
-		n, err := b.rewriteOld(ctx, tx, s, sp)
-		return changed + n, err
+		stmt = b.plan.d.BackfillMoveRewrite(b.plan.t, shape, s.m)
 	}
-	a := &args{}
-	res, err := tx.ExecContext(ctx, "UPDATE "+s.target.table.Quoted()+" AS d SET "+strings.Join(s.sets, ", ")+
-		" FROM "+b.sourceRows(s, a, sp)+" AS s WHERE "+s.joinOn()+" AND "+s.differsValues()+" AND "+s.drifted, a.vals...)
+	res, err := tx.ExecContext(ctx, stmt, vals...)
 	if err != nil {
 		return 0, err
 	}
@@ -356,79 +225,14 @@ func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp
 	return changed + n, err
 }
 
-// rewriteOld rewrites, in tx, the old columns of the drifted source rows
-// of sp as Down of their target rows (the source rows are locked).
-func (b *Backfill) rewriteOld(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp span) (int64, error) {
-	downs, err := b.plan.downExprs(b.job.Down)
-	if err != nil {
-		return 0, err
-	}
-	sel := make([]string, 0, len(s.keyAlias)+len(downs))
-	for _, k := range s.keyAlias {
-		sel = append(sel, "s."+k)
-	}
-	var sets []string
-	for i, e := range downs {
-		alias := "schemashift_n" + strconv.Itoa(i+1)
-		sel = append(sel, e+" AS "+alias)
-		q, _ := ident.Quote(b.job.Down[i].Column)
-		sets = append(sets, q+" = x."+alias)
-	}
-	on := make([]string, len(s.keyAlias))
-	for i, k := range s.keyAlias {
-		q, _ := ident.Quote(b.plan.keyCols[i])
-		on[i] = "schemashift_u." + q + " = x." + k
-	}
-	a := &args{}
-	res, err := tx.ExecContext(ctx, "UPDATE "+b.plan.table.Quoted()+" AS schemashift_u SET "+strings.Join(sets, ", ")+
-		" FROM (SELECT "+strings.Join(sel, ", ")+" "+b.sourceSide(s, a, sp)+" WHERE NOT "+s.missing()+" AND "+s.differsValues()+
-		" AND "+s.drifted+") AS x WHERE "+strings.Join(on, " AND "), a.vals...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
 // listInto lists up to room divergent rows of a span in key order, each
 // side shown as a row value's text, (v1,v2,…), or NULL where the side has
 // no row.
 func (b *Backfill) listInto(ctx context.Context, s *intoSides, o VerifyOptions, sp span, room int, rep *Report) error {
-	n, nk := len(s.srcExprs), len(s.keyAlias)
-	// Each part selects: the keys (to order by), the keys as text, whether
-	// each side has the row, each side's values as text.
-	var src, dst []string
-	for i, k := range s.keyAlias {
-		q, _ := ident.Quote(s.target.keyCols[i])
-		src = append(src, "s."+k)
-		dst = append(dst, "d."+q)
-	}
-	for i := range nk {
-		src = append(src, b.plan.d.Text(src[i]))
-		dst = append(dst, b.plan.d.Text(dst[i]))
-	}
-	q, _ := ident.Quote(s.target.keyCols[0])
-	src = append(src, "'1'", b.plan.d.Text("d."+q))
-	dst = append(dst, "NULL", "'1'")
-	for i := range n {
-		src = append(src, b.plan.d.Text("s.schemashift_v"+strconv.Itoa(i+1)))
-		dst = append(dst, "NULL")
-	}
-	for _, c := range s.dstCols {
-		src = append(src, b.plan.d.Text("d."+c))
-		dst = append(dst, b.plan.d.Text("d."+c))
-	}
-	divergent, kind := s.divergent()
-	src, dst = append(src, kind), append(dst, "'"+string(Orphan)+"'")
-	order := make([]string, nk)
-	for i := range order {
-		order[i] = strconv.Itoa(i + 1)
-	}
-	a := &args{}
-	query := "SELECT " + strings.Join(src, ", ") + " " + b.sourceSide(s, a, sp) + " WHERE " + divergent +
-		" UNION ALL SELECT " + strings.Join(dst, ", ") + " " + b.targetOnly(s, a, sp) +
-		" ORDER BY " + strings.Join(order, ", ")
-	query += " LIMIT " + a.add(room)
-	rows, err := b.db.QueryContext(ctx, query, a.vals...)
+	n, nk := len(s.m.Columns), len(b.plan.keyCols)
+	shape, bound := sp.bounds()
+	args := append(append(append([]any(nil), bound...), bound...), room)
+	rows, err := b.db.QueryContext(ctx, b.plan.d.BackfillMoveList(b.plan.t, shape, s.m), args...)
 	if err != nil {
 		return fmt.Errorf("list divergent rows: %w", err)
 	}

@@ -11,7 +11,8 @@
 // dialect what differs.
 //
 // A package's statements are its dialect's too, whole, through the
-// queriers ([LedgerQueries], [FleetQueries], [RolloutQueries]): package
+// queriers ([LedgerQueries], [FleetQueries], [RolloutQueries], [DDLQueries],
+// [BackfillQueries]): package
 // internal/dialect/common holds the ones every supported database
 // accepts as they are ($n parameters, IS DISTINCT FROM, ON CONFLICT,
 // RETURNING, aggregate FILTER, LIMIT … OFFSET, CAST(x AS text)), which a
@@ -48,6 +49,7 @@ type Dialect interface {
 	FleetQueries
 	RolloutQueries
 	DDLQueries
+	BackfillQueries
 }
 
 // Rendering is how a dialect spells the SQL fragments that have no common

@@ -23,15 +23,6 @@ import (
 // d.Statement().
 var dialectSQL = regexp.MustCompile(`\$[0-9]+|\bON\s+CONFLICT\b|\bRETURNING\b|\bFILTER\s*\(|\bIS\s+(NOT\s+)?DISTINCT\s+FROM\b|\bnow\(\)`)
 
-// statementExemptions are the files (or, ending in "/", the packages)
-// whose statements are still their own, each with its reason.
-var statementExemptions = map[string]string{
-	// To be removed when backfill's move to its queriers
-	// (dialect.BackfillQueries) lands: that change is under way apart
-	// from this one.
-	"backfill/": "its statements move to dialect.BackfillQueries in a change of their own",
-}
-
 // statementFinding is one string literal that holds dialect SQL.
 type statementFinding struct {
 	File string // slash-separated, relative to the module
@@ -69,31 +60,12 @@ func statementsOutsideInternal(t *testing.T, dir string) []statementFinding {
 	return out
 }
 
-// statementExempt returns why f may hold dialect SQL ("" for no reason)
-// and the exemption that says so.
-func statementExempt(f statementFinding) (key, why string) {
-	for k, why := range statementExemptions {
-		if f.File == k || strings.HasSuffix(k, "/") && strings.HasPrefix(f.File, k) {
-			return k, why
-		}
-	}
-	return "", ""
-}
-
 func TestNoStatementOfADialectOutsideInternal(t *testing.T) {
 	t.Parallel()
 	found := statementsOutsideInternal(t, root(t))
-	used := map[string]bool{}
 	for _, f := range found {
-		if k, _ := statementExempt(f); k != "" {
-			used[k] = true
-			continue
-		}
 		t.Errorf("%s: a statement only some databases accept: move it to a querier of internal/dialect "+
 			"(internal/dialect/common, or each dialect's own package) and run d.Statement()", f)
-	}
-	for k := range statementExemptions {
-		assert.True(t, used[k], "the exemption of %s matches nothing: take it out", k)
 	}
 }
 
@@ -131,8 +103,6 @@ const (
 	found := statementsOutsideInternal(t, dir)
 	var got []string
 	for _, f := range found {
-		k, _ := statementExempt(f)
-		assert.Empty(t, k, "nothing exempts %v", f)
 		got = append(got, f.String())
 	}
 	assert.Equal(t, []string{
@@ -143,10 +113,4 @@ const (
 		"ledger/ledger.go:16: IS NOT DISTINCT FROM",
 		"ledger/ledger.go:17: now()",
 	}, got)
-	// An exempt file's findings are told apart from the others'.
-	k, why := statementExempt(statementFinding{File: "backfill/store.go"})
-	assert.Equal(t, "backfill/", k)
-	assert.NotEmpty(t, why)
-	k, _ = statementExempt(statementFinding{File: "ddl/executor.go"})
-	assert.Empty(t, k, "only the packages named are exempt")
 }

@@ -26,6 +26,7 @@ type Dialect struct {
 	common.Fleet
 	common.Rollout
 	common.DDL
+	common.Backfill
 }
 
 var _ dialect.Dialect = Dialect{}

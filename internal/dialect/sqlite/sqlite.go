@@ -31,6 +31,7 @@ type Dialect struct {
 	common.Fleet
 	common.Rollout
 	common.DDL
+	common.Backfill
 	// renewEvery is how often a lock's holder renews its lease: a third
 	// of the lease when zero.
 	renewEvery time.Duration
