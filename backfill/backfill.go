@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
-	mrand "math/rand/v2"
 	"os"
 	"strconv"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/schemashift/schemashift/internal/backoff"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/pgerr"
@@ -529,7 +528,7 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 		if kind == pgerr.StatementTimeout {
 			b.shrink()
 		}
-		wait := backoff(b.opts.backoff, attempt)
+		wait := backoff.Wait(b.opts.backoff, attempt, 100*b.opts.backoff)
 		b.opts.observer.ObserveRetry(ctx, Retry{Job: b.job.Name, Op: what, Kind: kind.String(), Attempt: attempt, Wait: wait, Err: err})
 		// Counted for the retrospective; best effort, as the database may be what failed.
 		_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillRetried(), b.job.Name)
@@ -537,13 +536,6 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 			return err
 		}
 	}
-}
-
-// backoff is exponential with full jitter, capped at 100× base.
-func backoff(base time.Duration, attempt int) time.Duration {
-	ceiling := float64(base) * math.Pow(2, float64(min(attempt, 20)))
-	ceiling = min(ceiling, float64(base)*100)
-	return time.Duration(ceiling/2 + mrand.Float64()*ceiling/2)
 }
 
 func (b *Backfill) waitSignals(ctx context.Context) error {

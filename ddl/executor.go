@@ -6,7 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/schemashift/schemashift/internal/backoff"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/ident"
@@ -462,9 +463,7 @@ func (e *Executor) step(ctx context.Context, r run) (bool, string, error) {
 		if err == nil || (kind != pgerr.LockTimeout && kind != pgerr.Deadlock) || attempt > e.retries {
 			return skipped, note, err
 		}
-		ceiling := float64(e.backoff) * float64(uint(1)<<min(attempt, 6))
-		wait := time.Duration(ceiling/2 + rand.Float64()*ceiling/2)
-		t := time.NewTimer(wait)
+		t := time.NewTimer(backoff.Wait(e.backoff, attempt, 64*e.backoff))
 		select {
 		case <-ctx.Done():
 			t.Stop()
