@@ -1,7 +1,7 @@
 package common
 
 // Fleet is the part of [dialect.FleetQueries] both databases accept as
-// it is: all of it but BeatMigration and LockLatency.
+// it is: all of it but BeatMigration, LockLatency and InsertSample.
 type Fleet struct{}
 
 // ReadInstances implements [dialect.FleetQueries].
@@ -45,4 +45,24 @@ func (Fleet) BeatInstance() string {
 	return `INSERT INTO schemashift_instances (instance_id, migration, service, build_version, first_seen, last_seen)
 		VALUES ($1, '', $2, $3, $4, $4) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = EXCLUDED.last_seen,
 		service = EXCLUDED.service, build_version = EXCLUDED.build_version`
+}
+
+// PruneSamplesBefore implements [dialect.FleetQueries].
+func (Fleet) PruneSamplesBefore() string {
+	return `DELETE FROM schemashift_heartbeat_samples WHERE migration = $1 AND instance_id = $2 AND at < $3`
+}
+
+// PruneSamplesOver implements [dialect.FleetQueries]: the last number is
+// one step down the key.
+func (Fleet) PruneSamplesOver() string {
+	return `DELETE FROM schemashift_heartbeat_samples WHERE migration = $1 AND instance_id = $2
+		AND seq <= (SELECT max(seq) FROM schemashift_heartbeat_samples WHERE migration = $1 AND instance_id = $2) - $3`
+}
+
+// ReadSamples implements [dialect.FleetQueries].
+func (Fleet) ReadSamples() string {
+	return `SELECT instance_id, at, old_calls, old_errors, new_calls, new_errors, matched, mismatched,
+			CAST(latency AS text) AS latency
+		FROM schemashift_heartbeat_samples WHERE migration = $1 AND at > $2 AND at <= $3
+		ORDER BY instance_id, at, seq`
 }
