@@ -269,3 +269,26 @@ func TestFleetChartsLeaveOutTheQuietest(t *testing.T) {
 	}
 	assert.Equal(t, []string{"2 more instances, with fewer calls, are not drawn"}, note)
 }
+
+// The charts over time go back as far as the board's chart window, by
+// the coordinator's clock; a window that is not positive is refused.
+func TestFleetChartsWindow(t *testing.T) {
+	t.Parallel()
+	db := rollouttest.UsersDB(t, dbtest.SQLite(t))
+	clk := rollouttest.NewClock()
+	c, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{rollouttest.UsersPlan(db)}, rollout.WithClock(clk.Now))
+	require.NoError(t, err)
+	fleetHistory(t, db, clk, "users_split_name") // a beat every 10 s up to now
+	_, err = board.New(c, board.WithChartWindow(0))
+	require.Error(t, err)
+	b, err := board.New(c, board.WithChartWindow(25*time.Second))
+	require.NoError(t, err)
+	srv := newServer(t, b)
+	_, page := get(t, http.DefaultClient, srv+"/migrations/users_split_name")
+	doc := chartOf(t, page, "latency-old-over-time")
+	require.NotEmpty(t, doc.Polylines)
+	assert.Len(t, strings.Fields(doc.Polylines[0].Points), 3, "the beats at now, 10 s and 20 s before")
+	clk.Add(time.Hour)
+	_, page = get(t, http.DefaultClient, srv+"/migrations/users_split_name")
+	assert.Empty(t, chartOf(t, page, "consistency-over-time").Polylines, "an hour on, nothing in the window")
+}

@@ -362,7 +362,7 @@ func (i *Instance) sample(ctx context.Context, tx *sqlx.Tx, migration string, t 
 		return nil
 	}
 	if _, err := tx.ExecContext(ctx, d.InsertSample(), migration, i.id, dialect.Stamp(now),
-		t.calls[0], t.errs[0], t.calls[1], t.errs[1], t.matched, t.mismatched, string(mustJSON(t.latency))); err != nil {
+		t.calls[0], t.errs[0], t.calls[1], t.errs[1], t.matched, t.mismatched, t.latency.compact()); err != nil {
 		return fmt.Errorf("record sample: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, d.PruneSamplesOver(), migration, i.id, i.sampleRows); err != nil {

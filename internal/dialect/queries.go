@@ -120,7 +120,8 @@ type FleetQueries interface {
 	// migration as a sample, numbered one past the instance's last
 	// sample of it: $1 migration, $2 id, $3 the time (a [Stamp]), $4 old
 	// calls, $5 old errors, $6 new calls, $7 new errors, $8 matched, $9
-	// mismatched, $10 the window's latency histograms (JSON text).
+	// mismatched, $10 the window's latency histograms (JSON text, kept
+	// as text).
 	InsertSample() string
 	// PruneSamplesBefore deletes an instance's samples of a migration
 	// stamped before a time, a range of the index on at: $1 migration,

@@ -31,12 +31,3 @@ func (Dialect) LockLatency() string {
 	return `SELECT CAST(latency AS text) FROM schemashift_instances
 		WHERE instance_id = $1 AND migration = $2`
 }
-
-// InsertSample implements [dialect.FleetQueries]: the next number is one
-// step up the key, in the heartbeat's write transaction.
-func (Dialect) InsertSample() string {
-	return `INSERT INTO schemashift_heartbeat_samples (migration, instance_id, seq, at,
-			old_calls, old_errors, new_calls, new_errors, matched, mismatched, latency)
-		VALUES ($1, $2, (SELECT coalesce(max(seq), 0) + 1 FROM schemashift_heartbeat_samples WHERE migration = $1 AND instance_id = $2),
-			$3, $4, $5, $6, $7, $8, $9, json($10))`
-}
