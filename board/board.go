@@ -50,6 +50,7 @@ type Board struct {
 	auth   Authorizer
 	audit  int
 	poll   time.Duration
+	window time.Duration
 	mux    *http.ServeMux
 	origin *http.CrossOriginProtection
 
@@ -83,6 +84,23 @@ func WithPollInterval(d time.Duration) Option {
 	}
 }
 
+// WithChartWindow sets how far back a migration's charts over time of
+// the heartbeats go (default 6 hours): shadow consistency, and latency
+// and error rate per instance. The page reads every sample of the window
+// and merges them into its points, so its cost grows with the window:
+// 6 hours of 20 instances beating every 10 s is 43,200 samples. The
+// heartbeats keep their samples for a week unless told otherwise
+// (fleet.WithSampleRetention).
+func WithChartWindow(d time.Duration) Option {
+	return func(b *Board) error {
+		if d <= 0 {
+			return fmt.Errorf("chart window %v is not positive", d)
+		}
+		b.window = d
+		return nil
+	}
+}
+
 // WithTrustedOrigin lets the board's actions be posted from origin
 // ("https://ops.example.com"), a page of another origin, such as a proxy
 // in front of the board that rewrites its Host.
@@ -95,7 +113,7 @@ func New(c *rollout.Coordinator, opts ...Option) (*Board, error) {
 	if c == nil {
 		return nil, errors.New("new board: coordinator is nil")
 	}
-	b := &Board{c: c, audit: 50, poll: 2 * time.Second, mux: http.NewServeMux(), origin: http.NewCrossOriginProtection(),
+	b := &Board{c: c, audit: 50, poll: 2 * time.Second, window: 6 * time.Hour, mux: http.NewServeMux(), origin: http.NewCrossOriginProtection(),
 		closed: make(chan struct{})}
 	for _, o := range opts {
 		if err := o(b); err != nil {

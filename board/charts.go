@@ -26,13 +26,41 @@ type point struct {
 type series struct {
 	Name   string
 	Points []point
+	// Colour is the line's (lineColour when ""); Dash draws it dashed.
+	Colour string
+	Dash   bool
+	// Instance, when set, is the fleet instance the line is of
+	// (data-instance); Quantile or Path what of it (data-quantile,
+	// data-path).
+	Instance, Quantile, Path string
+	// Marks draws a dot at every point (and, under a chart's threshold
+	// with Below set, a larger one in the threshold's colour).
+	Marks bool
+}
+
+// legendItem is one entry of a chart's legend: a line's colour and dash
+// and what it stands for (an instance when Instance is set).
+type legendItem struct {
+	Label, Colour string
+	Dash          bool
+	Instance      string
 }
 
 // chart is what a line chart says around its lines.
 type chart struct {
 	ID, Title, Unit string
-	// Threshold, when set, is drawn as a dashed line labelled Threshold.
+	// Threshold, when set, is drawn as a dashed line labelled threshold;
+	// with Below, the points under it are marked.
 	Threshold *float64
+	Below     bool
+	// Lo and Hi, when Hi > Lo, fix the y axis; else it runs from zero
+	// to a round number over the highest value.
+	Lo, Hi float64
+	Legend []legendItem
+	// Note is said under the legend (what was left out).
+	Note string
+	// Empty is said when there is no point to draw.
+	Empty string
 }
 
 const (
@@ -40,7 +68,12 @@ const (
 	padL, padR, padT, padB             = 72, 16, 30, 40
 	plotW, plotH                       = chartW - padL - padR, chartH - padT - padB
 	lineColour, thresholdColour, muted = "#1a73e8", "#b3261e", "#5f6368"
+	legendRow                          = 18
 )
+
+// palette colours the instances of a chart, in order: distinct to the
+// eye, none of them the threshold's red.
+var palette = [chartInstances]string{"#1a73e8", "#e8710a", "#188038", "#9334e6", "#007b83", "#c5221f", "#795548", "#f538a0"}
 
 var esc = template.HTMLEscapeString
 
@@ -67,17 +100,51 @@ func niceCeil(v float64) float64 {
 	return 10 * p
 }
 
-func svgOpen(b *strings.Builder, id, title string) {
+func svgOpen(b *strings.Builder, id, title string, height int) {
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="%s" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s" font-family="system-ui, sans-serif" font-size="11">`,
-		esc(id), chartW, chartH, chartW, chartH, esc(title))
-	fmt.Fprintf(b, `<title>%s</title><rect width="%d" height="%d" fill="#fff"/>`, esc(title), chartW, chartH)
+		esc(id), chartW, height, chartW, height, esc(title))
+	fmt.Fprintf(b, `<title>%s</title><rect width="%d" height="%d" fill="#fff"/>`, esc(title), chartW, height)
 	fmt.Fprintf(b, `<text class="chart-title" x="%d" y="18" font-size="13" font-weight="600">%s</text>`, padL, esc(title))
 }
 
-// lineChart draws the series over time, from zero up.
+// legendText is how much of a label a legend shows: a long one is cut,
+// its whole text in the entry's tooltip.
+func legendText(s string) string {
+	const most = 36
+	r := []rune(s)
+	if len(r) <= most {
+		return s
+	}
+	return string(r[:most-1]) + "…"
+}
+
+// layoutLegend places the legend's entries in rows under the plot, by an
+// estimate of their width (the server knows no font): x and row of each.
+func layoutLegend(items []legendItem) (xs []float64, rows []int, n int) {
+	x, row := float64(padL), 0
+	for _, it := range items {
+		w := 34 + 6.5*float64(len([]rune(legendText(it.Label))))
+		if x+w > chartW-padR && x > padL {
+			x, row = padL, row+1
+		}
+		xs, rows = append(xs, x), append(rows, row)
+		x += w + 12
+	}
+	if len(items) > 0 {
+		n = row + 1
+	}
+	return xs, rows, n
+}
+
+// lineChart draws the series over time.
 func lineChart(c chart, ss ...series) template.HTML {
 	var b strings.Builder
-	svgOpen(&b, c.ID, c.Title)
+	xs, rows, legendRows := layoutLegend(c.Legend)
+	if c.Note != "" {
+		legendRows++
+	}
+	height := chartH + legendRows*legendRow
+	svgOpen(&b, c.ID, c.Title, height)
 	var t0, t1 time.Time
 	top := 0.0
 	n := 0
@@ -97,10 +164,17 @@ func lineChart(c chart, ss ...series) template.HTML {
 		top = max(top, *c.Threshold)
 	}
 	if n == 0 {
-		fmt.Fprintf(&b, `<text class="empty" x="%d" y="%d" fill="%s">no data yet</text></svg>`, padL, padT+plotH/2, muted)
+		empty := c.Empty
+		if empty == "" {
+			empty = "no data yet"
+		}
+		fmt.Fprintf(&b, `<text class="empty" x="%d" y="%d" fill="%s">%s</text></svg>`, padL, padT+plotH/2, muted, esc(empty))
 		return template.HTML(b.String()) // #nosec: built here, every text escaped
 	}
-	top = niceCeil(top)
+	lo, hi := 0.0, niceCeil(top)
+	if c.Hi > c.Lo {
+		lo, hi = c.Lo, c.Hi
+	}
 	span := t1.Sub(t0)
 	x := func(t time.Time) float64 {
 		if span <= 0 {
@@ -108,10 +182,13 @@ func lineChart(c chart, ss ...series) template.HTML {
 		}
 		return padL + float64(plotW)*float64(t.Sub(t0))/float64(span)
 	}
-	y := func(v float64) float64 { return padT + float64(plotH)*(1-v/top) }
+	y := func(v float64) float64 {
+		v = min(max(v, lo), hi)
+		return padT + float64(plotH)*(1-(v-lo)/(hi-lo))
+	}
 	// Axes, grid and their labels.
 	for i := 0; i <= 4; i++ {
-		v := top * float64(i) / 4
+		v := lo + (hi-lo)*float64(i)/4
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#e0e0e0"/>`, padL, y(v), padL+plotW, y(v))
 		fmt.Fprintf(&b, `<text class="y-label" x="%d" y="%.1f" text-anchor="end" fill="%s">%s</text>`, padL-6, y(v)+4, muted, esc(num(v)))
 	}
@@ -132,19 +209,62 @@ func lineChart(c chart, ss ...series) template.HTML {
 	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#888"/>`, padL, padT+plotH, padL+plotW, padT+plotH)
 	if c.Threshold != nil {
 		ty := y(*c.Threshold)
-		fmt.Fprintf(&b, `<line class="threshold" x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-dasharray="6 4"/>`, padL, ty, padL+plotW, ty, thresholdColour)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" fill="%s">threshold %s</text>`, padL+plotW, ty-4, thresholdColour, esc(num(*c.Threshold)))
+		fmt.Fprintf(&b, `<line class="threshold" data-value="%s" x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-dasharray="6 4"/>`,
+			esc(num(*c.Threshold)), padL, ty, padL+plotW, ty, thresholdColour)
+		fmt.Fprintf(&b, `<text class="threshold-label" x="%d" y="%.1f" text-anchor="end" fill="%s">threshold %s</text>`, padL+plotW, ty-4, thresholdColour, esc(num(*c.Threshold)))
 	}
 	for _, s := range ss {
+		colour := s.Colour
+		if colour == "" {
+			colour = lineColour
+		}
 		var pts []string
 		for _, p := range s.Points {
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p.At), y(p.Value)))
 		}
-		fmt.Fprintf(&b, `<polyline class="series" data-series="%s" fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`,
-			esc(s.Name), lineColour, strings.Join(pts, " "))
-		if len(pts) == 1 {
-			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`, x(s.Points[0].At), y(s.Points[0].Value), lineColour)
+		attrs := fmt.Sprintf(`data-series="%s"`, esc(s.Name))
+		for _, a := range [][2]string{{"data-instance", s.Instance}, {"data-quantile", s.Quantile}, {"data-path", s.Path}} {
+			if a[1] != "" {
+				attrs += fmt.Sprintf(` %s="%s"`, a[0], esc(a[1]))
+			}
 		}
+		dash := ""
+		if s.Dash {
+			dash = ` stroke-dasharray="4 3"`
+		}
+		fmt.Fprintf(&b, `<polyline class="series" %s fill="none" stroke="%s" stroke-width="1.5"%s points="%s"/>`, attrs, colour, dash, strings.Join(pts, " "))
+		for _, p := range s.Points {
+			switch {
+			case s.Marks && c.Below && c.Threshold != nil && p.Value < *c.Threshold:
+				fmt.Fprintf(&b, `<circle class="below" cx="%.1f" cy="%.1f" r="4" fill="%s"><title>%s: %s, below the threshold %s</title></circle>`,
+					x(p.At), y(p.Value), thresholdColour, p.At.UTC().Format("15:04:05"), esc(num(p.Value)), esc(num(*c.Threshold)))
+			case s.Marks || len(s.Points) == 1:
+				fmt.Fprintf(&b, `<circle class="point" cx="%.1f" cy="%.1f" r="2.5" fill="%s"><title>%s: %s</title></circle>`,
+					x(p.At), y(p.Value), colour, p.At.UTC().Format("15:04:05"), esc(num(p.Value)))
+			}
+		}
+	}
+	if len(c.Legend) > 0 || c.Note != "" {
+		b.WriteString(`<g class="legend">`)
+		base := padT + plotH + padB + 6
+		for i, it := range c.Legend {
+			ly := float64(base + rows[i]*legendRow)
+			dash := ""
+			if it.Dash {
+				dash = ` stroke-dasharray="4 3"`
+			}
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"%s/>`, xs[i], ly, xs[i]+26, ly, it.Colour, dash)
+			inst := ""
+			class := "legend-key"
+			if it.Instance != "" {
+				inst, class = fmt.Sprintf(` data-instance="%s"`, esc(it.Instance)), "legend-instance"
+			}
+			fmt.Fprintf(&b, `<text class="%s"%s x="%.1f" y="%.1f"><title>%s</title>%s</text>`, class, inst, xs[i]+32, ly+4, esc(it.Label), esc(legendText(it.Label)))
+		}
+		if c.Note != "" {
+			fmt.Fprintf(&b, `<text class="note" x="%d" y="%d" fill="%s">%s</text>`, padL, base+(legendRows-1)*legendRow+4, muted, esc(c.Note))
+		}
+		b.WriteString(`</g>`)
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // #nosec: built here, every text escaped
@@ -162,7 +282,7 @@ func spanText(d time.Duration) string {
 // reads add the instances' histograms up).
 func latencyChart(paths []Path) template.HTML {
 	var b strings.Builder
-	svgOpen(&b, "latency", "Latency and errors per path (all instances)")
+	svgOpen(&b, "latency", "Latency and errors per path (all instances)", chartH)
 	top := 0.0
 	for _, p := range paths {
 		top = max(top, ms(p.P99), ms(p.P50))

@@ -10,7 +10,13 @@
 //     was entered, by whom and how long it lasted, the next gate and what it
 //     still needs, the backfills with their ETA, and charts drawn on the
 //     server as inline SVG (each backfill's rows/s and chunk time, from
-//     backfill.History; each path's latency and error rate);
+//     backfill.History; each path's latency and error rate; and from the
+//     heartbeats' samples, fleet.Samples, over the chart window
+//     ([WithChartWindow], 6 hours by default): the fleet's shadow
+//     consistency with the plan's threshold as a line and the steps under
+//     it marked, each path's p50 and p99 per instance, and each instance's
+//     error rate per path, a legend naming the instances — the eight with
+//     the most calls; the others are counted);
 //   - GET /runbook/{name} and GET /retrospective/{name}: the runbook and the
 //     retrospective as pages, or as Markdown (?format=md, or Accept:
 //     text/markdown) and JSON (?format=json).

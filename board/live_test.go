@@ -46,6 +46,7 @@ func TestMigrationPageLiveInChromium(t *testing.T) {
 	}
 	in.Record(hostile, flags.DualWrite, true)
 	require.NoError(t, in.Beat(t.Context()))
+	fleetHistory(t, db, clk, hostile) // a minute of two instances' heartbeats
 	b, err := board.New(c, allowAll(), board.WithPollInterval(50*time.Millisecond))
 	require.NoError(t, err)
 	srv := newServer(t, b)
@@ -86,8 +87,8 @@ func TestMigrationPageLiveInChromium(t *testing.T) {
 					bars = append(bars, r.Path+" "+r.Quantile+" "+r.MS)
 				}
 			}
-			assert.Equal(t, []string{"old p50 6.4", "old p99 12.8", "new p50 0.8", "new p99 1.6"}, bars)
-			assert.Contains(t, labels["path-label"], "old path · 40 calls · errors 0.00 %")
+			assert.Equal(t, []string{"old p50 6.4", "old p99 12.8", "new p50 1.6", "new p99 12.8"}, bars, "api-1's first calls, and the two instances' since")
+			assert.Contains(t, labels["path-label"], "old path · 88 calls · errors 0.00 %")
 			continue
 		}
 		require.Len(t, doc.Polylines, 1, id)
@@ -111,10 +112,20 @@ func TestMigrationPageLiveInChromium(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.HasPrefix(d.poll("#live-state"), "live") }, 30*time.Second, 50*time.Millisecond)
 	// Every chart is drawn.
 	drawn := d.call(http.MethodPost, "/session/"+d.session+"/execute/sync", map[string]any{"script": `return Array.from(document.querySelectorAll("svg.chart")).map(function (s) { var r = s.getBoundingClientRect(); return r.width > 0 && r.height > 0 ? s.id : ""; })`, "args": []any{}})["value"].([]any)
-	assert.Len(t, drawn, 3)
-	for _, id := range drawn {
-		assert.NotEmpty(t, id)
+	assert.Equal(t, []any{`rate-split <"names">`, `chunk-time-split <"names">`, "latency",
+		"consistency-over-time", "latency-old-over-time", "latency-new-over-time", "errors-over-time"}, drawn)
+	// The charts over time, as the browser holds them: the step under the
+	// threshold marked, a line per instance and quantile, the legend
+	// naming the hostile instance as its text.
+	count := func(css string) float64 {
+		return d.call(http.MethodPost, "/session/"+d.session+"/execute/sync", map[string]any{"script": "return document.querySelectorAll(arguments[0]).length", "args": []any{css}})["value"].(float64)
 	}
+	assert.Equal(t, 1.0, count("#consistency-over-time circle.below"))
+	assert.Equal(t, 1.0, count("#consistency-over-time line.threshold"))
+	assert.Equal(t, 4.0, count("#latency-new-over-time polyline.series"), "api-1 and the hostile instance, p50 and p99")
+	assert.Equal(t, 4.0, count("#errors-over-time polyline.series"))
+	legend := d.call(http.MethodPost, "/session/"+d.session+"/execute/sync", map[string]any{"script": `return Array.from(document.querySelectorAll("#errors-over-time .legend-instance")).map(function (t) { return t.getAttribute("data-instance"); })`, "args": []any{}})["value"].([]any)
+	assert.Equal(t, []any{"api-1", hostileInstance}, legend)
 	d.screenshot("migration.png")
 
 	// The page is not reloaded: a mark set on it now is still there when

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/fleet"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/report"
 	"github.com/schemashift/schemashift/rollout"
@@ -221,7 +222,7 @@ func (b *Board) migrationPage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read timeline: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	charts, err := b.charts(ctx, plan, m)
+	charts, err := b.charts(ctx, plan, m, snap.GeneratedAt)
 	if err != nil {
 		http.Error(w, "read charts: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -360,8 +361,11 @@ func (b *Board) retrospective(w http.ResponseWriter, r *http.Request) {
 const chartsFor = 300
 
 // charts draws m's charts: each backfill's rows/s and chunk time over its
-// last chunks, and the paths' latency and error rate.
-func (b *Board) charts(ctx context.Context, plan rollout.Plan, m Migration) ([]template.HTML, error) {
+// last chunks, the paths' latency and error rate, and from the
+// heartbeats' samples of the chart window before now the shadow
+// consistency against the plan's threshold, each path's latency per
+// instance and each instance's error rate, over time.
+func (b *Board) charts(ctx context.Context, plan rollout.Plan, m Migration, now time.Time) ([]template.HTML, error) {
 	var out []template.HTML
 	for _, j := range plan.Backfills {
 		h, err := backfill.History(ctx, b.c.DB(), j.Name, chartsFor)
@@ -387,5 +391,13 @@ func (b *Board) charts(ctx context.Context, plan rollout.Plan, m Migration) ([]t
 			lineChart(chart{ID: "chunk-time-" + j.Name, Title: "Backfill " + j.Name + ": chunk time", Unit: "ms"}, took))
 	}
 	out = append(out, latencyChart(m.Paths))
+	h, err := fleet.Samples(ctx, b.c.DB(), m.Migration, now.Add(-b.window), now)
+	if err != nil {
+		return nil, err
+	}
+	step := chartStep(h, now)
+	steps := h.Every(step)
+	out = append(out, consistencyChart(h.Consistency(step), m.Threshold),
+		pathLatencyChart(steps, "old"), pathLatencyChart(steps, "new"), errorRateChart(steps))
 	return out, nil
 }

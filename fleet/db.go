@@ -9,7 +9,7 @@ import (
 )
 
 // DB runs the reads of the fleet ([Read], [Sum], [Latencies],
-// [InstancesPerService]): a pool or a transaction, of database/sql or
+// [InstancesPerService], [Samples]): a pool or a transaction, of database/sql or
 // sqlx (*sql.DB, *sqlx.DB, *sql.Tx, *sqlx.Tx; their connections work
 // too). Given a transaction, a read sees what that transaction sees, its
 // own writes included. Its dialect is chosen from its driver; one of no

@@ -50,6 +50,10 @@ func TestEveryHandle(t *testing.T) {
 			lat, err := fleet.Latencies(ctx, q, "m")
 			require.NoError(t, err, h.Name)
 			assert.Equal(t, int64(1), lat.Old.Total(), h.Name)
+			hist, err := fleet.Samples(ctx, q, "m", rollouttest.T0.Add(-time.Second), now)
+			require.NoError(t, err, h.Name)
+			require.Len(t, hist.Instances, 1, h.Name)
+			assert.Equal(t, int64(1), hist.Instances[0].Samples[0].Matched, h.Name)
 			per, err := fleet.InstancesPerService(ctx, q, time.Minute, now)
 			require.NoError(t, err, h.Name)
 			assert.Equal(t, map[string]int{"svc": 1}, per, h.Name)
@@ -84,6 +88,7 @@ func TestUnknownDriver(t *testing.T) {
 		"sum heartbeats": second(fleet.Sum(ctx, db, "m")),
 		"read latencies": second(fleet.Latencies(ctx, db, "m")),
 		"read services":  second(fleet.InstancesPerService(ctx, db, time.Minute, now)),
+		"read samples":   second(fleet.Samples(ctx, db, "m", now, now)),
 	} {
 		require.ErrorIs(t, err, dialects.ErrUnknownDriver, name)
 		assert.True(t, strings.HasPrefix(err.Error(), name+":"), "%s: %v", name, err)

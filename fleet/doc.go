@@ -15,6 +15,15 @@
 // phase; [Latencies] adds up the histograms; [InstancesPerService]
 // counts the live instances of each service.
 //
+// Each heartbeat also stores its window, per migration, as a [Sample] in
+// schemashift_heartbeat_samples (in the transaction of its totals: calls
+// and errors per path, comparisons, the window's histograms), and prunes
+// the instance's samples to a retention ([WithSampleRetention]: 7 days
+// by default, and a row cap) with two range deletes. [Samples] reads them
+// back as a [History] per instance, for charts over time;
+// [History.Every] merges them into steps, and [History.Consistency] is
+// the fleet's shadow consistency per step.
+//
 // The reads take a [DB], a pool or a transaction of database/sql or sqlx
 // (*sql.DB, *sqlx.DB, *sql.Tx, *sqlx.Tx): in a transaction they see what
 // it sees. They hold nothing and are safe for concurrent use as far as

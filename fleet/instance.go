@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,10 @@ type Instance struct {
 	build    string
 	interval time.Duration
 	clock    func() time.Time
+	// Samples are kept for sampleAge and at most sampleRows of them per
+	// migration (0: derived from the age and the interval).
+	sampleAge  time.Duration
+	sampleRows int
 
 	mu         sync.RWMutex
 	migrations map[string]*window
@@ -118,6 +123,29 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// DefaultSampleAge is how long a heartbeat's samples are kept unless
+// [WithSampleRetention] says otherwise.
+const DefaultSampleAge = 7 * 24 * time.Hour
+
+// WithSampleRetention sets how long the samples of an instance's
+// heartbeats are kept ([Samples] reads them), and how many at most per
+// migration, whatever their age: each heartbeat deletes its instance's
+// samples older than age by its clock, and all but the last rows. The
+// default is [DefaultSampleAge], and as many rows as the age holds at the
+// heartbeat's interval, a tenth more (7 days at 10 s: 66,528): the row
+// cap bounds the table when the clock stands still or heartbeats come
+// faster than the interval. rows 0 keeps that default cap for the age
+// given.
+func WithSampleRetention(age time.Duration, rows int) Option {
+	return func(i *Instance) error {
+		if age <= 0 || rows < 0 {
+			return fmt.Errorf("%w: sample retention %v, %d rows: the age must be positive and the rows not negative", ErrInvalidArgument, age, rows)
+		}
+		i.sampleAge, i.sampleRows = age, rows
+		return nil
+	}
+}
+
 // NewInstance returns the heartbeat of one instance of service, built as
 // build, for the given migrations, sent on db, a pool of a supported
 // database (a nil one, or one of another driver, is refused with
@@ -133,7 +161,7 @@ func NewInstance(db Pool, service, build string, migrations []string, opts ...Op
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:]) // crypto/rand's Read never fails
-	i := &Instance{db: x, dialect: d, service: service, build: build, interval: 10 * time.Second, clock: time.Now,
+	i := &Instance{db: x, dialect: d, service: service, build: build, interval: 10 * time.Second, clock: time.Now, sampleAge: DefaultSampleAge,
 		id: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), migrations: map[string]*window{}}
 	for n, o := range opts {
 		if o == nil {
@@ -142,6 +170,10 @@ func NewInstance(db Pool, service, build string, migrations []string, opts ...Op
 		if err := o(i); err != nil {
 			return nil, fmt.Errorf("new instance: %w", err)
 		}
+	}
+	if i.sampleRows == 0 {
+		n := int64(i.sampleAge / i.interval)
+		i.sampleRows = int(min(max(1, n+n/10), math.MaxInt32))
 	}
 	for _, m := range migrations {
 		i.migrations[m] = &window{}
@@ -299,6 +331,10 @@ func (i *Instance) Beat(ctx context.Context) error {
 			i.restore(windows, took)
 			return fmt.Errorf("heartbeat %s: %w", m, err)
 		}
+		if err := i.sample(ctx, tx, m, t, now); err != nil {
+			i.restore(windows, took)
+			return fmt.Errorf("heartbeat %s: %w", m, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		// Not given back: a COMMIT that failed may still have landed (the
@@ -306,6 +342,31 @@ func (i *Instance) Beat(ctx context.Context) error {
 		// gate on comparisons never made. At worst one heartbeat's counts
 		// are lost, on a failure the error reports.
 		return fmt.Errorf("heartbeat: commit (its counts are not resent): %w", err)
+	}
+	return nil
+}
+
+// sample records the window t of migration as a sample at now, unless it
+// saw no call and no comparison, and prunes the instance's samples of it
+// to the retention: two range deletes, of what aged out since the last
+// heartbeat and of what one more sample put over the cap. It runs after
+// BeatMigration, whose row lock (and before it the instance's own row's)
+// queues a second heartbeat of the same instance behind this one, so
+// that the next number is read once.
+func (i *Instance) sample(ctx context.Context, tx *sqlx.Tx, migration string, t taken, now time.Time) error {
+	d := i.dialect
+	if _, err := tx.ExecContext(ctx, d.PruneSamplesBefore(), migration, i.id, dialect.Stamp(now.Add(-i.sampleAge))); err != nil {
+		return fmt.Errorf("prune samples: %w", err)
+	}
+	if t.calls[0]+t.calls[1]+t.matched+t.mismatched == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, d.InsertSample(), migration, i.id, dialect.Stamp(now),
+		t.calls[0], t.errs[0], t.calls[1], t.errs[1], t.matched, t.mismatched, t.latency.compact()); err != nil {
+		return fmt.Errorf("record sample: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, d.PruneSamplesOver(), migration, i.id, i.sampleRows); err != nil {
+		return fmt.Errorf("prune samples: %w", err)
 	}
 	return nil
 }

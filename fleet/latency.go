@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/bits"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -107,4 +109,33 @@ func Latencies(ctx context.Context, db DB, migration string) (Latency, error) {
 		}
 	}
 	return sum, nil
+}
+
+// compact writes l as JSON with each histogram's trailing zeros cut
+// (JSON reads a short array into a Histogram, the rest zero): a sample's
+// window seldom reaches the slow buckets, and a table of a sample per
+// heartbeat is kept small this way.
+func (l Latency) compact() string {
+	var b strings.Builder
+	b.WriteString(`{"old":`)
+	l.Old.compact(&b)
+	b.WriteString(`,"new":`)
+	l.New.compact(&b)
+	b.WriteString(`}`)
+	return b.String()
+}
+
+func (h Histogram) compact(b *strings.Builder) {
+	n := len(h)
+	for n > 0 && h[n-1] == 0 {
+		n--
+	}
+	b.WriteByte('[')
+	for k := range n {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(h[k], 10))
+	}
+	b.WriteByte(']')
 }

@@ -25,6 +25,10 @@ func TestNilTransactionsAreRefused(t *testing.T) {
 			"fleet.Read":      func() error { _, err := fleet.Read(ctx, db, "m", time.Minute, rollouttest.T0); return err },
 			"fleet.Sum":       func() error { _, err := fleet.Sum(ctx, db, "m"); return err },
 			"fleet.Latencies": func() error { _, err := fleet.Latencies(ctx, db, "m"); return err },
+			"fleet.Samples": func() error {
+				_, err := fleet.Samples(ctx, db, "m", rollouttest.T0, rollouttest.T0)
+				return err
+			},
 			"fleet.InstancesPerService": func() error {
 				_, err := fleet.InstancesPerService(ctx, db, time.Minute, rollouttest.T0)
 				return err

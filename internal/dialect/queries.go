@@ -116,6 +116,26 @@ type FleetQueries interface {
 	// a migration and locks its row until the transaction ends: $1 id, $2
 	// migration.
 	LockLatency() string
+	// InsertSample records one heartbeat's window of an instance's
+	// migration as a sample, numbered one past the instance's last
+	// sample of it: $1 migration, $2 id, $3 the time (a [Stamp]), $4 old
+	// calls, $5 old errors, $6 new calls, $7 new errors, $8 matched, $9
+	// mismatched, $10 the window's latency histograms (JSON text, kept
+	// as text).
+	InsertSample() string
+	// PruneSamplesBefore deletes an instance's samples of a migration
+	// stamped before a time, a range of the index on at: $1 migration,
+	// $2 id, $3 the time (a [Stamp]).
+	PruneSamplesBefore() string
+	// PruneSamplesOver deletes an instance's samples of a migration but
+	// its last ones, a range of the key: $1 migration, $2 id, $3 how many
+	// are kept.
+	PruneSamplesOver() string
+	// ReadSamples reads the samples of migration $1 stamped after $2 and
+	// at or before $3 (both a [Stamp]), by instance, time and number:
+	// instance_id, at, old_calls, old_errors, new_calls, new_errors,
+	// matched, mismatched, latency (JSON text).
+	ReadSamples() string
 }
 
 // RolloutQueries are the statements of package rollout's coordinator:

@@ -46,3 +46,32 @@ func (Fleet) BeatInstance() string {
 		VALUES ($1, '', $2, $3, $4, $4) ON CONFLICT (instance_id, migration) DO UPDATE SET last_seen = EXCLUDED.last_seen,
 		service = EXCLUDED.service, build_version = EXCLUDED.build_version`
 }
+
+// InsertSample implements [dialect.FleetQueries]: the next number is one
+// step up the key, read under the heartbeat's lock of the instance's row
+// (SQLite's write transaction excludes every other writer).
+func (Fleet) InsertSample() string {
+	return `INSERT INTO schemashift_heartbeat_samples (migration, instance_id, seq, at,
+			old_calls, old_errors, new_calls, new_errors, matched, mismatched, latency)
+		VALUES ($1, $2, (SELECT coalesce(max(seq), 0) + 1 FROM schemashift_heartbeat_samples WHERE migration = $1 AND instance_id = $2),
+			$3, $4, $5, $6, $7, $8, $9, $10)`
+}
+
+// PruneSamplesBefore implements [dialect.FleetQueries].
+func (Fleet) PruneSamplesBefore() string {
+	return `DELETE FROM schemashift_heartbeat_samples WHERE migration = $1 AND instance_id = $2 AND at < $3`
+}
+
+// PruneSamplesOver implements [dialect.FleetQueries]: the last number is
+// one step down the key.
+func (Fleet) PruneSamplesOver() string {
+	return `DELETE FROM schemashift_heartbeat_samples WHERE migration = $1 AND instance_id = $2
+		AND seq <= (SELECT max(seq) FROM schemashift_heartbeat_samples WHERE migration = $1 AND instance_id = $2) - $3`
+}
+
+// ReadSamples implements [dialect.FleetQueries].
+func (Fleet) ReadSamples() string {
+	return `SELECT instance_id, at, old_calls, old_errors, new_calls, new_errors, matched, mismatched, latency
+		FROM schemashift_heartbeat_samples WHERE migration = $1 AND at > $2 AND at <= $3
+		ORDER BY instance_id, at, seq`
+}

@@ -80,6 +80,27 @@ func (Dialect) LedgerSchema() []string {
 		ALTER TABLE schemashift_migrations ADD COLUMN base_latency text NOT NULL DEFAULT '{"old": [], "new": []}'`,
 		// 6: shadow reads each instance dropped (a reader full, or closed).
 		`ALTER TABLE schemashift_instances ADD COLUMN shadow_drops bigint NOT NULL DEFAULT 0`,
+		// 7: a sample per heartbeat window, for the charts over time: seq
+		// numbers an instance's samples of a migration (a clock that
+		// stands still stamps two alike), so that the row cap prunes a
+		// range of the key, and the index on at makes the age prune one.
+		// The histograms are JSON as text, their trailing zeros cut: a
+		// tenth of what jsonb keeps of them.
+		`CREATE TABLE schemashift_heartbeat_samples (
+			migration   text NOT NULL,
+			instance_id text NOT NULL,
+			seq         bigint NOT NULL,
+			at          timestamp NOT NULL,
+			old_calls   bigint NOT NULL DEFAULT 0,
+			old_errors  bigint NOT NULL DEFAULT 0,
+			new_calls   bigint NOT NULL DEFAULT 0,
+			new_errors  bigint NOT NULL DEFAULT 0,
+			matched     bigint NOT NULL DEFAULT 0,
+			mismatched  bigint NOT NULL DEFAULT 0,
+			latency     text NOT NULL DEFAULT '{"old": [], "new": []}',
+			PRIMARY KEY (migration, instance_id, seq)
+		);
+		CREATE INDEX schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`,
 	}
 }
 
