@@ -6,7 +6,11 @@
 // versioned schema that holds every schemashift_ table (the fleet's
 // heartbeats and the recorded query plans included): schemashift_migrations,
 // one row per migration with its [Phase], stage and version;
-// schemashift_events, the append-only audit trail of [Event]s.
+// schemashift_events, the append-only audit trail of [Event]s. [Check]
+// reads the schema's version and writes nothing: a reader that may only
+// SELECT the ledger (the CLI's status, audit and reports) checks with it,
+// and is told to run `schemashift init` (an Ensure) when the ledger is
+// missing or older than its build.
 //
 // A migration's row is read by [Read] (or [Lock], in the transaction of a
 // transition): its [Status] and the baseline its gates count from, the

@@ -85,7 +85,7 @@
 //
 // # Pools
 //
-// [NewCoordinator], [Open], [Register] and [Start] take a [Pool]: a
+// [NewCoordinator], [Open], [OpenReadOnly], [Register] and [Start] take a [Pool]: a
 // *sql.DB (from sql.Open, or pgx's stdlib.OpenDB) or a *sqlx.DB, of a
 // supported database, told from its driver; one of another driver is
 // refused with [ErrInvalidArgument]. A *sql.DB is wrapped once, sharing

@@ -46,6 +46,10 @@ type ServiceConfig struct {
 	// and the plans are registered at (default time.Now); see
 	// [fleet.WithClock].
 	Clock func() time.Time
+	// InstanceOptions are further options of the instance's heartbeat
+	// ([fleet.WithSampleRetention], say), applied after those Start sets
+	// from the fields above; one that fails makes Start fail.
+	InstanceOptions []fleet.Option
 }
 
 // Service is what a service instance holds for its rollouts: the stage
@@ -129,6 +133,7 @@ func Start(ctx context.Context, pool Pool, cfg ServiceConfig) (*Service, error) 
 	if cfg.InstanceID != "" {
 		opts = append(opts, fleet.WithID(cfg.InstanceID))
 	}
+	opts = append(opts, cfg.InstanceOptions...)
 	inst, err := fleet.NewInstance(db, cfg.Service, cfg.Build, names, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start: %w", err)
