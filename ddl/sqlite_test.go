@@ -325,17 +325,16 @@ func TestStepsTableGainsNotes(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		fixture(t, db)
-		d := dbtest.Dialect(t, db)
-		db.MustExecContext(t.Context(), d.Schema(`CREATE TABLE schemashift_ddl_steps (
+		db.MustExecContext(t.Context(), `CREATE TABLE schemashift_ddl_steps (
 			migration  text NOT NULL,
 			direction  text NOT NULL,
 			op         integer NOT NULL,
 			step       integer NOT NULL,
 			statement  text NOT NULL,
 			skipped    boolean NOT NULL DEFAULT false,
-			applied_at timestamptz NOT NULL DEFAULT now(),
+			applied_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
 			PRIMARY KEY (migration, direction, op, step)
-		)`))
+		)`)
 		// Recorded as applied, though it never ran: the executor must trust
 		// the record and not run it.
 		db.MustExecContext(t.Context(), `INSERT INTO schemashift_ddl_steps (migration, direction, op, step, statement) VALUES ('old', 'up', 0, 0, 'x')`)

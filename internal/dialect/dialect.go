@@ -52,44 +52,10 @@ type Dialect interface {
 	BackfillQueries
 }
 
-// Rendering is how a dialect spells the SQL fragments that have no common
-// form. Like all of [Dialect], it is safe for concurrent use. Each returns SQL text built from its arguments, which are SQL
-// already (parameters, quoted names, expressions), never values.
+// Rendering is how a dialect reads names and fragments that go into
+// statements not its own (the DDL of package ddl). Like all of [Dialect],
+// it is safe for concurrent use.
 type Rendering interface {
-	// Timestamp is a [Stamp] parameter typed as a timestamp, for positions
-	// where its type cannot be inferred from a column (a CASE, a select
-	// list).
-	Timestamp(param string) string
-	// Typed is a parameter typed as a column of type typ (as the catalog
-	// names it), for comparisons with a key column.
-	Typed(param, typ string) string
-	// JSON is a parameter holding a JSON document, for a json column.
-	JSON(param string) string
-	// JSONMerge is JSON object a with b's keys set over it.
-	JSONMerge(a, b string) string
-	// Row is a row value of exprs.
-	Row(exprs ...string) string
-	// ForUpdate locks the rows a SELECT reads until the transaction ends
-	// ("" where a write transaction already excludes other writers).
-	ForUpdate() string
-	// ForUpdateSkipLocked locks the rows a SELECT reads, passing over
-	// rows another transaction holds.
-	ForUpdateSkipLocked() string
-	// Text is expr as text. Keys travel between chunks as text, and
-	// divergent rows are shown as text.
-	Text(expr string) string
-	// AsColumn is expr as a value of a column of type typ (as [Column]
-	// names it), for comparison with that column, as storing it there
-	// would convert it.
-	AsColumn(expr, typ string) string
-	// RowChecksum is an aggregate over a query's rows: the text of the
-	// sum of a hash of each row value of exprs. ok is false where the
-	// database has no hash function: compare the rows themselves there.
-	RowChecksum(exprs ...string) (agg string, ok bool)
-	// Schema renders DDL for schemashift's own tables, written with
-	// bigserial keys, timestamptz, jsonb and now() defaults, in this
-	// database's types.
-	Schema(ddl string) string
 	// FoldName is name as the database compares names: two names are one
 	// object's when their folds are equal.
 	FoldName(name string) string

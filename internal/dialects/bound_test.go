@@ -2,6 +2,7 @@ package dialects_test
 
 import (
 	"database/sql"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -59,16 +60,25 @@ func TestBoundHandleIsOfItsDialect(t *testing.T) {
 	}
 }
 
-// SQLite's ledger schema, written out in its own types, is the one its
-// rendering of PostgreSQL's made before each dialect wrote its own, to
-// the token: a ledger made by an earlier build is the one this build
+// SQLite's schemas of schemashift's own tables (the ledger's, the DDL
+// executor's steps, the backfill's checkpoints), written out in its own
+// types, are its rendering of PostgreSQL's, to the token: the two
+// databases hold one design, and a table made by an earlier build (when
+// SQLite's DDL was rendered from PostgreSQL's) is the one this build
 // upgrades. Versions only ever come at the end, in both.
-func TestLedgerSchemasAreOneSchema(t *testing.T) {
+func TestSchemasAreOneSchema(t *testing.T) {
 	t.Parallel()
-	pg, lite := postgres.New(), sqlite.New()
+	pg, lite := postgres.Dialect{}, sqlite.Dialect{}
+	same := func(pgDDL, liteDDL, what string) {
+		t.Helper()
+		assert.Equal(t, strings.Fields(lite.Schema(pgDDL)), strings.Fields(liteDDL), what)
+	}
 	require.Len(t, lite.LedgerSchema(), len(pg.LedgerSchema()))
 	for v, ddl := range pg.LedgerSchema() {
-		assert.Equal(t, strings.Fields(lite.Schema(ddl)), strings.Fields(lite.LedgerSchema()[v]), "version %d", v+1)
-		assert.Equal(t, ddl, pg.Schema(ddl), "PostgreSQL's schema is in its own spelling")
+		same(ddl, lite.LedgerSchema()[v], fmt.Sprintf("ledger version %d", v+1))
+	}
+	same(pg.DDLStepsSchema(), lite.DDLStepsSchema(), "the DDL executor's steps")
+	for _, have := range [][]string{nil, {"job"}} {
+		same(pg.BackfillSchema(have), lite.BackfillSchema(have), fmt.Sprintf("the backfill's checkpoints, having %v", have))
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -35,42 +34,6 @@ var _ dialect.Dialect = Dialect{}
 func New() dialect.Dialect { return Dialect{} }
 
 func (Dialect) String() string { return "postgres" }
-
-// Timestamp implements [dialect.Rendering].
-func (d Dialect) Timestamp(param string) string { return d.Typed(param, "timestamptz") }
-
-// Typed implements [dialect.Rendering].
-func (Dialect) Typed(param, typ string) string { return param + "::" + typ }
-
-// JSON implements [dialect.Rendering].
-func (Dialect) JSON(param string) string { return param + "::jsonb" }
-
-// JSONMerge implements [dialect.Rendering].
-func (Dialect) JSONMerge(a, b string) string { return a + " || " + b }
-
-// Row implements [dialect.Rendering].
-func (Dialect) Row(exprs ...string) string { return "ROW(" + strings.Join(exprs, ", ") + ")" }
-
-// ForUpdate implements [dialect.Rendering].
-func (Dialect) ForUpdate() string { return " FOR UPDATE" }
-
-// ForUpdateSkipLocked implements [dialect.Rendering].
-func (Dialect) ForUpdateSkipLocked() string { return " FOR UPDATE SKIP LOCKED" }
-
-// Text implements [dialect.Rendering].
-func (Dialect) Text(expr string) string { return expr + "::text" }
-
-// AsColumn implements [dialect.Rendering].
-func (Dialect) AsColumn(expr, typ string) string { return "CAST(" + expr + " AS " + typ + ")" }
-
-// RowChecksum implements [dialect.Rendering].
-func (d Dialect) RowChecksum(exprs ...string) (string, bool) {
-	return "coalesce(sum(hashtextextended(" + d.Text(d.Row(exprs...)) + ", 0)), 0)::text", true
-}
-
-// Schema implements [dialect.Rendering]: the DDL is written in
-// PostgreSQL's spelling already.
-func (Dialect) Schema(ddl string) string { return ddl }
 
 // FoldName implements [dialect.Rendering]: quoted names compare exactly.
 func (Dialect) FoldName(name string) string { return name }

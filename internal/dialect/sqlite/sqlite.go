@@ -54,42 +54,6 @@ func (Dialect) String() string { return "sqlite" }
 // strftime is how SQLite's strftime spells a time in dialect.TimeFormat.
 const strftime = "'%Y-%m-%d %H:%M:%f+00:00'"
 
-// Timestamp implements [dialect.Rendering]: SQLite needs no cast.
-func (Dialect) Timestamp(param string) string { return param }
-
-// Typed implements [dialect.Rendering]: SQLite compares by the column's
-// affinity and needs no cast.
-func (Dialect) Typed(param, _ string) string { return param }
-
-// JSON implements [dialect.Rendering].
-func (Dialect) JSON(param string) string { return "json(" + param + ")" }
-
-// JSONMerge implements [dialect.Rendering].
-func (Dialect) JSONMerge(a, b string) string { return "json_patch(" + a + ", " + b + ")" }
-
-// Row implements [dialect.Rendering].
-func (Dialect) Row(exprs ...string) string { return "(" + strings.Join(exprs, ", ") + ")" }
-
-// ForUpdate implements [dialect.Rendering]: the write transaction already
-// excludes every other writer.
-func (Dialect) ForUpdate() string { return "" }
-
-// ForUpdateSkipLocked implements [dialect.Rendering], as ForUpdate.
-func (Dialect) ForUpdateSkipLocked() string { return "" }
-
-// Text implements [dialect.Rendering].
-func (Dialect) Text(expr string) string { return "CAST(" + expr + " AS text)" }
-
-// AsColumn implements [dialect.Rendering]. SQLite's CAST is not how a
-// column stores a value (CAST('2020-01-01' AS date) is 2020, where a date
-// column keeps the text), so expr stays as it is and the comparison
-// applies the column's affinity, as storing it would.
-func (Dialect) AsColumn(expr, _ string) string { return expr }
-
-// RowChecksum implements [dialect.Rendering]: SQLite has no hash
-// function.
-func (Dialect) RowChecksum(...string) (string, bool) { return "", false }
-
 var schemaSpellings = []struct {
 	re   *regexp.Regexp
 	with string
@@ -100,8 +64,10 @@ var schemaSpellings = []struct {
 	{regexp.MustCompile(`(?i)\bDEFAULT (now|clock_timestamp)\(\)`), "DEFAULT (strftime(" + strftime + ", 'now'))"},
 }
 
-// Schema implements [dialect.Rendering]: bigserial keys, timestamptz,
-// jsonb and now() defaults become their SQLite forms.
+// Schema is DDL written in PostgreSQL's spelling in SQLite's: bigserial
+// keys, timestamptz, jsonb and now() defaults become their SQLite forms.
+// The schemas this package writes out are held to it by a test, so that
+// the two databases' tables stay one design.
 func (Dialect) Schema(ddl string) string {
 	for _, s := range schemaSpellings {
 		ddl = s.re.ReplaceAllString(ddl, s.with)
