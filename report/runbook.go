@@ -160,11 +160,16 @@ func ProcedureFor(ctx context.Context, c *rollout.Coordinator, migration string)
 }
 
 // Gate says in words what the gate to phase to checks, with p's
-// thresholds.
+// thresholds and the migrations p must wait for there ([rollout.Requirement]).
 func Gate(p rollout.Plan, to ledger.Phase) string {
 	check := gateCheck[to]
 	if to == ledger.Live || to == ledger.Rampdown {
 		check = fmt.Sprintf(check, p.ShadowConsistency, p.MinComparisons)
+	}
+	for _, r := range p.Requires {
+		if r.Before == to {
+			check += fmt.Sprintf("; and migration %q at %s or later", r.Migration, r.Reached)
+		}
 	}
 	return check
 }

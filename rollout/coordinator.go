@@ -176,6 +176,9 @@ func NewCoordinator(ctx context.Context, db Pool, plans []Plan, opts ...Coordina
 			return nil, err
 		}
 	}
+	if err := checkSequence(ctx, c.db, plans); err != nil {
+		return nil, fmt.Errorf("new coordinator: %w", err)
+	}
 	for _, p := range plans {
 		if err := p.Normalize(); err != nil {
 			return nil, err
@@ -738,6 +741,9 @@ func (c *Coordinator) runDDL(ctx context.Context, tx *sqlx.Tx, steps []Step, dow
 // gate checks the condition of the transition from cur to to, judged at
 // now. It returns the gate's name and, when unmet, why.
 func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledger.Phase, row ledger.Row, now time.Time) (string, string, error) {
+	if reason, err := c.requirementsMet(ctx, tx, plan, to); err != nil || reason != "" {
+		return "sequence", reason, err
+	}
 	switch to {
 	case ledger.Planned, ledger.Expanded:
 		return "expand", "", nil

@@ -79,6 +79,8 @@ type Plan struct {
 	// HotQueries are watched for plan changes across the DDL steps. They
 	// are not part of the definition hash: a team may add one any time.
 	HotQueries []HotQuery
+	// Requires orders this migration after others: see [Requirement].
+	Requires []Requirement
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -121,6 +123,9 @@ func (p *Plan) Normalize() error {
 		return err
 	}
 	if err := p.checkGuardrails(); err != nil {
+		return err
+	}
+	if err := p.checkRequirements(); err != nil {
 		return err
 	}
 	if err := p.lint(); err != nil {

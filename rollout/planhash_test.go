@@ -61,6 +61,7 @@ func hashPlan() rollout.Plan {
 		Guardrails: []rollout.Guardrail{{Phases: []ledger.Phase{ledger.Shadow}, MinConsistency: 0.9, MaxErrorRate: 0.1,
 			MaxLatencyRatio: 2, HaltOnFailedVerification: false, MinSamples: 10}},
 		HotQueries: []rollout.HotQuery{{Name: "by id", SQL: "SELECT * FROM users WHERE id = 1"}},
+		Requires:   []rollout.Requirement{{Before: ledger.Complete, Migration: "orders_move_amount", Reached: ledger.Live}},
 	}
 }
 

@@ -46,6 +46,9 @@ func register(ctx context.Context, db *sqlx.DB, plan Plan, now time.Time) error 
 	if err := plan.validate(ctx, db); err != nil {
 		return err
 	}
+	if err := checkSequence(ctx, db, []Plan{plan}); err != nil {
+		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
+	}
 	hash, err := plan.DefinitionHash()
 	if err != nil {
 		return fmt.Errorf("register plan %q: %w", plan.Migration, err)
