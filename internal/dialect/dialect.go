@@ -50,6 +50,7 @@ type Dialect interface {
 	RolloutQueries
 	DDLQueries
 	BackfillQueries
+	Replication
 }
 
 // Rendering is how a dialect spells the SQL fragments that have no common
