@@ -256,7 +256,7 @@ func chownTree(dir string, cred *syscall.Credential) error {
 
 // confString is s as a string literal of a configuration file.
 func confString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`, "\n", `\n`).Replace(s) + "'"
 }
 
 // conninfoValue is s as a quoted value of a connection string.
