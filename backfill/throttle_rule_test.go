@@ -43,7 +43,7 @@ func TestReplicationLagRule(t *testing.T) {
 			o: o, unknown: []string{`"a" shows no lag 100 bytes behind`}},
 		{name: "a base backup and a WAL receiver are not replicas",
 			rs: []dialect.Replica{{Name: "pg_basebackup", State: "backup"}, {Name: "pg_receivewal", State: "streaming", Writes: true}},
-			o: expect(func(o *lagOptions) { o.replicas = 1 }), unknown: []string{"0 of 1 replicas connected"}},
+			o:  expect(func(o *lagOptions) { o.replicas = 1 }), unknown: []string{"0 of 1 replicas connected"}},
 		{name: "too few", rs: []dialect.Replica{live("a", 0.1)}, o: expect(func(o *lagOptions) { o.replicas = 2 }),
 			lag: 100 * time.Millisecond, unknown: []string{"1 of 2 replicas connected"}},
 		{name: "named missing, hostile names quoted", rs: []dialect.Replica{live("a\nb", 0.1)},
