@@ -23,7 +23,8 @@ const (
 
 // WithWALRate caps the write-ahead log the backfill's database writes at
 // bytesPerSecond, averaged over one second: before each chunk a worker
-// reads the log's position (pg_current_wal_lsn()) and waits while the log
+// reads the log's position (pg_current_wal_insert_lsn(): the log
+// generated, whether written out yet or not) and waits while the log
 // written since the backfill began runs ahead of the cap, plus one
 // second's worth. The log counted is the server's, all of it: the
 // foreground's log leaves the backfill less room, so that what an

@@ -18,7 +18,7 @@ import (
 func walPosition(t *testing.T, db *sqlx.DB) int64 {
 	t.Helper()
 	var pos int64
-	require.NoError(t, db.GetContext(t.Context(), &pos, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`))
+	require.NoError(t, db.GetContext(t.Context(), &pos, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint`))
 	return pos
 }
 

@@ -12,11 +12,13 @@ import (
 // CheckWAL implements [dialect.Replication]: the position can be read.
 func (Dialect) CheckWAL() error { return nil }
 
-// WALPosition implements [dialect.Replication] from pg_current_wal_lsn(),
-// which a standby cannot read (it writes no log of its own).
+// WALPosition implements [dialect.Replication] from
+// pg_current_wal_insert_lsn(): the log as it is generated, not as it is
+// written out (pg_current_wal_lsn() trails it under asynchronous commit).
+// A standby cannot read it (it writes no log of its own).
 func (Dialect) WALPosition(ctx context.Context, q sqlx.QueryerContext) (int64, error) {
 	var pos int64
-	if err := sqlx.GetContext(ctx, q, &pos, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`); err != nil {
+	if err := sqlx.GetContext(ctx, q, &pos, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint`); err != nil {
 		return 0, fmt.Errorf("read WAL position: %w", err)
 	}
 	return pos, nil
