@@ -60,7 +60,7 @@ func New(ctx context.Context, pool Pool, job Job, opts ...Option) (*Backfill, er
 	}
 	for _, s := range o.signals {
 		if s, ok := s.(dialectSignal); ok {
-			if err := s.supported(); err != nil {
+			if err := s.supported(ctx, db, d); err != nil {
 				return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 			}
 		}

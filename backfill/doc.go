@@ -93,6 +93,23 @@
 // chunks, and [Signal]s ([ReplicationLag], [LatencyProbe]) hold the backfill
 // back while the database or the foreground suffers.
 //
+// Replicas and the log are protected by signals that re-check often
+// rather than sleep out what they read: a throttled worker reads a
+// replication lag again within [LagRecheck]'s interval (500ms), so the
+// backfill resumes as soon as the lag is back under its limit. A lag that
+// cannot be known throttles as a lag over the limit does: [ReplicationLag]
+// (the primary's pg_stat_replication) takes a replica that has not
+// reported, has gone silent past [LagStaleAfter] while behind, or is
+// missing from [LagReplicas] or [LagReplicaNames] as unknown, and passes a
+// replica that has replayed all the primary's log; [ReplicationLagOnStandby]
+// reads the lag on a standby itself, zero once it has replayed all it
+// received, unknown when it does not stream, and refuses a database that
+// is not in recovery ([ErrNotStandby]). [WithWALRate] caps the log the
+// server writes, in bytes per second averaged over one second, from its
+// log position's advance. All three are PostgreSQL only: on SQLite, [New]
+// refuses them with an error wrapping errors.ErrUnsupported. Each is shown,
+// while it holds workers, as the job's throttle reason ([State]).
+//
 // [Backfill.Verify] compares the two shapes inside the database, chunk by
 // chunk: same-table jobs count the rows whose new columns differ from
 // their expressions; moves to another table compare row counts and

@@ -50,6 +50,7 @@ type Dialect interface {
 	RolloutQueries
 	DDLQueries
 	BackfillQueries
+	Replication
 }
 
 // Rendering is how a dialect reads names and fragments that go into
