@@ -45,6 +45,10 @@ type Instance struct {
 	// migration (0: derived from the age and the interval).
 	sampleAge  time.Duration
 	sampleRows int
+	// sampling: the ledger has its samples table (an addition outside its
+	// versions, which a ledger an older build made lacks until an Ensure
+	// adds it); looked for at each heartbeat until found.
+	sampling atomic.Bool
 
 	mu         sync.RWMutex
 	migrations map[string]*window
@@ -355,6 +359,16 @@ func (i *Instance) Beat(ctx context.Context) error {
 // that the next number is read once.
 func (i *Instance) sample(ctx context.Context, tx *sqlx.Tx, migration string, t taken, now time.Time) error {
 	d := i.dialect
+	if !i.sampling.Load() {
+		ok, err := d.TableExists(ctx, tx, samplesTable)
+		if err != nil {
+			return fmt.Errorf("look for the samples table: %w", err)
+		}
+		if !ok {
+			return nil // a ledger of an older build: totals only, until an Ensure adds the table
+		}
+		i.sampling.Store(true)
+	}
 	if _, err := tx.ExecContext(ctx, d.PruneSamplesBefore(), migration, i.id, dialect.Stamp(now.Add(-i.sampleAge))); err != nil {
 		return fmt.Errorf("prune samples: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/dialects"
+	"github.com/schemashift/schemashift/internal/ident"
 )
 
 // Sample is what one heartbeat of an instance reported of a migration's
@@ -101,6 +102,11 @@ func Samples(ctx context.Context, db DB, migration string, since, now time.Time)
 		Mismatched int64        `db:"mismatched"`
 		Latency    string       `db:"latency"`
 	}
+	if ok, err := d.TableExists(ctx, q, samplesTable); err != nil {
+		return h, fmt.Errorf("read samples: %w", err)
+	} else if !ok {
+		return h, nil // a ledger an older build made, no Ensure since: no samples yet
+	}
 	if err := sqlx.SelectContext(ctx, q, &rows, d.ReadSamples(), migration, dialect.Stamp(since), dialect.Stamp(now)); err != nil {
 		return h, fmt.Errorf("read samples: %w", err)
 	}
@@ -184,3 +190,7 @@ func (h History) Consistency(step time.Duration) []ConsistencyAt {
 	}
 	return out
 }
+
+// samplesTable holds the heartbeats' samples: an addition to the ledger
+// outside its versions (see ledger.Ensure).
+var samplesTable = ident.Table{Name: "schemashift_heartbeat_samples"}

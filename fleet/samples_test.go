@@ -226,17 +226,20 @@ func TestSampleRetentionRefusesBadValues(t *testing.T) {
 	require.NoError(t, err, "0 rows: the default cap for the age")
 }
 
-// A ledger made at version 6, before the samples, with an instance's
-// totals in it, is upgraded in place by Ensure: the totals stay, and the
-// heartbeats from then on store their samples.
-func TestSamplesAfterAnUpgradeFromVersion6(t *testing.T) {
+// A ledger an older build made (version 6, before the samples table)
+// serves this build as it is: the samples table is an addition outside
+// the versions, so readers check it as current, a heartbeat records its
+// totals and no sample, and an Ensure adds the table without raising the
+// version (builds of version 6 that know nothing of samples keep
+// starting beside this one); the next heartbeat records a sample.
+func TestSamplesOnALedgerOfAnOlderBuild(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
 		d := dbtest.Dialect(t, db)
-		require.Equal(t, 7, ledger.SchemaVersion(), "this test builds the version before the samples")
-		for _, ddl := range d.LedgerSchema()[:6] {
+		require.Equal(t, 6, ledger.SchemaVersion())
+		for _, ddl := range d.LedgerSchema() {
 			db.MustExecContext(ctx, ddl)
 		}
 		db.MustExecContext(ctx, d.CreateLedgerVersion())
@@ -244,33 +247,35 @@ func TestSamplesAfterAnUpgradeFromVersion6(t *testing.T) {
 		at := rollouttest.T0.Add(-time.Hour).Format("2006-01-02 15:04:05.000000+00:00")
 		db.MustExecContext(ctx, `INSERT INTO schemashift_instances (instance_id, migration, service, build_version, first_seen, last_seen,
 			matched, mismatched, old_total, new_total) VALUES ($1, 'm', 'users-api', 'v1', $2, $2, 90, 10, 7, 3)`, hostileID, at)
-		var ve *ledger.VersionError
-		require.ErrorAs(t, ledger.Check(ctx, db), &ve)
-		assert.Equal(t, ledger.VersionError{Have: 6, Want: 7}, *ve)
-
-		require.NoError(t, ledger.Ensure(ctx, db))
-		require.NoError(t, ledger.Check(ctx, db))
-		sum, err := fleet.Sum(ctx, db, "m")
-		require.NoError(t, err)
-		assert.Equal(t, fleet.Totals{Matched: 90, Mismatched: 10, OldTotal: 7, NewTotal: 3}, sum, "the totals of version 6 stay")
-		h, err := fleet.Samples(ctx, db, "m", rollouttest.T0.Add(-2*time.Hour), rollouttest.T0)
-		require.NoError(t, err)
-		assert.Empty(t, h.Instances, "no sample of before the upgrade")
+		require.NoError(t, ledger.Check(ctx, db), "version 6 is this build's")
 
 		clk := rollouttest.NewClock()
 		in, err := fleet.NewInstance(db, "users-api", "v2", []string{"m"}, fleet.WithID(hostileID), fleet.WithClock(clk.Now))
 		require.NoError(t, err)
 		comparisons(t, in, "m", 1, 2)
+		clk.Add(time.Second)
+		require.NoError(t, in.Beat(ctx), "a heartbeat without the samples table")
+		sum, err := fleet.Sum(ctx, db, "m")
+		require.NoError(t, err)
+		assert.Equal(t, fleet.Totals{Matched: 91, Mismatched: 11, OldTotal: 7, NewTotal: 3}, sum, "its totals are recorded")
+		h, err := fleet.Samples(ctx, db, "m", rollouttest.T0.Add(-2*time.Hour), clk.Now())
+		require.NoError(t, err, "no table, no samples: not an error")
+		assert.Empty(t, h.Instances)
+
+		require.NoError(t, ledger.Ensure(ctx, db))
+		var version int
+		require.NoError(t, db.GetContext(ctx, &version, d.LedgerVersion()))
+		assert.Equal(t, 6, version, "the addition leaves the version as it is, for the builds of version 6")
+		require.NoError(t, ledger.Check(ctx, db))
+
+		comparisons(t, in, "m", 1, 2)
 		now := clk.Add(time.Second)
 		require.NoError(t, in.Beat(ctx))
-		sum, err = fleet.Sum(ctx, db, "m")
-		require.NoError(t, err)
-		assert.Equal(t, fleet.Totals{Matched: 91, Mismatched: 11, OldTotal: 7, NewTotal: 3}, sum)
 		h, err = fleet.Samples(ctx, db, "m", rollouttest.T0, now)
 		require.NoError(t, err)
 		require.Len(t, h.Instances, 1)
 		assert.Equal(t, hostileID, h.Instances[0].ID)
-		require.Len(t, h.Instances[0].Samples, 1)
+		require.Len(t, h.Instances[0].Samples, 1, "sampled once the table is there")
 		assert.Equal(t, fleet.Consistency{Matched: 1, Mismatched: 1, Ratio: 0.5}, h.Instances[0].Samples[0].Consistency())
 	})
 }

@@ -43,7 +43,7 @@ func (e *VersionError) Newer() bool { return e.Have > e.Want }
 func SchemaVersion() int { return schemaVersion }
 
 // schemaVersion is the number of versions of the ledger's schema.
-const schemaVersion = 7
+const schemaVersion = 6
 
 // Check reads the ledger's version and writes nothing, takes no lock and
 // creates nothing: for readers that may only SELECT the ledger (a

@@ -86,3 +86,29 @@ func TestEveryDialectsLedgerSchemaIsThisBuildsVersion(t *testing.T) {
 		assert.Len(t, d.LedgerSchema(), ledger.SchemaVersion(), "%s's ledger schema", d)
 	}
 }
+
+// A ledger newer than this build stops Ensure with the same
+// *VersionError Check returns (Newer: upgrade schemashift), so that
+// callers tell it from a failure; a ledger Ensure makes records the
+// version builds of it accept, with the additions outside it made too.
+func TestEnsureOfANewerLedger(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		require.NoError(t, ledger.Ensure(ctx, db))
+		var version int
+		require.NoError(t, db.GetContext(ctx, &version, `SELECT max(version) FROM schemashift_ledger_schema`))
+		assert.Equal(t, ledger.SchemaVersion(), version)
+		assert.True(t, tableExists(t, db, "schemashift_heartbeat_samples"), "the addition is made with the versions")
+
+		db.MustExecContext(ctx, `UPDATE schemashift_ledger_schema SET version = version + 1`)
+		var ve *ledger.VersionError
+		err := ledger.Ensure(ctx, db)
+		require.ErrorAs(t, err, &ve)
+		assert.True(t, ve.Newer())
+		assert.ErrorIs(t, err, ledger.ErrVersionMismatch)
+		require.ErrorAs(t, ledger.Check(ctx, db), &ve)
+		assert.True(t, ve.Newer())
+	})
+}

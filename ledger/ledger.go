@@ -93,7 +93,13 @@ func ensureIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) error {
 			return fmt.Errorf("ensure ledger: %w", err)
 		}
 		if version == len(schema) {
-			return nil
+			missing, err := missingAdditions(ctx, d, tx)
+			if err != nil {
+				return fmt.Errorf("ensure ledger: %w", err)
+			}
+			if len(missing) == 0 {
+				return nil
+			}
 		}
 	}
 	if err := d.LockTx(ctx, tx, 7215837262348120002); err != nil {
@@ -107,7 +113,7 @@ func ensureIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) error {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
 	if version > len(schema) {
-		return fmt.Errorf("ensure ledger: the ledger is at version %d, newer than this build knows (%d): upgrade schemashift", version, len(schema))
+		return fmt.Errorf("ensure ledger: %w: upgrade schemashift", &VersionError{Have: version, Want: len(schema)})
 	}
 	for v := version; v < len(schema); v++ {
 		if _, err := tx.ExecContext(ctx, schema[v]); err != nil {
@@ -120,7 +126,33 @@ func ensureIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) error {
 	if _, err := tx.ExecContext(ctx, d.InsertLedgerVersion(), len(schema)); err != nil {
 		return fmt.Errorf("ensure ledger: %w", err)
 	}
+	missing, err := missingAdditions(ctx, d, tx)
+	if err != nil {
+		return fmt.Errorf("ensure ledger: %w", err)
+	}
+	for _, a := range missing {
+		if _, err := tx.ExecContext(ctx, a.DDL); err != nil {
+			return fmt.Errorf("ensure ledger: add %s: %w", a.Table, err)
+		}
+	}
 	return nil
+}
+
+// missingAdditions lists the ledger's additions (tables outside its
+// versions, which builds of this version but older than them do without)
+// that q lacks.
+func missingAdditions(ctx context.Context, d dialect.Dialect, q dialect.Conn) ([]dialect.LedgerAddition, error) {
+	var missing []dialect.LedgerAddition
+	for _, a := range d.LedgerAdditions() {
+		ok, err := d.TableExists(ctx, q, ident.Table{Name: a.Table})
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			missing = append(missing, a)
+		}
+	}
+	return missing, nil
 }
 
 // ErrUnknownMigration: no migration of that name is in the ledger.

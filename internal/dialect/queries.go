@@ -16,6 +16,13 @@ type LedgerQueries interface {
 	// makes version 1). Entries only ever come at its end; one may hold
 	// several statements, separated by semicolons.
 	LedgerSchema() []string
+	// LedgerAdditions are tables outside the versions: what builds of
+	// the version before them neither read nor write, so that adding
+	// them leaves the version as it is and those builds keep working
+	// beside it (a version newer than a build's stops the build). Each
+	// statement is idempotent (IF NOT EXISTS) and may hold several,
+	// separated by semicolons.
+	LedgerAdditions() []LedgerAddition
 	// CreateLedgerVersion makes the table that holds the ledger schema's
 	// version, unless it is there.
 	CreateLedgerVersion() string
@@ -154,4 +161,10 @@ type RolloutQueries interface {
 	// BackfillVerification reads job $1's verify_status and status, and
 	// whether its verification started after it last finished (current).
 	BackfillVerification() string
+}
+
+// LedgerAddition is a table of the ledger outside its versions (see
+// [LedgerQueries.LedgerAdditions]), and the statement that makes it.
+type LedgerAddition struct {
+	Table, DDL string
 }

@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"contract":                    {"internal/dialect", "internal/dialects", "internal/ident"},
 	"contract/contracttest":       {"dualwrite", "flags", "flags/flagstest"},
 	"ddl":                         {"internal/backoff", "internal/dialect", "internal/dialects", "internal/ident", "internal/pgerr"},
-	"fleet":                       {"dualwrite", "flags", "internal/dialect", "internal/dialects"},
+	"fleet":                       {"dualwrite", "flags", "internal/dialect", "internal/dialects", "internal/ident"},
 	"ledger":                      {"fleet", "flags", "internal/dialect", "internal/dialects", "internal/ident"},
 	"ledgerflag":                  {"ledger", "internal/dialects", "internal/stringflag"},
 	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "fleet", "ledger", "ledgerflag", "internal/dialect", "internal/dialects", "internal/ident"},

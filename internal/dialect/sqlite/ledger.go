@@ -1,6 +1,9 @@
 package sqlite
 
-import "github.com/schemashift/schemashift/internal/dialect/common"
+import (
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialect/common"
+)
 
 // LedgerSchema implements [dialect.LedgerQueries]: the ledger's tables
 // in SQLite's types (integer keys, timestamps and JSON as text, times
@@ -80,13 +83,17 @@ func (Dialect) LedgerSchema() []string {
 		ALTER TABLE schemashift_migrations ADD COLUMN base_latency text NOT NULL DEFAULT '{"old": [], "new": []}'`,
 		// 6: shadow reads each instance dropped (a reader full, or closed).
 		`ALTER TABLE schemashift_instances ADD COLUMN shadow_drops bigint NOT NULL DEFAULT 0`,
-		// 7: a sample per heartbeat window, for the charts over time: seq
-		// numbers an instance's samples of a migration (a clock that
-		// stands still stamps two alike), so that the row cap prunes a
-		// range of the key, and the index on at makes the age prune one.
-		// The histograms are JSON as text, their trailing zeros cut: a
-		// tenth of what jsonb keeps of them.
-		`CREATE TABLE schemashift_heartbeat_samples (
+	}
+}
+
+// LedgerAdditions implements [dialect.LedgerQueries]: the heartbeats'
+// samples, for the charts over time. seq numbers an instance's samples of
+// a migration (a clock that stands still stamps two alike), so that the
+// row cap prunes a range of the key, and the index on at makes the age
+// prune one. The histograms are JSON as text, their trailing zeros cut: a
+// tenth of what jsonb keeps of them.
+func (Dialect) LedgerAdditions() []dialect.LedgerAddition {
+	return []dialect.LedgerAddition{{Table: "schemashift_heartbeat_samples", DDL: `CREATE TABLE IF NOT EXISTS schemashift_heartbeat_samples (
 			migration   text NOT NULL,
 			instance_id text NOT NULL,
 			seq         bigint NOT NULL,
@@ -100,8 +107,7 @@ func (Dialect) LedgerSchema() []string {
 			latency     text NOT NULL DEFAULT '{"old": [], "new": []}',
 			PRIMARY KEY (migration, instance_id, seq)
 		);
-		CREATE INDEX schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`,
-	}
+		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`}}
 }
 
 // LockMigration implements [dialect.LedgerQueries]: the write
