@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -18,6 +19,7 @@ import (
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/ident"
+	"github.com/schemashift/schemashift/internal/pgerr"
 	"github.com/schemashift/schemashift/ledger"
 )
 
@@ -99,12 +101,40 @@ type Coordinator struct {
 	ageOut  time.Duration
 	trips   TripObserver
 	clock   func() time.Time
+	// grace is how long a ledger transaction outlives its caller's
+	// context (see begin).
+	grace time.Duration
 	// unrecorded, set on the copy a transition works through, holds the
 	// events its connection could not take.
 	unrecorded *[]ledger.Event
+	// pool is the coordinator's own pool, on the copy a transition works
+	// through (whose db is its one connection): for a read the lost
+	// connection cannot make.
+	pool *sqlx.DB
 }
 
 const defaultAgeOut = time.Minute
+
+// defaultCommitGrace is [WithCommitGrace]'s default.
+const defaultCommitGrace = 2 * time.Second
+
+// WithCommitGrace sets how long a transition's COMMIT may go on after the
+// caller's context ended (default 2s). A COMMIT cut off the moment the
+// context ends may have landed all the same, and the caller, told of an
+// error, would take a transition made for one refused; one that hangs (a
+// synchronous standby gone) must not hold the migration's lock forever
+// either. Past the grace the COMMIT is cancelled, and the transition reads
+// the ledger again to say whether it was made ([ErrOutcomeUnknown] when
+// it cannot tell).
+func WithCommitGrace(d time.Duration) CoordinatorOption {
+	return func(c *Coordinator) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: commit grace %v is not positive", ErrInvalidArgument, d)
+		}
+		c.grace = d
+		return nil
+	}
+}
 
 // CoordinatorOption configures a [Coordinator] when it is made.
 type CoordinatorOption func(*Coordinator) error
@@ -255,7 +285,7 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 // connection a transition holds, recording on it what it can.
 func (c *Coordinator) on(one *sqlx.DB) *Coordinator {
 	pinned := *c
-	pinned.db = one
+	pinned.db, pinned.pool = one, c.db
 	pinned.unrecorded = &[]ledger.Event{}
 	return &pinned
 }
@@ -311,7 +341,20 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 			}
 		}
 	}
-	tx, err := c.begin(ctx)
+	var releases []func()
+	defer func() {
+		for _, release := range releases {
+			release()
+		}
+	}()
+	begin := func() (*sqlx.Tx, error) {
+		tx, release, err := c.begin(ctx)
+		if release != nil {
+			releases = append(releases, release)
+		}
+		return tx, err
+	}
+	tx, err := begin()
 	if err != nil {
 		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
@@ -328,7 +371,7 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 	if s.refusal != nil {
 		return c.refuse(ctx, tx, r, kind, s.from.Status, s.to, s.refusal, now)
 	}
-	tx, refusal, err := c.effects(ctx, tx, plan, r, forward, kind, &s, now)
+	tx, refusal, err := c.effects(ctx, tx, begin, plan, r, forward, kind, &s, now)
 	if refusal != nil {
 		return c.refuse(ctx, tx, r, kind, s.from.Status, s.to, refusal, now)
 	}
@@ -340,7 +383,9 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 		return c.refuse(ctx, tx, r, kind, s.from.Status, s.to, err, now)
 	}
 	if err := tx.Commit(); err != nil {
-		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+		if err := c.committed(ctx, r.Migration, next.Status, err); err != nil {
+			return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
+		}
 	}
 	if _, ok := transitionDDL(plan, forward, s.to); ok {
 		// After a DDL step: has a hot query's plan changed?
@@ -501,7 +546,7 @@ func (c *Coordinator) refuse(ctx context.Context, tx *sqlx.Tx, r Request, kind s
 // statements run in the transaction returned, which records the
 // transition. A refusal (to record) and an error (returned as it is) are
 // told apart.
-func (c *Coordinator) effects(ctx context.Context, tx *sqlx.Tx, plan Plan, r Request, forward bool, kind string, s *step, now time.Time) (_ *sqlx.Tx, refusal, err error) {
+func (c *Coordinator) effects(ctx context.Context, tx *sqlx.Tx, begin func() (*sqlx.Tx, error), plan Plan, r Request, forward bool, kind string, s *step, now time.Time) (_ *sqlx.Tx, refusal, err error) {
 	d, ok := transitionDDL(plan, forward, s.to)
 	if !ok {
 		return tx, nil, nil
@@ -524,7 +569,7 @@ func (c *Coordinator) effects(ctx context.Context, tx *sqlx.Tx, plan Plan, r Req
 			}
 			return tx, nil, err
 		}
-		second, err := c.begin(ctx)
+		second, err := begin()
 		if err != nil { // tx stays the first, committed: its deferred Rollback is a no-op, where a nil one would panic
 			return tx, nil, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 		}
@@ -648,7 +693,7 @@ func newCoordinator(db Pool, opts []CoordinatorOption) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{db: x, dialect: d, plans: map[string]Plan{}, ageOut: defaultAgeOut, clock: time.Now}
+	c := &Coordinator{db: x, dialect: d, plans: map[string]Plan{}, ageOut: defaultAgeOut, clock: time.Now, grace: defaultCommitGrace}
 	for i, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidArgument, i+1)
@@ -678,12 +723,66 @@ func sqlxPool(db Pool) (*sqlx.DB, dialect.Dialect, error) {
 // take; the error it joins (a refusal, say) is still the one to branch on.
 var ErrAudit = errors.New("record in the audit trail")
 
-// begin begins a ledger transaction on c's pool. Its own context is
-// never cancelled (ctx ends each statement, not the COMMIT): a COMMIT
-// cut off by ctx may have landed all the same, and the caller, told of
-// an error, would take a transition made for one refused.
-func (c *Coordinator) begin(ctx context.Context) (*sqlx.Tx, error) {
-	return c.db.BeginTxx(context.WithoutCancel(ctx), nil)
+// begin begins a ledger transaction on c's pool, and returns what ends
+// its context, to call once it is over. ctx ends each statement; the
+// transaction's own context (its BEGIN and COMMIT) outlives ctx by the
+// commit grace ([WithCommitGrace]) and no more: a COMMIT cut off the
+// moment ctx ends may have landed all the same, and one that hangs must
+// not hold the migration's lock for good.
+func (c *Coordinator) begin(ctx context.Context) (*sqlx.Tx, func(), error) {
+	txCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var grace *time.Timer
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		grace = time.AfterFunc(c.grace, cancel)
+	})
+	release := func() {
+		stop()
+		mu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+	tx, err := c.db.BeginTxx(txCtx, nil)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return tx, release, nil
+}
+
+// ErrOutcomeUnknown is wrapped by the error of a transition whose COMMIT
+// failed without the database saying why (the connection lost, the
+// commit grace over) and whose outcome a fresh read could not settle:
+// it may have been made. Read the migration's status before acting again.
+var ErrOutcomeUnknown = errors.New("the transition's outcome is unknown")
+
+// committed settles a transition whose COMMIT returned err: nil when the
+// ledger shows it made (want's version and phase), err when the database
+// refused the COMMIT or the ledger shows it not made, and err wrapping
+// [ErrOutcomeUnknown] when the read fails too or the COMMIT may still
+// land.
+func (c *Coordinator) committed(ctx context.Context, migration string, want ledger.Status, err error) error {
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.grace)
+	defer cancel()
+	pool := c.pool
+	if pool == nil {
+		pool = c.db
+	}
+	st, rerr := ledger.Get(readCtx, pool, migration) // on the pool: the transition's connection may be the one lost
+	switch {
+	case rerr == nil && st.Version >= want.Version && st.Phase == want.Phase:
+		return nil
+	case rerr == nil && pgerr.Answered(err):
+		return err // the database said no: nothing landed
+	case rerr != nil:
+		return fmt.Errorf("%w (and reading the ledger again failed: %v): %w", ErrOutcomeUnknown, rerr, err)
+	}
+	return fmt.Errorf("%w (the ledger does not show it yet; the COMMIT may still land): %w", ErrOutcomeUnknown, err)
 }
 
 // in is tx as the packages the coordinator stands on take it: bound to

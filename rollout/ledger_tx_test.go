@@ -170,7 +170,11 @@ func (c *commitCut) dial(ctx context.Context, network, addr string) (net.Conn, e
 
 type cutConn struct {
 	net.Conn
-	cut      *commitCut
+	cut *commitCut
+	// mu is held by the COMMIT's Write while it reads the reply ahead and
+	// waits: the driver's background reader, reading as it writes, waits
+	// for it rather than take the reply's bytes off the connection.
+	mu       sync.Mutex
 	reply    bytes.Buffer // the COMMIT's reply, read ahead
 	lost     bool         // the reply was cut off by the deadline
 	once     sync.Once
@@ -188,6 +192,8 @@ func (c *cutConn) Write(b []byte) (int, error) {
 	if !c.cut.pending.CompareAndSwap(true, false) {
 		return c.Conn.Write(b)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	n, err := c.Conn.Write(b)
 	if err != nil {
 		return n, err
@@ -207,12 +213,16 @@ func (c *cutConn) Write(b []byte) (int, error) {
 }
 
 func (c *cutConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
 	if c.lost {
+		c.mu.Unlock()
 		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 	}
 	if c.reply.Len() > 0 {
+		defer c.mu.Unlock()
 		return c.reply.Read(b)
 	}
+	c.mu.Unlock()
 	return c.Conn.Read(b)
 }
 

@@ -113,3 +113,11 @@ func Code(err error) string {
 	}
 	return ""
 }
+
+// Answered reports whether err is the database's own answer (a SQLSTATE,
+// or a SQLite result code): a statement the database refused, which did
+// nothing. Any other error (a context ended, a connection lost) leaves
+// open whether the statement took effect.
+func Answered(err error) bool {
+	return Code(err) != "" || sqlite.Answered(err)
+}

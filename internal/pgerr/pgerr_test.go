@@ -68,3 +68,13 @@ type sqliteErr int
 
 func (e sqliteErr) Error() string { return fmt.Sprintf("sqlite error %d", int(e)) }
 func (e sqliteErr) Code() int     { return int(e) }
+
+// Only the database's own errors are answers: a context's or a lost
+// connection's leave the outcome open.
+func TestAnswered(t *testing.T) {
+	assert.True(t, pgerr.Answered(fmt.Errorf("commit: %w", &pgconn.PgError{Code: "40001"})))
+	assert.True(t, pgerr.Answered(fmt.Errorf("commit: %w", sqliteErr(5))))
+	assert.False(t, pgerr.Answered(context.Canceled))
+	assert.False(t, pgerr.Answered(fmt.Errorf("commit: %w", io.ErrUnexpectedEOF)))
+	assert.False(t, pgerr.Answered(nil))
+}

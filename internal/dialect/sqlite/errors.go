@@ -30,3 +30,10 @@ func code(err error) (int, bool) {
 	}
 	return 0, false
 }
+
+// Answered reports whether err is an error SQLite itself returned (it
+// carries a result code), as opposed to one of the driver or of a context.
+func Answered(err error) bool {
+	_, ok := code(err)
+	return ok
+}
