@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -49,14 +50,22 @@ type Board struct {
 	c      *rollout.Coordinator
 	auth   Authorizer
 	audit  int
-	poll   time.Duration
 	window time.Duration
 	mux    *http.ServeMux
 	origin *http.CrossOriginProtection
+	log    *slog.Logger // nil: nothing logged
+
+	interval   time.Duration                                  // between the poller's readings
+	ticker     func(time.Duration) (<-chan time.Time, func()) // the poller's ticks, and their stop
+	maxStreams int
+	streams    poller
 
 	closeOnce sync.Once
 	closed    chan struct{} // ends every event stream
 }
+
+// errBoardClosed refuses an event stream after [Board.Close].
+var errBoardClosed = errors.New("the board is closed")
 
 // Option configures a [Board] when it is made ([New]).
 type Option func(*Board) error
@@ -72,14 +81,43 @@ func WithAuthorizer(a Authorizer) Option {
 	}
 }
 
-// WithPollInterval sets how often an open page's event stream reads the
-// ledger, the heartbeats and the backfills for a change (default 2s).
+// WithPollInterval sets how often the board reads the ledger, the
+// heartbeats and the backfills for a change while at least one page's
+// event stream is open (default 2s). It is one reading per interval for
+// all the open streams together.
 func WithPollInterval(d time.Duration) Option {
 	return func(b *Board) error {
 		if d <= 0 {
 			return fmt.Errorf("poll interval %v is not positive", d)
 		}
-		b.poll = d
+		b.interval = d
+		return nil
+	}
+}
+
+// WithMaxStreams caps the event streams open at once (default 64): GET
+// /events beyond it is refused with 503 Service Unavailable and a
+// Retry-After. The board's readings are shared by its streams, so the
+// cap bounds connections held and goroutines, not database load.
+func WithMaxStreams(n int) Option {
+	return func(b *Board) error {
+		if n <= 0 {
+			return fmt.Errorf("max streams %d is not positive", n)
+		}
+		b.maxStreams = n
+		return nil
+	}
+}
+
+// WithLogger logs to l what the board's pages are not told: an event
+// stream's viewers hear only that the board is unavailable when it
+// cannot be read; l gets the error. Without it nothing is logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(b *Board) error {
+		if l == nil {
+			return errors.New("logger is nil")
+		}
+		b.log = l
 		return nil
 	}
 }
@@ -113,7 +151,7 @@ func New(c *rollout.Coordinator, opts ...Option) (*Board, error) {
 	if c == nil {
 		return nil, errors.New("new board: coordinator is nil")
 	}
-	b := &Board{c: c, audit: 50, poll: 2 * time.Second, window: 6 * time.Hour, mux: http.NewServeMux(), origin: http.NewCrossOriginProtection(),
+	b := &Board{c: c, audit: 50, interval: 2 * time.Second, ticker: realTicker, maxStreams: 64, window: 6 * time.Hour, mux: http.NewServeMux(), origin: http.NewCrossOriginProtection(),
 		closed: make(chan struct{})}
 	for _, o := range opts {
 		if err := o(b); err != nil {
@@ -134,13 +172,16 @@ func New(c *rollout.Coordinator, opts ...Option) (*Board, error) {
 
 func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) { b.mux.ServeHTTP(w, r) }
 
-// Close ends the event streams of the pages open now, and refuses new
-// ones: an http.Server's Shutdown waits for every request, and a stream
-// never ends by itself (register Close with the server's
-// RegisterOnShutdown). The rest of the board goes on serving. Close is
-// idempotent.
+// Close ends the event streams of the pages open now and the poller
+// reading the board for them, and refuses new streams: an http.Server's
+// Shutdown waits for every request, and a stream never ends by itself
+// (register Close with the server's RegisterOnShutdown). The rest of the
+// board goes on serving. Close is idempotent.
 func (b *Board) Close() error {
-	b.closeOnce.Do(func() { close(b.closed) })
+	b.closeOnce.Do(func() {
+		close(b.closed)
+		b.streams.stop()
+	})
 	return nil
 }
 
@@ -392,11 +433,17 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		msg = a.Kind + " " + a.Migration + ": " + err.Error()
 	}
-	back := "./" // the board, or the migration's page when posted from it
+	// Back to the board, or to the migration's page when posted from it,
+	// as a reference relative to the action's own URL: the browser
+	// resolves it against the URL it posted to, so the board's mount
+	// (http.StripPrefix) is kept. http.Redirect would make it absolute
+	// against the path the board sees, the prefix stripped.
+	back := "./"
 	if r.PostFormValue("from") == "migration" {
 		back = "migrations/" + url.PathEscape(a.Migration)
 	}
-	http.Redirect(w, r, back+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+	w.Header().Set("Location", back+"?msg="+url.QueryEscape(msg))
+	w.WriteHeader(http.StatusSeeOther)
 }
 
 // hasJob reports whether plan has a backfill job of that name.

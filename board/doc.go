@@ -22,12 +22,22 @@
 //     text/markdown) and JSON (?format=json).
 //
 // The pages update themselves: GET /events is a stream of server-sent
-// events, a "change" whenever the ledger, a heartbeat or a backfill does,
-// read every poll interval ([WithPollInterval]) by the handler of each
-// open page, which stops when the page goes or the board is closed
-// ([Board.Close]); the page's one script, inlined under the response's
-// Content-Security-Policy nonce, then fetches the page again and swaps
-// its live part. Nothing is loaded from elsewhere.
+// events, a "change" whenever what a page shows does (the ledger, a gate,
+// the fleet's members, stages, builds and counts, a backfill's progress;
+// not the mere passing of time, such as a heartbeat that only moves when
+// an instance was last seen). One poller per board reads it every poll
+// interval ([WithPollInterval]) for all the open streams at once: started
+// by the first, stopped when the last goes or the board is closed
+// ([Board.Close]). At most [WithMaxStreams] streams are open at once (64
+// by default; beyond, 503 with Retry-After). A failure to read the board
+// is told to the pages as "unavailable" only, the error itself to the
+// board's logger ([WithLogger]). The page's one script, inlined under the
+// response's Content-Security-Policy nonce, then fetches the page again
+// and swaps its live part. Nothing is loaded from elsewhere.
+//
+// The board may be mounted under a path prefix (http.StripPrefix): its
+// links are relative, and an action's redirect is a reference relative
+// to the URL the form was posted to.
 //
 // It is read-only unless given an [Authorizer] ([WithAuthorizer]); then
 // POST /action advances, rolls back, pauses and resumes ([Action]),

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -155,19 +156,57 @@ func csrf(w http.ResponseWriter, r *http.Request) string {
 	return token
 }
 
-// fingerprint is a hash of what a page shows of snap, its clock readings
-// aside: it changes when the ledger, a heartbeat or a backfill does.
+// fingerprint is a hash of what a page shows of snap, less what only
+// time's passing changes: the clock's readings, when each instance was
+// last seen (every heartbeat), when it last saw each stage and made an
+// old call (whether it did stays in), and a running backfill's rate and
+// ETA (its rows done stay in). It changes when the ledger moves, a gate
+// or a trip does, an instance comes, goes or changes stage or build, the
+// heartbeats' counts do, or a backfill progresses, so an open page
+// fetches itself again for those, not for every heartbeat.
 func fingerprint(snap Status) string {
 	snap.GeneratedAt = time.Time{}
-	for i := range snap.Migrations {
-		snap.Migrations[i].Fleet.Now = time.Time{}
+	ms := make([]Migration, len(snap.Migrations))
+	for i, m := range snap.Migrations {
+		m.Fleet.Now = time.Time{}
+		m.Fleet.Instances = timeless(m.Fleet.Instances)
+		m.Fleet.Unaware = timeless(m.Fleet.Unaware)
+		bs := make([]Backfill, len(m.Backfills))
+		for j, bf := range m.Backfills {
+			bf.Rate, bf.ETASeconds = 0, 0
+			bs[j] = bf
+		}
+		m.Backfills = bs
+		ms[i] = m
 	}
+	snap.Migrations = ms // copies: the caller's snap is rendered as it is
 	doc, err := json.Marshal(snap)
 	if err != nil {
 		return "" // a Status always marshals; "" only makes every poll a change
 	}
 	sum := sha256.Sum256(doc)
 	return hex.EncodeToString(sum[:12])
+}
+
+// timeless returns copies of the instances without the times only
+// heartbeats move.
+func timeless(in []fleet.InstanceState) []fleet.InstanceState {
+	if in == nil {
+		return nil
+	}
+	out := make([]fleet.InstanceState, len(in))
+	for i, s := range in {
+		s.LastSeen = time.Time{}
+		s.StageSeen = maps.Clone(s.StageSeen)
+		for st := range s.StageSeen {
+			s.StageSeen[st] = time.Time{}
+		}
+		if s.LastOldCall != nil {
+			s.LastOldCall = &time.Time{}
+		}
+		out[i] = s
+	}
+	return out
 }
 
 func (b *Board) page(w http.ResponseWriter, r *http.Request) {
