@@ -527,7 +527,7 @@ func (c *cli) auditCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit [MIGRATION]",
 		Short: "Show the audit trail",
-		Long:  "Show the audit trail, newest events first, of every migration or one. Only reads.",
+		Long:  "Show the audit trail of every migration or one, oldest event first: the newest --limit events. Only reads.",
 		Args:  args(0, 1, "migration"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
