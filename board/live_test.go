@@ -137,6 +137,10 @@ func TestMigrationPageLiveInChromium(t *testing.T) {
 		"the page shows the new phase by itself")
 	mark := d.call(http.MethodPost, "/session/"+d.session+"/execute/sync", map[string]any{"script": "return window.schemashiftMark || ''", "args": []any{}})["value"]
 	assert.Equal(t, "still this page", mark, "updated in place, not reloaded")
-	assert.Contains(t, d.text(`tr[data-phase="verify"]`), "operator")
-	assert.Contains(t, d.text(`table.audit`), "backfill done")
+	// The live part may be swapped again meanwhile (the stream tells
+	// every change): each is read whole in one go, until it shows.
+	require.Eventually(t, func() bool { return strings.Contains(d.poll(`tr[data-phase="verify"]`), "operator") }, 30*time.Second, 50*time.Millisecond,
+		"the timeline names who entered verify")
+	require.Eventually(t, func() bool { return strings.Contains(d.poll(`table.audit`), "backfill done") }, 30*time.Second, 50*time.Millisecond,
+		"the audit trail shows the advance's reason")
 }
