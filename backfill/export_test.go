@@ -48,3 +48,13 @@ func (b *Backfill) Claim(ctx context.Context, worker string) (int64, error) {
 	}
 	return c.Seq, nil
 }
+
+// NextChunkSize is the adaptive size after a chunk of size (asked) that
+// walked rows in elapsed, under opts' bounds and targets.
+func NextChunkSize(size int, rows int64, elapsed time.Duration, opts ...Option) (int, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return 0, err
+	}
+	return nextChunkSize(size, rows, elapsed, o), nil
+}

@@ -481,6 +481,13 @@ type Progress struct {
 	Throttled     time.Duration // time workers waited on throttle signals
 	ChunkSize     int
 	Throttle      string
+	// Foreground is what the job's latency budget ([WithLatencyBudget])
+	// reads the foreground by: [SourceApplication], [SourceProbe] or
+	// [SourceDatabase]; "" without a budget.
+	Foreground string
+	// Pace is how the budget's pace stands: the share of time worked and
+	// the last reading against the baseline.
+	Pace string
 	// Rate is rows per second since the job started; ETA follows from it,
 	// for a running job only (none when it is paused or stalled).
 	Rate       float64
@@ -531,6 +538,8 @@ func state(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, name 
 		Estimate  sql.NullInt64  `db:"total_estimate"`
 		ChunkSize sql.NullInt64  `db:"chunk_size"`
 		Throttle  string         `db:"throttle"`
+		Fg        string         `db:"foreground"`
+		Pace      string         `db:"pace"`
 		Verify    string         `db:"verify_status"`
 		Divergent sql.NullInt64  `db:"verify_divergent"`
 		Runs      int64          `db:"runs"`
@@ -564,7 +573,7 @@ func state(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, name 
 	p := Progress{
 		Job: name, Table: row.Table, Status: row.Status, RowsDone: row.Done, RowsChanged: row.Changed,
 		TotalEstimate: row.Estimate.Int64, ChunksDone: row.NDone, ChunksLeased: row.NLeased, ChunksRedone: row.NRedone,
-		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, LastKey: last, Verify: row.Verify,
+		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, Foreground: row.Fg, Pace: row.Pace, LastKey: last, Verify: row.Verify,
 		Divergent: row.Divergent.Int64, Error: row.Error, StartedAt: row.Started.Time, UpdatedAt: row.Updated.Time,
 		Runs: row.Runs, Retries: row.Retries, Throttled: time.Duration(row.Throttled) * time.Millisecond,
 	}
