@@ -74,7 +74,7 @@ const (
 	// backfill's own. Its latency is the mean time of a transaction, not a
 	// percentile: the budget's P99 bounds that mean, against the
 	// baseline's.
-	SourceDatabase = "pg_stat_database"
+	SourceDatabase = "database statistics"
 )
 
 // WithLatencyBudget paces the backfill by what the foreground may lose
