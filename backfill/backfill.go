@@ -199,12 +199,13 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	limiter := b.limiter()
 	stopHeartbeat := b.heartbeat(gctx)
+	stopProgress := b.reportProgress(gctx)
 	stopPacing, err := b.startPacing(gctx)
 	if err != nil {
+		stopProgress()
 		stopHeartbeat()
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
-	stopProgress := b.reportProgress(gctx)
 	// The first worker to see the job done wakes the others waiting on its
 	// last leases, so Run returns then, not a poll interval later.
 	done := make(chan struct{})
