@@ -59,7 +59,11 @@ type paceLog struct {
 	reports []backfill.Progress
 }
 
-func (l *paceLog) add(p backfill.Progress) { l.mu.Lock(); l.reports = append(l.reports, p); l.mu.Unlock() }
+func (l *paceLog) add(p backfill.Progress) {
+	l.mu.Lock()
+	l.reports = append(l.reports, p)
+	l.mu.Unlock()
+}
 
 // A budget fed by the application's own latencies, under a foreground
 // load of point reads and updates on real PostgreSQL: the backfill
