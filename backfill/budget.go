@@ -87,7 +87,10 @@ const (
 // limits) adds to the share a twentieth times the part of the way to the
 // nearest limit still left (a twentieth at the baseline, three
 // hundredths at the set point, so that the pace creeps up to it rather
-// than jump past a limit); one past the set point takes a
+// than jump past a limit), or, until a window first comes out past the
+// set point, doubles it while the foreground is within half of the set
+// point's distance from the baseline (a slow start, so that a light load
+// is not paced up by twentieths); one past the set point takes a
 // sixth off; one past a limit halves the share and the chunk size, and
 // holds the pace one window before it may grow again (what the foreground
 // suffered then is still in the next reading). The share starts at a
@@ -145,6 +148,7 @@ type pacer struct {
 	base   Foreground
 	duty   float64
 	hold   time.Time // no increase before this
+	probed bool      // a window came out past the set point: slow start is over
 	last   Foreground
 	note   string // the last verdict, for Pace
 }
@@ -208,16 +212,26 @@ func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) 
 	v, headroom := p.judge(f)
 	switch v {
 	case over:
+		p.probed = true
 		p.duty = max(paceMin, p.duty/2)
 		p.hold = now.Add(p.budget.Window)
 		shrink = true
 		p.note = "over budget"
 	case near:
+		p.probed = true
 		p.duty = max(paceMin, p.duty*5/6)
 		p.note = "near budget"
 	default:
 		if now.Before(p.hold) {
 			p.note = "holding"
+			break
+		}
+		if !p.probed && headroom > 1-setPoint/2 {
+			// Slow start: until a window first comes out past the set
+			// point, the pace doubles while the foreground is nearer the
+			// baseline than the set point's half-way mark.
+			p.duty = min(1, p.duty*2)
+			p.note = "within budget, starting"
 			break
 		}
 		// The step shrinks with the headroom left, so that a pace close

@@ -172,3 +172,27 @@ func TestForegroundRecorder(t *testing.T) {
 	f, _ = r.Read(t.Context())
 	assert.Equal(t, int64(2), f.Ops)
 }
+
+// Until a window first comes out past the set point, a foreground near
+// its baseline doubles the pace (slow start); after one has, the pace
+// grows by twentieths.
+func TestPacerSlowStart(t *testing.T) {
+	t.Parallel()
+	base := Foreground{Latency: 10 * time.Millisecond, Throughput: 100, Ops: 100}
+	p := newPacer(LatencyBudget{P99: 1.5, Throughput: 0.9, Window: time.Second}, base)
+	now := time.Unix(0, 0)
+	var duties []float64
+	for i := range 4 {
+		d, _ := p.update(now.Add(time.Duration(i)*time.Second), base)
+		duties = append(duties, d)
+	}
+	assert.InDeltaSlice(t, []float64{0.2, 0.4, 0.8, 1}, duties, 1e-9)
+	p = newPacer(LatencyBudget{P99: 1.5, Window: time.Second}, base)
+	d, _ := p.update(now, Foreground{Latency: 14 * time.Millisecond, Ops: 1}) // past the set point
+	assert.InDelta(t, paceStart*5/6, d, 1e-9)
+	d, _ = p.update(now.Add(time.Second), base)
+	assert.InDelta(t, paceStart*5/6+paceStep, d, 1e-9, "slow start is over")
+	p = newPacer(LatencyBudget{P99: 1.5, Window: time.Second}, base)
+	d, _ = p.update(now, Foreground{Latency: 12 * time.Millisecond, Ops: 1}) // within, but past half the set point
+	assert.InDelta(t, paceStart+paceStep*0.6, d, 1e-9)
+}

@@ -21,12 +21,22 @@ type chunkLog struct {
 	backfill.NopObserver
 	mu     sync.Mutex
 	chunks []backfill.Chunk
+	first  time.Time // when the first chunk reported began, by time.Now
 }
 
 func (l *chunkLog) ObserveChunk(_ context.Context, c backfill.Chunk) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.chunks) == 0 {
+		l.first = time.Now().Add(-c.Duration)
+	}
 	l.chunks = append(l.chunks, c)
+}
+
+func (l *chunkLog) firstStart() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.first
 }
 
 func (l *chunkLog) all() []backfill.Chunk {
