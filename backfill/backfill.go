@@ -367,6 +367,10 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 // no lease while it waits. It returns nil when the job is done; done is
 // closed when a sibling found it so.
 func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limiter, done <-chan struct{}) error {
+	// The next chunk's boundary, looked for while this chunk runs.
+	var next *lookahead
+	defer func() { next.wait() }()
+	busy := false // the last turn ran a chunk
 	for {
 		if err := b.waitSignals(ctx); err != nil {
 			return err
@@ -381,9 +385,10 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		)
 		err = b.retry(ctx, "claim", func() error {
 			var err error
-			c, status, err = b.claim(ctx, worker, size)
+			c, status, err = b.claim(ctx, worker, size, next.result(), busy)
 			return err
 		})
+		next, busy = nil, false
 		switch {
 		case errors.Is(err, errNoChunk):
 			if err := sleepUntil(ctx, b.opts.pollInterval, done); err != nil {
@@ -408,9 +413,15 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		if c == nil {
 			continue
 		}
+		if c.Span.Hi != nil && b.opts.workers == 1 {
+			// With siblings, one of them moves the frontier first as a
+			// rule, and the guess would be a walk for nothing.
+			next = b.lookAhead(ctx, c.Span.Hi, size)
+		}
 		if err := b.runChunk(ctx, worker, c, size); err != nil {
 			return err
 		}
+		busy = true
 	}
 }
 
@@ -555,8 +566,16 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 		}
 		wait := backoff.Wait(b.opts.backoff, attempt, 100*b.opts.backoff)
 		b.opts.observer.ObserveRetry(ctx, Retry{Job: b.job.Name, Op: what, Kind: kind.String(), Attempt: attempt, Wait: wait, Err: err})
-		// Counted for the retrospective; best effort, as the database may be what failed.
-		_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillRetried(), b.job.Name)
+		// Counted for the retrospective; best effort, as the database may
+		// be what failed. A connection the pool kept may have died with
+		// the one that failed (a failover ends them all): each one found
+		// dead is dropped, and the count tried again on another, a few
+		// times.
+		for range 4 {
+			if _, err := b.db.ExecContext(ctx, b.plan.d.BackfillRetried(), b.job.Name); pgerr.Classify(err) != pgerr.Connection {
+				break
+			}
+		}
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -613,7 +632,8 @@ func (b *Backfill) shrink() {
 }
 
 // adapt steers the chunk size towards the target chunk time from the
-// chunk of rows that took elapsed: up by at most half per chunk, down by
+// chunk of rows that took elapsed: up by at most half per chunk (double
+// while a chunk takes under a quarter of the target), down by
 // at most half while the chunk stayed within [WithMaxLockHold]'s bound,
 // and, once one ran past it, down at once to the size that would have met
 // the target (at least halved): the multiplicative decrease that keeps one
@@ -640,6 +660,8 @@ func nextChunkSize(size int, rows int64, elapsed time.Duration, o options) int {
 		next = min(float64(rows)*target/float64(elapsed), float64(rows)/2, ideal)
 	case ideal < cur:
 		next = max(ideal, cur/2)
+	case elapsed < o.targetChunkTime/4:
+		next = min(ideal, cur*2) // far below the target: it cannot reach it by doubling
 	default:
 		next = min(ideal, cur*1.5)
 	}

@@ -110,7 +110,7 @@ func benchThroughput(b *testing.B, db *sqlx.DB) {
 
 		run := func(table string, workers int) (time.Duration, backfill.Progress) {
 			bf, err := backfill.New(ctx, db, jobOn(table), backfill.WithChunkSize(10000, 1000, 200000),
-				backfill.WithTargetChunkTime(time.Second), backfill.WithWorkers(workers))
+				backfill.WithTargetChunkTime(time.Second), backfill.WithMaxLockHold(3*time.Second), backfill.WithWorkers(workers))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -212,7 +212,7 @@ func BenchmarkForegroundLatency(b *testing.B) {
 	for b.Loop() {
 		idle := phase("users_unthrottled", func() { time.Sleep(5 * time.Second) })
 
-		bf, err := backfill.New(ctx, db, jobOn("users_unthrottled"), backfill.WithChunkSize(10000, 1000, 200000), backfill.WithTargetChunkTime(time.Second))
+		bf, err := backfill.New(ctx, db, jobOn("users_unthrottled"), backfill.WithChunkSize(10000, 1000, 200000), backfill.WithTargetChunkTime(time.Second), backfill.WithMaxLockHold(3*time.Second))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -351,7 +351,7 @@ func rssMain() int {
 		return 1
 	}
 	defer db.Close()
-	bf, err := backfill.New(ctx, db, jobOn("users_mem"), backfill.WithChunkSize(10000, 1000, 200000), backfill.WithTargetChunkTime(time.Second))
+	bf, err := backfill.New(ctx, db, jobOn("users_mem"), backfill.WithChunkSize(10000, 1000, 200000), backfill.WithTargetChunkTime(time.Second), backfill.WithMaxLockHold(3*time.Second))
 	if err != nil {
 		fmt.Println(err)
 		return 1

@@ -412,7 +412,8 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	if !valid {
 		return Foreground{}, nil
 	}
-	ops := (cur.xacts - prev.xacts) - (cur.ownTx - prev.ownTx) - 1 // -1: this reading's own
+	// -2: this reading's own, and the pace's record after the last.
+	ops := (cur.xacts - prev.xacts) - (cur.ownTx - prev.ownTx) - 2
 	activeMS := (cur.activeMS - prev.activeMS) - float64(cur.ownActive-prev.ownActive)/float64(time.Millisecond)
 	f := Foreground{Ops: max(ops, 0)}
 	if secs := cur.at.Sub(prev.at).Seconds(); secs > 0 && ops > 0 {
@@ -462,7 +463,7 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 		return func() {}, nil
 	}
 	sig := b.signal()
-	b.setPace(ctx, sig.Source(), "measuring the baseline", 0)
+	b.setPace(ctx, sig.Source(), "measuring the baseline", paceStart)
 	if _, err := sig.Read(ctx); err != nil {
 		return nil, fmt.Errorf("latency budget: baseline: %w", err)
 	}

@@ -149,7 +149,8 @@ func WithTargetChunkTime(d time.Duration) Option {
 // writer waits on). A chunk's transaction is timed from BEGIN to COMMIT:
 // the chunk size steers towards a target below the bound (two fifths of
 // it, unless [WithTargetChunkTime] says otherwise), grows by at most half
-// per chunk, and a chunk that runs past the bound cuts the next ones at
+// per chunk (doubles while a chunk takes under a quarter of the target),
+// and a chunk that runs past the bound cuts the next ones at
 // once to the size that would have met the target, at least by half. The
 // bound is also the default lock timeout ([WithLockTimeout]): a chunk that
 // waits that long on a foreground row lock, holding the locks it took

@@ -196,3 +196,22 @@ func TestPacerSlowStart(t *testing.T) {
 	d, _ = p.update(now, Foreground{Latency: 12 * time.Millisecond, Ops: 1}) // within, but past half the set point
 	assert.InDelta(t, paceStart+paceStep*0.6, d, 1e-9)
 }
+
+// A boundary found while the last chunk ran is taken only from the same
+// frontier, and only when it is no more than a tenth over the size asked:
+// a size cut since is not undone by it.
+func TestBoundaryGuessFits(t *testing.T) {
+	t.Parallel()
+	g := &boundaryGuess{lo: Key{"3", "a"}, hi: Key{"9", "z"}, size: 1000}
+	assert.True(t, g.fits(Key{"3", "a"}, 1000))
+	assert.True(t, g.fits(Key{"3", "a"}, 910), "a tenth over")
+	assert.True(t, g.fits(Key{"3", "a"}, 5000), "the size grew: a smaller chunk")
+	assert.False(t, g.fits(Key{"3", "a"}, 500), "the size was cut")
+	assert.False(t, g.fits(Key{"3", "b"}, 1000), "another worker moved the frontier")
+	assert.False(t, g.fits(nil, 1000))
+	var none *boundaryGuess
+	assert.False(t, none.fits(Key{"3", "a"}, 1000))
+	var l *lookahead
+	assert.Nil(t, l.result())
+	l.wait()
+}

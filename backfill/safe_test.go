@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -45,7 +46,8 @@ func (l *chunkLog) all() []backfill.Chunk {
 	return slices.Clone(l.chunks)
 }
 
-// The adaptive size's arithmetic: it grows by at most half a chunk, eases
+// The adaptive size's arithmetic: it grows by at most half a chunk
+// (doubles while a chunk takes under a quarter of the target), eases
 // down by at most half while a chunk stays within the bound, and a chunk
 // past the bound cuts the next one at once to what would have met the
 // target (the target is two fifths of the bound by default).
@@ -58,7 +60,8 @@ func TestChunkSizeSteersBelowTheLockBound(t *testing.T) {
 		return n
 	}
 	// Defaults: bound 50ms, target 20ms.
-	assert.Equal(t, 300, next(200, 200, time.Millisecond), "fast chunk: up by half, not to the ideal 4000")
+	assert.Equal(t, 400, next(200, 200, time.Millisecond), "a chunk far below the target: doubled, not to the ideal 4000")
+	assert.Equal(t, 1500, next(1000, 1000, 10*time.Millisecond), "below the target: up by half, not to the ideal 2000")
 	assert.Equal(t, 2000, next(2000, 2000, 20*time.Millisecond), "on target: unchanged")
 	assert.Equal(t, 1333, next(2000, 2000, 30*time.Millisecond), "over the target, within the bound: to the ideal")
 	assert.Equal(t, 1000, next(2000, 2000, 45*time.Millisecond), "within the bound: at most halved")
@@ -157,6 +160,11 @@ func TestDefaultsNeverStallAWriterPastTheBound(t *testing.T) {
 	slices.Sort(took)
 	assert.Less(t, took[len(took)/2], backfill.DefaultMaxLockHold, "the median chunk is within the bound")
 	// The writer's own clock, with a margin of the bound for what is not a
-	// chunk's lock (a busy core, the WAL flush of its own commit).
-	assert.Less(t, waits[len(waits)-1], 2*backfill.DefaultMaxLockHold, "the writer's longest wait")
+	// chunk's lock (a busy core, the WAL flush of its own commit): on a
+	// loaded machine a write now and then waits for a core, not a lock, so
+	// what is asserted is that such writes are rare (a chunk of a third of
+	// a second, as the old defaults grew to, stalls every write into its
+	// rows: thousands here).
+	slow := len(waits) - sort.Search(len(waits), func(i int) bool { return waits[i] > 2*backfill.DefaultMaxLockHold })
+	assert.LessOrEqual(t, slow, max(3, len(waits)/1000), "writes that waited past twice the bound (longest %v)", waits[len(waits)-1])
 }

@@ -204,14 +204,21 @@ var errNoChunk = errors.New("no chunk available")
 // the worker itself held before a restart), else a new chunk of size rows
 // past the frontier. It returns (nil, status) when the job is not running
 // or is finished.
-func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, Status, error) {
-	switch st, idle, err := b.idle(ctx, worker); {
-	case err != nil:
-		return nil, "", err
-	case idle:
-		return nil, Running, errNoChunk
-	case st != Running:
-		return nil, st, nil
+//
+// guess, when not nil, is the boundary a look-ahead found (see
+// lookahead); busy says the worker has just finished a chunk, and skips
+// the idle check (a round trip) that keeps idle and paused workers from
+// taking write locks.
+func (b *Backfill) claim(ctx context.Context, worker string, size int, guess *boundaryGuess, busy bool) (*chunk, Status, error) {
+	if !busy {
+		switch st, idle, err := b.idle(ctx, worker); {
+		case err != nil:
+			return nil, "", err
+		case idle:
+			return nil, Running, errNoChunk
+		case st != Running:
+			return nil, st, nil
+		}
 	}
 	tx, err := b.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -282,11 +289,16 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 	if err != nil {
 		return nil, "", err
 	}
-	hi, err := b.plan.boundary(ctx, tx, lo, size)
-	if err != nil {
+	scanned := int64(size)
+	var hi Key
+	if guess.fits(lo, size) {
+		// Found while the last chunk ran: the key guess.size rows past
+		// the frontier then (rows written since move it no more than they
+		// would a boundary found here, in a snapshot of READ COMMITTED).
+		hi, scanned = guess.hi, int64(guess.size)
+	} else if hi, err = b.plan.boundary(ctx, tx, lo, size); err != nil {
 		return nil, "", fmt.Errorf("find chunk boundary: %w", err)
 	}
-	scanned := int64(size)
 	exhausted := false
 	if hi == nil {
 		// Fewer than size rows remain: the tail, open-ended, is the last chunk.
