@@ -306,6 +306,7 @@ func (b *Backfill) heartbeat(ctx context.Context) (stop func()) {
 		// Best effort: a beat lost to a passing database error is made
 		// good by the next, a third of a lease later.
 		_ = b.beat(ctx)
+		b.ownTx.Add(1)
 		return true
 	})
 }
@@ -328,6 +329,7 @@ func (b *Backfill) holdLease(ctx context.Context, worker string, c *chunk) (cont
 		rctx, done := context.WithTimeout(ctx, period)
 		held, err := b.renew(rctx, worker, c)
 		done()
+		b.ownTx.Add(1)
 		if err == nil && !held {
 			cancel(errLeaseLost)
 			return false
@@ -348,11 +350,9 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 		if err != nil {
 			return true // the next report may succeed
 		}
+		b.ownTx.Add(1)
 		b.mu.Lock()
-		p.ChunkSize, p.Throttle = b.chunkSize, b.throttle
-		if b.opts.budget != nil {
-			p.Foreground, p.Pace = b.foreground, b.pace
-		}
+		p.ChunkSize, p.Throttle, p.Foreground, p.Pace = b.chunkSize, b.throttle, b.foreground, b.pace
 		b.mu.Unlock()
 		b.opts.observer.ObserveProgress(ctx, p)
 		if b.opts.progress != nil {

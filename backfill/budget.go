@@ -459,8 +459,11 @@ func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float6
 func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 	bud := b.opts.budget
 	if bud == nil {
-		b.setPace(ctx, "", "", b.opts.dutyCycle)
-		return func() {}, nil
+		if b.opts.dutySet || b.plan.d.BackfillForegroundStats() == "" {
+			b.setPace(ctx, "", "", b.opts.dutyCycle)
+			return func() {}, nil
+		}
+		return b.restWhileBusy(ctx), nil
 	}
 	sig := b.signal()
 	b.setPace(ctx, sig.Source(), "measuring the baseline", paceStart)
@@ -493,4 +496,30 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 		b.setPace(ctx, sig.Source(), p.describe(), duty)
 		return true
 	}), nil
+}
+
+// restWhileBusy is the default pace on a database with statistics: every
+// second, [DefaultBusyDutyCycle] if the database served more than
+// [DefaultBusyRate] transactions a second besides the backfill's own
+// since the last reading, else full pace. It runs until the returned stop
+// is called (which waits for it).
+func (b *Backfill) restWhileBusy(ctx context.Context) (stop func()) {
+	sig := &dbForeground{b: b}
+	b.setPace(ctx, sig.Source(), "duty 1.00, no foreground seen yet", 1)
+	if _, err := sig.Read(ctx); err != nil {
+		b.setPace(ctx, sig.Source(), "duty 1.00, statistics unreadable: "+err.Error(), 1)
+	}
+	return every(ctx, time.Second, func(ctx context.Context) bool {
+		f, err := sig.Read(ctx)
+		switch {
+		case err != nil:
+			// Unknown is not idle.
+			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, statistics unreadable: %v", DefaultBusyDutyCycle, err), DefaultBusyDutyCycle)
+		case f.Throughput > DefaultBusyRate:
+			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, foreground of %.0f tx/s", DefaultBusyDutyCycle, f.Throughput), DefaultBusyDutyCycle)
+		default:
+			b.setPace(ctx, sig.Source(), "duty 1.00, no foreground", 1)
+		}
+		return true
+	})
 }

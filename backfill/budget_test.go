@@ -157,3 +157,83 @@ func TestLatencyBudgetRefusesNonsense(t *testing.T) {
 		assert.ErrorContains(t, err, "latency budget", "%+v", bud)
 	}
 }
+
+// By default on PostgreSQL a backfill rests half the time while the
+// database serves a foreground (read from its statistics every second),
+// and works flat out when no one else is there; it says which in State.
+// The first chunk waits, after its claim and before its transaction (so
+// holding no lock), until the pace has read the foreground as expected.
+func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
+	t.Parallel()
+	for _, busy := range []bool{true, false} {
+		t.Run(fmt.Sprint("busy=", busy), func(t *testing.T) {
+			t.Parallel()
+			db := pgtest.DB(t)
+			const n = 20_000
+			usersTable(t, db, n)
+			if busy {
+				stop := foregroundLoad(t, db, n, 2, backfill.NewForegroundRecorder(nil))
+				defer stop()
+			}
+			want := "duty 1.00, no foreground"
+			if busy {
+				want = "duty 0.50, foreground of "
+			}
+			seen := make(chan struct{})
+			var once sync.Once
+			var mu sync.Mutex
+			var paces []string
+			chunks := &chunkLog{}
+			b := mustNew(t, db, emailJob("default-pace"), backfill.WithObserver(chunks),
+				backfill.WithProgress(time.Second, func(p backfill.Progress) {
+					mu.Lock()
+					paces = append(paces, p.Pace)
+					mu.Unlock()
+					if strings.HasPrefix(p.Pace, want) && (busy || p.Pace == want) {
+						once.Do(func() { close(seen) })
+					}
+				}),
+				backfill.WithAfterClaim(func(seq int64) {
+					if seq == 1 {
+						select {
+						case <-seen:
+						case <-t.Context().Done():
+						}
+					}
+				}))
+			p, err := b.Run(t.Context())
+			end := time.Now()
+			require.NoError(t, err)
+			require.Equal(t, backfill.Done, p.Status)
+			st, err := b.State(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, backfill.SourceDatabase, st.Foreground)
+			if busy {
+				// Each chunk is followed by a rest as long as itself.
+				var worked time.Duration
+				for _, c := range chunks.all() {
+					worked += c.Duration
+				}
+				assert.Less(t, worked.Seconds(), 0.6*end.Sub(chunks.firstStart()).Seconds(), "worked %v", worked)
+			}
+			mu.Lock()
+			t.Logf("paces: %q", paces)
+			mu.Unlock()
+			select {
+			case <-seen:
+			default:
+				t.Fatalf("the pace never read %q", want)
+			}
+		})
+	}
+	// A duty cycle given: the backfill does not look.
+	db := pgtest.DB(t)
+	usersTable(t, db, 100)
+	b := mustNew(t, db, emailJob("given"), backfill.WithDutyCycle(1))
+	_, err := b.Run(t.Context())
+	require.NoError(t, err)
+	st, err := b.State(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, st.Foreground)
+	assert.Empty(t, st.Pace)
+}

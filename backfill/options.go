@@ -19,6 +19,13 @@ const (
 	DefaultMaxLockHold      = 50 * time.Millisecond
 	DefaultTargetChunkTime  = DefaultMaxLockHold * 2 / 5
 	DefaultLockTimeout      = DefaultMaxLockHold
+	// DefaultBusyDutyCycle is the share of time a worker works, by
+	// default, while the database serves a foreground (see
+	// [WithDutyCycle]).
+	DefaultBusyDutyCycle = 0.5
+	// DefaultBusyRate is the rate of other transactions, per second, above
+	// which the database counts as serving a foreground.
+	DefaultBusyRate = 10
 	DefaultStatementTimeout = 10 * time.Second
 	DefaultLease            = 15 * time.Second
 	DefaultMaxRetries       = 10
@@ -37,6 +44,7 @@ type options struct {
 	budget           *LatencyBudget
 	rowsPerSecond    float64
 	dutyCycle        float64
+	dutySet          bool // WithDutyCycle given: no rest by the database's business
 	lockTimeout      time.Duration
 	statementTimeout time.Duration
 	lease            time.Duration
@@ -176,15 +184,22 @@ func WithRate(rowsPerSecond float64) Option {
 }
 
 // WithDutyCycle makes each worker rest after every chunk, so that it works
-// only the given fraction of the time (0 < d ≤ 1; default 1, no rest): a
-// chunk of 20ms at 0.25 is followed by 60ms of rest. On a busy primary this
-// leaves CPU and I/O to the foreground whatever the chunk size.
+// only the given fraction of the time (0 < d ≤ 1): a chunk of 20ms at 0.25
+// is followed by 60ms of rest. On a busy primary this leaves CPU and I/O to
+// the foreground whatever the chunk size.
+//
+// Default, on PostgreSQL: [DefaultBusyDutyCycle] while the database's
+// statistics show a foreground (more than [DefaultBusyRate] transactions a
+// second besides the backfill's own, read every second), else 1, no rest:
+// full speed when no one else is there. [Progress].Foreground then reads
+// [SourceDatabase], and Pace which it is. On SQLite, 1. Given a duty
+// cycle, or a [WithLatencyBudget], the backfill does not look.
 func WithDutyCycle(d float64) Option {
 	return func(o *options) error {
 		if !(d > 0 && d <= 1) {
 			return fmt.Errorf("duty cycle: %v is outside (0, 1]", d)
 		}
-		o.dutyCycle = d
+		o.dutyCycle, o.dutySet = d, true
 		return nil
 	}
 }

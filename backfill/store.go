@@ -493,12 +493,14 @@ type Progress struct {
 	Throttled     time.Duration // time workers waited on throttle signals
 	ChunkSize     int
 	Throttle      string
-	// Foreground is what the job's latency budget ([WithLatencyBudget])
-	// reads the foreground by: [SourceApplication], [SourceProbe] or
-	// [SourceDatabase]; "" without a budget.
+	// Foreground is what the job's pace reads the foreground by: a
+	// latency budget's signal ([WithLatencyBudget]: [SourceApplication],
+	// [SourceProbe] or [SourceDatabase]), or, by default on PostgreSQL,
+	// [SourceDatabase] (see [WithDutyCycle]); "" with a duty cycle given,
+	// or on SQLite.
 	Foreground string
-	// Pace is how the budget's pace stands: the share of time worked and
-	// the last reading against the baseline.
+	// Pace is how the pace stands: the share of time worked and, with a
+	// budget, the last reading against the baseline.
 	Pace string
 	// Rate is rows per second since the job started; ETA follows from it,
 	// for a running job only (none when it is paused or stalled).
