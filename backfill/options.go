@@ -13,19 +13,19 @@ import (
 // at once, to below the target, by the first chunk that runs past the
 // bound (see [WithMaxLockHold]).
 const (
-	DefaultChunkSize        = 200
-	DefaultMinChunk         = 20
-	DefaultMaxChunk         = 20000
-	DefaultMaxLockHold      = 50 * time.Millisecond
-	DefaultTargetChunkTime  = DefaultMaxLockHold * 2 / 5
-	DefaultLockTimeout      = DefaultMaxLockHold
+	DefaultChunkSize       = 200
+	DefaultMinChunk        = 20
+	DefaultMaxChunk        = 20000
+	DefaultMaxLockHold     = 50 * time.Millisecond
+	DefaultTargetChunkTime = DefaultMaxLockHold * 2 / 5
+	DefaultLockTimeout     = DefaultMaxLockHold
 	// DefaultBusyDutyCycle is the share of time a worker works, by
 	// default, while the database serves a foreground (see
 	// [WithDutyCycle]).
 	DefaultBusyDutyCycle = 0.5
 	// DefaultBusyRate is the rate of other transactions, per second, above
 	// which the database counts as serving a foreground.
-	DefaultBusyRate = 10
+	DefaultBusyRate         = 10
 	DefaultStatementTimeout = 10 * time.Second
 	DefaultLease            = 15 * time.Second
 	DefaultMaxRetries       = 10
