@@ -97,7 +97,11 @@
 // sets it): the first chunk is small ([DefaultChunkSize] rows), the size
 // adapts towards a target chunk time below the bound, never grows past
 // [DefaultMaxChunk], and a chunk that runs past the bound cuts the next
-// ones at once. The bound is also the default lock timeout.
+// ones at once. The bound is also the default lock timeout. On
+// PostgreSQL a backfill also rests, by default, half the time while the
+// database's statistics show a foreground, and works flat out while they
+// show none (see [WithDutyCycle]). A single worker looks for the next
+// chunk's boundary while its chunk runs.
 //
 // How fast to go is best stated as what the foreground may lose:
 // [WithLatencyBudget] takes a [LatencyBudget] (its latency within 1.5× of
