@@ -189,10 +189,12 @@ func plainLine(p backfill.Progress, rate float64, left time.Duration) string {
 	return fmt.Sprintf("%s:%s %d/%d rows, %.0f rows/s, ETA %s, %s", p.Job, pct, p.RowsDone, p.TotalEstimate, rate, etaOf(p, left), backfillStatus(p)) + paceOf(p, ", ")
 }
 
-// paceOf is, for a job paced by a latency budget, what it reads the
-// foreground by and how its pace stands, after sep; "" for one without.
+// paceOf is, for a running job whose pace reads the foreground (a
+// latency budget, or the default rest while the database is busy), what
+// it reads it by and how its pace stands, after sep; "" for another (a
+// job done or paused has no pace).
 func paceOf(p backfill.Progress, sep string) string {
-	if p.Foreground == "" {
+	if p.Foreground == "" || p.Status != backfill.Running {
 		return ""
 	}
 	s := sep + "paced by " + p.Foreground

@@ -175,6 +175,8 @@ func TestProgressShowsThePace(t *testing.T) {
 	assert.Equal(t, "j: 10% 10/100 rows, 5 rows/s, ETA -, running, paced by database statistics: duty 0.35, latency 1.20× of 4ms within budget",
 		plainLine(p, 5, 0))
 	assert.True(t, strings.HasSuffix(barLine(p, 5, 0), "running  paced by database statistics: duty 0.35, latency 1.20× of 4ms within budget"), barLine(p, 5, 0))
-	p.Foreground, p.Pace = "", "stale"
-	assert.Equal(t, "j: 10% 10/100 rows, 5 rows/s, ETA -, running", plainLine(p, 5, 0), "no budget: nothing said")
+	p.Status = backfill.Done
+	assert.Equal(t, "j: 10% 10/100 rows, 5 rows/s, ETA 0s, done", plainLine(p, 5, 0), "a job done has no pace")
+	p.Status, p.Foreground, p.Pace = backfill.Running, "", "stale"
+	assert.Equal(t, "j: 10% 10/100 rows, 5 rows/s, ETA -, running", plainLine(p, 5, 0), "no pace read: nothing said")
 }
