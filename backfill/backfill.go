@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -32,9 +33,17 @@ type Backfill struct {
 	plan *plan
 	hash string
 
-	mu        sync.Mutex
-	chunkSize int
-	throttle  string
+	mu         sync.Mutex
+	chunkSize  int
+	throttle   string
+	duty       float64 // the latency budget's pace: the share of time a worker works
+	foreground string  // the budget's signal's source
+	pace       string  // the budget's pace, described
+
+	// What the backfill's own transactions add to the database's
+	// statistics, which a budget read by them takes off.
+	ownTx     atomic.Int64
+	ownActive atomic.Int64 // nanoseconds
 }
 
 // New checks the job against the database (its table and key), creates the
@@ -58,6 +67,9 @@ func New(ctx context.Context, pool Pool, job Job, opts ...Option) (*Backfill, er
 	if err := d.CheckPool(ctx, db); err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
+	if o.budget != nil && o.budget.Signal == nil && d.BackfillForegroundStats() == "" {
+		return nil, fmt.Errorf("new backfill %q: latency budget: the database keeps no statistics to read the foreground by; give the budget a Signal: %w", job.Name, errors.ErrUnsupported)
+	}
 	for _, s := range o.signals {
 		if s, ok := s.(dialectSignal); ok {
 			if err := s.supported(ctx, db, d); err != nil {
@@ -69,7 +81,7 @@ func New(ctx context.Context, pool Pool, job Job, opts ...Option) (*Backfill, er
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
-	b := &Backfill{db: db, job: job, opts: o, plan: p, hash: job.hash(p.keyCols), chunkSize: o.chunkSize}
+	b := &Backfill{db: db, job: job, opts: o, plan: p, hash: job.hash(p.keyCols), chunkSize: o.chunkSize, duty: o.dutyCycle}
 	// Statements are rendered once here so that a bad expression fails now.
 	if err := b.dryRender(ctx); err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
@@ -188,6 +200,12 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	limiter := b.limiter()
 	stopHeartbeat := b.heartbeat(gctx)
 	stopProgress := b.reportProgress(gctx)
+	stopPacing, err := b.startPacing(gctx)
+	if err != nil {
+		stopProgress()
+		stopHeartbeat()
+		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
+	}
 	// The first worker to see the job done wakes the others waiting on its
 	// last leases, so Run returns then, not a poll interval later.
 	done := make(chan struct{})
@@ -205,8 +223,9 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 			return err
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	stopProgress()
+	stopPacing()
 	stopHeartbeat()
 	final, stateErr := b.State(context.WithoutCancel(ctx))
 	if err == nil {
@@ -287,6 +306,7 @@ func (b *Backfill) heartbeat(ctx context.Context) (stop func()) {
 		// Best effort: a beat lost to a passing database error is made
 		// good by the next, a third of a lease later.
 		_ = b.beat(ctx)
+		b.ownTx.Add(1)
 		return true
 	})
 }
@@ -309,6 +329,7 @@ func (b *Backfill) holdLease(ctx context.Context, worker string, c *chunk) (cont
 		rctx, done := context.WithTimeout(ctx, period)
 		held, err := b.renew(rctx, worker, c)
 		done()
+		b.ownTx.Add(1)
 		if err == nil && !held {
 			cancel(errLeaseLost)
 			return false
@@ -329,8 +350,9 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 		if err != nil {
 			return true // the next report may succeed
 		}
+		b.ownTx.Add(1)
 		b.mu.Lock()
-		p.ChunkSize, p.Throttle = b.chunkSize, b.throttle
+		p.ChunkSize, p.Throttle, p.Foreground, p.Pace = b.chunkSize, b.throttle, b.foreground, b.pace
 		b.mu.Unlock()
 		b.opts.observer.ObserveProgress(ctx, p)
 		if b.opts.progress != nil {
@@ -345,6 +367,10 @@ func (b *Backfill) reportProgress(ctx context.Context) (stop func()) {
 // no lease while it waits. It returns nil when the job is done; done is
 // closed when a sibling found it so.
 func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limiter, done <-chan struct{}) error {
+	// The next chunk's boundary, looked for while this chunk runs.
+	var next *lookahead
+	defer func() { next.wait() }()
+	busy := false // the last turn ran a chunk
 	for {
 		if err := b.waitSignals(ctx); err != nil {
 			return err
@@ -359,9 +385,10 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		)
 		err = b.retry(ctx, "claim", func() error {
 			var err error
-			c, status, err = b.claim(ctx, worker, size)
+			c, status, err = b.claim(ctx, worker, size, next.result(), busy)
 			return err
 		})
+		next, busy = nil, false
 		switch {
 		case errors.Is(err, errNoChunk):
 			if err := sleepUntil(ctx, b.opts.pollInterval, done); err != nil {
@@ -386,9 +413,15 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		if c == nil {
 			continue
 		}
+		if c.Span.Hi != nil && b.opts.workers == 1 {
+			// With siblings, one of them moves the frontier first as a
+			// rule, and the guess would be a walk for nothing.
+			next = b.lookAhead(ctx, c.Span.Hi, size)
+		}
 		if err := b.runChunk(ctx, worker, c, size); err != nil {
 			return err
 		}
+		busy = true
 	}
 }
 
@@ -409,6 +442,9 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 		return err
 	})
 	elapsed := time.Since(start)
+	// Its statements and commit, and the claim's two before them.
+	b.ownTx.Add(3)
+	b.ownActive.Add(int64(elapsed))
 	stopLease()
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errLeaseLost) {
 		err = errLeaseLost
@@ -427,7 +463,7 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 	b.opts.observer.ObserveChunk(ctx, Chunk{Job: b.job.Name, Seq: c.Seq, Worker: worker, Rows: c.Scanned, Changed: changed,
 		Size: size, Attempt: c.Attempts, Duration: elapsed})
 	b.adapt(c.Scanned, elapsed)
-	if d := b.opts.dutyCycle; d < 1 {
+	if d := b.dutyNow(); d < 1 {
 		if err := sleep(ctx, time.Duration(float64(elapsed)*(1-d)/d)); err != nil {
 			return err
 		}
@@ -530,8 +566,16 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 		}
 		wait := backoff.Wait(b.opts.backoff, attempt, 100*b.opts.backoff)
 		b.opts.observer.ObserveRetry(ctx, Retry{Job: b.job.Name, Op: what, Kind: kind.String(), Attempt: attempt, Wait: wait, Err: err})
-		// Counted for the retrospective; best effort, as the database may be what failed.
-		_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillRetried(), b.job.Name)
+		// Counted for the retrospective; best effort, as the database may
+		// be what failed. A connection the pool kept may have died with
+		// the one that failed (a failover ends them all): each one found
+		// dead is dropped, and the count tried again on another, a few
+		// times.
+		for range 4 {
+			if _, err := b.db.ExecContext(ctx, b.plan.d.BackfillRetried(), b.job.Name); pgerr.Classify(err) != pgerr.Connection {
+				break
+			}
+		}
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -587,17 +631,41 @@ func (b *Backfill) shrink() {
 	b.chunkSize = max(b.opts.minChunk, b.chunkSize/2)
 }
 
-// adapt steers the chunk size towards the target chunk time, at most
-// doubling or halving per chunk.
+// adapt steers the chunk size towards the target chunk time from the
+// chunk of rows that took elapsed: up by at most half per chunk (double
+// while a chunk takes under a quarter of the target), down by
+// at most half while the chunk stayed within [WithMaxLockHold]'s bound,
+// and, once one ran past it, down at once to the size that would have met
+// the target (at least halved): the multiplicative decrease that keeps one
+// slow chunk from being followed by another.
 func (b *Backfill) adapt(rows int64, elapsed time.Duration) {
 	if rows <= 0 || elapsed <= 0 {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ideal := float64(b.chunkSize) * float64(b.opts.targetChunkTime) / float64(elapsed)
-	next := int(min(max(ideal, float64(b.chunkSize)/2), float64(b.chunkSize)*2))
-	b.chunkSize = min(max(next, b.opts.minChunk), b.opts.maxChunk)
+	b.chunkSize = nextChunkSize(b.chunkSize, rows, elapsed, b.opts)
+}
+
+// nextChunkSize is adapt's arithmetic: the size after a chunk of size
+// (asked) that walked rows in elapsed.
+func nextChunkSize(size int, rows int64, elapsed time.Duration, o options) int {
+	target := float64(o.targetChunkTime)
+	cur := float64(size)
+	ideal := cur * target / float64(elapsed)
+	var next float64
+	switch {
+	case elapsed > o.maxLockHold:
+		// The rows walked, not the size asked: a tail chunk is smaller.
+		next = min(float64(rows)*target/float64(elapsed), float64(rows)/2, ideal)
+	case ideal < cur:
+		next = max(ideal, cur/2)
+	case elapsed < o.targetChunkTime/4:
+		next = min(ideal, cur*2) // far below the target: it cannot reach it by doubling
+	default:
+		next = min(ideal, cur*1.5)
+	}
+	return min(max(int(next), o.minChunk), o.maxChunk)
 }
 
 func sleep(ctx context.Context, d time.Duration) error { return sleepUntil(ctx, d, nil) }

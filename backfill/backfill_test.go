@@ -25,6 +25,8 @@ func TestSetModeFillsEveryRow(t *testing.T) {
 		var progress []backfill.Progress
 		var mu sync.Mutex
 		b := mustNew(t, db, emailJob("users_email_lower"), backfill.WithChunkSize(700, 100, 700),
+			// No chunk of a loaded machine's is cut for overrunning the bound.
+			backfill.WithMaxLockHold(10*time.Second),
 			backfill.WithProgress(10*time.Millisecond, func(p backfill.Progress) { mu.Lock(); progress = append(progress, p); mu.Unlock() }))
 		final, err := b.Run(t.Context())
 		require.NoError(t, err)

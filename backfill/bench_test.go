@@ -66,7 +66,8 @@ func jobOn(table string) backfill.Job {
 
 // BenchmarkBackfillThroughput compares the backfill, unthrottled, one
 // worker, with the single UPDATE statement on an identical fresh table, in
-// the same run (target: ratio ≥ 0.9); then the same with two workers.
+// the same round (target: ratio ≥ 0.95); then the same with two workers
+// (target ≥ 1.6); the median of benchRounds rounds.
 func BenchmarkBackfillThroughput(b *testing.B) {
 	benchThroughput(b, pgtest.DB(b))
 }
@@ -77,64 +78,90 @@ func BenchmarkBackfillThroughputSQLite(b *testing.B) {
 	benchThroughput(b, dbtest.SQLite(b))
 }
 
+// benchRounds is how many rounds the throughput benchmark runs (each on
+// fresh tables; BENCH_ROUNDS overrides): it reports the median of each
+// ratio, as the machines it runs on are shared and one round's timings
+// swing by a fifth.
+func benchRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
 func benchThroughput(b *testing.B, db *sqlx.DB) {
 	n := benchRows()
-	makeUsers(b, db, "users_single", n)
-	makeUsers(b, db, "users_chunked", n)
-	makeUsers(b, db, "users_chunked2", n)
 	ctx := context.Background()
-	// Neither side pays for the other: no autovacuum of the table the
-	// first run just rewrote, no checkpoint of its WAL, while the second
-	// runs.
-	settle := func() {}
-	if !(db.DriverName() == "sqlite") {
-		for _, t := range []string{"users_single", "users_chunked", "users_chunked2"} {
-			if _, err := db.ExecContext(ctx, `ALTER TABLE `+t+` SET (autovacuum_enabled = false)`); err != nil {
-				b.Fatal(err)
-			}
-		}
-		settle = func() {
-			if _, err := db.ExecContext(ctx, `CHECKPOINT`); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	sqlite := db.DriverName() == "sqlite"
 	for b.Loop() {
-		settle()
-		start := time.Now()
-		if _, err := db.ExecContext(ctx, `UPDATE users_single SET email_lower = lower(email)`); err != nil {
-			b.Fatal(err)
-		}
-		single := time.Since(start)
-		settle()
-
-		run := func(table string, workers int) (time.Duration, backfill.Progress) {
-			bf, err := backfill.New(ctx, db, jobOn(table), backfill.WithChunkSize(10000, 1000, 200000),
-				backfill.WithTargetChunkTime(time.Second), backfill.WithWorkers(workers))
-			if err != nil {
-				b.Fatal(err)
+		var singles, ones, twos, ratios, ratios2 []float64
+		for round := range benchRounds() {
+			tables := []string{fmt.Sprintf("users_single_%d", round), fmt.Sprintf("users_chunked_%d", round), fmt.Sprintf("users_chunked2_%d", round)}
+			for _, t := range tables {
+				makeUsers(b, db, t, n)
 			}
+			// Neither side pays for the other: no autovacuum of the table the
+			// first run just rewrote, no checkpoint of its WAL, while the second
+			// runs.
+			settle := func() {}
+			if !sqlite {
+				for _, t := range tables {
+					if _, err := db.ExecContext(ctx, `ALTER TABLE `+t+` SET (autovacuum_enabled = false)`); err != nil {
+						b.Fatal(err)
+					}
+				}
+				settle = func() {
+					if _, err := db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			settle()
 			start := time.Now()
-			p, err := bf.Run(ctx)
-			if err != nil {
+			if _, err := db.ExecContext(ctx, `UPDATE `+tables[0]+` SET email_lower = lower(email)`); err != nil {
 				b.Fatal(err)
 			}
-			if p.RowsChanged != int64(n) {
-				b.Fatalf("backfill changed %d rows, want %d", p.RowsChanged, n)
+			single := time.Since(start)
+			settle()
+			run := func(table string, workers int) time.Duration {
+				bf, err := backfill.New(ctx, db, jobOn(table), backfill.WithChunkSize(10000, 1000, 200000),
+					backfill.WithTargetChunkTime(time.Second), backfill.WithMaxLockHold(3*time.Second), backfill.WithWorkers(workers))
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				p, err := bf.Run(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if p.RowsChanged != int64(n) {
+					b.Fatalf("backfill changed %d rows, want %d", p.RowsChanged, n)
+				}
+				return time.Since(start)
 			}
-			return time.Since(start), p
+			one := run(tables[1], 1)
+			settle()
+			// Two workers: one's chunk runs while the other finds its next
+			// boundary, or both update at once (a second core; on SQLite they
+			// take turns at the write lock).
+			two := run(tables[2], 2)
+			singles, ones, twos = append(singles, float64(n)/single.Seconds()), append(ones, float64(n)/one.Seconds()), append(twos, float64(n)/two.Seconds())
+			ratios, ratios2 = append(ratios, single.Seconds()/one.Seconds()), append(ratios2, single.Seconds()/two.Seconds())
+			b.Logf("round %d: single %v, one worker %v (%.3f), two workers %v (%.3f)", round, single, one, ratios[round], two, ratios2[round])
+			for _, t := range tables {
+				db.MustExecContext(ctx, `DROP TABLE `+t)
+			}
 		}
-		chunked, p := run("users_chunked", 1)
-		settle()
-		// Two workers: one's chunk runs while the other finds its next
-		// boundary, or both update at once (a second core; on SQLite they
-		// take turns at the write lock).
-		chunked2, _ := run("users_chunked2", 2)
-		b.ReportMetric(float64(n)/single.Seconds(), "single-rows/s")
-		b.ReportMetric(float64(n)/chunked.Seconds(), "backfill-rows/s")
-		b.ReportMetric(single.Seconds()/chunked.Seconds(), "ratio-vs-single")
-		b.ReportMetric(float64(p.ChunksDone), "chunks")
-		b.ReportMetric(single.Seconds()/chunked2.Seconds(), "2-workers-ratio-vs-single")
+		b.ReportMetric(median(singles), "single-rows/s")
+		b.ReportMetric(median(ones), "backfill-rows/s")
+		b.ReportMetric(median(ratios), "ratio-vs-single")
+		b.ReportMetric(median(ratios2), "2-workers-ratio-vs-single")
 	}
 }
 
@@ -212,7 +239,7 @@ func BenchmarkForegroundLatency(b *testing.B) {
 	for b.Loop() {
 		idle := phase("users_unthrottled", func() { time.Sleep(5 * time.Second) })
 
-		bf, err := backfill.New(ctx, db, jobOn("users_unthrottled"), backfill.WithChunkSize(10000, 1000, 200000), backfill.WithTargetChunkTime(time.Second))
+		bf, err := backfill.New(ctx, db, jobOn("users_unthrottled"), backfill.WithChunkSize(10000, 1000, 200000), backfill.WithTargetChunkTime(time.Second), backfill.WithMaxLockHold(3*time.Second))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -351,7 +378,7 @@ func rssMain() int {
 		return 1
 	}
 	defer db.Close()
-	bf, err := backfill.New(ctx, db, jobOn("users_mem"), backfill.WithChunkSize(10000, 1000, 200000), backfill.WithTargetChunkTime(time.Second))
+	bf, err := backfill.New(ctx, db, jobOn("users_mem"), backfill.WithChunkSize(10000, 1000, 200000), backfill.WithTargetChunkTime(time.Second), backfill.WithMaxLockHold(3*time.Second))
 	if err != nil {
 		fmt.Println(err)
 		return 1

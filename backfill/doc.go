@@ -88,10 +88,46 @@
 //
 // Chunks take a lock_timeout and a statement_timeout of their own; lock
 // timeouts, deadlocks, serialization failures and lost connections are
-// retried with jittered backoff. The chunk size adapts towards a target
-// chunk time; [WithRate] caps rows per second, [WithDutyCycle] rests between
-// chunks, and [Signal]s ([ReplicationLag], [LatencyProbe]) hold the backfill
-// back while the database or the foreground suffers.
+// retried with jittered backoff.
+//
+// # Pace
+//
+// Out of the box no chunk holds its row locks long enough to stall a
+// foreground write past [DefaultMaxLockHold] (50ms; [WithMaxLockHold]
+// sets it): the first chunk is small ([DefaultChunkSize] rows), the size
+// adapts towards a target chunk time below the bound, never grows past
+// [DefaultMaxChunk], and a chunk that runs past the bound cuts the next
+// ones at once. The bound is also the default lock timeout. On
+// PostgreSQL a backfill also rests, by default, half the time while the
+// database's statistics show a foreground, and works flat out while they
+// show none (see [WithDutyCycle]). A single worker looks for the next
+// chunk's boundary while its chunk runs.
+//
+// How fast to go is best stated as what the foreground may lose:
+// [WithLatencyBudget] takes a [LatencyBudget] (its latency within 1.5× of
+// a baseline measured before the first chunk, say, and at least 90% of
+// its throughput) and a controller finds the fastest pace that keeps it,
+// following the load as it changes. Its [ForegroundSignal] is, by
+// preference, the application's own latencies ([ForegroundRecorder],
+// fed from a dual-path adapter's observer), else a probe query timed
+// ([ProbeForeground]), else the database's statistics; which one, and
+// the pace, show in [Progress].Foreground and [Progress].Pace, on the
+// board and in the CLI's progress line. By hand instead, [WithRate] caps
+// rows per second, [WithDutyCycle] rests between chunks, and [Signal]s
+// ([ReplicationLag], [LatencyProbe]) hold the backfill back while the
+// database or the foreground suffers.
+//
+// # Benchmarks
+//
+// scripts/bench-backfill (BenchmarkBackfillUnderLoad) builds a users
+// table of a million rows per contender on a throwaway cluster, runs a
+// foreground of pgbench in a separate process (4 clients, a point read
+// and a point update per transaction), and prints, for no backfill, the
+// single UPDATE, the defaults, a latency budget (1.5× p99, 10% of the
+// throughput) and fixed 1,000-row batches with no pause: rows/s, the
+// foreground's tx/s kept, its p99 against the run with no backfill, and
+// its longest transaction, over each contender's own window. It is not
+// part of go test ./...: benchmarks run only when asked for.
 //
 // Replicas and the log are protected by signals that re-check often
 // rather than sleep out what they read: a throttled worker reads a

@@ -39,7 +39,7 @@ var ErrNoChunk = errNoChunk
 // sequence number: the claim's decisions (which lease ran out), without
 // a Run around them.
 func (b *Backfill) Claim(ctx context.Context, worker string) (int64, error) {
-	c, _, err := b.claim(ctx, worker, b.size())
+	c, _, err := b.claim(ctx, worker, b.size(), nil, false)
 	if err != nil {
 		return 0, err
 	}
@@ -47,4 +47,14 @@ func (b *Backfill) Claim(ctx context.Context, worker string) (int64, error) {
 		return 0, nil
 	}
 	return c.Seq, nil
+}
+
+// NextChunkSize is the adaptive size after a chunk of size (asked) that
+// walked rows in elapsed, under opts' bounds and targets.
+func NextChunkSize(size int, rows int64, elapsed time.Duration, opts ...Option) (int, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return 0, err
+	}
+	return nextChunkSize(size, rows, elapsed, o), nil
 }

@@ -6,13 +6,26 @@ import (
 	"time"
 )
 
-// Defaults.
+// Defaults. Out of the box a chunk holds its row locks for well under
+// [DefaultMaxLockHold]: it starts at [DefaultChunkSize] rows (a few
+// milliseconds on any table of ordinary width), steers towards
+// [DefaultTargetChunkTime], never grows past [DefaultMaxChunk], and is cut
+// at once, to below the target, by the first chunk that runs past the
+// bound (see [WithMaxLockHold]).
 const (
-	DefaultChunkSize        = 1000
-	DefaultMinChunk         = 100
-	DefaultMaxChunk         = 50000
-	DefaultTargetChunkTime  = 500 * time.Millisecond
-	DefaultLockTimeout      = 2 * time.Second
+	DefaultChunkSize       = 200
+	DefaultMinChunk        = 20
+	DefaultMaxChunk        = 20000
+	DefaultMaxLockHold     = 50 * time.Millisecond
+	DefaultTargetChunkTime = DefaultMaxLockHold * 2 / 5
+	DefaultLockTimeout     = DefaultMaxLockHold
+	// DefaultBusyDutyCycle is the share of time a worker works, by
+	// default, while the database serves a foreground (see
+	// [WithDutyCycle]).
+	DefaultBusyDutyCycle = 0.5
+	// DefaultBusyRate is the rate of other transactions, per second, above
+	// which the database counts as serving a foreground.
+	DefaultBusyRate         = 10
 	DefaultStatementTimeout = 10 * time.Second
 	DefaultLease            = 15 * time.Second
 	DefaultMaxRetries       = 10
@@ -25,8 +38,13 @@ type options struct {
 	minChunk         int
 	maxChunk         int
 	targetChunkTime  time.Duration
+	maxLockHold      time.Duration
+	targetSet        bool // WithTargetChunkTime given: not derived from maxLockHold
+	lockTimeoutSet   bool // WithLockTimeout given: not derived from maxLockHold
+	budget           *LatencyBudget
 	rowsPerSecond    float64
 	dutyCycle        float64
+	dutySet          bool // WithDutyCycle given: no rest by the database's business
 	lockTimeout      time.Duration
 	statementTimeout time.Duration
 	lease            time.Duration
@@ -52,7 +70,7 @@ func newOptions(opts []Option) (options, error) {
 	o := options{
 		workerID: newWorkerID(), workers: 1,
 		chunkSize: DefaultChunkSize, minChunk: DefaultMinChunk, maxChunk: DefaultMaxChunk,
-		targetChunkTime: DefaultTargetChunkTime, lockTimeout: DefaultLockTimeout, dutyCycle: 1,
+		maxLockHold: DefaultMaxLockHold, dutyCycle: 1,
 		statementTimeout: DefaultStatementTimeout, lease: DefaultLease, maxRetries: DefaultMaxRetries,
 		backoff: 50 * time.Millisecond, pollInterval: time.Second, progressEvery: time.Second,
 		observer: NopObserver{}, now: time.Now,
@@ -64,6 +82,12 @@ func newOptions(opts []Option) (options, error) {
 		if err := opt(&o); err != nil {
 			return o, err
 		}
+	}
+	if !o.targetSet {
+		o.targetChunkTime = o.maxLockHold * 2 / 5
+	}
+	if !o.lockTimeoutSet {
+		o.lockTimeout = o.maxLockHold
 	}
 	if o.minChunk > o.maxChunk {
 		return o, fmt.Errorf("chunk bounds: min %d is above max %d", o.minChunk, o.maxChunk)
@@ -107,7 +131,7 @@ func WithWorkers(n int) Option {
 }
 
 // WithChunkSize sets the first chunk's size and the bounds the adaptive
-// size stays within (defaults 1000, 100, 50000).
+// size stays within (defaults 200, 20, 20000).
 func WithChunkSize(initial, minSize, maxSize int) Option {
 	return func(o *options) error {
 		o.chunkSize, o.minChunk, o.maxChunk = initial, minSize, maxSize
@@ -116,10 +140,36 @@ func WithChunkSize(initial, minSize, maxSize int) Option {
 }
 
 // WithTargetChunkTime sets the chunk duration the adaptive size steers
-// towards (default 500ms). Shorter chunks hold row locks for less time (on
-// SQLite, the database's write lock: writers wait for the whole chunk).
+// towards (default two fifths of [WithMaxLockHold]'s bound, 20ms). Shorter
+// chunks hold row locks for less time (on SQLite, the database's write
+// lock: writers wait for the whole chunk). A target above the bound makes
+// every chunk overrun it, and be cut: set both.
 func WithTargetChunkTime(d time.Duration) Option {
-	return func(o *options) error { o.targetChunkTime = d; return positive("target chunk time", d) }
+	return func(o *options) error {
+		o.targetChunkTime, o.targetSet = d, true
+		return positive("target chunk time", d)
+	}
+}
+
+// WithMaxLockHold bounds how long a chunk holds its row locks, and so how
+// long it can stall a foreground write to one of its rows (default 50ms;
+// on SQLite, how long it holds the database's write lock, which every
+// writer waits on). A chunk's transaction is timed from BEGIN to COMMIT:
+// the chunk size steers towards a target below the bound (two fifths of
+// it, unless [WithTargetChunkTime] says otherwise), grows by at most half
+// per chunk (doubles while a chunk takes under a quarter of the target),
+// and a chunk that runs past the bound cuts the next ones at
+// once to the size that would have met the target, at least by half. The
+// bound is also the default lock timeout ([WithLockTimeout]): a chunk that
+// waits that long on a foreground row lock, holding the locks it took
+// already, gives up and retries rather than queue writers behind it.
+//
+// What the bound cannot cover: the very first chunk, before any was timed
+// ([WithChunkSize]'s initial size, 200 rows by default, is a few
+// milliseconds on a table of ordinary width), and a chunk slowed by
+// something outside it (a checkpoint, a cold cache) until it is timed.
+func WithMaxLockHold(d time.Duration) Option {
+	return func(o *options) error { o.maxLockHold = d; return positive("max lock hold", d) }
 }
 
 // WithRate limits the backfill to rowsPerSecond rows walked per second,
@@ -134,22 +184,29 @@ func WithRate(rowsPerSecond float64) Option {
 }
 
 // WithDutyCycle makes each worker rest after every chunk, so that it works
-// only the given fraction of the time (0 < d ≤ 1; default 1, no rest): a
-// chunk of 20ms at 0.25 is followed by 60ms of rest. On a busy primary this
-// leaves CPU and I/O to the foreground whatever the chunk size.
+// only the given fraction of the time (0 < d ≤ 1): a chunk of 20ms at 0.25
+// is followed by 60ms of rest. On a busy primary this leaves CPU and I/O to
+// the foreground whatever the chunk size.
+//
+// Default, on PostgreSQL: [DefaultBusyDutyCycle] while the database's
+// statistics show a foreground (more than [DefaultBusyRate] transactions a
+// second besides the backfill's own, read every second), else 1, no rest:
+// full speed when no one else is there. [Progress].Foreground then reads
+// [SourceDatabase], and Pace which it is. On SQLite, 1. Given a duty
+// cycle, or a [WithLatencyBudget], the backfill does not look.
 func WithDutyCycle(d float64) Option {
 	return func(o *options) error {
 		if !(d > 0 && d <= 1) {
 			return fmt.Errorf("duty cycle: %v is outside (0, 1]", d)
 		}
-		o.dutyCycle = d
+		o.dutyCycle, o.dutySet = d, true
 		return nil
 	}
 }
 
-// WithLockTimeout bounds how long a chunk waits for a row lock (default 2s)
-// before it gives up and retries: a chunk never queues foreground writers
-// behind it for longer.
+// WithLockTimeout bounds how long a chunk waits for a row lock (default
+// [WithMaxLockHold]'s bound, 50ms) before it gives up and retries: a chunk
+// never queues foreground writers behind it for longer.
 //
 // PostgreSQL only; on SQLite the setting has no effect. SQLite has no row
 // locks: a chunk waits for the database's write lock up to the
@@ -157,7 +214,10 @@ func WithDutyCycle(d float64) Option {
 // a chunk that hit lock_timeout. Keep foreground waits short there with
 // [WithTargetChunkTime] and [WithDutyCycle].
 func WithLockTimeout(d time.Duration) Option {
-	return func(o *options) error { o.lockTimeout = d; return positive("lock timeout", d) }
+	return func(o *options) error {
+		o.lockTimeout, o.lockTimeoutSet = d, true
+		return positive("lock timeout", d)
+	}
 }
 
 // WithStatementTimeout bounds each chunk statement (default 10s). It must

@@ -204,14 +204,21 @@ var errNoChunk = errors.New("no chunk available")
 // the worker itself held before a restart), else a new chunk of size rows
 // past the frontier. It returns (nil, status) when the job is not running
 // or is finished.
-func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, Status, error) {
-	switch st, idle, err := b.idle(ctx, worker); {
-	case err != nil:
-		return nil, "", err
-	case idle:
-		return nil, Running, errNoChunk
-	case st != Running:
-		return nil, st, nil
+//
+// guess, when not nil, is the boundary a look-ahead found (see
+// lookahead); busy says the worker has just finished a chunk, and skips
+// the idle check (a round trip) that keeps idle and paused workers from
+// taking write locks.
+func (b *Backfill) claim(ctx context.Context, worker string, size int, guess *boundaryGuess, busy bool) (*chunk, Status, error) {
+	if !busy {
+		switch st, idle, err := b.idle(ctx, worker); {
+		case err != nil:
+			return nil, "", err
+		case idle:
+			return nil, Running, errNoChunk
+		case st != Running:
+			return nil, st, nil
+		}
 	}
 	tx, err := b.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -282,11 +289,16 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int) (*chunk, 
 	if err != nil {
 		return nil, "", err
 	}
-	hi, err := b.plan.boundary(ctx, tx, lo, size)
-	if err != nil {
+	scanned := int64(size)
+	var hi Key
+	if guess.fits(lo, size) {
+		// Found while the last chunk ran: the key guess.size rows past
+		// the frontier then (rows written since move it no more than they
+		// would a boundary found here, in a snapshot of READ COMMITTED).
+		hi, scanned = guess.hi, int64(guess.size)
+	} else if hi, err = b.plan.boundary(ctx, tx, lo, size); err != nil {
 		return nil, "", fmt.Errorf("find chunk boundary: %w", err)
 	}
-	scanned := int64(size)
 	exhausted := false
 	if hi == nil {
 		// Fewer than size rows remain: the tail, open-ended, is the last chunk.
@@ -481,6 +493,15 @@ type Progress struct {
 	Throttled     time.Duration // time workers waited on throttle signals
 	ChunkSize     int
 	Throttle      string
+	// Foreground is what the job's pace reads the foreground by: a
+	// latency budget's signal ([WithLatencyBudget]: [SourceApplication],
+	// [SourceProbe] or [SourceDatabase]), or, by default on PostgreSQL,
+	// [SourceDatabase] (see [WithDutyCycle]); "" with a duty cycle given,
+	// or on SQLite.
+	Foreground string
+	// Pace is how the pace stands: the share of time worked and, with a
+	// budget, the last reading against the baseline.
+	Pace string
 	// Rate is rows per second since the job started; ETA follows from it,
 	// for a running job only (none when it is paused or stalled).
 	Rate       float64
@@ -531,6 +552,8 @@ func state(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, name 
 		Estimate  sql.NullInt64  `db:"total_estimate"`
 		ChunkSize sql.NullInt64  `db:"chunk_size"`
 		Throttle  string         `db:"throttle"`
+		Fg        string         `db:"foreground"`
+		Pace      string         `db:"pace"`
 		Verify    string         `db:"verify_status"`
 		Divergent sql.NullInt64  `db:"verify_divergent"`
 		Runs      int64          `db:"runs"`
@@ -564,7 +587,7 @@ func state(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, name 
 	p := Progress{
 		Job: name, Table: row.Table, Status: row.Status, RowsDone: row.Done, RowsChanged: row.Changed,
 		TotalEstimate: row.Estimate.Int64, ChunksDone: row.NDone, ChunksLeased: row.NLeased, ChunksRedone: row.NRedone,
-		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, LastKey: last, Verify: row.Verify,
+		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, Foreground: row.Fg, Pace: row.Pace, LastKey: last, Verify: row.Verify,
 		Divergent: row.Divergent.Int64, Error: row.Error, StartedAt: row.Started.Time, UpdatedAt: row.Updated.Time,
 		Runs: row.Runs, Retries: row.Retries, Throttled: time.Duration(row.Throttled) * time.Millisecond,
 	}

@@ -235,8 +235,13 @@ type Backfill struct {
 	ETASeconds    float64 `json:"eta_seconds"`
 	ChunkSize     int     `json:"chunk_size"`
 	Throttle      string  `json:"throttle"`
-	Verify        string  `json:"verify"`
-	Divergent     int64   `json:"divergent"`
+	// Foreground is what the job's latency budget reads the foreground
+	// by, and Pace how its pace stands ("" without a budget): see
+	// backfill.Progress.
+	Foreground string `json:"foreground"`
+	Pace       string `json:"pace"`
+	Verify     string `json:"verify"`
+	Divergent  int64  `json:"divergent"`
 	// When Status is "stalled": the worker the job last had, and since
 	// when it has had none alive.
 	StalledWorker string     `json:"stalled_worker,omitempty"`
@@ -317,7 +322,7 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 		bs := Backfill{Job: j.Name, Status: "not started"}
 		if p, err := backfill.StateAt(ctx, db, j.Name, now); err == nil {
 			bs = Backfill{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
-				Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Verify: p.Verify, Divergent: p.Divergent}
+				Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Foreground: p.Foreground, Pace: p.Pace, Verify: p.Verify, Divergent: p.Divergent}
 			if p.Stall != nil {
 				since := p.Stall.Since
 				bs.StalledWorker, bs.StalledSince = p.Stall.Worker, &since

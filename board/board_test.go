@@ -111,7 +111,7 @@ func testBoardJSON(t *testing.T, db *sqlx.DB) {
 	assert.Equal(t, true, next["met"])
 	bf := m["backfills"].([]any)[0].(map[string]any)
 	for k, typ := range map[string]string{"job": "string", "status": "string", "rows_done": "number", "total_estimate": "number",
-		"rate": "number", "eta_seconds": "number", "chunk_size": "number", "throttle": "string", "verify": "string"} {
+		"rate": "number", "eta_seconds": "number", "chunk_size": "number", "throttle": "string", "foreground": "string", "pace": "string", "verify": "string"} {
 		assert.Equal(t, typ, kind(bf[k]), "backfills[0].%s", k)
 	}
 	assert.Equal(t, "not started", bf["status"])

@@ -178,7 +178,7 @@ func barLine(p backfill.Progress, rate float64, left time.Duration) string {
 		filled = int(min(int64(barWidth), p.RowsDone*barWidth/p.TotalEstimate))
 	}
 	return fmt.Sprintf("%s [%s%s] %d/%d rows  %.0f rows/s  ETA %s  %s", p.Job, strings.Repeat("#", filled),
-		strings.Repeat(".", barWidth-filled), p.RowsDone, p.TotalEstimate, rate, etaOf(p, left), backfillStatus(p))
+		strings.Repeat(".", barWidth-filled), p.RowsDone, p.TotalEstimate, rate, etaOf(p, left), backfillStatus(p)) + paceOf(p, "  ")
 }
 
 func plainLine(p backfill.Progress, rate float64, left time.Duration) string {
@@ -186,7 +186,22 @@ func plainLine(p backfill.Progress, rate float64, left time.Duration) string {
 	if p.TotalEstimate > 0 {
 		pct = fmt.Sprintf(" %d%%", min(100, p.RowsDone*100/p.TotalEstimate))
 	}
-	return fmt.Sprintf("%s:%s %d/%d rows, %.0f rows/s, ETA %s, %s", p.Job, pct, p.RowsDone, p.TotalEstimate, rate, etaOf(p, left), backfillStatus(p))
+	return fmt.Sprintf("%s:%s %d/%d rows, %.0f rows/s, ETA %s, %s", p.Job, pct, p.RowsDone, p.TotalEstimate, rate, etaOf(p, left), backfillStatus(p)) + paceOf(p, ", ")
+}
+
+// paceOf is, for a running job whose pace reads the foreground (a
+// latency budget, or the default rest while the database is busy), what
+// it reads it by and how its pace stands, after sep; "" for another (a
+// job done or paused has no pace).
+func paceOf(p backfill.Progress, sep string) string {
+	if p.Foreground == "" || p.Status != backfill.Running {
+		return ""
+	}
+	s := sep + "paced by " + p.Foreground
+	if p.Pace != "" {
+		s += ": " + strings.ReplaceAll(p.Pace, "\n", " ")
+	}
+	return s
 }
 
 // etaOf is the ETA shown: "-" for a job that is not running or whose

@@ -164,3 +164,19 @@ func TestIsTerminal(t *testing.T) {
 	defer ptmx.Close()
 	assert.True(t, isTerminal(ptmx), "a terminal")
 }
+
+// A job paced by a latency budget says, on its line and on its bar, what
+// it reads the foreground by and how its pace stands; a newline in the
+// pace (a signal's error text) does not break the line.
+func TestProgressShowsThePace(t *testing.T) {
+	t.Parallel()
+	p := backfill.Progress{Job: "j", Status: backfill.Running, RowsDone: 10, TotalEstimate: 100,
+		Foreground: backfill.SourceDatabase, Pace: "duty 0.35, latency 1.20× of 4ms\nwithin budget"}
+	assert.Equal(t, "j: 10% 10/100 rows, 5 rows/s, ETA -, running, paced by database statistics: duty 0.35, latency 1.20× of 4ms within budget",
+		plainLine(p, 5, 0))
+	assert.True(t, strings.HasSuffix(barLine(p, 5, 0), "running  paced by database statistics: duty 0.35, latency 1.20× of 4ms within budget"), barLine(p, 5, 0))
+	p.Status = backfill.Done
+	assert.Equal(t, "j: 10% 10/100 rows, 5 rows/s, ETA 0s, done", plainLine(p, 5, 0), "a job done has no pace")
+	p.Status, p.Foreground, p.Pace = backfill.Running, "", "stale"
+	assert.Equal(t, "j: 10% 10/100 rows, 5 rows/s, ETA -, running", plainLine(p, 5, 0), "no pace read: nothing said")
+}

@@ -81,6 +81,15 @@ type BackfillQueries interface {
 	BackfillThrottled() string
 	// BackfillThrottle records why a job is throttled: job, reason.
 	BackfillThrottle() string
+	// BackfillPace records what a job's latency budget reads the
+	// foreground by and how its pace stands: job, source, pace.
+	BackfillPace() string
+	// BackfillForegroundStats reads the database's counters of its
+	// transactions (xacts: commits and rollbacks) and of the time its
+	// sessions spent running statements (active_ms, milliseconds), both
+	// since the statistics were last reset: no parameters. "" where the
+	// database keeps none.
+	BackfillForegroundStats() string
 	// BackfillState reads a job's row with its chunks' sums: job.
 	BackfillState() string
 	// BackfillJobExists counts a job's rows (0 or 1): job.

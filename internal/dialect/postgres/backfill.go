@@ -63,6 +63,8 @@ var backfillAdded = []string{
 	"verify_started_at timestamptz",
 	"alive_until timestamptz",
 	"alive_worker text NOT NULL DEFAULT ''",
+	"foreground text NOT NULL DEFAULT ''",
+	"pace text NOT NULL DEFAULT ''",
 }
 
 // BackfillSchema implements [dialect.BackfillQueries].
@@ -443,4 +445,11 @@ func (Dialect) BackfillMoveRewrite(source dialect.BackfillTable, s dialect.Backf
 	return "UPDATE " + source.Name + " AS schemashift_u SET " + strings.Join(sets, ", ") +
 		" FROM (SELECT " + strings.Join(sel, ", ") + " " + from + " WHERE NOT " + sh.missing + " AND " + sh.differsValues +
 		" AND " + sh.drifted + ") AS x WHERE " + common.BackfillEquals("schemashift_u", source.Key, "x", sh.keyAlias)
+}
+
+// BackfillForegroundStats implements [dialect.BackfillQueries] from
+// pg_stat_database (active_time: PostgreSQL 14 and later).
+func (Dialect) BackfillForegroundStats() string {
+	return `SELECT xact_commit + xact_rollback AS xacts, active_time AS active_ms
+		FROM pg_stat_database WHERE datname = current_database()`
 }

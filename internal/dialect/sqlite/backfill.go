@@ -65,6 +65,8 @@ var backfillAdded = []string{
 	"verify_started_at timestamp",
 	"alive_until timestamp",
 	"alive_worker text NOT NULL DEFAULT ''",
+	"foreground text NOT NULL DEFAULT ''",
+	"pace text NOT NULL DEFAULT ''",
 }
 
 // BackfillSchema implements [dialect.BackfillQueries].
@@ -434,3 +436,7 @@ func (Dialect) BackfillMoveRewrite(source dialect.BackfillTable, s dialect.Backf
 		" FROM (SELECT " + strings.Join(sel, ", ") + " " + from + " WHERE NOT " + sh.missing + " AND " + sh.differsValues +
 		" AND " + sh.drifted + ") AS x WHERE " + common.BackfillEquals("schemashift_u", source.Key, "x", sh.keyAlias)
 }
+
+// BackfillForegroundStats implements [dialect.BackfillQueries]: SQLite
+// keeps no statistics.
+func (Dialect) BackfillForegroundStats() string { return "" }

@@ -1,0 +1,251 @@
+package backfill_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/internal/pgtest"
+)
+
+// BenchmarkBackfillUnderLoad is the project's own side-by-side benchmark
+// (scripts/bench-backfill runs it): on a fresh users table of BENCH_ROWS
+// rows (1M by default) per contender, new column email_lower =
+// lower(email), a foreground of pgbench (4 clients, a separate process,
+// each transaction a point read and a point update), it runs each
+// contender and takes the foreground's latency only over the transactions
+// that completed within the contender's own window (from its first chunk
+// to its end; pgbench logs each transaction with its time). It prints
+// rows/s, foreground tx/s kept against the run with no backfill (and
+// against the same pgbench run's 2 s before the window: the runs are
+// minutes apart on a machine that may be shared), the
+// foreground's p99 as a ratio to that run's, and the longest foreground
+// transaction. BENCH_PGBENCH names pgbench (default: on PATH, else
+// PostgreSQL 15's).
+func BenchmarkBackfillUnderLoad(b *testing.B) {
+	pgbench := pgbenchPath(b)
+	n := benchRows()
+	dir := b.TempDir()
+	script := filepath.Join(dir, "fg.sql")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(`\set id random(1, %d)
+BEGIN;
+SELECT email FROM users WHERE id = :id;
+UPDATE users SET email = 'Fg' || :id || '@Example.COM', email_lower = lower('Fg' || :id || '@Example.COM') WHERE id = :id;
+END;
+`, n)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	type result struct {
+		name             string
+		rows             int64
+		window           time.Duration
+		tps, p99, maxLat float64
+		tpsBefore        float64 // the foreground's tx/s over the 2 s before the window, in the same pgbench run
+	}
+	var results []result
+	measure := func(name string, loaded bool, run func(db *sqlx.DB) (start, end time.Time, rows int64)) result {
+		b.Helper()
+		url := pgtest.URL(b)
+		db, err := sqlx.Open("pgx", url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		makeUsers(b, db, "users", n)
+		db.MustExecContext(ctx, `CHECKPOINT`)
+		logDir := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
+		if err := os.MkdirAll(logDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		// pgbench runs until stopped; its per-transaction log is read after.
+		if !loaded {
+			start, end, rows := run(db)
+			return result{name: name, rows: rows, window: end.Sub(start)}
+		}
+		cmd := exec.Command(pgbench, "-n", "-c", "4", "-j", "2", "-T", "3600", "-f", script,
+			"--log", "--log-prefix="+filepath.Join(logDir, "tx"), url)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		stopped := false
+		stopPgbench := func() {
+			if !stopped {
+				stopped = true
+				_ = cmd.Process.Signal(syscall.SIGINT)
+				_ = cmd.Wait()
+			}
+		}
+		defer stopPgbench()
+		// Warm up: the foreground's connections and caches.
+		time.Sleep(3 * time.Second)
+		start, end, rows := run(db)
+		time.Sleep(time.Second)
+		stopPgbench()
+		fg, err := readPgbenchLogs(logDir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := result{name: name, rows: rows, window: end.Sub(start)}
+		// Throughput: the transactions that completed within the window.
+		// Latency: those that ran at any time within it (one that waited
+		// out the whole window on a lock completes just after it).
+		var lat []float64
+		completed, before := 0, 0
+		for _, tx := range fg {
+			if !tx.done.Before(start) && !tx.done.After(end) {
+				completed++
+			}
+			if tx.done.After(start.Add(-2*time.Second)) && tx.done.Before(start) {
+				before++
+			}
+			if !tx.done.Before(start) && !tx.done.Add(-tx.latency).After(end) {
+				lat = append(lat, tx.latency.Seconds()*1000)
+			}
+		}
+		slices.Sort(lat)
+		if len(lat) > 0 {
+			r.tps = float64(completed) / r.window.Seconds()
+			r.tpsBefore = float64(before) / 2
+			r.p99 = lat[(len(lat)-1)*99/100]
+			r.maxLat = lat[len(lat)-1]
+		}
+		return r
+	}
+	backfillRun := func(opts ...backfill.Option) func(db *sqlx.DB) (time.Time, time.Time, int64) {
+		return func(db *sqlx.DB) (time.Time, time.Time, int64) {
+			log := &chunkLog{}
+			bf, err := backfill.New(ctx, db, jobOn("users"), append(opts, backfill.WithObserver(log))...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := bf.Run(ctx)
+			end := time.Now()
+			if err != nil {
+				b.Fatal(err)
+			}
+			chunks := log.all()
+			if len(chunks) == 0 {
+				b.Fatal("no chunk")
+			}
+			// The window opens when the first chunk began: a budget's
+			// baseline before it is not the backfill's work.
+			start := log.firstStart()
+			b.Logf("%d chunks, last size %d, pace %q", len(chunks), p.ChunkSize, p.Pace)
+			return start, end, p.RowsDone
+		}
+	}
+	for b.Loop() {
+		results = results[:0]
+		results = append(results, measure("none", true, func(*sqlx.DB) (time.Time, time.Time, int64) {
+			start := time.Now()
+			time.Sleep(10 * time.Second)
+			return start, time.Now(), 0
+		}))
+		results = append(results, measure("single UPDATE", true, func(db *sqlx.DB) (time.Time, time.Time, int64) {
+			start := time.Now()
+			res := db.MustExecContext(ctx, `UPDATE users SET email_lower = lower(email)`)
+			end := time.Now()
+			rows, _ := res.RowsAffected()
+			return start, end, rows
+		}))
+		results = append(results, measure("defaults", true, backfillRun()))
+		results = append(results, measure("budget 1.5x p99, 10% tx/s", true, backfillRun(
+			backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9}))))
+		results = append(results, measure("fixed 1000-row batches", true, backfillRun(
+			backfill.WithChunkSize(1000, 1000, 1000), backfill.WithMaxLockHold(10*time.Second), backfill.WithDutyCycle(1))))
+		unloaded := measure("defaults, no foreground", false, backfillRun())
+
+		none := results[0]
+		var out strings.Builder
+		fmt.Fprintf(&out, "\n%d rows, foreground: pgbench, 4 clients, a point read and a point update a transaction\n", n)
+		fmt.Fprintf(&out, "| backfill | rows/s | foreground tx/s kept | (against its own 2 s before) | foreground p99 | longest foreground transaction |\n|---|---|---|---|---|---|\n")
+		for _, r := range append(slices.Clone(results), unloaded) {
+			rate := "—"
+			if r.rows > 0 {
+				rate = fmt.Sprintf("%.0fk", float64(r.rows)/r.window.Seconds()/1000)
+			}
+			if r.tps == 0 {
+				fmt.Fprintf(&out, "| %s | %s | — | — | — | — |\n", r.name, rate)
+				continue
+			}
+			fmt.Fprintf(&out, "| %s | %s | %.0f%% | %.0f%% | %.2f× (%.1f ms) | %.0f ms |\n", r.name, rate, 100*r.tps/none.tps, 100*r.tps/r.tpsBefore, r.p99/none.p99, r.p99, r.maxLat)
+		}
+		rowsPerSec := func(r result) float64 { return float64(r.rows) / r.window.Seconds() }
+		fmt.Fprintf(&out, "budget rows/s: %.2f× the fixed 1000-row batches', %.0f%% of the defaults' with no foreground\n",
+			rowsPerSec(results[3])/rowsPerSec(results[4]), 100*rowsPerSec(results[3])/rowsPerSec(unloaded))
+		fmt.Fprintf(&out, "defaults with no foreground: %.2f× the single UPDATE's rows/s under load\n", rowsPerSec(unloaded)/rowsPerSec(results[1]))
+		fmt.Print(out.String())
+		b.ReportMetric(results[2].maxLat, "defaults-longest-fg-ms")
+		b.ReportMetric(100*results[2].tps/none.tps, "defaults-fg-kept-%")
+		b.ReportMetric(results[3].p99/none.p99, "budget-p99-ratio")
+		b.ReportMetric(100*results[3].tps/none.tps, "budget-fg-kept-%")
+		b.ReportMetric(rowsPerSec(results[3])/rowsPerSec(results[4]), "budget-vs-fixed-1000")
+		b.ReportMetric(rowsPerSec(results[3])/rowsPerSec(unloaded), "budget-share-of-unloaded")
+	}
+}
+
+// fgTx is one foreground transaction from pgbench's log.
+type fgTx struct {
+	done    time.Time
+	latency time.Duration
+}
+
+// readPgbenchLogs reads every per-transaction log pgbench wrote in dir:
+// lines of client, transaction, latency (µs), script, and the epoch
+// seconds and microseconds it completed at.
+func readPgbenchLogs(dir string) ([]fgTx, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "tx.*"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("pgbench logs in %s: %v", dir, err)
+	}
+	var txs []fgTx
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 6 {
+				continue
+			}
+			us, err1 := strconv.ParseInt(fields[2], 10, 64)
+			sec, err2 := strconv.ParseInt(fields[4], 10, 64)
+			usec, err3 := strconv.ParseInt(fields[5], 10, 64)
+			if err1 != nil || err2 != nil || err3 != nil {
+				continue
+			}
+			txs = append(txs, fgTx{done: time.Unix(sec, usec*1000), latency: time.Duration(us) * time.Microsecond})
+		}
+		fh.Close()
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return txs, nil
+}
+
+func pgbenchPath(b *testing.B) string {
+	if p := os.Getenv("BENCH_PGBENCH"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("pgbench"); err == nil {
+		return p
+	}
+	return "/usr/lib/postgresql/15/bin/pgbench"
+}

@@ -1,0 +1,525 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// LatencyBudget is what the foreground may lose to the backfill, relative
+// to a baseline measured before the first chunk: its latency at most P99
+// times the baseline's, and its throughput at least Throughput times the
+// baseline's. Given one ([WithLatencyBudget]), the backfill finds on its
+// own the fastest pace that keeps it, and follows it as the load changes.
+type LatencyBudget struct {
+	// P99 bounds the foreground's latency (its 99th percentile where the
+	// signal has one) as a multiple of the baseline's: 1.5 lets it grow
+	// by half. 0 leaves latency unbounded; otherwise it must be above 1.
+	P99 float64
+	// Throughput is the share of the baseline's throughput the foreground
+	// keeps: 0.9 lets the backfill take a tenth. 0 leaves it unbounded;
+	// otherwise it must be in (0, 1). A signal that cannot tell
+	// throughput (a probe) holds only P99.
+	Throughput float64
+	// Signal reads the foreground, in order of preference: the
+	// application's own latencies ([ForegroundRecorder]), else a probe
+	// query timed ([ProbeForeground]). Nil: the database's own statistics
+	// (PostgreSQL's pg_stat_database, see [SourceDatabase]; on SQLite,
+	// which keeps none, [New] refuses the budget).
+	Signal ForegroundSignal
+	// Baseline is how long the foreground is read before the first chunk
+	// (default 5s).
+	Baseline time.Duration
+	// Window is how long each reading spans, and so how often the pace
+	// changes (default 1s; 2s for the database's statistics, which
+	// sessions report at most once a second).
+	Window time.Duration
+}
+
+// Foreground is one reading of the foreground over a window.
+type Foreground struct {
+	// Latency is the foreground's latency over the window: its 99th
+	// percentile where the signal has one (see [ForegroundSignal]'s
+	// Source), else what the signal says it is. 0: unknown.
+	Latency time.Duration
+	// Throughput is operations per second over the window; 0: unknown.
+	Throughput float64
+	// Ops is how many operations the reading is over.
+	Ops int64
+}
+
+// ForegroundSignal reads how the foreground fares. Each Read reports the
+// window since the previous one (the first Read starts the first
+// window). Source names what it reads, as [Progress].Foreground shows
+// it. Implementations must be safe for concurrent use.
+type ForegroundSignal interface {
+	Source() string
+	Read(ctx context.Context) (Foreground, error)
+}
+
+// Sources of a foreground reading.
+const (
+	// SourceApplication is the application's own latencies, fed to a
+	// [ForegroundRecorder].
+	SourceApplication = "application"
+	// SourceProbe is a query timed by the backfill ([ProbeForeground]).
+	SourceProbe = "probe"
+	// SourceDatabase is the database's statistics: PostgreSQL's
+	// pg_stat_database, its transactions (xact_commit, xact_rollback) and
+	// the time sessions spent running statements (active_time), less the
+	// backfill's own. Its latency is the mean time of a transaction, not a
+	// percentile: the budget's P99 bounds that mean, against the
+	// baseline's.
+	SourceDatabase = "database statistics"
+)
+
+// WithLatencyBudget paces the backfill by what the foreground may lose
+// (see [LatencyBudget]). Before the first chunk the Run reads the
+// foreground for the budget's Baseline; then, every Window, it compares
+// a reading with the baseline and sets the pace: the share of time each
+// worker works, resting after each chunk for the rest (as
+// [WithDutyCycle], which the budget replaces). A reading within the
+// budget's set point (seven tenths of the way from the baseline to the
+// limits) adds to the share a twentieth times the part of the way to the
+// nearest limit still left (a twentieth at the baseline, three
+// hundredths at the set point, so that the pace creeps up to it rather
+// than jump past a limit), or, until a window first comes out past the
+// set point, doubles it while the foreground is within half of the set
+// point's distance from the baseline (a slow start, so that a light load
+// is not paced up by twentieths); one past the set point takes a
+// sixth off; one past a limit halves the share and the chunk size, and
+// holds the pace one window before it may grow again (what the foreground
+// suffered then is still in the next reading). The share starts at a
+// tenth and stays within [1/100, 1]. Chunks keep to [WithMaxLockHold]'s
+// bound whatever the pace.
+//
+// The signal in use, and the last reading against the baseline, show in
+// [Progress].Foreground and [Progress].Pace. A foreground that did
+// nothing during the baseline gives nothing to compare with: the backfill
+// then runs at full pace, and Pace says so.
+func WithLatencyBudget(b LatencyBudget) Option {
+	return func(o *options) error {
+		if b.P99 == 0 && b.Throughput == 0 {
+			return errors.New("latency budget: neither P99 nor Throughput is set")
+		}
+		if b.P99 != 0 && !(b.P99 > 1) {
+			return fmt.Errorf("latency budget: P99 %v is not above 1", b.P99)
+		}
+		if b.Throughput != 0 && !(b.Throughput > 0 && b.Throughput < 1) {
+			return fmt.Errorf("latency budget: Throughput %v is outside (0, 1)", b.Throughput)
+		}
+		if b.Baseline < 0 || b.Window < 0 {
+			return errors.New("latency budget: negative baseline or window")
+		}
+		if b.Baseline == 0 {
+			b.Baseline = 5 * time.Second
+		}
+		if b.Window == 0 {
+			b.Window = time.Second
+			if b.Signal == nil {
+				b.Window = 2 * time.Second
+			}
+		}
+		o.budget = &b
+		return nil
+	}
+}
+
+// Pace limits of the budget's controller.
+const (
+	paceStart = 0.1
+	paceMin   = 0.01
+	paceStep  = 0.05
+	// setPoint is how far from the baseline towards a limit a reading may
+	// be and still let the pace grow.
+	setPoint = 0.7
+)
+
+// pacer is the budget's controller: it turns readings of the foreground
+// into the share of time the workers work. It is a pure function of its
+// readings and the times given with them, not safe for concurrent use
+// (the Run's pacing loop alone calls it).
+type pacer struct {
+	budget LatencyBudget
+	base   Foreground
+	duty   float64
+	hold   time.Time // no increase before this
+	probed bool      // a window came out past the set point: slow start is over
+	last   Foreground
+	note   string // the last verdict, for Pace
+}
+
+func newPacer(b LatencyBudget, base Foreground) *pacer {
+	p := &pacer{budget: b, base: base, duty: paceStart}
+	if base.Ops == 0 {
+		p.duty, p.note = 1, "no foreground during the baseline: full pace"
+	}
+	return p
+}
+
+// verdict is how a reading stands against the budget.
+type verdict int
+
+const (
+	within verdict = iota // within the set point: speed up
+	near                  // past the set point, within the limits: ease off
+	over                  // past a limit: back off
+)
+
+// judge compares f with the baseline, and tells how much of the way from
+// the baseline to the nearest limit is left (1: at the baseline, 0: at
+// the limit).
+func (p *pacer) judge(f Foreground) (v verdict, headroom float64) {
+	headroom = 1
+	worse := func(ratio, limit float64, higherIsWorse bool) {
+		if !higherIsWorse {
+			ratio, limit = 2-ratio, 2-limit // 0.9 of the throughput is 1.1 of the loss
+		}
+		headroom = min(headroom, max(0, (limit-ratio)/(limit-1)))
+		set := 1 + setPoint*(limit-1)
+		switch {
+		case ratio > limit:
+			v = over
+		case ratio > set && v == within:
+			v = near
+		}
+	}
+	if p.budget.P99 > 0 && p.base.Latency > 0 && f.Latency > 0 {
+		worse(float64(f.Latency)/float64(p.base.Latency), p.budget.P99, true)
+	}
+	if p.budget.Throughput > 0 && p.base.Throughput > 0 && f.Throughput > 0 {
+		worse(f.Throughput/p.base.Throughput, p.budget.Throughput, false)
+	}
+	return v, headroom
+}
+
+// update takes the reading f of the window ending at now and returns the
+// new share of time to work, and whether the chunk size must be halved.
+func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) {
+	if p.base.Ops == 0 {
+		return p.duty, false
+	}
+	p.last = f
+	if f.Ops == 0 {
+		// Nothing to judge by (the foreground paused): keep the pace.
+		p.note = "no foreground in the window"
+		return p.duty, false
+	}
+	v, headroom := p.judge(f)
+	switch v {
+	case over:
+		p.probed = true
+		p.duty = max(paceMin, p.duty/2)
+		p.hold = now.Add(p.budget.Window)
+		shrink = true
+		p.note = "over budget"
+	case near:
+		p.probed = true
+		p.duty = max(paceMin, p.duty*5/6)
+		p.note = "near budget"
+	default:
+		if now.Before(p.hold) {
+			p.note = "holding"
+			break
+		}
+		if !p.probed && headroom > 1-setPoint/2 {
+			// Slow start: until a window first comes out past the set
+			// point, the pace doubles while the foreground is nearer the
+			// baseline than the set point's half-way mark.
+			p.duty = min(1, p.duty*2)
+			p.note = "within budget, starting"
+			break
+		}
+		// The step shrinks with the headroom left, so that a pace close
+		// to the set point creeps up to it rather than jump past a limit.
+		p.duty = min(1, p.duty+paceStep*headroom)
+		p.note = "within budget"
+	}
+	return p.duty, shrink
+}
+
+// describe is the pace for [Progress].Pace: the share of time worked, the
+// last reading against the baseline, and the verdict.
+func (p *pacer) describe() string {
+	s := fmt.Sprintf("duty %.2f", p.duty)
+	if p.base.Ops == 0 {
+		return s + ", " + p.note
+	}
+	if p.base.Latency > 0 && p.last.Latency > 0 {
+		s += fmt.Sprintf(", latency %.2f× of %v", float64(p.last.Latency)/float64(p.base.Latency), p.base.Latency.Round(10*time.Microsecond))
+	}
+	if p.base.Throughput > 0 && p.last.Throughput > 0 {
+		s += fmt.Sprintf(", throughput %.0f%% of %.0f/s", 100*p.last.Throughput/p.base.Throughput, p.base.Throughput)
+	}
+	if p.note != "" {
+		s += ", " + p.note
+	}
+	return s
+}
+
+// ForegroundRecorder is a [ForegroundSignal] the application feeds with
+// the latency of each of its operations (Observe): a dual-path adapter's
+// calls, say, from a dualwrite observer's ObserveCall:
+//
+//	func (o obs) ObserveCall(_ context.Context, c dualwrite.Call) { o.rec.Observe(c.Duration) }
+//
+// Each Read reports the 99th percentile of the latencies observed since
+// the previous Read, and their count over the time between the two. It
+// keeps a histogram of fixed size, not the latencies: buckets a tenth
+// apart on a log scale from 1µs to about 100s, so that the percentile is
+// within a tenth of the truth. The project keeps its own because this is
+// the one histogram it needs, reset at every read; it is safe for
+// concurrent use.
+type ForegroundRecorder struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	counts  [recorderBuckets]int64
+	n       int64
+	since   time.Time
+	started bool
+}
+
+const recorderBuckets = 200
+
+// NewForegroundRecorder returns an empty recorder; now is its clock
+// (nil: time.Now).
+func NewForegroundRecorder(now func() time.Time) *ForegroundRecorder {
+	if now == nil {
+		now = time.Now
+	}
+	return &ForegroundRecorder{now: now}
+}
+
+// bucketOf is the histogram bucket of d: bucket i holds latencies below
+// 1µs × 1.1^i.
+func bucketOf(d time.Duration) int {
+	us := float64(d) / float64(time.Microsecond)
+	if us < 1 {
+		return 0
+	}
+	return min(recorderBuckets-1, 1+int(math.Log(us)/math.Log(1.1)))
+}
+
+// bucketTop is the upper edge of bucket i.
+func bucketTop(i int) time.Duration {
+	return time.Duration(math.Pow(1.1, float64(i)) * float64(time.Microsecond))
+}
+
+// Observe records one operation of the foreground that took d.
+func (r *ForegroundRecorder) Observe(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[bucketOf(d)]++
+	r.n++
+}
+
+// Source implements [ForegroundSignal].
+func (*ForegroundRecorder) Source() string { return SourceApplication }
+
+// Read implements [ForegroundSignal].
+func (r *ForegroundRecorder) Read(context.Context) (Foreground, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	f := Foreground{Ops: r.n}
+	if r.started {
+		if secs := now.Sub(r.since).Seconds(); secs > 0 {
+			f.Throughput = float64(r.n) / secs
+		}
+	}
+	if r.n > 0 {
+		rank := int64(math.Ceil(0.99 * float64(r.n)))
+		var seen int64
+		for i, c := range r.counts {
+			if seen += c; seen >= rank {
+				f.Latency = bucketTop(i)
+				break
+			}
+		}
+	}
+	r.counts, r.n, r.since, r.started = [recorderBuckets]int64{}, 0, now, true
+	return f, nil
+}
+
+// ProbeForeground is a [ForegroundSignal] that times probe, a query the
+// application's hot path runs (a point read of a busy table, say): each
+// Read runs it n times in a row and reports the 95th percentile of those
+// times as the latency. It cannot tell throughput: a budget read by it
+// holds only its P99.
+func ProbeForeground(n int, probe func(ctx context.Context) error) ForegroundSignal {
+	return probeSignal{n: max(n, 1), probe: probe}
+}
+
+type probeSignal struct {
+	n     int
+	probe func(ctx context.Context) error
+}
+
+func (probeSignal) Source() string { return SourceProbe }
+
+func (p probeSignal) Read(ctx context.Context) (Foreground, error) {
+	took := make([]time.Duration, 0, p.n)
+	for range p.n {
+		start := time.Now()
+		if err := p.probe(ctx); err != nil {
+			return Foreground{}, fmt.Errorf("foreground probe: %w", err)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	return Foreground{Latency: took[(len(took)-1)*95/100], Ops: int64(len(took))}, nil
+}
+
+// dbForeground reads the foreground from the database's statistics, less
+// what the backfill's own transactions add to them (counted by the
+// Backfill as it runs them: see ownTx, ownActive).
+type dbForeground struct {
+	b *Backfill
+
+	mu    sync.Mutex
+	prev  dbStats
+	valid bool
+}
+
+type dbStats struct {
+	at        time.Time
+	xacts     int64
+	activeMS  float64
+	ownTx     int64
+	ownActive time.Duration
+}
+
+func (*dbForeground) Source() string { return SourceDatabase }
+
+func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
+	var row struct {
+		Xacts  int64   `db:"xacts"`
+		Active float64 `db:"active_ms"`
+	}
+	if err := s.b.db.GetContext(ctx, &row, s.b.plan.d.BackfillForegroundStats()); err != nil {
+		return Foreground{}, fmt.Errorf("foreground from the database's statistics: %w", err)
+	}
+	cur := dbStats{at: time.Now(), xacts: row.Xacts, activeMS: row.Active, ownTx: s.b.ownTx.Load(), ownActive: time.Duration(s.b.ownActive.Load())}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev, valid := s.prev, s.valid
+	s.prev, s.valid = cur, true
+	if !valid {
+		return Foreground{}, nil
+	}
+	// -2: this reading's own, and the pace's record after the last.
+	ops := (cur.xacts - prev.xacts) - (cur.ownTx - prev.ownTx) - 2
+	activeMS := (cur.activeMS - prev.activeMS) - float64(cur.ownActive-prev.ownActive)/float64(time.Millisecond)
+	f := Foreground{Ops: max(ops, 0)}
+	if secs := cur.at.Sub(prev.at).Seconds(); secs > 0 && ops > 0 {
+		f.Throughput = float64(ops) / secs
+		if activeMS > 0 {
+			f.Latency = time.Duration(activeMS / float64(ops) * float64(time.Millisecond))
+		}
+	}
+	return f, nil
+}
+
+// dutyNow is the share of time a worker works: the budget's pace, or
+// [WithDutyCycle]'s.
+func (b *Backfill) dutyNow() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.duty
+}
+
+// signal is the budget's foreground signal: its own, or the database's
+// statistics.
+func (b *Backfill) signal() ForegroundSignal {
+	if s := b.opts.budget.Signal; s != nil {
+		return s
+	}
+	return &dbForeground{b: b}
+}
+
+// setPace records the pace, in memory and in the job's row (best effort:
+// the next window's record makes good a lost one).
+func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float64) {
+	b.mu.Lock()
+	b.foreground, b.pace, b.duty = source, pace, duty
+	b.mu.Unlock()
+	_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillPace(), b.job.Name, source, pace)
+}
+
+// startPacing, given a latency budget, reads the foreground's baseline
+// (the budget's Baseline, before any chunk runs), then starts the loop
+// that sets the pace every Window, until the returned stop is called
+// (which waits for it). Without a budget it clears what an earlier Run
+// with one recorded.
+func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
+	bud := b.opts.budget
+	if bud == nil {
+		if b.opts.dutySet || b.plan.d.BackfillForegroundStats() == "" {
+			b.setPace(ctx, "", "", b.opts.dutyCycle)
+			return func() {}, nil
+		}
+		return b.restWhileBusy(ctx), nil
+	}
+	sig := b.signal()
+	b.setPace(ctx, sig.Source(), "measuring the baseline", paceStart)
+	if _, err := sig.Read(ctx); err != nil {
+		return nil, fmt.Errorf("latency budget: baseline: %w", err)
+	}
+	if err := sleep(ctx, bud.Baseline); err != nil {
+		return nil, err
+	}
+	base, err := sig.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("latency budget: baseline: %w", err)
+	}
+	p := newPacer(*bud, base)
+	b.setPace(ctx, sig.Source(), p.describe(), p.duty)
+	return every(ctx, bud.Window, func(ctx context.Context) bool {
+		f, err := sig.Read(ctx)
+		if err != nil {
+			// Unknown is not within budget: back off as if over it.
+			f = Foreground{}
+			p.duty = max(paceMin, p.duty/2)
+			p.note = "signal error: " + err.Error()
+			b.setPace(ctx, sig.Source(), p.describe(), p.duty)
+			return true
+		}
+		duty, shrink := p.update(time.Now(), f)
+		if shrink {
+			b.shrink()
+		}
+		b.setPace(ctx, sig.Source(), p.describe(), duty)
+		return true
+	}), nil
+}
+
+// restWhileBusy is the default pace on a database with statistics: every
+// second, [DefaultBusyDutyCycle] if the database served more than
+// [DefaultBusyRate] transactions a second besides the backfill's own
+// since the last reading, else full pace. It runs until the returned stop
+// is called (which waits for it).
+func (b *Backfill) restWhileBusy(ctx context.Context) (stop func()) {
+	sig := &dbForeground{b: b}
+	b.setPace(ctx, sig.Source(), "duty 1.00, no foreground seen yet", 1)
+	if _, err := sig.Read(ctx); err != nil {
+		b.setPace(ctx, sig.Source(), "duty 1.00, statistics unreadable: "+err.Error(), 1)
+	}
+	return every(ctx, time.Second, func(ctx context.Context) bool {
+		f, err := sig.Read(ctx)
+		switch {
+		case err != nil:
+			// Unknown is not idle.
+			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, statistics unreadable: %v", DefaultBusyDutyCycle, err), DefaultBusyDutyCycle)
+		case f.Throughput > DefaultBusyRate:
+			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, foreground of %.0f tx/s", DefaultBusyDutyCycle, f.Throughput), DefaultBusyDutyCycle)
+		default:
+			b.setPace(ctx, sig.Source(), "duty 1.00, no foreground", 1)
+		}
+		return true
+	})
+}

@@ -1,0 +1,239 @@
+package backfill_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/pgtest"
+)
+
+// foregroundLoad runs clients point reads and point updates of users,
+// timing each into rec, until the returned stop.
+func foregroundLoad(t *testing.T, db *sqlx.DB, n, clients int, rec *backfill.ForegroundRecorder) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			ctx := context.WithoutCancel(t.Context())
+			for i := 0; ; i++ {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				id := 3 * (1 + rand.IntN(n))
+				start := time.Now()
+				var err error
+				if i%2 == 0 {
+					var email string
+					err = db.GetContext(ctx, &email, `SELECT email FROM users WHERE id = $1`, id)
+				} else {
+					_, err = db.ExecContext(ctx, `UPDATE users SET email = $1, email_lower = lower($1) WHERE id = $2`, fmt.Sprintf("Fg%d.%d@Example.COM", c, i), id)
+				}
+				if err != nil {
+					t.Errorf("foreground: %v", err)
+					return
+				}
+				rec.Observe(time.Since(start))
+			}
+		})
+	}
+	return sync.OnceFunc(func() { close(quit); wg.Wait() })
+}
+
+// paceLog records the progress reports of a budgeted backfill.
+type paceLog struct {
+	mu      sync.Mutex
+	reports []backfill.Progress
+}
+
+func (l *paceLog) add(p backfill.Progress) {
+	l.mu.Lock()
+	l.reports = append(l.reports, p)
+	l.mu.Unlock()
+}
+
+// A budget fed by the application's own latencies, under a foreground
+// load of point reads and updates on real PostgreSQL: the backfill
+// measures a baseline first, then works only part of the time (it starts
+// at a tenth, and rests between chunks), says what it paces by in State
+// and in its progress reports, and still finishes every row.
+func TestLatencyBudgetPacesByTheApplication(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	const n = 60_000
+	usersTable(t, db, n)
+	rec := backfill.NewForegroundRecorder(nil)
+	stop := foregroundLoad(t, db, n, 2, rec)
+	defer stop()
+	log := &paceLog{}
+	chunks := &chunkLog{}
+	b := mustNew(t, db, emailJob("budgeted"), backfill.WithObserver(chunks),
+		backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9, Signal: rec, Baseline: 500 * time.Millisecond, Window: 200 * time.Millisecond}),
+		backfill.WithProgress(50*time.Millisecond, log.add))
+	start := time.Now()
+	p, err := b.Run(t.Context())
+	took := time.Since(start)
+	stop()
+	require.NoError(t, err)
+	require.Equal(t, backfill.Done, p.Status)
+	assert.Zero(t, divergent(t, db))
+
+	st, err := b.State(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, backfill.SourceApplication, st.Foreground, "State names the signal in use")
+	assert.Contains(t, st.Pace, "duty ")
+	assert.Contains(t, st.Pace, "latency ", "the last reading against the baseline")
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	var measuring, paced bool
+	for _, r := range log.reports {
+		assert.Equal(t, backfill.SourceApplication, r.Foreground)
+		measuring = measuring || r.Pace == "measuring the baseline"
+		paced = paced || strings.HasPrefix(r.Pace, "duty 0.")
+	}
+	assert.True(t, measuring, "a report while the baseline was measured")
+	assert.True(t, paced, "a report of a pace below full")
+	// Resting between chunks: the chunks' own time is a part of the run's.
+	var worked time.Duration
+	for _, c := range chunks.all() {
+		worked += c.Duration
+	}
+	t.Logf("%d chunks, worked %v of %v; last pace: %s", len(chunks.all()), worked, took, st.Pace)
+	assert.Less(t, worked, took-500*time.Millisecond, "the backfill rested between chunks")
+}
+
+// Without a signal of its own, a budget reads the database's statistics:
+// on PostgreSQL it says so in State; SQLite keeps none, and New refuses
+// the budget.
+func TestLatencyBudgetFromTheDatabase(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		usersTable(t, db, 3000)
+		budget := backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 2, Baseline: 100 * time.Millisecond, Window: 50 * time.Millisecond})
+		if isSQLite(db) {
+			_, err := backfill.New(t.Context(), db, emailJob("db-budget"), budget)
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, errors.ErrUnsupported), "%v", err)
+			return
+		}
+		rec := backfill.NewForegroundRecorder(nil)
+		stop := foregroundLoad(t, db, 3000, 1, rec)
+		defer stop()
+		b := mustNew(t, db, emailJob("db-budget"), budget)
+		p, err := b.Run(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, backfill.Done, p.Status)
+		st, err := b.State(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, backfill.SourceDatabase, st.Foreground)
+		assert.Contains(t, st.Pace, "duty ")
+		assert.Zero(t, divergent(t, db))
+	})
+}
+
+func TestLatencyBudgetRefusesNonsense(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	usersTable(t, db, 10)
+	for _, bud := range []backfill.LatencyBudget{
+		{}, {P99: 1}, {P99: 0.5}, {Throughput: 1}, {Throughput: -0.1}, {P99: 2, Window: -1},
+	} {
+		_, err := backfill.New(t.Context(), db, emailJob("nonsense"), backfill.WithLatencyBudget(bud))
+		assert.ErrorContains(t, err, "latency budget", "%+v", bud)
+	}
+}
+
+// By default on PostgreSQL a backfill rests half the time while the
+// database serves a foreground (read from its statistics every second),
+// and works flat out when no one else is there; it says which in State.
+// The first chunk waits, after its claim and before its transaction (so
+// holding no lock), until the pace has read the foreground as expected.
+func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
+	t.Parallel()
+	for _, busy := range []bool{true, false} {
+		t.Run(fmt.Sprint("busy=", busy), func(t *testing.T) {
+			t.Parallel()
+			db := pgtest.DB(t)
+			const n = 20_000
+			usersTable(t, db, n)
+			if busy {
+				stop := foregroundLoad(t, db, n, 2, backfill.NewForegroundRecorder(nil))
+				defer stop()
+			}
+			want := "duty 1.00, no foreground"
+			if busy {
+				want = "duty 0.50, foreground of "
+			}
+			seen := make(chan struct{})
+			var once sync.Once
+			var mu sync.Mutex
+			var paces []string
+			chunks := &chunkLog{}
+			b := mustNew(t, db, emailJob("default-pace"), backfill.WithObserver(chunks),
+				backfill.WithProgress(time.Second, func(p backfill.Progress) {
+					mu.Lock()
+					paces = append(paces, p.Pace)
+					mu.Unlock()
+					if strings.HasPrefix(p.Pace, want) && (busy || p.Pace == want) {
+						once.Do(func() { close(seen) })
+					}
+				}),
+				backfill.WithAfterClaim(func(seq int64) {
+					if seq == 1 {
+						select {
+						case <-seen:
+						case <-t.Context().Done():
+						}
+					}
+				}))
+			p, err := b.Run(t.Context())
+			end := time.Now()
+			require.NoError(t, err)
+			require.Equal(t, backfill.Done, p.Status)
+			st, err := b.State(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, backfill.SourceDatabase, st.Foreground)
+			if busy {
+				// Each chunk is followed by a rest as long as itself.
+				var worked time.Duration
+				for _, c := range chunks.all() {
+					worked += c.Duration
+				}
+				assert.Less(t, worked.Seconds(), 0.6*end.Sub(chunks.firstStart()).Seconds(), "worked %v", worked)
+			}
+			mu.Lock()
+			t.Logf("paces: %q", paces)
+			mu.Unlock()
+			select {
+			case <-seen:
+			default:
+				t.Fatalf("the pace never read %q", want)
+			}
+		})
+	}
+	// A duty cycle given: the backfill does not look.
+	db := pgtest.DB(t)
+	usersTable(t, db, 100)
+	b := mustNew(t, db, emailJob("given"), backfill.WithDutyCycle(1))
+	_, err := b.Run(t.Context())
+	require.NoError(t, err)
+	st, err := b.State(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, st.Foreground)
+	assert.Empty(t, st.Pace)
+}

@@ -1,0 +1,217 @@
+package backfill
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// model is a synthetic foreground: its latency grows with the share of
+// time the backfill works (by lat× at full pace) and its throughput falls
+// (by tp at full pace), with a few percent of noise.
+type model struct {
+	base    Foreground
+	lat, tp float64
+	rng     *rand.Rand
+}
+
+func (m model) at(duty float64) Foreground {
+	noise := func() float64 { return 1 + 0.03*(2*m.rng.Float64()-1) }
+	return Foreground{
+		Latency:    time.Duration(float64(m.base.Latency) * (1 + m.lat*duty) * noise()),
+		Throughput: m.base.Throughput * (1 - m.tp*duty) * noise(),
+		Ops:        1000,
+	}
+}
+
+// The controller, windows driven by an injected clock against a synthetic
+// foreground: it finds a pace that holds the budget (1.5× latency, 90% of
+// the throughput) close to the fastest that does, backs off when the load
+// rises, and speeds up when it falls.
+func TestPacerFindsTheFastestPaceWithinTheBudget(t *testing.T) {
+	t.Parallel()
+	budget := LatencyBudget{P99: 1.5, Throughput: 0.9, Window: time.Second}
+	base := Foreground{Latency: 4 * time.Millisecond, Throughput: 2000, Ops: 2000}
+	p := newPacer(budget, base)
+	require.InDelta(t, paceStart, p.duty, 1e-9)
+	now := time.Unix(0, 0)
+	m := model{base: base, rng: rand.New(rand.NewPCG(1, 2))}
+	type phase struct {
+		duties   []float64
+		lat      []float64 // latency ratio
+		tp       []float64 // throughput ratio
+		overLast int       // windows past a limit in the phase's second half
+	}
+	run := func(windows int) phase {
+		var ph phase
+		duty := p.duty
+		for i := range windows {
+			f := m.at(duty)
+			now = now.Add(budget.Window)
+			duty, _ = p.update(now, f)
+			ph.duties = append(ph.duties, duty)
+			lr, tr := float64(f.Latency)/float64(base.Latency), f.Throughput/base.Throughput
+			ph.lat, ph.tp = append(ph.lat, lr), append(ph.tp, tr)
+			if i >= windows/2 && (lr > 1.5 || tr < 0.9) {
+				ph.overLast++
+			}
+		}
+		return ph
+	}
+	mean := func(xs []float64) float64 {
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s / float64(len(xs))
+	}
+	tail := func(xs []float64) []float64 { return xs[len(xs)/2:] }
+
+	// Latency binds: 1 + 1·d ≤ 1.5 up to d = 0.5 (throughput 1 − 0.1·d
+	// would allow all of it).
+	m.lat, m.tp = 1, 0.1
+	steady := run(80)
+	t.Logf("steady: mean duty %.3f, latency %.3f×, throughput %.3f", mean(tail(steady.duties)), mean(tail(steady.lat)), mean(tail(steady.tp)))
+	assert.Zero(t, steady.overLast, "no window past the budget once converged")
+	assert.InDelta(t, 0.4, mean(tail(steady.duties)), 0.1, "near the fastest pace the budget allows (0.5), below its set point's margin")
+	assert.Less(t, mean(tail(steady.lat)), 1.5)
+
+	// The load rises: the same pace costs twice as much latency; the
+	// fastest within budget is 0.25.
+	m.lat = 2
+	busy := run(60)
+	t.Logf("busy: mean duty %.3f, latency %.3f×", mean(tail(busy.duties)), mean(tail(busy.lat)))
+	assert.Less(t, busy.duties[2], steady.duties[len(steady.duties)-1], "backs off within two windows")
+	assert.Zero(t, busy.overLast)
+	assert.InDelta(t, 0.2, mean(tail(busy.duties)), 0.06)
+
+	// Throughput binds instead: 1 − 0.4·d ≥ 0.9 up to d = 0.25.
+	m.lat, m.tp = 0.2, 0.4
+	tpBound := run(60)
+	t.Logf("throughput-bound: mean duty %.3f, throughput %.3f", mean(tail(tpBound.duties)), mean(tail(tpBound.tp)))
+	assert.Zero(t, tpBound.overLast)
+	assert.InDelta(t, 0.2, mean(tail(tpBound.duties)), 0.06)
+
+	// The load falls away: every pace is within budget; it speeds up to
+	// full pace, a twentieth a window.
+	m.lat, m.tp = 0.1, 0.02
+	idle := run(30)
+	assert.InDelta(t, 1.0, idle.duties[len(idle.duties)-1], 1e-9, "full pace")
+	assert.Greater(t, mean(tail(idle.duties)), 0.9)
+}
+
+// A window past a limit halves the pace and holds it for one window; one
+// with no foreground keeps it; a baseline with no foreground runs at
+// full pace.
+func TestPacerBacksOffAndHolds(t *testing.T) {
+	t.Parallel()
+	budget := LatencyBudget{P99: 1.5, Window: time.Second}
+	base := Foreground{Latency: 10 * time.Millisecond, Ops: 100}
+	p := newPacer(budget, base)
+	p.duty = 0.8
+	now := time.Unix(0, 0)
+	d, shrink := p.update(now, Foreground{Latency: 16 * time.Millisecond, Ops: 10})
+	assert.InDelta(t, 0.4, d, 1e-9)
+	assert.True(t, shrink)
+	assert.Contains(t, p.describe(), "latency 1.60×")
+	d, shrink = p.update(now.Add(500*time.Millisecond), Foreground{Latency: 10 * time.Millisecond, Ops: 10})
+	assert.InDelta(t, 0.4, d, 1e-9, "held one window after the back-off")
+	assert.False(t, shrink)
+	d, _ = p.update(now.Add(time.Second), Foreground{Latency: 10 * time.Millisecond, Ops: 10})
+	assert.InDelta(t, 0.45, d, 1e-9)
+	d, _ = p.update(now.Add(2*time.Second), Foreground{Latency: 14 * time.Millisecond, Ops: 10})
+	assert.InDelta(t, 0.375, d, 1e-9, "past the set point (1.35×): eased off by a sixth")
+	d, _ = p.update(now.Add(3*time.Second), Foreground{})
+	assert.InDelta(t, 0.375, d, 1e-9, "no foreground: kept")
+	for i := range 20 {
+		d, _ = p.update(now.Add(time.Duration(4+i)*time.Second), Foreground{Latency: time.Second, Ops: 1})
+	}
+	assert.InDelta(t, paceMin, d, 1e-9, "never below the floor")
+
+	idle := newPacer(budget, Foreground{})
+	d, _ = idle.update(now, Foreground{Latency: time.Hour, Ops: 1})
+	assert.InDelta(t, 1.0, d, 1e-9)
+	assert.Contains(t, idle.describe(), "no foreground during the baseline")
+}
+
+// The recorder's 99th percentile is within a tenth of the truth, its
+// throughput is over the time between reads by its clock, and each read
+// starts a new window.
+func TestForegroundRecorder(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(100, 0)
+	r := NewForegroundRecorder(func() time.Time { return now })
+	f, err := r.Read(t.Context())
+	require.NoError(t, err)
+	assert.Zero(t, f)
+	for i := range 1000 {
+		d := time.Millisecond
+		if i%50 == 0 {
+			d = 50 * time.Millisecond // the slowest 2%
+		}
+		if i == 0 {
+			d = 3 * time.Second
+		}
+		r.Observe(d)
+	}
+	now = now.Add(2 * time.Second)
+	f, err = r.Read(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, int64(1000), f.Ops)
+	assert.InDelta(t, 500, f.Throughput, 1e-9)
+	assert.InDelta(t, float64(50*time.Millisecond), float64(f.Latency), float64(5*time.Millisecond))
+	now = now.Add(time.Second)
+	f, _ = r.Read(t.Context())
+	assert.Zero(t, f.Ops)
+	assert.Zero(t, f.Latency)
+	r.Observe(-time.Second)
+	r.Observe(time.Duration(1 << 62))
+	f, _ = r.Read(t.Context())
+	assert.Equal(t, int64(2), f.Ops)
+}
+
+// Until a window first comes out past the set point, a foreground near
+// its baseline doubles the pace (slow start); after one has, the pace
+// grows by twentieths.
+func TestPacerSlowStart(t *testing.T) {
+	t.Parallel()
+	base := Foreground{Latency: 10 * time.Millisecond, Throughput: 100, Ops: 100}
+	p := newPacer(LatencyBudget{P99: 1.5, Throughput: 0.9, Window: time.Second}, base)
+	now := time.Unix(0, 0)
+	var duties []float64
+	for i := range 4 {
+		d, _ := p.update(now.Add(time.Duration(i)*time.Second), base)
+		duties = append(duties, d)
+	}
+	assert.InDeltaSlice(t, []float64{0.2, 0.4, 0.8, 1}, duties, 1e-9)
+	p = newPacer(LatencyBudget{P99: 1.5, Window: time.Second}, base)
+	d, _ := p.update(now, Foreground{Latency: 14 * time.Millisecond, Ops: 1}) // past the set point
+	assert.InDelta(t, paceStart*5/6, d, 1e-9)
+	d, _ = p.update(now.Add(time.Second), base)
+	assert.InDelta(t, paceStart*5/6+paceStep, d, 1e-9, "slow start is over")
+	p = newPacer(LatencyBudget{P99: 1.5, Window: time.Second}, base)
+	d, _ = p.update(now, Foreground{Latency: 12 * time.Millisecond, Ops: 1}) // within, but past half the set point
+	assert.InDelta(t, paceStart+paceStep*0.6, d, 1e-9)
+}
+
+// A boundary found while the last chunk ran is taken only from the same
+// frontier, and only when it is no more than a tenth over the size asked:
+// a size cut since is not undone by it.
+func TestBoundaryGuessFits(t *testing.T) {
+	t.Parallel()
+	g := &boundaryGuess{lo: Key{"3", "a"}, hi: Key{"9", "z"}, size: 1000}
+	assert.True(t, g.fits(Key{"3", "a"}, 1000))
+	assert.True(t, g.fits(Key{"3", "a"}, 910), "a tenth over")
+	assert.True(t, g.fits(Key{"3", "a"}, 5000), "the size grew: a smaller chunk")
+	assert.False(t, g.fits(Key{"3", "a"}, 500), "the size was cut")
+	assert.False(t, g.fits(Key{"3", "b"}, 1000), "another worker moved the frontier")
+	assert.False(t, g.fits(nil, 1000))
+	var none *boundaryGuess
+	assert.False(t, none.fits(Key{"3", "a"}, 1000))
+	var l *lookahead
+	assert.Nil(t, l.result())
+	l.wait()
+}
