@@ -143,6 +143,7 @@ func benchThroughput(b *testing.B, db *sqlx.DB) {
 				if p.RowsChanged != int64(n) {
 					b.Fatalf("backfill changed %d rows, want %d", p.RowsChanged, n)
 				}
+				b.Logf("%s: %d chunks, pace %q", table, p.ChunksDone, p.Pace)
 				return time.Since(start)
 			}
 			one := run(tables[1], 1)

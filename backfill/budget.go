@@ -501,7 +501,8 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 // restWhileBusy is the default pace on a database with statistics: every
 // second, [DefaultBusyDutyCycle] if the database served more than
 // [DefaultBusyRate] transactions a second besides the backfill's own
-// since the last reading, else full pace. It runs until the returned stop
+// since the last reading, and more than the backfill's own rate again,
+// else full pace. It runs until the returned stop
 // is called (which waits for it).
 func (b *Backfill) restWhileBusy(ctx context.Context) (stop func()) {
 	sig := &dbForeground{b: b}
@@ -509,13 +510,21 @@ func (b *Backfill) restWhileBusy(ctx context.Context) (stop func()) {
 	if _, err := sig.Read(ctx); err != nil {
 		b.setPace(ctx, sig.Source(), "duty 1.00, statistics unreadable: "+err.Error(), 1)
 	}
+	lastOwn, lastAt := b.ownTx.Load(), time.Now()
 	return every(ctx, time.Second, func(ctx context.Context) bool {
 		f, err := sig.Read(ctx)
+		// The statistics lag the backfill's own count of its transactions
+		// by up to a second (sessions report them at most once a second):
+		// a foreground must exceed the backfill's own rate as well, or a
+		// backfill alone would read its own lag as one.
+		own, at := b.ownTx.Load(), time.Now()
+		ownRate := float64(own-lastOwn) / max(at.Sub(lastAt).Seconds(), 1e-3)
+		lastOwn, lastAt = own, at
 		switch {
 		case err != nil:
 			// Unknown is not idle.
 			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, statistics unreadable: %v", DefaultBusyDutyCycle, err), DefaultBusyDutyCycle)
-		case f.Throughput > DefaultBusyRate:
+		case f.Throughput > DefaultBusyRate+ownRate:
 			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, foreground of %.0f tx/s", DefaultBusyDutyCycle, f.Throughput), DefaultBusyDutyCycle)
 		default:
 			b.setPace(ctx, sig.Source(), "duty 1.00, no foreground", 1)

@@ -190,7 +190,8 @@ func WithRate(rowsPerSecond float64) Option {
 //
 // Default, on PostgreSQL: [DefaultBusyDutyCycle] while the database's
 // statistics show a foreground (more than [DefaultBusyRate] transactions a
-// second besides the backfill's own, read every second), else 1, no rest:
+// second besides the backfill's own, and more than the backfill's own rate
+// again, as the statistics lag it; read every second), else 1, no rest:
 // full speed when no one else is there. [Progress].Foreground then reads
 // [SourceDatabase], and Pace which it is. On SQLite, 1. Given a duty
 // cycle, or a [WithLatencyBudget], the backfill does not look.
