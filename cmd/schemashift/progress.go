@@ -144,6 +144,9 @@ func (b *progress) report(p backfill.Progress) {
 	rate, left := j.meter.rate(), j.meter.eta(p.RowsDone, p.TotalEstimate)
 	if rate == 0 && !j.meter.spans() {
 		rate = p.Rate // no window yet (the first report, or a job done before the second): the job's own average
+		if rate == 0 && p.RowsDone == 0 {
+			rate = -1 // nothing done yet: no rate to tell
+		}
 	}
 	if b.terminal {
 		fmt.Fprintf(b.w, "\r%s\x1b[K", barLine(p, rate, left))
@@ -172,13 +175,22 @@ func (b *progress) finish() {
 
 const barWidth = 30
 
+// rateText is a rate as the progress shows it: "-" when there is none
+// to tell yet (a negative rate).
+func rateText(rate float64) string {
+	if rate < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", rate)
+}
+
 func barLine(p backfill.Progress, rate float64, left time.Duration) string {
 	filled := 0
 	if p.TotalEstimate > 0 {
 		filled = int(min(int64(barWidth), p.RowsDone*barWidth/p.TotalEstimate))
 	}
-	return fmt.Sprintf("%s [%s%s] %d/%d rows  %.0f rows/s  ETA %s  %s", p.Job, strings.Repeat("#", filled),
-		strings.Repeat(".", barWidth-filled), p.RowsDone, p.TotalEstimate, rate, etaOf(p, left), backfillStatus(p)) + paceOf(p, "  ")
+	return fmt.Sprintf("%s [%s%s] %d/%d rows  %s rows/s  ETA %s  %s", p.Job, strings.Repeat("#", filled),
+		strings.Repeat(".", barWidth-filled), p.RowsDone, p.TotalEstimate, rateText(rate), etaOf(p, left), backfillStatus(p)) + paceOf(p, "  ")
 }
 
 func plainLine(p backfill.Progress, rate float64, left time.Duration) string {
@@ -186,7 +198,7 @@ func plainLine(p backfill.Progress, rate float64, left time.Duration) string {
 	if p.TotalEstimate > 0 {
 		pct = fmt.Sprintf(" %d%%", min(100, p.RowsDone*100/p.TotalEstimate))
 	}
-	return fmt.Sprintf("%s:%s %d/%d rows, %.0f rows/s, ETA %s, %s", p.Job, pct, p.RowsDone, p.TotalEstimate, rate, etaOf(p, left), backfillStatus(p)) + paceOf(p, ", ")
+	return fmt.Sprintf("%s:%s %d/%d rows, %s rows/s, ETA %s, %s", p.Job, pct, p.RowsDone, p.TotalEstimate, rateText(rate), etaOf(p, left), backfillStatus(p)) + paceOf(p, ", ")
 }
 
 // paceOf is, for a running job whose pace reads the foreground (a

@@ -180,3 +180,18 @@ func TestProgressShowsThePace(t *testing.T) {
 	p.Status, p.Foreground, p.Pace = backfill.Running, "", "stale"
 	assert.Equal(t, "j: 10% 10/100 rows, 5 rows/s, ETA -, running", plainLine(p, 5, 0), "no pace read: nothing said")
 }
+
+// A first report with nothing done and no rate of the job's own yet tells
+// no rate ("-"), not a rate of 0 (a script reading the line would take
+// the job for stalled); one with rows done tells the job's average.
+func TestProgressFirstReportHasNoRate(t *testing.T) {
+	var out bytes.Buffer
+	at := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := newProgress(&out, false, func() time.Time { return at })
+	b.report(backfill.Progress{Job: "j", Status: backfill.Running, TotalEstimate: 3000})
+	assert.Equal(t, "j: 0% 0/3000 rows, - rows/s, ETA -, running\n", out.String())
+	out.Reset()
+	b = newProgress(&out, false, func() time.Time { return at })
+	b.report(backfill.Progress{Job: "j", Status: backfill.Done, RowsDone: 3000, TotalEstimate: 3000, Rate: 4200})
+	assert.Equal(t, "j: 100% 3000/3000 rows, 4200 rows/s, ETA 0s, done\n", out.String())
+}
