@@ -477,52 +477,56 @@ func Cancel(ctx context.Context, db DB, name string) error {
 
 // Progress is a job's state, as stored: readable from any process without
 // running the job.
+//
+// Its JSON (the CLI's `backfill status --json`, a retrospective's
+// backfills) names each field in snake case; durations are in
+// nanoseconds (throttled_ns, eta_ns).
 type Progress struct {
-	Job           string
-	Table         string
-	Status        Status // as stored, or Stalled
-	Stall         *Stall // when Status is Stalled: the worker last seen, and since when
-	RowsDone      int64  // rows walked in finished chunks
-	RowsChanged   int64  // rows the chunks changed
-	TotalEstimate int64
-	ChunksDone    int64
-	ChunksLeased  int64
-	ChunksRedone  int64         // chunks that ran more than once (resumes, lost leases)
-	Runs          int64         // times Run started on the job (a resume is a run after the first)
-	Retries       int64         // retried chunk or claim failures (lock timeouts, deadlocks, lost connections…)
-	Throttled     time.Duration // time workers waited on throttle signals
-	ChunkSize     int
-	Throttle      string
+	Job           string        `json:"job"`
+	Table         string        `json:"table"`
+	Status        Status        `json:"status"`          // as stored, or Stalled
+	Stall         *Stall        `json:"stall,omitempty"` // when Status is Stalled: the worker last seen, and since when
+	RowsDone      int64         `json:"rows_done"`       // rows walked in finished chunks
+	RowsChanged   int64         `json:"rows_changed"`    // rows the chunks changed
+	TotalEstimate int64         `json:"total_estimate"`
+	ChunksDone    int64         `json:"chunks_done"`
+	ChunksLeased  int64         `json:"chunks_leased"`
+	ChunksRedone  int64         `json:"chunks_redone"` // chunks that ran more than once (resumes, lost leases)
+	Runs          int64         `json:"runs"`          // times Run started on the job (a resume is a run after the first)
+	Retries       int64         `json:"retries"`       // retried chunk or claim failures (lock timeouts, deadlocks, lost connections…)
+	Throttled     time.Duration `json:"throttled_ns"`  // time workers waited on throttle signals
+	ChunkSize     int           `json:"chunk_size"`
+	Throttle      string        `json:"throttle"`
 	// Foreground is what the job's pace reads the foreground by: a
 	// latency budget's signal ([WithLatencyBudget]: [SourceApplication],
 	// [SourceProbe] or [SourceDatabase]), or, by default on PostgreSQL,
 	// [SourceDatabase] (see [WithDutyCycle]); "" with a duty cycle given,
 	// or on SQLite.
-	Foreground string
+	Foreground string `json:"foreground"`
 	// Pace is how the pace stands: the share of time worked and, with a
 	// budget, the last reading against the baseline.
-	Pace string
+	Pace string `json:"pace"`
 	// Rate is rows per second since the job started; ETA follows from it,
 	// for a running job only (none when it is paused or stalled).
-	Rate       float64
-	ETA        time.Duration
-	LastKey    Key
-	Verify     string // "", "passed" or "failed"
-	Divergent  int64
-	Error      string
-	StartedAt  time.Time
-	UpdatedAt  time.Time
-	FinishedAt *time.Time
+	Rate       float64       `json:"rate"`
+	ETA        time.Duration `json:"eta_ns"`
+	LastKey    Key           `json:"last_key"`
+	Verify     string        `json:"verify"` // "", "passed" or "failed"
+	Divergent  int64         `json:"divergent"`
+	Error      string        `json:"error"`
+	StartedAt  time.Time     `json:"started_at"`
+	UpdatedAt  time.Time     `json:"updated_at"`
+	FinishedAt *time.Time    `json:"finished_at"`
 }
 
 // Stall is who a [Stalled] job last had, and since when.
 type Stall struct {
 	// Worker is the worker holding the chunk whose lease ran out last, or,
 	// with no chunk leased, the worker of the last Run's heartbeat.
-	Worker string
+	Worker string `json:"worker"`
 	// Since is when the last lease or heartbeat ran out, by the clock of
 	// the workers that wrote them: the job has had no live worker since.
-	Since time.Time
+	Since time.Time `json:"since"`
 }
 
 // State reads a job's progress, as [StateAt] at time.Now. db may be a pool

@@ -36,7 +36,9 @@
 // advance, rollback and force, the migration's new ledger status with
 // "action" (advance, rollback, force-advance, force-rollback); backfill
 // run, an array of the jobs' progress when they finish; backfill pause,
-// resume, cancel and status, the job's progress; verify, an array of
+// resume, cancel and status, the job's progress (backfill.Progress: its
+// fields in snake case, job, status, rows_done, total_estimate, rate,
+// eta_ns, …); verify, an array of
 // reports; lint, an array of findings (file, line, column, rule,
 // message, statement, fix); retro, the retrospective; audit, an array of
 // events; init, {"ledger_version": N}; version, {"version", "go",

@@ -107,7 +107,7 @@ func TestCLIReadOnlyRole(t *testing.T) {
 		{[]string{"retro", "users_split_name"}, "# Retrospective: users_split_name"},
 		{[]string{"retro", "users_split_name", "--json"}, `"forced": 1`},
 		{[]string{"backfill", "status", "users_split_name"}, "users_split_name: done, 3000/3000 rows"},
-		{[]string{"backfill", "status", "users_split_name", "--json"}, `"RowsDone": 3000`},
+		{[]string{"backfill", "status", "users_split_name", "--json"}, `"rows_done": 3000`},
 	} {
 		r := cliRun(t, roURL, c.args...)
 		require.Equal(t, 0, r.code, "%v as a SELECT-only role: %s", c.args, r.stderr)
