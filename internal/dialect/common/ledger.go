@@ -1,5 +1,7 @@
 package common
 
+import "github.com/schemashift/schemashift/internal/dialect"
+
 // Ledger is the part of [dialect.LedgerQueries] both databases accept as
 // it is: all of it but LedgerSchema, LockMigration and SetMigration.
 type Ledger struct{}
@@ -95,4 +97,29 @@ func (Ledger) TripMigration() string {
 func (Ledger) ContractIntent() string {
 	return `SELECT at FROM schemashift_events
 		WHERE migration = $1 AND kind = 'contracting' AND accepted AND version = $2 AND at >= $3 ORDER BY id LIMIT 1`
+}
+
+// LedgerAdditions are the ledger's additions outside its versions
+// ([dialect.LedgerQueries]), with times of the database's type timestamp:
+// the heartbeats' samples, for the charts over time. seq numbers an
+// instance's samples of a migration (a clock that stands still stamps
+// two alike), so that the row cap prunes a range of the key, and the
+// index on at makes the age prune one. The histograms are JSON as text,
+// their trailing zeros cut: a tenth of what jsonb keeps of them.
+func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
+	return []dialect.LedgerAddition{{Table: "schemashift_heartbeat_samples", DDL: `CREATE TABLE IF NOT EXISTS schemashift_heartbeat_samples (
+			migration   text NOT NULL,
+			instance_id text NOT NULL,
+			seq         bigint NOT NULL,
+			at          ` + timestamp + ` NOT NULL,
+			old_calls   bigint NOT NULL DEFAULT 0,
+			old_errors  bigint NOT NULL DEFAULT 0,
+			new_calls   bigint NOT NULL DEFAULT 0,
+			new_errors  bigint NOT NULL DEFAULT 0,
+			matched     bigint NOT NULL DEFAULT 0,
+			mismatched  bigint NOT NULL DEFAULT 0,
+			latency     text NOT NULL DEFAULT '{"old": [], "new": []}',
+			PRIMARY KEY (migration, instance_id, seq)
+		);
+		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`}}
 }

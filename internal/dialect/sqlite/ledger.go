@@ -86,29 +86,9 @@ func (Dialect) LedgerSchema() []string {
 	}
 }
 
-// LedgerAdditions implements [dialect.LedgerQueries]: the heartbeats'
-// samples, for the charts over time. seq numbers an instance's samples of
-// a migration (a clock that stands still stamps two alike), so that the
-// row cap prunes a range of the key, and the index on at makes the age
-// prune one. The histograms are JSON as text, their trailing zeros cut: a
-// tenth of what jsonb keeps of them.
-func (Dialect) LedgerAdditions() []dialect.LedgerAddition {
-	return []dialect.LedgerAddition{{Table: "schemashift_heartbeat_samples", DDL: `CREATE TABLE IF NOT EXISTS schemashift_heartbeat_samples (
-			migration   text NOT NULL,
-			instance_id text NOT NULL,
-			seq         bigint NOT NULL,
-			at          timestamp NOT NULL,
-			old_calls   bigint NOT NULL DEFAULT 0,
-			old_errors  bigint NOT NULL DEFAULT 0,
-			new_calls   bigint NOT NULL DEFAULT 0,
-			new_errors  bigint NOT NULL DEFAULT 0,
-			matched     bigint NOT NULL DEFAULT 0,
-			mismatched  bigint NOT NULL DEFAULT 0,
-			latency     text NOT NULL DEFAULT '{"old": [], "new": []}',
-			PRIMARY KEY (migration, instance_id, seq)
-		);
-		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`}}
-}
+// LedgerAdditions implements [dialect.LedgerQueries]: common's, with
+// times as timestamp.
+func (Dialect) LedgerAdditions() []dialect.LedgerAddition { return common.LedgerAdditions("timestamp") }
 
 // LockMigration implements [dialect.LedgerQueries]: the write
 // transaction already excludes every other writer.
