@@ -446,8 +446,10 @@ func TestDatabaseConnectionsLostMidBackfill(t *testing.T) {
 			err := ops.SelectContext(context.WithoutCancel(t.Context()), &gone, `SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
 				WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
 			assert.NoError(t, err)
-			assert.NotEmpty(t, gone, "the chunk's connection was killed")
-			assert.NotContains(t, gone, false, "every connection killed is gone")
+			// false is a backend that ended on its own between the scan and
+			// the kill (the look-ahead's connection, say): not one of ours
+			// left alive, since the chunk's connection is asserted below.
+			assert.Contains(t, gone, true, "the chunk's connection was killed")
 		}))
 	final, err := b.Run(t.Context())
 	require.NoError(t, err)
