@@ -35,6 +35,7 @@ type Backfill struct {
 
 	mu         sync.Mutex
 	chunkSize  int
+	growth     float64 // the chunk size's growth at the last chunk (see lookSizes)
 	throttle   string
 	duty       float64 // the latency budget's pace: the share of time a worker works
 	foreground string  // the budget's signal's source
@@ -416,7 +417,7 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		if c.Span.Hi != nil && b.opts.workers == 1 {
 			// With siblings, one of them moves the frontier first as a
 			// rule, and the guess would be a walk for nothing.
-			next = b.lookAhead(ctx, c.Span.Hi, size)
+			next = b.lookAhead(ctx, c.Span.Hi, b.lookSizes(int(c.Scanned)))
 		}
 		if err := b.runChunk(ctx, worker, c, size); err != nil {
 			return err
@@ -442,8 +443,9 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 		return err
 	})
 	elapsed := time.Since(start)
-	// Its statements and commit, and the claim's two before them.
-	b.ownTx.Add(3)
+	// Its transaction, and the claim's before it (a look-ahead, the
+	// claim's idle check and retries count their own).
+	b.ownTx.Add(2)
 	b.ownActive.Add(int64(elapsed))
 	stopLease()
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errLeaseLost) {
@@ -564,6 +566,7 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 		if kind == pgerr.StatementTimeout {
 			b.shrink()
 		}
+		b.ownTx.Add(2) // the attempt that failed, and the count below
 		wait := backoff.Wait(b.opts.backoff, attempt, 100*b.opts.backoff)
 		b.opts.observer.ObserveRetry(ctx, Retry{Job: b.job.Name, Op: what, Kind: kind.String(), Attempt: attempt, Wait: wait, Err: err})
 		// Counted for the retrospective; best effort, as the database may
@@ -602,6 +605,7 @@ func (b *Backfill) waitSignals(ctx context.Context) error {
 		b.setThrottle(reason)
 		b.shrink()
 		b.opts.observer.ObserveThrottle(ctx, Throttle{Job: b.job.Name, Wait: wait, Reason: reason})
+		b.ownTx.Add(1)
 		_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillThrottled(), b.job.Name, wait.Milliseconds())
 		if err := sleep(ctx, wait); err != nil {
 			return err
@@ -615,6 +619,7 @@ func (b *Backfill) setThrottle(reason string) {
 	b.throttle = reason
 	b.mu.Unlock()
 	if changed {
+		b.ownTx.Add(1)
 		_, _ = b.db.ExecContext(context.Background(), b.plan.d.BackfillThrottle(), b.job.Name, reason)
 	}
 }
@@ -633,7 +638,8 @@ func (b *Backfill) shrink() {
 
 // adapt steers the chunk size towards the target chunk time from the
 // chunk of rows that took elapsed: up by at most half per chunk (double
-// while a chunk takes under a quarter of the target), down by
+// while a chunk takes under a quarter of the target, quadruple under an
+// eighth), down by
 // at most half while the chunk stayed within [WithMaxLockHold]'s bound,
 // and, once one ran past it, down at once to the size that would have met
 // the target (at least halved): the multiplicative decrease that keeps one
@@ -644,24 +650,61 @@ func (b *Backfill) adapt(rows int64, elapsed time.Duration) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.chunkSize = nextChunkSize(b.chunkSize, rows, elapsed, b.opts)
+	next := nextChunkSize(b.chunkSize, rows, elapsed, b.opts)
+	b.growth = float64(next) / float64(min(int64(b.chunkSize), rows))
+	b.chunkSize = next
+}
+
+// lookSizes are the chunk sizes, ascending, a look-ahead after a chunk of
+// rows rows finds boundaries for: rows itself and, as the chunk size may
+// grow after it as much as it did after the last one (before any, by as
+// much as it can), the sizes it grows to on the way, up to the ceiling.
+func (b *Backfill) lookSizes(rows int) []int {
+	b.mu.Lock()
+	g := b.growth
+	b.mu.Unlock()
+	if g == 0 {
+		g = 4
+	}
+	sizes := []int{rows}
+	for _, f := range []float64{1.5, 2, 4} {
+		if f > g+1e-9 {
+			break
+		}
+		n := min(int(f*float64(rows)), b.opts.maxChunk)
+		if n <= sizes[len(sizes)-1] {
+			break
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
 }
 
 // nextChunkSize is adapt's arithmetic: the size after a chunk of size
 // (asked) that walked rows in elapsed.
 func nextChunkSize(size int, rows int64, elapsed time.Duration, o options) int {
 	target := float64(o.targetChunkTime)
+	// The rows walked, not the size asked: a tail chunk, or one whose
+	// boundary a look-ahead found for a smaller size, is smaller, and its
+	// time says nothing of the size asked.
 	cur := float64(size)
+	if rows < int64(size) {
+		cur = float64(rows)
+	}
 	ideal := cur * target / float64(elapsed)
 	var next float64
 	switch {
 	case elapsed > o.maxLockHold:
-		// The rows walked, not the size asked: a tail chunk is smaller.
-		next = min(float64(rows)*target/float64(elapsed), float64(rows)/2, ideal)
+		next = min(ideal, cur/2)
 	case ideal < cur:
 		next = max(ideal, cur/2)
+	case elapsed < o.targetChunkTime/8:
+		// Far below the target: four times the rows take at most half
+		// of it, at the rate this chunk ran (which its fixed costs only
+		// understate).
+		next = min(ideal, cur*4)
 	case elapsed < o.targetChunkTime/4:
-		next = min(ideal, cur*2) // far below the target: it cannot reach it by doubling
+		next = min(ideal, cur*2)
 	default:
 		next = min(ideal, cur*1.5)
 	}

@@ -384,6 +384,9 @@ type dbForeground struct {
 	mu    sync.Mutex
 	prev  dbStats
 	valid bool
+	// owed is how many of the backfill's own transactions were taken off
+	// a reading before the statistics showed them (see others).
+	owed int64
 }
 
 type dbStats struct {
@@ -412,10 +415,11 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	if !valid {
 		return Foreground{}, nil
 	}
-	// -2: this reading's own, and the pace's record after the last.
-	ops := (cur.xacts - prev.xacts) - (cur.ownTx - prev.ownTx) - 2
+	// +2: this reading's own, and the pace's record after the last.
+	var ops int64
+	ops, s.owed = others(cur.xacts-prev.xacts, cur.ownTx-prev.ownTx+2, s.owed)
 	activeMS := (cur.activeMS - prev.activeMS) - float64(cur.ownActive-prev.ownActive)/float64(time.Millisecond)
-	f := Foreground{Ops: max(ops, 0)}
+	f := Foreground{Ops: ops}
 	if secs := cur.at.Sub(prev.at).Seconds(); secs > 0 && ops > 0 {
 		f.Throughput = float64(ops) / secs
 		if activeMS > 0 {
@@ -423,6 +427,28 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 		}
 	}
 	return f, nil
+}
+
+// maxOwed bounds what others carries: the backfill's own count may run
+// ahead of what it really sent (a statement it counts that an error cut
+// short), and an unbounded debt would hide a foreground for as long.
+const maxOwed = 64
+
+// others is how many of xacts, the transactions the statistics counted
+// since the last reading, were not the backfill's own (own of them, as it
+// counted them itself), given owed from the last reading, and what it
+// owes now. The statistics lag what the backfill counts: a session
+// reports its counts at most once a second, and one that went idle may
+// hold them longer. So own transactions taken off a reading that did not
+// show them yet are owed, and taken off the readings that do, rather
+// than lost: without the debt, the backfill alone reads its own counts,
+// arriving late, as a foreground, and rests for nothing.
+func others(xacts, own, owed int64) (ops, owes int64) {
+	ops = xacts - own - owed
+	if ops < 0 {
+		return 0, min(-ops, maxOwed)
+	}
+	return ops, 0
 }
 
 // dutyNow is the share of time a worker works: the budget's pace, or
@@ -502,7 +528,7 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 // second, [DefaultBusyDutyCycle] if the database served more than
 // [DefaultBusyRate] transactions a second besides the backfill's own
 // since the last reading, and more than the backfill's own rate again,
-// else full pace. It runs until the returned stop
+// in this reading and the one before (see busyStreak), else full pace. It runs until the returned stop
 // is called (which waits for it).
 func (b *Backfill) restWhileBusy(ctx context.Context) (stop func()) {
 	sig := &dbForeground{b: b}
@@ -511,6 +537,7 @@ func (b *Backfill) restWhileBusy(ctx context.Context) (stop func()) {
 		b.setPace(ctx, sig.Source(), "duty 1.00, statistics unreadable: "+err.Error(), 1)
 	}
 	lastOwn, lastAt := b.ownTx.Load(), time.Now()
+	var busy busyStreak
 	return every(ctx, time.Second, func(ctx context.Context) bool {
 		f, err := sig.Read(ctx)
 		// The statistics lag the backfill's own count of its transactions
@@ -524,11 +551,33 @@ func (b *Backfill) restWhileBusy(ctx context.Context) (stop func()) {
 		case err != nil:
 			// Unknown is not idle.
 			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, statistics unreadable: %v", DefaultBusyDutyCycle, err), DefaultBusyDutyCycle)
-		case f.Throughput > DefaultBusyRate+ownRate:
+		case busy.read(f.Throughput > DefaultBusyRate+ownRate):
 			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, foreground of %.0f tx/s", DefaultBusyDutyCycle, f.Throughput), DefaultBusyDutyCycle)
 		default:
 			b.setPace(ctx, sig.Source(), "duty 1.00, no foreground", 1)
 		}
 		return true
 	})
+}
+
+// busyReadings is how many readings in a row must show a foreground
+// before the default pace rests (see busyStreak).
+const busyReadings = 2
+
+// busyStreak turns readings of the database's statistics into whether a
+// foreground runs: it does once busyReadings readings in a row showed
+// one, and stops at the first that did not. One reading alone is not
+// enough: what the backfill's own sessions did not count (a statement's
+// preparation on a new connection, a ping of one that idled) arrives in
+// bursts, and one second of full pace under a real foreground is a
+// second of chunks each already bounded by [WithMaxLockHold].
+type busyStreak struct{ n int }
+
+func (s *busyStreak) read(busy bool) bool {
+	if !busy {
+		s.n = 0
+		return false
+	}
+	s.n = min(s.n+1, busyReadings)
+	return s.n >= busyReadings
 }

@@ -218,6 +218,11 @@ func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
 			}
 			mu.Lock()
 			t.Logf("paces: %q", paces)
+			if !busy {
+				for _, p := range paces {
+					assert.NotContains(t, p, "duty 0.50", "alone on the database, the backfill never rested: %q", paces)
+				}
+			}
 			mu.Unlock()
 			select {
 			case <-seen:
@@ -236,4 +241,43 @@ func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, st.Foreground)
 	assert.Empty(t, st.Pace)
+}
+
+// The backfill's own transactions reach the database's statistics late
+// (a session reports its counts at most once a second, an idle one
+// later): those taken off a reading that did not show them yet are owed,
+// and taken off the readings that do, so that the backfill alone never
+// reads as a foreground. The debt is bounded: it cannot hide a real
+// foreground for long.
+func TestOwnTransactionsArrivingLateAreNotAForeground(t *testing.T) {
+	t.Parallel()
+	// Reading 1: the backfill ran 6 of its own; the statistics show none yet.
+	ops, owed := backfill.Others(0, 6, 0)
+	assert.Zero(t, ops)
+	assert.EqualValues(t, 6, owed)
+	// Reading 2: they arrive, with 2 more of its own and none else.
+	ops, owed = backfill.Others(8, 2, owed)
+	assert.Zero(t, ops, "its own six, arriving late, are not a foreground")
+	assert.Zero(t, owed)
+	// Reading 3: a foreground of 20 besides 5 of its own.
+	ops, owed = backfill.Others(25, 5, owed)
+	assert.EqualValues(t, 20, ops)
+	assert.Zero(t, owed)
+	// A count gone far ahead of what the statistics ever show owes at most 64.
+	ops, owed = backfill.Others(0, 1000, 0)
+	assert.Zero(t, ops)
+	assert.EqualValues(t, 64, owed)
+	ops, _ = backfill.Others(100, 0, owed)
+	assert.EqualValues(t, 36, ops)
+}
+
+// The default pace rests only once two readings in a row show a
+// foreground, and works flat out again at the first that does not: one
+// burst of what the backfill's sessions did not count (statements
+// prepared on a new connection) is not a foreground.
+func TestDefaultPaceRestsOnTwoBusyReadings(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t,
+		[]bool{false, false, false, true, true, false, false, true},
+		backfill.BusyReadings(true, false, true, true, true, false, true, true))
 }

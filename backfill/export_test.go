@@ -58,3 +58,19 @@ func NextChunkSize(size int, rows int64, elapsed time.Duration, opts ...Option) 
 	}
 	return nextChunkSize(size, rows, elapsed, o), nil
 }
+
+// Others is how the database's statistics are read as a foreground: of
+// xacts transactions counted since the last reading, own (as the
+// backfill counted them) and owed from the last reading taken off.
+func Others(xacts, own, owed int64) (ops, owes int64) { return others(xacts, own, owed) }
+
+// BusyReadings feeds readings (a foreground seen or not) to the default
+// pace's judgement and returns, for each, whether it rests.
+func BusyReadings(readings ...bool) []bool {
+	var s busyStreak
+	out := make([]bool, len(readings))
+	for i, r := range readings {
+		out[i] = s.read(r)
+	}
+	return out
+}

@@ -6,15 +6,15 @@ import (
 )
 
 // lookahead finds, on a connection of its own while a chunk runs, the
-// boundary of the chunk after it: the key size rows past the chunk's
-// upper key. The claim that follows takes it instead of walking the key
-// index itself, under the job's lock, between two chunks: with one
-// worker, the walk (an index scan of a chunk's rows) then overlaps the
-// chunk's statement rather than add to it.
+// boundaries of the chunk after it: the keys some sizes past the chunk's
+// upper key (see lookSizes: its own size, and those the chunk size may
+// grow to after it). The claim that follows takes the largest that fits
+// instead of walking the key index itself, under the job's lock, between
+// two chunks: with one worker, the walk (an index scan of a chunk's rows)
+// then overlaps the chunk's statement rather than add to it.
 type lookahead struct {
-	done  chan struct{}
-	guess boundaryGuess
-	err   error
+	done    chan struct{}
+	guesses []boundaryGuess
 }
 
 // boundaryGuess is a boundary found outside the claim's transaction: hi
@@ -24,12 +24,22 @@ type boundaryGuess struct {
 	size   int
 }
 
-// lookAhead starts looking for the boundary size rows past lo.
-func (b *Backfill) lookAhead(ctx context.Context, lo Key, size int) *lookahead {
-	l := &lookahead{done: make(chan struct{}), guess: boundaryGuess{lo: lo, size: size}}
+// lookAhead starts looking for the boundaries sizes (ascending) rows past
+// lo, each walk going on from the last key found.
+func (b *Backfill) lookAhead(ctx context.Context, lo Key, sizes []int) *lookahead {
+	l := &lookahead{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		l.guess.hi, l.err = b.plan.boundary(ctx, b.db, lo, size)
+		from, walked := lo, 0
+		for _, n := range sizes {
+			b.ownTx.Add(1) // the walk, as the database counts it
+			hi, err := b.plan.boundary(ctx, b.db, from, n-walked)
+			if err != nil || hi == nil {
+				return // the claim walks (or counts the tail) itself
+			}
+			l.guesses = append(l.guesses, boundaryGuess{lo: lo, hi: hi, size: n})
+			from, walked = hi, n
+		}
 	}()
 	return l
 }
@@ -41,18 +51,15 @@ func (l *lookahead) wait() {
 	}
 }
 
-// result waits for the look-ahead and returns what it found: nil when it
-// failed, found no boundary (the table's tail: the claim counts it), or
-// there was none.
-func (l *lookahead) result() *boundaryGuess {
+// result waits for the look-ahead and returns the boundaries it found:
+// none when it failed, found no boundary (the table's tail: the claim
+// counts it), or there was none.
+func (l *lookahead) result() []boundaryGuess {
 	if l == nil {
 		return nil
 	}
 	<-l.done
-	if l.err != nil || l.guess.hi == nil {
-		return nil
-	}
-	return &l.guess
+	return l.guesses
 }
 
 // fits reports whether g can be the boundary of a chunk of size rows
@@ -60,4 +67,16 @@ func (l *lookahead) result() *boundaryGuess {
 // size (a size cut since, by a chunk that overran, is not undone by it).
 func (g *boundaryGuess) fits(lo Key, size int) bool {
 	return g != nil && slices.Equal(g.lo, lo) && g.size <= size+size/10
+}
+
+// pick is the largest of guesses that fits a chunk of size rows after lo,
+// or nil.
+func pick(guesses []boundaryGuess, lo Key, size int) *boundaryGuess {
+	var best *boundaryGuess
+	for i := range guesses {
+		if g := &guesses[i]; g.fits(lo, size) && (best == nil || g.size > best.size) {
+			best = g
+		}
+	}
+	return best
 }

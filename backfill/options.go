@@ -157,7 +157,8 @@ func WithTargetChunkTime(d time.Duration) Option {
 // writer waits on). A chunk's transaction is timed from BEGIN to COMMIT:
 // the chunk size steers towards a target below the bound (two fifths of
 // it, unless [WithTargetChunkTime] says otherwise), grows by at most half
-// per chunk (doubles while a chunk takes under a quarter of the target),
+// per chunk (doubles while a chunk takes under a quarter of the target,
+// quadruples under an eighth),
 // and a chunk that runs past the bound cuts the next ones at
 // once to the size that would have met the target, at least by half. The
 // bound is also the default lock timeout ([WithLockTimeout]): a chunk that
@@ -191,7 +192,8 @@ func WithRate(rowsPerSecond float64) Option {
 // Default, on PostgreSQL: [DefaultBusyDutyCycle] while the database's
 // statistics show a foreground (more than [DefaultBusyRate] transactions a
 // second besides the backfill's own, and more than the backfill's own rate
-// again, as the statistics lag it; read every second), else 1, no rest:
+// again, as the statistics lag it; read every second, two readings in a
+// row), else 1, no rest:
 // full speed when no one else is there. [Progress].Foreground then reads
 // [SourceDatabase], and Pace which it is. On SQLite, 1. Given a duty
 // cycle, or a [WithLatencyBudget], the backfill does not look.

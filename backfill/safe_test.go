@@ -47,7 +47,8 @@ func (l *chunkLog) all() []backfill.Chunk {
 }
 
 // The adaptive size's arithmetic: it grows by at most half a chunk
-// (doubles while a chunk takes under a quarter of the target), eases
+// (doubles while a chunk takes under a quarter of the target, quadruples
+// under an eighth), eases
 // down by at most half while a chunk stays within the bound, and a chunk
 // past the bound cuts the next one at once to what would have met the
 // target (the target is two fifths of the bound by default).
@@ -60,7 +61,9 @@ func TestChunkSizeSteersBelowTheLockBound(t *testing.T) {
 		return n
 	}
 	// Defaults: bound 50ms, target 20ms.
-	assert.Equal(t, 400, next(200, 200, time.Millisecond), "a chunk far below the target: doubled, not to the ideal 4000")
+	assert.Equal(t, 800, next(200, 200, time.Millisecond), "a chunk far below the target (under an eighth): quadrupled, not to the ideal 4000")
+	assert.Equal(t, 400, next(200, 200, 4*time.Millisecond), "under a quarter of the target: doubled, not to the ideal 1000")
+	assert.Equal(t, 400, next(2000, 100, time.Millisecond), "a chunk of fewer rows than asked (a tail, a look-ahead's smaller boundary) grows from its rows: 4×100, not 2000 or 8000")
 	assert.Equal(t, 1500, next(1000, 1000, 10*time.Millisecond), "below the target: up by half, not to the ideal 2000")
 	assert.Equal(t, 2000, next(2000, 2000, 20*time.Millisecond), "on target: unchanged")
 	assert.Equal(t, 1333, next(2000, 2000, 30*time.Millisecond), "over the target, within the bound: to the ideal")

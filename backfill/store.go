@@ -205,12 +205,12 @@ var errNoChunk = errors.New("no chunk available")
 // past the frontier. It returns (nil, status) when the job is not running
 // or is finished.
 //
-// guess, when not nil, is the boundary a look-ahead found (see
-// lookahead); busy says the worker has just finished a chunk, and skips
+// guesses are the boundaries a look-ahead found (see lookahead); busy says the worker has just finished a chunk, and skips
 // the idle check (a round trip) that keeps idle and paused workers from
 // taking write locks.
-func (b *Backfill) claim(ctx context.Context, worker string, size int, guess *boundaryGuess, busy bool) (*chunk, Status, error) {
+func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses []boundaryGuess, busy bool) (*chunk, Status, error) {
 	if !busy {
+		b.ownTx.Add(1)
 		switch st, idle, err := b.idle(ctx, worker); {
 		case err != nil:
 			return nil, "", err
@@ -291,7 +291,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guess *bo
 	}
 	scanned := int64(size)
 	var hi Key
-	if guess.fits(lo, size) {
+	if guess := pick(guesses, lo, size); guess != nil {
 		// Found while the last chunk ran: the key guess.size rows past
 		// the frontier then (rows written since move it no more than they
 		// would a boundary found here, in a snapshot of READ COMMITTED).
@@ -314,6 +314,17 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guess *bo
 			}
 			return finish()
 		}
+		if part, ok := b.tailShare(scanned, size); ok {
+			// A tail of more than half a chunk, shared out among the
+			// workers rather than left to one while the others idle.
+			share, err := b.plan.boundary(ctx, tx, lo, int(part))
+			if err != nil {
+				return nil, "", fmt.Errorf("find chunk boundary: %w", err)
+			}
+			if share != nil {
+				hi, scanned, exhausted = share, part, false
+			}
+		}
 	}
 	c := &chunk{Seq: job.NextSeq, Span: span{Lo: lo, Hi: hi}, Attempts: 1, Scanned: scanned}
 	if _, err := tx.ExecContext(ctx, b.plan.d.BackfillAddChunk(), b.job.Name, c.Seq, encodeKey(lo), encodeKey(hi), worker, until, scanned, now); err != nil {
@@ -327,6 +338,22 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guess *bo
 		return nil, "", err
 	}
 	return c, Running, tx.Commit()
+}
+
+// tailShare is the share of a tail of rows rows (fewer than size) that a
+// claim takes when this Run has several workers: the tail divided among
+// them, when it is more than half a chunk and each share is at least the
+// smallest chunk. ok is false when the claim takes the whole tail.
+func (b *Backfill) tailShare(rows int64, size int) (part int64, ok bool) {
+	w := int64(b.opts.workers)
+	if w < 2 || rows <= int64(size)/2 {
+		return 0, false
+	}
+	part = (rows + w - 1) / w
+	if part < int64(b.opts.minChunk) || part >= rows {
+		return 0, false
+	}
+	return part, true
 }
 
 // idle reads, without a transaction, whether claim would find nothing to
