@@ -37,9 +37,10 @@ type Backfill struct {
 	chunkSize  int
 	growth     float64 // the chunk size's growth at the last chunk (see lookSizes)
 	throttle   string
-	duty       float64 // the latency budget's pace: the share of time a worker works
-	foreground string  // the budget's signal's source
-	pace       string  // the budget's pace, described
+	duty       float64       // the latency budget's pace: the share of time a worker works
+	foreground string        // the budget's signal's source
+	pace       string        // the budget's pace, described
+	resting    chan struct{} // while the pace is 0: closed when it is not
 
 	// What the backfill's own transactions add to the database's
 	// statistics, which a budget read by them takes off.
@@ -376,6 +377,9 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		if err := b.waitSignals(ctx); err != nil {
 			return err
 		}
+		if err := b.waitWhileResting(ctx); err != nil {
+			return err
+		}
 		size, err := b.reserve(ctx, limiter)
 		if err != nil {
 			return err
@@ -465,7 +469,7 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 	b.opts.observer.ObserveChunk(ctx, Chunk{Job: b.job.Name, Seq: c.Seq, Worker: worker, Rows: c.Scanned, Changed: changed,
 		Size: size, Attempt: c.Attempts, Duration: elapsed})
 	b.adapt(c.Scanned, elapsed)
-	if d := b.dutyNow(); d < 1 {
+	if d := b.dutyNow(); d > 0 && d < 1 { // at 0, the next turn waits for the pace to return
 		if err := sleep(ctx, time.Duration(float64(elapsed)*(1-d)/d)); err != nil {
 			return err
 		}

@@ -95,7 +95,19 @@ const (
 // holds the pace one window before it may grow again (what the foreground
 // suffered then is still in the next reading). The share starts at a
 // tenth and stays within [1/100, 1]. Chunks keep to [WithMaxLockHold]'s
-// bound whatever the pace.
+// bound whatever the pace; a window past the latency limit also halves
+// the chunk size (a foreground write may have waited on a chunk's row
+// locks), one past the throughput limit does not (smaller chunks would
+// only add their fixed costs to the same share of the machine).
+//
+// The baseline is taken again as the backfill runs: every eighth window
+// (every 32nd while the last showed no foreground) the workers rest,
+// each after the chunk it is in, for the signal's lag (a second for the
+// database's statistics) and a window, and that window's reading is the
+// reference the next are judged against. A foreground whose own load
+// rises is then not blamed on the backfill, nor one whose load falls
+// credited to it; a reference costs the backfill an eighth of its time
+// or so.
 //
 // The signal in use, and the last reading against the baseline, show in
 // [Progress].Foreground and [Progress].Pace. A foreground that did
@@ -145,12 +157,50 @@ const (
 // (the Run's pacing loop alone calls it).
 type pacer struct {
 	budget LatencyBudget
-	base   Foreground
+	base   Foreground // the reference: the foreground with the backfill at rest
 	duty   float64
 	hold   time.Time // no increase before this
 	probed bool      // a window came out past the set point: slow start is over
 	last   Foreground
 	note   string // the last verdict, for Pace
+	// windows is how many windows were judged since the reference was
+	// last taken.
+	windows int
+}
+
+// referenceEvery is how many windows the pacer judges against one
+// reference before it takes the next: the foreground's own load moves
+// (a batch job elsewhere, the hour of the day, another tenant of the
+// machine), and a reference taken once, before the backfill, would blame
+// all of it on the backfill (or credit it with a load that went away).
+const referenceEvery = 8
+
+// referenceDue reports whether the next window is a reference: the
+// workers rest through it, and its reading becomes the reference.
+// With no foreground at the last reference, it looks four times as
+// seldom: a reference then only costs the backfill its time.
+func (p *pacer) referenceDue() bool {
+	if p.base.Ops == 0 {
+		return p.windows >= 4*referenceEvery
+	}
+	return p.windows >= referenceEvery
+}
+
+// reference takes f, read over a window through which the backfill
+// rested, as the new reference. A reference with no foreground sends the
+// backfill to full pace until the next; the first with one after such a
+// reference starts the pace again where a budget starts it.
+func (p *pacer) reference(f Foreground) {
+	p.windows = 0
+	switch {
+	case f.Ops == 0:
+		p.duty, p.note = 1, "no foreground at the reference: full pace"
+	case p.base.Ops == 0:
+		p.duty, p.probed, p.note = paceStart, false, "a foreground arrived: starting"
+	default:
+		p.note = "reference taken"
+	}
+	p.base = f
 }
 
 func newPacer(b LatencyBudget, base Foreground) *pacer {
@@ -173,9 +223,10 @@ const (
 // judge compares f with the baseline, and tells how much of the way from
 // the baseline to the nearest limit is left (1: at the baseline, 0: at
 // the limit).
-func (p *pacer) judge(f Foreground) (v verdict, headroom float64) {
+// latencyOver says the latency limit is the one f went past.
+func (p *pacer) judge(f Foreground) (v verdict, headroom float64, latencyOver bool) {
 	headroom = 1
-	worse := func(ratio, limit float64, higherIsWorse bool) {
+	worse := func(ratio, limit float64, higherIsWorse bool) bool {
 		if !higherIsWorse {
 			ratio, limit = 2-ratio, 2-limit // 0.9 of the throughput is 1.1 of the loss
 		}
@@ -184,22 +235,29 @@ func (p *pacer) judge(f Foreground) (v verdict, headroom float64) {
 		switch {
 		case ratio > limit:
 			v = over
+			return true
 		case ratio > set && v == within:
 			v = near
 		}
+		return false
 	}
 	if p.budget.P99 > 0 && p.base.Latency > 0 && f.Latency > 0 {
-		worse(float64(f.Latency)/float64(p.base.Latency), p.budget.P99, true)
+		latencyOver = worse(float64(f.Latency)/float64(p.base.Latency), p.budget.P99, true)
 	}
 	if p.budget.Throughput > 0 && p.base.Throughput > 0 && f.Throughput > 0 {
 		worse(f.Throughput/p.base.Throughput, p.budget.Throughput, false)
 	}
-	return v, headroom
+	return v, headroom, latencyOver
 }
 
 // update takes the reading f of the window ending at now and returns the
-// new share of time to work, and whether the chunk size must be halved.
+// new share of time to work, and whether the chunk size must be halved:
+// when the latency limit was passed, as a foreground write may have
+// waited on a chunk's row locks; throughput lost is the work's share of
+// the machine, which the pace alone sets (smaller chunks would only add
+// their fixed costs).
 func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) {
+	p.windows++
 	if p.base.Ops == 0 {
 		return p.duty, false
 	}
@@ -209,13 +267,13 @@ func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) 
 		p.note = "no foreground in the window"
 		return p.duty, false
 	}
-	v, headroom := p.judge(f)
+	v, headroom, latencyOver := p.judge(f)
 	switch v {
 	case over:
 		p.probed = true
 		p.duty = max(paceMin, p.duty/2)
 		p.hold = now.Add(p.budget.Window)
-		shrink = true
+		shrink = latencyOver
 		p.note = "over budget"
 	case near:
 		p.probed = true
@@ -473,6 +531,12 @@ func (b *Backfill) signal() ForegroundSignal {
 func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float64) {
 	b.mu.Lock()
 	b.foreground, b.pace, b.duty = source, pace, duty
+	switch {
+	case duty > 0:
+		b.wake()
+	case b.resting == nil:
+		b.resting = make(chan struct{})
+	}
 	b.mu.Unlock()
 	_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillPace(), b.job.Name, source, pace)
 }
@@ -505,23 +569,103 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 	}
 	p := newPacer(*bud, base)
 	b.setPace(ctx, sig.Source(), p.describe(), p.duty)
-	return every(ctx, bud.Window, func(ctx context.Context) bool {
+	lag := time.Duration(0)
+	if l, ok := sig.(interface{ lag() time.Duration }); ok {
+		lag = l.lag()
+	}
+	return b.pacing(ctx, func(ctx context.Context) error {
+		if err := sleep(ctx, bud.Window); err != nil {
+			return err
+		}
 		f, err := sig.Read(ctx)
 		if err != nil {
 			// Unknown is not within budget: back off as if over it.
-			f = Foreground{}
+			p.windows++
 			p.duty = max(paceMin, p.duty/2)
 			p.note = "signal error: " + err.Error()
 			b.setPace(ctx, sig.Source(), p.describe(), p.duty)
-			return true
+			return nil
 		}
 		duty, shrink := p.update(time.Now(), f)
 		if shrink {
 			b.shrink()
 		}
 		b.setPace(ctx, sig.Source(), p.describe(), duty)
-		return true
+		if !p.referenceDue() {
+			return nil
+		}
+		// A reference: the workers rest (each ends the chunk it is in,
+		// within the lock bound) for the signal's lag, then a window,
+		// read as the foreground without the backfill.
+		b.setPace(ctx, sig.Source(), fmt.Sprintf("duty 0, taking a reference (then %.2f)", p.duty), 0)
+		if err := sleep(ctx, lag); err != nil {
+			return err
+		}
+		if _, err := sig.Read(ctx); err != nil {
+			p.windows = 0 // the next reference, eight windows on
+			b.setPace(ctx, sig.Source(), p.describe(), p.duty)
+			return nil
+		}
+		if err := sleep(ctx, bud.Window); err != nil {
+			return err
+		}
+		f, err = sig.Read(ctx)
+		if err != nil {
+			p.windows = 0
+		} else {
+			p.reference(f)
+		}
+		b.setPace(ctx, sig.Source(), p.describe(), p.duty)
+		return nil
 	}), nil
+}
+
+// pacing runs turn over and over, in a goroutine of its own, until ctx
+// ends, turn fails, or the returned stop is called (which waits for it);
+// then it lets resting workers go.
+func (b *Backfill) pacing(ctx context.Context, turn func(ctx context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for turn(ctx) == nil {
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+		b.mu.Lock()
+		b.wake()
+		b.mu.Unlock()
+	}
+}
+
+// lag implements the optional interface the budget's reference takes
+// its signal's lag from: sessions report their counts at most once a
+// second, so a window read from the statistics starts a second late.
+func (*dbForeground) lag() time.Duration { return time.Second }
+
+// waitWhileResting waits while the pace is 0 (a reference being taken).
+func (b *Backfill) waitWhileResting(ctx context.Context) error {
+	b.mu.Lock()
+	ch := b.resting
+	b.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ch:
+		return nil
+	}
+}
+
+// wake lets workers resting on a pace of 0 go; b.mu is held.
+func (b *Backfill) wake() {
+	if b.resting != nil {
+		close(b.resting)
+		b.resting = nil
+	}
 }
 
 // restWhileBusy is the default pace on a database with statistics: every

@@ -281,3 +281,62 @@ func TestDefaultPaceRestsOnTwoBusyReadings(t *testing.T) {
 		[]bool{false, false, false, true, true, false, false, true},
 		backfill.BusyReadings(true, false, true, true, true, false, true, true))
 }
+
+// Every eighth window the budget takes a reference on real PostgreSQL:
+// the workers rest through it (each ends the chunk it was in first) and
+// the pace says so, then the pace comes back.
+func TestLatencyBudgetRestsForItsReferences(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	const n = 2_000
+	usersTable(t, db, n)
+	rec := backfill.NewForegroundRecorder(nil)
+	stop := foregroundLoad(t, db, n, 2, rec)
+	defer stop()
+	var (
+		mu        sync.Mutex
+		resting   bool // the last report was of a reference
+		refs      int  // references seen to end
+		atRest    int  // claims made while the pace was 0
+		b         *backfill.Backfill
+		refsEnded = make(chan struct{})
+		once      sync.Once
+	)
+	progress := func(p backfill.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		now := strings.HasPrefix(p.Pace, "duty 0, taking a reference")
+		if resting && !now {
+			if refs++; refs == 2 {
+				once.Do(func() { close(refsEnded) })
+			}
+		}
+		resting = now
+	}
+	b = mustNew(t, db, emailJob("references"),
+		backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Signal: rec, Baseline: 50 * time.Millisecond, Window: 20 * time.Millisecond}),
+		backfill.WithProgress(5*time.Millisecond, progress),
+		backfill.WithAfterClaim(func(seq int64) {
+			mu.Lock()
+			if b.DutyNow() == 0 {
+				atRest++
+			}
+			mu.Unlock()
+			if seq == 3 {
+				select {
+				case <-refsEnded:
+				case <-time.After(time.Minute):
+					t.Error("no two references taken in a minute")
+				}
+			}
+		}))
+	p, err := b.Run(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, backfill.Done, p.Status)
+	assert.Zero(t, divergent(t, db))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.GreaterOrEqual(t, refs, 2)
+	// One worker: at most the claim it was making as each rest began.
+	assert.LessOrEqual(t, atRest, refs+1, "claims while resting")
+}

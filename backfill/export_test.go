@@ -74,3 +74,7 @@ func BusyReadings(readings ...bool) []bool {
 	}
 	return out
 }
+
+// DutyNow is the share of time a worker works now: 0 while the budget
+// takes a reference.
+func (b *Backfill) DutyNow() float64 { return b.dutyNow() }

@@ -215,3 +215,79 @@ func TestBoundaryGuessFits(t *testing.T) {
 	assert.Nil(t, l.result())
 	l.wait()
 }
+
+// The foreground's own load moves while the backfill runs (here it
+// rises by a third, then falls away), and the budget is on what the
+// backfill costs it, not on what it costs itself: every eighth window
+// the backfill rests, and that window's reading is the reference the
+// next are judged against. Judged against the first baseline alone, the
+// risen load reads as the backfill's (throughput at 80% of it whatever
+// the pace) and the pace falls to its floor; against references it
+// stays near the fastest the budget allows, and each working window
+// holds the budget against the foreground as it is without the backfill.
+func TestPacerFollowsTheForegroundsOwnLoad(t *testing.T) {
+	t.Parallel()
+	budget := LatencyBudget{P99: 1.5, Throughput: 0.9, Window: time.Second}
+	base := Foreground{Latency: 4 * time.Millisecond, Throughput: 2000, Ops: 2000}
+	p := newPacer(budget, base)
+	m := model{base: base, rng: rand.New(rand.NewPCG(3, 4)), lat: 1, tp: 0.1}
+	now := time.Unix(0, 0)
+	var references int
+	run := func(windows int, load float64) (duties []float64, over int) {
+		m.base = Foreground{Latency: time.Duration(float64(base.Latency) * load), Throughput: base.Throughput / load, Ops: 2000}
+		duty := p.duty
+		for i := range windows {
+			now = now.Add(budget.Window)
+			if p.referenceDue() {
+				p.reference(m.at(0))
+				references++
+				continue
+			}
+			f := m.at(duty)
+			duty, _ = p.update(now, f)
+			duties = append(duties, duty)
+			if i >= windows/2 && (float64(f.Latency)/float64(m.base.Latency) > 1.5 || f.Throughput/m.base.Throughput < 0.9) {
+				over++
+			}
+		}
+		return duties, over
+	}
+	mean := func(xs []float64) float64 {
+		s := 0.0
+		for _, x := range xs[len(xs)/2:] {
+			s += x
+		}
+		return s / float64(len(xs)-len(xs)/2)
+	}
+	steady, over := run(100, 1)
+	assert.Zero(t, over)
+	assert.InDelta(t, 0.35, mean(steady), 0.1, "near the set point's pace (0.35; the fastest within budget is 0.5)")
+	risen, over := run(100, 4.0/3)
+	t.Logf("steady %.3f, risen %.3f", mean(steady), mean(risen))
+	assert.Zero(t, over, "within budget against the foreground as it is")
+	assert.Greater(t, mean(risen), 0.2, "the foreground's own load is not blamed on the backfill (against the first baseline: 0.01)")
+	fallen, over := run(100, 0.8)
+	assert.Zero(t, over)
+	assert.Greater(t, mean(fallen), 0.2)
+	assert.Greater(t, references, 30, "a reference every eighth window")
+}
+
+// A reference with no foreground sends the backfill to full pace; the
+// next with one starts the pace again where a budget starts.
+func TestPacerReferenceWithoutAForeground(t *testing.T) {
+	t.Parallel()
+	p := newPacer(LatencyBudget{P99: 1.5, Window: time.Second}, Foreground{Latency: time.Millisecond, Ops: 10})
+	p.duty = 0.3
+	p.reference(Foreground{})
+	assert.InDelta(t, 1.0, p.duty, 1e-9)
+	assert.Contains(t, p.describe(), "no foreground at the reference")
+	for range 4*referenceEvery - 1 {
+		p.update(time.Unix(0, 0), Foreground{})
+		assert.False(t, p.referenceDue(), "with no foreground, a reference a quarter as often")
+	}
+	p.update(time.Unix(0, 0), Foreground{})
+	assert.True(t, p.referenceDue())
+	p.reference(Foreground{Latency: time.Millisecond, Throughput: 100, Ops: 100})
+	assert.InDelta(t, paceStart, p.duty, 1e-9)
+	assert.Contains(t, p.describe(), "a foreground arrived")
+}
