@@ -51,15 +51,7 @@ type Policy struct {
 // by alice or bob; 2 approvals, by anyone but the performer".
 func (p Policy) String() string {
 	var b strings.Builder
-	switch {
-	case p.Force && p.To == ledger.Planned:
-		b.WriteString("every forced advance")
-	case p.Force:
-		b.WriteString("forced advances into " + p.To.String())
-	default:
-		b.WriteString("advances into " + p.To.String())
-	}
-	b.WriteString(": ")
+	b.WriteString(p.subject() + ": ")
 	var parts []string
 	if len(p.Actors) > 0 {
 		parts = append(parts, "performed by "+strings.Join(quoteAll(p.Actors), " or ")+" only")
@@ -73,6 +65,17 @@ func (p Policy) String() string {
 	}
 	b.WriteString(strings.Join(parts, "; "))
 	return b.String()
+}
+
+// subject is what advances the policy holds, in words.
+func (p Policy) subject() string {
+	switch {
+	case p.Force && p.To == ledger.Planned:
+		return "every forced advance"
+	case p.Force:
+		return "forced advances into " + p.To.String()
+	}
+	return "advances into " + p.To.String()
 }
 
 func quoteAll(names []string) []string {
@@ -532,6 +535,9 @@ func missingOf(policies []Policy, approvals []Approval, to ledger.Phase, forced 
 	var out []string
 	for _, p := range policies {
 		if m, _ := p.shortfall(approvals, to, forced, ""); m != "" {
+			if len(policies) > 1 {
+				m = p.subject() + " " + m
+			}
 			out = append(out, m)
 		}
 	}
