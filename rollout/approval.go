@@ -533,9 +533,15 @@ func (c *Coordinator) Approvals(ctx context.Context, migration string) (Approval
 
 func missingOf(policies []Policy, approvals []Approval, to ledger.Phase, forced bool) string {
 	var out []string
+	counting := 0 // policies that ask for approvals: more than one, each says which it is
+	for _, p := range policies {
+		if p.Needs > 0 {
+			counting++
+		}
+	}
 	for _, p := range policies {
 		if m, _ := p.shortfall(approvals, to, forced, ""); m != "" {
-			if len(policies) > 1 {
+			if counting > 1 {
 				m = p.subject() + " " + m
 			}
 			out = append(out, m)
