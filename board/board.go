@@ -44,7 +44,7 @@ func (f AuthorizerFunc) Authorize(r *http.Request, a Action) (string, error) { r
 
 // Board is the status board: an http.Handler serving an HTML page (GET /)
 // and its data as JSON (GET /api/status). It is read-only unless given an
-// [Authorizer]; then POST /action advances, rolls back, pauses and resumes,
+// [Authorizer]; then POST /action advances, approves, rolls back, pauses and resumes,
 // behind a CSRF token. It is safe for concurrent use.
 type Board struct {
 	c      *rollout.Coordinator
