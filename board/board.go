@@ -24,7 +24,7 @@ import (
 
 // Action is a change asked of the status board. It is a value.
 type Action struct {
-	Kind      string // advance, rollback, rollback-to-off, pause, resume
+	Kind      string // advance, approve, rollback, rollback-to-off, pause, resume
 	Migration string
 	Job       string // for pause and resume
 }
@@ -44,7 +44,7 @@ func (f AuthorizerFunc) Authorize(r *http.Request, a Action) (string, error) { r
 
 // Board is the status board: an http.Handler serving an HTML page (GET /)
 // and its data as JSON (GET /api/status). It is read-only unless given an
-// [Authorizer]; then POST /action advances, rolls back, pauses and resumes,
+// [Authorizer]; then POST /action advances, approves, rolls back, pauses and resumes,
 // behind a CSRF token. It is safe for concurrent use.
 type Board struct {
 	c      *rollout.Coordinator
@@ -211,6 +211,9 @@ type Migration struct {
 	Fleet fleet.Fleet `json:"fleet"`
 	// QueryPlans is the latest recorded plan of each hot query.
 	QueryPlans []rollout.QueryPlan `json:"query_plans"`
+	// Approvals are the owner, the policies and the approvals of the
+	// next advance; nil for a plan that names none.
+	Approvals *rollout.ApprovalState `json:"approvals,omitempty"`
 }
 
 // Path is what the fleet reported of one path (old or new) of a
@@ -303,6 +306,9 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 	}
 	if m.Fleet.Instances == nil {
 		m.Fleet.Instances = []fleet.InstanceState{}
+	}
+	if m.Approvals, err = b.approvalsOf(ctx, plan); err != nil {
+		return m, err
 	}
 	plans, err := b.c.QueryPlans(ctx, name)
 	if err != nil {
@@ -415,6 +421,8 @@ func (b *Board) action(w http.ResponseWriter, r *http.Request) {
 	switch a.Kind {
 	case "advance":
 		_, err = b.c.Advance(r.Context(), req)
+	case "approve":
+		err = b.approve(r, actor)
 	case "rollback":
 		_, err = b.c.Rollback(r.Context(), req)
 	case "rollback-to-off":

@@ -59,6 +59,7 @@ type Procedure struct {
 	ShadowConsistency float64       `json:"shadow_consistency"`
 	MinComparisons    int64         `json:"min_comparisons"`
 	Steps             []Transition  `json:"steps"`
+	Governance        Governance    `json:"governance"`
 }
 
 // Transition is one step of a [Procedure]: From → To. It is a value.
@@ -171,7 +172,7 @@ func Gate(p rollout.Plan, to ledger.Phase) string {
 			check += fmt.Sprintf("; and migration %q at %s or later", r.Migration, r.Reached)
 		}
 	}
-	return check
+	return check + policyGate(p, to)
 }
 
 // renderer renders a plan's DDL operations for one database, and says
@@ -190,7 +191,7 @@ func procedure(p rollout.Plan, r renderer) (Procedure, error) {
 		return Procedure{}, err
 	}
 	m := p.Migration
-	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons}
+	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons, Governance: governance(p)}
 	for to := ledger.Expanded; to <= ledger.Contracted; to++ {
 		t := Transition{From: to - 1, To: to, Stage: to.Stage().String(), Gate: Gate(p, to),
 			Advance: "schemashift advance " + m, IfRefused: gateAdvice[to]}
@@ -229,6 +230,7 @@ func (pr Procedure) Markdown() string {
 	fmt.Fprintf(&b, "Generated from the plan (definition %s). Fleet window: %v; shadow consistency ≥ %.4g over ≥ %d comparisons.\n\n",
 		pr.Definition, pr.Window, pr.ShadowConsistency, pr.MinComparisons)
 	fmt.Fprintf(&b, "Check where it stands at any time: `schemashift status %s`. Every transition, refused or not, is in `schemashift audit %s`.\n\n", m, m)
+	pr.Governance.markdown(&b, pr.Migration)
 	for _, t := range pr.Steps {
 		fmt.Fprintf(&b, "## %d. %s → %s (stage %s)\n\n", int(t.To), t.From, t.To, t.Stage)
 		if t.DDL != nil {

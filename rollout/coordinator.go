@@ -364,6 +364,9 @@ func (c *Coordinator) transitionLocked(ctx context.Context, plan Plan, r Request
 		return ledger.Status{}, fmt.Errorf("%s %s: %w", kind, r.Migration, err)
 	}
 	s := decide(r, forward, kind, in)
+	if s.refusal == nil && forward && !s.begun { // forced advances too: the gate's is not the only word
+		s.refusal = c.judgePolicies(ctx, tx, plan, r, s.from, s.to)
+	}
 	if s.refusal == nil && s.gated {
 		gate, unmet, err := c.gate(ctx, tx, plan, s.to, in.row, now)
 		s = s.judge(r, gate, unmet, err)

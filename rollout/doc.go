@@ -83,6 +83,21 @@
 // authorizer; it and the reports read the coordinator through its
 // exported API ([Coordinator.DB], [Coordinator.Now], [Coordinator.CheckAt]).
 //
+// # Owner and approvals
+//
+// A plan names its [Plan.Owner] and, per kind of advance, a [Policy]: who
+// may perform it and how many distinct others must approve it first
+// ([Coordinator.Approve]; [Coordinator.RequestApproval] asks, and the one
+// who asks cannot approve). An approval is of one version of the
+// migration and expires once it moves; no one's approval counts for
+// their own advance; an advance the policy holds is refused with a
+// [PolicyError] ([ErrNotApproved], [ErrNotPermitted]) saying what is
+// missing, forced advances included; rollbacks are never held. Every
+// approval and refusal is in the audit trail. Identities are the
+// callers' ([Request.Actor], [Approval.Actor]: the board's authorizer,
+// the CLI's --actor or SCHEMASHIFT_ACTOR); the coordinator authenticates
+// no one. [Coordinator.Approvals] says what the next advance lacks.
+//
 // # Pools
 //
 // [NewCoordinator], [Open], [OpenReadOnly], [Register] and [Start] take a [Pool]: a

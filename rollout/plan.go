@@ -81,6 +81,11 @@ type Plan struct {
 	HotQueries []HotQuery
 	// Requires orders this migration after others: see [Requirement].
 	Requires []Requirement
+	// Owner names who answers for the migration (a person or a team).
+	Owner string
+	// Policies say who may advance, and who must approve first: see
+	// [Policy].
+	Policies []Policy
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -126,6 +131,9 @@ func (p *Plan) Normalize() error {
 		return err
 	}
 	if err := p.checkRequirements(); err != nil {
+		return err
+	}
+	if err := p.checkPolicies(); err != nil {
 		return err
 	}
 	if err := p.lint(); err != nil {

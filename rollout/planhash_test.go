@@ -62,6 +62,8 @@ func hashPlan() rollout.Plan {
 			MaxLatencyRatio: 2, HaltOnFailedVerification: false, MinSamples: 10}},
 		HotQueries: []rollout.HotQuery{{Name: "by id", SQL: "SELECT * FROM users WHERE id = 1"}},
 		Requires:   []rollout.Requirement{{Before: ledger.Complete, Migration: "orders_move_amount", Reached: ledger.Live}},
+		Owner:      "team data",
+		Policies:   []rollout.Policy{{To: ledger.Live, Actors: []string{"alice"}, Needs: 2, Approvers: []string{"bob", "carol"}}},
 	}
 }
 

@@ -197,7 +197,7 @@ func (c *cli) root() *cobra.Command {
 	root.SetHelpCommand(c.helpCommand(root))
 	root.AddCommand(c.initCommand(), c.statusCommand(), c.advanceCommand(), c.rollbackCommand(), c.forceCommand(),
 		c.backfillCommand(), c.verifyCommand(), c.lintCommand(), c.runbookCommand(), c.retroCommand(), c.auditCommand(),
-		c.versionCommand())
+		c.versionCommand(), c.approveCommand())
 	return root
 }
 
@@ -347,7 +347,7 @@ func classify(err error) error {
 		errors.Is(err, rollout.ErrReasonRequired), errors.Is(err, backfill.ErrNoInverse):
 		return usageError{msg: err.Error()}
 	case errors.Is(err, rollout.ErrGateRefused), errors.Is(err, rollout.ErrConflict), errors.Is(err, rollout.ErrConfirmRequired),
-		errors.Is(err, rollout.ErrIrreversible):
+		errors.Is(err, rollout.ErrIrreversible), errors.Is(err, rollout.ErrNotApproved), errors.Is(err, rollout.ErrNotPermitted), errors.Is(err, rollout.ErrSelfApproval):
 		return refusedError{err}
 	}
 	return err

@@ -89,7 +89,11 @@ Only reads: a role that may only SELECT the ledger runs it.`,
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Migration, m.Phase, m.Stage, m.Version, next, gate,
 					len(m.Fleet.Instances), strings.Join(bf, "; "))
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			c.printApprovals(ms)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&stage, "stage", "", "only migrations at this stage")

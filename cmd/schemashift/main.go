@@ -41,7 +41,8 @@
 // eta_ns, …); verify, an array of
 // reports; lint, an array of findings (file, line, column, rule,
 // message, statement, fix); retro, the retrospective; audit, an array of
-// events; init, {"ledger_version": N}; version, {"version", "go",
+// events; approve, the approval as recorded (migration, to, force,
+// version, actor, reason, request, at); init, {"ledger_version": N}; version, {"version", "go",
 // "ledger_version"}. A command that fails before printing its document
 // prints instead
 //

@@ -161,6 +161,17 @@ type RolloutQueries interface {
 	// BackfillVerification reads job $1's verify_status and status, and
 	// whether its verification started after it last finished (current).
 	BackfillVerification() string
+	// RecordApproval records an approval (or a request for approvals),
+	// nothing where the same actor made the same one at the same
+	// version: $1 migration, $2 the phase it approves the advance into,
+	// $3 whether the advance is forced, $4 the migration's version, $5
+	// kind ('approval' or 'request'), $6 actor, $7 reason, $8 time (a
+	// [Stamp]).
+	RecordApproval() string
+	// Approvals reads the approvals and requests of migration $1 at
+	// version $2, oldest first: to_phase, forced, version, kind, actor,
+	// reason, at.
+	Approvals() string
 }
 
 // LedgerAddition is a table of the ledger outside its versions (see

@@ -105,7 +105,8 @@ func (Ledger) ContractIntent() string {
 // instance's samples of a migration (a clock that stands still stamps
 // two alike), so that the row cap prunes a range of the key, and the
 // index on at makes the age prune one. The histograms are JSON as text,
-// their trailing zeros cut: a tenth of what jsonb keeps of them.
+// their trailing zeros cut: a tenth of what jsonb keeps of them. And the
+// approvals of the rollout's policies.
 func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 	return []dialect.LedgerAddition{{Table: "schemashift_heartbeat_samples", DDL: `CREATE TABLE IF NOT EXISTS schemashift_heartbeat_samples (
 			migration   text NOT NULL,
@@ -121,5 +122,19 @@ func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 			latency     text NOT NULL DEFAULT '{"old": [], "new": []}',
 			PRIMARY KEY (migration, instance_id, seq)
 		);
-		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`}}
+		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`},
+		// The approvals of a migration's advances, and the requests for
+		// them (rollout's policies), each of one version of the
+		// migration: one row per actor, kind and advance.
+		{Table: "schemashift_approvals", DDL: `CREATE TABLE IF NOT EXISTS schemashift_approvals (
+			migration text NOT NULL,
+			to_phase  text NOT NULL,
+			forced    boolean NOT NULL,
+			version   bigint NOT NULL,
+			kind      text NOT NULL,
+			actor     text NOT NULL,
+			reason    text NOT NULL,
+			at        ` + timestamp + ` NOT NULL,
+			PRIMARY KEY (migration, version, to_phase, forced, kind, actor)
+		)`}}
 }

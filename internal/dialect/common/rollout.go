@@ -26,3 +26,15 @@ func (Rollout) BackfillVerification() string {
 	return `SELECT verify_status, status,
 		coalesce(verify_started_at >= finished_at, false) AS current FROM schemashift_backfills WHERE job = $1`
 }
+
+// RecordApproval implements [dialect.RolloutQueries].
+func (Rollout) RecordApproval() string {
+	return `INSERT INTO schemashift_approvals (migration, to_phase, forced, version, kind, actor, reason, at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
+}
+
+// Approvals implements [dialect.RolloutQueries].
+func (Rollout) Approvals() string {
+	return `SELECT to_phase, forced, version, kind, actor, reason, at FROM schemashift_approvals
+		WHERE migration = $1 AND version = $2 ORDER BY at, actor, kind, forced`
+}
