@@ -81,6 +81,9 @@ type Plan struct {
 	HotQueries []HotQuery
 	// Requires orders this migration after others: see [Requirement].
 	Requires []Requirement
+	// Aggregates must agree over the old and new shapes before reads
+	// switch and before the contract: see [Aggregate].
+	Aggregates []Aggregate
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -126,6 +129,9 @@ func (p *Plan) Normalize() error {
 		return err
 	}
 	if err := p.checkRequirements(); err != nil {
+		return err
+	}
+	if err := p.checkAggregates(); err != nil {
 		return err
 	}
 	if err := p.lint(); err != nil {

@@ -121,5 +121,6 @@ func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 			latency     text NOT NULL DEFAULT '{"old": [], "new": []}',
 			PRIMARY KEY (migration, instance_id, seq)
 		);
-		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`}}
+		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`},
+		AggregateAddition(timestamp)}
 }
