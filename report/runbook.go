@@ -59,6 +59,8 @@ type Procedure struct {
 	ShadowConsistency float64       `json:"shadow_consistency"`
 	MinComparisons    int64         `json:"min_comparisons"`
 	Steps             []Transition  `json:"steps"`
+	// Aggregates are the plan's aggregates ([rollout.Aggregate]).
+	Aggregates []AggregateCheck `json:"aggregates,omitempty"`
 }
 
 // Transition is one step of a [Procedure]: From → To. It is a value.
@@ -171,7 +173,7 @@ func Gate(p rollout.Plan, to ledger.Phase) string {
 			check += fmt.Sprintf("; and migration %q at %s or later", r.Migration, r.Reached)
 		}
 	}
-	return check
+	return check + aggregateGate(p, to)
 }
 
 // renderer renders a plan's DDL operations for one database, and says
@@ -190,7 +192,8 @@ func procedure(p rollout.Plan, r renderer) (Procedure, error) {
 		return Procedure{}, err
 	}
 	m := p.Migration
-	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons}
+	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons,
+		Aggregates: aggregateChecks(p)}
 	for to := ledger.Expanded; to <= ledger.Contracted; to++ {
 		t := Transition{From: to - 1, To: to, Stage: to.Stage().String(), Gate: Gate(p, to),
 			Advance: "schemashift advance " + m, IfRefused: gateAdvice[to]}
@@ -255,6 +258,7 @@ func (pr Procedure) Markdown() string {
 		}
 		fmt.Fprintf(&b, "- **If refused:** %s\n\n", t.IfRefused)
 	}
+	aggregatesMarkdown(&b, pr.Aggregates)
 	return b.String()
 }
 
