@@ -211,6 +211,9 @@ type Migration struct {
 	Fleet fleet.Fleet `json:"fleet"`
 	// QueryPlans is the latest recorded plan of each hot query.
 	QueryPlans []rollout.QueryPlan `json:"query_plans"`
+	// Aggregates is the last comparison of the plan's aggregates an
+	// advance made (nil: none).
+	Aggregates *rollout.AggregateComparison `json:"aggregates,omitempty"`
 }
 
 // Path is what the fleet reported of one path (old or new) of a
@@ -306,6 +309,9 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 	}
 	plans, err := b.c.QueryPlans(ctx, name)
 	if err != nil {
+		return m, err
+	}
+	if m.Aggregates, err = b.aggregates(ctx, name); err != nil {
 		return m, err
 	}
 	latest := map[string]int{}
