@@ -264,7 +264,7 @@ type AggregateResult struct {
 	// "snapshot" (the old side is gone).
 	Against string `json:"against"`
 	// SnapshotAt is when the snapshot was taken (nil: none was).
-	SnapshotAt *time.Time        `json:"snapshot_at,omitempty"`
+	SnapshotAt *time.Time       `json:"snapshot_at,omitempty"`
 	Groups     []AggregateGroup `json:"groups"`
 	Passed     bool             `json:"passed"`
 	// Worst is the failing group of the largest difference.

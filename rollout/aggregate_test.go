@@ -373,12 +373,14 @@ func TestAggregatePlanRefused(t *testing.T) {
 	t.Parallel()
 	ok := namedRows()
 	cases := map[string]func(a *rollout.Aggregate){
-		"no name":           func(a *rollout.Aggregate) { a.Name = " " },
-		"kind":              func(a *rollout.Aggregate) { a.Kind = "avg" },
-		"subquery":          func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "(SELECT count(*) FROM users)", "" },
-		"exists subquery":   func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "EXISTS (SELECT 1)", "" },
-		"second statement":  func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "1; DELETE FROM users", "" },
-		"closing paren":     func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "given_name) FROM users; DROP TABLE users; SELECT count(1", "" },
+		"no name":          func(a *rollout.Aggregate) { a.Name = " " },
+		"kind":             func(a *rollout.Aggregate) { a.Kind = "avg" },
+		"subquery":         func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "(SELECT count(*) FROM users)", "" },
+		"exists subquery":  func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "EXISTS (SELECT 1)", "" },
+		"second statement": func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "1; DELETE FROM users", "" },
+		"closing paren": func(a *rollout.Aggregate) {
+			a.New.Expr, a.New.Column = "given_name) FROM users; DROP TABLE users; SELECT count(1", ""
+		},
 		"comment":           func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "given_name -- x", "" },
 		"two expressions":   func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "given_name, family_name", "" },
 		"clause":            func(a *rollout.Aggregate) { a.New.Expr, a.New.Column = "given_name FROM users", "" },

@@ -9,7 +9,7 @@ type Aggregates struct{}
 
 // AggregateAddition is the ledger's table of the aggregates' snapshots
 // taken at the expand, with times of the database's type timestamp: one
-// row per migration, aggregate and group ('' for an aggregate not
+// row per migration, aggregate and group (” for an aggregate not
 // grouped), its value as the database spelt it in text, so that a sum
 // of decimals is kept exactly.
 func AggregateAddition(timestamp string) dialect.LedgerAddition {
