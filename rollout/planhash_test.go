@@ -62,6 +62,9 @@ func hashPlan() rollout.Plan {
 			MaxLatencyRatio: 2, HaltOnFailedVerification: false, MinSamples: 10}},
 		HotQueries: []rollout.HotQuery{{Name: "by id", SQL: "SELECT * FROM users WHERE id = 1"}},
 		Requires:   []rollout.Requirement{{Before: ledger.Complete, Migration: "orders_move_amount", Reached: ledger.Live}},
+		Aggregates: []rollout.Aggregate{{Name: "named", Kind: rollout.AggregateCount, Tolerance: rollout.Tolerance{Absolute: 2, Relative: 0.5}, Timeout: time.Second,
+			Old: rollout.AggregateSide{Table: "users", Column: "full_name", Expr: "1", GroupBy: "id"},
+			New: rollout.AggregateSide{Table: "users", Column: "given_name", Expr: "1", GroupBy: "id"}}},
 	}
 }
 
