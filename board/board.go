@@ -214,6 +214,9 @@ type Migration struct {
 	// Approvals are the owner, the policies and the approvals of the
 	// next advance; nil for a plan that names none.
 	Approvals *rollout.ApprovalState `json:"approvals,omitempty"`
+	// Aggregates is the last comparison of the plan's aggregates an
+	// advance made (nil: none).
+	Aggregates *rollout.AggregateComparison `json:"aggregates,omitempty"`
 }
 
 // Path is what the fleet reported of one path (old or new) of a
@@ -312,6 +315,9 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 	}
 	plans, err := b.c.QueryPlans(ctx, name)
 	if err != nil {
+		return m, err
+	}
+	if m.Aggregates, err = b.aggregates(ctx, name); err != nil {
 		return m, err
 	}
 	latest := map[string]int{}

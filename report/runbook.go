@@ -60,6 +60,8 @@ type Procedure struct {
 	MinComparisons    int64         `json:"min_comparisons"`
 	Steps             []Transition  `json:"steps"`
 	Governance        Governance    `json:"governance"`
+	// Aggregates are the plan's aggregates ([rollout.Aggregate]).
+	Aggregates []AggregateCheck `json:"aggregates,omitempty"`
 }
 
 // Transition is one step of a [Procedure]: From → To. It is a value.
@@ -172,7 +174,7 @@ func Gate(p rollout.Plan, to ledger.Phase) string {
 			check += fmt.Sprintf("; and migration %q at %s or later", r.Migration, r.Reached)
 		}
 	}
-	return check + policyGate(p, to)
+	return check + policyGate(p, to) + aggregateGate(p, to)
 }
 
 // renderer renders a plan's DDL operations for one database, and says
@@ -191,7 +193,8 @@ func procedure(p rollout.Plan, r renderer) (Procedure, error) {
 		return Procedure{}, err
 	}
 	m := p.Migration
-	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons, Governance: governance(p)}
+	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons, Governance: governance(p),
+		Aggregates: aggregateChecks(p)}
 	for to := ledger.Expanded; to <= ledger.Contracted; to++ {
 		t := Transition{From: to - 1, To: to, Stage: to.Stage().String(), Gate: Gate(p, to),
 			Advance: "schemashift advance " + m, IfRefused: gateAdvice[to]}
@@ -257,6 +260,7 @@ func (pr Procedure) Markdown() string {
 		}
 		fmt.Fprintf(&b, "- **If refused:** %s\n\n", t.IfRefused)
 	}
+	aggregatesMarkdown(&b, pr.Aggregates)
 	return b.String()
 }
 

@@ -846,6 +846,9 @@ func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledge
 	if reason, err := c.requirementsMet(ctx, tx, plan, to); err != nil || reason != "" {
 		return "sequence", reason, err
 	}
+	if gate, reason, err := c.aggregatesMet(ctx, tx, plan, to, row.Phase, now); err != nil || reason != "" {
+		return gate, reason, err
+	}
 	switch to {
 	case ledger.Planned, ledger.Expanded:
 		return "expand", "", nil

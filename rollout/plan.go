@@ -86,6 +86,9 @@ type Plan struct {
 	// Policies say who may advance, and who must approve first: see
 	// [Policy].
 	Policies []Policy
+	// Aggregates must agree over the old and new shapes before reads
+	// switch and before the contract: see [Aggregate].
+	Aggregates []Aggregate
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -134,6 +137,9 @@ func (p *Plan) Normalize() error {
 		return err
 	}
 	if err := p.checkPolicies(); err != nil {
+		return err
+	}
+	if err := p.checkAggregates(); err != nil {
 		return err
 	}
 	if err := p.lint(); err != nil {

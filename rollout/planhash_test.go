@@ -64,6 +64,9 @@ func hashPlan() rollout.Plan {
 		Requires:   []rollout.Requirement{{Before: ledger.Complete, Migration: "orders_move_amount", Reached: ledger.Live}},
 		Owner:      "team data",
 		Policies:   []rollout.Policy{{To: ledger.Live, Actors: []string{"alice"}, Needs: 2, Approvers: []string{"bob", "carol"}}},
+		Aggregates: []rollout.Aggregate{{Name: "named", Kind: rollout.AggregateCount, Tolerance: rollout.Tolerance{Absolute: 2, Relative: 0.5}, Timeout: time.Second,
+			Old: rollout.AggregateSide{Table: "users", Column: "full_name", Expr: "1", GroupBy: "id"},
+			New: rollout.AggregateSide{Table: "users", Column: "given_name", Expr: "1", GroupBy: "id"}}},
 	}
 }
 

@@ -50,6 +50,7 @@ type Dialect interface {
 	RolloutQueries
 	DDLQueries
 	BackfillQueries
+	AggregateQueries
 	Replication
 }
 

@@ -136,5 +136,6 @@ func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 			reason    text NOT NULL,
 			at        ` + timestamp + ` NOT NULL,
 			PRIMARY KEY (migration, version, to_phase, forced, kind, actor)
-		)`}}
+		)`},
+		AggregateAddition(timestamp)}
 }

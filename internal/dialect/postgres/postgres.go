@@ -26,6 +26,7 @@ type Dialect struct {
 	common.Rollout
 	common.DDL
 	common.Backfill
+	common.Aggregates
 }
 
 var _ dialect.Dialect = Dialect{}

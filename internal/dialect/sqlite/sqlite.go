@@ -32,6 +32,7 @@ type Dialect struct {
 	common.Rollout
 	common.DDL
 	common.Backfill
+	common.Aggregates
 	// renewEvery is how often a lock's holder renews its lease: a third
 	// of the lease when zero.
 	renewEvery time.Duration
