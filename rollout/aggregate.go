@@ -436,13 +436,27 @@ func (c *Coordinator) readSnapshot(ctx context.Context, q sqlx.QueryerContext, m
 }
 
 // aggregatesMet is the aggregates' part of the gate of the transition to
-// to: at expanded, the old sides' snapshot (stored only in a transition,
-// not in a check); at live and contracted, the comparison, recorded in
-// the audit trail after a transition. It returns "aggregates" and why it
+// to, judged in a transition only: at expanded, the old sides' snapshot;
+// at live and contracted, the comparison, recorded in the audit trail
+// after the transition. It returns "aggregates" and why it
 // is unmet, or "" when it is met or has nothing to say.
 func (c *Coordinator) aggregatesMet(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledger.Phase, from ledger.Phase, now time.Time) (string, string, error) {
 	if len(plan.Aggregates) == 0 {
 		return "", "", nil
+	}
+	if c.unrecorded == nil {
+		// A check (readiness, a status, the board's every poll) computes
+		// none: an aggregate is a pass over a whole table, too heavy to
+		// repeat at every poll. It reports the last advance's comparison
+		// into to, when that one failed; the next advance compares again.
+		if to != ledger.Live && to != ledger.Contracted {
+			return "", "", nil
+		}
+		last, err := c.lastComparison(ctx, tx, plan.Migration)
+		if err != nil || last == nil || last.Passed || last.Phase != to.String() {
+			return "", "", err
+		}
+		return "aggregates", last.Unmet() + " (at the last advance; the next compares again)", nil
 	}
 	switch to {
 	case ledger.Expanded:
@@ -659,12 +673,18 @@ func within(diff, ref *big.Rat, t Tolerance) bool {
 // aggregates an advance made (from the audit trail), or nil when none
 // was made.
 func (c *Coordinator) LastAggregateComparison(ctx context.Context, migration string) (*AggregateComparison, error) {
+	return c.lastComparison(ctx, c.db, migration)
+}
+
+// lastComparison is LastAggregateComparison read through q (a check's
+// transaction: on a pool of one connection, the pool has no other).
+func (c *Coordinator) lastComparison(ctx context.Context, q sqlx.QueryerContext, migration string) (*AggregateComparison, error) {
 	var (
 		reason   string
 		accepted bool
 		at       dialect.Time
 	)
-	err := c.db.QueryRowxContext(ctx, c.dialect.LastAggregateComparison(), migration).Scan(&reason, &accepted, &at)
+	err := q.QueryRowxContext(ctx, c.dialect.LastAggregateComparison(), migration).Scan(&reason, &accepted, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

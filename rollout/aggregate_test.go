@@ -92,10 +92,12 @@ func TestAggregatesUsersSplitName(t *testing.T) {
 		assert.False(t, cmp.Passed)
 		assert.Equal(t, "-1", cmp.Aggregates[0].Worst.Difference)
 
+		// A check computes nothing (the board polls it) and reports the
+		// last advance's comparison.
 		r, err := c.Check(ctx, m)
 		require.NoError(t, err)
 		assert.Equal(t, "aggregates", r.Gate)
-		assert.Equal(t, refused.Reason, r.Reason)
+		assert.Equal(t, refused.Reason+" (at the last advance; the next compares again)", r.Reason)
 
 		// At the contract too.
 		rollouttest.Forced(t, c, m, 3) // live, rampdown, complete
@@ -449,4 +451,48 @@ func TestAggregatesInDefinition(t *testing.T) {
 	p, err := opened.Plan("m")
 	require.NoError(t, err)
 	assert.Equal(t, base.Aggregates, p.Aggregates)
+}
+
+// A check (readiness, status, the board's every poll) runs no aggregate
+// (each is a pass over a whole table): before any advance into live it
+// says nothing of a disagreement it has not computed; after an advance
+// found one, it reports that comparison, and the advance after the data
+// agree again passes.
+func TestAggregateCheckComputesNothing(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		rollouttest.UsersDB(t, db)
+		plan := rollouttest.UsersPlan(db)
+		plan.Aggregates = []rollout.Aggregate{namedRows()}
+		c, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+		require.NoError(t, err)
+		m := plan.Migration
+		_, err = c.Advance(ctx, rollout.Request{Migration: m, Actor: "ci"})
+		require.NoError(t, err)
+		db.MustExecContext(ctx, `UPDATE users SET given_name = substr(full_name, 1, 3), family_name = 'x' WHERE id <> 7`)
+		rollouttest.Forced(t, c, m, 4) // to shadow
+
+		r, err := c.Check(ctx, m)
+		require.NoError(t, err)
+		assert.NotEqual(t, "aggregates", r.Gate, "a check computed the aggregates: %+v", r)
+		none, err := c.LastAggregateComparison(ctx, m)
+		require.NoError(t, err)
+		assert.Nil(t, none)
+
+		_, err = c.Advance(ctx, rollout.Request{Migration: m, Actor: "ci"})
+		assert.Equal(t, "aggregates", refusedGate(t, err).Gate)
+		r, err = c.Check(ctx, m)
+		require.NoError(t, err)
+		assert.Equal(t, "aggregates", r.Gate)
+		assert.Contains(t, r.Reason, "at the last advance")
+
+		db.MustExecContext(ctx, `UPDATE users SET given_name = 'Ada' WHERE id = 7`)
+		_, err = c.Advance(ctx, rollout.Request{Migration: m, Actor: "ci"})
+		assert.Equal(t, "shadow consistency", refusedGate(t, err).Gate)
+		r, err = c.Check(ctx, m)
+		require.NoError(t, err)
+		assert.NotEqual(t, "aggregates", r.Gate)
+	})
 }

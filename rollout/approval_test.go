@@ -370,7 +370,13 @@ func TestApprovalRace(t *testing.T) {
 		}
 		st, err := ledger.Get(ctx, db, m)
 		require.NoError(t, err)
-		assert.Equal(t, last, st.Version)
+		if last == 0 {
+			// No move won the race: the migration is still at the version
+			// it was registered with.
+			assert.EqualValues(t, 1, st.Version)
+		} else {
+			assert.Equal(t, last, st.Version)
+		}
 		t.Logf("advances made: %d; approvals: %d", made, len(rows))
 	})
 }
