@@ -81,6 +81,8 @@ type Plan struct {
 	HotQueries []HotQuery
 	// Requires orders this migration after others: see [Requirement].
 	Requires []Requirement
+	// Checks are the team's own gate conditions: see [Check].
+	Checks []Check
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -126,6 +128,9 @@ func (p *Plan) Normalize() error {
 		return err
 	}
 	if err := p.checkRequirements(); err != nil {
+		return err
+	}
+	if err := p.checkChecks(); err != nil {
 		return err
 	}
 	if err := p.lint(); err != nil {

@@ -26,6 +26,7 @@ type planDoc struct {
 	Guardrails  []Guardrail     `json:"guardrails,omitempty"`
 	HotQueries  []HotQuery      `json:"hot_queries,omitempty"`
 	Requires    []Requirement   `json:"requires,omitempty"`
+	Checks      []Check         `json:"checks,omitempty"`
 }
 
 type jobDoc struct {
@@ -44,7 +45,7 @@ type jobDoc struct {
 }
 
 func (p Plan) document() ([]byte, error) {
-	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails, HotQueries: p.HotQueries, Requires: p.Requires}
+	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails, HotQueries: p.HotQueries, Requires: p.Requires, Checks: p.Checks}
 	var err error
 	if len(p.ExpandOps) > 0 {
 		if d.ExpandOps, err = ddl.MarshalOps(p.ExpandOps); err != nil {
@@ -68,7 +69,7 @@ func planFromDocument(b []byte) (Plan, error) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return Plan{}, fmt.Errorf("decode plan: %w", err)
 	}
-	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails, HotQueries: d.HotQueries, Requires: d.Requires}
+	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails, HotQueries: d.HotQueries, Requires: d.Requires, Checks: d.Checks}
 	var err error
 	if len(d.ExpandOps) > 0 {
 		if p.ExpandOps, err = ddl.UnmarshalOps(d.ExpandOps); err != nil {

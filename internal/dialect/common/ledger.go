@@ -121,5 +121,24 @@ func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 			latency     text NOT NULL DEFAULT '{"old": [], "new": []}',
 			PRIMARY KEY (migration, instance_id, seq)
 		);
-		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`}}
+		CREATE INDEX IF NOT EXISTS schemashift_heartbeat_samples_at ON schemashift_heartbeat_samples (migration, instance_id, at)`},
+		checkRuns(timestamp)}
+}
+
+// checkRuns is the addition of the milestone checks' runs: one row per
+// run, numbered in the order recorded (a clock that stands still stamps
+// two alike), the index finding each check's last.
+func checkRuns(timestamp string) dialect.LedgerAddition {
+	return dialect.LedgerAddition{Table: "schemashift_check_runs", DDL: `CREATE TABLE IF NOT EXISTS schemashift_check_runs (
+			seq         bigint NOT NULL PRIMARY KEY,
+			migration   text NOT NULL,
+			check_name  text NOT NULL,
+			phase       text NOT NULL,
+			passed      boolean NOT NULL,
+			detail      text NOT NULL DEFAULT '',
+			duration_ns bigint NOT NULL DEFAULT 0,
+			actor       text NOT NULL DEFAULT '',
+			at          ` + timestamp + ` NOT NULL
+		);
+		CREATE INDEX IF NOT EXISTS schemashift_check_runs_last ON schemashift_check_runs (migration, check_name, seq)`}
 }
