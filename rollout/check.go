@@ -257,6 +257,9 @@ func (c *Coordinator) runCheck(ctx context.Context, tx *sqlx.Tx, migration strin
 // after it. The database's own statement timeout ends it first; the
 // context, a second later, is the backstop.
 func sqlCheck(ctx context.Context, d dialect.Dialect, tx *sqlx.Tx, k Check) (string, error) {
+	if w := leadingWord(k.SQL); !slices.Contains([]string{"select", "with", "values", "table"}, w) {
+		return fmt.Sprintf("the assertion is not a query: it begins with %q, not SELECT, WITH, VALUES or TABLE", w), nil
+	}
 	for _, s := range d.CheckBegin(k.timeout()) {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
 			return "", fmt.Errorf("open the check's read-only savepoint: %w", err)
@@ -265,15 +268,52 @@ func sqlCheck(ctx context.Context, d dialect.Dialect, tx *sqlx.Tx, k Check) (str
 	ctx, cancel := context.WithTimeout(ctx, k.timeout()+time.Second)
 	detail := assertNoRows(ctx, tx, k.SQL)
 	cancel()
+	// Every statement of the end runs, whatever the one before did: a
+	// statement that ended the transaction (a COMMIT after a first
+	// statement) leaves no savepoint to go back to, but the connection
+	// must still be made writable again. Then the ledger's transaction
+	// is gone, and the gate must not go on in it.
+	var errs []error
 	for _, s := range d.CheckEnd() {
-		// A statement that ended the transaction (a COMMIT smuggled in)
-		// leaves no savepoint to go back to: the ledger's transaction is
-		// gone, and the gate must not go on in it.
 		if _, err := tx.ExecContext(context.WithoutCancel(ctx), s); err != nil {
-			return "", fmt.Errorf("roll the check back (did its SQL end the transaction?): %w", err)
+			errs = append(errs, err)
 		}
 	}
+	if err := errors.Join(errs...); err != nil {
+		return "", fmt.Errorf("roll the check back (did its SQL end the transaction?): %w", err)
+	}
 	return detail, nil
+}
+
+// leadingWord is the first word of q, lower case, past spaces, comments
+// and opening parentheses. The database's read-only mode is what keeps a
+// check from writing; this keeps a transaction's own commands (COMMIT,
+// ROLLBACK, RELEASE), which that mode allows, from ending the ledger's
+// transaction under it. It is written here, not parsed, because the
+// assertion is in the SQL of whichever database the plan runs on.
+func leadingWord(q string) string {
+	for {
+		q = strings.TrimLeft(q, " \t\r\n\f(")
+		switch {
+		case strings.HasPrefix(q, "--"):
+			if i := strings.IndexByte(q, '\n'); i >= 0 {
+				q = q[i+1:]
+				continue
+			}
+			return ""
+		case strings.HasPrefix(q, "/*"):
+			if i := strings.Index(q, "*/"); i >= 0 {
+				q = q[i+2:]
+				continue
+			}
+			return ""
+		}
+		end := strings.IndexFunc(q, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') })
+		if end < 0 {
+			end = len(q)
+		}
+		return strings.ToLower(q[:end])
+	}
 }
 
 // assertNoRows is "" when q returns no rows, else its first row or why it

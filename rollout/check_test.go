@@ -134,6 +134,10 @@ func TestSQLCheckCannotWrite(t *testing.T) {
 		`COMMIT`,
 		`ROLLBACK`,
 		`RELEASE SAVEPOINT schemashift_check`,
+		`/* a comment */ COMMIT`,
+		"-- a comment\nDELETE FROM accounts",
+		`SELECT 1 WHERE 1 = 0; COMMIT`,
+		`SELECT 1 WHERE 1 = 0; DROP TABLE accounts`,
 	}
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
@@ -147,7 +151,10 @@ func TestSQLCheckCannotWrite(t *testing.T) {
 			require.NoError(t, err)
 			st, err := c.Advance(ctx, rollout.Request{Migration: name, Actor: "mallory"})
 			require.Error(t, err, "%s", q)
-			assert.ErrorIs(t, err, rollout.ErrGateRefused, "%s", q)
+			// Refused at the gate, or (a statement after the first that
+			// ended the transaction) an error of the gate's: never made.
+			assert.True(t, errors.Is(err, rollout.ErrGateRefused) || strings.Contains(err.Error(), "check gate: "), "%s: %v", q, err)
+			assert.NotContains(t, err.Error(), "audit", "%s: the refusal is recorded", q)
 			assert.NotEqual(t, ledger.Expanded, st.Phase, "%s", q)
 			assert.Equal(t, before, balances(t, db), "%s changed the data", q)
 			var n int
@@ -237,7 +244,7 @@ func TestHTTPCheck(t *testing.T) {
 		{"/here", "", true},
 		{"/fail", `check "probe" failed: HTTP 500: replica lag 40s`, false},
 		{"/hang", `check "probe" failed: no answer within 150ms`, false},
-		{"/away", `check "probe" failed: HTTP 302 (redirect to ` + other.URL + `/steal not followed)`, false},
+		{"/away", `check "probe" failed: HTTP 302 (redirect to ` + other.URL + `/steal not followed): <a href=`, false},
 	}
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
@@ -257,7 +264,7 @@ func TestHTTPCheck(t *testing.T) {
 				continue
 			}
 			refused := refusedBy(t, err)
-			assert.Equal(t, tc.want, refused.Reason, tc.path)
+			assert.True(t, strings.HasPrefix(refused.Reason, tc.want), "%s: %s", tc.path, refused.Reason)
 			assert.NotContains(t, refused.Reason, "second line")
 		}
 	})
