@@ -211,6 +211,8 @@ type Migration struct {
 	Fleet fleet.Fleet `json:"fleet"`
 	// QueryPlans is the latest recorded plan of each hot query.
 	QueryPlans []rollout.QueryPlan `json:"query_plans"`
+	// Checks are the plan's milestone checks, each with its last run.
+	Checks []CheckStatus `json:"checks"`
 }
 
 // Path is what the fleet reported of one path (old or new) of a
@@ -303,6 +305,9 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 	}
 	if m.Fleet.Instances == nil {
 		m.Fleet.Instances = []fleet.InstanceState{}
+	}
+	if m.Checks, err = b.checks(ctx, plan); err != nil {
+		return m, err
 	}
 	plans, err := b.c.QueryPlans(ctx, name)
 	if err != nil {

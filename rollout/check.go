@@ -17,6 +17,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/ledger"
 )
 
@@ -475,6 +476,9 @@ func (c *Coordinator) recordChecks(ctx context.Context, actor string, runs *[]Ch
 // CheckRuns is the last recorded run of each check of migration, by
 // check name (a check never run has none).
 func (c *Coordinator) CheckRuns(ctx context.Context, migration string) ([]CheckRun, error) {
+	if ok, err := c.dialect.TableExists(ctx, c.db, ident.Table{Name: "schemashift_check_runs"}); err != nil || !ok {
+		return nil, err // a ledger a read-only process found without the addition has no runs
+	}
 	rows, err := c.db.QueryContext(ctx, c.dialect.LastCheckRuns(), migration)
 	if err != nil {
 		return nil, fmt.Errorf("read check runs of %s: %w", migration, err)
