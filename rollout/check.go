@@ -45,13 +45,17 @@ import (
 //     name (one opened from the stored plans by another program) refuses
 //     the gate with a message saying so. A panic fails the check.
 //
-// Each run ends at Timeout (default 10s, at most 10m): a check still
-// running then fails (unknown is not passing). A func check that ignores
+// Each run ends at Timeout (default 10s, at most 10m; an SQL check on
+// SQLite, which has no statement timeout, up to a second later): a check
+// still running then fails (unknown is not passing). A func check that ignores
 // its context is left to return on its own. Every run of a transition's
 // gate is recorded after it, on the coordinator's pool: in the audit
 // trail (an event of kind "check", accepted when it passed) and as the
 // check's last run ([Coordinator.CheckRuns]). A readiness check
-// ([Coordinator.Check], the board) runs them but records nothing.
+// ([Coordinator.Check], and so the board at each of its reads, the CLI's
+// status, [Coordinator.AdvanceWhenMet] at each poll) runs them too, so
+// that it says what an advance would, but records nothing: an endpoint or
+// an assertion is asked as often as the board reads.
 //
 // Name, Before, SQL, URL, Func and Timeout are part of the plan's
 // definition: a plan that gains a check, or changes one, is a changed plan.
@@ -372,7 +376,12 @@ func httpCheck(ctx context.Context, k Check) string {
 	if err != nil {
 		return cut("bad request: " + err.Error())
 	}
-	client := &http.Client{CheckRedirect: func(r *http.Request, via []*http.Request) error {
+	// A transport of its own, keeping no connection: a check is asked
+	// seldom, and leaves nothing running behind it.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DisableKeepAlives = true
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, CheckRedirect: func(r *http.Request, via []*http.Request) error {
 		if len(via) >= 5 {
 			return http.ErrUseLastResponse
 		}

@@ -13,5 +13,3 @@
 // lock, the read-only opening of a milestone check) every dialect writes
 // for itself.
 package common
-
-
