@@ -138,6 +138,8 @@ func TestSQLCheckCannotWrite(t *testing.T) {
 		"-- a comment\nDELETE FROM accounts",
 		`SELECT 1 WHERE 1 = 0; COMMIT`,
 		`SELECT 1 WHERE 1 = 0; DROP TABLE accounts`,
+		`PRAGMA query_only = OFF`,
+		`SELECT 1 FROM (SELECT set_config('transaction_read_only', 'off', true) AS s) x WHERE s IS NULL`,
 	}
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
@@ -389,5 +391,50 @@ func TestWithCheckRefuses(t *testing.T) {
 			_, err := rollout.NewCoordinator(t.Context(), db, nil, opts...)
 			assert.ErrorIs(t, err, rollout.ErrInvalidArgument)
 		}
+	})
+}
+
+// Two coordinators advancing the same migration at once each run and
+// record their checks: every run lands (none refused for another's), the
+// audit trail has one check event per run, and no transition is told of
+// an audit error.
+func TestChecksOfRacingCoordinators(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		accounts(t, db)
+		plan := checkPlan("racing", rollout.Check{Name: "ok", Before: []ledger.Phase{ledger.Expanded, ledger.DualWrite},
+			SQL: `SELECT id FROM accounts WHERE balance < 0`})
+		c1, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+		require.NoError(t, err)
+		c2, err := rollout.NewCoordinator(ctx, db, []rollout.Plan{plan})
+		require.NoError(t, err)
+		const rounds = 8
+		for range rounds {
+			errs := make(chan error, 2)
+			for i, c := range []*rollout.Coordinator{c1, c2} {
+				go func() {
+					_, err := c.Advance(ctx, rollout.Request{Migration: "racing", Actor: fmt.Sprintf("c%d", i+1)})
+					errs <- err
+				}()
+			}
+			for range 2 {
+				require.NoError(t, <-errs)
+			}
+			_, err := c1.Rollback(ctx, rollout.Request{Migration: "racing", Actor: "ci", ToOff: true})
+			require.NoError(t, err)
+			_, err = c1.Rollback(ctx, rollout.Request{Migration: "racing", Actor: "ci"})
+			require.NoError(t, err)
+		}
+		var n int
+		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM schemashift_check_runs WHERE migration = 'racing'`))
+		assert.Equal(t, 2*rounds, n)
+		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM schemashift_events WHERE migration = 'racing' AND kind = 'check' AND accepted`))
+		assert.Equal(t, 2*rounds, n)
+		runs, err := c2.CheckRuns(ctx, "racing")
+		require.NoError(t, err)
+		require.Len(t, runs, 1)
+		assert.True(t, runs[0].Passed)
 	})
 }

@@ -178,7 +178,8 @@ type RolloutQueries interface {
 	RecordCheckRun() string
 	// LastCheckRuns reads the last recorded run of each check of
 	// migration $1, by check: check_name, phase, passed, detail,
-	// duration_ns, actor, at.
+	// duration_ns, actor, at (two runs recorded at once may both be
+	// last).
 	LastCheckRuns() string
 }
 

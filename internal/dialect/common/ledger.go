@@ -127,10 +127,12 @@ func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 
 // checkRuns is the addition of the milestone checks' runs: one row per
 // run, numbered in the order recorded (a clock that stands still stamps
-// two alike), the index finding each check's last.
+// two alike), the index finding each check's last. The number is not a
+// key: two coordinators recording at once may draw the same one, and
+// neither run may be refused for it (the reader keeps one of them).
 func checkRuns(timestamp string) dialect.LedgerAddition {
 	return dialect.LedgerAddition{Table: "schemashift_check_runs", DDL: `CREATE TABLE IF NOT EXISTS schemashift_check_runs (
-			seq         bigint NOT NULL PRIMARY KEY,
+			seq         bigint NOT NULL,
 			migration   text NOT NULL,
 			check_name  text NOT NULL,
 			phase       text NOT NULL,
