@@ -62,6 +62,8 @@ func hashPlan() rollout.Plan {
 			MaxLatencyRatio: 2, HaltOnFailedVerification: false, MinSamples: 10}},
 		HotQueries: []rollout.HotQuery{{Name: "by id", SQL: "SELECT * FROM users WHERE id = 1"}},
 		Requires:   []rollout.Requirement{{Before: ledger.Complete, Migration: "orders_move_amount", Reached: ledger.Live}},
+		Checks: []rollout.Check{{Name: "no orphans", Before: []ledger.Phase{ledger.Live}, SQL: "SELECT 1 WHERE 1 = 0",
+			URL: "http://slo/ok", Func: "pager", Timeout: time.Second}},
 	}
 }
 
