@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
 )
@@ -437,4 +438,37 @@ func TestChecksOfRacingCoordinators(t *testing.T) {
 		require.Len(t, runs, 1)
 		assert.True(t, runs[0].Passed)
 	})
+}
+
+// BenchmarkSQLCheck times a readiness check of a gate with one SQL
+// assertion against the same gate without it, in the same run: the cost
+// of the savepoint, the read-only mode and the assertion, as a ratio.
+func BenchmarkSQLCheck(b *testing.B) {
+	for _, db := range []struct {
+		name string
+		open func(testing.TB) *sqlx.DB
+	}{{"postgres", func(tb testing.TB) *sqlx.DB { return pgtest.DB(tb) }}, {"sqlite", dbtest.SQLite}} {
+		b.Run(db.name, func(b *testing.B) {
+			pool := db.open(b)
+			ctx := b.Context()
+			pool.MustExecContext(ctx, `CREATE TABLE accounts (id integer PRIMARY KEY, balance integer NOT NULL)`)
+			c, err := rollout.NewCoordinator(ctx, pool, []rollout.Plan{checkPlan("plain"), checkPlan("checked", rollout.Check{
+				Name: "ok", Before: []ledger.Phase{ledger.Expanded}, SQL: `SELECT id FROM accounts WHERE balance < 0`})})
+			require.NoError(b, err)
+			judge := func(m string) time.Duration {
+				start := time.Now()
+				if _, err := c.Check(ctx, m); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			var plain, checked time.Duration
+			for b.Loop() {
+				plain += judge("plain")
+				checked += judge("checked")
+			}
+			b.ReportMetric(float64(checked)/float64(plain), "checked/plain")
+			b.ReportMetric(float64(checked-plain)/float64(b.N)/1e3, "µs-added/op")
+		})
+	}
 }
