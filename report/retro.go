@@ -62,6 +62,9 @@ func Retrospect(ctx context.Context, c *rollout.Coordinator, migration string) (
 	now := c.Now() // the current phase's duration, and the backfills' state
 	moved := false
 	for _, e := range r.Timeline {
+		if e.Kind == "check" {
+			continue // a milestone check's run: no transition, and its refusal is recorded apart
+		}
 		if e.Actor == "guardrail" && e.Accepted {
 			r.Trips++
 		}
