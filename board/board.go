@@ -217,6 +217,8 @@ type Migration struct {
 	// Aggregates is the last comparison of the plan's aggregates an
 	// advance made (nil: none).
 	Aggregates *rollout.AggregateComparison `json:"aggregates,omitempty"`
+	// Checks are the plan's milestone checks, each with its last run.
+	Checks []CheckStatus `json:"checks"`
 }
 
 // Path is what the fleet reported of one path (old or new) of a
@@ -311,6 +313,9 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 		m.Fleet.Instances = []fleet.InstanceState{}
 	}
 	if m.Approvals, err = b.approvalsOf(ctx, plan); err != nil {
+		return m, err
+	}
+	if m.Checks, err = b.checks(ctx, plan); err != nil {
 		return m, err
 	}
 	plans, err := b.c.QueryPlans(ctx, name)

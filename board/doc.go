@@ -48,7 +48,7 @@
 // [Board.Snapshot] judges everything it shows at one reading of the
 // coordinator's clock: the gates, the fleet, the stalls and how long ago
 // each was seen. The board reads the coordinator through its exported API
-// only (rollout.Coordinator's DB, Now, AgeOut, CheckAt, Plan,
+// only (rollout.Coordinator's DB, Now, AgeOut, CheckAt, CheckRuns, Plan,
 // Migrations), and the ledger, the fleet and the backfills through their
 // packages.
 package board

@@ -65,18 +65,22 @@ func Retrospect(ctx context.Context, c *rollout.Coordinator, migration string) (
 		if e.Actor == "guardrail" && e.Accepted {
 			r.Trips++
 		}
-		switch {
-		case !e.Accepted:
-			r.Refused++
-			continue
-		case e.Kind == "guardrail" || e.Kind == "query-plan" || e.Kind == "ddl-note":
-			continue // no phase change
-		case strings.HasPrefix(e.Kind, "force-"):
-			r.Forced++
-		}
-		if e.Kind == "register" {
+		if e.Kind == "register" && e.Accepted {
 			r.Phases = append(r.Phases, PhaseTime{Phase: ledger.Planned, Entered: e.At, Actor: e.Actor, Kind: e.Kind, Reason: e.Reason})
 			continue
+		}
+		if !isTransition(e.Kind) {
+			// A note on the way (a guardrail's reading, a plan change, a
+			// check's run, an approval, an aggregate comparison): it
+			// names a phase without entering it.
+			continue
+		}
+		if !e.Accepted {
+			r.Refused++
+			continue
+		}
+		if strings.HasPrefix(e.Kind, "force-") {
+			r.Forced++
 		}
 		p, err := ledger.ParsePhase(e.ToPhase)
 		if err != nil {
@@ -183,4 +187,15 @@ func line(s string) string {
 // escaped.
 func cell(s string) string {
 	return strings.NewReplacer("\\", "\\\\", "|", "\\|").Replace(line(s))
+}
+
+// isTransition reports whether an audit event of kind records a
+// transition, made or refused: an advance or a rollback, forced or not.
+// Every other kind is a note that may name phases without moving.
+func isTransition(kind string) bool {
+	switch strings.TrimPrefix(kind, "force-") {
+	case "advance", "rollback":
+		return true
+	}
+	return false
 }

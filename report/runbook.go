@@ -163,7 +163,8 @@ func ProcedureFor(ctx context.Context, c *rollout.Coordinator, migration string)
 }
 
 // Gate says in words what the gate to phase to checks, with p's
-// thresholds and the migrations p must wait for there ([rollout.Requirement]).
+// thresholds, the migrations p must wait for there ([rollout.Requirement])
+// and the milestone checks it runs ([rollout.Check]).
 func Gate(p rollout.Plan, to ledger.Phase) string {
 	check := gateCheck[to]
 	if to == ledger.Live || to == ledger.Rampdown {
@@ -174,7 +175,7 @@ func Gate(p rollout.Plan, to ledger.Phase) string {
 			check += fmt.Sprintf("; and migration %q at %s or later", r.Migration, r.Reached)
 		}
 	}
-	return check + policyGate(p, to) + aggregateGate(p, to)
+	return check + policyGate(p, to) + checksGate(p, to) + aggregateGate(p, to)
 }
 
 // renderer renders a plan's DDL operations for one database, and says

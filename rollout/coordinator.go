@@ -111,6 +111,9 @@ type Coordinator struct {
 	// through (whose db is its one connection): for a read the lost
 	// connection cannot make.
 	pool *sqlx.DB
+	// checks are the milestone checks' functions and, on a transition's
+	// copy, its runs to record (see check.go).
+	checks checkSet
 }
 
 const defaultAgeOut = time.Minute
@@ -278,7 +281,8 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	}
 	// Events the pinned connection could not take (it broke: a deadline
 	// cut a statement off) are recorded now, on the pool.
-	return st, errors.Join(err, c.recordAll(context.WithoutCancel(ctx), pinned.unrecorded))
+	return st, errors.Join(err, c.recordAll(context.WithoutCancel(ctx), pinned.unrecorded),
+		c.recordChecks(context.WithoutCancel(ctx), r.Actor, pinned.checks.runs))
 }
 
 // on returns the coordinator working through one, a pool of the one
@@ -287,6 +291,7 @@ func (c *Coordinator) on(one *sqlx.DB) *Coordinator {
 	pinned := *c
 	pinned.db, pinned.pool = one, c.db
 	pinned.unrecorded = &[]ledger.Event{}
+	pinned.checks.runs = &[]CheckRun{}
 	return &pinned
 }
 
@@ -845,6 +850,9 @@ func (c *Coordinator) runDDL(ctx context.Context, tx *sqlx.Tx, steps []Step, dow
 func (c *Coordinator) gate(ctx context.Context, tx *sqlx.Tx, plan Plan, to ledger.Phase, row ledger.Row, now time.Time) (string, string, error) {
 	if reason, err := c.requirementsMet(ctx, tx, plan, to); err != nil || reason != "" {
 		return "sequence", reason, err
+	}
+	if reason, err := c.checksMet(ctx, tx, plan, to, now); err != nil || reason != "" {
+		return "checks", reason, err
 	}
 	if gate, reason, err := c.aggregatesMet(ctx, tx, plan, to, row.Phase, now); err != nil || reason != "" {
 		return gate, reason, err

@@ -57,6 +57,12 @@
 //	→ contracted  every live instance evaluated only complete, and made no old-path call,
 //	              for a whole window; and the caller confirmed
 //
+// A plan adds gate conditions of its own as milestone checks ([Check]: an
+// SQL assertion that must return no rows, run read-only and rolled back;
+// an HTTP GET that must answer 2xx; a Go function registered with
+// [WithCheck]), judged as the gate "checks" of the transitions they name,
+// on every advance, each run recorded ([Coordinator.CheckRuns]).
+//
 // A refused transition returns a [RefusedError] naming the unmet condition,
 // and is recorded. Force skips a gate, needs a reason and is recorded as
 // forced. Every transition is a compare-and-set on the ledger row: of two

@@ -89,6 +89,8 @@ type Plan struct {
 	// Aggregates must agree over the old and new shapes before reads
 	// switch and before the contract: see [Aggregate].
 	Aggregates []Aggregate
+	// Checks are the team's own gate conditions: see [Check].
+	Checks []Check
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -140,6 +142,9 @@ func (p *Plan) Normalize() error {
 		return err
 	}
 	if err := p.checkAggregates(); err != nil {
+		return err
+	}
+	if err := p.checkChecks(); err != nil {
 		return err
 	}
 	if err := p.lint(); err != nil {

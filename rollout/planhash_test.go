@@ -67,6 +67,8 @@ func hashPlan() rollout.Plan {
 		Aggregates: []rollout.Aggregate{{Name: "named", Kind: rollout.AggregateCount, Tolerance: rollout.Tolerance{Absolute: 2, Relative: 0.5}, Timeout: time.Second,
 			Old: rollout.AggregateSide{Table: "users", Column: "full_name", Expr: "1", GroupBy: "id"},
 			New: rollout.AggregateSide{Table: "users", Column: "given_name", Expr: "1", GroupBy: "id"}}},
+		Checks: []rollout.Check{{Name: "no orphans", Before: []ledger.Phase{ledger.Live}, SQL: "SELECT 1 WHERE 1 = 0",
+			URL: "http://slo/ok", Func: "pager", Timeout: time.Second}},
 	}
 }
 

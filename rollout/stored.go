@@ -29,6 +29,7 @@ type planDoc struct {
 	Owner       string          `json:"owner,omitempty"`
 	Policies    []Policy        `json:"policies,omitempty"`
 	Aggregates  []Aggregate     `json:"aggregates,omitempty"`
+	Checks      []Check         `json:"checks,omitempty"`
 }
 
 type jobDoc struct {
@@ -47,7 +48,7 @@ type jobDoc struct {
 }
 
 func (p Plan) document() ([]byte, error) {
-	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails, HotQueries: p.HotQueries, Requires: p.Requires, Owner: p.Owner, Policies: p.Policies, Aggregates: p.Aggregates}
+	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails, HotQueries: p.HotQueries, Requires: p.Requires, Owner: p.Owner, Policies: p.Policies, Aggregates: p.Aggregates, Checks: p.Checks}
 	var err error
 	if len(p.ExpandOps) > 0 {
 		if d.ExpandOps, err = ddl.MarshalOps(p.ExpandOps); err != nil {
@@ -71,7 +72,7 @@ func planFromDocument(b []byte) (Plan, error) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return Plan{}, fmt.Errorf("decode plan: %w", err)
 	}
-	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails, HotQueries: d.HotQueries, Requires: d.Requires, Owner: d.Owner, Policies: d.Policies, Aggregates: d.Aggregates}
+	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails, HotQueries: d.HotQueries, Requires: d.Requires, Owner: d.Owner, Policies: d.Policies, Aggregates: d.Aggregates, Checks: d.Checks}
 	var err error
 	if len(d.ExpandOps) > 0 {
 		if p.ExpandOps, err = ddl.UnmarshalOps(d.ExpandOps); err != nil {

@@ -8,6 +8,8 @@ package dialect
 // statements every supported database accepts as they are; a dialect
 // embeds them and writes out whole the ones it spells differently.
 
+import "time"
+
 // LedgerQueries are the statements of package ledger: its versioned
 // schema, the migrations' rows, the audit trail and stored plans.
 type LedgerQueries interface {
@@ -172,6 +174,24 @@ type RolloutQueries interface {
 	// version $2, oldest first: to_phase, forced, version, kind, actor,
 	// reason, at.
 	Approvals() string
+	// CheckBegin are the statements that open a milestone check's
+	// subtransaction in the ledger's transaction: a savepoint, read-only
+	// (the database refuses every write in it), with a statement timeout
+	// where the database has one.
+	CheckBegin(timeout time.Duration) []string
+	// CheckEnd are the statements that roll a check's subtransaction back
+	// and leave it, restoring what CheckBegin set.
+	CheckEnd() []string
+	// RecordCheckRun records one run of a milestone check, numbered one
+	// past the last run recorded: $1 migration, $2 check, $3 phase, $4
+	// passed, $5 detail, $6 duration in nanoseconds, $7 actor, $8 the
+	// time (a [Stamp]).
+	RecordCheckRun() string
+	// LastCheckRuns reads the last recorded run of each check of
+	// migration $1, by check: check_name, phase, passed, detail,
+	// duration_ns, actor, at (two runs recorded at once may both be
+	// last).
+	LastCheckRuns() string
 }
 
 // LedgerAddition is a table of the ledger outside its versions (see

@@ -10,9 +10,6 @@
 // state: their zero values are ready and safe for concurrent use. What a
 // type lacks of its querier (the ledger's schema and its row lock and
 // compare-and-set, the fleet's heartbeat of a migration and its row
-// lock) every dialect writes for itself.
+// lock, the read-only opening of a milestone check) every dialect writes
+// for itself.
 package common
-
-import "github.com/schemashift/schemashift/internal/dialect"
-
-var _ dialect.RolloutQueries = Rollout{}

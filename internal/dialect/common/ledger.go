@@ -137,5 +137,26 @@ func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 			at        ` + timestamp + ` NOT NULL,
 			PRIMARY KEY (migration, version, to_phase, forced, kind, actor)
 		)`},
-		AggregateAddition(timestamp)}
+		AggregateAddition(timestamp),
+		checkRuns(timestamp)}
+}
+
+// checkRuns is the addition of the milestone checks' runs: one row per
+// run, numbered in the order recorded (a clock that stands still stamps
+// two alike), the index finding each check's last. The number is not a
+// key: two coordinators recording at once may draw the same one, and
+// neither run may be refused for it (the reader keeps one of them).
+func checkRuns(timestamp string) dialect.LedgerAddition {
+	return dialect.LedgerAddition{Table: "schemashift_check_runs", DDL: `CREATE TABLE IF NOT EXISTS schemashift_check_runs (
+			seq         bigint NOT NULL,
+			migration   text NOT NULL,
+			check_name  text NOT NULL,
+			phase       text NOT NULL,
+			passed      boolean NOT NULL,
+			detail      text NOT NULL DEFAULT '',
+			duration_ns bigint NOT NULL DEFAULT 0,
+			actor       text NOT NULL DEFAULT '',
+			at          ` + timestamp + ` NOT NULL
+		);
+		CREATE INDEX IF NOT EXISTS schemashift_check_runs_last ON schemashift_check_runs (migration, check_name, seq)`}
 }

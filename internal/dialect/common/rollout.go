@@ -38,3 +38,23 @@ func (Rollout) Approvals() string {
 	return `SELECT to_phase, forced, version, kind, actor, reason, at FROM schemashift_approvals
 		WHERE migration = $1 AND version = $2 ORDER BY at, actor, kind, forced`
 }
+
+// RecordCheckRun implements [dialect.RolloutQueries].
+func (Rollout) RecordCheckRun() string {
+	return `INSERT INTO schemashift_check_runs (seq, migration, check_name, phase, passed, detail, duration_ns, actor, at)
+		SELECT coalesce(max(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8 FROM schemashift_check_runs`
+}
+
+// LastCheckRuns implements [dialect.RolloutQueries].
+func (Rollout) LastCheckRuns() string {
+	return `SELECT check_name, phase, passed, detail, duration_ns, actor, at FROM schemashift_check_runs r
+		WHERE migration = $1 AND seq = (SELECT max(seq) FROM schemashift_check_runs
+			WHERE migration = r.migration AND check_name = r.check_name)
+		ORDER BY check_name`
+}
+
+// CheckEnd implements [dialect.RolloutQueries] (SQLite adds the end of
+// its read-only mode).
+func (Rollout) CheckEnd() []string {
+	return []string{`ROLLBACK TO SAVEPOINT schemashift_check`, `RELEASE SAVEPOINT schemashift_check`}
+}

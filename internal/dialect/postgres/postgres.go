@@ -265,3 +265,11 @@ func Driver() dialect.Driver {
 		Probe:   `SELECT pg_catalog.current_setting('server_version_num')`,
 	}
 }
+
+// CheckBegin implements [dialect.RolloutQueries]: the savepoint's reads
+// only, with the check's timeout as the statement timeout (both undone
+// when it is rolled back).
+func (Dialect) CheckBegin(timeout time.Duration) []string {
+	return []string{`SAVEPOINT schemashift_check`, `SET LOCAL transaction_read_only = on`,
+		fmt.Sprintf(`SET LOCAL statement_timeout = %d`, max(timeout.Milliseconds(), 1))}
+}

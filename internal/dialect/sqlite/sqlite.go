@@ -222,3 +222,16 @@ func Driver() dialect.Driver {
 		Probe:   `SELECT sqlite_version()`,
 	}
 }
+
+// CheckBegin implements [dialect.RolloutQueries]: the connection is made
+// query-only (SQLite has no read-only transaction, nor a statement
+// timeout: the check's context interrupts it).
+func (Dialect) CheckBegin(time.Duration) []string {
+	return []string{`SAVEPOINT schemashift_check`, `PRAGMA query_only = ON`}
+}
+
+// CheckEnd implements [dialect.RolloutQueries]: common's, and the
+// connection writable again (a pragma outlives a savepoint).
+func (Dialect) CheckEnd() []string {
+	return append(common.Rollout{}.CheckEnd(), `PRAGMA query_only = OFF`)
+}
