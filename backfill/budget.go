@@ -26,8 +26,10 @@ type LatencyBudget struct {
 	// throughput (a probe) holds only P99.
 	Throughput float64
 	// Signal reads the foreground, in order of preference: the
-	// application's own latencies ([ForegroundRecorder]), else a probe
-	// query timed ([ProbeForeground]). Nil: the database's own statistics
+	// application's own latencies ([ForegroundRecorder] in the process,
+	// or the fleet's heartbeats, rollout's FleetForeground, whose
+	// readings set the least Window and Baseline), else a probe query
+	// timed ([ProbeForeground]). Nil: the database's own statistics
 	// (PostgreSQL's pg_stat_database, see [SourceDatabase]; on SQLite,
 	// which keeps none, [New] refuses the budget).
 	Signal ForegroundSignal
@@ -75,7 +77,16 @@ const (
 	// percentile: the budget's P99 bounds that mean, against the
 	// baseline's.
 	SourceDatabase = "database statistics"
+	// SourceFleet is the fleet's heartbeats: every instance's dual-path
+	// calls and their latencies (rollout's FleetForeground).
+	SourceFleet = "fleet heartbeats"
 )
+
+// minWindower is what a signal whose readings come at intervals of its
+// own (heartbeats) implements: the shortest window it can be read over.
+type minWindower interface {
+	MinWindow() time.Duration
+}
 
 // WithLatencyBudget paces the backfill by what the foreground may lose
 // (see [LatencyBudget]). Before the first chunk the Run reads the
@@ -127,14 +138,22 @@ func WithLatencyBudget(b LatencyBudget) Option {
 		if b.Baseline < 0 || b.Window < 0 {
 			return errors.New("latency budget: negative baseline or window")
 		}
+		var least time.Duration // the signal's shortest window
+		if m, ok := b.Signal.(minWindower); ok {
+			least = m.MinWindow()
+		}
+		if (b.Window != 0 && b.Window < least) || (b.Baseline != 0 && b.Baseline < least) {
+			return fmt.Errorf("latency budget: the %s signal is read over %v at least; window %v, baseline %v", b.Signal.Source(), least, b.Window, b.Baseline)
+		}
 		if b.Baseline == 0 {
-			b.Baseline = 5 * time.Second
+			b.Baseline = max(5*time.Second, least)
 		}
 		if b.Window == 0 {
 			b.Window = time.Second
 			if b.Signal == nil {
 				b.Window = 2 * time.Second
 			}
+			b.Window = max(b.Window, least)
 		}
 		o.budget = &b
 		return nil

@@ -107,9 +107,11 @@
 // [WithLatencyBudget] takes a [LatencyBudget] (its latency within 1.5× of
 // a baseline measured before the first chunk, say, and at least 90% of
 // its throughput) and a controller finds the fastest pace that keeps it,
-// following the load as it changes. Its [ForegroundSignal] is, by
+// following the load as it changes (the baseline is measured again, the
+// workers at rest, every eighth window). Its [ForegroundSignal] is, by
 // preference, the application's own latencies ([ForegroundRecorder],
-// fed from a dual-path adapter's observer), else a probe query timed
+// fed from a dual-path adapter's observer, or the fleet's heartbeats:
+// rollout's FleetForeground), else a probe query timed
 // ([ProbeForeground]), else the database's statistics; which one, and
 // the pace, show in [Progress].Foreground and [Progress].Pace, on the
 // board and in the CLI's progress line. By hand instead, [WithRate] caps

@@ -1,0 +1,106 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/fleet"
+)
+
+// FleetForeground is a [backfill.ForegroundSignal] read from the fleet's
+// own heartbeats: the calls every instance's dual-path adapters made on
+// a migration's paths (old and new, authoritative and shadow), and their
+// latencies, as each heartbeat stores them ([fleet.Samples]). A latency
+// budget paced by it ([backfill.WithLatencyBudget]) holds the latency
+// the services see, across the fleet, rather than one process's or the
+// database's; the backfill may run anywhere.
+//
+// Each Read reports the heartbeats stamped since the previous Read: the
+// 99th percentile of their latencies ([fleet.Histogram.Estimate]) and
+// their calls over the time between the two Reads. A heartbeat reports a
+// whole heartbeat period, so a window shorter than the period reads no
+// heartbeat, or one: the budget's Window and Baseline are set to at
+// least twice the heartbeat period it names ([FleetForeground.MinWindow];
+// a shorter one given is refused).
+//
+// The heartbeats keep latencies in buckets a factor of two apart, so the
+// percentile is read within its bucket (on a log scale): a latency
+// spread over several buckets is read within a fifth or so, but calls
+// bunched within one bucket's width hide a change of less than 2× (1.5×
+// may read as 1.1×). Where one process runs the foreground, a
+// [backfill.ForegroundRecorder] fed by its adapters reads finer; the
+// fleet's throughput, a count, is exact. It is safe for concurrent use.
+type FleetForeground struct {
+	db        fleet.DB
+	migration string
+	heartbeat time.Duration
+	now       func() time.Time
+
+	mu      sync.Mutex
+	since   time.Time
+	started bool
+}
+
+// NewFleetForeground reads migration's heartbeats in db, from a fleet
+// whose instances beat every heartbeat (0: fleet's default, 10s); now is
+// the clock the heartbeats' times are compared with (nil: time.Now).
+func NewFleetForeground(db fleet.DB, migration string, heartbeat time.Duration, now func() time.Time) (*FleetForeground, error) {
+	if migration == "" {
+		return nil, fmt.Errorf("fleet foreground: %w: no migration", ErrInvalidArgument)
+	}
+	if heartbeat < 0 {
+		return nil, fmt.Errorf("fleet foreground: %w: negative heartbeat", ErrInvalidArgument)
+	}
+	if heartbeat == 0 {
+		heartbeat = 10 * time.Second
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &FleetForeground{db: db, migration: migration, heartbeat: heartbeat, now: now}, nil
+}
+
+// Source implements [backfill.ForegroundSignal]: [backfill.SourceFleet].
+func (*FleetForeground) Source() string { return backfill.SourceFleet }
+
+// MinWindow is the shortest window a budget reads the fleet over: two
+// heartbeat periods, so that every instance's heartbeat lands in each.
+func (f *FleetForeground) MinWindow() time.Duration { return 2 * f.heartbeat }
+
+// Read implements [backfill.ForegroundSignal].
+func (f *FleetForeground) Read(ctx context.Context) (backfill.Foreground, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	if !f.started {
+		f.since, f.started = now, true
+		return backfill.Foreground{}, nil
+	}
+	h, err := fleet.Samples(ctx, f.db, f.migration, f.since, now)
+	if err != nil {
+		return backfill.Foreground{}, fmt.Errorf("fleet foreground: %w", err)
+	}
+	var calls int64
+	var lat fleet.Histogram
+	for _, in := range h.Instances {
+		for _, s := range in.Samples {
+			calls += s.OldCalls + s.NewCalls
+			for k := range fleet.Buckets {
+				lat[k] += s.Latency.Old[k] + s.Latency.New[k]
+			}
+		}
+	}
+	secs := now.Sub(f.since).Seconds()
+	f.since = now
+	fg := backfill.Foreground{Ops: calls}
+	if calls > 0 && secs > 0 {
+		fg.Throughput = float64(calls) / secs
+		fg.Latency = lat.Estimate(0.99)
+	}
+	return fg, nil
+}
+
+var _ backfill.ForegroundSignal = (*FleetForeground)(nil)
