@@ -224,7 +224,7 @@ func (c *cli) backfillCommand() *cobra.Command {
 		// Runnable only to refuse an unknown action as bad input.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usageError{msg: "backfill: want an action (run, pause, resume, cancel, status) and a name", usage: true}
+				return usageError{msg: "backfill: want an action (run, estimate, pause, resume, cancel, status) and a name", usage: true}
 			}
 			return usageError{msg: unknown("action", cmd, args[0])}
 		},
@@ -242,7 +242,7 @@ func (c *cli) backfillCommand() *cobra.Command {
 	runCmd.Flags().IntVar(&workers, "workers", 1, "workers")
 	runCmd.Flags().Float64Var(&rate, "rate", 0, "rows per second (0: unlimited)")
 	c.jsonFlag(runCmd, "the jobs' progress when they finish")
-	cmd.AddCommand(runCmd)
+	cmd.AddCommand(runCmd, c.backfillEstimateCommand())
 	for _, a := range []struct {
 		name, short string
 		do          func(c *cli, cmd *cobra.Command, job string) error

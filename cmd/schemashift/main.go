@@ -27,7 +27,7 @@
 // is at version N, this build needs M: run `schemashift init`" (exit 2).
 // The ledger is created or upgraded by `schemashift init` and by every
 // command that changes state (advance, rollback, force, backfill run,
-// verify), which need the rights to do so.
+// backfill estimate, verify), which need the rights to do so.
 //
 // # Output for scripts
 //
@@ -35,7 +35,11 @@
 // document on stdout: status, an array of migrations (the board's JSON);
 // advance, rollback and force, the migration's new ledger status with
 // "action" (advance, rollback, force-advance, force-rollback); backfill
-// run, an array of the jobs' progress when they finish; backfill pause,
+// run, an array of the jobs' progress when they finish; backfill
+// estimate, an array of the jobs' estimates (backfill.Estimate: job,
+// rows, sample_chunks, sample_rows, sample_changed, chunk_size,
+// rows_per_second, pace, duration_ns, changed, dead_tuples, wal_bytes,
+// -1 where not read); backfill pause,
 // resume, cancel and status, the job's progress (backfill.Progress: its
 // fields in snake case, job, status, rows_done, total_estimate, rate,
 // eta_ns, …); verify, an array of
