@@ -14,6 +14,9 @@ type Estimate struct {
 	// Rows is how many rows the job has left to walk: the table's
 	// estimate, less what finished chunks walked.
 	Rows int64 `json:"rows"`
+	// Walked is what the job's finished chunks had walked when the
+	// estimate was made: 0 for an estimate before the job's first chunk.
+	Walked int64 `json:"walked"`
 	// SampleChunks and SampleRows are what the sample walked, from the
 	// start of the table; SampleChanged how many of them its statement
 	// changed (rows already filled, or written through the new path,
@@ -70,7 +73,7 @@ func (b *Backfill) Estimate(ctx context.Context, samples int) (Estimate, error) 
 	if err != nil {
 		return e, fmt.Errorf("estimate backfill %q: %w", b.job.Name, err)
 	}
-	e.Rows = max(total-st.RowsDone, 0)
+	e.Rows, e.Walked = max(total-st.RowsDone, 0), st.RowsDone
 	wal := b.plan.d.CheckWAL() == nil
 	var took time.Duration
 	var walBytes int64

@@ -50,6 +50,8 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"pctf":   func(f float64) string { return fmt.Sprintf("%.2f %%", 100*f) },
 	"stamp":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"script": func() template.JS { return template.JS(live) }, // #nosec: the board's own file
+	"deref":  func(d *time.Duration) time.Duration { return *d },
+	"mb":     func(b int64) float64 { return float64(b) / 1e6 },
 	"took": func(p backfill.Progress) string {
 		if p.FinishedAt == nil {
 			return "still running"

@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,16 +19,31 @@ import (
 // verification and shadow results. It is most useful once the migration is
 // contracted or rolled back, but can be read at any time. It is a value.
 type Retrospective struct {
-	Migration   string              `json:"migration"`
-	Phase       ledger.Phase        `json:"phase"`
-	Finished    bool                `json:"finished"` // contracted, or rolled back to off or planned
-	Timeline    []ledger.Event      `json:"timeline"`
-	Phases      []PhaseTime         `json:"phases"`
-	Refused     int                 `json:"refused"`
-	Forced      int                 `json:"forced"`
-	Trips       int                 `json:"guardrail_trips"`
-	Backfills   []backfill.Progress `json:"backfills"`
-	Consistency fleet.Consistency   `json:"consistency"` // every shadow comparison reported
+	Migration string              `json:"migration"`
+	Phase     ledger.Phase        `json:"phase"`
+	Finished  bool                `json:"finished"` // contracted, or rolled back to off or planned
+	Timeline  []ledger.Event      `json:"timeline"`
+	Phases    []PhaseTime         `json:"phases"`
+	Refused   int                 `json:"refused"`
+	Forced    int                 `json:"forced"`
+	Trips     int                 `json:"guardrail_trips"`
+	Backfills []backfill.Progress `json:"backfills"`
+	// Predicted are the last estimates made of the backfills before they
+	// ran ([rollout.Coordinator.EstimateBackfills]), each with what the
+	// run did.
+	Predicted   []Prediction      `json:"predicted,omitempty"`
+	Consistency fleet.Consistency `json:"consistency"` // every shadow comparison reported
+}
+
+// Prediction is a backfill's last estimate before it started, set against
+// its run: the run's time (start to finish, nil while it runs) and the
+// rows it changed. It is a value.
+type Prediction struct {
+	Estimate backfill.Estimate `json:"estimate"`
+	// At is when the estimate was made.
+	At          time.Time      `json:"at"`
+	Took        *time.Duration `json:"took_ns,omitempty"`
+	RowsChanged int64          `json:"rows_changed"`
 }
 
 // PhaseTime is one stay in a phase. It is a value.
@@ -109,6 +125,9 @@ func Retrospect(ctx context.Context, c *rollout.Coordinator, migration string) (
 			return r, err
 		}
 		r.Backfills = append(r.Backfills, p)
+		if pr, ok := predicted(r.Timeline, p); ok {
+			r.Predicted = append(r.Predicted, pr)
+		}
 	}
 	t, err := fleet.Sum(ctx, db, migration)
 	if err != nil {
@@ -150,6 +169,21 @@ func (r Retrospective) Markdown() string {
 			fmt.Fprintf(&b, " (%d divergent)", p.Divergent)
 		}
 		fmt.Fprintln(&b)
+	}
+	if len(r.Predicted) > 0 {
+		fmt.Fprintf(&b, "\n## Predicted and actual\n\n| job | predicted | took | rows changed (predicted) | dead tuples | WAL |\n|---|---|---|---|---|---|\n")
+		for _, pr := range r.Predicted {
+			took := "still running"
+			if pr.Took != nil {
+				took = HumanDuration(*pr.Took)
+			}
+			wal := "not read"
+			if pr.Estimate.WALBytes >= 0 {
+				wal = fmt.Sprintf("%.1f MB", float64(pr.Estimate.WALBytes)/1e6)
+			}
+			fmt.Fprintf(&b, "| %s | %s at %s | %s | %d (%d) | %d | %s |\n", cell(pr.Estimate.Job), HumanDuration(pr.Estimate.Duration), cell(pr.Estimate.Pace),
+				took, pr.RowsChanged, pr.Estimate.Changed, pr.Estimate.DeadTuples, wal)
+		}
 	}
 	fmt.Fprintf(&b, "\n## Shadow comparisons\n\n%d matched, %d mismatched", r.Consistency.Matched, r.Consistency.Mismatched)
 	if r.Consistency.Matched+r.Consistency.Mismatched > 0 {
@@ -198,4 +232,36 @@ func isTransition(kind string) bool {
 		return true
 	}
 	return false
+}
+
+// predicted finds the last estimate of p's job in timeline made before
+// the job walked a row (one made after predicts only what was left), and
+// sets the run against it.
+func predicted(timeline []ledger.Event, p backfill.Progress) (Prediction, bool) {
+	var pr Prediction
+	found := false
+	for _, e := range timeline {
+		if e.Kind != rollout.EstimateEvent || !e.Accepted {
+			continue
+		}
+		var est backfill.Estimate
+		if json.Unmarshal([]byte(e.Reason), &est) != nil || est.Job != p.Job {
+			continue // another job's, or not one this build reads
+		}
+		if est.Walked > 0 {
+			continue
+		}
+		if !found || e.At.After(pr.At) {
+			pr, found = Prediction{Estimate: est, At: e.At}, true
+		}
+	}
+	if !found {
+		return pr, false
+	}
+	pr.RowsChanged = p.RowsChanged
+	if p.FinishedAt != nil {
+		took := p.FinishedAt.Sub(p.StartedAt)
+		pr.Took = &took
+	}
+	return pr, true
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/rollout"
 )
 
 // backfillEstimateCommand is `backfill estimate MIGRATION`: a sample of
@@ -37,7 +38,7 @@ func (c *cli) backfillEstimateCommand() *cobra.Command {
 			if duty > 0 {
 				opts = append(opts, backfill.WithDutyCycle(duty))
 			}
-			es, err := co.EstimateBackfills(cmd.Context(), args[0], samples, opts...)
+			es, err := co.EstimateBackfills(cmd.Context(), rollout.EstimateRequest{Migration: args[0], Actor: c.who(), Samples: samples}, opts...)
 			if err != nil {
 				return classify(err)
 			}

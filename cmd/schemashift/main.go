@@ -37,7 +37,7 @@
 // "action" (advance, rollback, force-advance, force-rollback); backfill
 // run, an array of the jobs' progress when they finish; backfill
 // estimate, an array of the jobs' estimates (backfill.Estimate: job,
-// rows, sample_chunks, sample_rows, sample_changed, chunk_size,
+// rows, walked, sample_chunks, sample_rows, sample_changed, chunk_size,
 // rows_per_second, pace, duration_ns, changed, dead_tuples, wal_bytes,
 // -1 where not read); backfill pause,
 // resume, cancel and status, the job's progress (backfill.Progress: its
