@@ -111,6 +111,9 @@ type Coordinator struct {
 	// through (whose db is its one connection): for a read the lost
 	// connection cannot make.
 	pool *sqlx.DB
+	// readOnly: opened by OpenReadOnly, it records nothing of its own
+	// accord (a sunset seen overdue).
+	readOnly bool
 }
 
 const defaultAgeOut = time.Minute

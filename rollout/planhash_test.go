@@ -67,6 +67,7 @@ func hashPlan() rollout.Plan {
 		Aggregates: []rollout.Aggregate{{Name: "named", Kind: rollout.AggregateCount, Tolerance: rollout.Tolerance{Absolute: 2, Relative: 0.5}, Timeout: time.Second,
 			Old: rollout.AggregateSide{Table: "users", Column: "full_name", Expr: "1", GroupBy: "id"},
 			New: rollout.AggregateSide{Table: "users", Column: "given_name", Expr: "1", GroupBy: "id"}}},
+		Sunset: rollout.Sunset{At: time.Date(2032, 3, 1, 12, 0, 0, 0, time.UTC), Warn: 72 * time.Hour},
 	}
 }
 
@@ -85,6 +86,9 @@ func changes(t *testing.T, typ reflect.Type, path string, get func(reflect.Value
 	t.Helper()
 	leaf := func(f func(v reflect.Value)) []change {
 		return []change{{path, func(r reflect.Value) { f(get(r)) }}}
+	}
+	if typ == reflect.TypeFor[time.Time]() { // a value: moved on, not walked
+		return leaf(func(v reflect.Value) { v.Set(reflect.ValueOf(v.Interface().(time.Time).Add(time.Microsecond))) })
 	}
 	switch typ.Kind() {
 	case reflect.Struct:
@@ -149,7 +153,7 @@ func TestHashCoversEveryField(t *testing.T) {
 		seen++
 	}
 	for _, want := range []string{"Plan.Backfills[0].Func", "Plan.Backfills[0].Into.Key", "Plan.Backfills[0].Down[0].Expr",
-		"Plan.Guardrails[0].Phases[0]", "Plan.Thresholds.Window", "Plan.Expand[0].Down"} {
+		"Plan.Guardrails[0].Phases[0]", "Plan.Thresholds.Window", "Plan.Expand[0].Down", "Plan.Sunset.At", "Plan.Sunset.Warn"} {
 		assert.True(t, slices.ContainsFunc(changes(t, reflect.TypeFor[rollout.Plan](), "Plan", func(r reflect.Value) reflect.Value { return r }),
 			func(c change) bool { return c.path == want }), "the walk reaches %s", want)
 	}
