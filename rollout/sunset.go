@@ -272,3 +272,11 @@ func (c *Coordinator) noteOverdue(ctx context.Context, s DeadlineState, cur ledg
 	}
 	return nil
 }
+
+// Overdue is how long ago the date passed (0 before it).
+func (d DeadlineState) Overdue() time.Duration {
+	if d.Left < 0 {
+		return -d.Left
+	}
+	return 0
+}
