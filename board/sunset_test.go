@@ -122,7 +122,9 @@ func TestSunsetOnTheBoardInChromium(t *testing.T) {
 		require.Eventually(t, func() bool { return d.poll("#title") == hostile }, 30*time.Second, 50*time.Millisecond)
 	}
 	state := func() any { return script(`return document.querySelector("#sunset").dataset.state`) }
-	border := func() any { return script(`return getComputedStyle(document.querySelector("#sunset")).borderLeftColor`) }
+	border := func() any {
+		return script(`return getComputedStyle(document.querySelector("#sunset")).borderLeftColor`)
+	}
 
 	open()
 	assert.Equal(t, "ok", state())
