@@ -120,7 +120,8 @@ func Open(ctx context.Context, db Pool, opts ...CoordinatorOption) (*Coordinator
 // another version than this build's with a [*ledger.VersionError]
 // (matching [ledger.ErrVersionMismatch]); [Open], or [ledger.Ensure], by
 // a role that may, creates or upgrades it. The coordinator's reads work;
-// what it would write needs the rights the role lacks.
+// what it would write needs the rights the role lacks, and it records
+// nothing of its own accord (a sunset seen overdue, [Coordinator.Deadline]).
 func OpenReadOnly(ctx context.Context, db Pool, opts ...CoordinatorOption) (*Coordinator, error) {
 	c, err := open(ctx, db, opts, ledger.Check)
 	if c != nil {
