@@ -219,6 +219,9 @@ type Migration struct {
 	Aggregates *rollout.AggregateComparison `json:"aggregates,omitempty"`
 	// Checks are the plan's milestone checks, each with its last run.
 	Checks []CheckStatus `json:"checks"`
+	// Sunset is the migration against its plan's sunset; nil for a plan
+	// that sets none.
+	Sunset *rollout.DeadlineState `json:"sunset,omitempty"`
 }
 
 // Path is what the fleet reported of one path (old or new) of a
@@ -323,6 +326,9 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 		return m, err
 	}
 	if m.Aggregates, err = b.aggregates(ctx, name); err != nil {
+		return m, err
+	}
+	if m.Sunset, err = b.sunset(ctx, name, now); err != nil {
 		return m, err
 	}
 	latest := map[string]int{}

@@ -62,6 +62,8 @@ type Procedure struct {
 	Governance        Governance    `json:"governance"`
 	// Aggregates are the plan's aggregates ([rollout.Aggregate]).
 	Aggregates []AggregateCheck `json:"aggregates,omitempty"`
+	// Sunset is the plan's sunset ([rollout.Sunset]), nil for none.
+	Sunset *SunsetNotice `json:"sunset,omitempty"`
 }
 
 // Transition is one step of a [Procedure]: From → To. It is a value.
@@ -195,7 +197,7 @@ func procedure(p rollout.Plan, r renderer) (Procedure, error) {
 	}
 	m := p.Migration
 	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons, Governance: governance(p),
-		Aggregates: aggregateChecks(p)}
+		Aggregates: aggregateChecks(p), Sunset: sunsetNotice(p)}
 	for to := ledger.Expanded; to <= ledger.Contracted; to++ {
 		t := Transition{From: to - 1, To: to, Stage: to.Stage().String(), Gate: Gate(p, to),
 			Advance: "schemashift advance " + m, IfRefused: gateAdvice[to]}
@@ -262,6 +264,7 @@ func (pr Procedure) Markdown() string {
 		fmt.Fprintf(&b, "- **If refused:** %s\n\n", t.IfRefused)
 	}
 	aggregatesMarkdown(&b, pr.Aggregates)
+	sunsetMarkdown(&b, pr.Migration, pr.Sunset)
 	return b.String()
 }
 

@@ -114,6 +114,9 @@ type Coordinator struct {
 	// checks are the milestone checks' functions and, on a transition's
 	// copy, its runs to record (see check.go).
 	checks checkSet
+	// readOnly: opened by OpenReadOnly, it records nothing of its own
+	// accord (a sunset seen overdue).
+	readOnly bool
 }
 
 const defaultAgeOut = time.Minute

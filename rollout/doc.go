@@ -25,6 +25,12 @@
 // to an existing table, registers; the runbook shows it and the advance
 // refuses it.)
 //
+// A plan may set a [Sunset]: the date by which the old path should be
+// gone. [Coordinator.Deadline] judges it by the coordinator's clock (the
+// time left; ok, warning, overdue) and, once overdue, names the live
+// instances still calling the old path, recording the first sighting in
+// the audit trail once.
+//
 // The ledger records each plan's definition hash and refuses a different
 // plan under the same name ([ErrPlanConflict]). The hash ("v2:…") is of the
 // plan as the ledger stores it: the ddl operations in their marshalled

@@ -91,6 +91,9 @@ type Plan struct {
 	Aggregates []Aggregate
 	// Checks are the team's own gate conditions: see [Check].
 	Checks []Check
+	// Sunset is the date by which the old path should be gone: see
+	// [Sunset].
+	Sunset Sunset
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -145,6 +148,9 @@ func (p *Plan) Normalize() error {
 		return err
 	}
 	if err := p.checkChecks(); err != nil {
+		return err
+	}
+	if err := p.checkSunset(); err != nil {
 		return err
 	}
 	if err := p.lint(); err != nil {
@@ -425,6 +431,9 @@ func walkStrings(v reflect.Value, path string, out *[]planString, depth int) {
 		}
 	case reflect.Struct:
 		t := v.Type()
+		if t == reflect.TypeFor[time.Time]() {
+			return // no string of the plan's (its zone's name is the runtime's)
+		}
 		for i := range t.NumField() {
 			walkStrings(v.Field(i), path+"."+t.Field(i).Name, out, depth+1)
 		}

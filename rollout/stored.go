@@ -30,6 +30,7 @@ type planDoc struct {
 	Policies    []Policy        `json:"policies,omitempty"`
 	Aggregates  []Aggregate     `json:"aggregates,omitempty"`
 	Checks      []Check         `json:"checks,omitempty"`
+	Sunset      Sunset          `json:"sunset,omitzero"`
 }
 
 type jobDoc struct {
@@ -48,7 +49,7 @@ type jobDoc struct {
 }
 
 func (p Plan) document() ([]byte, error) {
-	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails, HotQueries: p.HotQueries, Requires: p.Requires, Owner: p.Owner, Policies: p.Policies, Aggregates: p.Aggregates, Checks: p.Checks}
+	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails, HotQueries: p.HotQueries, Requires: p.Requires, Owner: p.Owner, Policies: p.Policies, Aggregates: p.Aggregates, Checks: p.Checks, Sunset: p.Sunset}
 	var err error
 	if len(p.ExpandOps) > 0 {
 		if d.ExpandOps, err = ddl.MarshalOps(p.ExpandOps); err != nil {
@@ -72,7 +73,7 @@ func planFromDocument(b []byte) (Plan, error) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return Plan{}, fmt.Errorf("decode plan: %w", err)
 	}
-	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails, HotQueries: d.HotQueries, Requires: d.Requires, Owner: d.Owner, Policies: d.Policies, Aggregates: d.Aggregates, Checks: d.Checks}
+	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails, HotQueries: d.HotQueries, Requires: d.Requires, Owner: d.Owner, Policies: d.Policies, Aggregates: d.Aggregates, Checks: d.Checks, Sunset: d.Sunset}
 	var err error
 	if len(d.ExpandOps) > 0 {
 		if p.ExpandOps, err = ddl.UnmarshalOps(d.ExpandOps); err != nil {
@@ -120,9 +121,14 @@ func Open(ctx context.Context, db Pool, opts ...CoordinatorOption) (*Coordinator
 // another version than this build's with a [*ledger.VersionError]
 // (matching [ledger.ErrVersionMismatch]); [Open], or [ledger.Ensure], by
 // a role that may, creates or upgrades it. The coordinator's reads work;
-// what it would write needs the rights the role lacks.
+// what it would write needs the rights the role lacks, and it records
+// nothing of its own accord (a sunset seen overdue, [Coordinator.Deadline]).
 func OpenReadOnly(ctx context.Context, db Pool, opts ...CoordinatorOption) (*Coordinator, error) {
-	return open(ctx, db, opts, ledger.Check)
+	c, err := open(ctx, db, opts, ledger.Check)
+	if c != nil {
+		c.readOnly = true // it records nothing of its own accord ([Coordinator.Deadline])
+	}
+	return c, err
 }
 
 func open(ctx context.Context, db Pool, opts []CoordinatorOption, prepare func(context.Context, ledger.DB) error) (*Coordinator, error) {

@@ -192,6 +192,13 @@ type RolloutQueries interface {
 	// duration_ns, actor, at (two runs recorded at once may both be
 	// last).
 	LastCheckRuns() string
+	// SunsetNoted counts the rows (0 or 1) saying migration $1 was seen
+	// overdue with late callers.
+	SunsetNoted() string
+	// NoteSunset records that migration $1 was seen overdue with late
+	// callers, nothing where it was already: $2 its sunset, $3 the time
+	// (both a [Stamp]). One row affected: this one recorded it.
+	NoteSunset() string
 }
 
 // LedgerAddition is a table of the ledger outside its versions (see
