@@ -2,6 +2,7 @@ package board
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/schemashift/schemashift/rollout"
@@ -13,7 +14,11 @@ import (
 // overdue with late callers ([rollout.Coordinator.Deadline]).
 func (b *Board) sunset(ctx context.Context, name string, now time.Time) (*rollout.DeadlineState, error) {
 	d, err := b.c.DeadlineAt(ctx, name, now)
-	if err != nil {
+	switch {
+	case errors.Is(err, rollout.ErrAudit):
+		// Judged, but its first sighting overdue not recorded: the board
+		// shows it all the same, and the next poll records it.
+	case err != nil:
 		return nil, err
 	}
 	if d.State == rollout.DeadlineNone {
