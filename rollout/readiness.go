@@ -98,6 +98,20 @@ func (c *Coordinator) checkAck(ctx context.Context, migration string, now time.T
 		return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
 	}
 	r.Gate, r.Met, r.Reason = gate, reason == "", reason
+	if r.Met {
+		// The plan's policies hold the advance until enough others
+		// approve it (the performer is not known here: their own
+		// approval, set aside by the advance, still counts).
+		if pols := plan.PoliciesFor(s.to, false); len(pols) > 0 {
+			approvals, err := c.readApprovals(ctx, tx, migration, row.Version)
+			if err != nil {
+				return Readiness{}, fmt.Errorf("check %s: %w", migration, err)
+			}
+			if missing := missingOf(pols, approvals, s.to, false); missing != "" {
+				r.Gate, r.Met, r.Reason = "approvals", false, missing
+			}
+		}
+	}
 	if r.Next == ledger.Contracted && r.Met {
 		r.Reason = "needs confirmation: the contract is irreversible"
 	}
