@@ -41,6 +41,8 @@ type Backfill struct {
 	foreground string        // the budget's signal's source
 	pace       string        // the budget's pace, described
 	resting    chan struct{} // while the pace is 0: closed when it is not
+	window     string        // where the job stands among its run windows (see waitWindow)
+	windowSet  bool          // window was recorded in the job's row
 
 	// What the backfill's own transactions add to the database's
 	// statistics, which a budget read by them takes off.
@@ -374,6 +376,12 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 	defer func() { next.wait() }()
 	busy := false // the last turn ran a chunk
 	for {
+		switch err := b.waitWindow(ctx, worker, done); {
+		case errors.Is(err, errJobDone):
+			return nil
+		case err != nil:
+			return err
+		}
 		if err := b.waitSignals(ctx); err != nil {
 			return err
 		}

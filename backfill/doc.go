@@ -119,6 +119,15 @@
 // ([ReplicationLag], [LatencyProbe]) hold the backfill back while the
 // database or the foreground suffers.
 //
+// # Run windows
+//
+// [WithRunWindows] keeps a backfill to the hours it may run in ("01:00-05:00
+// UTC", "Mon-Fri 22:00-02:00 Europe/Paris", read by [ParseWindow] into a
+// [Window]): outside every window the workers claim no chunk, the chunk
+// in flight finishing, and wait for the next opening by [WithClock]'s
+// clock; [Progress].Window, the throttle reason, the board and the CLI
+// say which, and until when.
+//
 // # Benchmarks
 //
 // scripts/bench-backfill (BenchmarkBackfillUnderLoad) builds a users

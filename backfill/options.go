@@ -57,6 +57,8 @@ type options struct {
 	observer         Observer
 	observed         bool
 	now              func() time.Time
+	windows          []Window                            // WithRunWindows
+	windowWait       func(text string)                   // test hook: each look at the clock outside every run window
 	beforeCommit     func(seq int64)                     // test hook
 	afterClaim       func(seq int64)                     // test hook: between a chunk's claim and its transaction
 	reserved         func(rows, burst int, at time.Time) // test hook: each reservation on the rate limit, and when the limiter lets it go

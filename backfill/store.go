@@ -533,6 +533,10 @@ type Progress struct {
 	// Pace is how the pace stands: the share of time worked and, with a
 	// budget, the last reading against the baseline.
 	Pace string `json:"pace"`
+	// Window is where the job stands among its run windows
+	// ([WithRunWindows]), as its workers last wrote it: "inside … until
+	// …" or "outside run windows until …"; "" without windows.
+	Window string `json:"window"`
 	// Rate is rows per second since the job started; ETA follows from it,
 	// for a running job only (none when it is paused or stalled).
 	Rate       float64       `json:"rate"`
@@ -585,6 +589,7 @@ func state(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, name 
 		Throttle  string         `db:"throttle"`
 		Fg        string         `db:"foreground"`
 		Pace      string         `db:"pace"`
+		Window    string         `db:"run_window"`
 		Verify    string         `db:"verify_status"`
 		Divergent sql.NullInt64  `db:"verify_divergent"`
 		Runs      int64          `db:"runs"`
@@ -618,7 +623,7 @@ func state(ctx context.Context, d dialect.Dialect, db sqlx.QueryerContext, name 
 	p := Progress{
 		Job: name, Table: row.Table, Status: row.Status, RowsDone: row.Done, RowsChanged: row.Changed,
 		TotalEstimate: row.Estimate.Int64, ChunksDone: row.NDone, ChunksLeased: row.NLeased, ChunksRedone: row.NRedone,
-		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, Foreground: row.Fg, Pace: row.Pace, LastKey: last, Verify: row.Verify,
+		ChunkSize: int(row.ChunkSize.Int64), Throttle: row.Throttle, Foreground: row.Fg, Pace: row.Pace, Window: row.Window, LastKey: last, Verify: row.Verify,
 		Divergent: row.Divergent.Int64, Error: row.Error, StartedAt: row.Started.Time, UpdatedAt: row.Updated.Time,
 		Runs: row.Runs, Retries: row.Retries, Throttled: time.Duration(row.Throttled) * time.Millisecond,
 	}

@@ -251,8 +251,11 @@ type Backfill struct {
 	// backfill.Progress.
 	Foreground string `json:"foreground"`
 	Pace       string `json:"pace"`
-	Verify     string `json:"verify"`
-	Divergent  int64  `json:"divergent"`
+	// Window is where the job stands among its run windows ("" without
+	// any): see backfill.Progress.
+	Window    string `json:"window"`
+	Verify    string `json:"verify"`
+	Divergent int64  `json:"divergent"`
 	// When Status is "stalled": the worker the job last had, and since
 	// when it has had none alive.
 	StalledWorker string     `json:"stalled_worker,omitempty"`
@@ -345,7 +348,7 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 		bs := Backfill{Job: j.Name, Status: "not started"}
 		if p, err := backfill.StateAt(ctx, db, j.Name, now); err == nil {
 			bs = Backfill{Job: j.Name, Status: string(p.Status), RowsDone: p.RowsDone, TotalEstimate: p.TotalEstimate,
-				Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Foreground: p.Foreground, Pace: p.Pace, Verify: p.Verify, Divergent: p.Divergent}
+				Rate: p.Rate, ETASeconds: p.ETA.Seconds(), ChunkSize: p.ChunkSize, Throttle: p.Throttle, Foreground: p.Foreground, Pace: p.Pace, Window: p.Window, Verify: p.Verify, Divergent: p.Divergent}
 			if p.Stall != nil {
 				since := p.Stall.Since
 				bs.StalledWorker, bs.StalledSince = p.Stall.Worker, &since

@@ -232,16 +232,18 @@ func (c *cli) backfillCommand() *cobra.Command {
 	}
 	var workers int
 	var rate float64
+	var windows []string
 	runCmd := &cobra.Command{
 		Use:   "run MIGRATION",
 		Short: "Run every backfill of a migration, with a progress bar on stderr",
 		Args:  args(1, 1, "migration"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.backfillRun(cmd, args[0], workers, rate)
+			return c.backfillRun(cmd, args[0], workers, rate, windows)
 		},
 	}
 	runCmd.Flags().IntVar(&workers, "workers", 1, "workers")
 	runCmd.Flags().Float64Var(&rate, "rate", 0, "rows per second (0: unlimited)")
+	runCmd.Flags().StringArrayVar(&windows, "window", nil, `run only inside this window, e.g. "01:00-05:00 UTC" or "Mon-Fri 22:00-02:00 Europe/Paris" (repeatable: any of them)`)
 	c.jsonFlag(runCmd, "the jobs' progress when they finish")
 	cmd.AddCommand(runCmd, c.backfillEstimateCommand())
 	for _, a := range []struct {
@@ -298,8 +300,16 @@ func (c *cli) backfillStatus(cmd *cobra.Command, job string) error {
 	return nil
 }
 
-func (c *cli) backfillRun(cmd *cobra.Command, migration string, workers int, rate float64) error {
+func (c *cli) backfillRun(cmd *cobra.Command, migration string, workers int, rate float64, windows []string) error {
 	ctx := cmd.Context()
+	var ws []backfill.Window
+	for _, s := range windows {
+		w, err := backfill.ParseWindow(s)
+		if err != nil {
+			return usageError{msg: err.Error()}
+		}
+		ws = append(ws, w)
+	}
 	co, err := c.coordinator(ctx, false)
 	if err != nil {
 		return err
@@ -312,6 +322,9 @@ func (c *cli) backfillRun(cmd *cobra.Command, migration string, workers int, rat
 	opts := []backfill.Option{backfill.WithWorkers(workers), backfill.WithProgress(c.progressEvery, bar.report)}
 	if rate > 0 {
 		opts = append(opts, backfill.WithRate(rate))
+	}
+	if len(ws) > 0 {
+		opts = append(opts, backfill.WithRunWindows(ws...))
 	}
 	err = co.RunBackfills(ctx, migration, opts...)
 	bar.finish()
@@ -337,12 +350,17 @@ func (c *cli) backfillRun(cmd *cobra.Command, migration string, workers int, rat
 }
 
 // backfillStatus is a job's status, with who it last had and since when
-// when it is stalled.
+// when it is stalled, and where it stands among its run windows while it
+// has work to do.
 func backfillStatus(p backfill.Progress) string {
+	s := string(p.Status)
 	if p.Status == backfill.Stalled && p.Stall != nil {
-		return fmt.Sprintf("%s (no live worker since %s; last: %s)", p.Status, p.Stall.Since.UTC().Format(time.RFC3339), p.Stall.Worker)
+		s = fmt.Sprintf("%s (no live worker since %s; last: %s)", p.Status, p.Stall.Since.UTC().Format(time.RFC3339), p.Stall.Worker)
 	}
-	return string(p.Status)
+	if p.Window != "" && (p.Status == backfill.Running || p.Status == backfill.Paused || p.Status == backfill.Stalled) {
+		s += " (" + p.Window + ")" // where it stands among its run windows
+	}
+	return s
 }
 
 // eta is the job's ETA, or "-" where there is none (a job not running).

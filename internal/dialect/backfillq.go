@@ -84,6 +84,9 @@ type BackfillQueries interface {
 	// BackfillPace records what a job's latency budget reads the
 	// foreground by and how its pace stands: job, source, pace.
 	BackfillPace() string
+	// BackfillWindow records where a job stands among its run windows:
+	// job, the text.
+	BackfillWindow() string
 	// BackfillForegroundStats reads the database's counters of its
 	// transactions (xacts: commits and rollbacks) and of the time its
 	// sessions spent running statements (active_ms, milliseconds), both

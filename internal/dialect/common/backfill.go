@@ -130,9 +130,14 @@ func (Backfill) BackfillPace() string {
 	return `UPDATE schemashift_backfills SET foreground = $2, pace = $3 WHERE job = $1`
 }
 
+// BackfillWindow implements [dialect.BackfillQueries].
+func (Backfill) BackfillWindow() string {
+	return `UPDATE schemashift_backfills SET run_window = $2 WHERE job = $1`
+}
+
 // BackfillState implements [dialect.BackfillQueries].
 func (Backfill) BackfillState() string {
-	return `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle, b.foreground, b.pace,
+	return `SELECT b.table_name, b.status, b.frontier, b.total_estimate, b.chunk_size, b.throttle, b.foreground, b.pace, b.run_window,
 			b.verify_status, b.verify_divergent, b.error, b.started_at, b.updated_at, b.finished_at, b.runs, b.retries, b.throttled_ms,
 			coalesce(sum(c.scanned) FILTER (WHERE c.status = 'done'), 0) AS done,
 			coalesce(sum(c.changed) FILTER (WHERE c.status = 'done'), 0) AS changed,

@@ -65,6 +65,7 @@ var backfillAdded = []string{
 	"alive_worker text NOT NULL DEFAULT ''",
 	"foreground text NOT NULL DEFAULT ''",
 	"pace text NOT NULL DEFAULT ''",
+	"run_window text NOT NULL DEFAULT ''",
 }
 
 // BackfillSchema implements [dialect.BackfillQueries].
