@@ -37,6 +37,10 @@ type Estimate struct {
 	// Duration is Rows at that pace, with one worker (several share the
 	// database's cores: at most that many times faster).
 	Duration time.Duration `json:"duration_ns"`
+	// Finish is when a run started at the estimate would end, at that
+	// pace, working only inside its run windows ([WithRunWindows]); the
+	// estimate's time plus Duration without windows.
+	Finish time.Time `json:"finish"`
 	// Changed is how many rows the job is predicted to change (Rows at
 	// the sample's share of changed rows), and DeadTuples the dead row
 	// versions they leave behind for vacuum: one per row a Set job
@@ -138,6 +142,10 @@ func (b *Backfill) Estimate(ctx context.Context, samples int) (Estimate, error) 
 		e.Pace = fmt.Sprintf("rate limit %.0f rows/s", r)
 	}
 	e.Duration = time.Duration(float64(e.Rows) / rate * float64(time.Second))
+	e.Finish = finishWithin(b.opts.windows, b.now(), e.Duration)
+	if len(b.opts.windows) > 0 {
+		e.Pace += ", inside its run windows"
+	}
 	e.Changed = int64(float64(e.Rows) * float64(e.SampleChanged) / float64(e.SampleRows))
 	e.DeadTuples = e.Changed
 	if wal {
@@ -180,4 +188,27 @@ func (b *Backfill) sample(ctx context.Context, s span, wal bool) (changed, logge
 		logged = after - before
 	}
 	return changed, logged, tx.Rollback()
+}
+
+// finishWithin is when work of d started at now ends, working only inside
+// ws (always, without windows).
+func finishWithin(ws []Window, now time.Time, d time.Duration) time.Time {
+	if len(ws) == 0 {
+		return now.Add(d)
+	}
+	t := now
+	for range 100_000 { // a week's windows open at least once: d of years ends well before
+		inside, until, _ := windowState(ws, t)
+		if !inside {
+			t = until
+			continue
+		}
+		if left := until.Sub(t); d <= left {
+			return t.Add(d)
+		} else {
+			d -= left
+		}
+		t = until
+	}
+	return t.Add(d)
 }

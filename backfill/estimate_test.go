@@ -80,3 +80,33 @@ func TestEstimatePaceAndSmallTables(t *testing.T) {
 		assert.Equal(t, 250, divergent(t, db))
 	})
 }
+
+// An estimate's finish works only inside the run windows: seven hours of
+// work in 01:00–05:00 UTC, started at midnight, waits an hour, works
+// four, waits twenty, and ends three hours into the next day's window;
+// without windows it ends seven hours on.
+func TestEstimateFinishWithinRunWindows(t *testing.T) {
+	t.Parallel()
+	w, err := backfill.ParseWindow("01:00-05:00 UTC")
+	require.NoError(t, err)
+	midnight := time.Date(2031, 6, 2, 0, 0, 0, 0, time.UTC)
+	assert.Equal(t, midnight.Add(7*time.Hour), backfill.FinishWithin(nil, midnight, 7*time.Hour))
+	assert.Equal(t, time.Date(2031, 6, 3, 4, 0, 0, 0, time.UTC), backfill.FinishWithin([]backfill.Window{w}, midnight, 7*time.Hour))
+	assert.Equal(t, time.Date(2031, 6, 2, 1, 30, 0, 0, time.UTC), backfill.FinishWithin([]backfill.Window{w}, midnight, 30*time.Minute))
+	inside := time.Date(2031, 6, 2, 4, 0, 0, 0, time.UTC)
+	assert.Equal(t, time.Date(2031, 6, 3, 1, 30, 0, 0, time.UTC), backfill.FinishWithin([]backfill.Window{w}, inside, 90*time.Minute), "an hour today, half an hour tomorrow")
+	// Exactly the window: ends at its close.
+	assert.Equal(t, time.Date(2031, 6, 2, 5, 0, 0, 0, time.UTC), backfill.FinishWithin([]backfill.Window{w}, midnight, 4*time.Hour))
+
+	// Through Estimate: the pace says so, and the finish is the window's.
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		usersTable(t, db, 250)
+		b := mustNew(t, db, emailJob("windowed"), backfill.WithRate(100), backfill.WithRunWindows(w),
+			backfill.WithClock(func() time.Time { return midnight }))
+		e, err := b.Estimate(t.Context(), 2)
+		require.NoError(t, err)
+		assert.Contains(t, e.Pace, "inside its run windows")
+		assert.Equal(t, backfill.FinishWithin([]backfill.Window{w}, midnight, e.Duration), e.Finish)
+		assert.True(t, !e.Finish.Before(midnight.Add(time.Hour)), "not before the window opens: %v", e.Finish)
+	})
+}

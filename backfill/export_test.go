@@ -78,3 +78,9 @@ func BusyReadings(readings ...bool) []bool {
 // DutyNow is the share of time a worker works now: 0 while the budget
 // takes a reference.
 func (b *Backfill) DutyNow() float64 { return b.dutyNow() }
+
+// FinishWithin is when work of d started at now ends, working only
+// inside ws.
+func FinishWithin(ws []Window, now time.Time, d time.Duration) time.Time {
+	return finishWithin(ws, now, d)
+}

@@ -15,6 +15,7 @@ import (
 func (c *cli) backfillEstimateCommand() *cobra.Command {
 	var samples int
 	var rate, duty float64
+	var windows []string
 	cmd := &cobra.Command{
 		Use:   "estimate MIGRATION",
 		Short: "Predict each backfill's duration, changed rows, dead tuples and WAL from a sample of chunks rolled back",
@@ -27,6 +28,14 @@ func (c *cli) backfillEstimateCommand() *cobra.Command {
 			if samples <= 0 {
 				return usagef("backfill estimate: --samples %d is not positive", samples)
 			}
+			var ws []backfill.Window
+			for _, s := range windows {
+				w, err := backfill.ParseWindow(s)
+				if err != nil {
+					return usageError{msg: err.Error()}
+				}
+				ws = append(ws, w)
+			}
 			co, err := c.coordinator(cmd.Context(), false)
 			if err != nil {
 				return err
@@ -37,6 +46,9 @@ func (c *cli) backfillEstimateCommand() *cobra.Command {
 			}
 			if duty > 0 {
 				opts = append(opts, backfill.WithDutyCycle(duty))
+			}
+			if len(ws) > 0 {
+				opts = append(opts, backfill.WithRunWindows(ws...))
 			}
 			es, err := co.EstimateBackfills(cmd.Context(), rollout.EstimateRequest{Migration: args[0], Actor: c.who(), Samples: samples}, opts...)
 			if err != nil {
@@ -54,6 +66,7 @@ func (c *cli) backfillEstimateCommand() *cobra.Command {
 	cmd.Flags().IntVar(&samples, "samples", 5, "chunks to sample per job")
 	cmd.Flags().Float64Var(&rate, "rate", 0, "the run's rows per second (0: unlimited)")
 	cmd.Flags().Float64Var(&duty, "duty", 0, "the run's duty cycle, in (0, 1] (0: the default pace)")
+	cmd.Flags().StringArrayVar(&windows, "window", nil, `the run's windows, as backfill run takes them (repeatable)`)
 	c.jsonFlag(cmd, "each job's estimate")
 	return cmd
 }
@@ -64,7 +77,7 @@ func estimateLine(e backfill.Estimate) string {
 	if e.WALBytes >= 0 {
 		wal = fmt.Sprintf("%.1f MB of WAL", float64(e.WALBytes)/1e6)
 	}
-	return fmt.Sprintf("%s: %d rows to walk, about %s at %s (%.0f rows/s; sample of %d chunks, %d rows, %d changed, chunk %d); %d rows changed, %d dead tuples, %s",
-		e.Job, e.Rows, e.Duration.Round(time.Second), e.Pace, e.RowsPerSecond, e.SampleChunks, e.SampleRows, e.SampleChanged, e.ChunkSize,
+	return fmt.Sprintf("%s: %d rows to walk, about %s at %s, done by %s (%.0f rows/s; sample of %d chunks, %d rows, %d changed, chunk %d); %d rows changed, %d dead tuples, %s",
+		e.Job, e.Rows, e.Duration.Round(time.Second), e.Pace, e.Finish.UTC().Format(time.RFC3339), e.RowsPerSecond, e.SampleChunks, e.SampleRows, e.SampleChanged, e.ChunkSize,
 		e.Changed, e.DeadTuples, wal)
 }

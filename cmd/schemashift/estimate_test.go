@@ -46,6 +46,11 @@ func TestCLIBackfillEstimate(t *testing.T) {
 			assert.Zero(t, filled, "the samples were rolled back")
 			r = cliRun(t, url, "backfill", "estimate", "users_split_name", "--samples", "0")
 			assert.Equal(t, 2, r.code)
+			r = cliRun(t, url, "backfill", "estimate", "users_split_name", "--window", "25:00-26:00 UTC")
+			assert.Equal(t, 2, r.code, "a window that does not parse is bad input")
+			r = cliRun(t, url, "backfill", "estimate", "users_split_name", "--window", "01:00-05:00 UTC")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "inside its run windows, done by ")
 		})
 	}
 }

@@ -38,7 +38,7 @@
 // run, an array of the jobs' progress when they finish; backfill
 // estimate, an array of the jobs' estimates (backfill.Estimate: job,
 // rows, walked, sample_chunks, sample_rows, sample_changed, chunk_size,
-// rows_per_second, pace, duration_ns, changed, dead_tuples, wal_bytes,
+// rows_per_second, pace, duration_ns, finish, changed, dead_tuples, wal_bytes,
 // -1 where not read); backfill pause,
 // resume, cancel and status, the job's progress (backfill.Progress: its
 // fields in snake case, job, status, rows_done, total_estimate, rate,
