@@ -449,3 +449,36 @@ func (b *Backfill) setWindow(text string) {
 		_, _ = b.db.ExecContext(context.Background(), b.plan.d.BackfillWindow(), b.job.Name, text)
 	}
 }
+
+// Check refuses a window that means nothing (times out of range, an
+// empty span, a day that is no weekday), or one a plan cannot name the
+// same on every host (time.Local): what [WithRunWindows] and a plan's
+// windows are held to.
+func (w Window) Check() error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	if w.Location == time.Local {
+		return errors.New("the zone is this host's own (time.Local): name one")
+	}
+	return nil
+}
+
+// MarshalText is the window as [Window.String] writes it, which
+// [ParseWindow] reads back: a plan's windows are stored and hashed so.
+func (w Window) MarshalText() ([]byte, error) {
+	if err := w.Check(); err != nil {
+		return nil, fmt.Errorf("window %s: %w", w, err)
+	}
+	return []byte(w.String()), nil
+}
+
+// UnmarshalText reads a window as [ParseWindow] does.
+func (w *Window) UnmarshalText(b []byte) error {
+	v, err := ParseWindow(string(b))
+	if err != nil {
+		return err
+	}
+	*w = v
+	return nil
+}

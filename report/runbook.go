@@ -64,6 +64,9 @@ type Procedure struct {
 	Aggregates []AggregateCheck `json:"aggregates,omitempty"`
 	// Sunset is the plan's sunset ([rollout.Sunset]), nil for none.
 	Sunset *SunsetNotice `json:"sunset,omitempty"`
+	// RunWindows are when the plan's backfills may run, as the CLI's
+	// --window takes them ([rollout.Plan].RunWindows); none: any time.
+	RunWindows []string `json:"run_windows,omitempty"`
 }
 
 // Transition is one step of a [Procedure]: From → To. It is a value.
@@ -197,7 +200,7 @@ func procedure(p rollout.Plan, r renderer) (Procedure, error) {
 	}
 	m := p.Migration
 	pr := Procedure{Migration: m, Definition: hash, Window: p.Window, ShadowConsistency: p.ShadowConsistency, MinComparisons: p.MinComparisons, Governance: governance(p),
-		Aggregates: aggregateChecks(p), Sunset: sunsetNotice(p)}
+		Aggregates: aggregateChecks(p), Sunset: sunsetNotice(p), RunWindows: runWindows(p)}
 	for to := ledger.Expanded; to <= ledger.Contracted; to++ {
 		t := Transition{From: to - 1, To: to, Stage: to.Stage().String(), Gate: Gate(p, to),
 			Advance: "schemashift advance " + m, IfRefused: gateAdvice[to]}
@@ -265,7 +268,24 @@ func (pr Procedure) Markdown() string {
 	}
 	aggregatesMarkdown(&b, pr.Aggregates)
 	sunsetMarkdown(&b, pr.Migration, pr.Sunset)
+	if len(pr.RunWindows) > 0 {
+		fmt.Fprintf(&b, "## Run windows\n\nThe backfills run only inside these windows (any of them); outside, their workers claim nothing "+
+			"and wait, and `schemashift backfill status JOB` says until when:\n\n")
+		for _, w := range pr.RunWindows {
+			fmt.Fprintf(&b, "- `%s`\n", strings.ReplaceAll(line(w), "`", "'"))
+		}
+		fmt.Fprintln(&b)
+	}
 	return b.String()
+}
+
+// runWindows are p's run windows in words.
+func runWindows(p rollout.Plan) []string {
+	var out []string
+	for _, w := range p.RunWindows {
+		out = append(out, w.String())
+	}
+	return out
 }
 
 // ddl is the DDL of the expand or the contract. An operation that cannot

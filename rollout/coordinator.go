@@ -1071,7 +1071,7 @@ func (c *Coordinator) RunBackfills(ctx context.Context, migration string, opts .
 	if st.Phase != ledger.Backfill {
 		return fmt.Errorf("run backfills of %s: the migration is at %s, not backfill", migration, st.Phase)
 	}
-	opts = append([]backfill.Option{backfill.WithClock(c.clock)}, opts...)
+	opts = append(planOptions(plan, c.clock), opts...)
 	for _, j := range plan.Backfills {
 		b, err := backfill.New(ctx, c.db, j, opts...)
 		if err != nil {

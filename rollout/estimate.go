@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/ledger"
@@ -39,7 +40,7 @@ func (c *Coordinator) EstimateBackfills(ctx context.Context, r EstimateRequest, 
 	if r.Actor == "" {
 		r.Actor = "unknown"
 	}
-	opts = append([]backfill.Option{backfill.WithClock(c.clock)}, opts...)
+	opts = append(planOptions(plan, c.clock), opts...)
 	out := []backfill.Estimate{}
 	for _, j := range plan.Backfills {
 		b, err := backfill.New(ctx, c.db, j, opts...)
@@ -65,4 +66,14 @@ func (c *Coordinator) EstimateBackfills(ctx context.Context, r EstimateRequest, 
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// planOptions are the options a plan gives each of its backfill jobs: the
+// coordinator's clock, and the plan's run windows.
+func planOptions(plan Plan, clock func() time.Time) []backfill.Option {
+	opts := []backfill.Option{backfill.WithClock(clock)}
+	if len(plan.RunWindows) > 0 {
+		opts = append(opts, backfill.WithRunWindows(plan.RunWindows...))
+	}
+	return opts
 }

@@ -94,6 +94,11 @@ type Plan struct {
 	// Sunset is the date by which the old path should be gone: see
 	// [Sunset].
 	Sunset Sunset
+	// RunWindows are when the plan's backfills may run (e.g. 01:00–05:00
+	// UTC): [Coordinator.RunBackfills] and [Coordinator.EstimateBackfills]
+	// give them to every job ([backfill.WithRunWindows]; windows the
+	// caller adds are added to them). Empty: any time.
+	RunWindows []backfill.Window
 }
 
 // ErrInvalidPlan is wrapped by every plan validation error.
@@ -152,6 +157,11 @@ func (p *Plan) Normalize() error {
 	}
 	if err := p.checkSunset(); err != nil {
 		return err
+	}
+	for i, w := range p.RunWindows {
+		if err := w.Check(); err != nil {
+			return fmt.Errorf("%w %q: run window %d (%s): %v", ErrInvalidPlan, p.Migration, i+1, w, err)
+		}
 	}
 	if err := p.lint(); err != nil {
 		return err

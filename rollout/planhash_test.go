@@ -69,7 +69,8 @@ func hashPlan() rollout.Plan {
 			New: rollout.AggregateSide{Table: "users", Column: "given_name", Expr: "1", GroupBy: "id"}}},
 		Checks: []rollout.Check{{Name: "no orphans", Before: []ledger.Phase{ledger.Live}, SQL: "SELECT 1 WHERE 1 = 0",
 			URL: "http://slo/ok", Func: "pager", Timeout: time.Second}},
-		Sunset: rollout.Sunset{At: time.Date(2032, 3, 1, 12, 0, 0, 0, time.UTC), Warn: 72 * time.Hour},
+		Sunset:     rollout.Sunset{At: time.Date(2032, 3, 1, 12, 0, 0, 0, time.UTC), Warn: 72 * time.Hour},
+		RunWindows: []backfill.Window{{Days: []time.Weekday{time.Monday}, Start: time.Hour, End: 5 * time.Hour, Location: time.UTC}},
 	}
 }
 
@@ -92,6 +93,24 @@ func changes(t *testing.T, typ reflect.Type, path string, get func(reflect.Value
 	if typ == reflect.TypeFor[time.Time]() { // a value: moved on, not walked
 		return leaf(func(v reflect.Value) { v.Set(reflect.ValueOf(v.Interface().(time.Time).Add(time.Microsecond))) })
 	}
+	if typ == reflect.TypeFor[backfill.Window]() { // a value, stored as its text: each part changed in turn
+		part := func(name string, f func(w *backfill.Window)) change {
+			return change{path + "." + name, func(r reflect.Value) {
+				w := get(r).Interface().(backfill.Window)
+				w.Days = slices.Clone(w.Days)
+				f(&w)
+				get(r).Set(reflect.ValueOf(w))
+			}}
+		}
+		paris, err := time.LoadLocation("Europe/Paris")
+		require.NoError(t, err)
+		return []change{
+			part("Days", func(w *backfill.Window) { w.Days = append(w.Days, time.Tuesday) }),
+			part("Start", func(w *backfill.Window) { w.Start += time.Minute }),
+			part("End", func(w *backfill.Window) { w.End += time.Minute }),
+			part("Location", func(w *backfill.Window) { w.Location = paris }),
+		}
+	}
 	switch typ.Kind() {
 	case reflect.Struct:
 		var out []change
@@ -107,7 +126,11 @@ func changes(t *testing.T, typ reflect.Type, path string, get func(reflect.Value
 		if typ.Elem().Kind() == reflect.Interface {
 			return nil
 		}
-		out := leaf(func(v reflect.Value) { v.Set(reflect.Append(v, reflect.Zero(typ.Elem()))) })
+		more := reflect.Zero(typ.Elem())
+		if typ.Elem() == reflect.TypeFor[backfill.Window]() {
+			more = reflect.ValueOf(backfill.Window{Start: 2 * time.Hour, End: 3 * time.Hour}) // the zero window means nothing
+		}
+		out := leaf(func(v reflect.Value) { v.Set(reflect.Append(v, more)) })
 		return append(out, changes(t, typ.Elem(), path+"[0]", func(r reflect.Value) reflect.Value { return get(r).Index(0) })...)
 	case reflect.String:
 		return leaf(func(v reflect.Value) { v.SetString(v.String() + " ") })
@@ -155,7 +178,7 @@ func TestHashCoversEveryField(t *testing.T) {
 		seen++
 	}
 	for _, want := range []string{"Plan.Backfills[0].Func", "Plan.Backfills[0].Into.Key", "Plan.Backfills[0].Down[0].Expr",
-		"Plan.Guardrails[0].Phases[0]", "Plan.Thresholds.Window", "Plan.Expand[0].Down", "Plan.Sunset.At", "Plan.Sunset.Warn"} {
+		"Plan.Guardrails[0].Phases[0]", "Plan.Thresholds.Window", "Plan.Expand[0].Down", "Plan.Sunset.At", "Plan.Sunset.Warn", "Plan.RunWindows[0].Location"} {
 		assert.True(t, slices.ContainsFunc(changes(t, reflect.TypeFor[rollout.Plan](), "Plan", func(r reflect.Value) reflect.Value { return r }),
 			func(c change) bool { return c.path == want }), "the walk reaches %s", want)
 	}

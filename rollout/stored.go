@@ -15,22 +15,23 @@ import (
 // planDoc is a plan as the ledger stores it, so that processes without the
 // plan's code (the CLI, a status board) can coordinate it.
 type planDoc struct {
-	Migration   string          `json:"migration"`
-	ExpandOps   json.RawMessage `json:"expand_ops,omitempty"`
-	Expand      []Step          `json:"expand,omitempty"`
-	Columns     []Column        `json:"columns,omitempty"`
-	Backfills   []jobDoc        `json:"backfills,omitempty"`
-	ContractOps json.RawMessage `json:"contract_ops,omitempty"`
-	Contract    []Step          `json:"contract,omitempty"`
-	Thresholds  Thresholds      `json:"thresholds"`
-	Guardrails  []Guardrail     `json:"guardrails,omitempty"`
-	HotQueries  []HotQuery      `json:"hot_queries,omitempty"`
-	Requires    []Requirement   `json:"requires,omitempty"`
-	Owner       string          `json:"owner,omitempty"`
-	Policies    []Policy        `json:"policies,omitempty"`
-	Aggregates  []Aggregate     `json:"aggregates,omitempty"`
-	Checks      []Check         `json:"checks,omitempty"`
-	Sunset      Sunset          `json:"sunset,omitzero"`
+	Migration   string            `json:"migration"`
+	ExpandOps   json.RawMessage   `json:"expand_ops,omitempty"`
+	Expand      []Step            `json:"expand,omitempty"`
+	Columns     []Column          `json:"columns,omitempty"`
+	Backfills   []jobDoc          `json:"backfills,omitempty"`
+	ContractOps json.RawMessage   `json:"contract_ops,omitempty"`
+	Contract    []Step            `json:"contract,omitempty"`
+	Thresholds  Thresholds        `json:"thresholds"`
+	Guardrails  []Guardrail       `json:"guardrails,omitempty"`
+	HotQueries  []HotQuery        `json:"hot_queries,omitempty"`
+	Requires    []Requirement     `json:"requires,omitempty"`
+	Owner       string            `json:"owner,omitempty"`
+	Policies    []Policy          `json:"policies,omitempty"`
+	Aggregates  []Aggregate       `json:"aggregates,omitempty"`
+	Checks      []Check           `json:"checks,omitempty"`
+	Sunset      Sunset            `json:"sunset,omitzero"`
+	RunWindows  []backfill.Window `json:"run_windows,omitempty"`
 }
 
 type jobDoc struct {
@@ -49,7 +50,7 @@ type jobDoc struct {
 }
 
 func (p Plan) document() ([]byte, error) {
-	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails, HotQueries: p.HotQueries, Requires: p.Requires, Owner: p.Owner, Policies: p.Policies, Aggregates: p.Aggregates, Checks: p.Checks, Sunset: p.Sunset}
+	d := planDoc{Migration: p.Migration, Expand: p.Expand, Columns: p.Columns, Contract: p.Contract, Thresholds: p.Thresholds, Guardrails: p.Guardrails, HotQueries: p.HotQueries, Requires: p.Requires, Owner: p.Owner, Policies: p.Policies, Aggregates: p.Aggregates, Checks: p.Checks, Sunset: p.Sunset, RunWindows: p.RunWindows}
 	var err error
 	if len(p.ExpandOps) > 0 {
 		if d.ExpandOps, err = ddl.MarshalOps(p.ExpandOps); err != nil {
@@ -73,7 +74,7 @@ func planFromDocument(b []byte) (Plan, error) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return Plan{}, fmt.Errorf("decode plan: %w", err)
 	}
-	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails, HotQueries: d.HotQueries, Requires: d.Requires, Owner: d.Owner, Policies: d.Policies, Aggregates: d.Aggregates, Checks: d.Checks, Sunset: d.Sunset}
+	p := Plan{Migration: d.Migration, Expand: d.Expand, Columns: d.Columns, Contract: d.Contract, Thresholds: d.Thresholds, Guardrails: d.Guardrails, HotQueries: d.HotQueries, Requires: d.Requires, Owner: d.Owner, Policies: d.Policies, Aggregates: d.Aggregates, Checks: d.Checks, Sunset: d.Sunset, RunWindows: d.RunWindows}
 	var err error
 	if len(d.ExpandOps) > 0 {
 		if p.ExpandOps, err = ddl.UnmarshalOps(d.ExpandOps); err != nil {
