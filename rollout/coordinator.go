@@ -111,6 +111,8 @@ type Coordinator struct {
 	// through (whose db is its one connection): for a read the lost
 	// connection cannot make.
 	pool *sqlx.DB
+	// notices are the notices waiting for the notifier ([WithNotifier]).
+	notices *noticeQueue
 }
 
 const defaultAgeOut = time.Minute
@@ -278,7 +280,9 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	}
 	// Events the pinned connection could not take (it broke: a deadline
 	// cut a statement off) are recorded now, on the pool.
-	return st, errors.Join(err, c.recordAll(context.WithoutCancel(ctx), pinned.unrecorded))
+	err = errors.Join(err, c.recordAll(context.WithoutCancel(ctx), pinned.unrecorded))
+	c.noticeTransition(ctx, r, forward, kind, st, err) // committed, the lock released
+	return st, err
 }
 
 // on returns the coordinator working through one, a pool of the one
