@@ -137,5 +137,5 @@ func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 			at        ` + timestamp + ` NOT NULL,
 			PRIMARY KEY (migration, version, to_phase, forced, kind, actor)
 		)`},
-		AggregateAddition(timestamp)}
+		AggregateAddition(timestamp), ScheduleAddition(timestamp)}
 }
