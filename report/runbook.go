@@ -62,6 +62,9 @@ type Procedure struct {
 	Governance        Governance    `json:"governance"`
 	// Aggregates are the plan's aggregates ([rollout.Aggregate]).
 	Aggregates []AggregateCheck `json:"aggregates,omitempty"`
+	// Schedules are the scheduled advances that may still run (read by
+	// [ProcedureFor]; none from a plan alone).
+	Schedules []rollout.Schedule `json:"schedules,omitempty"`
 }
 
 // Transition is one step of a [Procedure]: From → To. It is a value.
@@ -159,7 +162,12 @@ func ProcedureFor(ctx context.Context, c *rollout.Coordinator, migration string)
 	if err != nil {
 		return Procedure{}, fmt.Errorf("runbook %s: %w", migration, err)
 	}
-	return procedure(p, renderer{text: d.Runbook(), up: up})
+	pr, err := procedure(p, renderer{text: d.Runbook(), up: up})
+	if err != nil {
+		return Procedure{}, err
+	}
+	pr.Schedules, err = pendingSchedules(ctx, c, migration)
+	return pr, err
 }
 
 // Gate says in words what the gate to phase to checks, with p's
@@ -261,6 +269,7 @@ func (pr Procedure) Markdown() string {
 		fmt.Fprintf(&b, "- **If refused:** %s\n\n", t.IfRefused)
 	}
 	aggregatesMarkdown(&b, pr.Aggregates)
+	scheduleMarkdown(&b, pr.Migration, pr.Schedules)
 	return b.String()
 }
 
