@@ -217,6 +217,8 @@ type Migration struct {
 	// Aggregates is the last comparison of the plan's aggregates an
 	// advance made (nil: none).
 	Aggregates *rollout.AggregateComparison `json:"aggregates,omitempty"`
+	// Schedules are the last scheduled advances, latest first.
+	Schedules []rollout.Schedule `json:"schedules,omitempty"`
 }
 
 // Path is what the fleet reported of one path (old or new) of a
@@ -318,6 +320,9 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 		return m, err
 	}
 	if m.Aggregates, err = b.aggregates(ctx, name); err != nil {
+		return m, err
+	}
+	if m.Schedules, err = b.schedulesOf(ctx, name); err != nil {
 		return m, err
 	}
 	latest := map[string]int{}
