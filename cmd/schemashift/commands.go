@@ -93,6 +93,7 @@ Only reads: a role that may only SELECT the ledger runs it.`,
 				return err
 			}
 			c.printApprovals(ms)
+			c.printSchedules(ms)
 			return nil
 		},
 	}
