@@ -38,11 +38,11 @@ func ScheduleText(s rollout.Schedule) string {
 	return line(t)
 }
 
-// scheduleMarkdown writes the runbook's Schedule line: how to schedule
+// scheduleMarkdown writes the runbook's Schedule line, at its end, in no
+// section of its own (the sections are the transitions): how to schedule
 // the next advance, and the schedules that may still run.
 func scheduleMarkdown(b *strings.Builder, migration string, pending []rollout.Schedule) {
 	m := line(migration)
-	b.WriteString("## Schedule\n\n")
 	fmt.Fprintf(b, "- **Schedule:** `schemashift schedule %s --at 14:00Z --reason REASON` advances at that time (UTC) if the gate is met then, "+
 		"as `--actor` or `SCHEMASHIFT_ACTOR`; announced at once, it waits for an unmet gate up to an hour (`--until`), then is cancelled. "+
 		"Cancel it: `schemashift schedule %s --cancel ID --reason REASON`. A coordinator runs what is due (`Coordinator.RunSchedules`).\n", m, m)

@@ -29,7 +29,7 @@ func TestRunbookSchedule(t *testing.T) {
 		require.NoError(t, err)
 		md, err := report.RunbookFor(ctx, c, m)
 		require.NoError(t, err)
-		assert.Contains(t, md, "## Schedule\n\n- **Schedule:** `schemashift schedule rb/<b> ↵ x --at 14:00Z --reason REASON`")
+		assert.Contains(t, md, "- **Schedule:** `schemashift schedule rb/<b> ↵ x --at 14:00Z --reason REASON`")
 		assert.Contains(t, md, "- Pending: none.")
 
 		at := clock.Now().Add(14 * time.Hour)
