@@ -222,6 +222,8 @@ type Migration struct {
 	// Sunset is the migration against its plan's sunset; nil for a plan
 	// that sets none.
 	Sunset *rollout.DeadlineState `json:"sunset,omitempty"`
+	// Schedules are the last scheduled advances, latest first.
+	Schedules []rollout.Schedule `json:"schedules,omitempty"`
 }
 
 // Path is what the fleet reported of one path (old or new) of a
@@ -332,6 +334,9 @@ func (b *Board) migration(ctx context.Context, name string, now time.Time) (Migr
 		return m, err
 	}
 	if m.Sunset, err = b.sunset(ctx, name, now); err != nil {
+		return m, err
+	}
+	if m.Schedules, err = b.schedulesOf(ctx, name); err != nil {
 		return m, err
 	}
 	latest := map[string]int{}

@@ -67,6 +67,9 @@ type Procedure struct {
 	// RunWindows are when the plan's backfills may run, as the CLI's
 	// --window takes them ([rollout.Plan].RunWindows); none: any time.
 	RunWindows []string `json:"run_windows,omitempty"`
+	// Schedules are the scheduled advances that may still run (read by
+	// [ProcedureFor]; none from a plan alone).
+	Schedules []rollout.Schedule `json:"schedules,omitempty"`
 }
 
 // Transition is one step of a [Procedure]: From → To. It is a value.
@@ -164,7 +167,12 @@ func ProcedureFor(ctx context.Context, c *rollout.Coordinator, migration string)
 	if err != nil {
 		return Procedure{}, fmt.Errorf("runbook %s: %w", migration, err)
 	}
-	return procedure(p, renderer{text: d.Runbook(), up: up})
+	pr, err := procedure(p, renderer{text: d.Runbook(), up: up})
+	if err != nil {
+		return Procedure{}, err
+	}
+	pr.Schedules, err = pendingSchedules(ctx, c, migration)
+	return pr, err
 }
 
 // Gate says in words what the gate to phase to checks, with p's
@@ -276,6 +284,7 @@ func (pr Procedure) Markdown() string {
 		}
 		fmt.Fprintln(&b)
 	}
+	scheduleMarkdown(&b, pr.Migration, pr.Schedules)
 	return b.String()
 }
 

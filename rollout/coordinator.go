@@ -117,6 +117,8 @@ type Coordinator struct {
 	// readOnly: opened by OpenReadOnly, it records nothing of its own
 	// accord (a sunset seen overdue).
 	readOnly bool
+	// notices are the notices waiting for the notifier ([WithNotifier]).
+	notices *noticeQueue
 }
 
 const defaultAgeOut = time.Minute
@@ -284,8 +286,10 @@ func (c *Coordinator) transition(ctx context.Context, r Request, forward bool) (
 	}
 	// Events the pinned connection could not take (it broke: a deadline
 	// cut a statement off) are recorded now, on the pool.
-	return st, errors.Join(err, c.recordAll(context.WithoutCancel(ctx), pinned.unrecorded),
+	err = errors.Join(err, c.recordAll(context.WithoutCancel(ctx), pinned.unrecorded),
 		c.recordChecks(context.WithoutCancel(ctx), r.Actor, pinned.checks.runs))
+	c.noticeTransition(ctx, r, forward, kind, st, err) // committed, the lock released
+	return st, err
 }
 
 // on returns the coordinator working through one, a pool of the one

@@ -110,6 +110,21 @@
 // the CLI's --actor or SCHEMASHIFT_ACTOR); the coordinator authenticates
 // no one. [Coordinator.Approvals] says what the next advance lacks.
 //
+// # Notices and schedules
+//
+// [WithNotifier] tells a [Notifier] of every [Notice] (a transition, a
+// refusal, a guardrail trip, a schedule made, run or cancelled, a
+// scheduled advance's gate met), after the ledger committed it, in order,
+// from a bounded queue whose delivery goroutine runs only while notices
+// wait: a slow or panicking Notifier never holds or breaks a transition
+// ([Coordinator.FlushNotices], [Coordinator.DroppedNotices]). A [Webhook]
+// is a Notifier that POSTs them, signed ([VerifyWebhook]), retrying.
+// [Coordinator.Schedule] schedules the next advance for a time, in the
+// ledger, announced at once; [Coordinator.RunSchedules] (the caller's
+// loop) makes it then if its gate is met, waiting for an unmet one until
+// the schedule's deadline and cancelling it then, once across any number
+// of coordinators; [Coordinator.CancelSchedule] cancels it.
+//
 // # Pools
 //
 // [NewCoordinator], [Open], [OpenReadOnly], [Register] and [Start] take a [Pool]: a

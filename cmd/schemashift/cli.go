@@ -197,7 +197,7 @@ func (c *cli) root() *cobra.Command {
 	root.SetHelpCommand(c.helpCommand(root))
 	root.AddCommand(c.initCommand(), c.statusCommand(), c.advanceCommand(), c.rollbackCommand(), c.forceCommand(),
 		c.backfillCommand(), c.verifyCommand(), c.lintCommand(), c.runbookCommand(), c.retroCommand(), c.auditCommand(),
-		c.versionCommand(), c.approveCommand())
+		c.versionCommand(), c.approveCommand(), c.scheduleCommand())
 	return root
 }
 

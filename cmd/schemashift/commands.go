@@ -94,6 +94,7 @@ Only reads: a role that may only SELECT the ledger runs it.`,
 			}
 			c.printApprovals(ms)
 			c.printSunsets(ms)
+			c.printSchedules(ms)
 			return nil
 		},
 	}

@@ -51,6 +51,7 @@ type Dialect interface {
 	DDLQueries
 	BackfillQueries
 	AggregateQueries
+	ScheduleQueries
 	Replication
 }
 

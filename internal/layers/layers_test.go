@@ -34,7 +34,7 @@ var allowed = map[string][]string{
 	"fleet":                       {"dualwrite", "flags", "internal/dialect", "internal/dialects", "internal/ident"},
 	"ledger":                      {"fleet", "flags", "internal/dialect", "internal/dialects", "internal/ident"},
 	"ledgerflag":                  {"ledger", "internal/dialects", "internal/stringflag"},
-	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "fleet", "ledger", "ledgerflag", "internal/dialect", "internal/dialects", "internal/ident", "internal/pgerr"},
+	"rollout":                     {"backfill", "contract", "dualwrite", "flags", "ddl", "fleet", "ledger", "ledgerflag", "internal/backoff", "internal/dialect", "internal/dialects", "internal/ident", "internal/pgerr"},
 	"report":                      {"rollout", "backfill", "ddl", "fleet", "ledger", "internal/dialect", "internal/dialects"},
 	"board":                       {"rollout", "report", "backfill", "fleet", "ledger", "internal/pgerr"},
 	"sqlite":                      {"internal/dialect", "internal/dialect/sqlite"},

@@ -138,7 +138,7 @@ func LedgerAdditions(timestamp string) []dialect.LedgerAddition {
 			PRIMARY KEY (migration, version, to_phase, forced, kind, actor)
 		)`},
 		AggregateAddition(timestamp),
-		checkRuns(timestamp), SunsetAddition(timestamp)}
+		checkRuns(timestamp), SunsetAddition(timestamp), ScheduleAddition(timestamp)}
 }
 
 // checkRuns is the addition of the milestone checks' runs: one row per

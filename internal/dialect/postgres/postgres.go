@@ -27,6 +27,7 @@ type Dialect struct {
 	common.DDL
 	common.Backfill
 	common.Aggregates
+	common.Schedules
 }
 
 var _ dialect.Dialect = Dialect{}

@@ -33,6 +33,7 @@ type Dialect struct {
 	common.DDL
 	common.Backfill
 	common.Aggregates
+	common.Schedules
 	// renewEvery is how often a lock's holder renews its lease: a third
 	// of the lease when zero.
 	renewEvery time.Duration
