@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -679,16 +680,16 @@ func (b *Backfill) lookSizes(rows int) []int {
 		g = 4
 	}
 	sizes := []int{rows}
-	for _, f := range []float64{1.5, 2, 4} {
+	// The growth again, and the steps the sizing takes on the way to it.
+	for _, f := range []float64{g, 1.5, 2, 4} {
 		if f > g+1e-9 {
-			break
+			continue
 		}
-		n := min(int(f*float64(rows)), b.opts.maxChunk)
-		if n <= sizes[len(sizes)-1] {
-			break
+		if n := min(int(f*float64(rows)), b.opts.maxChunk); n > rows && !slices.Contains(sizes, n) {
+			sizes = append(sizes, n)
 		}
-		sizes = append(sizes, n)
 	}
+	slices.Sort(sizes)
 	return sizes
 }
 

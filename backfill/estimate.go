@@ -17,8 +17,8 @@ type Estimate struct {
 	// Walked is what the job's finished chunks had walked when the
 	// estimate was made: 0 for an estimate before the job's first chunk.
 	Walked int64 `json:"walked"`
-	// SampleChunks and SampleRows are what the sample walked, from the
-	// start of the table; SampleChanged how many of them its statement
+	// SampleChunks and SampleRows are what the sample walked, from
+	// where the job stands; SampleChanged how many of them its statement
 	// changed (rows already filled, or written through the new path,
 	// are walked and left alone).
 	SampleChunks  int   `json:"sample_chunks"`
@@ -54,7 +54,8 @@ type Estimate struct {
 	WALBytes int64 `json:"wal_bytes"`
 }
 
-// Estimate runs samples chunks of the job from the start of its table,
+// Estimate runs samples chunks of the job from where it stands (the start
+// of its table before its first chunk, else its last finished chunk),
 // each in a transaction rolled back (nothing is committed; row locks are
 // held for the chunk, as a chunk of the real run holds them, within
 // [WithMaxLockHold]'s bound), timing each and reading the log it writes,
@@ -82,7 +83,8 @@ func (b *Backfill) Estimate(ctx context.Context, samples int) (Estimate, error) 
 	var took time.Duration
 	var walBytes int64
 	size := b.size()
-	var lo Key
+	// From the job's frontier: the rows left are what the run walks.
+	lo := st.LastKey
 	for range samples {
 		start := time.Now()
 		hi, err := b.plan.boundary(ctx, b.db, lo, size)

@@ -63,10 +63,12 @@ func (l *lookahead) result() []boundaryGuess {
 }
 
 // fits reports whether g can be the boundary of a chunk of size rows
-// after lo: found from the same frontier, and no larger than a tenth over
-// size (a size cut since, by a chunk that overran, is not undone by it).
+// after lo: found from the same frontier, no larger than a tenth over
+// size (a size cut since, by a chunk that overran, is not undone by it)
+// and no smaller than a tenth under it (a chunk smaller than its size
+// would be timed as such, and the size would never be walked).
 func (g *boundaryGuess) fits(lo Key, size int) bool {
-	return g != nil && slices.Equal(g.lo, lo) && g.size <= size+size/10
+	return g != nil && slices.Equal(g.lo, lo) && g.size <= size+size/10 && g.size >= size-size/10
 }
 
 // pick is the largest of guesses that fits a chunk of size rows after lo,

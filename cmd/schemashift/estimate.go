@@ -19,7 +19,7 @@ func (c *cli) backfillEstimateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "estimate MIGRATION",
 		Short: "Predict each backfill's duration, changed rows, dead tuples and WAL from a sample of chunks rolled back",
-		Long: "Runs a sample of each job's chunks from the start of its table, each in a transaction rolled back\n" +
+		Long: "Runs a sample of each job's chunks from where it stands, each in a transaction rolled back\n" +
 			"(nothing is committed; the rows are locked for a chunk's time, as the run locks them), and\n" +
 			"predicts the run at the pace given: its duration, the rows it changes, the dead tuples they\n" +
 			"leave for vacuum, and the write-ahead log they write (PostgreSQL).",
