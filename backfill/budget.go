@@ -114,7 +114,8 @@ type minWindower interface {
 // The baseline is taken again as the backfill runs: every eighth window
 // (every 32nd while the last showed no foreground) the workers rest,
 // each after the chunk it is in, for the signal's lag (a second for the
-// database's statistics) and a window, and that window's reading is the
+// database's statistics; a signal says its own with a Lag()
+// time.Duration method) and a window, and that window's reading is the
 // reference the next are judged against. A foreground whose own load
 // rises is then not blamed on the backfill, nor one whose load falls
 // credited to it; a reference costs the backfill an eighth of its time
@@ -589,8 +590,8 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 	p := newPacer(*bud, base)
 	b.setPace(ctx, sig.Source(), p.describe(), p.duty)
 	lag := time.Duration(0)
-	if l, ok := sig.(interface{ lag() time.Duration }); ok {
-		lag = l.lag()
+	if l, ok := sig.(lagger); ok {
+		lag = l.Lag()
 	}
 	return b.pacing(ctx, func(ctx context.Context) error {
 		if err := sleep(ctx, bud.Window); err != nil {
@@ -658,10 +659,15 @@ func (b *Backfill) pacing(ctx context.Context, turn func(ctx context.Context) er
 	}
 }
 
-// lag implements the optional interface the budget's reference takes
-// its signal's lag from: sessions report their counts at most once a
+// lagger is what a signal that reports the foreground late implements:
+// how late. A budget's reference rests that long before its window.
+type lagger interface {
+	Lag() time.Duration
+}
+
+// Lag implements lagger: sessions report their counts at most once a
 // second, so a window read from the statistics starts a second late.
-func (*dbForeground) lag() time.Duration { return time.Second }
+func (*dbForeground) Lag() time.Duration { return time.Second }
 
 // waitWhileResting waits while the pace is 0 (a reference being taken).
 func (b *Backfill) waitWhileResting(ctx context.Context) error {

@@ -18,7 +18,9 @@ import (
 // the services see, across the fleet, rather than one process's or the
 // database's; the backfill may run anywhere.
 //
-// Each Read reports the heartbeats stamped since the previous Read: the
+// Each Read reports the heartbeats that became visible since the
+// previous Read (stamped up to two heartbeat periods before it, as an
+// instance's clock may run behind and a commit take its time): the
 // 99th percentile of their latencies ([fleet.Histogram.Estimate]) and
 // their calls over the time between the two Reads. A heartbeat reports a
 // whole heartbeat period, so a window shorter than the period reads no
@@ -42,6 +44,22 @@ type FleetForeground struct {
 	mu      sync.Mutex
 	since   time.Time
 	started bool
+	// seen are the heartbeats counted, by instance, time and counts,
+	// kept while a Read's look-back still reaches them.
+	seen map[sampleKey]time.Time
+}
+
+// sampleKey tells one heartbeat's sample from another: its instance, its
+// time and what it counted (two of one instance at one time and with the
+// same counts, a clock standing still, count once).
+type sampleKey struct {
+	id                       string
+	at                       int64
+	old, new, errs, compared int64
+}
+
+func keyOf(id string, s fleet.Sample) sampleKey {
+	return sampleKey{id, s.At.UnixNano(), s.OldCalls, s.NewCalls, s.OldErrors + s.NewErrors, s.Matched + s.Mismatched}
 }
 
 // NewFleetForeground reads migration's heartbeats in db, from a fleet
@@ -70,16 +88,39 @@ func (*FleetForeground) Source() string { return backfill.SourceFleet }
 // heartbeat periods, so that every instance's heartbeat lands in each.
 func (f *FleetForeground) MinWindow() time.Duration { return 2 * f.heartbeat }
 
+// Lag is how long after the foreground the heartbeats report it: a
+// heartbeat period (each reports the period before it). A budget's
+// reference waits that long at rest before it reads.
+func (f *FleetForeground) Lag() time.Duration { return f.heartbeat }
+
 // Read implements [backfill.ForegroundSignal].
 func (f *FleetForeground) Read(ctx context.Context) (backfill.Foreground, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
 	if !f.started {
+		// The window starts: what is visible now is before it, and is
+		// not counted by the Reads that look back over it.
 		f.since, f.started = now, true
+		f.seen = map[sampleKey]time.Time{}
+		h, err := fleet.Samples(ctx, f.db, f.migration, now.Add(-2*f.heartbeat), now)
+		if err != nil {
+			return backfill.Foreground{}, fmt.Errorf("fleet foreground: %w", err)
+		}
+		for _, in := range h.Instances {
+			for _, s := range in.Samples {
+				f.seen[keyOf(in.ID, s)] = s.At
+			}
+		}
 		return backfill.Foreground{}, nil
 	}
-	h, err := fleet.Samples(ctx, f.db, f.migration, f.since, now)
+	// A heartbeat is stamped by its instance's clock before it commits:
+	// one stamped before the last Read may become visible after it (an
+	// instance's clock behind this one, a slow commit). Each Read looks
+	// back two heartbeat periods before the last, and counts a sample
+	// once.
+	lookback := 2 * f.heartbeat
+	h, err := fleet.Samples(ctx, f.db, f.migration, f.since.Add(-lookback), now)
 	if err != nil {
 		return backfill.Foreground{}, fmt.Errorf("fleet foreground: %w", err)
 	}
@@ -87,10 +128,20 @@ func (f *FleetForeground) Read(ctx context.Context) (backfill.Foreground, error)
 	var lat fleet.Histogram
 	for _, in := range h.Instances {
 		for _, s := range in.Samples {
+			k := keyOf(in.ID, s)
+			if _, ok := f.seen[k]; ok {
+				continue
+			}
+			f.seen[k] = s.At
 			calls += s.OldCalls + s.NewCalls
 			for k := range fleet.Buckets {
 				lat[k] += s.Latency.Old[k] + s.Latency.New[k]
 			}
+		}
+	}
+	for k, at := range f.seen {
+		if !at.After(now.Add(-2 * lookback)) {
+			delete(f.seen, k) // beyond every later Read's look-back
 		}
 	}
 	secs := now.Sub(f.since).Seconds()
