@@ -44,4 +44,5 @@ func TestRunbookPageGovernanceSections(t *testing.T) {
 	assert.Contains(t, page, "<td>"+html.EscapeString("rows <all>")+"</td>")
 	assert.Contains(t, page, "<h2>Sunset</h2>")
 	assert.Contains(t, page, "2032-03-01")
+	assert.Contains(t, page, `<code class="estimate">schemashift backfill estimate users_split_name</code>`, "the backfill's step says how to predict it")
 }

@@ -53,3 +53,11 @@ func TestRetrospectiveSetsTheEstimateAgainstTheRun(t *testing.T) {
 		assert.Contains(t, md, " | 500 (500) | 500 | ")
 	})
 }
+
+// The runbook's backfill step says how to predict the run before it.
+func TestRunbookSaysHowToEstimate(t *testing.T) {
+	t.Parallel()
+	md, err := report.Runbook(rollouttest.UsersPlan(nil))
+	require.NoError(t, err)
+	assert.Contains(t, md, "Before it, predict it: `schemashift backfill estimate users_split_name`")
+}

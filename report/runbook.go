@@ -117,6 +117,10 @@ type JobStep struct {
 	Resume string `json:"resume"`
 	Cancel string `json:"cancel"`
 	Status string `json:"status"`
+	// Estimate is the command that predicts the run first, from a
+	// sample of chunks rolled back: its duration at the pace given, the
+	// rows it changes, their dead tuples and WAL.
+	Estimate string `json:"estimate"`
 }
 
 // Runbook renders the plan as a Markdown runbook for operators: every step
@@ -220,7 +224,7 @@ func procedure(p rollout.Plan, r renderer) (Procedure, error) {
 			for _, j := range p.Backfills {
 				t.Backfills = append(t.Backfills, JobStep{Job: j.Name, Table: j.Table, Run: "schemashift backfill run " + m,
 					Pause: "schemashift backfill pause " + j.Name, Resume: "… resume " + j.Name, Cancel: "… cancel " + j.Name,
-					Status: "schemashift backfill status " + j.Name})
+					Status: "schemashift backfill status " + j.Name, Estimate: "schemashift backfill estimate " + m})
 			}
 		case ledger.Verify:
 			t.Verify = true
@@ -254,6 +258,8 @@ func (pr Procedure) Markdown() string {
 			t.DDL.markdown(&b)
 		}
 		for _, j := range t.Backfills {
+			fmt.Fprintf(&b, "Before it, predict it: `%s` (a sample of chunks rolled back: the duration at the pace you give with --rate, --duty, --window; "+
+				"the rows it changes, their dead tuples and WAL; kept for the retrospective).\n", line(j.Estimate))
 			fmt.Fprintf(&b, "Then run the backfill `%s` over `%s`: `%s` (any number of processes may share it).\n", line(j.Job), line(j.Table), line(j.Run))
 			fmt.Fprintf(&b, "Pause, resume, cancel: `%s`, `%s`, `%s`; progress: `%s`.\n\n", line(j.Pause), line(j.Resume), line(j.Cancel), line(j.Status))
 		}

@@ -119,6 +119,9 @@ type Coordinator struct {
 	readOnly bool
 	// notices are the notices waiting for the notifier ([WithNotifier]).
 	notices *noticeQueue
+	// deadlinesTold are the deadline notices told (see noticeDeadline):
+	// shared by a coordinator's copies.
+	deadlinesTold *sync.Map
 }
 
 const defaultAgeOut = time.Minute

@@ -37,6 +37,13 @@ const (
 	NoticeScheduleCancelled NoticeKind = "schedule-cancelled"
 	// NoticeScheduleRan: a schedule's advance was made.
 	NoticeScheduleRan NoticeKind = "schedule-ran"
+	// NoticeDeadlineNear: a migration's sunset ([Sunset]) is within its
+	// warning; NoticeDeadlinePassed: it has passed and old-path callers
+	// remain. Each is told once per sunset date by a coordinator that
+	// judges the deadline (status, the board); its ID is the same from
+	// every coordinator.
+	NoticeDeadlineNear   NoticeKind = "deadline-near"
+	NoticeDeadlinePassed NoticeKind = "deadline-passed"
 )
 
 // Notice is one thing that happened, or is about to, to a migration: for
@@ -106,6 +113,7 @@ func WithNotifier(n Notifier) CoordinatorOption {
 			return fmt.Errorf("%w: a notifier is set already", ErrInvalidArgument)
 		}
 		c.notices = &noticeQueue{to: n, max: defaultNoticeQueue}
+		c.deadlinesTold = &sync.Map{}
 		return nil
 	}
 }

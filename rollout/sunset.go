@@ -199,6 +199,7 @@ func (c *Coordinator) DeadlineAt(ctx context.Context, migration string, now time
 		return s, nil
 	case s.Left > 0:
 		s.State = DeadlineWarning
+		c.noticeDeadline(NoticeDeadlineNear, s, row.Status, fmt.Sprintf("the old path should be gone in %s (by %s)", s.Left.Round(time.Minute), s.At.Format(time.RFC3339)))
 		return s, nil
 	}
 	s.State = DeadlineOverdue
@@ -215,6 +216,14 @@ func (c *Coordinator) DeadlineAt(ctx context.Context, migration string, now time
 	slices.SortFunc(s.LateCallers, func(a, b LateCaller) int {
 		return strings.Compare(a.Service+"\x00"+a.Build+"\x00"+a.ID, b.Service+"\x00"+b.Build+"\x00"+b.ID)
 	})
+	if len(s.LateCallers) > 0 {
+		names := make([]string, 0, min(len(s.LateCallers), lateCallersNamed))
+		for _, l := range s.LateCallers[:min(len(s.LateCallers), lateCallersNamed)] {
+			names = append(names, l.String())
+		}
+		c.noticeDeadline(NoticeDeadlinePassed, s, row.Status, fmt.Sprintf("past %s, %d live instances still call the old path: %s",
+			s.At.Format(time.RFC3339), len(s.LateCallers), strings.Join(names, ", ")))
+	}
 	if len(s.LateCallers) > 0 && !c.readOnly {
 		if err := c.noteOverdue(ctx, s, row.Status, now); err != nil {
 			return s, err
@@ -279,4 +288,19 @@ func (d DeadlineState) Overdue() time.Duration {
 		return -d.Left
 	}
 	return 0
+}
+
+// noticeDeadline tells the notifier, once per process, migration and
+// sunset date, that the deadline s is near or passed; the notice's ID is
+// the same from every coordinator, for receivers to deduplicate on.
+func (c *Coordinator) noticeDeadline(kind NoticeKind, s DeadlineState, cur ledger.Status, reason string) {
+	if c.notices == nil {
+		return
+	}
+	at := s.At.UTC().Format(time.RFC3339Nano)
+	if _, told := c.deadlinesTold.LoadOrStore(string(kind)+"\x00"+s.Migration+"\x00"+at, true); told {
+		return
+	}
+	c.notify(Notice{ID: noticeID(s.Migration, string(kind), at), Kind: kind, Migration: s.Migration, From: cur.Phase, To: cur.Phase,
+		Version: cur.Version, Actor: "sunset", Reason: reason, Due: s.At, At: s.Now})
 }
