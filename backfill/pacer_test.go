@@ -198,14 +198,16 @@ func TestPacerSlowStart(t *testing.T) {
 }
 
 // A boundary found while the last chunk ran is taken only from the same
-// frontier, and only when it is no more than a tenth over the size asked:
-// a size cut since is not undone by it.
+// frontier, and only within a tenth of the size asked either side: a
+// size cut since is not undone by it, and one grown since is walked (a
+// smaller chunk taken for it kept the size from ever being walked).
 func TestBoundaryGuessFits(t *testing.T) {
 	t.Parallel()
 	g := &boundaryGuess{lo: Key{"3", "a"}, hi: Key{"9", "z"}, size: 1000}
 	assert.True(t, g.fits(Key{"3", "a"}, 1000))
 	assert.True(t, g.fits(Key{"3", "a"}, 910), "a tenth over")
-	assert.True(t, g.fits(Key{"3", "a"}, 5000), "the size grew: a smaller chunk")
+	assert.True(t, g.fits(Key{"3", "a"}, 1100), "a tenth under")
+	assert.False(t, g.fits(Key{"3", "a"}, 5000), "the size grew: the claim walks it")
 	assert.False(t, g.fits(Key{"3", "a"}, 500), "the size was cut")
 	assert.False(t, g.fits(Key{"3", "b"}, 1000), "another worker moved the frontier")
 	assert.False(t, g.fits(nil, 1000))
