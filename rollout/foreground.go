@@ -98,51 +98,24 @@ func (f *FleetForeground) Read(ctx context.Context) (backfill.Foreground, error)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
+	from := f.since
 	if !f.started {
-		// The window starts: what is visible now is before it, and is
+		// The window starts: what is visible now is before it, seen and
 		// not counted by the Reads that look back over it.
-		f.since, f.started = now, true
-		f.seen = map[sampleKey]time.Time{}
-		h, err := fleet.Samples(ctx, f.db, f.migration, now.Add(-2*f.heartbeat), now)
-		if err != nil {
-			return backfill.Foreground{}, fmt.Errorf("fleet foreground: %w", err)
-		}
-		for _, in := range h.Instances {
-			for _, s := range in.Samples {
-				f.seen[keyOf(in.ID, s)] = s.At
-			}
-		}
-		return backfill.Foreground{}, nil
+		from, f.seen = now, map[sampleKey]time.Time{}
 	}
-	// A heartbeat is stamped by its instance's clock before it commits:
-	// one stamped before the last Read may become visible after it (an
-	// instance's clock behind this one, a slow commit). Each Read looks
-	// back two heartbeat periods before the last, and counts a sample
-	// once.
-	lookback := 2 * f.heartbeat
-	h, err := fleet.Samples(ctx, f.db, f.migration, f.since.Add(-lookback), now)
+	total, err := f.unseen(ctx, from, now)
 	if err != nil {
 		return backfill.Foreground{}, fmt.Errorf("fleet foreground: %w", err)
 	}
-	var calls int64
-	var lat fleet.Histogram
-	for _, in := range h.Instances {
-		for _, s := range in.Samples {
-			k := keyOf(in.ID, s)
-			if _, ok := f.seen[k]; ok {
-				continue
-			}
-			f.seen[k] = s.At
-			calls += s.OldCalls + s.NewCalls
-			for k := range fleet.Buckets {
-				lat[k] += s.Latency.Old[k] + s.Latency.New[k]
-			}
-		}
+	if !f.started {
+		f.since, f.started = now, true
+		return backfill.Foreground{}, nil
 	}
-	for k, at := range f.seen {
-		if !at.After(now.Add(-2 * lookback)) {
-			delete(f.seen, k) // beyond every later Read's look-back
-		}
+	calls := total.OldCalls + total.NewCalls
+	var lat fleet.Histogram
+	for k := range fleet.Buckets {
+		lat[k] = total.Latency.Old[k] + total.Latency.New[k]
 	}
 	secs := now.Sub(f.since).Seconds()
 	f.since = now
@@ -155,3 +128,34 @@ func (f *FleetForeground) Read(ctx context.Context) (backfill.Foreground, error)
 }
 
 var _ backfill.ForegroundSignal = (*FleetForeground)(nil)
+
+// unseen adds up the samples not seen before among those stamped from
+// two heartbeat periods before from up to now, and marks them seen. A
+// heartbeat is stamped by its instance's clock before it commits: one
+// stamped before the last Read may become visible after it (an
+// instance's clock behind this one, a slow commit), so each Read looks
+// back and counts a sample once.
+func (f *FleetForeground) unseen(ctx context.Context, from, now time.Time) (fleet.Sample, error) {
+	lookback := 2 * f.heartbeat
+	h, err := fleet.Samples(ctx, f.db, f.migration, from.Add(-lookback), now)
+	if err != nil {
+		return fleet.Sample{}, err
+	}
+	var total fleet.Sample
+	for _, in := range h.Instances {
+		for _, s := range in.Samples {
+			k := keyOf(in.ID, s)
+			if _, ok := f.seen[k]; ok {
+				continue
+			}
+			f.seen[k] = s.At
+			total = total.Add(s)
+		}
+	}
+	for k, at := range f.seen {
+		if !at.After(now.Add(-2 * lookback)) {
+			delete(f.seen, k) // beyond every later Read's look-back
+		}
+	}
+	return total, nil
+}

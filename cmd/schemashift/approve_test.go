@@ -2,17 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"testing"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
-	"github.com/schemashift/schemashift/sqlite"
 )
 
 // The CLI approves as its actor (--actor, else SCHEMASHIFT_ACTOR): an
@@ -23,30 +19,13 @@ import (
 func TestCLIApprove(t *testing.T) {
 	t.Parallel()
 	plan := rollout.Plan{Migration: "gov", Owner: "team data", Policies: []rollout.Policy{{To: ledger.Expanded, Needs: 2}}}
-	for name, open := range map[string]func(t *testing.T) (string, *sqlx.DB){
-		"postgres": func(t *testing.T) (string, *sqlx.DB) {
-			url := pgtest.URL(t)
-			db, err := sqlx.Open("pgx", url)
-			require.NoError(t, err)
-			t.Cleanup(func() { db.Close() })
-			return url, db
-		},
-		"sqlite": func(t *testing.T) (string, *sqlx.DB) {
-			path := filepath.Join(t.TempDir(), "app.db")
-			db, err := sqlite.Open(t.Context(), path)
-			require.NoError(t, err)
-			t.Cleanup(func() { db.Close() })
-			return "sqlite:" + path, db
-		},
-	} {
+	for name, open := range emptyDatabases() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			url, db := open(t)
 			_, err := rollout.NewCoordinator(t.Context(), db, []rollout.Plan{plan})
 			require.NoError(t, err)
-			as := func(who string, args ...string) result {
-				return cliEnv(t, map[string]string{"DATABASE_URL": url, "SCHEMASHIFT_ACTOR": who}, args...)
-			}
+			as := func(who string, args ...string) result { return cliAs(t, url, who, args...) }
 
 			r := as("bob", "advance", "gov")
 			assert.Equal(t, 3, r.code, "refused: %s", r.stderr)

@@ -303,13 +303,9 @@ func (c *cli) backfillStatus(cmd *cobra.Command, job string) error {
 
 func (c *cli) backfillRun(cmd *cobra.Command, migration string, workers int, rate float64, windows []string) error {
 	ctx := cmd.Context()
-	var ws []backfill.Window
-	for _, s := range windows {
-		w, err := backfill.ParseWindow(s)
-		if err != nil {
-			return usageError{msg: err.Error()}
-		}
-		ws = append(ws, w)
+	ws, err := parseWindows(windows)
+	if err != nil {
+		return err
 	}
 	co, err := c.coordinator(ctx, false)
 	if err != nil {
@@ -348,6 +344,20 @@ func (c *cli) backfillRun(cmd *cobra.Command, migration string, workers int, rat
 	}
 	fmt.Fprintf(c.stdout, "%s: backfills done\n", migration)
 	return nil
+}
+
+// parseWindows reads the --window flags; one that does not parse is bad
+// input.
+func parseWindows(ss []string) ([]backfill.Window, error) {
+	var ws []backfill.Window
+	for _, s := range ss {
+		w, err := backfill.ParseWindow(s)
+		if err != nil {
+			return nil, usageError{msg: err.Error()}
+		}
+		ws = append(ws, w)
+	}
+	return ws, nil
 }
 
 // backfillStatus is a job's status, with who it last had and since when

@@ -11,13 +11,43 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/ledger"
+	"github.com/schemashift/schemashift/sqlite"
 )
 
 // cliEnv runs the CLI with exactly the environment env.
+// emptyDatabases opens an empty database of each kind, by name, as the
+// CLI names it (its URL) and as a program opens it, closed when t ends.
+func emptyDatabases() map[string]func(t *testing.T) (string, *sqlx.DB) {
+	return map[string]func(t *testing.T) (string, *sqlx.DB){
+		"postgres": func(t *testing.T) (string, *sqlx.DB) {
+			url := pgtest.URL(t)
+			db, err := sqlx.Open("pgx", url)
+			require.NoError(t, err)
+			t.Cleanup(func() { db.Close() })
+			return url, db
+		},
+		"sqlite": func(t *testing.T) (string, *sqlx.DB) {
+			path := filepath.Join(t.TempDir(), "app.db")
+			db, err := sqlite.Open(t.Context(), path)
+			require.NoError(t, err)
+			t.Cleanup(func() { db.Close() })
+			return "sqlite:" + path, db
+		},
+	}
+}
+
+// cliAs runs the CLI on the database at url as actor who.
+func cliAs(t *testing.T, url, who string, args ...string) result {
+	t.Helper()
+	return cliEnv(t, map[string]string{"DATABASE_URL": url, "SCHEMASHIFT_ACTOR": who}, args...)
+}
+
 func cliEnv(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	var out, errOut bytes.Buffer

@@ -28,13 +28,9 @@ func (c *cli) backfillEstimateCommand() *cobra.Command {
 			if samples <= 0 {
 				return usagef("backfill estimate: --samples %d is not positive", samples)
 			}
-			var ws []backfill.Window
-			for _, s := range windows {
-				w, err := backfill.ParseWindow(s)
-				if err != nil {
-					return usageError{msg: err.Error()}
-				}
-				ws = append(ws, w)
+			ws, err := parseWindows(windows)
+			if err != nil {
+				return err
 			}
 			co, err := c.coordinator(cmd.Context(), false)
 			if err != nil {

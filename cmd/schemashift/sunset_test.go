@@ -2,22 +2,18 @@ package main
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/board"
 	"github.com/schemashift/schemashift/flags"
 	"github.com/schemashift/schemashift/fleet"
-	"github.com/schemashift/schemashift/internal/pgtest"
 	"github.com/schemashift/schemashift/ledger"
 	"github.com/schemashift/schemashift/rollout"
-	"github.com/schemashift/schemashift/sqlite"
 )
 
 // status shows each migration's sunset, as text and JSON: the time left,
@@ -27,22 +23,7 @@ import (
 // databases.
 func TestCLIStatusSunset(t *testing.T) {
 	t.Parallel()
-	for name, open := range map[string]func(t *testing.T) (string, *sqlx.DB){
-		"postgres": func(t *testing.T) (string, *sqlx.DB) {
-			url := pgtest.URL(t)
-			db, err := sqlx.Open("pgx", url)
-			require.NoError(t, err)
-			t.Cleanup(func() { db.Close() })
-			return url, db
-		},
-		"sqlite": func(t *testing.T) (string, *sqlx.DB) {
-			path := filepath.Join(t.TempDir(), "app.db")
-			db, err := sqlite.Open(t.Context(), path)
-			require.NoError(t, err)
-			t.Cleanup(func() { db.Close() })
-			return "sqlite:" + path, db
-		},
-	} {
+	for name, open := range emptyDatabases() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			url, db := open(t)
