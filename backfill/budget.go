@@ -112,7 +112,8 @@ type minWindower interface {
 // only add their fixed costs to the same share of the machine).
 //
 // The baseline is taken again as the backfill runs: every eighth window
-// (every 32nd while the last showed no foreground) the workers rest,
+// (and, while the last showed no foreground, as soon as two readings in a
+// row see one) the workers rest,
 // each after the chunk it is in, for the signal's lag (a second for the
 // database's statistics; a signal says its own with a Lag()
 // time.Duration method) and a window, and that window's reading is the
@@ -186,6 +187,9 @@ type pacer struct {
 	// windows is how many windows were judged since the reference was
 	// last taken.
 	windows int
+	// arriving counts the readings in a row that saw a foreground while
+	// the reference had none.
+	arriving busyStreak
 }
 
 // referenceEvery is how many windows the pacer judges against one
@@ -197,21 +201,22 @@ const referenceEvery = 8
 
 // referenceDue reports whether the next window is a reference: the
 // workers rest through it, and its reading becomes the reference.
-// With no foreground at the last reference, it looks four times as
-// seldom: a reference then only costs the backfill its time.
+// With no foreground at the last reference, the backfill runs at full
+// pace and the readings themselves tell when one arrives: a reference is
+// due once busyReadings of them in a row saw one.
 func (p *pacer) referenceDue() bool {
 	if p.base.Ops == 0 {
-		return p.windows >= 4*referenceEvery
+		return p.arriving.n >= busyReadings
 	}
 	return p.windows >= referenceEvery
 }
 
 // reference takes f, read over a window through which the backfill
 // rested, as the new reference. A reference with no foreground sends the
-// backfill to full pace until the next; the first with one after such a
-// reference starts the pace again where a budget starts it.
+// backfill to full pace until one arrives; the first with one after such
+// a reference starts the pace again where a budget starts it.
 func (p *pacer) reference(f Foreground) {
-	p.windows = 0
+	p.windows, p.arriving = 0, busyStreak{}
 	switch {
 	case f.Ops == 0:
 		p.duty, p.note = 1, "no foreground at the reference: full pace"
@@ -279,6 +284,12 @@ func (p *pacer) judge(f Foreground) (v verdict, headroom float64, latencyOver bo
 func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) {
 	p.windows++
 	if p.base.Ops == 0 {
+		// Full pace, unless a reading saw a foreground: then a reference
+		// is due (see referenceDue).
+		p.duty, p.note = 1, "no foreground: full pace"
+		if p.arriving.read(f.Ops > 0) {
+			p.note = "a foreground is arriving: taking a reference"
+		}
 		return p.duty, false
 	}
 	p.last = f
@@ -497,8 +508,20 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	var ops int64
 	ops, s.owed = others(cur.xacts-prev.xacts, cur.ownTx-prev.ownTx+2, s.owed)
 	activeMS := (cur.activeMS - prev.activeMS) - float64(cur.ownActive-prev.ownActive)/float64(time.Millisecond)
+	secs := cur.at.Sub(prev.at).Seconds()
+	if secs <= 0 {
+		return Foreground{}, nil
+	}
+	// The statistics lag what the backfill counts of its own by up to a
+	// second: others must exceed [DefaultBusyRate] and the backfill's own
+	// rate again to be a foreground, or a backfill alone would read its
+	// own lag as one.
+	ownRate := float64(cur.ownTx-prev.ownTx) / secs
+	if float64(ops)/secs <= DefaultBusyRate+ownRate {
+		return Foreground{}, nil
+	}
 	f := Foreground{Ops: ops}
-	if secs := cur.at.Sub(prev.at).Seconds(); secs > 0 && ops > 0 {
+	if ops > 0 {
 		f.Throughput = float64(ops) / secs
 		if activeMS > 0 {
 			f.Latency = time.Duration(activeMS / float64(ops) * float64(time.Millisecond))
@@ -564,8 +587,9 @@ func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float6
 // startPacing, given a latency budget, reads the foreground's baseline
 // (the budget's Baseline, before any chunk runs), then starts the loop
 // that sets the pace every Window, until the returned stop is called
-// (which waits for it). Without a budget it clears what an earlier Run
-// with one recorded.
+// (which waits for it). Without one, on a database with statistics, it
+// starts the default pace (see keepThroughput); given a duty cycle, or on
+// a database without, it clears what an earlier Run recorded.
 func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 	bud := b.opts.budget
 	if bud == nil {
@@ -573,7 +597,7 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 			b.setPace(ctx, "", "", b.opts.dutyCycle)
 			return func() {}, nil
 		}
-		return b.restWhileBusy(ctx), nil
+		return b.keepThroughput(ctx), nil
 	}
 	sig := b.signal()
 	b.setPace(ctx, sig.Source(), "measuring the baseline", paceStart)
@@ -587,7 +611,34 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("latency budget: baseline: %w", err)
 	}
-	p := newPacer(*bud, base)
+	return b.follow(ctx, sig, newPacer(*bud, base)), nil
+}
+
+// keepThroughput is the default pace on a database with statistics: a
+// budget of [DefaultThroughputKept] of the foreground's throughput, read
+// from the statistics every [DefaultPaceWindow], that starts at full
+// pace with no baseline measured first (a backfill alone on its
+// database loses nothing to one). Two readings in a row that show a
+// foreground (see dbForeground) make it take a reference, and pace from
+// there as a budget does; a reference with none sends it back to full
+// pace.
+func (b *Backfill) keepThroughput(ctx context.Context) (stop func()) {
+	sig := &dbForeground{b: b}
+	p := newPacer(LatencyBudget{Throughput: DefaultThroughputKept, Window: DefaultPaceWindow}, Foreground{})
+	p.note = "no foreground seen yet: full pace"
+	if _, err := sig.Read(ctx); err != nil {
+		// Unknown is not idle: the next readings, if they fail too, halve
+		// the pace each time.
+		p.duty, p.note = DefaultThroughputKept, "statistics unreadable: "+err.Error()
+	}
+	return b.follow(ctx, sig, p)
+}
+
+// follow sets the pace from p's verdict on a reading of sig every
+// window, and takes p's references when they are due, until the returned
+// stop is called (which waits for it).
+func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (stop func()) {
+	bud := p.budget
 	b.setPace(ctx, sig.Source(), p.describe(), p.duty)
 	lag := time.Duration(0)
 	if l, ok := sig.(lagger); ok {
@@ -622,7 +673,7 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 			return err
 		}
 		if _, err := sig.Read(ctx); err != nil {
-			p.windows = 0 // the next reference, eight windows on
+			p.windows, p.arriving = 0, busyStreak{} // the next reference, eight windows on
 			b.setPace(ctx, sig.Source(), p.describe(), p.duty)
 			return nil
 		}
@@ -631,13 +682,13 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 		}
 		f, err = sig.Read(ctx)
 		if err != nil {
-			p.windows = 0
+			p.windows, p.arriving = 0, busyStreak{}
 		} else {
 			p.reference(f)
 		}
 		b.setPace(ctx, sig.Source(), p.describe(), p.duty)
 		return nil
-	}), nil
+	})
 }
 
 // pacing runs turn over and over, in a goroutine of its own, until ctx
@@ -693,53 +744,18 @@ func (b *Backfill) wake() {
 	}
 }
 
-// restWhileBusy is the default pace on a database with statistics: every
-// second, [DefaultBusyDutyCycle] if the database served more than
-// [DefaultBusyRate] transactions a second besides the backfill's own
-// since the last reading, and more than the backfill's own rate again,
-// in this reading and the one before (see busyStreak), else full pace. It runs until the returned stop
-// is called (which waits for it).
-func (b *Backfill) restWhileBusy(ctx context.Context) (stop func()) {
-	sig := &dbForeground{b: b}
-	b.setPace(ctx, sig.Source(), "duty 1.00, no foreground seen yet", 1)
-	if _, err := sig.Read(ctx); err != nil {
-		b.setPace(ctx, sig.Source(), "duty 1.00, statistics unreadable: "+err.Error(), 1)
-	}
-	lastOwn, lastAt := b.ownTx.Load(), time.Now()
-	var busy busyStreak
-	return every(ctx, time.Second, func(ctx context.Context) bool {
-		f, err := sig.Read(ctx)
-		// The statistics lag the backfill's own count of its transactions
-		// by up to a second (sessions report them at most once a second):
-		// a foreground must exceed the backfill's own rate as well, or a
-		// backfill alone would read its own lag as one.
-		own, at := b.ownTx.Load(), time.Now()
-		ownRate := float64(own-lastOwn) / max(at.Sub(lastAt).Seconds(), 1e-3)
-		lastOwn, lastAt = own, at
-		switch {
-		case err != nil:
-			// Unknown is not idle.
-			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, statistics unreadable: %v", DefaultBusyDutyCycle, err), DefaultBusyDutyCycle)
-		case busy.read(f.Throughput > DefaultBusyRate+ownRate):
-			b.setPace(ctx, sig.Source(), fmt.Sprintf("duty %.2f, foreground of %.0f tx/s", DefaultBusyDutyCycle, f.Throughput), DefaultBusyDutyCycle)
-		default:
-			b.setPace(ctx, sig.Source(), "duty 1.00, no foreground", 1)
-		}
-		return true
-	})
-}
-
-// busyReadings is how many readings in a row must show a foreground
-// before the default pace rests (see busyStreak).
+// busyReadings is how many readings in a row must show a foreground,
+// while the last reference showed none, before a reference is taken (see
+// busyStreak).
 const busyReadings = 2
 
-// busyStreak turns readings of the database's statistics into whether a
-// foreground runs: it does once busyReadings readings in a row showed
-// one, and stops at the first that did not. One reading alone is not
-// enough: what the backfill's own sessions did not count (a statement's
-// preparation on a new connection, a ping of one that idled) arrives in
-// bursts, and one second of full pace under a real foreground is a
-// second of chunks each already bounded by [WithMaxLockHold].
+// busyStreak turns readings into whether a foreground arrived: it did
+// once busyReadings readings in a row showed one, and not at the first
+// that did not. One reading alone is not enough: what the backfill's own
+// sessions did not count (a statement's preparation on a new connection,
+// a ping of one that idled) arrives in bursts in the database's
+// statistics, and one more window of full pace under a real foreground
+// is one of chunks each already bounded by [WithMaxLockHold].
 type busyStreak struct{ n int }
 
 func (s *busyStreak) read(busy bool) bool {

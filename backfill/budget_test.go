@@ -158,9 +158,10 @@ func TestLatencyBudgetRefusesNonsense(t *testing.T) {
 	}
 }
 
-// By default on PostgreSQL a backfill rests half the time while the
-// database serves a foreground (read from its statistics every second),
-// and works flat out when no one else is there; it says which in State.
+// By default on PostgreSQL a backfill works flat out while the
+// database's statistics show no one else, and, once two readings in a
+// row show a foreground, takes a reference (resting) and paces itself to
+// keep DefaultThroughputKept of its throughput; it says which in State.
 // The first chunk waits, after its claim and before its transaction (so
 // holding no lock), until the pace has read the foreground as expected.
 func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
@@ -175,9 +176,9 @@ func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
 				stop := foregroundLoad(t, db, n, 2, backfill.NewForegroundRecorder(nil))
 				defer stop()
 			}
-			want := "duty 1.00, no foreground"
+			want := "duty 1.00, no foreground: full pace"
 			if busy {
-				want = "duty 0.50, foreground of "
+				want = "duty 0.10, a foreground arrived: starting"
 			}
 			seen := make(chan struct{})
 			var once sync.Once
@@ -189,7 +190,7 @@ func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
 					mu.Lock()
 					paces = append(paces, p.Pace)
 					mu.Unlock()
-					if strings.HasPrefix(p.Pace, want) && (busy || p.Pace == want) {
+					if p.Pace == want {
 						once.Do(func() { close(seen) })
 					}
 				}),
@@ -209,7 +210,8 @@ func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, backfill.SourceDatabase, st.Foreground)
 			if busy {
-				// Each chunk is followed by a rest as long as itself.
+				// It started from a tenth of the time, resting after
+				// each chunk nine times as long.
 				var worked time.Duration
 				for _, c := range chunks.all() {
 					worked += c.Duration
@@ -220,7 +222,7 @@ func TestDefaultsRestWhileTheDatabaseIsBusy(t *testing.T) {
 			t.Logf("paces: %q", paces)
 			if !busy {
 				for _, p := range paces {
-					assert.NotContains(t, p, "duty 0.50", "alone on the database, the backfill never rested: %q", paces)
+					assert.True(t, strings.HasPrefix(p, "duty 1.00, "), "alone on the database, the backfill never rested: %q", paces)
 				}
 			}
 			mu.Unlock()

@@ -98,9 +98,11 @@
 // adapts towards a target chunk time below the bound, never grows past
 // [DefaultMaxChunk], and a chunk that runs past the bound cuts the next
 // ones at once. The bound is also the default lock timeout. On
-// PostgreSQL a backfill also rests, by default, half the time while the
-// database's statistics show a foreground, and works flat out while they
-// show none (see [WithDutyCycle]). A single worker looks for the next
+// PostgreSQL a backfill also works flat out, by default, while the
+// database's statistics show no foreground, and, once they show one,
+// paces itself to keep [DefaultThroughputKept] (85%) of its throughput,
+// a throughput budget whose first reference is taken as the foreground
+// arrives (see [WithDutyCycle]). A single worker looks for the next
 // chunk's boundary while its chunk runs.
 //
 // How fast to go is best stated as what the foreground may lose:

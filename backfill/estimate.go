@@ -135,7 +135,7 @@ func (b *Backfill) Estimate(ctx context.Context, samples int) (Estimate, error) 
 		rate *= b.opts.dutyCycle
 		e.Pace = fmt.Sprintf("duty cycle %.2f", b.opts.dutyCycle)
 	case !b.opts.dutySet && b.plan.d.BackfillForegroundStats() != "":
-		e.Pace = fmt.Sprintf("full pace (%.2f while the database serves a foreground: up to %.0f× longer)", DefaultBusyDutyCycle, 1/DefaultBusyDutyCycle)
+		e.Pace = fmt.Sprintf("full pace (slower while the database serves a foreground: as fast as keeps %.0f%% of its throughput)", 100*DefaultThroughputKept)
 	default:
 		e.Pace = "full pace"
 	}

@@ -19,12 +19,15 @@ const (
 	DefaultMaxLockHold     = 50 * time.Millisecond
 	DefaultTargetChunkTime = DefaultMaxLockHold * 2 / 5
 	DefaultLockTimeout     = DefaultMaxLockHold
-	// DefaultBusyDutyCycle is the share of time a worker works, by
-	// default, while the database serves a foreground (see
-	// [WithDutyCycle]).
-	DefaultBusyDutyCycle = 0.5
+	// DefaultThroughputKept is the share of the foreground's throughput
+	// the default pace keeps, on a database with statistics, while they
+	// show a foreground (see [WithDutyCycle]).
+	DefaultThroughputKept = 0.85
+	// DefaultPaceWindow is how often the default pace reads the
+	// database's statistics, and so how often it changes.
+	DefaultPaceWindow = 2 * time.Second
 	// DefaultBusyRate is the rate of other transactions, per second, above
-	// which the database counts as serving a foreground.
+	// which the database's statistics count as showing a foreground.
 	DefaultBusyRate         = 10
 	DefaultStatementTimeout = 10 * time.Second
 	DefaultLease            = 15 * time.Second
@@ -191,14 +194,17 @@ func WithRate(rowsPerSecond float64) Option {
 // is followed by 60ms of rest. On a busy primary this leaves CPU and I/O to
 // the foreground whatever the chunk size.
 //
-// Default, on PostgreSQL: [DefaultBusyDutyCycle] while the database's
-// statistics show a foreground (more than [DefaultBusyRate] transactions a
-// second besides the backfill's own, and more than the backfill's own rate
-// again, as the statistics lag it; read every second, two readings in a
-// row), else 1, no rest:
-// full speed when no one else is there. [Progress].Foreground then reads
-// [SourceDatabase], and Pace which it is. On SQLite, 1. Given a duty
-// cycle, or a [WithLatencyBudget], the backfill does not look.
+// Default, on PostgreSQL: full speed while the database's statistics show
+// no foreground (no more than [DefaultBusyRate] transactions a second
+// besides the backfill's own, and the backfill's own rate again, as the
+// statistics lag it), and, once two readings in a row show one, a pace
+// that keeps [DefaultThroughputKept] of its throughput: a
+// [WithLatencyBudget] of Throughput 0.85 read from the statistics every
+// [DefaultPaceWindow], whose first reference (the workers rest, for a
+// second and a window) is taken as the foreground arrives, and which goes
+// back to full speed when a reference shows none. [Progress].Foreground
+// then reads [SourceDatabase], and Pace the pace. On SQLite, 1. Given a
+// duty cycle, or a [WithLatencyBudget], the backfill does not look.
 func WithDutyCycle(d float64) Option {
 	return func(o *options) error {
 		if !(d > 0 && d <= 1) {

@@ -132,9 +132,10 @@ func TestPacerBacksOffAndHolds(t *testing.T) {
 	assert.InDelta(t, paceMin, d, 1e-9, "never below the floor")
 
 	idle := newPacer(budget, Foreground{})
-	d, _ = idle.update(now, Foreground{Latency: time.Hour, Ops: 1})
-	assert.InDelta(t, 1.0, d, 1e-9)
 	assert.Contains(t, idle.describe(), "no foreground during the baseline")
+	d, _ = idle.update(now, Foreground{Latency: time.Hour, Ops: 1})
+	assert.InDelta(t, 1.0, d, 1e-9, "with no baseline, a reading is not judged")
+	assert.False(t, idle.referenceDue())
 }
 
 // The recorder's 99th percentile is within a tenth of the truth, its
@@ -274,8 +275,10 @@ func TestPacerFollowsTheForegroundsOwnLoad(t *testing.T) {
 	assert.Greater(t, references, 30, "a reference every eighth window")
 }
 
-// A reference with no foreground sends the backfill to full pace; the
-// next with one starts the pace again where a budget starts.
+// A reference with no foreground sends the backfill to full pace; two
+// readings in a row that see a foreground then make the next window a
+// reference (one alone does not), and the reference with one starts the
+// pace again where a budget starts.
 func TestPacerReferenceWithoutAForeground(t *testing.T) {
 	t.Parallel()
 	p := newPacer(LatencyBudget{P99: 1.5, Window: time.Second}, Foreground{Latency: time.Millisecond, Ops: 10})
@@ -283,13 +286,28 @@ func TestPacerReferenceWithoutAForeground(t *testing.T) {
 	p.reference(Foreground{})
 	assert.InDelta(t, 1.0, p.duty, 1e-9)
 	assert.Contains(t, p.describe(), "no foreground at the reference")
-	for range 4*referenceEvery - 1 {
+	busy := Foreground{Latency: time.Millisecond, Throughput: 100, Ops: 100}
+	for range 10 * referenceEvery {
 		p.update(time.Unix(0, 0), Foreground{})
-		assert.False(t, p.referenceDue(), "with no foreground, a reference a quarter as often")
+		assert.False(t, p.referenceDue(), "no foreground, no reference")
 	}
+	p.update(time.Unix(0, 0), busy)
+	assert.False(t, p.referenceDue(), "one reading is not a foreground")
 	p.update(time.Unix(0, 0), Foreground{})
+	p.update(time.Unix(0, 0), busy)
+	assert.False(t, p.referenceDue(), "nor two apart")
+	duty, _ := p.update(time.Unix(0, 0), busy)
+	assert.InDelta(t, 1.0, duty, 1e-9, "full pace until the reference")
 	assert.True(t, p.referenceDue())
-	p.reference(Foreground{Latency: time.Millisecond, Throughput: 100, Ops: 100})
+	assert.Contains(t, p.describe(), "a foreground is arriving")
+	p.reference(busy)
 	assert.InDelta(t, paceStart, p.duty, 1e-9)
 	assert.Contains(t, p.describe(), "a foreground arrived")
+	assert.False(t, p.referenceDue())
+	// A signal that failed halved the pace; a reading with no foreground
+	// while the reference had none restores it.
+	p.reference(Foreground{})
+	p.duty = 0.25
+	duty, _ = p.update(time.Unix(0, 0), Foreground{})
+	assert.InDelta(t, 1.0, duty, 1e-9)
 }
