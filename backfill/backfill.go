@@ -42,6 +42,7 @@ type Backfill struct {
 	foreground string        // the budget's signal's source
 	pace       string        // the budget's pace, described
 	resting    chan struct{} // while the pace is 0: closed when it is not
+	paced      chan struct{} // closed when the pace next changes (see rest)
 	window     string        // where the job stands among its run windows (see waitWindow)
 	windowSet  bool          // window was recorded in the job's row
 
@@ -478,12 +479,39 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 	b.opts.observer.ObserveChunk(ctx, Chunk{Job: b.job.Name, Seq: c.Seq, Worker: worker, Rows: c.Scanned, Changed: changed,
 		Size: size, Attempt: c.Attempts, Duration: elapsed})
 	b.adapt(c.Scanned, elapsed)
-	if d := b.dutyNow(); d > 0 && d < 1 { // at 0, the next turn waits for the pace to return
-		if err := sleep(ctx, time.Duration(float64(elapsed)*(1-d)/d)); err != nil {
+	return b.rest(ctx, elapsed)
+}
+
+// rest waits, after a chunk that took elapsed, for as long as the pace
+// asks: elapsed × (1 − d) / d at a share d of the time worked. The pace
+// may change meanwhile (at 0.01 a worker rests 99 times its chunk): the
+// rest is measured again against each new pace, so that one raised ends
+// it at once when it has lasted long enough. At 0 it ends: the next turn
+// waits for the pace to return (see waitWhileResting).
+func (b *Backfill) rest(ctx context.Context, elapsed time.Duration) error {
+	start := time.Now()
+	for {
+		b.mu.Lock()
+		d := b.duty
+		if b.paced == nil {
+			b.paced = make(chan struct{})
+		}
+		changed := b.paced
+		b.mu.Unlock()
+		if d <= 0 || d >= 1 {
+			return nil
+		}
+		left := time.Duration(float64(elapsed)*(1-d)/d) - time.Since(start)
+		if left <= 0 {
+			return nil
+		}
+		if b.opts.resting != nil {
+			b.opts.resting(left)
+		}
+		if err := sleepUntil(ctx, left, changed); err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
 // process runs one chunk in one transaction with the chunk's timeouts; its

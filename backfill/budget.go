@@ -111,9 +111,10 @@ type minWindower interface {
 // locks), one past the throughput limit does not (smaller chunks would
 // only add their fixed costs to the same share of the machine).
 //
-// The baseline is taken again as the backfill runs: every eighth window
-// (and, while the last showed no foreground, as soon as two readings in a
-// row see one) the workers rest,
+// The baseline is taken again as the backfill runs: every eighth window,
+// after a window past a limit (from the second window after the last
+// reference on), and, while the last showed no foreground, as soon as
+// two readings in a row see one, the workers rest,
 // each after the chunk it is in, for the signal's lag (a second for the
 // database's statistics; a signal says its own with a Lag()
 // time.Duration method) and a window, and that window's reading is the
@@ -190,6 +191,8 @@ type pacer struct {
 	// arriving counts the readings in a row that saw a foreground while
 	// the reference had none.
 	arriving busyStreak
+	// overLast says the last window judged was past a limit.
+	overLast bool
 }
 
 // referenceEvery is how many windows the pacer judges against one
@@ -208,15 +211,24 @@ func (p *pacer) referenceDue() bool {
 	if p.base.Ops == 0 {
 		return p.arriving.n >= busyReadings
 	}
-	return p.windows >= referenceEvery
+	return p.windows >= referenceEvery || (p.overLast && p.windows >= overReference)
 }
+
+// overReference is how many windows after a reference one past a limit
+// makes the next window a reference: a foreground that lost throughput,
+// or latency, by its own doing (a vacuum, a checkpoint, its load moving)
+// reads as the backfill's doing against a reference taken before, and
+// the pace would fall to its floor and stay there for the rest of the
+// eight windows. Resting at once tells which it was, and is what a
+// backfill past its budget should do anyway.
+const overReference = 2
 
 // reference takes f, read over a window through which the backfill
 // rested, as the new reference. A reference with no foreground sends the
 // backfill to full pace until one arrives; the first with one after such
 // a reference starts the pace again where a budget starts it.
 func (p *pacer) reference(f Foreground) {
-	p.windows, p.arriving = 0, busyStreak{}
+	p.windows, p.arriving, p.overLast = 0, busyStreak{}, false
 	switch {
 	case f.Ops == 0:
 		p.duty, p.note = 1, "no foreground at the reference: full pace"
@@ -299,6 +311,7 @@ func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) 
 		return p.duty, false
 	}
 	v, headroom, latencyOver := p.judge(f)
+	p.overLast = v == over
 	switch v {
 	case over:
 		p.probed = true
@@ -573,6 +586,10 @@ func (b *Backfill) signal() ForegroundSignal {
 // the next window's record makes good a lost one).
 func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float64) {
 	b.mu.Lock()
+	if duty != b.duty && b.paced != nil {
+		close(b.paced)
+		b.paced = nil
+	}
 	b.foreground, b.pace, b.duty = source, pace, duty
 	switch {
 	case duty > 0:

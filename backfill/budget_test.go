@@ -342,3 +342,41 @@ func TestLatencyBudgetRestsForItsReferences(t *testing.T) {
 	// One worker: at most the claim it was making as each rest began.
 	assert.LessOrEqual(t, atRest, refs+1, "claims while resting")
 }
+
+// A worker resting after a chunk at a pace of 0.01 (99 times the
+// chunk's time) ends its rest as soon as the pace is raised: the rest is
+// measured again against each new pace.
+func TestRestEndsWhenThePaceRises(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	usersTable(t, db, 400)
+	release := make(chan struct{})
+	var once sync.Once
+	var rests []time.Duration
+	var mu sync.Mutex
+	var b *backfill.Backfill
+	b = mustNew(t, db, emailJob("rest-ends"), backfill.WithChunkSize(200, 200, 200), backfill.WithDutyCycle(0.01),
+		backfill.WithBeforeCommit(func(seq int64) {
+			if seq == 1 {
+				<-release // the first chunk takes as long as the test lets it
+			}
+		}),
+		backfill.WithResting(func(d time.Duration) {
+			mu.Lock()
+			rests = append(rests, d)
+			mu.Unlock()
+			once.Do(func() { b.SetDuty(1) })
+		}))
+	// Long enough a chunk that its rest at 0.01 would outlast the test.
+	timer := time.AfterFunc(300*time.Millisecond, func() { close(release) })
+	defer timer.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	p, err := b.Run(ctx)
+	require.NoError(t, err, "the rest (%v) was not cut short by the raised pace", rests)
+	assert.Equal(t, backfill.Done, p.Status)
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, rests)
+	assert.Greater(t, rests[0], 25*time.Second, "at 0.01 the first rest is 99 times the chunk")
+}

@@ -75,6 +75,15 @@ func BusyReadings(readings ...bool) []bool {
 	return out
 }
 
+// WithResting calls fn each time a worker starts (or, after the pace
+// changed, goes on) resting after a chunk, with how long it means to.
+func WithResting(fn func(d time.Duration)) Option {
+	return func(o *options) error { o.resting = fn; return nil }
+}
+
+// SetDuty sets the share of time the workers work, as a pace would.
+func (b *Backfill) SetDuty(d float64) { b.setPace(context.Background(), "", "", d) }
+
 // DutyNow is the share of time a worker works now: 0 while the budget
 // takes a reference.
 func (b *Backfill) DutyNow() float64 { return b.dutyNow() }

@@ -311,3 +311,48 @@ func TestPacerReferenceWithoutAForeground(t *testing.T) {
 	duty, _ = p.update(time.Unix(0, 0), Foreground{})
 	assert.InDelta(t, 1.0, duty, 1e-9)
 }
+
+// A foreground that loses a quarter of its throughput by its own doing
+// (a vacuum starts, say) reads as past the budget against the reference
+// taken before. The window after one past a limit is a reference (from
+// the second after the last on), so the pace is judged against the
+// foreground as it is now and does not sink to its floor (judged against
+// the old reference until the eighth window, it halves every other
+// window down to 0.01).
+func TestPacerTakesAReferenceWhenOverBudget(t *testing.T) {
+	t.Parallel()
+	budget := LatencyBudget{Throughput: 0.9, Window: time.Second}
+	base := Foreground{Throughput: 2000, Ops: 2000}
+	p := newPacer(budget, base)
+	m := model{base: base, rng: rand.New(rand.NewPCG(5, 6)), tp: 0.4}
+	now := time.Unix(0, 0)
+	duty := p.duty
+	step := func() (reference bool) {
+		now = now.Add(budget.Window)
+		if p.referenceDue() {
+			p.reference(m.at(0))
+			duty = p.duty
+			return true
+		}
+		duty, _ = p.update(now, m.at(duty))
+		return false
+	}
+	for i := 0; i < 40 || duty < 0.12 || p.windows < 2; i++ {
+		require.Less(t, i, 400, "the pace never came near the set point (0.175)")
+		step()
+	}
+	m.base = Foreground{Throughput: 1500, Ops: 1500}
+	least, windows := duty, 0
+	for !step() {
+		windows++
+		least = min(least, duty)
+	}
+	assert.LessOrEqual(t, windows, 2, "a reference in the window after the first past the limit")
+	sum := 0.0
+	for range 40 {
+		step()
+		least, sum = min(least, duty), sum+duty
+	}
+	assert.Greater(t, least, 0.05, "the pace never sank towards its floor")
+	assert.Greater(t, sum/40, 0.1, "and stayed near the set point")
+}
