@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +33,12 @@ import (
 // against the same pgbench run's 2 s before the window: the runs are
 // minutes apart on a machine that may be shared), the
 // foreground's p99 as a ratio to that run's, and the longest foreground
-// transaction. BENCH_PGBENCH names pgbench (default: on PATH, else
+// transaction. The contenders: no backfill, the single UPDATE, the
+// defaults, the latency budget (1.5× p99, 10% of the throughput) read
+// from the database's statistics, the same budget read from the
+// foreground's own latencies (pgbench's log, tailed as it is written,
+// fed to a ForegroundRecorder, as an application's adapters would feed
+// one), and fixed 1,000-row batches with no pause. BENCH_PGBENCH names pgbench (default: on PATH, else
 // PostgreSQL 15's).
 func BenchmarkBackfillUnderLoad(b *testing.B) {
 	pgbench := pgbenchPath(b)
@@ -56,6 +62,7 @@ END;
 		tpsBefore        float64 // the foreground's tx/s over the 2 s before the window, in the same pgbench run
 	}
 	var results []result
+	var liveLog string // the directory the running pgbench logs to
 	measure := func(name string, loaded bool, run func(db *sqlx.DB) (start, end time.Time, rows int64)) result {
 		b.Helper()
 		url := pgtest.URL(b)
@@ -93,6 +100,7 @@ END;
 			}
 		}
 		defer stopPgbench()
+		liveLog = logDir
 		// Warm up: the foreground's connections and caches.
 		time.Sleep(3 * time.Second)
 		start, end, rows := run(db)
@@ -168,6 +176,14 @@ END;
 		results = append(results, measure("defaults", true, backfillRun()))
 		results = append(results, measure("budget 1.5x p99, 10% tx/s", true, backfillRun(
 			backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9}))))
+		// The same budget read from the application's own latencies:
+		// pgbench's, as it logs them, fed to a ForegroundRecorder.
+		rec := backfill.NewForegroundRecorder(nil)
+		results = append(results, measure("budget, the foreground's own latencies", true, func(db *sqlx.DB) (time.Time, time.Time, int64) {
+			stop := tailPgbench(liveLog, rec)
+			defer stop()
+			return backfillRun(backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9, Signal: rec}))(db)
+		}))
 		results = append(results, measure("fixed 1000-row batches", true, backfillRun(
 			backfill.WithChunkSize(1000, 1000, 1000), backfill.WithMaxLockHold(10*time.Second), backfill.WithDutyCycle(1))))
 		unloaded := measure("defaults, no foreground", false, backfillRun())
@@ -189,15 +205,69 @@ END;
 		}
 		rowsPerSec := func(r result) float64 { return float64(r.rows) / r.window.Seconds() }
 		fmt.Fprintf(&out, "budget rows/s: %.2f× the fixed 1000-row batches', %.0f%% of the defaults' with no foreground\n",
-			rowsPerSec(results[3])/rowsPerSec(results[4]), 100*rowsPerSec(results[3])/rowsPerSec(unloaded))
+			rowsPerSec(results[3])/rowsPerSec(results[5]), 100*rowsPerSec(results[3])/rowsPerSec(unloaded))
+		fmt.Fprintf(&out, "budget on the foreground's own latencies, rows/s: %.2f× the fixed 1000-row batches', %.0f%% of the defaults' with no foreground\n",
+			rowsPerSec(results[4])/rowsPerSec(results[5]), 100*rowsPerSec(results[4])/rowsPerSec(unloaded))
 		fmt.Fprintf(&out, "defaults with no foreground: %.2f× the single UPDATE's rows/s under load\n", rowsPerSec(unloaded)/rowsPerSec(results[1]))
 		fmt.Print(out.String())
 		b.ReportMetric(results[2].maxLat, "defaults-longest-fg-ms")
 		b.ReportMetric(100*results[2].tps/none.tps, "defaults-fg-kept-%")
 		b.ReportMetric(results[3].p99/none.p99, "budget-p99-ratio")
 		b.ReportMetric(100*results[3].tps/none.tps, "budget-fg-kept-%")
-		b.ReportMetric(rowsPerSec(results[3])/rowsPerSec(results[4]), "budget-vs-fixed-1000")
+		b.ReportMetric(rowsPerSec(results[3])/rowsPerSec(results[5]), "budget-vs-fixed-1000")
+		b.ReportMetric(results[4].p99/none.p99, "app-budget-p99-ratio")
+		b.ReportMetric(100*results[4].tps/none.tps, "app-budget-fg-kept-%")
+		b.ReportMetric(rowsPerSec(results[4])/rowsPerSec(results[5]), "app-budget-vs-fixed-1000")
 		b.ReportMetric(rowsPerSec(results[3])/rowsPerSec(unloaded), "budget-share-of-unloaded")
+	}
+}
+
+// tailPgbench feeds rec with each transaction's latency as pgbench logs
+// it in dir (its per-transaction logs, a file per thread, which pgbench
+// writes as it goes), reading what was added every 20ms, until the
+// returned stop is called (which waits for it). It stands in for the
+// application's own timing of its calls.
+func tailPgbench(dir string, rec *backfill.ForegroundRecorder) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		offsets, partial := map[string]int64{}, map[string]string{}
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "tx.*"))
+			for _, f := range files {
+				fh, err := os.Open(f)
+				if err != nil {
+					continue
+				}
+				buf := make([]byte, 1<<20)
+				n, _ := fh.ReadAt(buf, offsets[f])
+				fh.Close()
+				offsets[f] += int64(n)
+				text := partial[f] + string(buf[:n])
+				lines := strings.Split(text, "\n")
+				partial[f] = lines[len(lines)-1]
+				for _, l := range lines[:len(lines)-1] {
+					fields := strings.Fields(l)
+					if len(fields) < 3 {
+						continue
+					}
+					if us, err := strconv.ParseInt(fields[2], 10, 64); err == nil {
+						rec.Observe(time.Duration(us) * time.Microsecond)
+					}
+				}
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
 

@@ -137,9 +137,11 @@
 // foreground of pgbench in a separate process (4 clients, a point read
 // and a point update per transaction), and prints, for no backfill, the
 // single UPDATE, the defaults, a latency budget (1.5× p99, 10% of the
-// throughput) and fixed 1,000-row batches with no pause: rows/s, the
-// foreground's tx/s kept, its p99 against the run with no backfill, and
-// its longest transaction, over each contender's own window. It is not
+// throughput) read from the database's statistics and from the
+// foreground's own latencies, and fixed 1,000-row batches with no pause:
+// rows/s, the foreground's tx/s kept, its p99 against the run with no
+// backfill, and its longest transaction, over each contender's own
+// window. It is not
 // part of go test ./...: benchmarks run only when asked for.
 //
 // Replicas and the log are protected by signals that re-check often
