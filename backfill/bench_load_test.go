@@ -76,6 +76,7 @@ END;
 		// contender leaves are not vacuumed while the next one runs.
 		defer db.MustExecContext(ctx, `DROP TABLE users`)
 		db.MustExecContext(ctx, `CHECKPOINT`)
+		syscall.Sync() // the checkpoint's writes, out of the kernel's cache before the contender runs (no fsync)
 		logDir := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
 		if err := os.MkdirAll(logDir, 0o755); err != nil {
 			b.Fatal(err)
