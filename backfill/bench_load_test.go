@@ -233,6 +233,7 @@ func tailPgbench(dir string, rec *backfill.ForegroundRecorder) (stop func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		offsets, partial := map[string]int64{}, map[string]string{}
+		buf := make([]byte, 256<<10) // one buffer: the reader must not be a load of its own
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -247,22 +248,26 @@ func tailPgbench(dir string, rec *backfill.ForegroundRecorder) (stop func()) {
 				if err != nil {
 					continue
 				}
-				buf := make([]byte, 1<<20)
-				n, _ := fh.ReadAt(buf, offsets[f])
-				fh.Close()
-				offsets[f] += int64(n)
-				text := partial[f] + string(buf[:n])
-				lines := strings.Split(text, "\n")
-				partial[f] = lines[len(lines)-1]
-				for _, l := range lines[:len(lines)-1] {
-					fields := strings.Fields(l)
-					if len(fields) < 3 {
-						continue
+				for {
+					n, _ := fh.ReadAt(buf, offsets[f])
+					if n == 0 {
+						break
 					}
-					if us, err := strconv.ParseInt(fields[2], 10, 64); err == nil {
-						rec.Observe(time.Duration(us) * time.Microsecond)
+					offsets[f] += int64(n)
+					text := partial[f] + string(buf[:n])
+					lines := strings.Split(text, "\n")
+					partial[f] = lines[len(lines)-1]
+					for _, l := range lines[:len(lines)-1] {
+						fields := strings.Fields(l)
+						if len(fields) < 3 {
+							continue
+						}
+						if us, err := strconv.ParseInt(fields[2], 10, 64); err == nil {
+							rec.Observe(time.Duration(us) * time.Microsecond)
+						}
 					}
 				}
+				fh.Close()
 			}
 		}
 	})
