@@ -121,12 +121,14 @@ type minWindower interface {
 // reference the next are judged against. A foreground whose own load
 // rises is then not blamed on the backfill, nor one whose load falls
 // credited to it; a reference costs the backfill an eighth of its time
-// or so.
+// or so (more while windows come out past a limit: each such rest is one
+// the backfill owed the foreground anyway).
 //
 // The signal in use, and the last reading against the baseline, show in
 // [Progress].Foreground and [Progress].Pace. A foreground that did
 // nothing during the baseline gives nothing to compare with: the backfill
-// then runs at full pace, and Pace says so.
+// then runs at full pace, and Pace says so, until two readings in a row
+// see one, when it takes a reference (see above).
 func WithLatencyBudget(b LatencyBudget) Option {
 	return func(o *options) error {
 		if b.P99 == 0 && b.Throughput == 0 {
