@@ -23,7 +23,9 @@ type LatencyBudget struct {
 	// Throughput is the share of the baseline's throughput the foreground
 	// keeps: 0.9 lets the backfill take a tenth. 0 leaves it unbounded;
 	// otherwise it must be in (0, 1). A signal that cannot tell
-	// throughput (a probe) holds only P99.
+	// throughput (a probe) holds only P99, and a window (or reference) of
+	// fewer than 400 operations is not judged by its throughput: over so
+	// few, a count swings by more than a budget's loss on its own.
 	Throughput float64
 	// Signal reads the foreground, in order of preference: the
 	// application's own latencies ([ForegroundRecorder] in the process,
@@ -195,7 +197,25 @@ type pacer struct {
 	arriving busyStreak
 	// overLast says the last window judged was past a limit.
 	overLast bool
+	// busy tells whether a reading shows a foreground (nil: any with
+	// operations in it does; see teller).
+	busy func(Foreground) bool
 }
+
+// seen reports whether f shows a foreground.
+func (p *pacer) seen(f Foreground) bool {
+	if p.busy != nil {
+		return p.busy(f)
+	}
+	return f.Ops > 0
+}
+
+// minJudgedOps is how many operations a window, and the reference, must
+// hold for the foreground's throughput to be judged: over fewer, a count
+// swings by more than a tenth on its own (one standard deviation of n
+// arrivals is √n of them: a twentieth of 400), and a loss within a
+// budget could not be told from noise. Below it, only latency is judged.
+const minJudgedOps = 400
 
 // referenceEvery is how many windows the pacer judges against one
 // reference before it takes the next: the foreground's own load moves
@@ -231,6 +251,9 @@ const overReference = 2
 // a reference starts the pace again where a budget starts it.
 func (p *pacer) reference(f Foreground) {
 	p.windows, p.arriving, p.overLast = 0, busyStreak{}, false
+	if !p.seen(f) {
+		f = Foreground{}
+	}
 	switch {
 	case f.Ops == 0:
 		p.duty, p.note = 1, "no foreground at the reference: full pace"
@@ -283,7 +306,7 @@ func (p *pacer) judge(f Foreground) (v verdict, headroom float64, latencyOver bo
 	if p.budget.P99 > 0 && p.base.Latency > 0 && f.Latency > 0 {
 		latencyOver = worse(float64(f.Latency)/float64(p.base.Latency), p.budget.P99, true)
 	}
-	if p.budget.Throughput > 0 && p.base.Throughput > 0 && f.Throughput > 0 {
+	if p.budget.Throughput > 0 && p.base.Throughput > 0 && f.Throughput > 0 && min(p.base.Ops, f.Ops) >= minJudgedOps {
 		worse(f.Throughput/p.base.Throughput, p.budget.Throughput, false)
 	}
 	return v, headroom, latencyOver
@@ -301,7 +324,7 @@ func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) 
 		// Full pace, unless a reading saw a foreground: then a reference
 		// is due (see referenceDue).
 		p.duty, p.note = 1, "no foreground: full pace"
-		if p.arriving.read(f.Ops > 0) {
+		if p.arriving.read(p.seen(f)) {
 			p.note = "a foreground is arriving: taking a reference"
 		}
 		return p.duty, false
@@ -491,6 +514,27 @@ type dbForeground struct {
 	// owed is how many of the backfill's own transactions were taken off
 	// a reading before the statistics showed them (see others).
 	owed int64
+	// ownRate is the backfill's own rate over the last reading's window.
+	ownRate float64
+}
+
+// busy implements teller: the statistics lag what the backfill counts of
+// its own by up to a second, so others must exceed [DefaultBusyRate] and
+// the backfill's own rate again to be a foreground, or a backfill alone
+// would read its own lag as one. The rule decides only whether there is
+// a foreground at all (at a baseline, a reference, or while there was
+// none); a reading judged against a reference with one is judged whole,
+// however small.
+func (s *dbForeground) busy(f Foreground) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f.Ops > 0 && f.Throughput > DefaultBusyRate+s.ownRate
+}
+
+// teller is what a signal whose readings may count what is not a
+// foreground implements: whether a reading shows one.
+type teller interface {
+	busy(f Foreground) bool
 }
 
 type dbStats struct {
@@ -527,14 +571,7 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	if secs <= 0 {
 		return Foreground{}, nil
 	}
-	// The statistics lag what the backfill counts of its own by up to a
-	// second: others must exceed [DefaultBusyRate] and the backfill's own
-	// rate again to be a foreground, or a backfill alone would read its
-	// own lag as one.
-	ownRate := float64(cur.ownTx-prev.ownTx) / secs
-	if float64(ops)/secs <= DefaultBusyRate+ownRate {
-		return Foreground{}, nil
-	}
+	s.ownRate = float64(cur.ownTx-prev.ownTx) / secs
 	f := Foreground{Ops: ops}
 	if ops > 0 {
 		f.Throughput = float64(ops) / secs
@@ -630,6 +667,9 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("latency budget: baseline: %w", err)
 	}
+	if t, ok := sig.(teller); ok && !t.busy(base) {
+		base = Foreground{}
+	}
 	return b.follow(ctx, sig, newPacer(*bud, base)), nil
 }
 
@@ -658,6 +698,9 @@ func (b *Backfill) keepThroughput(ctx context.Context) (stop func()) {
 // stop is called (which waits for it).
 func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (stop func()) {
 	bud := p.budget
+	if t, ok := sig.(teller); ok {
+		p.busy = t.busy
+	}
 	b.setPace(ctx, sig.Source(), p.describe(), p.duty)
 	lag := time.Duration(0)
 	if l, ok := sig.(lagger); ok {

@@ -206,6 +206,10 @@ func WithRate(rowsPerSecond float64) Option {
 // back to full speed when a reference shows none. [Progress].Foreground
 // then reads [SourceDatabase], and Pace the pace. On SQLite, 1. Given a
 // duty cycle, or a [WithLatencyBudget], the backfill does not look.
+// Each Backfill takes off the statistics only its own transactions:
+// several processes running one job read each other's chunks as a
+// foreground and pace themselves for one another; give them
+// WithDutyCycle(1), or a budget read from the application's latencies.
 func WithDutyCycle(d float64) Option {
 	return func(o *options) error {
 		if !(d > 0 && d <= 1) {

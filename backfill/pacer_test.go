@@ -356,3 +356,34 @@ func TestPacerTakesAReferenceWhenOverBudget(t *testing.T) {
 	assert.Greater(t, least, 0.05, "the pace never sank towards its floor")
 	assert.Greater(t, sum/40, 0.1, "and stayed near the set point")
 }
+
+// Whether a reading shows a foreground at all is the signal's to tell
+// (the statistics count the backfill's own, late): at a reference and
+// while there was none, a reading it says is no foreground is none. A
+// reading judged against a reference with one is judged whole; its
+// throughput only over enough operations to tell a loss from noise.
+func TestPacerAsksTheSignalWhetherAForegroundRuns(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(0, 0)
+	budget := LatencyBudget{Throughput: 0.9, Window: time.Second}
+	p := newPacer(budget, Foreground{})
+	p.busy = func(f Foreground) bool { return f.Throughput > 100 }
+	light := Foreground{Throughput: 50, Ops: 100}
+	for range 5 {
+		p.update(now, light)
+	}
+	assert.False(t, p.referenceDue(), "what the signal says is no foreground does not arrive")
+	p.reference(light)
+	assert.InDelta(t, 1.0, p.duty, 1e-9, "nor is it one at a reference")
+	heavy := Foreground{Throughput: 1000, Ops: 2000}
+	p.update(now, heavy)
+	p.update(now, heavy)
+	require.True(t, p.referenceDue())
+	p.reference(heavy)
+	assert.InDelta(t, paceStart, p.duty, 1e-9)
+	d, _ := p.update(now, Foreground{Throughput: 50, Ops: 100})
+	assert.Contains(t, p.describe(), "throughput 5% of 1000/s", "judged whole, however small")
+	assert.InDelta(t, paceStart*2, d, 1e-9, "but a window of 100 operations is too few to judge its throughput by")
+	d, _ = p.update(now, Foreground{Throughput: 500, Ops: 1000})
+	assert.InDelta(t, paceStart, d, 1e-9, "one of 1000 at half the throughput is past the limit: halved")
+}
