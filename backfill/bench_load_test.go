@@ -258,12 +258,8 @@ func tailPgbench(dir string, rec *backfill.ForegroundRecorder) (stop func()) {
 					lines := strings.Split(text, "\n")
 					partial[f] = lines[len(lines)-1]
 					for _, l := range lines[:len(lines)-1] {
-						fields := strings.Fields(l)
-						if len(fields) < 3 {
-							continue
-						}
-						if us, err := strconv.ParseInt(fields[2], 10, 64); err == nil {
-							rec.Observe(time.Duration(us) * time.Microsecond)
+						if tx, ok := parsePgbenchLine(l); ok {
+							rec.Observe(tx.latency)
 						}
 					}
 				}
@@ -283,9 +279,8 @@ type fgTx struct {
 	latency time.Duration
 }
 
-// readPgbenchLogs reads every per-transaction log pgbench wrote in dir:
-// lines of client, transaction, latency (µs), script, and the epoch
-// seconds and microseconds it completed at.
+// readPgbenchLogs reads every per-transaction log pgbench wrote in dir
+// (see parsePgbenchLine).
 func readPgbenchLogs(dir string) ([]fgTx, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "tx.*"))
 	if err != nil || len(files) == 0 {
@@ -299,17 +294,9 @@ func readPgbenchLogs(dir string) ([]fgTx, error) {
 		}
 		sc := bufio.NewScanner(fh)
 		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 6 {
-				continue
+			if tx, ok := parsePgbenchLine(sc.Text()); ok {
+				txs = append(txs, tx)
 			}
-			us, err1 := strconv.ParseInt(fields[2], 10, 64)
-			sec, err2 := strconv.ParseInt(fields[4], 10, 64)
-			usec, err3 := strconv.ParseInt(fields[5], 10, 64)
-			if err1 != nil || err2 != nil || err3 != nil {
-				continue
-			}
-			txs = append(txs, fgTx{done: time.Unix(sec, usec*1000), latency: time.Duration(us) * time.Microsecond})
 		}
 		fh.Close()
 		if err := sc.Err(); err != nil {
@@ -317,6 +304,23 @@ func readPgbenchLogs(dir string) ([]fgTx, error) {
 		}
 	}
 	return txs, nil
+}
+
+// parsePgbenchLine reads one line of pgbench's per-transaction log:
+// client, transaction, latency (µs), script, and the epoch seconds and
+// microseconds it completed at.
+func parsePgbenchLine(l string) (fgTx, bool) {
+	fields := strings.Fields(l)
+	if len(fields) < 6 {
+		return fgTx{}, false
+	}
+	us, err1 := strconv.ParseInt(fields[2], 10, 64)
+	sec, err2 := strconv.ParseInt(fields[4], 10, 64)
+	usec, err3 := strconv.ParseInt(fields[5], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return fgTx{}, false
+	}
+	return fgTx{done: time.Unix(sec, usec*1000), latency: time.Duration(us) * time.Microsecond}, true
 }
 
 func pgbenchPath(b *testing.B) string {

@@ -245,12 +245,18 @@ func (p *pacer) referenceDue() bool {
 // backfill past its budget should do anyway.
 const overReference = 2
 
+// restart starts the count towards the next reference over: one was
+// taken, or its reading failed (the next, eight windows on).
+func (p *pacer) restart() {
+	p.windows, p.arriving, p.overLast = 0, busyStreak{}, false
+}
+
 // reference takes f, read over a window through which the backfill
 // rested, as the new reference. A reference with no foreground sends the
 // backfill to full pace until one arrives; the first with one after such
 // a reference starts the pace again where a budget starts it.
 func (p *pacer) reference(f Foreground) {
-	p.windows, p.arriving, p.overLast = 0, busyStreak{}, false
+	p.restart()
 	if !p.seen(f) {
 		f = Foreground{}
 	}
@@ -735,7 +741,7 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 			return err
 		}
 		if _, err := sig.Read(ctx); err != nil {
-			p.windows, p.arriving = 0, busyStreak{} // the next reference, eight windows on
+			p.restart()
 			b.setPace(ctx, sig.Source(), p.describe(), p.duty)
 			return nil
 		}
@@ -744,7 +750,7 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 		}
 		f, err = sig.Read(ctx)
 		if err != nil {
-			p.windows, p.arriving = 0, busyStreak{}
+			p.restart()
 		} else {
 			p.reference(f)
 		}
