@@ -510,23 +510,34 @@ func (p probeSignal) Read(ctx context.Context) (Foreground, error) {
 
 // dbForeground reads the foreground from the database's statistics, less
 // what the backfill's own transactions add to them (counted by the
-// Backfill as it runs them: see ownTx, ownActive).
+// Backfill as it runs them: see ownTx, ownActive), and less what every
+// other live run of a backfill adds (any process's, any job's), which
+// each run writes in schemashift_backfill_runs at each of its readings:
+// several processes on one job would otherwise read each other's chunks
+// as a foreground and rest for one another.
 type dbForeground struct {
-	b *Backfill
+	b     *Backfill
+	board *runBoard
 
 	mu    sync.Mutex
 	prev  dbStats
 	valid bool
-	// owed is how many of the backfill's own transactions were taken off
-	// a reading before the statistics showed them (see others).
+	// owed is how many of the backfills' transactions were taken off a
+	// reading before the statistics showed them (see others).
 	owed int64
-	// ownRate is the backfill's own rate over the last reading's window.
+	// ownRate is the rate of the backfills' transactions (this run's and
+	// the others') over the last reading's window.
 	ownRate float64
 }
 
-// busy implements teller: the statistics lag what the backfill counts of
-// its own by up to a second, so others must exceed [DefaultBusyRate] and
-// the backfill's own rate again to be a foreground, or a backfill alone
+// newDBForeground reads the statistics every window.
+func newDBForeground(b *Backfill, window time.Duration) *dbForeground {
+	return &dbForeground{b: b, board: newRunBoard(b, window)}
+}
+
+// busy implements teller: the statistics lag what the backfills count of
+// their own by up to a second, so others must exceed [DefaultBusyRate] and
+// the backfills' own rate again to be a foreground, or a backfill alone
 // would read its own lag as one. The rule decides only whether there is
 // a foreground at all (at a baseline, a reference, or while there was
 // none); a reading judged against a reference with one is judged whole,
@@ -549,11 +560,38 @@ type dbStats struct {
 	activeMS  float64
 	ownTx     int64
 	ownActive time.Duration
+	runs      map[string]runLoad // the other live runs', as they last wrote them
+}
+
+// runLoad is what a run counted of its own: transactions, and its
+// statements' time.
+type runLoad struct {
+	xacts  int64
+	active time.Duration
+}
+
+// since is what the other runs did between two readings: of each run in
+// both, the difference; of each run new since prev, all it counted (it
+// wrote its row first as it started). A run gone since takes nothing.
+func since(prev, cur map[string]runLoad) (d runLoad) {
+	for run, c := range cur {
+		p := prev[run]
+		d.xacts += max(0, c.xacts-p.xacts)
+		d.active += max(0, c.active-p.active)
+	}
+	return d
 }
 
 func (*dbForeground) Source() string { return SourceDatabase }
 
 func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
+	// This reading's two statements, as the statistics will count them.
+	s.b.ownTx.Add(2)
+	mine := runLoad{xacts: s.b.ownTx.Load(), active: time.Duration(s.b.ownActive.Load())}
+	runs, err := s.board.publish(ctx, mine)
+	if err != nil {
+		return Foreground{}, fmt.Errorf("foreground from the database's statistics: the backfills' own load: %w", err)
+	}
 	var row struct {
 		Xacts  int64   `db:"xacts"`
 		Active float64 `db:"active_ms"`
@@ -561,7 +599,7 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	if err := s.b.db.GetContext(ctx, &row, s.b.plan.d.BackfillForegroundStats()); err != nil {
 		return Foreground{}, fmt.Errorf("foreground from the database's statistics: %w", err)
 	}
-	cur := dbStats{at: time.Now(), xacts: row.Xacts, activeMS: row.Active, ownTx: s.b.ownTx.Load(), ownActive: time.Duration(s.b.ownActive.Load())}
+	cur := dbStats{at: time.Now(), xacts: row.Xacts, activeMS: row.Active, ownTx: mine.xacts, ownActive: mine.active, runs: runs}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	prev, valid := s.prev, s.valid
@@ -569,15 +607,16 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	if !valid {
 		return Foreground{}, nil
 	}
-	// +2: this reading's own, and the pace's record after the last.
+	theirs := since(prev.runs, cur.runs)
+	own := cur.ownTx - prev.ownTx + theirs.xacts
 	var ops int64
-	ops, s.owed = others(cur.xacts-prev.xacts, cur.ownTx-prev.ownTx+2, s.owed)
-	activeMS := (cur.activeMS - prev.activeMS) - float64(cur.ownActive-prev.ownActive)/float64(time.Millisecond)
+	ops, s.owed = others(cur.xacts-prev.xacts, own, s.owed)
+	activeMS := (cur.activeMS - prev.activeMS) - float64(cur.ownActive-prev.ownActive+theirs.active)/float64(time.Millisecond)
 	secs := cur.at.Sub(prev.at).Seconds()
 	if secs <= 0 {
 		return Foreground{}, nil
 	}
-	s.ownRate = float64(cur.ownTx-prev.ownTx) / secs
+	s.ownRate = float64(own) / secs
 	f := Foreground{Ops: ops}
 	if ops > 0 {
 		f.Throughput = float64(ops) / secs
@@ -586,6 +625,57 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 		}
 	}
 	return f, nil
+}
+
+// runBoard is this run's row in schemashift_backfill_runs, written every
+// window (see dbForeground).
+type runBoard struct {
+	b      *Backfill
+	run    string
+	window time.Duration
+}
+
+func newRunBoard(b *Backfill, window time.Duration) *runBoard {
+	return &runBoard{b: b, run: newWorkerID(), window: window}
+}
+
+// publish writes this run's load and reads the other live runs'. A row
+// lives three windows past its writing: the others read it at least once
+// more after this run's last.
+func (r *runBoard) publish(ctx context.Context, mine runLoad) (map[string]runLoad, error) {
+	rows, err := r.b.db.QueryxContext(ctx, r.b.plan.d.BackfillRunLoad(), r.run, r.b.job.Name, mine.xacts,
+		mine.active.Microseconds(), (3 * r.window).Milliseconds())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	runs := map[string]runLoad{}
+	for rows.Next() {
+		var (
+			run             string
+			xacts, activeUS int64
+		)
+		if err := rows.Scan(&run, &xacts, &activeUS); err != nil {
+			return nil, err
+		}
+		runs[run] = runLoad{xacts: xacts, active: time.Duration(activeUS) * time.Microsecond}
+	}
+	return runs, rows.Err()
+}
+
+// publishing writes this run's load every window until the returned stop
+// is called (which waits for it), for a run that does not read the
+// statistics itself (a duty cycle given, or a budget with a signal of
+// its own), so that the runs that do take it off them.
+func (b *Backfill) publishing(ctx context.Context) (stop func()) {
+	board := newRunBoard(b, DefaultPaceWindow)
+	return b.pacing(ctx, func(ctx context.Context) error {
+		b.ownTx.Add(1) // the statement below
+		// Best effort: a lost write leaves the others reading this run's
+		// load as a foreground for a window.
+		_, _ = board.publish(ctx, runLoad{xacts: b.ownTx.Load(), active: time.Duration(b.ownActive.Load())})
+		return sleep(ctx, DefaultPaceWindow)
+	})
 }
 
 // maxOwed bounds what others carries: the backfill's own count may run
@@ -624,7 +714,7 @@ func (b *Backfill) signal() ForegroundSignal {
 	if s := b.opts.budget.Signal; s != nil {
 		return s
 	}
-	return &dbForeground{b: b}
+	return newDBForeground(b, b.opts.budget.Window)
 }
 
 // setPace records the pace, in memory and in the job's row (best effort:
@@ -636,6 +726,7 @@ func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float6
 		b.paced = nil
 	}
 	b.foreground, b.pace, b.duty = source, pace, duty
+	b.ownTx.Add(1) // the record below
 	switch {
 	case duty > 0:
 		b.wake()
@@ -654,14 +745,33 @@ func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float6
 // a database without, it clears what an earlier Run recorded.
 func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 	bud := b.opts.budget
+	stats := b.plan.d.BackfillForegroundStats() != ""
 	if bud == nil {
-		if b.opts.dutySet || b.plan.d.BackfillForegroundStats() == "" {
+		if !stats {
 			b.setPace(ctx, "", "", b.opts.dutyCycle)
 			return func() {}, nil
+		}
+		if b.opts.dutySet {
+			b.setPace(ctx, "", "", b.opts.dutyCycle)
+			return b.publishing(ctx), nil
 		}
 		return b.keepThroughput(ctx), nil
 	}
 	sig := b.signal()
+	if _, own := sig.(*dbForeground); !own && stats {
+		stopPublishing := b.publishing(ctx)
+		stop, err := b.budgeted(ctx, sig, bud)
+		if err != nil {
+			stopPublishing()
+			return nil, err
+		}
+		return func() { stop(); stopPublishing() }, nil
+	}
+	return b.budgeted(ctx, sig, bud)
+}
+
+// budgeted reads sig's baseline for bud, then follows it.
+func (b *Backfill) budgeted(ctx context.Context, sig ForegroundSignal, bud *LatencyBudget) (stop func(), err error) {
 	b.setPace(ctx, sig.Source(), "measuring the baseline", paceStart)
 	if _, err := sig.Read(ctx); err != nil {
 		return nil, fmt.Errorf("latency budget: baseline: %w", err)
@@ -688,7 +798,7 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 // there as a budget does; a reference with none sends it back to full
 // pace.
 func (b *Backfill) keepThroughput(ctx context.Context) (stop func()) {
-	sig := &dbForeground{b: b}
+	sig := newDBForeground(b, DefaultPaceWindow)
 	p := newPacer(LatencyBudget{Throughput: DefaultThroughputKept, Window: DefaultPaceWindow}, Foreground{})
 	p.note = "no foreground seen yet: full pace"
 	if _, err := sig.Read(ctx); err != nil {

@@ -102,7 +102,10 @@
 // database's statistics show no foreground, and, once they show one,
 // paces itself to keep [DefaultThroughputKept] (85%) of its throughput,
 // a throughput budget whose first reference is taken as the foreground
-// arrives (see [WithDutyCycle]). A single worker looks for the next
+// arrives (see [WithDutyCycle]). Each Run writes its own load in
+// schemashift_backfill_runs, and each takes every live run's off the
+// statistics: several processes on one job do not pace for one another.
+// A single worker looks for the next
 // chunk's boundary while its chunk runs.
 //
 // How fast to go is best stated as what the foreground may lose:

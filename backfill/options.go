@@ -206,10 +206,12 @@ func WithRate(rowsPerSecond float64) Option {
 // back to full speed when a reference shows none. [Progress].Foreground
 // then reads [SourceDatabase], and Pace the pace. On SQLite, 1. Given a
 // duty cycle, or a [WithLatencyBudget], the backfill does not look.
-// Each Backfill takes off the statistics only its own transactions:
-// several processes running one job read each other's chunks as a
-// foreground and pace themselves for one another; give them
-// WithDutyCycle(1), or a budget read from the application's latencies.
+// Every Run on PostgreSQL, however it paces itself, writes what it
+// counted of its own transactions in schemashift_backfill_runs every
+// window; each takes every live run's off the statistics as it takes its
+// own, so that several processes on one job (or backfills of several
+// jobs) do not read each other as a foreground. What one run does to the
+// foreground's latency the others see, and pace for.
 func WithDutyCycle(d float64) Option {
 	return func(o *options) error {
 		if !(d > 0 && d <= 1) {

@@ -82,12 +82,12 @@ func EnsureSchema(ctx context.Context, db DB) error {
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
-	cols, err := d.Columns(ctx, h, ident.Table{Name: "schemashift_backfills"})
+	cols, runs, err := schemaNow(ctx, d, h)
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	// The dialect's DDL is none when the tables are current.
-	if d.BackfillSchema(columnNames(cols)) == "" {
+	if d.BackfillSchema(cols, runs) == "" {
 		return nil
 	}
 	pool, ok := h.(beginner)
@@ -129,11 +129,11 @@ func ensureSchemaIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) err
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	// Read again under the lock: another process may have upgraded them.
-	have, err := d.Columns(ctx, tx, ident.Table{Name: "schemashift_backfills"})
+	have, runs, err := schemaNow(ctx, d, tx)
 	if err != nil {
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
-	ddl := d.BackfillSchema(columnNames(have))
+	ddl := d.BackfillSchema(have, runs)
 	if ddl == "" {
 		return nil
 	}
@@ -141,6 +141,21 @@ func ensureSchemaIn(ctx context.Context, d dialect.Dialect, tx dialect.Conn) err
 		return fmt.Errorf("ensure backfill schema: %w", err)
 	}
 	return nil
+}
+
+// schemaNow reads how the checkpoint tables stand: schemashift_backfills'
+// columns, and whether schemashift_backfill_runs (the last table added)
+// exists.
+func schemaNow(ctx context.Context, d dialect.Dialect, q dialect.Conn) (cols []string, runs bool, err error) {
+	have, err := d.Columns(ctx, q, ident.Table{Name: "schemashift_backfills"})
+	if err != nil {
+		return nil, false, err
+	}
+	r, err := d.Columns(ctx, q, ident.Table{Name: "schemashift_backfill_runs"})
+	if err != nil {
+		return nil, false, err
+	}
+	return columnNames(have), len(r) > 0, nil
 }
 
 // now is time.Now as the clock reads: for what no Backfill runs (Pause,

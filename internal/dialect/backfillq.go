@@ -18,9 +18,10 @@ type BackfillQueries interface {
 	// BackfillSchema is the DDL that creates the checkpoint tables and
 	// adds to schemashift_backfills the columns later releases added that
 	// have (the names of its columns now; none when it does not exist)
-	// lacks: "" when have holds the last column added, and the tables are
-	// current. No parameters.
-	BackfillSchema(have []string) string
+	// lacks, and creates schemashift_backfill_runs unless runs (it
+	// exists): "" when have holds the last column added and runs, and the
+	// tables are current. No parameters.
+	BackfillSchema(have []string, runs bool) string
 
 	// BackfillRegister inserts a job's row unless one of its name exists:
 	// job, definition hash, table, row estimate, now (started and updated).
@@ -93,6 +94,13 @@ type BackfillQueries interface {
 	// since the statistics were last reset: no parameters. "" where the
 	// database keeps none.
 	BackfillForegroundStats() string
+	// BackfillRunLoad writes what a run counted of its own transactions
+	// and of its statements' time, and reads the other live runs' (any
+	// job's), whose load the statistics show too: run, job, xacts,
+	// active_us (microseconds), how long from now the row lives
+	// (milliseconds); rows of run, xacts, active_us. "" where
+	// BackfillForegroundStats is.
+	BackfillRunLoad() string
 	// BackfillState reads a job's row with its chunks' sums: job.
 	BackfillState() string
 	// BackfillJobExists counts a job's rows (0 or 1): job.

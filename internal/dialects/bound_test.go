@@ -79,6 +79,8 @@ func TestSchemasAreOneSchema(t *testing.T) {
 	}
 	same(pg.DDLStepsSchema(), lite.DDLStepsSchema(), "the DDL executor's steps")
 	for _, have := range [][]string{nil, {"job"}} {
-		same(pg.BackfillSchema(have), lite.BackfillSchema(have), fmt.Sprintf("the backfill's checkpoints, having %v", have))
+		for _, runs := range []bool{false, true} {
+			same(pg.BackfillSchema(have, runs), lite.BackfillSchema(have, runs), fmt.Sprintf("the backfill's checkpoints, having %v, runs %v", have, runs))
+		}
 	}
 }

@@ -171,10 +171,11 @@ func (Backfill) BackfillExplain(stmt string) string { return "EXPLAIN " + stmt }
 // BackfillSchema: create (the statements that create the tables, each
 // IF NOT EXISTS) followed by an ALTER TABLE schemashift_backfills ADD
 // COLUMN of each of added (column definitions, in the order releases
-// added them) whose column have lacks; "" when have holds the last.
-func BackfillUpgrade(create string, added, have []string) string {
+// added them) whose column have lacks; "" when have holds the last and
+// runs (schemashift_backfill_runs, the last table added) exists.
+func BackfillUpgrade(create string, added, have []string, runs bool) string {
 	name := func(def string) string { return strings.Fields(def)[0] }
-	if slices.Contains(have, name(added[len(added)-1])) {
+	if runs && slices.Contains(have, name(added[len(added)-1])) {
 		return ""
 	}
 	ddl := create

@@ -54,7 +54,14 @@ CREATE TABLE IF NOT EXISTS schemashift_backfill_chunks (
 	PRIMARY KEY (job, seq)
 );
 CREATE INDEX IF NOT EXISTS schemashift_backfill_chunks_leased
-	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';`
+	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';
+CREATE TABLE IF NOT EXISTS schemashift_backfill_runs (
+	run         text PRIMARY KEY,
+	job         text NOT NULL,
+	xacts       bigint NOT NULL DEFAULT 0,
+	active_us   bigint NOT NULL DEFAULT 0,
+	alive_until timestamptz NOT NULL
+);`
 
 var backfillAdded = []string{
 	"runs bigint NOT NULL DEFAULT 0",
@@ -69,8 +76,8 @@ var backfillAdded = []string{
 }
 
 // BackfillSchema implements [dialect.BackfillQueries].
-func (Dialect) BackfillSchema(have []string) string {
-	return common.BackfillUpgrade(backfillTables, backfillAdded, have)
+func (Dialect) BackfillSchema(have []string, runs bool) string {
+	return common.BackfillUpgrade(backfillTables, backfillAdded, have, runs)
 }
 
 // BackfillStatus implements [dialect.BackfillQueries].
@@ -446,6 +453,24 @@ func (Dialect) BackfillMoveRewrite(source dialect.BackfillTable, s dialect.Backf
 	return "UPDATE " + source.Name + " AS schemashift_u SET " + strings.Join(sets, ", ") +
 		" FROM (SELECT " + strings.Join(sel, ", ") + " " + from + " WHERE NOT " + sh.missing + " AND " + sh.differsValues +
 		" AND " + sh.drifted + ") AS x WHERE " + common.BackfillEquals("schemashift_u", source.Key, "x", sh.keyAlias)
+}
+
+// BackfillRunLoad implements [dialect.BackfillQueries], in one
+// statement (one transaction in the statistics): the run's row written,
+// rows a minute past their end removed, the others' read. Times are the
+// server's, so that runs on machines whose clocks differ agree on which
+// live.
+func (Dialect) BackfillRunLoad() string {
+	return `WITH mine AS (
+		INSERT INTO schemashift_backfill_runs (run, job, xacts, active_us, alive_until)
+		VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
+		ON CONFLICT (run) DO UPDATE SET job = EXCLUDED.job, xacts = EXCLUDED.xacts,
+			active_us = EXCLUDED.active_us, alive_until = EXCLUDED.alive_until
+		RETURNING run
+	), gone AS (
+		DELETE FROM schemashift_backfill_runs WHERE alive_until < now() - interval '1 minute' AND run <> $1
+	)
+	SELECT run, xacts, active_us FROM schemashift_backfill_runs WHERE run <> $1 AND alive_until > now()`
 }
 
 // BackfillForegroundStats implements [dialect.BackfillQueries] from

@@ -56,7 +56,14 @@ CREATE TABLE IF NOT EXISTS schemashift_backfill_chunks (
 	PRIMARY KEY (job, seq)
 );
 CREATE INDEX IF NOT EXISTS schemashift_backfill_chunks_leased
-	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';`
+	ON schemashift_backfill_chunks (job, lease_until) WHERE status = 'leased';
+CREATE TABLE IF NOT EXISTS schemashift_backfill_runs (
+	run         text PRIMARY KEY,
+	job         text NOT NULL,
+	xacts       bigint NOT NULL DEFAULT 0,
+	active_us   bigint NOT NULL DEFAULT 0,
+	alive_until timestamp NOT NULL
+);`
 
 var backfillAdded = []string{
 	"runs bigint NOT NULL DEFAULT 0",
@@ -71,8 +78,8 @@ var backfillAdded = []string{
 }
 
 // BackfillSchema implements [dialect.BackfillQueries].
-func (Dialect) BackfillSchema(have []string) string {
-	return common.BackfillUpgrade(backfillTables, backfillAdded, have)
+func (Dialect) BackfillSchema(have []string, runs bool) string {
+	return common.BackfillUpgrade(backfillTables, backfillAdded, have, runs)
 }
 
 // BackfillStatus implements [dialect.BackfillQueries]: the write
@@ -437,6 +444,10 @@ func (Dialect) BackfillMoveRewrite(source dialect.BackfillTable, s dialect.Backf
 		" FROM (SELECT " + strings.Join(sel, ", ") + " " + from + " WHERE NOT " + sh.missing + " AND " + sh.differsValues +
 		" AND " + sh.drifted + ") AS x WHERE " + common.BackfillEquals("schemashift_u", source.Key, "x", sh.keyAlias)
 }
+
+// BackfillRunLoad implements [dialect.BackfillQueries]: no statistics
+// to take the runs' load off (see BackfillForegroundStats).
+func (Dialect) BackfillRunLoad() string { return "" }
 
 // BackfillForegroundStats implements [dialect.BackfillQueries]: SQLite
 // keeps no statistics.
