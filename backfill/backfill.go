@@ -50,6 +50,11 @@ type Backfill struct {
 	// statistics, which a budget read by them takes off.
 	ownTx     atomic.Int64
 	ownActive atomic.Int64 // nanoseconds
+	// board is this Backfill's row in schemashift_backfill_runs, where it
+	// writes those counts for other backfills to take off (nil without
+	// statistics): one for the Backfill, whatever its Runs, as the counts
+	// are.
+	board *runBoard
 }
 
 // New checks the job against the database (its table and key), creates the
@@ -88,6 +93,9 @@ func New(ctx context.Context, pool Pool, job Job, opts ...Option) (*Backfill, er
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
 	b := &Backfill{db: db, job: job, opts: o, plan: p, hash: job.hash(p.keyCols), chunkSize: o.chunkSize, duty: o.dutyCycle}
+	if p.d.BackfillRunLoad() != "" {
+		b.board = &runBoard{b: b, run: newWorkerID()}
+	}
 	// Statements are rendered once here so that a bad expression fails now.
 	if err := b.dryRender(ctx); err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
@@ -205,10 +213,12 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	limiter := b.limiter()
 	stopHeartbeat := b.heartbeat(gctx)
+	stopPublishing := b.publishing(gctx)
 	stopProgress := b.reportProgress(gctx)
 	stopPacing, err := b.startPacing(gctx)
 	if err != nil {
 		stopProgress()
+		stopPublishing()
 		stopHeartbeat()
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
@@ -232,6 +242,7 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	err = g.Wait()
 	stopProgress()
 	stopPacing()
+	stopPublishing()
 	stopHeartbeat()
 	final, stateErr := b.State(context.WithoutCancel(ctx))
 	if err == nil {

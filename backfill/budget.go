@@ -511,13 +511,12 @@ func (p probeSignal) Read(ctx context.Context) (Foreground, error) {
 // dbForeground reads the foreground from the database's statistics, less
 // what the backfill's own transactions add to them (counted by the
 // Backfill as it runs them: see ownTx, ownActive), and less what every
-// other live run of a backfill adds (any process's, any job's), which
-// each run writes in schemashift_backfill_runs at each of its readings:
+// other backfill adds (any process's, any job's), which each writes in
+// schemashift_backfill_runs every [runBoardEvery] (see runBoard):
 // several processes on one job would otherwise read each other's chunks
 // as a foreground and rest for one another.
 type dbForeground struct {
-	b     *Backfill
-	board *runBoard
+	b *Backfill
 
 	mu    sync.Mutex
 	prev  dbStats
@@ -525,15 +524,16 @@ type dbForeground struct {
 	// owed is how many of the backfills' transactions were taken off a
 	// reading before the statistics showed them (see others).
 	owed int64
-	// ownRate is the rate of the backfills' transactions (this run's and
+	// ownRate is the rate of the backfills' transactions (this one's and
 	// the others') over the last reading's window.
 	ownRate float64
+	// boardErr is why the other backfills' load could not be read at the
+	// last reading ("" when it was): their transactions then count as a
+	// foreground's, as they did before the board.
+	boardErr string
 }
 
-// newDBForeground reads the statistics every window.
-func newDBForeground(b *Backfill, window time.Duration) *dbForeground {
-	return &dbForeground{b: b, board: newRunBoard(b, window)}
-}
+func newDBForeground(b *Backfill) *dbForeground { return &dbForeground{b: b} }
 
 // busy implements teller: the statistics lag what the backfills count of
 // their own by up to a second, so others must exceed [DefaultBusyRate] and
@@ -554,28 +554,48 @@ type teller interface {
 	busy(f Foreground) bool
 }
 
+// warner is what a signal that may read with part of what it reads
+// missing implements: what is missing, for the pace's description; ""
+// when nothing is.
+type warner interface {
+	warning() string
+}
+
+func (s *dbForeground) warning() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.boardErr == "" {
+		return ""
+	}
+	return "other backfills' load unread (" + s.boardErr + ")"
+}
+
 type dbStats struct {
 	at        time.Time
 	xacts     int64
 	activeMS  float64
 	ownTx     int64
 	ownActive time.Duration
-	runs      map[string]runLoad // the other live runs', as they last wrote them
+	runs      map[string]runLoad // the other backfills', as they last wrote them
 }
 
-// runLoad is what a run counted of its own: transactions, and its
+// runLoad is what a backfill counted of its own: transactions, and its
 // statements' time.
 type runLoad struct {
 	xacts  int64
 	active time.Duration
 }
 
-// since is what the other runs did between two readings: of each run in
-// both, the difference; of each run new since prev, all it counted (it
-// wrote its row first as it started). A run gone since takes nothing.
+// since is what the other backfills did between two readings: of each in
+// both, the difference. One seen for the first time counts nothing: all
+// it had counted by then may be older than the window (a Backfill run
+// again, a row written again after a gap); its next row counts.
 func since(prev, cur map[string]runLoad) (d runLoad) {
 	for run, c := range cur {
-		p := prev[run]
+		p, ok := prev[run]
+		if !ok {
+			continue
+		}
 		d.xacts += max(0, c.xacts-p.xacts)
 		d.active += max(0, c.active-p.active)
 	}
@@ -585,13 +605,9 @@ func since(prev, cur map[string]runLoad) (d runLoad) {
 func (*dbForeground) Source() string { return SourceDatabase }
 
 func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
-	// This reading's two statements, as the statistics will count them.
+	// The board's statement and the statistics', as they will count.
 	s.b.ownTx.Add(2)
-	mine := runLoad{xacts: s.b.ownTx.Load(), active: time.Duration(s.b.ownActive.Load())}
-	runs, err := s.board.publish(ctx, mine)
-	if err != nil {
-		return Foreground{}, fmt.Errorf("foreground from the database's statistics: the backfills' own load: %w", err)
-	}
+	runs, boardErr := s.b.board.publish(ctx)
 	var row struct {
 		Xacts  int64   `db:"xacts"`
 		Active float64 `db:"active_ms"`
@@ -599,9 +615,17 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	if err := s.b.db.GetContext(ctx, &row, s.b.plan.d.BackfillForegroundStats()); err != nil {
 		return Foreground{}, fmt.Errorf("foreground from the database's statistics: %w", err)
 	}
-	cur := dbStats{at: time.Now(), xacts: row.Xacts, activeMS: row.Active, ownTx: mine.xacts, ownActive: mine.active, runs: runs}
+	cur := dbStats{at: time.Now(), xacts: row.Xacts, activeMS: row.Active,
+		ownTx: s.b.ownTx.Load(), ownActive: time.Duration(s.b.ownActive.Load()), runs: runs}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.boardErr = ""
+	if boardErr != nil {
+		// Best effort: without the board the others' load reads as a
+		// foreground's, which the pace's description says.
+		s.boardErr = boardErr.Error()
+		cur.runs = s.prev.runs // their deltas wait for a reading of the board
+	}
 	prev, valid := s.prev, s.valid
 	s.prev, s.valid = cur, true
 	if !valid {
@@ -627,26 +651,35 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	return f, nil
 }
 
-// runBoard is this run's row in schemashift_backfill_runs, written every
-// window (see dbForeground).
+// runBoardEvery is how often each Run writes its load in
+// schemashift_backfill_runs, whatever its pace: the statistics' own step
+// (a session reports its counts at most once a second), and no longer
+// than any reading's window, so that each reading finds every other
+// backfill's row moved by what it did over about the same window.
+const runBoardEvery = time.Second
+
+// runBoardKept is how long a row outlives its last writing before a
+// backfill removes it. A row no longer written (its Run over) counts
+// nothing (its counts no longer move), so it may stay that long.
+const runBoardKept = time.Minute
+
+// runBoard is a Backfill's row in schemashift_backfill_runs.
 type runBoard struct {
-	b      *Backfill
-	run    string
-	window time.Duration
+	b   *Backfill
+	run string
 }
 
-func newRunBoard(b *Backfill, window time.Duration) *runBoard {
-	return &runBoard{b: b, run: newWorkerID(), window: window}
-}
-
-// publish writes this run's load and reads the other live runs'. A row
-// lives three windows past its writing: the others read it at least once
-// more after this run's last.
-func (r *runBoard) publish(ctx context.Context, mine runLoad) (map[string]runLoad, error) {
-	rows, err := r.b.db.QueryxContext(ctx, r.b.plan.d.BackfillRunLoad(), r.run, r.b.job.Name, mine.xacts,
-		mine.active.Microseconds(), (3 * r.window).Milliseconds())
+// publish writes the Backfill's load as it stands and reads the others'
+// (a nil board: none). The statement is one transaction of its own,
+// which the caller counts.
+func (r *runBoard) publish(ctx context.Context) (map[string]runLoad, error) {
+	if r == nil {
+		return nil, nil
+	}
+	rows, err := r.b.db.QueryxContext(ctx, r.b.plan.d.BackfillRunLoad(), r.run, r.b.job.Name, r.b.ownTx.Load(),
+		time.Duration(r.b.ownActive.Load()).Microseconds(), runBoardKept.Milliseconds())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the other backfills' load: %w", err)
 	}
 	defer rows.Close()
 	runs := map[string]runLoad{}
@@ -656,26 +689,43 @@ func (r *runBoard) publish(ctx context.Context, mine runLoad) (map[string]runLoa
 			xacts, activeUS int64
 		)
 		if err := rows.Scan(&run, &xacts, &activeUS); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("the other backfills' load: %w", err)
 		}
 		runs[run] = runLoad{xacts: xacts, active: time.Duration(activeUS) * time.Microsecond}
 	}
-	return runs, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("the other backfills' load: %w", err)
+	}
+	return runs, nil
 }
 
-// publishing writes this run's load every window until the returned stop
-// is called (which waits for it), for a run that does not read the
-// statistics itself (a duty cycle given, or a budget with a signal of
-// its own), so that the runs that do take it off them.
+// publishing writes the Backfill's load every [runBoardEvery] until the
+// returned stop is called (which waits for it), however it paces itself
+// (a duty cycle given, a budget with a signal of its own, or the
+// statistics), so that the backfills that read the statistics take it
+// off them.
 func (b *Backfill) publishing(ctx context.Context) (stop func()) {
-	board := newRunBoard(b, DefaultPaceWindow)
-	return b.pacing(ctx, func(ctx context.Context) error {
+	if b.board == nil {
+		return func() {}
+	}
+	write := func(ctx context.Context) bool {
 		b.ownTx.Add(1) // the statement below
-		// Best effort: a lost write leaves the others reading this run's
-		// load as a foreground for a window.
-		_, _ = board.publish(ctx, runLoad{xacts: b.ownTx.Load(), active: time.Duration(b.ownActive.Load())})
-		return sleep(ctx, DefaultPaceWindow)
-	})
+		// Best effort: a lost write is made good by the next, whose
+		// counts are the Backfill's since it began.
+		_, _ = b.board.publish(ctx)
+		return true
+	}
+	write(ctx)
+	stopWriting := every(ctx, runBoardEvery, write)
+	return func() {
+		stopWriting()
+		// The last counts, as the Run ends (cancelled or not): without
+		// them, what it did since its last writing would be taken off
+		// whatever window first reads its next row (another Run's).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runBoardEvery)
+		defer cancel()
+		write(ctx)
+	}
 }
 
 // maxOwed bounds what others carries: the backfill's own count may run
@@ -714,7 +764,7 @@ func (b *Backfill) signal() ForegroundSignal {
 	if s := b.opts.budget.Signal; s != nil {
 		return s
 	}
-	return newDBForeground(b, b.opts.budget.Window)
+	return newDBForeground(b)
 }
 
 // setPace records the pace, in memory and in the job's row (best effort:
@@ -745,29 +795,18 @@ func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float6
 // a database without, it clears what an earlier Run recorded.
 func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 	bud := b.opts.budget
-	stats := b.plan.d.BackfillForegroundStats() != ""
 	if bud == nil {
-		if !stats {
+		if b.plan.d.BackfillForegroundStats() == "" {
 			b.setPace(ctx, "", "", b.opts.dutyCycle)
 			return func() {}, nil
 		}
 		if b.opts.dutySet {
 			b.setPace(ctx, "", "", b.opts.dutyCycle)
-			return b.publishing(ctx), nil
+			return func() {}, nil
 		}
 		return b.keepThroughput(ctx), nil
 	}
-	sig := b.signal()
-	if _, own := sig.(*dbForeground); !own && stats {
-		stopPublishing := b.publishing(ctx)
-		stop, err := b.budgeted(ctx, sig, bud)
-		if err != nil {
-			stopPublishing()
-			return nil, err
-		}
-		return func() { stop(); stopPublishing() }, nil
-	}
-	return b.budgeted(ctx, sig, bud)
+	return b.budgeted(ctx, b.signal(), bud)
 }
 
 // budgeted reads sig's baseline for bud, then follows it.
@@ -798,7 +837,7 @@ func (b *Backfill) budgeted(ctx context.Context, sig ForegroundSignal, bud *Late
 // there as a budget does; a reference with none sends it back to full
 // pace.
 func (b *Backfill) keepThroughput(ctx context.Context) (stop func()) {
-	sig := newDBForeground(b, DefaultPaceWindow)
+	sig := newDBForeground(b)
 	p := newPacer(LatencyBudget{Throughput: DefaultThroughputKept, Window: DefaultPaceWindow}, Foreground{})
 	p.note = "no foreground seen yet: full pace"
 	if _, err := sig.Read(ctx); err != nil {
@@ -817,7 +856,17 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 	if t, ok := sig.(teller); ok {
 		p.busy = t.busy
 	}
-	b.setPace(ctx, sig.Source(), p.describe(), p.duty)
+	w, _ := sig.(warner)
+	describe := func() string {
+		d := p.describe()
+		if w != nil {
+			if s := w.warning(); s != "" {
+				d += "; " + s
+			}
+		}
+		return d
+	}
+	b.setPace(ctx, sig.Source(), describe(), p.duty)
 	lag := time.Duration(0)
 	if l, ok := sig.(lagger); ok {
 		lag = l.Lag()
@@ -832,14 +881,14 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 			p.windows++
 			p.duty = max(paceMin, p.duty/2)
 			p.note = "signal error: " + err.Error()
-			b.setPace(ctx, sig.Source(), p.describe(), p.duty)
+			b.setPace(ctx, sig.Source(), describe(), p.duty)
 			return nil
 		}
 		duty, shrink := p.update(time.Now(), f)
 		if shrink {
 			b.shrink()
 		}
-		b.setPace(ctx, sig.Source(), p.describe(), duty)
+		b.setPace(ctx, sig.Source(), describe(), duty)
 		if !p.referenceDue() {
 			return nil
 		}
@@ -852,7 +901,7 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 		}
 		if _, err := sig.Read(ctx); err != nil {
 			p.restart()
-			b.setPace(ctx, sig.Source(), p.describe(), p.duty)
+			b.setPace(ctx, sig.Source(), describe(), p.duty)
 			return nil
 		}
 		if err := sleep(ctx, bud.Window); err != nil {
@@ -864,7 +913,7 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 		} else {
 			p.reference(f)
 		}
-		b.setPace(ctx, sig.Source(), p.describe(), p.duty)
+		b.setPace(ctx, sig.Source(), describe(), p.duty)
 		return nil
 	})
 }

@@ -355,7 +355,14 @@ func TestRestEndsWhenThePaceRises(t *testing.T) {
 	var rests []time.Duration
 	var mu sync.Mutex
 	var b *backfill.Backfill
+	// Long enough a chunk that its rest at 0.01 would outlast the test:
+	// its time is counted from its claim's hook.
 	b = mustNew(t, db, emailJob("rest-ends"), backfill.WithChunkSize(200, 200, 200), backfill.WithDutyCycle(0.01),
+		backfill.WithAfterClaim(func(seq int64) {
+			if seq == 1 {
+				time.AfterFunc(300*time.Millisecond, func() { close(release) })
+			}
+		}),
 		backfill.WithBeforeCommit(func(seq int64) {
 			if seq == 1 {
 				<-release // the first chunk takes as long as the test lets it
@@ -367,9 +374,6 @@ func TestRestEndsWhenThePaceRises(t *testing.T) {
 			mu.Unlock()
 			once.Do(func() { b.SetDuty(1) })
 		}))
-	// Long enough a chunk that its rest at 0.01 would outlast the test.
-	timer := time.AfterFunc(300*time.Millisecond, func() { close(release) })
-	defer timer.Stop()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	p, err := b.Run(ctx)

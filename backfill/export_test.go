@@ -93,3 +93,12 @@ func (b *Backfill) DutyNow() float64 { return b.dutyNow() }
 func FinishWithin(ws []Window, now time.Time, d time.Duration) time.Time {
 	return finishWithin(ws, now, d)
 }
+
+// StatsReader is a reading of the database's statistics as the default
+// pace reads them, the first one its baseline.
+func (b *Backfill) StatsReader() func(context.Context) (Foreground, error) {
+	return newDBForeground(b).Read
+}
+
+// OwnTx is how many transactions the Backfill counted of its own.
+func (b *Backfill) OwnTx() int64 { return b.ownTx.Load() }

@@ -206,12 +206,17 @@ func WithRate(rowsPerSecond float64) Option {
 // back to full speed when a reference shows none. [Progress].Foreground
 // then reads [SourceDatabase], and Pace the pace. On SQLite, 1. Given a
 // duty cycle, or a [WithLatencyBudget], the backfill does not look.
-// Every Run on PostgreSQL, however it paces itself, writes what it
-// counted of its own transactions in schemashift_backfill_runs every
-// window; each takes every live run's off the statistics as it takes its
-// own, so that several processes on one job (or backfills of several
-// jobs) do not read each other as a foreground. What one run does to the
-// foreground's latency the others see, and pace for.
+// Every Run on PostgreSQL, however it paces itself, writes what its
+// Backfill counted of its own transactions in schemashift_backfill_runs
+// every second; each takes every other backfill's off the statistics as
+// it takes its own, so that several processes on one job (or backfills
+// of several jobs) do not read each other as a foreground. What one does
+// to the foreground's latency the others see, and pace for. The table
+// lives in the schema of the other checkpoint tables, the statistics are
+// the database's: backfills whose checkpoint tables are in different
+// schemas of one database still read each other as a foreground. A role
+// that cannot write the table paces as if alone (the others' load then
+// reads as a foreground's), and its Pace says so.
 func WithDutyCycle(d float64) Option {
 	return func(o *options) error {
 		if !(d > 0 && d <= 1) {

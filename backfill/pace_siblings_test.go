@@ -2,12 +2,16 @@ package backfill_test
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -75,6 +79,10 @@ func TestSiblingRunsAreNotAForeground(t *testing.T) {
 		{"one given a duty cycle", []backfill.Option{backfill.WithRate(4 * rate), backfill.WithDutyCycle(1)}},
 		{"one on the application's latencies", []backfill.Option{backfill.WithRate(4 * rate), backfill.WithLatencyBudget(backfill.LatencyBudget{
 			Throughput: 0.9, Signal: backfill.NewForegroundRecorder(nil), Baseline: 10 * time.Millisecond})}},
+		// It reads the statistics itself, but seldom: the others, every
+		// 2s, must find its row moved in every window of theirs.
+		{"one on a budget read over 5s windows", []backfill.Option{backfill.WithRate(4 * rate), backfill.WithLatencyBudget(backfill.LatencyBudget{
+			Throughput: 0.9, Window: 5 * time.Second, Baseline: 10 * time.Millisecond})}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -107,7 +115,7 @@ func notResting(t *testing.T, paces [][]string, first int) {
 		require.NotEmpty(t, ps)
 		ps = slices.Compact(ps)
 		for _, p := range ps {
-			if !strings.HasPrefix(p, "duty 1.00, ") {
+			if !strings.HasPrefix(p, "duty 1.00, ") || strings.Contains(p, "unread") {
 				t.Errorf("process %d rested with no foreground: %q", i, ps)
 				break
 			}
@@ -173,4 +181,148 @@ func TestSiblingRunsStillSeeAForeground(t *testing.T) {
 			assert.Less(t, worked.Seconds(), 0.6*ends[i].Sub(log.firstStart()).Seconds(), "process %d worked %v", i, worked)
 		}
 	}
+}
+
+// A Backfill run again (after a cancel, say) carries its counts over: the
+// other processes must not take all it counted before off one window of
+// the statistics, which would hide a foreground of that many
+// transactions. Before, each Run wrote its row under a new name, which
+// the others read as new, all its counts this window's.
+func TestARunAgainDoesNotHideAForeground(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	admin := open(t, u)
+	usersTable(t, admin, 30_000)
+	first, cancelFirst := context.WithCancel(t.Context())
+	defer cancelFirst()
+	var again atomic.Bool
+	claimed, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	apps := open(t, withApplication(t, u, "run-again"))
+	a := mustNew(t, apps, emailJob("run-again"), backfill.WithChunkSize(50, 50, 50),
+		backfill.WithAfterClaim(func(seq int64) {
+			if !again.Load() {
+				if seq == 200 {
+					cancelFirst()
+				}
+				return
+			}
+			once.Do(func() { close(claimed) })
+			select {
+			case <-release:
+			case <-t.Context().Done():
+			}
+		}))
+	_, err := a.Run(first)
+	require.ErrorIs(t, err, context.Canceled)
+	t.Logf("the first Run counted %d transactions of its own", a.OwnTx())
+	require.Greater(t, a.OwnTx(), int64(300))
+	statsFlushed(t, apps, admin, "run-again")
+
+	read := mustNew(t, open(t, u), emailJob("run-again")).StatsReader() // another process's
+	_, err = read(t.Context())
+	require.NoError(t, err)
+
+	again.Store(true)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	second, cancelSecond := context.WithCancel(t.Context())
+	defer cancelSecond()
+	wg.Go(func() { _, _ = a.Run(second) })
+	<-claimed // its board's first row is written before its workers start
+
+	const fg = 300
+	foregroundTxs(t, admin, fg)
+	f, err := read(t.Context())
+	require.NoError(t, err)
+	// Less the reading's own few statements, taken off before the
+	// statistics show them (they are owed, see Others).
+	assert.GreaterOrEqual(t, f.Ops, int64(fg-10), "the foreground's %d transactions were taken off as the Backfill's", fg)
+}
+
+// withApplication is u with application_name app.
+func withApplication(t *testing.T, u, app string) string {
+	t.Helper()
+	p, err := url.Parse(u)
+	require.NoError(t, err)
+	q := p.Query()
+	q.Set("application_name", app)
+	p.RawQuery = q.Encode()
+	return p.String()
+}
+
+// statsFlushed closes pool's idle sessions (application_name app) and
+// waits for them to leave: a backend reports its statistics before it
+// leaves pg_stat_activity.
+func statsFlushed(t *testing.T, pool, admin *sqlx.DB, app string) {
+	t.Helper()
+	pool.SetMaxIdleConns(0)
+	defer pool.SetMaxIdleConns(2)
+	for {
+		var n int
+		require.NoError(t, admin.GetContext(t.Context(), &n, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, app))
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// foregroundTxs commits n transactions on one session of db and reports
+// them to the statistics at once.
+func foregroundTxs(t *testing.T, db *sqlx.DB, n int) {
+	t.Helper()
+	conn, err := db.Connx(t.Context())
+	require.NoError(t, err)
+	defer conn.Close()
+	for range n {
+		_, err := conn.ExecContext(t.Context(), `SELECT 1`)
+		require.NoError(t, err)
+	}
+	_, err = conn.ExecContext(t.Context(), `SELECT pg_stat_force_next_flush()`)
+	require.NoError(t, err)
+}
+
+// An application role granted the checkpoint tables as they were, but
+// not schemashift_backfill_runs (added since): the backfill cannot read
+// the other backfills' load. It paces as it did before the board (a
+// backfill alone works at full pace), says so in its pace, and never
+// reads the failure as a foreground's.
+func TestAnUnreadableBoardDoesNotStopThePace(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	owner := open(t, u)
+	usersTable(t, owner, 10_000)
+	require.NoError(t, backfill.EnsureSchema(t.Context(), owner))
+	role := fmt.Sprintf("board_app_%d", time.Now().UnixNano())
+	owner.MustExecContext(t.Context(), `CREATE ROLE `+role+` LOGIN PASSWORD 'app'`)
+	t.Cleanup(func() {
+		owner.MustExecContext(context.Background(), `DROP OWNED BY `+role)
+		owner.MustExecContext(context.Background(), `DROP ROLE `+role)
+	})
+	owner.MustExecContext(t.Context(), `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO `+role)
+	owner.MustExecContext(t.Context(), `REVOKE ALL ON schemashift_backfill_runs FROM `+role)
+	p, err := url.Parse(u)
+	require.NoError(t, err)
+	p.User = url.UserPassword(role, "app")
+	var mu sync.Mutex
+	var paces []string
+	b := mustNew(t, open(t, p.String()), emailJob("rights"), backfill.WithRate(2000), backfill.WithChunkSize(100, 100, 100),
+		backfill.WithProgress(100*time.Millisecond, func(pr backfill.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			paces = append(paces, pr.Pace)
+		}))
+	st, err := b.Run(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, backfill.Done, st.Status)
+	mu.Lock()
+	defer mu.Unlock()
+	paces = slices.Compact(paces)
+	warned := false
+	for _, pace := range paces {
+		assert.True(t, strings.HasPrefix(pace, "duty 1.00, "), "no foreground, yet the pace is %q", pace)
+		warned = warned || strings.Contains(pace, "permission denied for table schemashift_backfill_runs")
+	}
+	assert.True(t, warned, "the pace never said the board is unread: %q", paces)
 }

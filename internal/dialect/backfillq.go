@@ -95,11 +95,11 @@ type BackfillQueries interface {
 	// database keeps none.
 	BackfillForegroundStats() string
 	// BackfillRunLoad writes what a run counted of its own transactions
-	// and of its statements' time, and reads the other live runs' (any
-	// job's), whose load the statistics show too: run, job, xacts,
-	// active_us (microseconds), how long from now the row lives
-	// (milliseconds); rows of run, xacts, active_us. "" where
-	// BackfillForegroundStats is.
+	// and of its statements' time, removes the rows kept past their time,
+	// and reads the other runs' (any job's), whose load the statistics
+	// show too: run, job, xacts, active_us (microseconds), how long from
+	// now the row is kept (milliseconds); rows of run, xacts, active_us.
+	// "" where BackfillForegroundStats is.
 	BackfillRunLoad() string
 	// BackfillState reads a job's row with its chunks' sums: job.
 	BackfillState() string

@@ -457,9 +457,10 @@ func (Dialect) BackfillMoveRewrite(source dialect.BackfillTable, s dialect.Backf
 
 // BackfillRunLoad implements [dialect.BackfillQueries], in one
 // statement (one transaction in the statistics): the run's row written,
-// rows a minute past their end removed, the others' read. Times are the
-// server's, so that runs on machines whose clocks differ agree on which
-// live.
+// the rows kept past their time removed (those another statement holds
+// skipped, so that two runs removing each other's never wait on each
+// other), the others' read. Times are the server's, so that runs on
+// machines whose clocks differ agree.
 func (Dialect) BackfillRunLoad() string {
 	return `WITH mine AS (
 		INSERT INTO schemashift_backfill_runs (run, job, xacts, active_us, alive_until)
@@ -468,9 +469,11 @@ func (Dialect) BackfillRunLoad() string {
 			active_us = EXCLUDED.active_us, alive_until = EXCLUDED.alive_until
 		RETURNING run
 	), gone AS (
-		DELETE FROM schemashift_backfill_runs WHERE alive_until < now() - interval '1 minute' AND run <> $1
+		DELETE FROM schemashift_backfill_runs WHERE run IN (
+			SELECT run FROM schemashift_backfill_runs WHERE alive_until < now() AND run <> $1
+			FOR UPDATE SKIP LOCKED)
 	)
-	SELECT run, xacts, active_us FROM schemashift_backfill_runs WHERE run <> $1 AND alive_until > now()`
+	SELECT run, xacts, active_us FROM schemashift_backfill_runs WHERE run <> $1`
 }
 
 // BackfillForegroundStats implements [dialect.BackfillQueries] from
