@@ -96,7 +96,10 @@ END;
 		stopPgbench := func() {
 			if !stopped {
 				stopped = true
-				_ = cmd.Process.Signal(syscall.SIGINT)
+				// SIGTERM, not SIGINT: a benchmark started in the
+				// background of a script inherits SIGINT ignored, and so
+				// does pgbench, which then never stops.
+				_ = cmd.Process.Signal(syscall.SIGTERM)
 				_ = cmd.Wait()
 			}
 		}
