@@ -622,9 +622,13 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 	s.boardErr = ""
 	if boardErr != nil {
 		// Best effort: without the board the others' load reads as a
-		// foreground's, which the pace's description says.
+		// foreground's, which the pace's description says. The next
+		// reading of it counts nothing of theirs (each seen as for the
+		// first time): a delta from the last map would span two windows
+		// of theirs against one of the statistics, and hide as much of a
+		// foreground.
 		s.boardErr = boardErr.Error()
-		cur.runs = s.prev.runs // their deltas wait for a reading of the board
+		cur.runs = nil
 	}
 	prev, valid := s.prev, s.valid
 	s.prev, s.valid = cur, true
@@ -659,7 +663,7 @@ func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
 const runBoardEvery = time.Second
 
 // runBoardKept is how long a row outlives its last writing before a
-// backfill removes it. A row no longer written (its Run over) counts
+// Run, as it starts, removes it. A row no longer written (its Run over) counts
 // nothing (its counts no longer move), so it may stay that long.
 const runBoardKept = time.Minute
 
@@ -715,6 +719,11 @@ func (b *Backfill) publishing(ctx context.Context) (stop func()) {
 		_, _ = b.board.publish(ctx)
 		return true
 	}
+	// The rows kept past their time, removed as a Run starts: in a
+	// statement of its own, which never waits on another's rows (in the
+	// writes' statement it could deadlock with another's).
+	b.ownTx.Add(1)
+	_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillRunsGone())
 	write(ctx)
 	stopWriting := every(ctx, runBoardEvery, write)
 	return func() {

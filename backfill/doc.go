@@ -103,7 +103,7 @@
 // paces itself to keep [DefaultThroughputKept] (85%) of its throughput,
 // a throughput budget whose first reference is taken as the foreground
 // arrives (see [WithDutyCycle]). Each Run writes its own load in
-// schemashift_backfill_runs, and each takes every live run's off the
+// schemashift_backfill_runs, and each takes every other backfill's off the
 // statistics: several processes on one job do not pace for one another.
 // A single worker looks for the next
 // chunk's boundary while its chunk runs.

@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"context"
+	"testing"
 	"time"
 )
 
@@ -102,3 +103,7 @@ func (b *Backfill) StatsReader() func(context.Context) (Foreground, error) {
 
 // OwnTx is how many transactions the Backfill counted of its own.
 func (b *Backfill) OwnTx() int64 { return b.ownTx.Load() }
+
+// StatsTxs commits n transactions on a session of its own to the
+// database at u and waits until the database's statistics show them.
+func StatsTxs(t testing.TB, u string, n int) { statsTxs(t, u, n) }

@@ -233,7 +233,7 @@ func TestARunAgainDoesNotHideAForeground(t *testing.T) {
 	<-claimed // its board's first row is written before its workers start
 
 	const fg = 300
-	foregroundTxs(t, admin, fg)
+	backfill.StatsTxs(t, u, fg)
 	f, err := read(t.Context())
 	require.NoError(t, err)
 	// Less the reading's own few statements, taken off before the
@@ -266,21 +266,6 @@ func statsFlushed(t *testing.T, pool, admin *sqlx.DB, app string) {
 			return
 		}
 	}
-}
-
-// foregroundTxs commits n transactions on one session of db and reports
-// them to the statistics at once.
-func foregroundTxs(t *testing.T, db *sqlx.DB, n int) {
-	t.Helper()
-	conn, err := db.Connx(t.Context())
-	require.NoError(t, err)
-	defer conn.Close()
-	for range n {
-		_, err := conn.ExecContext(t.Context(), `SELECT 1`)
-		require.NoError(t, err)
-	}
-	_, err = conn.ExecContext(t.Context(), `SELECT pg_stat_force_next_flush()`)
-	require.NoError(t, err)
 }
 
 // An application role granted the checkpoint tables as they were, but

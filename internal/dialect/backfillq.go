@@ -95,12 +95,15 @@ type BackfillQueries interface {
 	// database keeps none.
 	BackfillForegroundStats() string
 	// BackfillRunLoad writes what a run counted of its own transactions
-	// and of its statements' time, removes the rows kept past their time,
-	// and reads the other runs' (any job's), whose load the statistics
-	// show too: run, job, xacts, active_us (microseconds), how long from
-	// now the row is kept (milliseconds); rows of run, xacts, active_us.
-	// "" where BackfillForegroundStats is.
+	// and of its statements' time (never less than the row holds), and
+	// reads the other runs' (any job's), whose load the statistics show
+	// too: run, job, xacts, active_us (microseconds), how long from now
+	// the row is kept (milliseconds); rows of run, xacts, active_us. ""
+	// where BackfillForegroundStats is.
 	BackfillRunLoad() string
+	// BackfillRunsGone removes the runs' rows kept past their time,
+	// without waiting on any: no parameters. "" where BackfillRunLoad is.
+	BackfillRunsGone() string
 	// BackfillState reads a job's row with its chunks' sums: job.
 	BackfillState() string
 	// BackfillJobExists counts a job's rows (0 or 1): job.

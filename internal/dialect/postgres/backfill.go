@@ -457,23 +457,28 @@ func (Dialect) BackfillMoveRewrite(source dialect.BackfillTable, s dialect.Backf
 
 // BackfillRunLoad implements [dialect.BackfillQueries], in one
 // statement (one transaction in the statistics): the run's row written,
-// the rows kept past their time removed (those another statement holds
-// skipped, so that two runs removing each other's never wait on each
-// other), the others' read. Times are the server's, so that runs on
-// machines whose clocks differ agree.
+// its counts never moved back (a run's two writers, its loop and its
+// readings, may commit out of the order they counted in), the others'
+// read. Times are the server's, so that runs on machines whose clocks
+// differ agree.
 func (Dialect) BackfillRunLoad() string {
 	return `WITH mine AS (
-		INSERT INTO schemashift_backfill_runs (run, job, xacts, active_us, alive_until)
+		INSERT INTO schemashift_backfill_runs AS r (run, job, xacts, active_us, alive_until)
 		VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
-		ON CONFLICT (run) DO UPDATE SET job = EXCLUDED.job, xacts = EXCLUDED.xacts,
-			active_us = EXCLUDED.active_us, alive_until = EXCLUDED.alive_until
+		ON CONFLICT (run) DO UPDATE SET job = EXCLUDED.job, xacts = GREATEST(r.xacts, EXCLUDED.xacts),
+			active_us = GREATEST(r.active_us, EXCLUDED.active_us), alive_until = EXCLUDED.alive_until
 		RETURNING run
-	), gone AS (
-		DELETE FROM schemashift_backfill_runs WHERE run IN (
-			SELECT run FROM schemashift_backfill_runs WHERE alive_until < now() AND run <> $1
-			FOR UPDATE SKIP LOCKED)
 	)
 	SELECT run, xacts, active_us FROM schemashift_backfill_runs WHERE run <> $1`
+}
+
+// BackfillRunsGone implements [dialect.BackfillQueries]: a statement of
+// its own, which never waits (rows another holds are skipped) and holds
+// no row another waits on in turn, so that it cannot deadlock with the
+// writes; "the rows kept past their time, removed".
+func (Dialect) BackfillRunsGone() string {
+	return `DELETE FROM schemashift_backfill_runs WHERE run IN (
+		SELECT run FROM schemashift_backfill_runs WHERE alive_until < now() FOR UPDATE SKIP LOCKED)`
 }
 
 // BackfillForegroundStats implements [dialect.BackfillQueries] from

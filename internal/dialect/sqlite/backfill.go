@@ -449,6 +449,10 @@ func (Dialect) BackfillMoveRewrite(source dialect.BackfillTable, s dialect.Backf
 // to take the runs' load off (see BackfillForegroundStats).
 func (Dialect) BackfillRunLoad() string { return "" }
 
+// BackfillRunsGone implements [dialect.BackfillQueries]: see
+// BackfillRunLoad.
+func (Dialect) BackfillRunsGone() string { return "" }
+
 // BackfillForegroundStats implements [dialect.BackfillQueries]: SQLite
 // keeps no statistics.
 func (Dialect) BackfillForegroundStats() string { return "" }
