@@ -57,8 +57,8 @@ func TestApproveFromTheBoardInChromium(t *testing.T) {
 	}
 	approve := func(who, reason string) {
 		as(who)
-		d.call(http.MethodPost, session+"/element/"+d.find(`#approve-reason`)+"/value", map[string]any{"text": reason})
-		d.call(http.MethodPost, session+"/element/"+d.find(`form.approve button`)+"/click", map[string]any{})
+		d.element(http.MethodPost, `#approve-reason`, "value", map[string]any{"text": reason})
+		d.element(http.MethodPost, `form.approve button`, "click", map[string]any{})
 		require.Eventually(t, func() bool { return strings.Contains(d.poll("#message"), "approve "+hostile+": ") }, 30*time.Second, 50*time.Millisecond)
 	}
 	missing := func() string { return d.poll(`[data-field="approvals-missing"]`) }
@@ -71,7 +71,7 @@ func TestApproveFromTheBoardInChromium(t *testing.T) {
 	assert.Equal(t, "advances into expanded needs 2 approvals, has 0; every forced advance needs 1 approval, has 0",
 		d.text(`[data-field="approvals-missing-force"]`), "a forced advance is held by both")
 
-	d.call(http.MethodPost, session+"/element/"+d.find(`.actions button[id^="advance-"]`)+"/click", map[string]any{})
+	d.element(http.MethodPost, `.actions button[id^="advance-"]`, "click", map[string]any{})
 	require.Eventually(t, func() bool { return strings.Contains(d.poll("#message"), "not approved") }, 30*time.Second, 50*time.Millisecond)
 	assert.Contains(t, d.text("#message"), "needs 2 approvals, has 0")
 
@@ -87,11 +87,11 @@ func TestApproveFromTheBoardInChromium(t *testing.T) {
 	// bob's counts while no one performs: his advance sets it aside.
 	require.Eventually(t, func() bool { return missing() == "approved" }, 30*time.Second, 50*time.Millisecond)
 	as("bob")
-	d.call(http.MethodPost, session+"/element/"+d.find(`.actions button[id^="advance-"]`)+"/click", map[string]any{})
+	d.element(http.MethodPost, `.actions button[id^="advance-"]`, "click", map[string]any{})
 	require.Eventually(t, func() bool { return strings.Contains(d.poll("#message"), `"bob"'s own approval does not count`) }, 30*time.Second, 50*time.Millisecond)
 	approve("carol", "ok")
 	as("bob")
-	d.call(http.MethodPost, session+"/element/"+d.find(`.actions button[id^="advance-"]`)+"/click", map[string]any{})
+	d.element(http.MethodPost, `.actions button[id^="advance-"]`, "click", map[string]any{})
 	require.Eventually(t, func() bool { return d.poll(`[data-field="phase"]`) == "expanded" }, 30*time.Second, 50*time.Millisecond)
 	assert.Contains(t, d.text(`#approvals`), "no approval at this version", "the approvals were of the version before")
 	assert.Contains(t, d.text(`table.audit`), "approve")

@@ -281,7 +281,28 @@ func (d *webdriver) find(css string) string {
 
 func (d *webdriver) text(css string) string {
 	d.t.Helper()
-	return d.call(http.MethodGet, "/session/"+d.session+"/element/"+d.find(css)+"/text", nil)["value"].(string)
+	return d.element(http.MethodGet, css, "text", nil)["value"].(string)
+}
+
+// element finds css and calls verb on it. A live page swaps its live part
+// whenever its state changes, so an element found can be gone by the next
+// call ("stale element reference"): then nothing was done to it, and
+// element finds it again, for as long as the page keeps swapping it, up to
+// a bound.
+func (d *webdriver) element(method, css, verb string, body any) map[string]any {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		path := "/session/" + d.session + "/element/" + d.find(css) + "/" + verb
+		out, status, err := d.try(method, path, body)
+		require.NoError(d.t, err)
+		if status < 300 {
+			return out
+		}
+		if v, _ := out["value"].(map[string]any); v["error"] != "stale element reference" || time.Now().After(deadline) {
+			require.Less(d.t, status, 300, "webdriver %s %s: %v", method, path, out)
+		}
+	}
 }
 
 // screenshot takes a PNG of the whole page and, when
@@ -375,7 +396,7 @@ func TestBoardInChromium(t *testing.T) {
 		return err == nil && status < 300 && w > 0
 	}, 10*time.Second, 50*time.Millisecond, "the dependency map image renders")
 
-	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`#advance-users_split_name`)+"/click", map[string]any{})
+	d.element(http.MethodPost, `#advance-users_split_name`, "click", map[string]any{})
 	require.Eventually(t, func() bool {
 		return d.poll(`[data-migration="users_split_name"] [data-field="phase"]`) == "dualwrite"
 	}, 30*time.Second, 50*time.Millisecond)
@@ -390,15 +411,15 @@ func TestBoardInChromium(t *testing.T) {
 
 	// The runbook and the retrospective are pages one click away, with a
 	// way back.
-	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`a[href="runbook/users_split_name"]`)+"/click", map[string]any{})
+	d.element(http.MethodPost, `a[href="runbook/users_split_name"]`, "click", map[string]any{})
 	require.Eventually(t, func() bool { return d.poll("h1") == "Runbook: users_split_name" }, 30*time.Second, 50*time.Millisecond)
 	assert.Equal(t, "schemashift advance users_split_name --confirm", d.text(`[data-to="contracted"] code.advance`))
 	assert.NotContains(t, d.text("body"), "**", "rendered, not Markdown")
 	assert.Contains(t, d.text(`[data-to="expanded"] pre.ddl`), "ALTER TABLE users ADD COLUMN given_name text")
 	d.screenshot("runbook.png")
-	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`#back`)+"/click", map[string]any{})
+	d.element(http.MethodPost, `#back`, "click", map[string]any{})
 	require.Eventually(t, func() bool { return d.poll("h1") == "schemashift status" }, 30*time.Second, 50*time.Millisecond)
-	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`a[href="retrospective/users_split_name"]`)+"/click", map[string]any{})
+	d.element(http.MethodPost, `a[href="retrospective/users_split_name"]`, "click", map[string]any{})
 	require.Eventually(t, func() bool { return d.poll("h1") == "Retrospective: users_split_name" }, 30*time.Second, 50*time.Millisecond)
 	assert.Contains(t, d.text("table.phases"), "dualwrite (now)")
 	assert.Contains(t, d.text("table.phases"), "board-user", "who entered the phase")

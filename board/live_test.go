@@ -101,7 +101,7 @@ func TestMigrationPageLiveInChromium(t *testing.T) {
 
 	d := browser(t)
 	d.call(http.MethodPost, "/session/"+d.session+"/url", map[string]string{"url": srv + "/"})
-	d.call(http.MethodPost, "/session/"+d.session+"/element/"+d.find(`a.migration-link`)+"/click", map[string]any{})
+	d.element(http.MethodPost, `a.migration-link`, "click", map[string]any{})
 	require.Eventually(t, func() bool { return d.poll("#title") == hostile }, 30*time.Second, 50*time.Millisecond)
 	u := d.call(http.MethodGet, "/session/"+d.session+"/url", nil)["value"].(string)
 	assert.True(t, strings.HasSuffix(u, "/migrations/"+url.PathEscape(hostile)), u)
