@@ -47,7 +47,10 @@ type Backfill struct {
 	windowSet  bool          // window was recorded in the job's row
 
 	// What the backfill's own transactions add to the database's
-	// statistics, which a budget read by them takes off.
+	// statistics, which a budget read by them takes off: only what
+	// reached the database (see counted), and of the time, only what its
+	// chunks' statements spent in it (see process). Counted high, either
+	// would hide as much of a foreground.
 	ownTx     atomic.Int64
 	ownActive atomic.Int64 // nanoseconds
 	// board is this Backfill's row in schemashift_backfill_runs, where it
@@ -322,8 +325,7 @@ func (b *Backfill) heartbeat(ctx context.Context) (stop func()) {
 	return every(ctx, b.opts.lease/3, func(ctx context.Context) bool {
 		// Best effort: a beat lost to a passing database error is made
 		// good by the next, a third of a lease later.
-		_ = b.beat(ctx)
-		b.ownTx.Add(1)
+		b.counted(1, b.beat(ctx))
 		return true
 	})
 }
@@ -346,7 +348,7 @@ func (b *Backfill) holdLease(ctx context.Context, worker string, c *chunk) (cont
 		rctx, done := context.WithTimeout(ctx, period)
 		held, err := b.renew(rctx, worker, c)
 		done()
-		b.ownTx.Add(1)
+		b.counted(1, err)
 		if err == nil && !held {
 			cancel(errLeaseLost)
 			return false
@@ -461,17 +463,24 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 		b.opts.afterClaim(c.Seq)
 	}
 	start := time.Now()
-	var changed int64
+	var (
+		changed int64
+		busy    time.Duration
+	)
 	err := b.retry(cctx, "chunk", func() error {
 		var err error
-		changed, err = b.process(cctx, worker, c)
+		changed, busy, err = b.process(cctx, worker, c)
 		return err
 	})
 	elapsed := time.Since(start)
-	// Its transaction, and the claim's before it (a look-ahead, the
-	// claim's idle check and retries count their own).
-	b.ownTx.Add(2)
-	b.ownActive.Add(int64(elapsed))
+	// The claim's transaction, which committed, and the chunk's, if it
+	// reached the database (a look-ahead, the claim's idle check and a
+	// retry's failed attempts count their own).
+	b.ownTx.Add(1)
+	b.counted(1, err)
+	if err == nil {
+		b.ownActive.Add(int64(busy))
+	}
 	stopLease()
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errLeaseLost) {
 		err = errLeaseLost
@@ -532,63 +541,83 @@ func (b *Backfill) rest(ctx context.Context, elapsed time.Duration) error {
 // holds the database's write lock from BEGIN, so the chunk reads its rows
 // after every earlier write committed and before any later one: that is
 // its row lock.
-func (b *Backfill) process(ctx context.Context, worker string, c *chunk) (int64, error) {
+//
+// busy is what the chunk's statement spent in the database, for the
+// budget to take off the statistics' active time: its time as the
+// client saw it, less a round trip (the job-status check's time, a
+// statement that does next to nothing). It leaves out on purpose what
+// the database does not count as active (the waits for a connection,
+// the gaps between statements, a Func's own work) and, as only an upper
+// bound of them is known, the round trips and the small statements
+// around it: taken off, more than the database counted would hide as
+// much of the foreground's latency, while left in, they only make it
+// read a little slower. A Func's statements are left in the same way:
+// only the read of its rows is timed.
+func (b *Backfill) process(ctx context.Context, worker string, c *chunk) (changed int64, busy time.Duration, err error) {
 	tx, err := b.beginChunk(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
 	// A pause or cancel that came after the claim stops the chunk before
 	// its statement.
+	start := time.Now()
 	if err := b.running(ctx, tx, false); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	trip := time.Since(start)
 	if b.job.Func != nil && b.job.Check != nil {
 		// The rows first, locked, then which of them have a target row, in
 		// a snapshot taken after the locks: one statement would re-read a
 		// row written while it waited, but judge its target row in the
 		// snapshot from before the write.
 		if err := b.plan.lockSpan(ctx, tx, c.Span); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	changed, err := b.fill(ctx, tx, c.Span)
+	changed, took, err := b.fill(ctx, tx, c.Span)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if b.opts.beforeCommit != nil {
 		b.opts.beforeCommit(c.Seq)
 	}
 	if err := b.finish(ctx, tx, worker, c, changed); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return changed, tx.Commit()
+	return changed, max(0, took-trip), tx.Commit()
 }
 
 // fill does a chunk's work over s in tx: the Set or Into statement, or
 // Func over the span's unfilled rows (which a move locks first, see
-// process), and returns how many rows it changed.
-func (b *Backfill) fill(ctx context.Context, tx *sqlx.Tx, s span) (int64, error) {
+// process), and returns how many rows it changed, and how long its
+// statement took (the Set or Into statement, or the read of Func's
+// rows: not Func's own time).
+func (b *Backfill) fill(ctx context.Context, tx *sqlx.Tx, s span) (changed int64, took time.Duration, err error) {
 	stmt, vals, err := b.statement(s)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	start := time.Now()
 	if b.job.Func == nil {
 		res, err := tx.ExecContext(ctx, stmt, vals...)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return res.RowsAffected()
+		took = time.Since(start)
+		changed, err = res.RowsAffected()
+		return changed, took, err
 	}
 	rows, err := scanRows(ctx, tx, stmt, vals)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	changed, err := b.job.Func(ctx, tx, rows)
+	took = time.Since(start)
+	changed, err = b.job.Func(ctx, tx, rows)
 	if err != nil {
-		return 0, fmt.Errorf("chunk func: %w", err)
+		return 0, 0, fmt.Errorf("chunk func: %w", err)
 	}
-	return changed, nil
+	return changed, took, nil
 }
 
 // beginChunk begins the transaction of a chunk (or of a repair's batch),
@@ -618,7 +647,7 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 		if kind == pgerr.StatementTimeout {
 			b.shrink()
 		}
-		b.ownTx.Add(2) // the attempt that failed, and the count below
+		b.counted(1, err) // the attempt that failed
 		wait := backoff.Wait(b.opts.backoff, attempt, 100*b.opts.backoff)
 		b.opts.observer.ObserveRetry(ctx, Retry{Job: b.job.Name, Op: what, Kind: kind.String(), Attempt: attempt, Wait: wait, Err: err})
 		// Counted for the retrospective; best effort, as the database may
@@ -627,7 +656,9 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func() error) erro
 		// dead is dropped, and the count tried again on another, a few
 		// times.
 		for range 4 {
-			if _, err := b.db.ExecContext(ctx, b.plan.d.BackfillRetried(), b.job.Name); pgerr.Classify(err) != pgerr.Connection {
+			_, err := b.db.ExecContext(ctx, b.plan.d.BackfillRetried(), b.job.Name)
+			b.counted(1, err)
+			if pgerr.Classify(err) != pgerr.Connection {
 				break
 			}
 		}
@@ -657,8 +688,8 @@ func (b *Backfill) waitSignals(ctx context.Context) error {
 		b.setThrottle(reason)
 		b.shrink()
 		b.opts.observer.ObserveThrottle(ctx, Throttle{Job: b.job.Name, Wait: wait, Reason: reason})
-		b.ownTx.Add(1)
-		_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillThrottled(), b.job.Name, wait.Milliseconds())
+		_, err := b.db.ExecContext(ctx, b.plan.d.BackfillThrottled(), b.job.Name, wait.Milliseconds())
+		b.counted(1, err)
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -671,8 +702,8 @@ func (b *Backfill) setThrottle(reason string) {
 	b.throttle = reason
 	b.mu.Unlock()
 	if changed {
-		b.ownTx.Add(1)
-		_, _ = b.db.ExecContext(context.Background(), b.plan.d.BackfillThrottle(), b.job.Name, reason)
+		_, err := b.db.ExecContext(context.Background(), b.plan.d.BackfillThrottle(), b.job.Name, reason)
+		b.counted(1, err)
 	}
 }
 

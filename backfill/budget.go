@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/schemashift/schemashift/internal/pgerr"
 )
 
 // LatencyBudget is what the foreground may lose to the backfill, relative
@@ -535,6 +537,21 @@ type dbForeground struct {
 
 func newDBForeground(b *Backfill) *dbForeground { return &dbForeground{b: b} }
 
+// counted adds n to the transactions the Backfill counts of its own
+// when err says its statements reached the database: they succeeded, or
+// the database itself refused them (a transaction it rolled back, which
+// its statistics count all the same). A statement that never reached it
+// (a connection lost or refused, a context ended, no connection to be
+// had) counts nothing: counted, it would be taken off the foreground's
+// transactions in the statistics, which never saw it, and hide as many
+// of them. One whose answer was lost on its way back is not counted
+// either, and reads as a foreground's: the safe side.
+func (b *Backfill) counted(n int64, err error) {
+	if err == nil || pgerr.Answered(err) {
+		b.ownTx.Add(n)
+	}
+}
+
 // busy implements teller: the statistics lag what the backfills count of
 // their own by up to a second, so others must exceed [DefaultBusyRate] and
 // the backfills' own rate again to be a foreground, or a backfill alone
@@ -605,14 +622,17 @@ func since(prev, cur map[string]runLoad) (d runLoad) {
 func (*dbForeground) Source() string { return SourceDatabase }
 
 func (s *dbForeground) Read(ctx context.Context) (Foreground, error) {
-	// The board's statement and the statistics', as they will count.
-	s.b.ownTx.Add(2)
 	runs, boardErr := s.b.board.publish(ctx)
+	if s.b.board != nil {
+		s.b.counted(1, boardErr)
+	}
 	var row struct {
 		Xacts  int64   `db:"xacts"`
 		Active float64 `db:"active_ms"`
 	}
-	if err := s.b.db.GetContext(ctx, &row, s.b.plan.d.BackfillForegroundStats()); err != nil {
+	err := s.b.db.GetContext(ctx, &row, s.b.plan.d.BackfillForegroundStats())
+	s.b.counted(1, err) // as the statistics will count it, after this reading
+	if err != nil {
 		return Foreground{}, fmt.Errorf("foreground from the database's statistics: %w", err)
 	}
 	cur := dbStats{at: time.Now(), xacts: row.Xacts, activeMS: row.Active,
@@ -713,17 +733,17 @@ func (b *Backfill) publishing(ctx context.Context) (stop func()) {
 		return func() {}
 	}
 	write := func(ctx context.Context) bool {
-		b.ownTx.Add(1) // the statement below
 		// Best effort: a lost write is made good by the next, whose
 		// counts are the Backfill's since it began.
-		_, _ = b.board.publish(ctx)
+		_, err := b.board.publish(ctx)
+		b.counted(1, err)
 		return true
 	}
 	// The rows kept past their time, removed as a Run starts: in a
 	// statement of its own, which never waits on another's rows (in the
 	// writes' statement it could deadlock with another's).
-	b.ownTx.Add(1)
-	_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillRunsGone())
+	_, err := b.db.ExecContext(ctx, b.plan.d.BackfillRunsGone())
+	b.counted(1, err)
 	write(ctx)
 	stopWriting := every(ctx, runBoardEvery, write)
 	return func() {
@@ -785,7 +805,6 @@ func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float6
 		b.paced = nil
 	}
 	b.foreground, b.pace, b.duty = source, pace, duty
-	b.ownTx.Add(1) // the record below
 	switch {
 	case duty > 0:
 		b.wake()
@@ -793,7 +812,8 @@ func (b *Backfill) setPace(ctx context.Context, source, pace string, duty float6
 		b.resting = make(chan struct{})
 	}
 	b.mu.Unlock()
-	_, _ = b.db.ExecContext(ctx, b.plan.d.BackfillPace(), b.job.Name, source, pace)
+	_, err := b.db.ExecContext(ctx, b.plan.d.BackfillPace(), b.job.Name, source, pace)
+	b.counted(1, err)
 }
 
 // startPacing, given a latency budget, reads the foreground's baseline

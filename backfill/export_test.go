@@ -107,3 +107,7 @@ func (b *Backfill) OwnTx() int64 { return b.ownTx.Load() }
 // StatsTxs commits n transactions on a session of its own to the
 // database at u and waits until the database's statistics show them.
 func StatsTxs(t testing.TB, u string, n int) { statsTxs(t, u, n) }
+
+// OwnActive is how much of the database's active time the Backfill
+// counted of its own.
+func (b *Backfill) OwnActive() time.Duration { return time.Duration(b.ownActive.Load()) }

@@ -32,8 +32,8 @@ func (b *Backfill) lookAhead(ctx context.Context, lo Key, sizes []int) *lookahea
 		defer close(l.done)
 		from, walked := lo, 0
 		for _, n := range sizes {
-			b.ownTx.Add(1) // the walk, as the database counts it
 			hi, err := b.plan.boundary(ctx, b.db, from, n-walked)
+			b.counted(1, err) // the walk, as the database counts it
 			if err != nil || hi == nil {
 				return // the claim walks (or counts the tail) itself
 			}

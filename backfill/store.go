@@ -225,8 +225,9 @@ var errNoChunk = errors.New("no chunk available")
 // taking write locks.
 func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses []boundaryGuess, busy bool) (*chunk, Status, error) {
 	if !busy {
-		b.ownTx.Add(1)
-		switch st, idle, err := b.idle(ctx, worker); {
+		st, idle, err := b.idle(ctx, worker)
+		b.counted(1, err)
+		switch {
 		case err != nil:
 			return nil, "", err
 		case idle:

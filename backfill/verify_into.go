@@ -205,7 +205,7 @@ func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp
 	if err := b.plan.lockSpan(ctx, tx, sp); err != nil {
 		return 0, err
 	}
-	changed, err := b.fill(ctx, tx, sp)
+	changed, _, err := b.fill(ctx, tx, sp)
 	if err != nil {
 		return 0, err
 	}

@@ -413,7 +413,9 @@ func (b *Backfill) waitWindow(ctx context.Context, worker string, done <-chan st
 		if b.opts.windowWait != nil {
 			b.opts.windowWait(text)
 		}
-		switch st, _, err := b.idle(ctx, worker); {
+		st, _, err := b.idle(ctx, worker)
+		b.counted(1, err)
+		switch {
 		case err != nil:
 			// Read again at the next turn; the window is what holds.
 		case st == Done:
@@ -421,7 +423,6 @@ func (b *Backfill) waitWindow(ctx context.Context, worker string, done <-chan st
 		case st == Cancelled:
 			return fmt.Errorf("backfill %q: %w", b.job.Name, ErrCancelled)
 		}
-		b.ownTx.Add(1)
 		select {
 		case <-done:
 			return errJobDone
@@ -445,8 +446,8 @@ func (b *Backfill) setWindow(text string) {
 	b.window, b.windowSet = text, true
 	b.mu.Unlock()
 	if changed {
-		b.ownTx.Add(1)
-		_, _ = b.db.ExecContext(context.Background(), b.plan.d.BackfillWindow(), b.job.Name, text)
+		_, err := b.db.ExecContext(context.Background(), b.plan.d.BackfillWindow(), b.job.Name, text)
+		b.counted(1, err)
 	}
 }
 
