@@ -79,7 +79,15 @@ const (
 	// the time sessions spent running statements (active_time), less the
 	// backfill's own. Its latency is the mean time of a transaction, not a
 	// percentile: the budget's P99 bounds that mean, against the
-	// baseline's.
+	// baseline's. What the backfill takes off as its own errs low, never
+	// high, so that it never hides a foreground: only the transactions
+	// that reached the database, and only its chunks' statements' time
+	// less a round trip. Its small statements read as the foreground's,
+	// and make it look a little slower; so do a Func's own statements,
+	// which it cannot tell from the Func's other work: a budget read
+	// from the statistics is stricter with a job run by a Func than it
+	// need be (the application's own latencies are then the better
+	// signal).
 	SourceDatabase = "database statistics"
 	// SourceFleet is the fleet's heartbeats: every instance's dual-path
 	// calls and their latencies (rollout's FleetForeground).
