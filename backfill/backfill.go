@@ -608,11 +608,13 @@ func (b *Backfill) fill(ctx context.Context, tx *sqlx.Tx, s span) (changed int64
 		changed, err = res.RowsAffected()
 		return changed, took, err
 	}
-	rows, err := scanRows(ctx, tx, stmt, vals)
+	// Timed to the statement's first answer only: the client's decoding
+	// of the rows, long after the database sent them, would be most of
+	// the rest.
+	rows, err := scanRowsTimed(ctx, tx, stmt, vals, func() { took = time.Since(start) })
 	if err != nil {
 		return 0, 0, err
 	}
-	took = time.Since(start)
 	changed, err = b.job.Func(ctx, tx, rows)
 	if err != nil {
 		return 0, 0, fmt.Errorf("chunk func: %w", err)

@@ -546,16 +546,18 @@ type dbForeground struct {
 func newDBForeground(b *Backfill) *dbForeground { return &dbForeground{b: b} }
 
 // counted adds n to the transactions the Backfill counts of its own
-// when err says its statements reached the database: they succeeded, or
-// the database itself refused them (a transaction it rolled back, which
-// its statistics count all the same). A statement that never reached it
-// (a connection lost or refused, a context ended, no connection to be
-// had) counts nothing: counted, it would be taken off the foreground's
+// when err says its statements ran in the database: they succeeded, or a
+// session ran them and raised an error of theirs (a transaction it
+// rolled back, which its statistics count all the same). One that never
+// ran counts nothing: a connection lost, refused (even with a SQLSTATE
+// of the database's, a FATAL one: a role at its connection limit, a
+// server shutting down, which count no transaction), a context ended, no
+// connection to be had. Counted, it would be taken off the foreground's
 // transactions in the statistics, which never saw it, and hide as many
-// of them. One whose answer was lost on its way back is not counted
-// either, and reads as a foreground's: the safe side.
+// of them. One whose answer was lost on its way back, or a FATAL the
+// database did count, reads as a foreground's: the safe side.
 func (b *Backfill) counted(n int64, err error) {
-	if err == nil || pgerr.Answered(err) {
+	if err == nil || pgerr.Ran(err) {
 		b.ownTx.Add(n)
 	}
 }

@@ -2,9 +2,11 @@ package backfill_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,18 +166,20 @@ func TestAFuncsOwnWorkDoesNotHideTheForegroundsLatency(t *testing.T) {
 
 // partition forwards TCP connections to a database until cut, which
 // closes every connection it forwards and refuses new ones until healed:
-// a process cut off from its database, and back.
+// a process cut off from its database, and back. It also tells when a
+// number of connections were tried (see expect).
 type partition struct {
 	ln     net.Listener
 	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
-	// refused counts the connections tried while cut; tried is closed
+
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]struct{}
+	// seen counts the connections tried since expect; reached is closed
 	// when they reach want.
-	refused, want int
-	tried         chan struct{}
+	seen, want int
+	reached    chan struct{}
 }
 
 // newPartition forwards to the host of u; its URL is u through it.
@@ -185,15 +189,36 @@ func newPartition(t *testing.T, u string) (p *partition, through string) {
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p = &partition{ln: ln, target: pu.Host, conns: map[net.Conn]struct{}{}, tried: make(chan struct{})}
+	p = &partition{ln: ln, target: pu.Host, conns: map[net.Conn]struct{}{}}
 	p.wg.Go(p.serve)
 	t.Cleanup(func() {
 		ln.Close()
-		p.cutOff(0)
+		p.cutOff()
 		p.wg.Wait()
 	})
 	pu.Host = ln.Addr().String()
 	return p, pu.String()
+}
+
+// expect returns a channel closed once want connections more were tried.
+func (p *partition) expect(want int) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seen, p.want, p.reached = 0, want, make(chan struct{})
+	return p.reached
+}
+
+// tried notes a connection tried.
+func (p *partition) tried() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reached == nil {
+		return
+	}
+	if p.seen++; p.seen == p.want {
+		close(p.reached)
+		p.reached = nil
+	}
 }
 
 func (p *partition) track(c net.Conn) bool {
@@ -201,9 +226,6 @@ func (p *partition) track(c net.Conn) bool {
 	defer p.mu.Unlock()
 	if p.cut {
 		c.Close()
-		if p.refused++; p.refused == p.want {
-			close(p.tried)
-		}
 		return false
 	}
 	p.conns[c] = struct{}{}
@@ -216,6 +238,7 @@ func (p *partition) serve() {
 		if err != nil {
 			return
 		}
+		p.tried()
 		if !p.track(c) {
 			continue
 		}
@@ -238,12 +261,10 @@ func (p *partition) serve() {
 	}
 }
 
-// cutOff cuts the connections, and closes p.tried once want were tried
-// (0: never).
-func (p *partition) cutOff(want int) {
+func (p *partition) cutOff() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut, p.want = true, want
+	p.cut = true
 	for c := range p.conns {
 		c.Close()
 	}
@@ -295,9 +316,10 @@ func TestStatementsThatNeverArrivedAreNotTakenOff(t *testing.T) {
 
 	// Cut off until it tried 300 connections: its lease renewals, its
 	// heartbeats, its board's writes and its pace's records, each failing.
-	p.cutOff(300)
+	tried := p.expect(300)
+	p.cutOff()
 	select {
-	case <-p.tried:
+	case <-tried:
 	case <-time.After(time.Minute):
 		t.Fatal("the cut-off Backfill tried nothing")
 	}
@@ -307,12 +329,177 @@ func TestStatementsThatNeverArrivedAreNotTakenOff(t *testing.T) {
 	cancel()
 	wg.Wait()
 	statsFlushed(t, cutPool, admin, app)
-	tried := cut.OwnTx()
+	counted := cut.OwnTx()
 
 	const fg = 300
 	backfill.StatsTxs(t, u, fg) // a real foreground
 	f, err := read(t.Context())
 	require.NoError(t, err)
-	t.Logf("the cut-off Backfill counted %d transactions in all; a foreground of %d ran; read %d", tried, fg, f.Ops)
+	t.Logf("the cut-off Backfill counted %d transactions in all; a foreground of %d ran; read %d", counted, fg, f.Ops)
 	assert.GreaterOrEqual(t, f.Ops, int64(fg), "statements that never reached the database were taken off the foreground")
+}
+
+// The database refuses a Backfill's new connections with an error of its
+// own, and its sessions were ended (a restart, a failover, an operator):
+// its heartbeats, lease renewals and board writes each fail. Where the
+// refusal comes before the session has a database (a role at its
+// connection limit, 53300, as "too many clients" is; a role that may not
+// log in, 28000), the database counts no transaction, and the Backfill
+// must count none either. Where it comes from the database itself (one
+// that accepts no connections, 55000), the database counts a rolled-back
+// transaction and the Backfill none (an error that ends the session is
+// never counted: the safe side). Before, any error with a SQLSTATE
+// counted: 150 counted where the database counted none, and a foreground
+// of 300 read as 202–204.
+func TestRefusedConnectionsAreNotTakenOff(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name           string
+		refuse, accept string // statements, %[1]s the role, %[2]s the database
+	}{
+		{"a database that accepts no connections, 55000 (the control)",
+			`ALTER DATABASE %[2]s ALLOW_CONNECTIONS false`, `ALTER DATABASE %[2]s ALLOW_CONNECTIONS true`},
+		{"a role at its connection limit, 53300", `ALTER ROLE %[1]s CONNECTION LIMIT 0`, `ALTER ROLE %[1]s CONNECTION LIMIT -1`},
+		{"a role that may not log in, 28000", `ALTER ROLE %[1]s NOLOGIN`, `ALTER ROLE %[1]s LOGIN`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			u := pgtest.URL(t)
+			admin := open(t, u)
+			usersTable(t, admin, 10_000)
+			require.NoError(t, backfill.EnsureSchema(t.Context(), admin))
+			out := backfill.NewOutside(t, u, admin)
+			var dbname string
+			require.NoError(t, admin.GetContext(t.Context(), &dbname, `SELECT current_database()`))
+			role := fmt.Sprintf("refused_%d", time.Now().UnixNano())
+			admin.MustExecContext(t.Context(), `CREATE ROLE `+role+` LOGIN PASSWORD 'app'`)
+			t.Cleanup(func() {
+				admin.MustExecContext(context.Background(), `DROP OWNED BY `+role)
+				admin.MustExecContext(context.Background(), `DROP ROLE `+role)
+			})
+			admin.MustExecContext(t.Context(), `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO `+role)
+			ru, err := url.Parse(u)
+			require.NoError(t, err)
+			ru.User = url.UserPassword(role, "app")
+			p, through := newPartition(t, ru.String())
+			const app, fgApp = "refused", "refused-foreground"
+			pool := open(t, withApplication(t, through, app))
+
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			claimed := make(chan struct{})
+			var once sync.Once
+			refused, err := backfill.New(t.Context(), pool, emailJob("refused"),
+				append(quick(), backfill.WithLease(150*time.Millisecond), backfill.WithStatementTimeout(100*time.Millisecond),
+					backfill.WithAfterClaim(func(int64) {
+						once.Do(func() { close(claimed) })
+						<-ctx.Done() // holds its chunk, renewing its lease, to the end
+					}))...)
+			require.NoError(t, err)
+			var wg sync.WaitGroup
+			wg.Go(func() { _, _ = refused.Run(ctx) })
+			<-claimed
+
+			reader, err := backfill.New(t.Context(), open(t, u), emailJob("reader"))
+			require.NoError(t, err)
+			read := reader.StatsReader()
+			_, err = read(t.Context())
+			require.NoError(t, err)
+
+			stmt := func(s string) { out.DB().MustExecContext(context.Background(), fmt.Sprintf(s, role, `"`+dbname+`"`)) }
+			stmt(c.refuse)
+			accepted := false
+			accept := func() {
+				if !accepted {
+					accepted = true
+					stmt(c.accept)
+				}
+			}
+			defer accept()
+			out.DB().MustExecContext(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
+			out.Gone(nil, app)
+			o0, x0 := refused.OwnTx(), out.Xacts()
+			// 150 connections tried after the refusal, each refused.
+			select {
+			case <-p.expect(150):
+			case <-time.After(time.Minute):
+				t.Fatal("the refused Backfill tried nothing")
+			}
+			o1, x1 := refused.OwnTx(), out.Xacts()
+			t.Logf("while refused: the Backfill counted %d transactions of its own; the database counted %d", o1-o0, x1-x0)
+			assert.LessOrEqual(t, o1-o0, x1-x0+5, "counted more than the database counted (5 for statements in flight)")
+
+			accept()
+			cancel()
+			wg.Wait()
+			out.Gone(pool, app)
+			const fg = 300
+			x2 := out.Xacts()
+			fgPool := open(t, withApplication(t, u, fgApp))
+			fgPool.SetMaxOpenConns(1)
+			for range fg {
+				_, err := fgPool.ExecContext(t.Context(), `SELECT 1`)
+				require.NoError(t, err)
+			}
+			out.Gone(fgPool, fgApp)
+			for out.Xacts() < x2+fg {
+			}
+			f, err := read(t.Context())
+			require.NoError(t, err)
+			t.Logf("a foreground of %d ran; the reader read %d", fg, f.Ops)
+			assert.GreaterOrEqual(t, f.Ops, int64(fg), "refused connections were taken off the foreground")
+		})
+	}
+}
+
+// A Func job reads its rows into maps, which takes the client far longer
+// than the database takes to send them (under -race most of all): only
+// the statement's first answer is the database's time. Against the
+// growth of the database's active time, every session's, the Backfill
+// must count no more. Before, it timed the read to its last row: 1.65 s
+// counted where the database counted 0.30 s.
+func TestAFuncsWideReadIsNoMoreThanTheDatabaseCounted(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name        string
+		cols, chunk int
+	}{
+		{"40 int columns, chunks of 20000", 40, 20_000},
+		{"8 int columns, chunks of 1000", 8, 1000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			u := pgtest.URL(t)
+			admin := open(t, u)
+			cols := make([]string, c.cols)
+			var defs, sel strings.Builder
+			for i := range cols {
+				cols[i] = fmt.Sprintf("c%d", i)
+				fmt.Fprintf(&defs, ", c%d int NOT NULL", i)
+				fmt.Fprintf(&sel, ", i + %d", i)
+			}
+			admin.MustExecContext(t.Context(), `CREATE TABLE wide (id bigint PRIMARY KEY`+defs.String()+`, done int)`)
+			admin.MustExecContext(t.Context(), `INSERT INTO wide SELECT i`+sel.String()+`, NULL FROM generate_series(1, 100000) i`)
+			admin.MustExecContext(t.Context(), `VACUUM ANALYZE wide`)
+			out := backfill.NewOutside(t, u, admin)
+			const app = "wide-read"
+			pool := open(t, withApplication(t, u, app))
+			job := backfill.Job{Name: "wide", Table: "wide", Columns: cols, Version: "v1", Fills: []string{"done"},
+				Func: func(context.Context, *sqlx.Tx, []map[string]any) (int64, error) { return 0, nil }}
+			b, err := backfill.New(t.Context(), pool, job,
+				append(quick(), backfill.WithChunkSize(c.chunk, c.chunk, c.chunk), backfill.WithDutyCycle(1))...)
+			require.NoError(t, err)
+			out.Gone(pool, app)
+			before, own := out.Active(), b.OwnActive()
+			p, err := b.Run(t.Context())
+			require.NoError(t, err)
+			require.Equal(t, backfill.Done, p.Status)
+			out.Gone(pool, app)
+			own = b.OwnActive() - own
+			counted := out.Active() - before
+			t.Logf("the Backfill counted %v of its own; the database's active time grew by %v", own, counted)
+			assert.Positive(t, own, "its reads' time counted")
+			assert.LessOrEqual(t, own, counted, "more taken off than the database counted, every session's")
+		})
+	}
 }

@@ -302,10 +302,17 @@ func (p *plan) lockSpan(ctx context.Context, tx *sqlx.Tx, s span) error {
 
 // scanRows reads a Go-mode chunk's rows, column name to value.
 func scanRows(ctx context.Context, tx *sqlx.Tx, stmt string, vals []any) ([]map[string]any, error) {
+	return scanRowsTimed(ctx, tx, stmt, vals, func() {})
+}
+
+// scanRowsTimed is scanRows, calling answered once the statement's
+// first answer came back, before any row is decoded.
+func scanRowsTimed(ctx context.Context, tx *sqlx.Tx, stmt string, vals []any, answered func()) ([]map[string]any, error) {
 	rows, err := tx.QueryxContext(ctx, stmt, vals...)
 	if err != nil {
 		return nil, err
 	}
+	answered()
 	defer rows.Close()
 	var batch []map[string]any
 	for rows.Next() {

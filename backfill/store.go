@@ -226,10 +226,11 @@ var errNoChunk = errors.New("no chunk available")
 func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses []boundaryGuess, busy bool) (*chunk, Status, error) {
 	if !busy {
 		st, idle, err := b.idle(ctx, worker)
-		b.counted(1, err)
+		if err != nil {
+			return nil, "", err // the claim's retry counts the failed attempt
+		}
+		b.ownTx.Add(1)
 		switch {
-		case err != nil:
-			return nil, "", err
 		case idle:
 			return nil, Running, errNoChunk
 		case st != Running:

@@ -121,3 +121,19 @@ func Code(err error) string {
 func Answered(err error) bool {
 	return Code(err) != "" || sqlite.Answered(err)
 }
+
+// Ran reports whether err is a statement's own error, raised by a
+// session that ran it (severity ERROR): not a FATAL one, which a session
+// raises as it refuses a connection or ends, before or instead of
+// running any statement.
+func Ran(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		sev := pgErr.SeverityUnlocalized
+		if sev == "" {
+			sev = pgErr.Severity
+		}
+		return sev == "ERROR"
+	}
+	return sqlite.Answered(err)
+}

@@ -78,3 +78,19 @@ func TestAnswered(t *testing.T) {
 	assert.False(t, pgerr.Answered(fmt.Errorf("commit: %w", io.ErrUnexpectedEOF)))
 	assert.False(t, pgerr.Answered(nil))
 }
+
+// Only an error a session raised about a statement it ran (severity
+// ERROR) says the statement ran: a FATAL one (a connection refused, a
+// session ended) says it never did, whatever its SQLSTATE.
+func TestRan(t *testing.T) {
+	t.Parallel()
+	assert.True(t, pgerr.Ran(fmt.Errorf("chunk: %w", &pgconn.PgError{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "57014"})))
+	assert.True(t, pgerr.Ran(&pgconn.PgError{Severity: "ERROR", Code: "40001"}), "an old server's, unlocalized severity missing")
+	assert.False(t, pgerr.Ran(&pgconn.PgError{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "53300"}))
+	assert.False(t, pgerr.Ran(&pgconn.PgError{Severity: "FATAL", Code: "57P01"}))
+	assert.False(t, pgerr.Ran(&pgconn.PgError{Severity: "ERREUR", SeverityUnlocalized: "FATAL", Code: "28000"}), "the unlocalized severity decides")
+	assert.True(t, pgerr.Ran(fmt.Errorf("commit: %w", sqliteErr(5))))
+	assert.False(t, pgerr.Ran(context.Canceled))
+	assert.False(t, pgerr.Ran(fmt.Errorf("commit: %w", io.ErrUnexpectedEOF)))
+	assert.False(t, pgerr.Ran(nil))
+}
