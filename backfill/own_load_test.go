@@ -298,7 +298,7 @@ func TestStatementsThatNeverArrivedAreNotTakenOff(t *testing.T) {
 	claimed := make(chan struct{})
 	var once sync.Once
 	cut, err := backfill.New(t.Context(), cutPool, emailJob("cut-off"),
-		append(quick(), backfill.WithLease(600*time.Millisecond), backfill.WithStatementTimeout(400*time.Millisecond),
+		append(quick(), backfill.WithLease(150*time.Millisecond), backfill.WithStatementTimeout(100*time.Millisecond),
 			backfill.WithAfterClaim(func(int64) {
 				once.Do(func() { close(claimed) })
 				<-ctx.Done() // holds its chunk, renewing its lease, to the end
