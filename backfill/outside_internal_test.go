@@ -31,9 +31,7 @@ func NewOutside(t *testing.T, u string, admin *sqlx.DB) *Outside {
 	pu, err := url.Parse(u)
 	require.NoError(t, err)
 	pu.Path = "/postgres"
-	db, err := sqlx.Open("pgx", pu.String())
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	db := boardPool(t, pu.String())
 	db.SetMaxOpenConns(1)
 	return &Outside{t: t, db: db, dbname: dbname}
 }

@@ -27,19 +27,6 @@ import (
 // transactions it tried (a statement that never reached the database is
 // not in its statistics).
 
-// dbActive is the database's active time (every session's) and
-// transactions, as its statistics show them now.
-func dbActive(t *testing.T, admin *sqlx.DB) (xacts int64, active time.Duration) {
-	t.Helper()
-	var row struct {
-		Xacts  int64   `db:"xacts"`
-		Active float64 `db:"active_ms"`
-	}
-	require.NoError(t, admin.GetContext(t.Context(), &row,
-		`SELECT xact_commit + xact_rollback AS xacts, active_time AS active_ms FROM pg_stat_database WHERE datname = current_database()`))
-	return row.Xacts, time.Duration(row.Active * float64(time.Millisecond))
-}
-
 // thinkingJob is a Go-mode job whose Func spends think of the client's
 // own time in each chunk's transaction (a call to a key service, a hash
 // computed) before its one UPDATE: the session is idle in its
@@ -96,16 +83,17 @@ func TestOwnActiveIsNoMoreThanTheDatabaseCounted(t *testing.T) {
 			opts := append(quick(), backfill.WithChunkSize(100, 100, 100), backfill.WithDutyCycle(1))
 			b, err := backfill.New(t.Context(), pool, c.job("own-active"), append(opts, c.opts...)...)
 			require.NoError(t, err)
-			statsFlushed(t, pool, admin, app)
+			out := backfill.NewOutside(t, u, admin)
+			out.Gone(pool, app)
 			backfill.StatsTxs(t, u, 1) // and the statistics show them
-			_, before := dbActive(t, admin)
+			before := out.Active()
 			own := b.OwnActive()
 			p, err := b.Run(t.Context())
 			require.NoError(t, err)
 			require.Equal(t, backfill.Done, p.Status)
-			statsFlushed(t, pool, admin, app)
+			out.Gone(pool, app)
 			backfill.StatsTxs(t, u, 1)
-			_, after := dbActive(t, admin)
+			after := out.Active()
 			own = b.OwnActive() - own
 			counted := after - before
 			t.Logf("the Backfill counted %v of its own; the database's active time grew by %v", own, counted)
@@ -151,8 +139,9 @@ func TestAFuncsOwnWorkDoesNotHideTheForegroundsLatency(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	statsFlushed(t, fg, admin, fgApp)
-	statsFlushed(t, pool, admin, bfApp)
+	out := backfill.NewOutside(t, u, admin)
+	out.Gone(fg, fgApp)
+	out.Gone(pool, bfApp)
 	backfill.StatsTxs(t, u, 1)
 	f, err := read(t.Context())
 	require.NoError(t, err)
@@ -277,6 +266,41 @@ func (p *partition) heal() {
 	p.cut = false
 }
 
+// holding starts a Run of job name on pool that claims a chunk and holds
+// it, renewing its lease every 50ms (its heartbeat, its board's writes
+// and its pace's records go on too), until end, which waits for the Run.
+func holding(t *testing.T, pool *sqlx.DB, name string) (b *backfill.Backfill, end func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	claimed := make(chan struct{})
+	var once sync.Once
+	b, err := backfill.New(t.Context(), pool, emailJob(name),
+		append(quick(), backfill.WithLease(150*time.Millisecond), backfill.WithStatementTimeout(100*time.Millisecond),
+			backfill.WithAfterClaim(func(int64) {
+				once.Do(func() { close(claimed) })
+				<-ctx.Done()
+			}))...)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = b.Run(ctx) })
+	end = func() { cancel(); wg.Wait() }
+	t.Cleanup(end)
+	<-claimed
+	return b, end
+}
+
+// readerOf is another process's reading of the statistics at u, its
+// first reading taken.
+func readerOf(t *testing.T, u string) func(context.Context) (backfill.Foreground, error) {
+	t.Helper()
+	reader, err := backfill.New(t.Context(), open(t, u), emailJob("reader"))
+	require.NoError(t, err)
+	read := reader.StatsReader()
+	_, err = read(t.Context())
+	require.NoError(t, err)
+	return read
+}
+
 // A process is cut off from the database while its Run holds a chunk: it
 // keeps trying its board writes, its readings, its lease renewals, its
 // heartbeats, and none reaches the database. Back, its next write must
@@ -293,26 +317,8 @@ func TestStatementsThatNeverArrivedAreNotTakenOff(t *testing.T) {
 	const app = "cut-off"
 	cutPool := open(t, withApplication(t, through, app))
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	claimed := make(chan struct{})
-	var once sync.Once
-	cut, err := backfill.New(t.Context(), cutPool, emailJob("cut-off"),
-		append(quick(), backfill.WithLease(150*time.Millisecond), backfill.WithStatementTimeout(100*time.Millisecond),
-			backfill.WithAfterClaim(func(int64) {
-				once.Do(func() { close(claimed) })
-				<-ctx.Done() // holds its chunk, renewing its lease, to the end
-			}))...)
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = cut.Run(ctx) })
-	<-claimed
-
-	reader, err := backfill.New(t.Context(), open(t, u), emailJob("reader"))
-	require.NoError(t, err)
-	read := reader.StatsReader()
-	_, err = read(t.Context())
-	require.NoError(t, err)
+	cut, end := holding(t, cutPool, "cut-off")
+	read := readerOf(t, u)
 
 	// Cut off until it tried 300 connections: its lease renewals, its
 	// heartbeats, its board's writes and its pace's records, each failing.
@@ -326,9 +332,8 @@ func TestStatementsThatNeverArrivedAreNotTakenOff(t *testing.T) {
 	p.heal()
 	// Back: its Run ends, and its sessions report all that reached the
 	// database.
-	cancel()
-	wg.Wait()
-	statsFlushed(t, cutPool, admin, app)
+	end()
+	backfill.NewOutside(t, u, admin).Gone(cutPool, app)
 	counted := cut.OwnTx()
 
 	const fg = 300
@@ -385,26 +390,8 @@ func TestRefusedConnectionsAreNotTakenOff(t *testing.T) {
 			const app, fgApp = "refused", "refused-foreground"
 			pool := open(t, withApplication(t, through, app))
 
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			claimed := make(chan struct{})
-			var once sync.Once
-			refused, err := backfill.New(t.Context(), pool, emailJob("refused"),
-				append(quick(), backfill.WithLease(150*time.Millisecond), backfill.WithStatementTimeout(100*time.Millisecond),
-					backfill.WithAfterClaim(func(int64) {
-						once.Do(func() { close(claimed) })
-						<-ctx.Done() // holds its chunk, renewing its lease, to the end
-					}))...)
-			require.NoError(t, err)
-			var wg sync.WaitGroup
-			wg.Go(func() { _, _ = refused.Run(ctx) })
-			<-claimed
-
-			reader, err := backfill.New(t.Context(), open(t, u), emailJob("reader"))
-			require.NoError(t, err)
-			read := reader.StatsReader()
-			_, err = read(t.Context())
-			require.NoError(t, err)
+			refused, end := holding(t, pool, "refused")
+			read := readerOf(t, u)
 
 			stmt := func(s string) { out.DB().MustExecContext(context.Background(), fmt.Sprintf(s, role, `"`+dbname+`"`)) }
 			stmt(c.refuse)
@@ -430,8 +417,7 @@ func TestRefusedConnectionsAreNotTakenOff(t *testing.T) {
 			assert.LessOrEqual(t, o1-o0, x1-x0+5, "counted more than the database counted (5 for statements in flight)")
 
 			accept()
-			cancel()
-			wg.Wait()
+			end()
 			out.Gone(pool, app)
 			const fg = 300
 			x2 := out.Xacts()

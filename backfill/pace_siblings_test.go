@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -217,7 +216,7 @@ func TestARunAgainDoesNotHideAForeground(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	t.Logf("the first Run counted %d transactions of its own", a.OwnTx())
 	require.Greater(t, a.OwnTx(), int64(300))
-	statsFlushed(t, apps, admin, "run-again")
+	backfill.NewOutside(t, u, admin).Gone(apps, "run-again")
 
 	read := mustNew(t, open(t, u), emailJob("run-again")).StatsReader() // another process's
 	_, err = read(t.Context())
@@ -250,22 +249,6 @@ func withApplication(t *testing.T, u, app string) string {
 	q.Set("application_name", app)
 	p.RawQuery = q.Encode()
 	return p.String()
-}
-
-// statsFlushed closes pool's idle sessions (application_name app) and
-// waits for them to leave: a backend reports its statistics before it
-// leaves pg_stat_activity.
-func statsFlushed(t *testing.T, pool, admin *sqlx.DB, app string) {
-	t.Helper()
-	pool.SetMaxIdleConns(0)
-	defer pool.SetMaxIdleConns(2)
-	for {
-		var n int
-		require.NoError(t, admin.GetContext(t.Context(), &n, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, app))
-		if n == 0 {
-			return
-		}
-	}
 }
 
 // An application role granted the checkpoint tables as they were, but
