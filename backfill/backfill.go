@@ -286,15 +286,41 @@ func (b *Backfill) reserve(ctx context.Context, limiter *rate.Limiter) (int, err
 	limiter.SetBurstAt(now, size)
 	r := limiter.ReserveN(now, size)
 	b.mu.Unlock()
+	return size, b.waitFor(ctx, limiter, r, size, now)
+}
+
+// charge waits until the rate limit lets rows more go, on a chunk that
+// walks more rows than were reserved for its claim: one retaken from a
+// lease that ran out keeps the rows it was first claimed with, which a
+// worker whose size is smaller now (or another Run's) reserved. Its rows
+// are walked again, and the rate is on the rows walked. The burst is
+// raised to rows if it is less, for as long as the next reserve.
+func (b *Backfill) charge(ctx context.Context, limiter *rate.Limiter, rows int) error {
+	if limiter == nil || rows <= 0 {
+		return nil
+	}
+	b.mu.Lock()
+	now := time.Now()
+	if rows > limiter.Burst() {
+		limiter.SetBurstAt(now, rows)
+	}
+	r := limiter.ReserveN(now, rows)
+	b.mu.Unlock()
+	return b.waitFor(ctx, limiter, r, rows, now)
+}
+
+// waitFor waits for reservation r of rows, made at now, to be let go; it
+// gives it back if ctx ends first.
+func (b *Backfill) waitFor(ctx context.Context, limiter *rate.Limiter, r *rate.Reservation, rows int, now time.Time) error {
 	delay := r.DelayFrom(now)
 	if b.opts.reserved != nil {
-		b.opts.reserved(size, limiter.Burst(), now.Add(delay))
+		b.opts.reserved(rows, limiter.Burst(), now.Add(delay))
 	}
 	if err := sleep(ctx, delay); err != nil {
 		r.Cancel()
-		return 0, err
+		return err
 	}
-	return size, nil
+	return nil
 }
 
 // every runs fn every d, in a goroutine of its own, until ctx ends, fn
@@ -446,7 +472,7 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 			// rule, and the guess would be a walk for nothing.
 			next = b.lookAhead(ctx, c.Span.Hi, b.lookSizes(int(c.Scanned)))
 		}
-		if err := b.runChunk(ctx, worker, c, size); err != nil {
+		if err := b.runChunk(ctx, worker, c, size, limiter); err != nil {
 			return err
 		}
 		busy = true
@@ -454,13 +480,22 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 }
 
 // runChunk processes a claimed chunk, holding its lease meanwhile, then
-// adapts the chunk size and rests for the duty cycle. A chunk that lost
-// its lease, or whose job stopped running, is not an error: the loop goes
-// on (and its next claim sees the job's status).
-func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size int) error {
+// adapts the chunk size and rests for the duty cycle. A chunk of more
+// rows than size, the rows reserved for its claim, waits first for the
+// rate limit to let the rest go. A chunk that lost its lease, or whose
+// job stopped running, is not an error: the loop goes on (and its next
+// claim sees the job's status).
+func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size int, limiter *rate.Limiter) error {
 	cctx, stopLease := b.holdLease(ctx, worker, c)
 	if b.opts.afterClaim != nil {
 		b.opts.afterClaim(c.Seq)
+	}
+	if err := b.charge(cctx, limiter, int(c.Scanned)-size); err != nil {
+		stopLease()
+		if ctx.Err() != nil {
+			return err
+		}
+		return nil // the lease was lost meanwhile: another worker has it
 	}
 	start := time.Now()
 	var (

@@ -101,6 +101,12 @@ func TestRateCapsEverySecond(t *testing.T) {
 		for _, c := range chunks {
 			biggest = max(biggest, c.Scanned)
 		}
+		// One worker: each chunk claimed after its own reservation, in turn
+		// (the last reservations found the job done).
+		require.GreaterOrEqual(t, len(seen), len(chunks))
+		for i, c := range chunks {
+			assert.LessOrEqual(t, c.Scanned, seen[i].rows, "chunk %d walks no more rows than the limiter let go for it", i+1)
+		}
 		ran := maxInWindow(chunks, func(c claimed) time.Time { return c.At.Time }, func(c claimed) int { return c.Scanned }, time.Second)
 		assert.LessOrEqual(t, biggest, perSecond)
 		assert.LessOrEqual(t, ran, perSecond+2*biggest, "chunks claimed in any second, by the backfill's clock")
@@ -109,5 +115,50 @@ func TestRateCapsEverySecond(t *testing.T) {
 		assert.Equal(t, 0, divergent(t, db))
 		t.Logf("%d rows at %d/s in %v: at most %d rows let go and %d claimed in a second, %d in the first; chunks up to %d rows",
 			rows, perSecond, elapsed.Round(time.Millisecond), let, ran, firstSecond, biggest)
+	})
+}
+
+// A chunk retaken from a lease that ran out keeps the rows it was first
+// claimed with, here twice the rate, by a process that had no rate and
+// then died; the Run that retakes it reserved its own smaller size for
+// the claim. Its rows are walked again, and the rate is on the rows
+// walked: the rest of them wait for the limiter before the chunk runs.
+func TestRateChargesARetakenChunkInFull(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		const rows, perSecond = 2000, 1000
+		usersTable(t, db, rows)
+		hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+		gone := mustNew(t, db, emailJob("retaken"), backfill.WithChunkSize(rows, rows, rows), backfill.WithClock(hourAgo))
+		seq, err := gone.Claim(t.Context(), "gone")
+		require.NoError(t, err)
+		require.Equal(t, int64(1), seq)
+
+		var (
+			mu       sync.Mutex
+			reserved int
+		)
+		b := mustNew(t, db, emailJob("retaken"), backfill.WithRate(perSecond), backfill.WithChunkSize(100, 100, perSecond),
+			backfill.WithReserved(func(rows, _ int, _ time.Time) {
+				mu.Lock()
+				defer mu.Unlock()
+				reserved += rows
+			}))
+		start := time.Now()
+		final, err := b.Run(t.Context())
+		elapsed := time.Since(start)
+		require.NoError(t, err)
+		require.Equal(t, backfill.Done, final.Status)
+		require.Equal(t, int64(rows), final.RowsDone)
+		assert.Equal(t, int64(1), final.ChunksRedone, "the dead process's chunk was retaken")
+		mu.Lock()
+		defer mu.Unlock()
+		assert.GreaterOrEqual(t, reserved, rows, "every row walked went through the limiter")
+		// The limiter starts with one chunk of 100 rows in hand.
+		least := time.Duration(rows-100) * time.Second / perSecond
+		assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
+		assert.Equal(t, 0, divergent(t, db))
+		t.Logf("%d rows at %d/s in %v, %d reserved", rows, perSecond, elapsed.Round(time.Millisecond), reserved)
 	})
 }

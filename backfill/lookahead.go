@@ -63,20 +63,22 @@ func (l *lookahead) result() []boundaryGuess {
 }
 
 // fits reports whether g can be the boundary of a chunk of size rows
-// after lo: found from the same frontier, no larger than a tenth over
-// size (a size cut since, by a chunk that overran, is not undone by it)
-// and no smaller than a tenth under it (a chunk smaller than its size
-// would be timed as such, and the size would never be walked).
-func (g *boundaryGuess) fits(lo Key, size int) bool {
-	return g != nil && slices.Equal(g.lo, lo) && g.size <= size+size/10 && g.size >= size-size/10
+// after lo, of at most most rows: found from the same frontier, no larger
+// than most (a tenth over size as a rule: a size cut since, by a chunk
+// that overran, is not undone by it; size itself under a rate, whose
+// limiter let size rows go and no more) and no smaller than a tenth under
+// size (a chunk smaller than its size would be timed as such, and the
+// size would never be walked).
+func (g *boundaryGuess) fits(lo Key, size, most int) bool {
+	return g != nil && slices.Equal(g.lo, lo) && g.size <= most && g.size >= size-size/10
 }
 
-// pick is the largest of guesses that fits a chunk of size rows after lo,
-// or nil.
-func pick(guesses []boundaryGuess, lo Key, size int) *boundaryGuess {
+// pick is the largest of guesses that fits a chunk of size rows, and at
+// most most, after lo, or nil.
+func pick(guesses []boundaryGuess, lo Key, size, most int) *boundaryGuess {
 	var best *boundaryGuess
 	for i := range guesses {
-		if g := &guesses[i]; g.fits(lo, size) && (best == nil || g.size > best.size) {
+		if g := &guesses[i]; g.fits(lo, size, most) && (best == nil || g.size > best.size) {
 			best = g
 		}
 	}

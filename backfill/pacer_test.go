@@ -202,18 +202,22 @@ func TestPacerSlowStart(t *testing.T) {
 // frontier, and only within a tenth of the size asked either side: a
 // size cut since is not undone by it, and one grown since is walked (a
 // smaller chunk taken for it kept the size from ever being walked).
+// Under a rate, never over the size asked: the limiter let that many go.
 func TestBoundaryGuessFits(t *testing.T) {
 	t.Parallel()
 	g := &boundaryGuess{lo: Key{"3", "a"}, hi: Key{"9", "z"}, size: 1000}
-	assert.True(t, g.fits(Key{"3", "a"}, 1000))
-	assert.True(t, g.fits(Key{"3", "a"}, 910), "a tenth over")
-	assert.True(t, g.fits(Key{"3", "a"}, 1100), "a tenth under")
-	assert.False(t, g.fits(Key{"3", "a"}, 5000), "the size grew: the claim walks it")
-	assert.False(t, g.fits(Key{"3", "a"}, 500), "the size was cut")
-	assert.False(t, g.fits(Key{"3", "b"}, 1000), "another worker moved the frontier")
-	assert.False(t, g.fits(nil, 1000))
+	fits := func(lo Key, size int) bool { return g.fits(lo, size, size+size/10) }
+	assert.True(t, fits(Key{"3", "a"}, 1000))
+	assert.True(t, fits(Key{"3", "a"}, 910), "a tenth over")
+	assert.True(t, fits(Key{"3", "a"}, 1100), "a tenth under")
+	assert.False(t, fits(Key{"3", "a"}, 5000), "the size grew: the claim walks it")
+	assert.False(t, fits(Key{"3", "a"}, 500), "the size was cut")
+	assert.False(t, fits(Key{"3", "b"}, 1000), "another worker moved the frontier")
+	assert.False(t, fits(nil, 1000))
+	assert.False(t, g.fits(Key{"3", "a"}, 910, 910), "over what a rate let go")
+	assert.True(t, g.fits(Key{"3", "a"}, 1100, 1100), "under it")
 	var none *boundaryGuess
-	assert.False(t, none.fits(Key{"3", "a"}, 1000))
+	assert.False(t, none.fits(Key{"3", "a"}, 1000, 1100))
 	var l *lookahead
 	assert.Nil(t, l.result())
 	l.wait()

@@ -308,7 +308,11 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 	}
 	scanned := int64(size)
 	var hi Key
-	if guess := pick(guesses, lo, size); guess != nil {
+	most := size + size/10
+	if b.opts.rowsPerSecond > 0 {
+		most = size // the rate limit let size rows go (see reserve)
+	}
+	if guess := pick(guesses, lo, size, most); guess != nil {
 		// Found while the last chunk ran: the key guess.size rows past
 		// the frontier then (rows written since move it no more than they
 		// would a boundary found here, in a snapshot of READ COMMITTED).
