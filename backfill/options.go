@@ -185,7 +185,11 @@ func WithMaxLockHold(d time.Duration) Option {
 // limit before it claims a chunk, never while holding one; the limit's
 // burst is one chunk at the current size, and a chunk is never more than
 // one second's rows (the bounds of [WithChunkSize] are lowered to fit), so
-// over any second at most rowsPerSecond rows and one chunk run.
+// over any second at most rowsPerSecond rows and one chunk run. The one
+// exception to the rule of waiting before a claim: a chunk retaken from
+// a lease that ran out keeps the rows it was first claimed with, and if
+// they are more than the worker reserved, it waits for the rest after the
+// claim, holding the chunk's lease (no row lock) meanwhile.
 func WithRate(rowsPerSecond float64) Option {
 	return func(o *options) error { o.rowsPerSecond = rowsPerSecond; return positive("rate", rowsPerSecond) }
 }
