@@ -75,9 +75,11 @@
 // changed is refused ([ErrDefinitionChanged]). [Pause], [Resume] and
 // [Cancel] work from any process and take effect before a claimed chunk's
 // statement runs; [State] reads a job's [Progress] without running it.
-// [WithRate] holds from the first row: a worker waits on the limiter
-// before it claims, never holding a lease, and no chunk is larger than one
-// second's rows.
+// [WithRate] holds from the first row and on every row walked: a worker
+// waits on the limiter before it claims, never holding a lease, no chunk
+// is larger than one second's rows, and none walks more rows than the
+// limiter let go for it (a chunk retaken from a dead worker, larger than
+// the size reserved, waits for the rest under its lease).
 //
 // Leases, heartbeats, stalls and the job's stamps (started, finished,
 // verification started) are times of one clock, [WithClock] (time.Now by
