@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
@@ -203,4 +204,65 @@ func TestAFailedBoardReadDoesNotHideTheNextForeground(t *testing.T) {
 	t.Logf("board read again: %d ops (a foreground of %d ran)", f2.Ops, fg)
 	assert.GreaterOrEqual(t, f2.Ops, int64(fg-20), "the foreground was taken off as the other backfill's")
 	assert.Empty(t, read.warning())
+}
+
+// The removal as a Run starts takes only the rows past their time: not a
+// live Backfill's, nor one another session holds (it skips it rather
+// than wait: a Run that waited there would not start), and the row left
+// is the one the next removal takes, once it is free.
+func TestRemovalTakesOnlyRowsPastTheirTime(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	admin := boardPool(t, u)
+	live, stale, held := boardJob(t, boardPool(t, u)), boardJob(t, boardPool(t, u)), boardJob(t, boardPool(t, u))
+	for _, b := range []*Backfill{live, stale, held} {
+		b.ownTx.Add(7)
+		_, err := b.board.publish(t.Context())
+		require.NoError(t, err)
+	}
+	admin.MustExecContext(t.Context(), `UPDATE schemashift_backfill_runs SET alive_until = now() - interval '1 microsecond' WHERE run IN ($1, $2)`,
+		stale.board.run, held.board.run)
+	tx, err := admin.BeginTxx(t.Context(), nil)
+	require.NoError(t, err)
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	tx.MustExecContext(t.Context(), `SELECT 1 FROM schemashift_backfill_runs WHERE run = $1 FOR UPDATE`, held.board.run)
+
+	rows := func() map[string]int64 {
+		var got []struct {
+			Run   string `db:"run"`
+			Xacts int64  `db:"xacts"`
+		}
+		require.NoError(t, admin.SelectContext(t.Context(), &got, `SELECT run, xacts FROM schemashift_backfill_runs`))
+		m := map[string]int64{}
+		for _, r := range got {
+			m[r.Run] = r.Xacts
+		}
+		return m
+	}
+	starting := boardJob(t, boardPool(t, u))
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		stop := starting.publishing(t.Context()) // the removal, then the first write
+		stop()
+	}()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second): // a bound on failure, not a wait for success
+		t.Fatal("the Run waited on a row another session holds")
+	}
+	got := rows()
+	assert.Equal(t, int64(7), got[live.board.run], "the live Backfill's row, and its count, kept: %v", got)
+	assert.NotContains(t, got, stale.board.run, "the row past its time removed")
+	assert.Contains(t, got, held.board.run, "the row another session holds skipped")
+	assert.Contains(t, got, starting.board.run)
+	require.NoError(t, tx.Commit())
+
+	again := boardJob(t, boardPool(t, u))
+	stop := again.publishing(t.Context())
+	stop()
+	got = rows()
+	assert.NotContains(t, got, held.board.run, "removed once it is free")
+	assert.Equal(t, int64(7), got[live.board.run])
+	assert.Len(t, got, 3, "%v", got)
 }
