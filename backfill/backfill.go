@@ -289,12 +289,14 @@ func (b *Backfill) reserve(ctx context.Context, limiter *rate.Limiter) (int, err
 	return size, b.waitFor(ctx, limiter, r, size, now)
 }
 
-// charge waits until the rate limit lets rows more go, on a chunk that
-// walks more rows than were reserved for its claim: one retaken from a
-// lease that ran out keeps the rows it was first claimed with, which a
-// worker whose size is smaller now (or another Run's) reserved. Its rows
-// are walked again, and the rate is on the rows walked. The burst is
-// raised to rows if it is less, for as long as the next reserve.
+// charge waits until the rate limit lets rows more go, for an attempt
+// at a chunk that walks more rows than were reserved for it (see
+// chargeChunk): one retaken from a lease that ran out keeps the rows it
+// was first claimed with, which a worker whose size is smaller now (or
+// another Run's) reserved; a retry walks them all again; a tail walks
+// the rows inserted since its claim. The rate is on the rows walked. The
+// burst is raised to rows if it is less, for as long as the next
+// reserve.
 func (b *Backfill) charge(ctx context.Context, limiter *rate.Limiter, rows int) error {
 	if limiter == nil || rows <= 0 {
 		return nil
@@ -307,6 +309,31 @@ func (b *Backfill) charge(ctx context.Context, limiter *rate.Limiter, rows int) 
 	r := limiter.ReserveN(now, rows)
 	b.mu.Unlock()
 	return b.waitFor(ctx, limiter, r, rows, now)
+}
+
+// chargeChunk waits, under a rate, until the limit lets go the rows an
+// attempt at c walks beyond reserved (those reserved for its claim, or
+// none on a retry). A bounded chunk walks the rows it was claimed with;
+// an open-ended tail walks every row past its lower key as they stand
+// now, rows inserted since its claim too, so it is counted again first
+// (a dead worker's tail retaken, or a paused one resumed, may have grown
+// by any number). Rows inserted inside a span between its claim and its
+// statement are walked uncharged: at most those that a chunk's run lets
+// in.
+func (b *Backfill) chargeChunk(ctx context.Context, limiter *rate.Limiter, c *chunk, reserved int) error {
+	if limiter == nil {
+		return nil
+	}
+	rows := c.Scanned
+	if c.Span.Hi == nil {
+		n, err := b.plan.count(ctx, b.db, c.Span)
+		if err != nil {
+			return fmt.Errorf("count tail: %w", err) // the retry counts the attempt
+		}
+		b.ownTx.Add(1)
+		rows = max(rows, n)
+	}
+	return b.charge(ctx, limiter, int(rows)-reserved)
 }
 
 // waitFor waits for reservation r of rows, made at now, to be let go; it
@@ -480,9 +507,9 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 }
 
 // runChunk processes a claimed chunk, holding its lease meanwhile, then
-// adapts the chunk size and rests for the duty cycle. A chunk of more
-// rows than size, the rows reserved for its claim, waits first for the
-// rate limit to let the rest go. A chunk that lost its lease, or whose
+// adapts the chunk size and rests for the duty cycle. Under a rate, each
+// attempt at it waits first for the limit to let go the rows it walks
+// beyond those already reserved (see chargeChunk). A chunk that lost its lease, or whose
 // job stopped running, is not an error: the loop goes on (and its next
 // claim sees the job's status).
 func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size int, limiter *rate.Limiter) error {
@@ -490,19 +517,19 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 	if b.opts.afterClaim != nil {
 		b.opts.afterClaim(c.Seq)
 	}
-	if err := b.charge(cctx, limiter, int(c.Scanned)-size); err != nil {
-		stopLease()
-		if ctx.Err() != nil {
-			return err
-		}
-		return nil // the lease was lost meanwhile: another worker has it
-	}
 	start := time.Now()
 	var (
 		changed int64
 		busy    time.Duration
 	)
+	reserved := size
 	err := b.retry(cctx, "chunk", func() error {
+		// Each attempt walks the chunk's rows: the first as many as
+		// were reserved for its claim, each retry all of them again.
+		if err := b.chargeChunk(cctx, limiter, c, reserved); err != nil {
+			return err
+		}
+		reserved = 0
 		var err error
 		changed, busy, err = b.process(cctx, worker, c)
 		return err

@@ -1,6 +1,7 @@
 package backfill_test
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/schemashift/schemashift/backfill"
 	"github.com/schemashift/schemashift/internal/dbtest"
 	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
 type reservation struct {
@@ -160,5 +162,104 @@ func TestRateChargesARetakenChunkInFull(t *testing.T) {
 		assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
 		assert.Equal(t, 0, divergent(t, db))
 		t.Logf("%d rows at %d/s in %v, %d reserved", rows, perSecond, elapsed.Round(time.Millisecond), reserved)
+	})
+}
+
+// A chunk retried after a failed attempt walks its rows again, and pays
+// for them again: here the connection of chunk 1 is cut four times after
+// its statement walked every row (before its commit), so it is walked
+// five times.
+func TestRateChargesEveryRetry(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	db := open(t, url)
+	const rows, perSecond, size, cuts = 2000, 1000, 1000, 4
+	usersTable(t, db, rows)
+	admin := open(t, url)
+	var (
+		mu               sync.Mutex
+		walked, reserved int
+		cut              int
+	)
+	b := mustNew(t, db, emailJob("rewalk"), backfill.WithRate(perSecond), backfill.WithChunkSize(size, size, size),
+		backfill.WithReserved(func(rows, _ int, _ time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			reserved += rows
+		}),
+		backfill.WithBeforeCommit(func(seq int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			walked += size
+			if seq != 1 || cut == cuts {
+				return
+			}
+			cut++
+			admin.MustExecContext(context.WithoutCancel(t.Context()), `SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
+		}))
+	start := time.Now()
+	final, err := b.Run(t.Context())
+	elapsed := time.Since(start)
+	require.NoError(t, err)
+	require.Equal(t, backfill.Done, final.Status)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, cuts, cut)
+	assert.Equal(t, rows+cuts*size, walked, "chunk 1 walked five times, chunk 2 once")
+	assert.GreaterOrEqual(t, reserved, walked, "every row walked went through the limiter")
+	// The limiter starts with one chunk in hand.
+	least := time.Duration(walked-size) * time.Second / perSecond
+	assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
+	assert.Equal(t, 0, divergent(t, db))
+	t.Logf("%d rows walked at %d/s in %v, %d reserved", walked, perSecond, elapsed.Round(time.Millisecond), reserved)
+}
+
+// An open-ended tail walks every row past its lower key as they stand
+// when it runs: a dead process's tail of 50 rows, retaken after the
+// application inserted 3,000 more past it, walks 3,050, and the limiter
+// must let them all go first.
+func TestRateChargesARetakenTailAsItStands(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		const rows, added, perSecond = 50, 3000, 1000
+		usersTable(t, db, rows)
+		hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+		gone := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(hourAgo))
+		seq, err := gone.Claim(t.Context(), "gone")
+		require.NoError(t, err)
+		require.Equal(t, int64(1), seq)
+		db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1)
+			INSERT INTO users (id, email) SELECT 1000000 + i, 'New' || i || '@Example.COM' FROM s`, added)
+
+		var (
+			mu       sync.Mutex
+			reserved int
+		)
+		chunks := &chunkLog{}
+		b := mustNew(t, db, emailJob("tail"), backfill.WithRate(perSecond), backfill.WithChunkSize(100, 100, perSecond),
+			backfill.WithReserved(func(rows, _ int, _ time.Time) {
+				mu.Lock()
+				defer mu.Unlock()
+				reserved += rows
+			}), backfill.WithObserver(chunks))
+		start := time.Now()
+		final, err := b.Run(t.Context())
+		elapsed := time.Since(start)
+		require.NoError(t, err)
+		require.Equal(t, backfill.Done, final.Status)
+		mu.Lock()
+		defer mu.Unlock()
+		var changed int64
+		for _, c := range chunks.chunks {
+			changed += c.Changed
+		}
+		require.Equal(t, int64(rows+added), changed, "the tail walked the rows inserted after its claim")
+		assert.GreaterOrEqual(t, reserved, rows+added, "every row walked went through the limiter")
+		least := time.Duration(rows+added-100) * time.Second / perSecond
+		assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
+		assert.Equal(t, 0, divergent(t, db))
+		t.Logf("%d rows walked at %d/s in %v, %d reserved", changed, perSecond, elapsed.Round(time.Millisecond), reserved)
 	})
 }

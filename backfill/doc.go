@@ -76,10 +76,13 @@
 // [Cancel] work from any process and take effect before a claimed chunk's
 // statement runs; [State] reads a job's [Progress] without running it.
 // [WithRate] holds from the first row and on every row walked: a worker
-// waits on the limiter before it claims, never holding a lease, no chunk
-// is larger than one second's rows, and none walks more rows than the
-// limiter let go for it (a chunk retaken from a dead worker, larger than
-// the size reserved, waits for the rest under its lease).
+// waits on the limiter before it claims, never holding a lease, and no
+// chunk it claims is larger than one second's rows. An attempt at a
+// chunk that walks more than was reserved for it waits for the rest
+// under its lease, holding no row lock: a chunk retaken from a dead
+// worker (which keeps the rows it was claimed with, whatever their
+// number), each retry of a chunk, and an open-ended tail that rows
+// inserted since its claim have grown (counted again first).
 //
 // Leases, heartbeats, stalls and the job's stamps (started, finished,
 // verification started) are times of one clock, [WithClock] (time.Now by

@@ -185,11 +185,14 @@ func WithMaxLockHold(d time.Duration) Option {
 // limit before it claims a chunk, never while holding one; the limit's
 // burst is one chunk at the current size, and a chunk is never more than
 // one second's rows (the bounds of [WithChunkSize] are lowered to fit), so
-// over any second at most rowsPerSecond rows and one chunk run. The one
-// exception to the rule of waiting before a claim: a chunk retaken from
-// a lease that ran out keeps the rows it was first claimed with, and if
-// they are more than the worker reserved, it waits for the rest after the
-// claim, holding the chunk's lease (no row lock) meanwhile.
+// over any second at most rowsPerSecond rows and one chunk run. The
+// exceptions to the rule of waiting before a claim, each of which waits
+// for the rows it walks beyond those reserved after the claim, holding
+// the chunk's lease (no row lock) meanwhile: a chunk retaken from a lease
+// that ran out (it keeps the rows it was first claimed with, which may be
+// more than a second's), each retry of a chunk (its rows walked again),
+// and an open-ended tail (counted again as it runs, rows inserted since
+// its claim included).
 func WithRate(rowsPerSecond float64) Option {
 	return func(o *options) error { o.rowsPerSecond = rowsPerSecond; return positive("rate", rowsPerSecond) }
 }
