@@ -290,13 +290,15 @@ func (b *Backfill) reserve(ctx context.Context, limiter *rate.Limiter) (int, err
 }
 
 // charge waits until the rate limit lets rows more go, for an attempt
-// at a chunk that walks more rows than were reserved for it (see
-// chargeChunk): one retaken from a lease that ran out keeps the rows it
-// was first claimed with, which a worker whose size is smaller now (or
-// another Run's) reserved; a retry walks them all again; a tail walks
-// the rows inserted since its claim. The rate is on the rows walked. The
-// burst is raised to rows if it is less, for as long as the next
-// reserve.
+// at a chunk that walks more rows than were reserved for it: one
+// retaken from a lease that ran out keeps the rows it was first claimed
+// with, which a worker whose size is smaller now (or another Run's)
+// reserved; a retry walks them all again; a retaken tail walks the rows
+// inserted since its claim (counted again: see boundTail). Rows inserted
+// inside a span between its claim and its statement are walked
+// uncharged, as a chunk's run lets them in. The rate is on the rows
+// walked. The burst is raised to rows if it is less, for as long as the
+// next reserve.
 func (b *Backfill) charge(ctx context.Context, limiter *rate.Limiter, rows int) error {
 	if limiter == nil || rows <= 0 {
 		return nil
@@ -309,31 +311,6 @@ func (b *Backfill) charge(ctx context.Context, limiter *rate.Limiter, rows int) 
 	r := limiter.ReserveN(now, rows)
 	b.mu.Unlock()
 	return b.waitFor(ctx, limiter, r, rows, now)
-}
-
-// chargeChunk waits, under a rate, until the limit lets go the rows an
-// attempt at c walks beyond reserved (those reserved for its claim, or
-// none on a retry). A bounded chunk walks the rows it was claimed with;
-// an open-ended tail walks every row past its lower key as they stand
-// now, rows inserted since its claim too, so it is counted again first
-// (a dead worker's tail retaken, or a paused one resumed, may have grown
-// by any number). Rows inserted inside a span between its claim and its
-// statement are walked uncharged: at most those that a chunk's run lets
-// in.
-func (b *Backfill) chargeChunk(ctx context.Context, limiter *rate.Limiter, c *chunk, reserved int) error {
-	if limiter == nil {
-		return nil
-	}
-	rows := c.Scanned
-	if c.Span.Hi == nil {
-		n, err := b.plan.count(ctx, b.db, c.Span)
-		if err != nil {
-			return fmt.Errorf("count tail: %w", err) // the retry counts the attempt
-		}
-		b.ownTx.Add(1)
-		rows = max(rows, n)
-	}
-	return b.charge(ctx, limiter, int(rows)-reserved)
 }
 
 // waitFor waits for reservation r of rows, made at now, to be let go; it
@@ -507,9 +484,10 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 }
 
 // runChunk processes a claimed chunk, holding its lease meanwhile, then
-// adapts the chunk size and rests for the duty cycle. Under a rate, each
-// attempt at it waits first for the limit to let go the rows it walks
-// beyond those already reserved (see chargeChunk). A chunk that lost its lease, or whose
+// adapts the chunk size and rests for the duty cycle. A retaken
+// open-ended tail is first cut to a chunk if it grew (see boundTail).
+// Under a rate, each attempt at it waits first for the limit to let go
+// the rows it walks beyond those already reserved (see charge). A chunk that lost its lease, or whose
 // job stopped running, is not an error: the loop goes on (and its next
 // claim sees the job's status).
 func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size int, limiter *rate.Limiter) error {
@@ -522,11 +500,17 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 		changed int64
 		busy    time.Duration
 	)
-	reserved := size
+	reserved, bounded := size, !c.Retaken || c.Span.Hi != nil
 	err := b.retry(cctx, "chunk", func() error {
+		if !bounded {
+			if err := b.boundTail(cctx, worker, c, size); err != nil {
+				return err
+			}
+			bounded = true
+		}
 		// Each attempt walks the chunk's rows: the first as many as
 		// were reserved for its claim, each retry all of them again.
-		if err := b.chargeChunk(cctx, limiter, c, reserved); err != nil {
+		if err := b.charge(cctx, limiter, int(c.Scanned)-reserved); err != nil {
 			return err
 		}
 		reserved = 0

@@ -171,6 +171,9 @@ type chunk struct {
 	Span     span
 	Attempts int
 	Scanned  int64 // known when claimed: the chunk's size, or the tail's count
+	// Retaken: taken over from a lease that ran out or was given back,
+	// not added by this claim; an open-ended tail's count may be old.
+	Retaken bool
 }
 
 func encodeKey(k Key) any {
@@ -279,7 +282,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 		if err != nil {
 			return nil, "", err
 		}
-		return &chunk{Seq: taken.Seq, Span: span{Lo: lo, Hi: hi}, Attempts: taken.Attempts, Scanned: taken.Scanned}, Running, tx.Commit()
+		return &chunk{Seq: taken.Seq, Span: span{Lo: lo, Hi: hi}, Attempts: taken.Attempts, Scanned: taken.Scanned, Retaken: true}, Running, tx.Commit()
 	case !errors.Is(err, sql.ErrNoRows):
 		return nil, "", err
 	}
@@ -359,6 +362,89 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 		return nil, "", err
 	}
 	return c, Running, tx.Commit()
+}
+
+// boundTail makes a retaken open-ended tail c, which rows inserted since
+// it was claimed may have grown by any number (its worker died, or the
+// job was paused, for hours of inserts), a chunk of at most size rows
+// again: one statement over all of them would hold their row locks for
+// as long as it takes, past any bound on a chunk's time. It counts the
+// tail; one of more than size rows gets the key size rows past its lower
+// key as its upper one, and the job's walk goes on from there (its
+// frontier moved to that key, no longer exhausted), in one transaction
+// under the job's lock, as a claim does; the rows past it are claimed as
+// chunks of their own, the last of them a tail again. A smaller tail
+// stays open, its count brought up to date (the rows it walks, for the
+// rate limit and the progress). errLeaseLost: the chunk is no longer
+// worker's.
+func (b *Backfill) boundTail(ctx context.Context, worker string, c *chunk, size int) error {
+	n, err := b.plan.count(ctx, b.db, c.Span)
+	if err != nil {
+		return fmt.Errorf("count tail: %w", err)
+	}
+	b.ownTx.Add(1)
+	if n <= int64(size) {
+		if n <= c.Scanned {
+			return nil
+		}
+		res, err := b.db.ExecContext(ctx, b.plan.d.BackfillBoundTail(), b.job.Name, c.Seq, worker, nil, n)
+		if err != nil {
+			return fmt.Errorf("count tail: %w", err)
+		}
+		b.ownTx.Add(1)
+		if k, err := res.RowsAffected(); err == nil && k == 0 {
+			return errLeaseLost
+		}
+		c.Scanned = n
+		return nil
+	}
+	tx, err := b.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	var job struct {
+		Status    Status         `db:"status"`
+		Frontier  sql.NullString `db:"frontier"`
+		Exhausted bool           `db:"exhausted"`
+		NextSeq   int64          `db:"next_seq"`
+	}
+	if err := tx.GetContext(ctx, &job, b.plan.d.BackfillClaimJob(), b.job.Name); err != nil {
+		return fmt.Errorf("bound tail: %w", err)
+	}
+	lo, _ := encodeKey(c.Span.Lo).(string)
+	if !job.Exhausted || job.Frontier.String != lo || job.Frontier.Valid != (c.Span.Lo != nil) {
+		// Not the walk's end as this tail left it: run it as it is.
+		c.Scanned = max(c.Scanned, n)
+		b.ownTx.Add(1)
+		return tx.Commit()
+	}
+	hi, err := b.plan.boundary(ctx, tx, c.Span.Lo, size)
+	if err != nil {
+		return fmt.Errorf("bound tail: find chunk boundary: %w", err)
+	}
+	if hi == nil {
+		// Rows deleted since the count: it is a tail still.
+		c.Scanned = max(c.Scanned, n)
+		b.ownTx.Add(1)
+		return tx.Commit()
+	}
+	res, err := tx.ExecContext(ctx, b.plan.d.BackfillBoundTail(), b.job.Name, c.Seq, worker, encodeKey(hi), size)
+	if err != nil {
+		return fmt.Errorf("bound tail: %w", err)
+	}
+	if k, err := res.RowsAffected(); err != nil || k == 0 {
+		return errLeaseLost
+	}
+	if _, err := tx.ExecContext(ctx, b.plan.d.BackfillReopen(), b.job.Name, encodeKey(hi), dialect.Stamp(b.now())); err != nil {
+		return fmt.Errorf("bound tail: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	b.ownTx.Add(1)
+	c.Span.Hi, c.Scanned = hi, int64(size)
+	return nil
 }
 
 // tailShare is the share of a tail of rows rows (fewer than size) that a

@@ -59,6 +59,13 @@ type BackfillQueries interface {
 	// BackfillAdvance moves a job's frontier past a chunk it added: job,
 	// frontier, exhausted, chunk size, now.
 	BackfillAdvance() string
+	// BackfillBoundTail gives worker's leased open-ended tail chunk an
+	// upper key (NULL: it stays open) and its rows scanned: job, seq,
+	// worker, hi, scanned.
+	BackfillBoundTail() string
+	// BackfillReopen moves an exhausted job's frontier to the upper key
+	// given to its tail, its walk no longer over: job, frontier, now.
+	BackfillReopen() string
 	// BackfillIdle reads a job's status and exhausted, whether it has
 	// leased chunks (leased) and whether one of them can be claimed by
 	// worker (claimable): job, worker, now.

@@ -75,6 +75,18 @@ func (Backfill) BackfillAdvance() string {
 		chunk_size = $4, updated_at = $5 WHERE job = $1`
 }
 
+// BackfillBoundTail implements [dialect.BackfillQueries].
+func (Backfill) BackfillBoundTail() string {
+	return `UPDATE schemashift_backfill_chunks SET hi = $4, scanned = $5
+		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased' AND hi IS NULL`
+}
+
+// BackfillReopen implements [dialect.BackfillQueries].
+func (Backfill) BackfillReopen() string {
+	return `UPDATE schemashift_backfills SET frontier = $2, exhausted = false, updated_at = $3
+		WHERE job = $1 AND exhausted`
+}
+
 // BackfillIdle implements [dialect.BackfillQueries].
 func (Backfill) BackfillIdle() string {
 	return `SELECT b.status, b.exhausted,

@@ -1,0 +1,117 @@
+package backfill_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/backfill"
+	"github.com/schemashift/schemashift/internal/dbtest"
+)
+
+// insertPast inserts n rows past every key usersTable writes, as an
+// application does while a job waits.
+func insertPast(t *testing.T, db *sqlx.DB, n int) {
+	t.Helper()
+	db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1)
+		INSERT INTO users (id, email) SELECT 1000000 + i, 'New' || i || '@Example.COM' FROM s`, n)
+}
+
+// tailCut checks a Run that retook the 50-row open-ended tail (chunk 1)
+// after rows-50 rows were inserted past it, at a chunk size of 100: the
+// tail was cut to one chunk, and the rows past it walked in chunks of
+// their own, none of more than 100 rows; every row filled once.
+func tailCut(t *testing.T, db *sqlx.DB, job string, final backfill.Progress, chunks *chunkLog, rows int) {
+	t.Helper()
+	chunks.mu.Lock()
+	defer chunks.mu.Unlock()
+	var changed int64
+	biggest := 0
+	for _, c := range chunks.chunks {
+		changed += c.Changed
+		biggest = max(biggest, int(max(c.Rows, c.Changed)))
+	}
+	assert.Equal(t, backfill.Done, final.Status)
+	assert.Equal(t, int64(rows), changed, "every row changed once")
+	assert.LessOrEqual(t, biggest, 100, "no chunk walked more than its size")
+	assert.Equal(t, int64(rows), final.RowsDone, "the progress counts the rows inserted too")
+	assert.Equal(t, int64((rows+99)/100), final.ChunksDone, "chunks of 100 rows, the last the tail")
+	c := chunkOf(t, db, 1)
+	assert.Equal(t, "done", c.Status)
+	var open int
+	require.NoError(t, db.GetContext(t.Context(), &open, `SELECT count(*) FROM schemashift_backfill_chunks WHERE job = $1 AND hi IS NULL`, job))
+	assert.Equal(t, 1, open, "one tail, the last chunk")
+	assert.Equal(t, 0, divergent(t, db))
+	t.Logf("%d chunks, %d rows changed, the largest %d rows", len(chunks.chunks), changed, biggest)
+}
+
+// A dead process's open-ended tail, retaken after the application
+// inserted 3,000 rows past it, is not one statement over all of them
+// (their row locks held for as long as it takes, past any bound on a
+// chunk's time): it is cut to a chunk of the current size, and the walk
+// goes on past it.
+func TestARetakenTailThatGrewIsCutToChunks(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct{ added, workers int }{
+		"3000 inserted":              {3000, 1},
+		"3000 inserted, two workers": {3000, 2},
+		"30 inserted, a tail still":  {30, 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+				t.Parallel()
+				usersTable(t, db, 50)
+				hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+				gone := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(hourAgo))
+				seq, err := gone.Claim(t.Context(), "gone")
+				require.NoError(t, err)
+				require.Equal(t, int64(1), seq)
+				insertPast(t, db, c.added)
+
+				chunks := &chunkLog{}
+				b := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithObserver(chunks),
+					backfill.WithWorkers(c.workers))
+				final, err := b.Run(t.Context())
+				require.NoError(t, err)
+				assert.Equal(t, int64(1), final.ChunksRedone, "the dead process's tail was retaken")
+				tailCut(t, db, "tail", final, chunks, 50+c.added)
+			})
+		})
+	}
+}
+
+// The same for a tail given back by a pause, the rows inserted while the
+// job was paused.
+func TestATailResumedAfterInsertsIsCutToChunks(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		usersTable(t, db, 50)
+		var once sync.Once
+		chunks := &chunkLog{}
+		b := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithObserver(chunks),
+			backfill.WithAfterClaim(func(seq int64) {
+				if seq != 1 {
+					return
+				}
+				once.Do(func() {
+					assert.NoError(t, backfill.Pause(context.WithoutCancel(t.Context()), db, "tail"))
+				})
+			}))
+		done := runInBackground(t, b)
+		waitPauseSeen(t, db, "tail")
+		assert.Equal(t, "leased", chunkOf(t, db, 1).Status, "the tail given back, not done")
+		insertPast(t, db, 3000)
+		require.NoError(t, backfill.Resume(t.Context(), db, "tail"))
+		require.NoError(t, <-done)
+		final, err := b.State(t.Context())
+		require.NoError(t, err)
+		tailCut(t, db, "tail", final, chunks, 50+3000)
+	})
+}
