@@ -70,7 +70,13 @@
 // ([WithWorkers]) or processes — share a job through leases, each chunk
 // committed exactly once. A lease is short and renewed by its live worker
 // while the chunk runs, so a dead worker's chunk is taken over within one
-// lease; a running job with no live worker reads [Stalled] in [State],
+// lease. The last chunk, the tail, is open-ended (every row past the
+// walk's frontier, rows inserted since included); a tail taken over from
+// a dead worker, or given back by a pause, is counted again first, and
+// one that inserts meanwhile grew past a chunk is cut to one, the walk
+// going on past it, so that no statement holds the row locks of however
+// many rows arrived while the job waited. A running job with no live
+// worker reads [Stalled] in [State],
 // naming the worker last seen and since when. A job whose definition
 // changed is refused ([ErrDefinitionChanged]). [Pause], [Resume] and
 // [Cancel] work from any process and take effect before a claimed chunk's
@@ -81,8 +87,8 @@
 // chunk that walks more than was reserved for it waits for the rest
 // under its lease, holding no row lock: a chunk retaken from a dead
 // worker (which keeps the rows it was claimed with, whatever their
-// number), each retry of a chunk, and an open-ended tail that rows
-// inserted since its claim have grown (counted again first).
+// number), each retry of a chunk, and a retaken tail that rows inserted
+// since its claim have grown.
 //
 // Leases, heartbeats, stalls and the job's stamps (started, finished,
 // verification started) are times of one clock, [WithClock] (time.Now by

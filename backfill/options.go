@@ -191,8 +191,8 @@ func WithMaxLockHold(d time.Duration) Option {
 // the chunk's lease (no row lock) meanwhile: a chunk retaken from a lease
 // that ran out (it keeps the rows it was first claimed with, which may be
 // more than a second's), each retry of a chunk (its rows walked again),
-// and an open-ended tail (counted again as it runs, rows inserted since
-// its claim included).
+// and a retaken open-ended tail that rows inserted since its claim grew
+// (counted again before it runs; cut to a chunk if it grew past one).
 func WithRate(rowsPerSecond float64) Option {
 	return func(o *options) error { o.rowsPerSecond = rowsPerSecond; return positive("rate", rowsPerSecond) }
 }
