@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -373,29 +374,20 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 // key as its upper one, and the job's walk goes on from there (its
 // frontier moved to that key, no longer exhausted), in one transaction
 // under the job's lock, as a claim does; the rows past it are claimed as
-// chunks of their own, the last of them a tail again. A smaller tail
-// stays open, its count brought up to date (the rows it walks, for the
-// rate limit and the progress). errLeaseLost: the chunk is no longer
-// worker's.
+// chunks of their own, the last of them a tail again. A tail that grew
+// less stays open, its count brought up to date (the rows it walks, for
+// the rate limit and the progress). Under the locks it first reads the
+// chunk again: errLeaseLost when it is no longer worker's (a worker
+// frozen past its lease must not run an open span another has cut), and
+// the upper key it has if an attempt whose commit went unanswered gave it
+// one.
 func (b *Backfill) boundTail(ctx context.Context, worker string, c *chunk, size int) error {
 	n, err := b.plan.count(ctx, b.db, c.Span)
 	if err != nil {
 		return fmt.Errorf("count tail: %w", err)
 	}
 	b.ownTx.Add(1)
-	if n <= int64(size) {
-		if n <= c.Scanned {
-			return nil
-		}
-		res, err := b.db.ExecContext(ctx, b.plan.d.BackfillBoundTail(), b.job.Name, c.Seq, worker, nil, n)
-		if err != nil {
-			return fmt.Errorf("count tail: %w", err)
-		}
-		b.ownTx.Add(1)
-		if k, err := res.RowsAffected(); err == nil && k == 0 {
-			return errLeaseLost
-		}
-		c.Scanned = n
+	if n <= c.Scanned {
 		return nil
 	}
 	tx, err := b.db.BeginTxx(ctx, nil)
@@ -412,39 +404,59 @@ func (b *Backfill) boundTail(ctx context.Context, worker string, c *chunk, size 
 	if err := tx.GetContext(ctx, &job, b.plan.d.BackfillClaimJob(), b.job.Name); err != nil {
 		return fmt.Errorf("bound tail: %w", err)
 	}
-	lo, _ := encodeKey(c.Span.Lo).(string)
-	if !job.Exhausted || job.Frontier.String != lo || job.Frontier.Valid != (c.Span.Lo != nil) {
-		// Not the walk's end as this tail left it: run it as it is.
-		c.Scanned = max(c.Scanned, n)
-		b.ownTx.Add(1)
-		return tx.Commit()
+	var lease struct {
+		Worker  string         `db:"worker"`
+		Status  string         `db:"status"`
+		Hi      sql.NullString `db:"hi"`
+		Scanned int64          `db:"scanned"`
 	}
-	hi, err := b.plan.boundary(ctx, tx, c.Span.Lo, size)
-	if err != nil {
-		return fmt.Errorf("bound tail: find chunk boundary: %w", err)
-	}
-	if hi == nil {
-		// Rows deleted since the count: it is a tail still.
-		c.Scanned = max(c.Scanned, n)
-		b.ownTx.Add(1)
-		return tx.Commit()
-	}
-	res, err := tx.ExecContext(ctx, b.plan.d.BackfillBoundTail(), b.job.Name, c.Seq, worker, encodeKey(hi), size)
-	if err != nil {
+	if err := tx.GetContext(ctx, &lease, b.plan.d.BackfillChunkLease(), b.job.Name, c.Seq); err != nil {
 		return fmt.Errorf("bound tail: %w", err)
 	}
-	if k, err := res.RowsAffected(); err != nil || k == 0 {
+	if lease.Worker != worker || lease.Status != "leased" {
 		return errLeaseLost
 	}
-	if _, err := tx.ExecContext(ctx, b.plan.d.BackfillReopen(), b.job.Name, encodeKey(hi), dialect.Stamp(b.now())); err != nil {
-		return fmt.Errorf("bound tail: %w", err)
+	commit := func(hi Key, scanned int64) error {
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		b.ownTx.Add(1)
+		c.Span.Hi, c.Scanned = hi, scanned
+		return nil
 	}
-	if err := tx.Commit(); err != nil {
+	if lease.Hi.Valid {
+		hi, err := decodeKey(lease.Hi)
+		if err != nil {
+			return err
+		}
+		return commit(hi, lease.Scanned)
+	}
+	// Only the walk's end as this tail left it moves: the frontier at its
+	// lower key, exhausted. Compared as keys: the frontier's text is the
+	// database's (jsonb prints its own way).
+	frontier, err := decodeKey(job.Frontier)
+	if err != nil {
 		return err
 	}
-	b.ownTx.Add(1)
-	c.Span.Hi, c.Scanned = hi, int64(size)
-	return nil
+	var hi Key
+	if job.Exhausted && slices.Equal(frontier, c.Span.Lo) && n > int64(size) {
+		if hi, err = b.plan.boundary(ctx, tx, c.Span.Lo, size); err != nil {
+			return fmt.Errorf("bound tail: find chunk boundary: %w", err)
+		}
+	}
+	scanned := n
+	if hi != nil {
+		scanned = int64(size)
+	}
+	if _, err := tx.ExecContext(ctx, b.plan.d.BackfillBoundTail(), b.job.Name, c.Seq, worker, encodeKey(hi), scanned); err != nil {
+		return fmt.Errorf("bound tail: %w", err)
+	}
+	if hi != nil {
+		if _, err := tx.ExecContext(ctx, b.plan.d.BackfillReopen(), b.job.Name, encodeKey(hi), dialect.Stamp(b.now())); err != nil {
+			return fmt.Errorf("bound tail: %w", err)
+		}
+	}
+	return commit(hi, scanned)
 }
 
 // tailShare is the share of a tail of rows rows (fewer than size) that a

@@ -2,7 +2,9 @@ package backfill_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,5 +115,121 @@ func TestATailResumedAfterInsertsIsCutToChunks(t *testing.T) {
 		final, err := b.State(t.Context())
 		require.NoError(t, err)
 		tailCut(t, db, "tail", final, chunks, 50+3000)
+	})
+}
+
+// The tail is cut on every key shape, its lower key not nil (two chunks
+// claimed by a dead process, the second the tail): the check that the
+// job's walk ends at the tail compares keys, not their text, which the
+// database prints its own way (jsonb: spaces after commas, '<' as is).
+func TestATailIsCutOnEveryKeyShape(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct{ create, fill, more string }{
+		"integer": {`CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL, w text)`,
+			`INSERT INTO t (id, v) SELECT i, 'V' || i FROM s`,
+			`INSERT INTO t (id, v) SELECT 100000 + i, 'V' || i FROM s`},
+		"composite": {`CREATE TABLE t (tenant int, id bigint, v text NOT NULL, w text, PRIMARY KEY (tenant, id))`,
+			`INSERT INTO t (tenant, id, v) SELECT 1, i, 'V' || i FROM s`,
+			`INSERT INTO t (tenant, id, v) SELECT 2, i, 'V' || i FROM s`},
+		"text with < > &": {`CREATE TABLE t (id text PRIMARY KEY, v text NOT NULL, w text)`,
+			`INSERT INTO t (id, v) SELECT 'a<&>' || (1000 + i), 'V' || i FROM s`,
+			`INSERT INTO t (id, v) SELECT 'b<&>' || (1000 + i), 'V' || i FROM s`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+				t.Parallel()
+				db.MustExecContext(t.Context(), c.create)
+				fill(t, db, 150, c.fill)
+				job := backfill.Job{Name: "keys", Table: "t", Set: []backfill.Assign{{Column: "w", Expr: "lower(v)"}}}
+				hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+				gone := mustNew(t, db, job, backfill.WithChunkSize(100, 100, 100), backfill.WithClock(hourAgo))
+				for _, want := range []int64{1, 2} {
+					seq, err := gone.Claim(t.Context(), fmt.Sprint("gone", want))
+					require.NoError(t, err)
+					require.Equal(t, want, seq)
+				}
+				fill(t, db, 3000, c.more)
+
+				chunks := &chunkLog{}
+				b := mustNew(t, db, job, backfill.WithChunkSize(100, 100, 100), backfill.WithObserver(chunks))
+				final, err := b.Run(t.Context())
+				require.NoError(t, err)
+				var biggest int64
+				for _, c := range chunks.all() {
+					biggest = max(biggest, c.Rows, c.Changed)
+				}
+				assert.Equal(t, backfill.Done, final.Status)
+				assert.LessOrEqual(t, biggest, int64(100), "no chunk walked more than its size")
+				assert.Equal(t, int64(3150), final.RowsDone)
+				assert.Equal(t, int64(3150), final.RowsChanged)
+				var left int
+				require.NoError(t, db.GetContext(t.Context(), &left, `SELECT count(*) FROM t WHERE w IS DISTINCT FROM lower(v)`))
+				assert.Zero(t, left)
+			})
+		})
+	}
+}
+
+// A process frozen past its lease with a retaken tail (P1) must not run
+// the open span when it wakes: meanwhile P2 took the tail over, cut it
+// and walked on, and P1's statement would lock every row past the cut,
+// the chunks P2 holds among them (and on SQLite hold the database's
+// write lock all that time), before its commit found the lease gone.
+func TestAFrozenWorkerDoesNotRunATailAnotherCut(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		usersTable(t, db, 50)
+		hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+		gone := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(hourAgo))
+		_, err := gone.Claim(t.Context(), "gone")
+		require.NoError(t, err)
+		insertPast(t, db, 3000)
+
+		// P1's clock half an hour behind: its lease on the tail has run out
+		// by P2's as soon as P1 takes it.
+		halfHourAgo := func() time.Time { return time.Now().Add(-30 * time.Minute) }
+		frozen, wake, movedOn := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		var freeze, next sync.Once
+		var ranTail atomic.Bool
+		p1 := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(halfHourAgo),
+			backfill.WithAfterClaim(func(seq int64) {
+				if seq == 1 {
+					freeze.Do(func() { close(frozen); <-wake })
+					return
+				}
+				next.Do(func() { close(movedOn) })
+			}),
+			backfill.WithBeforeCommit(func(seq int64) {
+				if seq == 1 {
+					ranTail.Store(true)
+				}
+			}))
+		done1 := runInBackground(t, p1)
+		<-frozen
+		atFive, goOn := make(chan struct{}), make(chan struct{})
+		var five sync.Once
+		p2 := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100),
+			backfill.WithAfterClaim(func(seq int64) {
+				if seq == 5 {
+					five.Do(func() { close(atFive); <-goOn })
+				}
+			}))
+		done2 := runInBackground(t, p2)
+		<-atFive
+		c := chunkOf(t, db, 1)
+		require.Equal(t, "done", c.Status, "P2 cut the tail and ran it")
+		close(wake)
+		<-movedOn // P1 gave the tail up and claimed another chunk
+		assert.False(t, ranTail.Load(), "P1 ran the open tail it no longer held")
+		close(goOn)
+		require.NoError(t, <-done2)
+		require.NoError(t, <-done1)
+		final, err := p2.State(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, backfill.Done, final.Status)
+		assert.Equal(t, int64(3050), final.RowsDone)
+		assert.Equal(t, 0, divergent(t, db))
 	})
 }

@@ -59,6 +59,10 @@ type BackfillQueries interface {
 	// BackfillAdvance moves a job's frontier past a chunk it added: job,
 	// frontier, exhausted, chunk size, now.
 	BackfillAdvance() string
+	// BackfillChunkLease reads a chunk's worker, status, upper key and
+	// rows scanned, its row locked to the end of the transaction: job,
+	// seq.
+	BackfillChunkLease() string
 	// BackfillBoundTail gives worker's leased open-ended tail chunk an
 	// upper key (NULL: it stays open) and its rows scanned: job, seq,
 	// worker, hi, scanned.

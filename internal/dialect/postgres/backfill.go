@@ -94,6 +94,11 @@ func (Dialect) BackfillClaimJob() string {
 		WHERE job = $1 FOR UPDATE`
 }
 
+// BackfillChunkLease implements [dialect.BackfillQueries].
+func (Dialect) BackfillChunkLease() string {
+	return `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2 FOR UPDATE`
+}
+
 // BackfillTakeLease implements [dialect.BackfillQueries].
 func (Dialect) BackfillTakeLease() string {
 	return `UPDATE schemashift_backfill_chunks AS c

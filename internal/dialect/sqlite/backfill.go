@@ -94,6 +94,12 @@ func (Dialect) BackfillClaimJob() string {
 		WHERE job = $1`
 }
 
+// BackfillChunkLease implements [dialect.BackfillQueries]: the write
+// transaction holds every row already.
+func (Dialect) BackfillChunkLease() string {
+	return `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2`
+}
+
 // BackfillTakeLease implements [dialect.BackfillQueries].
 func (Dialect) BackfillTakeLease() string {
 	return `UPDATE schemashift_backfill_chunks AS c
