@@ -27,6 +27,26 @@ type claimed struct {
 	Scanned int          `db:"scanned"`
 }
 
+// reservedRows adds up the rows reserved on a Backfill's rate limit.
+type reservedRows struct {
+	mu   sync.Mutex
+	rows int
+}
+
+func (r *reservedRows) option() backfill.Option {
+	return backfill.WithReserved(func(rows, _ int, _ time.Time) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.rows += rows
+	})
+}
+
+func (r *reservedRows) load() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rows
+}
+
 // maxInWindow is the most rows of events falling in any closed window of
 // length w.
 func maxInWindow[E any](events []E, at func(E) time.Time, rows func(E) int, w time.Duration) int {
@@ -131,22 +151,11 @@ func TestRateChargesARetakenChunkInFull(t *testing.T) {
 		t.Parallel()
 		const rows, perSecond = 2000, 1000
 		usersTable(t, db, rows)
-		hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
-		gone := mustNew(t, db, emailJob("retaken"), backfill.WithChunkSize(rows, rows, rows), backfill.WithClock(hourAgo))
-		seq, err := gone.Claim(t.Context(), "gone")
-		require.NoError(t, err)
-		require.Equal(t, int64(1), seq)
+		diedHolding(t, db, emailJob("retaken"), rows, 1)
 
-		var (
-			mu       sync.Mutex
-			reserved int
-		)
+		reserved := &reservedRows{}
 		b := mustNew(t, db, emailJob("retaken"), backfill.WithRate(perSecond), backfill.WithChunkSize(100, 100, perSecond),
-			backfill.WithReserved(func(rows, _ int, _ time.Time) {
-				mu.Lock()
-				defer mu.Unlock()
-				reserved += rows
-			}))
+			reserved.option())
 		start := time.Now()
 		final, err := b.Run(t.Context())
 		elapsed := time.Since(start)
@@ -154,14 +163,12 @@ func TestRateChargesARetakenChunkInFull(t *testing.T) {
 		require.Equal(t, backfill.Done, final.Status)
 		require.Equal(t, int64(rows), final.RowsDone)
 		assert.Equal(t, int64(1), final.ChunksRedone, "the dead process's chunk was retaken")
-		mu.Lock()
-		defer mu.Unlock()
-		assert.GreaterOrEqual(t, reserved, rows, "every row walked went through the limiter")
+		assert.GreaterOrEqual(t, reserved.load(), rows, "every row walked went through the limiter")
 		// The limiter starts with one chunk of 100 rows in hand.
 		least := time.Duration(rows-100) * time.Second / perSecond
 		assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
 		assert.Equal(t, 0, divergent(t, db))
-		t.Logf("%d rows at %d/s in %v, %d reserved", rows, perSecond, elapsed.Round(time.Millisecond), reserved)
+		t.Logf("%d rows at %d/s in %v, %d reserved", rows, perSecond, elapsed.Round(time.Millisecond), reserved.load())
 	})
 }
 
@@ -176,17 +183,13 @@ func TestRateChargesEveryRetry(t *testing.T) {
 	const rows, perSecond, size, cuts = 2000, 1000, 1000, 4
 	usersTable(t, db, rows)
 	admin := open(t, url)
+	reserved := &reservedRows{}
 	var (
-		mu               sync.Mutex
-		walked, reserved int
-		cut              int
+		mu          sync.Mutex
+		walked, cut int
 	)
 	b := mustNew(t, db, emailJob("rewalk"), backfill.WithRate(perSecond), backfill.WithChunkSize(size, size, size),
-		backfill.WithReserved(func(rows, _ int, _ time.Time) {
-			mu.Lock()
-			defer mu.Unlock()
-			reserved += rows
-		}),
+		reserved.option(),
 		backfill.WithBeforeCommit(func(seq int64) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -207,12 +210,12 @@ func TestRateChargesEveryRetry(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, cuts, cut)
 	assert.Equal(t, rows+cuts*size, walked, "chunk 1 walked five times, chunk 2 once")
-	assert.GreaterOrEqual(t, reserved, walked, "every row walked went through the limiter")
+	assert.GreaterOrEqual(t, reserved.load(), walked, "every row walked went through the limiter")
 	// The limiter starts with one chunk in hand.
 	least := time.Duration(walked-size) * time.Second / perSecond
 	assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
 	assert.Equal(t, 0, divergent(t, db))
-	t.Logf("%d rows walked at %d/s in %v, %d reserved", walked, perSecond, elapsed.Round(time.Millisecond), reserved)
+	t.Logf("%d rows walked at %d/s in %v, %d reserved", walked, perSecond, elapsed.Round(time.Millisecond), reserved.load())
 }
 
 // An open-ended tail walks every row past its lower key as they stand
@@ -225,41 +228,28 @@ func TestRateChargesARetakenTailAsItStands(t *testing.T) {
 		t.Parallel()
 		const rows, added, perSecond = 50, 3000, 1000
 		usersTable(t, db, rows)
-		hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
-		gone := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(hourAgo))
-		seq, err := gone.Claim(t.Context(), "gone")
-		require.NoError(t, err)
-		require.Equal(t, int64(1), seq)
+		diedHolding(t, db, emailJob("tail"), 100, 1)
 		db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1)
 			INSERT INTO users (id, email) SELECT 1000000 + i, 'New' || i || '@Example.COM' FROM s`, added)
 
-		var (
-			mu       sync.Mutex
-			reserved int
-		)
+		reserved := &reservedRows{}
 		chunks := &chunkLog{}
 		b := mustNew(t, db, emailJob("tail"), backfill.WithRate(perSecond), backfill.WithChunkSize(100, 100, perSecond),
-			backfill.WithReserved(func(rows, _ int, _ time.Time) {
-				mu.Lock()
-				defer mu.Unlock()
-				reserved += rows
-			}), backfill.WithObserver(chunks))
+			reserved.option(), backfill.WithObserver(chunks))
 		start := time.Now()
 		final, err := b.Run(t.Context())
 		elapsed := time.Since(start)
 		require.NoError(t, err)
 		require.Equal(t, backfill.Done, final.Status)
-		mu.Lock()
-		defer mu.Unlock()
 		var changed int64
-		for _, c := range chunks.chunks {
+		for _, c := range chunks.all() {
 			changed += c.Changed
 		}
 		require.Equal(t, int64(rows+added), changed, "the tail walked the rows inserted after its claim")
-		assert.GreaterOrEqual(t, reserved, rows+added, "every row walked went through the limiter")
+		assert.GreaterOrEqual(t, reserved.load(), rows+added, "every row walked went through the limiter")
 		least := time.Duration(rows+added-100) * time.Second / perSecond
 		assert.GreaterOrEqual(t, elapsed, least, "the run took at least as long as the rate allows")
 		assert.Equal(t, 0, divergent(t, db))
-		t.Logf("%d rows walked at %d/s in %v, %d reserved", changed, perSecond, elapsed.Round(time.Millisecond), reserved)
+		t.Logf("%d rows walked at %d/s in %v, %d reserved", changed, perSecond, elapsed.Round(time.Millisecond), reserved.load())
 	})
 }

@@ -246,12 +246,7 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 		return nil, "", err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	var job struct {
-		Status    Status         `db:"status"`
-		Frontier  sql.NullString `db:"frontier"`
-		Exhausted bool           `db:"exhausted"`
-		NextSeq   int64          `db:"next_seq"`
-	}
+	var job claimedJob
 	if err := tx.GetContext(ctx, &job, b.plan.d.BackfillClaimJob(), b.job.Name); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, "", fmt.Errorf("claim chunk: %w %q", ErrUnknownJob, b.job.Name)
@@ -365,6 +360,14 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 	return c, Running, tx.Commit()
 }
 
+// claimedJob is a job's row as a claim reads it, locked (BackfillClaimJob).
+type claimedJob struct {
+	Status    Status         `db:"status"`
+	Frontier  sql.NullString `db:"frontier"`
+	Exhausted bool           `db:"exhausted"`
+	NextSeq   int64          `db:"next_seq"`
+}
+
 // boundTail makes a retaken open-ended tail c, which rows inserted since
 // it was claimed may have grown by any number (its worker died, or the
 // job was paused, for hours of inserts), a chunk of at most size rows
@@ -395,12 +398,7 @@ func (b *Backfill) boundTail(ctx context.Context, worker string, c *chunk, size 
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	var job struct {
-		Status    Status         `db:"status"`
-		Frontier  sql.NullString `db:"frontier"`
-		Exhausted bool           `db:"exhausted"`
-		NextSeq   int64          `db:"next_seq"`
-	}
+	var job claimedJob
 	if err := tx.GetContext(ctx, &job, b.plan.d.BackfillClaimJob(), b.job.Name); err != nil {
 		return fmt.Errorf("bound tail: %w", err)
 	}

@@ -24,6 +24,20 @@ func insertPast(t *testing.T, db *sqlx.DB, n int) {
 		INSERT INTO users (id, email) SELECT 1000000 + i, 'New' || i || '@Example.COM' FROM s`, n)
 }
 
+// diedHolding leaves chunks 1 to n of job leased, at chunk size size, by
+// a process that then died: its clock an hour behind, so that its leases
+// have run out by anyone else's.
+func diedHolding(t *testing.T, db *sqlx.DB, job backfill.Job, size, n int) {
+	t.Helper()
+	hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+	gone := mustNew(t, db, job, backfill.WithChunkSize(size, size, size), backfill.WithClock(hourAgo))
+	for i := 1; i <= n; i++ {
+		seq, err := gone.Claim(t.Context(), fmt.Sprint("gone", i))
+		require.NoError(t, err)
+		require.Equal(t, int64(i), seq)
+	}
+}
+
 // tailCut checks a Run that retook the 50-row open-ended tail (chunk 1)
 // after rows-50 rows were inserted past it, at a chunk size of 100: the
 // tail was cut to one chunk, and the rows past it walked in chunks of
@@ -69,11 +83,7 @@ func TestARetakenTailThatGrewIsCutToChunks(t *testing.T) {
 			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 				t.Parallel()
 				usersTable(t, db, 50)
-				hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
-				gone := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(hourAgo))
-				seq, err := gone.Claim(t.Context(), "gone")
-				require.NoError(t, err)
-				require.Equal(t, int64(1), seq)
+				diedHolding(t, db, emailJob("tail"), 100, 1)
 				insertPast(t, db, c.added)
 
 				chunks := &chunkLog{}
@@ -142,13 +152,7 @@ func TestATailIsCutOnEveryKeyShape(t *testing.T) {
 				db.MustExecContext(t.Context(), c.create)
 				fill(t, db, 150, c.fill)
 				job := backfill.Job{Name: "keys", Table: "t", Set: []backfill.Assign{{Column: "w", Expr: "lower(v)"}}}
-				hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
-				gone := mustNew(t, db, job, backfill.WithChunkSize(100, 100, 100), backfill.WithClock(hourAgo))
-				for _, want := range []int64{1, 2} {
-					seq, err := gone.Claim(t.Context(), fmt.Sprint("gone", want))
-					require.NoError(t, err)
-					require.Equal(t, want, seq)
-				}
+				diedHolding(t, db, job, 100, 2) // the second is the tail
 				fill(t, db, 3000, c.more)
 
 				chunks := &chunkLog{}
@@ -181,10 +185,7 @@ func TestAFrozenWorkerDoesNotRunATailAnotherCut(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		usersTable(t, db, 50)
-		hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
-		gone := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(hourAgo))
-		_, err := gone.Claim(t.Context(), "gone")
-		require.NoError(t, err)
+		diedHolding(t, db, emailJob("tail"), 100, 1)
 		insertPast(t, db, 3000)
 
 		// P1's clock half an hour behind: its lease on the tail has run out
