@@ -612,6 +612,21 @@ func (b *Backfill) process(ctx context.Context, worker string, c *chunk) (change
 		return 0, 0, err
 	}
 	trip := time.Since(start)
+	// A worker frozen past its lease (its renewals stopped with it) runs
+	// no statement over a chunk another took over: it would hold the
+	// rows' locks until its commit found the lease gone, and over an
+	// open-ended tail that the other cut since, every row past the cut.
+	// A tail cut by another attempt at it (a process with this worker's
+	// ID, or this one's commit that went unanswered) is walked as cut.
+	// Read without a lock, so that the lease's renewals never wait on
+	// the chunk's transaction: finish's check is the one that decides.
+	cut, err := b.heldSpan(ctx, tx, worker, c, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	if cut != nil {
+		*c = *cut
+	}
 	if b.job.Func != nil && b.job.Check != nil {
 		// The rows first, locked, then which of them have a target row, in
 		// a snapshot taken after the locks: one statement would re-read a

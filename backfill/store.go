@@ -360,6 +360,38 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 	return c, Running, tx.Commit()
 }
 
+// heldSpan reads c's row again in tx (locked when lock is set) and
+// returns errLeaseLost when it is no longer worker's, and, when c is an
+// open-ended tail that an attempt at it has cut since, the cut chunk (c
+// itself is left as it is); nil otherwise.
+func (b *Backfill) heldSpan(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, lock bool) (*chunk, error) {
+	var lease struct {
+		Worker  string         `db:"worker"`
+		Status  string         `db:"status"`
+		Hi      sql.NullString `db:"hi"`
+		Scanned int64          `db:"scanned"`
+	}
+	if err := tx.GetContext(ctx, &lease, b.plan.d.BackfillChunkLease(lock), b.job.Name, c.Seq); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errLeaseLost
+		}
+		return nil, err
+	}
+	if lease.Worker != worker || lease.Status != "leased" {
+		return nil, errLeaseLost
+	}
+	if c.Span.Hi != nil || !lease.Hi.Valid {
+		return nil, nil
+	}
+	hi, err := decodeKey(lease.Hi)
+	if err != nil {
+		return nil, err
+	}
+	cut := *c
+	cut.Span.Hi, cut.Scanned = hi, lease.Scanned
+	return &cut, nil
+}
+
 // claimedJob is a job's row as a claim reads it, locked (BackfillClaimJob).
 type claimedJob struct {
 	Status    Status         `db:"status"`
@@ -402,17 +434,9 @@ func (b *Backfill) boundTail(ctx context.Context, worker string, c *chunk, size 
 	if err := tx.GetContext(ctx, &job, b.plan.d.BackfillClaimJob(), b.job.Name); err != nil {
 		return fmt.Errorf("bound tail: %w", err)
 	}
-	var lease struct {
-		Worker  string         `db:"worker"`
-		Status  string         `db:"status"`
-		Hi      sql.NullString `db:"hi"`
-		Scanned int64          `db:"scanned"`
-	}
-	if err := tx.GetContext(ctx, &lease, b.plan.d.BackfillChunkLease(), b.job.Name, c.Seq); err != nil {
+	cut, err := b.heldSpan(ctx, tx, worker, c, true)
+	if err != nil {
 		return fmt.Errorf("bound tail: %w", err)
-	}
-	if lease.Worker != worker || lease.Status != "leased" {
-		return errLeaseLost
 	}
 	commit := func(hi Key, scanned int64) error {
 		if err := tx.Commit(); err != nil {
@@ -422,12 +446,8 @@ func (b *Backfill) boundTail(ctx context.Context, worker string, c *chunk, size 
 		c.Span.Hi, c.Scanned = hi, scanned
 		return nil
 	}
-	if lease.Hi.Valid {
-		hi, err := decodeKey(lease.Hi)
-		if err != nil {
-			return err
-		}
-		return commit(hi, lease.Scanned)
+	if cut != nil {
+		return commit(cut.Span.Hi, cut.Scanned)
 	}
 	// Only the walk's end as this tail left it moves: the frontier at its
 	// lower key, exhausted. Compared as keys: the frontier's text is the
@@ -525,12 +545,13 @@ func (b *Backfill) running(ctx context.Context, tx *sqlx.Tx, lock bool) error {
 // finish marks the chunk done in the chunk's own transaction, so that its
 // rows and its checkpoint commit together, once it has checked that the
 // job still runs. The job's row is locked before the chunk's, as claim
-// does.
+// does. An open-ended tail is marked done only while it is open still:
+// one cut since (see boundTail) is not the span this attempt walked.
 func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, changed int64) error {
 	if err := b.running(ctx, tx, true); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, b.plan.d.BackfillFinishChunk(), b.job.Name, c.Seq, worker, changed, dialect.Stamp(b.now()))
+	res, err := tx.ExecContext(ctx, b.plan.d.BackfillFinishChunk(c.Span.Hi == nil), b.job.Name, c.Seq, worker, changed, dialect.Stamp(b.now()))
 	if err != nil {
 		return err
 	}

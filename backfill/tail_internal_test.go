@@ -1,6 +1,7 @@
 package backfill
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/schemashift/schemashift/internal/dbtest"
+	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
 // An attempt at cutting a retaken tail whose commit went unanswered (it
@@ -69,4 +71,108 @@ func TestCuttingATailTwiceTakesTheFirstCut(t *testing.T) {
 		require.ErrorIs(t, b.boundTail(ctx, "someone else", &other, 100), errLeaseLost)
 		assert.Nil(t, other.Span.Hi, "a worker that does not hold the chunk learns nothing of it")
 	})
+}
+
+// Two live processes with one worker ID (a process restarted with
+// WithWorkerID while the old one still runs): the new one retakes the
+// old one's open tail at once and cuts it, and another worker claims the
+// chunk past the cut. The old one's attempt, its span open in its memory,
+// must walk the tail as cut, not commit the open span over the rows the
+// chunk past the cut commits too; and the chunk commits once.
+func TestAnOldAttemptAtATailWalksItAsCut(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		db.MustExecContext(ctx, `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
+		insert := func(from, n int) {
+			db.MustExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $2)
+				INSERT INTO users (id, email) SELECT $1 + i, 'U' || i || '@Example.COM' FROM s`, from, n)
+		}
+		insert(0, 50)
+		job := Job{Name: "tail", Table: "users", Set: []Assign{{Column: "email_lower", Expr: "lower(email)"}}, Derived: true}
+		newBackfill := func() *Backfill {
+			b, err := New(ctx, db, job, WithChunkSize(100, 100, 100))
+			require.NoError(t, err)
+			return b
+		}
+		old := newBackfill()
+		tail, _, err := old.claim(ctx, "w", 100, nil, false)
+		require.NoError(t, err)
+		require.Nil(t, tail.Span.Hi)
+		require.False(t, tail.Retaken)
+		insert(1000, 3000)
+
+		restarted := newBackfill()
+		retaken, _, err := restarted.claim(ctx, "w", 100, nil, false)
+		require.NoError(t, err)
+		require.Equal(t, tail.Seq, retaken.Seq)
+		require.NoError(t, restarted.boundTail(ctx, "w", retaken, 100))
+		require.NotNil(t, retaken.Span.Hi)
+		past, _, err := restarted.claim(ctx, "x", 100, nil, false)
+		require.NoError(t, err)
+
+		changed, _, err := old.process(ctx, "w", tail)
+		require.NoError(t, err)
+		assert.Equal(t, int64(100), changed, "the tail walked as cut")
+		assert.Equal(t, retaken.Span.Hi, tail.Span.Hi)
+		changedPast, _, err := restarted.process(ctx, "x", past)
+		require.NoError(t, err)
+		assert.Equal(t, int64(100), changedPast)
+		_, _, err = restarted.process(ctx, "w", retaken)
+		require.ErrorIs(t, err, errLeaseLost, "the chunk commits once")
+
+		st, err := restarted.State(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), st.ChunksDone)
+		assert.Equal(t, int64(200), st.RowsDone)
+		assert.Equal(t, int64(200), st.RowsChanged, "no row past the cut changed by the tail")
+	})
+}
+
+// The commit's own check: an attempt that walked the tail open, and
+// whose tail was cut between its statement and its commit (by a process
+// with its worker ID), does not mark it done: the span it walked is not
+// the chunk's any more. PostgreSQL only: on SQLite the attempt's
+// transaction holds the database's write lock, and nothing cuts meanwhile.
+func TestATailCutBeforeItsCommitIsNotMarkedDone(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	ctx := t.Context()
+	db.MustExecContext(ctx, `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
+	insert := func(from, n int) {
+		db.MustExecContext(ctx, `INSERT INTO users (id, email) SELECT $1 + i, 'U' || i || '@Example.COM' FROM generate_series(1, $2) i`, from, n)
+	}
+	insert(0, 50)
+	job := Job{Name: "tail", Table: "users", Set: []Assign{{Column: "email_lower", Expr: "lower(email)"}}, Derived: true}
+	restarted, err := New(ctx, db, job, WithChunkSize(100, 100, 100))
+	require.NoError(t, err)
+	var cutErr error
+	old, err := New(ctx, db, job, WithChunkSize(100, 100, 100), func(o *options) error {
+		o.beforeCommit = func(int64) {
+			retaken, _, err := restarted.claim(ctx, "w", 100, nil, false)
+			if err == nil {
+				err = restarted.boundTail(ctx, "w", retaken, 100)
+			}
+			if err == nil && retaken.Span.Hi == nil {
+				err = errors.New("not cut")
+			}
+			cutErr = err
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	tail, _, err := old.claim(ctx, "w", 100, nil, false)
+	require.NoError(t, err)
+	require.Nil(t, tail.Span.Hi)
+	insert(1000, 3000)
+
+	_, _, err = old.process(ctx, "w", tail)
+	require.NoError(t, cutErr)
+	require.ErrorIs(t, err, errLeaseLost, "the open span walked is not the chunk's any more")
+	var open, done int
+	require.NoError(t, db.GetContext(ctx, &open, `SELECT count(*) FROM users WHERE email_lower IS NULL`))
+	require.NoError(t, db.GetContext(ctx, &done, `SELECT count(*) FROM schemashift_backfill_chunks WHERE status = 'done'`))
+	assert.Equal(t, 3050, open, "the attempt rolled back")
+	assert.Zero(t, done)
 }

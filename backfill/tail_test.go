@@ -175,62 +175,75 @@ func TestATailIsCutOnEveryKeyShape(t *testing.T) {
 	}
 }
 
-// A process frozen past its lease with a retaken tail (P1) must not run
-// the open span when it wakes: meanwhile P2 took the tail over, cut it
-// and walked on, and P1's statement would lock every row past the cut,
-// the chunks P2 holds among them (and on SQLite hold the database's
-// write lock all that time), before its commit found the lease gone.
+// A process frozen past its lease with the tail (P1) must not run the
+// open span when it wakes: meanwhile P2 took the tail over, cut it and
+// walked on, and P1's statement would lock every row past the cut, the
+// chunks P2 holds among them (and on SQLite hold the database's write
+// lock all that time), before its commit found the lease gone. P1 either
+// retook the tail from a dead process (and cuts it itself as it wakes),
+// or claimed it fresh and was frozen with its renewals.
 func TestAFrozenWorkerDoesNotRunATailAnotherCut(t *testing.T) {
 	t.Parallel()
-	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
-		t.Parallel()
-		usersTable(t, db, 50)
-		diedHolding(t, db, emailJob("tail"), 100, 1)
-		insertPast(t, db, 3000)
-
-		// P1's clock half an hour behind: its lease on the tail has run out
-		// by P2's as soon as P1 takes it.
-		halfHourAgo := func() time.Time { return time.Now().Add(-30 * time.Minute) }
-		frozen, wake, movedOn := make(chan struct{}), make(chan struct{}), make(chan struct{})
-		var freeze, next sync.Once
-		var ranTail atomic.Bool
-		p1 := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(halfHourAgo),
-			backfill.WithAfterClaim(func(seq int64) {
-				if seq == 1 {
-					freeze.Do(func() { close(frozen); <-wake })
-					return
+	for _, retaken := range []bool{true, false} {
+		t.Run(map[bool]string{true: "retaken", false: "claimed"}[retaken], func(t *testing.T) {
+			t.Parallel()
+			dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+				t.Parallel()
+				usersTable(t, db, 50)
+				if retaken {
+					diedHolding(t, db, emailJob("tail"), 100, 1)
+					insertPast(t, db, 3000)
 				}
-				next.Do(func() { close(movedOn) })
-			}),
-			backfill.WithBeforeCommit(func(seq int64) {
-				if seq == 1 {
-					ranTail.Store(true)
+				// P1's clock half an hour behind: its lease on the tail has run
+				// out by P2's as soon as P1 takes it.
+				halfHourAgo := func() time.Time { return time.Now().Add(-30 * time.Minute) }
+				frozen, wake, movedOn := make(chan struct{}), make(chan struct{}), make(chan struct{})
+				var freeze, next sync.Once
+				var ranTail atomic.Bool
+				p1 := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100), backfill.WithClock(halfHourAgo),
+					backfill.WithoutLeaseRenewal(),
+					backfill.WithAfterClaim(func(seq int64) {
+						if seq == 1 {
+							freeze.Do(func() { close(frozen); <-wake })
+							return
+						}
+						next.Do(func() { close(movedOn) })
+					}),
+					backfill.WithBeforeCommit(func(seq int64) {
+						if seq == 1 {
+							ranTail.Store(true)
+						}
+					}))
+				done1 := runInBackground(t, p1)
+				<-frozen
+				if !retaken {
+					insertPast(t, db, 3000)
 				}
-			}))
-		done1 := runInBackground(t, p1)
-		<-frozen
-		atFive, goOn := make(chan struct{}), make(chan struct{})
-		var five sync.Once
-		p2 := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100),
-			backfill.WithAfterClaim(func(seq int64) {
-				if seq == 5 {
-					five.Do(func() { close(atFive); <-goOn })
-				}
-			}))
-		done2 := runInBackground(t, p2)
-		<-atFive
-		c := chunkOf(t, db, 1)
-		require.Equal(t, "done", c.Status, "P2 cut the tail and ran it")
-		close(wake)
-		<-movedOn // P1 gave the tail up and claimed another chunk
-		assert.False(t, ranTail.Load(), "P1 ran the open tail it no longer held")
-		close(goOn)
-		require.NoError(t, <-done2)
-		require.NoError(t, <-done1)
-		final, err := p2.State(t.Context())
-		require.NoError(t, err)
-		assert.Equal(t, backfill.Done, final.Status)
-		assert.Equal(t, int64(3050), final.RowsDone)
-		assert.Equal(t, 0, divergent(t, db))
-	})
+				atFive, goOn := make(chan struct{}), make(chan struct{})
+				var five sync.Once
+				p2 := mustNew(t, db, emailJob("tail"), backfill.WithChunkSize(100, 100, 100),
+					backfill.WithAfterClaim(func(seq int64) {
+						if seq == 5 {
+							five.Do(func() { close(atFive); <-goOn })
+						}
+					}))
+				done2 := runInBackground(t, p2)
+				<-atFive
+				c := chunkOf(t, db, 1)
+				require.Equal(t, "done", c.Status, "P2 cut the tail and ran it")
+				close(wake)
+				<-movedOn // P1 gave the tail up and claimed another chunk
+				assert.False(t, ranTail.Load(), "P1 ran the open tail it no longer held")
+				close(goOn)
+				require.NoError(t, <-done2)
+				require.NoError(t, <-done1)
+				final, err := p2.State(t.Context())
+				require.NoError(t, err)
+				assert.Equal(t, backfill.Done, final.Status)
+				assert.Equal(t, int64(3050), final.RowsDone)
+				assert.Equal(t, int64(3050), final.RowsChanged)
+				assert.Equal(t, 0, divergent(t, db))
+			})
+		})
+	}
 }

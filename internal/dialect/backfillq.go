@@ -60,9 +60,9 @@ type BackfillQueries interface {
 	// frontier, exhausted, chunk size, now.
 	BackfillAdvance() string
 	// BackfillChunkLease reads a chunk's worker, status, upper key and
-	// rows scanned, its row locked to the end of the transaction: job,
-	// seq.
-	BackfillChunkLease() string
+	// rows scanned, its row locked to the end of the transaction when
+	// lock is set: job, seq.
+	BackfillChunkLease(lock bool) string
 	// BackfillBoundTail gives worker's leased open-ended tail chunk an
 	// upper key (NULL: it stays open) and its rows scanned: job, seq,
 	// worker, hi, scanned.
@@ -74,9 +74,11 @@ type BackfillQueries interface {
 	// leased chunks (leased) and whether one of them can be claimed by
 	// worker (claimable): job, worker, now.
 	BackfillIdle() string
-	// BackfillFinishChunk marks worker's leased chunk done: job, seq,
-	// worker, rows changed, now.
-	BackfillFinishChunk() string
+	// BackfillFinishChunk marks worker's leased chunk done, one still
+	// open-ended when open is set (a tail cut since by another attempt
+	// at it is not the span this one walked): job, seq, worker, rows
+	// changed, now.
+	BackfillFinishChunk(open bool) string
 	// BackfillRenew extends worker's lease on a chunk: job, seq, worker,
 	// the lease's new end.
 	BackfillRenew() string

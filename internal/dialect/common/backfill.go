@@ -97,9 +97,13 @@ func (Backfill) BackfillIdle() string {
 }
 
 // BackfillFinishChunk implements [dialect.BackfillQueries].
-func (Backfill) BackfillFinishChunk() string {
-	return `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = $5
+func (Backfill) BackfillFinishChunk(open bool) string {
+	q := `UPDATE schemashift_backfill_chunks SET status = 'done', changed = $4, finished_at = $5
 		WHERE job = $1 AND seq = $2 AND worker = $3 AND status = 'leased'`
+	if open {
+		q += ` AND hi IS NULL`
+	}
+	return q
 }
 
 // BackfillRenew implements [dialect.BackfillQueries].

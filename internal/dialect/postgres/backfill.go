@@ -95,8 +95,12 @@ func (Dialect) BackfillClaimJob() string {
 }
 
 // BackfillChunkLease implements [dialect.BackfillQueries].
-func (Dialect) BackfillChunkLease() string {
-	return `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2 FOR UPDATE`
+func (Dialect) BackfillChunkLease(lock bool) string {
+	q := `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2`
+	if lock {
+		q += ` FOR UPDATE`
+	}
+	return q
 }
 
 // BackfillTakeLease implements [dialect.BackfillQueries].

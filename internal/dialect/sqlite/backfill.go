@@ -96,7 +96,7 @@ func (Dialect) BackfillClaimJob() string {
 
 // BackfillChunkLease implements [dialect.BackfillQueries]: the write
 // transaction holds every row already.
-func (Dialect) BackfillChunkLease() string {
+func (Dialect) BackfillChunkLease(bool) string {
 	return `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2`
 }
 
