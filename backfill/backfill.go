@@ -487,9 +487,9 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 // adapts the chunk size and rests for the duty cycle. A retaken
 // open-ended tail is first cut to a chunk if it grew (see boundTail).
 // Under a rate, each attempt at it waits first for the limit to let go
-// the rows it walks beyond those already reserved (see charge). A chunk that lost its lease, or whose
-// job stopped running, is not an error: the loop goes on (and its next
-// claim sees the job's status).
+// the rows it walks beyond those already reserved (see charge). A chunk
+// that lost its lease, or whose job stopped running, is not an error:
+// the loop goes on (and its next claim sees the job's status).
 func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size int, limiter *rate.Limiter) error {
 	cctx, stopLease := b.holdLease(ctx, worker, c)
 	if b.opts.afterClaim != nil {
