@@ -27,6 +27,18 @@ type claimed struct {
 	Scanned int          `db:"scanned"`
 }
 
+// runTimed runs b to its end, which must be Done, and returns its final
+// progress and how long the Run took.
+func runTimed(t *testing.T, b *backfill.Backfill) (backfill.Progress, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	final, err := b.Run(t.Context())
+	elapsed := time.Since(start)
+	require.NoError(t, err)
+	require.Equal(t, backfill.Done, final.Status)
+	return final, elapsed
+}
+
 // reservedRows adds up the rows reserved on a Backfill's rate limit.
 type reservedRows struct {
 	mu   sync.Mutex
@@ -90,10 +102,7 @@ func TestRateCapsEverySecond(t *testing.T) {
 				seen = append(seen, reservation{rows, burst, at})
 			}))
 		start := time.Now()
-		final, err := b.Run(t.Context())
-		elapsed := time.Since(start)
-		require.NoError(t, err)
-		require.Equal(t, backfill.Done, final.Status)
+		final, elapsed := runTimed(t, b)
 		require.Equal(t, int64(rows), final.RowsDone)
 
 		mu.Lock()
@@ -156,11 +165,7 @@ func TestRateChargesARetakenChunkInFull(t *testing.T) {
 		reserved := &reservedRows{}
 		b := mustNew(t, db, emailJob("retaken"), backfill.WithRate(perSecond), backfill.WithChunkSize(100, 100, perSecond),
 			reserved.option())
-		start := time.Now()
-		final, err := b.Run(t.Context())
-		elapsed := time.Since(start)
-		require.NoError(t, err)
-		require.Equal(t, backfill.Done, final.Status)
+		final, elapsed := runTimed(t, b)
 		require.Equal(t, int64(rows), final.RowsDone)
 		assert.Equal(t, int64(1), final.ChunksRedone, "the dead process's chunk was retaken")
 		assert.GreaterOrEqual(t, reserved.load(), rows, "every row walked went through the limiter")
@@ -201,11 +206,7 @@ func TestRateChargesEveryRetry(t *testing.T) {
 			admin.MustExecContext(context.WithoutCancel(t.Context()), `SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
 				WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
 		}))
-	start := time.Now()
-	final, err := b.Run(t.Context())
-	elapsed := time.Since(start)
-	require.NoError(t, err)
-	require.Equal(t, backfill.Done, final.Status)
+	_, elapsed := runTimed(t, b)
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, cuts, cut)
@@ -229,18 +230,13 @@ func TestRateChargesARetakenTailAsItStands(t *testing.T) {
 		const rows, added, perSecond = 50, 3000, 1000
 		usersTable(t, db, rows)
 		diedHolding(t, db, emailJob("tail"), 100, 1)
-		db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1)
-			INSERT INTO users (id, email) SELECT 1000000 + i, 'New' || i || '@Example.COM' FROM s`, added)
+		insertPast(t, db, added)
 
 		reserved := &reservedRows{}
 		chunks := &chunkLog{}
 		b := mustNew(t, db, emailJob("tail"), backfill.WithRate(perSecond), backfill.WithChunkSize(100, 100, perSecond),
 			reserved.option(), backfill.WithObserver(chunks))
-		start := time.Now()
-		final, err := b.Run(t.Context())
-		elapsed := time.Since(start)
-		require.NoError(t, err)
-		require.Equal(t, backfill.Done, final.Status)
+		_, elapsed := runTimed(t, b)
 		var changed int64
 		for _, c := range chunks.all() {
 			changed += c.Changed

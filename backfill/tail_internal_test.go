@@ -13,6 +13,30 @@ import (
 	"github.com/schemashift/schemashift/internal/pgtest"
 )
 
+// tailJob fills users.email_lower, in chunks of 100 rows (tailBackfill).
+var tailJob = Job{Name: "tail", Table: "users", Set: []Assign{{Column: "email_lower", Expr: "lower(email)"}}, Derived: true}
+
+// tailTable creates users with 50 rows, and returns a function that
+// inserts n more, with keys from+1 on.
+func tailTable(t *testing.T, db *sqlx.DB) (insert func(from, n int)) {
+	t.Helper()
+	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
+	insert = func(from, n int) {
+		db.MustExecContext(t.Context(), `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $2)
+			INSERT INTO users (id, email) SELECT $1 + i, 'U' || i || '@Example.COM' FROM s`, from, n)
+	}
+	insert(0, 50)
+	return insert
+}
+
+// tailBackfill is a Backfill of tailJob at a chunk size of 100.
+func tailBackfill(t *testing.T, db *sqlx.DB, opts ...Option) *Backfill {
+	t.Helper()
+	b, err := New(t.Context(), db, tailJob, append([]Option{WithChunkSize(100, 100, 100)}, opts...)...)
+	require.NoError(t, err)
+	return b
+}
+
 // An attempt at cutting a retaken tail whose commit went unanswered (it
 // committed; the worker never learned) is followed by another on the
 // retry: that one must take the upper key the first gave the chunk, not
@@ -24,18 +48,8 @@ func TestCuttingATailTwiceTakesTheFirstCut(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		db.MustExecContext(ctx, `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
-		insert := func(from, n int) {
-			db.MustExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $2)
-				INSERT INTO users (id, email) SELECT $1 + i, 'U' || i || '@Example.COM' FROM s`, from, n)
-		}
-		insert(0, 50)
-		job := Job{Name: "tail", Table: "users", Set: []Assign{{Column: "email_lower", Expr: "lower(email)"}}, Derived: true}
-		newBackfill := func(opts ...Option) *Backfill {
-			b, err := New(ctx, db, job, append([]Option{WithChunkSize(100, 100, 100)}, opts...)...)
-			require.NoError(t, err)
-			return b
-		}
+		insert := tailTable(t, db)
+		newBackfill := func(opts ...Option) *Backfill { return tailBackfill(t, db, opts...) }
 		gone := newBackfill(WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
 		tail, _, err := gone.claim(ctx, "gone", 100, nil, false)
 		require.NoError(t, err)
@@ -84,18 +98,8 @@ func TestAnOldAttemptAtATailWalksItAsCut(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		db.MustExecContext(ctx, `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
-		insert := func(from, n int) {
-			db.MustExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $2)
-				INSERT INTO users (id, email) SELECT $1 + i, 'U' || i || '@Example.COM' FROM s`, from, n)
-		}
-		insert(0, 50)
-		job := Job{Name: "tail", Table: "users", Set: []Assign{{Column: "email_lower", Expr: "lower(email)"}}, Derived: true}
-		newBackfill := func() *Backfill {
-			b, err := New(ctx, db, job, WithChunkSize(100, 100, 100))
-			require.NoError(t, err)
-			return b
-		}
+		insert := tailTable(t, db)
+		newBackfill := func() *Backfill { return tailBackfill(t, db) }
 		old := newBackfill()
 		tail, _, err := old.claim(ctx, "w", 100, nil, false)
 		require.NoError(t, err)
@@ -139,16 +143,10 @@ func TestATailCutBeforeItsCommitIsNotMarkedDone(t *testing.T) {
 	t.Parallel()
 	db := pgtest.DB(t)
 	ctx := t.Context()
-	db.MustExecContext(ctx, `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
-	insert := func(from, n int) {
-		db.MustExecContext(ctx, `INSERT INTO users (id, email) SELECT $1 + i, 'U' || i || '@Example.COM' FROM generate_series(1, $2) i`, from, n)
-	}
-	insert(0, 50)
-	job := Job{Name: "tail", Table: "users", Set: []Assign{{Column: "email_lower", Expr: "lower(email)"}}, Derived: true}
-	restarted, err := New(ctx, db, job, WithChunkSize(100, 100, 100))
-	require.NoError(t, err)
+	insert := tailTable(t, db)
+	restarted := tailBackfill(t, db)
 	var cutErr error
-	old, err := New(ctx, db, job, WithChunkSize(100, 100, 100), func(o *options) error {
+	old := tailBackfill(t, db, func(o *options) error {
 		o.beforeCommit = func(int64) {
 			retaken, _, err := restarted.claim(ctx, "w", 100, nil, false)
 			if err == nil {
@@ -161,7 +159,6 @@ func TestATailCutBeforeItsCommitIsNotMarkedDone(t *testing.T) {
 		}
 		return nil
 	})
-	require.NoError(t, err)
 	tail, _, err := old.claim(ctx, "w", 100, nil, false)
 	require.NoError(t, err)
 	require.Nil(t, tail.Span.Hi)
