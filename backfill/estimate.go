@@ -179,7 +179,7 @@ func (b *Backfill) sample(ctx context.Context, s span, wal bool) (changed, logge
 			return 0, 0, err
 		}
 	}
-	if changed, _, err = b.fill(ctx, tx, s); err != nil {
+	if changed, _, err = b.fill(ctx, tx, s, 0); err != nil {
 		return 0, 0, err
 	}
 	if wal {

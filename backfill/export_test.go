@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // WithAfterClaim calls fn after each chunk is claimed and before its
@@ -30,6 +32,14 @@ func WithReserved(fn func(rows, burst int, at time.Time)) Option {
 // stalled with a chunk is then one frozen, or cut off from the database.
 func WithoutLeaseRenewal() Option {
 	return func(o *options) error { o.noRenewal = true; return nil }
+}
+
+// FillSpan runs the job's chunk statement over the keys (lo, hi] in tx,
+// as a chunk does, trip being the round trip a time seen at the client
+// is taken off by, and returns the rows it changed and the time it counts
+// of its own in the database.
+func (b *Backfill) FillSpan(ctx context.Context, tx *sqlx.Tx, lo, hi Key, trip time.Duration) (int64, time.Duration, error) {
+	return b.fill(ctx, tx, span{Lo: lo, Hi: hi}, trip)
 }
 
 // ErrNoChunk is what Claim returns when no chunk can be had now.

@@ -26,6 +26,13 @@ type plan struct {
 	cols     []dialect.Column      // the table's columns, as the catalog read them
 	keyCols  []string              // unquoted, index order
 	keyTypes []string              // each key column's type, as the catalog names it
+	// timed says the chunk statements time themselves by the database's
+	// clock (see fill): the table has children that every statement over
+	// it is planned over. timedAs is the column a Go-mode chunk's read of
+	// its rows reads that time as: schemashift_micros, or with a number
+	// after it, so that it is none of the columns read.
+	timed   bool
+	timedAs string
 }
 
 func resolve(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, j Job) (*plan, error) {
@@ -62,6 +69,15 @@ func resolve(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, j Jo
 	p.t = dialect.BackfillTable{Name: t.Quoted(), Key: quoted, Types: p.keyTypes}
 	if err := p.checkFilled(j); err != nil {
 		return nil, err
+	}
+	if stmt := d.BackfillHasChildren(); stmt != "" && d.BackfillTimed("") != "" {
+		if err := sqlx.GetContext(ctx, q, &p.timed, stmt, t.Quoted()); err != nil {
+			return nil, fmt.Errorf("resolve table %s: %w", t, err)
+		}
+	}
+	p.timedAs = "schemashift_micros"
+	for n := 1; contains(j.Columns, p.timedAs) || contains(p.keyCols, p.timedAs); n++ {
+		p.timedAs = fmt.Sprintf("schemashift_micros_%d", n)
 	}
 	return p, nil
 }
@@ -252,7 +268,10 @@ func (p *plan) intoStatement(j Job, s dialect.BackfillSpan) (string, error) {
 }
 
 // lockStatement renders a Go-mode chunk's read of its rows, locked: only
-// the rows no one has filled (Fills all NULL, or no row in Check's table).
+// the rows no one has filled (Fills all NULL, or no row in Check's table),
+// and over a table with children p.timedAs, each row's time into the
+// statement by the database's clock (see fill), which fill takes out of
+// the rows before Func sees them.
 func (p *plan) lockStatement(j Job, s dialect.BackfillSpan) (string, error) {
 	var g dialect.BackfillGo
 	for _, c := range j.Columns {
@@ -264,6 +283,9 @@ func (p *plan) lockStatement(j Job, s dialect.BackfillSpan) (string, error) {
 			return "", err
 		}
 		g.Columns = append(g.Columns, q)
+	}
+	if p.timed {
+		g.Timed = p.timedAs
 	}
 	var err error
 	if j.Check == nil {

@@ -205,7 +205,7 @@ func (b *Backfill) repairMove(ctx context.Context, tx *sqlx.Tx, s *intoSides, sp
 	if err := b.plan.lockSpan(ctx, tx, sp); err != nil {
 		return 0, err
 	}
-	changed, _, err := b.fill(ctx, tx, sp)
+	changed, _, err := b.fill(ctx, tx, sp, 0)
 	if err != nil {
 		return 0, err
 	}

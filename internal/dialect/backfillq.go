@@ -170,6 +170,17 @@ type BackfillQueries interface {
 	// leaving a target row that exists (by its conflict key) as it is:
 	// the span's bounds.
 	BackfillInto(t BackfillTable, s BackfillSpan, into string, cols, exprs, conflict []string) string
+	// BackfillHasChildren reads whether a table has children (partitions,
+	// or tables that inherit it) that a statement over it is planned over
+	// too: the table's quoted name. "" where tables have none.
+	BackfillHasChildren() string
+	// BackfillTimed is stmt, a BackfillSetChunk or BackfillInto, made to
+	// answer one row: the rows it changed (changed) and how long it ran
+	// by the database's own clock (micros), from the receipt of the
+	// message that runs it to the end of its own work, which is never
+	// more than the database counts of the session as active: its
+	// statement's parameters. "" where the database keeps no such count.
+	BackfillTimed(stmt string) string
 	// BackfillGoRows reads, locked, the key and g's columns of the rows of
 	// span s of t that no one has filled: the span's bounds.
 	BackfillGoRows(t BackfillTable, s BackfillSpan, g BackfillGo) string
@@ -256,6 +267,12 @@ type BackfillGo struct {
 	// there is unfilled.
 	Check    string
 	CheckKey []string
+	// Timed, where not "", names a column to read besides, each row's
+	// time from the receipt of the message that runs the statement to
+	// the row's read, in microseconds, by the database's clock (see
+	// BackfillTimed); the dialects whose BackfillTimed is "" leave it
+	// out.
+	Timed string
 }
 
 // BackfillMove is a job that moves rows into another table, as

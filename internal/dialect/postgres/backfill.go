@@ -273,11 +273,38 @@ func (Dialect) BackfillInto(t dialect.BackfillTable, s dialect.BackfillSpan, int
 		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING"
 }
 
+// BackfillHasChildren implements [dialect.BackfillQueries]: a partitioned
+// table (whatever its partitions now), or one that tables inherit.
+func (Dialect) BackfillHasChildren() string {
+	return `SELECT c.relkind = 'p' OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = c.oid) FROM pg_class c WHERE c.oid = to_regclass($1)`
+}
+
+// BackfillTimed implements [dialect.BackfillQueries]. The statement runs
+// as a data-modifying WITH, which runs to its end before the count over
+// it is read; statement_timestamp() is the receipt of the Execute
+// message (of the Query, on the simple protocol), after the Bind that
+// planned it: the planning of a statement over many partitions, which
+// the client sees but pg_stat_database's active_time does not count,
+// is left out.
+func (Dialect) BackfillTimed(stmt string) string {
+	return "WITH schemashift_w AS (" + stmt + " RETURNING 1) SELECT count(*) AS changed," +
+		" " + statementMicros + " AS micros FROM schemashift_w"
+}
+
+// statementMicros is how long the statement has run, in microseconds,
+// by the database's clock: from the receipt of the message that runs it
+// (after the Bind that planned it, on the extended protocol).
+const statementMicros = "CAST(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000000 AS bigint)"
+
 // BackfillGoRows implements [dialect.BackfillQueries].
 func (Dialect) BackfillGoRows(t dialect.BackfillTable, s dialect.BackfillSpan, g dialect.BackfillGo) string {
 	where, _ := span(t, s, 1)
 	keys := strings.Join(t.Key, ", ")
-	return "SELECT " + strings.Join(append([]string{keys}, g.Columns...), ", ") + " FROM " + t.Name + " AS schemashift_s" +
+	cols := append([]string{keys}, g.Columns...)
+	if g.Timed != "" {
+		cols = append(cols, statementMicros+" AS "+g.Timed)
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM " + t.Name + " AS schemashift_s" +
 		" WHERE " + where + " AND " + common.BackfillUnfilledGo(g, t.Key) + " ORDER BY " + keys + " FOR UPDATE"
 }
 

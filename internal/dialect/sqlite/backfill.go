@@ -267,6 +267,14 @@ func (Dialect) BackfillInto(t dialect.BackfillTable, s dialect.BackfillSpan, int
 		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING"
 }
 
+// BackfillHasChildren implements [dialect.BackfillQueries]: "", as SQLite
+// tables have none.
+func (Dialect) BackfillHasChildren() string { return "" }
+
+// BackfillTimed implements [dialect.BackfillQueries]: "", as SQLite
+// keeps no statistics of its sessions' time.
+func (Dialect) BackfillTimed(string) string { return "" }
+
 // BackfillGoRows implements [dialect.BackfillQueries].
 func (Dialect) BackfillGoRows(t dialect.BackfillTable, s dialect.BackfillSpan, g dialect.BackfillGo) string {
 	where, _ := span(t, s, 1)
