@@ -210,6 +210,10 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	if _, err := b.db.ExecContext(ctx, b.plan.d.BackfillStart(), b.job.Name, dialect.Stamp(b.now())); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
+	// Tables may have gained children (or rules) since New.
+	if err := b.plan.timeBy(ctx, b.db); err != nil {
+		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
+	}
 	if err := b.beat(ctx); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: heartbeat: %w", b.job.Name, err)
 	}
@@ -596,7 +600,12 @@ func (b *Backfill) rest(ctx context.Context, elapsed time.Duration) error {
 // client would count its planning over every child at Bind, which
 // PostgreSQL does not count as active on the extended protocol (over
 // 1,000 partitions, 1.9 to 2.9 times what it counted); so does a Func's
-// read of its rows, to the last row read. Elsewhere, it is its time at
+// read of its rows, to the last row read (over a move's Check table with
+// children too, which its NOT EXISTS is planned over). A table with
+// children and rules refuses an UPDATE inside a WITH: a Set statement
+// there runs as it is, and none of its time is taken off. The catalog is
+// read at New and as each Run starts: children a table gains during a
+// Run are seen by the next. Elsewhere, it is its time at
 // the client, less a round trip (the job-status check's time, a
 // statement that does next to nothing): over a table without children
 // that errs low, and timing the statement in the database would cost
@@ -672,9 +681,10 @@ func (b *Backfill) fill(ctx context.Context, tx *sqlx.Tx, s span, trip time.Dura
 		return 0, 0, err
 	}
 	if b.job.Func == nil {
-		if timed := b.plan.d.BackfillTimed(stmt); b.plan.timed && timed != "" {
+		timing := b.plan.timing.Load()
+		if timing == timeServer {
 			var micros int64
-			if err := tx.QueryRowxContext(ctx, timed, vals...).Scan(&changed, &micros); err != nil {
+			if err := tx.QueryRowxContext(ctx, b.plan.d.BackfillTimed(stmt), vals...).Scan(&changed, &micros); err != nil {
 				return 0, 0, err
 			}
 			return changed, time.Duration(micros) * time.Microsecond, nil
@@ -684,7 +694,9 @@ func (b *Backfill) fill(ctx context.Context, tx *sqlx.Tx, s span, trip time.Dura
 		if err != nil {
 			return 0, 0, err
 		}
-		busy = max(0, time.Since(start)-trip)
+		if timing == timeClient {
+			busy = max(0, time.Since(start)-trip)
+		}
 		changed, err = res.RowsAffected()
 		return changed, busy, err
 	}
@@ -696,14 +708,17 @@ func (b *Backfill) fill(ctx context.Context, tx *sqlx.Tx, s span, trip time.Dura
 	if err != nil {
 		return 0, 0, err
 	}
-	if b.plan.timed {
-		// Timed by the database (see lockStatement): to the last row read.
-		busy = 0
-		for _, r := range rows {
-			if us, ok := r[b.plan.timedAs].(int64); ok {
-				busy = max(busy, time.Duration(us)*time.Microsecond)
+	if len(rows) > 0 {
+		if _, ok := rows[0][b.plan.timedAs]; ok {
+			// Timed by the database (see lockStatement): to the last row
+			// read. The column is none of the job's, nor a key.
+			busy = 0
+			for _, r := range rows {
+				if us, ok := r[b.plan.timedAs].(int64); ok {
+					busy = max(busy, time.Duration(us)*time.Microsecond)
+				}
+				delete(r, b.plan.timedAs)
 			}
-			delete(r, b.plan.timedAs)
 		}
 	}
 	changed, err = b.job.Func(ctx, tx, rows)

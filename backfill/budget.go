@@ -84,7 +84,8 @@ const (
 	// that reached the database, and only its chunks' statements' time
 	// (less a round trip; timed by the database over a table with
 	// partitions or inheriting tables, whose planning the database does
-	// not count). Its small statements read as the foreground's,
+	// not count, and not taken off at all where such a table has rules).
+	// Its small statements read as the foreground's,
 	// and make it look a little slower; so do a Func's own statements,
 	// which it cannot tell from the Func's other work: a budget read
 	// from the statistics is stricter with a job run by a Func than it

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jmoiron/sqlx"
 
@@ -26,13 +27,65 @@ type plan struct {
 	cols     []dialect.Column      // the table's columns, as the catalog read them
 	keyCols  []string              // unquoted, index order
 	keyTypes []string              // each key column's type, as the catalog names it
-	// timed says the chunk statements time themselves by the database's
-	// clock (see fill): the table has children that every statement over
-	// it is planned over. timedAs is the column a Go-mode chunk's read of
-	// its rows reads that time as: schemashift_micros, or with a number
-	// after it, so that it is none of the columns read.
-	timed   bool
+	// timing is how a chunk's statement is timed for the statistics
+	// signal (see fill and timeBy), read from the catalog at New and
+	// again as each Run starts. timedAs is the column a Go-mode chunk's
+	// read of its rows reads the database's time as: schemashift_micros,
+	// or with a number after it, so that it is none of the columns read.
+	timing  atomic.Int32
 	timedAs string
+	// watched are the tables whose children decide the timing: the
+	// job's, and a Go-mode move's Check table, which its read of its
+	// rows is planned over too.
+	watched []ident.Table
+	// setJob says the job's statement updates its own table: one whose
+	// table has rules cannot be timed by the database (see timeNone).
+	setJob bool
+}
+
+// How a chunk's statement is timed for the statistics signal (see fill).
+const (
+	// timeClient: its time at the client, less a round trip; the tables
+	// it is planned over have no children.
+	timeClient int32 = iota
+	// timeServer: by the database's clock; a table it is planned over
+	// has children, whose planning at Bind the database does not count
+	// as active.
+	timeServer
+	// timeNone: not at all (nothing taken off: it errs low); the table
+	// has children and rules, which refuse an UPDATE inside a WITH.
+	timeNone
+)
+
+// timeBy reads from the catalog how the chunk statements are timed (see
+// the timing constants); on a database without statistics, timeClient.
+func (p *plan) timeBy(ctx context.Context, q sqlx.QueryerContext) error {
+	stmt := p.d.BackfillChildren()
+	if stmt == "" || p.d.BackfillTimed("") == "" {
+		p.timing.Store(timeClient)
+		return nil
+	}
+	children, rules := false, false
+	for i, t := range p.watched {
+		var shape struct {
+			Children bool `db:"children"`
+			Rules    bool `db:"rules"`
+		}
+		if err := sqlx.GetContext(ctx, q, &shape, stmt, t.Quoted()); err != nil {
+			return fmt.Errorf("read the children of %s: %w", t, err)
+		}
+		children = children || shape.Children
+		rules = rules || (i == 0 && shape.Rules)
+	}
+	mode := timeClient
+	switch {
+	case children && rules && p.setJob:
+		mode = timeNone
+	case children:
+		mode = timeServer
+	}
+	p.timing.Store(mode)
+	return nil
 }
 
 func resolve(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, j Job) (*plan, error) {
@@ -70,10 +123,16 @@ func resolve(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, j Jo
 	if err := p.checkFilled(j); err != nil {
 		return nil, err
 	}
-	if stmt := d.BackfillHasChildren(); stmt != "" && d.BackfillTimed("") != "" {
-		if err := sqlx.GetContext(ctx, q, &p.timed, stmt, t.Quoted()); err != nil {
-			return nil, fmt.Errorf("resolve table %s: %w", t, err)
+	p.watched, p.setJob = []ident.Table{t}, len(j.Set) > 0
+	if j.Func != nil && j.Check != nil {
+		check, err := ident.ParseTable(j.Check.Table)
+		if err != nil {
+			return nil, err
 		}
+		p.watched = append(p.watched, check)
+	}
+	if err := p.timeBy(ctx, q); err != nil {
+		return nil, fmt.Errorf("resolve table %s: %w", t, err)
 	}
 	p.timedAs = "schemashift_micros"
 	for n := 1; contains(j.Columns, p.timedAs) || contains(p.keyCols, p.timedAs); n++ {
@@ -284,7 +343,7 @@ func (p *plan) lockStatement(j Job, s dialect.BackfillSpan) (string, error) {
 		}
 		g.Columns = append(g.Columns, q)
 	}
-	if p.timed {
+	if p.timing.Load() == timeServer {
 		g.Timed = p.timedAs
 	}
 	var err error

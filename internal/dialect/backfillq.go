@@ -170,10 +170,11 @@ type BackfillQueries interface {
 	// leaving a target row that exists (by its conflict key) as it is:
 	// the span's bounds.
 	BackfillInto(t BackfillTable, s BackfillSpan, into string, cols, exprs, conflict []string) string
-	// BackfillHasChildren reads whether a table has children (partitions,
+	// BackfillChildren reads whether a table has children (partitions,
 	// or tables that inherit it) that a statement over it is planned over
-	// too: the table's quoted name. "" where tables have none.
-	BackfillHasChildren() string
+	// too (children), and whether it has rules (rules): the table's
+	// quoted name. "" where tables have neither.
+	BackfillChildren() string
 	// BackfillTimed is stmt, a BackfillSetChunk or BackfillInto, made to
 	// answer one row: the rows it changed (changed) and how long it ran
 	// by the database's own clock (micros), from the receipt of the

@@ -273,10 +273,13 @@ func (Dialect) BackfillInto(t dialect.BackfillTable, s dialect.BackfillSpan, int
 		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING"
 }
 
-// BackfillHasChildren implements [dialect.BackfillQueries]: a partitioned
-// table (whatever its partitions now), or one that tables inherit.
-func (Dialect) BackfillHasChildren() string {
-	return `SELECT c.relkind = 'p' OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = c.oid) FROM pg_class c WHERE c.oid = to_regclass($1)`
+// BackfillChildren implements [dialect.BackfillQueries]: a partitioned
+// table (whatever its partitions now), or one that tables inherit; its
+// rules are pg_rewrite's, but a view's own (_RETURN).
+func (Dialect) BackfillChildren() string {
+	return `SELECT c.relkind = 'p' OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = c.oid) AS children,
+		EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN') AS rules
+		FROM pg_class c WHERE c.oid = to_regclass($1)`
 }
 
 // BackfillTimed implements [dialect.BackfillQueries]. The statement runs

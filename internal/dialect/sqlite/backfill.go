@@ -267,9 +267,9 @@ func (Dialect) BackfillInto(t dialect.BackfillTable, s dialect.BackfillSpan, int
 		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING"
 }
 
-// BackfillHasChildren implements [dialect.BackfillQueries]: "", as SQLite
-// tables have none.
-func (Dialect) BackfillHasChildren() string { return "" }
+// BackfillChildren implements [dialect.BackfillQueries]: "", as SQLite
+// tables have no children (and its statements are not timed).
+func (Dialect) BackfillChildren() string { return "" }
 
 // BackfillTimed implements [dialect.BackfillQueries]: "", as SQLite
 // keeps no statistics of its sessions' time.
