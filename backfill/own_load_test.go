@@ -278,13 +278,7 @@ func TestChildrenAddedAfterNewAreSeenByTheRun(t *testing.T) {
 	pool.SetMaxOpenConns(1)
 	b := mustNew(t, pool, emailJob("late"), backfill.WithChunkSize(5000, 100, 5000), backfill.WithDutyCycle(1))
 	n := 20_000
-	width := (3*n)/1000 + 1
-	admin.MustExecContext(t.Context(), fmt.Sprintf(`DO $$ BEGIN
-		FOR i IN 0..999 LOOP
-			EXECUTE format('CREATE TABLE users_%%s (CHECK (id >= %%s AND id < %%s)) INHERITS (users)', i, i * %d, (i + 1) * %d);
-			EXECUTE format('INSERT INTO users_%%s (id, email) SELECT i * 3, ''User'' || i || ''@Example.COM'' FROM generate_series(1, %d) i WHERE i * 3 >= %%s AND i * 3 < %%s', i, i * %d, (i + 1) * %d);
-		END LOOP;
-	END $$`, width, width, n, width, width))
+	inheritingTables(t, admin, n)
 	p, err := b.Run(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, backfill.Done, p.Status)
@@ -319,6 +313,13 @@ func readingJob(cols ...string) backfill.Job {
 func inheritedUsers(t *testing.T, db *sqlx.DB, n int) {
 	t.Helper()
 	db.MustExecContext(t.Context(), `CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, email_lower text)`)
+	inheritingTables(t, db, n)
+}
+
+// inheritingTables creates 1,000 tables that inherit users, holding
+// usersTable's users (ids 3, 6, … 3n).
+func inheritingTables(t *testing.T, db *sqlx.DB, n int) {
+	t.Helper()
 	width := (3*n)/1000 + 1
 	db.MustExecContext(t.Context(), fmt.Sprintf(`DO $$ BEGIN
 		FOR i IN 0..999 LOOP
