@@ -82,9 +82,9 @@ const (
 	// baseline's. What the backfill takes off as its own errs low, never
 	// high, so that it never hides a foreground: only the transactions
 	// that reached the database, and only its chunks' statements' time
-	// (less a round trip; timed by the database over a table with
-	// partitions or inheriting tables, whose planning the database does
-	// not count, and not taken off at all where such a table has rules).
+	// (timed by the database's clock, from the Execute message on: the
+	// planning at Bind, which the client sees, the database does not
+	// count; not taken off at all for a Set job whose table has rules).
 	// Its small statements read as the foreground's,
 	// and make it look a little slower; so do a Func's own statements,
 	// which it cannot tell from the Func's other work: a budget read

@@ -34,10 +34,6 @@ type plan struct {
 	// or with a number after it, so that it is none of the columns read.
 	timing  atomic.Int32
 	timedAs string
-	// watched are the tables whose children decide the timing: the
-	// job's, and a Go-mode move's Check table, which its read of its
-	// rows is planned over too.
-	watched []ident.Table
 	// setJob says the job's statement updates its own table: one whose
 	// table has rules cannot be timed by the database (see timeNone).
 	setJob bool
@@ -45,44 +41,35 @@ type plan struct {
 
 // How a chunk's statement is timed for the statistics signal (see fill).
 const (
-	// timeClient: its time at the client, less a round trip; the tables
-	// it is planned over have no children.
+	// timeClient: its time at the client, less a round trip; on a
+	// database without statistics (where nothing reads it).
 	timeClient int32 = iota
-	// timeServer: by the database's clock; a table it is planned over
-	// has children, whose planning at Bind the database does not count
-	// as active.
+	// timeServer: by the database's clock, from the Execute message to
+	// the end of its work.
 	timeServer
-	// timeNone: not at all (nothing taken off: it errs low); the table
-	// has children and rules, which refuse an UPDATE inside a WITH.
+	// timeNone: not at all (nothing taken off: it errs low); a Set job's
+	// table has rules, which refuse an UPDATE inside a WITH.
 	timeNone
 )
 
 // timeBy reads from the catalog how the chunk statements are timed (see
-// the timing constants); on a database without statistics, timeClient.
+// the timing constants).
 func (p *plan) timeBy(ctx context.Context, q sqlx.QueryerContext) error {
 	stmt := p.d.BackfillChildren()
 	if stmt == "" || p.d.BackfillTimed("") == "" {
 		p.timing.Store(timeClient)
 		return nil
 	}
-	children, rules := false, false
-	for i, t := range p.watched {
-		var shape struct {
-			Children bool `db:"children"`
-			Rules    bool `db:"rules"`
-		}
-		if err := sqlx.GetContext(ctx, q, &shape, stmt, t.Quoted()); err != nil {
-			return fmt.Errorf("read the children of %s: %w", t, err)
-		}
-		children = children || shape.Children
-		rules = rules || (i == 0 && shape.Rules)
+	var shape struct {
+		Children bool `db:"children"`
+		Rules    bool `db:"rules"`
 	}
-	mode := timeClient
-	switch {
-	case children && rules && p.setJob:
+	if err := sqlx.GetContext(ctx, q, &shape, stmt, p.table.Quoted()); err != nil {
+		return fmt.Errorf("read the rules of %s: %w", p.table, err)
+	}
+	mode := timeServer
+	if shape.Rules && p.setJob {
 		mode = timeNone
-	case children:
-		mode = timeServer
 	}
 	p.timing.Store(mode)
 	return nil
@@ -123,14 +110,7 @@ func resolve(ctx context.Context, d dialect.Dialect, q sqlx.QueryerContext, j Jo
 	if err := p.checkFilled(j); err != nil {
 		return nil, err
 	}
-	p.watched, p.setJob = []ident.Table{t}, len(j.Set) > 0
-	if j.Func != nil && j.Check != nil {
-		check, err := ident.ParseTable(j.Check.Table)
-		if err != nil {
-			return nil, err
-		}
-		p.watched = append(p.watched, check)
-	}
+	p.setJob = len(j.Set) > 0
 	if err := p.timeBy(ctx, q); err != nil {
 		return nil, fmt.Errorf("resolve table %s: %w", t, err)
 	}
@@ -328,7 +308,7 @@ func (p *plan) intoStatement(j Job, s dialect.BackfillSpan) (string, error) {
 
 // lockStatement renders a Go-mode chunk's read of its rows, locked: only
 // the rows no one has filled (Fills all NULL, or no row in Check's table),
-// and over a table with children p.timedAs, each row's time into the
+// and on PostgreSQL p.timedAs, each row's time into the
 // statement by the database's clock (see fill), which fill takes out of
 // the rows before Func sees them.
 func (p *plan) lockStatement(j Job, s dialect.BackfillSpan) (string, error) {

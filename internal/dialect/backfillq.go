@@ -172,8 +172,9 @@ type BackfillQueries interface {
 	BackfillInto(t BackfillTable, s BackfillSpan, into string, cols, exprs, conflict []string) string
 	// BackfillChildren reads whether a table has children (partitions,
 	// or tables that inherit it) that a statement over it is planned over
-	// too (children), and whether it has rules (rules): the table's
-	// quoted name. "" where tables have neither.
+	// too (children), and whether it has rules (rules), which refuse its
+	// UPDATE inside BackfillTimed's WITH: the table's quoted name. ""
+	// where tables have neither.
 	BackfillChildren() string
 	// BackfillTimed is stmt, a BackfillSetChunk or BackfillInto, made to
 	// answer one row: the rows it changed (changed) and how long it ran
