@@ -210,7 +210,7 @@ func (b *Backfill) Run(ctx context.Context) (Progress, error) {
 	if _, err := b.db.ExecContext(ctx, b.plan.d.BackfillStart(), b.job.Name, dialect.Stamp(b.now())); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}
-	// Tables may have gained children (or rules) since New.
+	// The table may have gained rules since New (see timeBy).
 	if err := b.plan.timeBy(ctx, b.db); err != nil {
 		return Progress{}, fmt.Errorf("run backfill %q: %w", b.job.Name, err)
 	}

@@ -55,20 +55,17 @@ const (
 // timeBy reads from the catalog how the chunk statements are timed (see
 // the timing constants).
 func (p *plan) timeBy(ctx context.Context, q sqlx.QueryerContext) error {
-	stmt := p.d.BackfillChildren()
-	if stmt == "" || p.d.BackfillTimed("") == "" {
+	stmt := p.d.BackfillRules()
+	if stmt == "" {
 		p.timing.Store(timeClient)
 		return nil
 	}
-	var shape struct {
-		Children bool `db:"children"`
-		Rules    bool `db:"rules"`
-	}
-	if err := sqlx.GetContext(ctx, q, &shape, stmt, p.table.Quoted()); err != nil {
+	var rules bool
+	if err := sqlx.GetContext(ctx, q, &rules, stmt, p.table.Quoted()); err != nil {
 		return fmt.Errorf("read the rules of %s: %w", p.table, err)
 	}
 	mode := timeServer
-	if shape.Rules && p.setJob {
+	if rules && p.setJob {
 		mode = timeNone
 	}
 	p.timing.Store(mode)

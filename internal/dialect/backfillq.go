@@ -170,12 +170,10 @@ type BackfillQueries interface {
 	// leaving a target row that exists (by its conflict key) as it is:
 	// the span's bounds.
 	BackfillInto(t BackfillTable, s BackfillSpan, into string, cols, exprs, conflict []string) string
-	// BackfillChildren reads whether a table has children (partitions,
-	// or tables that inherit it) that a statement over it is planned over
-	// too (children), and whether it has rules (rules), which refuse its
+	// BackfillRules reads whether a table has rules, which refuse its
 	// UPDATE inside BackfillTimed's WITH: the table's quoted name. ""
-	// where tables have neither.
-	BackfillChildren() string
+	// where BackfillTimed is.
+	BackfillRules() string
 	// BackfillTimed is stmt, a BackfillSetChunk or BackfillInto, made to
 	// answer one row: the rows it changed (changed) and how long it ran
 	// by the database's own clock (micros), from the receipt of the

@@ -273,13 +273,10 @@ func (Dialect) BackfillInto(t dialect.BackfillTable, s dialect.BackfillSpan, int
 		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING"
 }
 
-// BackfillChildren implements [dialect.BackfillQueries]: a partitioned
-// table (whatever its partitions now), or one that tables inherit; its
-// rules are pg_rewrite's, but a view's own (_RETURN).
-func (Dialect) BackfillChildren() string {
-	return `SELECT c.relkind = 'p' OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = c.oid) AS children,
-		EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN') AS rules
-		FROM pg_class c WHERE c.oid = to_regclass($1)`
+// BackfillRules implements [dialect.BackfillQueries]: pg_rewrite's rules
+// on the table, but a view's own (_RETURN).
+func (Dialect) BackfillRules() string {
+	return `SELECT EXISTS (SELECT FROM pg_rewrite WHERE ev_class = to_regclass($1) AND rulename <> '_RETURN')`
 }
 
 // BackfillTimed implements [dialect.BackfillQueries]. The statement runs

@@ -267,9 +267,9 @@ func (Dialect) BackfillInto(t dialect.BackfillTable, s dialect.BackfillSpan, int
 		" ON CONFLICT (" + strings.Join(conflict, ", ") + ") DO NOTHING"
 }
 
-// BackfillChildren implements [dialect.BackfillQueries]: "", as SQLite
-// tables have no children (and its statements are not timed).
-func (Dialect) BackfillChildren() string { return "" }
+// BackfillRules implements [dialect.BackfillQueries]: "", as SQLite
+// statements are not timed.
+func (Dialect) BackfillRules() string { return "" }
 
 // BackfillTimed implements [dialect.BackfillQueries]: "", as SQLite
 // keeps no statistics of its sessions' time.
