@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/schemashift/schemashift/internal/fragment"
 	"github.com/schemashift/schemashift/internal/ident"
 )
 
@@ -75,14 +75,20 @@ type Job struct {
 
 // Assign sets Column to Expr. Column is an identifier and is quoted.
 //
-// Expr is trusted: it is SQL written by the job's author, in code, over
-// the walked table's columns (lower(email), say), and is spliced into the
-// chunk's statements as written; it must never come from user input.
-// Unlike the DDL fragments of ddl, it is not parsed: the only
-// check is a guard against mistakes, not an attacker (not empty, no NUL
-// byte, and no ';' or comment outside what a scan for single quotes takes
-// to be a string, which a quote inside a "quoted name", or an escaped
-// quote in an E'…' string, defeats).
+// Expr is SQL written by the job's author, in code, over the walked
+// table's columns (lower(email), say), and is spliced into the chunk's
+// statements between parentheses; it must never come from user input, as
+// it may call any function. New checks it as PostgreSQL's own lexer reads
+// it: one expression that reads the same to PostgreSQL (whatever
+// standard_conforming_strings says) and to SQLite, and that cannot end
+// early and take the rest of a statement (a chunk's span, its filter of
+// rows no one wrote) with it. Refused, with an error that says why: a
+// comment, a ';', a NUL byte, strings other than plain '…' (E'…', $$…$$,
+// U&'…') and a backslash before a quote in one, a parameter ($1, ?,
+// :name, @name), a backtick, a string or a quoted name between [ and ],
+// a parenthesis or bracket closed that it did not open or left open, and
+// a comma outside parentheses. jsonb's ? operators go with them
+// (jsonb_exists and its kin do the same).
 type Assign struct {
 	Column string
 	Expr   string
@@ -255,33 +261,18 @@ func checkAssigns(as []Assign) error {
 	return nil
 }
 
-// checkExpr refuses what cannot belong in one expression: an empty one, a
-// statement separator or a comment outside string literals.
+// checkExpr refuses what cannot be one expression in the statements it
+// goes into, as PostgreSQL's lexer reads it (see [fragment.Expression]):
+// anything that ends a string, a name or a comment at another place for
+// one of the databases than a plain reading of its quotes says (E'\”,
+// $$'$$, a quote in a "name", which SQLite reads as a string when it names
+// no column), a comment, a ';', a parameter, a parenthesis it did not
+// open, a comma outside parentheses. Each could end the expression early
+// and take the rest of a chunk's statement (its span and its filter of
+// rows no one wrote) with it.
 func checkExpr(e string) error {
-	if strings.TrimSpace(e) == "" {
-		return errors.New("empty expression")
-	}
-	inString := false
-	for i := 0; i < len(e); i++ {
-		c := e[i]
-		if c == '\'' {
-			inString = !inString
-			continue
-		}
-		if inString {
-			continue
-		}
-		switch {
-		case c == ';':
-			return fmt.Errorf("expression %q holds a ';'", e)
-		case c == 0:
-			return fmt.Errorf("expression holds a NUL byte")
-		case c == '-' && i+1 < len(e) && e[i+1] == '-', c == '/' && i+1 < len(e) && e[i+1] == '*':
-			return fmt.Errorf("expression %q holds a comment", e)
-		}
-	}
-	if inString {
-		return fmt.Errorf("expression %q has an unterminated string", e)
+	if why := fragment.Expression(e); why != "" {
+		return fmt.Errorf("expression %q %s", fragment.Short(e), why)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/schemashift/schemashift/internal/backoff"
 	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/dialects"
+	"github.com/schemashift/schemashift/internal/fragment"
 	"github.com/schemashift/schemashift/internal/ident"
 	"github.com/schemashift/schemashift/internal/pgerr"
 )
@@ -1011,7 +1012,7 @@ type columnDef struct {
 
 // columnDefs reads the columns of a CREATE TABLE column list, in order.
 func columnDefs(columns string) ([]columnDef, error) {
-	res, err := parse("CREATE TABLE t (" + columns + ")")
+	res, err := fragment.Parse("CREATE TABLE t (" + columns + ")")
 	if err != nil {
 		return nil, err
 	}
@@ -1036,7 +1037,7 @@ func typeString(tn *pg.TypeName) string {
 // typeNameOf parses a type as it follows a column's name; nil when it
 // does not parse.
 func typeNameOf(typ string) *pg.TypeName {
-	res, err := parse("CREATE TABLE t (c " + typ + ")")
+	res, err := fragment.Parse("CREATE TABLE t (c " + typ + ")")
 	if err != nil || len(res.GetStmts()) != 1 {
 		return nil
 	}
@@ -1081,7 +1082,7 @@ func sameTypeName(a, b *pg.TypeName) bool {
 // with what obj builds, and says how it differs ("" when it does not).
 func sameIndex(def string, obj *object) string {
 	stmt := func(sql string) *pg.IndexStmt {
-		res, err := parse(sql)
+		res, err := fragment.Parse(sql)
 		if err != nil || len(res.GetStmts()) != 1 {
 			return nil
 		}
@@ -1118,7 +1119,7 @@ func sameIndex(def string, obj *object) string {
 // renders it, with expr, and says how it differs ("" when it does not).
 func sameCheck(def, expr string) string {
 	check := func(sql string) *pg.Node {
-		res, err := parse(sql)
+		res, err := fragment.Parse(sql)
 		if err != nil || len(res.GetStmts()) != 1 {
 			return nil
 		}

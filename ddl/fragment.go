@@ -3,13 +3,12 @@ package ddl
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/schemashift/schemashift/internal/dialects"
+	"github.com/schemashift/schemashift/internal/fragment"
 )
 
 // ErrFragment is wrapped by the error of an operation whose SQL fragment
@@ -147,9 +146,9 @@ var columnsSlot = slot{
 	},
 }
 
-// fragment checks s as the fragment of the field named (Type, Expr,
+// checkFragment checks s as the fragment of the field named (Type, Expr,
 // Where, Columns, in any case) and returns it trimmed.
-func fragment(field, s string) (string, error) {
+func checkFragment(field, s string) (string, error) {
 	switch strings.ToLower(field) {
 	case "type":
 		return fit("Type", typeSlot, s)
@@ -176,22 +175,22 @@ func fragment(field, s string) (string, error) {
 func fit(field string, sl slot, s string) (string, error) {
 	s = strings.TrimSpace(s)
 	refuse := func(format string, args ...any) error {
-		return fmt.Errorf("%s: %w: %q %s", field, ErrFragment, short(s), fmt.Sprintf(format, args...))
+		return fmt.Errorf("%s: %w: %q %s", field, ErrFragment, fragment.Short(s), fmt.Sprintf(format, args...))
 	}
 	if s == "" {
 		return "", fmt.Errorf("%s: %w: empty", field, ErrFragment)
 	}
-	if why := lexical(s); why != "" {
+	if why := fragment.Lexical(s); why != "" {
 		return "", refuse("%s", why)
 	}
-	stmt, err := parse(sl.prefix + s + sl.suffix)
+	stmt, err := fragment.Parse(sl.prefix + s + sl.suffix)
 	if err != nil {
 		return "", refuse("is not %s: %v", sl.what, err)
 	}
 	if len(stmt.GetStmts()) != 1 {
 		return "", refuse("is not %s: it makes %d statements", sl.what, len(stmt.GetStmts()))
 	}
-	want, err := parse(sl.prefix + sl.fits + sl.suffix)
+	want, err := fragment.Parse(sl.prefix + sl.fits + sl.suffix)
 	if err != nil || len(want.GetStmts()) != 1 {
 		return "", fmt.Errorf("%s: check %s: the reference statement does not parse: %v", field, sl.what, err)
 	}
@@ -231,106 +230,6 @@ func fit(field string, sl slot, s string) (string, error) {
 		}
 	}
 	return s, nil
-}
-
-// lexical returns why s does not read the same to every reader of the
-// statement it goes into, or "": PostgreSQL with standard_conforming_strings
-// on or off, and SQLite (on a SQLite database the same fragment goes into
-// SQLite's DDL). Any token that could end a string, a name or a comment
-// at a different place for one of them is refused:
-//
-//   - comments, ';', a NUL byte, text that is not UTF-8, and spacing other
-//     than space, tab, CR and LF;
-//   - string constants other than plain '…' (E'…', $$…$$, U&'…', B'…',
-//     X'…'), and a backslash before a quote in one ('it\'s' ends at a
-//     different quote when standard_conforming_strings is off);
-//   - U&"…" names, $n parameters, and a backtick (SQLite quotes names
-//     with it);
-//   - what SQLite reads as a parameter: '?', and '@', '#' or ':' before
-//     a letter, digit, '_' or '$' (outside strings and quoted names; a
-//     '::' cast is taken);
-//   - a string or a quoted name between [ and ] (SQLite reads [ … ] as
-//     a name, whatever it holds).
-func lexical(s string) string {
-	if !utf8.ValidString(s) {
-		return "is not UTF-8"
-	}
-	if strings.ContainsRune(s, 0) {
-		return "holds a NUL byte"
-	}
-	res, err := scan(s)
-	if err != nil {
-		return fmt.Sprintf("does not scan: %v", err)
-	}
-	toks := res.GetTokens()
-	end := 0
-	for i, tok := range toks {
-		start := int(tok.Start)
-		if start < end || int(tok.End) > len(s) || int(tok.End) < start {
-			return "does not scan into tokens"
-		}
-		if gap := strings.Trim(s[end:start], " \t\r\n"); gap != "" {
-			return fmt.Sprintf("holds %q outside any token", gap)
-		}
-		end = int(tok.End)
-		text := s[start:end]
-		switch tok.Token {
-		case pg.Token_SQL_COMMENT, pg.Token_C_COMMENT:
-			return "holds a comment"
-		case pg.Token_ASCII_59:
-			return "holds a ';'"
-		case pg.Token_SCONST:
-			if !strings.HasPrefix(text, "'") {
-				return fmt.Sprintf("holds the string %s: only plain '…' strings are taken", short(text))
-			}
-			if strings.Contains(text, `\'`) {
-				return fmt.Sprintf("holds a backslash before a quote in %s", short(text))
-			}
-			continue
-		case pg.Token_USCONST, pg.Token_BCONST, pg.Token_XCONST:
-			return fmt.Sprintf("holds the constant %s: only plain '…' strings are taken", short(text))
-		case pg.Token_UIDENT:
-			return fmt.Sprintf("holds the name %s: only plain \"…\" names are taken", short(text))
-		case pg.Token_PARAM:
-			return "holds a parameter"
-		case pg.Token_IDENT:
-			if strings.HasPrefix(text, `"`) {
-				continue
-			}
-		case pg.Token_ASCII_91:
-			if why := bracketed(s, toks[i+1:]); why != "" {
-				return why
-			}
-		}
-		if strings.ContainsRune(text, '`') {
-			return "holds a backtick"
-		}
-		if tok.Token != pg.Token_TYPECAST {
-			for _, d := range dialects.All() {
-				if why := d.ParameterIn(s, start, end); why != "" {
-					return why
-				}
-			}
-		}
-	}
-	if gap := strings.Trim(s[end:], " \t\r\n"); gap != "" {
-		return fmt.Sprintf("holds %q outside any token", gap)
-	}
-	return ""
-}
-
-// bracketed checks the tokens after a [ up to the next ]: none may be a
-// string or a quoted name.
-func bracketed(s string, toks []*pg.ScanToken) string {
-	for _, tok := range toks {
-		switch {
-		case tok.Token == pg.Token_ASCII_93:
-			return ""
-		case tok.Token == pg.Token_SCONST, tok.Token == pg.Token_IDENT && strings.HasPrefix(s[tok.Start:tok.End], `"`):
-			return "holds a string or a quoted name between [ and ]"
-		}
-	}
-	return "holds a [ without its ]"
 }
 
 // locations returns the source offsets of every node under m.
@@ -391,16 +290,4 @@ func nodeName(n *pg.Node) string {
 		return string(fd.Name())
 	}
 	return "node"
-}
-
-// short cuts s for an error message.
-func short(s string) string {
-	if len(s) <= 80 {
-		return s
-	}
-	cut := 80
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/schemashift/schemashift/internal/fragment"
 )
 
 // Whatever a fragment field holds, an operation either refuses it with
@@ -38,7 +40,7 @@ func FuzzFragment(f *testing.F) {
 				continue
 			}
 			for _, st := range stmts {
-				tree, err := parse(st.SQL)
+				tree, err := fragment.Parse(st.SQL)
 				if err != nil || len(tree.GetStmts()) != 1 {
 					t.Fatalf("%s: %q is not one statement (%v)", o, st.SQL, err)
 				}
@@ -57,7 +59,7 @@ func FuzzFragment(f *testing.F) {
 						t.Fatalf("%s: %q is not ALTER TABLE with one command", o, st.SQL)
 					}
 				}
-				toks, err := scan(st.SQL)
+				toks, err := fragment.Scan(st.SQL)
 				if err != nil {
 					t.Fatalf("%s: %q: %v", o, st.SQL, err)
 				}

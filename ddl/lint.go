@@ -10,6 +10,8 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/schemashift/schemashift/internal/fragment"
 )
 
 // Rule names a check of the linter; silence one for a statement with a
@@ -109,13 +111,13 @@ var silence = regexp.MustCompile(`schemashift:ignore\s+([A-Za-z0-9_-]+(?:\s*,\s*
 // Lint parses script with PostgreSQL's own parser (libpg_query) and
 // reports unsafe DDL. A script that does not parse is an error.
 func Lint(script string, step Step) ([]Finding, error) {
-	parsed, err := parse(script)
+	parsed, err := fragment.Parse(script)
 	if err != nil {
 		return nil, fmt.Errorf("parse DDL: %w", err)
 	}
 	// The parser truncates identifiers to 63 bytes, so long ones are found
 	// among the scanner's tokens, by their length in the source.
-	scanned, err := scan(script)
+	scanned, err := fragment.Scan(script)
 	if err != nil {
 		return nil, fmt.Errorf("scan DDL: %w", err)
 	}

@@ -162,7 +162,7 @@ func plainIndex(p dialect.PlainRenderer, name, tbl string, columns []string, uni
 	}
 	w := ""
 	if where != "" {
-		if w, err = fragment("where", where); err != nil {
+		if w, err = checkFragment("where", where); err != nil {
 			return nil, err
 		}
 	}

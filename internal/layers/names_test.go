@@ -37,13 +37,12 @@ var nameExceptions = map[[2]string]string{
 	// design (DESIGN.md: fragments are parsed by the PostgreSQL parser and
 	// refused unless they are exactly one type or one expression): its
 	// import path, its type names and the linter's advice name it.
-	{"ddl/executor.go", "pg_query_go"}:   "the PostgreSQL parser's module path",
-	{"ddl/fragment.go", "pg_query_go"}:   "the PostgreSQL parser's module path",
-	{"ddl/lint.go", "pg_query_go"}:       "the PostgreSQL parser's module path",
-	{"ddl/parser_cgo.go", "pg_query_go"}: "the PostgreSQL parser's module path",
-	{"ddl/executor.go", "pg_catalog"}:    "the schema the parser puts built-in type names in, compared in its parse trees",
-	{"ddl/lint.go", "postgres"}:          "the linter's rules are about PostgreSQL's DDL, and their advice says so",
-	{"ddl/lint.go", "set_config"}:        "a rule of the linter: a script's own timeout settings, by PostgreSQL's name for them",
+	{"ddl/executor.go", "pg_query_go"}: "the PostgreSQL parser's module path",
+	{"ddl/fragment.go", "pg_query_go"}: "the PostgreSQL parser's module path",
+	{"ddl/lint.go", "pg_query_go"}:     "the PostgreSQL parser's module path",
+	{"ddl/executor.go", "pg_catalog"}:  "the schema the parser puts built-in type names in, compared in its parse trees",
+	{"ddl/lint.go", "postgres"}:        "the linter's rules are about PostgreSQL's DDL, and their advice says so",
+	{"ddl/lint.go", "set_config"}:      "a rule of the linter: a script's own timeout settings, by PostgreSQL's name for them",
 }
 
 // nameFinding is one identifier or string that names a database.

@@ -1,0 +1,123 @@
+package fragment
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/schemashift/schemashift/internal/dialects"
+)
+
+// Lexical returns why s does not read the same to every reader of the
+// statement it goes into, or "": PostgreSQL with standard_conforming_strings
+// on or off, and SQLite (on a SQLite database the same fragment goes into
+// SQLite's DDL). Any token that could end a string, a name or a comment
+// at a different place for one of them is refused:
+//
+//   - comments, ';', a NUL byte, text that is not UTF-8, and spacing other
+//     than space, tab, CR and LF;
+//   - string constants other than plain '…' (E'…', $$…$$, U&'…', B'…',
+//     X'…'), and a backslash before a quote in one ('it\'s' ends at a
+//     different quote when standard_conforming_strings is off);
+//   - U&"…" names, $n parameters, and a backtick (SQLite quotes names
+//     with it);
+//   - what SQLite reads as a parameter: '?', and '@', '#' or ':' before
+//     a letter, digit, '_' or '$' (outside strings and quoted names; a
+//     '::' cast is taken);
+//   - a string or a quoted name between [ and ] (SQLite reads [ … ] as
+//     a name, whatever it holds).
+func Lexical(s string) string {
+	if !utf8.ValidString(s) {
+		return "is not UTF-8"
+	}
+	if strings.ContainsRune(s, 0) {
+		return "holds a NUL byte"
+	}
+	res, err := Scan(s)
+	if err != nil {
+		return fmt.Sprintf("does not scan: %v", err)
+	}
+	toks := res.GetTokens()
+	end := 0
+	for i, tok := range toks {
+		start := int(tok.Start)
+		if start < end || int(tok.End) > len(s) || int(tok.End) < start {
+			return "does not scan into tokens"
+		}
+		if gap := strings.Trim(s[end:start], " \t\r\n"); gap != "" {
+			return fmt.Sprintf("holds %q outside any token", gap)
+		}
+		end = int(tok.End)
+		text := s[start:end]
+		switch tok.Token {
+		case pg.Token_SQL_COMMENT, pg.Token_C_COMMENT:
+			return "holds a comment"
+		case pg.Token_ASCII_59:
+			return "holds a ';'"
+		case pg.Token_SCONST:
+			if !strings.HasPrefix(text, "'") {
+				return fmt.Sprintf("holds the string %s: only plain '…' strings are taken", Short(text))
+			}
+			if strings.Contains(text, `\'`) {
+				return fmt.Sprintf("holds a backslash before a quote in %s", Short(text))
+			}
+			continue
+		case pg.Token_USCONST, pg.Token_BCONST, pg.Token_XCONST:
+			return fmt.Sprintf("holds the constant %s: only plain '…' strings are taken", Short(text))
+		case pg.Token_UIDENT:
+			return fmt.Sprintf("holds the name %s: only plain \"…\" names are taken", Short(text))
+		case pg.Token_PARAM:
+			return "holds a parameter"
+		case pg.Token_IDENT:
+			if strings.HasPrefix(text, `"`) {
+				continue
+			}
+		case pg.Token_ASCII_91:
+			if why := bracketed(s, toks[i+1:]); why != "" {
+				return why
+			}
+		}
+		if strings.ContainsRune(text, '`') {
+			return "holds a backtick"
+		}
+		if tok.Token != pg.Token_TYPECAST {
+			for _, d := range dialects.All() {
+				if why := d.ParameterIn(s, start, end); why != "" {
+					return why
+				}
+			}
+		}
+	}
+	if gap := strings.Trim(s[end:], " \t\r\n"); gap != "" {
+		return fmt.Sprintf("holds %q outside any token", gap)
+	}
+	return ""
+}
+
+// bracketed checks the tokens after a [ up to the next ]: none may be a
+// string or a quoted name.
+func bracketed(s string, toks []*pg.ScanToken) string {
+	for _, tok := range toks {
+		switch {
+		case tok.Token == pg.Token_ASCII_93:
+			return ""
+		case tok.Token == pg.Token_SCONST, tok.Token == pg.Token_IDENT && strings.HasPrefix(s[tok.Start:tok.End], `"`):
+			return "holds a string or a quoted name between [ and ]"
+		}
+	}
+	return "holds a [ without its ]"
+}
+
+// Short cuts s for an error message.
+func Short(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	cut := 80
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
