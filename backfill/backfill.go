@@ -447,7 +447,8 @@ func (b *Backfill) work(ctx context.Context, worker string, limiter *rate.Limite
 		)
 		err = b.retry(ctx, "claim", func() error {
 			var err error
-			c, status, err = b.claim(ctx, worker, size, next.result(), busy)
+			guesses, short := next.result()
+			c, status, err = b.claim(ctx, worker, size, guesses, short, busy)
 			return err
 		})
 		next, busy = nil, false

@@ -50,7 +50,7 @@ var ErrNoChunk = errNoChunk
 // sequence number: the claim's decisions (which lease ran out), without
 // a Run around them.
 func (b *Backfill) Claim(ctx context.Context, worker string) (int64, error) {
-	c, _, err := b.claim(ctx, worker, b.size(), nil, false)
+	c, _, err := b.claim(ctx, worker, b.size(), nil, nil, false)
 	if err != nil {
 		return 0, err
 	}

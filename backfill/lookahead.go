@@ -15,6 +15,11 @@ import (
 type lookahead struct {
 	done    chan struct{}
 	guesses []boundaryGuess
+	// short is set when a walk found no boundary: fewer than short.size
+	// rows were past short.lo (its hi is nil). The claim then counts the
+	// tail first rather than walk it once to find no boundary and again
+	// to count it.
+	short *boundaryGuess
 }
 
 // boundaryGuess is a boundary found outside the claim's transaction: hi
@@ -34,6 +39,9 @@ func (b *Backfill) lookAhead(ctx context.Context, lo Key, sizes []int) *lookahea
 		for _, n := range sizes {
 			hi, err := b.plan.boundary(ctx, b.db, from, n-walked)
 			b.counted(1, err) // the walk, as the database counts it
+			if err == nil && hi == nil {
+				l.short = &boundaryGuess{lo: lo, size: n}
+			}
 			if err != nil || hi == nil {
 				return // the claim walks (or counts the tail) itself
 			}
@@ -51,15 +59,23 @@ func (l *lookahead) wait() {
 	}
 }
 
-// result waits for the look-ahead and returns the boundaries it found:
-// none when it failed, found no boundary (the table's tail: the claim
-// counts it), or there was none.
-func (l *lookahead) result() []boundaryGuess {
+// result waits for the look-ahead and returns the boundaries it found
+// (none when it failed, found no boundary, or there was none) and, when a
+// walk found none, the sign of the table's tail (see lookahead.short).
+func (l *lookahead) result() ([]boundaryGuess, *boundaryGuess) {
 	if l == nil {
-		return nil
+		return nil, nil
 	}
 	<-l.done
-	return l.guesses
+	return l.guesses, l.short
+}
+
+// tailIn reports whether short says that fewer than size rows were past
+// lo when the look-ahead walked them: the claim then counts them first,
+// and walks for a boundary only when rows written since make size or
+// more (see claim).
+func (short *boundaryGuess) tailIn(lo Key, size int) bool {
+	return short != nil && slices.Equal(short.lo, lo) && short.size <= size
 }
 
 // fits reports whether g can be the boundary of a chunk of size rows

@@ -107,7 +107,7 @@ func TestAFailedIdleCheckIsCountedOnce(t *testing.T) {
 	o0, x0 := b.ownTx.Load(), out.Xacts()
 	ctx := t.Context()
 	err = b.retry(ctx, "claim", func() error {
-		_, _, err := b.claim(ctx, "w", b.size(), nil, false) // as a worker's loop calls it after an idle turn
+		_, _, err := b.claim(ctx, "w", b.size(), nil, nil, false) // as a worker's loop calls it after an idle turn
 		return err
 	})
 	require.Error(t, err)

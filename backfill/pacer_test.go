@@ -219,7 +219,10 @@ func TestBoundaryGuessFits(t *testing.T) {
 	var none *boundaryGuess
 	assert.False(t, none.fits(Key{"3", "a"}, 1000, 1100))
 	var l *lookahead
-	assert.Nil(t, l.result())
+	guesses, short := l.result()
+	assert.Nil(t, guesses)
+	assert.Nil(t, short)
+	assert.False(t, short.tailIn(Key{"3", "a"}, 1000))
 	l.wait()
 }
 

@@ -224,10 +224,12 @@ var errNoChunk = errors.New("no chunk available")
 // past the frontier. It returns (nil, status) when the job is not running
 // or is finished.
 //
-// guesses are the boundaries a look-ahead found (see lookahead); busy says the worker has just finished a chunk, and skips
+// guesses are the boundaries a look-ahead found (see lookahead), and
+// short its sign of the table's tail, or nil; busy says the worker has
+// just finished a chunk, and skips
 // the idle check (a round trip) that keeps idle and paused workers from
 // taking write locks.
-func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses []boundaryGuess, busy bool) (*chunk, Status, error) {
+func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses []boundaryGuess, short *boundaryGuess, busy bool) (*chunk, Status, error) {
 	if !busy {
 		st, idle, err := b.idle(ctx, worker)
 		if err != nil {
@@ -311,21 +313,38 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 	if b.opts.rowsPerSecond > 0 {
 		most = size // the rate limit let size rows go (see reserve)
 	}
+	tail := int64(-1) // the rows past lo, when counted
 	if guess := pick(guesses, lo, size, most); guess != nil {
 		// Found while the last chunk ran: the key guess.size rows past
 		// the frontier then (rows written since move it no more than they
 		// would a boundary found here, in a snapshot of READ COMMITTED).
 		hi, scanned = guess.hi, int64(guess.size)
-	} else if hi, err = b.plan.boundary(ctx, tx, lo, size); err != nil {
-		return nil, "", fmt.Errorf("find chunk boundary: %w", err)
+	} else {
+		if short.tailIn(lo, size) {
+			// The look-ahead found fewer than size rows past the frontier:
+			// counted here, they are the tail unless rows written since
+			// make size or more. A count is one walk of them; a boundary
+			// that is not there, then the count, were two.
+			if tail, err = b.plan.count(ctx, tx, span{Lo: lo}); err != nil {
+				return nil, "", fmt.Errorf("count tail: %w", err)
+			}
+		}
+		if tail < 0 || tail >= int64(size) {
+			if hi, err = b.plan.boundary(ctx, tx, lo, size); err != nil {
+				return nil, "", fmt.Errorf("find chunk boundary: %w", err)
+			}
+		}
 	}
 	exhausted := false
 	if hi == nil {
 		// Fewer than size rows remain: the tail, open-ended, is the last chunk.
 		exhausted = true
-		if scanned, err = b.plan.count(ctx, tx, span{Lo: lo}); err != nil {
-			return nil, "", fmt.Errorf("count tail: %w", err)
+		if tail < 0 {
+			if tail, err = b.plan.count(ctx, tx, span{Lo: lo}); err != nil {
+				return nil, "", fmt.Errorf("count tail: %w", err)
+			}
 		}
+		scanned = tail
 		if scanned == 0 {
 			// The last chunk was full: the walk ends here, and the job with
 			// it unless another worker still holds a chunk.

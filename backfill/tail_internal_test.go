@@ -51,13 +51,13 @@ func TestCuttingATailTwiceTakesTheFirstCut(t *testing.T) {
 		insert := tailTable(t, db)
 		newBackfill := func(opts ...Option) *Backfill { return tailBackfill(t, db, opts...) }
 		gone := newBackfill(WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
-		tail, _, err := gone.claim(ctx, "gone", 100, nil, false)
+		tail, _, err := gone.claim(ctx, "gone", 100, nil, nil, false)
 		require.NoError(t, err)
 		require.Nil(t, tail.Span.Hi)
 		insert(1000, 3000)
 
 		b := newBackfill()
-		c, _, err := b.claim(ctx, "w", 100, nil, false)
+		c, _, err := b.claim(ctx, "w", 100, nil, nil, false)
 		require.NoError(t, err)
 		require.True(t, c.Retaken)
 		unanswered := *c
@@ -101,19 +101,19 @@ func TestAnOldAttemptAtATailWalksItAsCut(t *testing.T) {
 		insert := tailTable(t, db)
 		newBackfill := func() *Backfill { return tailBackfill(t, db) }
 		old := newBackfill()
-		tail, _, err := old.claim(ctx, "w", 100, nil, false)
+		tail, _, err := old.claim(ctx, "w", 100, nil, nil, false)
 		require.NoError(t, err)
 		require.Nil(t, tail.Span.Hi)
 		require.False(t, tail.Retaken)
 		insert(1000, 3000)
 
 		restarted := newBackfill()
-		retaken, _, err := restarted.claim(ctx, "w", 100, nil, false)
+		retaken, _, err := restarted.claim(ctx, "w", 100, nil, nil, false)
 		require.NoError(t, err)
 		require.Equal(t, tail.Seq, retaken.Seq)
 		require.NoError(t, restarted.boundTail(ctx, "w", retaken, 100))
 		require.NotNil(t, retaken.Span.Hi)
-		past, _, err := restarted.claim(ctx, "x", 100, nil, false)
+		past, _, err := restarted.claim(ctx, "x", 100, nil, nil, false)
 		require.NoError(t, err)
 
 		changed, _, err := old.process(ctx, "w", tail)
@@ -148,7 +148,7 @@ func TestATailCutBeforeItsCommitIsNotMarkedDone(t *testing.T) {
 	var cutErr error
 	old := tailBackfill(t, db, func(o *options) error {
 		o.beforeCommit = func(int64) {
-			retaken, _, err := restarted.claim(ctx, "w", 100, nil, false)
+			retaken, _, err := restarted.claim(ctx, "w", 100, nil, nil, false)
 			if err == nil {
 				err = restarted.boundTail(ctx, "w", retaken, 100)
 			}
@@ -159,7 +159,7 @@ func TestATailCutBeforeItsCommitIsNotMarkedDone(t *testing.T) {
 		}
 		return nil
 	})
-	tail, _, err := old.claim(ctx, "w", 100, nil, false)
+	tail, _, err := old.claim(ctx, "w", 100, nil, nil, false)
 	require.NoError(t, err)
 	require.Nil(t, tail.Span.Hi)
 	insert(1000, 3000)
@@ -172,4 +172,49 @@ func TestATailCutBeforeItsCommitIsNotMarkedDone(t *testing.T) {
 	require.NoError(t, db.GetContext(ctx, &done, `SELECT count(*) FROM schemashift_backfill_chunks WHERE status = 'done'`))
 	assert.Equal(t, 3050, open, "the attempt rolled back")
 	assert.Zero(t, done)
+}
+
+// A look-ahead that found fewer rows than a chunk's size past the
+// frontier makes the claim count them rather than walk them twice (for a
+// boundary that is not there, then for the count); but that count, not
+// the look-ahead's, decides: rows written since that make a chunk's
+// size or more are claimed as chunks of that size, not one open tail
+// over all of them.
+func TestTheLookAheadsTailIsCheckedByTheClaimsCount(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, db *sqlx.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		insert := tailTable(t, db)
+		b := tailBackfill(t, db)
+		// The look-ahead saw the 50 rows; 200 more came before the claim.
+		guesses, short := b.lookAhead(ctx, nil, []int{20, 100, 400}).result()
+		require.Len(t, guesses, 1, "the boundary 20 rows in")
+		require.NotNil(t, short, "no boundary 100 rows in")
+		assert.Equal(t, boundaryGuess{size: 100}, *short)
+		insert(1000, 200)
+		c, _, err := b.claim(ctx, "w1", 100, nil, short, false)
+		require.NoError(t, err)
+		require.NotNil(t, c.Span.Hi, "250 rows past the frontier: a chunk of 100, not a tail")
+		assert.EqualValues(t, 100, c.Scanned)
+		assert.EqualValues(t, Key{"1050"}, c.Span.Hi)
+
+		// 150 past it, seen as fewer than 100 by a look-ahead from there.
+		c, _, err = b.claim(ctx, "w2", 100, nil, &boundaryGuess{lo: c.Span.Hi, size: 100}, false)
+		require.NoError(t, err)
+		require.NotNil(t, c.Span.Hi)
+		assert.EqualValues(t, 100, c.Scanned)
+
+		// 50 past the last: the tail, counted.
+		c, _, err = b.claim(ctx, "w3", 100, nil, &boundaryGuess{lo: c.Span.Hi, size: 100}, false)
+		require.NoError(t, err)
+		assert.Nil(t, c.Span.Hi, "the tail")
+		assert.EqualValues(t, 50, c.Scanned)
+
+		// A look-ahead from another frontier, or for a larger size, is
+		// not this claim's: it walks as it would without one.
+		assert.False(t, (&boundaryGuess{lo: Key{"1"}, size: 100}).tailIn(Key{"2"}, 100))
+		assert.False(t, (&boundaryGuess{lo: Key{"1"}, size: 200}).tailIn(Key{"1"}, 100))
+		assert.True(t, (&boundaryGuess{lo: Key{"1"}, size: 100}).tailIn(Key{"1"}, 200))
+	})
 }
