@@ -521,6 +521,10 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 		reserved = 0
 		var err error
 		changed, busy, err = b.process(cctx, worker, c)
+		if err != nil && b.retimed(cctx, err) {
+			b.counted(1, err) // the attempt that failed
+			changed, busy, err = b.process(cctx, worker, c)
+		}
 		return err
 	})
 	elapsed := time.Since(start)
@@ -551,6 +555,22 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 		Size: size, Attempt: c.Attempts, Duration: elapsed})
 	b.adapt(c.Scanned, elapsed)
 	return b.rest(ctx, elapsed)
+}
+
+// retimed reports whether err refused a chunk's statement timed by the
+// database because its table gained rules after the Run read them (a
+// data-modifying WITH over a table with DO ALSO rules is not supported),
+// having read them again: the chunk is then run again, unwrapped, and so
+// are the chunks after it (see timeNone). Before, every chunk failed
+// until the next Run read the rules.
+func (b *Backfill) retimed(ctx context.Context, err error) bool {
+	if b.plan.timing.Load() != timeServer || !pgerr.FeatureNotSupported(err) {
+		return false
+	}
+	if b.plan.timeBy(ctx, b.db) != nil {
+		return false // the error returned is the chunk's
+	}
+	return b.plan.timing.Load() != timeServer
 }
 
 // rest waits, after a chunk that took elapsed, for as long as the pace
@@ -606,8 +626,8 @@ func (b *Backfill) rest(ctx context.Context, elapsed time.Duration) error {
 // a little more (its RETURNING made one worker about 4% slower). A
 // Set job's table with rules refuses an UPDATE inside a WITH: the
 // statement runs as it is there, and none of its time is taken off. The
-// catalog is read at New and as each Run starts: rules a table gains
-// during a Run fail its chunks until the next. On SQLite, which keeps no
+// catalog is read at New and as each Run starts, and again by a chunk
+// refused for rules the table gained during the Run (see retimed). On SQLite, which keeps no
 // statistics, it is the time at the client less a round trip (the
 // job-status check's time, a statement that does next to nothing). It
 // leaves out on purpose what the database does not count as active

@@ -229,21 +229,30 @@ func partitionedCopies(t *testing.T, db *sqlx.DB, n int) {
 // is, and take none of its time off (an attack review found every chunk
 // failing). A plain table with rules is filled the same way, and so is
 // one whose rule came after New: the Run reads the rules again as it
-// starts.
+// starts. A rule made while the Run goes on fails the chunk it comes
+// under once: the chunk reads the rules again and runs unwrapped (before,
+// every chunk after it failed, and the Run with them).
 func TestARuledTableWithChildrenIsFilled(t *testing.T) {
 	t.Parallel()
+	const (
+		before   = iota // the rule is made before New
+		afterNew        // between New and the Run
+		inRun           // as the Run's second chunk is claimed
+	)
 	for _, c := range []struct {
-		name      string
-		table     func(*testing.T, *sqlx.DB, int)
-		ruleAfter bool // the rule is made after New
+		name  string
+		table func(*testing.T, *sqlx.DB, int)
+		rule  int
 	}{
-		{"no children", usersTable, false},
-		{"partitions", partitionedUsers, false},
+		{"no children", usersTable, before},
+		{"partitions", partitionedUsers, before},
 		{"inheriting tables", func(t *testing.T, db *sqlx.DB, n int) {
 			usersTable(t, db, n)
 			db.MustExecContext(t.Context(), `CREATE TABLE users_child () INHERITS (users)`)
-		}, false},
-		{"partitions, the rule made after New", partitionedUsers, true},
+		}, before},
+		{"partitions, the rule made after New", partitionedUsers, afterNew},
+		{"no children, the rule made during the Run", usersTable, inRun},
+		{"partitions, the rule made during the Run", partitionedUsers, inRun},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -253,11 +262,15 @@ func TestARuledTableWithChildrenIsFilled(t *testing.T) {
 			rule := func() {
 				db.MustExecContext(t.Context(), `CREATE RULE users_audit AS ON UPDATE TO users DO ALSO INSERT INTO users_audit (id) VALUES (new.id)`)
 			}
-			if !c.ruleAfter {
+			if c.rule == before {
 				rule()
 			}
-			b := mustNew(t, db, emailJob("ruled"), backfill.WithChunkSize(500, 100, 500))
-			if c.ruleAfter {
+			b := mustNew(t, db, emailJob("ruled"), backfill.WithChunkSize(500, 100, 500), backfill.WithAfterClaim(func(seq int64) {
+				if c.rule == inRun && seq == 2 {
+					rule()
+				}
+			}))
+			if c.rule == afterNew {
 				rule()
 			}
 			final, err := b.Run(t.Context())
@@ -267,7 +280,11 @@ func TestARuledTableWithChildrenIsFilled(t *testing.T) {
 			assert.Zero(t, divergent(t, db))
 			var audited int
 			require.NoError(t, db.GetContext(t.Context(), &audited, `SELECT count(*) FROM users_audit`))
-			assert.Equal(t, 2000, audited, "the rule ran for every row")
+			want := 2000
+			if c.rule == inRun {
+				want = 1500 // the first chunk's 500 rows were filled before it
+			}
+			assert.Equal(t, want, audited, "the rule ran for every row filled after it")
 		})
 	}
 }

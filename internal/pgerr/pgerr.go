@@ -105,6 +105,12 @@ func UndefinedTable(err error) bool {
 	return Code(err) == "42P01" || sqlite.UndefinedTable(err)
 }
 
+// FeatureNotSupported reports whether err is PostgreSQL's
+// feature_not_supported (0A000): a statement the database does not run
+// in that form (a data-modifying WITH over a table with DO ALSO rules,
+// say).
+func FeatureNotSupported(err error) bool { return Code(err) == "0A000" }
+
 // Code returns err's SQLSTATE, or "".
 func Code(err error) string {
 	var pgErr *pgconn.PgError
