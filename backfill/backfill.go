@@ -67,14 +67,14 @@ func New(ctx context.Context, pool Pool, job Job, opts ...Option) (*Backfill, er
 	if pool == nil {
 		return nil, errors.New("new backfill: db is nil")
 	}
-	if err := job.validate(); err != nil {
-		return nil, fmt.Errorf("new backfill: %w", err)
-	}
-	o, err := newOptions(opts)
+	db, d, err := dialects.Sqlx(pool)
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}
-	db, d, err := dialects.Sqlx(pool)
+	if err := job.validate(d); err != nil {
+		return nil, fmt.Errorf("new backfill: %w", err)
+	}
+	o, err := newOptions(opts)
 	if err != nil {
 		return nil, fmt.Errorf("new backfill %q: %w", job.Name, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/schemashift/schemashift/internal/dialect"
 	"github.com/schemashift/schemashift/internal/fragment"
 	"github.com/schemashift/schemashift/internal/ident"
 )
@@ -78,17 +79,17 @@ type Job struct {
 // Expr is SQL written by the job's author, in code, over the walked
 // table's columns (lower(email), say), and is spliced into the chunk's
 // statements between parentheses; it must never come from user input, as
-// it may call any function. New checks it as PostgreSQL's own lexer reads
-// it: one expression that reads the same to PostgreSQL (whatever
-// standard_conforming_strings says) and to SQLite, and that cannot end
-// early and take the rest of a statement (a chunk's span, its filter of
-// rows no one wrote) with it. Refused, with an error that says why: a
+// it may call any function. New checks it as PostgreSQL's own lexer, and
+// the job's database, read it: one expression that reads the same to
+// both (whatever standard_conforming_strings says) and cannot end early
+// and take the rest of a statement (a chunk's span, its filter of rows
+// no one wrote) with it. Refused, with an error that says why: a
 // comment, a ';', a NUL byte, strings other than plain '…' (E'…', $$…$$,
-// U&'…') and a backslash before a quote in one, a parameter ($1, ?,
-// :name, @name), a backtick, a string or a quoted name between [ and ],
-// a parenthesis or bracket closed that it did not open or left open, and
-// a comma outside parentheses. jsonb's ? operators go with them
-// (jsonb_exists and its kin do the same).
+// U&'…') and a backslash before a quote in one, a parameter ($1), a
+// backtick, a parenthesis or bracket closed that it did not open or left
+// open, and a comma outside parentheses; on SQLite also what it reads as
+// a parameter (?, :name, @name, $name) and a quote between [ and ],
+// which it reads as a name.
 type Assign struct {
 	Column string
 	Expr   string
@@ -121,8 +122,9 @@ type ChunkFunc func(ctx context.Context, tx *sqlx.Tx, rows []map[string]any) (in
 // ErrInvalidJob is wrapped by every job validation error.
 var ErrInvalidJob = errors.New("invalid backfill job")
 
-// validate checks the job and returns its table and key, quoted.
-func (j Job) validate() error {
+// validate checks the job, its expressions as the database d reads
+// them (see checkExpr).
+func (j Job) validate(d dialect.Rendering) error {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%w %q: %s", ErrInvalidJob, j.Name, fmt.Sprintf(format, args...))
 	}
@@ -143,7 +145,7 @@ func (j Job) validate() error {
 	modes := 0
 	if len(j.Set) > 0 {
 		modes++
-		if err := checkAssigns(j.Set); err != nil {
+		if err := checkAssigns(j.Set, d); err != nil {
 			return fail("set: %v", err)
 		}
 	}
@@ -158,7 +160,7 @@ func (j Job) validate() error {
 		if len(j.Into.Columns) == 0 {
 			return fail("into: no columns")
 		}
-		if err := checkAssigns(j.Into.Columns); err != nil {
+		if err := checkAssigns(j.Into.Columns, d); err != nil {
 			return fail("into: %v", err)
 		}
 		for _, k := range j.Into.Key {
@@ -187,7 +189,7 @@ func (j Job) validate() error {
 			if _, err := ident.ParseTable(j.Check.Table); err != nil {
 				return fail("check: %v", err)
 			}
-			if err := checkAssigns(j.Check.Columns); err != nil {
+			if err := checkAssigns(j.Check.Columns, d); err != nil {
 				return fail("check: %v", err)
 			}
 		}
@@ -195,12 +197,12 @@ func (j Job) validate() error {
 	if modes != 1 {
 		return fail("exactly one of Set, Into and Func must be given (got %d)", modes)
 	}
-	return j.validateProvenance(fail)
+	return j.validateProvenance(fail, d)
 }
 
 // validateProvenance checks what the job declares of the rows written
 // through the new path (Fills, Down, Derived).
-func (j Job) validateProvenance(fail func(format string, args ...any) error) error {
+func (j Job) validateProvenance(fail func(format string, args ...any) error, d dialect.Rendering) error {
 	for _, c := range j.Fills {
 		if err := ident.Check(c); err != nil {
 			return fail("fills: %v", err)
@@ -225,7 +227,7 @@ func (j Job) validateProvenance(fail func(format string, args ...any) error) err
 	if j.Func != nil && j.Check == nil {
 		return fail("down and derived need a shape verification can compare: Set, Into, or Check")
 	}
-	if err := checkAssigns(j.Down); err != nil {
+	if err := checkAssigns(j.Down, d); err != nil {
 		return fail("down: %v", err)
 	}
 	for _, d := range j.Down {
@@ -244,7 +246,7 @@ func (j Job) move() *Into {
 	return j.Check
 }
 
-func checkAssigns(as []Assign) error {
+func checkAssigns(as []Assign, d dialect.Rendering) error {
 	seen := map[string]bool{}
 	for _, a := range as {
 		if err := ident.Check(a.Column); err != nil {
@@ -254,7 +256,7 @@ func checkAssigns(as []Assign) error {
 			return fmt.Errorf("column %q assigned twice", a.Column)
 		}
 		seen[a.Column] = true
-		if err := checkExpr(a.Expr); err != nil {
+		if err := checkExpr(a.Expr, d); err != nil {
 			return fmt.Errorf("column %q: %w", a.Column, err)
 		}
 	}
@@ -262,7 +264,8 @@ func checkAssigns(as []Assign) error {
 }
 
 // checkExpr refuses what cannot be one expression in the statements it
-// goes into, as PostgreSQL's lexer reads it (see [fragment.Expression]):
+// goes into, as PostgreSQL's lexer and d read it (see
+// [fragment.Expression]):
 // anything that ends a string, a name or a comment at another place for
 // one of the databases than a plain reading of its quotes says (E'\”,
 // $$'$$, a quote in a "name", which SQLite reads as a string when it names
@@ -270,8 +273,8 @@ func checkAssigns(as []Assign) error {
 // open, a comma outside parentheses. Each could end the expression early
 // and take the rest of a chunk's statement (its span and its filter of
 // rows no one wrote) with it.
-func checkExpr(e string) error {
-	if why := fragment.Expression(e); why != "" {
+func checkExpr(e string, d dialect.Rendering) error {
+	if why := fragment.Expression(e, []dialect.Rendering{d}); why != "" {
 		return fmt.Errorf("expression %q %s", fragment.Short(e), why)
 	}
 	return nil

@@ -1,7 +1,10 @@
 package backfill_test
 
 import (
+	"context"
 	"testing"
+
+	"github.com/jmoiron/sqlx"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,46 +35,65 @@ func TestAnExpressionCannotTakeTheStatementWithIt(t *testing.T) {
 		"unbalanced paren":           `'x'), email = ('taken'`,
 		"a second expression":        `lower(email), 'x'`,
 		"a parameter":                `$1`,
-		"SQLite's parameter":         `lower(email) || ?`,
-		"a name in brackets":         `[']`,
 		"a backslash before a quote": `'it\''`,
 		"the span's parameters":      `$$'$$) WHERE $1::text IS NOT NULL AND $2::text IS NOT NULL -- '`,
 	}
-	db := pgtest.DB(t)
-	ctx := t.Context()
-	usersTable(t, db, 30)
-	// Ten rows written through the new path, with what no transform of
-	// the old shape gives.
-	db.MustExecContext(ctx, `UPDATE users SET email_lower = 'new path ' || id WHERE id <= 30`)
-	db.MustExecContext(ctx, `CREATE TABLE users_audit (id bigint)`)
-	db.MustExecContext(ctx, `CREATE RULE users_audit AS ON UPDATE TO users DO ALSO INSERT INTO users_audit (id) VALUES (new.id)`)
-	for name, expr := range hostile {
-		job := backfill.Job{Name: "smuggle " + name, Table: "users", Set: []backfill.Assign{{Column: "email_lower", Expr: expr}}}
-		b, err := backfill.New(ctx, db, job, quick()...)
-		if err == nil {
-			// What the attacker wanted: the job runs.
-			_, runErr := b.Run(ctx)
-			t.Logf("%s: ran: %v", name, runErr)
-		}
-		assert.ErrorIs(t, err, backfill.ErrInvalidJob, name)
-		var kept int
-		require.NoError(t, db.GetContext(ctx, &kept, `SELECT count(*) FROM users WHERE email_lower = 'new path ' || id`))
-		require.Equal(t, 10, kept, "%s: the new path's writes are kept", name)
+	// What SQLite reads otherwise than PostgreSQL's lexer (an attack
+	// review's): $a(') is one parameter's name there, and what follows
+	// it code.
+	sqliteOnly := map[string]string{
+		"SQLite's ? parameter":    `lower(email) || ?`,
+		"SQLite's $ parameter":    `lower(email) || $abc`,
+		"SQLite's $a(…) name":     `$a(')) WHERE 1=1 -- ')`,
+		"a quote in [ … ]":        `[']`,
+		"a quote in [ … ], again": `x['k']`,
 	}
-	// The same expressions on SQLite, whose reader differs again (a
-	// double-quoted name that names no column is a string there).
-	lite := dbtest.SQLite(t)
-	usersTable(t, lite, 30)
-	lite.MustExecContext(ctx, `UPDATE users SET email_lower = 'new path ' || id WHERE id <= 30`)
-	for name, expr := range hostile {
-		b, err := backfill.New(ctx, lite, backfill.Job{Name: "smuggle " + name, Table: "users", Set: []backfill.Assign{{Column: "email_lower", Expr: expr}}}, quick()...)
-		if err == nil {
-			_, runErr := b.Run(ctx)
-			t.Logf("sqlite %s: ran: %v", name, runErr)
+	ctx := t.Context()
+	for _, c := range []struct {
+		name    string
+		db      *sqlx.DB
+		hostile []map[string]string
+	}{
+		{"postgres", pgtest.DB(t), []map[string]string{hostile}},
+		{"sqlite", dbtest.SQLite(t), []map[string]string{hostile, sqliteOnly}},
+	} {
+		db := c.db
+		usersTable(t, db, 30)
+		// Ten rows written through the new path, with what no transform
+		// of the old shape gives.
+		db.MustExecContext(ctx, `UPDATE users SET email_lower = 'new path ' || id WHERE id <= 30`)
+		db.MustExecContext(ctx, `CREATE TABLE user_copies (id bigint PRIMARY KEY, email text)`)
+		db.MustExecContext(ctx, `INSERT INTO user_copies SELECT id, email_lower FROM users WHERE id <= 30`)
+		if c.name == "postgres" {
+			// Its chunks then run unwrapped (see TestARuledTableWithChildrenIsFilled).
+			db.MustExecContext(ctx, `CREATE TABLE users_audit (id bigint)`)
+			db.MustExecContext(ctx, `CREATE RULE users_audit AS ON UPDATE TO users DO ALSO INSERT INTO users_audit (id) VALUES (new.id)`)
 		}
-		assert.ErrorIs(t, err, backfill.ErrInvalidJob, "sqlite: %s", name)
-		var kept int
-		require.NoError(t, lite.GetContext(ctx, &kept, `SELECT count(*) FROM users WHERE email_lower = 'new path ' || id`))
-		require.Equal(t, 10, kept, "sqlite: %s: the new path's writes are kept", name)
+		for _, list := range c.hostile {
+			for name, expr := range list {
+				set := backfill.Job{Name: "set " + name, Table: "users", Set: []backfill.Assign{{Column: "email_lower", Expr: expr}}}
+				// A Go-mode move's check: New runs none of its statements.
+				moved := backfill.Job{Name: "move " + name, Table: "users", Version: "1",
+					Func: func(context.Context, *sqlx.Tx, []map[string]any) (int64, error) { return 0, nil },
+					Check: &backfill.Into{Table: "user_copies", Key: []string{"id"},
+						Columns: []backfill.Assign{{Column: "id", Expr: "id"}, {Column: "email", Expr: expr}}}}
+				for _, job := range []backfill.Job{set, moved} {
+					b, err := backfill.New(ctx, db, job, quick()...)
+					if err == nil {
+						// What the attacker wanted: the job runs, and its
+						// verification repairs.
+						_, runErr := b.Run(ctx)
+						_, verifyErr := b.Verify(ctx, backfill.VerifyOptions{Repair: true})
+						t.Logf("%s: %s: ran: %v; verified: %v", c.name, job.Name, runErr, verifyErr)
+					}
+					assert.ErrorIs(t, err, backfill.ErrInvalidJob, "%s: %s", c.name, job.Name)
+					var kept, copies int
+					require.NoError(t, db.GetContext(ctx, &kept, `SELECT count(*) FROM users WHERE email_lower = 'new path ' || id`))
+					require.Equal(t, 10, kept, "%s: %s: the new path's writes are kept", c.name, job.Name)
+					require.NoError(t, db.GetContext(ctx, &copies, `SELECT count(*) FROM user_copies WHERE email = 'new path ' || id`))
+					require.Equal(t, 10, copies, "%s: %s: the moved rows are kept", c.name, job.Name)
+				}
+			}
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialects"
 	"github.com/schemashift/schemashift/internal/fragment"
 )
 
@@ -180,7 +182,7 @@ func fit(field string, sl slot, s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("%s: %w: empty", field, ErrFragment)
 	}
-	if why := fragment.Lexical(s); why != "" {
+	if why := fragment.Lexical(s, everyReader()); why != "" {
 		return "", refuse("%s", why)
 	}
 	stmt, err := fragment.Parse(sl.prefix + s + sl.suffix)
@@ -230,6 +232,16 @@ func fit(field string, sl slot, s string) (string, error) {
 		}
 	}
 	return s, nil
+}
+
+// everyReader is every database an operation's fragment may go into:
+// the operations render the same fragment into each one's DDL.
+func everyReader() []dialect.Rendering {
+	var out []dialect.Rendering
+	for _, d := range dialects.All() {
+		out = append(out, d)
+	}
+	return out
 }
 
 // locations returns the source offsets of every node under m.

@@ -291,7 +291,7 @@ func sqlCheck(ctx context.Context, d dialect.Dialect, tx *sqlx.Tx, k Check) (str
 }
 
 // leadingWord is the first word of q, lower case, past spaces, comments
-// and opening parentheses. The database's read-only mode is what keeps a
+// and opening parentheses; "" past a comment within a comment. The database's read-only mode is what keeps a
 // check from writing; this keeps a transaction's own commands (COMMIT,
 // ROLLBACK, RELEASE), which that mode allows, from ending the ledger's
 // transaction under it. It is written here, not parsed, because the
@@ -307,7 +307,11 @@ func leadingWord(q string) string {
 			}
 			return ""
 		case strings.HasPrefix(q, "/*"):
-			if i := strings.Index(q, "*/"); i >= 0 {
+			// A comment within it ends at another place for each
+			// database (PostgreSQL nests them, SQLite does not): "/* /*
+			// */ SELECT */ COMMIT" begins with COMMIT for PostgreSQL.
+			// It has no first word that both read the same.
+			if i := strings.Index(q, "*/"); i >= 0 && !strings.Contains(q[2:i], "/*") {
 				q = q[i+2:]
 				continue
 			}

@@ -136,6 +136,11 @@ func TestSQLCheckCannotWrite(t *testing.T) {
 		`ROLLBACK`,
 		`RELEASE SAVEPOINT schemashift_check`,
 		`/* a comment */ COMMIT`,
+		// PostgreSQL nests comments: this one begins with COMMIT there
+		// (an attack review's; it ended the ledger's transaction).
+		`/* /* */ SELECT */ COMMIT`,
+		`/* /* */ SELECT */ ROLLBACK`,
+		`/* /* */ SELECT */ RELEASE SAVEPOINT schemashift_check`,
 		"-- a comment\nDELETE FROM accounts",
 		`SELECT 1 WHERE 1 = 0; COMMIT`,
 		`SELECT 1 WHERE 1 = 0; DROP TABLE accounts`,
@@ -157,6 +162,9 @@ func TestSQLCheckCannotWrite(t *testing.T) {
 			// Refused at the gate, or (a statement after the first that
 			// ended the transaction) an error of the gate's: never made.
 			assert.True(t, errors.Is(err, rollout.ErrGateRefused) || strings.Contains(err.Error(), "check gate: "), "%s: %v", q, err)
+			if strings.HasPrefix(q, "/* /*") {
+				assert.ErrorIs(t, err, rollout.ErrGateRefused, "%s: refused before it runs", q)
+			}
 			assert.NotContains(t, err.Error(), "audit", "%s: the refusal is recorded", q)
 			assert.NotEqual(t, ledger.Expanded, st.Phase, "%s", q)
 			assert.Equal(t, before, balances(t, db), "%s changed the data", q)

@@ -62,11 +62,13 @@ type Rendering interface {
 	// FoldName is name as the database compares names: two names are one
 	// object's when their folds are equal.
 	FoldName(name string) string
-	// ParameterIn says what, in s[start:end] (a token of a DDL fragment
-	// that is not a string or a quoted name), the database would read as
-	// a bind parameter, or "": a fragment goes into every database's DDL
-	// as written.
-	ParameterIn(s string, start, end int) string
+	// MisreadIn says what, in s[start:end] (a token, as PostgreSQL's
+	// lexer reads it, of a fragment: a DDL operation's, or a backfill's
+	// expression; not a string or a quoted name), the database reads
+	// otherwise, or "": a bind parameter, or a name that runs on past
+	// the token. A fragment goes into the database's statements as
+	// written.
+	MisreadIn(s string, start, end int) string
 	// TypeProblem says how a column declared got fails to hold what a
 	// column of type want holds, or "" when it does.
 	TypeProblem(want, got string) string

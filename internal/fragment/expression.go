@@ -4,20 +4,22 @@ import (
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // Expression returns why s cannot be one expression put in a statement
 // between parentheses, or "": it must read the same to every reader
-// (see [Lexical]), hold a token, close every parenthesis and bracket it
+// and to each of readers (see [Lexical]), hold a token, close every parenthesis and bracket it
 // opens, in order, and close none it did not open (it would end the
 // statement's parenthesis and go on outside it), and hold no comma
 // outside them (a list of expressions is not one: in a statement's
 // row or select list it would add one of its own).
-func Expression(s string) string {
+func Expression(s string, readers []dialect.Rendering) string {
 	if strings.TrimSpace(s) == "" {
 		return "is empty"
 	}
-	if why := Lexical(s); why != "" {
+	if why := Lexical(s, readers); why != "" {
 		return why
 	}
 	res, err := Scan(s)

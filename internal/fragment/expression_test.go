@@ -5,7 +5,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/schemashift/schemashift/internal/dialect"
+	"github.com/schemashift/schemashift/internal/dialect/postgres"
+	"github.com/schemashift/schemashift/internal/dialect/sqlite"
 	"github.com/schemashift/schemashift/internal/fragment"
+)
+
+var (
+	pgOnly = []dialect.Rendering{postgres.Dialect{}}
+	both   = []dialect.Rendering{postgres.Dialect{}, sqlite.Dialect{}}
 )
 
 func TestExpressionTakesOneExpression(t *testing.T) {
@@ -19,7 +27,23 @@ func TestExpressionTakesOneExpression(t *testing.T) {
 		`"Mixed Case" || 'x'`,
 		"amount::numeric(12, 2) / 100",
 	} {
-		assert.Empty(t, fragment.Expression(e), e)
+		assert.Empty(t, fragment.Expression(e, both), e)
+	}
+}
+
+// What only SQLite reads otherwise is refused only where SQLite reads
+// it: PostgreSQL's arrays of strings, jsonb's ? operators and array
+// slices are PostgreSQL's own, and read the same by its lexer and by it.
+func TestExpressionIsReadAsItsDatabaseReadsIt(t *testing.T) {
+	for _, e := range []string{
+		"ARRAY['USD', 'EUR']",
+		"data ? 'email'",
+		"tags <@ARRAY['a']",
+		"(tags)[1:2]",
+		"x @@to_tsquery('q')",
+	} {
+		assert.Empty(t, fragment.Expression(e, pgOnly), e)
+		assert.NotEmpty(t, fragment.Expression(e, both), e)
 	}
 }
 
@@ -31,13 +55,25 @@ func TestExpressionRefusesWhatLeavesItsParentheses(t *testing.T) {
 		"x) WHERE (true":         "closes a ) it did not open",
 		"(a":                     "leaves a parenthesis or a bracket open",
 		"(a]":                    "closes a ] it did not open",
-		"a], b[":                 "holds a [ without its ]",
+		"a], b[":                 "closes a ] it did not open",
 		"a, b":                   "holds a ',' outside parentheses: a list of expressions, not one",
 		"'x'), email = ('taken'": "closes a ) it did not open",
 		"$$'$$) -- '":            "holds the string $$'$$: only plain '…' strings are taken",
 		"a -- b":                 "holds a comment",
 		"$1":                     "holds a parameter",
+		"x$1 + 1":                `holds "$1" inside a name (a driver's substitution of parameters may read it as one)`,
 	} {
-		assert.Equal(t, why, fragment.Expression(e), "%q", e)
+		assert.Equal(t, why, fragment.Expression(e, pgOnly), "%q", e)
+	}
+	for e, why := range map[string]string{
+		// SQLite reads $a(') as a parameter's name, then the rest as
+		// code: ) WHERE 1=1, and a comment.
+		"$a(')) WHERE 1=1 -- ')": `holds "$a" (SQLite reads it as a parameter)`,
+		"lower(email) || $abc":   `holds "$a" (SQLite reads it as a parameter)`,
+		"lower(email) || ?":      "holds a '?' (SQLite reads it as a parameter)",
+		"x['k']":                 "holds a string or a quoted name between [ and ] (SQLite reads [ … ] as a name, whatever it holds)",
+		"x[1":                    "holds a [ without its ] (SQLite reads [ … ] as a name)",
+	} {
+		assert.Equal(t, why, fragment.Expression(e, both), "%q", e)
 	}
 }

@@ -7,14 +7,15 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
-	"github.com/schemashift/schemashift/internal/dialects"
+	"github.com/schemashift/schemashift/internal/dialect"
 )
 
 // Lexical returns why s does not read the same to every reader of the
-// statement it goes into, or "": PostgreSQL with standard_conforming_strings
-// on or off, and SQLite (on a SQLite database the same fragment goes into
-// SQLite's DDL). Any token that could end a string, a name or a comment
-// at a different place for one of them is refused:
+// statements it goes into, or "": PostgreSQL's lexer with
+// standard_conforming_strings on or off, and each of readers (the
+// databases it goes into; see [dialect.Rendering]'s MisreadIn). Any
+// token that could end a string, a name or a comment at a different
+// place for one of them is refused:
 //
 //   - comments, ';', a NUL byte, text that is not UTF-8, and spacing other
 //     than space, tab, CR and LF;
@@ -23,12 +24,12 @@ import (
 //     different quote when standard_conforming_strings is off);
 //   - U&"…" names, $n parameters, and a backtick (SQLite quotes names
 //     with it);
-//   - what SQLite reads as a parameter: '?', and '@', '#' or ':' before
-//     a letter, digit, '_' or '$' (outside strings and quoted names; a
-//     '::' cast is taken);
-//   - a string or a quoted name between [ and ] (SQLite reads [ … ] as
-//     a name, whatever it holds).
-func Lexical(s string) string {
+//   - what a reader reads otherwise: on SQLite, '?', and '@', '#', ':'
+//     or '$' before a letter, digit, '_' or '$' (outside strings and
+//     quoted names; a '::' cast is taken), and a string or a quoted name
+//     between [ and ] (SQLite reads [ … ] as a name, whatever it holds);
+//     on PostgreSQL, a $ and a digit inside a name.
+func Lexical(s string, readers []dialect.Rendering) string {
 	if !utf8.ValidString(s) {
 		return "is not UTF-8"
 	}
@@ -41,7 +42,7 @@ func Lexical(s string) string {
 	}
 	toks := res.GetTokens()
 	end := 0
-	for i, tok := range toks {
+	for _, tok := range toks {
 		start := int(tok.Start)
 		if start < end || int(tok.End) > len(s) || int(tok.End) < start {
 			return "does not scan into tokens"
@@ -74,17 +75,13 @@ func Lexical(s string) string {
 			if strings.HasPrefix(text, `"`) {
 				continue
 			}
-		case pg.Token_ASCII_91:
-			if why := bracketed(s, toks[i+1:]); why != "" {
-				return why
-			}
 		}
 		if strings.ContainsRune(text, '`') {
 			return "holds a backtick"
 		}
 		if tok.Token != pg.Token_TYPECAST {
-			for _, d := range dialects.All() {
-				if why := d.ParameterIn(s, start, end); why != "" {
+			for _, d := range readers {
+				if why := d.MisreadIn(s, start, end); why != "" {
 					return why
 				}
 			}
@@ -94,20 +91,6 @@ func Lexical(s string) string {
 		return fmt.Sprintf("holds %q outside any token", gap)
 	}
 	return ""
-}
-
-// bracketed checks the tokens after a [ up to the next ]: none may be a
-// string or a quoted name.
-func bracketed(s string, toks []*pg.ScanToken) string {
-	for _, tok := range toks {
-		switch {
-		case tok.Token == pg.Token_ASCII_93:
-			return ""
-		case tok.Token == pg.Token_SCONST, tok.Token == pg.Token_IDENT && strings.HasPrefix(s[tok.Start:tok.End], `"`):
-			return "holds a string or a quoted name between [ and ]"
-		}
-	}
-	return "holds a [ without its ]"
 }
 
 // Short cuts s for an error message.

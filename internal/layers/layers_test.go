@@ -44,7 +44,7 @@ var allowed = map[string][]string{
 	"internal/dialect/sqlite":     {"internal/dialect", "internal/dialect/common", "internal/ident"},
 	"internal/dialects":           {"internal/dialect", "internal/dialect/postgres", "internal/dialect/sqlite"},
 	"internal/backoff":            nil,
-	"internal/fragment":           {"internal/dialect", "internal/dialects"},
+	"internal/fragment":           {"internal/dialect"},
 	"internal/ident":              nil,
 	"internal/pgerr":              {"internal/dialect/sqlite"},
 	"internal/stringflag":         nil,

@@ -49,9 +49,18 @@ func (Dialect) TypeProblem(want, got string) string {
 	return ""
 }
 
-// ParameterIn implements [dialect.Rendering]: PostgreSQL's only
-// parameters, $n, are refused in every fragment already.
-func (Dialect) ParameterIn(string, int, int) string { return "" }
+// MisreadIn implements [dialect.Rendering]: PostgreSQL's parameters,
+// $n, are refused in every fragment already; a $ and a digit inside a
+// name (x$1) are refused too, as a driver's client-side substitution of
+// parameters (pgx's simple protocol) may read them as one.
+func (Dialect) MisreadIn(s string, start, end int) string {
+	for k := start; k+1 < end; k++ {
+		if s[k] == '$' && '0' <= s[k+1] && s[k+1] <= '9' {
+			return fmt.Sprintf("holds %q inside a name (a driver's substitution of parameters may read it as one)", s[k:k+2])
+		}
+	}
+	return ""
+}
 
 // SearchPath implements [dialect.Capabilities].
 func (Dialect) SearchPath() bool { return true }

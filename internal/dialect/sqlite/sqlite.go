@@ -122,16 +122,27 @@ func affinity(typ string) string {
 	return "NUMERIC"
 }
 
-// ParameterIn implements [dialect.Rendering]: SQLite reads '?' anywhere
-// as a parameter, and '@', '#' or ':' right before a name's character
-// (its @a(…) takes everything up to its ')', quotes included, as one
-// parameter's name).
-func (Dialect) ParameterIn(s string, start, end int) string {
+// MisreadIn implements [dialect.Rendering]: SQLite reads '?' anywhere
+// as a parameter, and '@', '#', ':' or '$' right before a name's
+// character (its @a(…) and $a(…) take everything up to their ')', quotes
+// included, as one parameter's name); and it reads [ … ] as a name,
+// whatever it holds up to the first ']': a quote in it would start a
+// string for PostgreSQL's lexer, and none for SQLite's.
+func (Dialect) MisreadIn(s string, start, end int) string {
+	if s[start:end] == "[" {
+		name, _, ok := strings.Cut(s[end:], "]")
+		switch {
+		case !ok:
+			return "holds a [ without its ] (SQLite reads [ … ] as a name)"
+		case strings.ContainsAny(name, "'\"`"):
+			return "holds a string or a quoted name between [ and ] (SQLite reads [ … ] as a name, whatever it holds)"
+		}
+	}
 	for k := start; k < end; k++ {
 		switch s[k] {
 		case '?':
 			return "holds a '?' (SQLite reads it as a parameter)"
-		case '@', '#', ':':
+		case '@', '#', ':', '$':
 			if k+1 < len(s) && dialect.NameChar(s[k+1]) {
 				return fmt.Sprintf("holds %q (SQLite reads it as a parameter)", s[k:k+2])
 			}
