@@ -37,6 +37,8 @@ func TestAnExpressionCannotTakeTheStatementWithIt(t *testing.T) {
 		"a parameter":                `$1`,
 		"a backslash before a quote": `'it\''`,
 		"the span's parameters":      `$$'$$) WHERE $1::text IS NOT NULL AND $2::text IS NOT NULL -- '`,
+		// pgx's simple protocol reads a dollar quote from a$b$ on.
+		"a dollar in a name": `(SELECT email AS a$b$) || '$b$ $1 $c$' || (SELECT 1 AS a$c$)`,
 	}
 	// What SQLite reads otherwise than PostgreSQL's lexer (an attack
 	// review's): $a(') is one parameter's name there, and what follows
@@ -45,6 +47,7 @@ func TestAnExpressionCannotTakeTheStatementWithIt(t *testing.T) {
 		"SQLite's ? parameter":    `lower(email) || ?`,
 		"SQLite's $ parameter":    `lower(email) || $abc`,
 		"SQLite's $a(…) name":     `$a(')) WHERE 1=1 -- ')`,
+		"SQLite's @::a(…) name":   `@::a(')) WHERE 1=1 --')`,
 		"a quote in [ … ]":        `[']`,
 		"a quote in [ … ], again": `x['k']`,
 	}

@@ -291,7 +291,8 @@ func sqlCheck(ctx context.Context, d dialect.Dialect, tx *sqlx.Tx, k Check) (str
 }
 
 // leadingWord is the first word of q, lower case, past spaces, comments
-// and opening parentheses; "" past a comment within a comment. The database's read-only mode is what keeps a
+// and opening parentheses; "" past a comment within a comment, or a
+// line's comment that a CR alone ends. The database's read-only mode is what keeps a
 // check from writing; this keeps a transaction's own commands (COMMIT,
 // ROLLBACK, RELEASE), which that mode allows, from ending the ledger's
 // transaction under it. It is written here, not parsed, because the
@@ -301,21 +302,28 @@ func leadingWord(q string) string {
 		q = strings.TrimLeft(q, " \t\r\n\f(")
 		switch {
 		case strings.HasPrefix(q, "--"):
-			if i := strings.IndexByte(q, '\n'); i >= 0 {
-				q = q[i+1:]
-				continue
+			// PostgreSQL ends it at a CR too, SQLite only at a LF: past a
+			// CR alone, no first word reads the same to both (past a
+			// CRLF, one does).
+			i := strings.IndexAny(q, "\r\n")
+			if i < 0 || q[i] == '\r' && !strings.HasPrefix(q[i:], "\r\n") {
+				return ""
 			}
-			return ""
+			q = q[i+1:]
+			continue
 		case strings.HasPrefix(q, "/*"):
 			// A comment within it ends at another place for each
 			// database (PostgreSQL nests them, SQLite does not): "/* /*
 			// */ SELECT */ COMMIT" begins with COMMIT for PostgreSQL.
-			// It has no first word that both read the same.
-			if i := strings.Index(q, "*/"); i >= 0 && !strings.Contains(q[2:i], "/*") {
-				q = q[i+2:]
-				continue
+			// It has no first word that both read the same. Its end is
+			// looked for past its own "/*" ("/*/" does not end it).
+			body := q[2:]
+			i := strings.Index(body, "*/")
+			if i < 0 || strings.Contains(body[:i+1], "/*") {
+				return ""
 			}
-			return ""
+			q = body[i+2:]
+			continue
 		}
 		end := strings.IndexFunc(q, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') })
 		if end < 0 {

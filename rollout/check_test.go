@@ -141,6 +141,11 @@ func TestSQLCheckCannotWrite(t *testing.T) {
 		`/* /* */ SELECT */ COMMIT`,
 		`/* /* */ SELECT */ ROLLBACK`,
 		`/* /* */ SELECT */ RELEASE SAVEPOINT schemashift_check`,
+		// PostgreSQL ends a line's comment at a CR; SQLite does not.
+		"-- x\rCOMMIT /*\nSELECT 1 */",
+		"-- x\rROLLBACK /*\nSELECT 1 */",
+		// The comment's end is past its own "/*" (this one panicked).
+		`/*/ SELECT */ COMMIT`,
 		"-- a comment\nDELETE FROM accounts",
 		`SELECT 1 WHERE 1 = 0; COMMIT`,
 		`SELECT 1 WHERE 1 = 0; DROP TABLE accounts`,
@@ -162,7 +167,7 @@ func TestSQLCheckCannotWrite(t *testing.T) {
 			// Refused at the gate, or (a statement after the first that
 			// ended the transaction) an error of the gate's: never made.
 			assert.True(t, errors.Is(err, rollout.ErrGateRefused) || strings.Contains(err.Error(), "check gate: "), "%s: %v", q, err)
-			if strings.HasPrefix(q, "/* /*") {
+			if strings.HasPrefix(q, "/* /*") || strings.HasPrefix(q, "-- x\r") || strings.HasPrefix(q, "/*/") {
 				assert.ErrorIs(t, err, rollout.ErrGateRefused, "%s: refused before it runs", q)
 			}
 			assert.NotContains(t, err.Error(), "audit", "%s: the refusal is recorded", q)

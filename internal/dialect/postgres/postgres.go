@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -50,14 +51,15 @@ func (Dialect) TypeProblem(want, got string) string {
 }
 
 // MisreadIn implements [dialect.Rendering]: PostgreSQL's parameters,
-// $n, are refused in every fragment already; a $ and a digit inside a
-// name (x$1) are refused too, as a driver's client-side substitution of
-// parameters (pgx's simple protocol) may read them as one.
+// $n, are refused in every fragment already; a $ inside a name is
+// refused too, as a driver that puts parameters in on the client (pgx's
+// simple protocol) reads a $ and a digit there as a parameter, and a$b$
+// as the start of a dollar-quoted string: an attack review's
+// (SELECT email AS a$b$) || '$b$ $1 $c$' || … had a key value put where
+// the server reads code.
 func (Dialect) MisreadIn(s string, start, end int) string {
-	for k := start; k+1 < end; k++ {
-		if s[k] == '$' && '0' <= s[k+1] && s[k+1] <= '9' {
-			return fmt.Sprintf("holds %q inside a name (a driver's substitution of parameters may read it as one)", s[k:k+2])
-		}
+	if strings.Contains(s[start:end], "$") {
+		return fmt.Sprintf("holds a $ in %q (a driver that puts parameters in on the client may read a parameter or a dollar quote there)", s[start:end])
 	}
 	return ""
 }

@@ -124,8 +124,8 @@ func affinity(typ string) string {
 
 // MisreadIn implements [dialect.Rendering]: SQLite reads '?' anywhere
 // as a parameter, and '@', '#', ':' or '$' right before a name's
-// character (its @a(…) and $a(…) take everything up to their ')', quotes
-// included, as one parameter's name); and it reads [ … ] as a name,
+// character or a ':' (its @a(…), $a(…) and @::a(…) take everything up to
+// their ')', quotes included, as one parameter's name); and it reads [ … ] as a name,
 // whatever it holds up to the first ']': a quote in it would start a
 // string for PostgreSQL's lexer, and none for SQLite's.
 func (Dialect) MisreadIn(s string, start, end int) string {
@@ -143,7 +143,8 @@ func (Dialect) MisreadIn(s string, start, end int) string {
 		case '?':
 			return "holds a '?' (SQLite reads it as a parameter)"
 		case '@', '#', ':', '$':
-			if k+1 < len(s) && dialect.NameChar(s[k+1]) {
+			// A name's character, or its :: (@::a(…) is one name too).
+			if k+1 < len(s) && (dialect.NameChar(s[k+1]) || s[k+1] == ':') {
 				return fmt.Sprintf("holds %q (SQLite reads it as a parameter)", s[k:k+2])
 			}
 		}
