@@ -87,9 +87,11 @@ type Job struct {
 // comment, a ';', a NUL byte, strings other than plain '…' (E'…', $$…$$,
 // U&'…') and a backslash before a quote in one, a parameter ($1), a
 // backtick, a parenthesis or bracket closed that it did not open or left
-// open, and a comma outside parentheses; on SQLite also what it reads as
-// a parameter (?, :name, @name, $name) and a quote between [ and ],
-// which it reads as a name.
+// open, and a comma outside parentheses; on PostgreSQL also a $ in a
+// name (a driver that puts parameters in on the client, as pgx's simple
+// protocol does, reads a parameter or a dollar quote there); on SQLite
+// what it reads as a parameter (?, :name, @name, $name, @::name) and a
+// quote between [ and ], which it reads as a name.
 type Assign struct {
 	Column string
 	Expr   string
