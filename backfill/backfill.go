@@ -627,8 +627,8 @@ func (b *Backfill) rest(ctx context.Context, elapsed time.Duration) error {
 // Set job's table with rules refuses an UPDATE inside a WITH: the
 // statement runs as it is there, and none of its time is taken off. The
 // catalog is read at New and as each Run starts, and again by a chunk
-// refused for rules the table gained during the Run (see retimed). On SQLite, which keeps no
-// statistics, it is the time at the client less a round trip (the
+// refused for rules the table gained during the Run (see retimed). On
+// SQLite, which keeps no statistics, it is the time at the client less a round trip (the
 // job-status check's time, a statement that does next to nothing). It
 // leaves out on purpose what the database does not count as active
 // (the waits for a connection, the gaps between statements, a Func's own

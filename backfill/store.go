@@ -226,9 +226,8 @@ var errNoChunk = errors.New("no chunk available")
 //
 // guesses are the boundaries a look-ahead found (see lookahead), and
 // short its sign of the table's tail, or nil; busy says the worker has
-// just finished a chunk, and skips
-// the idle check (a round trip) that keeps idle and paused workers from
-// taking write locks.
+// just finished a chunk, and skips the idle check (a round trip) that
+// keeps idle and paused workers from taking write locks.
 func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses []boundaryGuess, short *boundaryGuess, busy bool) (*chunk, Status, error) {
 	if !busy {
 		st, idle, err := b.idle(ctx, worker)

@@ -292,10 +292,10 @@ func sqlCheck(ctx context.Context, d dialect.Dialect, tx *sqlx.Tx, k Check) (str
 
 // leadingWord is the first word of q, lower case, past spaces, comments
 // and opening parentheses; "" past a comment within a comment, or a
-// line's comment that a CR alone ends. The database's read-only mode is what keeps a
-// check from writing; this keeps a transaction's own commands (COMMIT,
-// ROLLBACK, RELEASE), which that mode allows, from ending the ledger's
-// transaction under it. It is written here, not parsed, because the
+// line's comment that a CR alone ends. The database's read-only mode is
+// what keeps a check from writing; this keeps a transaction's own
+// commands (COMMIT, ROLLBACK, RELEASE), which that mode allows, from
+// ending the ledger's transaction under it. It is written here, not parsed, because the
 // assertion is in the SQL of whichever database the plan runs on.
 func leadingWord(q string) string {
 	for {

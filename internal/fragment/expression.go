@@ -9,25 +9,23 @@ import (
 )
 
 // Expression returns why s cannot be one expression put in a statement
-// between parentheses, or "": it must read the same to every reader
-// and to each of readers (see [Lexical]), hold a token, close every parenthesis and bracket it
-// opens, in order, and close none it did not open (it would end the
-// statement's parenthesis and go on outside it), and hold no comma
-// outside them (a list of expressions is not one: in a statement's
-// row or select list it would add one of its own).
+// between parentheses, or "": it must read the same to PostgreSQL's
+// lexer and to each of readers (see [Lexical]), hold a token, close
+// every parenthesis and bracket it opens, in order, and close none it
+// did not open (it would end the statement's parenthesis and go on
+// outside it), and hold no comma outside them (a list of expressions is
+// not one: in a statement's row or select list it would add one of its
+// own).
 func Expression(s string, readers []dialect.Rendering) string {
 	if strings.TrimSpace(s) == "" {
 		return "is empty"
 	}
-	if why := Lexical(s, readers); why != "" {
+	toks, why := tokens(s, readers)
+	if why != "" {
 		return why
 	}
-	res, err := Scan(s)
-	if err != nil {
-		return "does not scan: " + err.Error()
-	}
 	var open []pg.Token
-	for _, tok := range res.GetTokens() {
+	for _, tok := range toks {
 		switch tok.Token {
 		case pg.Token_ASCII_40, pg.Token_ASCII_91: // ( [
 			open = append(open, tok.Token)

@@ -28,69 +28,77 @@ import (
 //     or '$' before a letter, digit, '_' or '$' (outside strings and
 //     quoted names; a '::' cast is taken), and a string or a quoted name
 //     between [ and ] (SQLite reads [ … ] as a name, whatever it holds);
-//     on PostgreSQL, a $ and a digit inside a name.
+//     on PostgreSQL, a $ inside a name (a driver that puts parameters in
+//     on the client may read a parameter or a dollar quote there).
 func Lexical(s string, readers []dialect.Rendering) string {
+	_, why := tokens(s, readers)
+	return why
+}
+
+// tokens scans s as PostgreSQL's lexer does and returns its tokens, or
+// why s does not read the same to every reader (see [Lexical]).
+func tokens(s string, readers []dialect.Rendering) ([]*pg.ScanToken, string) {
 	if !utf8.ValidString(s) {
-		return "is not UTF-8"
+		return nil, "is not UTF-8"
 	}
 	if strings.ContainsRune(s, 0) {
-		return "holds a NUL byte"
+		return nil, "holds a NUL byte"
 	}
 	res, err := Scan(s)
 	if err != nil {
-		return fmt.Sprintf("does not scan: %v", err)
+		return nil, fmt.Sprintf("does not scan: %v", err)
 	}
 	toks := res.GetTokens()
 	end := 0
 	for _, tok := range toks {
 		start := int(tok.Start)
 		if start < end || int(tok.End) > len(s) || int(tok.End) < start {
-			return "does not scan into tokens"
+			return nil, "does not scan into tokens"
 		}
 		if gap := strings.Trim(s[end:start], " \t\r\n"); gap != "" {
-			return fmt.Sprintf("holds %q outside any token", gap)
+			return nil, fmt.Sprintf("holds %q outside any token", gap)
 		}
 		end = int(tok.End)
 		text := s[start:end]
 		switch tok.Token {
 		case pg.Token_SQL_COMMENT, pg.Token_C_COMMENT:
-			return "holds a comment"
+			return nil, "holds a comment"
 		case pg.Token_ASCII_59:
-			return "holds a ';'"
+			return nil, "holds a ';'"
 		case pg.Token_SCONST:
 			if !strings.HasPrefix(text, "'") {
-				return fmt.Sprintf("holds the string %s: only plain '…' strings are taken", Short(text))
+				return nil, fmt.Sprintf("holds the string %s: only plain '…' strings are taken", Short(text))
 			}
 			if strings.Contains(text, `\'`) {
-				return fmt.Sprintf("holds a backslash before a quote in %s", Short(text))
+				return nil, fmt.Sprintf("holds a backslash before a quote in %s", Short(text))
 			}
 			continue
 		case pg.Token_USCONST, pg.Token_BCONST, pg.Token_XCONST:
-			return fmt.Sprintf("holds the constant %s: only plain '…' strings are taken", Short(text))
+			return nil, fmt.Sprintf("holds the constant %s: only plain '…' strings are taken", Short(text))
 		case pg.Token_UIDENT:
-			return fmt.Sprintf("holds the name %s: only plain \"…\" names are taken", Short(text))
+			return nil, fmt.Sprintf("holds the name %s: only plain \"…\" names are taken", Short(text))
 		case pg.Token_PARAM:
-			return "holds a parameter"
+			return nil, "holds a parameter"
 		case pg.Token_IDENT:
 			if strings.HasPrefix(text, `"`) {
 				continue
 			}
 		}
 		if strings.ContainsRune(text, '`') {
-			return "holds a backtick"
+			return nil, "holds a backtick"
 		}
 		if tok.Token != pg.Token_TYPECAST {
 			for _, d := range readers {
 				if why := d.MisreadIn(s, start, end); why != "" {
-					return why
+					return nil, why
 				}
 			}
 		}
 	}
 	if gap := strings.Trim(s[end:], " \t\r\n"); gap != "" {
-		return fmt.Sprintf("holds %q outside any token", gap)
+		return nil, fmt.Sprintf("holds %q outside any token", gap)
 	}
-	return ""
+	return toks, ""
 }
 
 // Short cuts s for an error message.

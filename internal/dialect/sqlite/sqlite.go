@@ -124,10 +124,10 @@ func affinity(typ string) string {
 
 // MisreadIn implements [dialect.Rendering]: SQLite reads '?' anywhere
 // as a parameter, and '@', '#', ':' or '$' right before a name's
-// character or a ':' (its @a(…), $a(…) and @::a(…) take everything up to
-// their ')', quotes included, as one parameter's name); and it reads [ … ] as a name,
-// whatever it holds up to the first ']': a quote in it would start a
-// string for PostgreSQL's lexer, and none for SQLite's.
+// character or a ':' (its @a(…), $a(…) and @::a(…) take everything up
+// to their ')', quotes included, as one parameter's name); and it reads
+// [ … ] as a name, whatever it holds up to the first ']': a quote in it
+// would start a string for PostgreSQL's lexer, and none for SQLite's.
 func (Dialect) MisreadIn(s string, start, end int) string {
 	if s[start:end] == "[" {
 		name, _, ok := strings.Cut(s[end:], "]")
