@@ -42,18 +42,38 @@ func (o *Outside) DB() *sqlx.DB { return o.db }
 
 // Xacts is the database's transactions, as its statistics show them.
 func (o *Outside) Xacts() int64 {
-	var x int64
-	require.NoError(o.t, o.db.GetContext(context.Background(), &x,
-		`SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1`, o.dbname))
-	return x
+	return int64(o.stat(`xact_commit + xact_rollback`))
 }
 
 // Active is the database's active time, every session's.
 func (o *Outside) Active() time.Duration {
-	var ms float64
-	require.NoError(o.t, o.db.GetContext(context.Background(), &ms,
-		`SELECT active_time FROM pg_stat_database WHERE datname = $1`, o.dbname))
-	return time.Duration(ms * float64(time.Millisecond))
+	return time.Duration(o.stat(`active_time`) * float64(time.Millisecond))
+}
+
+// stat reads expr from the database's row of pg_stat_database, in
+// statistics no older than the read. Through PostgreSQL 14 the
+// statistics collector writes what sessions reported to a file that a
+// reader takes while it is less than half a second old: read at once,
+// the counts of sessions that just left (see Gone) may be missing (CI's
+// PostgreSQL 14 once read 924.8ms of active time where its sessions had
+// reported more). So the read is made again until its snapshot was taken
+// after the read began (pg_stat_get_snapshot_timestamp, NULL from 15 on,
+// where sessions report to shared memory as they leave).
+func (o *Outside) stat(expr string) float64 {
+	var from time.Time
+	require.NoError(o.t, o.db.GetContext(context.Background(), &from, `SELECT clock_timestamp()`))
+	for {
+		var row struct {
+			V     float64 `db:"v"`
+			Fresh bool    `db:"fresh"`
+		}
+		require.NoError(o.t, o.db.GetContext(context.Background(), &row,
+			`SELECT (`+expr+`)::float8 AS v, coalesce(pg_stat_get_snapshot_timestamp() >= $2, true) AS fresh
+			FROM pg_stat_database WHERE datname = $1`, o.dbname, from))
+		if row.Fresh {
+			return row.V
+		}
+	}
 }
 
 // Gone closes pool's idle sessions (nil: none) and waits until no session
