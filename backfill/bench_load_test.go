@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,7 +41,9 @@ import (
 // foreground's own latencies (pgbench's log, tailed as it is written,
 // fed to a ForegroundRecorder, as an application's adapters would feed
 // one), and fixed 1,000-row batches with no pause. BENCH_PGBENCH names pgbench (default: on PATH, else
-// PostgreSQL 15's).
+// PostgreSQL 15's); BENCH_ONLY, a regular expression, picks the contenders
+// by name (the run with no backfill always runs: every ratio is against
+// it), and the summary lines print when the contenders they compare ran.
 func BenchmarkBackfillUnderLoad(b *testing.B) {
 	pgbench := pgbenchPath(b)
 	n := benchRows()
@@ -169,40 +172,60 @@ END;
 			return start, end, p.RowsDone
 		}
 	}
-	for b.Loop() {
-		results = results[:0]
-		results = append(results, measure("none", true, func(*sqlx.DB) (time.Time, time.Time, int64) {
+	type contender struct {
+		name   string
+		loaded bool
+		run    func(db *sqlx.DB) (start, end time.Time, rows int64)
+	}
+	// The same budget read from the application's own latencies:
+	// pgbench's, as it logs them, fed to a ForegroundRecorder.
+	rec := backfill.NewForegroundRecorder(nil)
+	contenders := []contender{
+		{"none", true, func(*sqlx.DB) (time.Time, time.Time, int64) {
 			start := time.Now()
 			time.Sleep(10 * time.Second)
 			return start, time.Now(), 0
-		}))
-		results = append(results, measure("single UPDATE", true, func(db *sqlx.DB) (time.Time, time.Time, int64) {
+		}},
+		{"single UPDATE", true, func(db *sqlx.DB) (time.Time, time.Time, int64) {
 			start := time.Now()
 			res := db.MustExecContext(ctx, `UPDATE users SET email_lower = lower(email)`)
 			end := time.Now()
 			rows, _ := res.RowsAffected()
 			return start, end, rows
-		}))
-		results = append(results, measure("defaults", true, backfillRun()))
-		results = append(results, measure("budget 1.5x p99, 10% tx/s", true, backfillRun(
-			backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9}))))
-		// The same budget read from the application's own latencies:
-		// pgbench's, as it logs them, fed to a ForegroundRecorder.
-		rec := backfill.NewForegroundRecorder(nil)
-		results = append(results, measure("budget, the foreground's own latencies", true, func(db *sqlx.DB) (time.Time, time.Time, int64) {
+		}},
+		{"defaults", true, backfillRun()},
+		{budgetName, true, backfillRun(
+			backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9}))},
+		{appBudgetName, true, func(db *sqlx.DB) (time.Time, time.Time, int64) {
 			stop := tailPgbench(liveLog, rec)
 			defer stop()
 			return backfillRun(backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9, Signal: rec}))(db)
-		}))
-		results = append(results, measure("fixed 1000-row batches", true, backfillRun(
-			backfill.WithChunkSize(1000, 1000, 1000), backfill.WithMaxLockHold(10*time.Second), backfill.WithDutyCycle(1))))
-		unloaded := measure("defaults, no foreground", false, backfillRun())
-
-		none := results[0]
+		}},
+		{fixedName, true, backfillRun(
+			backfill.WithChunkSize(1000, 1000, 1000), backfill.WithMaxLockHold(10*time.Second), backfill.WithDutyCycle(1))},
+		{unloadedName, false, backfillRun()},
+	}
+	only, err := regexp.Compile(os.Getenv("BENCH_ONLY"))
+	if err != nil {
+		b.Fatalf("BENCH_ONLY: %v", err)
+	}
+	for b.Loop() {
+		results = results[:0]
+		got := map[string]result{}
+		for _, c := range contenders {
+			// The run with no backfill is every ratio's baseline: it always runs.
+			if c.name != "none" && !only.MatchString(c.name) {
+				continue
+			}
+			r := measure(c.name, c.loaded, c.run)
+			results = append(results, r)
+			got[c.name] = r
+		}
+		none := got["none"]
 		var out strings.Builder
 		fmt.Fprintf(&out, "\n%d rows, foreground: pgbench, 4 clients, a point read and a point update a transaction\n", n)
 		fmt.Fprintf(&out, "| backfill | rows/s | foreground tx/s kept | (against its own 2 s before) | foreground p99 | (against its own 2 s before) | longest foreground transaction |\n|---|---|---|---|---|---|---|\n")
-		for _, r := range append(slices.Clone(results), unloaded) {
+		for _, r := range results {
 			rate := "—"
 			if r.rows > 0 {
 				rate = fmt.Sprintf("%.0fk", float64(r.rows)/r.window.Seconds()/1000)
@@ -214,25 +237,40 @@ END;
 			fmt.Fprintf(&out, "| %s | %s | %.0f%% | %.0f%% | %.2f× (%.1f ms) | %.2f× (%.1f ms) | %.0f ms |\n", r.name, rate, 100*r.tps/none.tps, 100*r.tps/r.tpsBefore, r.p99/none.p99, r.p99, r.p99/r.p99Before, r.p99Before, r.maxLat)
 		}
 		rowsPerSec := func(r result) float64 { return float64(r.rows) / r.window.Seconds() }
-		fmt.Fprintf(&out, "budget rows/s: %.2f× the fixed 1000-row batches', %.0f%% of the defaults' with no foreground\n",
-			rowsPerSec(results[3])/rowsPerSec(results[5]), 100*rowsPerSec(results[3])/rowsPerSec(unloaded))
-		fmt.Fprintf(&out, "budget on the foreground's own latencies, rows/s: %.2f× the fixed 1000-row batches', %.0f%% of the defaults' with no foreground\n",
-			rowsPerSec(results[4])/rowsPerSec(results[5]), 100*rowsPerSec(results[4])/rowsPerSec(unloaded))
-		fmt.Fprintf(&out, "defaults with no foreground: %.2f× the single UPDATE's rows/s under load\n", rowsPerSec(unloaded)/rowsPerSec(results[1]))
+		fixed, haveFixed := got[fixedName]
+		unloaded, haveUnloaded := got[unloadedName]
+		for _, name := range []string{budgetName, appBudgetName} {
+			r, ok := got[name]
+			if !ok || !haveFixed || !haveUnloaded {
+				continue
+			}
+			fmt.Fprintf(&out, "%s, rows/s: %.2f× the fixed 1000-row batches', %.0f%% of the defaults' with no foreground\n",
+				name, rowsPerSec(r)/rowsPerSec(fixed), 100*rowsPerSec(r)/rowsPerSec(unloaded))
+			prefix := map[string]string{budgetName: "budget", appBudgetName: "app-budget"}[name]
+			b.ReportMetric(r.p99/none.p99, prefix+"-p99-ratio")
+			b.ReportMetric(r.p99/r.p99Before, prefix+"-p99-vs-before")
+			b.ReportMetric(100*r.tps/none.tps, prefix+"-fg-kept-%")
+			b.ReportMetric(rowsPerSec(r)/rowsPerSec(fixed), prefix+"-vs-fixed-1000")
+			b.ReportMetric(rowsPerSec(r)/rowsPerSec(unloaded), prefix+"-share-of-unloaded")
+		}
+		if single, ok := got["single UPDATE"]; ok && haveUnloaded {
+			fmt.Fprintf(&out, "defaults with no foreground: %.2f× the single UPDATE's rows/s under load\n", rowsPerSec(unloaded)/rowsPerSec(single))
+		}
 		fmt.Print(out.String())
-		b.ReportMetric(results[2].maxLat, "defaults-longest-fg-ms")
-		b.ReportMetric(100*results[2].tps/none.tps, "defaults-fg-kept-%")
-		b.ReportMetric(results[3].p99/none.p99, "budget-p99-ratio")
-		b.ReportMetric(results[3].p99/results[3].p99Before, "budget-p99-vs-before")
-		b.ReportMetric(results[4].p99/results[4].p99Before, "app-budget-p99-vs-before")
-		b.ReportMetric(100*results[3].tps/none.tps, "budget-fg-kept-%")
-		b.ReportMetric(rowsPerSec(results[3])/rowsPerSec(results[5]), "budget-vs-fixed-1000")
-		b.ReportMetric(results[4].p99/none.p99, "app-budget-p99-ratio")
-		b.ReportMetric(100*results[4].tps/none.tps, "app-budget-fg-kept-%")
-		b.ReportMetric(rowsPerSec(results[4])/rowsPerSec(results[5]), "app-budget-vs-fixed-1000")
-		b.ReportMetric(rowsPerSec(results[3])/rowsPerSec(unloaded), "budget-share-of-unloaded")
+		if d, ok := got["defaults"]; ok {
+			b.ReportMetric(d.maxLat, "defaults-longest-fg-ms")
+			b.ReportMetric(100*d.tps/none.tps, "defaults-fg-kept-%")
+		}
 	}
 }
+
+// The contenders whose figures the summary lines compare.
+const (
+	budgetName    = "budget 1.5x p99, 10% tx/s"
+	appBudgetName = "budget, the foreground's own latencies"
+	fixedName     = "fixed 1000-row batches"
+	unloadedName  = "defaults, no foreground"
+)
 
 // tailPgbench feeds rec with each transaction's latency as pgbench logs
 // it in dir (its per-transaction logs, a file per thread, which pgbench
