@@ -629,7 +629,7 @@ func (b *Backfill) rest(ctx context.Context, elapsed time.Duration) error {
 // catalog is read at New and as each Run starts, and again by a chunk
 // refused for rules the table gained during the Run (see retimed). On
 // SQLite, which keeps no statistics, it is the time at the client less a round trip (the
-// job-status check's time, a statement that does next to nothing). It
+// chunk's check's time, a statement that does next to nothing). It
 // leaves out on purpose what the database does not count as active
 // (the waits for a connection, the gaps between statements, a Func's own
 // work) and the small statements around it: taken off, more than the
@@ -644,23 +644,22 @@ func (b *Backfill) process(ctx context.Context, worker string, c *chunk) (change
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
 	// A pause or cancel that came after the claim stops the chunk before
 	// its statement.
-	start := time.Now()
-	if err := b.running(ctx, tx, false); err != nil {
-		return 0, 0, err
-	}
-	trip := time.Since(start)
+	//
 	// A worker frozen past its lease (its renewals stopped with it) runs
 	// no statement over a chunk another took over: it would hold the
 	// rows' locks until its commit found the lease gone, and over an
 	// open-ended tail that the other cut since, every row past the cut.
 	// A tail cut by another attempt at it (a process with this worker's
 	// ID, or this one's commit that went unanswered) is walked as cut.
-	// Read without a lock, so that the lease's renewals never wait on
-	// the chunk's transaction: finish's check is the one that decides.
-	cut, err := b.heldSpan(ctx, tx, worker, c, false)
+	// Both read in one statement without a lock, so that the lease's
+	// renewals never wait on the chunk's transaction: finish's check is
+	// the one that decides.
+	start := time.Now()
+	cut, err := b.checkChunk(ctx, tx, worker, c)
 	if err != nil {
 		return 0, 0, err
 	}
+	trip := time.Since(start)
 	if cut != nil {
 		*c = *cut
 	}

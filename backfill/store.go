@@ -383,30 +383,58 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 // open-ended tail that an attempt at it has cut since, the cut chunk (c
 // itself is left as it is); nil otherwise.
 func (b *Backfill) heldSpan(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, lock bool) (*chunk, error) {
-	var lease struct {
-		Worker  string         `db:"worker"`
-		Status  string         `db:"status"`
-		Hi      sql.NullString `db:"hi"`
-		Scanned int64          `db:"scanned"`
-	}
+	var lease chunkLease
 	if err := tx.GetContext(ctx, &lease, b.plan.d.BackfillChunkLease(lock), b.job.Name, c.Seq); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, errLeaseLost
 		}
 		return nil, err
 	}
-	if lease.Worker != worker || lease.Status != "leased" {
+	return lease.held(worker, c)
+}
+
+// checkChunk is what a chunk reads before its statement, in one
+// statement (a round trip less per chunk than two): that the job still
+// runs (errNotRunning, as [Backfill.running]), then, as heldSpan with no
+// lock, that c is still worker's, and whether an attempt at it cut it.
+func (b *Backfill) checkChunk(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk) (*chunk, error) {
+	var row struct {
+		JobStatus Status `db:"job_status"`
+		chunkLease
+	}
+	if err := tx.GetContext(ctx, &row, b.plan.d.BackfillChunkCheck(), b.job.Name, c.Seq); err != nil {
+		return nil, err
+	}
+	if row.JobStatus != Running {
+		return nil, errNotRunning
+	}
+	return row.held(worker, c)
+}
+
+// chunkLease is a chunk's row as heldSpan and checkChunk read it; its
+// columns are NULL where checkChunk found no row.
+type chunkLease struct {
+	Worker  sql.NullString `db:"worker"`
+	Status  sql.NullString `db:"status"`
+	Hi      sql.NullString `db:"hi"`
+	Scanned sql.NullInt64  `db:"scanned"`
+}
+
+// held reports errLeaseLost when the row is not worker's lease on c, and,
+// when c is an open-ended tail the row has cut, the cut chunk.
+func (l chunkLease) held(worker string, c *chunk) (*chunk, error) {
+	if !l.Worker.Valid || l.Worker.String != worker || l.Status.String != "leased" {
 		return nil, errLeaseLost
 	}
-	if c.Span.Hi != nil || !lease.Hi.Valid {
+	if c.Span.Hi != nil || !l.Hi.Valid {
 		return nil, nil
 	}
-	hi, err := decodeKey(lease.Hi)
+	hi, err := decodeKey(l.Hi)
 	if err != nil {
 		return nil, err
 	}
 	cut := *c
-	cut.Span.Hi, cut.Scanned = hi, lease.Scanned
+	cut.Span.Hi, cut.Scanned = hi, l.Scanned.Int64
 	return &cut, nil
 }
 

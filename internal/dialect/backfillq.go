@@ -63,6 +63,10 @@ type BackfillQueries interface {
 	// rows scanned, its row locked to the end of the transaction when
 	// lock is set: job, seq.
 	BackfillChunkLease(lock bool) string
+	// BackfillChunkCheck reads, with no lock, a job's status and one of
+	// its chunks' worker, status, upper key and rows scanned (NULL when
+	// the chunk has no row), in one statement: job, seq.
+	BackfillChunkCheck() string
 	// BackfillBoundTail gives worker's leased open-ended tail chunk an
 	// upper key (NULL: it stays open) and its rows scanned: job, seq,
 	// worker, hi, scanned.

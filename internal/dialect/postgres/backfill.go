@@ -103,6 +103,14 @@ func (Dialect) BackfillChunkLease(lock bool) string {
 	return q
 }
 
+// BackfillChunkCheck implements [dialect.BackfillQueries].
+func (Dialect) BackfillChunkCheck() string {
+	return `SELECT j.status AS job_status, c.worker, c.status, c.hi, c.scanned
+		FROM schemashift_backfills AS j
+		LEFT JOIN schemashift_backfill_chunks AS c ON c.job = j.job AND c.seq = $2
+		WHERE j.job = $1`
+}
+
 // BackfillTakeLease implements [dialect.BackfillQueries].
 func (Dialect) BackfillTakeLease() string {
 	return `UPDATE schemashift_backfill_chunks AS c

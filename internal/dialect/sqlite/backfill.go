@@ -100,6 +100,14 @@ func (Dialect) BackfillChunkLease(bool) string {
 	return `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2`
 }
 
+// BackfillChunkCheck implements [dialect.BackfillQueries].
+func (Dialect) BackfillChunkCheck() string {
+	return `SELECT j.status AS job_status, c.worker, c.status, c.hi, c.scanned
+		FROM schemashift_backfills AS j
+		LEFT JOIN schemashift_backfill_chunks AS c ON c.job = j.job AND c.seq = $2
+		WHERE j.job = $1`
+}
+
 // BackfillTakeLease implements [dialect.BackfillQueries].
 func (Dialect) BackfillTakeLease() string {
 	return `UPDATE schemashift_backfill_chunks AS c
