@@ -493,10 +493,14 @@ func (r *ForegroundRecorder) Read(context.Context) (Foreground, error) {
 }
 
 // ProbeForeground is a [ForegroundSignal] that times probe, a query the
-// application's hot path runs (a point read of a busy table, say): each
-// Read runs it n times in a row and reports the 95th percentile of those
-// times as the latency. It cannot tell throughput: a budget read by it
-// holds only its P99.
+// application's hot path runs (a point read of a busy table, say), n
+// times a window, and reports the 95th percentile of those times as the
+// latency. A budget reads it over each window with its n probes spread
+// evenly across the window, so that the reading is of the whole window
+// (the workers' chunks and their rests alike), not of its last moments;
+// a Read of its own, outside a budget, runs them back to back. A probe
+// that outlasts its share of the window is followed at once by the next.
+// It cannot tell throughput: a budget read by it holds only its P99.
 func ProbeForeground(n int, probe func(ctx context.Context) error) ForegroundSignal {
 	return probeSignal{n: max(n, 1), probe: probe}
 }
@@ -509,16 +513,52 @@ type probeSignal struct {
 func (probeSignal) Source() string { return SourceProbe }
 
 func (p probeSignal) Read(ctx context.Context) (Foreground, error) {
+	return p.sample(ctx, 0)
+}
+
+// sample runs the n probes over window, the i-th (from 0) no earlier than
+// (i + ½)/n of the way through it, and returns when the window is over
+// (or, with window 0, when the last probe is).
+func (p probeSignal) sample(ctx context.Context, window time.Duration) (Foreground, error) {
 	took := make([]time.Duration, 0, p.n)
-	for range p.n {
+	begin := time.Now()
+	for i := range p.n {
+		at := begin.Add(window * time.Duration(2*i+1) / time.Duration(2*p.n))
+		if err := sleep(ctx, time.Until(at)); err != nil {
+			return Foreground{}, err
+		}
 		start := time.Now()
 		if err := p.probe(ctx); err != nil {
 			return Foreground{}, fmt.Errorf("foreground probe: %w", err)
 		}
 		took = append(took, time.Since(start))
 	}
+	if err := sleep(ctx, time.Until(begin.Add(window))); err != nil {
+		return Foreground{}, err
+	}
 	slices.Sort(took)
 	return Foreground{Latency: took[(len(took)-1)*95/100], Ops: int64(len(took))}, nil
+}
+
+// windowSampler is what a signal that must be read across a window (a
+// probe, which sees only the moments it runs in) implements: sample
+// spends the window reading, and returns its reading at the window's
+// end, in place of a wait for the window and a Read.
+type windowSampler interface {
+	sample(ctx context.Context, window time.Duration) (Foreground, error)
+}
+
+// readWindow waits for a window of sig's and returns its reading: a
+// windowSampler's sample over it, else the Read after it (sig's previous
+// Read opened the window).
+func readWindow(ctx context.Context, sig ForegroundSignal, window time.Duration) (Foreground, error) {
+	if s, ok := sig.(windowSampler); ok {
+		return s.sample(ctx, window)
+	}
+	if err := sleep(ctx, window); err != nil {
+		return Foreground{}, err
+	}
+	return sig.Read(ctx)
 }
 
 // dbForeground reads the foreground from the database's statistics, less
@@ -854,14 +894,16 @@ func (b *Backfill) startPacing(ctx context.Context) (stop func(), err error) {
 // budgeted reads sig's baseline for bud, then follows it.
 func (b *Backfill) budgeted(ctx context.Context, sig ForegroundSignal, bud *LatencyBudget) (stop func(), err error) {
 	b.setPace(ctx, sig.Source(), "measuring the baseline", paceStart)
-	if _, err := sig.Read(ctx); err != nil {
-		return nil, fmt.Errorf("latency budget: baseline: %w", err)
+	if _, ok := sig.(windowSampler); !ok {
+		if _, err := sig.Read(ctx); err != nil { // opens the baseline's window
+			return nil, fmt.Errorf("latency budget: baseline: %w", err)
+		}
 	}
-	if err := sleep(ctx, bud.Baseline); err != nil {
-		return nil, err
-	}
-	base, err := sig.Read(ctx)
+	base, err := readWindow(ctx, sig, bud.Baseline)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("latency budget: baseline: %w", err)
 	}
 	if t, ok := sig.(teller); ok && !t.busy(base) {
@@ -913,11 +955,12 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 	if l, ok := sig.(lagger); ok {
 		lag = l.Lag()
 	}
+	_, sampled := sig.(windowSampler)
 	return b.pacing(ctx, func(ctx context.Context) error {
-		if err := sleep(ctx, bud.Window); err != nil {
-			return err
+		f, err := readWindow(ctx, sig, bud.Window)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		f, err := sig.Read(ctx)
 		if err != nil {
 			// Unknown is not within budget: back off as if over it.
 			p.windows++
@@ -941,15 +984,17 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 		if err := sleep(ctx, lag); err != nil {
 			return err
 		}
-		if _, err := sig.Read(ctx); err != nil {
-			p.restart()
-			b.setPace(ctx, sig.Source(), describe(), p.duty)
-			return nil
+		if !sampled {
+			if _, err := sig.Read(ctx); err != nil { // opens the reference's window
+				p.restart()
+				b.setPace(ctx, sig.Source(), describe(), p.duty)
+				return nil
+			}
 		}
-		if err := sleep(ctx, bud.Window); err != nil {
-			return err
+		f, err = readWindow(ctx, sig, bud.Window)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		f, err = sig.Read(ctx)
 		if err != nil {
 			p.restart()
 		} else {

@@ -1,0 +1,55 @@
+package backfill
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/schemashift/schemashift/internal/pgtest"
+)
+
+// A probe read over a window sees the whole window: a foreground slow
+// only in its first half, or only in its second, shows in the reading
+// either way. Probes run back to back at either end would see one half.
+func TestAProbeReadingIsOfTheWholeWindow(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	const window = 400 * time.Millisecond
+	for _, slowFirst := range []bool{true, false} {
+		var begin time.Time
+		probe := func(ctx context.Context) error {
+			// Slow while the foreground is: 30ms of the database's time.
+			q := `SELECT 1`
+			if (time.Since(begin) < window/2) == slowFirst {
+				q = `SELECT pg_sleep(0.03)`
+			}
+			_, err := db.ExecContext(ctx, q)
+			return err
+		}
+		sig := ProbeForeground(8, probe).(windowSampler)
+		begin = time.Now()
+		f, err := sig.sample(t.Context(), window)
+		took := time.Since(begin)
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, f.Latency, 30*time.Millisecond, "slow in the first half: %v; the reading: %+v", slowFirst, f)
+		assert.Equal(t, int64(8), f.Ops)
+		assert.GreaterOrEqual(t, took, window, "the reading ends with its window")
+	}
+}
+
+// A probe that fails fails the reading, and a cancelled one ends it.
+func TestAProbeReadingFailsWithItsProbe(t *testing.T) {
+	t.Parallel()
+	sig := ProbeForeground(3, func(ctx context.Context) error { return context.DeadlineExceeded }).(windowSampler)
+	_, err := sig.sample(t.Context(), 30*time.Millisecond)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "foreground probe")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = ProbeForeground(3, func(context.Context) error { return nil }).(windowSampler).sample(ctx, time.Hour)
+	require.ErrorIs(t, err, context.Canceled)
+}
