@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +41,8 @@ import (
 // from the database's statistics, the same budget read from the
 // foreground's own latencies (pgbench's log, tailed as it is written,
 // fed to a ForegroundRecorder, as an application's adapters would feed
-// one), and fixed 1,000-row batches with no pause. BENCH_PGBENCH names pgbench (default: on PATH, else
+// one), the same budget read by a probe (a point read of users, 50 a
+// window; it holds latency only), and fixed 1,000-row batches with no pause. BENCH_PGBENCH names pgbench (default: on PATH, else
 // PostgreSQL 15's); BENCH_ONLY, a regular expression, picks the contenders
 // by name (the run with no backfill always runs: every ratio is against
 // it), and the summary lines print when the contenders they compare ran.
@@ -201,6 +203,15 @@ END;
 			defer stop()
 			return backfillRun(backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9, Signal: rec}))(db)
 		}},
+		{probeBudgetName, true, func(db *sqlx.DB) (time.Time, time.Time, int64) {
+			// A point read of the foreground's table, 50 a window, as an
+			// application would probe its hot path.
+			probe := backfill.ProbeForeground(50, func(ctx context.Context) error {
+				var email string
+				return db.GetContext(ctx, &email, `SELECT email FROM users WHERE id = $1`, 1+rand.IntN(n))
+			})
+			return backfillRun(backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9, Signal: probe}))(db)
+		}},
 		{fixedName, true, backfillRun(
 			backfill.WithChunkSize(1000, 1000, 1000), backfill.WithMaxLockHold(10*time.Second), backfill.WithDutyCycle(1))},
 		{unloadedName, false, backfillRun()},
@@ -239,14 +250,14 @@ END;
 		rowsPerSec := func(r result) float64 { return float64(r.rows) / r.window.Seconds() }
 		fixed, haveFixed := got[fixedName]
 		unloaded, haveUnloaded := got[unloadedName]
-		for _, name := range []string{budgetName, appBudgetName} {
+		for _, name := range []string{budgetName, appBudgetName, probeBudgetName} {
 			r, ok := got[name]
 			if !ok || !haveFixed || !haveUnloaded {
 				continue
 			}
 			fmt.Fprintf(&out, "%s, rows/s: %.2f× the fixed 1000-row batches', %.0f%% of the defaults' with no foreground\n",
 				name, rowsPerSec(r)/rowsPerSec(fixed), 100*rowsPerSec(r)/rowsPerSec(unloaded))
-			prefix := map[string]string{budgetName: "budget", appBudgetName: "app-budget"}[name]
+			prefix := map[string]string{budgetName: "budget", appBudgetName: "app-budget", probeBudgetName: "probe-budget"}[name]
 			b.ReportMetric(r.p99/none.p99, prefix+"-p99-ratio")
 			b.ReportMetric(r.p99/r.p99Before, prefix+"-p99-vs-before")
 			b.ReportMetric(100*r.tps/none.tps, prefix+"-fg-kept-%")
@@ -266,10 +277,11 @@ END;
 
 // The contenders whose figures the summary lines compare.
 const (
-	budgetName    = "budget 1.5x p99, 10% tx/s"
-	appBudgetName = "budget, the foreground's own latencies"
-	fixedName     = "fixed 1000-row batches"
-	unloadedName  = "defaults, no foreground"
+	budgetName      = "budget 1.5x p99, 10% tx/s"
+	appBudgetName   = "budget, the foreground's own latencies"
+	probeBudgetName = "budget, a probe (latency only)"
+	fixedName       = "fixed 1000-row batches"
+	unloadedName    = "defaults, no foreground"
 )
 
 // tailPgbench feeds rec with each transaction's latency as pgbench logs
