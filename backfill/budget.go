@@ -499,7 +499,8 @@ func (r *ForegroundRecorder) Read(context.Context) (Foreground, error) {
 // evenly across the window, so that the reading is of the whole window
 // (the workers' chunks and their rests alike), not of its last moments;
 // a Read of its own, outside a budget, runs them back to back. A probe
-// that outlasts its share of the window is followed at once by the next.
+// that outlasts its share of the window is followed at once by the next;
+// one that fails fails the window's reading, at the window's end.
 // It cannot tell throughput: a budget read by it holds only its P99.
 func ProbeForeground(n int, probe func(ctx context.Context) error) ForegroundSignal {
 	return probeSignal{n: max(n, 1), probe: probe}
@@ -518,17 +519,23 @@ func (p probeSignal) Read(ctx context.Context) (Foreground, error) {
 
 // sample runs the n probes over window, the i-th (from 0) no earlier than
 // (i + ½)/n of the way through it, and returns when the window is over
-// (or, with window 0, when the last probe is).
+// (or, with window 0, when the last probe is), a probe's failure too: a
+// failed reading is one a window, as a Read's after a wait for the window
+// is, so that the budget backs off window by window rather than at every
+// failed probe.
 func (p probeSignal) sample(ctx context.Context, window time.Duration) (Foreground, error) {
 	took := make([]time.Duration, 0, p.n)
 	begin := time.Now()
+	step := window / time.Duration(2*p.n) // divided first: a long window times many probes overflows
 	for i := range p.n {
-		at := begin.Add(window * time.Duration(2*i+1) / time.Duration(2*p.n))
-		if err := sleep(ctx, time.Until(at)); err != nil {
+		if err := sleep(ctx, time.Until(begin.Add(step*time.Duration(2*i+1)))); err != nil {
 			return Foreground{}, err
 		}
 		start := time.Now()
 		if err := p.probe(ctx); err != nil {
+			if ctx.Err() == nil {
+				_ = sleep(ctx, time.Until(begin.Add(window))) // the error returned is the probe's
+			}
 			return Foreground{}, fmt.Errorf("foreground probe: %w", err)
 		}
 		took = append(took, time.Since(start))

@@ -40,13 +40,19 @@ func TestAProbeReadingIsOfTheWholeWindow(t *testing.T) {
 	}
 }
 
-// A probe that fails fails the reading, and a cancelled one ends it.
+// A probe that fails fails the reading, at the end of its window (a
+// failed reading is one a window, as with any signal: the budget backs
+// off window by window, not at every probe), and a cancelled one ends it.
 func TestAProbeReadingFailsWithItsProbe(t *testing.T) {
 	t.Parallel()
-	sig := ProbeForeground(3, func(ctx context.Context) error { return context.DeadlineExceeded }).(windowSampler)
-	_, err := sig.sample(t.Context(), 30*time.Millisecond)
+	const window = 100 * time.Millisecond
+	sig := ProbeForeground(10, func(ctx context.Context) error { return context.DeadlineExceeded }).(windowSampler)
+	begin := time.Now()
+	_, err := sig.sample(t.Context(), window)
+	took := time.Since(begin)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "foreground probe")
+	assert.GreaterOrEqual(t, took, window, "the failed reading ends with its window")
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

@@ -2,6 +2,7 @@ package backfill_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -75,4 +76,58 @@ func TestABudgetSpreadsItsProbesAcrossEachWindow(t *testing.T) {
 	// Spread, consecutive probes are a fifth of a window apart (50ms);
 	// back to back, four gaps in five are one probe's time.
 	assert.GreaterOrEqual(t, gaps[len(gaps)/2], window/(2*n), "the median gap between probes; all: %v", gaps)
+}
+
+// A probe that fails is read once a window: the budget backs off
+// (halving the pace) window by window, as it does for any signal that
+// fails, not at every failed probe.
+func TestAFailingProbeFailsOnceAWindow(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	usersTable(t, db, 1000)
+	const (
+		n      = 10
+		window = 200 * time.Millisecond
+		fails  = 5
+	)
+	var (
+		mu     sync.Mutex
+		calls  int
+		failed []time.Time
+	)
+	enough := make(chan struct{})
+	probe := func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if calls++; calls <= n {
+			return nil // the baseline's
+		}
+		failed = append(failed, time.Now())
+		if len(failed) == fails {
+			close(enough)
+		}
+		return errors.New("probe down")
+	}
+	b := mustNew(t, db, emailJob("probe-down"), backfill.WithChunkSize(100, 100, 100),
+		backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Signal: backfill.ProbeForeground(n, probe), Baseline: window, Window: window}),
+		// The second chunk waits, claimed (no row locked), for the failures.
+		backfill.WithAfterClaim(func(seq int64) {
+			if seq != 2 {
+				return
+			}
+			select {
+			case <-enough:
+			case <-time.After(30 * time.Second): // a bound on failure, not a wait for success
+				t.Error("no failed probes in 30 s")
+			}
+		}))
+	p, err := b.Run(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, backfill.Done, p.Status)
+	mu.Lock()
+	defer mu.Unlock()
+	require.GreaterOrEqual(t, len(failed), fails)
+	// Each failed reading waits out its window: fails of them span
+	// fails−1 windows at least (a reading is only ever late).
+	assert.GreaterOrEqual(t, failed[fails-1].Sub(failed[0]), (fails-1)*window, "first and last of %d failed probes", fails)
 }
