@@ -45,18 +45,8 @@ func TestABudgetSpreadsItsProbesAcrossEachWindow(t *testing.T) {
 	}
 	b := mustNew(t, db, emailJob("probed"), backfill.WithChunkSize(100, 100, 100),
 		backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Signal: backfill.ProbeForeground(n, probe), Baseline: window, Window: window}),
-		// The second chunk waits, claimed (no row locked), for the
-		// probes of the baseline and three windows.
-		backfill.WithAfterClaim(func(seq int64) {
-			if seq != 2 {
-				return
-			}
-			select {
-			case <-enough:
-			case <-time.After(30 * time.Second): // a bound on failure, not a wait for success
-				t.Error("no probes for three windows in 30 s")
-			}
-		}))
+		// The second chunk waits for the probes of the baseline and three windows.
+		secondChunkAwaits(t, enough, "probes for three windows"))
 	p, err := b.Run(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, backfill.Done, p.Status)
@@ -110,17 +100,7 @@ func TestAFailingProbeFailsOnceAWindow(t *testing.T) {
 	}
 	b := mustNew(t, db, emailJob("probe-down"), backfill.WithChunkSize(100, 100, 100),
 		backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Signal: backfill.ProbeForeground(n, probe), Baseline: window, Window: window}),
-		// The second chunk waits, claimed (no row locked), for the failures.
-		backfill.WithAfterClaim(func(seq int64) {
-			if seq != 2 {
-				return
-			}
-			select {
-			case <-enough:
-			case <-time.After(30 * time.Second): // a bound on failure, not a wait for success
-				t.Error("no failed probes in 30 s")
-			}
-		}))
+		secondChunkAwaits(t, enough, "failed probes"))
 	p, err := b.Run(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, backfill.Done, p.Status)
@@ -130,4 +110,21 @@ func TestAFailingProbeFailsOnceAWindow(t *testing.T) {
 	// Each failed reading waits out its window: fails of them span
 	// fails−1 windows at least (a reading is only ever late).
 	assert.GreaterOrEqual(t, failed[fails-1].Sub(failed[0]), (fails-1)*window, "first and last of %d failed probes", fails)
+}
+
+// secondChunkAwaits holds a Run's second chunk, claimed (no row locked),
+// until ready closes, so that the Run lasts as long as a test needs to
+// read its pace; it fails t after 30 s without what (a bound on failure,
+// not a wait for success).
+func secondChunkAwaits(t *testing.T, ready <-chan struct{}, what string) backfill.Option {
+	return backfill.WithAfterClaim(func(seq int64) {
+		if seq != 2 {
+			return
+		}
+		select {
+		case <-ready:
+		case <-time.After(30 * time.Second):
+			t.Errorf("no %s in 30 s", what)
+		}
+	})
 }

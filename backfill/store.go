@@ -378,13 +378,13 @@ func (b *Backfill) claim(ctx context.Context, worker string, size int, guesses [
 	return c, Running, tx.Commit()
 }
 
-// heldSpan reads c's row again in tx (locked when lock is set) and
+// heldSpan reads c's row again in tx, locked, and
 // returns errLeaseLost when it is no longer worker's, and, when c is an
 // open-ended tail that an attempt at it has cut since, the cut chunk (c
 // itself is left as it is); nil otherwise.
-func (b *Backfill) heldSpan(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, lock bool) (*chunk, error) {
+func (b *Backfill) heldSpan(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk) (*chunk, error) {
 	var lease chunkLease
-	if err := tx.GetContext(ctx, &lease, b.plan.d.BackfillChunkLease(lock), b.job.Name, c.Seq); err != nil {
+	if err := tx.GetContext(ctx, &lease, b.plan.d.BackfillChunkLease(), b.job.Name, c.Seq); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, errLeaseLost
 		}
@@ -395,8 +395,8 @@ func (b *Backfill) heldSpan(ctx context.Context, tx *sqlx.Tx, worker string, c *
 
 // checkChunk is what a chunk reads before its statement, in one
 // statement (a round trip less per chunk than two): that the job still
-// runs (errNotRunning, as [Backfill.running]), then, as heldSpan with no
-// lock, that c is still worker's, and whether an attempt at it cut it.
+// runs (errNotRunning, as [Backfill.running]), then, as heldSpan but
+// with no lock, that c is still worker's, and whether an attempt at it cut it.
 func (b *Backfill) checkChunk(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk) (*chunk, error) {
 	var row struct {
 		JobStatus Status `db:"job_status"`
@@ -480,7 +480,7 @@ func (b *Backfill) boundTail(ctx context.Context, worker string, c *chunk, size 
 	if err := tx.GetContext(ctx, &job, b.plan.d.BackfillClaimJob(), b.job.Name); err != nil {
 		return fmt.Errorf("bound tail: %w", err)
 	}
-	cut, err := b.heldSpan(ctx, tx, worker, c, true)
+	cut, err := b.heldSpan(ctx, tx, worker, c)
 	if err != nil {
 		return fmt.Errorf("bound tail: %w", err)
 	}
@@ -572,14 +572,14 @@ var errLeaseLost = errors.New("chunk lease lost")
 // back.
 var errNotRunning = errors.New("job not running")
 
-// running checks, in the chunk's transaction, that the job still runs.
-// lock holds the job's row to the commit (PostgreSQL): a [Pause] or
+// running checks, in the chunk's transaction, that the job still runs,
+// holding the job's row to the commit (PostgreSQL): a [Pause] or
 // [Cancel] then waits for the chunk to commit, or the chunk sees it and
 // rolls back, so that no chunk commits after a pause returned. On SQLite
 // the transaction holds the write lock, which does the same.
-func (b *Backfill) running(ctx context.Context, tx *sqlx.Tx, lock bool) error {
+func (b *Backfill) running(ctx context.Context, tx *sqlx.Tx) error {
 	var st Status
-	if err := tx.GetContext(ctx, &st, b.plan.d.BackfillStatus(lock), b.job.Name); err != nil {
+	if err := tx.GetContext(ctx, &st, b.plan.d.BackfillStatus(), b.job.Name); err != nil {
 		return err
 	}
 	if st != Running {
@@ -594,7 +594,7 @@ func (b *Backfill) running(ctx context.Context, tx *sqlx.Tx, lock bool) error {
 // does. An open-ended tail is marked done only while it is open still:
 // one cut since (see boundTail) is not the span this attempt walked.
 func (b *Backfill) finish(ctx context.Context, tx *sqlx.Tx, worker string, c *chunk, changed int64) error {
-	if err := b.running(ctx, tx, true); err != nil {
+	if err := b.running(ctx, tx); err != nil {
 		return err
 	}
 	res, err := tx.ExecContext(ctx, b.plan.d.BackfillFinishChunk(c.Span.Hi == nil), b.job.Name, c.Seq, worker, changed, dialect.Stamp(b.now()))

@@ -37,8 +37,8 @@ type BackfillQueries interface {
 	// statuses: job, the new status, now, then each status moved from.
 	BackfillSetStatus(from int) string
 	// BackfillStatus reads a job's status, its row locked to the end of
-	// the transaction when lock is set: job.
-	BackfillStatus(lock bool) string
+	// the transaction: job.
+	BackfillStatus() string
 	// BackfillClaimJob reads, its row locked to the end of the
 	// transaction, a job's status, frontier, exhausted and next_seq: job.
 	BackfillClaimJob() string
@@ -60,9 +60,9 @@ type BackfillQueries interface {
 	// frontier, exhausted, chunk size, now.
 	BackfillAdvance() string
 	// BackfillChunkLease reads a chunk's worker, status, upper key and
-	// rows scanned, its row locked to the end of the transaction when
-	// lock is set: job, seq.
-	BackfillChunkLease(lock bool) string
+	// rows scanned, its row locked to the end of the transaction: job,
+	// seq.
+	BackfillChunkLease() string
 	// BackfillChunkCheck reads, with no lock, a job's status and one of
 	// its chunks' worker, status, upper key and rows scanned (NULL when
 	// the chunk has no row), in one statement: job, seq.

@@ -81,11 +81,8 @@ func (Dialect) BackfillSchema(have []string, runs bool) string {
 }
 
 // BackfillStatus implements [dialect.BackfillQueries].
-func (Dialect) BackfillStatus(lock bool) string {
-	if lock {
-		return `SELECT status FROM schemashift_backfills WHERE job = $1 FOR UPDATE`
-	}
-	return `SELECT status FROM schemashift_backfills WHERE job = $1`
+func (Dialect) BackfillStatus() string {
+	return `SELECT status FROM schemashift_backfills WHERE job = $1 FOR UPDATE`
 }
 
 // BackfillClaimJob implements [dialect.BackfillQueries].
@@ -95,12 +92,8 @@ func (Dialect) BackfillClaimJob() string {
 }
 
 // BackfillChunkLease implements [dialect.BackfillQueries].
-func (Dialect) BackfillChunkLease(lock bool) string {
-	q := `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2`
-	if lock {
-		q += ` FOR UPDATE`
-	}
-	return q
+func (Dialect) BackfillChunkLease() string {
+	return `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2 FOR UPDATE`
 }
 
 // BackfillChunkCheck implements [dialect.BackfillQueries].

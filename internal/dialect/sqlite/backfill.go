@@ -84,7 +84,7 @@ func (Dialect) BackfillSchema(have []string, runs bool) string {
 
 // BackfillStatus implements [dialect.BackfillQueries]: the write
 // transaction holds every row already.
-func (Dialect) BackfillStatus(bool) string {
+func (Dialect) BackfillStatus() string {
 	return `SELECT status FROM schemashift_backfills WHERE job = $1`
 }
 
@@ -96,7 +96,7 @@ func (Dialect) BackfillClaimJob() string {
 
 // BackfillChunkLease implements [dialect.BackfillQueries]: the write
 // transaction holds every row already.
-func (Dialect) BackfillChunkLease(bool) string {
+func (Dialect) BackfillChunkLease() string {
 	return `SELECT worker, status, hi, scanned FROM schemashift_backfill_chunks WHERE job = $1 AND seq = $2`
 }
 
