@@ -158,6 +158,9 @@ func WithLatencyBudget(b LatencyBudget) Option {
 		if b.Baseline < 0 || b.Window < 0 {
 			return errors.New("latency budget: negative baseline or window")
 		}
+		if p, ok := b.Signal.(probeSignal); ok && p.probe == nil {
+			return errors.New("latency budget: ProbeForeground was given no probe")
+		}
 		var least time.Duration // the signal's shortest window
 		if m, ok := b.Signal.(minWindower); ok {
 			least = m.MinWindow()
@@ -501,7 +504,8 @@ func (r *ForegroundRecorder) Read(context.Context) (Foreground, error) {
 // a Read of its own, outside a budget, runs them back to back. A probe
 // that outlasts its share of the window is followed at once by the next;
 // one that fails fails the window's reading, at the window's end.
-// It cannot tell throughput: a budget read by it holds only its P99.
+// It cannot tell throughput: a budget read by it holds only its P99. A nil
+// probe is refused by [WithLatencyBudget].
 func ProbeForeground(n int, probe func(ctx context.Context) error) ForegroundSignal {
 	return probeSignal{n: max(n, 1), probe: probe}
 }

@@ -182,6 +182,7 @@ func TestLatencyBudgetRefusesNonsense(t *testing.T) {
 	usersTable(t, db, 10)
 	for _, bud := range []backfill.LatencyBudget{
 		{}, {P99: 1}, {P99: 0.5}, {Throughput: 1}, {Throughput: -0.1}, {P99: 2, Window: -1},
+		{P99: 2, Signal: backfill.ProbeForeground(5, nil)}, // a probe with nothing to run
 	} {
 		_, err := backfill.New(t.Context(), db, emailJob("nonsense"), backfill.WithLatencyBudget(bud))
 		assert.ErrorContains(t, err, "latency budget", "%+v", bud)
