@@ -127,8 +127,13 @@ type minWindower interface {
 // only add their fixed costs to the same share of the machine).
 //
 // The baseline is taken again as the backfill runs: every eighth window,
-// after a window past a limit (from the second window after the last
-// reference on), and, while the last showed no foreground, as soon as
+// after a window past a limit, or one better than the reference by more
+// than the budget lets one be worse (latency below the reference's
+// divided by P99, or throughput above 2 − Throughput of it: the
+// reference was read in a dip of the foreground's own, or its load has
+// grown; such a window holds the pace rather than let it climb on false
+// headroom), each from the second window after the last reference on,
+// and, while the last showed no foreground, as soon as
 // two readings in a row see one, the workers rest,
 // each after the chunk it is in, for the signal's lag (a second for the
 // database's statistics; a signal says its own with a Lag()
@@ -213,6 +218,9 @@ type pacer struct {
 	arriving busyStreak
 	// overLast says the last window judged was past a limit.
 	overLast bool
+	// staleLast says the last window judged was better than the
+	// reference by more than the budget lets one be worse (see stale).
+	staleLast bool
 	// busy tells whether a reading shows a foreground (nil: any with
 	// operations in it does; see teller).
 	busy func(Foreground) bool
@@ -249,7 +257,7 @@ func (p *pacer) referenceDue() bool {
 	if p.base.Ops == 0 {
 		return p.arriving.n >= busyReadings
 	}
-	return p.windows >= referenceEvery || (p.overLast && p.windows >= overReference)
+	return p.windows >= referenceEvery || ((p.overLast || p.staleLast) && p.windows >= overReference)
 }
 
 // overReference is how many windows after a reference one past a limit
@@ -258,13 +266,14 @@ func (p *pacer) referenceDue() bool {
 // reads as the backfill's doing against a reference taken before, and
 // the pace would fall to its floor and stay there for the rest of the
 // eight windows. Resting at once tells which it was, and is what a
-// backfill past its budget should do anyway.
+// backfill past its budget should do anyway. A window better than the
+// reference by as much (see stale) makes the next one a reference too.
 const overReference = 2
 
 // restart starts the count towards the next reference over: one was
 // taken, or its reading failed (the next, eight windows on).
 func (p *pacer) restart() {
-	p.windows, p.arriving, p.overLast = 0, busyStreak{}, false
+	p.windows, p.arriving, p.overLast, p.staleLast = 0, busyStreak{}, false, false
 }
 
 // reference takes f, read over a window through which the backfill
@@ -334,12 +343,31 @@ func (p *pacer) judge(f Foreground) (v verdict, headroom float64, latencyOver bo
 	return v, headroom, latencyOver
 }
 
+// stale reports whether f, read while the backfill worked, is better
+// than the reference by more than the budget lets a reading be worse
+// (latency below the reference's divided by P99, or throughput above
+// 2 − Throughput of it, over enough operations to judge): the reference
+// was read in a dip of the foreground's own (a checkpoint, a vacuum, a
+// burst elsewhere on the machine) or its load has grown since. Judged
+// against it, the readings show headroom the foreground does not have:
+// the pace would climb on it and take more than the budget once the dip
+// ends, until the next reference, eight windows on.
+func (p *pacer) stale(f Foreground) bool {
+	if p.budget.P99 > 0 && p.base.Latency > 0 && f.Latency > 0 && float64(f.Latency)*p.budget.P99 < float64(p.base.Latency) {
+		return true
+	}
+	return p.budget.Throughput > 0 && p.base.Throughput > 0 && min(p.base.Ops, f.Ops) >= minJudgedOps &&
+		f.Throughput > p.base.Throughput*(2-p.budget.Throughput)
+}
+
 // update takes the reading f of the window ending at now and returns the
 // new share of time to work, and whether the chunk size must be halved:
 // when the latency limit was passed, as a foreground write may have
 // waited on a chunk's row locks; throughput lost is the work's share of
 // the machine, which the pace alone sets (smaller chunks would only add
-// their fixed costs).
+// their fixed costs). A reading that says the reference is stale holds
+// the pace, and makes the next window a reference (from the second after
+// the last on).
 func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) {
 	p.windows++
 	if p.base.Ops == 0 {
@@ -358,7 +386,7 @@ func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) 
 		return p.duty, false
 	}
 	v, headroom, latencyOver := p.judge(f)
-	p.overLast = v == over
+	p.overLast, p.staleLast = v == over, p.stale(f)
 	switch v {
 	case over:
 		p.probed = true
@@ -371,6 +399,10 @@ func (p *pacer) update(now time.Time, f Foreground) (duty float64, shrink bool) 
 		p.duty = max(paceMin, p.duty*5/6)
 		p.note = "near budget"
 	default:
+		if p.staleLast {
+			p.note = "better than the reference: holding for another"
+			break
+		}
 		if now.Before(p.hold) {
 			p.note = "holding"
 			break

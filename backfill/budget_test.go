@@ -415,3 +415,65 @@ func TestRestEndsWhenThePaceRises(t *testing.T) {
 	require.NotEmpty(t, rests)
 	assert.Greater(t, rests[0], 25*time.Second, "at 0.01 the first rest is 99 times the chunk")
 }
+
+// scripted is a foreground signal whose baseline reads as a dip of the
+// foreground's own (three times the latency, three quarters of the
+// throughput) and every reading after as the foreground out of it; it
+// records the pace each of its reads saw, and closes enough at the
+// eighth.
+type scripted struct {
+	b      **backfill.Backfill
+	mu     sync.Mutex
+	duties []float64
+	enough chan struct{}
+}
+
+func (*scripted) Source() string { return backfill.SourceApplication }
+
+func (s *scripted) Read(context.Context) (backfill.Foreground, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.duties = append(s.duties, (*s.b).DutyNow())
+	if len(s.duties) == 8 {
+		close(s.enough)
+	}
+	if len(s.duties) <= 2 { // the baseline's window
+		return backfill.Foreground{Latency: 1500 * time.Microsecond, Throughput: 12_000, Ops: 12_000}, nil
+	}
+	return backfill.Foreground{Latency: 500 * time.Microsecond, Throughput: 16_000, Ops: 16_000}, nil
+}
+
+// A baseline read in a dip of the foreground's own makes the first
+// readings of a Run on real PostgreSQL look better than it by more than
+// the budget lets one be worse: the pace holds at its start through them
+// and the window after the second is a reference, the workers at rest.
+// Judged against the dip, slow start doubles the pace at each window,
+// and the reference waits for the eighth.
+func TestLatencyBudgetRetakesAReferenceReadInADip(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	usersTable(t, db, 2_000)
+	var b *backfill.Backfill
+	sig := &scripted{b: &b, enough: make(chan struct{})}
+	b = mustNew(t, db, emailJob("dip"),
+		backfill.WithLatencyBudget(backfill.LatencyBudget{P99: 1.5, Throughput: 0.9, Signal: sig, Baseline: 20 * time.Millisecond, Window: 20 * time.Millisecond}),
+		backfill.WithAfterClaim(func(seq int64) {
+			if seq == 3 {
+				select {
+				case <-sig.enough:
+				case <-time.After(time.Minute):
+					t.Error("no eight readings in a minute")
+				}
+			}
+		}))
+	p, err := b.Run(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, backfill.Done, p.Status)
+	assert.Zero(t, divergent(t, db))
+	sig.mu.Lock()
+	defer sig.mu.Unlock()
+	require.GreaterOrEqual(t, len(sig.duties), 6)
+	// Reads 1-2: the baseline; 3-4: the first two windows, each seeing
+	// the pace the one before it left; 5-6: the reference's window.
+	assert.Equal(t, []float64{0.1, 0.1, 0.1, 0.1, 0, 0}, sig.duties[:6])
+}

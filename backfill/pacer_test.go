@@ -394,3 +394,77 @@ func TestPacerAsksTheSignalWhetherAForegroundRuns(t *testing.T) {
 	d, _ = p.update(now, Foreground{Throughput: 500, Ops: 1000})
 	assert.InDelta(t, paceStart, d, 1e-9, "one of 1000 at half the throughput is past the limit: halved")
 }
+
+// A reference read while the foreground was in a dip of its own (here at
+// 0.76 of its throughput and 2.8× its latency, as a checkpoint does)
+// makes every reading after the dip look better than the reference. The
+// pace must not climb on that false headroom: a reading better than the
+// reference by more than the budget lets one be worse holds the pace,
+// and the window after the second is a reference. Against the stale one
+// until the eighth window, slow start doubles the pace to full, and the
+// foreground, judged against itself, loses 30% of its throughput and
+// doubles its latency.
+func TestPacerRetakesAReferenceReadInADip(t *testing.T) {
+	t.Parallel()
+	budget := LatencyBudget{P99: 1.5, Throughput: 0.9, Window: time.Second}
+	truth := Foreground{Latency: 500 * time.Microsecond, Throughput: 16500, Ops: 16500}
+	dip := Foreground{Latency: 1400 * time.Microsecond, Throughput: 12500, Ops: 12500}
+	p := newPacer(budget, truth)
+	p.reference(dip)
+	m := model{base: truth, rng: rand.New(rand.NewPCG(7, 8)), lat: 1, tp: 0.3}
+	now := time.Unix(0, 0)
+	duty, windows := p.duty, 0
+	for !p.referenceDue() {
+		require.Less(t, windows, referenceEvery, "no reference before the eighth window")
+		now = now.Add(budget.Window)
+		duty, _ = p.update(now, m.at(duty))
+		windows++
+		assert.InDelta(t, paceStart, duty, 1e-9, "window %d: the pace held (%s)", windows, p.describe())
+	}
+	assert.Equal(t, overReference, windows, "a reference as soon as one after a reference may be")
+	assert.Contains(t, p.describe(), "better than the reference")
+	p.reference(m.at(0))
+	assert.InDelta(t, paceStart, p.duty, 1e-9)
+	// Against the foreground as it is, the pace finds its way again and
+	// holds the budget.
+	over := 0
+	for i := range 60 {
+		now = now.Add(budget.Window)
+		if p.referenceDue() {
+			p.reference(m.at(0))
+			duty = p.duty
+			continue
+		}
+		f := m.at(duty)
+		duty, _ = p.update(now, f)
+		if i >= 30 && (float64(f.Latency)/float64(truth.Latency) > 1.5 || f.Throughput/truth.Throughput < 0.9) {
+			over++
+		}
+	}
+	assert.Zero(t, over, "no window past the budget once converged")
+	assert.Greater(t, duty, 0.1, "and not held at its start: %s", p.describe())
+
+	// A reading better only by noise, or by less than the budget lets one
+	// be worse, is judged as before.
+	q := newPacer(budget, truth)
+	d, _ := q.update(now, Foreground{Latency: 400 * time.Microsecond, Throughput: 17500, Ops: 17500})
+	assert.InDelta(t, 2*paceStart, d, 1e-9, "slow start goes on: %s", q.describe())
+	assert.False(t, q.staleLast)
+	// Throughput over too few operations to judge is not a stale reference.
+	d, _ = q.update(now, Foreground{Latency: 450 * time.Microsecond, Throughput: 30000, Ops: 300})
+	assert.InDelta(t, 4*paceStart, d, 1e-9, "%s", q.describe())
+	// Either limit's side tells alone.
+	for _, c := range []struct {
+		budget LatencyBudget
+		f      Foreground
+	}{
+		{LatencyBudget{Throughput: 0.9, Window: time.Second}, Foreground{Latency: truth.Latency, Throughput: 1.15 * truth.Throughput, Ops: 19000}},
+		{LatencyBudget{P99: 1.5, Window: time.Second}, Foreground{Latency: truth.Latency / 2, Throughput: truth.Throughput, Ops: 16500}},
+	} {
+		r := newPacer(c.budget, truth)
+		r.update(now, c.f)
+		d, _ := r.update(now, c.f)
+		assert.InDelta(t, paceStart, d, 1e-9, "%+v: %s", c.budget, r.describe())
+		assert.True(t, r.referenceDue(), "%+v", c.budget)
+	}
+}
