@@ -42,6 +42,8 @@ type Backfill struct {
 	foreground string        // the budget's signal's source
 	pace       string        // the budget's pace, described
 	resting    chan struct{} // while the pace is 0: closed when it is not
+	working    int           // workers in a chunk's turn (see startTurn)
+	drained    chan struct{} // closed when working falls to 0 (see drain)
 	paced      chan struct{} // closed when the pace next changes (see rest)
 	window     string        // where the job stands among its run windows (see waitWindow)
 	windowSet  bool          // window was recorded in the job's row
@@ -500,13 +502,19 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 	if b.opts.afterClaim != nil {
 		b.opts.afterClaim(c.Seq)
 	}
+	endTurn, err := b.startTurn(ctx)
+	if err != nil {
+		stopLease()
+		return err
+	}
+	defer endTurn()
 	start := time.Now()
 	var (
 		changed int64
 		busy    time.Duration
 	)
 	reserved, bounded := size, !c.Retaken || c.Span.Hi != nil
-	err := b.retry(cctx, "chunk", func() error {
+	err = b.retry(cctx, "chunk", func() error {
 		if !bounded {
 			if err := b.boundTail(cctx, worker, c, size); err != nil {
 				return err
@@ -554,6 +562,7 @@ func (b *Backfill) runChunk(ctx context.Context, worker string, c *chunk, size i
 	b.opts.observer.ObserveChunk(ctx, Chunk{Job: b.job.Name, Seq: c.Seq, Worker: worker, Rows: c.Scanned, Changed: changed,
 		Size: size, Attempt: c.Attempts, Duration: elapsed})
 	b.adapt(c.Scanned, elapsed)
+	endTurn()
 	return b.rest(ctx, elapsed)
 }
 

@@ -134,8 +134,10 @@ type minWindower interface {
 // grown; such a window holds the pace rather than let it climb on false
 // headroom), each from the second window after the last reference on,
 // and, while the last showed no foreground, as soon as
-// two readings in a row see one, the workers rest,
-// each after the chunk it is in, for the signal's lag (a second for the
+// two readings in a row see one, the workers rest (each ends the chunk
+// it is in, and the rest waits for every one to; a chunk claimed
+// meanwhile waits for the rest to end before it touches a row) for the
+// signal's lag (a second for the
 // database's statistics; a signal says its own with a Lag()
 // time.Duration method) and a window, and that window's reading is the
 // reference the next are judged against. A foreground whose own load
@@ -1021,9 +1023,13 @@ func (b *Backfill) follow(ctx context.Context, sig ForegroundSignal, p *pacer) (
 			return nil
 		}
 		// A reference: the workers rest (each ends the chunk it is in,
-		// within the lock bound) for the signal's lag, then a window,
-		// read as the foreground without the backfill.
+		// within the lock bound, and the window waits for them to) for
+		// the signal's lag, then a window, read as the foreground
+		// without the backfill.
 		b.setPace(ctx, sig.Source(), fmt.Sprintf("duty 0, taking a reference (then %.2f)", p.duty), 0)
+		if err := b.drain(ctx); err != nil {
+			return err
+		}
 		if err := sleep(ctx, lag); err != nil {
 			return err
 		}
@@ -1084,6 +1090,73 @@ func (b *Backfill) waitWhileResting(ctx context.Context) error {
 	b.mu.Unlock()
 	if ch == nil {
 		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ch:
+		return nil
+	}
+}
+
+// startTurn starts a worker's turn at a claimed chunk, which lasts until
+// the returned end is called (a second call does nothing): from before
+// the chunk's first statement to its commit, or its end however it
+// ended. A turn waits while the pace is 0: a chunk claimed as a
+// reference began waits for it to end before it touches a row. The claim
+// itself locks no row of the table and is not in the turn.
+func (b *Backfill) startTurn(ctx context.Context) (end func(), err error) {
+	for {
+		b.mu.Lock()
+		ch := b.resting
+		if ch == nil {
+			b.working++
+			b.mu.Unlock()
+			ended := false
+			return func() {
+				if ended {
+					return
+				}
+				ended = true
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				if b.working--; b.working == 0 && b.drained != nil {
+					close(b.drained)
+					b.drained = nil
+				}
+			}, nil
+		}
+		b.mu.Unlock()
+		if b.opts.turnWaits != nil {
+			b.opts.turnWaits()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// drain waits, the pace at 0, until no worker is in a chunk's turn, so
+// that a reference's window opens with every chunk that ran into it
+// ended: one still running would count against the foreground at rest
+// (the rows it locks, the machine it takes), and the budget would take
+// its own load for the foreground's. The pace at 0, no turn starts
+// meanwhile (see startTurn).
+func (b *Backfill) drain(ctx context.Context) error {
+	b.mu.Lock()
+	if b.working == 0 {
+		b.mu.Unlock()
+		return nil
+	}
+	if b.drained == nil {
+		b.drained = make(chan struct{})
+	}
+	ch := b.drained
+	b.mu.Unlock()
+	if b.opts.draining != nil {
+		b.opts.draining()
 	}
 	select {
 	case <-ctx.Done():

@@ -64,6 +64,8 @@ type options struct {
 	windowWait       func(text string)                   // test hook: each look at the clock outside every run window
 	beforeCommit     func(seq int64)                     // test hook
 	afterClaim       func(seq int64)                     // test hook: between a chunk's claim and its transaction
+	draining         func()                              // test hook: a reference waits for chunks in their turn
+	turnWaits        func()                              // test hook: a chunk's turn waits for a reference to end
 	resting          func(d time.Duration)               // test hook: a worker starts to rest d after a chunk
 	reserved         func(rows, burst int, at time.Time) // test hook: each reservation on the rate limit, and when the limiter lets it go
 	noRenewal        bool                                // test hook: leases are never renewed, as by a frozen worker
