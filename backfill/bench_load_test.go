@@ -46,8 +46,13 @@ import (
 // PostgreSQL 15's); BENCH_ONLY, a regular expression, picks the contenders
 // by name (the run with no backfill always runs: every ratio is against
 // it), and the summary lines print when the contenders they compare ran.
+// BENCH_TIMELINE, set, logs each contender's foreground tx/s by the half
+// second over its window, and its pace every quarter second (run with -v
+// to see them): where a contender lost its foreground, and what the pace
+// read then.
 func BenchmarkBackfillUnderLoad(b *testing.B) {
 	pgbench := pgbenchPath(b)
+	timeline := os.Getenv("BENCH_TIMELINE") != ""
 	n := benchRows()
 	dir := b.TempDir()
 	script := filepath.Join(dir, "fg.sql")
@@ -138,6 +143,17 @@ END;
 				lat = append(lat, tx.latency.Seconds()*1000)
 			}
 		}
+		if timeline {
+			buckets := map[int]int{}
+			for _, tx := range fg {
+				if !tx.done.Before(start) && !tx.done.After(end) {
+					buckets[int(tx.done.Sub(start)/(500*time.Millisecond))]++
+				}
+			}
+			for i := 0; i <= int(end.Sub(start)/(500*time.Millisecond)); i++ {
+				b.Logf("timeline %s %4.1fs foreground %5.0f tx/s", name, float64(i)/2, float64(buckets[i])*2)
+			}
+		}
 		slices.Sort(lat)
 		slices.Sort(latBefore)
 		if len(latBefore) > 0 {
@@ -154,7 +170,14 @@ END;
 	backfillRun := func(opts ...backfill.Option) func(db *sqlx.DB) (time.Time, time.Time, int64) {
 		return func(db *sqlx.DB) (time.Time, time.Time, int64) {
 			log := &chunkLog{}
-			bf, err := backfill.New(ctx, db, jobOn("users"), append(opts, backfill.WithObserver(log))...)
+			o := append(slices.Clone(opts), backfill.WithObserver(log))
+			if timeline {
+				t0 := time.Now()
+				o = append(o, backfill.WithProgress(250*time.Millisecond, func(p backfill.Progress) {
+					b.Logf("timeline pace %5.2fs rows %d size %d %s", time.Since(t0).Seconds(), p.RowsDone, p.ChunkSize, p.Pace)
+				}))
+			}
+			bf, err := backfill.New(ctx, db, jobOn("users"), o...)
 			if err != nil {
 				b.Fatal(err)
 			}
